@@ -1,0 +1,5 @@
+"""`python -m modeljob`: the same entry point as the `modeljob` console script."""
+
+from modeljob.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""I/O at the edges: each module translates one kind of outside world once and calls the core."""

@@ -1,0 +1,98 @@
+"""What a job declares, as the core sees it: the model, the work, and explicit overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Precision(StrEnum):
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+    FP8 = "fp8"
+    INT8 = "int8"
+    INT4 = "int4"
+    NF4 = "nf4"
+
+
+class WorkloadType(StrEnum):
+    INFERENCE = "Inference"
+    TRAINING = "Training"
+    LORA = "LoRA"
+    QLORA = "QLoRA"
+
+
+class Optimizer(StrEnum):
+    ADAMW = "AdamW"
+    ADAM8BIT = "Adam8bit"
+    SGD = "SGD"
+
+
+# Largest model the estimator accepts (100 trillion parameters): ~50x the largest published
+# dense or MoE checkpoints of 2026, so anything above is a typo (1e20) rather than a model.
+MAX_PARAMETERS = 100 * 10**12
+MAX_SEQUENCE_LENGTH = 16 * 1024 * 1024
+MAX_BATCH_SIZE = 1 << 20
+DEFAULT_LORA_RANK = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Architecture:
+    """Transformer shape (Hugging Face config.json names in comments)."""
+
+    layers: int  # num_hidden_layers
+    hidden_size: int  # hidden_size
+    attention_heads: int  # num_attention_heads
+    kv_heads: int | None = None  # num_key_value_heads; None = attention_heads (MHA)
+    head_dim: int | None = None  # head_dim; None = hidden_size / attention_heads
+    vocab_size: int | None = None  # vocab_size
+    intermediate_size: int | None = None  # MLP width; None = 4 x hidden_size
+
+    @property
+    def effective_kv_heads(self) -> int:
+        return self.kv_heads if self.kv_heads is not None else self.attention_heads
+
+    @property
+    def effective_head_dim(self) -> int:
+        return self.head_dim if self.head_dim is not None else self.hidden_size // self.attention_heads
+
+
+@dataclass(frozen=True, slots=True)
+class ModelShape:
+    parameters: int  # total, all experts for MoE (all are resident in memory)
+    precision: Precision = Precision.BF16
+    active_parameters: int | None = None  # MoE: per token (FLOPs, not memory)
+    architecture: Architecture | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    type: WorkloadType = WorkloadType.INFERENCE
+    sequence_length: int = 4096
+    batch_size: int = 1
+    optimizer: Optimizer = Optimizer.ADAMW
+    zero_stage: int = 0
+    activation_checkpointing: bool = False
+    lora_rank: int = DEFAULT_LORA_RANK
+    replicas: int = 1  # data-parallel workers; ZeRO shards across them
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Explicit per-replica requests from `spec.resources`; each one, when set, wins."""
+
+    gpus: int | None = None
+    cpu_milli: int | None = None
+    memory_bytes: int | None = None
+    ephemeral_storage_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobShape:
+    """Everything sizing needs to know about one ModelJob."""
+
+    model: ModelShape
+    workload: Workload = field(default_factory=Workload)
+    overrides: Overrides = field(default_factory=Overrides)
