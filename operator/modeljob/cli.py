@@ -7,9 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from modeljob import __version__
-from modeljob.commands import COMMANDS, UsageError
+from modeljob.commands import UsageError, crd, estimate, nodes, simulate
 
 EXIT_USAGE = 2
+COMMANDS = (estimate, simulate, crd, nodes)
 
 
 def build_parser() -> argparse.ArgumentParser:

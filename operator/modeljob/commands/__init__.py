@@ -16,12 +16,3 @@ class UsageError(Exception):
 
 class Command(Protocol):
     def register(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
-
-
-def _commands() -> tuple[Command, ...]:
-    from modeljob.commands import crd, estimate, nodes, simulate
-
-    return (estimate, simulate, crd, nodes)
-
-
-COMMANDS = _commands()

@@ -1,9 +1,32 @@
-"""`modeljob crd` (being built in this change)."""
+"""`modeljob crd`: print or write the ModelJob CRD generated from the pydantic models."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from modeljob.api.crd_schema import build_crd
+
+HEADER = "# Generated from operator/modeljob/api/v1alpha1.py by `modeljob crd`; do not edit by hand.\n"
+
+
+def render_crd() -> str:
+    return HEADER + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    del subparsers
+    parser = subparsers.add_parser("crd", help="print the ModelJob CustomResourceDefinition")
+    parser.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    text = render_crd()
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+    return 0

@@ -1,9 +1,143 @@
-"""`modeljob estimate` (being built in this change)."""
+"""`modeljob estimate`: size each ModelJob in a file, offline, and explain every number."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modeljob.adapters.manifests import LoadedJob, ManifestError, load_model_jobs
+from modeljob.commands import UsageError
+from modeljob.core.resources import GIB, QuantityError, format_bytes, format_cpu, parse_bytes
+from modeljob.core.sizing import Device, Estimate, SizingError, size_replica
+
+DEFAULT_DEVICE_MEMORY = "80Gi"
+DEFAULT_GPUS_PER_NODE = 8
+
+# Rows of the table, in the order of design.md §3, with how to show each value.
+_ROWS: tuple[tuple[str, str, bool], ...] = (
+    ("weightsBytes", "weights", True),
+    ("kvCacheBytes", "KV cache", True),
+    ("activationsBytes", "activations", True),
+    ("gradientsBytes", "gradients", True),
+    ("optimizerStatesBytes", "optimizer states", True),
+    ("overheadBytes", "runtime overhead", True),
+    ("totalBytes", "total GPU memory", True),
+    ("gpus", "GPUs", False),
+    ("gpuMemoryPerGpuBytes", "GPU memory per GPU", True),
+    ("cpuMilli", "CPU", False),
+    ("memoryBytes", "host memory", True),
+    ("ephemeralStorageBytes", "scratch disk", True),
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    del subparsers
+    parser = subparsers.add_parser(
+        "estimate",
+        help="size ModelJobs offline: GPUs, GPU memory, CPU, RAM and disk per replica",
+        description="Size every ModelJob in a manifest file and explain each number. No cluster needed.",
+    )
+    parser.add_argument("-f", "--filename", required=True, type=Path, help="ModelJob manifest (YAML)")
+    parser.add_argument(
+        "--gpu-memory",
+        help="memory of one device, e.g. 24Gi "
+        f"(default: spec.accelerator.memoryPerDevice, else {DEFAULT_DEVICE_MEMORY})",
+    )
+    parser.add_argument(
+        "--gpus-per-node", type=int, default=DEFAULT_GPUS_PER_NODE, help="devices per node (default 8)"
+    )
+    parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    parser.set_defaults(handler=_run)
+
+
+def _device_memory(arg: str | None, loaded: LoadedJob) -> tuple[int, str]:
+    """The device size to size for, and where it came from."""
+    if arg is not None:
+        try:
+            return parse_bytes(arg), "--gpu-memory"
+        except QuantityError as exc:
+            raise UsageError(f"--gpu-memory: {exc}") from None
+    declared = loaded.job.spec.accelerator.memory_per_device
+    if declared is not None:
+        return parse_bytes(declared), "spec.accelerator.memoryPerDevice"
+    return parse_bytes(DEFAULT_DEVICE_MEMORY), (
+        f"default {DEFAULT_DEVICE_MEMORY}: no --gpu-memory and no spec.accelerator.memoryPerDevice"
+    )
+
+
+def _estimate(loaded: LoadedJob, args: argparse.Namespace) -> dict[str, Any]:
+    memory_bytes, memory_source = _device_memory(args.gpu_memory, loaded)
+    if memory_bytes <= 0:
+        raise UsageError(f"{loaded.source}: device memory must be positive")
+    try:
+        estimate = size_replica(
+            loaded.job.spec.to_core(), Device(memory_bytes=memory_bytes, gpus_per_node=args.gpus_per_node)
+        )
+    except SizingError as exc:
+        raise UsageError(f"{loaded.source} ({loaded.name}): {exc}") from None
+    return _result(loaded, estimate, memory_source)
+
+
+def _result(loaded: LoadedJob, estimate: Estimate, memory_source: str) -> dict[str, Any]:
+    return {
+        "name": loaded.name,
+        "source": loaded.source,
+        "replicas": loaded.job.spec.replicas,
+        "deviceMemoryBytes": estimate.device_memory_bytes,
+        "deviceMemorySource": memory_source,
+        **estimate.to_dict(),
+        "nodesPerReplica": estimate.nodes,
+        "fits": estimate.fits,
+        "explanation": {rule.field: rule.explanation for rule in estimate.rules},
+    }
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.gpus_per_node < 1:
+        raise UsageError("--gpus-per-node: must be at least 1")
+    try:
+        jobs = load_model_jobs(args.filename)
+    except ManifestError as exc:
+        raise UsageError(str(exc)) from None
+    results = [_estimate(loaded, args) for loaded in jobs]
+    if args.output == "json":
+        payload: Any = results[0] if len(results) == 1 else results
+        json.dump(payload, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif args.output == "yaml":
+        yaml.safe_dump_all(results, sys.stdout, sort_keys=False)
+    else:
+        sys.stdout.write("\n\n".join(render_table(result) for result in results) + "\n")
+    return 0 if all(result["fits"] for result in results) else 1
+
+
+def _show(key: str, value: int, is_bytes: bool) -> str:
+    if is_bytes:
+        return format_bytes(value)
+    if key == "cpuMilli":
+        return f"{format_cpu(value)} cores" if value % 1000 == 0 else f"{format_cpu(value)} CPU"
+    return str(value)
+
+
+def render_table(result: dict[str, Any]) -> str:
+    """A readable per-replica breakdown: value and the rule that produced it."""
+    device_gib = result["deviceMemoryBytes"] / GIB
+    lines = [
+        f"ModelJob {result['name']}  ({result['source']}, {result['replicas']} replica(s))",
+        f"sized for {device_gib:g} GiB devices ({result['deviceMemorySource']})",
+    ]
+    if not result["fits"]:
+        lines.append("DOES NOT FIT: even the largest layout allowed cannot hold one replica")
+    width = max(len(label) for _, label, _ in _ROWS)
+    lines.append(f"{'per replica':<{width}}  {'value':>11}  rule")
+    explanation = result["explanation"]
+    for key, label, is_bytes in _ROWS:
+        rule = explanation.get(key, "")
+        lines.append(f"{label:<{width}}  {_show(key, result[key], is_bytes):>11}  {rule}")
+    if result["nodesPerReplica"] > 1:
+        lines.append(f"{'nodes per replica':<{width}}  {result['nodesPerReplica']:>11}")
+    return "\n".join(lines)

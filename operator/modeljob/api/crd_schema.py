@@ -1,0 +1,117 @@
+"""Pydantic JSON schema -> the ModelJob CRD's structural OpenAPI v3 schema (refs inlined, no titles)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modeljob.api.v1alpha1 import (
+    GROUP,
+    KIND,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+    ModelJobSpec,
+    ModelJobStatus,
+)
+
+JsonSchema = dict[str, Any]
+
+# Keywords the structural-schema rules of apiextensions.k8s.io/v1 forbid or that mean nothing to
+# the API server. `default` is dropped on purpose: the operator applies documented defaults, and
+# CEL rules such as "loraRank only for LoRA" need to see what the user actually wrote.
+_DROPPED_KEYS = {"title", "default", "additionalProperties", "$defs", "examples"}
+
+
+def _inline(schema: Any, definitions: JsonSchema) -> Any:
+    if isinstance(schema, list):
+        return [_inline(item, definitions) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if "$ref" in schema:
+        target = definitions[schema["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return _inline(merged, definitions)
+    any_of = schema.get("anyOf")
+    if isinstance(any_of, list) and not schema.get("x-kubernetes-int-or-string"):
+        branches = [branch for branch in any_of if branch.get("type") != "null"]
+        if len(branches) == 1:  # Optional[X]: the field is simply not required
+            rest = {k: v for k, v in schema.items() if k != "anyOf"}
+            return _inline({**branches[0], **rest}, definitions)
+    result: JsonSchema = {}
+    for key, value in schema.items():
+        if key in _DROPPED_KEYS:
+            continue
+        if key == "properties":
+            result[key] = {name: _inline(sub, definitions) for name, sub in value.items()}
+        else:
+            result[key] = _inline(value, definitions)
+    if schema.get("type") == "object" and "properties" not in schema:
+        # A free-form map (e.g. the pod template): keep it, do not prune it.
+        result["x-kubernetes-preserve-unknown-fields"] = True
+    return result
+
+
+def structural_schema(model: type[ModelJobSpec] | type[ModelJobStatus]) -> JsonSchema:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    schema: JsonSchema = _inline(raw, raw.get("$defs", {}))
+    return schema
+
+
+def _status_schema() -> JsonSchema:
+    schema = structural_schema(ModelJobStatus)
+    conditions = schema["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    return schema
+
+
+def build_crd() -> JsonSchema:
+    """The CustomResourceDefinition of ModelJob, ready to serialise to YAML."""
+    spec_schema = structural_schema(ModelJobSpec)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": list(SHORT_NAMES),
+                "categories": ["all"],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                        {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
+                        {"name": "GPUs", "type": "integer", "jsonPath": ".status.gpus"},
+                        {"name": "Nodes", "type": "string", "jsonPath": ".status.nodes"},
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "ModelJob: an AI model job sized from the model and the work.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": _status_schema(),
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }

@@ -1,0 +1,79 @@
+"""The pydantic models accept what the contract allows and name the field of anything else."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from tests.manifests import BAD_MANIFESTS, bad_manifest, make_job_manifest
+
+from modeljob.api.v1alpha1 import describe_validation_error, parse_duration, parse_model_job
+from modeljob.core.jobs import Optimizer, Precision, WorkloadType
+
+
+@pytest.mark.parametrize(
+    ("written", "count"),
+    [
+        (7000000000, 7_000_000_000),
+        ("70.6B", 70_600_000_000),
+        ("405e9", 405_000_000_000),
+        ("560M", 560_000_000),
+        ("1.5T", 1_500_000_000_000),
+        (4.05e11, 405_000_000_000),
+    ],
+    ids=str,
+)
+def test_parameter_counts_in_every_written_form(written: object, count: int) -> None:
+    job = parse_model_job(make_job_manifest(parameters=written))
+    assert job.spec.to_core().model.parameters == count
+
+
+def test_defaults_are_applied_when_fields_are_omitted() -> None:
+    core = parse_model_job(make_job_manifest(workload={"type": "Training"})).spec.to_core()
+    assert core.model.precision is Precision.BF16
+    assert core.workload.type is WorkloadType.TRAINING
+    assert core.workload.optimizer is Optimizer.ADAMW
+    assert core.workload.zero_stage == 0
+    assert core.workload.replicas == 1
+
+
+def test_explicit_resources_reach_the_core_in_base_units() -> None:
+    manifest = make_job_manifest(
+        resources={"gpus": 2, "cpu": "1500m", "memory": "64Gi", "ephemeralStorage": "100G"}
+    )
+    overrides = parse_model_job(manifest).spec.to_core().overrides
+    assert (overrides.gpus, overrides.cpu_milli) == (2, 1500)
+    assert overrides.memory_bytes == 64 * 2**30
+    assert overrides.ephemeral_storage_bytes == 100 * 10**9
+
+
+def test_moe_active_parameters_cannot_exceed_total() -> None:
+    manifest = make_job_manifest(parameters="7B")
+    manifest["spec"]["model"]["activeParameters"] = "13B"
+    with pytest.raises(ValidationError) as caught:
+        parse_model_job(manifest)
+    assert any("activeParameters" in line for line in describe_validation_error(caught.value, prefix=""))
+
+
+@pytest.mark.parametrize("case", BAD_MANIFESTS, ids=lambda c: c.id)
+def test_bad_manifest_error_names_the_field(case: Any) -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse_model_job(bad_manifest(case))
+    lines = describe_validation_error(caught.value)
+    assert any(line.startswith(case.field) for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2h", timedelta(hours=2)),
+        ("90m", timedelta(minutes=90)),
+        ("1h30m", timedelta(minutes=90)),
+        ("1.5d", timedelta(hours=36)),
+    ],
+    ids=str,
+)
+def test_expected_duration_forms(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected

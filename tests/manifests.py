@@ -1,0 +1,91 @@
+"""ModelJob manifests for tests: a valid builder and the table of bad manifests every layer must reject."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+Manifest = dict[str, Any]
+
+
+def make_job_manifest(
+    name: str = "job",
+    *,
+    parameters: object = "8B",
+    workload: dict[str, Any] | None = None,
+    **spec: Any,
+) -> Manifest:
+    """A minimal valid ModelJob; keyword arguments replace top-level spec fields."""
+    body: dict[str, Any] = {
+        "model": {"parameters": parameters, "precision": "bf16"},
+        "workload": workload or {"type": "Inference", "sequenceLength": 4096, "batchSize": 1},
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "modeljob.dev/v1alpha1",
+        "kind": "ModelJob",
+        "metadata": {"name": name},
+        "spec": body,
+    }
+
+
+def with_field(manifest: Manifest, path: str, value: Any) -> Manifest:
+    """A copy of the manifest with the dotted path set (or removed when value is DELETE)."""
+    result = copy.deepcopy(manifest)
+    *parents, leaf = path.split(".")
+    node = result
+    for part in parents:
+        node = node.setdefault(part, {})
+    if value is DELETE:
+        node.pop(leaf, None)
+    else:
+        node[leaf] = value
+    return result
+
+
+DELETE = object()
+
+
+@dataclass(frozen=True)
+class BadManifest:
+    id: str
+    path: str  # dotted path to change, from the document root
+    value: Any
+    field: str  # the field the error must name
+    base: Manifest | None = None
+
+
+_TRAINING = make_job_manifest(workload={"type": "Training", "sequenceLength": 2048, "batchSize": 1})
+
+BAD_MANIFESTS: tuple[BadManifest, ...] = (
+    BadManifest("missing-parameters", "spec.model.parameters", DELETE, "spec.model.parameters"),
+    BadManifest("parameters-not-a-number", "spec.model.parameters", "abc", "spec.model.parameters"),
+    BadManifest("parameters-negative", "spec.model.parameters", "-7B", "spec.model.parameters"),
+    BadManifest("parameters-zero", "spec.model.parameters", 0, "spec.model.parameters"),
+    BadManifest("parameters-absurd", "spec.model.parameters", "1e20", "spec.model.parameters"),
+    BadManifest("parameters-absurd-int", "spec.model.parameters", 10**17, "spec.model.parameters"),
+    BadManifest("unknown-precision", "spec.model.precision", "fp64", "spec.model.precision"),
+    BadManifest("unknown-workload-type", "spec.workload.type", "Serving", "spec.workload.type"),
+    BadManifest("zero-replicas", "spec.replicas", 0, "spec.replicas"),
+    BadManifest("zero-stage-too-high", "spec.workload.zeroStage", 4, "spec.workload.zeroStage", _TRAINING),
+    BadManifest("lora-rank-on-inference", "spec.workload.loraRank", 16, "spec.workload"),
+    BadManifest("optimizer-on-inference", "spec.workload.optimizer", "AdamW", "spec.workload"),
+    BadManifest("zero-sequence-length", "spec.workload.sequenceLength", 0, "spec.workload.sequenceLength"),
+    BadManifest(
+        "bad-memory-quantity", "spec.accelerator.memoryPerDevice", "lots", "spec.accelerator.memoryPerDevice"
+    ),
+    BadManifest(
+        "bad-duration", "spec.scheduling.expectedDuration", "soon", "spec.scheduling.expectedDuration"
+    ),
+    BadManifest(
+        "kv-heads-do-not-divide",
+        "spec.model.architecture",
+        {"layers": 32, "hiddenSize": 4096, "attentionHeads": 32, "kvHeads": 5},
+        "spec.model.architecture",
+    ),
+)
+
+
+def bad_manifest(case: BadManifest) -> Manifest:
+    return with_field(case.base or make_job_manifest(), case.path, case.value)
