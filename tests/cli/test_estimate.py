@@ -1,0 +1,139 @@
+"""`modeljob estimate`: readable tables, exact JSON, and one clear line (exit 2) for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modeljob.cli import main
+from tests.manifests import BAD_MANIFESTS, bad_manifest, make_job_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "crds" / "examples").glob("*.yaml"))
+TWELVE = {
+    "weightsBytes",
+    "kvCacheBytes",
+    "activationsBytes",
+    "gradientsBytes",
+    "optimizerStatesBytes",
+    "overheadBytes",
+    "totalBytes",
+    "gpus",
+    "gpuMemoryPerGpuBytes",
+    "cpuMilli",
+    "memoryBytes",
+    "ephemeralStorageBytes",
+}
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def write(tmp_path: Path, *documents: dict[str, Any], name: str = "job.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump_all(documents), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_every_example_estimates_as_json_with_the_twelve_integer_fields(
+    example: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "estimate", "-f", str(example), "-o", "json")
+    assert (code, err) == (0, "")
+    result = json.loads(out)
+    assert set(result) >= TWELVE
+    assert all(isinstance(result[key], int) and result[key] >= 0 for key in TWELVE)
+    assert result["gpus"] >= 1
+    assert result["gpuMemoryPerGpuBytes"] <= result["deviceMemoryBytes"]
+
+
+def test_table_explains_each_number_and_names_the_default_device(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "estimate", "-f", str(write(tmp_path, make_job_manifest("chat"))))
+    assert code == 0
+    assert "ModelJob chat" in out
+    assert "sized for 80 GiB devices (default 80Gi" in out
+    for label in ("weights", "KV cache", "total GPU memory", "GPUs", "host memory", "scratch disk"):
+        assert label in out
+
+
+def test_gpu_memory_flag_changes_the_gpu_count(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, make_job_manifest(parameters="70B"))
+    gpus = {}
+    for memory in ("80Gi", "24Gi"):
+        code, out, _ = run(capsys, "estimate", "-f", str(path), "--gpu-memory", memory, "-o", "json")
+        assert code == 0
+        gpus[memory] = json.loads(out)["gpus"]
+    assert gpus["24Gi"] > gpus["80Gi"] >= 2
+
+
+def test_several_documents_give_a_json_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, make_job_manifest("a"), make_job_manifest("b", parameters="70B"))
+    code, out, _ = run(capsys, "estimate", "-f", str(path), "-o", "json")
+    assert code == 0
+    assert [item["name"] for item in json.loads(out)] == ["a", "b"]
+
+
+def test_yaml_output_is_one_document_per_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, make_job_manifest("a"), make_job_manifest("b"))
+    code, out, _ = run(capsys, "estimate", "-f", str(path), "-o", "yaml")
+    assert code == 0
+    assert [doc["name"] for doc in yaml.safe_load_all(out)] == ["a", "b"]
+
+
+def assert_one_line_error(code: int, out: str, err: str, *needles: str) -> None:
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1, err
+    assert err.startswith("error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err
+
+
+@pytest.mark.parametrize("case", BAD_MANIFESTS, ids=lambda c: c.id)
+def test_bad_manifest_prints_one_line_naming_the_field(
+    case: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, bad_manifest(case))
+    assert_one_line_error(*run(capsys, "estimate", "-f", str(path)), case.field)
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert_one_line_error(
+        *run(capsys, "estimate", "-f", str(tmp_path / "nope.yaml")), "nope.yaml", "no such file"
+    )
+
+
+def test_malformed_yaml_names_line_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("kind: ModelJob\nspec:\n  model: {parameters: 7B\n", encoding="utf-8")
+    assert_one_line_error(*run(capsys, "estimate", "-f", str(path)), "broken.yaml:", "invalid YAML")
+
+
+def test_wrong_kind_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}})
+    assert_one_line_error(*run(capsys, "estimate", "-f", str(path)), "kind: expected ModelJob")
+
+
+def test_bad_gpu_memory_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, make_job_manifest())
+    assert_one_line_error(*run(capsys, "estimate", "-f", str(path), "--gpu-memory", "lots"), "--gpu-memory")
+
+
+def test_a_model_that_fits_nowhere_exits_1_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, make_job_manifest(parameters="100T"))
+    code, out, _ = run(capsys, "estimate", "-f", str(path), "--gpu-memory", "24Gi")
+    assert code == 1
+    assert "DOES NOT FIT" in out

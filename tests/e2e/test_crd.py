@@ -1,0 +1,62 @@
+"""The generated CRD in the real API server: examples accepted, bad input refused naming the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.kube import Cluster
+from tests.manifests import BAD_MANIFESTS, BadManifest, bad_manifest, make_job_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = ROOT / "crds" / "modeljob.dev_modeljobs.yaml"
+EXAMPLES = sorted((ROOT / "crds" / "examples").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def crd(cluster: Cluster) -> Cluster:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/modeljobs.modeljob.dev")
+    return cluster
+
+
+def apply(
+    cluster: Cluster, namespace: str, manifest: dict[str, Any], *, check: bool = False
+) -> tuple[int, str]:
+    result = cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(manifest), check=check)
+    return result.returncode, result.stderr
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_api_server_accepts_every_example(crd: Cluster, namespace: str, example: Path) -> None:
+    crd.kubectl("apply", "-n", namespace, "-f", str(example))
+    name = yaml.safe_load(example.read_text(encoding="utf-8"))["metadata"]["name"]
+    assert (
+        crd.kubectl("get", "mj", name, "-n", namespace, "-o", "name").stdout.strip()
+        == f"modeljob.modeljob.dev/{name}"
+    )
+
+
+def test_integer_and_exponent_parameter_counts_are_accepted(crd: Cluster, namespace: str) -> None:
+    for index, parameters in enumerate([7000000000, "405e9", "70.6B"]):
+        code, err = apply(crd, namespace, make_job_manifest(f"count-{index}", parameters=parameters))
+        assert code == 0, err
+
+
+@pytest.mark.parametrize("case", BAD_MANIFESTS, ids=lambda c: c.id)
+def test_api_server_rejects_bad_manifest_naming_the_field(
+    crd: Cluster, namespace: str, case: BadManifest
+) -> None:
+    code, err = apply(crd, namespace, bad_manifest(case))
+    assert code != 0, f"{case.id} was accepted by the API server"
+    assert case.field in err, err
+
+
+def test_printer_columns_show_phase_gpus_and_nodes(crd: Cluster, namespace: str) -> None:
+    apply(crd, namespace, make_job_manifest("shown"), check=True)
+    header = crd.kubectl("get", "mj", "-n", namespace).stdout.splitlines()[0].split()
+    assert header == ["NAME", "PHASE", "REPLICAS", "GPUS", "NODES", "AGE"]
