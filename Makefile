@@ -13,7 +13,7 @@ VENV := $(CACHE)/venv-$(VENV_KEY)
 PY := $(VENV)/bin/python
 export MODELJOB_CACHE := $(CACHE)
 
-.PHONY: help venv lint test test-unit test-e2e demo cluster cluster-down bench crd lock
+.PHONY: help venv lint test test-unit demo cluster cluster-down kind-cluster bench crd lock image kind-load
 
 help:
 	@echo "make demo        local control plane + operator + example jobs"
@@ -40,6 +40,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/hadolint Dockerfile
 
 test: lint
 	$(PY) -m pytest
@@ -50,8 +51,39 @@ test-unit: venv
 crd: venv
 	$(PY) -m modeljob crd --output crds/modeljob.dev_modeljobs.yaml
 
+# The image (needs a Docker engine; our CI machines have none, so `make test` lints the
+# Dockerfile with hadolint instead). kind-load puts it into the kind cluster of `make kind-cluster`.
+IMAGE ?= modeljob-operator:dev
+image:
+	docker build -t $(IMAGE) .
+
+kind-load: image
+	kind load docker-image $(IMAGE) --name modeljob
+
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock:
 	$(PYTHON) -m pip install --quiet uv
 	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
 	  --output-file $(LOCK) --quiet
+	$(PYTHON) -m uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+	  --output-file requirements/runtime.lock --quiet
+
+# --- local control plane (hack/control-plane; see docs/local-control-plane.md) ----------------
+cluster: venv
+	hack/control-plane/up.sh
+	$(PY) -m modeljob nodes apply --preset mixed --kubeconfig $(CACHE)/cluster/kubeconfig
+
+cluster-down:
+	hack/control-plane/down.sh
+
+# For users with Docker: a kind cluster whose nodes advertise fake GPUs (cannot run here).
+kind-cluster:
+	hack/kind-gpu-nodes.sh
+
+demo: cluster
+	hack/demo.sh "$(PY)"
+
+# --- benchmarks: each writes its section of docs/benchmarks.md ----------------------------------
+bench: venv
+	$(PY) bench/simulate.py
+	bench/cluster.sh "$(PY)"
