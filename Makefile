@@ -13,7 +13,7 @@ VENV := $(CACHE)/venv-$(VENV_KEY)
 PY := $(VENV)/bin/python
 export MODELJOB_CACHE := $(CACHE)
 
-.PHONY: help venv lint test test-unit demo cluster cluster-down kind-cluster bench crd lock image kind-load
+.PHONY: help venv lint test test-unit test-e2e demo cluster cluster-down kind-cluster bench crd lock image kind-load
 
 help:
 	@echo "make demo        local control plane + operator + example jobs"
@@ -48,6 +48,9 @@ test: lint
 test-unit: venv
 	$(PY) -m pytest -m "not e2e"
 
+test-e2e: venv
+	$(PY) -m pytest -m e2e
+
 crd: venv
 	$(PY) -m modeljob crd --output crds/modeljob.dev_modeljobs.yaml
 
@@ -71,7 +74,7 @@ lock:
 # --- local control plane (hack/control-plane; see docs/local-control-plane.md) ----------------
 cluster: venv
 	hack/control-plane/up.sh
-	$(PY) -m modeljob nodes apply --preset mixed --kubeconfig $(CACHE)/cluster/kubeconfig
+	$(PY) -m modeljob nodes apply --preset mixed --wait 60 --kubeconfig $(CACHE)/cluster/kubeconfig
 
 cluster-down:
 	hack/control-plane/down.sh

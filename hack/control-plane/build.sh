@@ -22,6 +22,7 @@ K8S_VERSION=v1.36.3               # must match tools/k8s/go.mod
 BUILD_TAGS="selinux,notest,grpcnotrace"
 
 log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+command -v go >/dev/null || { log "ERROR: go not found on PATH (Go >= 1.26 builds the control plane)"; exit 1; }
 
 # Stamp both version packages, as upstream's hack/lib/version.sh does: unstamped binaries report
 # v0.0.0-master, which is not semver, and helm's kubeVersion checks then fail.
@@ -31,7 +32,9 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   stamp+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
   stamp+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
-helm_version="$(sed -n 's/^require helm.sh\/helm\/v3 \(v[0-9.]*\).*/\1/p' "$here/tools/helm/go.mod")"
+# The require line sits inside a `require (` block (tab-indented) after `go mod tidy`.
+helm_version="$(sed -n 's/^\(require\)\{0,1\}[[:space:]]*helm\.sh\/helm\/v3 \(v[0-9.]*\).*/\2/p' "$here/tools/helm/go.mod")"
+[ -n "$helm_version" ] || { echo "build.sh: no helm.sh/helm/v3 requirement in tools/helm/go.mod" >&2; exit 1; }
 helm_stamp="-X helm.sh/helm/v3/internal/version.version=$helm_version -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
 
 key="$( { go version; echo "$BUILD_TAGS $stamp $helm_stamp"; cat "$0" "$here"/tools/*/go.mod "$here"/tools/*/go.sum; } \
@@ -41,7 +44,12 @@ binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwo
 
 complete() {
   for b in "${binaries[@]}"; do [ -x "$bin/$b" ] || return 1; done
-  "$bin/kubectl" version --client 2>/dev/null | grep -q "$K8S_VERSION"
+  # Capture, then match: `cmd | grep -q` under pipefail fails at random when grep exits before
+  # cmd has written its last line (SIGPIPE).
+  local kubectl_version helm_short
+  kubectl_version="$("$bin/kubectl" version --client 2>/dev/null)" || return 1
+  helm_short="$("$bin/helm" version --short 2>/dev/null)" || return 1
+  [[ "$kubectl_version" == *"$K8S_VERSION"* && "$helm_short" == "$helm_version"* ]]
 }
 
 if complete; then
@@ -50,6 +58,16 @@ if complete; then
   exit 0
 fi
 
+# One build at a time (test sessions and up.sh may start together); the winner's result is reused.
+mkdir -p "$cache"
+exec 8>"$cache/build.lock"
+flock 8
+if complete; then
+  log "binaries built meanwhile in $bin"
+  echo "$bin"
+  exit 0
+fi
+rm -rf "$bin.partial"
 mkdir -p "$bin.partial"
 started=$SECONDS
 build() { # build <module dir> <output> <package...>
@@ -61,7 +79,7 @@ build() { # build <module dir> <output> <package...>
   log "  done in $((SECONDS - t0)) s"
 }
 
-log "first build of the control plane: about 20-40 min on 2 cores with cold caches; later runs reuse $bin"
+log "first build of the control plane: about 12 min on 2 cores with an empty Go build cache; later runs reuse $bin"
 (cd "$here/tools/k8s" && go mod download) >&2
 build k8s "$bin.partial/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
@@ -72,6 +90,6 @@ build kwok "$bin.partial/kwok" sigs.k8s.io/kwok/cmd/kwok
 build helm "$bin.partial/helm" helm.sh/helm/v3/cmd/helm
 
 rm -rf "$bin" && mv "$bin.partial" "$bin"
-complete || { log "ERROR: binaries built but '$bin/kubectl version' does not report $K8S_VERSION"; exit 1; }
+complete || { log "ERROR: binaries built but kubectl/helm do not report $K8S_VERSION/$helm_version"; exit 1; }
 log "all binaries built in $((SECONDS - started)) s: $bin"
 echo "$bin"

@@ -1,0 +1,376 @@
+"""The cluster gateway: the only importer of the `kubernetes` client; its errors become ClusterError.
+
+Objects go in and come out as plain Kubernetes dicts (the JSON the API server speaks), never as
+the client's generated model classes: `kube_objects` translates dicts to core values, and raw
+JSON is several times faster to decode than the models when listing thousands of nodes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+JsonObject = dict[str, Any]
+
+# One HTTP connection per worker thread: the client's default pool of 4 connections makes
+# parallel callers (bulk node creation) queue for a socket.
+DEFAULT_CONNECTIONS = 32
+
+
+class ClusterError(Exception):
+    """A failed call to the API server: unreachable, refused, or an error status."""
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status  # HTTP status, None when the server was not reached
+        self.reason = reason  # the Status reason, e.g. "AlreadyExists", "Forbidden"
+
+
+class NotFoundError(ClusterError):
+    """404: the object (or its namespace) does not exist."""
+
+
+class AlreadyExistsError(ClusterError):
+    """409 AlreadyExists on create."""
+
+
+class ForbiddenError(ClusterError):
+    """401/403: the caller is not authenticated, or RBAC refuses the verb."""
+
+
+def _translate(exc: ApiException, action: str) -> ClusterError:
+    status = int(exc.status) if exc.status else None
+    reason, message = str(exc.reason or ""), str(exc.reason or "")
+    if exc.body:
+        try:
+            body = json.loads(exc.body)
+        except (ValueError, TypeError):
+            body = None
+        if isinstance(body, dict):
+            reason = str(body.get("reason") or reason)
+            message = str(body.get("message") or message)
+    text = f"{action}: {status} {reason}: {message}"
+    if status == 404:
+        return NotFoundError(text, status=status, reason=reason)
+    if status == 409 and reason == "AlreadyExists":
+        return AlreadyExistsError(text, status=status, reason=reason)
+    if status in {401, 403}:
+        return ForbiddenError(text, status=status, reason=reason)
+    return ClusterError(text, status=status, reason=reason)
+
+
+class ClusterGateway:
+    """Typed calls to one API server. Thread-safe: the underlying HTTP pool is shared."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._api = api_client
+        self._core = client.CoreV1Api(api_client)
+        self.server = str(api_client.configuration.host)
+
+    @classmethod
+    def from_kubeconfig(
+        cls, path: Path | None = None, *, context: str | None = None, connections: int = DEFAULT_CONNECTIONS
+    ) -> ClusterGateway:
+        """Connect with a kubeconfig file (None: $KUBECONFIG, else ~/.kube/config)."""
+        configuration = client.Configuration()
+        try:
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=str(path) if path is not None else None,
+                context=context,
+                client_configuration=configuration,
+            )
+        except (ConfigException, OSError, TypeError) as exc:
+            where = path if path is not None else "$KUBECONFIG or ~/.kube/config"
+            raise ClusterError(f"cannot load kubeconfig {where}: {exc}") from None
+        configuration.connection_pool_maxsize = connections
+        return cls(client.ApiClient(configuration))
+
+    def close(self) -> None:
+        self._api.close()  # type: ignore[no-untyped-call]
+
+    def __enter__(self) -> ClusterGateway:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _call(self, action: str, method: Any, *args: Any, **kwargs: Any) -> JsonObject:
+        """Call one generated client method and decode its JSON reply as a dict."""
+        try:
+            response = method(*args, _preload_content=False, **kwargs)
+        except ApiException as exc:
+            raise _translate(exc, action) from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise ClusterError(f"{action}: cannot reach the API server at {self.server}: {exc}") from None
+        try:
+            decoded = json.loads(response.data)
+        finally:
+            response.release_conn()
+        if not isinstance(decoded, dict):
+            raise ClusterError(
+                f"{action}: the API server replied with {type(decoded).__name__}, not an object"
+            )
+        return decoded
+
+    # --- discovery ---------------------------------------------------------------------------
+
+    def server_version(self) -> str:
+        """The server's gitVersion, e.g. v1.36.3."""
+        try:
+            info = client.VersionApi(self._api).get_code()
+        except ApiException as exc:
+            raise _translate(exc, "get /version") from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise ClusterError(f"get /version: cannot reach the API server at {self.server}: {exc}") from None
+        return str(info.git_version)
+
+    # --- nodes -------------------------------------------------------------------------------
+
+    def create_node(self, manifest: Mapping[str, Any]) -> JsonObject:
+        """POST a Node (status included: the server keeps status only on create)."""
+        name = manifest.get("metadata", {}).get("name", "?")
+        return self._call(f"create node {name}", self._core.create_node, body=dict(manifest))
+
+    def list_nodes(self, *, label_selector: str | None = None) -> list[JsonObject]:
+        kwargs = {"label_selector": label_selector} if label_selector else {}
+        items = self._call("list nodes", self._core.list_node, **kwargs).get("items") or []
+        return list(items)
+
+    def delete_node(self, name: str) -> None:
+        self._call(f"delete node {name}", self._core.delete_node, name)
+
+    # --- namespaces --------------------------------------------------------------------------
+
+    def create_namespace(self, name: str, *, labels: Mapping[str, str] | None = None) -> JsonObject:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": dict(labels or {})},
+        }
+        return self._call(f"create namespace {name}", self._core.create_namespace, body=body)
+
+    def read_namespace(self, name: str) -> JsonObject:
+        return self._call(f"get namespace {name}", self._core.read_namespace, name)
+
+    def delete_namespace(self, name: str) -> None:
+        self._call(f"delete namespace {name}", self._core.delete_namespace, name)
+
+    def read_service_account(self, namespace: str, name: str) -> JsonObject:
+        return self._call(
+            f"get serviceaccount {namespace}/{name}",
+            self._core.read_namespaced_service_account,
+            name,
+            namespace,
+        )
+
+    def list_events(self, namespace: str, *, field_selector: str | None = None) -> list[JsonObject]:
+        kwargs = {"field_selector": field_selector} if field_selector else {}
+        reply = self._call(
+            f"list events in {namespace}", self._core.list_namespaced_event, namespace, **kwargs
+        )
+        return list(reply.get("items") or [])
+
+    # --- pods --------------------------------------------------------------------------------
+
+    def create_pod(self, namespace: str, manifest: Mapping[str, Any]) -> JsonObject:
+        name = manifest.get("metadata", {}).get("name", "?")
+        return self._call(
+            f"create pod {namespace}/{name}", self._core.create_namespaced_pod, namespace, body=dict(manifest)
+        )
+
+    def read_pod(self, namespace: str, name: str) -> JsonObject:
+        return self._call(f"get pod {namespace}/{name}", self._core.read_namespaced_pod, name, namespace)
+
+    def list_pods(
+        self, namespace: str | None = None, *, field_selector: str | None = None
+    ) -> list[JsonObject]:
+        kwargs = {"field_selector": field_selector} if field_selector else {}
+        if namespace is None:
+            reply = self._call("list pods", self._core.list_pod_for_all_namespaces, **kwargs)
+        else:
+            reply = self._call(
+                f"list pods in {namespace}", self._core.list_namespaced_pod, namespace, **kwargs
+            )
+        return list(reply.get("items") or [])
+
+    def delete_pod(self, namespace: str, name: str, *, grace_period_seconds: int | None = None) -> None:
+        kwargs = {} if grace_period_seconds is None else {"grace_period_seconds": grace_period_seconds}
+        self._call(
+            f"delete pod {namespace}/{name}", self._core.delete_namespaced_pod, name, namespace, **kwargs
+        )
+
+    # --- operator: list+watch, ModelJob status, bindings, events ---------------------------------
+    # (appended for `modeljob run`; owned by the operator work, see adapters/cluster_view.py)
+
+    @classmethod
+    def in_cluster(cls, *, connections: int = DEFAULT_CONNECTIONS) -> ClusterGateway:
+        """Connect as the pod's service account (the operator's Deployment)."""
+        configuration = client.Configuration()
+        try:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except ConfigException as exc:
+            raise ClusterError(f"cannot load the in-cluster service account: {exc}") from None
+        configuration.connection_pool_maxsize = connections
+        return cls(client.ApiClient(configuration))
+
+    def connection(self) -> dict[str, Any]:
+        """How this gateway reaches the API server, as kopf.ConnectionInfo's fields, so kopf's own
+        client uses the same server and credentials (the in-cluster token is kopf's to refresh)."""
+        configuration = self._api.configuration
+        keys = configuration.api_key or {}
+        token = keys.get("authorization") or keys.get("BearerToken")
+        return {
+            "server": configuration.host,
+            "ca_path": configuration.ssl_ca_cert,
+            "insecure": not configuration.verify_ssl,
+            "certificate_path": configuration.cert_file,
+            "private_key_path": configuration.key_file,
+            "token": str(token).removeprefix("Bearer ") if token else None,
+        }
+
+    def _collection(self, kind: Watched) -> tuple[Any, tuple[Any, ...]]:
+        if kind is Watched.NODES:
+            return self._core.list_node, ()
+        if kind is Watched.PODS:
+            return self._core.list_pod_for_all_namespaces, ()
+        if kind is Watched.MODELJOBS:
+            return client.CustomObjectsApi(self._api).list_cluster_custom_object, MODELJOB_API
+        return client.CustomObjectsApi(self._api).list_cluster_custom_object, PEERING_API
+
+    def list_collection(self, kind: Watched) -> tuple[list[JsonObject], str]:
+        """Every object of a kind, cluster-wide, and the list's resourceVersion to watch from."""
+        method, args = self._collection(kind)
+        reply = self._call(f"list {kind.value}", method, *args)
+        return list(reply.get("items") or []), str((reply.get("metadata") or {}).get("resourceVersion", ""))
+
+    def watch_collection(
+        self, kind: Watched, *, resource_version: str, timeout_seconds: int = 240
+    ) -> Iterator[tuple[str, JsonObject]]:
+        """(type, object) events from `resource_version` on; ends when the server closes the watch.
+
+        Raises ClusterError with status 410 when the resourceVersion is too old (list again).
+        BOOKMARK events carry only a resourceVersion; callers use it to resume.
+        """
+        method, args = self._collection(kind)
+        action = f"watch {kind.value}"
+        try:
+            response = method(
+                *args,
+                watch=True,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=timeout_seconds,
+                _preload_content=False,
+                _request_timeout=(10, timeout_seconds + 30),
+            )
+        except ApiException as exc:
+            raise _translate(exc, action) from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise ClusterError(f"{action}: cannot reach the API server at {self.server}: {exc}") from None
+        try:
+            buffer = b""
+            for chunk in response.stream(amt=None, decode_content=True):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    kind_of_event = str(event.get("type", ""))
+                    obj = event.get("object") or {}
+                    if kind_of_event == "ERROR":
+                        code = int(obj.get("code") or 0) or None
+                        raise ClusterError(
+                            f"{action}: {code} {obj.get('reason', '')}: {obj.get('message', '')}",
+                            status=code,
+                            reason=str(obj.get("reason", "")),
+                        )
+                    yield kind_of_event, obj
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            raise ClusterError(f"{action}: the watch broke: {exc}") from None
+        finally:
+            response.release_conn()
+
+    def read_modeljob(self, namespace: str, name: str) -> JsonObject:
+        api = client.CustomObjectsApi(self._api)
+        group, version, plural = MODELJOB_API
+        return self._call(
+            f"get modeljob {namespace}/{name}",
+            api.get_namespaced_custom_object,
+            group,
+            version,
+            namespace,
+            plural,
+            name,
+        )
+
+    def patch_modeljob_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> JsonObject:
+        """JSON merge patch of the status subresource; a metadata.resourceVersion in the patch makes
+        it conditional (409 Conflict if the job changed since)."""
+        api = client.CustomObjectsApi(self._api)
+        group, version, plural = MODELJOB_API
+        return self._call(
+            f"patch modeljob {namespace}/{name} status",
+            api.patch_namespaced_custom_object_status,
+            group,
+            version,
+            namespace,
+            plural,
+            name,
+            dict(patch),
+        )
+
+    def bind_pod(self, namespace: str, name: str, node: str) -> None:
+        """POST pods/binding. _preload_content=False avoids kubernetes-client/python#825 (the reply
+        cannot be decoded into V1Binding); 409 means the pod is already assigned."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name, "namespace": namespace},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
+        self._call(
+            f"bind pod {namespace}/{name} to {node}",
+            self._core.create_namespaced_pod_binding,
+            name,
+            namespace,
+            body,
+        )
+
+    def create_event(self, namespace: str, event: Mapping[str, Any]) -> JsonObject:
+        return self._call(
+            f"create event in {namespace}", self._core.create_namespaced_event, namespace, dict(event)
+        )
+
+    def read_peering(self, name: str) -> JsonObject:
+        """The ClusterKopfPeering object kopf's peering keeps its peers in."""
+        api = client.CustomObjectsApi(self._api)
+        group, version, plural = PEERING_API
+        return self._call(
+            f"get clusterkopfpeering {name}", api.get_cluster_custom_object, group, version, plural, name
+        )
+
+
+# --- operator: what it lists and watches ------------------------------------------------------
+
+MODELJOB_API = ("modeljob.dev", "v1alpha1", "modeljobs")
+PEERING_API = ("kopf.dev", "v1", "clusterkopfpeerings")
+
+
+class Watched(StrEnum):
+    """The collections the operator keeps a watch-fed copy of (cluster-wide)."""
+
+    NODES = "nodes"
+    PODS = "pods"
+    MODELJOBS = "modeljobs"
+    PEERINGS = "clusterkopfpeerings"

@@ -1,0 +1,108 @@
+"""Fixtures for tests against the real local control plane (hack/control-plane/up.sh).
+
+Every test in tests/e2e is marked `e2e`. The session starts the control plane once, or reuses the
+one already running, and LEAVES IT RUNNING afterwards, whoever started it: the cluster is a dev
+tool like a kind cluster, state lives outside the clone, and the next run (or `make demo`) then
+starts in a fraction of a second instead of ~10 s. `make cluster-down` stops it. Tests are
+isolated by namespaces, not by fresh clusters. Set MODELJOB_E2E_STOP_CLUSTER=1 to stop a cluster
+this session started (CI machines that are not thrown away).
+
+If the control plane cannot be built or started, every e2e test FAILS with the script's output:
+a missing cluster is a broken setup, never a reason to skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modeljob.adapters import node_catalog
+from modeljob.adapters.cluster import ClusterGateway, NotFoundError
+from modeljob.commands.nodes import apply_nodes, wait_until_ready
+from tests.e2e.kube import Cluster, exists, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+CONTROL_PLANE = REPO / "hack" / "control-plane"
+# A cold build compiles Kubernetes (~11 min on 2 cores); a warm start takes seconds.
+BUILD_TIMEOUT_SECONDS = 60 * 60
+UP_TIMEOUT_SECONDS = 300
+PRESET = "mixed"
+NODES_READY_TIMEOUT_SECONDS = 60
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    e2e_dir = Path(__file__).parent
+    for item in items:
+        if e2e_dir in Path(item.path).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+def _run_script(script: Path, timeout: int) -> str:
+    try:
+        result = subprocess.run([str(script)], capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{script.name} did not finish within {timeout} s", pytrace=False)
+    if result.returncode != 0:
+        pytest.fail(
+            f"{script.name} failed (exit {result.returncode}); the e2e tests need the local control plane.\n"
+            f"{result.stderr[-4000:]}",
+            pytrace=False,
+        )
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    bin_dir = Path(_run_script(CONTROL_PLANE / "build.sh", BUILD_TIMEOUT_SECONDS).strip().splitlines()[-1])
+    cache = Path(os.environ.get("MODELJOB_CACHE", Path.home() / ".cache" / "modeljob"))
+    state = Path(os.environ.get("MODELJOB_CLUSTER_DIR", cache / "cluster"))
+    was_running = (state / "pids" / "kube-apiserver.pid").exists()
+    out = _run_script(CONTROL_PLANE / "up.sh", UP_TIMEOUT_SECONDS)
+    match = re.search(r"^export KUBECONFIG=(.+)$", out, flags=re.MULTILINE)
+    if match is None:
+        pytest.fail(f"up.sh printed no `export KUBECONFIG=` line:\n{out}", pytrace=False)
+    kubeconfig = Path(match.group(1))
+    with ClusterGateway.from_kubeconfig(kubeconfig) as gateway:
+        yield Cluster(kubeconfig=kubeconfig, bin_dir=bin_dir, gateway=gateway)
+    if os.environ.get("MODELJOB_E2E_STOP_CLUSTER") == "1" and not was_running:
+        _run_script(CONTROL_PLANE / "down.sh", UP_TIMEOUT_SECONDS)
+
+
+@pytest.fixture(scope="session")
+def preset_nodes(cluster: Cluster) -> tuple[node_catalog.NodeSpec, ...]:
+    """The `mixed` preset's fake nodes, created if missing and Ready."""
+    nodes = node_catalog.preset_nodes(PRESET)
+    apply_nodes(cluster.gateway, [node_catalog.node_manifest(n) for n in nodes], workers=8)
+    names = {n.name for n in nodes}
+    ready = wait_until_ready(cluster.gateway, names, timeout_seconds=NODES_READY_TIMEOUT_SECONDS)
+    if ready != names:
+        pytest.fail(f"fake nodes not Ready after {NODES_READY_TIMEOUT_SECONDS} s: {sorted(names - ready)}")
+
+    # kcm lifts the not-ready taint (added at creation) on its next node-monitor pass, up to 5 s
+    # after Ready; until then the scheduler skips the node.
+    def untainted() -> bool:
+        live = cluster.gateway.list_nodes(label_selector="type=kwok")
+        return all(not n["spec"].get("taints") for n in live if n["metadata"]["name"] in names)
+
+    wait_for(untainted, "kcm to lift the not-ready taint from the preset nodes")
+    return nodes
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace named after the test, deleted (without waiting) afterwards."""
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"e2e-{slug}-{uuid.uuid4().hex[:5]}"
+    cluster.gateway.create_namespace(name, labels={"modeljob.dev/e2e": "true"})
+    # Pods are refused until kcm's service-account controller has made `default` (admission).
+    wait_for(lambda: exists(lambda: cluster.gateway.read_service_account(name, "default")), "default SA")
+    yield name
+    with contextlib.suppress(NotFoundError):  # the test may have deleted it itself
+        cluster.gateway.delete_namespace(name)
