@@ -89,4 +89,5 @@ demo: cluster
 # --- benchmarks: each writes its section of docs/benchmarks.md ----------------------------------
 bench: venv
 	$(PY) bench/simulate.py
+	$(PY) bench/operator_throughput.py
 	bench/cluster.sh "$(PY)"

@@ -41,6 +41,8 @@ stop() {
 }
 
 # Clients of the API server first (together), then the API server, then its storage.
+# The operator started by `make demo` first, so it does not log errors about a vanishing API.
+stop modeljob-operator
 stop kwok kube-scheduler kube-controller-manager
 stop kube-apiserver
 stop etcd

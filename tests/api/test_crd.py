@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.crd_validation import crd_schema, validate
-from tests.manifests import BAD_MANIFESTS, bad_manifest, make_job_manifest
 
 from modeljob.commands.crd import render_crd
+from tests.crd_validation import crd_schema, validate
+from tests.manifests import BAD_MANIFESTS, bad_manifest, make_job_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "modeljob.dev_modeljobs.yaml"

@@ -301,6 +301,13 @@ class ClusterGateway:
         finally:
             response.release_conn()
 
+    def count_pods(self, namespace: str) -> int:
+        """How many pods the namespace has, without transferring them (limit=1 and
+        remainingItemCount, which the API server gives only for lists without selectors)."""
+        reply = self._call(f"count pods in {namespace}", self._core.list_namespaced_pod, namespace, limit=1)
+        items = reply.get("items") or []
+        return len(items) + int((reply.get("metadata") or {}).get("remainingItemCount") or 0)
+
     def read_modeljob(self, namespace: str, name: str) -> JsonObject:
         api = client.CustomObjectsApi(self._api)
         group, version, plural = MODELJOB_API
@@ -312,6 +319,20 @@ class ClusterGateway:
             namespace,
             plural,
             name,
+        )
+
+    def create_modeljob(self, namespace: str, manifest: Mapping[str, Any]) -> JsonObject:
+        api = client.CustomObjectsApi(self._api)
+        group, version, plural = MODELJOB_API
+        name = manifest.get("metadata", {}).get("name", "?")
+        return self._call(
+            f"create modeljob {namespace}/{name}",
+            api.create_namespaced_custom_object,
+            group,
+            version,
+            namespace,
+            plural,
+            dict(manifest),
         )
 
     def patch_modeljob_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> JsonObject:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     ValidationError,
     WithJsonSchema,
     model_validator,
@@ -45,20 +46,20 @@ from modeljob.core.jobs import (
 )
 from modeljob.core.resources import QuantityError, parse_bytes, parse_count, parse_cpu_milli
 
-GROUP = "modeljob.dev"
-VERSION = "v1alpha1"
-KIND = "ModelJob"
+GROUP: Final = "modeljob.dev"
+VERSION: Final = "v1alpha1"
+KIND: Final = "ModelJob"
 PLURAL = "modeljobs"
 SINGULAR = "modeljob"
 SHORT_NAMES = ("mj",)
-API_VERSION = f"{GROUP}/{VERSION}"
+API_VERSION: Final = "modeljob.dev/v1alpha1"  # GROUP/VERSION, spelled out for the Literal below
 
 
 def cel_rule(
     rule: str, message: str, *, field_path: str | None = None, reason: str | None = None
-) -> dict[str, str]:
+) -> dict[str, JsonValue]:
     """One `x-kubernetes-validations` entry; field_path makes the API server name the field."""
-    entry = {"rule": rule, "message": message}
+    entry: dict[str, JsonValue] = {"rule": rule, "message": message}
     if field_path is not None:
         entry["fieldPath"] = field_path
     if reason is not None:

@@ -1,0 +1,238 @@
+"""A watch-fed copy of the cluster (nodes, pods, ModelJobs, the peering object) for the scheduling loop.
+
+One list+watch thread per collection, as client-go's informers do: list, then watch from the
+list's resourceVersion; on "410 Gone" or a broken stream, list again. Objects the operator itself
+just wrote are put in the copy at once (write-through), and a watch event older than what the copy
+holds is ignored, so the loop never plans from a status it has already replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from modeljob.adapters import kube_objects
+from modeljob.adapters.cluster import ClusterError, ClusterGateway, Watched
+from modeljob.core.cluster_state import AssumedPod, NodeFacts, PodFacts
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Key = tuple[str, str]
+
+WATCH_TIMEOUT_SECONDS = 240
+RETRY_SECONDS = 1.0
+
+
+def _key(obj: Mapping[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _version(obj: Mapping[str, Any]) -> int | None:
+    text = (obj.get("metadata") or {}).get("resourceVersion")
+    # resourceVersions are opaque to clients, but etcd3-backed servers issue increasing integers;
+    # comparing them only decides whether a watch event is older than what we wrote ourselves.
+    return int(text) if isinstance(text, str) and text.isdigit() else None
+
+
+@dataclass
+class _Entry(Generic[T]):
+    value: T
+    version: int | None
+
+
+@dataclass
+class Informer(Generic[T]):
+    """One collection: a thread keeps ``translate(object)`` for every object, keyed by (namespace, name)."""
+
+    gateway: ClusterGateway
+    kind: Watched
+    translate: Callable[[Mapping[str, Any]], T]
+    on_change: Callable[[str, T | None, Key], None]
+    _items: dict[Key, _Entry[T]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    synced: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"informer-{self.kind.value}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def values(self) -> list[T]:
+        with self._lock:
+            return [entry.value for entry in self._items.values()]
+
+    def get(self, key: Key) -> T | None:
+        with self._lock:
+            entry = self._items.get(key)
+            return entry.value if entry is not None else None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def observe(self, obj: Mapping[str, Any]) -> None:
+        """Write-through: what the operator just wrote (a reply from the API server)."""
+        self._apply("MODIFIED", obj)
+
+    def _apply(self, kind_of_event: str, obj: Mapping[str, Any]) -> None:
+        key = _key(obj)
+        version = _version(obj)
+        with self._lock:
+            current = self._items.get(key)
+            if kind_of_event == "DELETED":
+                if current is not None and (
+                    current.version is None or version is None or version >= current.version
+                ):
+                    del self._items[key]
+                    value: T | None = None
+                else:
+                    return
+            else:
+                if (
+                    current is not None
+                    and current.version is not None
+                    and version is not None
+                    and version < current.version
+                ):
+                    return
+                value = self.translate(obj)
+                self._items[key] = _Entry(value, version)
+        self.on_change(kind_of_event, value, key)
+
+    def _relist(self) -> str:
+        items, version = self.gateway.list_collection(self.kind)
+        fresh = {}
+        for obj in items:
+            try:
+                fresh[_key(obj)] = _Entry(self.translate(obj), _version(obj))
+            except Exception:  # one bad object must not blind the operator to all others
+                logger.exception("cannot read %s %s", self.kind.value, _key(obj))
+        with self._lock:
+            self._items = fresh
+        self.synced.set()
+        self.on_change("RELISTED", None, ("", ""))
+        return version
+
+    def _run(self) -> None:
+        version = ""
+        while not self._stop.is_set():
+            try:
+                if not version:
+                    version = self._relist()
+                for kind_of_event, obj in self.gateway.watch_collection(
+                    self.kind, resource_version=version, timeout_seconds=WATCH_TIMEOUT_SECONDS
+                ):
+                    if self._stop.is_set():
+                        return
+                    version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                    if kind_of_event == "BOOKMARK":
+                        continue
+                    try:
+                        self._apply(kind_of_event, obj)
+                    except Exception:
+                        logger.exception("cannot read %s %s", self.kind.value, _key(obj))
+            except ClusterError as exc:
+                if exc.status == 410:
+                    logger.info("watch of %s expired; listing again", self.kind.value)
+                else:
+                    logger.warning(
+                        "watch of %s failed: %s; listing again in %.0f s", self.kind.value, exc, RETRY_SECONDS
+                    )
+                    self._stop.wait(RETRY_SECONDS)
+                version = ""
+            except Exception:
+                logger.exception("watch of %s crashed; listing again", self.kind.value)
+                self._stop.wait(RETRY_SECONDS)
+                version = ""
+
+
+class ClusterView:
+    """Nodes, pods, ModelJobs (and the peering object) as the scheduling loop sees them.
+
+    ``changed`` is set whenever anything changes, to wake the loop. Pods the operator bound are
+    also kept as *assumed* until the pod watch shows them bound (kube-scheduler's assume cache).
+    """
+
+    def __init__(
+        self,
+        gateway: ClusterGateway,
+        *,
+        labels: kube_objects.NodeLabelKeys,
+        peering: bool,
+    ) -> None:
+        self.changed = threading.Event()
+        self._assumed: dict[Key, AssumedPod] = {}
+        self._assumed_lock = threading.Lock()
+        self.nodes: Informer[NodeFacts] = Informer(
+            gateway,
+            Watched.NODES,
+            lambda obj: kube_objects.node_facts(obj, labels=labels),
+            self._node_changed,
+        )
+        self.pods: Informer[PodFacts] = Informer(
+            gateway, Watched.PODS, kube_objects.pod_facts, self._pod_changed
+        )
+        self.jobs: Informer[dict[str, Any]] = Informer(gateway, Watched.MODELJOBS, dict, self._job_changed)
+        self.peerings: Informer[dict[str, Any]] | None = (
+            Informer(gateway, Watched.PEERINGS, dict, self._job_changed) if peering else None
+        )
+
+    @property
+    def informers(self) -> list[Informer[Any]]:
+        informers: list[Informer[Any]] = [self.nodes, self.pods, self.jobs]
+        if self.peerings is not None:
+            informers.append(self.peerings)
+        return informers
+
+    def start(self) -> None:
+        for informer in self.informers:
+            informer.start()
+
+    def stop(self) -> None:
+        for informer in self.informers:
+            informer.stop()
+        self.changed.set()
+
+    def wait_synced(self, timeout_seconds: float) -> bool:
+        deadline = time.monotonic() + timeout_seconds
+        return all(i.synced.wait(max(0.0, deadline - time.monotonic())) for i in self.informers)
+
+    # --- assumed pods -------------------------------------------------------------------------
+
+    def assume(self, pod: PodFacts, *, now: datetime) -> None:
+        with self._assumed_lock:
+            self._assumed[pod.key] = AssumedPod(pod=pod, since=now)
+
+    def forget(self, key: Key) -> None:
+        with self._assumed_lock:
+            self._assumed.pop(key, None)
+
+    def assumed(self) -> list[AssumedPod]:
+        with self._assumed_lock:
+            return list(self._assumed.values())
+
+    # --- change callbacks ---------------------------------------------------------------------
+
+    def _node_changed(self, kind_of_event: str, value: NodeFacts | None, key: Key) -> None:
+        del kind_of_event, value, key
+        self.changed.set()
+
+    def _pod_changed(self, kind_of_event: str, value: PodFacts | None, key: Key) -> None:
+        if kind_of_event == "DELETED" or (value is not None and value.node is not None):
+            self.forget(key)
+        self.changed.set()
+
+    def _job_changed(self, kind_of_event: str, value: Mapping[str, Any] | None, key: Key) -> None:
+        del kind_of_event, value, key
+        self.changed.set()

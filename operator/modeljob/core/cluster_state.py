@@ -1,0 +1,207 @@
+"""What the operator knows of the cluster (nodes, pods, pods bound but not yet seen) and its accounting.
+
+The accounting is kube-scheduler's: a node's free capacity is its allocatable minus the requests
+of every pod bound to it that has not finished (terminating pods still hold their resources),
+whoever bound it. Pods the operator bound whose binding the watch has not shown yet are counted
+from the operator's own plan: the "assumed" pods, as kube-scheduler's cache keeps them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+
+from modeljob.core.nodes import MILLI_PER_DEVICE, NodeView
+from modeljob.core.resources import Resources
+
+
+class PodPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+    @property
+    def finished(self) -> bool:
+        return self in (PodPhase.SUCCEEDED, PodPhase.FAILED)
+
+
+class TaintEffect(StrEnum):
+    NO_SCHEDULE = "NoSchedule"
+    PREFER_NO_SCHEDULE = "PreferNoSchedule"
+    NO_EXECUTE = "NoExecute"
+
+
+@dataclass(frozen=True, slots=True)
+class Taint:
+    key: str
+    effect: TaintEffect
+    value: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Toleration:
+    """A pod's toleration; an empty key with operator Exists tolerates every taint."""
+
+    key: str = ""
+    operator_exists: bool = False  # False: Equal (the Kubernetes default)
+    value: str = ""
+    effect: TaintEffect | None = None  # None: every effect
+
+    def tolerates(self, taint: Taint) -> bool:
+        if self.effect is not None and self.effect is not taint.effect:
+            return False
+        if not self.key:
+            return self.operator_exists
+        if self.key != taint.key:
+            return False
+        return self.operator_exists or self.value == taint.value
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFacts:
+    """One node: its NodeView (nothing requested yet) plus what placement and recovery need.
+
+    ``ready`` is the Ready condition; ``not_ready_since`` when it last stopped being True.
+    ``schedulable`` is False for cordoned nodes (spec.unschedulable).
+    """
+
+    view: NodeView
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+    schedulable: bool = True
+    ready: bool = True
+    not_ready_since: datetime | None = None
+
+    @property
+    def name(self) -> str:
+        return self.view.name
+
+    def lost(self, *, now: datetime, grace_seconds: float) -> bool:
+        """NotReady for at least ``grace_seconds`` (an unknown start counts as long ago)."""
+        if self.ready:
+            return False
+        if self.not_ready_since is None:
+            return True
+        return (now - self.not_ready_since).total_seconds() >= grace_seconds
+
+
+@dataclass(frozen=True, slots=True)
+class PodFacts:
+    """One pod as accounting and the job lifecycle see it.
+
+    ``requests`` is the pod's effective request (containers summed, init containers' peak,
+    overhead); its ``gpus`` counts devices of ``accelerator``. ``job_uid`` and ``replica`` are
+    set on pods a ModelJob owns.
+    """
+
+    namespace: str
+    name: str
+    requests: Resources = field(default_factory=Resources)
+    accelerator: str | None = None
+    node: str | None = None
+    phase: PodPhase = PodPhase.PENDING
+    terminating: bool = False
+    uid: str = ""
+    scheduler_name: str = ""
+    job_uid: str | None = None
+    replica: int | None = None
+    spec_hash: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @property
+    def holds_resources(self) -> bool:
+        """Bound and not finished: counted against its node (terminating pods still count)."""
+        return self.node is not None and not self.phase.finished
+
+
+@dataclass(frozen=True, slots=True)
+class AssumedPod:
+    """A pod the operator bound (or is binding) that the pod watch has not shown on its node yet."""
+
+    pod: PodFacts  # with node set to where it is being bound
+    since: datetime
+
+
+def merge_assumed(
+    pods: Iterable[PodFacts], assumed: Iterable[AssumedPod], *, now: datetime, ttl_seconds: float
+) -> list[PodFacts]:
+    """The pods to account: the watched ones, plus assumed pods the watch does not show bound yet.
+
+    An assumed pod stops counting once the watch shows it bound (the watched copy counts
+    instead), and after ``ttl_seconds`` (the binding failed or the pod was deleted unseen).
+    """
+    watched = {pod.key: pod for pod in pods}
+    merged = list(watched.values())
+    for entry in assumed:
+        if (now - entry.since).total_seconds() > ttl_seconds:
+            continue
+        seen = watched.get(entry.pod.key)
+        if seen is None or seen.node is None:
+            if seen is not None:
+                merged.remove(seen)
+            merged.append(entry.pod)
+    return merged
+
+
+def account(nodes: Sequence[NodeFacts], pods: Iterable[PodFacts]) -> list[NodeView]:
+    """NodeViews with ``requested`` and per-device GPU use filled in from the pods bound to each node.
+
+    Nodes come back sorted by name (ties break by name downstream). A node is offered as
+    ``ready`` only if it is Ready and not cordoned.
+    """
+    cpu: dict[str, int] = defaultdict(int)
+    memory: dict[str, int] = defaultdict(int)
+    storage: dict[str, int] = defaultdict(int)
+    gpus: dict[str, int] = defaultdict(int)
+    by_name = {n.name: n for n in nodes}
+    for pod in pods:
+        node = by_name.get(pod.node or "")
+        if node is None or not pod.holds_resources:
+            continue
+        cpu[node.name] += pod.requests.cpu_milli
+        memory[node.name] += pod.requests.memory_bytes
+        storage[node.name] += pod.requests.ephemeral_storage_bytes
+        if pod.requests.gpus > 0 and pod.accelerator is not None and pod.accelerator == node.view.accelerator:
+            gpus[node.name] += pod.requests.gpus
+    views = []
+    for node in sorted(nodes, key=lambda n: n.name):
+        name = node.name
+        devices = node.view.allocatable.gpus
+        used = min(devices, gpus[name])
+        views.append(
+            replace(
+                node.view,
+                requested=Resources(
+                    cpu_milli=cpu[name],
+                    memory_bytes=memory[name],
+                    ephemeral_storage_bytes=storage[name],
+                    gpus=used,
+                ),
+                gpu_free_milli=(0,) * used + (MILLI_PER_DEVICE,) * (devices - used) if devices else (),
+                ready=node.ready and node.schedulable,
+            )
+        )
+    return views
+
+
+def admits(node: NodeFacts, *, node_selector: Mapping[str, str], tolerations: Sequence[Toleration]) -> bool:
+    """Whether a pod with this nodeSelector and these tolerations may go to ``node`` at all.
+
+    NoSchedule and NoExecute taints repel pods that do not tolerate them; PreferNoSchedule only
+    discourages, as in kube-scheduler's TaintToleration plugin.
+    """
+    if any(node.labels.get(key) != value for key, value in node_selector.items()):
+        return False
+    return not any(
+        taint.effect is not TaintEffect.PREFER_NO_SCHEDULE
+        and not any(t.tolerates(taint) for t in tolerations)
+        for taint in node.taints
+    )

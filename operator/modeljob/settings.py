@@ -1,0 +1,247 @@
+"""The operator's settings: the only reader of environment variables, one pydantic-settings tree.
+
+Every field maps to one environment variable, `MODELJOB_<SECTION>__<FIELD>` (for example
+`MODELJOB_QUEUE__POLICY=sjf`); Helm values map 1:1 to these names. `docs/settings.md` is the
+table of them all, and a test keeps that table and this file in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modeljob.core.queueing import DEFAULT_AGING_PER_HOUR, DEFAULT_DURATION_SECONDS, QueueOrder
+from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
+
+ENV_PREFIX = "MODELJOB_"
+ENV_NESTED_DELIMITER = "__"
+MAX_WEIGHT = 1000.0
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KubernetesSettings(_Section):
+    kubeconfig: Path | None = Field(
+        default=None,
+        description="Kubeconfig file; unset: in-cluster account, else $KUBECONFIG, else ~/.kube/config.",
+    )
+    context: str | None = Field(default=None, description="Kubeconfig context; unset: the current one.")
+    connections: int = Field(
+        default=32, ge=1, le=1024, description="HTTP connections kept open to the API server."
+    )
+
+
+class PeeringSettings(_Section):
+    enabled: bool = Field(
+        default=True,
+        description=(
+            "Use kopf peering (a ClusterKopfPeering object) so that only one replica acts; "
+            "false runs standalone."
+        ),
+    )
+    name: str = Field(
+        default="modeljob", min_length=1, max_length=253, description="The ClusterKopfPeering name."
+    )
+    priority: int = Field(
+        default=0,
+        ge=0,
+        le=2**31 - 1,
+        description="This replica's priority; the highest live one acts, equal ones all pause (kopf's rule).",
+    )
+    lifetime_seconds: int = Field(
+        default=60, ge=5, le=3600, description="How long a silent peer counts as alive (kopf's lifetime)."
+    )
+    identity: str | None = Field(
+        default=None,
+        max_length=253,
+        description="This replica's peer id; unset: $POD_ID, else user@host/start time (kopf's default).",
+    )
+
+
+class ServerSettings(_Section):
+    host: str = Field(default="0.0.0.0", description="Address the liveness and metrics endpoints listen on.")  # noqa: S104
+    liveness_port: int = Field(
+        default=8080, ge=0, le=65535, description="kopf's liveness endpoint `/healthz`; 0 disables it."
+    )
+    metrics_port: int = Field(
+        default=9090, ge=0, le=65535, description="Prometheus `/metrics`; 0 disables it."
+    )
+
+
+class QueueSettings(_Section):
+    policy: QueueOrder = Field(
+        default=QueueOrder.FCFS,
+        description="Order of waiting jobs within a queue: fcfs, shortest-job-first, priority or fair-share.",
+    )
+    strict: bool = Field(
+        default=False,
+        description=(
+            "true: a job that must wait blocks every job behind it (strict order); "
+            "false: later jobs that fit go first (backfill)."
+        ),
+    )
+    aging_per_hour: float = Field(
+        default=DEFAULT_AGING_PER_HOUR,
+        ge=0,
+        le=10**6,
+        description="priority: points a waiting job gains per hour waited, so nothing starves.",
+    )
+    default_duration_seconds: float = Field(
+        default=DEFAULT_DURATION_SECONDS,
+        gt=0,
+        le=10**8,
+        description="shortest-job-first: the duration of jobs without spec.scheduling.expectedDuration.",
+    )
+
+
+class ScoringSettings(_Section):
+    """Weights of the node scorers: `MODELJOB_SCORING__<SCORER>=<weight>` for any scorer that
+    core/scoring/weights.py defines (0 switches one off); unset ones keep the core's defaults, so
+    a scorer added there is configurable here without a change."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    @model_validator(mode="after")
+    def _known_scorers(self) -> ScoringSettings:
+        known = [f.name for f in fields(ScoringWeights)]
+        for name, value in (self.model_extra or {}).items():
+            if name not in known:
+                raise ValueError(f"unknown scorer {name!r}; known: {', '.join(known)}")
+            try:
+                weight = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name}: expected a number, got {value!r}") from None
+            if not 0 <= weight <= MAX_WEIGHT:
+                raise ValueError(f"{name}: must be between 0 and {MAX_WEIGHT}, got {value!r}")
+        self.weights()  # every weight 0 is refused by the core
+        return self
+
+    def weights(self) -> ScoringWeights:
+        return replace(DEFAULT_WEIGHTS, **{name: float(v) for name, v in (self.model_extra or {}).items()})
+
+
+class SchedulingSettings(_Section):
+    scheduler_name: str = Field(
+        default="modeljob",
+        min_length=1,
+        max_length=63,
+        description="`spec.schedulerName` of the pods the operator creates and binds.",
+    )
+    debounce_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        le=10,
+        description="After a change in the cluster, wait this long for more before planning.",
+    )
+    resync_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="Plan at least this often even when nothing changed."
+    )
+    bind_workers: int = Field(
+        default=16, ge=1, le=256, description="Pods created and bound in parallel within one plan."
+    )
+    job_workers: int = Field(
+        default=8, ge=1, le=256, description="Jobs acted on in parallel within one scheduling cycle."
+    )
+    assume_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How long a pod we bound counts from our own plan before the watch must show it.",
+    )
+    node_lost_after_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=86400,
+        description="A node NotReady this long is lost: its replicas (gangs: whole jobs) are re-queued.",
+    )
+
+
+class NodeLabelSettings(_Section):
+    gpu_product: str = Field(
+        default="nvidia.com/gpu.product", description="Node label naming the accelerator product."
+    )
+    gpu_memory_mib: str = Field(
+        default="nvidia.com/gpu.memory", description="Node label giving each device's memory in MiB."
+    )
+    price_per_hour: str = Field(
+        default="modeljob.dev/price-per-hour", description="Node label giving the node's price per hour."
+    )
+
+
+class LoggingSettings(_Section):
+    level: str = Field(
+        default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="DEBUG, INFO, WARNING or ERROR."
+    )
+    format: LogFormat = Field(default=LogFormat.TEXT, description="text, or json (one object per line).")
+
+
+class Settings(BaseSettings):
+    """Everything `modeljob run` can be told, read once at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    peering: PeeringSettings = Field(default_factory=PeeringSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    scheduling: SchedulingSettings = Field(default_factory=SchedulingSettings)
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    node_labels: NodeLabelSettings = Field(default_factory=NodeLabelSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+
+def environment_variables() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting, in declaration order: docs/settings.md."""
+    rows: list[tuple[str, str, str]] = []
+    for section_name, section in Settings.model_fields.items():
+        model = section.annotation
+        assert isinstance(model, type)
+        assert issubclass(model, BaseModel)
+        prefix = f"{ENV_PREFIX}{section_name}{ENV_NESTED_DELIMITER}".upper()
+        if model is ScoringSettings:
+            rows += [
+                (
+                    f"{prefix}{item.name.upper()}",
+                    _shown(getattr(DEFAULT_WEIGHTS, item.name)),
+                    f"Weight of the {item.name.replace('_', '-')} node scorer (core/scoring).",
+                )
+                for item in fields(ScoringWeights)
+            ]
+            continue
+        for field_name, field in model.model_fields.items():
+            rows.append((f"{prefix}{field_name.upper()}", _shown(field.default), field.description or ""))
+    return rows
+
+
+def _shown(default: object) -> str:
+    if default is None:
+        return "(unset)"
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, StrEnum):
+        return default.value
+    return str(default)
+
+
+def render_settings_table() -> str:
+    """The Markdown table of docs/settings.md (a test keeps the file in step with this)."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    lines += [f"| `{name}` | `{default}` | {text} |" for name, default, text in environment_variables()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,201 @@
+"""The composition root: build the gateway, watches, metrics and scheduling loop from Settings; start kopf."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import kopf
+from prometheus_client import start_http_server
+
+from modeljob.adapters import kopf_handlers
+from modeljob.adapters.cluster import ClusterGateway
+from modeljob.adapters.cluster_view import ClusterView
+from modeljob.adapters.kube_objects import NodeLabelKeys, parse_time
+from modeljob.adapters.metrics import OperatorMetrics
+from modeljob.adapters.scheduling_loop import LoopSettings, SchedulingLoop
+from modeljob.core.leadership import Peer, acts
+from modeljob.core.queueing import QueueSettings
+from modeljob.core.scheduling_cycle import CycleSettings
+from modeljob.settings import LogFormat, LoggingSettings, Settings
+
+logger = logging.getLogger("modeljob")
+
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(settings: LoggingSettings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.format is LogFormat.JSON:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.level)
+    # kopf logs every handler run at INFO; ours say more, once.
+    logging.getLogger("kopf").setLevel(max(logging.WARNING, logging.getLevelName(settings.level)))
+
+
+def connect(settings: Settings) -> ClusterGateway:
+    k8s = settings.kubernetes
+    if k8s.kubeconfig is None and SERVICE_ACCOUNT_TOKEN.exists():
+        return ClusterGateway.in_cluster(connections=k8s.connections)
+    return ClusterGateway.from_kubeconfig(k8s.kubeconfig, context=k8s.context, connections=k8s.connections)
+
+
+def own_identity(settings: Settings) -> str:
+    if settings.peering.identity:
+        return settings.peering.identity
+    return str(kopf_detect_identity())
+
+
+def kopf_detect_identity() -> str:
+    """kopf's own choice ($POD_ID, else user@host/start/random), so logs and peering agree."""
+    from kopf._core.engines.peering import detect_own_id  # noqa: PLC0415 - kopf exports no public name
+
+    return str(detect_own_id(manual=False))
+
+
+def leadership(view: ClusterView, settings: Settings, identity: str) -> bool:
+    """Whether this replica acts now, by kopf's peering rule on the watched peering object."""
+    if not settings.peering.enabled or view.peerings is None:
+        return True
+    peering = view.peerings.get(("", settings.peering.name))
+    if peering is None:
+        return False
+    peers = []
+    for peer_id, info in (peering.get("status") or {}).items():
+        if not isinstance(info, dict):
+            continue
+        seen = parse_time(info.get("lastseen"))
+        if seen is None:
+            continue
+        peers.append(
+            Peer(
+                identity=str(peer_id),
+                priority=int(info.get("priority") or 0),
+                last_seen=seen,
+                lifetime_seconds=float(info.get("lifetime") or 60),
+            )
+        )
+    return acts(peers, identity=identity, priority=settings.peering.priority, now=datetime.now(UTC))
+
+
+def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
+    operator = kopf.OperatorSettings()
+    # Progress and the last-handled spec live in annotations under our group: the CRD's status has
+    # a fixed schema, so kopf's default `status.kopf` would be pruned by the API server.
+    operator.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modeljob.dev")
+    operator.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="modeljob.dev", key="last-handled-configuration"
+    )
+    operator.persistence.finalizer = "modeljob.dev/kopf-finalizer"
+    # Admission handlers are plain `def`s run in kopf's thread pool; its default (CPUs + 4) holds
+    # a burst of new jobs back, while each handler mostly waits for the API server.
+    operator.execution.max_workers = settings.scheduling.job_workers
+    operator.posting.enabled = False  # our handlers and loop post the Events that matter
+    operator.peering.lifetime = settings.peering.lifetime_seconds
+    operator.peering.stealth = True
+    operator.watching.server_timeout = 240
+    operator.watching.client_timeout = 270
+    return operator
+
+
+def run_operator(settings: Settings) -> int:
+    """Start everything and block until kopf exits (SIGTERM/SIGINT)."""
+    configure_logging(settings.logging)
+    gateway = connect(settings)
+    metrics = OperatorMetrics()
+    identity = own_identity(settings)
+    view = ClusterView(
+        gateway,
+        labels=NodeLabelKeys(
+            gpu_product=settings.node_labels.gpu_product,
+            gpu_memory_mib=settings.node_labels.gpu_memory_mib,
+            price_per_hour=settings.node_labels.price_per_hour,
+        ),
+        peering=settings.peering.enabled,
+    )
+    scheduling = settings.scheduling
+    loop = SchedulingLoop(
+        gateway=gateway,
+        view=view,
+        metrics=metrics,
+        settings=LoopSettings(
+            scheduler_name=scheduling.scheduler_name,
+            debounce_seconds=scheduling.debounce_seconds,
+            resync_seconds=scheduling.resync_seconds,
+            bind_workers=scheduling.bind_workers,
+            job_workers=scheduling.job_workers,
+            assume_seconds=scheduling.assume_seconds,
+            product_label=settings.node_labels.gpu_product,
+            cycle=CycleSettings(
+                queue=QueueSettings(
+                    order=settings.queue.policy,
+                    default_duration_seconds=settings.queue.default_duration_seconds,
+                    aging_per_hour=settings.queue.aging_per_hour,
+                ),
+                strict=settings.queue.strict,
+                node_lost_after_seconds=scheduling.node_lost_after_seconds,
+                weights=settings.scoring.weights(),
+            ),
+        ),
+        identity=identity,
+        acts=lambda: leadership(view, settings, identity),
+    )
+    memo = kopf_handlers.OperatorMemo(
+        gateway=gateway,
+        view=view,
+        loop=loop,
+        metrics=metrics,
+        identity=identity,
+        in_cluster=settings.kubernetes.kubeconfig is None and SERVICE_ACCOUNT_TOKEN.exists(),
+    )
+    registry = kopf.OperatorRegistry()
+    kopf_handlers.register(registry)
+    server = settings.server
+    if server.metrics_port:
+        start_http_server(server.metrics_port, addr=server.host, registry=metrics.registry)
+    liveness = f"http://{server.host}:{server.liveness_port}/healthz" if server.liveness_port else None
+    logger.info(
+        "modeljob operator %s starting against %s (peering %s, queue policy %s, metrics %s)",
+        identity,
+        gateway.server,
+        settings.peering.name if settings.peering.enabled else "off",
+        settings.queue.policy.value,
+        f"http://{server.host}:{server.metrics_port}/metrics" if server.metrics_port else "off",
+    )
+    try:
+        kopf.run(
+            registry=registry,
+            settings=kopf_settings(settings),
+            clusterwide=True,
+            standalone=not settings.peering.enabled,
+            peering_name=settings.peering.name if settings.peering.enabled else None,
+            priority=settings.peering.priority,
+            liveness_endpoint=liveness,
+            memo=memo,
+            identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
+        )
+    finally:
+        loop.stop()
+        view.stop()
+        gateway.close()
+    return 0

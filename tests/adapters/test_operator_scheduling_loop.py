@@ -1,0 +1,253 @@
+"""The scheduling loop against an in-memory API server: plan first, then bind; crashes are completed."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from modeljob.adapters import kube_objects
+from modeljob.adapters.cluster import AlreadyExistsError, ClusterError, NotFoundError
+from modeljob.adapters.cluster_view import ClusterView
+from modeljob.adapters.kube_objects import NodeLabelKeys
+from modeljob.adapters.metrics import OperatorMetrics
+from modeljob.adapters.scheduling_loop import LoopSettings, SchedulingLoop
+from modeljob.core.scheduling_cycle import CycleSettings
+from tests.operator_builders import at, modeljob_dict, node_dict
+
+Json = dict[str, Any]
+
+
+class Crash(BaseException):
+    """Stands in for SIGKILL: nothing after it runs, no except clause catches it."""
+
+
+class FakeApiServer:
+    """Just enough of the API server: resourceVersions, conditional status patches, pods/binding."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], Json] = {}
+        self.versions = itertools.count(1000)
+        self.calls: list[str] = []
+        self.events: list[Json] = []
+        self.before: dict[str, Callable[[str], None]] = {}
+        self.server = "fake"
+
+    def put(self, kind: str, obj: Json) -> Json:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        meta["resourceVersion"] = str(next(self.versions))
+        meta.setdefault("uid", f"uid-{meta['name']}")
+        self.objects[(kind, meta.get("namespace", ""), meta["name"])] = obj
+        return copy.deepcopy(obj)
+
+    def _hook(self, verb: str, what: str) -> None:
+        self.calls.append(f"{verb} {what}")
+        if verb in self.before:
+            self.before[verb](what)
+
+    def pods(self) -> list[Json]:
+        return [o for (kind, _, _), o in self.objects.items() if kind == "pods"]
+
+    def job(self, namespace: str, name: str) -> Json:
+        return self.objects[("modeljobs", namespace, name)]
+
+    # --- the gateway's operator methods ---
+
+    def patch_modeljob_status(self, namespace: str, name: str, patch: Json) -> Json:
+        current = self.objects.get(("modeljobs", namespace, name))
+        if current is None:
+            raise NotFoundError("not found", status=404)
+        wanted = (patch.get("metadata") or {}).get("resourceVersion")
+        if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
+            raise ClusterError("409 Conflict: the object has been modified", status=409, reason="Conflict")
+        placement = patch["status"].get("placement")
+        self._hook("patch", f"{name} phase={patch['status'].get('phase')} placement={placement is not None}")
+        status = current.setdefault("status", {})
+        for key, value in patch["status"].items():
+            if value is None:
+                status.pop(key, None)
+            else:
+                status[key] = value
+        return self.put("modeljobs", current)
+
+    def create_pod(self, namespace: str, manifest: Json) -> Json:
+        name = manifest["metadata"]["name"]
+        self._hook("create", name)
+        if ("pods", namespace, name) in self.objects:
+            raise AlreadyExistsError("exists", status=409, reason="AlreadyExists")
+        pod = copy.deepcopy(manifest)
+        pod["status"] = {"phase": "Pending"}
+        return self.put("pods", pod)
+
+    def bind_pod(self, namespace: str, name: str, node: str) -> None:
+        self._hook("bind", f"{name}->{node}")
+        pod = self.objects.get(("pods", namespace, name))
+        if pod is None:
+            raise NotFoundError("no pod", status=404)
+        bound = pod["spec"].get("nodeName")
+        if bound:
+            raise ClusterError(
+                f'bind: 409 Conflict: pod {name} is already assigned to node "{bound}"',
+                status=409,
+                reason="Conflict",
+            )
+        pod["spec"]["nodeName"] = node
+        self.put("pods", pod)
+
+    def delete_pod(self, namespace: str, name: str, *, grace_period_seconds: int | None = None) -> None:
+        self._hook("delete", name)
+        if self.objects.pop(("pods", namespace, name), None) is None:
+            raise NotFoundError("no pod", status=404)
+
+    def create_event(self, namespace: str, event: Json) -> Json:
+        self.events.append(event)
+        return event
+
+
+def start_operator(api: FakeApiServer) -> tuple[SchedulingLoop, ClusterView]:
+    """A fresh operator: its view is what the API server holds now (as a first list would show)."""
+    view = ClusterView(api, labels=NodeLabelKeys(), peering=False)  # type: ignore[arg-type]
+    for (kind, _, _), obj in list(api.objects.items()):
+        {"nodes": view.nodes, "pods": view.pods, "modeljobs": view.jobs}[kind].observe(copy.deepcopy(obj))
+    loop = SchedulingLoop(
+        gateway=api,  # type: ignore[arg-type]
+        view=view,
+        metrics=OperatorMetrics(),
+        settings=LoopSettings(
+            scheduler_name="modeljob",
+            debounce_seconds=0,
+            resync_seconds=1,
+            bind_workers=1,  # one at a time: a crash after the n-th call is deterministic
+            job_workers=1,
+            assume_seconds=30,
+            product_label="nvidia.com/gpu.product",
+            cycle=CycleSettings(node_lost_after_seconds=30),
+        ),
+        identity="test",
+        acts=lambda: True,
+        clock=lambda: at(100),
+    )
+    return loop, view
+
+
+@pytest.fixture
+def api() -> FakeApiServer:
+    """Two H100 nodes and one admitted 4-replica training gang (2 GPUs per replica on H100)."""
+    server = FakeApiServer()
+    for index in (0, 1):
+        server.put("nodes", node_dict(index))
+    job = modeljob_dict("llama-2-13b-training-zero3", status={"phase": "Queued", "observedGeneration": 1})
+    job["spec"]["accelerator"] = {"products": ["NVIDIA-H100-80GB-HBM3"]}
+    server.put("modeljobs", job)
+    return server
+
+
+def _bound_pods(api: FakeApiServer) -> dict[str, str]:
+    return {p["metadata"]["name"]: p["spec"].get("nodeName") for p in api.pods()}
+
+
+def test_the_plan_is_written_before_any_pod_exists_and_the_job_is_scheduled_after(api: FakeApiServer) -> None:
+    loop, _ = start_operator(api)
+    loop.run_once()
+    verbs = [call.split()[0] for call in api.calls]
+    assert verbs[0] == "patch"
+    assert "placement=True" in api.calls[0]
+    assert verbs[1:9] == ["create", "bind"] * 4
+    assert api.calls[-1].startswith("patch llama-2-13b-sft phase=Scheduled")
+    status = api.job("ml", "llama-2-13b-sft")["status"]
+    assert status["phase"] == "Scheduled"
+    assert sorted(_bound_pods(api).values()) == sorted(e["node"] for e in status["placement"])
+    binding = next(c for c in status["conditions"] if c["type"] == "Binding")
+    assert (binding["status"], binding["reason"]) == ("False", "Bound")
+    assert [e["reason"] for e in api.events] == ["Scheduled"]
+
+
+def test_the_next_cycle_does_not_plan_again_from_a_stale_watch(api: FakeApiServer) -> None:
+    loop, _ = start_operator(api)
+    loop.run_once()
+    calls = len(api.calls)
+    loop.run_once()  # the watch has shown nothing new; the write-through copy is what counts
+    assert [c for c in api.calls[calls:] if c.startswith(("create", "bind"))] == []
+
+
+@pytest.mark.parametrize("crash_before", ["create", "bind"])
+@pytest.mark.parametrize("after_calls", [0, 1, 2, 3])
+def test_a_crash_while_binding_is_completed_by_the_next_operator(
+    api: FakeApiServer, crash_before: str, after_calls: int
+) -> None:
+    seen = itertools.count()
+
+    def crash(_: str) -> None:
+        if next(seen) == after_calls:
+            raise Crash
+
+    api.before[crash_before] = crash
+    loop, _ = start_operator(api)
+    with pytest.raises(Crash):
+        loop.run_once()
+    del api.before[crash_before]
+    assert api.job("ml", "llama-2-13b-sft")["status"]["placement"], "the plan was written first"
+
+    restarted, _ = start_operator(api)
+    restarted.run_once()
+    status = api.job("ml", "llama-2-13b-sft")["status"]
+    assert status["phase"] == "Scheduled"
+    bound = _bound_pods(api)
+    assert bound == {e["pod"]: e["node"] for e in status["placement"]}, "every pod bound where the plan says"
+    assert len(bound) == 4
+    assert "completed after a restart" in api.events[-1]["message"]
+
+
+def test_already_assigned_to_our_node_counts_as_bound(api: FakeApiServer) -> None:
+    original = api.bind_pod
+
+    def bind_twice(namespace: str, name: str, node: str) -> None:
+        original(namespace, name, node)
+        original(namespace, name, node)  # the first reply was lost; the retry sees 409
+
+    api.bind_pod = bind_twice  # type: ignore[method-assign]
+    loop, _ = start_operator(api)
+    loop.run_once()
+    assert api.job("ml", "llama-2-13b-sft")["status"]["phase"] == "Scheduled"
+
+
+def test_a_binding_refused_for_another_node_rolls_the_whole_gang_back(api: FakeApiServer) -> None:
+    def steal(what: str) -> None:
+        name = what.split("->", maxsplit=1)[0]
+        if "-sft-2-" in name:
+            api.objects[("pods", "ml", name)]["spec"]["nodeName"] = "somewhere-else"
+
+    api.before["bind"] = steal
+    loop, _ = start_operator(api)
+    loop.run_once()
+    status = api.job("ml", "llama-2-13b-sft")["status"]
+    assert status["phase"] == "Queued"
+    assert status.get("placement") == []
+    assert api.pods() == [], "no half-bound gang is left behind"
+    assert api.events[-1]["reason"] == "BindingFailed"
+
+
+def test_a_job_changed_meanwhile_is_left_for_the_next_cycle(api: FakeApiServer) -> None:
+    loop, view = start_operator(api)
+    api.put("modeljobs", api.job("ml", "llama-2-13b-sft"))  # someone wrote after our snapshot
+    loop.run_once()
+    assert api.pods() == []
+    assert "phase" in api.job("ml", "llama-2-13b-sft")["status"]
+    view.jobs.observe(copy.deepcopy(api.job("ml", "llama-2-13b-sft")))
+    loop.run_once()
+    assert len(api.pods()) == 4
+
+
+def test_pod_manifests_carry_the_placement_generation_and_estimate(api: FakeApiServer) -> None:
+    loop, _ = start_operator(api)
+    loop.run_once()
+    status = api.job("ml", "llama-2-13b-sft")["status"]
+    for pod in api.pods():
+        requests, _ = kube_objects.pod_requests(pod["spec"])
+        assert requests.gpus == status["estimate"]["gpus"]
+        assert requests.cpu_milli == status["estimate"]["cpuMilli"]
+        assert requests.memory_bytes == status["estimate"]["memoryBytes"]

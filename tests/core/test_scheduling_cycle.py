@@ -1,0 +1,217 @@
+"""One scheduling cycle: size per node type, order the queue, place gangs whole or not at all."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import pytest
+
+from modeljob.core.cluster_state import NodeFacts, PodFacts
+from modeljob.core.jobs import Overrides
+from modeljob.core.lifecycle import Action, JobFacts, JobPhase
+from modeljob.core.queueing import QueueOrder, QueueSettings
+from modeljob.core.scheduling_cycle import (
+    CycleResult,
+    CycleSettings,
+    Outcome,
+    Verdict,
+    node_types,
+    run_cycle,
+    size_job,
+    type_prices,
+)
+from tests.operator_builders import (
+    H100,
+    L4,
+    at,
+    h100_nodes,
+    l4_nodes,
+    make_job,
+    make_node,
+    make_pod,
+    placed,
+    pods_of,
+)
+
+B = 10**9
+
+
+def with_gpus(job: JobFacts, gpus: int) -> JobFacts:
+    """``job`` with spec.resources.gpus set: its replicas need exactly that many GPUs."""
+    return replace(job, shape=replace(job.shape, overrides=Overrides(gpus=gpus)))
+
+
+def cycle(
+    jobs: Sequence[JobFacts],
+    nodes: Sequence[NodeFacts],
+    pods: Sequence[PodFacts] = (),
+    *,
+    policy: QueueOrder = QueueOrder.FCFS,
+    strict: bool = False,
+) -> CycleResult:
+    settings = CycleSettings(queue=QueueSettings(order=policy), strict=strict)
+    return run_cycle(jobs, nodes, pods, now=at(1000), settings=settings)
+
+
+def outcome(result: CycleResult, name: str) -> Outcome:
+    return next(o for o in result.outcomes if o.job.name == name)
+
+
+# --- sizing per node type ------------------------------------------------------------------------
+
+
+def test_a_replica_is_sized_for_each_node_type_cheapest_first() -> None:
+    views = [n.view for n in [*h100_nodes(1), *l4_nodes(1)]]
+    sizing = size_job(make_job(parameters=8 * B), node_types(views), prices=type_prices(views))
+    assert [(c.node_type.product, c.estimate.gpus) for c in sizing.candidates] == [(L4, 1), (H100, 1)]
+    assert sizing.candidates[0].request.products == (L4,)
+
+
+def test_405b_in_bf16_never_fits_24_gib_gpus_and_says_exactly_why() -> None:
+    views = [n.view for n in l4_nodes()]
+    sizing = size_job(make_job(parameters=405 * B, products=(L4,)), node_types(views))
+    assert sizing.candidates == ()
+    assert sizing.explain_unschedulable() == (
+        "no node type can hold one replica: NVIDIA-L4, 24.0 GiB: needs 44 × 24.0 GiB GPUs per replica "
+        "(11 nodes), but a replica runs in one pod on one node and these nodes have 4"
+    )
+
+
+def test_products_the_job_does_not_allow_are_rejected_by_name() -> None:
+    views = [n.view for n in [*h100_nodes(1), *l4_nodes(1)]]
+    sizing = size_job(make_job(products=(H100,)), node_types(views))
+    assert [c.node_type.product for c in sizing.candidates] == [H100]
+    assert sizing.rejected == ("NVIDIA-L4, 24.0 GiB: not among spec.accelerator.products",)
+
+
+def test_nodes_without_a_memory_label_use_the_jobs_memory_per_device() -> None:
+    unlabelled = [make_node("gpu-x", product="X", memory_gib=0).view]
+    assert size_job(make_job(), node_types(unlabelled)).candidates == ()
+    sized = size_job(replace(make_job(), memory_per_device_bytes=80 * 2**30), node_types(unlabelled))
+    assert sized.candidates[0].estimate.device_memory_bytes == 80 * 2**30
+
+
+# --- the cycle -----------------------------------------------------------------------------------
+
+
+def test_job_placed_first_in_a_cycle_is_seen_by_the_next() -> None:
+    first = with_gpus(make_job("first", created=0, products=(H100,)), 8)
+    second = with_gpus(make_job("second", created=1, products=(H100,)), 8)
+    result = cycle([first, second], h100_nodes(1))
+    assert outcome(result, "first").verdict is Verdict.PLACE
+    waiting = outcome(result, "second")
+    assert (waiting.verdict, waiting.queue_position) == (Verdict.WAIT, 1)
+    assert waiting.message.startswith("waiting for room: ml/second: needs 8 × 80 GiB GPUs per replica")
+
+
+def test_a_job_that_only_has_to_wait_stays_queued_while_one_that_never_fits_is_unschedulable() -> None:
+    blocker = make_pod("blocker", node="gpu-l4-0", gpus=4)
+    waits = make_job("waits", products=(L4,), parameters=8 * B, replicas=2)
+    never = make_job("never", products=(L4,), parameters=405 * B)
+    result = cycle([with_gpus(waits, 4), never], l4_nodes(), [blocker])
+    assert outcome(result, "waits").verdict is Verdict.WAIT
+    unschedulable = outcome(result, "never")
+    assert unschedulable.verdict is Verdict.UNSCHEDULABLE
+    assert "needs 44 × 24.0 GiB GPUs per replica" in unschedulable.message
+
+
+def test_a_gang_bigger_than_the_whole_cluster_is_unschedulable() -> None:
+    job = with_gpus(make_job("huge", replicas=3, products=(H100,)), 8)
+    result = cycle([job], h100_nodes(2))
+    only = outcome(result, "huge")
+    assert only.verdict is Verdict.UNSCHEDULABLE
+    assert only.message.startswith(
+        "the job can never fit this cluster: ml/huge: needs 8 × 80 GiB GPUs per replica"
+    )
+    assert "3 replicas do not fit even on an empty cluster" in only.message
+
+
+@pytest.mark.parametrize(
+    ("policy", "winner"),
+    [(QueueOrder.FCFS, "long-early"), (QueueOrder.SHORTEST_JOB_FIRST, "short-late")],
+    ids=["fcfs", "sjf"],
+)
+def test_when_room_is_scarce_the_policy_decides_who_goes_first(policy: QueueOrder, winner: str) -> None:
+    early = with_gpus(
+        make_job("long-early", created=0, expected_duration_seconds=36_000, products=(H100,)), 8
+    )
+    late = with_gpus(make_job("short-late", created=5, expected_duration_seconds=600, products=(H100,)), 8)
+    result = cycle([early, late], h100_nodes(1), policy=policy)
+    assert [o.job.name for o in result.outcomes if o.verdict is Verdict.PLACE] == [winner]
+
+
+def test_backfill_lets_a_small_job_pass_a_big_one_unless_the_order_is_strict() -> None:
+    big = with_gpus(make_job("big", created=0, products=(H100,)), 8)
+    small = with_gpus(make_job("small", created=5, products=(H100,)), 2)
+    blocker = make_pod("blocker", node="gpu-h100-0", gpus=4)
+    relaxed = cycle([big, small], h100_nodes(1), [blocker])
+    assert (outcome(relaxed, "big").verdict, outcome(relaxed, "small").verdict) == (
+        Verdict.WAIT,
+        Verdict.PLACE,
+    )
+    strict = cycle([big, small], h100_nodes(1), [blocker], strict=True)
+    assert outcome(strict, "small").verdict is Verdict.WAIT
+    assert outcome(strict, "small").message == "waiting behind ml/big (strict queue order)"
+
+
+def test_a_placement_being_completed_reserves_its_nodes_before_anything_new_is_planned() -> None:
+    binding = placed(
+        with_gpus(make_job("binding", created=0, products=(H100,)), 8), "gpu-h100-0", binding=True
+    )
+    newcomer = with_gpus(make_job("newcomer", created=5, products=(H100,)), 8)
+    result = cycle([binding, newcomer], h100_nodes(1))
+    assert outcome(result, "binding").reconciliation.action is Action.COMPLETE
+    assert outcome(result, "newcomer").verdict is Verdict.WAIT
+
+
+def test_a_placement_whose_node_filled_up_meanwhile_is_rolled_back() -> None:
+    binding = placed(with_gpus(make_job("binding", products=(H100,)), 8), "gpu-h100-0", binding=True)
+    intruder = make_pod("intruder", namespace="other", node="gpu-h100-0", gpus=1)
+    result = cycle([binding], h100_nodes(1), [intruder])
+    rolled = outcome(result, "binding").reconciliation
+    assert rolled.action is Action.ROLL_BACK
+    assert "node gpu-h100-0 no longer has room for replica 0" in rolled.message
+
+
+def test_running_job_is_reconciled_not_planned() -> None:
+    job = replace(placed(make_job("run", products=(H100,)), "gpu-h100-0"), phase=JobPhase.SCHEDULED)
+    result = cycle([job], h100_nodes(1), pods_of(job))
+    only = outcome(result, "run")
+    assert (only.verdict, only.reconciliation.phase) == (Verdict.KEEP, JobPhase.RUNNING)
+
+
+def test_a_gang_with_room_for_three_of_four_waits_whole() -> None:
+    blocker = make_pod("blocker", node="gpu-h100-1", gpus=4)
+    gang = with_gpus(make_job("gang", replicas=4, products=(H100,)), 4)
+    result = cycle([gang], h100_nodes(), [blocker])
+    waiting = outcome(result, "gang")
+    assert (waiting.verdict, waiting.placement) == (Verdict.WAIT, ())
+    assert "replica 4 of 4 has no node now" in waiting.message
+    assert "the largest free block is 8 × 80 GiB GPUs on gpu-h100-0" in waiting.message
+
+
+def test_a_gang_is_placed_whole_on_one_node_type() -> None:
+    gang = with_gpus(make_job("gang", replicas=4), 4)
+    result = cycle([gang], [*h100_nodes(), *l4_nodes()])
+    placed_gang = outcome(result, "gang")
+    assert placed_gang.verdict is Verdict.PLACE
+    assert placed_gang.candidate is not None
+    product = placed_gang.candidate.node_type.product
+    nodes = {p.node for p in placed_gang.placement}
+    assert len(placed_gang.placement) == 4
+    assert all(n.startswith("gpu-h100" if product == H100 else "gpu-l4") for n in nodes)
+
+
+def test_a_job_that_is_not_a_gang_takes_the_room_there_is() -> None:
+    loose = with_gpus(make_job("loose", replicas=3, gang=False, products=(H100,)), 8)
+    result = cycle([loose], h100_nodes(2))
+    partial = outcome(result, "loose")
+    assert partial.verdict is Verdict.PLACE
+    assert sorted(p.replica for p in partial.placement) == [0, 1]
+
+
+def test_pods_of_other_schedulers_count_against_their_nodes() -> None:
+    others = [make_pod(f"other-{i}", namespace="default", node=f"gpu-h100-{i}", gpus=7) for i in range(2)]
+    job = with_gpus(make_job("needs-2", products=(H100,)), 2)
+    assert outcome(cycle([job], h100_nodes(2), others), "needs-2").verdict is Verdict.WAIT
