@@ -1,0 +1,311 @@
+"""Running the operator for e2e tests: a real `python -m modeljob run` subprocess, node pools, ModelJobs.
+
+The test modules wrap `install_crds`, `operators` and `pools` in fixtures. Each test gets its own
+pool of fake GPU nodes, tainted and labelled with the test's namespace, and its jobs select and
+tolerate exactly that pool; so tests never compete for GPUs, and the `mixed` preset nodes stay
+free for the examples. The operator runs as a subprocess so that SIGKILL is real.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modeljob.adapters import node_catalog
+from modeljob.adapters.cluster import ClusterError, NotFoundError
+from modeljob.commands.nodes import apply_nodes, wait_until_ready
+from tests.e2e.kube import Cluster, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+CRD = REPO / "crds" / "modeljob.dev_modeljobs.yaml"
+PEERING = REPO / "hack" / "kopf-peering-crd.yaml"
+POOL_KEY = "modeljob.dev/e2e-pool"
+IDENTITY = "e2e-operator"  # one identity for every operator the tests start: a restart is the same peer
+START_TIMEOUT_SECONDS = 60
+
+GROUP, VERSION, PLURAL = "modeljob.dev", "v1alpha1", "modeljobs"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Operator:
+    """One `modeljob run` process; start(), kill() (SIGKILL), stop() (SIGTERM)."""
+
+    cluster: Cluster
+    log_path: Path
+    settings: Mapping[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    liveness_port: int = 0
+    metrics_port: int = 0
+    starts: int = 0
+
+    def start(self) -> None:
+        self.liveness_port, self.metrics_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "MODELJOB_PEERING__IDENTITY": IDENTITY,
+            "MODELJOB_PEERING__LIFETIME_SECONDS": "10",
+            "MODELJOB_SERVER__HOST": "127.0.0.1",
+            "MODELJOB_SERVER__LIVENESS_PORT": str(self.liveness_port),
+            "MODELJOB_SERVER__METRICS_PORT": str(self.metrics_port),
+            "MODELJOB_SCHEDULING__NODE_LOST_AFTER_SECONDS": "0",
+            "MODELJOB_SCHEDULING__RESYNC_SECONDS": "2",
+            **self.settings,
+        }
+        self.starts += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"\n===== start #{self.starts} =====\n".encode())
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "modeljob", "run"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not self.healthy():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the operator did not become healthy; its log:\n{self.log_tail()}")
+            time.sleep(0.2)
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=1) as reply:
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as reply:
+            return str(reply.read().decode())
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+        self.process = None
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def install_crds(cluster: Cluster) -> None:
+    """The ModelJob CRD and kopf's peering CRD + object, installed and established."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "-f", str(PEERING), check=False
+    )  # the object fails until its CRD is established
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/modeljobs.modeljob.dev")
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/clusterkopfpeerings.kopf.dev"
+    )
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(PEERING))
+
+
+def operators(cluster: Cluster, tmp_path: Path) -> Iterator[Any]:
+    """For a fixture: yields start(**settings) (MODELJOB_* -> value); every operator started is
+    stopped afterwards and its log printed (pytest shows it when the test failed)."""
+    started: list[Operator] = []
+
+    def start(**settings: str) -> Operator:
+        operator = Operator(
+            cluster=cluster, log_path=tmp_path / f"operator-{len(started)}.log", settings=settings
+        )
+        started.append(operator)
+        operator.start()
+        return operator
+
+    yield start
+    for operator in started:
+        operator.stop()
+        # Shown by pytest only when the test failed: the operator's own account of what it did.
+        print(f"--- {operator.log_path} ---\n{operator.log_tail(200)}")
+
+
+@dataclass
+class Pool:
+    """Fake GPU nodes only this test's jobs can use (taint + label = the namespace)."""
+
+    cluster: Cluster
+    name: str
+    nodes: list[str] = field(default_factory=list)
+
+    def add(self, prefix: str, count: int, *, preset_group: int = 0) -> list[str]:
+        """``count`` nodes shaped like the `mixed` preset's group ``preset_group`` (0 = H100, 2 = L4)."""
+        group = node_catalog.PRESETS["mixed"][preset_group]
+        manifests = []
+        names = []
+        for index in range(len(self.nodes), len(self.nodes) + count):
+            spec = group.nodes()[0]
+            name = f"{self.name}-{prefix}-{index}"
+            manifest = node_catalog.node_manifest(
+                node_catalog.NodeSpec(
+                    name=name,
+                    cpu_milli=spec.cpu_milli,
+                    memory_bytes=spec.memory_bytes,
+                    ephemeral_storage_bytes=spec.ephemeral_storage_bytes,
+                    gpus=spec.gpus,
+                    gpu=spec.gpu,
+                )
+            )
+            manifest["metadata"]["labels"][POOL_KEY] = self.name
+            manifest["spec"]["taints"] = [{"key": POOL_KEY, "value": self.name, "effect": "NoSchedule"}]
+            manifests.append(manifest)
+            names.append(name)
+        apply_nodes(self.cluster.gateway, manifests, workers=4)
+        ready = wait_until_ready(self.cluster.gateway, set(names), timeout_seconds=60)
+        assert ready == set(names), f"pool nodes not Ready: {sorted(set(names) - ready)}"
+        self.nodes.extend(names)
+        return names
+
+    def delete(self, name: str) -> None:
+        self.cluster.gateway.delete_node(name)
+        self.nodes.remove(name)
+
+    def template(self, image: str = "registry.invalid/kwok-runs-nothing:1") -> dict[str, Any]:
+        """A pod template that lands only on this pool."""
+        return {
+            "spec": {
+                "containers": [{"name": "main", "image": image}],
+                "nodeSelector": {POOL_KEY: self.name},
+                "tolerations": [
+                    {"key": POOL_KEY, "operator": "Equal", "value": self.name, "effect": "NoSchedule"}
+                ],
+                "terminationGracePeriodSeconds": 0,
+            }
+        }
+
+
+def pools(cluster: Cluster, namespace: str) -> Iterator[Pool]:
+    """For a fixture: yields this test's (empty) node pool, deleting its nodes afterwards."""
+    created = Pool(cluster=cluster, name=namespace)
+    yield created
+    for name in list(created.nodes):
+        with contextlib.suppress(NotFoundError):
+            cluster.gateway.delete_node(name)
+
+
+# --- ModelJobs ----------------------------------------------------------------------------------
+
+
+def model_job(
+    name: str,
+    pool: Pool | None,
+    *,
+    parameters: str = "8B",
+    replicas: int = 1,
+    gpus: int | None = None,
+    products: Sequence[str] = (),
+    expected_duration: str | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A small inference ModelJob; ``gpus`` pins each replica's GPU count (spec.resources.gpus)."""
+    body: dict[str, Any] = {
+        "model": {"parameters": parameters, "precision": "bf16"},
+        "workload": {"type": "Inference", "sequenceLength": 4096, "batchSize": 1},
+        "replicas": replicas,
+        "template": pool.template()
+        if pool is not None
+        else {"spec": {"containers": [{"name": "m", "image": "x"}]}},
+    }
+    if gpus is not None:
+        body["resources"] = {"gpus": gpus}
+    if products:
+        body["accelerator"] = {"products": list(products)}
+    if expected_duration is not None:
+        body["scheduling"] = {"expectedDuration": expected_duration}
+    body.update(spec)
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelJob", "metadata": {"name": name}, "spec": body}
+
+
+def apply(cluster: Cluster, namespace: str, *documents: Mapping[str, Any]) -> None:
+    stdin = "\n---\n".join(json.dumps(d) for d in documents)
+    cluster.kubectl("-n", namespace, "apply", "-f", "-", stdin=stdin)
+
+
+def get_job(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    return cluster.gateway.read_modeljob(namespace, name)
+
+
+def status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    try:
+        return dict(get_job(cluster, namespace, name).get("status") or {})
+    except ClusterError:
+        return {}
+
+
+def phase(cluster: Cluster, namespace: str, name: str) -> str | None:
+    return status(cluster, namespace, name).get("phase")
+
+
+def wait_phase(
+    cluster: Cluster, namespace: str, name: str, expected: str, *, timeout_seconds: float = 30
+) -> dict[str, Any]:
+    wait_for(
+        lambda: phase(cluster, namespace, name) == expected,
+        f"{namespace}/{name} to be {expected} (it is {phase(cluster, namespace, name)}: "
+        f"{status(cluster, namespace, name).get('message')})",
+        timeout_seconds=timeout_seconds,
+    )
+    return status(cluster, namespace, name)
+
+
+def job_pods(cluster: Cluster, namespace: str, name: str | None = None) -> list[dict[str, Any]]:
+    pods = cluster.gateway.list_pods(namespace)
+    if name is None:
+        return pods
+    return [p for p in pods if (p["metadata"].get("labels") or {}).get("modeljob.dev/job") == name]
+
+
+def events(cluster: Cluster, namespace: str, name: str) -> list[tuple[str, str]]:
+    """(reason, message) of the Events about one ModelJob, oldest first."""
+    items = cluster.gateway.list_events(namespace, field_selector=f"involvedObject.name={name}")
+    items.sort(key=lambda e: (e.get("firstTimestamp") or "", e["metadata"].get("resourceVersion", "")))
+    return [(str(e.get("reason")), str(e.get("message"))) for e in items]
+
+
+def hold_gpus(cluster: Cluster, namespace: str, pool: Pool, name: str, *, node: str, gpus: int) -> None:
+    """A plain pod, bound by kube-scheduler to ``node`` of the pool, holding ``gpus`` GPUs."""
+    template = pool.template()["spec"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            **template,
+            "nodeSelector": {**template["nodeSelector"], "kubernetes.io/hostname": node},
+            "containers": [
+                {"name": "main", "image": "x", "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}
+            ],
+        },
+    }
+    cluster.gateway.create_pod(namespace, pod)
+    wait_for(
+        lambda: (cluster.gateway.read_pod(namespace, name).get("status") or {}).get("phase") == "Running",
+        f"pod {name} to run",
+    )
