@@ -51,8 +51,11 @@ test-unit: venv
 test-e2e: venv
 	$(PY) -m pytest -m e2e
 
+# The CRD and the chart's generated files (CRD template, values schema, settings block) come
+# from the same models: regenerate both together.
 crd: venv
 	$(PY) -m modeljob crd --output crds/modeljob.dev_modeljobs.yaml
+	$(PY) -m modeljob.api.chart_values
 
 # The image (needs a Docker engine; our CI machines have none, so `make test` lints the
 # Dockerfile with hadolint instead). kind-load puts it into the kind cluster of `make kind-cluster`.
