@@ -1,0 +1,158 @@
+"""What a node offers (NodeView, and NodeTable: many nodes as columns) and what a pod asks of it."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from modeljob.core.resources import Resources
+
+MILLI_PER_DEVICE = 1000
+DEFAULT_ACCELERATOR = "nvidia.com/gpu"
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """One node as the scheduler sees it: capacity, what is already requested, and GPU facts.
+
+    ``allocatable.gpus`` is the device count of ``accelerator``; ``gpu_free_milli`` has one entry
+    per device (1000 = idle) so GPU-sharing pods can be placed on a partly used device. An empty
+    ``gpu_free_milli`` means every device is idle. ``requested`` counts CPU, memory and storage
+    of the pods bound to the node; its GPU fields are ignored (the per-device list is the truth).
+    """
+
+    name: str
+    allocatable: Resources
+    requested: Resources = field(default_factory=Resources)
+    gpu_free_milli: tuple[int, ...] = ()
+    accelerator: str | None = None
+    gpu_product: str | None = None
+    gpu_memory_bytes: int | None = None  # per device, from e.g. nvidia.com/gpu.memory
+    price_per_hour: float | None = None
+    ready: bool = True
+
+    @property
+    def device_free_milli(self) -> tuple[int, ...]:
+        if self.gpu_free_milli:
+            return self.gpu_free_milli
+        return (MILLI_PER_DEVICE,) * self.allocatable.gpus
+
+
+@dataclass(frozen=True, slots=True)
+class PodRequest:
+    """What one pod (one replica) needs from a node.
+
+    ``accelerator`` names the extended resource its GPUs come from; ``products`` lists allowed
+    GPU product labels (empty = any); ``min_gpu_memory_bytes`` is the device memory each GPU must
+    have (0 = any). ``resources.gpu_milli`` below 1000 asks for a share of one device.
+    """
+
+    resources: Resources
+    accelerator: str = DEFAULT_ACCELERATOR
+    products: tuple[str, ...] = ()
+    min_gpu_memory_bytes: int = 0
+
+    @property
+    def uses_accelerator(self) -> bool:
+        return self.resources.gpus > 0 and self.resources.gpu_milli > 0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTable:
+    """Many nodes as numpy columns, so one pod is filtered and scored against all at once.
+
+    Row i describes ``names[i]``; rows are in the order given (callers sort by name so that
+    "first best row" is "smallest name"). The arrays are owned by the table: the trace replay
+    updates the free columns in place as it places pods, everything else treats them as read-only.
+    ``gpu_free_milli`` is padded with zeros past each node's device count.
+    """
+
+    names: tuple[str, ...]
+    cpu_allocatable_milli: IntArray
+    cpu_free_milli: IntArray
+    memory_allocatable_bytes: IntArray
+    memory_free_bytes: IntArray
+    storage_allocatable_bytes: IntArray
+    storage_free_bytes: IntArray
+    gpu_count: IntArray
+    gpu_free_milli: IntArray  # (nodes, devices)
+    accelerator_index: IntArray  # into accelerators; -1 = none
+    accelerators: tuple[str, ...]
+    product_index: IntArray  # into products; -1 = unlabelled
+    products: tuple[str, ...]
+    gpu_memory_bytes: IntArray  # per device; 0 = unknown
+    price_per_hour: FloatArray  # NaN = unknown
+    ready: BoolArray
+    sorted_by_name: bool = False  # rows are in name order: the first best row has the smallest name
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def gpu_free_total_milli(self) -> IntArray:
+        result: IntArray = self.gpu_free_milli.sum(axis=1)
+        return result
+
+
+def _index_of(values: Sequence[str | None]) -> tuple[IntArray, tuple[str, ...]]:
+    distinct = tuple(sorted({v for v in values if v}))
+    position = {v: i for i, v in enumerate(distinct)}
+    return np.array([position.get(v, -1) if v else -1 for v in values], dtype=np.int64), distinct
+
+
+def build_node_table(nodes: Sequence[NodeView]) -> NodeTable:
+    """Columns for ``nodes`` in the order given; GPU free lists are padded to the widest node."""
+    width = max([1, *(len(n.device_free_milli) for n in nodes)])
+    gpu_free = np.zeros((len(nodes), width), dtype=np.int64)
+    for row, node in enumerate(nodes):
+        free = node.device_free_milli
+        gpu_free[row, : len(free)] = free
+    accelerator_index, accelerators = _index_of(
+        [n.accelerator if n.allocatable.gpus > 0 else None for n in nodes]
+    )
+    product_index, products = _index_of([n.gpu_product for n in nodes])
+
+    def column(values: list[int]) -> IntArray:
+        return np.array(values, dtype=np.int64)
+
+    allocatable = [n.allocatable for n in nodes]
+    requested = [n.requested for n in nodes]
+    return NodeTable(
+        names=tuple(n.name for n in nodes),
+        cpu_allocatable_milli=column([a.cpu_milli for a in allocatable]),
+        cpu_free_milli=column(
+            [a.cpu_milli - r.cpu_milli for a, r in zip(allocatable, requested, strict=True)]
+        ),
+        memory_allocatable_bytes=column([a.memory_bytes for a in allocatable]),
+        memory_free_bytes=column(
+            [a.memory_bytes - r.memory_bytes for a, r in zip(allocatable, requested, strict=True)]
+        ),
+        storage_allocatable_bytes=column([a.ephemeral_storage_bytes for a in allocatable]),
+        storage_free_bytes=column(
+            [
+                a.ephemeral_storage_bytes - r.ephemeral_storage_bytes
+                for a, r in zip(allocatable, requested, strict=True)
+            ]
+        ),
+        gpu_count=column([len(n.device_free_milli) for n in nodes]),
+        gpu_free_milli=gpu_free,
+        accelerator_index=accelerator_index,
+        accelerators=accelerators,
+        product_index=product_index,
+        products=products,
+        gpu_memory_bytes=column([n.gpu_memory_bytes or 0 for n in nodes]),
+        price_per_hour=np.array(
+            [math.nan if n.price_per_hour is None else n.price_per_hour for n in nodes], dtype=np.float64
+        ),
+        ready=np.array([n.ready for n in nodes], dtype=np.bool_),
+        sorted_by_name=all(a.name < b.name for a, b in itertools.pairwise(nodes)),
+    )

@@ -1,0 +1,289 @@
+"""Replay the openb trace against a cluster, one task at a time, the way the FGD artifact does.
+
+The steps (openb README, "How the FGD simulator replays the trace"): sort tasks by name, shuffle
+them with the seed, then append copies drawn uniformly with replacement (same random stream)
+until the arrived GPU request reaches ``tune_ratio`` × cluster GPU capacity; schedule one task at
+a time, skipping (and counting) the ones that fit nowhere. After each task record the arrived
+and allocated GPU and the cluster's fragmentation; the curves are indexed by arrived % of GPU
+capacity (0..130), each point the mean of the samples whose arrived % rounds to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+from modeljob.core import baselines
+from modeljob.core.fragmentation import TaskShape, compile_workload, learn_target_workload
+from modeljob.core.nodes import FloatArray, IntArray, PodRequest
+from modeljob.core.resources import MIB, Resources
+from modeljob.core.scoring.cpu_balance import HostDemand, learn_host_demand
+from modeljob.core.scoring.filters import feasible_nodes
+from modeljob.core.scoring.gpu_fragmentation import score_gpu_fragmentation
+from modeljob.core.scoring.ranking import (
+    ScoringContext,
+    best_position,
+    choose_devices,
+    combine,
+    score_part,
+)
+from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, Scorer, ScoringWeights
+from modeljob.core.traces import TRACE_ACCELERATOR, ReplayState, TraceNode, TracePod, build_trace_table
+
+DEFAULT_TUNE_RATIO = 1.3
+DEFAULT_SEED = 42
+CURVE_POINTS = 131  # arrived 0%..130% of GPU capacity
+
+
+class ReplayPolicy(StrEnum):
+    RANDOM = "random"
+    DOTPROD = "dotprod"
+    BEST_FIT = "best-fit"
+    GPU_PACKING = "gpu-packing"
+    GPU_CLUSTERING = "gpu-clustering"
+    FGD = "fgd"
+    DEFAULT = "default"
+
+
+# The published baselines' names in reference_results/ (directory names of the artifact).
+PUBLISHED_NAMES = {
+    ReplayPolicy.RANDOM: "01-Random",
+    ReplayPolicy.DOTPROD: "02-DotProd",
+    ReplayPolicy.GPU_CLUSTERING: "03-GpuClustering",
+    ReplayPolicy.GPU_PACKING: "04-GpuPacking",
+    ReplayPolicy.BEST_FIT: "05-BestFit",
+    ReplayPolicy.FGD: "06-FGD",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    policy: ReplayPolicy
+    seed: int
+    tune_ratio: float
+    capacity_gpus: int
+    pods_arrived: int
+    failed_pods: int
+    allocation_percent_by_arrived_percent: tuple[float | None, ...]
+    fragmentation_percent_by_arrived_percent: tuple[float | None, ...]
+
+    def allocation_at(self, arrived_percent: int) -> float | None:
+        return self.allocation_percent_by_arrived_percent[arrived_percent]
+
+
+def arrival_order(
+    pods: Sequence[TracePod], *, seed: int, tune_ratio: float, capacity_gpu_milli: int
+) -> list[TracePod]:
+    """The tasks in the order the replay tries them: shuffled, then topped up (or cut) to the ratio."""
+    rng = np.random.default_rng(seed)
+    by_name = sorted(pods, key=lambda p: p.name)
+    order = [by_name[i] for i in rng.permutation(len(by_name))]
+    if tune_ratio <= 0 or not by_name:
+        return order
+    target = tune_ratio * capacity_gpu_milli
+    total = sum(p.total_gpu_milli for p in by_name)
+    if total < target:
+        # As the artifact: stop at the first draw whose per-device share would overshoot.
+        while True:
+            pod = by_name[int(rng.integers(len(by_name)))]
+            if total + (pod.gpu_milli if pod.gpus else 0) > target:
+                break
+            total += pod.total_gpu_milli
+            order.append(pod)
+    else:
+        while total > target and order:
+            total -= order.pop(int(rng.integers(len(order)))).total_gpu_milli
+    return order
+
+
+def trace_request(pod: TracePod) -> PodRequest:
+    shape = pod.shape
+    return PodRequest(
+        resources=Resources(
+            cpu_milli=pod.cpu_milli,
+            memory_bytes=pod.memory_mib * MIB,
+            gpus=shape.gpus,
+            gpu_milli=shape.gpu_milli if shape.gpus else 1000,
+        ),
+        accelerator=TRACE_ACCELERATOR,
+        products=pod.gpu_spec,
+    )
+
+
+@dataclass
+class _CachedFragmentation:
+    scores: FloatArray
+    devices: IntArray
+    stamp: IntArray
+
+
+@dataclass
+class WeightedPlacer:
+    """The product's own policy in the replay: the core scorers, weighted as the operator weighs them.
+
+    Same decision as ``scoring.ranking.choose_node``; the only difference is speed: a node's
+    gpu-fragmentation score for a task shape changes only when the node does, so it is cached
+    per shape and recomputed for rows whose version moved.
+    """
+
+    weights: ScoringWeights
+    host_demand: HostDemand | None = None
+    seed: int = DEFAULT_SEED
+    cache: dict[TaskShape, _CachedFragmentation] = field(default_factory=dict)
+    requests: dict[TracePod, PodRequest] = field(default_factory=dict)
+    last_chosen: str | None = None
+
+    def _fragmentation(
+        self, state: ReplayState, pod: TracePod, request: PodRequest, rows: IntArray
+    ) -> tuple[FloatArray, IntArray]:
+        entry = self.cache.get(pod.shape)
+        if entry is None:
+            size = len(state.table)
+            entry = self.cache[pod.shape] = _CachedFragmentation(
+                scores=np.zeros(size, dtype=np.float64),
+                devices=np.full(size, -1, dtype=np.int64),
+                stamp=np.full(size, -1, dtype=np.int64),
+            )
+        stale = rows[entry.stamp[rows] != state.version[rows]]
+        if len(stale):
+            fresh = score_gpu_fragmentation(
+                state.table, stale, request, workload=state.workload, before=state.fragmentation[stale]
+            )
+            entry.scores[stale] = fresh.scores
+            entry.devices[stale] = fresh.devices
+            entry.stamp[stale] = state.version[stale]
+        return entry.scores[rows], entry.devices[rows]
+
+    def choose(self, state: ReplayState, pod: TracePod, rows: IntArray) -> tuple[int, tuple[int, ...]]:
+        request = self.requests.get(pod)
+        if request is None:
+            request = self.requests[pod] = trace_request(pod)
+        table = state.table
+        context = ScoringContext(
+            workload=state.workload,
+            host_demand=self.host_demand,
+            seed=self.seed,
+            last_chosen=self.last_chosen,
+        )
+        parts: list[tuple[Scorer, float, FloatArray]] = []
+        devices: IntArray | None = None
+        for scorer, weight in self.weights.active():
+            if scorer is Scorer.GPU_FRAGMENTATION:
+                scores, devices = self._fragmentation(state, pod, request, rows)
+            else:
+                scores, _ = score_part(scorer, table, rows, request, context)
+            parts.append((scorer, weight, scores))
+        position = best_position(table, rows, combine(tuple(parts), len(rows)))
+        row = int(rows[position])
+        self.last_chosen = table.names[row]
+        if devices is not None and devices[position] >= 0:
+            return row, (int(devices[position]),)
+        wants = request.resources
+        return row, choose_devices(table.gpu_free_milli[row], wants.gpu_milli, wants.gpus)
+
+
+def make_placer(
+    policy: ReplayPolicy,
+    *,
+    seed: int,
+    weights: ScoringWeights = DEFAULT_WEIGHTS,
+    host_demand: HostDemand | None = None,
+) -> baselines.Placer:
+    if policy is ReplayPolicy.RANDOM:
+        # A stream apart from the arrival order's, so changing the policy never changes the arrivals.
+        return baselines.RandomPlacer(rng=np.random.default_rng([seed, 1]))
+    if policy is ReplayPolicy.FGD:
+        return baselines.FgdPlacer()
+    if policy is ReplayPolicy.DEFAULT:
+        return WeightedPlacer(weights=weights, host_demand=host_demand, seed=seed)
+    scores = {
+        ReplayPolicy.DOTPROD: baselines.dot_product_scores,
+        ReplayPolicy.BEST_FIT: baselines.best_fit_scores,
+        ReplayPolicy.GPU_PACKING: baselines.gpu_packing_scores,
+        ReplayPolicy.GPU_CLUSTERING: baselines.gpu_clustering_scores,
+    }[policy]
+    return baselines.ScoringPlacer(scores=scores)
+
+
+def discretise(
+    arrived_milli: FloatArray, values_milli: FloatArray, *, capacity_gpus: int, round_samples: bool
+) -> tuple[float | None, ...]:
+    """Mean of ``values`` (as % of GPU capacity) per whole arrived %, as the artifact's analysis does.
+
+    Percentages round half to even (the allocation samples to 2 decimals first, when
+    ``round_samples``); an empty bucket borrows its neighbours (i-1..i+1); a bucket with no
+    sample near it is None.
+    """
+    arrived = np.round(arrived_milli / capacity_gpus / 10)
+    values = values_milli / capacity_gpus / 10
+    if round_samples:
+        values = np.round(values, 2)
+    curve: list[float | None] = []
+    for percent in range(CURVE_POINTS):
+        bucket = values[arrived == percent]
+        if bucket.size == 0:
+            bucket = values[(arrived >= percent - 1) & (arrived <= percent + 1)]
+        curve.append(round(float(bucket.mean()), 2) if bucket.size else None)
+    return tuple(curve)
+
+
+def replay_trace(
+    nodes: Sequence[TraceNode],
+    pods: Sequence[TracePod],
+    *,
+    policy: ReplayPolicy,
+    seed: int = DEFAULT_SEED,
+    tune_ratio: float = DEFAULT_TUNE_RATIO,
+    weights: ScoringWeights = DEFAULT_WEIGHTS,
+) -> ReplayResult:
+    """Replay ``pods`` on ``nodes`` under ``policy``; deterministic for a given seed.
+
+    ``weights`` are the scorer weights of the ``default`` policy (the operator's setting).
+    """
+    table = build_trace_table(nodes)
+    capacity_gpus = int(table.gpu_count.sum())
+    workload = learn_target_workload(p.shape for p in pods)
+    state = ReplayState(table, compile_workload(workload, table.products))
+    # The default policy learns what to expect from the trace's own tasks, as FGD does.
+    host_demand = learn_host_demand(trace_request(p) for p in pods)
+    placer = make_placer(policy, seed=seed, weights=weights, host_demand=host_demand)
+    order = arrival_order(pods, seed=seed, tune_ratio=tune_ratio, capacity_gpu_milli=capacity_gpus * 1000)
+
+    arrived = np.zeros(len(order) + 1, dtype=np.float64)
+    allocated = np.zeros(len(order) + 1, dtype=np.float64)
+    fragmented = np.zeros(len(order) + 1, dtype=np.float64)
+    fragmented[0] = state.fragmentation.sum()
+    arrived_milli = 0
+    failed = 0
+    requests: dict[TracePod, PodRequest] = {}
+    for step, pod in enumerate(order, start=1):
+        arrived_milli += pod.total_gpu_milli
+        request = requests.get(pod)
+        if request is None:
+            request = requests[pod] = trace_request(pod)
+        rows = np.flatnonzero(feasible_nodes(table, request))
+        if len(rows):
+            row, devices = placer.choose(state, pod, rows)
+            state.place(pod, row, devices)
+        else:
+            failed += 1
+        arrived[step] = arrived_milli
+        allocated[step] = state.allocated_gpu_milli
+        fragmented[step] = state.fragmentation.sum()
+    return ReplayResult(
+        policy=policy,
+        seed=seed,
+        tune_ratio=tune_ratio,
+        capacity_gpus=capacity_gpus,
+        pods_arrived=len(order),
+        failed_pods=failed,
+        allocation_percent_by_arrived_percent=discretise(
+            arrived, allocated, capacity_gpus=capacity_gpus, round_samples=True
+        ),
+        fragmentation_percent_by_arrived_percent=discretise(
+            arrived, fragmented, capacity_gpus=capacity_gpus, round_samples=False
+        ),
+    )
