@@ -23,7 +23,9 @@ help:
 	@echo "make bench       benchmarks; results go to docs/benchmarks.md"
 	@echo "make crd         regenerate crds/ from the pydantic models"
 
-$(VENV)/.ok: $(LOCK)
+# No prerequisite on purpose: the venv's name already hashes the lock, and a fresh clone's files
+# are newer than any existing venv, so a timestamp rule would rebuild it on every clone.
+$(VENV)/.ok:
 	@echo "==> creating $(VENV)"
 	rm -rf $(VENV) && $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --require-hashes --no-deps -r $(LOCK)
