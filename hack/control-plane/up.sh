@@ -105,6 +105,11 @@ done
 
 # --- etcd data on tmpfs when there is one ---------------------------------------------------------
 # The data is disposable test state; tmpfs spares the disk and fsyncs. $state/etcd points at it.
+if [ -L "$state/etcd" ] && [ ! -e "$state/etcd" ]; then
+  # The tmpfs behind the link was cleared (a reboot, a new CI machine): start from empty data.
+  log "etcd data on tmpfs is gone; starting with an empty store"
+  rm -f "$state/etcd"
+fi
 if [ ! -e "$state/etcd" ]; then
   if [ -d /dev/shm ] && [ -w /dev/shm ]; then
     shm="$(mktemp -d /dev/shm/modeljob-etcd.XXXXXX)"
