@@ -58,6 +58,7 @@ test-e2e: venv
 crd: venv
 	$(PY) -m modeljob crd --output crds/modeljob.dev_modeljobs.yaml
 	$(PY) -m modeljob.api.chart_values
+	$(PY) -m modeljob.settings docs/settings.md
 
 # The image (needs a Docker engine; our CI machines have none, so `make test` lints the
 # Dockerfile with hadolint instead). kind-load puts it into the kind cluster of `make kind-cluster`.
@@ -95,4 +96,5 @@ demo: cluster
 bench: venv
 	$(PY) bench/simulate.py
 	$(PY) bench/operator_throughput.py
+	$(PY) bench/extender.py
 	bench/cluster.sh "$(PY)"

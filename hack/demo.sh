@@ -43,7 +43,7 @@ if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
 fi
 mkdir -p "$(dirname "$pid_file")" "$(dirname "$log_file")"
 # --kubeconfig on the command line also marks the process as this cluster's (see lib.sh live_pid).
-MODELJOB_SERVER__HOST=127.0.0.1 MODELJOB_SERVER__METRICS_PORT="$metrics_port" \
+MODELJOB_SERVER__HOST=127.0.0.1 MODELJOB_SERVER__METRICS_PORT="$metrics_port" MODELJOB_EXTENDER__HOST=127.0.0.1 \
   MODELJOB_SERVER__LIVENESS_PORT="$liveness_port" \
   nohup "$py" -m modeljob run --kubeconfig "$KUBECONFIG" >>"$log_file" 2>&1 </dev/null &
 echo $! >"$pid_file"

@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from modeljob import __version__
-from modeljob.commands import UsageError, crd, estimate, nodes, run, simulate
+from modeljob.commands import UsageError, crd, estimate, extender, nodes, run, simulate
 
 EXIT_USAGE = 2
-COMMANDS = (run, estimate, simulate, crd, nodes)
+COMMANDS = (run, extender, estimate, simulate, crd, nodes)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ table of them all, and a test keeps that table and this file in step.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import fields, replace
 from enum import StrEnum
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from modeljob.adapters.extender.settings import ExtenderSettings
 from modeljob.core.queueing import DEFAULT_AGING_PER_HOUR, DEFAULT_DURATION_SECONDS, QueueOrder
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
 
@@ -205,6 +207,7 @@ class Settings(BaseSettings):
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     node_labels: NodeLabelSettings = Field(default_factory=NodeLabelSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    extender: ExtenderSettings = Field(default_factory=ExtenderSettings)
 
 
 def environment_variables() -> list[tuple[str, str, str]]:
@@ -245,3 +248,16 @@ def render_settings_table() -> str:
     lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
     lines += [f"| `{name}` | `{default}` | {text} |" for name, default, text in environment_variables()]
     return "\n".join(lines) + "\n"
+
+
+def write_settings_doc(path: Path) -> None:
+    """Replace the generated table between the markers of docs/settings.md (`make crd`)."""
+    text = path.read_text()
+    start, end = "<!-- settings-table:start -->\n", "<!-- settings-table:end -->"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    path.write_text(head + start + render_settings_table() + end + tail)
+
+
+if __name__ == "__main__":
+    write_settings_doc(Path(sys.argv[1]))

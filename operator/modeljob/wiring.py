@@ -14,6 +14,10 @@ from prometheus_client import start_http_server
 from modeljob.adapters import kopf_handlers
 from modeljob.adapters.cluster import ClusterGateway
 from modeljob.adapters.cluster_view import ClusterView
+from modeljob.adapters.extender.cache import ClusterCache, attach_to_view
+from modeljob.adapters.extender.metrics import ExtenderMetrics
+from modeljob.adapters.extender.routes import build_app
+from modeljob.adapters.extender.server import ExtenderServer, build_service
 from modeljob.adapters.kube_objects import NodeLabelKeys, parse_time
 from modeljob.adapters.metrics import OperatorMetrics
 from modeljob.adapters.scheduling_loop import LoopSettings, SchedulingLoop
@@ -174,6 +178,7 @@ def run_operator(settings: Settings) -> int:
     if server.metrics_port:
         start_http_server(server.metrics_port, addr=server.host, registry=metrics.registry)
     liveness = f"http://{server.host}:{server.liveness_port}/healthz" if server.liveness_port else None
+    extender = start_extender(gateway, view, metrics, settings)
     logger.info(
         "modeljob operator %s starting against %s (peering %s, queue policy %s, metrics %s)",
         identity,
@@ -195,7 +200,39 @@ def run_operator(settings: Settings) -> int:
             identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
         )
     finally:
+        if extender is not None:
+            extender.stop_thread()
         loop.stop()
         view.stop()
         gateway.close()
     return 0
+
+
+def start_extender(
+    gateway: ClusterGateway, view: ClusterView, metrics: OperatorMetrics, settings: Settings
+) -> ExtenderServer | None:
+    """The scheduler extender inside `modeljob run`: fed by the operator's own node and pod
+    informers (no second watch), scoring with the same weights, served from a thread of its own
+    so kube-scheduler's calls never wait behind kopf's handlers. Every replica serves it, leader
+    or not: kube-scheduler may reach any of them through the Service."""
+    if not settings.extender.enabled:
+        return None
+    section = settings.extender
+    cache = ClusterCache(assume_seconds=section.assume_seconds)
+    attach_to_view(cache, view.nodes, view.pods)
+    service = build_service(
+        gateway,
+        cache,
+        weights=settings.scoring.weights(),
+        settings=section,
+        metrics=ExtenderMetrics(metrics.registry),
+    )
+    server = ExtenderServer(build_app(service), host=section.host, port=section.port)
+    server.start_in_thread()
+    logger.info(
+        "scheduler extender listening on http://%s:%d%s (filter, prioritize, bind)",
+        section.host,
+        server.port,
+        section.path_prefix,
+    )
+    return server

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from modeljob.adapters.extender.metrics import ExtenderMetrics
 from modeljob.adapters.metrics import OperatorMetrics
+from modeljob.core.resources import GIB
+from modeljob.core.sizing import Device, size_replica
+from tests.core.test_sizing import make_job
 
 DESIGN_SERIES = {
     "modeljob_jobs",
@@ -18,7 +22,7 @@ DESIGN_SERIES = {
     "modeljob_placement_score",
     "modeljob_node_gpu_allocation_ratio",
     "modeljob_cluster_gpu_fragmentation_ratio",
-    "modeljob_extender_request_duration_seconds",
+    "modeljob_extender_request_seconds",  # ExtenderMetrics, on the same registry in `modeljob run`
     "modeljob_estimate_bytes",
 }
 
@@ -32,7 +36,9 @@ def samples(metrics: OperatorMetrics) -> dict[tuple[str, tuple[tuple[str, str], 
 
 
 def test_every_design_series_is_exported() -> None:
-    families = {f.name for f in text_string_to_metric_families(OperatorMetrics().exposition().decode())}
+    metrics = OperatorMetrics()
+    ExtenderMetrics(metrics.registry)
+    families = {f.name for f in text_string_to_metric_families(metrics.exposition().decode())}
     assert families >= DESIGN_SERIES
 
 
@@ -43,7 +49,7 @@ def test_recorded_events_show_up_with_their_labels() -> None:
     metrics.record_placement(queue="research", waited_seconds=12.0, scores=[0.5, 1.0])
     metrics.record_binding("bound", seconds=0.01)
     metrics.record_requeue("NodeLost")
-    metrics.record_estimate({"weights": 16 * 2**30})
+    metrics.record_estimate(size_replica(make_job(), Device(memory_bytes=80 * GIB)))
     found = samples(metrics)
     assert found[("modeljob_jobs", (("phase", "Queued"),))] == 0
     assert found[("modeljob_jobs", (("phase", "Running"),))] == 2
@@ -54,6 +60,8 @@ def test_recorded_events_show_up_with_their_labels() -> None:
     assert found[("modeljob_bindings_total", (("result", "bound"),))] == 1
     assert found[("modeljob_requeues_total", (("reason", "NodeLost"),))] == 1
     assert found[("modeljob_estimate_bytes_count", (("component", "weights"),))] == 1
+    assert found[("modeljob_estimate_bytes_sum", (("component", "weights"),))] == 2 * 8_030_261_248
+    assert not any(labels == (("component", "memory"),) for _, labels in found), "host memory is no GPU part"
 
 
 def test_a_deleted_node_stops_reporting_its_gpu_allocation() -> None:

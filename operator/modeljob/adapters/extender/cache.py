@@ -1,0 +1,462 @@
+"""The extender's picture of the cluster: watched nodes and pods as the node table the core scores.
+
+Fed by list+watch (cluster_view.Informer, kube_objects' translations), never by listing the API
+per request. The accounting is the core's (`cluster_state.account`, `nodes.build_node_table`),
+applied incrementally: a pod event re-accounts only its node's row, a changed node rewrites its
+row (taints and labels, which kube-scheduler checks itself, change nothing), and only a node added
+or removed rebuilds the table. A request at 5,000 nodes costs a few row copies, not a re-account of
+the whole cluster (~150 ms), even while kcm lifts the not-ready taint from thousands of new nodes.
+
+Pods the extender chose (prioritize) or is binding count on their node at once, before the pod
+watch shows them there: kube-scheduler starts the next pod's cycle while the previous pod's bind
+is still in flight, and with `ignoredByScheduler: true` nobody else counts GPUs. The rule is
+`cluster_state.merge_assumed`'s: an assumed pod counts until the watch shows it bound or deleted,
+or until it expires.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from modeljob.adapters import kube_objects
+from modeljob.adapters.cluster import ClusterGateway, Watched
+from modeljob.adapters.cluster_view import Informer
+from modeljob.adapters.extender.decisions import task_shape
+from modeljob.core.cluster_state import NodeFacts, PodFacts, account
+from modeljob.core.fragmentation import (
+    CompiledWorkload,
+    TargetWorkload,
+    TaskShape,
+    fragmentation_milli,
+    learn_target_workload,
+)
+from modeljob.core.nodes import FloatArray, IntArray, NodeTable, build_node_table
+
+Key = tuple[str, str]
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The cluster at one moment: rows sorted by name; the free columns are this snapshot's own."""
+
+    table: NodeTable
+    row_of: Mapping[str, int]
+    stamps: IntArray  # per row: when its columns last changed (a counter); new table, new stamps
+
+
+@dataclass(slots=True)
+class _Assumed:
+    pod: PodFacts  # node set to where it goes
+    since: float
+
+
+class ClusterCache:
+    """Nodes, pods and assumed pods -> a NodeTable, kept current event by event. Thread-safe."""
+
+    def __init__(self, *, assume_seconds: float, clock: Clock = time.monotonic) -> None:
+        self._assume_seconds = assume_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._nodes: dict[str, NodeFacts] = {}
+        self._pods: dict[Key, PodFacts] = {}
+        self._assumed: dict[Key, _Assumed] = {}
+        # What counts on each node: pods bound to it that hold resources, and assumed pods.
+        self._on_node: dict[str, dict[Key, PodFacts]] = {}
+        self._counted_on: dict[Key, str] = {}
+        # FGD's target workload: the shapes of the GPU pods running or waiting.
+        self._shapes: Counter[TaskShape] = Counter()
+        self._shape_of: dict[Key, TaskShape] = {}
+        self._shapes_version = 0
+        self._workload: tuple[int, TaskShape | None, TargetWorkload] | None = None
+        self._table: NodeTable | None = None
+        self._row_of: dict[str, int] = {}
+        self._dirty: set[str] = set()  # rows whose pods changed
+        self._changed_nodes: set[str] = set()  # rows whose node changed
+        self._stamp = 0
+        self._stamps: IntArray = np.zeros(0, dtype=np.int64)
+        self.nodes_synced = threading.Event()
+        self.pods_synced = threading.Event()
+
+    @property
+    def synced(self) -> bool:
+        return self.nodes_synced.is_set() and self.pods_synced.is_set()
+
+    # --- events (Informer.on_change's signature) ------------------------------------------------
+
+    def node_event(self, kind_of_event: str, value: NodeFacts | None, key: Key) -> None:
+        name = key[1]
+        with self._lock:
+            if kind_of_event == "DELETED" or value is None:
+                if self._nodes.pop(name, None) is not None:
+                    self._table = None
+            else:
+                before = self._nodes.get(name)
+                self._nodes[name] = value
+                if before is None:
+                    self._table = None  # a new row: rebuild
+                elif _accounted(before) != _accounted(value):
+                    self._changed_nodes.add(name)  # same row, new facts
+                # else: taints, labels, heartbeats: nothing the table holds (kube-scheduler checks taints)
+
+    def pod_event(self, kind_of_event: str, value: PodFacts | None, key: Key) -> None:
+        with self._lock:
+            if kind_of_event == "DELETED" or value is None:
+                self._pods.pop(key, None)
+                self._assumed.pop(key, None)
+            else:
+                self._pods[key] = value
+                if value.node is not None:
+                    self._assumed.pop(key, None)  # the watched copy counts from now on
+            self._recount(key)
+
+    def replace_nodes(self, nodes: Iterable[NodeFacts]) -> None:
+        """A fresh list (the watch started over)."""
+        with self._lock:
+            self._nodes = {node.name: node for node in nodes}
+            self._table = None
+        self.nodes_synced.set()
+
+    def replace_pods(self, pods: Iterable[PodFacts]) -> None:
+        with self._lock:
+            self._pods = {pod.key: pod for pod in pods}
+            for key in [k for k, pod in self._pods.items() if pod.node is not None]:
+                self._assumed.pop(key, None)
+            self._on_node.clear()
+            self._counted_on.clear()
+            self._shapes.clear()
+            self._shape_of.clear()
+            self._shapes_version += 1
+            for key in set(self._pods) | set(self._assumed):
+                self._recount(key)
+            self._table = None
+        self.pods_synced.set()
+
+    # --- assumed pods ---------------------------------------------------------------------------
+
+    def assume(self, pod: PodFacts) -> None:
+        """Count ``pod`` (its ``node`` set) on that node now, until the watch shows it there."""
+        with self._lock:
+            self._assumed[pod.key] = _Assumed(pod=pod, since=self._clock())
+            self._recount(pod.key)
+
+    def forget(self, key: Key) -> None:
+        with self._lock:
+            if self._assumed.pop(key, None) is not None:
+                self._recount(key)
+
+    def assumed(self, key: Key) -> PodFacts | None:
+        with self._lock:
+            entry = self._assumed.get(key)
+            return entry.pod if entry is not None else None
+
+    def pod(self, key: Key) -> PodFacts | None:
+        with self._lock:
+            return self._pods.get(key)
+
+    def has_node(self, name: str) -> bool:
+        with self._lock:
+            return name in self._nodes
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._nodes)
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            self._expire()
+            if self._table is not None and self._changed_nodes:
+                self._refresh_changed_nodes()
+            if self._table is None:
+                self._rebuild()
+            else:
+                self._refresh_dirty_rows()
+            assert self._table is not None
+            table = self._table
+            own = dataclasses.replace(
+                table, **{column: getattr(table, column).copy() for column in _ROW_COLUMNS}
+            )
+            return Snapshot(table=own, row_of=self._row_of, stamps=self._stamps.copy())
+
+    def workload(self, pod: PodFacts | None = None) -> TargetWorkload:
+        """FGD's target workload: the GPU pods running or waiting (``pod`` included if the watch has
+        not shown it yet), most frequent shapes first, as the operator's cycle learns it."""
+        with self._lock:
+            extra = None
+            if pod is not None and pod.key not in self._shape_of:
+                extra = task_shape(pod.requests)
+            cached = self._workload
+            if cached is not None and cached[0] == self._shapes_version and cached[1] == extra:
+                return cached[2]
+            shapes = Counter(self._shapes)
+            version = self._shapes_version
+        if extra is not None:
+            shapes[extra] += 1
+        learned = learn_target_workload(shapes.elements())
+        with self._lock:
+            self._workload = (version, extra, learned)
+        return learned
+
+    # --- bookkeeping (lock held) ----------------------------------------------------------------
+
+    def _recount(self, key: Key) -> None:
+        """Put ``key`` where it counts now (its node, or nowhere) and its shape into the workload."""
+        watched = self._pods.get(key)
+        assumed = self._assumed.get(key)
+        counted: PodFacts | None = None
+        if watched is not None and watched.holds_resources:
+            counted = watched
+        elif assumed is not None and (watched is None or watched.node is None):
+            counted = assumed.pod
+        before = self._counted_on.pop(key, None)
+        if before is not None:
+            self._on_node.get(before, {}).pop(key, None)
+            self._dirty.add(before)
+        if counted is not None and counted.node is not None:
+            self._on_node.setdefault(counted.node, {})[key] = counted
+            self._counted_on[key] = counted.node
+            self._dirty.add(counted.node)
+        waiting = (
+            watched is not None
+            and watched.node is None
+            and not watched.phase.finished
+            and not watched.terminating
+        )
+        source = counted or (watched if waiting else None)
+        shape = task_shape(source.requests) if source is not None else None
+        if self._shape_of.get(key) != shape:
+            old = self._shape_of.pop(key, None)
+            if old is not None:
+                self._shapes[old] -= 1
+                if self._shapes[old] <= 0:
+                    del self._shapes[old]
+            if shape is not None:
+                self._shape_of[key] = shape
+                self._shapes[shape] += 1
+            self._shapes_version += 1
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for key in [k for k, a in self._assumed.items() if now - a.since > self._assume_seconds]:
+            del self._assumed[key]
+            self._recount(key)
+
+    def _rebuild(self) -> None:
+        nodes = sorted(self._nodes.values(), key=lambda n: n.name)
+        pods = [pod for on_node in self._on_node.values() for pod in on_node.values()]
+        self._table = build_node_table(account(nodes, pods))
+        self._row_of = {name: row for row, name in enumerate(self._table.names)}
+        self._dirty.clear()
+        self._changed_nodes.clear()
+        self._stamp += 1
+        self._stamps = np.full(len(self._table), self._stamp, dtype=np.int64)
+
+    def _refresh_changed_nodes(self) -> None:
+        """Rewrite the rows of nodes whose facts changed (Ready flipped, cordoned, resized), or drop
+        the table when a node's accelerator or product changed or it outgrew the device columns:
+        the table stays exactly the one `account()` and `build_node_table()` make from scratch
+        (their product and accelerator indices included)."""
+        table = self._table
+        assert table is not None
+        refreshed: set[str] = set()
+        for name in self._changed_nodes:
+            row = self._row_of.get(name)
+            node = self._nodes.get(name)
+            if row is None or node is None:
+                self._table = None
+                break
+            single = build_node_table(account([node], self._on_node.get(name, {}).values()))
+            if (
+                _named(single.accelerators, single.accelerator_index[0])
+                != _named(table.accelerators, table.accelerator_index[row])
+                or _named(single.products, single.product_index[0])
+                != _named(table.products, table.product_index[row])
+                or int(single.gpu_count[0]) > table.gpu_free_milli.shape[1]
+            ):
+                self._table = None
+                break
+            _copy_row(single, table, row)
+            self._stamp += 1
+            self._stamps[row] = self._stamp
+            refreshed.add(name)
+        self._changed_nodes.clear()
+        self._dirty -= refreshed  # rewritten whole, free columns included
+
+    def _refresh_dirty_rows(self) -> None:
+        """Re-account only the nodes whose pods changed (same core functions, one row each)."""
+        table = self._table
+        assert table is not None
+        for name in self._dirty:
+            row = self._row_of.get(name)
+            node = self._nodes.get(name)
+            if row is None or node is None:
+                continue
+            single = build_node_table(account([node], self._on_node.get(name, {}).values()))
+            table.cpu_free_milli[row] = single.cpu_free_milli[0]
+            table.memory_free_bytes[row] = single.memory_free_bytes[0]
+            table.storage_free_bytes[row] = single.storage_free_bytes[0]
+            width = min(single.gpu_free_milli.shape[1], table.gpu_free_milli.shape[1])
+            table.gpu_free_milli[row, :] = 0
+            table.gpu_free_milli[row, :width] = single.gpu_free_milli[0, :width]
+            self._stamp += 1
+            self._stamps[row] = self._stamp
+        self._dirty.clear()
+
+
+def _accounted(node: NodeFacts) -> tuple[object, ...]:
+    """What `account()` reads of a node: a change elsewhere (taints, labels) leaves its row alone."""
+    return (node.view, node.ready, node.schedulable)
+
+
+# Every per-row column of a NodeTable: snapshots copy them, a changed node rewrites them.
+_ROW_COLUMNS = (
+    "cpu_allocatable_milli",
+    "cpu_free_milli",
+    "memory_allocatable_bytes",
+    "memory_free_bytes",
+    "storage_allocatable_bytes",
+    "storage_free_bytes",
+    "gpu_count",
+    "gpu_free_milli",
+    "accelerator_index",
+    "product_index",
+    "gpu_memory_bytes",
+    "price_per_hour",
+    "ready",
+)
+
+
+def _named(names: tuple[str, ...], index: np.integer[Any] | int) -> str | None:
+    return names[int(index)] if int(index) >= 0 else None
+
+
+def _copy_row(single: NodeTable, table: NodeTable, row: int) -> None:
+    """Row 0 of a one-node table into ``row`` of ``table``, whose accelerator and product are the
+    same (their indices stay), devices padded to the table's width."""
+    for column in _ROW_COLUMNS:
+        if column in ("gpu_free_milli", "accelerator_index", "product_index"):
+            continue
+        getattr(table, column)[row] = getattr(single, column)[0]
+    width = min(single.gpu_free_milli.shape[1], table.gpu_free_milli.shape[1])
+    table.gpu_free_milli[row, :] = 0
+    table.gpu_free_milli[row, :width] = single.gpu_free_milli[0, :width]
+
+
+class FragmentationMemo:
+    """Each row's current FGD fragmentation (`fragmentation_milli`), kept between requests and
+    recomputed only for rows that changed: the "before" half of the gpu-fragmentation scorer,
+    passed to the core as ScoringContext.fragmentation_before. Exact, not an approximation: the
+    core computes each row's value on its own (its docstring), so a row's value depends only on
+    that row and the target workload."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[TargetWorkload, tuple[str, ...]] | None = None
+        self._stamps: IntArray = np.zeros(0, dtype=np.int64)
+        self._values: FloatArray = np.zeros(0, dtype=np.float64)
+
+    def before(self, snapshot: Snapshot, target: TargetWorkload, workload: CompiledWorkload) -> FloatArray:
+        """Per row of ``snapshot.table``, for ``workload`` (``target`` compiled to its products)."""
+        table = snapshot.table
+        key = (target, table.products)
+        with self._lock:
+            if key != self._key or len(self._stamps) != len(snapshot.stamps):
+                rows = np.arange(len(table))
+                values = np.zeros(len(table), dtype=np.float64)
+            else:
+                rows = np.flatnonzero(self._stamps != snapshot.stamps)
+                values = self._values.copy()
+            if len(rows):
+                values[rows] = fragmentation_milli(
+                    table.cpu_free_milli[rows],
+                    table.gpu_free_milli[rows],
+                    table.product_index[rows],
+                    workload,
+                )
+            self._key, self._stamps, self._values = key, snapshot.stamps, values
+            return values
+
+
+class ClusterFeed:
+    """List+watch of nodes and pods (the operator's Informer, kube_objects' translations) feeding a
+    ClusterCache: `modeljob extender` on its own."""
+
+    def __init__(
+        self, gateway: ClusterGateway, cache: ClusterCache, *, labels: kube_objects.NodeLabelKeys
+    ) -> None:
+        self._cache = cache
+        self.nodes: Informer[NodeFacts] = Informer(
+            gateway,
+            Watched.NODES,
+            lambda obj: kube_objects.node_facts(obj, labels=labels),
+            self._node_changed,
+        )
+        self.pods: Informer[PodFacts] = Informer(
+            gateway, Watched.PODS, kube_objects.pod_facts, self._pod_changed
+        )
+
+    def start(self) -> None:
+        self.nodes.start()
+        self.pods.start()
+
+    def stop(self) -> None:
+        self.nodes.stop()
+        self.pods.stop()
+
+    def wait_synced(self, timeout_seconds: float) -> bool:
+        deadline = time.monotonic() + timeout_seconds
+        return self._cache.nodes_synced.wait(timeout_seconds) and self._cache.pods_synced.wait(
+            max(0.0, deadline - time.monotonic())
+        )
+
+    def _node_changed(self, kind_of_event: str, value: NodeFacts | None, key: Key) -> None:
+        if kind_of_event == "RELISTED":
+            self._cache.replace_nodes(self.nodes.values())
+        else:
+            self._cache.node_event(kind_of_event, value, key)
+
+    def _pod_changed(self, kind_of_event: str, value: PodFacts | None, key: Key) -> None:
+        if kind_of_event == "RELISTED":
+            self._cache.replace_pods(self.pods.values())
+        else:
+            self._cache.pod_event(kind_of_event, value, key)
+
+
+def follow(
+    informer: Informer[Any], listener: Callable[[str, Any, Key], None], relisted: Callable[[], None]
+) -> None:
+    """Also tell ``listener`` about every change ``informer`` sees (and ``relisted`` about a fresh
+    list), keeping its own callback: how `modeljob run` shares the operator's watches with the
+    extender instead of opening a second pair. Call before the informer starts."""
+    previous = informer.on_change
+
+    def both(kind_of_event: str, value: Any, key: Key) -> None:
+        previous(kind_of_event, value, key)
+        if kind_of_event == "RELISTED":
+            relisted()
+        else:
+            listener(kind_of_event, value, key)
+
+    informer.on_change = both
+
+
+def attach_to_view(cache: ClusterCache, nodes: Informer[NodeFacts], pods: Informer[PodFacts]) -> None:
+    """Feed ``cache`` from the operator's node and pod informers (ClusterView.nodes / .pods), before
+    or after they start: an informer that has already listed is copied at once, one that has not
+    yet will tell the cache when it has (until then the extender answers 503)."""
+    follow(nodes, cache.node_event, lambda: cache.replace_nodes(nodes.values()))
+    follow(pods, cache.pod_event, lambda: cache.replace_pods(pods.values()))
+    if nodes.synced.is_set():
+        cache.replace_nodes(nodes.values())
+    if pods.synced.is_set():
+        cache.replace_pods(pods.values())

@@ -1,0 +1,194 @@
+"""The core's filter and weighted scoring, answered the way kube-scheduler's extender protocol asks.
+
+Pure (numpy and core only; no I/O): the same `filters` checks and `ranking.score_rows` +
+`best_position` that the operator's gang placement runs for each replica, on the candidate nodes
+kube-scheduler sends. Nothing is decided here that the core does not decide; this module only
+maps the core's answer onto the wire's shape: per-node failure reasons, and 0..10 integer scores
+in which the node the core would choose is the only one with 10.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from modeljob.core.fragmentation import TaskShape
+from modeljob.core.nodes import IntArray, NodeTable, PodRequest
+from modeljob.core.resources import Resources
+from modeljob.core.scoring import filters
+from modeljob.core.scoring.filters import Rejection
+from modeljob.core.scoring.ranking import ScoringContext, best_position, score_rows
+from modeljob.core.scoring.weights import ScoringWeights
+
+# kube-scheduler's extender score range (k8s.io/kube-scheduler/extender/v1 MinExtenderPriority,
+# MaxExtenderPriority); it multiplies a score by the extender's weight and by 100 / 10.
+MIN_PRIORITY = 0
+MAX_PRIORITY = 10
+REASON_PREFIX = "modeljob: "
+UNKNOWN_NODE = f"{REASON_PREFIX}node not in the extender's cache yet (its watch lags the scheduler's)"
+
+# What preemption cannot fix: evicting pods does not make a node Ready, give it another
+# accelerator or product, or more memory per device. kube-scheduler skips these nodes when it looks
+# for victims (UnschedulableAndUnresolvable).
+UNRESOLVABLE = frozenset(
+    {Rejection.NOT_READY, Rejection.NO_ACCELERATOR, Rejection.PRODUCT, Rejection.GPU_MEMORY}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FilterDecision:
+    """Which candidates pass, and why each other one does not (first failing check, as the core
+    orders its checks). Reasons are the same string for every node failing the same way, so
+    kube-scheduler's event aggregates them ("0/9 nodes are available: 7 modeljob: ...")."""
+
+    passed: tuple[str, ...]
+    failed: Mapping[str, str]
+    unresolvable: Mapping[str, str]
+    unknown: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Priorities:
+    """0..10 per candidate (``values[i]`` for ``hosts[i]``, in the order asked); ``chosen`` is the
+    node the core picks, the only one scored 10."""
+
+    hosts: Sequence[str]
+    values: IntArray
+    chosen: str | None
+    unknown: tuple[str, ...]
+
+    @property
+    def scores(self) -> tuple[tuple[str, int], ...]:
+        return tuple(zip(self.hosts, self.values.tolist(), strict=True))
+
+    def above_zero(self) -> tuple[tuple[str, ...], list[int]]:
+        """The candidates scored above 0, and their scores: what the reply needs to list, since
+        kube-scheduler counts a node missing from the list as 0 (schedule_one.go prioritizeNodes).
+        On a cluster of many alike nodes that is a handful of entries instead of thousands."""
+        positive = np.flatnonzero(self.values > MIN_PRIORITY)
+        return _pick(self.hosts, positive), self.values[positive].tolist()
+
+
+def candidate_rows(names: Sequence[str], row_of: Mapping[str, int]) -> IntArray:
+    """The table row of each name, in the order given; -1 where the table has no such node."""
+    if not names:
+        return np.zeros(0, dtype=np.int64)
+    try:  # one C-level lookup of every name: the common case, every node known
+        found = operator.itemgetter(*names)(row_of)
+    except (KeyError, TypeError):
+        return np.fromiter((row_of.get(name, -1) for name in names), dtype=np.int64, count=len(names))
+    return np.array(found if len(names) > 1 else [found], dtype=np.int64)
+
+
+def _pick(names: Sequence[str], indices: IntArray) -> tuple[str, ...]:
+    if len(indices) == 0:
+        return ()
+    picked = operator.itemgetter(*indices.tolist())(names)
+    return tuple(picked) if len(indices) > 1 else (picked,)
+
+
+def _unknown(names: Sequence[str], rows: IntArray) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(_pick(names, np.flatnonzero(rows < 0))))
+
+
+def first_failures(table: NodeTable, request: PodRequest) -> tuple[IntArray, tuple[Rejection, ...]]:
+    """Per table row, the index (into the returned reasons) of the first check it fails; -1 = passes.
+
+    The checks are the core filter's own (`filters._checks`), in its order, so a node fails here
+    exactly when `filter_nodes` filters it out, for the reason it counts it under.
+    """
+    checks = filters._checks(table, request)  # the core's own checks (private: see docs/extender.md)
+    first = np.full(len(table), -1, dtype=np.int64)
+    for index, (_, passed) in enumerate(checks):
+        first[(first < 0) & ~passed] = index
+    return first, tuple(reason for reason, _ in checks)
+
+
+def describe(reason: Rejection, request: PodRequest) -> str:
+    wants = request.resources
+    if reason is Rejection.GPUS:
+        return f"{REASON_PREFIX}{reason.value} (the pod asks for {wants.gpus} {request.accelerator})"
+    if reason is Rejection.NO_ACCELERATOR:
+        return f"{REASON_PREFIX}{reason.value} ({request.accelerator})"
+    return f"{REASON_PREFIX}{reason.value}"
+
+
+def decide_filter(
+    table: NodeTable, request: PodRequest, candidates: Sequence[str], *, row_of: Mapping[str, int]
+) -> FilterDecision:
+    """The core's filter on the candidates kube-scheduler sends."""
+    rows = candidate_rows(candidates, row_of)
+    first, reasons = first_failures(table, request)
+    known = rows >= 0
+    failure = np.where(known, first[np.where(known, rows, 0)], -2)  # -2: not in the table
+    messages = [describe(reason, request) for reason in reasons]
+    failed: dict[str, str] = {}
+    unresolvable: dict[str, str] = {}
+    for index in np.flatnonzero(failure >= 0):
+        check = int(failure[index])
+        (unresolvable if reasons[check] in UNRESOLVABLE else failed)[candidates[int(index)]] = messages[check]
+    passing = np.flatnonzero(failure == -1)
+    return FilterDecision(
+        passed=tuple(candidates) if len(passing) == len(candidates) else _pick(candidates, passing),
+        failed=failed,
+        unresolvable=unresolvable,
+        unknown=_unknown(candidates, rows),
+    )
+
+
+def to_extender_scale(totals: np.ndarray, winner: int) -> IntArray:
+    """The core's 0..1 totals as kube-scheduler's 0..10: the winner alone gets 10, the others keep
+    their order (min-max over the candidates, floored into 0..9), so one point always separates
+    the core's choice from the runner-up, whatever the rounding."""
+    best = float(totals[winner])
+    low = float(totals.min())
+    if best > low:
+        scaled = np.floor((MAX_PRIORITY - 1) * (totals - low) / (best - low))
+    else:
+        scaled = np.full(len(totals), MAX_PRIORITY - 1, dtype=np.float64)
+    result: IntArray = np.clip(scaled, MIN_PRIORITY, MAX_PRIORITY - 1).astype(np.int64)
+    result[winner] = MAX_PRIORITY
+    return result
+
+
+def decide_priorities(
+    table: NodeTable,
+    request: PodRequest,
+    candidates: Sequence[str],
+    *,
+    row_of: Mapping[str, int],
+    weights: ScoringWeights,
+    context: ScoringContext,
+) -> Priorities:
+    """Score the candidates as the operator scores a replica's nodes; infeasible ones get 0."""
+    rows = candidate_rows(candidates, row_of)
+    known = rows >= 0
+    first, _ = first_failures(table, request)
+    asked = np.zeros(len(table), dtype=np.bool_)
+    asked[rows[known]] = True
+    feasible = np.flatnonzero(asked & (first < 0))  # ascending = name order: ties go to the smallest name
+    score_of_row = np.full(len(table), MIN_PRIORITY, dtype=np.int64)
+    chosen: str | None = None
+    if len(feasible):
+        scores = score_rows(table, feasible, request, weights=weights, context=context)
+        winner = best_position(table, feasible, scores.total)
+        chosen = table.names[int(feasible[winner])]
+        score_of_row[feasible] = to_extender_scale(scores.total, winner)
+    per_candidate = np.where(known, score_of_row[np.where(known, rows, 0)], MIN_PRIORITY)
+    return Priorities(
+        hosts=candidates,
+        values=per_candidate,
+        chosen=chosen,
+        unknown=_unknown(candidates, rows),
+    )
+
+
+def task_shape(requests: Resources) -> TaskShape | None:
+    """The shape FGD's target workload counts for a GPU pod (whole devices, as the operator's cycle
+    counts running pods); None for pods without accelerators."""
+    if requests.gpus <= 0:
+        return None
+    return TaskShape(cpu_milli=requests.cpu_milli, gpu_milli=1000, gpus=requests.gpus)

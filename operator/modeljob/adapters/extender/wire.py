@@ -1,0 +1,285 @@
+"""kube-scheduler's extender wire format (k8s.io/kube-scheduler/extender/v1) <-> typed values.
+
+The Go structs have no JSON tags, so the keys on the wire are the Go field names (`Pod`,
+`NodeNames`, `FailedAndUnresolvableNodes`, `Host`, `Score`, ...). Go decodes keys
+case-insensitively; we read exactly the names kube-scheduler writes and write exactly the names it
+reads. Requests are validated here, once: anything malformed becomes a WireError whose message
+names the field (`Pod.spec.containers.0.resources.requests.cpu: ...`), and the routes answer 400.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from modeljob.adapters import kube_objects
+from modeljob.core.cluster_state import PodFacts
+from modeljob.core.nodes import DEFAULT_ACCELERATOR, PodRequest
+from modeljob.core.resources import QuantityError, parse_quantity
+
+JsonObject = dict[str, Any]
+_MAX_ERRORS_SHOWN = 3
+
+
+class WireError(ValueError):
+    """A request kube-scheduler (or anyone) sent that we cannot read; the message names the field."""
+
+
+# --- request models (only the fields we read; the rest of a v1.Pod is ignored) -----------------
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+def _check_quantities(
+    values: Mapping[str, str | int | float] | None,
+) -> Mapping[str, str | int | float] | None:
+    for name, value in (values or {}).items():
+        try:
+            parse_quantity(value)
+        except QuantityError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    return values
+
+
+class ResourceRequirements(_Wire):
+    requests: dict[str, str | int | float] | None = None
+    limits: dict[str, str | int | float] | None = None
+
+    _quantities = field_validator("requests", "limits")(_check_quantities)
+
+
+class Container(_Wire):
+    name: str = ""
+    resources: ResourceRequirements | None = None
+
+
+class PodSpec(_Wire):
+    containers: list[Container] = Field(min_length=1)
+    init_containers: list[Container] | None = Field(default=None, alias="initContainers")
+    overhead: dict[str, str | int | float] | None = None
+    node_name: str | None = Field(default=None, alias="nodeName")
+    scheduler_name: str | None = Field(default=None, alias="schedulerName")
+
+    _quantities = field_validator("overhead")(_check_quantities)
+
+
+class OwnerReference(_Wire):
+    api_version: str = Field(default="", alias="apiVersion")
+    kind: str = ""
+    uid: str = ""
+
+
+class ObjectMeta(_Wire):
+    name: str = Field(min_length=1, max_length=253)
+    namespace: str = Field(default="", max_length=63)
+    uid: str = ""
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    owner_references: list[OwnerReference] | None = Field(default=None, alias="ownerReferences")
+    deletion_timestamp: str | None = Field(default=None, alias="deletionTimestamp")
+
+
+class PodStatus(_Wire):
+    phase: str | None = None
+
+
+class Pod(_Wire):
+    """The parts of a v1.Pod the extender reads; `clean()` is that subset as a Kubernetes dict."""
+
+    metadata: ObjectMeta
+    spec: PodSpec
+    status: PodStatus | None = None
+
+    def clean(self) -> JsonObject:
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class NodeItem(_Wire):
+    metadata: ObjectMeta
+
+
+class NodeList(_Wire):
+    items: list[NodeItem] | None = None
+
+
+class ExtenderArgs(_Wire):
+    """The body of filter and prioritize: the pod, and the candidate nodes by name or in full."""
+
+    pod: Pod = Field(alias="Pod")
+    nodes: NodeList | None = Field(default=None, alias="Nodes")
+    node_names: list[str] | None = Field(default=None, alias="NodeNames")
+
+
+class ExtenderBindingArgs(_Wire):
+    """The body of bind: which pod goes to which node (kube-scheduler has chosen)."""
+
+    pod_name: str = Field(alias="PodName", min_length=1, max_length=253)
+    pod_namespace: str = Field(alias="PodNamespace", min_length=1, max_length=63)
+    pod_uid: str = Field(default="", alias="PodUID")
+    node: str = Field(alias="Node", min_length=1, max_length=253)
+
+
+# --- decoded requests -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """The nodes kube-scheduler asks about, in its order. ``items`` is set when it sent whole Node
+    objects (nodeCacheCapable: false): the reply must then carry those objects back."""
+
+    names: tuple[str, ...]
+    items: tuple[JsonObject, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulingArgs:
+    """A decoded filter/prioritize request: the pod as the core sees it, and the candidates."""
+
+    pod: PodFacts
+    request: PodRequest
+    candidates: Candidates
+    uid: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.pod.key
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _load_object(body: bytes) -> JsonObject:
+    try:
+        document = json.loads(body, parse_constant=_reject_constant)
+    except RecursionError:
+        raise WireError("body: JSON nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise WireError(f"body: not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise WireError(f"body: expected a JSON object, got {type(document).__name__}")
+    return document
+
+
+def _describe(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
+    parts = []
+    for error in errors[:_MAX_ERRORS_SHOWN]:
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    more = len(errors) - _MAX_ERRORS_SHOWN
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def pod_request(pod_spec: Mapping[str, Any]) -> PodRequest:
+    """What a v1 Pod asks of a node, as the core's PodRequest (whole devices of its accelerator)."""
+    resources, accelerator = kube_objects.pod_requests(pod_spec)
+    return PodRequest(resources=resources, accelerator=accelerator or DEFAULT_ACCELERATOR)
+
+
+def decode_scheduling_args(body: bytes) -> SchedulingArgs:
+    """An ExtenderArgs body (filter, prioritize) -> the pod and the candidate nodes."""
+    document = _load_object(body)
+    try:
+        args = ExtenderArgs.model_validate(document)
+    except ValidationError as exc:
+        raise WireError(_describe(exc)) from None
+    pod = args.pod.clean()
+    if args.node_names is not None:
+        candidates = Candidates(names=tuple(args.node_names))
+    elif args.nodes is not None:
+        raw_items = (document.get("Nodes") or {}).get("items") or []
+        candidates = Candidates(
+            names=tuple(item.metadata.name for item in args.nodes.items or ()), items=tuple(raw_items)
+        )
+    else:
+        raise WireError(
+            "NodeNames: required (nodeCacheCapable: true), or Nodes (nodeCacheCapable: false); both are null"
+        )
+    return SchedulingArgs(
+        pod=kube_objects.pod_facts(pod),
+        request=pod_request(pod["spec"]),
+        candidates=candidates,
+        uid=args.pod.metadata.uid,
+    )
+
+
+def decode_binding_args(body: bytes) -> ExtenderBindingArgs:
+    document = _load_object(body)
+    try:
+        return ExtenderBindingArgs.model_validate(document)
+    except ValidationError as exc:
+        raise WireError(_describe(exc)) from None
+
+
+# --- replies ----------------------------------------------------------------------------------------
+
+
+def _dumps(document: object) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class FilterReply:
+    """ExtenderFilterResult. With nodeCacheCapable: true kube-scheduler reads NodeNames; with false
+    it reads Nodes.items (returning only NodeNames there would mean "no node passes")."""
+
+    passed: Sequence[str]
+    failed: Mapping[str, str] = field(default_factory=dict)
+    unresolvable: Mapping[str, str] = field(default_factory=dict)
+    items: Sequence[JsonObject] | None = None  # the passing Node objects, in the nodes-in-full mode
+    error: str = ""
+
+    def to_json(self) -> bytes:
+        nodes = None if self.items is None else {"metadata": {}, "items": list(self.items)}
+        return _dumps(
+            {
+                "Nodes": nodes,
+                "NodeNames": None if self.items is not None else list(self.passed),
+                "FailedNodes": dict(self.failed),
+                "FailedAndUnresolvableNodes": dict(self.unresolvable),
+                "Error": self.error,
+            }
+        )
+
+
+_SCORE_TAILS = {score: f"{score}}}" for score in range(11)}
+
+
+class _HostPrefixes(dict[str, str]):
+    """'{"Host":"<name>","Score":' per node name, made once: looked up by a C-level map below.
+    Bounded: names come from requests, so a flood of new names only empties it."""
+
+    limit = 1 << 16
+
+    def __missing__(self, host: str) -> str:
+        if len(self) >= self.limit:
+            self.clear()
+        prefix = self[host] = '{"Host":' + json.dumps(host) + ',"Score":'
+        return prefix
+
+
+_HOST_PREFIXES = _HostPrefixes()
+
+
+def encode_priorities(hosts: Sequence[str], scores: Sequence[int]) -> bytes:
+    """HostPriorityList: [{"Host": node, "Score": 0..10}, ...]. Joined from cached pieces by C-level
+    maps: json.dumps of 5,000 small objects costs more than scoring them."""
+    pieces = map(str.__add__, map(_HOST_PREFIXES.__getitem__, hosts), map(_SCORE_TAILS.__getitem__, scores))
+    return ("[" + ",".join(pieces) + "]").encode()
+
+
+def encode_binding_result(error: str = "") -> bytes:
+    """ExtenderBindingResult: an empty Error means bound."""
+    return _dumps({"Error": error})
+
+
+def encode_error(message: str) -> bytes:
+    """The body of a 4xx/5xx reply. kube-scheduler only sees the status code; people see this."""
+    return _dumps({"Error": message})

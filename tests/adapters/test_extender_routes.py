@@ -1,0 +1,474 @@
+"""The extender's HTTP server: kube-scheduler's verbs, bad requests refused with a message, never a crash."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from modeljob.adapters.cluster import ClusterError
+from modeljob.adapters.extender.cache import ClusterCache
+from modeljob.adapters.extender.metrics import ExtenderMetrics
+from modeljob.adapters.extender.routes import ExtenderService, build_app
+from modeljob.adapters.extender.server import ExtenderServer
+from modeljob.adapters.extender.settings import ExtenderSettings
+from modeljob.core.cluster_state import PodPhase
+from modeljob.core.scoring.weights import DEFAULT_WEIGHTS
+from tests.operator_builders import container, make_node, make_pod, node_dict, pod_dict
+
+MIB = 1024 * 1024
+FILTER, PRIORITIZE, BIND = "/scheduler/filter", "/scheduler/prioritize", "/scheduler/bind"
+
+
+@dataclass
+class FakeApi:
+    """pods/binding and pod reads as the API server answers them (409 once a pod is assigned)."""
+
+    bound: dict[tuple[str, str], str] = field(default_factory=dict)
+    failure: ClusterError | None = None
+    delay_seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def bind(self, namespace: str, name: str, node: str) -> None:
+        time.sleep(self.delay_seconds)
+        if self.failure is not None:
+            raise self.failure
+        with self.lock:
+            if (namespace, name) in self.bound:
+                raise ClusterError(f"pod {name} is already assigned to node", status=409, reason="Conflict")
+            self.bound[(namespace, name)] = node
+
+    def read_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        return {"spec": {"nodeName": self.bound.get((namespace, name))}}
+
+
+@dataclass
+class Running:
+    port: int
+    cache: ClusterCache
+    api: FakeApi
+    metrics: ExtenderMetrics
+
+    def post(self, path: str, document: Any) -> tuple[int, Any]:
+        payload = document if isinstance(document, bytes) else json.dumps(document).encode()
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            connection.request("POST", path, body=payload, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            connection.close()
+
+    def get(self, path: str) -> tuple[int, str]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            connection.close()
+
+
+def serve(*, synced: bool = True, bind_timeout_seconds: float = 2.5) -> Iterator[Running]:
+    cache = ClusterCache(assume_seconds=30)
+    if synced:
+        cache.replace_nodes(
+            [make_node("gpu-a"), make_node("gpu-b"), make_node("gpu-c", gpus=1), make_node("cpu-0", gpus=0)]
+        )
+        cache.replace_pods([make_pod("running", node="gpu-a", gpus=6)])
+    api = FakeApi()
+    metrics = ExtenderMetrics()
+    service = ExtenderService(
+        cache=cache,
+        weights=DEFAULT_WEIGHTS,
+        metrics=metrics,
+        settings=ExtenderSettings(bind_timeout_seconds=bind_timeout_seconds),
+        bind=api.bind,
+        read_pod=api.read_pod,
+    )
+    server = ExtenderServer(build_app(service), host="127.0.0.1", port=0)
+    server.start_in_thread()
+    try:
+        yield Running(port=server.port, cache=cache, api=api, metrics=metrics)
+    finally:
+        server.stop_thread()
+
+
+@pytest.fixture
+def extender() -> Iterator[Running]:
+    yield from serve()
+
+
+@pytest.fixture(scope="module")
+def shared_extender() -> Iterator[Running]:
+    yield from serve()
+
+
+def gpu_pod(name: str = "trainer", *, gpus: int = 1, uid: str | None = None) -> dict[str, Any]:
+    pod = pod_dict(name, phase="Pending", containers=[container(limits={"nvidia.com/gpu": str(gpus)})])
+    if uid is not None:
+        pod["metadata"]["uid"] = uid
+    return pod
+
+
+def args(pod: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {"Pod": pod, "Nodes": None, "NodeNames": list(names)}
+
+
+ALL = ("gpu-a", "gpu-b", "gpu-c", "cpu-0")
+
+
+# --- the verbs ----------------------------------------------------------------------------------
+
+
+def test_filter_keeps_the_nodes_that_fit_and_says_why_the_others_do_not(extender: Running) -> None:
+    status, reply = extender.post(FILTER, args(gpu_pod(gpus=4), *ALL))
+    assert status == 200
+    assert reply["NodeNames"] == ["gpu-b"]
+    assert reply["FailedNodes"] == {
+        "gpu-a": "modeljob: not enough free GPUs (the pod asks for 4 nvidia.com/gpu)",
+        "gpu-c": "modeljob: not enough free GPUs (the pod asks for 4 nvidia.com/gpu)",
+    }
+    assert reply["FailedAndUnresolvableNodes"] == {
+        "cpu-0": "modeljob: node has no such accelerator (nvidia.com/gpu)"
+    }
+    assert reply["Error"] == ""
+
+
+def test_filter_with_whole_node_objects_sends_the_passing_objects_back(extender: Running) -> None:
+    nodes = [
+        {**node_dict(0), "metadata": {**node_dict(0)["metadata"], "name": name}}
+        for name in ("gpu-a", "gpu-b")
+    ]
+    status, reply = extender.post(FILTER, {"Pod": gpu_pod(gpus=4), "Nodes": {"metadata": {}, "items": nodes}})
+    assert status == 200
+    assert reply["NodeNames"] is None
+    assert reply["Nodes"]["items"] == [nodes[1]]
+
+
+def test_prioritize_gives_10_to_the_core_choice_and_counts_the_pod_there_at_once(extender: Running) -> None:
+    status, reply = extender.post(PRIORITIZE, args(gpu_pod("first", gpus=2), "gpu-a", "gpu-b"))
+    assert status == 200
+    assert reply == [{"Host": "gpu-a", "Score": 10}], (
+        "nodes scored 0 are left out: kube-scheduler reads them as 0"
+    )
+    # gpu-a had 2 GPUs free; the first pod's are taken before its bind arrives.
+    _, second = extender.post(FILTER, args(gpu_pod("second", gpus=1), "gpu-a", "gpu-b"))
+    assert second["NodeNames"] == ["gpu-b"]
+
+
+def test_a_new_filter_for_the_same_pod_drops_what_was_chosen_for_it_before(extender: Running) -> None:
+    extender.post(PRIORITIZE, args(gpu_pod("retry", gpus=2), "gpu-a", "gpu-b"))
+    _, again = extender.post(FILTER, args(gpu_pod("retry", gpus=2), "gpu-a", "gpu-b"))
+    assert again["NodeNames"] == ["gpu-a", "gpu-b"]
+
+
+def test_bind_posts_the_binding_and_counts_the_pod_on_that_node(extender: Running) -> None:
+    extender.cache.pod_event("ADDED", make_pod("p", gpus=2, phase=PodPhase.PENDING), ("ml", "p"))
+    status, reply = extender.post(BIND, {"PodName": "p", "PodNamespace": "ml", "PodUID": "", "Node": "gpu-a"})
+    assert (status, reply) == (200, {"Error": ""})
+    assert extender.api.bound == {("ml", "p"): "gpu-a"}
+    _, after = extender.post(FILTER, args(gpu_pod("q"), "gpu-a"))
+    assert after["NodeNames"] == []
+
+
+def test_a_retried_bind_that_had_already_worked_is_a_success(extender: Running) -> None:
+    extender.api.bound[("ml", "p")] = "gpu-b"
+    _, same = extender.post(BIND, {"PodName": "p", "PodNamespace": "ml", "Node": "gpu-b"})
+    _, other = extender.post(BIND, {"PodName": "p", "PodNamespace": "ml", "Node": "gpu-a"})
+    assert same == {"Error": ""}
+    assert "already assigned" in other["Error"]
+
+
+def test_bind_refuses_a_pod_that_was_recreated_under_the_same_name(extender: Running) -> None:
+    recreated = replace(make_pod("p", phase=PodPhase.PENDING), uid="uid-of-the-new-pod")
+    extender.cache.pod_event("ADDED", recreated, recreated.key)
+    _, reply = extender.post(
+        BIND, {"PodName": "p", "PodNamespace": "ml", "PodUID": "uid-of-the-old", "Node": "gpu-a"}
+    )
+    assert "recreated" in reply["Error"]
+    assert extender.api.bound == {}
+
+
+def test_a_bind_the_api_server_refuses_is_answered_with_its_error(extender: Running) -> None:
+    extender.api.failure = ClusterError("bind pod ml/p to gpu-a: 403 Forbidden: no", status=403)
+    status, reply = extender.post(BIND, {"PodName": "p", "PodNamespace": "ml", "Node": "gpu-a"})
+    assert status == 200
+    assert reply == {"Error": "bind pod ml/p to gpu-a: 403 Forbidden: no"}
+
+
+def test_a_bind_that_hangs_is_answered_before_the_schedulers_timeout() -> None:
+    for running in serve(bind_timeout_seconds=0.2):
+        running.api.delay_seconds = 2.0
+        started = time.monotonic()
+        _, reply = running.post(BIND, {"PodName": "p", "PodNamespace": "ml", "Node": "gpu-a"})
+        assert time.monotonic() - started < 1.5
+        assert reply == {"Error": "pods/binding did not answer within 0.2 s"}
+
+
+# --- refusals -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "document", "status", "message"),
+    [
+        (FILTER, b'{"Pod": ', 400, "body: not JSON"),
+        (FILTER, {"NodeNames": ["gpu-a"]}, 400, "Pod: Field required"),
+        (PRIORITIZE, {"Pod": {"metadata": {}}, "NodeNames": []}, 400, "Pod.metadata.name: Field required"),
+        (FILTER, args(gpu_pod(), "ghost-1", "ghost-2"), 422, "none of the 2 nodes is known"),
+        (PRIORITIZE, args(gpu_pod(), "ghost-1"), 422, "none of the 1 nodes is known"),
+        (BIND, {"PodName": "p", "PodNamespace": "ml", "Node": "ghost"}, 422, "Node: ghost is not known"),
+        (BIND, {"PodName": "p"}, 400, "PodNamespace: Field required"),
+        (FILTER, b"x" * (10 * MIB), 413, "larger than the 8388608 bytes"),
+        (BIND, b" " * (10 * MIB), 413, "larger than the 8388608 bytes"),
+    ],
+    ids=[
+        "malformed-json",
+        "missing-pod",
+        "pod-without-name",
+        "unknown-nodes",
+        "unknown-node-prioritize",
+        "unknown-node-bind",
+        "binding-without-namespace",
+        "10MB-filter",
+        "10MB-bind",
+    ],
+)
+def test_bad_requests_get_a_4xx_with_a_message_and_the_server_keeps_serving(
+    shared_extender: Running, path: str, document: Any, status: int, message: str
+) -> None:
+    got, reply = shared_extender.post(path, document)
+    assert got == status
+    assert message in reply["Error"]
+    assert shared_extender.get("/healthz") == (200, "ok\n")
+    assert shared_extender.post(FILTER, args(gpu_pod("after"), "gpu-b"))[0] == 200
+
+
+def test_before_the_first_list_the_extender_answers_503_not_an_empty_cluster() -> None:
+    for running in serve(synced=False):
+        assert running.get("/healthz")[0] == 503
+        status, reply = running.post(FILTER, args(gpu_pod(), "gpu-a"))
+        assert status == 503
+        assert "not listed nodes and pods yet" in reply["Error"]
+
+
+def test_requests_are_timed_and_counted_per_verb_and_status(extender: Running) -> None:
+    extender.post(FILTER, args(gpu_pod(), "gpu-b"))
+    extender.post(FILTER, b"{")
+    status, text = extender.get("/metrics")
+    assert status == 200
+    assert 'modeljob_extender_requests_total{code="200",verb="filter"} 1.0' in text
+    assert 'modeljob_extender_requests_total{code="400",verb="filter"} 1.0' in text
+    assert 'modeljob_extender_request_seconds_count{verb="filter"} 2.0' in text
+
+
+# --- fuzzing ------------------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
+    max_leaves=25,
+)
+quantities = st.one_of(
+    st.sampled_from(["1", "500m", "16Gi", "2", "-1", "1e3", "lots", "", "1Ki", "0.5"]),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    json_values,
+)
+containers = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.text(max_size=10),
+        "resources": st.one_of(
+            json_values,
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "requests": st.dictionaries(
+                        st.sampled_from(["cpu", "memory", "nvidia.com/gpu", "x/y"]), quantities
+                    ),
+                    "limits": st.dictionaries(st.sampled_from(["cpu", "nvidia.com/gpu"]), quantities),
+                },
+            ),
+        ),
+    },
+)
+pods = st.one_of(
+    json_values,
+    st.fixed_dictionaries(
+        {
+            "metadata": st.one_of(
+                json_values,
+                st.fixed_dictionaries(
+                    {"name": st.text(max_size=300)},
+                    optional={"namespace": st.text(max_size=70), "uid": json_values, "labels": json_values},
+                ),
+            ),
+            "spec": st.one_of(
+                json_values,
+                st.fixed_dictionaries(
+                    {"containers": st.lists(containers, max_size=3)},
+                    optional={"initContainers": st.lists(containers, max_size=2), "overhead": json_values},
+                ),
+            ),
+        },
+        optional={"status": json_values},
+    ),
+)
+node_names = st.lists(st.sampled_from([*ALL, "ghost", ""]) | st.text(max_size=5), max_size=8)
+scheduling_args = st.fixed_dictionaries(
+    {},
+    optional={
+        "Pod": pods,
+        "NodeNames": st.one_of(st.none(), node_names, json_values),
+        "Nodes": st.one_of(
+            st.none(),
+            json_values,
+            st.fixed_dictionaries(
+                {"items": st.lists(json_values | st.just({"metadata": {"name": "gpu-a"}}))}
+            ),
+        ),
+    },
+)
+binding_args = st.fixed_dictionaries(
+    {},
+    optional={
+        "PodName": st.text(max_size=10) | json_values,
+        "PodNamespace": st.text(max_size=10) | json_values,
+        "PodUID": json_values,
+        "Node": st.sampled_from(ALL) | json_values,
+    },
+)
+
+
+def mutate(document: Any, path: tuple[str | int, ...], value: Any, *, delete: bool) -> Any:
+    """``document`` with the value at ``path`` replaced (or removed): one broken field in a valid body."""
+    copy = json.loads(json.dumps(document))
+    parent = copy
+    for step in path[:-1]:
+        parent = parent[step]
+    if delete and isinstance(parent, dict):
+        parent.pop(path[-1], None)
+    else:
+        parent[path[-1]] = value
+    return copy
+
+
+VALID_ARGS = {
+    "Pod": pod_dict(
+        "valid",
+        phase="Pending",
+        containers=[container(requests={"cpu": "1"}, limits={"nvidia.com/gpu": "1"})],
+        initContainers=[container("init", requests={"cpu": "2"})],
+    ),
+    "Nodes": None,
+    "NodeNames": ["gpu-a", "gpu-b"],
+}
+ARGS_PATHS: list[tuple[str | int, ...]] = [
+    ("Pod",),
+    ("Pod", "metadata"),
+    ("Pod", "metadata", "name"),
+    ("Pod", "metadata", "namespace"),
+    ("Pod", "metadata", "uid"),
+    ("Pod", "metadata", "labels"),
+    ("Pod", "spec"),
+    ("Pod", "spec", "containers"),
+    ("Pod", "spec", "containers", 0),
+    ("Pod", "spec", "containers", 0, "resources"),
+    ("Pod", "spec", "containers", 0, "resources", "requests"),
+    ("Pod", "spec", "containers", 0, "resources", "requests", "cpu"),
+    ("Pod", "spec", "containers", 0, "resources", "limits", "nvidia.com/gpu"),
+    ("Pod", "spec", "initContainers"),
+    ("Pod", "spec", "overhead"),
+    ("Pod", "spec", "nodeName"),
+    ("Pod", "status"),
+    ("NodeNames",),
+    ("NodeNames", 0),
+    ("Nodes",),
+]
+VALID_BINDING = {"PodName": "valid", "PodNamespace": "ml", "PodUID": "", "Node": "gpu-b"}
+mutated_args = st.lists(
+    st.tuples(st.sampled_from(ARGS_PATHS), json_values | quantities, st.booleans()), min_size=1, max_size=3
+).map(lambda edits: _apply_all(VALID_ARGS, edits))
+mutated_binding = st.lists(
+    st.tuples(st.sampled_from([(k,) for k in VALID_BINDING]), json_values, st.booleans()),
+    min_size=1,
+    max_size=2,
+).map(lambda edits: _apply_all(VALID_BINDING, edits))
+
+
+def _apply_all(document: Any, edits: list[tuple[tuple[str | int, ...], Any, bool]]) -> bytes:
+    for path, value, delete in edits:
+        try:
+            document = mutate(document, path, value, delete=delete)
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier edit removed the parent
+    return json.dumps(document).encode()
+
+
+junk = st.one_of(
+    st.binary(max_size=200),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    scheduling_args.map(lambda v: json.dumps(v).encode()),
+    binding_args.map(lambda v: json.dumps(v).encode()),
+)
+
+
+def assert_answered(extender: Running, path: str, body: bytes) -> None:
+    """A 200 in the wire's shape, or a 4xx with a message; never a 5xx; and still serving."""
+    status, reply = extender.post(path, body)
+    assert status in {200, 400, 422}, reply
+    if status != 200:
+        assert isinstance(reply, dict)
+        assert reply["Error"]
+    elif path == FILTER:
+        assert set(reply) == {"Nodes", "NodeNames", "FailedNodes", "FailedAndUnresolvableNodes", "Error"}
+    elif path == PRIORITIZE:
+        assert all(0 <= entry["Score"] <= 10 for entry in reply)
+    assert extender.get("/healthz") == (200, "ok\n")
+
+
+FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(path=st.sampled_from([FILTER, PRIORITIZE]), body=mutated_args)
+def test_fuzzed_scheduling_args_never_crash_the_extender(
+    shared_extender: Running, path: str, body: bytes
+) -> None:
+    assert_answered(shared_extender, path, body)
+
+
+@FUZZ
+@given(body=mutated_binding)
+def test_fuzzed_binding_args_never_crash_the_extender(shared_extender: Running, body: bytes) -> None:
+    assert_answered(shared_extender, BIND, body)
+
+
+@FUZZ
+@given(path=st.sampled_from([FILTER, PRIORITIZE, BIND]), body=junk)
+def test_fuzzed_junk_never_crashes_the_extender(shared_extender: Running, path: str, body: bytes) -> None:
+    assert_answered(shared_extender, path, body)
+
+
+def test_the_extender_metrics_can_join_the_operators_registry() -> None:
+    """`modeljob run` serves both on one /metrics: no name is declared twice."""
+    from modeljob.adapters.metrics import OperatorMetrics
+
+    operator_metrics = OperatorMetrics()
+    ours = ExtenderMetrics(operator_metrics.registry)
+    ours.record_request("filter", code=200, seconds=0.002)
+    assert (
+        'modeljob_extender_requests_total{code="200",verb="filter"} 1.0'
+        in operator_metrics.exposition().decode()
+    )

@@ -1,0 +1,122 @@
+"""kube-scheduler's extender JSON: Go field names in, Go field names out, and readable refusals."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from modeljob.adapters.extender.wire import (
+    FilterReply,
+    WireError,
+    decode_binding_args,
+    decode_scheduling_args,
+    encode_binding_result,
+    encode_priorities,
+)
+from modeljob.core.resources import GIB
+from tests.operator_builders import container, node_dict, pod_dict
+
+GPU_POD = pod_dict(
+    "trainer",
+    phase="Pending",
+    containers=[container(limits={"nvidia.com/gpu": "2"}, requests={"cpu": "4", "memory": "16Gi"})],
+)
+
+
+def body(document: Any) -> bytes:
+    return json.dumps(document).encode()
+
+
+def test_node_names_mode_reads_the_pod_and_the_names_in_order() -> None:
+    args = decode_scheduling_args(body({"Pod": GPU_POD, "Nodes": None, "NodeNames": ["b", "a"]}))
+    assert args.candidates.names == ("b", "a")
+    assert args.candidates.items is None
+    assert args.key == ("ml", "trainer")
+    assert (args.request.resources.gpus, args.request.resources.cpu_milli) == (2, 4000)
+    assert args.request.resources.memory_bytes == 16 * GIB
+    assert args.request.accelerator == "nvidia.com/gpu"
+
+
+def test_whole_nodes_mode_keeps_the_node_objects_to_send_back() -> None:
+    nodes = [node_dict(0), node_dict(1)]
+    args = decode_scheduling_args(body({"Pod": GPU_POD, "Nodes": {"metadata": {}, "items": nodes}}))
+    assert args.candidates.names == ("gpu-h100-0", "gpu-h100-1")
+    assert args.candidates.items == tuple(nodes)
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (b"{", "body: not JSON"),
+        (b"[1, 2]", "body: expected a JSON object, got list"),
+        (b'{"Pod": NaN}', "body: not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "body: "),
+        (b"\xff\xfe", "body: not JSON"),
+        (body({"NodeNames": ["a"]}), "Pod: Field required"),
+        (body({"pod": GPU_POD, "NodeNames": ["a"]}), "Pod: Field required"),
+        (body({"Pod": GPU_POD}), "NodeNames: required"),
+        (
+            body({"Pod": {"metadata": {"name": "x"}, "spec": {"containers": []}}, "NodeNames": []}),
+            "Pod.spec.containers",
+        ),
+        (
+            body({"Pod": pod_dict(containers=[container(requests={"cpu": "lots"})]), "NodeNames": []}),
+            "Pod.spec.containers.0.resources.requests",
+        ),
+        (body({"Pod": GPU_POD, "NodeNames": [1]}), "NodeNames.0: Input should be a valid string"),
+        (body({"Pod": {**GPU_POD, "metadata": {"name": ""}}, "NodeNames": []}), "Pod.metadata.name"),
+    ],
+    ids=[
+        "truncated",
+        "not-an-object",
+        "nan",
+        "deep-nesting",
+        "not-utf8",
+        "no-pod",
+        "lowercase-key",
+        "no-nodes",
+        "no-containers",
+        "bad-quantity",
+        "name-not-string",
+        "empty-pod-name",
+    ],
+)
+def test_unreadable_requests_are_refused_naming_the_field(document: bytes, message: str) -> None:
+    with pytest.raises(WireError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        decode_scheduling_args(document)
+
+
+def test_binding_args_use_the_go_field_names() -> None:
+    args = decode_binding_args(body({"PodName": "p", "PodNamespace": "ml", "PodUID": "u-1", "Node": "n"}))
+    assert (args.pod_namespace, args.pod_name, args.pod_uid, args.node) == ("ml", "p", "u-1", "n")
+    with pytest.raises(WireError, match="Node: Field required"):
+        decode_binding_args(body({"PodName": "p", "PodNamespace": "ml"}))
+
+
+def test_filter_reply_in_node_names_mode_has_exactly_the_go_fields() -> None:
+    reply = json.loads(FilterReply(passed=["a"], failed={"b": "why"}, unresolvable={"c": "never"}).to_json())
+    assert reply == {
+        "Nodes": None,
+        "NodeNames": ["a"],
+        "FailedNodes": {"b": "why"},
+        "FailedAndUnresolvableNodes": {"c": "never"},
+        "Error": "",
+    }
+
+
+def test_filter_reply_in_whole_nodes_mode_returns_the_objects_and_no_names() -> None:
+    node = node_dict(0)
+    reply = json.loads(FilterReply(passed=["gpu-h100-0"], items=[node]).to_json())
+    assert reply["NodeNames"] is None
+    assert reply["Nodes"] == {"metadata": {}, "items": [node]}
+
+
+def test_priorities_and_binding_results_use_the_go_field_names() -> None:
+    assert json.loads(encode_priorities(["a", 'b "quoted"'], [10, 3])) == [
+        {"Host": "a", "Score": 10},
+        {"Host": 'b "quoted"', "Score": 3},
+    ]
+    assert json.loads(encode_binding_result()) == {"Error": ""}
+    assert json.loads(encode_binding_result("conflict")) == {"Error": "conflict"}

@@ -1,0 +1,284 @@
+"""kube-scheduler with the modeljob extender, on a control plane of its own (the shared dev cluster's
+kube-scheduler is never reconfigured).
+
+The module starts a second local control plane (state in $MODELJOB_CACHE/cluster-extender-e2e,
+ports 30000 above the defaults) with two 8-GPU nodes and a CPU node, where 6 GPUs of gpu-a are
+taken: kube-scheduler alone spreads a 1-GPU pod to the empty gpu-b, our scoring packs it onto
+gpu-a (keeping gpu-b's 8 GPUs whole). The extender runs in this process (its real HTTP server and
+watches); kube-scheduler gets hack/extender/extenders.yaml with the port the test chose. The
+control plane is stopped and removed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modeljob.adapters import node_catalog
+from modeljob.adapters.cluster import ClusterGateway, NotFoundError
+from modeljob.adapters.extender.cache import ClusterCache, ClusterFeed
+from modeljob.adapters.extender.metrics import ExtenderMetrics
+from modeljob.adapters.extender.routes import build_app
+from modeljob.adapters.extender.server import ExtenderServer, build_service
+from modeljob.adapters.extender.settings import ExtenderSettings
+from modeljob.adapters.kube_objects import NodeLabelKeys
+from modeljob.commands.nodes import apply_nodes, wait_until_ready
+from modeljob.core.resources import GIB, TIB
+from modeljob.core.scoring.weights import DEFAULT_WEIGHTS
+from tests.e2e.kube import Cluster, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+CONTROL_PLANE = REPO / "hack" / "control-plane"
+EXTENDERS = REPO / "hack" / "extender" / "extenders.yaml"
+CACHE = Path(os.environ.get("MODELJOB_CACHE", Path.home() / ".cache" / "modeljob"))
+STATE = CACHE / "cluster-extender-e2e"
+PORTS = {
+    "MODELJOB_ETCD_PORT": "42379",
+    "MODELJOB_ETCD_PEER_PORT": "42380",
+    "MODELJOB_APISERVER_PORT": "46443",
+    "MODELJOB_KCM_PORT": "40357",
+    "MODELJOB_SCHEDULER_PORT": "40359",
+    "MODELJOB_KWOK_PORT": "40347",
+}
+EXTENDER_PORT = 40888
+NAMESPACE = "extender-e2e"
+SCRIPT_TIMEOUT_SECONDS = 600
+
+
+def control_plane(script: str, *, extenders: Path | None = None) -> str:
+    env = {**os.environ, **PORTS, "MODELJOB_CLUSTER_DIR": str(STATE)}
+    env.pop("MODELJOB_SCHEDULER_EXTENDERS", None)
+    if extenders is not None:
+        env["MODELJOB_SCHEDULER_EXTENDERS"] = str(extenders)
+    result = subprocess.run(
+        [str(CONTROL_PLANE / script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"{script} failed (exit {result.returncode}):\n{result.stderr[-4000:]}", pytrace=False)
+    return result.stdout
+
+
+def extenders_file(directory: Path, *, ignorable: bool = False) -> Path:
+    """hack/extender/extenders.yaml as shipped, pointed at this test's extender port."""
+    document = yaml.safe_load(EXTENDERS.read_text())
+    [entry] = document["extenders"]
+    entry["urlPrefix"] = f"http://127.0.0.1:{EXTENDER_PORT}/scheduler"
+    entry["ignorable"] = ignorable
+    path = directory / ("extenders-ignorable.yaml" if ignorable else "extenders.yaml")
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+class LocalExtender:
+    """The extender's watches and HTTP server in this process; HTTP can be stopped and restarted."""
+
+    def __init__(self, gateway: ClusterGateway) -> None:
+        self.settings = ExtenderSettings(host="127.0.0.1", port=EXTENDER_PORT)
+        self.cache = ClusterCache(assume_seconds=self.settings.assume_seconds)
+        self.feed = ClusterFeed(gateway, self.cache, labels=NodeLabelKeys())
+        self.metrics = ExtenderMetrics()
+        self.service = build_service(
+            gateway, self.cache, weights=DEFAULT_WEIGHTS, settings=self.settings, metrics=self.metrics
+        )
+        self.server: ExtenderServer | None = None
+
+    def start(self) -> None:
+        self.feed.start()
+        assert self.feed.wait_synced(30), "the extender's watches did not list nodes and pods"
+        self.start_http()
+
+    def start_http(self) -> None:
+        self.server = ExtenderServer(build_app(self.service), host="127.0.0.1", port=EXTENDER_PORT)
+        self.server.start_in_thread()
+
+    def stop_http(self) -> None:
+        if self.server is not None:
+            self.server.stop_thread()
+            self.server = None
+
+    def stop(self) -> None:
+        self.stop_http()
+        self.feed.stop()
+
+
+@dataclass
+class Setup:
+    cluster: Cluster
+    extender: LocalExtender
+    workdir: Path
+
+
+def gpu_node(name: str) -> node_catalog.NodeSpec:
+    return node_catalog.NodeSpec(
+        name=name,
+        cpu_milli=192_000,
+        memory_bytes=2 * TIB,
+        ephemeral_storage_bytes=8 * TIB,
+        gpus=8,
+        gpu=node_catalog.H100_80GB,
+    )
+
+
+def pod(
+    name: str, *, gpus: int = 0, node: str | None = None, cpu: str = "1", memory: str = "4Gi"
+) -> dict[str, Any]:
+    resources: dict[str, Any] = {"requests": {"cpu": cpu, "memory": memory}}
+    if gpus:
+        resources["limits"] = {"nvidia.com/gpu": str(gpus)}
+    spec: dict[str, Any] = {
+        "containers": [
+            {"name": "main", "image": "registry.invalid/kwok-runs-nothing:1", "resources": resources}
+        ],
+        "terminationGracePeriodSeconds": 0,
+    }
+    if node is not None:
+        spec["nodeName"] = node
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+
+
+def node_of(cluster: Cluster, name: str) -> str | None:
+    node = (cluster.gateway.read_pod(NAMESPACE, name).get("spec") or {}).get("nodeName")
+    return str(node) if node else None
+
+
+def scheduled(cluster: Cluster, name: str, *, timeout_seconds: float = 30) -> str:
+    wait_for(
+        lambda: node_of(cluster, name) is not None, f"pod {name} to be bound", timeout_seconds=timeout_seconds
+    )
+    node = node_of(cluster, name)
+    assert node is not None
+    return node
+
+
+def scheduling_failures(cluster: Cluster, name: str) -> list[str]:
+    items = cluster.gateway.list_events(NAMESPACE, field_selector=f"involvedObject.name={name}")
+    return [
+        str(e.get("message") or e.get("note") or "") for e in items if e.get("reason") == "FailedScheduling"
+    ]
+
+
+def delete_and_wait(cluster: Cluster, name: str) -> None:
+    cluster.gateway.delete_pod(NAMESPACE, name, grace_period_seconds=0)
+
+    def gone() -> bool:
+        try:
+            cluster.gateway.read_pod(NAMESPACE, name)
+        except NotFoundError:
+            return True
+        return False
+
+    wait_for(gone, f"pod {name} to be deleted")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    workdir = tmp_path_factory.mktemp("extender")
+    bin_dir = Path(
+        subprocess.run(
+            [str(CONTROL_PLANE / "build.sh")], capture_output=True, text=True, check=True, timeout=3600
+        ).stdout.splitlines()[-1]
+    )
+    control_plane("down.sh")  # a leftover from an interrupted run would keep its old scheduler config
+    control_plane("up.sh")
+    kubeconfig = STATE / "kubeconfig"
+    gateway = ClusterGateway.from_kubeconfig(kubeconfig)
+    cluster = Cluster(kubeconfig=kubeconfig, bin_dir=bin_dir, gateway=gateway)
+    extender = LocalExtender(gateway)
+    try:
+        specs = [gpu_node("gpu-a"), gpu_node("gpu-b"), node_catalog.NodeSpec("cpu-0", 32_000, 128 * GIB, TIB)]
+        apply_nodes(gateway, [node_catalog.node_manifest(s) for s in specs], workers=3)
+        names = {s.name for s in specs}
+        assert wait_until_ready(gateway, names, timeout_seconds=60) == names
+
+        def untainted() -> bool:
+            return all(not n["spec"].get("taints") for n in gateway.list_nodes())
+
+        wait_for(untainted, "kcm to lift the not-ready taints", timeout_seconds=60)
+        gateway.create_namespace(NAMESPACE)
+        wait_for(lambda: _has_default_service_account(gateway), "the default service account")
+        # 6 of gpu-a's 8 GPUs (and a quarter of its CPUs) are taken, bound without any scheduler.
+        gateway.create_pod(NAMESPACE, pod("holds-6-gpus", gpus=6, node="gpu-a", cpu="48", memory="256Gi"))
+        yield Setup(cluster=cluster, extender=extender, workdir=workdir)
+    finally:
+        extender.stop()
+        gateway.close()
+        control_plane("down.sh")
+
+
+def _has_default_service_account(gateway: ClusterGateway) -> bool:
+    try:
+        gateway.read_service_account(NAMESPACE, "default")
+    except NotFoundError:
+        return False
+    return True
+
+
+# The tests run in file order: each one reconfigures the scheduler for the next.
+
+
+def test_kube_scheduler_alone_spreads_a_gpu_pod_to_the_empty_node(setup: Setup) -> None:
+    cluster = setup.cluster
+    cluster.gateway.create_pod(NAMESPACE, pod("alone", gpus=1))
+    assert scheduled(cluster, "alone") == "gpu-b", "kube-scheduler's LeastAllocated prefers the emptier node"
+    delete_and_wait(cluster, "alone")
+
+
+def test_with_the_extender_the_same_pod_lands_where_our_scoring_prefers(setup: Setup) -> None:
+    cluster, extender = setup.cluster, setup.extender
+    extender.start()
+    control_plane("up.sh", extenders=extenders_file(setup.workdir))  # restarts kube-scheduler only
+    cluster.gateway.create_pod(NAMESPACE, pod("with-extender", gpus=1))
+    assert scheduled(cluster, "with-extender") == "gpu-a", "FGD packs it where 2 GPUs were left"
+    text = extender.metrics.exposition().decode()
+    assert 'modeljob_extender_requests_total{code="200",verb="prioritize"}' in text
+    assert 'modeljob_extender_bindings_total{result="bound"} 1.0' in text, "our bind verb bound it"
+
+
+def test_a_pod_that_fits_no_node_stays_pending_with_our_reason(setup: Setup) -> None:
+    cluster = setup.cluster
+    cluster.gateway.create_pod(NAMESPACE, pod("sixteen-gpus", gpus=16))
+    wait_for(lambda: bool(scheduling_failures(cluster, "sixteen-gpus")), "a FailedScheduling event")
+    [message, *_] = scheduling_failures(cluster, "sixteen-gpus")
+    assert "modeljob: not enough free GPUs (the pod asks for 16 nvidia.com/gpu)" in message
+    assert "modeljob: node has no such accelerator" in message
+    assert node_of(cluster, "sixteen-gpus") is None
+    delete_and_wait(cluster, "sixteen-gpus")
+
+
+def test_with_the_extender_down_gpu_pods_wait_and_other_pods_do_not(setup: Setup) -> None:
+    """ignorable: false (as shipped): no GPU pod is placed without the extender's check."""
+    cluster, extender = setup.cluster, setup.extender
+    extender.stop_http()
+    cluster.gateway.create_pod(NAMESPACE, pod("gpu-while-down", gpus=1))
+    cluster.gateway.create_pod(NAMESPACE, pod("cpu-while-down"))
+    assert scheduled(cluster, "cpu-while-down"), "pods without accelerators never reach the extender"
+    wait_for(lambda: bool(scheduling_failures(cluster, "gpu-while-down")), "a FailedScheduling event")
+    assert f"127.0.0.1:{EXTENDER_PORT}/scheduler/filter" in scheduling_failures(cluster, "gpu-while-down")[0]
+    assert node_of(cluster, "gpu-while-down") is None
+    extender.start_http()
+    assert scheduled(cluster, "gpu-while-down") == "gpu-a", "retried once the extender is back"
+    for name in ("gpu-while-down", "cpu-while-down"):
+        delete_and_wait(cluster, name)
+
+
+def test_ignorable_true_would_let_kube_scheduler_overcommit_gpus_while_the_extender_is_down(
+    setup: Setup,
+) -> None:
+    """Why we ship ignorable: false: kube-scheduler does not count the GPUs it leaves to us."""
+    cluster, extender = setup.cluster, setup.extender
+    extender.stop_http()
+    control_plane("up.sh", extenders=extenders_file(setup.workdir, ignorable=True))
+    cluster.gateway.create_pod(NAMESPACE, pod("sixteen-gpus-ignored", gpus=16))
+    assert scheduled(cluster, "sixteen-gpus-ignored") in {"gpu-a", "gpu-b"}, "an 8-GPU node got a 16-GPU pod"
