@@ -74,6 +74,12 @@ class FakeApiServer:
                 status[key] = value
         return self.put("modeljobs", current)
 
+    def read_modeljob(self, namespace: str, name: str) -> Json:
+        current = self.objects.get(("modeljobs", namespace, name))
+        if current is None:
+            raise NotFoundError("not found", status=404)
+        return copy.deepcopy(current)
+
     def create_pod(self, namespace: str, manifest: Json) -> Json:
         name = manifest["metadata"]["name"]
         self._hook("create", name)
@@ -163,7 +169,29 @@ def test_the_plan_is_written_before_any_pod_exists_and_the_job_is_scheduled_afte
     assert sorted(_bound_pods(api).values()) == sorted(e["node"] for e in status["placement"])
     binding = next(c for c in status["conditions"] if c["type"] == "Binding")
     assert (binding["status"], binding["reason"]) == ("False", "Bound")
+    loop.drain_events()
     assert [e["reason"] for e in api.events] == ["Scheduled"]
+
+
+def test_a_write_by_someone_else_while_binding_still_ends_scheduled_with_the_plans_reason(
+    api: FakeApiServer,
+) -> None:
+    loop, _ = start_operator(api)
+
+    def annotate(what: str) -> None:  # kopf's annotation patch lands between our plan and its end
+        if what.endswith("-3"):
+            job = api.job("ml", "llama-2-13b-sft")
+            job["metadata"].setdefault("annotations", {})["kopf"] = "handled"
+            api.put("modeljobs", job)
+
+    api.before["bind"] = lambda what: annotate(what.split("->")[0].rsplit("-", 1)[0])
+    loop.run_once()
+    assert api.job("ml", "llama-2-13b-sft")["metadata"]["annotations"] == {"kopf": "handled"}
+    status = api.job("ml", "llama-2-13b-sft")["status"]
+    assert status["phase"] == "Scheduled"
+    scheduled = next(c for c in status["conditions"] if c["type"] == "Scheduled")
+    assert "planned on each node type the job was sized for" in scheduled["message"]
+    assert len([c for c in api.calls if c.startswith("bind")]) == 4, "nothing bound twice"
 
 
 def test_the_next_cycle_does_not_plan_again_from_a_stale_watch(api: FakeApiServer) -> None:
@@ -199,7 +227,8 @@ def test_a_crash_while_binding_is_completed_by_the_next_operator(
     bound = _bound_pods(api)
     assert bound == {e["pod"]: e["node"] for e in status["placement"]}, "every pod bound where the plan says"
     assert len(bound) == 4
-    assert "completed after a restart" in api.events[-1]["message"]
+    restarted.drain_events()
+    assert "completed an interrupted binding" in api.events[-1]["message"]
 
 
 def test_already_assigned_to_our_node_counts_as_bound(api: FakeApiServer) -> None:
@@ -228,6 +257,7 @@ def test_a_binding_refused_for_another_node_rolls_the_whole_gang_back(api: FakeA
     assert status["phase"] == "Queued"
     assert status.get("placement") == []
     assert api.pods() == [], "no half-bound gang is left behind"
+    loop.drain_events()
     assert api.events[-1]["reason"] == "BindingFailed"
 
 

@@ -128,13 +128,7 @@ def admit(body: kopf.Body, memo: OperatorMemo, **_: Any) -> None:
         best = sizing.candidates[0]
         patch["estimate"] = kube_objects.estimate_status(best.estimate)
         patch["gpus"] = best.estimate.gpus * facts.replicas
-        memo.metrics.record_estimate(
-            {
-                k.removesuffix("Bytes"): v
-                for k, v in best.estimate.to_dict().items()
-                if k.endswith("Bytes") and k not in {"memoryBytes", "ephemeralStorageBytes"}
-            }
-        )
+        memo.metrics.record_estimate(best.estimate)
     if phase is JobPhase.QUEUED and current is not JobPhase.QUEUED:
         patch["message"] = f"queued in {facts.queue}"
     try:

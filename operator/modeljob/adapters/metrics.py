@@ -12,6 +12,11 @@ from collections.abc import Iterable, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
+from modeljob.core.sizing import Estimate
+
+# Host memory and disk are requests, not parts of the GPU memory breakdown.
+_HOST_COMPONENTS = frozenset({"memoryBytes", "ephemeralStorageBytes"})
+
 NAMESPACE = "modeljob"
 
 # Seconds: a scheduling cycle takes milliseconds; a queue wait takes seconds to days.
@@ -99,14 +104,6 @@ class OperatorMetrics:
             namespace=NAMESPACE,
             registry=r,
         )
-        self._extender = Histogram(
-            "extender_request_duration_seconds",
-            "Scheduler-extender requests, by verb (filter, prioritize, bind).",
-            ["verb"],
-            namespace=NAMESPACE,
-            registry=r,
-            buckets=_LATENCY_BUCKETS,
-        )
         self._estimate = Histogram(
             "estimate_bytes",
             "Per-replica GPU memory estimates, by component of the breakdown.",
@@ -167,13 +164,11 @@ class OperatorMetrics:
 
     # --- estimator and extender -------------------------------------------------------------
 
-    def record_estimate(self, breakdown: Mapping[str, int]) -> None:
+    def record_estimate(self, estimate: Estimate) -> None:
         """One per-replica estimate: each GPU memory component in bytes (weights, kvCache, ...)."""
-        for component, value in breakdown.items():
-            self._estimate.labels(component=component).observe(value)
-
-    def record_extender_request(self, verb: str, seconds: float) -> None:
-        self._extender.labels(verb=verb).observe(seconds)
+        for key, value in estimate.to_dict().items():
+            if key.endswith("Bytes") and key not in _HOST_COMPONENTS:
+                self._estimate.labels(component=key.removesuffix("Bytes")).observe(value)
 
     # --- exposition -------------------------------------------------------------------------
 

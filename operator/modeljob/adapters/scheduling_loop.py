@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -98,6 +98,12 @@ class SchedulingLoop:
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=settings.bind_workers, thread_name_prefix="bind")
         self._jobs_pool = ThreadPoolExecutor(max_workers=settings.job_workers, thread_name_prefix="job")
+        # Events are posted off the acting path: a job's next step never waits for its Event, and
+        # two posters keep one job's Events in the order they were written (each is seconds apart
+        # from the next at most; Events carry their own timestamps).
+        self._events_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="event")
+        self._events_pending: set[Future[None]] = set()
+        self._events_lock = threading.Lock()
         self._sizing_cache: dict[tuple[JobShape, int, int], Estimate] = {}
         # Parsing a spec (pydantic) costs more than planning it: parse each job version once.
         self._facts_cache: dict[tuple[str, str], JobFacts | None] = {}
@@ -119,6 +125,8 @@ class SchedulingLoop:
             self._thread.join(timeout=10)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._jobs_pool.shutdown(wait=False, cancel_futures=True)
+        self.drain_events()  # Events already decided are still posted (bounded wait)
+        self._events_pool.shutdown(wait=False)
 
     @property
     def alive(self) -> bool:
@@ -269,21 +277,46 @@ class SchedulingLoop:
         meta = document.get("metadata") or {}
         log = logger.warning if warning else logger.info
         log("%s/%s %s: %s", meta.get("namespace"), meta.get("name"), reason, message)
+        manifest = kube_objects.event_manifest(
+            document,
+            warning=warning,
+            reason=reason,
+            message=message,
+            now=self._clock(),
+            instance=self._identity,
+        )
         try:
-            self._gateway.create_event(
-                str(meta.get("namespace")),
-                kube_objects.event_manifest(
-                    document,
-                    warning=warning,
-                    reason=reason,
-                    message=message,
-                    now=self._clock(),
-                    instance=self._identity,
-                ),
+            future = self._events_pool.submit(self._post_event, str(meta.get("namespace")), manifest)
+        except RuntimeError:  # stopping: the pool takes no more work
+            logger.info(
+                "not posting event %s on %s/%s: stopping", reason, meta.get("namespace"), meta.get("name")
             )
+            return
+        with self._events_lock:
+            self._events_pending.add(future)
+        future.add_done_callback(self._event_posted)
+
+    def _event_posted(self, future: Future[None]) -> None:
+        with self._events_lock:
+            self._events_pending.discard(future)
+
+    def drain_events(self, timeout_seconds: float = 10.0) -> None:
+        """Wait until the Events decided so far are posted (tests, and a graceful stop)."""
+        with self._events_lock:
+            pending = list(self._events_pending)
+        wait(pending, timeout=timeout_seconds)
+
+    def _post_event(self, namespace: str, manifest: JsonObject) -> None:
+        try:
+            self._gateway.create_event(namespace, manifest)
         except ClusterError as exc:  # an Event is worth a try, never a failed decision
+            involved = manifest.get("involvedObject") or {}
             logger.warning(
-                "cannot post event %s on %s/%s: %s", reason, meta.get("namespace"), meta.get("name"), exc
+                "cannot post event %s on %s/%s: %s",
+                manifest.get("reason"),
+                namespace,
+                involved.get("name"),
+                exc,
             )
 
     def _conditions(self, document: Mapping[str, Any]) -> list[JsonObject]:
@@ -328,6 +361,9 @@ class SchedulingLoop:
             patch["estimate"] = kube_objects.estimate_status(outcome.candidate.estimate)
             patch["gpus"] = outcome.candidate.estimate.gpus * job.replicas
         self._patch(document, patch)
+        if outcome.candidate is not None and "estimate" in patch and not status.get("estimate"):
+            # Admission could not size it (no node of its type was known yet): this is the first.
+            self._metrics.record_estimate(outcome.candidate.estimate)
         if status.get("phase") != phase.value:
             self._metrics.record_attempt("unschedulable" if unschedulable else "waiting")
             self._event(document, reason, outcome.message, warning=unschedulable)
@@ -363,6 +399,8 @@ class SchedulingLoop:
                 "message": f"binding {len(new)} pod(s) on {candidate.node_type.describe()}",
             },
         )
+        if not (document.get("status") or {}).get("estimate"):
+            self._metrics.record_estimate(candidate.estimate)  # sized here first (see _wait)
         try:
             self._bind_all(written, new, candidate, existing=set())
         except BindingError as exc:
@@ -414,27 +452,50 @@ class SchedulingLoop:
         )
         what = f" on {candidate.node_type.describe()}" if candidate is not None else ""
         message = f"{len(entries)} pod(s) bound{what}: {where}" + (f"; {why}" if why else "")
-        conditions = kube_objects.set_condition(
-            self._conditions(document),
-            type_=ConditionType.BINDING,
-            status=False,
-            reason="Bound",
-            message="every pod of the placement is bound",
-            now=now,
-            generation=(document.get("metadata") or {}).get("generation"),
-        )
-        conditions = kube_objects.set_condition(
-            conditions, type_=ConditionType.SCHEDULED, status=True, reason="Placed", message=message, now=now
-        )
-        self._patch(
-            document, {"phase": JobPhase.SCHEDULED.value, "conditions": conditions, "message": message}
-        )
+
+        def scheduled(current: Mapping[str, Any]) -> JsonObject:
+            conditions = kube_objects.set_condition(
+                self._conditions(current),
+                type_=ConditionType.BINDING,
+                status=False,
+                reason="Bound",
+                message="every pod of the placement is bound",
+                now=now,
+                generation=(current.get("metadata") or {}).get("generation"),
+            )
+            conditions = kube_objects.set_condition(
+                conditions,
+                type_=ConditionType.SCHEDULED,
+                status=True,
+                reason="Placed",
+                message=message,
+                now=now,
+            )
+            return {"phase": JobPhase.SCHEDULED.value, "conditions": conditions, "message": message}
+
+        try:
+            self._patch(document, scheduled(document))
+        except ClusterError as exc:
+            if exc.status != 409:
+                raise
+            # Something else wrote the job since our plan (kopf's annotations, a label): if the
+            # placement and the spec are still the ones we bound, say so on the current version.
+            meta = document.get("metadata") or {}
+            current = self._gateway.read_modeljob(str(meta.get("namespace")), str(meta.get("name")))
+            same_plan = (current.get("status") or {}).get("placement") == (document.get("status") or {}).get(
+                "placement"
+            )
+            if not same_plan or (current.get("metadata") or {}).get("generation") != meta.get("generation"):
+                raise
+            self._patch(current, scheduled(current))
         queue = str(((document.get("spec") or {}).get("scheduling") or {}).get("queue", "default"))
         waited = (now - waited_from).total_seconds() if waited_from is not None else 0.0
         self._metrics.record_placement(
             queue=queue, waited_seconds=waited, scores=[e.score for e in entries if e.score is not None]
         )
-        self._event(document, "Scheduled", ("completed after a restart: " if completed else "") + message)
+        self._event(
+            document, "Scheduled", ("completed an interrupted binding: " if completed else "") + message
+        )
 
     def _bind_all(
         self,
