@@ -9,6 +9,12 @@ this session started (CI machines that are not thrown away).
 
 If the control plane cannot be built or started, every e2e test FAILS with the script's output:
 a missing cluster is a broken setup, never a reason to skip.
+
+The tests' cluster is not `make cluster`'s: its state is $MODELJOB_CACHE/cluster-e2e and its
+ports are E2E_PORTS, so what a user left in the demo cluster (`make demo`'s jobs hold the preset
+nodes' GPUs) never changes what a test sees, and a test run never touches the user's cluster.
+MODELJOB_E2E_CLUSTER_DIR points the tests at another state directory (with the ports in the
+MODELJOB_*_PORT variables of hack/control-plane/lib.sh).
 """
 
 from __future__ import annotations
@@ -44,9 +50,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+CACHE = Path(os.environ.get("MODELJOB_CACHE", Path.home() / ".cache" / "modeljob"))
+# Loopback ports of the tests' own control plane: 5xxxx, clear of `make cluster` (1xxxx), the
+# benchmarks' clusters (2xxxx, 3xxxx) and the extender tests' cluster (4xxxx).
+E2E_PORTS = {
+    "MODELJOB_ETCD_PORT": "52379",
+    "MODELJOB_ETCD_PEER_PORT": "52380",
+    "MODELJOB_APISERVER_PORT": "56443",
+    "MODELJOB_KCM_PORT": "50357",
+    "MODELJOB_SCHEDULER_PORT": "50359",
+    "MODELJOB_KWOK_PORT": "50347",
+}
+
+
+def _cluster_env() -> dict[str, str]:
+    if "MODELJOB_E2E_CLUSTER_DIR" in os.environ:
+        return {**os.environ, "MODELJOB_CLUSTER_DIR": os.environ["MODELJOB_E2E_CLUSTER_DIR"]}
+    return {**os.environ, **E2E_PORTS, "MODELJOB_CLUSTER_DIR": str(CACHE / "cluster-e2e")}
+
+
 def _run_script(script: Path, timeout: int) -> str:
     try:
-        result = subprocess.run([str(script)], capture_output=True, text=True, timeout=timeout, check=False)
+        result = subprocess.run(
+            [str(script)], capture_output=True, text=True, timeout=timeout, check=False, env=_cluster_env()
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"{script.name} did not finish within {timeout} s", pytrace=False)
     if result.returncode != 0:
@@ -61,8 +88,7 @@ def _run_script(script: Path, timeout: int) -> str:
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     bin_dir = Path(_run_script(CONTROL_PLANE / "build.sh", BUILD_TIMEOUT_SECONDS).strip().splitlines()[-1])
-    cache = Path(os.environ.get("MODELJOB_CACHE", Path.home() / ".cache" / "modeljob"))
-    state = Path(os.environ.get("MODELJOB_CLUSTER_DIR", cache / "cluster"))
+    state = Path(_cluster_env()["MODELJOB_CLUSTER_DIR"])
     was_running = (state / "pids" / "kube-apiserver.pid").exists()
     out = _run_script(CONTROL_PLANE / "up.sh", UP_TIMEOUT_SECONDS)
     match = re.search(r"^export KUBECONFIG=(.+)$", out, flags=re.MULTILINE)
@@ -93,6 +119,41 @@ def preset_nodes(cluster: Cluster) -> tuple[node_catalog.NodeSpec, ...]:
 
     wait_for(untainted, "kcm to lift the not-ready taint from the preset nodes")
     return nodes
+
+
+@pytest.fixture
+def idle_preset_nodes(
+    cluster: Cluster, preset_nodes: tuple[node_catalog.NodeSpec, ...], namespace: str
+) -> None:
+    """The preset nodes with nothing bound to them and no ModelJob elsewhere that an operator
+    could place there. Earlier tests delete their namespaces without waiting, and the namespace
+    controller removes what was in them some seconds later; a test that needs the whole preset
+    waits for that here, and fails naming what is left if it never happens."""
+    names = {n.name for n in preset_nodes}
+
+    def leftovers() -> list[str]:
+        pods = [
+            f"pod {p['metadata']['namespace']}/{p['metadata']['name']} on {p['spec']['nodeName']}"
+            for p in cluster.gateway.list_pods()
+            if (p.get("spec") or {}).get("nodeName") in names
+        ]
+        listed = cluster.kubectl(
+            "get",
+            "modeljobs",
+            "--all-namespaces",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{'\\n'}{end}",
+            check=False,
+        )
+        if listed.returncode != 0 and "doesn't have a resource type" not in listed.stderr:
+            pytest.fail(f"kubectl get modeljobs: {listed.stderr.strip()}")
+        jobs = [f"ModelJob {n}" for n in listed.stdout.split() if not n.startswith(f"{namespace}/")]
+        return pods + jobs
+
+    try:
+        wait_for(lambda: not leftovers(), "earlier tests' pods and jobs to be gone", timeout_seconds=120)
+    except pytest.fail.Exception:
+        pytest.fail(f"still there after 120 s: {leftovers()}")
 
 
 @pytest.fixture

@@ -59,6 +59,7 @@ class Operator:
 
     def start(self) -> None:
         self.liveness_port, self.metrics_port = free_port(), free_port()
+        self.extender_port = free_port()
         env = {
             **os.environ,
             "KUBECONFIG": str(self.cluster.kubeconfig),
@@ -67,6 +68,8 @@ class Operator:
             "MODELJOB_SERVER__HOST": "127.0.0.1",
             "MODELJOB_SERVER__LIVENESS_PORT": str(self.liveness_port),
             "MODELJOB_SERVER__METRICS_PORT": str(self.metrics_port),
+            "MODELJOB_EXTENDER__HOST": "127.0.0.1",
+            "MODELJOB_EXTENDER__PORT": str(self.extender_port),
             "MODELJOB_SCHEDULING__NODE_LOST_AFTER_SECONDS": "0",
             "MODELJOB_SCHEDULING__RESYNC_SECONDS": "2",
             **self.settings,
@@ -287,6 +290,22 @@ def events(cluster: Cluster, namespace: str, name: str) -> list[tuple[str, str]]
     items = cluster.gateway.list_events(namespace, field_selector=f"involvedObject.name={name}")
     items.sort(key=lambda e: (e.get("firstTimestamp") or "", e["metadata"].get("resourceVersion", "")))
     return [(str(e.get("reason")), str(e.get("message"))) for e in items]
+
+
+def wait_event(
+    cluster: Cluster, namespace: str, name: str, reason: str, *, count: int = 1, timeout_seconds: float = 30
+) -> list[str]:
+    """The messages of the Events with ``reason`` about one ModelJob, once there are ``count``.
+    The operator posts an Event after the status write it reports, so a test that has seen the
+    status waits here for the Event."""
+    found: list[str] = []
+
+    def enough() -> bool:
+        found[:] = [message for r, message in events(cluster, namespace, name) if r == reason]
+        return len(found) >= count
+
+    wait_for(enough, f"{count} {reason} Event(s) on {namespace}/{name}", timeout_seconds=timeout_seconds)
+    return found
 
 
 def hold_gpus(cluster: Cluster, namespace: str, pool: Pool, name: str, *, node: str, gpus: int) -> None:

@@ -25,12 +25,12 @@ from tests.e2e.kube import Cluster, exists, wait_for
 from tests.e2e.operator_fixtures import (
     Pool,
     apply,
-    events,
     install_crds,
     job_pods,
     model_job,
     operators,
     pools,
+    wait_event,
     wait_phase,
 )
 
@@ -126,7 +126,7 @@ def test_the_operator_runs_its_whole_lifecycle_as_the_charts_service_account(
     apply(cluster, namespace, model_job("gang", pool, replicas=2, gpus=4), nonsense)
     # patch status (Invalid with the field), create an Event
     wait_phase(cluster, namespace, "nonsense", "Invalid")
-    assert events(cluster, namespace, "nonsense")
+    wait_event(cluster, namespace, "nonsense", "InvalidSpec")
     # create pods, bind them (pods/binding), list and watch nodes and pods, patch status
     wait_phase(cluster, namespace, "gang", "Running")
     first = {p["metadata"]["name"] for p in job_pods(cluster, namespace, "gang")}
@@ -142,7 +142,7 @@ def test_the_operator_runs_its_whole_lifecycle_as_the_charts_service_account(
         timeout_seconds=60,
     )
     wait_phase(cluster, namespace, "gang", "Running", timeout_seconds=60)
-    assert "PodLost" in {reason for reason, _ in events(cluster, namespace, "gang")}
+    wait_event(cluster, namespace, "gang", "PodLost")
     log = operator.log_tail(100_000).lower()
     assert "forbidden" not in log
     assert " 403" not in log

@@ -16,7 +16,6 @@ from tests.e2e.kube import Cluster, wait_for
 from tests.e2e.operator_fixtures import (
     Pool,
     apply,
-    events,
     hold_gpus,
     install_crds,
     job_pods,
@@ -25,6 +24,7 @@ from tests.e2e.operator_fixtures import (
     phase,
     pools,
     status,
+    wait_event,
     wait_phase,
 )
 
@@ -54,7 +54,7 @@ def _node_labels(cluster: Cluster, name: str) -> dict[str, str]:
 
 
 def test_each_example_runs_on_the_node_type_it_was_sized_for(
-    cluster: Cluster, preset_nodes: object, namespace: str, start_operator: Any
+    cluster: Cluster, idle_preset_nodes: None, namespace: str, start_operator: Any
 ) -> None:
     start_operator()
     examples = [yaml.safe_load(path.read_text()) for path in sorted(EXAMPLES.glob("*.yaml"))]
@@ -173,7 +173,7 @@ def test_a_job_that_can_never_fit_is_unschedulable_with_the_reason_while_one_tha
     )
     condition = next(c for c in never["conditions"] if c["type"] == "Scheduled")
     assert (condition["status"], condition["reason"]) == ("False", "Unschedulable")
-    assert ("Unschedulable", never["message"]) in events(cluster, namespace, "405b-on-l4")
+    assert never["message"] in wait_event(cluster, namespace, "405b-on-l4", "Unschedulable")
     assert wait_phase(cluster, namespace, "second", "Queued")["queuePosition"] == 1
 
 
@@ -203,7 +203,7 @@ def test_a_job_that_passes_the_schema_but_makes_no_sense_is_invalid_while_others
     condition = next(c for c in invalid["conditions"] if c["type"] == "Valid")
     assert condition["status"] == "False"
     assert condition["message"].startswith(f"{field}: ")
-    assert ("InvalidSpec", condition["message"]) in events(cluster, namespace, "nonsense")
+    assert condition["message"] in wait_event(cluster, namespace, "nonsense", "InvalidSpec")
     wait_phase(cluster, namespace, "sensible", "Running")
     assert job_pods(cluster, namespace, "nonsense") == []
 
@@ -228,7 +228,7 @@ def test_metrics_expose_the_design_series(
         "modeljob_node_gpu_allocation_ratio",
         "modeljob_cluster_gpu_fragmentation_ratio",
         "modeljob_estimate_bytes_count",
-        "modeljob_extender_request_duration_seconds",
+        "modeljob_extender_request_seconds",  # the extender inside `modeljob run`
     ):
         assert series in text, series
     bound = next(

@@ -24,6 +24,7 @@ from tests.e2e.operator_fixtures import (
     operators,
     pools,
     status,
+    wait_event,
     wait_phase,
 )
 
@@ -89,10 +90,9 @@ def test_deleting_a_node_under_a_running_gang_requeues_and_replaces_the_whole_ga
     pool.delete(lost)
     wait_for(lambda: _replaced(cluster, namespace, "gang", first_pods), "the gang re-placed with new pods")
     assert lost not in _placed_nodes(cluster, namespace, "gang")
-    reasons = _reasons(cluster, namespace, "gang")
-    assert "NodeLost" in reasons
-    assert reasons.count("Scheduled") == 2
-    message = next(m for r, m in events(cluster, namespace, "gang") if r == "NodeLost")
+    wait_event(cluster, namespace, "gang", "Scheduled", count=2)
+    message = wait_event(cluster, namespace, "gang", "NodeLost")[0]
+    assert _reasons(cluster, namespace, "gang").count("Scheduled") == 2
     assert f"node {lost} of replica" in message
     assert "the whole gang goes back to the queue" in message
 
@@ -118,7 +118,7 @@ def test_a_node_turning_not_ready_under_a_running_gang_requeues_and_replaces_it(
         "the gang re-placed away from the NotReady node",
     )
     assert sick not in _placed_nodes(cluster, namespace, "gang")
-    message = next(m for r, m in events(cluster, namespace, "gang") if r == "NodeLost")
+    message = wait_event(cluster, namespace, "gang", "NodeLost")[0]
     assert f"node {sick} of replica" in message
     assert "is NotReady" in message
 
@@ -133,7 +133,7 @@ def test_a_deleted_pod_requeues_its_gang(
     first_pods = set(_running_pods(cluster, namespace, "gang"))
     cluster.gateway.delete_pod(namespace, sorted(first_pods)[0], grace_period_seconds=0)
     wait_for(lambda: _replaced(cluster, namespace, "gang", first_pods), "the gang re-placed with new pods")
-    assert "PodLost" in _reasons(cluster, namespace, "gang")
+    wait_event(cluster, namespace, "gang", "PodLost")
 
 
 def test_a_spec_change_re_plans_a_placed_job_but_a_priority_change_does_not(
@@ -158,7 +158,7 @@ def test_a_spec_change_re_plans_a_placed_job_but_a_priority_change_does_not(
         lambda: _replaced(cluster, namespace, "job", first_pods), "the job re-planned with 4 GPUs per replica"
     )
     assert status(cluster, namespace, "job")["estimate"]["gpus"] == 4
-    assert "SpecChanged" in _reasons(cluster, namespace, "job")
+    wait_event(cluster, namespace, "job", "SpecChanged")
 
 
 def test_deleting_a_modeljob_removes_its_pods(
