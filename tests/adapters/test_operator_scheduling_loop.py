@@ -281,3 +281,30 @@ def test_pod_manifests_carry_the_placement_generation_and_estimate(api: FakeApiS
         assert requests.gpus == status["estimate"]["gpus"]
         assert requests.cpu_milli == status["estimate"]["cpuMilli"]
         assert requests.memory_bytes == status["estimate"]["memoryBytes"]
+
+
+def test_a_spec_change_is_recorded_as_such_even_when_kopf_writes_the_job_while_we_roll_back(
+    api: FakeApiServer,
+) -> None:
+    loop, view = start_operator(api)
+    loop.run_once()
+    first = set(_bound_pods(api))
+    job = api.job("ml", "llama-2-13b-sft")
+    job["spec"]["resources"] = {"gpus": 4}
+    job["metadata"]["generation"] = 2
+    job["status"]["observedGeneration"] = 2
+    view.jobs.observe(api.put("modeljobs", job))
+
+    def annotate(_: str) -> None:  # kopf's last-handled annotation, written as we delete pods
+        current = api.job("ml", "llama-2-13b-sft")
+        current["metadata"]["annotations"] = {"kopf": "generation 2"}
+        api.put("modeljobs", current)
+
+    api.before["delete"] = annotate
+    loop.run_once()
+    loop.drain_events()
+    status = api.job("ml", "llama-2-13b-sft")["status"]
+    assert not first & set(_bound_pods(api)), "the old pods are gone"
+    scheduled = next(c for c in status["conditions"] if c["type"] == "Scheduled")
+    assert scheduled["reason"] == "SpecChanged"
+    assert "SpecChanged" in [e["reason"] for e in api.events]

@@ -271,6 +271,33 @@ class SchedulingLoop:
         self._view.jobs.observe(reply)
         return reply
 
+    def _patch_through(
+        self,
+        document: Mapping[str, Any],
+        build: Callable[[Mapping[str, Any]], JsonObject],
+        *,
+        same_generation: bool,
+    ) -> JsonObject:
+        """Write what ``build`` makes of the job after an act that already changed the cluster
+        (pods bound, pods deleted). If something else wrote the job meanwhile (kopf's
+        annotations, a new generation admitted) and its placement is still the one we acted on
+        (and, with ``same_generation``, its spec too), write it on the current version rather
+        than leave the next cycle to guess from the pods what happened, and why."""
+        try:
+            return self._patch(document, build(document))
+        except ClusterError as exc:
+            if exc.status != 409:
+                raise
+            meta = document.get("metadata") or {}
+            current = self._gateway.read_modeljob(str(meta.get("namespace")), str(meta.get("name")))
+            placement = (document.get("status") or {}).get("placement")
+            if (current.get("status") or {}).get("placement") != placement or (
+                same_generation
+                and (current.get("metadata") or {}).get("generation") != meta.get("generation")
+            ):
+                raise
+            return self._patch(current, build(current))
+
     def _event(
         self, document: Mapping[str, Any], reason: str, message: str, *, warning: bool = False
     ) -> None:
@@ -473,21 +500,7 @@ class SchedulingLoop:
             )
             return {"phase": JobPhase.SCHEDULED.value, "conditions": conditions, "message": message}
 
-        try:
-            self._patch(document, scheduled(document))
-        except ClusterError as exc:
-            if exc.status != 409:
-                raise
-            # Something else wrote the job since our plan (kopf's annotations, a label): if the
-            # placement and the spec are still the ones we bound, say so on the current version.
-            meta = document.get("metadata") or {}
-            current = self._gateway.read_modeljob(str(meta.get("namespace")), str(meta.get("name")))
-            same_plan = (current.get("status") or {}).get("placement") == (document.get("status") or {}).get(
-                "placement"
-            )
-            if not same_plan or (current.get("metadata") or {}).get("generation") != meta.get("generation"):
-                raise
-            self._patch(current, scheduled(current))
+        self._patch_through(document, scheduled, same_generation=True)
         queue = str(((document.get("spec") or {}).get("scheduling") or {}).get("queue", "default"))
         waited = (now - waited_from).total_seconds() if waited_from is not None else 0.0
         self._metrics.record_placement(
@@ -564,36 +577,38 @@ class SchedulingLoop:
         rec = outcome.reconciliation
         job = outcome.job
         self._delete_pods(job, rec.delete_pods, grace_zero=rec.requeue is Requeue.NODE_LOST)
-        conditions = kube_objects.set_condition(
-            self._conditions(document),
-            type_=ConditionType.BINDING,
-            status=False,
-            reason="RolledBack" if job.binding else "NotBinding",
-            message=rec.message,
-            now=now,
-            generation=job.generation,
-        )
         phase = rec.phase or JobPhase.QUEUED
-        if phase is not JobPhase.INVALID:
+        keep = list(rec.keep)
+
+        def rolled_back(current: Mapping[str, Any]) -> JsonObject:
             conditions = kube_objects.set_condition(
-                conditions,
-                type_=ConditionType.SCHEDULED,
+                self._conditions(current),
+                type_=ConditionType.BINDING,
                 status=False,
-                reason=rec.reason,
+                reason="RolledBack" if job.binding else "NotBinding",
                 message=rec.message,
                 now=now,
+                generation=job.generation,
             )
-        keep = list(rec.keep)
-        self._patch(
-            document,
-            {
+            if phase is not JobPhase.INVALID:
+                conditions = kube_objects.set_condition(
+                    conditions,
+                    type_=ConditionType.SCHEDULED,
+                    status=False,
+                    reason=rec.reason,
+                    message=rec.message,
+                    now=now,
+                )
+            return {
                 "phase": phase.value,
                 "placement": kube_objects.placement_status(keep),
                 "nodes": ",".join(sorted({e.node for e in keep})) or None,
                 "conditions": conditions,
                 "message": rec.message,
-            },
-        )
+            }
+
+        # The pods are gone already: a newer generation admitted meanwhile still gets this record.
+        self._patch_through(document, rolled_back, same_generation=False)
         if rec.requeue is not None:
             self._metrics.record_requeue(rec.requeue.value)
         self._event(document, rec.reason, rec.message, warning=True)
@@ -612,34 +627,35 @@ class SchedulingLoop:
         self._delete_pods(job, placed, grace_zero=False)
         now = self._clock()
         message = f"binding failed, rolled back: {why}"
-        conditions = kube_objects.set_condition(
-            self._conditions(current),
-            type_=ConditionType.BINDING,
-            status=False,
-            reason="RolledBack",
-            message=message,
-            now=now,
-            generation=job.generation,
-        )
-        conditions = kube_objects.set_condition(
-            conditions,
-            type_=ConditionType.SCHEDULED,
-            status=False,
-            reason=requeue.value,
-            message=message,
-            now=now,
-        )
-        self._patch(
-            current,
-            {
+
+        def rolled_back(latest: Mapping[str, Any]) -> JsonObject:
+            conditions = kube_objects.set_condition(
+                self._conditions(latest),
+                type_=ConditionType.BINDING,
+                status=False,
+                reason="RolledBack",
+                message=message,
+                now=now,
+                generation=job.generation,
+            )
+            conditions = kube_objects.set_condition(
+                conditions,
+                type_=ConditionType.SCHEDULED,
+                status=False,
+                reason=requeue.value,
+                message=message,
+                now=now,
+            )
+            return {
                 "phase": (job.phase if keep else JobPhase.QUEUED).value
                 if job.phase
                 else JobPhase.QUEUED.value,
                 "placement": kube_objects.placement_status(keep),
                 "conditions": conditions,
                 "message": message,
-            },
-        )
+            }
+
+        self._patch_through(current, rolled_back, same_generation=False)
         self._metrics.record_requeue(requeue.value)
         self._event(current, requeue.value, message, warning=True)
 
