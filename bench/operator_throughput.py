@@ -158,10 +158,16 @@ def model_job(name: str) -> dict[str, Any]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (held open together, so none is handed out twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def rss_mib(pid: int) -> float:
@@ -246,7 +252,7 @@ def main() -> int:
         scheduler_requests = api_requests() - requests_before
 
         log("starting the operator")
-        metrics_port, liveness_port = free_port(), free_port()
+        metrics_port, liveness_port, extender_port = free_ports(3)
         operator_log = STATE / "logs" / "modeljob-operator.log"
         operator_env = {
             **env(),
@@ -255,7 +261,7 @@ def main() -> int:
             "MODELJOB_SERVER__METRICS_PORT": str(metrics_port),
             "MODELJOB_SERVER__LIVENESS_PORT": str(liveness_port),
             "MODELJOB_EXTENDER__HOST": "127.0.0.1",
-            "MODELJOB_EXTENDER__PORT": str(free_port()),
+            "MODELJOB_EXTENDER__PORT": str(extender_port),
             "MODELJOB_LOGGING__LEVEL": os.environ.get("MODELJOB_LOGGING__LEVEL", "WARNING"),
             "PYTHONPATH": str(REPO / "operator"),
         }

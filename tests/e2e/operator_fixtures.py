@@ -39,10 +39,14 @@ START_TIMEOUT_SECONDS = 60
 GROUP, VERSION, PLURAL = "modeljob.dev", "v1alpha1", "modeljobs"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports free now: all held open at once, so the kernel cannot
+    hand the same one out twice (one at a time, it may)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 @dataclass
@@ -58,8 +62,7 @@ class Operator:
     starts: int = 0
 
     def start(self) -> None:
-        self.liveness_port, self.metrics_port = free_port(), free_port()
-        self.extender_port = free_port()
+        self.liveness_port, self.metrics_port, self.extender_port = free_ports(3)
         env = {
             **os.environ,
             "KUBECONFIG": str(self.cluster.kubeconfig),
