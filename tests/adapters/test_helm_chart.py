@@ -25,6 +25,7 @@ BUILD = REPO / "hack" / "control-plane" / "build.sh"
 ALL_TOGGLES = (
     "scheduler.enabled=true",
     "serviceMonitor.enabled=true",
+    "networkPolicy.enabled=true",
     "settings.kubernetes.context=ctx",
     "settings.peering.identity=me",
     "settings.kubernetes.kubeconfig=/etc/kubeconfig",
@@ -162,6 +163,7 @@ def test_chart_lints_strictly(helm: Path, sets: tuple[str, ...]) -> None:
                 "Deployment": 2,
                 "Service": 1,
                 "ServiceMonitor": 1,
+                "NetworkPolicy": 1,
             },
         ),
     ],
@@ -201,6 +203,29 @@ def test_second_scheduler_profile_calls_the_extender_service(helm: Path) -> None
     assert config["extenders"][0]["urlPrefix"] == (
         f"http://mj-modeljob-operator.modeljob.svc:{extender_port}/scheduler"
     )
+
+
+def _ingress_by_port(helm: Path, *sets: str) -> dict[str, list[dict[str, Any]] | None]:
+    policy = find(render(helm, "networkPolicy.enabled=true", *sets), "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
+    return {rule["ports"][0]["port"]: rule.get("from") for rule in policy["spec"]["ingress"]}
+
+
+def test_network_policy_lets_only_the_extenders_callers_reach_it(helm: Path) -> None:
+    alone = _ingress_by_port(helm)
+    assert "extender" not in alone, "no caller named: nobody may call the unauthenticated extender"
+    assert (alone["metrics"], alone["healthz"]) == (None, None), "scraping and probes stay open"
+    wired = _ingress_by_port(
+        helm,
+        "scheduler.enabled=true",
+        "networkPolicy.extenderFrom[0].ipBlock.cidr=10.0.0.0/24",
+        "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring",
+    )
+    callers = wired["extender"]
+    assert callers is not None
+    assert callers[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "scheduler"
+    assert callers[1] == {"ipBlock": {"cidr": "10.0.0.0/24"}}
+    assert wired["metrics"] == [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
 
 
 def test_every_cluster_role_rule_says_why() -> None:

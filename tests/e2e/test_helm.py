@@ -25,7 +25,14 @@ CHART = REPO / "helm" / "modeljob-operator"
 CRDS = ("modeljobs.modeljob.dev", "clusterkopfpeerings.kopf.dev")
 # Every optional template on. The ServiceMonitor is left to tests/adapters/test_helm_chart.py:
 # its CRD (prometheus-operator's) is no Kubernetes API and this cluster does not have it.
-EVERY_TOGGLE = ("scheduler.enabled=true", "settings.peering.identity=me", "settings.kubernetes.context=ctx")
+EVERY_TOGGLE = (
+    "scheduler.enabled=true",
+    "networkPolicy.enabled=true",
+    "networkPolicy.extenderFrom[0].ipBlock.cidr=10.0.0.0/24",
+    "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.monitoring=true",
+    "settings.peering.identity=me",
+    "settings.kubernetes.context=ctx",
+)
 WAIT = "--timeout=120s"
 
 

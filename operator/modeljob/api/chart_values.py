@@ -274,6 +274,19 @@ _CHART_VALUES_SCHEMA: JsonSchema = {
                 "annotations": _free("Annotations on the Service."),
             },
         ),
+        "networkPolicy": _object(
+            "A NetworkPolicy: only the extender's callers reach it; /metrics from metricsFrom.",
+            {
+                "enabled": _boolean("Create it."),
+                "extenderFrom": _free(
+                    "NetworkPolicyPeers allowed to call the extender (besides this chart's scheduler).",
+                    "array",
+                ),
+                "metricsFrom": _free(
+                    "NetworkPolicyPeers allowed to scrape /metrics; empty: anyone.", "array"
+                ),
+            },
+        ),
         "serviceMonitor": _object(
             "A prometheus-operator ServiceMonitor for /metrics (needs its CRD).",
             {
