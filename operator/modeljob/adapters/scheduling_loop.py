@@ -188,6 +188,7 @@ class SchedulingLoop:
             settings=self._settings.cycle,
             sizing_cache=self._sizing_cache,
         )
+        planned = time.perf_counter()
         # Each outcome touches only its own job and pods, and the cycle already accounted for all
         # of them together, so they are acted on in parallel.
         futures = [
@@ -197,6 +198,13 @@ class SchedulingLoop:
         ]
         for future in futures:
             future.result()
+        logger.debug(
+            "cycle: %d jobs, %d acted on, plan %.0f ms, act %.0f ms",
+            len(jobs),
+            len(futures),
+            (planned - started) * 1000,
+            (time.perf_counter() - planned) * 1000,
+        )
         self._record(result, jobs)
         self.cycles += 1
         self._metrics.record_cycle(time.perf_counter() - started)
