@@ -29,7 +29,7 @@ EVERY_TOGGLE = (
     "scheduler.enabled=true",
     "networkPolicy.enabled=true",
     "networkPolicy.extenderFrom[0].ipBlock.cidr=10.0.0.0/24",
-    "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.monitoring=true",
+    "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring",
     "settings.peering.identity=me",
     "settings.kubernetes.context=ctx",
 )
