@@ -14,7 +14,7 @@ from modeljob.core.fragmentation import (
 )
 from modeljob.core.scoring.best_fit import score_best_fit
 from modeljob.core.scoring.cost import score_cost
-from modeljob.core.scoring.cpu_balance import HostDemand, learn_host_demand, score_cpu_balance
+from modeljob.core.scoring.cpu_balance import HostDemand, learn_host_demand, score_cpu_balance, stranded_gpus
 from modeljob.core.scoring.filters import Rejection, filter_nodes
 from modeljob.core.scoring.gpu_fragmentation import score_gpu_fragmentation
 from modeljob.core.scoring.least_allocated import score_least_allocated
@@ -315,17 +315,37 @@ def test_host_demand_is_cpu_and_memory_per_requested_gpu() -> None:
 
 
 @pytest.mark.parametrize(
-    ("cpu_left", "stranded_gpus"),
-    [(64, 0), (32, 2), (16, 3), (0, 4)],
+    ("cpu_free", "stranded"),
+    [(64, 0.0), (32, 2.0), (16, 3.0), (0, 4.0)],
     ids=["cpu-for-every-idle-gpu", "cpu-for-two", "cpu-for-one", "no-cpu-left"],
 )
-def test_cpu_balance_counts_idle_gpus_the_free_cpu_cannot_feed(cpu_left, stranded_gpus) -> None:
-    # 4 idle GPUs left after placing; the expected work asks 16 cores per GPU.
-    node = make_node("n", gpus=5, cpu=100, requested_cpu=100 - cpu_left - 4)
-    table = make_table(node)
+def test_stranded_gpus_are_the_idle_ones_the_free_cpu_cannot_feed(cpu_free, stranded) -> None:
     demand = HostDemand(cpu_milli_per_gpu=16_000, memory_bytes_per_gpu=0)
-    score = score_cpu_balance(table, np.arange(1), make_pod(cpu=4), demand=demand)
-    assert score[0] == pytest.approx(1 - stranded_gpus / 5)
+    result = stranded_gpus(np.array([4000.0]), np.array([cpu_free * 1000.0]), np.array([0.0]), demand=demand)
+    assert result[0] == pytest.approx(stranded)
+
+
+@pytest.mark.parametrize(
+    ("node", "pod", "change"),
+    [
+        (make_node("busy", gpus=4, cpu=100, gpu_free_milli=(0,) * 4), make_pod(gpus=0, cpu=50), 0.0),
+        (make_node("idle", gpus=4, cpu=64), make_pod(gpus=0, cpu=32), 2.0),
+        (make_node("starved", gpus=4, cpu=20, requested_cpu=12), make_pod(gpus=0, cpu=8), 0.5),
+        (make_node("idle", gpus=4, cpu=40), make_pod(gpus=1, cpu=16), 0.0),
+        (make_node("starved", gpus=4, cpu=40, requested_cpu=24), make_pod(gpus=1, cpu=4), -0.75),
+    ],
+    ids=[
+        "cpu-beside-busy-gpus-is-free",
+        "cpu-that-idle-gpus-need-costs",
+        "more-of-a-starved-node-costs-less",
+        "a-balanced-gpu-task-changes-nothing",
+        "using-a-stranded-gpu-gains",
+    ],
+)
+def test_cpu_balance_scores_the_change_in_stranded_gpus(node, pod, change) -> None:
+    demand = HostDemand(cpu_milli_per_gpu=16_000, memory_bytes_per_gpu=0)
+    score = score_cpu_balance(make_table(node), np.arange(1), pod, demand=demand)
+    assert score[0] == pytest.approx(0.5 - change / (2 * 4))
 
 
 def test_cpu_balance_keeps_cpu_beside_idle_gpus_when_fragmentation_ties() -> None:
@@ -355,4 +375,4 @@ def test_cpu_balance_is_neutral_without_an_expected_host_demand() -> None:
         table, make_pod(), weights=ScoringWeights(cpu_balance=1.0), context=ScoringContext(workload=workload)
     )
     assert isinstance(choice, NodeChoice)
-    assert choice.score == 1.0
+    assert choice.score == 1.0  # no expectation: every node scores the same

@@ -19,6 +19,7 @@ from modeljob.core.simulation import (
     WeightedPlacer,
     arrival_order,
     discretise,
+    prefixed_nodes,
     replay_trace,
     trace_request,
 )
@@ -60,6 +61,17 @@ def test_tuning_tops_up_with_copies_until_the_target_gpu_demand() -> None:
 def test_tuning_below_the_demand_drops_random_tasks() -> None:
     order = arrival_order(pods(10), seed=1, tune_ratio=0.5, capacity_gpu_milli=10_000)
     assert sum(p.total_gpu_milli for p in order) == 5_000
+
+
+def test_nodes_get_a_random_rank_prefix_fixed_by_the_seed() -> None:
+    # The artifact renames node i (in name order) to "%04d-<name>" with a random permutation,
+    # so "ties go to the smallest name" means a random node order, the same for every policy.
+    nodes = [make_trace_node(f"openb-node-{i:04d}") for i in range(20)]
+    renamed = prefixed_nodes(nodes, np.random.default_rng(7))
+    assert [n.name.split("-", 1)[1] for n in renamed] == [n.name for n in nodes]
+    assert sorted(int(n.name[:4]) for n in renamed) == list(range(20))
+    assert renamed == prefixed_nodes(nodes, np.random.default_rng(7))
+    assert renamed != prefixed_nodes(nodes, np.random.default_rng(8))
 
 
 def test_cpu_only_copies_never_stop_the_top_up() -> None:
@@ -271,6 +283,73 @@ def test_cached_fgd_scores_match_fresh_ones_on_a_slice_of_the_real_trace() -> No
     finally:
         simulation.make_placer = original
     assert checked > 300
+
+
+@pytest.mark.skipif(not OPENB.exists(), reason="the openb trace is not on this machine")
+def test_cached_default_totals_are_bit_identical_to_fresh_ones_on_a_slice_of_the_real_trace() -> None:
+    # The replay caches each request's weighted total per node and recomputes only nodes that
+    # changed: every decision must see exactly the totals a fresh scoring of all rows gives.
+    from modeljob.adapters.trace_files import read_trace_nodes, read_trace_pods
+    from modeljob.core.scoring.ranking import best_position, score_rows
+
+    nodes = read_trace_nodes(OPENB / "openb_node_list_gpu_node.csv")[:60]
+    tasks = read_trace_pods(OPENB / "openb_pod_list_cpu300.csv")[:600]
+    checked = 0
+
+    class CheckingPlacer(WeightedPlacer):
+        def choose(self, state, pod, rows):
+            nonlocal checked
+            row, devices = super().choose(state, pod, rows)
+            request = trace_request(pod)
+            context = ScoringContext(
+                workload=state.workload,
+                host_demand=self.host_demand,
+                fragmentation_before=state.fragmentation,
+            )
+            fresh = score_rows(state.table, rows, request, weights=self.weights, context=context)
+            cached = self.cache[request]
+            assert np.array_equal(cached.total[rows], fresh.total)
+            assert row == int(rows[best_position(state.table, rows, fresh.total)])
+            checked += 1
+            return row, devices
+
+    from modeljob.core import simulation
+
+    original = simulation.make_placer
+    simulation.make_placer = lambda policy, **kw: CheckingPlacer(  # type: ignore[assignment]
+        weights=kw["weights"], host_demand=kw["host_demand"], seed=kw["seed"]
+    )
+    try:
+        replay_trace(nodes, tasks, policy=ReplayPolicy.DEFAULT, seed=42, tune_ratio=0)
+    finally:
+        simulation.make_placer = original
+    assert checked > 200
+
+
+def test_the_bench_cache_key_hashes_the_sources_that_decide_each_policy(tmp_path: Path) -> None:
+    # bench/placement_quality.py must never render a result that older code or data produced.
+    placement_quality = pytest.importorskip("bench.placement_quality")
+    default_sources = {p.name for p in placement_quality.sources(ReplayPolicy.DEFAULT)}
+    fgd_sources = {p.name for p in placement_quality.sources(ReplayPolicy.FGD)}
+    assert {"simulation.py", "baselines.py", "fragmentation.py", "traces.py"} <= fgd_sources
+    assert {"cpu_balance.py", "weights.py", "best_fit.py", "gpu_fragmentation.py"} <= default_sources
+    assert fgd_sources < default_sources
+    assert "cpu_balance.py" not in fgd_sources  # tuning the default policy keeps the baselines' runs
+
+    source = tmp_path / "source.py"
+    source.write_text("A = 1\n")
+    before = placement_quality.digest((source,))
+    source.write_text("A = 2\n")
+    placement_quality.digest.cache_clear()
+    assert placement_quality.digest((source,)) != before
+
+    data = Path("/work/shared/data/openb")
+    if (data / "csv" / "openb_pod_list_default.csv").exists():
+        keys = {
+            placement_quality.cache_key(data, "default", policy, 42)
+            for policy in (ReplayPolicy.DEFAULT, ReplayPolicy.FGD)
+        }
+        assert len(keys) == 2
 
 
 def test_fragmentation_at_the_start_is_the_cpu_only_share_of_the_target_workload() -> None:

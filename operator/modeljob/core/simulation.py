@@ -3,13 +3,16 @@
 The steps (openb README, "How the FGD simulator replays the trace"): sort tasks by name, shuffle
 them with the seed, then append copies drawn uniformly with replacement (same random stream)
 until the arrived GPU request reaches ``tune_ratio`` × cluster GPU capacity; schedule one task at
-a time, skipping (and counting) the ones that fit nowhere. After each task record the arrived
+a time, skipping (and counting) the ones that fit nowhere. One step the README leaves out: the
+artifact prefixes every node name with a random rank from the same stream (``prefixed_nodes``),
+so its smallest-name tie-break is a random node order fixed per seed. After each task record the arrived
 and allocated GPU and the cluster's fragmentation; the curves are indexed by arrived % of GPU
 capacity (0..130), each point the mean of the samples whose arrived % rounds to it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -17,7 +20,7 @@ from enum import StrEnum
 import numpy as np
 
 from modeljob.core import baselines
-from modeljob.core.fragmentation import TaskShape, compile_workload, learn_target_workload
+from modeljob.core.fragmentation import compile_workload, learn_target_workload
 from modeljob.core.nodes import FloatArray, IntArray, PodRequest
 from modeljob.core.resources import MIB, Resources
 from modeljob.core.scoring.cpu_balance import HostDemand, learn_host_demand
@@ -78,7 +81,14 @@ def arrival_order(
     pods: Sequence[TracePod], *, seed: int, tune_ratio: float, capacity_gpu_milli: int
 ) -> list[TracePod]:
     """The tasks in the order the replay tries them: shuffled, then topped up (or cut) to the ratio."""
-    rng = np.random.default_rng(seed)
+    return _arrivals(
+        pods, np.random.default_rng(seed), tune_ratio=tune_ratio, capacity_gpu_milli=capacity_gpu_milli
+    )
+
+
+def _arrivals(
+    pods: Sequence[TracePod], rng: np.random.Generator, *, tune_ratio: float, capacity_gpu_milli: int
+) -> list[TracePod]:
     by_name = sorted(pods, key=lambda p: p.name)
     order = [by_name[i] for i in rng.permutation(len(by_name))]
     if tune_ratio <= 0 or not by_name:
@@ -99,6 +109,19 @@ def arrival_order(
     return order
 
 
+def prefixed_nodes(nodes: Sequence[TraceNode], rng: np.random.Generator) -> list[TraceNode]:
+    """The nodes as the artifact creates them: sorted by name, then each renamed ``NNNN-<name>``
+    with NNNN a random permutation drawn after the arrivals (simulator.go,
+    syncClusterResourceList). The smallest-name tie-break therefore follows a random order
+    that is fixed for the seed, not the trace's own node numbering."""
+    by_name = sorted(nodes, key=lambda n: n.name)
+    ranks = rng.permutation(len(by_name))
+    return [
+        dataclasses.replace(node, name=f"{int(rank):04d}-{node.name}")
+        for node, rank in zip(by_name, ranks, strict=True)
+    ]
+
+
 def trace_request(pod: TracePod) -> PodRequest:
     shape = pod.shape
     return PodRequest(
@@ -114,48 +137,59 @@ def trace_request(pod: TracePod) -> PodRequest:
 
 
 @dataclass
-class _CachedFragmentation:
-    scores: FloatArray
-    devices: IntArray
+class _CachedScores:
+    total: FloatArray  # the weighted total per table row, valid where stamp == the row's version
+    devices: IntArray  # gpu-fragmentation's device for a GPU share; -1 = best fit
     stamp: IntArray
+
+
+# Scorers whose score for a row depends only on that row and the request (not on the other
+# candidates, the seed or the previous choice): their weighted total can be cached per row.
+ROW_LOCAL_SCORERS = frozenset(
+    {
+        Scorer.LEAST_ALLOCATED,
+        Scorer.MOST_ALLOCATED,
+        Scorer.BEST_FIT,
+        Scorer.GPU_FRAGMENTATION,
+        Scorer.CPU_BALANCE,
+    }
+)
 
 
 @dataclass
 class WeightedPlacer:
     """The product's own policy in the replay: the core scorers, weighted as the operator weighs them.
 
-    Same decision as ``scoring.ranking.choose_node``; the only difference is speed: a node's
-    gpu-fragmentation score for a task shape changes only when the node does, so it is cached
-    per shape and recomputed for rows whose version moved.
+    Same decision as ``scoring.ranking.choose_node``; the only difference is speed. When every
+    active scorer is row-local, a row's weighted total for a request changes only when the row
+    does, so totals are cached per request (a trace has about 150 distinct ones) and recomputed
+    only for rows whose version moved. The arithmetic is element-wise, so a cached total is
+    bit-for-bit the total a fresh computation over all rows gives.
     """
 
     weights: ScoringWeights
     host_demand: HostDemand | None = None
     seed: int = DEFAULT_SEED
-    cache: dict[TaskShape, _CachedFragmentation] = field(default_factory=dict)
+    cache: dict[PodRequest, _CachedScores] = field(default_factory=dict)
     requests: dict[TracePod, PodRequest] = field(default_factory=dict)
     last_chosen: str | None = None
 
-    def _fragmentation(
-        self, state: ReplayState, pod: TracePod, request: PodRequest, rows: IntArray
+    def _scores(
+        self, state: ReplayState, request: PodRequest, rows: IntArray, context: ScoringContext
     ) -> tuple[FloatArray, IntArray]:
-        entry = self.cache.get(pod.shape)
-        if entry is None:
-            size = len(state.table)
-            entry = self.cache[pod.shape] = _CachedFragmentation(
-                scores=np.zeros(size, dtype=np.float64),
-                devices=np.full(size, -1, dtype=np.int64),
-                stamp=np.full(size, -1, dtype=np.int64),
-            )
-        stale = rows[entry.stamp[rows] != state.version[rows]]
-        if len(stale):
-            fresh = score_gpu_fragmentation(
-                state.table, stale, request, workload=state.workload, before=state.fragmentation[stale]
-            )
-            entry.scores[stale] = fresh.scores
-            entry.devices[stale] = fresh.devices
-            entry.stamp[stale] = state.version[stale]
-        return entry.scores[rows], entry.devices[rows]
+        """The weighted total and device choice of ``rows``, fresh."""
+        parts: list[tuple[Scorer, float, FloatArray]] = []
+        devices = np.full(len(rows), -1, dtype=np.int64)
+        for scorer, weight in self.weights.active():
+            if scorer is Scorer.GPU_FRAGMENTATION:
+                fresh = score_gpu_fragmentation(
+                    state.table, rows, request, workload=state.workload, before=state.fragmentation[rows]
+                )
+                scores, devices = fresh.scores, fresh.devices
+            else:
+                scores, _ = score_part(scorer, state.table, rows, request, context)
+            parts.append((scorer, weight, scores))
+        return combine(tuple(parts), len(rows)), devices
 
     def choose(self, state: ReplayState, pod: TracePod, rows: IntArray) -> tuple[int, tuple[int, ...]]:
         request = self.requests.get(pod)
@@ -168,18 +202,26 @@ class WeightedPlacer:
             seed=self.seed,
             last_chosen=self.last_chosen,
         )
-        parts: list[tuple[Scorer, float, FloatArray]] = []
-        devices: IntArray | None = None
-        for scorer, weight in self.weights.active():
-            if scorer is Scorer.GPU_FRAGMENTATION:
-                scores, devices = self._fragmentation(state, pod, request, rows)
-            else:
-                scores, _ = score_part(scorer, table, rows, request, context)
-            parts.append((scorer, weight, scores))
-        position = best_position(table, rows, combine(tuple(parts), len(rows)))
+        if all(scorer in ROW_LOCAL_SCORERS for scorer, _ in self.weights.active()):
+            entry = self.cache.get(request)
+            if entry is None:
+                size = len(table)
+                entry = self.cache[request] = _CachedScores(
+                    total=np.zeros(size, dtype=np.float64),
+                    devices=np.full(size, -1, dtype=np.int64),
+                    stamp=np.full(size, -1, dtype=np.int64),
+                )
+            stale = rows[entry.stamp[rows] != state.version[rows]]
+            if len(stale):
+                entry.total[stale], entry.devices[stale] = self._scores(state, request, stale, context)
+                entry.stamp[stale] = state.version[stale]
+            total, devices = entry.total[rows], entry.devices[rows]
+        else:
+            total, devices = self._scores(state, request, rows, context)
+        position = best_position(table, rows, total)
         row = int(rows[position])
         self.last_chosen = table.names[row]
-        if devices is not None and devices[position] >= 0:
+        if devices[position] >= 0:
             return row, (int(devices[position]),)
         wants = request.resources
         return row, choose_devices(table.gpu_free_milli[row], wants.gpu_milli, wants.gpus)
@@ -243,14 +285,17 @@ def replay_trace(
 
     ``weights`` are the scorer weights of the ``default`` policy (the operator's setting).
     """
-    table = build_trace_table(nodes)
+    # One random stream, used in the artifact's order: shuffle, top-up, node name prefixes.
+    rng = np.random.default_rng(seed)
+    capacity_milli = sum(node.gpus for node in nodes) * 1000
+    order = _arrivals(pods, rng, tune_ratio=tune_ratio, capacity_gpu_milli=capacity_milli)
+    table = build_trace_table(prefixed_nodes(nodes, rng))
     capacity_gpus = int(table.gpu_count.sum())
     workload = learn_target_workload(p.shape for p in pods)
     state = ReplayState(table, compile_workload(workload, table.products))
     # The default policy learns what to expect from the trace's own tasks, as FGD does.
     host_demand = learn_host_demand(trace_request(p) for p in pods)
     placer = make_placer(policy, seed=seed, weights=weights, host_demand=host_demand)
-    order = arrival_order(pods, seed=seed, tune_ratio=tune_ratio, capacity_gpu_milli=capacity_gpus * 1000)
 
     arrived = np.zeros(len(order) + 1, dtype=np.float64)
     allocated = np.zeros(len(order) + 1, dtype=np.float64)

@@ -3,7 +3,9 @@
 A GPU whose node has run out of CPU or memory is as lost as a fragmented one: nothing can be
 scheduled on it. Expected host demand per GPU is learned from the GPU pods seen (total CPU and
 memory requested per GPU requested); a node's *stranded* GPUs are the idle GPUs beyond what its
-free CPU and memory can feed at that rate. Fewer stranded GPUs after placing scores higher.
+free CPU and memory can feed at that rate. The score is the change placing the pod makes to
+them (like FGD's ΔF): taking CPU that only stranded GPUs could have used costs nothing, taking
+CPU that idle GPUs need costs what it strands, and using a GPU that would have stranded gains.
 """
 
 from __future__ import annotations
@@ -40,23 +42,32 @@ def learn_host_demand(requests: Iterable[PodRequest]) -> HostDemand | None:
     return HostDemand(cpu_milli_per_gpu=cpu / gpus, memory_bytes_per_gpu=memory / gpus)
 
 
+def stranded_gpus(
+    idle_milli: FloatArray, cpu_free_milli: FloatArray, memory_free_bytes: FloatArray, *, demand: HostDemand
+) -> FloatArray:
+    """Idle GPUs (per node) beyond what the free CPU and memory can feed at ``demand`` per GPU."""
+    fed = np.full(len(idle_milli), math.inf)
+    if demand.cpu_milli_per_gpu > 0:
+        fed = np.minimum(fed, np.clip(cpu_free_milli, 0, None) / demand.cpu_milli_per_gpu)
+    if demand.memory_bytes_per_gpu > 0:
+        fed = np.minimum(fed, np.clip(memory_free_bytes, 0, None) / demand.memory_bytes_per_gpu)
+    result: FloatArray = np.clip(np.clip(idle_milli, 0, None) / 1000 - fed, 0, None)
+    return result
+
+
 def score_cpu_balance(
     table: NodeTable, rows: IntArray, request: PodRequest, *, demand: HostDemand
 ) -> FloatArray:
-    """0..1 per row: 1 − (GPUs left without CPU or memory to feed them after placing) / the
-    table's largest GPU count."""
+    """0..1 per row: 0.5 − (change in stranded GPUs from placing) / (2 × the table's largest GPU count)."""
     wants = request.resources
     largest = max(int(table.gpu_count.max(initial=0)), 1)
     gpu_request = wants.gpus * wants.gpu_milli if request.uses_accelerator else 0
-    idle_gpus = np.clip(table.gpu_free_milli[rows].sum(axis=1) - gpu_request, 0, None) / 1000
-    fed = np.full(len(rows), math.inf)
-    if demand.cpu_milli_per_gpu > 0:
-        fed = np.minimum(
-            fed, np.clip(table.cpu_free_milli[rows] - wants.cpu_milli, 0, None) / demand.cpu_milli_per_gpu
-        )
-    if demand.memory_bytes_per_gpu > 0:
-        memory_left = np.clip(table.memory_free_bytes[rows] - wants.memory_bytes, 0, None)
-        fed = np.minimum(fed, memory_left / demand.memory_bytes_per_gpu)
-    stranded = np.clip(idle_gpus - fed, 0, None)
-    result: FloatArray = 1.0 - stranded / largest
+    idle = table.gpu_free_milli[rows].sum(axis=1).astype(np.float64)
+    cpu = table.cpu_free_milli[rows].astype(np.float64)
+    memory = table.memory_free_bytes[rows].astype(np.float64)
+    before = stranded_gpus(idle, cpu, memory, demand=demand)
+    after = stranded_gpus(
+        idle - gpu_request, cpu - wants.cpu_milli, memory - wants.memory_bytes, demand=demand
+    )
+    result: FloatArray = np.clip(0.5 - (after - before) / (2 * largest), 0.0, 1.0)
     return result
