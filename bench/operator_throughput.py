@@ -405,11 +405,13 @@ patch, the admission write (Queued), the plan (written before any pod exists, so
 leaves a half-bound gang unknown), Scheduled and Running. Those are custom-resource writes, JSON
 only, validated against the CRD's schema and CEL rules, with managed fields: a CPU profile of the
 API server during the operator's run (`kubectl get --raw /debug/pprof/profile`) put 22% of its
-time in custom-resource handling. What bounds the operator is the latency of each job's chain
-of writes under that load, not its own CPU (py-spy: the GIL is held ~37% of the time): more
-workers (MODELJOB_SCHEDULING__JOB_WORKERS=32, BIND_WORKERS=64) raised every call's latency and
-not the throughput, and the same run repeated on the same day measured 18 to 23 pods/s for the
-operator and 43 to 51 for kube-scheduler. See docs/operator.md for what would cut the chain.
+time in custom-resource handling. The ratio depends on what else the machine runs: two runs
+on an otherwise idle machine measured 0.85x and 0.77x (this table is the second), while eight
+runs the same day beside two CPU-bound trace replays (at nice 19) measured 18 to 23 pods/s for
+the operator against 43 to 51 for kube-scheduler (0.40-0.50x). The operator's chain of writes
+per job is more sensitive to CPU contention than kube-scheduler's one binding per pod; more
+workers (MODELJOB_SCHEDULING__JOB_WORKERS=32, BIND_WORKERS=64) did not help under contention.
+docs/operator.md says what would shorten the chain.
 """
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     pattern = re.compile(r"^## Operator\n.*?(?=^## |\Z)", re.S | re.M)
