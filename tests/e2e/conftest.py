@@ -51,15 +51,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 CACHE = Path(os.environ.get("MODELJOB_CACHE", Path.home() / ".cache" / "modeljob"))
-# Loopback ports of the tests' own control plane: 5xxxx, clear of `make cluster` (1xxxx), the
-# benchmarks' clusters (2xxxx, 3xxxx) and the extender tests' cluster (4xxxx).
+# Loopback ports of the tests' own control plane: `make cluster`'s (hack/control-plane/lib.sh)
+# plus 1,000, below the kernel's ephemeral range and clear of the other clusters this project
+# starts: bench/cluster.sh (2xxxx), bench/operator_throughput.py (3xxxx), tests/e2e/test_extender.py
+# (4xxxx) and bench/extender.py (5xxxx), so a benchmark can run while this cluster is up.
 E2E_PORTS = {
-    "MODELJOB_ETCD_PORT": "52379",
-    "MODELJOB_ETCD_PEER_PORT": "52380",
-    "MODELJOB_APISERVER_PORT": "56443",
-    "MODELJOB_KCM_PORT": "50357",
-    "MODELJOB_SCHEDULER_PORT": "50359",
-    "MODELJOB_KWOK_PORT": "50347",
+    "MODELJOB_ETCD_PORT": "13379",
+    "MODELJOB_ETCD_PEER_PORT": "13380",
+    "MODELJOB_APISERVER_PORT": "17443",
+    "MODELJOB_KCM_PORT": "11357",
+    "MODELJOB_SCHEDULER_PORT": "11359",
+    "MODELJOB_KWOK_PORT": "11347",
 }
 
 
