@@ -157,6 +157,21 @@ class Informer(Generic[T]):
                 version = ""
 
 
+def node_and_pod_informers(
+    gateway: ClusterGateway,
+    *,
+    labels: kube_objects.NodeLabelKeys,
+    on_node: Callable[[str, NodeFacts | None, Key], None],
+    on_pod: Callable[[str, PodFacts | None, Key], None],
+) -> tuple[Informer[NodeFacts], Informer[PodFacts]]:
+    """The watches every placement decision reads (the operator's view, the extender alone)."""
+    nodes: Informer[NodeFacts] = Informer(
+        gateway, Watched.NODES, lambda obj: kube_objects.node_facts(obj, labels=labels), on_node
+    )
+    pods: Informer[PodFacts] = Informer(gateway, Watched.PODS, kube_objects.pod_facts, on_pod)
+    return nodes, pods
+
+
 class ClusterView:
     """Nodes, pods, ModelJobs (and the peering object) as the scheduling loop sees them.
 
@@ -174,14 +189,8 @@ class ClusterView:
         self.changed = threading.Event()
         self._assumed: dict[Key, AssumedPod] = {}
         self._assumed_lock = threading.Lock()
-        self.nodes: Informer[NodeFacts] = Informer(
-            gateway,
-            Watched.NODES,
-            lambda obj: kube_objects.node_facts(obj, labels=labels),
-            self._node_changed,
-        )
-        self.pods: Informer[PodFacts] = Informer(
-            gateway, Watched.PODS, kube_objects.pod_facts, self._pod_changed
+        self.nodes, self.pods = node_and_pod_informers(
+            gateway, labels=labels, on_node=self._node_changed, on_pod=self._pod_changed
         )
         self.jobs: Informer[dict[str, Any]] = Informer(gateway, Watched.MODELJOBS, dict, self._job_changed)
         self.peerings: Informer[dict[str, Any]] | None = (

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from modeljob.adapters import kube_objects
-from modeljob.adapters.cluster import ClusterGateway, Watched
-from modeljob.adapters.cluster_view import Informer
+from modeljob.adapters.cluster import ClusterGateway
+from modeljob.adapters.cluster_view import Informer, node_and_pod_informers
 from modeljob.adapters.extender.decisions import task_shape
 from modeljob.core.cluster_state import NodeFacts, PodFacts, account
 from modeljob.core.fragmentation import (
@@ -395,14 +395,8 @@ class ClusterFeed:
         self, gateway: ClusterGateway, cache: ClusterCache, *, labels: kube_objects.NodeLabelKeys
     ) -> None:
         self._cache = cache
-        self.nodes: Informer[NodeFacts] = Informer(
-            gateway,
-            Watched.NODES,
-            lambda obj: kube_objects.node_facts(obj, labels=labels),
-            self._node_changed,
-        )
-        self.pods: Informer[PodFacts] = Informer(
-            gateway, Watched.PODS, kube_objects.pod_facts, self._pod_changed
+        self.nodes, self.pods = node_and_pod_informers(
+            gateway, labels=labels, on_node=self._node_changed, on_pod=self._pod_changed
         )
 
     def start(self) -> None:
