@@ -54,7 +54,7 @@ CACHE = Path(os.environ.get("MODELJOB_CACHE", Path.home() / ".cache" / "modeljob
 # Loopback ports of the tests' own control plane: `make cluster`'s (hack/control-plane/lib.sh)
 # plus 1,000, below the kernel's ephemeral range and clear of the other clusters this project
 # starts: bench/cluster.sh (2xxxx), bench/operator_throughput.py (3xxxx), tests/e2e/test_extender.py
-# (4xxxx) and bench/extender.py (5xxxx), so a benchmark can run while this cluster is up.
+# (+2,000) and bench/extender.py (5xxxx), so a benchmark can run while this cluster is up.
 E2E_PORTS = {
     "MODELJOB_ETCD_PORT": "13379",
     "MODELJOB_ETCD_PEER_PORT": "13380",

@@ -39,15 +39,17 @@ CONTROL_PLANE = REPO / "hack" / "control-plane"
 EXTENDERS = REPO / "hack" / "extender" / "extenders.yaml"
 CACHE = Path(os.environ.get("MODELJOB_CACHE", Path.home() / ".cache" / "modeljob"))
 STATE = CACHE / "cluster-extender-e2e"
+# make cluster's ports + 2,000, below the kernel's ephemeral range (32768 and up): a fixed port in
+# that range can be taken at any moment by some process's outgoing connection (it was, once, in CI).
 PORTS = {
-    "MODELJOB_ETCD_PORT": "42379",
-    "MODELJOB_ETCD_PEER_PORT": "42380",
-    "MODELJOB_APISERVER_PORT": "46443",
-    "MODELJOB_KCM_PORT": "40357",
-    "MODELJOB_SCHEDULER_PORT": "40359",
-    "MODELJOB_KWOK_PORT": "40347",
+    "MODELJOB_ETCD_PORT": "14379",
+    "MODELJOB_ETCD_PEER_PORT": "14380",
+    "MODELJOB_APISERVER_PORT": "18443",
+    "MODELJOB_KCM_PORT": "12357",
+    "MODELJOB_SCHEDULER_PORT": "12359",
+    "MODELJOB_KWOK_PORT": "12347",
 }
-EXTENDER_PORT = 40888
+EXTENDER_PORT = 18888
 NAMESPACE = "extender-e2e"
 SCRIPT_TIMEOUT_SECONDS = 600
 
