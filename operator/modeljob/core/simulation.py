@@ -152,6 +152,7 @@ ROW_LOCAL_SCORERS = frozenset(
         Scorer.BEST_FIT,
         Scorer.GPU_FRAGMENTATION,
         Scorer.CPU_BALANCE,
+        Scorer.GPU_CAPACITY,
     }
 )
 
