@@ -79,6 +79,22 @@ def test_the_same_seed_gives_the_same_replay(capsys, nodes, pods) -> None:
     assert simulate(capsys, *args, "--seed", "3")[1] == simulate(capsys, *args, "--seed", "3")[1]
 
 
+def test_weights_change_the_default_policys_choices(capsys, nodes, pods) -> None:
+    # Spreading (least-allocated alone) and the default weights place this trace differently;
+    # naming the default's own weights changes nothing.
+    def curve(*extra: str) -> list[float | None]:
+        code, out, _ = simulate(
+            capsys, "--nodes", str(nodes), "--pods", str(pods), "--tune", "0", "-o", "json", *extra
+        )
+        assert code == 0
+        return json.loads(out)["fragmentationPercentByArrivedPercent"]
+
+    default = curve()
+    assert curve("--weights", "gpu-fragmentation=1,gpu-capacity=0.008,best-fit=1e-7") == default
+    spread = "least-allocated=1,gpu-fragmentation=0,gpu-capacity=0,best-fit=0"
+    assert curve("--weights", spread) != default
+
+
 def test_table_output_summarises_the_curve(capsys, nodes, pods) -> None:
     code, out, _ = simulate(capsys, "--nodes", str(nodes), "--pods", str(pods))
     assert code == 0
@@ -199,8 +215,31 @@ def test_a_cluster_without_gpus_is_refused(capsys, pods, tmp_path) -> None:
         (("-o", "yaml"), "error: -o/--output: unknown format 'yaml'; choose table or json"),
         (("--tune", "-1"), "error: --tune: must be between 0 and 10, got -1.0"),
         (("--tune", "nan"), "error: --tune: must be between 0 and 10, got nan"),
+        (("--weights", "tetris=1"), "error: --weights: unknown scorer 'tetris'; known: least_allocated,"),
+        (("--weights", "best-fit"), "error: --weights: expected SCORER=WEIGHT, got 'best-fit'"),
+        (("--weights", "best-fit=-1"), "error: --weights: best_fit: must be between 0 and 1000.0, got '-1'"),
+        (("--weights", "best-fit=x"), "error: --weights: best_fit: expected a number, got 'x'"),
+        (
+            ("--weights", "gpu-fragmentation=0,gpu-capacity=0,best-fit=0"),
+            "error: --weights: at least one scoring weight must be above 0",
+        ),
+        (
+            ("--policy", "fgd", "--weights", "best-fit=1"),
+            "error: --weights: only the default policy has weights; --policy is fgd",
+        ),
     ],
-    ids=["unknown-policy", "unknown-format", "negative-tune", "nan-tune"],
+    ids=[
+        "unknown-policy",
+        "unknown-format",
+        "negative-tune",
+        "nan-tune",
+        "unknown-scorer",
+        "weight-without-value",
+        "negative-weight",
+        "weight-not-a-number",
+        "all-weights-zero",
+        "weights-for-a-baseline",
+    ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(capsys, nodes, pods, args, message) -> None:
     code, out, err = simulate(capsys, "--nodes", str(nodes), "--pods", str(pods), *args)

@@ -8,6 +8,8 @@ import math
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from modeljob.adapters.trace_files import (
     PublishedCurve,
     TraceFileError,
@@ -16,6 +18,7 @@ from modeljob.adapters.trace_files import (
     read_trace_pods,
 )
 from modeljob.commands import UsageError
+from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
 from modeljob.core.simulation import (
     DEFAULT_SEED,
     DEFAULT_TUNE_RATIO,
@@ -24,6 +27,7 @@ from modeljob.core.simulation import (
     ReplayResult,
     replay_trace,
 )
+from modeljob.settings import ScoringSettings
 
 OUTPUT_FORMATS = ("table", "json")
 REFERENCE_FILE = "analysis_allo_discrete.csv"
@@ -61,6 +65,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             f"(default {DEFAULT_TUNE_RATIO})"
         ),
     )
+    parser.add_argument(
+        "--weights",
+        metavar="SCORER=W,...",
+        help=(
+            "scorer weights of the default policy, as the operator's MODELJOB_SCORING__* settings: "
+            "named scorers replace the defaults, the others keep theirs "
+            "(e.g. gpu-capacity=0,cpu-balance=0.008,best-fit=0.001)"
+        ),
+    )
     parser.add_argument("-o", "--output", default="table", metavar="FORMAT", help="table (default) or json")
     parser.add_argument(
         "--plot",
@@ -85,6 +98,26 @@ def _policy(name: str) -> ReplayPolicy:
         raise UsageError(f"--policy: unknown policy {name!r}; choose one of {choices}") from None
 
 
+def _weights(text: str | None, policy: ReplayPolicy) -> ScoringWeights:
+    """The default policy's weights with ``SCORER=W,...`` applied, checked as the operator checks them."""
+    if text is None:
+        return DEFAULT_WEIGHTS
+    if policy is not ReplayPolicy.DEFAULT:
+        raise UsageError(f"--weights: only the default policy has weights; --policy is {policy.value}")
+    pairs: dict[str, str] = {}
+    for item in text.split(","):
+        name, separator, value = item.partition("=")
+        if not separator or not name.strip():
+            raise UsageError(f"--weights: expected SCORER=WEIGHT, got {item!r}")
+        pairs[name.strip().replace("-", "_")] = value.strip()
+    try:
+        return ScoringSettings(**pairs).weights()
+    except (ValidationError, ValueError) as exc:
+        errors = exc.errors() if isinstance(exc, ValidationError) else [{"msg": str(exc)}]
+        message = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in errors)
+        raise UsageError(f"--weights: {message}") from None
+
+
 def _published(args: argparse.Namespace) -> list[PublishedCurve]:
     folder: Path = args.reference_dir or args.pods.resolve().parent.parent / "reference_results"
     path = folder / REFERENCE_FILE
@@ -97,6 +130,7 @@ def _published(args: argparse.Namespace) -> list[PublishedCurve]:
 
 def run(args: argparse.Namespace) -> int:
     policy = _policy(args.policy)
+    weights = _weights(args.weights, policy)
     if args.output not in OUTPUT_FORMATS:
         raise UsageError(f"-o/--output: unknown format {args.output!r}; choose table or json")
     if not (math.isfinite(args.tune) and 0 <= args.tune <= MAX_TUNE_RATIO):
@@ -109,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if not any(node.gpus for node in nodes):
         raise UsageError(f"{args.nodes}: gpu: no node has a GPU, so there is no GPU capacity to fill")
-    result = replay_trace(nodes, pods, policy=policy, seed=args.seed, tune_ratio=args.tune)
+    result = replay_trace(nodes, pods, policy=policy, seed=args.seed, tune_ratio=args.tune, weights=weights)
     if args.output == "json":
         json.dump(_as_json(result, nodes=len(nodes)), sys.stdout)
         sys.stdout.write("\n")
