@@ -16,7 +16,6 @@ from modeljob.core.scoring.best_fit import score_best_fit
 from modeljob.core.scoring.cost import score_cost
 from modeljob.core.scoring.cpu_balance import HostDemand, learn_host_demand, score_cpu_balance, stranded_gpus
 from modeljob.core.scoring.filters import Rejection, filter_nodes
-from modeljob.core.scoring.gpu_capacity import gpu_capacity_milli, score_gpu_capacity
 from modeljob.core.scoring.gpu_fragmentation import score_gpu_fragmentation
 from modeljob.core.scoring.least_allocated import score_least_allocated
 from modeljob.core.scoring.most_allocated import score_most_allocated
@@ -285,10 +284,9 @@ def test_only_weighted_scorers_are_active() -> None:
 def test_default_weights_let_fragmentation_decide_and_the_others_only_break_its_ties() -> None:
     active = dict(DEFAULT_WEIGHTS.active())
     one_point = active.pop(Scorer.GPU_FRAGMENTATION) / 100
-    assert set(active) == {Scorer.GPU_CAPACITY, Scorer.BEST_FIT}
+    assert set(active) == {Scorer.CPU_BALANCE, Scorer.BEST_FIT}
     assert sum(active.values()) < one_point
-    # Best fit's whole range weighs less than one milli-GPU of capacity on an 8-GPU node.
-    assert active[Scorer.BEST_FIT] < active[Scorer.GPU_CAPACITY] / (2 * 8 * 1000)
+    assert active[Scorer.CPU_BALANCE] > active[Scorer.BEST_FIT]
 
 
 def test_best_fit_prefers_the_smallest_absolute_leftover() -> None:
@@ -364,8 +362,7 @@ def test_cpu_balance_keeps_cpu_beside_idle_gpus_when_fragmentation_ties() -> Non
     context = ScoringContext(
         workload=workload, host_demand=HostDemand(cpu_milli_per_gpu=8000, memory_bytes_per_gpu=0)
     )
-    weights = ScoringWeights(gpu_fragmentation=1.0, cpu_balance=0.008, best_fit=0.001)
-    choice = choose_node(table, make_pod(gpus=0, cpu=30), weights=weights, context=context)
+    choice = choose_node(table, make_pod(gpus=0, cpu=30), weights=DEFAULT_WEIGHTS, context=context)
     assert isinstance(choice, NodeChoice)
     assert choice.node == "b-busy-gpus"
     assert "cpu-balance decided" in choice.reason
@@ -379,98 +376,3 @@ def test_cpu_balance_is_neutral_without_an_expected_host_demand() -> None:
     )
     assert isinstance(choice, NodeChoice)
     assert choice.score == 1.0  # no expectation: every node scores the same
-
-
-def _workload(table, *shapes: tuple[TaskShape, float]):
-    return compile_workload(
-        TargetWorkload(shapes=tuple(s for s, _ in shapes), weights=tuple(w for _, w in shapes)),
-        table.products,
-    )
-
-
-def test_gpu_capacity_counts_the_copies_of_each_shape_that_cpu_and_devices_still_fit() -> None:
-    table = make_table(
-        make_node("idle", gpus=8, cpu=96),
-        make_node("short-of-cpu", gpus=8, cpu=96, requested_cpu=12),
-        make_node("half-a-gpu", gpus=8, cpu=96, requested_cpu=92, gpu_free_milli=(500,) + (0,) * 7),
-    )
-    workload = _workload(
-        table,
-        (TaskShape(12_000, 1000, 1), 0.5),  # a whole GPU and 12 cores
-        (TaskShape(4_000, 500, 1), 0.3),  # half a GPU and 4 cores
-        (TaskShape(8_000, 0, 0), 0.2),  # CPU only: uses no GPU, so adds no GPU capacity
-    )
-    capacity = gpu_capacity_milli(
-        table.cpu_free_milli.astype(float), table.gpu_free_milli.astype(float), table.product_index, workload
-    )
-    # idle: 8 whole-GPU copies (8 × 1000 × 0.5) + 16 half-GPU copies (16 × 500 × 0.3)
-    # short of CPU: 84 cores feed only 7 whole-GPU copies; halves still 16 (21 by CPU)
-    # half a GPU: one half-GPU copy, 4 cores
-    assert dict(zip(table.names, capacity.tolist(), strict=True)) == {
-        "idle": 6400,
-        "short-of-cpu": 5900,
-        "half-a-gpu": 150,
-    }
-
-
-def test_gpu_capacity_takes_cpu_from_the_node_whose_gpus_do_not_need_it() -> None:
-    # Fragmentation ties (each node still runs the 8-core shape afterwards); the default weights
-    # then take the CPU-only task's CPU from the node whose GPUs are all busy, even though the
-    # other node comes first by name.
-    table = make_table(
-        make_node("a-idle-gpus", gpus=8, cpu=96, requested_cpu=56),
-        make_node("b-busy-gpus", gpus=8, cpu=96, requested_cpu=56, gpu_free_milli=(0,) * 8),
-    )
-    context = ScoringContext(workload=_workload(table, (TaskShape(8000, 1000, 1), 1.0)))
-    choice = choose_node(table, make_pod(gpus=0, cpu=30), weights=DEFAULT_WEIGHTS, context=context)
-    assert isinstance(choice, NodeChoice)
-    assert choice.node == "b-busy-gpus"
-    assert "gpu-capacity decided" in choice.reason
-
-
-def test_gpu_capacity_puts_a_gpu_share_where_whole_gpus_stay_whole() -> None:
-    # Only whole-GPU work is expected: half a GPU taken from an idle device costs a whole copy,
-    # half a GPU taken from a device already half used costs nothing beyond itself.
-    table = make_table(
-        make_node("a-whole", gpus=2, cpu=64),
-        make_node("b-half-used", gpus=2, cpu=64, gpu_free_milli=(1000, 500)),
-    )
-    workload = _workload(table, (TaskShape(4000, 1000, 1), 1.0))
-    scores = score_gpu_capacity(table, np.arange(2), make_pod(gpu_milli=500, cpu=2), workload=workload)
-    largest = 2 * 1000
-    assert scores.tolist() == pytest.approx(
-        [0.5 - (1000 - 500) / (2 * largest), 0.5 - (0 - 500) / (2 * largest)]
-    )
-
-
-def test_gpu_capacity_without_a_target_workload_is_a_programming_error() -> None:
-    with pytest.raises(ValueError, match="gpu-capacity scorer needs a target workload"):
-        choose_node(
-            make_table(make_node()),
-            make_pod(),
-            weights=ScoringWeights(gpu_capacity=1.0),
-            context=ScoringContext(),
-        )
-
-
-def test_gpu_capacity_of_a_big_cluster_is_each_nodes_own_value() -> None:
-    # Above DEDUPLICATE_ABOVE_ROWS equal node states are computed once; every row must still get
-    # exactly what it gets alone, whatever order its devices are listed in.
-    rng = np.random.default_rng(7)
-    states = 1500
-    free = rng.choice([0, 250, 500, 1000], size=(states, 8)).astype(float)
-    cpu = rng.choice([0, 4000, 12000, 96000], size=states).astype(float)
-    products = rng.integers(0, 2, size=states)
-    table = make_table(make_node("a", product="A"), make_node("b", product="B"))
-    workload = _workload(
-        table,
-        (TaskShape(12_000, 1000, 1, ("A",)), 0.4),
-        (TaskShape(4_000, 500, 1), 0.3),
-        (TaskShape(16_000, 1000, 2), 0.3),
-    )
-    together = gpu_capacity_milli(cpu, free, products, workload)
-    alone = [
-        gpu_capacity_milli(cpu[i : i + 1], free[i : i + 1, ::-1], products[i : i + 1], workload)[0]
-        for i in range(states)
-    ]
-    assert together.tolist() == alone

@@ -332,9 +332,9 @@ def test_the_bench_cache_key_hashes_the_sources_that_decide_each_policy(tmp_path
     default_sources = {p.name for p in placement_quality.sources(ReplayPolicy.DEFAULT)}
     fgd_sources = {p.name for p in placement_quality.sources(ReplayPolicy.FGD)}
     assert {"simulation.py", "baselines.py", "fragmentation.py", "traces.py"} <= fgd_sources
-    assert {"gpu_capacity.py", "weights.py", "best_fit.py", "gpu_fragmentation.py"} <= default_sources
+    assert {"cpu_balance.py", "weights.py", "best_fit.py", "gpu_fragmentation.py"} <= default_sources
     assert fgd_sources < default_sources
-    assert "gpu_capacity.py" not in fgd_sources  # tuning the default policy keeps the baselines' runs
+    assert "cpu_balance.py" not in fgd_sources  # tuning the default policy keeps the baselines' runs
 
     source = tmp_path / "source.py"
     source.write_text("A = 1\n")

@@ -152,7 +152,6 @@ ROW_LOCAL_SCORERS = frozenset(
         Scorer.BEST_FIT,
         Scorer.GPU_FRAGMENTATION,
         Scorer.CPU_BALANCE,
-        Scorer.GPU_CAPACITY,
     }
 )
 

@@ -12,7 +12,6 @@ from modeljob.core.scoring.best_fit import score_best_fit
 from modeljob.core.scoring.cost import score_cost
 from modeljob.core.scoring.cpu_balance import HostDemand, score_cpu_balance
 from modeljob.core.scoring.filters import FilterResult, filter_nodes
-from modeljob.core.scoring.gpu_capacity import score_gpu_capacity
 from modeljob.core.scoring.gpu_fragmentation import score_gpu_fragmentation
 from modeljob.core.scoring.least_allocated import score_least_allocated
 from modeljob.core.scoring.most_allocated import score_most_allocated
@@ -27,8 +26,7 @@ FULL_DEVICE_MILLI = 1000
 class ScoringContext:
     """What some scorers need beyond the node and the pod.
 
-    ``workload``: the target workload for gpu-fragmentation and gpu-capacity (aligned to the
-    table's products);
+    ``workload``: the target workload for gpu-fragmentation (aligned to the table's products);
     ``host_demand``: CPU and memory expected per GPU, for cpu-balance (without it, it scores 1);
     ``fragmentation_before``: each table row's current fragmentation, if the caller caches it;
     ``seed``: for random; ``last_chosen``: the node round-robin continues after.
@@ -96,10 +94,6 @@ def score_part(
         before = None if context.fragmentation_before is None else context.fragmentation_before[rows]
         result = score_gpu_fragmentation(table, rows, request, workload=context.workload, before=before)
         return result.scores, result.devices
-    if scorer is Scorer.GPU_CAPACITY:
-        if context.workload is None:
-            raise ValueError("the gpu-capacity scorer needs a target workload in the scoring context")
-        return score_gpu_capacity(table, rows, request, workload=context.workload), None
     if scorer is Scorer.COST:
         return score_cost(table, rows), None
     if scorer is Scorer.ROUND_ROBIN:

@@ -17,7 +17,6 @@ class Scorer(StrEnum):
     BEST_FIT = "best-fit"
     GPU_FRAGMENTATION = "gpu-fragmentation"
     CPU_BALANCE = "cpu-balance"
-    GPU_CAPACITY = "gpu-capacity"
     COST = "cost"
     ROUND_ROBIN = "round-robin"
     RANDOM = "random"
@@ -36,7 +35,6 @@ class ScoringWeights:
     best_fit: float = 0.0
     gpu_fragmentation: float = 0.0
     cpu_balance: float = 0.0
-    gpu_capacity: float = 0.0
     cost: float = 0.0
     round_robin: float = 0.0
     random: float = 0.0
@@ -58,13 +56,12 @@ class ScoringWeights:
         )
 
 
-# The product's default, three scorers in strict order. GPU fragmentation decides (FGD, in whole
-# points 0..100 as kube-scheduler scores nodes). GPU capacity orders what it leaves tied: its
-# whole range (0.008) is less than one fragmentation point (0.01). Best fit orders what is left:
-# its whole range (1e-7) is less than what one milli-GPU of capacity moves the capacity score
-# (0.008 / 16,000 = 5e-7 on the openb cluster's largest 8-GPU node). docs/placement-quality.md
-# shows why and by how much on the openb traces.
-DEFAULT_WEIGHTS = ScoringWeights(gpu_fragmentation=1.0, gpu_capacity=0.008, best_fit=1e-7)
+# The product's default. GPU fragmentation decides (FGD, in whole points 0..100 as kube-scheduler
+# scores nodes). The other two together weigh less than one of its points, so they only order
+# the nodes it leaves tied: first keep CPU and memory beside idle GPUs (one stranded GPU costs as
+# much as a whole node's worth of leftover), then best fit. docs/placement-quality.md shows why
+# and by how much on the openb traces.
+DEFAULT_WEIGHTS = ScoringWeights(gpu_fragmentation=1.0, cpu_balance=0.008, best_fit=0.001)
 
 
 def normalise_min_max(values: FloatArray) -> FloatArray:
