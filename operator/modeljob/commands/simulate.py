@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=(
             "scorer weights of the default policy, as the operator's MODELJOB_SCORING__* settings: "
             "named scorers replace the defaults, the others keep theirs "
-            "(e.g. gpu-capacity=0,cpu-balance=0.008,best-fit=0.001)"
+            "(e.g. cpu-balance=0,best-fit=0.001)"
         ),
     )
     parser.add_argument("-o", "--output", default="table", metavar="FORMAT", help="table (default) or json")
