@@ -533,9 +533,10 @@ GPUs the first thing to avoid.
 
 The operator and the scheduler extender use the same scorers on live clusters:
 `ScoringContext.workload` is the target workload learned from the ModelJobs waiting and the GPU
-pods running. Neither passes `host_demand` yet, so on a live cluster CPU balance scores every
-node equal and best fit alone orders fragmentation's ties; learning it from the same pods (and
-keeping the extender's answers the same as the operator's) is the next step.
+pods running, and `host_demand` the CPU and memory per GPU those same jobs and pods request.
+(Earlier versions passed no `host_demand`, so on a live cluster CPU balance had scored
+every node equal; tests/adapters/test_extender_same_decisions.py now checks that both learn the
+same demand and rank alike.)
 """
 
 

@@ -20,7 +20,8 @@ from modeljob.core.fragmentation import (
     fragmentation_milli,
     learn_target_workload,
 )
-from modeljob.core.nodes import NodeTable, build_node_table
+from modeljob.core.nodes import NodeTable, PodRequest, build_node_table
+from modeljob.core.scoring.cpu_balance import learn_host_demand
 from tests.operator_builders import H100, L4, at, make_node, make_pod
 
 TTL_SECONDS = 30.0
@@ -235,6 +236,9 @@ def test_cache_table_equals_the_core_accounting_of_the_same_events(
     ]
     shapes = [s for s in (task_shape(p.requests) for p in waiting_or_running) if s is not None]
     assert cache.workload() == learn_target_workload(shapes)
+    # cpu-balance's host demand from the same pods, by the core's formula: CPU and memory per GPU.
+    gpu_pods = [PodRequest(resources=p.requests) for p in waiting_or_running if task_shape(p.requests)]
+    assert cache.host_demand() == learn_host_demand(gpu_pods)
 
 
 def test_a_pod_the_extender_chose_counts_on_its_node_before_the_watch_shows_it() -> None:

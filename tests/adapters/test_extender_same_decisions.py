@@ -145,12 +145,16 @@ def check_same_decision(
         scores = {name: listed.get(name, 0) for name in passed}  # a node left out scores 0
         # Same workload for FGD: the extender learns from the pods what the cycle learns from the queue.
         assert extender.cache.workload(kube_objects.pod_facts(pod)) == result.workload
+        # And the same CPU and memory per GPU for cpu-balance.
+        assert extender.cache.host_demand(kube_objects.pod_facts(pod)) == result.host_demand
 
     # The same pick: the only 10 is the node the operator placed the replica on.
     assert [host for host, score in scores.items() if score == 10] == [planned.node]
     # The same ranking: the core's totals for these nodes (operator's context) order the scores.
     rows = np.array(sorted(table.names.index(name) for name in passed), dtype=np.int64)
-    context = ScoringContext(workload=compile_workload(result.workload, table.products))
+    context = ScoringContext(
+        workload=compile_workload(result.workload, table.products), host_demand=result.host_demand
+    )
     totals = score_rows(table, rows, candidate.request, weights=weights, context=context).total
     total_of = {table.names[int(r)]: float(t) for r, t in zip(rows, totals, strict=True)}
     for a in passed:

@@ -31,6 +31,7 @@ from modeljob.core.lifecycle import Action, JobFacts, JobPhase, Placed, Reconcil
 from modeljob.core.nodes import BoolArray, NodeTable, NodeView, PodRequest, build_node_table
 from modeljob.core.queueing import QueuedJob, QueueSettings, add_resources, order_queues, queue_policy
 from modeljob.core.resources import Resources, format_bytes
+from modeljob.core.scoring.cpu_balance import HostDemand, learn_host_demand
 from modeljob.core.scoring.filters import feasible_nodes
 from modeljob.core.scoring.ranking import ScoringContext
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
@@ -239,6 +240,7 @@ class CycleResult:
     views: tuple[NodeView, ...] = ()  # the cluster as accounted at the start of the cycle
     queue_lengths: Mapping[str, int] = field(default_factory=dict)
     workload: TargetWorkload = field(default_factory=lambda: TargetWorkload(shapes=(), weights=()))
+    host_demand: HostDemand | None = None  # what cpu-balance scored with
 
 
 class _ClusterIndex:
@@ -312,6 +314,14 @@ def _target_workload(waiting: Sequence[tuple[JobFacts, Sizing]], pods: Sequence[
         if p.holds_resources and p.requests.gpus > 0
     ]
     return learn_target_workload(shapes)
+
+
+def _host_demand(waiting: Sequence[tuple[JobFacts, Sizing]], pods: Sequence[PodFacts]) -> HostDemand | None:
+    """What cpu-balance keeps beside idle GPUs: CPU and memory per GPU requested by the same work
+    the target workload is learned from (the jobs waiting now and the GPU pods running)."""
+    requests = [c.request for _, sizing in waiting for c in sizing.candidates[:1]]
+    requests += [PodRequest(resources=p.requests) for p in pods if p.holds_resources and p.requests.gpus > 0]
+    return learn_host_demand(requests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,8 +481,10 @@ def run_cycle(
         else:
             outcomes.append(Outcome(job=job, reconciliation=rec))
 
-    workload = _target_workload([(job, sizing) for job, _, sizing in waiting.values()], pods)
-    context = ScoringContext(workload=compile_workload(workload, table.products))
+    sized = [(job, sizing) for job, _, sizing in waiting.values()]
+    workload = _target_workload(sized, pods)
+    host_demand = _host_demand(sized, pods)
+    context = ScoringContext(workload=compile_workload(workload, table.products), host_demand=host_demand)
     policy = queue_policy(settings.queue, capacity=_capacity(views), usage=_usage_by_namespace(pods))
     ordered = order_queues(
         [_queued(job, sizing) for job, _, sizing in waiting.values()],
@@ -559,7 +571,11 @@ def run_cycle(
             Outcome(job, rec, Verdict.WAIT, candidate=candidates[0], queue_position=position, message=message)
         )
     return CycleResult(
-        outcomes=tuple(outcomes), views=tuple(views), queue_lengths=dict(queue_lengths), workload=workload
+        outcomes=tuple(outcomes),
+        views=tuple(views),
+        queue_lengths=dict(queue_lengths),
+        workload=workload,
+        host_demand=host_demand,
     )
 
 

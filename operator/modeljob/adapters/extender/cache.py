@@ -39,6 +39,8 @@ from modeljob.core.fragmentation import (
     learn_target_workload,
 )
 from modeljob.core.nodes import FloatArray, IntArray, NodeTable, build_node_table
+from modeljob.core.resources import Resources
+from modeljob.core.scoring.cpu_balance import HostDemand
 
 Key = tuple[str, str]
 Clock = Callable[[], float]
@@ -77,6 +79,10 @@ class ClusterCache:
         self._shape_of: dict[Key, TaskShape] = {}
         self._shapes_version = 0
         self._workload: tuple[int, TaskShape | None, TargetWorkload] | None = None
+        # cpu-balance's host demand, from the same pods: their requests, and the sums of CPU,
+        # memory and GPU milli over them (integers, so the order of events cannot change them).
+        self._demand_of: dict[Key, Resources] = {}
+        self._demand_sums = (0, 0, 0)
         self._table: NodeTable | None = None
         self._row_of: dict[str, int] = {}
         self._dirty: set[str] = set()  # rows whose pods changed
@@ -135,6 +141,8 @@ class ClusterCache:
             self._shapes.clear()
             self._shape_of.clear()
             self._shapes_version += 1
+            self._demand_of.clear()
+            self._demand_sums = (0, 0, 0)
             for key in set(self._pods) | set(self._assumed):
                 self._recount(key)
             self._table = None
@@ -207,6 +215,19 @@ class ClusterCache:
             self._workload = (version, extra, learned)
         return learned
 
+    def host_demand(self, pod: PodFacts | None = None) -> HostDemand | None:
+        """cpu-balance's CPU and memory per GPU over the same pods as ``workload`` (``pod``
+        included if the watch has not shown it yet), as the operator's cycle learns it."""
+        with self._lock:
+            sums = self._demand_sums
+            if pod is not None and pod.key not in self._demand_of and task_shape(pod.requests) is not None:
+                sums = _add_demand(sums, pod.requests, 1)
+        cpu, memory, gpu_milli = sums
+        if gpu_milli <= 0:
+            return None
+        gpus = gpu_milli / 1000
+        return HostDemand(cpu_milli_per_gpu=cpu / gpus, memory_bytes_per_gpu=memory / gpus)
+
     # --- bookkeeping (lock held) ----------------------------------------------------------------
 
     def _recount(self, key: Key) -> None:
@@ -244,6 +265,14 @@ class ClusterCache:
                 self._shape_of[key] = shape
                 self._shapes[shape] += 1
             self._shapes_version += 1
+        demand = source.requests if source is not None and shape is not None else None
+        if self._demand_of.get(key) != demand:
+            old_demand = self._demand_of.pop(key, None)
+            if old_demand is not None:
+                self._demand_sums = _add_demand(self._demand_sums, old_demand, -1)
+            if demand is not None:
+                self._demand_of[key] = demand
+                self._demand_sums = _add_demand(self._demand_sums, demand, 1)
 
     def _expire(self) -> None:
         now = self._clock()
@@ -454,3 +483,12 @@ def attach_to_view(cache: ClusterCache, nodes: Informer[NodeFacts], pods: Inform
         cache.replace_nodes(nodes.values())
     if pods.synced.is_set():
         cache.replace_pods(pods.values())
+
+
+def _add_demand(sums: tuple[int, int, int], requests: Resources, sign: int) -> tuple[int, int, int]:
+    cpu, memory, gpu_milli = sums
+    return (
+        cpu + sign * requests.cpu_milli,
+        memory + sign * requests.memory_bytes,
+        gpu_milli + sign * requests.gpus * requests.gpu_milli,
+    )

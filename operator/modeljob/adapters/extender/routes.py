@@ -176,7 +176,11 @@ async def answer_prioritize(service: ExtenderService, body: bytes) -> bytes:
         if service.weights.gpu_fragmentation
         else None
     )
-    context = ScoringContext(workload=workload, fragmentation_before=before)
+    context = ScoringContext(
+        workload=workload,
+        fragmentation_before=before,
+        host_demand=service.cache.host_demand(args.pod) if service.weights.cpu_balance else None,
+    )
     priorities = decide_priorities(
         snapshot.table,
         args.request,
