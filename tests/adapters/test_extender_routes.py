@@ -441,6 +441,22 @@ def assert_answered(extender: Running, path: str, body: bytes) -> None:
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+@pytest.mark.parametrize("path", [FILTER, PRIORITIZE])
+@pytest.mark.parametrize("gpus", [9.89e193, "1e400"], ids=["float-1e193", "quantity-1e400"])
+def test_a_pod_asking_for_more_than_any_node_has_is_refused_by_name(
+    shared_extender: Running, path: str, gpus: object
+) -> None:
+    # Found by the fuzzing below: such a request overflowed the workload's int64 arrays (a 500).
+    body = _apply_all(
+        VALID_ARGS, [(("Pod", "spec", "containers", 0, "resources", "limits", "nvidia.com/gpu"), gpus, False)]
+    )
+    status, reply = shared_extender.post(path, body)
+    assert status == 400
+    assert reply["Error"].startswith("Pod.spec.containers[].resources: GPUs request ")
+    assert reply["Error"].endswith(" is beyond any node")
+    assert shared_extender.get("/healthz") == (200, "ok\n")
+
+
 @FUZZ
 @given(path=st.sampled_from([FILTER, PRIORITIZE]), body=mutated_args)
 def test_fuzzed_scheduling_args_never_crash_the_extender(

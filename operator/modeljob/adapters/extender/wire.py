@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from modeljob.adapters import kube_objects
 from modeljob.core.cluster_state import PodFacts
 from modeljob.core.nodes import DEFAULT_ACCELERATOR, PodRequest
-from modeljob.core.resources import QuantityError, parse_quantity
+from modeljob.core.resources import QuantityError, Resources, parse_quantity
 
 JsonObject = dict[str, Any]
 _MAX_ERRORS_SHOWN = 3
@@ -202,12 +202,28 @@ def decode_scheduling_args(body: bytes) -> SchedulingArgs:
         raise WireError(
             "NodeNames: required (nodeCacheCapable: true), or Nodes (nodeCacheCapable: false); both are null"
         )
-    return SchedulingArgs(
-        pod=kube_objects.pod_facts(pod),
-        request=pod_request(pod["spec"]),
-        candidates=candidates,
-        uid=args.pod.metadata.uid,
-    )
+    facts = kube_objects.pod_facts(pod)
+    request = pod_request(pod["spec"])
+    for wants in (facts.requests, request.resources):
+        _within_reason(wants)
+    return SchedulingArgs(pod=facts, request=request, candidates=candidates, uid=args.pod.metadata.uid)
+
+
+# No node has 2^53 of anything (9 PB of memory, 9e12 cores); beyond it the arithmetic stops being
+# exact and arrays of int64 overflow, so such a pod is refused rather than scored.
+MAX_QUANTITY = 2**53
+
+
+def _within_reason(wants: Resources) -> None:
+    for name, value in (
+        ("cpu", wants.cpu_milli),
+        ("memory", wants.memory_bytes),
+        ("ephemeral-storage", wants.ephemeral_storage_bytes),
+        ("GPUs", wants.gpus),
+    ):
+        if value > MAX_QUANTITY:
+            shown = f"{float(value):.3g}" if value < 10**300 else "over 1e300"
+            raise WireError(f"Pod.spec.containers[].resources: {name} request {shown} is beyond any node")
 
 
 def decode_binding_args(body: bytes) -> ExtenderBindingArgs:
