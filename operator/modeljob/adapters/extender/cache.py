@@ -40,7 +40,7 @@ from modeljob.core.fragmentation import (
 )
 from modeljob.core.nodes import FloatArray, IntArray, NodeTable, build_node_table
 from modeljob.core.resources import Resources
-from modeljob.core.scoring.cpu_balance import HostDemand
+from modeljob.core.scoring.cpu_balance import HostDemand, host_demand_from_sums
 
 Key = tuple[str, str]
 Clock = Callable[[], float]
@@ -222,11 +222,7 @@ class ClusterCache:
             sums = self._demand_sums
             if pod is not None and pod.key not in self._demand_of and task_shape(pod.requests) is not None:
                 sums = _add_demand(sums, pod.requests, 1)
-        cpu, memory, gpu_milli = sums
-        if gpu_milli <= 0:
-            return None
-        gpus = gpu_milli / 1000
-        return HostDemand(cpu_milli_per_gpu=cpu / gpus, memory_bytes_per_gpu=memory / gpus)
+        return host_demand_from_sums(*sums)
 
     # --- bookkeeping (lock held) ----------------------------------------------------------------
 

@@ -27,19 +27,29 @@ class HostDemand:
     memory_bytes_per_gpu: float
 
 
+def host_demand_from_sums(cpu_milli: int, memory_bytes: int, gpu_milli: int) -> HostDemand | None:
+    """The demand of GPU pods that together request these sums (None when they request no GPU).
+
+    Callers that keep running sums (the extender's cache) and ``learn_host_demand`` share it, so
+    there is one formula.
+    """
+    if gpu_milli <= 0:
+        return None
+    gpus = gpu_milli / 1000
+    return HostDemand(cpu_milli_per_gpu=cpu_milli / gpus, memory_bytes_per_gpu=memory_bytes / gpus)
+
+
 def learn_host_demand(requests: Iterable[PodRequest]) -> HostDemand | None:
     """Requested CPU and memory per requested GPU over the GPU pods among ``requests`` (None if none)."""
-    cpu = memory = gpus = 0.0
+    cpu = memory = gpu_milli = 0
     for request in requests:
         if not request.uses_accelerator:
             continue
         wants = request.resources
         cpu += wants.cpu_milli
         memory += wants.memory_bytes
-        gpus += wants.gpus * wants.gpu_milli / 1000
-    if gpus <= 0:
-        return None
-    return HostDemand(cpu_milli_per_gpu=cpu / gpus, memory_bytes_per_gpu=memory / gpus)
+        gpu_milli += wants.gpus * wants.gpu_milli
+    return host_demand_from_sums(cpu, memory, gpu_milli)
 
 
 def stranded_gpus(
