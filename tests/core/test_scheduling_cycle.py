@@ -116,6 +116,27 @@ def test_a_job_that_only_has_to_wait_stays_queued_while_one_that_never_fits_is_u
     assert "needs 44 × 24.0 GiB GPUs per replica" in unschedulable.message
 
 
+def test_a_waiting_jobs_reasons_count_only_the_nodes_it_could_use() -> None:
+    # Two H100 nodes are busy, one more is outside the job's nodeSelector, and two L4 nodes are
+    # of another type: the reason counts the two busy nodes, names the excluded one, and calls
+    # no node "not ready" (they all are).
+    pool = {"pool": "training"}
+    nodes = [
+        make_node("gpu-h100-0", labels=pool),
+        make_node("gpu-h100-1", labels=pool),
+        make_node("gpu-h100-2", labels={"pool": "serving"}),
+        *l4_nodes(2),
+    ]
+    busy = [make_pod(f"busy-{i}", node=f"gpu-h100-{i}", gpus=8) for i in range(2)]
+    job = replace(with_gpus(make_job("waits", products=(H100,)), 8), node_selector=pool)
+    result = cycle([job], nodes, busy)
+    waiting = outcome(result, "waits")
+    assert waiting.verdict is Verdict.WAIT
+    assert "not ready" not in waiting.message
+    assert "2 × not enough free GPUs" in waiting.message
+    assert "1 more node(s) of this type do not admit the job" in waiting.message
+
+
 def test_a_gang_bigger_than_the_whole_cluster_is_unschedulable() -> None:
     job = with_gpus(make_job("huge", replicas=3, products=(H100,)), 8)
     result = cycle([job], h100_nodes(2))

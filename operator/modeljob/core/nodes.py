@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -101,6 +101,22 @@ class NodeTable:
     def gpu_free_total_milli(self) -> IntArray:
         result: IntArray = self.gpu_free_milli.sum(axis=1)
         return result
+
+
+def subset(table: NodeTable, keep: BoolArray) -> NodeTable:
+    """The rows of ``table`` where ``keep`` is True, in the same order, as a table of their own.
+
+    For planning on part of a cluster (one node type, the nodes a job's selector admits): the
+    left-out nodes are then absent, not "not ready", so a plan's reasons count only the nodes it
+    could have used.
+    """
+    columns = {
+        item.name: getattr(table, item.name)[keep]
+        for item in fields(table)
+        if isinstance(getattr(table, item.name), np.ndarray)
+    }
+    names = tuple(name for name, kept in zip(table.names, keep.tolist(), strict=True) if kept)
+    return replace(table, names=names, **columns)
 
 
 def _index_of(values: Sequence[str | None]) -> tuple[IntArray, tuple[str, ...]]:

@@ -28,7 +28,7 @@ from modeljob.core.gang_placement import (
 )
 from modeljob.core.jobs import JobShape
 from modeljob.core.lifecycle import Action, JobFacts, JobPhase, Placed, Reconciliation, Requeue, reconcile_job
-from modeljob.core.nodes import BoolArray, NodeTable, NodeView, PodRequest, build_node_table
+from modeljob.core.nodes import BoolArray, NodeTable, NodeView, PodRequest, build_node_table, subset
 from modeljob.core.queueing import QueuedJob, QueueSettings, add_resources, order_queues, queue_policy
 from modeljob.core.resources import Resources, format_bytes
 from modeljob.core.scoring.cpu_balance import HostDemand, learn_host_demand
@@ -346,13 +346,22 @@ def _try_candidates(
     attempts = []
     for candidate in candidates:
         of_type = type_masks.get(candidate.node_type, np.zeros(len(table), dtype=np.bool_))
-        view = replace(table, ready=table.ready & eligible & of_type)
+        # Plan on this type's admitting nodes alone, so the reasons count only nodes it could use.
+        view = subset(table, eligible & of_type)
         gang = GangRequest(
             job=f"{job.namespace}/{job.name}",
             replicas=len(pending),
             requests=ReplicaRequests.uniform(candidate.request),
         )
-        attempts.append(_Attempt(candidate, plan_gang(view, gang, weights=weights, context=context)))
+        result = plan_gang(view, gang, weights=weights, context=context)
+        not_admitted = int(np.count_nonzero(of_type & ~eligible))
+        if isinstance(result, Unplaceable) and not_admitted:
+            result = replace(
+                result,
+                reason=f"{result.reason}; {not_admitted} more node(s) of this type do not admit the job "
+                "(spec.template.spec nodeSelector / tolerations)",
+            )
+        attempts.append(_Attempt(candidate, result))
     return attempts
 
 
