@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -10,10 +11,12 @@ import pytest
 from modeljob.adapters import kube_objects
 from modeljob.adapters.kube_objects import ObjectError
 from modeljob.core.cluster_state import PodPhase, Taint, TaintEffect
+from modeljob.core.jobs import Overrides
 from modeljob.core.lifecycle import ConditionType, JobPhase, Placed
 from modeljob.core.resources import GIB, MIB, TIB, Resources
+from modeljob.core.scheduling_cycle import CycleSettings, Verdict, run_cycle
 from modeljob.core.sizing import Device, size_replica
-from tests.operator_builders import H100, at, container, modeljob_dict, node_dict, pod_dict
+from tests.operator_builders import H100, at, container, make_job, modeljob_dict, node_dict, pod_dict
 
 # --- nodes ---------------------------------------------------------------------------------------
 
@@ -129,6 +132,27 @@ def test_pod_facts_of_a_modeljob_pod() -> None:
     assert facts.requests.gpus == 1
     assert facts.terminating
     assert facts.phase is PodPhase.RUNNING
+
+
+def test_an_absurd_request_on_a_hand_bound_pod_fills_its_node_and_breaks_nothing() -> None:
+    # The API server stores such a pod (nodeName set, never scheduled); one of them used to
+    # overflow the int64 node table and stop every scheduling cycle.
+    absurd = pod_dict(
+        "absurd",
+        node="gpu-h100-1",
+        containers=[container(requests={"cpu": "1e400", "memory": "1e200", "nvidia.com/gpu": "1e200"})],
+    )
+    facts = kube_objects.pod_facts(absurd)
+    cap = kube_objects.MAX_QUANTITY
+    assert (facts.requests.cpu_milli, facts.requests.memory_bytes, facts.requests.gpus) == (cap, cap, cap)
+    nodes = [kube_objects.node_facts(node_dict(i)) for i in range(2)]
+    job = replace(
+        make_job("fits", products=(H100,)), shape=replace(make_job().shape, overrides=Overrides(gpus=8))
+    )
+    result = run_cycle([job], nodes, [facts], now=at(1000), settings=CycleSettings())
+    [outcome] = result.outcomes
+    assert outcome.verdict is Verdict.PLACE
+    assert [p.node for p in outcome.placement] == ["gpu-h100-0"]
 
 
 def test_pod_of_another_owner_belongs_to_no_job() -> None:

@@ -84,11 +84,19 @@ def format_time(moment: datetime) -> str:
 # --- nodes ------------------------------------------------------------------------------------
 
 
+# No node has 2^53 of anything (9 PB of memory, 9e12 cores). A quantity read from the API server
+# is capped there: the API server accepts "1e400" in a pod it never schedules, and one such pod
+# bound by hand must not overflow the int64 columns every node and pod ends up in. A request at
+# the cap fits no node; callers that must refuse such a pod outright compare with it.
+MAX_QUANTITY = 2**53
+
+
 def _quantity_int(value: object, parse: Any) -> int:
     try:
-        return int(parse(value)) if isinstance(value, str | int | float) else 0
+        amount = int(parse(value)) if isinstance(value, str | int | float) else 0
     except QuantityError:
         return 0
+    return min(amount, MAX_QUANTITY)
 
 
 def node_facts(node: Mapping[str, Any], *, labels: NodeLabelKeys = NodeLabelKeys()) -> NodeFacts:

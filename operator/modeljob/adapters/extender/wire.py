@@ -209,21 +209,19 @@ def decode_scheduling_args(body: bytes) -> SchedulingArgs:
     return SchedulingArgs(pod=facts, request=request, candidates=candidates, uid=args.pod.metadata.uid)
 
 
-# No node has 2^53 of anything (9 PB of memory, 9e12 cores); beyond it the arithmetic stops being
-# exact and arrays of int64 overflow, so such a pod is refused rather than scored.
-MAX_QUANTITY = 2**53
-
-
 def _within_reason(wants: Resources) -> None:
+    """Refuse a pod asking for the capped amount or more of anything (kube_objects.MAX_QUANTITY):
+    no node has it, and scoring it would only do arithmetic at the edge of int64."""
     for name, value in (
         ("cpu", wants.cpu_milli),
         ("memory", wants.memory_bytes),
         ("ephemeral-storage", wants.ephemeral_storage_bytes),
         ("GPUs", wants.gpus),
     ):
-        if value > MAX_QUANTITY:
-            shown = f"{float(value):.3g}" if value < 10**300 else "over 1e300"
-            raise WireError(f"Pod.spec.containers[].resources: {name} request {shown} is beyond any node")
+        if value >= kube_objects.MAX_QUANTITY:
+            raise WireError(
+                f"Pod.spec.containers[].resources: {name} request of 2^53 or more is beyond any node"
+            )
 
 
 def decode_binding_args(body: bytes) -> ExtenderBindingArgs:
