@@ -90,7 +90,7 @@ def test_weights_change_the_default_policys_choices(capsys, nodes, pods) -> None
         return json.loads(out)["fragmentationPercentByArrivedPercent"]
 
     default = curve()
-    assert curve("--weights", "gpu-fragmentation=1,cpu-balance=0.008,best-fit=0.001") == default
+    assert curve("--weights", "gpu-fragmentation=1,cpu-balance=3") == default
     spread = "least-allocated=1,gpu-fragmentation=0,cpu-balance=0,best-fit=0"
     assert curve("--weights", spread) != default
 

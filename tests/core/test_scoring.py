@@ -281,12 +281,14 @@ def test_only_weighted_scorers_are_active() -> None:
     assert ScoringWeights(cost=2.0, random=0.5).active() == ((Scorer.COST, 2.0), (Scorer.RANDOM, 0.5))
 
 
-def test_default_weights_let_fragmentation_decide_and_the_others_only_break_its_ties() -> None:
+def test_default_weights_cost_a_stranded_gpu_about_what_a_fragmented_one_costs() -> None:
     active = dict(DEFAULT_WEIGHTS.active())
-    one_point = active.pop(Scorer.GPU_FRAGMENTATION) / 100
-    assert set(active) == {Scorer.CPU_BALANCE, Scorer.BEST_FIT}
-    assert sum(active.values()) < one_point
-    assert active[Scorer.CPU_BALANCE] > active[Scorer.BEST_FIT]
+    assert set(active) == {Scorer.GPU_FRAGMENTATION, Scorer.CPU_BALANCE}
+    # Per GPU on an 8-GPU cluster: fragmentation's score moves 0.25 at its steepest (sigmoid
+    # slope), CPU balance's 1/16. Weighted, the two stay within a factor of two of each other.
+    fragmented = active[Scorer.GPU_FRAGMENTATION] * 0.25
+    stranded = active[Scorer.CPU_BALANCE] / (2 * 8)
+    assert 0.5 < stranded / fragmented < 2
 
 
 def test_best_fit_prefers_the_smallest_absolute_leftover() -> None:
@@ -365,6 +367,31 @@ def test_cpu_balance_keeps_cpu_beside_idle_gpus_when_fragmentation_ties() -> Non
     choice = choose_node(table, make_pod(gpus=0, cpu=30), weights=DEFAULT_WEIGHTS, context=context)
     assert isinstance(choice, NodeChoice)
     assert choice.node == "b-busy-gpus"
+    assert "cpu-balance decided" in choice.reason
+
+
+def test_default_policy_will_not_strand_gpus_for_a_better_fragmentation_score() -> None:
+    # Half a GPU, 24 cores. On "a" it fills a half-used device (fragmentation likes that, by 25
+    # points) but leaves 8 cores for 3 idle GPUs that need 8 each: 2 of them stranded. On "b" it
+    # splits a whole device and strands nothing. Fragmentation alone picks "a"; the default picks
+    # "b", because a stranded GPU is as lost as a fragmented one.
+    table = make_table(
+        make_node("a", gpus=4, cpu=32, gpu_free_milli=(500, 1000, 1000, 1000)),
+        make_node("b", gpus=2, cpu=64),
+    )
+    workload = compile_workload(
+        TargetWorkload(shapes=(TaskShape(8000, 1000, 1),), weights=(1.0,)), table.products
+    )
+    context = ScoringContext(
+        workload=workload, host_demand=HostDemand(cpu_milli_per_gpu=8000, memory_bytes_per_gpu=0)
+    )
+    pod = make_pod(gpu_milli=500, cpu=24)
+    fragmentation_only = choose_node(table, pod, weights=ScoringWeights(gpu_fragmentation=1), context=context)
+    assert isinstance(fragmentation_only, NodeChoice)
+    assert fragmentation_only.node == "a"
+    choice = choose_node(table, pod, weights=DEFAULT_WEIGHTS, context=context)
+    assert isinstance(choice, NodeChoice)
+    assert choice.node == "b"
     assert "cpu-balance decided" in choice.reason
 
 

@@ -56,12 +56,16 @@ class ScoringWeights:
         )
 
 
-# The product's default. GPU fragmentation decides (FGD, in whole points 0..100 as kube-scheduler
-# scores nodes). The other two together weigh less than one of its points, so they only order
-# the nodes it leaves tied: first keep CPU and memory beside idle GPUs (one stranded GPU costs as
-# much as a whole node's worth of leftover), then best fit. docs/placement-quality.md shows why
-# and by how much on the openb traces.
-DEFAULT_WEIGHTS = ScoringWeights(gpu_fragmentation=1.0, cpu_balance=0.008, best_fit=0.001)
+# The product's default. Two measures of GPU lost to what is left on a node: GPU fragmentation
+# (FGD: idle GPU the expected task shapes cannot use; whole points 0..100 as kube-scheduler
+# scores) and CPU balance (idle GPUs that the node's free CPU and memory can no longer feed).
+# CPU balance weighs 3: one GPU stranded by placing a pod then costs about as much as one GPU of
+# fragmentation (FGD's score moves 0.25 per GPU at its steepest; CPU balance 1/16 per GPU on a
+# cluster whose largest node has 8). What both leave tied goes to the smallest node name; best
+# fit is not in the default because it sends one-GPU pods to the small nodes whose GPU model
+# other pods ask for by name. docs/placement-quality.md shows why and by how much on the openb
+# traces.
+DEFAULT_WEIGHTS = ScoringWeights(gpu_fragmentation=1.0, cpu_balance=3.0)
 
 
 def normalise_min_max(values: FloatArray) -> FloatArray:
