@@ -145,7 +145,11 @@ def test_an_absurd_request_on_a_hand_bound_pod_fills_its_node_and_breaks_nothing
     facts = kube_objects.pod_facts(absurd)
     cap = kube_objects.MAX_QUANTITY
     assert (facts.requests.cpu_milli, facts.requests.memory_bytes, facts.requests.gpus) == (cap, cap, cap)
-    nodes = [kube_objects.node_facts(node_dict(i)) for i in range(2)]
+    # A node whose GPU memory label is as absurd still reads as a node (its devices are huge).
+    huge = node_dict(1)
+    huge["metadata"]["labels"]["nvidia.com/gpu.memory"] = "1e30"
+    nodes = [kube_objects.node_facts(node_dict(0)), kube_objects.node_facts(huge)]
+    assert nodes[1].view.gpu_memory_bytes == cap
     job = replace(
         make_job("fits", products=(H100,)), shape=replace(make_job().shape, overrides=Overrides(gpus=8))
     )

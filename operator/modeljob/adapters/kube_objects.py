@@ -124,7 +124,7 @@ def node_facts(node: Mapping[str, Any], *, labels: NodeLabelKeys = NodeLabelKeys
         ),
         accelerator=accelerator,
         gpu_product=node_labels.get(labels.gpu_product) if devices else None,
-        gpu_memory_bytes=memory_mib * MIB if devices and memory_mib > 0 else None,
+        gpu_memory_bytes=min(memory_mib * MIB, MAX_QUANTITY) if devices and memory_mib > 0 else None,
         price_per_hour=price,
         ready=ready,
     )
