@@ -323,8 +323,9 @@ def render(cache: Path, data: Path, traces: list[str], seeds: tuple[int, ...], c
     add("| --- | ---: | ---: | ---: | ---: | ---: |")
     margins: dict[str, float] = {}
     for trace in traces:
-        default_runs = at(load(cache, data, trace, ReplayPolicy.DEFAULT, seeds), 130)
-        fgd_runs = at(load(cache, data, trace, ReplayPolicy.FGD, seeds), 130)
+        default_loaded = load(cache, data, trace, ReplayPolicy.DEFAULT, seeds)
+        fgd_loaded = load(cache, data, trace, ReplayPolicy.FGD, seeds)
+        default_runs, fgd_runs = at(default_loaded, 130), at(fgd_loaded, 130)
         pub = published.get((trace, PUBLISHED_NAMES[ReplayPolicy.FGD]))
         if default_runs and pub:
             margins[trace] = statistics.fmean(default_runs) - pub[2]
@@ -335,10 +336,7 @@ def render(cache: Path, data: Path, traces: list[str], seeds: tuple[int, ...], c
         else:
             margin = "–"
         pub_text = f"{pub[2]:.2f} ± {pub[3]:.2f}" if pub else "not published"
-        early = [
-            at(load(cache, data, trace, policy, seeds), 80)
-            for policy in (ReplayPolicy.DEFAULT, ReplayPolicy.FGD)
-        ]
+        early = [at(default_loaded, 80), at(fgd_loaded, 80)]
         early_text = " / ".join(f"{statistics.fmean(v):.2f}" if v else "–" for v in early)
         cells = (mean_std(default_runs), mean_std(fgd_runs), pub_text, margin, early_text)
         add(f"| {trace} | " + " | ".join(cells) + " |")
