@@ -1,4 +1,10 @@
-"""What a node offers (NodeView, and NodeTable: many nodes as columns) and what a pod asks of it."""
+"""The node table and its one capacity ledger: what nodes offer, what a pod asks, reserve and release.
+
+Every caller that counts capacity (the scheduling cycle, gang placement, the queue simulator, the
+trace replay, the extender's cache) goes through ``NodeTable.working_copy``, ``reserve`` and
+``release`` and ``PodRequest``'s arithmetic, so one place decides how a GPU share, whole GPUs
+and host resources are taken from a node and given back.
+"""
 
 from __future__ import annotations
 
@@ -65,6 +71,11 @@ class PodRequest:
     def uses_accelerator(self) -> bool:
         return self.resources.gpus > 0 and self.resources.gpu_milli > 0
 
+    @property
+    def gpu_request_milli(self) -> int:
+        """Thousandths of a device taken in all (a 300-milli share: 300; 2 whole GPUs: 2000)."""
+        return self.resources.total_gpu_milli if self.uses_accelerator else 0
+
 
 @dataclass(frozen=True, slots=True)
 class NodeTable:
@@ -101,6 +112,64 @@ class NodeTable:
     def gpu_free_total_milli(self) -> IntArray:
         result: IntArray = self.gpu_free_milli.sum(axis=1)
         return result
+
+    # --- the ledger: the only code that moves capacity in or out of the free columns ----------
+
+    def working_copy(self) -> NodeTable:
+        """The same nodes with free columns of their own, to plan on without touching ``self``."""
+        return replace(
+            self,
+            cpu_free_milli=self.cpu_free_milli.copy(),
+            memory_free_bytes=self.memory_free_bytes.copy(),
+            storage_free_bytes=self.storage_free_bytes.copy(),
+            gpu_free_milli=self.gpu_free_milli.copy(),
+        )
+
+    def emptied(self) -> NodeTable:
+        """The same nodes with nothing running on them (readiness and labels unchanged)."""
+        devices = np.arange(self.gpu_free_milli.shape[1])[None, :] < self.gpu_count[:, None]
+        return replace(
+            self,
+            cpu_free_milli=self.cpu_allocatable_milli.copy(),
+            memory_free_bytes=self.memory_allocatable_bytes.copy(),
+            storage_free_bytes=self.storage_allocatable_bytes.copy(),
+            gpu_free_milli=np.where(devices, MILLI_PER_DEVICE, 0).astype(np.int64),
+        )
+
+    def first_free_devices(self, row: int, request: PodRequest) -> tuple[int, ...]:
+        """The lowest-numbered devices of node ``row`` with room for the request's share of each."""
+        if not request.uses_accelerator:
+            return ()
+        wants = request.resources
+        chosen: list[int] = np.flatnonzero(self.gpu_free_milli[row] >= wants.gpu_milli)[: wants.gpus].tolist()
+        return tuple(chosen)
+
+    def reserve(self, row: int, request: PodRequest, devices: Sequence[int] = ()) -> tuple[int, ...]:
+        """Take ``request`` out of node ``row`` (in place) and return the devices it took.
+
+        ``devices`` are the ones a scorer chose; without them the first devices free enough are
+        taken. Host resources are taken whether or not the pod uses an accelerator.
+        """
+        wants = request.resources
+        self.cpu_free_milli[row] -= wants.cpu_milli
+        self.memory_free_bytes[row] -= wants.memory_bytes
+        self.storage_free_bytes[row] -= wants.ephemeral_storage_bytes
+        if not request.uses_accelerator:
+            return ()
+        taken = tuple(devices) or self.first_free_devices(row, request)
+        for device in taken:
+            self.gpu_free_milli[row, device] -= wants.gpu_milli
+        return taken
+
+    def release(self, row: int, request: PodRequest, devices: Sequence[int]) -> None:
+        """Give back what ``reserve(row, request)`` took on ``devices`` (in place)."""
+        wants = request.resources
+        self.cpu_free_milli[row] += wants.cpu_milli
+        self.memory_free_bytes[row] += wants.memory_bytes
+        self.storage_free_bytes[row] += wants.ephemeral_storage_bytes
+        if request.uses_accelerator:
+            for device in devices:
+                self.gpu_free_milli[row, device] += wants.gpu_milli
 
 
 def subset(table: NodeTable, keep: BoolArray) -> NodeTable:
