@@ -27,7 +27,7 @@ from modeljob.adapters.trace_files import read_published_curves, read_trace_node
 from modeljob.core.simulation import PUBLISHED_NAMES, ReplayPolicy, replay_trace
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path("/work/shared/data/openb")
+DEFAULT_DATA = ROOT / "data" / "openb"
 SEEDS = tuple(range(42, 52))
 TUNE = 1.3
 HELD_BACK = ("cpu250", "gpushare60", "gpuspec25", "gpuspec33", "multigpu30", "multigpu40", "multigpu50")
@@ -416,7 +416,7 @@ def margin_summary(margins: dict[str, float], traces: list[str]) -> str:
 
 
 INTRO = """
-The replay is the FGD artifact's experiment as `/work/shared/data/openb/README.md` describes it
+The replay is the FGD artifact's experiment as `data/openb/README.md` describes it
 (Weng et al., "Beware of Fragmentation", USENIX ATC '23; trace: Alibaba cluster-trace-gpu-v2023):
 the 1,213 GPU nodes, tasks sorted by name and shuffled with the seed, topped up with copies drawn
 with the same seed until 130% of the cluster's 6,212 GPUs has arrived, nodes renamed with a

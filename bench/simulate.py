@@ -29,7 +29,7 @@ from modeljob.core.scoring.weights import DEFAULT_WEIGHTS
 from modeljob.core.simulation import ReplayPolicy, replay_trace, trace_request
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path("/work/shared/data/openb/csv")
+DATA = ROOT / "data" / "openb" / "csv"
 SECTION = "## Trace simulator"
 
 

@@ -26,8 +26,6 @@ from modeljob.core.simulation import (
 from modeljob.core.traces import ReplayState, TracePod, build_trace_table
 from tests.builders import make_trace_node, make_trace_pod
 
-OPENB = Path("/work/shared/data/openb/csv")
-
 
 def pods(count: int, **fields) -> list[TracePod]:
     return [make_trace_pod(f"openb-pod-{i:04d}", **fields) for i in range(count)]
@@ -257,12 +255,11 @@ def test_default_policy_in_the_replay_decides_exactly_as_the_operator_would() ->
         state.place(pod, row, devices)
 
 
-@pytest.mark.skipif(not OPENB.exists(), reason="the openb trace is not on this machine")
-def test_cached_fgd_scores_match_fresh_ones_on_a_slice_of_the_real_trace() -> None:
+def test_cached_fgd_scores_match_fresh_ones_on_a_slice_of_the_real_trace(openb_csv: Path) -> None:
     from modeljob.adapters.trace_files import read_trace_nodes, read_trace_pods
 
-    nodes = read_trace_nodes(OPENB / "openb_node_list_gpu_node.csv")[:60]
-    tasks = read_trace_pods(OPENB / "openb_pod_list_default.csv")[:400]
+    nodes = read_trace_nodes(openb_csv / "openb_node_list_gpu_node.csv")[:60]
+    tasks = read_trace_pods(openb_csv / "openb_pod_list_default.csv")[:400]
     checked = 0
 
     class CheckingFgd(baselines.FgdPlacer):
@@ -285,15 +282,16 @@ def test_cached_fgd_scores_match_fresh_ones_on_a_slice_of_the_real_trace() -> No
     assert checked > 300
 
 
-@pytest.mark.skipif(not OPENB.exists(), reason="the openb trace is not on this machine")
-def test_cached_default_totals_are_bit_identical_to_fresh_ones_on_a_slice_of_the_real_trace() -> None:
+def test_cached_default_totals_are_bit_identical_to_fresh_ones_on_a_slice_of_the_real_trace(
+    openb_csv: Path,
+) -> None:
     # The replay caches each request's weighted total per node and recomputes only nodes that
     # changed: every decision must see exactly the totals a fresh scoring of all rows gives.
     from modeljob.adapters.trace_files import read_trace_nodes, read_trace_pods
     from modeljob.core.scoring.ranking import best_position, score_rows
 
-    nodes = read_trace_nodes(OPENB / "openb_node_list_gpu_node.csv")[:60]
-    tasks = read_trace_pods(OPENB / "openb_pod_list_cpu300.csv")[:600]
+    nodes = read_trace_nodes(openb_csv / "openb_node_list_gpu_node.csv")[:60]
+    tasks = read_trace_pods(openb_csv / "openb_pod_list_cpu300.csv")[:600]
     checked = 0
 
     class CheckingPlacer(WeightedPlacer):
@@ -326,9 +324,12 @@ def test_cached_default_totals_are_bit_identical_to_fresh_ones_on_a_slice_of_the
     assert checked > 200
 
 
-def test_the_bench_cache_key_hashes_the_sources_that_decide_each_policy(tmp_path: Path) -> None:
+def test_the_bench_cache_key_hashes_the_sources_that_decide_each_policy(
+    tmp_path: Path, openb_csv: Path
+) -> None:
     # bench/placement_quality.py must never render a result that older code or data produced.
-    placement_quality = pytest.importorskip("bench.placement_quality")
+    from bench import placement_quality
+
     default_sources = {p.name for p in placement_quality.sources(ReplayPolicy.DEFAULT)}
     fgd_sources = {p.name for p in placement_quality.sources(ReplayPolicy.FGD)}
     assert {"simulation.py", "baselines.py", "fragmentation.py", "traces.py"} <= fgd_sources
@@ -343,13 +344,11 @@ def test_the_bench_cache_key_hashes_the_sources_that_decide_each_policy(tmp_path
     placement_quality.digest.cache_clear()
     assert placement_quality.digest((source,)) != before
 
-    data = Path("/work/shared/data/openb")
-    if (data / "csv" / "openb_pod_list_default.csv").exists():
-        keys = {
-            placement_quality.cache_key(data, "default", policy, 42)
-            for policy in (ReplayPolicy.DEFAULT, ReplayPolicy.FGD)
-        }
-        assert len(keys) == 2
+    keys = {
+        placement_quality.cache_key(openb_csv.parent, "default", policy, 42)
+        for policy in (ReplayPolicy.DEFAULT, ReplayPolicy.FGD)
+    }
+    assert len(keys) == 2
 
 
 def test_fragmentation_at_the_start_is_the_cpu_only_share_of_the_target_workload() -> None:
