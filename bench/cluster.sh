@@ -5,11 +5,12 @@
 #   - loading the 1,213 openb GPU nodes until every one is Ready (modeljob nodes apply --wait)
 #   - resident memory (RSS) of each control-plane process with those nodes, and the sum
 #   - deleting them again
-# The cold build time is read from the build log (BUILD_LOG, default /tmp/mj/build.log) when it
-# holds a complete first build: re-running a cold build would mean deleting the Go caches.
+# The cold build time is read from the stderr of a first hack/control-plane/build.sh, saved in the
+# file BUILD_LOG names (unset: not reported): re-running a cold build would mean deleting the Go
+# caches.
 #
-# It runs its own cluster (state in $MODELJOB_CACHE/cluster-bench, ports 10000 above the
-# defaults) and removes it at the end, so a development cluster and the tests using it are left
+# It runs its own cluster (registered as "bench-cluster" in tests/cluster.py, which gives its
+# state directory and ports) and removes it at the end, so a development cluster and the tests using it are left
 # alone. Both share the machine's CPUs, though: measure on a quiet machine.
 #
 #   bench/cluster.sh [PYTHON]      PYTHON: the project's venv interpreter (default: python3)
@@ -17,14 +18,12 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py="${1:-python3}"
-cache="${MODELJOB_CACHE:-$HOME/.cache/modeljob}"
-csv="${OPENB_NODES:-/work/shared/data/openb/csv/openb_node_list_gpu_node.csv}"
-build_log="${BUILD_LOG:-/tmp/mj/build.log}"
+csv="${OPENB_NODES:-$repo/data/openb/csv/openb_node_list_gpu_node.csv}"
+build_log="${BUILD_LOG:-}"
 out="$(mktemp)"
 cp_dir="$repo/hack/control-plane"
-export MODELJOB_CLUSTER_DIR="$cache/cluster-bench"
-export MODELJOB_ETCD_PORT=22379 MODELJOB_ETCD_PEER_PORT=22380 MODELJOB_APISERVER_PORT=26443
-export MODELJOB_KCM_PORT=20357 MODELJOB_SCHEDULER_PORT=20359 MODELJOB_KWOK_PORT=20347
+exports="$(cd "$repo" && "$py" -m tests.cluster exports bench-cluster)"
+eval "$exports"   # MODELJOB_CLUSTER_DIR and the MODELJOB_*_PORT variables
 trap 'rm -f "$out"; "$cp_dir/down.sh" >/dev/null 2>&1 || true' EXIT
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
@@ -62,8 +61,8 @@ t0="$(now)"
 t1="$(now)"
 delete="$(secs "$t0" "$t1")"
 
-cold="not measured here (no complete cold build in $build_log)"
-if grep -q "all binaries built in" "$build_log" 2>/dev/null && grep -q "first build" "$build_log"; then
+cold="not measured here (BUILD_LOG names no log of a complete first build)"
+if [ -n "$build_log" ] && grep -q "all binaries built in" "$build_log" 2>/dev/null && grep -q "first build" "$build_log"; then
   cold="$(sed -n 's/.*all binaries built in \([0-9]*\) s.*/\1/p' "$build_log" | head -n 1) s"
 fi
 
@@ -93,12 +92,5 @@ $rss_table
 \`modeljob nodes apply\` said: $(echo "$apply_out" | tr '\n' ' ' | sed 's/ *$//').
 EOF
 
-"$py" - "$repo/docs/benchmarks.md" "$out" <<'PYEOF'
-import pathlib, re, sys
-doc, section = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_text()
-text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-pattern = re.compile(r"^## Local control plane\n.*?(?=^## |\Z)", re.S | re.M)
-text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-doc.write_text(text)
-PYEOF
+"$py" "$repo/bench/report.py" "$out"
 cat "$out"

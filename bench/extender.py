@@ -2,8 +2,8 @@
 at 1,000 and 5,000 fake 8-GPU nodes, and the extender's own latency per verb. Rewrites the
 `## Scheduler extender` section of docs/benchmarks.md.
 
-It runs its own control plane (state in $MODELJOB_CACHE/cluster-bench-extender, ports 40000 above
-the defaults) and removes it at the end, so a development cluster and its tests are left alone.
+It runs its own control plane (registered as "bench-extender" in tests/cluster.py) and removes
+it at the end, so a development cluster and its tests are left alone.
 The extender runs as a separate process (`modeljob extender`), configured by
 hack/extender/extenders.yaml (nodeCacheCapable: true) pointed at its port.
 
@@ -24,12 +24,10 @@ import json
 import os
 import re
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,25 +38,27 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "operator"))
+sys.path[:0] = [str(REPO / "operator"), str(REPO)]  # modeljob, and tests.cluster
+
+from report import write_section  # noqa: E402
 
 from modeljob.adapters import node_catalog  # noqa: E402
 from modeljob.adapters.cluster import ClusterGateway  # noqa: E402
 from modeljob.commands.nodes import apply_nodes  # noqa: E402
+from tests.cluster import (  # noqa: E402
+    CONTROL_PLANES,
+    create_ready_namespace,
+    free_ports,
+    http_get,
+    kubectl,
+    kwok_pod,
+    poll,
+    sample_sum,
+)
 
-CACHE = Path(os.environ.get("MODELJOB_CACHE", Path.home() / ".cache" / "modeljob"))
-STATE = CACHE / "cluster-bench-extender"
-PORTS = {
-    "MODELJOB_ETCD_PORT": "52379",
-    "MODELJOB_ETCD_PEER_PORT": "52380",
-    "MODELJOB_APISERVER_PORT": "56443",
-    "MODELJOB_KCM_PORT": "50357",
-    "MODELJOB_SCHEDULER_PORT": "50359",
-    "MODELJOB_KWOK_PORT": "50347",
-}
-CONTROL_PLANE = REPO / "hack" / "control-plane"
+PLANE = CONTROL_PLANES["bench-extender"]
+STATE = PLANE.state
 EXTENDERS = REPO / "hack" / "extender" / "extenders.yaml"
-DOC = REPO / "docs" / "benchmarks.md"
 SECTION = "## Scheduler extender"
 WORKERS = 16
 POLL_SECONDS = 0.5
@@ -69,27 +69,8 @@ def log(message: str) -> None:
     print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
-def env(extenders: Path | None = None) -> dict[str, str]:
-    environment = {**os.environ, **PORTS, "MODELJOB_CLUSTER_DIR": str(STATE)}
-    environment.pop("MODELJOB_SCHEDULER_EXTENDERS", None)
-    if extenders is not None:
-        environment["MODELJOB_SCHEDULER_EXTENDERS"] = str(extenders)
-    return environment
-
-
 def control_plane(script: str, extenders: Path | None = None) -> None:
-    subprocess.run([str(CONTROL_PLANE / script)], check=True, env=env(extenders), stdout=subprocess.DEVNULL)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http_get(url: str, context: ssl.SSLContext | None = None) -> str:
-    with urllib.request.urlopen(url, timeout=10, context=context) as reply:
-        return str(reply.read().decode())
+    PLANE.run(script, extenders=extenders)
 
 
 def scheduler_metrics() -> str:
@@ -99,20 +80,7 @@ def scheduler_metrics() -> str:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # its self-signed serving cert; loopback only
     context.load_cert_chain(pki / "admin.crt", pki / "admin.key")
-    return http_get(f"https://127.0.0.1:{PORTS['MODELJOB_SCHEDULER_PORT']}/metrics", context)
-
-
-def series(text: str, name: str, labels: Mapping[str, str] | None = None) -> float:
-    """Sum of a metric's samples whose labels include ``labels``."""
-    total = 0.0
-    for line in text.splitlines():
-        match = re.match(rf"^{re.escape(name)}(?:\{{(.*)\}})? ([0-9.e+-]+|NaN|\+Inf)$", line)
-        if match is None:
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
-        if all(found.get(k) == v for k, v in (labels or {}).items()):
-            total += float(match.group(2))
-    return total
+    return http_get(f"https://127.0.0.1:{PLANE.ports()['MODELJOB_SCHEDULER_PORT']}/metrics", context=context)
 
 
 def buckets(text: str, name: str, labels: Mapping[str, str]) -> list[tuple[float, float]]:
@@ -152,29 +120,10 @@ def quantile(q: float, before: list[tuple[float, float]], after: list[tuple[floa
 
 
 def gpu_pod(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "containers": [
-                {
-                    "name": "main",
-                    "image": "registry.invalid/kwok-runs-nothing:1",
-                    "resources": {
-                        "requests": {"cpu": "1", "memory": "1Gi"},
-                        "limits": {"nvidia.com/gpu": "1"},
-                    },
-                }
-            ],
-            "terminationGracePeriodSeconds": 0,
-            # kcm lifts the not-ready taint it finds on new nodes at a few nodes per second (minutes
-            # at 5,000); tolerating it keeps every Ready node feasible in both runs alike.
-            "tolerations": [
-                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}
-            ],
-        },
-    }
+    # kcm lifts the not-ready taint it finds on new nodes at a few nodes per second (minutes at
+    # 5,000); tolerating it keeps every Ready node feasible in both runs alike.
+    not_ready = {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}
+    return kwok_pod(name, gpus=1, cpu="1", memory="1Gi", tolerations=[not_ready])
 
 
 def add_nodes(gateway: ClusterGateway, count: int) -> int:
@@ -222,14 +171,7 @@ class Run:
 
 def schedule_batch(gateway: ClusterGateway, *, nodes: int, pods: int, extender_base: str | None) -> Run:
     namespace = f"bench-{nodes}-{'with' if extender_base else 'without'}"
-    gateway.create_namespace(namespace)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            gateway.read_service_account(namespace, "default")
-            break
-        except Exception:
-            time.sleep(0.2)
+    create_ready_namespace(gateway, namespace)
     ours_before = http_get(f"{extender_base}/metrics") if extender_base else ""  # the server root
     started = time.monotonic()
     with ThreadPoolExecutor(WORKERS) as pool:
@@ -244,10 +186,10 @@ def schedule_batch(gateway: ClusterGateway, *, nodes: int, pods: int, extender_b
     wall = time.monotonic() - started
     theirs = scheduler_metrics()  # kube-scheduler was restarted for this run: its counters start at 0
     scheduled = {"result": "scheduled"}
-    count = series(theirs, "scheduler_scheduling_attempt_duration_seconds_count", scheduled)
-    attempt = series(theirs, "scheduler_scheduling_attempt_duration_seconds_sum", scheduled)
-    algorithm = series(theirs, "scheduler_scheduling_algorithm_duration_seconds_sum")
-    algorithm_count = series(theirs, "scheduler_scheduling_algorithm_duration_seconds_count")
+    count = sample_sum(theirs, "scheduler_scheduling_attempt_duration_seconds_count", scheduled)
+    attempt = sample_sum(theirs, "scheduler_scheduling_attempt_duration_seconds_sum", scheduled)
+    algorithm = sample_sum(theirs, "scheduler_scheduling_algorithm_duration_seconds_sum")
+    algorithm_count = sample_sum(theirs, "scheduler_scheduling_algorithm_duration_seconds_count")
     latency: dict[str, tuple[float, float, int]] = {}
     if extender_base:
         ours_after = http_get(f"{extender_base}/metrics")
@@ -276,24 +218,16 @@ def schedule_batch(gateway: ClusterGateway, *, nodes: int, pods: int, extender_b
 
 def clear(namespace: str, gateway: ClusterGateway) -> None:
     """Delete a run's pods at once (kwok runs no kubelet to wait for) so the next run starts empty."""
-    bin_dir = subprocess.run(
-        [str(CONTROL_PLANE / "build.sh")], capture_output=True, text=True, check=True
-    ).stdout.splitlines()[-1]
-    subprocess.run(
-        [
-            f"{bin_dir}/kubectl",
-            f"--kubeconfig={STATE / 'kubeconfig'}",
-            "delete",
-            "pods",
-            "--all",
-            "-n",
-            namespace,
-            "--grace-period=0",
-            "--force",
-            "--wait=false",
-        ],
-        check=True,
-        capture_output=True,
+    kubectl(
+        PLANE.kubeconfig,
+        "delete",
+        "pods",
+        "--all",
+        "-n",
+        namespace,
+        "--grace-period=0",
+        "--force",
+        "--wait=false",
     )
     while gateway.list_pods(namespace):
         time.sleep(POLL_SECONDS)
@@ -337,13 +271,11 @@ def start_extender(port: int) -> subprocess.Popen[bytes]:
 
 
 def wait_extender_nodes(base: str, count: int) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
+    def cached() -> float:
         http_get(f"{base}/healthz")  # sets the cached-nodes gauge
-        if series(http_get(f"{base}/metrics"), "modeljob_extender_cached_nodes") >= count:
-            return
-        time.sleep(1)
-    raise SystemExit(f"the extender's cache did not reach {count} nodes")
+        return sample_sum(http_get(f"{base}/metrics"), "modeljob_extender_cached_nodes")
+
+    poll(lambda: cached() >= count, f"the extender's cache to reach {count} nodes", timeout_seconds=300)
 
 
 def render(runs: list[Run], node_bytes: int) -> str:
@@ -414,17 +346,6 @@ def render(runs: list[Run], node_bytes: int) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    document = DOC.read_text()
-    start = document.find(SECTION)
-    if start < 0:
-        DOC.write_text(document.rstrip("\n") + "\n\n" + text)
-        return
-    end = document.find("\n## ", start + len(SECTION))
-    rest = document[end + 1 :] if end >= 0 else ""
-    DOC.write_text(document[:start] + text + ("\n" + rest if rest else ""))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -438,7 +359,7 @@ def main() -> int:
     log(f"starting a bench control plane in {STATE}")
     control_plane("down.sh")
     control_plane("up.sh")
-    port = free_port()
+    [port] = free_ports(1)
     base = f"http://127.0.0.1:{port}"
     url = f"{base}/scheduler"
     document = yaml.safe_load(EXTENDERS.read_text())
@@ -448,7 +369,7 @@ def main() -> int:
     extender: subprocess.Popen[bytes] | None = None
     runs: list[Run] = []
     try:
-        gateway = ClusterGateway.from_kubeconfig(STATE / "kubeconfig", connections=WORKERS)
+        gateway = PLANE.gateway(connections=WORKERS)
         extender = start_extender(port)
         node_bytes = 0
         for size in sizes:
@@ -468,8 +389,7 @@ def main() -> int:
                 clear(f"bench-{size}-{'with' if with_extender else 'without'}", gateway)
         text = render(runs, node_bytes)
         print(text)
-        write_section(text)
-        log(f"wrote {SECTION!r} in {DOC}")
+        log(f"wrote {SECTION!r} in {write_section(text)}")
     finally:
         if extender is not None:
             extender.send_signal(signal.SIGTERM)

@@ -1,8 +1,8 @@
 """Operator benchmarks: binding throughput against kube-scheduler on 1,000 fake nodes, and the
 operator's memory with 1,000 nodes and 5,000 pods. Rewrites `## Operator` in docs/benchmarks.md.
 
-It runs its own control plane (state in $MODELJOB_CACHE/cluster-bench-operator, ports 20000 above
-the defaults) and removes it at the end, so a development cluster and its tests are left alone.
+It runs its own control plane (registered as "bench-operator" in tests/cluster.py) and removes
+it at the end, so a development cluster and its tests are left alone.
 
     python bench/operator_throughput.py [--nodes 1000] [--pods 2000] [--total-pods 5000] [--keep]
 
@@ -15,14 +15,12 @@ first create to the moment the API server lists no unbound pod in the namespace 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,24 +29,26 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "operator"))
+sys.path[:0] = [str(REPO / "operator"), str(REPO)]  # modeljob, and tests.cluster
+
+from report import write_section  # noqa: E402
 
 from modeljob.adapters import node_catalog  # noqa: E402
 from modeljob.adapters.cluster import ClusterGateway  # noqa: E402
 from modeljob.commands.nodes import apply_nodes, wait_until_ready  # noqa: E402
+from tests.cluster import (  # noqa: E402
+    CONTROL_PLANES,
+    KWOK_IMAGE,
+    ControlPlaneError,
+    create_ready_namespace,
+    kubectl,
+    kwok_pod,
+    sample_sum,
+    start_operator,
+)
 
-CACHE = Path(os.environ.get("MODELJOB_CACHE", Path.home() / ".cache" / "modeljob"))
-STATE = CACHE / "cluster-bench-operator"
-PORTS = {
-    "MODELJOB_ETCD_PORT": "32379",
-    "MODELJOB_ETCD_PEER_PORT": "32380",
-    "MODELJOB_APISERVER_PORT": "36443",
-    "MODELJOB_KCM_PORT": "30357",
-    "MODELJOB_SCHEDULER_PORT": "30359",
-    "MODELJOB_KWOK_PORT": "30347",
-}
-CONTROL_PLANE = REPO / "hack" / "control-plane"
-DOC = REPO / "docs" / "benchmarks.md"
+PLANE = CONTROL_PLANES["bench-operator"]
+STATE = PLANE.state
 WORKERS = 32
 REPLICAS = 4
 POLL_SECONDS = 0.25
@@ -58,36 +58,6 @@ def log(message: str) -> None:
     print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
-def env() -> dict[str, str]:
-    return {**os.environ, **PORTS, "MODELJOB_CLUSTER_DIR": str(STATE)}
-
-
-def kubectl(*args: str, check: bool = True) -> None:
-    bin_dir = subprocess.run(
-        [str(CONTROL_PLANE / "build.sh")], capture_output=True, text=True, check=True
-    ).stdout.splitlines()[-1]
-    subprocess.run(
-        [f"{bin_dir}/kubectl", f"--kubeconfig={STATE / 'kubeconfig'}", *args],
-        check=check,
-        env=env(),
-        stdout=subprocess.DEVNULL,
-        stderr=None if check else subprocess.DEVNULL,
-    )
-
-
-def kubectl_output(*args: str) -> str:
-    bin_dir = subprocess.run(
-        [str(CONTROL_PLANE / "build.sh")], capture_output=True, text=True, check=True
-    ).stdout.splitlines()[-1]
-    return subprocess.run(
-        [f"{bin_dir}/kubectl", f"--kubeconfig={STATE / 'kubeconfig'}", *args],
-        check=True,
-        env=env(),
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
 REQUEST = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$", re.M)
 
 
@@ -95,7 +65,7 @@ def api_requests() -> Counter[str]:
     """Requests the API server has served so far, by verb, resource and subresource (its metrics).
     Watches and the long-running calls are left out: they are not work per pod."""
     counts: Counter[str] = Counter()
-    for match in REQUEST.finditer(kubectl_output("get", "--raw", "/metrics")):
+    for match in REQUEST.finditer(kubectl(PLANE.kubeconfig, "get", "--raw", "/metrics").stdout):
         labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group("labels")))
         if labels.get("verb") in ("WATCH", "CONNECT"):
             continue
@@ -104,6 +74,12 @@ def api_requests() -> Counter[str]:
         )
         counts[f"{labels.get('verb')} {resource}"] += int(float(match.group("value")))
     return counts
+
+
+def mean(text: str, histogram: str) -> float:
+    """A histogram's mean observation in a Prometheus exposition (NaN before the first)."""
+    count = sample_sum(text, f"{histogram}_count")
+    return sample_sum(text, f"{histogram}_sum") / count if count else float("nan")
 
 
 def in_parallel(work: Callable[[Any], object], items: list[Any]) -> None:
@@ -124,24 +100,7 @@ def wait_all_bound(gateway: ClusterGateway, namespace: str, expected: int, timeo
 
 
 def plain_pod(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "containers": [
-                {
-                    "name": "main",
-                    "image": "registry.invalid/kwok-runs-nothing:1",
-                    "resources": {
-                        "requests": {"cpu": "1", "memory": "1Gi"},
-                        "limits": {"nvidia.com/gpu": "1"},
-                    },
-                }
-            ],
-            "terminationGracePeriodSeconds": 0,
-        },
-    }
+    return kwok_pod(name, gpus=1, cpu="1", memory="1Gi")
 
 
 def model_job(name: str) -> dict[str, Any]:
@@ -153,21 +112,9 @@ def model_job(name: str) -> dict[str, Any]:
             "model": {"parameters": "1B"},
             "replicas": REPLICAS,
             "resources": {"gpus": 1, "cpu": "1", "memory": "1Gi", "ephemeralStorage": "1Gi"},
-            "template": {"spec": {"containers": [{"name": "main", "image": "registry.invalid/x:1"}]}},
+            "template": {"spec": {"containers": [{"name": "main", "image": KWOK_IMAGE}]}},
         },
     }
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (held open together, so none is handed out twice)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def rss_mib(pid: int) -> float:
@@ -190,11 +137,6 @@ def control_plane_cpu() -> dict[str, float]:
     }
 
 
-def metric(text: str, name: str) -> float:
-    match = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.M)
-    return float(match.group(1)) if match else float("nan")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -208,15 +150,18 @@ def main() -> int:
     args = parser.parse_args()
 
     log(f"starting a bench control plane in {STATE}")
-    subprocess.run([str(CONTROL_PLANE / "up.sh")], check=True, env=env(), stdout=subprocess.DEVNULL)
-    operator: subprocess.Popen[bytes] | None = None
+    PLANE.run("up.sh")
+    operator = None
     try:
-        gateway = ClusterGateway.from_kubeconfig(STATE / "kubeconfig", connections=WORKERS)
-        kubectl("apply", "--server-side", "-f", str(REPO / "crds" / "modeljob.dev_modeljobs.yaml"))
+        gateway = PLANE.gateway(connections=WORKERS)
+        config = PLANE.kubeconfig
+        kubectl(config, "apply", "--server-side", "-f", str(REPO / "crds" / "modeljob.dev_modeljobs.yaml"))
         peering = str(REPO / "hack" / "kopf-peering-crd.yaml")
-        kubectl("apply", "--server-side", "-f", peering, check=False)  # the object needs its CRD established
-        kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/clusterkopfpeerings.kopf.dev")
-        kubectl("apply", "--server-side", "-f", peering)
+        kubectl(config, "apply", "--server-side", "-f", peering, check=False)  # the object needs its CRD
+        kubectl(
+            config, "wait", "--for=condition=Established", "--timeout=60s", "crd/clusterkopfpeerings.kopf.dev"
+        )
+        kubectl(config, "apply", "--server-side", "-f", peering)
 
         log(f"creating {args.nodes} fake 8-GPU nodes")
         group = node_catalog.PRESETS["mixed"][0]
@@ -238,8 +183,7 @@ def main() -> int:
             raise SystemExit("the fake nodes did not become Ready")
 
         log(f"kube-scheduler: {args.pods} pods")
-        gateway.create_namespace("bench-kube-scheduler")
-        time.sleep(1)  # the namespace's default service account
+        create_ready_namespace(gateway, "bench-kube-scheduler")
         cpu_before = control_plane_cpu()
         requests_before = api_requests()
         started = time.monotonic()
@@ -252,85 +196,51 @@ def main() -> int:
         scheduler_requests = api_requests() - requests_before
 
         log("starting the operator")
-        metrics_port, liveness_port, extender_port = free_ports(3)
         operator_log = STATE / "logs" / "modeljob-operator.log"
-        operator_env = {
-            **env(),
-            "KUBECONFIG": str(STATE / "kubeconfig"),
-            "MODELJOB_SERVER__HOST": "127.0.0.1",
-            "MODELJOB_SERVER__METRICS_PORT": str(metrics_port),
-            "MODELJOB_SERVER__LIVENESS_PORT": str(liveness_port),
-            "MODELJOB_EXTENDER__HOST": "127.0.0.1",
-            "MODELJOB_EXTENDER__PORT": str(extender_port),
-            "MODELJOB_LOGGING__LEVEL": os.environ.get("MODELJOB_LOGGING__LEVEL", "WARNING"),
-            "PYTHONPATH": str(REPO / "operator"),
-        }
-        with operator_log.open("ab") as out:
-            operator = subprocess.Popen(
-                [sys.executable, "-m", "modeljob", "run"],
-                env=operator_env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{liveness_port}/healthz", timeout=1).close()
-                break
-            except OSError:
-                if operator.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the operator did not start; see {operator_log}") from None
-                time.sleep(0.2)
-        idle_rss = rss_mib(operator.pid)
+        level = os.environ.get("MODELJOB_LOGGING__LEVEL", "WARNING")
+        operator = start_operator(
+            PLANE.kubeconfig, operator_log, {"MODELJOB_LOGGING__LEVEL": level}, timeout_seconds=120
+        )
+        idle_rss = rss_mib(operator.process.pid)
 
         jobs = args.pods // REPLICAS
         log(f"operator: {jobs} ModelJobs x {REPLICAS} replicas")
-        gateway.create_namespace("bench-operator")
-        time.sleep(1)
+        create_ready_namespace(gateway, "bench-operator")
         manifests = [model_job(f"job-{i:05d}") for i in range(jobs)]
         cpu_before = control_plane_cpu()
-        operator_cpu_before = cpu_seconds(operator.pid)
+        operator_cpu_before = cpu_seconds(operator.process.pid)
         requests_before = api_requests()
         started = time.monotonic()
         in_parallel(lambda m: create_modeljob(gateway, "bench-operator", m), manifests)
         operator_seconds = wait_all_bound(gateway, "bench-operator", jobs * REPLICAS) - started
         operator_cpu = {k: v - cpu_before[k] for k, v in control_plane_cpu().items()}
-        operator_cpu["modeljob operator"] = cpu_seconds(operator.pid) - operator_cpu_before
+        operator_cpu["modeljob operator"] = cpu_seconds(operator.process.pid) - operator_cpu_before
         operator_requests = api_requests() - requests_before
 
         extra = args.total_pods - args.pods - jobs * REPLICAS
         if extra > 0:
             log(f"topping the cluster up to {args.total_pods} pods")
-            gateway.create_namespace("bench-extra")
-            time.sleep(1)
+            create_ready_namespace(gateway, "bench-extra")
             in_parallel(
                 lambda i: gateway.create_pod("bench-extra", plain_pod(f"x-{i:05d}")), list(range(extra))
             )
             wait_all_bound(gateway, "bench-extra", extra)
         log("letting the watches settle")
         time.sleep(20)
-        loaded_rss = rss_mib(operator.pid)
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
-            text = reply.read().decode()
-        cycles = metric(text, "modeljob_scheduling_cycle_duration_seconds_count")
-        cycle_mean = (
-            metric(text, "modeljob_scheduling_cycle_duration_seconds_sum") / cycles
-            if cycles
-            else float("nan")
-        )
-        binding_mean = metric(text, "modeljob_binding_duration_seconds_sum") / metric(
-            text, "modeljob_binding_duration_seconds_count"
-        )
+        loaded_rss = rss_mib(operator.process.pid)
+        text = operator.metrics()
+        cycles = sample_sum(text, "modeljob_scheduling_cycle_duration_seconds_count")
+        cycle_mean = mean(text, "modeljob_scheduling_cycle_duration_seconds")
+        binding_mean = mean(text, "modeljob_binding_duration_seconds")
         pods_total = len(gateway.list_pods())
         load = os.getloadavg()[2]
     finally:
-        if operator is not None and operator.poll() is None:
-            operator.send_signal(signal.SIGTERM)
-            operator.wait(timeout=60)
+        if operator is not None and operator.process.poll() is None:
+            operator.process.send_signal(signal.SIGTERM)
+            operator.process.wait(timeout=60)
         if not args.keep:
-            subprocess.run(
-                [str(CONTROL_PLANE / "down.sh")], env=env(), stdout=subprocess.DEVNULL, check=False
-            )
+            with contextlib.suppress(ControlPlaneError):
+                PLANE.run("down.sh")
 
     rows = [
         (
@@ -413,14 +323,7 @@ per job is more sensitive to CPU contention than kube-scheduler's one binding pe
 workers (MODELJOB_SCHEDULING__JOB_WORKERS=32, BIND_WORKERS=64) did not help under contention.
 docs/operator.md says what would shorten the chain.
 """
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Operator\n.*?(?=^## |\Z)", re.S | re.M)
-    text = (
-        pattern.sub(lambda _: section + "\n", text)
-        if pattern.search(text)
-        else text.rstrip() + "\n\n" + section
-    )
-    DOC.write_text(text)
+    write_section(section)
     print(section)
     return 0
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from report import write_section
 
 from modeljob.adapters.trace_files import read_trace_nodes, read_trace_pods
 from modeljob.core.fragmentation import compile_workload, learn_target_workload
@@ -112,19 +113,6 @@ def time_one_decision(nodes_count: int, repeats: int) -> float:
         choose_node(table, request, weights=DEFAULT_WEIGHTS, context=context)
         timings.append((time.perf_counter() - started) * 1000)
     return statistics.median(timings)
-
-
-def write_section(text: str) -> Path:
-    path = ROOT / "docs" / "benchmarks.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = current.find(SECTION)
-    if start == -1:
-        updated = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = current.find("\n## ", start + len(SECTION))
-        updated = current[:start] + text + (current[end + 1 :] if end != -1 else "")
-    path.write_text(updated.rstrip("\n") + "\n")
-    return path
 
 
 def main() -> int:

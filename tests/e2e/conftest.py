@@ -11,8 +11,9 @@ If the control plane cannot be built or started, every e2e test FAILS with the s
 a missing cluster is a broken setup, never a reason to skip.
 
 The tests' cluster is not `make cluster`'s: its state is $MODELJOB_CACHE/cluster-e2e and its
-ports are E2E_PORTS, so what a user left in the demo cluster (`make demo`'s jobs hold the preset
-nodes' GPUs) never changes what a test sees, and a test run never touches the user's cluster.
+ports are those registered as "e2e" in tests/cluster.py, so what a user left in the demo cluster
+(`make demo`'s jobs hold the preset nodes' GPUs) never changes what a test sees, and a test run
+never touches the user's cluster.
 MODELJOB_E2E_CLUSTER_DIR points the tests at another state directory (with the ports in the
 MODELJOB_*_PORT variables of hack/control-plane/lib.sh).
 """
@@ -22,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,12 +32,15 @@ import pytest
 from modeljob.adapters import node_catalog
 from modeljob.adapters.cluster import ClusterGateway, NotFoundError
 from modeljob.commands.nodes import apply_nodes, wait_until_ready
-from tests.e2e.kube import Cluster, exists, wait_for
+from tests.cluster import (
+    CONTROL_PLANES,
+    ControlPlane,
+    ControlPlaneError,
+    binaries,
+    create_ready_namespace,
+)
+from tests.e2e.kube import Cluster, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
-CONTROL_PLANE = REPO / "hack" / "control-plane"
-# A cold build compiles Kubernetes (~11 min on 2 cores); a warm start takes seconds.
-BUILD_TIMEOUT_SECONDS = 60 * 60
 UP_TIMEOUT_SECONDS = 300
 PRESET = "mixed"
 NODES_READY_TIMEOUT_SECONDS = 60
@@ -50,49 +53,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
-CACHE = Path(os.environ.get("MODELJOB_CACHE", Path.home() / ".cache" / "modeljob"))
-# Loopback ports of the tests' own control plane: `make cluster`'s (hack/control-plane/lib.sh)
-# plus 1,000, below the kernel's ephemeral range and clear of the other clusters this project
-# starts: bench/cluster.sh (2xxxx), bench/operator_throughput.py (3xxxx), tests/e2e/test_extender.py
-# (+2,000) and bench/extender.py (5xxxx), so a benchmark can run while this cluster is up.
-E2E_PORTS = {
-    "MODELJOB_ETCD_PORT": "13379",
-    "MODELJOB_ETCD_PEER_PORT": "13380",
-    "MODELJOB_APISERVER_PORT": "17443",
-    "MODELJOB_KCM_PORT": "11357",
-    "MODELJOB_SCHEDULER_PORT": "11359",
-    "MODELJOB_KWOK_PORT": "11347",
-}
-
-
-def _cluster_env() -> dict[str, str]:
+def _control_plane() -> ControlPlane:
+    """The tests' own control plane (registered in tests/cluster.py), or the one in
+    MODELJOB_E2E_CLUSTER_DIR with the ports of the environment."""
     if "MODELJOB_E2E_CLUSTER_DIR" in os.environ:
-        return {**os.environ, "MODELJOB_CLUSTER_DIR": os.environ["MODELJOB_E2E_CLUSTER_DIR"]}
-    return {**os.environ, **E2E_PORTS, "MODELJOB_CLUSTER_DIR": str(CACHE / "cluster-e2e")}
-
-
-def _run_script(script: Path, timeout: int) -> str:
-    try:
-        result = subprocess.run(
-            [str(script)], capture_output=True, text=True, timeout=timeout, check=False, env=_cluster_env()
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{script.name} did not finish within {timeout} s", pytrace=False)
-    if result.returncode != 0:
-        pytest.fail(
-            f"{script.name} failed (exit {result.returncode}); the e2e tests need the local control plane.\n"
-            f"{result.stderr[-4000:]}",
-            pytrace=False,
-        )
-    return result.stdout
+        return ControlPlane(Path(os.environ["MODELJOB_E2E_CLUSTER_DIR"]), port_offset=None)
+    return CONTROL_PLANES["e2e"]
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    bin_dir = Path(_run_script(CONTROL_PLANE / "build.sh", BUILD_TIMEOUT_SECONDS).strip().splitlines()[-1])
-    state = Path(_cluster_env()["MODELJOB_CLUSTER_DIR"])
-    was_running = (state / "pids" / "kube-apiserver.pid").exists()
-    out = _run_script(CONTROL_PLANE / "up.sh", UP_TIMEOUT_SECONDS)
+    plane = _control_plane()
+    try:
+        bin_dir = binaries()
+        was_running = (plane.state / "pids" / "kube-apiserver.pid").exists()
+        out = plane.run("up.sh", timeout_seconds=UP_TIMEOUT_SECONDS)
+    except ControlPlaneError as exc:
+        pytest.fail(f"the e2e tests need the local control plane: {exc}", pytrace=False)
     match = re.search(r"^export KUBECONFIG=(.+)$", out, flags=re.MULTILINE)
     if match is None:
         pytest.fail(f"up.sh printed no `export KUBECONFIG=` line:\n{out}", pytrace=False)
@@ -100,7 +77,7 @@ def cluster() -> Iterator[Cluster]:
     with ClusterGateway.from_kubeconfig(kubeconfig) as gateway:
         yield Cluster(kubeconfig=kubeconfig, bin_dir=bin_dir, gateway=gateway)
     if os.environ.get("MODELJOB_E2E_STOP_CLUSTER") == "1" and not was_running:
-        _run_script(CONTROL_PLANE / "down.sh", UP_TIMEOUT_SECONDS)
+        plane.run("down.sh", timeout_seconds=UP_TIMEOUT_SECONDS)
 
 
 @pytest.fixture(scope="session")
@@ -163,9 +140,7 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     """A fresh namespace named after the test, deleted (without waiting) afterwards."""
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"e2e-{slug}-{uuid.uuid4().hex[:5]}"
-    cluster.gateway.create_namespace(name, labels={"modeljob.dev/e2e": "true"})
-    # Pods are refused until kcm's service-account controller has made `default` (admission).
-    wait_for(lambda: exists(lambda: cluster.gateway.read_service_account(name, "default")), "default SA")
+    create_ready_namespace(cluster.gateway, name, labels={"modeljob.dev/e2e": "true"})
     yield name
     with contextlib.suppress(NotFoundError):  # the test may have deleted it itself
         cluster.gateway.delete_namespace(name)

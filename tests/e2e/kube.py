@@ -1,17 +1,19 @@
-"""Helpers for tests against the local control plane: the cluster handle, polling, object builders."""
+"""Helpers for tests against the local control plane: the cluster handle and polling that fails the test.
+
+They wrap tests/cluster.py (shared with the benchmarks), turning its errors into test failures.
+"""
 
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from modeljob.adapters.cluster import ClusterGateway, NotFoundError
+from modeljob.adapters.cluster import ClusterGateway
+from tests import cluster as control_plane
 
 
 @dataclass(frozen=True)
@@ -26,14 +28,7 @@ class Cluster:
         self, *args: str, check: bool = True, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run the built kubectl against this cluster; check=True fails the test on a non-zero exit."""
-        result = subprocess.run(
-            [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = control_plane.kubectl(self.kubeconfig, *args, stdin=stdin, check=False)
         if check and result.returncode != 0:
             pytest.fail(f"kubectl {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}")
         return result
@@ -41,28 +36,7 @@ class Cluster:
 
 def wait_for(condition: Callable[[], bool], what: str, *, timeout_seconds: float = 30) -> None:
     """Poll `condition` until it holds; fail the test naming `what` after the timeout."""
-    deadline = time.monotonic() + timeout_seconds
-    while not condition():
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout_seconds} s waiting for {what}")
-        time.sleep(0.2)
-
-
-def exists(read: Callable[[], object]) -> bool:
-    """Whether a read succeeds (False on 404)."""
     try:
-        read()
-    except NotFoundError:
-        return False
-    return True
-
-
-def make_pod(name: str, *, gpus: int = 0, scheduler_name: str | None = None) -> dict[str, Any]:
-    """A one-container pod; `gpus` > 0 asks for nvidia.com/gpu (limits only: requests default to them)."""
-    container: dict[str, Any] = {"name": "main", "image": "registry.invalid/kwok-runs-nothing:1"}
-    if gpus:
-        container["resources"] = {"limits": {"nvidia.com/gpu": str(gpus)}}
-    spec: dict[str, Any] = {"containers": [container], "terminationGracePeriodSeconds": 0}
-    if scheduler_name is not None:
-        spec["schedulerName"] = scheduler_name
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+        control_plane.poll(condition, what, timeout_seconds=timeout_seconds)
+    except TimeoutError as exc:
+        pytest.fail(str(exc))

@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +22,7 @@ import pytest
 from modeljob.adapters import node_catalog
 from modeljob.adapters.cluster import ClusterError, NotFoundError
 from modeljob.commands.nodes import apply_nodes, wait_until_ready
+from tests.cluster import KWOK_IMAGE, ControlPlaneError, OperatorProcess, kwok_pod, sample_sum, start_operator
 from tests.e2e.kube import Cluster, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,19 +30,8 @@ CRD = REPO / "crds" / "modeljob.dev_modeljobs.yaml"
 PEERING = REPO / "hack" / "kopf-peering-crd.yaml"
 POOL_KEY = "modeljob.dev/e2e-pool"
 IDENTITY = "e2e-operator"  # one identity for every operator the tests start: a restart is the same peer
-START_TIMEOUT_SECONDS = 60
 
 GROUP, VERSION, PLURAL = "modeljob.dev", "v1alpha1", "modeljobs"
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports free now: all held open at once, so the kernel cannot
-    hand the same one out twice (one at a time, it may)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 @dataclass
@@ -56,65 +41,68 @@ class Operator:
     cluster: Cluster
     log_path: Path
     settings: Mapping[str, str] = field(default_factory=dict)
-    process: subprocess.Popen[bytes] | None = None
-    liveness_port: int = 0
-    metrics_port: int = 0
+    running: OperatorProcess | None = None
     starts: int = 0
 
     def start(self) -> None:
-        self.liveness_port, self.metrics_port, self.extender_port = free_ports(3)
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.cluster.kubeconfig),
+        self.starts += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"\n===== start #{self.starts} =====\n".encode())
+        settings = {
             "MODELJOB_PEERING__IDENTITY": IDENTITY,
             "MODELJOB_PEERING__LIFETIME_SECONDS": "10",
-            "MODELJOB_SERVER__HOST": "127.0.0.1",
-            "MODELJOB_SERVER__LIVENESS_PORT": str(self.liveness_port),
-            "MODELJOB_SERVER__METRICS_PORT": str(self.metrics_port),
-            "MODELJOB_EXTENDER__HOST": "127.0.0.1",
-            "MODELJOB_EXTENDER__PORT": str(self.extender_port),
             "MODELJOB_SCHEDULING__NODE_LOST_AFTER_SECONDS": "0",
             "MODELJOB_SCHEDULING__RESYNC_SECONDS": "2",
             **self.settings,
         }
-        self.starts += 1
-        with self.log_path.open("ab") as log:
-            log.write(f"\n===== start #{self.starts} =====\n".encode())
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "modeljob", "run"], env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not self.healthy():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the operator did not become healthy; its log:\n{self.log_tail()}")
-            time.sleep(0.2)
+        try:
+            self.running = start_operator(self.cluster.kubeconfig, self.log_path, settings)
+        except ControlPlaneError as exc:
+            pytest.fail(str(exc))
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self.running.process if self.running is not None else None
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=1) as reply:
-                return bool(reply.status == 200)
-        except OSError:
-            return False
+        return self.running is not None and self.running.healthy()
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as reply:
-            return str(reply.read().decode())
+        assert self.running is not None, "the operator is not running"
+        return self.running.metrics()
+
+    def cycles(self) -> float:
+        """Scheduling cycles completed so far (the cycle histogram's count on /metrics)."""
+        return sample_sum(self.metrics(), "modeljob_scheduling_cycle_duration_seconds_count")
+
+    def wait_cycles_after_now(self, *, timeout_seconds: float = 30) -> None:
+        """Wait until a whole scheduling cycle has started and finished after this call: two more
+        completions than now (the first may be a cycle already running with an older snapshot).
+        The positive signal that the operator has looked at the cluster as it is now."""
+        seen = self.cycles()
+        wait_for(
+            lambda: self.cycles() >= seen + 2,
+            f"two scheduling cycles after {seen:.0f}",
+            timeout_seconds=timeout_seconds,
+        )
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=30)
-        self.process = None
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+        self.running = None
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=30)
+                process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
-        self.process = None
+                process.kill()
+                process.wait(timeout=30)
+        self.running = None
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -193,7 +181,7 @@ class Pool:
         self.cluster.gateway.delete_node(name)
         self.nodes.remove(name)
 
-    def template(self, image: str = "registry.invalid/kwok-runs-nothing:1") -> dict[str, Any]:
+    def template(self, image: str = KWOK_IMAGE) -> dict[str, Any]:
         """A pod template that lands only on this pool."""
         return {
             "spec": {
@@ -314,18 +302,12 @@ def wait_event(
 def hold_gpus(cluster: Cluster, namespace: str, pool: Pool, name: str, *, node: str, gpus: int) -> None:
     """A plain pod, bound by kube-scheduler to ``node`` of the pool, holding ``gpus`` GPUs."""
     template = pool.template()["spec"]
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            **template,
-            "nodeSelector": {**template["nodeSelector"], "kubernetes.io/hostname": node},
-            "containers": [
-                {"name": "main", "image": "x", "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}
-            ],
-        },
-    }
+    pod = kwok_pod(
+        name,
+        gpus=gpus,
+        node_selector={**template["nodeSelector"], "kubernetes.io/hostname": node},
+        tolerations=template["tolerations"],
+    )
     cluster.gateway.create_pod(namespace, pod)
     wait_for(
         lambda: (cluster.gateway.read_pod(namespace, name).get("status") or {}).get("phase") == "Running",

@@ -17,7 +17,8 @@ import pytest
 from modeljob.adapters import node_catalog
 from modeljob.adapters.cluster import ClusterGateway, ForbiddenError, NotFoundError
 from modeljob.commands.nodes import is_ready
-from tests.e2e.kube import Cluster, exists, make_pod, wait_for
+from tests.cluster import exists, kwok_pod
+from tests.e2e.kube import Cluster, wait_for
 
 PreparedNodes = tuple[node_catalog.NodeSpec, ...]
 
@@ -48,7 +49,7 @@ def test_preset_nodes_are_ready_and_offer_their_gpus(cluster: Cluster, preset_no
 def test_gpu_pod_is_bound_by_kube_scheduler_to_a_gpu_node_and_runs(
     cluster: Cluster, preset_nodes: PreparedNodes, namespace: str
 ) -> None:
-    cluster.gateway.create_pod(namespace, make_pod("trainer", gpus=1))
+    cluster.gateway.create_pod(namespace, kwok_pod("trainer", gpus=1))
 
     wait_for(lambda: _pod_phase(cluster, namespace, "trainer") == "Running", "pod trainer Running")
 
@@ -63,7 +64,7 @@ def test_gpu_pod_is_bound_by_kube_scheduler_to_a_gpu_node_and_runs(
 def test_pod_asking_for_more_gpus_than_any_node_has_stays_pending(
     cluster: Cluster, preset_nodes: PreparedNodes, namespace: str
 ) -> None:
-    cluster.gateway.create_pod(namespace, make_pod("too-big", gpus=9))
+    cluster.gateway.create_pod(namespace, kwok_pod("too-big", gpus=9))
 
     def refused() -> bool:
         events = _scheduling_events(cluster, namespace, "too-big")
@@ -80,7 +81,7 @@ def test_pod_asking_for_more_gpus_than_any_node_has_stays_pending(
 def test_deleting_a_namespace_with_a_running_pod_completes(
     cluster: Cluster, preset_nodes: PreparedNodes, namespace: str
 ) -> None:
-    cluster.gateway.create_pod(namespace, make_pod("worker", gpus=1))
+    cluster.gateway.create_pod(namespace, kwok_pod("worker", gpus=1))
     wait_for(lambda: _pod_phase(cluster, namespace, "worker") == "Running", "pod worker Running")
 
     cluster.gateway.delete_namespace(namespace)

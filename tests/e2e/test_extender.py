@@ -1,18 +1,16 @@
 """kube-scheduler with the modeljob extender, on a control plane of its own (the shared dev cluster's
 kube-scheduler is never reconfigured).
 
-The module starts a second local control plane (state in $MODELJOB_CACHE/cluster-extender-e2e,
-ports 30000 above the defaults) with two 8-GPU nodes and a CPU node, where 6 GPUs of gpu-a are
-taken: kube-scheduler alone spreads a 1-GPU pod to the empty gpu-b, our scoring packs it onto
-gpu-a (keeping gpu-b's 8 GPUs whole). The extender runs in this process (its real HTTP server and
-watches); kube-scheduler gets hack/extender/extenders.yaml with the port the test chose. The
-control plane is stopped and removed at the end.
+The module starts a second local control plane (registered as "e2e-extender" in tests/cluster.py)
+with two 8-GPU nodes and a CPU node, where 6 GPUs of gpu-a are taken: kube-scheduler alone spreads
+a 1-GPU pod to the empty gpu-b, our scoring packs it onto gpu-a (keeping gpu-b's 8 GPUs whole).
+The extender runs in this process (its real HTTP server and watches); kube-scheduler gets
+hack/extender/extenders.yaml with the port the test chose. The control plane is stopped and
+removed at the end.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ import pytest
 import yaml
 
 from modeljob.adapters import node_catalog
-from modeljob.adapters.cluster import ClusterGateway, NotFoundError
+from modeljob.adapters.cluster import ClusterGateway
 from modeljob.adapters.extender.cache import ClusterCache, ClusterFeed
 from modeljob.adapters.extender.metrics import ExtenderMetrics
 from modeljob.adapters.extender.routes import build_app
@@ -32,44 +30,28 @@ from modeljob.adapters.kube_objects import NodeLabelKeys
 from modeljob.commands.nodes import apply_nodes, wait_until_ready
 from modeljob.core.resources import GIB, TIB
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS
+from tests.cluster import (
+    CONTROL_PLANES,
+    ControlPlaneError,
+    binaries,
+    create_ready_namespace,
+    exists,
+    kwok_pod,
+)
 from tests.e2e.kube import Cluster, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-CONTROL_PLANE = REPO / "hack" / "control-plane"
 EXTENDERS = REPO / "hack" / "extender" / "extenders.yaml"
-CACHE = Path(os.environ.get("MODELJOB_CACHE", Path.home() / ".cache" / "modeljob"))
-STATE = CACHE / "cluster-extender-e2e"
-# make cluster's ports + 2,000, below the kernel's ephemeral range (32768 and up): a fixed port in
-# that range can be taken at any moment by some process's outgoing connection (it was, once, in CI).
-PORTS = {
-    "MODELJOB_ETCD_PORT": "14379",
-    "MODELJOB_ETCD_PEER_PORT": "14380",
-    "MODELJOB_APISERVER_PORT": "18443",
-    "MODELJOB_KCM_PORT": "12357",
-    "MODELJOB_SCHEDULER_PORT": "12359",
-    "MODELJOB_KWOK_PORT": "12347",
-}
-EXTENDER_PORT = 18888
+PLANE = CONTROL_PLANES["e2e-extender"]
+EXTENDER_PORT = 18888  # below the ephemeral range, and in no control plane's port table
 NAMESPACE = "extender-e2e"
-SCRIPT_TIMEOUT_SECONDS = 600
 
 
 def control_plane(script: str, *, extenders: Path | None = None) -> str:
-    env = {**os.environ, **PORTS, "MODELJOB_CLUSTER_DIR": str(STATE)}
-    env.pop("MODELJOB_SCHEDULER_EXTENDERS", None)
-    if extenders is not None:
-        env["MODELJOB_SCHEDULER_EXTENDERS"] = str(extenders)
-    result = subprocess.run(
-        [str(CONTROL_PLANE / script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SCRIPT_TIMEOUT_SECONDS,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"{script} failed (exit {result.returncode}):\n{result.stderr[-4000:]}", pytrace=False)
-    return result.stdout
+    try:
+        return PLANE.run(script, extenders=extenders)
+    except ControlPlaneError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 def extenders_file(directory: Path, *, ignorable: bool = False) -> Path:
@@ -133,21 +115,9 @@ def gpu_node(name: str) -> node_catalog.NodeSpec:
     )
 
 
-def pod(
-    name: str, *, gpus: int = 0, node: str | None = None, cpu: str = "1", memory: str = "4Gi"
-) -> dict[str, Any]:
-    resources: dict[str, Any] = {"requests": {"cpu": cpu, "memory": memory}}
-    if gpus:
-        resources["limits"] = {"nvidia.com/gpu": str(gpus)}
-    spec: dict[str, Any] = {
-        "containers": [
-            {"name": "main", "image": "registry.invalid/kwok-runs-nothing:1", "resources": resources}
-        ],
-        "terminationGracePeriodSeconds": 0,
-    }
-    if node is not None:
-        spec["nodeName"] = node
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+def pod(name: str, *, gpus: int = 0) -> dict[str, Any]:
+    """A kwok pod asking for 1 CPU and 4 GiB besides its GPUs: kube-scheduler's spreading weighs them."""
+    return kwok_pod(name, gpus=gpus, cpu="1", memory="4Gi")
 
 
 def node_of(cluster: Cluster, name: str) -> str | None:
@@ -173,30 +143,19 @@ def scheduling_failures(cluster: Cluster, name: str) -> list[str]:
 
 def delete_and_wait(cluster: Cluster, name: str) -> None:
     cluster.gateway.delete_pod(NAMESPACE, name, grace_period_seconds=0)
-
-    def gone() -> bool:
-        try:
-            cluster.gateway.read_pod(NAMESPACE, name)
-        except NotFoundError:
-            return True
-        return False
-
-    wait_for(gone, f"pod {name} to be deleted")
+    wait_for(
+        lambda: not exists(lambda: cluster.gateway.read_pod(NAMESPACE, name)), f"pod {name} to be deleted"
+    )
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     workdir = tmp_path_factory.mktemp("extender")
-    bin_dir = Path(
-        subprocess.run(
-            [str(CONTROL_PLANE / "build.sh")], capture_output=True, text=True, check=True, timeout=3600
-        ).stdout.splitlines()[-1]
-    )
+    bin_dir = binaries()
     control_plane("down.sh")  # a leftover from an interrupted run would keep its old scheduler config
     control_plane("up.sh")
-    kubeconfig = STATE / "kubeconfig"
-    gateway = ClusterGateway.from_kubeconfig(kubeconfig)
-    cluster = Cluster(kubeconfig=kubeconfig, bin_dir=bin_dir, gateway=gateway)
+    gateway = PLANE.gateway()
+    cluster = Cluster(kubeconfig=PLANE.kubeconfig, bin_dir=bin_dir, gateway=gateway)
     extender = LocalExtender(gateway)
     try:
         specs = [gpu_node("gpu-a"), gpu_node("gpu-b"), node_catalog.NodeSpec("cpu-0", 32_000, 128 * GIB, TIB)]
@@ -208,23 +167,16 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             return all(not n["spec"].get("taints") for n in gateway.list_nodes())
 
         wait_for(untainted, "kcm to lift the not-ready taints", timeout_seconds=60)
-        gateway.create_namespace(NAMESPACE)
-        wait_for(lambda: _has_default_service_account(gateway), "the default service account")
+        create_ready_namespace(gateway, NAMESPACE)
         # 6 of gpu-a's 8 GPUs (and a quarter of its CPUs) are taken, bound without any scheduler.
-        gateway.create_pod(NAMESPACE, pod("holds-6-gpus", gpus=6, node="gpu-a", cpu="48", memory="256Gi"))
+        gateway.create_pod(
+            NAMESPACE, kwok_pod("holds-6-gpus", gpus=6, node="gpu-a", cpu="48", memory="256Gi")
+        )
         yield Setup(cluster=cluster, extender=extender, workdir=workdir)
     finally:
         extender.stop()
         gateway.close()
         control_plane("down.sh")
-
-
-def _has_default_service_account(gateway: ClusterGateway) -> bool:
-    try:
-        gateway.read_service_account(NAMESPACE, "default")
-    except NotFoundError:
-        return False
-    return True
 
 
 # The tests run in file order: each one reconfigures the scheduler for the next.

@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from modeljob.adapters.cluster import NotFoundError
-from tests.e2e.kube import Cluster, exists, wait_for
+from tests.cluster import exists
+from tests.e2e.kube import Cluster, wait_for
 from tests.e2e.operator_fixtures import (
     Pool,
     apply,

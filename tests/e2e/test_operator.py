@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import time
+import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,12 @@ import yaml
 
 from modeljob.adapters import kube_objects
 from modeljob.core.resources import MIB
+from tests.cluster import sample_sum
 from tests.e2e.kube import Cluster, wait_for
 from tests.e2e.operator_fixtures import (
     Pool,
     apply,
+    get_job,
     hold_gpus,
     install_crds,
     job_pods,
@@ -104,7 +107,7 @@ def test_each_example_runs_on_the_node_type_it_was_sized_for(
 def test_a_gang_with_room_for_three_of_four_waits_unbound_then_is_placed_whole(
     cluster: Cluster, namespace: str, pool: Pool, start_operator: Any
 ) -> None:
-    start_operator()
+    operator = start_operator()
     first, _ = pool.add("h100", 2)
     hold_gpus(cluster, namespace, pool, "blocker", node=first, gpus=4)
     apply(cluster, namespace, model_job("gang", pool, replicas=4, gpus=4))
@@ -113,7 +116,7 @@ def test_a_gang_with_room_for_three_of_four_waits_unbound_then_is_placed_whole(
         lambda: "replica 4 of 4 has no node now" in str(status(cluster, namespace, "gang").get("message")),
         "the waiting reason",
     )
-    time.sleep(3)  # several cycles: still nothing may be bound
+    operator.wait_cycles_after_now()  # it looked again at 3 of 4 fitting: still nothing may be bound
     assert job_pods(cluster, namespace, "gang") == []
     assert status(cluster, namespace, "gang")["phase"] == "Queued"
     assert waiting.get("placement") in (None, [])
@@ -138,7 +141,13 @@ def test_with_the_cluster_full_the_configured_policy_decides_who_goes_first(
     apply(cluster, namespace, model_job("filler", pool, gpus=8))
     wait_phase(cluster, namespace, "filler", "Running")
     apply(cluster, namespace, model_job("long-first", pool, gpus=8, expected_duration="10h"))
-    time.sleep(1.1)  # creation timestamps have one-second resolution
+    # Creation timestamps have one-second resolution: the second job must be created a second later.
+    created = datetime.fromisoformat(
+        get_job(cluster, namespace, "long-first")["metadata"]["creationTimestamp"]
+    )
+    wait_for(
+        lambda: datetime.now(UTC) >= created + timedelta(seconds=1), "the clock to pass long-first's second"
+    )
     apply(cluster, namespace, model_job("short-second", pool, gpus=8, expected_duration="10m"))
     wait_for(
         lambda: (
@@ -231,17 +240,15 @@ def test_metrics_expose_the_design_series(
         "modeljob_extender_request_seconds",  # the extender inside `modeljob run`
     ):
         assert series in text, series
-    bound = next(
-        line for line in text.splitlines() if line.startswith('modeljob_bindings_total{result="bound"}')
-    )
-    assert float(bound.split()[-1]) >= 1
-    node = pool.nodes[0]
-    ratio = next(
-        line
-        for line in text.splitlines()
-        if line.startswith(f'modeljob_node_gpu_allocation_ratio{{node="{node}"}}')
-    )
-    assert float(ratio.split()[-1]) == pytest.approx(0.25)
+    assert sample_sum(text, "modeljob_bindings_total", {"result": "bound"}) >= 1
+    ratio = sample_sum(text, "modeljob_node_gpu_allocation_ratio", {"node": pool.nodes[0]})
+    assert ratio == pytest.approx(0.25)
+
+
+def _peers(cluster: Cluster) -> set[str]:
+    """The identities kopf has announced in the operator's ClusterKopfPeering (hack/kopf-peering-crd.yaml)."""
+    listed = cluster.kubectl("get", "clusterkopfpeering", "modeljob", "-o", "json")
+    return set(json.loads(listed.stdout).get("status") or {})
 
 
 def _acting_instance(cluster: Cluster, namespace: str, name: str, reason: str) -> str:
@@ -255,7 +262,12 @@ def test_with_peering_only_the_highest_priority_replica_acts_and_the_next_takes_
     low = start_operator(MODELJOB_PEERING__IDENTITY="replica-low", MODELJOB_PEERING__PRIORITY="10")
     high = start_operator(MODELJOB_PEERING__IDENTITY="replica-high", MODELJOB_PEERING__PRIORITY="20")
     pool.add("h100", 1)
-    time.sleep(2)  # both have announced themselves in the peering object
+    wait_for(
+        lambda: {"replica-low", "replica-high"} <= _peers(cluster), "both replicas in the peering object"
+    )
+    wait_for(
+        lambda: "Pausing operations in favour of" in low.log_path.read_text(), "the low replica to pause"
+    )
     apply(cluster, namespace, model_job("first", pool, gpus=1))
     wait_phase(cluster, namespace, "first", "Running")
     assert _acting_instance(cluster, namespace, "first", "Queued") == "replica-high"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections import Counter
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 
 from modeljob.adapters import kube_objects
+from tests.cluster import CACHE
 from tests.e2e.kube import Cluster, wait_for
 from tests.e2e.operator_fixtures import (
     Pool,
@@ -28,7 +28,6 @@ from tests.e2e.operator_fixtures import (
     wait_phase,
 )
 
-CACHE = Path(os.environ.get("MODELJOB_CACHE", Path.home() / ".cache" / "modeljob"))
 NOT_READY_STAGE = CACHE / "go-mod" / "sigs.k8s.io" / "kwok@v0.8.0" / "kustomize" / "stage" / "node" / "chaos"
 NOT_READY_LABEL = "node-not-ready.stage.kwok.x-k8s.io"
 
@@ -139,7 +138,7 @@ def test_a_deleted_pod_requeues_its_gang(
 def test_a_spec_change_re_plans_a_placed_job_but_a_priority_change_does_not(
     cluster: Cluster, namespace: str, pool: Pool, start_operator: Any
 ) -> None:
-    start_operator()
+    operator = start_operator()
     pool.add("h100", 2)
     job = model_job("job", pool, replicas=2, gpus=2)
     apply(cluster, namespace, job)
@@ -150,7 +149,7 @@ def test_a_spec_change_re_plans_a_placed_job_but_a_priority_change_does_not(
     wait_for(
         lambda: status(cluster, namespace, "job").get("observedGeneration") == 2, "generation 2 admitted"
     )
-    time.sleep(2)
+    operator.wait_cycles_after_now()  # it planned again with priority 7, and kept the pods
     assert set(_running_pods(cluster, namespace, "job")) == first_pods
     job["spec"]["resources"] = {"gpus": 4}
     apply(cluster, namespace, job)
@@ -243,7 +242,7 @@ def test_killing_the_operator_at_random_moments_while_30_gangs_are_placed_loses_
     for kill in range(KILLS_PER_SEED):
         gangs = range(kill * batch, (kill + 1) * batch)
         apply(cluster, namespace, *(model_job(f"gang-{i:02d}", pool, replicas=2, gpus=1) for i in gangs))
-        time.sleep(chance.uniform(0.0, 0.6))
+        time.sleep(chance.uniform(0.0, 0.6))  # the kill's moment, at random: not a wait for anything
         operator.kill()
         operator.start()
     wait_for(

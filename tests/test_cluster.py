@@ -1,0 +1,59 @@
+"""The control-plane registry tests and benchmarks share: ports that never clash, a pod builder."""
+
+from __future__ import annotations
+
+import itertools
+
+from tests.cluster import CONTROL_PLANES, EPHEMERAL_PORTS_START, default_ports, kwok_pod, sample_sum
+
+
+def test_every_control_plane_has_its_own_ports_below_the_ephemeral_range() -> None:
+    planes = {"make cluster": default_ports()} | {name: p.ports() for name, p in CONTROL_PLANES.items()}
+    for (a, ports_a), (b, ports_b) in itertools.combinations(planes.items(), 2):
+        assert not set(ports_a.values()) & set(ports_b.values()), f"{a} and {b} share a port"
+    for name, ports in planes.items():
+        assert len(set(ports.values())) == len(ports), f"{name} uses one port twice"
+        assert max(ports.values()) < EPHEMERAL_PORTS_START, f"{name} has a port in the ephemeral range"
+
+
+def test_the_port_table_is_read_from_the_scripts_that_start_the_cluster() -> None:
+    assert set(default_ports()) == {
+        "MODELJOB_ETCD_PORT",
+        "MODELJOB_ETCD_PEER_PORT",
+        "MODELJOB_APISERVER_PORT",
+        "MODELJOB_KCM_PORT",
+        "MODELJOB_SCHEDULER_PORT",
+        "MODELJOB_KWOK_PORT",
+    }
+
+
+def test_every_control_plane_keeps_its_state_apart() -> None:
+    states = [p.state for p in CONTROL_PLANES.values()]
+    assert len(set(states)) == len(states)
+
+
+def test_a_kwok_pod_asks_for_gpus_as_limits_and_for_host_resources_as_requests() -> None:
+    pod = kwok_pod("p", gpus=2, cpu="1", memory="1Gi", node="gpu-a")
+    [container] = pod["spec"]["containers"]
+    assert container["resources"] == {
+        "requests": {"cpu": "1", "memory": "1Gi"},
+        "limits": {"nvidia.com/gpu": "2"},
+    }
+    assert pod["spec"]["nodeName"] == "gpu-a"
+    assert "resources" not in kwok_pod("plain")["spec"]["containers"][0]
+
+
+def test_sample_sum_adds_the_samples_whose_labels_match() -> None:
+    text = "\n".join(
+        [
+            "# TYPE requests counter",
+            'requests_total{code="200",verb="filter"} 3.0',
+            'requests_total{code="500",verb="filter"} 1.0',
+            'requests_total{code="200",verb="bind"} 2.0',
+            "cycles_count 7.0",
+        ]
+    )
+    assert sample_sum(text, "requests_total", {"verb": "filter"}) == 4.0
+    assert sample_sum(text, "requests_total") == 6.0
+    assert sample_sum(text, "cycles_count") == 7.0
+    assert sample_sum(text, "missing") == 0.0
