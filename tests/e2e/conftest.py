@@ -26,6 +26,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,7 @@ from tests.cluster import (
     create_ready_namespace,
 )
 from tests.e2e.kube import Cluster, wait_for
+from tests.e2e.operator_fixtures import Pool, install_crds, operators, pools
 
 UP_TIMEOUT_SECONDS = 300
 PRESET = "mixed"
@@ -144,3 +146,22 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     yield name
     with contextlib.suppress(NotFoundError):  # the test may have deleted it itself
         cluster.gateway.delete_namespace(name)
+
+
+# The operator tests' fixtures (tests/e2e/operator_fixtures.py): the CRDs once per module, an
+# operator factory whose processes are stopped afterwards, and the test's own node pool.
+
+
+@pytest.fixture(scope="module")
+def operator_crds(cluster: Cluster) -> None:
+    install_crds(cluster)
+
+
+@pytest.fixture
+def start_operator(cluster: Cluster, operator_crds: None, tmp_path: Path) -> Iterator[Any]:
+    yield from operators(cluster, tmp_path)
+
+
+@pytest.fixture
+def pool(cluster: Cluster, preset_nodes: object, namespace: str) -> Iterator[Pool]:
+    yield from pools(cluster, namespace)

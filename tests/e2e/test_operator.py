@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,32 +19,13 @@ from tests.e2e.operator_fixtures import (
     apply,
     get_job,
     hold_gpus,
-    install_crds,
     job_pods,
     model_job,
-    operators,
     phase,
-    pools,
     status,
     wait_event,
     wait_phase,
 )
-
-
-@pytest.fixture(scope="module")
-def operator_crds(cluster: Cluster) -> None:
-    install_crds(cluster)
-
-
-@pytest.fixture
-def start_operator(cluster: Cluster, operator_crds: None, tmp_path: Path) -> Iterator[Any]:
-    yield from operators(cluster, tmp_path)
-
-
-@pytest.fixture
-def pool(cluster: Cluster, preset_nodes: object, namespace: str) -> Iterator[Pool]:
-    yield from pools(cluster, namespace)
-
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "crds" / "examples"
 L4 = "NVIDIA-L4"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,11 +16,8 @@ from tests.e2e.operator_fixtures import (
     Pool,
     apply,
     events,
-    install_crds,
     job_pods,
     model_job,
-    operators,
-    pools,
     status,
     wait_event,
     wait_phase,
@@ -30,21 +25,6 @@ from tests.e2e.operator_fixtures import (
 
 NOT_READY_STAGE = CACHE / "go-mod" / "sigs.k8s.io" / "kwok@v0.8.0" / "kustomize" / "stage" / "node" / "chaos"
 NOT_READY_LABEL = "node-not-ready.stage.kwok.x-k8s.io"
-
-
-@pytest.fixture(scope="module")
-def operator_crds(cluster: Cluster) -> None:
-    install_crds(cluster)
-
-
-@pytest.fixture
-def start_operator(cluster: Cluster, operator_crds: None, tmp_path: Path) -> Iterator[Any]:
-    yield from operators(cluster, tmp_path)
-
-
-@pytest.fixture
-def pool(cluster: Cluster, preset_nodes: object, namespace: str) -> Iterator[Pool]:
-    yield from pools(cluster, namespace)
 
 
 def _reasons(cluster: Cluster, namespace: str, name: str) -> list[str]:
@@ -77,14 +57,19 @@ def _replaced(cluster: Cluster, namespace: str, name: str, before: set[str]) -> 
     )
 
 
+def _running_gang(cluster: Cluster, namespace: str, pool: Pool, *, nodes: int, gpus: int) -> set[str]:
+    """A ModelJob `gang` of 2 replicas x ``gpus`` GPUs, Running on ``nodes`` new H100 nodes; its pods."""
+    pool.add("h100", nodes)
+    apply(cluster, namespace, model_job("gang", pool, replicas=2, gpus=gpus))
+    wait_phase(cluster, namespace, "gang", "Running")
+    return set(_running_pods(cluster, namespace, "gang"))
+
+
 def test_deleting_a_node_under_a_running_gang_requeues_and_replaces_the_whole_gang(
     cluster: Cluster, namespace: str, pool: Pool, start_operator: Any
 ) -> None:
     start_operator()
-    pool.add("h100", 3)
-    apply(cluster, namespace, model_job("gang", pool, replicas=2, gpus=8))
-    wait_phase(cluster, namespace, "gang", "Running")
-    first_pods = set(_running_pods(cluster, namespace, "gang"))
+    first_pods = _running_gang(cluster, namespace, pool, nodes=3, gpus=8)
     lost = _placed_nodes(cluster, namespace, "gang")[0]
     pool.delete(lost)
     wait_for(lambda: _replaced(cluster, namespace, "gang", first_pods), "the gang re-placed with new pods")
@@ -106,10 +91,7 @@ def test_a_node_turning_not_ready_under_a_running_gang_requeues_and_replaces_it(
     cluster: Cluster, namespace: str, pool: Pool, start_operator: Any, not_ready_stage: None
 ) -> None:
     start_operator()
-    pool.add("h100", 3)
-    apply(cluster, namespace, model_job("gang", pool, replicas=2, gpus=8))
-    wait_phase(cluster, namespace, "gang", "Running")
-    first_pods = set(_running_pods(cluster, namespace, "gang"))
+    first_pods = _running_gang(cluster, namespace, pool, nodes=3, gpus=8)
     sick = _placed_nodes(cluster, namespace, "gang")[0]
     cluster.kubectl("label", "node", sick, f"{NOT_READY_LABEL}=true")
     wait_for(
@@ -126,10 +108,7 @@ def test_a_deleted_pod_requeues_its_gang(
     cluster: Cluster, namespace: str, pool: Pool, start_operator: Any
 ) -> None:
     start_operator()
-    pool.add("h100", 2)
-    apply(cluster, namespace, model_job("gang", pool, replicas=2, gpus=4))
-    wait_phase(cluster, namespace, "gang", "Running")
-    first_pods = set(_running_pods(cluster, namespace, "gang"))
+    first_pods = _running_gang(cluster, namespace, pool, nodes=2, gpus=4)
     cluster.gateway.delete_pod(namespace, sorted(first_pods)[0], grace_period_seconds=0)
     wait_for(lambda: _replaced(cluster, namespace, "gang", first_pods), "the gang re-placed with new pods")
     wait_event(cluster, namespace, "gang", "PodLost")
