@@ -10,7 +10,9 @@ pids="$state/pids"
 logs="$state/logs"
 pki="$state/pki"
 
-# Loopback ports; override when they clash with something already listening.
+# Loopback ports; override when they clash with something already listening. Every other cluster
+# the tests and benchmarks start adds one registered offset to each of these (tests/cluster.py,
+# which reads the defaults from the lines below: keep their `"${MODELJOB_X_PORT:-N}"` form).
 ETCD_PORT="${MODELJOB_ETCD_PORT:-12379}"
 ETCD_PEER_PORT="${MODELJOB_ETCD_PEER_PORT:-12380}"
 APISERVER_PORT="${MODELJOB_APISERVER_PORT:-16443}"
