@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from modeljob.adapters.trace_files import read_published_curves, read_trace_nodes, read_trace_pods
-from modeljob.core.simulation import PUBLISHED_NAMES, ReplayPolicy, replay_trace
+from modeljob.core.sim.simulation import PUBLISHED_NAMES, ReplayPolicy, replay_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT / "data" / "openb"
@@ -43,20 +43,21 @@ POLICY_ORDER = (
 
 
 # The files whose contents decide a replay's result. Every policy: the replay loop and arrival
-# order, the trace model and reader, the node table and filter, FGD's fragmentation measure,
-# the baselines and the device choice. The default policy also runs every scorer and takes its
-# weights from scoring/weights.py.
+# order, the trace model and reader, the node table and its ledger, the filter, FGD's
+# fragmentation measure, the baselines and the device choice. The default policy also runs the
+# registered scorers (core/scoring/scorers/) through the plug-in contract and the registry, and
+# takes its weights from scoring/weights.py.
 PACKAGE = ROOT / "operator" / "modeljob"
 REPLAY_SOURCES = tuple(
     PACKAGE / name
     for name in (
         "adapters/trace_files.py",
-        "core/simulation.py",
-        "core/traces.py",
+        "core/sim/simulation.py",
+        "core/sim/traces.py",
         "core/nodes.py",
         "core/resources.py",
         "core/fragmentation.py",
-        "core/baselines.py",
+        "core/sim/baselines.py",
         "core/scoring/filters.py",
         "core/scoring/ranking.py",
     )
@@ -65,7 +66,7 @@ REPLAY_SOURCES = tuple(
 
 def sources(policy: ReplayPolicy) -> tuple[Path, ...]:
     if policy is ReplayPolicy.DEFAULT:
-        return tuple(sorted({*REPLAY_SOURCES, *(PACKAGE / "core" / "scoring").glob("*.py")}))
+        return tuple(sorted({*REPLAY_SOURCES, *(PACKAGE / "core" / "scoring").rglob("*.py")}))
     return REPLAY_SOURCES
 
 
@@ -433,7 +434,7 @@ FAITHFULNESS = """
 scheduling, the simulator renames every node `NNNN-<name>`, NNNN a random permutation drawn from
 the seeded stream right after the arrivals (simulator.go, `syncClusterResourceList`). "Ties go to
 the smallest node name" therefore means a random node order fixed per seed, not the trace's own
-node numbering; `core/simulation.py` (`prefixed_nodes`) does the same. It matters most for
+node numbering; `core/sim/simulation.py` (`prefixed_nodes`) does the same. It matters most for
 GpuPacking and GpuClustering, which give a CPU-only task 0 on every node, so the tie order alone
 places it: with the trace's own numbering both came out 0.7–0.8 pp below their published means
 (91.23 vs 92.00 and 91.18 vs 91.88, 10 seeds, measured before the change), and their published
@@ -448,7 +449,7 @@ DESIGN = """
 
 The default policy is `DEFAULT_WEIGHTS` in `operator/modeljob/core/scoring/weights.py`: the
 scorers, weights and tie rule that the operator and the scheduler extender use, replayed by
-`core/simulation.py`'s `WeightedPlacer` (which only adds a per-request score cache).
+`core/sim/simulation.py`'s `WeightedPlacer` (which only adds a per-request score cache).
 
 1. **GPU fragmentation** (weight 1.0). FGD's measure, with the target workload learned
    from the tasks themselves (the most frequent shapes covering 95% of tasks, weighted by

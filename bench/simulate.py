@@ -24,10 +24,11 @@ from modeljob.adapters.trace_files import read_trace_nodes, read_trace_pods
 from modeljob.core.fragmentation import compile_workload, learn_target_workload
 from modeljob.core.nodes import NodeView, build_node_table
 from modeljob.core.resources import GIB, Resources
-from modeljob.core.scoring.cpu_balance import learn_host_demand
 from modeljob.core.scoring.ranking import ScoringContext, choose_node
+from modeljob.core.scoring.scorers.cpu_balance import learn_host_demand
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS
-from modeljob.core.simulation import ReplayPolicy, replay_trace, trace_request
+from modeljob.core.sim.simulation import ReplayPolicy, replay_trace
+from modeljob.core.sim.traces import trace_request
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "openb" / "csv"

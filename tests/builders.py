@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from modeljob.core.nodes import DEFAULT_ACCELERATOR, NodeTable, NodeView, PodRequest, build_node_table
 from modeljob.core.resources import GIB, Resources
-from modeljob.core.traces import TraceNode, TracePod
+from modeljob.core.sim.traces import TraceNode, TracePod
 
 
 def make_node(

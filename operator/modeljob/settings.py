@@ -8,7 +8,6 @@ table of them all, and a test keeps that table and this file in step.
 from __future__ import annotations
 
 import sys
-from dataclasses import fields, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modeljob.adapters.extender.settings import ExtenderSettings
 from modeljob.core.queueing import DEFAULT_AGING_PER_HOUR, DEFAULT_DURATION_SECONDS, QueueOrder
+from modeljob.core.scoring.registry import registered_scorers, setting_name
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
 
 ENV_PREFIX = "MODELJOB_"
@@ -109,14 +109,14 @@ class QueueSettings(_Section):
 
 class ScoringSettings(_Section):
     """Weights of the node scorers: `MODELJOB_SCORING__<SCORER>=<weight>` for any scorer that
-    core/scoring/weights.py defines (0 switches one off); unset ones keep the core's defaults, so
+    core/scoring/registry.py finds (0 switches one off); unset ones keep the core's defaults, so
     a scorer added there is configurable here without a change."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
     @model_validator(mode="after")
     def _known_scorers(self) -> ScoringSettings:
-        known = [f.name for f in fields(ScoringWeights)]
+        known = [setting_name(scorer) for scorer in registered_scorers()]
         for name, value in (self.model_extra or {}).items():
             if name not in known:
                 raise ValueError(f"unknown scorer {name!r}; known: {', '.join(known)}")
@@ -130,7 +130,7 @@ class ScoringSettings(_Section):
         return self
 
     def weights(self) -> ScoringWeights:
-        return replace(DEFAULT_WEIGHTS, **{name: float(v) for name, v in (self.model_extra or {}).items()})
+        return DEFAULT_WEIGHTS.replaced(**{name: float(v) for name, v in (self.model_extra or {}).items()})
 
 
 class SchedulingSettings(_Section):
@@ -221,11 +221,11 @@ def environment_variables() -> list[tuple[str, str, str]]:
         if model is ScoringSettings:
             rows += [
                 (
-                    f"{prefix}{item.name.upper()}",
-                    _shown(getattr(DEFAULT_WEIGHTS, item.name)),
-                    f"Weight of the {item.name.replace('_', '-')} node scorer (core/scoring).",
+                    f"{prefix}{setting_name(scorer).upper()}",
+                    _shown(weight),
+                    f"Weight of the {scorer.name} node scorer (core/scoring).",
                 )
-                for item in fields(ScoringWeights)
+                for scorer, weight in DEFAULT_WEIGHTS.named()
             ]
             continue
         for field_name, field in model.model_fields.items():

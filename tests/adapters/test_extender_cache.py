@@ -11,7 +11,6 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from modeljob.adapters.extender.cache import ClusterCache, FragmentationMemo, attach_to_view
-from modeljob.adapters.extender.decisions import task_shape
 from modeljob.core.cluster_state import AssumedPod, NodeFacts, PodFacts, PodPhase, account, merge_assumed
 from modeljob.core.fragmentation import (
     TargetWorkload,
@@ -21,7 +20,7 @@ from modeljob.core.fragmentation import (
     learn_target_workload,
 )
 from modeljob.core.nodes import NodeTable, PodRequest, build_node_table
-from modeljob.core.scoring.cpu_balance import learn_host_demand
+from modeljob.core.scoring.scorers.cpu_balance import learn_host_demand
 from tests.operator_builders import H100, L4, at, make_node, make_pod
 
 TTL_SECONDS = 30.0
@@ -234,10 +233,12 @@ def test_cache_table_equals_the_core_accounting_of_the_same_events(
         for p in merged
         if p.holds_resources or (p.node is None and not p.phase.finished and not p.terminating)
     ]
-    shapes = [s for s in (task_shape(p.requests) for p in waiting_or_running) if s is not None]
+    shapes = [s for s in (TaskShape.of_running_pod(p.requests) for p in waiting_or_running) if s is not None]
     assert cache.workload() == learn_target_workload(shapes)
     # cpu-balance's host demand from the same pods, by the core's formula: CPU and memory per GPU.
-    gpu_pods = [PodRequest(resources=p.requests) for p in waiting_or_running if task_shape(p.requests)]
+    gpu_pods = [
+        PodRequest(resources=p.requests) for p in waiting_or_running if TaskShape.of_running_pod(p.requests)
+    ]
     assert cache.host_demand() == learn_host_demand(gpu_pods)
 
 

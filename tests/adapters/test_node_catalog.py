@@ -14,7 +14,7 @@ from modeljob.adapters import node_catalog
 from modeljob.adapters.node_catalog import CatalogError, NodeSpec
 from modeljob.adapters.trace_files import read_trace_nodes
 from modeljob.core.resources import GIB, MIB, parse_bytes, parse_quantity
-from modeljob.core.traces import TraceNode
+from modeljob.core.sim.traces import TraceNode
 
 # Kubernetes label values: at most 63 characters, alphanumerics at both ends, -_. inside
 # (apimachinery validation.IsValidLabelValue).

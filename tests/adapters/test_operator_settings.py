@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,8 @@ from pydantic import ValidationError
 from modeljob.commands import UsageError
 from modeljob.commands.run import _run
 from modeljob.core.queueing import QueueOrder
-from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
+from modeljob.core.scoring.registry import registered_scorers, setting_name
+from modeljob.core.scoring.weights import DEFAULT_WEIGHTS
 from modeljob.settings import Settings, environment_variables, render_settings_table
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
@@ -58,8 +58,8 @@ def test_bad_settings_are_refused(monkeypatch: pytest.MonkeyPatch, variable: str
 
 
 def test_at_least_one_scorer_must_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    for scorer in fields(ScoringWeights):
-        monkeypatch.setenv(f"MODELJOB_SCORING__{scorer.name.upper()}", "0")
+    for scorer in registered_scorers():
+        monkeypatch.setenv(f"MODELJOB_SCORING__{setting_name(scorer).upper()}", "0")
     with pytest.raises(ValidationError, match="at least one scoring weight"):
         Settings()
 

@@ -6,7 +6,6 @@ import statistics
 
 import pytest
 
-from modeljob.core.queue_simulation import QueueRun, run_queue
 from modeljob.core.queueing import (
     DominantResourceFairness,
     FirstComeFirstServed,
@@ -19,7 +18,8 @@ from modeljob.core.queueing import (
     queue_policy,
 )
 from modeljob.core.resources import Resources
-from modeljob.core.workload_generator import SyntheticJob, WorkloadSpec, generate_workload
+from modeljob.core.sim.queue_simulation import QueueRun, run_queue
+from modeljob.core.sim.workload_generator import SyntheticJob, WorkloadSpec, generate_workload
 from tests.builders import make_node, make_pod
 
 HOUR = 3600.0

@@ -12,17 +12,23 @@ from modeljob.core.fragmentation import (
     fragmentation_milli,
     learn_target_workload,
 )
-from modeljob.core.scoring.best_fit import score_best_fit
-from modeljob.core.scoring.cost import score_cost
-from modeljob.core.scoring.cpu_balance import HostDemand, learn_host_demand, score_cpu_balance, stranded_gpus
 from modeljob.core.scoring.filters import Rejection, filter_nodes
-from modeljob.core.scoring.gpu_fragmentation import score_gpu_fragmentation
-from modeljob.core.scoring.least_allocated import score_least_allocated
-from modeljob.core.scoring.most_allocated import score_most_allocated
-from modeljob.core.scoring.random_order import score_random
 from modeljob.core.scoring.ranking import NodeChoice, NoFit, ScoringContext, choose_devices, choose_node
-from modeljob.core.scoring.round_robin import score_round_robin
-from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, Scorer, ScoringWeights
+from modeljob.core.scoring.registry import registered_scorers
+from modeljob.core.scoring.scorers.best_fit import score_best_fit
+from modeljob.core.scoring.scorers.cost import score_cost
+from modeljob.core.scoring.scorers.cpu_balance import (
+    HostDemand,
+    learn_host_demand,
+    score_cpu_balance,
+    stranded_gpus,
+)
+from modeljob.core.scoring.scorers.gpu_fragmentation import score_gpu_fragmentation
+from modeljob.core.scoring.scorers.least_allocated import score_least_allocated
+from modeljob.core.scoring.scorers.most_allocated import score_most_allocated
+from modeljob.core.scoring.scorers.random_order import score_random
+from modeljob.core.scoring.scorers.round_robin import score_round_robin
+from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
 from tests.builders import make_node, make_pod, make_table
 
 
@@ -278,16 +284,43 @@ def test_weights_must_be_finite_non_negative_and_not_all_zero(weights) -> None:
 
 
 def test_only_weighted_scorers_are_active() -> None:
-    assert ScoringWeights(cost=2.0, random=0.5).active() == ((Scorer.COST, 2.0), (Scorer.RANDOM, 0.5))
+    active = ScoringWeights(cost=2.0, random=0.5).active()
+    assert [(scorer.name, weight) for scorer, weight in active] == [("cost", 2.0), ("random", 0.5)]
+
+
+def test_an_unknown_scorer_weight_is_refused_naming_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="unknown scorer 'tea_leaves'; known: least_allocated, "):
+        ScoringWeights(tea_leaves=1.0)
+
+
+def test_the_registry_lists_every_scorer_once_in_the_order_users_have_always_seen() -> None:
+    assert [scorer.name for scorer in registered_scorers()] == [
+        "least-allocated",
+        "most-allocated",
+        "best-fit",
+        "gpu-fragmentation",
+        "cpu-balance",
+        "cost",
+        "round-robin",
+        "random",
+    ]
+
+
+def test_a_scorer_is_weighed_by_its_setting_name() -> None:
+    assert DEFAULT_WEIGHTS.cpu_balance == 3.0
+    assert DEFAULT_WEIGHTS.best_fit == 0.0
+    assert DEFAULT_WEIGHTS.replaced(best_fit=0.5).best_fit == 0.5
+    with pytest.raises(AttributeError):
+        _ = DEFAULT_WEIGHTS.tea_leaves
 
 
 def test_default_weights_cost_a_stranded_gpu_about_what_a_fragmented_one_costs() -> None:
-    active = dict(DEFAULT_WEIGHTS.active())
-    assert set(active) == {Scorer.GPU_FRAGMENTATION, Scorer.CPU_BALANCE}
+    active = {scorer.name: weight for scorer, weight in DEFAULT_WEIGHTS.active()}
+    assert set(active) == {"gpu-fragmentation", "cpu-balance"}
     # Per GPU on an 8-GPU cluster: fragmentation's score moves 0.25 at its steepest (sigmoid
     # slope), CPU balance's 1/16. Weighted, the two stay within a factor of two of each other.
-    fragmented = active[Scorer.GPU_FRAGMENTATION] * 0.25
-    stranded = active[Scorer.CPU_BALANCE] / (2 * 8)
+    fragmented = active["gpu-fragmentation"] * 0.25
+    stranded = active["cpu-balance"] / (2 * 8)
     assert 0.5 < stranded / fragmented < 2
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modeljob.core import baselines
 from modeljob.core.fragmentation import TargetWorkload, TaskShape, compile_workload, learn_target_workload
-from modeljob.core.scoring.cpu_balance import learn_host_demand
 from modeljob.core.scoring.ranking import NodeChoice, ScoringContext, choose_node
+from modeljob.core.scoring.scorers.cpu_balance import learn_host_demand
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS
-from modeljob.core.simulation import (
+from modeljob.core.sim import baselines
+from modeljob.core.sim.simulation import (
     CURVE_POINTS,
     ReplayPolicy,
     WeightedPlacer,
@@ -21,9 +21,8 @@ from modeljob.core.simulation import (
     discretise,
     prefixed_nodes,
     replay_trace,
-    trace_request,
 )
-from modeljob.core.traces import ReplayState, TracePod, build_trace_table
+from modeljob.core.sim.traces import ReplayState, TracePod, build_trace_table, trace_request
 from tests.builders import make_trace_node, make_trace_pod
 
 
@@ -271,7 +270,7 @@ def test_cached_fgd_scores_match_fresh_ones_on_a_slice_of_the_real_trace(openb_c
             checked += 1
             return row, devices
 
-    from modeljob.core import simulation
+    from modeljob.core.sim import simulation
 
     original = simulation.make_placer
     simulation.make_placer = lambda policy, **kw: CheckingFgd()  # type: ignore[assignment]
@@ -311,7 +310,7 @@ def test_cached_default_totals_are_bit_identical_to_fresh_ones_on_a_slice_of_the
             checked += 1
             return row, devices
 
-    from modeljob.core import simulation
+    from modeljob.core.sim import simulation
 
     original = simulation.make_placer
     simulation.make_placer = lambda policy, **kw: CheckingPlacer(  # type: ignore[assignment]

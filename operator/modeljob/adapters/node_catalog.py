@@ -27,7 +27,7 @@ from modeljob.core.resources import (
     parse_bytes,
     parse_cpu_milli,
 )
-from modeljob.core.traces import TraceNode
+from modeljob.core.sim.traces import TraceNode
 
 GPU_RESOURCE = "nvidia.com/gpu"
 LABEL_GPU_PRODUCT = "nvidia.com/gpu.product"

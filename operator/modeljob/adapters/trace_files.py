@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from modeljob.core.traces import TraceNode, TracePod
+from modeljob.core.sim.traces import TraceNode, TracePod
 
 T = TypeVar("T")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,8 @@ import yaml
 from pydantic import BaseModel
 
 from modeljob.api.crd_schema import build_crd
-from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
+from modeljob.core.scoring.registry import setting_name
+from modeljob.core.scoring.weights import DEFAULT_WEIGHTS
 from modeljob.settings import ENV_NESTED_DELIMITER, ENV_PREFIX, MAX_WEIGHT, ScoringSettings, Settings
 
 CHART = Path(__file__).resolve().parents[3] / "helm" / "modeljob-operator"
@@ -97,21 +97,21 @@ def settings_schema() -> JsonSchema:
 
 
 def _scoring_schema() -> JsonSchema:
-    # The scoring section accepts any scorer core/scoring/weights.py defines, so its fields
-    # are that dataclass's, not the pydantic model's.
+    # The scoring section accepts any scorer core/scoring/registry.py finds, so its fields are
+    # the registry's, not the pydantic model's.
     return {
         "type": "object",
         "description": f"{env_name('scoring', '*')}: node scorer weights (0 switches one off; not all 0).",
         "additionalProperties": False,
         "properties": {
-            camel(item.name): {
+            camel(setting_name(scorer)): {
                 "type": "number",
                 "minimum": 0,
                 "maximum": MAX_WEIGHT,
-                "description": f"Weight of the {item.name.replace('_', '-')} node scorer (core/scoring).",
-                "default": getattr(DEFAULT_WEIGHTS, item.name),
+                "description": f"Weight of the {scorer.name} node scorer (core/scoring).",
+                "default": weight,
             }
-            for item in fields(ScoringWeights)
+            for scorer, weight in DEFAULT_WEIGHTS.named()
         },
     }
 

@@ -18,8 +18,9 @@ from modeljob.adapters.trace_files import (
     read_trace_pods,
 )
 from modeljob.commands import UsageError
+from modeljob.core.scoring.registry import registered_scorers
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
-from modeljob.core.simulation import (
+from modeljob.core.sim.simulation import (
     DEFAULT_SEED,
     DEFAULT_TUNE_RATIO,
     PUBLISHED_NAMES,
@@ -71,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=(
             "scorer weights of the default policy, as the operator's MODELJOB_SCORING__* settings: "
             "named scorers replace the defaults, the others keep theirs "
-            "(e.g. cpu-balance=0,best-fit=0.001)"
+            f"(scorers: {', '.join(scorer.name for scorer in registered_scorers())}; "
+            "e.g. cpu-balance=0,best-fit=0.001)"
         ),
     )
     parser.add_argument("-o", "--output", default="table", metavar="FORMAT", help="table (default) or json")

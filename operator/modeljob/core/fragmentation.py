@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from modeljob.core.nodes import BoolArray, FloatArray, IntArray
+from modeljob.core.resources import Resources
 
 # The artifact keeps the most popular shapes that together cover 95% of tasks.
 DEFAULT_COVERAGE = 0.95
@@ -38,6 +39,14 @@ class TaskShape:
     @property
     def products_label(self) -> str:
         return "|".join(self.products)
+
+    @classmethod
+    def of_running_pod(cls, requests: Resources) -> TaskShape | None:
+        """The shape the target workload counts for a pod of the cluster: whole devices, as the
+        operator's cycle and the extender count running and waiting pods; None without GPUs."""
+        if requests.gpus <= 0:
+            return None
+        return cls(cpu_milli=requests.cpu_milli, gpu_milli=1000, gpus=requests.gpus)
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,28 +78,6 @@ class Unplaceable:
     never_fits: bool
 
 
-def _working_copy(table: NodeTable) -> NodeTable:
-    return dataclasses.replace(
-        table,
-        cpu_free_milli=table.cpu_free_milli.copy(),
-        memory_free_bytes=table.memory_free_bytes.copy(),
-        storage_free_bytes=table.storage_free_bytes.copy(),
-        gpu_free_milli=table.gpu_free_milli.copy(),
-    )
-
-
-def empty_copy(table: NodeTable) -> NodeTable:
-    """The same nodes with nothing running on them (ready nodes only are usable, as now)."""
-    devices = np.arange(table.gpu_free_milli.shape[1])[None, :] < table.gpu_count[:, None]
-    return dataclasses.replace(
-        table,
-        cpu_free_milli=table.cpu_allocatable_milli.copy(),
-        memory_free_bytes=table.memory_allocatable_bytes.copy(),
-        storage_free_bytes=table.storage_allocatable_bytes.copy(),
-        gpu_free_milli=np.where(devices, 1000, 0).astype(np.int64),
-    )
-
-
 def _describe_gpus(count: int, memory_bytes: int) -> str:
     if memory_bytes <= 0:
         return f"{count} GPU{'s' if count != 1 else ''}"
@@ -162,7 +140,7 @@ def _needs(classes: list[tuple[PodRequest, IntArray]], table: NodeTable) -> str:
 def _plan(
     table: NodeTable, gang: GangRequest, *, weights: ScoringWeights, context: ScoringContext
 ) -> Placement | tuple[int, str, list[tuple[PodRequest, IntArray]]]:
-    work = _working_copy(table)
+    work = table.working_copy()
     classes = _classes(work, gang.requests)
     assignments: list[Assignment] = []
     reasons: list[str] = []
@@ -192,12 +170,7 @@ def _plan(
         if best is None:
             return replica, "; ".join(rejected) or "no node offers what a replica needs", classes
         score, name, row, request, devices = best
-        wants = request.resources
-        work.cpu_free_milli[row] -= wants.cpu_milli
-        work.memory_free_bytes[row] -= wants.memory_bytes
-        work.storage_free_bytes[row] -= wants.ephemeral_storage_bytes
-        for device in devices:
-            work.gpu_free_milli[row, device] -= wants.gpu_milli
+        devices = work.reserve(row, request, devices)
         assignments.append(Assignment(replica=replica, node=name, score=score, devices=devices))
         reasons.append(f"replica {replica} -> {name} (score {score:.3f})")
     return Placement(assignments=tuple(assignments), reasons=tuple(reasons))
@@ -232,7 +205,7 @@ def plan_gang(
             reason=f"{gang.job}: no node has a device size this job was sized for", never_fits=True
         )
     never = check_never_fits and not isinstance(
-        _plan(empty_copy(table), gang, weights=weights, context=context), Placement
+        _plan(table.emptied(), gang, weights=weights, context=context), Placement
     )
     needs = _needs(classes, table)
     where = _largest_block(table, classes)

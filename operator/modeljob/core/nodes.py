@@ -125,6 +125,16 @@ class NodeTable:
             gpu_free_milli=self.gpu_free_milli.copy(),
         )
 
+    def detached(self) -> NodeTable:
+        """The same nodes with every column its own: a snapshot that later in-place rewrites of
+        ``self`` (a cache refreshing a node's row, allocatable included) cannot reach."""
+        columns = {
+            item.name: getattr(self, item.name).copy()
+            for item in fields(self)
+            if isinstance(getattr(self, item.name), np.ndarray)
+        }
+        return replace(self, **columns)
+
     def emptied(self) -> NodeTable:
         """The same nodes with nothing running on them (readiness and labels unchanged)."""
         devices = np.arange(self.gpu_free_milli.shape[1])[None, :] < self.gpu_count[:, None]

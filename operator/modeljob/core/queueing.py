@@ -124,12 +124,8 @@ def dominant_share(usage: Resources, capacity: Resources) -> float:
 
 
 def add_resources(left: Resources, right: Resources) -> Resources:
-    return Resources(
-        cpu_milli=left.cpu_milli + right.cpu_milli,
-        memory_bytes=left.memory_bytes + right.memory_bytes,
-        ephemeral_storage_bytes=left.ephemeral_storage_bytes + right.ephemeral_storage_bytes,
-        gpus=left.gpus + right.gpus,
-    )
+    """``left + right`` (``Resources.__add__`` is the one sum), for callers that pass a function."""
+    return left + right
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +155,7 @@ class DominantResourceFairness:
             )
             job = pending[namespace].pop(0)
             ordered.append(job)
-            usage[namespace] = add_resources(usage[namespace], job.demand)
+            usage[namespace] = usage[namespace] + job.demand
             if not pending[namespace]:
                 del pending[namespace]
         return tuple(ordered)

@@ -135,3 +135,22 @@ class Resources:
     @property
     def total_gpu_milli(self) -> int:
         return self.gpus * self.gpu_milli
+
+    def __add__(self, other: Resources) -> Resources:
+        """The sum of two whole requests (a job's demand, a namespace's usage): CPU, memory,
+        storage and devices add up; a per-device share does not, so a sum counts whole devices."""
+        return Resources(
+            cpu_milli=self.cpu_milli + other.cpu_milli,
+            memory_bytes=self.memory_bytes + other.memory_bytes,
+            ephemeral_storage_bytes=self.ephemeral_storage_bytes + other.ephemeral_storage_bytes,
+            gpus=self.gpus + other.gpus,
+        )
+
+    def __sub__(self, other: Resources) -> Resources:
+        """``self`` less ``other``, counted as ``__add__`` counts."""
+        return self + Resources(
+            cpu_milli=-other.cpu_milli,
+            memory_bytes=-other.memory_bytes,
+            ephemeral_storage_bytes=-other.ephemeral_storage_bytes,
+            gpus=-other.gpus,
+        )

@@ -16,7 +16,6 @@ or until it expires.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections import Counter
@@ -29,7 +28,6 @@ import numpy as np
 from modeljob.adapters import kube_objects
 from modeljob.adapters.cluster import ClusterGateway
 from modeljob.adapters.cluster_view import Informer, node_and_pod_informers
-from modeljob.adapters.extender.decisions import task_shape
 from modeljob.core.cluster_state import NodeFacts, PodFacts, account
 from modeljob.core.fragmentation import (
     CompiledWorkload,
@@ -40,7 +38,7 @@ from modeljob.core.fragmentation import (
 )
 from modeljob.core.nodes import FloatArray, IntArray, NodeTable, build_node_table
 from modeljob.core.resources import Resources
-from modeljob.core.scoring.cpu_balance import HostDemand, host_demand_from_sums
+from modeljob.core.scoring.scorers.cpu_balance import DemandSums, HostDemand
 
 Key = tuple[str, str]
 Clock = Callable[[], float]
@@ -82,7 +80,7 @@ class ClusterCache:
         # cpu-balance's host demand, from the same pods: their requests, and the sums of CPU,
         # memory and GPU milli over them (integers, so the order of events cannot change them).
         self._demand_of: dict[Key, Resources] = {}
-        self._demand_sums = (0, 0, 0)
+        self._demand_sums = DemandSums()
         self._table: NodeTable | None = None
         self._row_of: dict[str, int] = {}
         self._dirty: set[str] = set()  # rows whose pods changed
@@ -142,7 +140,7 @@ class ClusterCache:
             self._shape_of.clear()
             self._shapes_version += 1
             self._demand_of.clear()
-            self._demand_sums = (0, 0, 0)
+            self._demand_sums = DemandSums()
             for key in set(self._pods) | set(self._assumed):
                 self._recount(key)
             self._table = None
@@ -191,10 +189,7 @@ class ClusterCache:
                 self._refresh_dirty_rows()
             assert self._table is not None
             table = self._table
-            own = dataclasses.replace(
-                table, **{column: getattr(table, column).copy() for column in _ROW_COLUMNS}
-            )
-            return Snapshot(table=own, row_of=self._row_of, stamps=self._stamps.copy())
+            return Snapshot(table=table.detached(), row_of=self._row_of, stamps=self._stamps.copy())
 
     def workload(self, pod: PodFacts | None = None) -> TargetWorkload:
         """FGD's target workload: the GPU pods running or waiting (``pod`` included if the watch has
@@ -202,7 +197,7 @@ class ClusterCache:
         with self._lock:
             extra = None
             if pod is not None and pod.key not in self._shape_of:
-                extra = task_shape(pod.requests)
+                extra = TaskShape.of_running_pod(pod.requests)
             cached = self._workload
             if cached is not None and cached[0] == self._shapes_version and cached[1] == extra:
                 return cached[2]
@@ -220,9 +215,13 @@ class ClusterCache:
         included if the watch has not shown it yet), as the operator's cycle learns it."""
         with self._lock:
             sums = self._demand_sums
-            if pod is not None and pod.key not in self._demand_of and task_shape(pod.requests) is not None:
-                sums = _add_demand(sums, pod.requests, 1)
-        return host_demand_from_sums(*sums)
+            if (
+                pod is not None
+                and pod.key not in self._demand_of
+                and TaskShape.of_running_pod(pod.requests) is not None
+            ):
+                sums = sums.plus(pod.requests)
+        return sums.demand()
 
     # --- bookkeeping (lock held) ----------------------------------------------------------------
 
@@ -250,7 +249,7 @@ class ClusterCache:
             and not watched.terminating
         )
         source = counted or (watched if waiting else None)
-        shape = task_shape(source.requests) if source is not None else None
+        shape = TaskShape.of_running_pod(source.requests) if source is not None else None
         if self._shape_of.get(key) != shape:
             old = self._shape_of.pop(key, None)
             if old is not None:
@@ -265,10 +264,10 @@ class ClusterCache:
         if self._demand_of.get(key) != demand:
             old_demand = self._demand_of.pop(key, None)
             if old_demand is not None:
-                self._demand_sums = _add_demand(self._demand_sums, old_demand, -1)
+                self._demand_sums = self._demand_sums.plus(old_demand, -1)
             if demand is not None:
                 self._demand_of[key] = demand
-                self._demand_sums = _add_demand(self._demand_sums, demand, 1)
+                self._demand_sums = self._demand_sums.plus(demand)
 
     def _expire(self) -> None:
         now = self._clock()
@@ -343,7 +342,7 @@ def _accounted(node: NodeFacts) -> tuple[object, ...]:
     return (node.view, node.ready, node.schedulable)
 
 
-# Every per-row column of a NodeTable: snapshots copy them, a changed node rewrites them.
+# Every per-row column of a NodeTable: a changed node rewrites them.
 _ROW_COLUMNS = (
     "cpu_allocatable_milli",
     "cpu_free_milli",
@@ -479,12 +478,3 @@ def attach_to_view(cache: ClusterCache, nodes: Informer[NodeFacts], pods: Inform
         cache.replace_nodes(nodes.values())
     if pods.synced.is_set():
         cache.replace_pods(pods.values())
-
-
-def _add_demand(sums: tuple[int, int, int], requests: Resources, sign: int) -> tuple[int, int, int]:
-    cpu, memory, gpu_milli = sums
-    return (
-        cpu + sign * requests.cpu_milli,
-        memory + sign * requests.memory_bytes,
-        gpu_milli + sign * requests.gpus * requests.gpu_milli,
-    )

@@ -1,10 +1,10 @@
 """The core's filter and weighted scoring, answered the way kube-scheduler's extender protocol asks.
 
-Pure (numpy and core only; no I/O): the same `filters` checks and `ranking.score_rows` +
-`best_position` that the operator's gang placement runs for each replica, on the candidate nodes
-kube-scheduler sends. Nothing is decided here that the core does not decide; this module only
-maps the core's answer onto the wire's shape: per-node failure reasons, and 0..10 integer scores
-in which the node the core would choose is the only one with 10.
+Pure (numpy and core only; no I/O). The core decides (`filters.first_failures`,
+`ranking.rank_candidates`: the checks and scoring the operator's gang placement runs for each
+replica); this module only translates: candidate names to table rows and back, a rejection to
+the reason text, and the core's 0..1 totals to 0..10 integer scores in which the node the core
+would choose is the only one with 10.
 """
 
 from __future__ import annotations
@@ -15,12 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modeljob.core.fragmentation import TaskShape
 from modeljob.core.nodes import IntArray, NodeTable, PodRequest
-from modeljob.core.resources import Resources
-from modeljob.core.scoring import filters
-from modeljob.core.scoring.filters import Rejection
-from modeljob.core.scoring.ranking import ScoringContext, best_position, score_rows
+from modeljob.core.scoring.filters import UNRESOLVABLE_BY_PREEMPTION, Rejection, first_failures
+from modeljob.core.scoring.ranking import ScoringContext, rank_candidates
 from modeljob.core.scoring.weights import ScoringWeights
 
 # kube-scheduler's extender score range (k8s.io/kube-scheduler/extender/v1 MinExtenderPriority,
@@ -30,12 +27,9 @@ MAX_PRIORITY = 10
 REASON_PREFIX = "modeljob: "
 UNKNOWN_NODE = f"{REASON_PREFIX}node not in the extender's cache yet (its watch lags the scheduler's)"
 
-# What preemption cannot fix: evicting pods does not make a node Ready, give it another
-# accelerator or product, or more memory per device. kube-scheduler skips these nodes when it looks
-# for victims (UnschedulableAndUnresolvable).
-UNRESOLVABLE = frozenset(
-    {Rejection.NOT_READY, Rejection.NO_ACCELERATOR, Rejection.PRODUCT, Rejection.GPU_MEMORY}
-)
+# Answered as UnschedulableAndUnresolvable: kube-scheduler skips these nodes when it looks for
+# preemption victims.
+UNRESOLVABLE = UNRESOLVABLE_BY_PREEMPTION
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,19 +86,6 @@ def _pick(names: Sequence[str], indices: IntArray) -> tuple[str, ...]:
 
 def _unknown(names: Sequence[str], rows: IntArray) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_pick(names, np.flatnonzero(rows < 0))))
-
-
-def first_failures(table: NodeTable, request: PodRequest) -> tuple[IntArray, tuple[Rejection, ...]]:
-    """Per table row, the index (into the returned reasons) of the first check it fails; -1 = passes.
-
-    The checks are the core filter's own (`filters._checks`), in its order, so a node fails here
-    exactly when `filter_nodes` filters it out, for the reason it counts it under.
-    """
-    checks = filters._checks(table, request)  # the core's own checks (private: see docs/extender.md)
-    first = np.full(len(table), -1, dtype=np.int64)
-    for index, (_, passed) in enumerate(checks):
-        first[(first < 0) & ~passed] = index
-    return first, tuple(reason for reason, _ in checks)
 
 
 def describe(reason: Rejection, request: PodRequest) -> str:
@@ -166,17 +147,12 @@ def decide_priorities(
     """Score the candidates as the operator scores a replica's nodes; infeasible ones get 0."""
     rows = candidate_rows(candidates, row_of)
     known = rows >= 0
-    first, _ = first_failures(table, request)
-    asked = np.zeros(len(table), dtype=np.bool_)
-    asked[rows[known]] = True
-    feasible = np.flatnonzero(asked & (first < 0))  # ascending = name order: ties go to the smallest name
+    ranking = rank_candidates(table, request, rows[known], weights=weights, context=context)
     score_of_row = np.full(len(table), MIN_PRIORITY, dtype=np.int64)
     chosen: str | None = None
-    if len(feasible):
-        scores = score_rows(table, feasible, request, weights=weights, context=context)
-        winner = best_position(table, feasible, scores.total)
-        chosen = table.names[int(feasible[winner])]
-        score_of_row[feasible] = to_extender_scale(scores.total, winner)
+    if ranking.winner >= 0:
+        chosen = table.names[int(ranking.rows[ranking.winner])]
+        score_of_row[ranking.rows] = to_extender_scale(ranking.total, ranking.winner)
     per_candidate = np.where(known, score_of_row[np.where(known, rows, 0)], MIN_PRIORITY)
     return Priorities(
         hosts=candidates,
@@ -184,11 +160,3 @@ def decide_priorities(
         chosen=chosen,
         unknown=_unknown(candidates, rows),
     )
-
-
-def task_shape(requests: Resources) -> TaskShape | None:
-    """The shape FGD's target workload counts for a GPU pod (whole devices, as the operator's cycle
-    counts running pods); None for pods without accelerators."""
-    if requests.gpus <= 0:
-        return None
-    return TaskShape(cpu_milli=requests.cpu_milli, gpu_milli=1000, gpus=requests.gpus)

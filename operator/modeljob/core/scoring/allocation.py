@@ -15,11 +15,10 @@ def used_share_after(table: NodeTable, rows: IntArray, request: PodRequest) -> F
     have are left out of its mean.
     """
     wants = request.resources
-    gpu_request = wants.gpus * wants.gpu_milli if request.uses_accelerator else 0
     columns = (
         (table.cpu_allocatable_milli[rows], table.cpu_free_milli[rows], wants.cpu_milli),
         (table.memory_allocatable_bytes[rows], table.memory_free_bytes[rows], wants.memory_bytes),
-        (table.gpu_count[rows] * 1000, table.gpu_free_milli[rows].sum(axis=1), gpu_request),
+        (table.gpu_count[rows] * 1000, table.gpu_free_milli[rows].sum(axis=1), request.gpu_request_milli),
     )
     total = np.zeros(len(rows), dtype=np.float64)
     counted = np.zeros(len(rows), dtype=np.float64)

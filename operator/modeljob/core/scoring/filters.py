@@ -23,6 +23,13 @@ class Rejection(StrEnum):
     GPUS = "not enough free GPUs"
 
 
+# What preemption cannot fix: evicting pods does not make a node Ready, give it another
+# accelerator or product, or more memory per device.
+UNRESOLVABLE_BY_PREEMPTION = frozenset(
+    {Rejection.NOT_READY, Rejection.NO_ACCELERATOR, Rejection.PRODUCT, Rejection.GPU_MEMORY}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class FilterResult:
     feasible: BoolArray
@@ -69,6 +76,19 @@ def _checks(table: NodeTable, request: PodRequest) -> list[tuple[Rejection, Bool
     if request.uses_accelerator:
         checks.append((Rejection.GPUS, devices_fitting(table, request) >= wants.gpus))
     return checks
+
+
+def first_failures(table: NodeTable, request: PodRequest) -> tuple[IntArray, tuple[Rejection, ...]]:
+    """Per table row, the index (into the returned reasons) of the first check it fails; -1 = passes.
+
+    A node fails here exactly when ``filter_nodes`` filters it out, for the reason it counts it
+    under: what the extender answers per candidate node.
+    """
+    checks = _checks(table, request)
+    first = np.full(len(table), -1, dtype=np.int64)
+    for index, (_, passed) in enumerate(checks):
+        first[(first < 0) & ~passed] = index
+    return first, tuple(reason for reason, _ in checks)
 
 
 def feasible_nodes(table: NodeTable, request: PodRequest) -> BoolArray:

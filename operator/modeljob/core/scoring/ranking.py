@@ -6,37 +6,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modeljob.core.fragmentation import CompiledWorkload
 from modeljob.core.nodes import FloatArray, IntArray, NodeTable, PodRequest
-from modeljob.core.scoring.best_fit import score_best_fit
-from modeljob.core.scoring.cost import score_cost
-from modeljob.core.scoring.cpu_balance import HostDemand, score_cpu_balance
-from modeljob.core.scoring.filters import FilterResult, filter_nodes
-from modeljob.core.scoring.gpu_fragmentation import score_gpu_fragmentation
-from modeljob.core.scoring.least_allocated import score_least_allocated
-from modeljob.core.scoring.most_allocated import score_most_allocated
-from modeljob.core.scoring.random_order import score_random
-from modeljob.core.scoring.round_robin import score_round_robin
-from modeljob.core.scoring.weights import Scorer, ScoringWeights
+from modeljob.core.scoring.filters import FilterResult, feasible_nodes, filter_nodes
+from modeljob.core.scoring.plugin import Scorer, ScoringContext
+from modeljob.core.scoring.weights import ScoringWeights
+
+# ScoringContext lives with the plug-in contract; callers keep importing it from here.
+__all__ = [
+    "CandidateRanking",
+    "NoFit",
+    "NodeChoice",
+    "NodeScores",
+    "ScoringContext",
+    "best_position",
+    "choose_devices",
+    "choose_node",
+    "combine",
+    "devices_for",
+    "rank_candidates",
+    "score_part",
+    "score_rows",
+]
 
 FULL_DEVICE_MILLI = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class ScoringContext:
-    """What some scorers need beyond the node and the pod.
-
-    ``workload``: the target workload for gpu-fragmentation (aligned to the table's products);
-    ``host_demand``: CPU and memory expected per GPU, for cpu-balance (without it, it scores 1);
-    ``fragmentation_before``: each table row's current fragmentation, if the caller caches it;
-    ``seed``: for random; ``last_chosen``: the node round-robin continues after.
-    """
-
-    workload: CompiledWorkload | None = None
-    host_demand: HostDemand | None = None
-    fragmentation_before: FloatArray | None = None
-    seed: int = 0
-    last_chosen: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +46,15 @@ class NodeChoice:
     devices: tuple[int, ...]
     score: float
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateRanking:
+    """The feasible ones among some candidate nodes, their totals, and the one the core picks."""
+
+    rows: IntArray  # table rows, ascending (name order on a sorted table)
+    total: FloatArray  # 0..1 per row of ``rows``
+    winner: int  # index into ``rows``; -1 when no candidate is feasible
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,28 +78,17 @@ def choose_devices(free_milli: IntArray, gpu_milli: int, gpus: int) -> tuple[int
 def score_part(
     scorer: Scorer, table: NodeTable, rows: IntArray, request: PodRequest, context: ScoringContext
 ) -> tuple[FloatArray, IntArray | None]:
-    """One scorer's 0..1 scores for ``rows`` (and, for gpu-fragmentation, its device choice)."""
-    if scorer is Scorer.LEAST_ALLOCATED:
-        return score_least_allocated(table, rows, request), None
-    if scorer is Scorer.MOST_ALLOCATED:
-        return score_most_allocated(table, rows, request), None
-    if scorer is Scorer.BEST_FIT:
-        return score_best_fit(table, rows, request), None
-    if scorer is Scorer.CPU_BALANCE:
-        if context.host_demand is None:
-            return np.ones(len(rows), dtype=np.float64), None
-        return score_cpu_balance(table, rows, request, demand=context.host_demand), None
-    if scorer is Scorer.GPU_FRAGMENTATION:
-        if context.workload is None:
-            raise ValueError("the gpu-fragmentation scorer needs a target workload in the scoring context")
-        before = None if context.fragmentation_before is None else context.fragmentation_before[rows]
-        result = score_gpu_fragmentation(table, rows, request, workload=context.workload, before=before)
-        return result.scores, result.devices
-    if scorer is Scorer.COST:
-        return score_cost(table, rows), None
-    if scorer is Scorer.ROUND_ROBIN:
-        return score_round_robin(table, rows, last_chosen=context.last_chosen), None
-    return score_random(table, rows, seed=context.seed), None
+    """One scorer's 0..1 scores for ``rows`` (and the device per row, if the scorer picks one)."""
+    part = scorer.score(table, rows, request, context)
+    return scorer.normalise(part.values), part.devices
+
+
+def devices_for(table: NodeTable, row: int, request: PodRequest, scored_device: int) -> tuple[int, ...]:
+    """The devices ``request`` takes on ``row``: the one a scorer picked (>= 0), else by best fit."""
+    if scored_device >= 0:
+        return (scored_device,)
+    wants = request.resources
+    return choose_devices(table.gpu_free_milli[row], wants.gpu_milli, wants.gpus)
 
 
 def combine(parts: tuple[tuple[Scorer, float, FloatArray], ...], size: int) -> FloatArray:
@@ -150,7 +140,7 @@ def _dominant(scores: NodeScores, winner: int) -> str:
     lead, scorer = max(leads, key=lambda item: item[0])
     if len(others) and lead <= 0:
         return "a tie broken by node name"
-    return f"{scorer.value} decided" if len(others) else f"only candidate; {scorer.value} weighed most"
+    return f"{scorer.name} decided" if len(others) else f"only candidate; {scorer.name} weighed most"
 
 
 def choose_node(
@@ -164,14 +154,8 @@ def choose_node(
     scores = score_rows(table, rows, request, weights=weights, context=context)
     winner = best_position(table, rows, scores.total)
     row = int(rows[winner])
-    wants = request.resources
-    if scores.devices[winner] >= 0:
-        devices: tuple[int, ...] = (int(scores.devices[winner]),)
-    elif request.uses_accelerator:
-        devices = choose_devices(table.gpu_free_milli[row], wants.gpu_milli, wants.gpus)
-    else:
-        devices = ()
-    parts = ", ".join(f"{scorer.value} {float(values[winner]):.2f}" for scorer, _, values in scores.parts)
+    devices = devices_for(table, row, request, int(scores.devices[winner]))
+    parts = ", ".join(f"{scorer.name} {float(values[winner]):.2f}" for scorer, _, values in scores.parts)
     reason = (
         f"{table.names[row]} scored {float(scores.total[winner]):.3f} ({parts}) of {len(rows)} feasible; "
         f"{_dominant(scores, winner)}; filtered out: {filtered.explain()}"
@@ -179,3 +163,22 @@ def choose_node(
     return NodeChoice(
         node=table.names[row], row=row, devices=devices, score=float(scores.total[winner]), reason=reason
     )
+
+
+def rank_candidates(
+    table: NodeTable,
+    request: PodRequest,
+    candidates: IntArray,
+    *,
+    weights: ScoringWeights,
+    context: ScoringContext,
+) -> CandidateRanking:
+    """Score the feasible ones of ``candidates`` (table rows, any order, repeats allowed) as a
+    replica's nodes are scored, and pick one: what the extender's prioritize answers."""
+    asked = np.zeros(len(table), dtype=np.bool_)
+    asked[candidates] = True
+    rows = np.flatnonzero(asked & feasible_nodes(table, request))
+    if len(rows) == 0:
+        return CandidateRanking(rows=rows, total=np.zeros(0, dtype=np.float64), winner=-1)
+    scores = score_rows(table, rows, request, weights=weights, context=context)
+    return CandidateRanking(rows=rows, total=scores.total, winner=best_position(table, rows, scores.total))

@@ -1,59 +1,58 @@
-"""Scorer names, their weights (the operator's settings map to ScoringWeights), and normalisation."""
+"""How much each registered scorer counts (the operator's settings map to ScoringWeights), and the default."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from enum import StrEnum
+from dataclasses import dataclass
 
-import numpy as np
-
-from modeljob.core.nodes import FloatArray
+from modeljob.core.scoring.plugin import Scorer
+from modeljob.core.scoring.registry import registered_scorers, setting_name
 
 
-class Scorer(StrEnum):
-    LEAST_ALLOCATED = "least-allocated"
-    MOST_ALLOCATED = "most-allocated"
-    BEST_FIT = "best-fit"
-    GPU_FRAGMENTATION = "gpu-fragmentation"
-    CPU_BALANCE = "cpu-balance"
-    COST = "cost"
-    ROUND_ROBIN = "round-robin"
-    RANDOM = "random"
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ScoringWeights:
     """How much each scorer counts; every scorer yields 0..1 per node and the total is the weighted mean.
 
-    A weight of 0 switches a scorer off (it is not even computed). Weights are relative: (2, 1)
-    ranks exactly as (1, 0.5).
+    Built with keywords, one per scorer's setting name (``ScoringWeights(gpu_fragmentation=1.0)``);
+    unnamed scorers weigh 0. A weight of 0 switches a scorer off (it is not even computed).
+    Weights are relative: (2, 1) ranks exactly as (1, 0.5).
     """
 
-    least_allocated: float = 0.0
-    most_allocated: float = 0.0
-    best_fit: float = 0.0
-    gpu_fragmentation: float = 0.0
-    cpu_balance: float = 0.0
-    cost: float = 0.0
-    round_robin: float = 0.0
-    random: float = 0.0
+    by_position: tuple[float, ...]  # one weight per registered scorer, in the registry's order
 
-    def __post_init__(self) -> None:
-        for item in fields(self):
-            value = getattr(self, item.name)
+    def __init__(self, **weights: float) -> None:
+        known = [setting_name(scorer) for scorer in registered_scorers()]
+        unknown = sorted(set(weights) - set(known))
+        if unknown:
+            raise ValueError(f"unknown scorer {unknown[0]!r}; known: {', '.join(known)}")
+        for name, value in weights.items():
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"scoring weight {item.name} must be a finite number >= 0, got {value!r}")
-        if not any(getattr(self, item.name) for item in fields(self)):
+                raise ValueError(f"scoring weight {name} must be a finite number >= 0, got {value!r}")
+        if not any(weights.values()):
             raise ValueError("at least one scoring weight must be above 0")
+        object.__setattr__(self, "by_position", tuple(float(weights.get(name, 0.0)) for name in known))
+
+    def __getattr__(self, name: str) -> float:
+        """``weights.cpu_balance``: a scorer's weight by its setting name."""
+        if name == "by_position" or name.startswith("__"):
+            raise AttributeError(name)  # not set yet (copy, unpickling): never recurse
+        for scorer, weight in self.named():
+            if setting_name(scorer) == name:
+                return weight
+        raise AttributeError(name)
+
+    def named(self) -> tuple[tuple[Scorer, float], ...]:
+        """Every registered scorer with its weight (0 included), in the registry's order."""
+        return tuple(zip(registered_scorers(), self.by_position, strict=True))
 
     def active(self) -> tuple[tuple[Scorer, float], ...]:
-        """The scorers with a weight above 0, in declaration order, with their weights."""
-        return tuple(
-            (Scorer(item.name.replace("_", "-")), float(getattr(self, item.name)))
-            for item in fields(self)
-            if getattr(self, item.name) > 0
-        )
+        """The scorers with a weight above 0, in the registry's order, with their weights."""
+        return tuple((scorer, weight) for scorer, weight in self.named() if weight > 0)
+
+    def replaced(self, **weights: float) -> ScoringWeights:
+        """These weights with the named scorers' weights replaced."""
+        current = {setting_name(scorer): weight for scorer, weight in self.named()}
+        return ScoringWeights(**(current | weights))
 
 
 # The product's default. Two measures of GPU lost to what is left on a node: GPU fragmentation
@@ -66,19 +65,3 @@ class ScoringWeights:
 # other pods ask for by name. docs/placement-quality.md shows why and by how much on the openb
 # traces.
 DEFAULT_WEIGHTS = ScoringWeights(gpu_fragmentation=1.0, cpu_balance=3.0)
-
-
-def normalise_min_max(values: FloatArray) -> FloatArray:
-    """Rescale to 0..1 over the candidates (all equal -> all 1), for scorers with no natural range."""
-    if values.size == 0:
-        return values
-    low, high = float(values.min()), float(values.max())
-    if high <= low:
-        return np.ones_like(values)
-    result: FloatArray = (values - low) / (high - low)
-    return result
-
-
-def clip_unit(values: FloatArray) -> FloatArray:
-    result: FloatArray = np.clip(values, 0.0, 1.0)
-    return result

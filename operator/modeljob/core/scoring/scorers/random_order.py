@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from modeljob.core.nodes import FloatArray, IntArray, NodeTable
+from modeljob.core.scoring.plugin import FunctionScorer
 
 UInt64Array = npt.NDArray[np.uint64]
 
@@ -31,3 +32,11 @@ def score_random(table: NodeTable, rows: IntArray, *, seed: int) -> FloatArray:
     mixed = _splitmix64((np.uint64(seed & 0xFFFFFFFF) << np.uint64(32)) | names)
     result: FloatArray = (mixed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     return result
+
+
+SCORER = FunctionScorer(
+    name="random",
+    position=8,
+    function=lambda table, rows, _, context: score_random(table, rows, seed=context.seed),
+    row_local=False,  # kept out of per-row caches: cheap, and its draw follows the context's seed
+)

@@ -15,6 +15,7 @@ import numpy as np
 
 from modeljob.core.fragmentation import CompiledWorkload, fragmentation_milli
 from modeljob.core.nodes import FloatArray, IntArray, NodeTable, PodRequest
+from modeljob.core.scoring.plugin import PartScores, ScoringContext
 
 SIGMOID_SCALE_MILLI = 1000.0  # one whole GPU of ΔF moves the score from 50 to 73 points
 POINTS = 100
@@ -74,3 +75,28 @@ def score_gpu_fragmentation(
     return FragmentationScores(
         scores=_points(before - after_fragmentation), devices=np.full(len(rows), -1, dtype=np.int64)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class GpuFragmentationScorer:
+    """The plug-in: reads the context's target workload and, if the caller caches it, each row's
+    fragmentation before placing; the only scorer that also picks a GPU share's device."""
+
+    name: str = "gpu-fragmentation"
+    position: int = 4
+    row_local: bool = True
+
+    def score(
+        self, table: NodeTable, rows: IntArray, request: PodRequest, context: ScoringContext
+    ) -> PartScores:
+        if context.workload is None:
+            raise ValueError("the gpu-fragmentation scorer needs a target workload in the scoring context")
+        before = None if context.fragmentation_before is None else context.fragmentation_before[rows]
+        result = score_gpu_fragmentation(table, rows, request, workload=context.workload, before=before)
+        return PartScores(values=result.scores, devices=result.devices)
+
+    def normalise(self, values: FloatArray) -> FloatArray:
+        return values  # whole points of 0..100, as 0..1
+
+
+SCORER = GpuFragmentationScorer()

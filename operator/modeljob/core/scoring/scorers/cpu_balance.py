@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from modeljob.core.nodes import FloatArray, IntArray, NodeTable, PodRequest
+from modeljob.core.resources import Resources
+from modeljob.core.scoring.plugin import FunctionScorer, ScoringContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,29 +29,41 @@ class HostDemand:
     memory_bytes_per_gpu: float
 
 
-def host_demand_from_sums(cpu_milli: int, memory_bytes: int, gpu_milli: int) -> HostDemand | None:
-    """The demand of GPU pods that together request these sums (None when they request no GPU).
+@dataclass(frozen=True, slots=True)
+class DemandSums:
+    """Running sums of what GPU pods request, that host demand is learned from. Integers, so the
+    order in which pods come and go cannot change them; the extender's cache keeps them per event
+    and ``learn_host_demand`` over a list, so there is one formula."""
 
-    Callers that keep running sums (the extender's cache) and ``learn_host_demand`` share it, so
-    there is one formula.
-    """
-    if gpu_milli <= 0:
-        return None
-    gpus = gpu_milli / 1000
-    return HostDemand(cpu_milli_per_gpu=cpu_milli / gpus, memory_bytes_per_gpu=memory_bytes / gpus)
+    cpu_milli: int = 0
+    memory_bytes: int = 0
+    gpu_milli: int = 0
+
+    def plus(self, requests: Resources, sign: int = 1) -> DemandSums:
+        """These sums with a GPU pod's ``requests`` added (``sign`` -1: taken away)."""
+        return DemandSums(
+            cpu_milli=self.cpu_milli + sign * requests.cpu_milli,
+            memory_bytes=self.memory_bytes + sign * requests.memory_bytes,
+            gpu_milli=self.gpu_milli + sign * requests.total_gpu_milli,
+        )
+
+    def demand(self) -> HostDemand | None:
+        """CPU and memory per requested GPU (None when the pods request no GPU)."""
+        if self.gpu_milli <= 0:
+            return None
+        gpus = self.gpu_milli / 1000
+        return HostDemand(
+            cpu_milli_per_gpu=self.cpu_milli / gpus, memory_bytes_per_gpu=self.memory_bytes / gpus
+        )
 
 
 def learn_host_demand(requests: Iterable[PodRequest]) -> HostDemand | None:
     """Requested CPU and memory per requested GPU over the GPU pods among ``requests`` (None if none)."""
-    cpu = memory = gpu_milli = 0
+    sums = DemandSums()
     for request in requests:
-        if not request.uses_accelerator:
-            continue
-        wants = request.resources
-        cpu += wants.cpu_milli
-        memory += wants.memory_bytes
-        gpu_milli += wants.gpus * wants.gpu_milli
-    return host_demand_from_sums(cpu, memory, gpu_milli)
+        if request.uses_accelerator:
+            sums = sums.plus(request.resources)
+    return sums.demand()
 
 
 def stranded_gpus(
@@ -71,13 +85,21 @@ def score_cpu_balance(
     """0..1 per row: 0.5 − (change in stranded GPUs from placing) / (2 × the table's largest GPU count)."""
     wants = request.resources
     largest = max(int(table.gpu_count.max(initial=0)), 1)
-    gpu_request = wants.gpus * wants.gpu_milli if request.uses_accelerator else 0
     idle = table.gpu_free_milli[rows].sum(axis=1).astype(np.float64)
     cpu = table.cpu_free_milli[rows].astype(np.float64)
     memory = table.memory_free_bytes[rows].astype(np.float64)
     before = stranded_gpus(idle, cpu, memory, demand=demand)
     after = stranded_gpus(
-        idle - gpu_request, cpu - wants.cpu_milli, memory - wants.memory_bytes, demand=demand
+        idle - request.gpu_request_milli, cpu - wants.cpu_milli, memory - wants.memory_bytes, demand=demand
     )
     result: FloatArray = np.clip(0.5 - (after - before) / (2 * largest), 0.0, 1.0)
     return result
+
+
+def _score(table: NodeTable, rows: IntArray, request: PodRequest, context: ScoringContext) -> FloatArray:
+    if context.host_demand is None:
+        return np.ones(len(rows), dtype=np.float64)  # nothing learned yet: no node is preferred
+    return score_cpu_balance(table, rows, request, demand=context.host_demand)
+
+
+SCORER = FunctionScorer(name="cpu-balance", position=5, function=_score)

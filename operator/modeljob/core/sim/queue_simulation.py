@@ -8,7 +8,6 @@ order meaningful; ``backfill=True`` lets later jobs that fit go ahead.
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,12 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from modeljob.core.fragmentation import TaskShape, compile_workload, learn_target_workload
-from modeljob.core.gang_placement import GangRequest, Placement, ReplicaRequests, empty_copy, plan_gang
+from modeljob.core.gang_placement import GangRequest, Placement, ReplicaRequests, plan_gang
 from modeljob.core.nodes import NodeTable, NodeView, build_node_table
 from modeljob.core.queueing import (
     QueuedJob,
     QueueSettings,
-    add_resources,
     dominant_share,
     order_queues,
     queue_policy,
@@ -29,7 +27,7 @@ from modeljob.core.queueing import (
 from modeljob.core.resources import Resources
 from modeljob.core.scoring.ranking import ScoringContext
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
-from modeljob.core.workload_generator import SyntheticJob
+from modeljob.core.sim.workload_generator import SyntheticJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,16 +72,9 @@ def run_queue(
     backfill: bool = False,
 ) -> QueueRun:
     """Simulate until every job has finished (or can never start)."""
-    base = build_node_table(sorted(nodes, key=lambda n: n.name))
-    table = dataclasses.replace(
-        base,
-        cpu_free_milli=base.cpu_free_milli.copy(),
-        memory_free_bytes=base.memory_free_bytes.copy(),
-        storage_free_bytes=base.storage_free_bytes.copy(),
-        gpu_free_milli=base.gpu_free_milli.copy(),
-    )
+    table = build_node_table(sorted(nodes, key=lambda n: n.name)).working_copy()
     capacity = _capacity(table)
-    empty = empty_copy(table)
+    empty = table.emptied()
     # The fragmentation scorer's expectations: the replica shapes of this very stream.
     shapes = [
         TaskShape(
@@ -117,16 +108,10 @@ def run_queue(
 
     def release(name: str) -> None:
         item, placement = running.pop(name)
-        wants = item.replica_request.resources
         for assignment in placement.assignments:
-            row = row_of[assignment.node]
-            table.cpu_free_milli[row] += wants.cpu_milli
-            table.memory_free_bytes[row] += wants.memory_bytes
-            table.storage_free_bytes[row] += wants.ephemeral_storage_bytes
-            for device in assignment.devices:
-                table.gpu_free_milli[row, device] += wants.gpu_milli
+            table.release(row_of[assignment.node], item.replica_request, assignment.devices)
         namespace = item.job.namespace
-        usage[namespace] = add_resources(usage[namespace], _negate(item.job.demand))
+        usage[namespace] = usage[namespace] - item.job.demand
         nonlocal releases
         releases += 1
 
@@ -167,18 +152,12 @@ def run_queue(
                 break
             if len(plan.assignments) != item.replicas:
                 partial += 1
-            wants = item.replica_request.resources
             for assignment in plan.assignments:
-                row = row_of[assignment.node]
-                table.cpu_free_milli[row] -= wants.cpu_milli
-                table.memory_free_bytes[row] -= wants.memory_bytes
-                table.storage_free_bytes[row] -= wants.ephemeral_storage_bytes
-                for device in assignment.devices:
-                    table.gpu_free_milli[row, device] -= wants.gpu_milli
+                table.reserve(row_of[assignment.node], item.replica_request, assignment.devices)
             waiting.remove(job)
             running[job.name] = (item, plan)
             started[job.name] = now
-            usage[job.namespace] = add_resources(usage.get(job.namespace, Resources(gpus=0)), job.demand)
+            usage[job.namespace] = usage.get(job.namespace, Resources(gpus=0)) + job.demand
             heapq.heappush(completions, (now + item.duration_seconds, job.name))
         samples.append(
             (
@@ -205,13 +184,4 @@ def run_queue(
 def _gang(item: SyntheticJob) -> GangRequest:
     return GangRequest(
         job=item.job.name, replicas=item.replicas, requests=ReplicaRequests.uniform(item.replica_request)
-    )
-
-
-def _negate(resources: Resources) -> Resources:
-    return Resources(
-        cpu_milli=-resources.cpu_milli,
-        memory_bytes=-resources.memory_bytes,
-        ephemeral_storage_bytes=-resources.ephemeral_storage_bytes,
-        gpus=-resources.gpus,
     )

@@ -7,6 +7,7 @@ import bisect
 import numpy as np
 
 from modeljob.core.nodes import FloatArray, IntArray, NodeTable
+from modeljob.core.scoring.plugin import FunctionScorer
 
 
 def score_round_robin(table: NodeTable, rows: IntArray, *, last_chosen: str | None) -> FloatArray:
@@ -23,3 +24,11 @@ def score_round_robin(table: NodeTable, rows: IntArray, *, last_chosen: str | No
         turn = (rank - start) % len(order)
         result[position] = 1.0 - turn / len(order)
     return result
+
+
+SCORER = FunctionScorer(
+    name="round-robin",
+    position=7,
+    function=lambda table, rows, _, context: score_round_robin(table, rows, last_chosen=context.last_chosen),
+    row_local=False,  # depends on the previous choice
+)

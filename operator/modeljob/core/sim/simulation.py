@@ -19,22 +19,14 @@ from enum import StrEnum
 
 import numpy as np
 
-from modeljob.core import baselines
 from modeljob.core.fragmentation import compile_workload, learn_target_workload
 from modeljob.core.nodes import FloatArray, IntArray, PodRequest
-from modeljob.core.resources import MIB, Resources
-from modeljob.core.scoring.cpu_balance import HostDemand, learn_host_demand
 from modeljob.core.scoring.filters import feasible_nodes
-from modeljob.core.scoring.gpu_fragmentation import score_gpu_fragmentation
-from modeljob.core.scoring.ranking import (
-    ScoringContext,
-    best_position,
-    choose_devices,
-    combine,
-    score_part,
-)
-from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, Scorer, ScoringWeights
-from modeljob.core.traces import TRACE_ACCELERATOR, ReplayState, TraceNode, TracePod, build_trace_table
+from modeljob.core.scoring.ranking import ScoringContext, best_position, devices_for, score_rows
+from modeljob.core.scoring.scorers.cpu_balance import HostDemand, learn_host_demand
+from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
+from modeljob.core.sim import baselines
+from modeljob.core.sim.traces import ReplayState, TraceNode, TracePod, build_trace_table, trace_request
 
 DEFAULT_TUNE_RATIO = 1.3
 DEFAULT_SEED = 42
@@ -122,38 +114,11 @@ def prefixed_nodes(nodes: Sequence[TraceNode], rng: np.random.Generator) -> list
     ]
 
 
-def trace_request(pod: TracePod) -> PodRequest:
-    shape = pod.shape
-    return PodRequest(
-        resources=Resources(
-            cpu_milli=pod.cpu_milli,
-            memory_bytes=pod.memory_mib * MIB,
-            gpus=shape.gpus,
-            gpu_milli=shape.gpu_milli if shape.gpus else 1000,
-        ),
-        accelerator=TRACE_ACCELERATOR,
-        products=pod.gpu_spec,
-    )
-
-
 @dataclass
 class _CachedScores:
     total: FloatArray  # the weighted total per table row, valid where stamp == the row's version
     devices: IntArray  # gpu-fragmentation's device for a GPU share; -1 = best fit
     stamp: IntArray
-
-
-# Scorers whose score for a row depends only on that row and the request (not on the other
-# candidates, the seed or the previous choice): their weighted total can be cached per row.
-ROW_LOCAL_SCORERS = frozenset(
-    {
-        Scorer.LEAST_ALLOCATED,
-        Scorer.MOST_ALLOCATED,
-        Scorer.BEST_FIT,
-        Scorer.GPU_FRAGMENTATION,
-        Scorer.CPU_BALANCE,
-    }
-)
 
 
 @dataclass
@@ -171,38 +136,24 @@ class WeightedPlacer:
     host_demand: HostDemand | None = None
     seed: int = DEFAULT_SEED
     cache: dict[PodRequest, _CachedScores] = field(default_factory=dict)
-    requests: dict[TracePod, PodRequest] = field(default_factory=dict)
     last_chosen: str | None = None
 
-    def _scores(
-        self, state: ReplayState, request: PodRequest, rows: IntArray, context: ScoringContext
-    ) -> tuple[FloatArray, IntArray]:
-        """The weighted total and device choice of ``rows``, fresh."""
-        parts: list[tuple[Scorer, float, FloatArray]] = []
-        devices = np.full(len(rows), -1, dtype=np.int64)
-        for scorer, weight in self.weights.active():
-            if scorer is Scorer.GPU_FRAGMENTATION:
-                fresh = score_gpu_fragmentation(
-                    state.table, rows, request, workload=state.workload, before=state.fragmentation[rows]
-                )
-                scores, devices = fresh.scores, fresh.devices
-            else:
-                scores, _ = score_part(scorer, state.table, rows, request, context)
-            parts.append((scorer, weight, scores))
-        return combine(tuple(parts), len(rows)), devices
-
     def choose(self, state: ReplayState, pod: TracePod, rows: IntArray) -> tuple[int, tuple[int, ...]]:
-        request = self.requests.get(pod)
-        if request is None:
-            request = self.requests[pod] = trace_request(pod)
+        request = state.request_of(pod)
         table = state.table
         context = ScoringContext(
             workload=state.workload,
             host_demand=self.host_demand,
+            fragmentation_before=state.fragmentation,
             seed=self.seed,
             last_chosen=self.last_chosen,
         )
-        if all(scorer in ROW_LOCAL_SCORERS for scorer, _ in self.weights.active()):
+
+        def fresh(part: IntArray) -> tuple[FloatArray, IntArray]:
+            scores = score_rows(table, part, request, weights=self.weights, context=context)
+            return scores.total, scores.devices
+
+        if all(scorer.row_local for scorer, _ in self.weights.active()):
             entry = self.cache.get(request)
             if entry is None:
                 size = len(table)
@@ -213,18 +164,15 @@ class WeightedPlacer:
                 )
             stale = rows[entry.stamp[rows] != state.version[rows]]
             if len(stale):
-                entry.total[stale], entry.devices[stale] = self._scores(state, request, stale, context)
+                entry.total[stale], entry.devices[stale] = fresh(stale)
                 entry.stamp[stale] = state.version[stale]
             total, devices = entry.total[rows], entry.devices[rows]
         else:
-            total, devices = self._scores(state, request, rows, context)
+            total, devices = fresh(rows)
         position = best_position(table, rows, total)
         row = int(rows[position])
         self.last_chosen = table.names[row]
-        if devices[position] >= 0:
-            return row, (int(devices[position]),)
-        wants = request.resources
-        return row, choose_devices(table.gpu_free_milli[row], wants.gpu_milli, wants.gpus)
+        return row, devices_for(table, row, request, int(devices[position]))
 
 
 def make_placer(
@@ -303,13 +251,9 @@ def replay_trace(
     fragmented[0] = state.fragmentation.sum()
     arrived_milli = 0
     failed = 0
-    requests: dict[TracePod, PodRequest] = {}
     for step, pod in enumerate(order, start=1):
         arrived_milli += pod.total_gpu_milli
-        request = requests.get(pod)
-        if request is None:
-            request = requests[pod] = trace_request(pod)
-        rows = np.flatnonzero(feasible_nodes(table, request))
+        rows = np.flatnonzero(feasible_nodes(table, state.request_of(pod)))
         if len(rows):
             row, devices = placer.choose(state, pod, rows)
             state.place(pod, row, devices)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from modeljob.core.fragmentation import CompiledWorkload, TaskShape, fragmentation_milli
-from modeljob.core.nodes import IntArray, NodeTable, NodeView, build_node_table
+from modeljob.core.nodes import IntArray, NodeTable, NodeView, PodRequest, build_node_table
 from modeljob.core.resources import MIB, Resources
 
 # The artifact's GPU annotations live under this prefix; trace nodes expose their GPUs under it.
@@ -58,6 +58,21 @@ class TracePod:
         return f"{shape.gpus}-gpu"
 
 
+def trace_request(pod: TracePod) -> PodRequest:
+    """What ``pod`` asks of a node, as the core's filter, scorers and ledger read it."""
+    shape = pod.shape
+    return PodRequest(
+        resources=Resources(
+            cpu_milli=pod.cpu_milli,
+            memory_bytes=pod.memory_mib * MIB,
+            gpus=shape.gpus,
+            gpu_milli=shape.gpu_milli if shape.gpus else 1000,
+        ),
+        accelerator=TRACE_ACCELERATOR,
+        products=pod.gpu_spec,
+    )
+
+
 def build_trace_table(nodes: Sequence[TraceNode]) -> NodeTable:
     """A node table for trace nodes, sorted by name (so the first best row is the smallest name)."""
     views = [
@@ -89,6 +104,7 @@ class ReplayState:
         self.tags: dict[str, int] = {}
         self.tag_counts: IntArray = np.zeros((len(table), 8), dtype=np.int64)
         self.allocated_gpu_milli = 0
+        self._requests: dict[TracePod, PodRequest] = {}
         self.fragmentation = fragmentation_milli(
             table.cpu_free_milli, table.gpu_free_milli, table.product_index, workload
         )
@@ -100,15 +116,21 @@ class ReplayState:
             self.tags[tag] = len(self.tags)
         return self.tags[tag]
 
+    def request_of(self, pod: TracePod) -> PodRequest:
+        """The pod request of ``pod``, made once per distinct task (a trace has about 150)."""
+        request = self._requests.get(pod)
+        if request is None:
+            request = self._requests[pod] = trace_request(pod)
+        return request
+
     def place(self, pod: TracePod, row: int, devices: Sequence[int]) -> None:
+        """Reserve ``pod`` on node ``row`` (``devices`` as the policy chose them) through the
+        table's ledger, then bring the policies' bookkeeping of that row up to date."""
         table = self.table
-        table.cpu_free_milli[row] -= pod.cpu_milli
-        table.memory_free_bytes[row] -= pod.memory_mib * MIB
-        shape = pod.shape
-        if shape.uses_gpu:
-            for device in devices:
-                table.gpu_free_milli[row, device] -= shape.gpu_milli
-            self.allocated_gpu_milli += shape.gpu_milli * len(devices)
+        request = self.request_of(pod)
+        taken = table.reserve(row, request, devices)
+        if request.uses_accelerator:
+            self.allocated_gpu_milli += request.resources.gpu_milli * len(taken)
             self.tag_counts[row, self.tag_column(pod.tag)] += 1
         self.version[row] += 1
         self.fragmentation[row] = fragmentation_milli(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from modeljob.core.nodes import FloatArray, IntArray, NodeTable
+from modeljob.core.scoring.plugin import FunctionScorer
 
 
 def score_cost(table: NodeTable, rows: IntArray) -> FloatArray:
@@ -22,3 +23,11 @@ def score_cost(table: NodeTable, rows: IntArray) -> FloatArray:
         return np.where(known, 1.0, 0.0)
     result: FloatArray = np.where(known, (high - np.where(known, price, high)) / (high - low), 0.0)
     return result
+
+
+SCORER = FunctionScorer(
+    name="cost",
+    position=6,
+    function=lambda table, rows, _, __: score_cost(table, rows),
+    row_local=False,  # relative to the cheapest and dearest candidate
+)

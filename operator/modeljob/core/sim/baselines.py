@@ -1,6 +1,6 @@
 """The six placement policies the FGD artifact publishes results for, reimplemented rule for rule.
 
-Source of the rules: the openb README in shared/data (our description of the artifact of Weng et
+Source of the rules: data/openb/README.md (our description of the artifact of Weng et
 al., USENIX ATC '23, hkust-adsl/kubernetes-scheduler-simulator). Scores are integers in 0..100
 exactly as the artifact truncates them; the highest wins and ties go to the smallest node name
 (rows are sorted by name, so the first best row). Each policy also picks the devices on the
@@ -18,7 +18,7 @@ import numpy as np
 from modeljob.core.fragmentation import fragmentation_milli
 from modeljob.core.nodes import FloatArray, IntArray
 from modeljob.core.scoring.ranking import choose_devices
-from modeljob.core.traces import ReplayState, TracePod
+from modeljob.core.sim.traces import ReplayState, TracePod
 
 MAX_CPU_MILLI = 128_000  # the artifact's MaxSpecCpu: the largest node's CPU
 MAX_GPU_MILLI = 8_000  # the artifact's MaxSpecGpu: the largest node's GPUs

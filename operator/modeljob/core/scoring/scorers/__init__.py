@@ -1,0 +1,1 @@
+"""The node scorers, one module each; every module defines ``SCORER`` (see ``scoring.registry``)."""
