@@ -23,11 +23,18 @@ def crd_schema() -> dict[str, Any]:
 def validate(manifest: dict[str, Any], schema: dict[str, Any] | None = None) -> list[str]:
     """Errors as `path: message` lines (empty when valid)."""
     schema = schema or crd_schema()
-    errors = [_describe(error) for error in jsonschema.Draft7Validator(schema).iter_errors(manifest)]
-    if errors:  # like the API server, CEL runs only on values that passed the schema
+    found = list(jsonschema.Draft7Validator(schema).iter_errors(manifest))
+    errors = [_describe(error) for error in found]
+    if any(error.validator in _BLOCKING for error in found):
         return errors
     _check_cel(schema, manifest, [], errors)
     return errors
+
+
+# The API server skips CEL only after these failures (apiextensions-apiserver's hasBlockingErr:
+# wrong type, required, too long, too many, unsupported enum value); after any other, such as a
+# minimum, it reports the OpenAPI error and every CEL message beside it.
+_BLOCKING = {"type", "required", "maxLength", "maxItems", "maxProperties", "enum"}
 
 
 def _describe(error: jsonschema.ValidationError) -> str:

@@ -65,6 +65,9 @@ BAD_MANIFESTS: tuple[BadManifest, ...] = (
     BadManifest("parameters-zero", "spec.model.parameters", 0, "spec.model.parameters"),
     BadManifest("parameters-absurd", "spec.model.parameters", "1e20", "spec.model.parameters"),
     BadManifest("parameters-absurd-int", "spec.model.parameters", 10**17, "spec.model.parameters"),
+    BadManifest("parameters-eight", "spec.model.parameters", 8, "spec.model.parameters"),
+    BadManifest("parameters-lower-case-suffix", "spec.model.parameters", "8b", "spec.model.parameters"),
+    BadManifest("batch-size-absurd", "spec.workload.batchSize", 1_000_000, "spec.workload.batchSize"),
     BadManifest("unknown-precision", "spec.model.precision", "fp64", "spec.model.precision"),
     BadManifest("unknown-workload-type", "spec.workload.type", "Serving", "spec.workload.type"),
     BadManifest("zero-replicas", "spec.replicas", 0, "spec.replicas"),
@@ -74,6 +77,9 @@ BAD_MANIFESTS: tuple[BadManifest, ...] = (
     BadManifest("zero-sequence-length", "spec.workload.sequenceLength", 0, "spec.workload.sequenceLength"),
     BadManifest(
         "bad-memory-quantity", "spec.accelerator.memoryPerDevice", "lots", "spec.accelerator.memoryPerDevice"
+    ),
+    BadManifest(
+        "memory-in-gigabytes", "spec.accelerator.memoryPerDevice", "80GB", "spec.accelerator.memoryPerDevice"
     ),
     BadManifest(
         "bad-duration", "spec.scheduling.expectedDuration", "soon", "spec.scheduling.expectedDuration"

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from modeljob.api.v1alpha1 import describe_validation_error, parse_duration, parse_model_job
+from modeljob.api.quantities import parse_duration
+from modeljob.api.v1alpha1 import describe_validation_error, parse_model_job
 from modeljob.core.jobs import Optimizer, Precision, WorkloadType
 from tests.manifests import BAD_MANIFESTS, bad_manifest, make_job_manifest
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.e2e.kube import Cluster
-from tests.manifests import BAD_MANIFESTS, BadManifest, bad_manifest, make_job_manifest
+from tests.manifests import BAD_MANIFESTS, BadManifest, bad_manifest, make_job_manifest, with_field
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "modeljob.dev_modeljobs.yaml"
@@ -60,3 +60,39 @@ def test_printer_columns_show_phase_gpus_and_nodes(crd: Cluster, namespace: str)
     apply(crd, namespace, make_job_manifest("shown"), check=True)
     header = crd.kubectl("get", "mj", "-n", namespace).stdout.splitlines()[0].split()
     assert header == ["NAME", "PHASE", "REPLICAS", "GPUS", "NODES", "AGE"]
+
+
+def test_omitted_replicas_is_filled_in_as_1_so_the_column_is_not_blank(crd: Cluster, namespace: str) -> None:
+    manifest = make_job_manifest("one-replica")
+    assert "replicas" not in manifest["spec"]
+    apply(crd, namespace, manifest, check=True)
+    shown = crd.kubectl("get", "mj", "one-replica", "-n", namespace, "-o", "jsonpath={.spec.replicas}")
+    assert shown.stdout == "1"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "sentence"),
+    [
+        ("spec.model.parameters", "-7B", "spec.model.parameters must be a parameter count such as 7B"),
+        ("spec.model.parameters", 8, "from 1M to 100T"),
+        ("spec.accelerator.memoryPerDevice", "80GB", "must be a Kubernetes quantity such as 80Gi"),
+        ("spec.scheduling.expectedDuration", "soon", "must be a duration such as 2h"),
+    ],
+    ids=str,
+)
+def test_api_server_answers_a_malformed_written_form_with_a_sentence(
+    crd: Cluster, namespace: str, path: str, value: object, sentence: str
+) -> None:
+    code, err = apply(crd, namespace, with_field(make_job_manifest("worded"), path, value))
+    assert code != 0
+    assert sentence in err, err
+    assert "^(" not in err, err  # no regular expression
+
+
+def test_kubectl_explain_describes_the_spec_and_its_enums(crd: Cluster) -> None:
+    spec = crd.kubectl("explain", "modeljob.spec").stdout
+    workload = crd.kubectl("explain", "modeljob.spec.workload.type").stdout
+    assert "<empty>" not in spec
+    assert "<no description>" not in spec
+    assert "The model, the work and the devices" in spec
+    assert "QLoRA" in workload

@@ -361,7 +361,7 @@ def job_facts(job: Mapping[str, Any], spec: ModelJobSpec | None = None) -> JobFa
 
 
 def _duration_seconds(text: str) -> float:
-    from modeljob.api.v1alpha1 import parse_duration  # noqa: PLC0415 - only SJF needs it
+    from modeljob.api.quantities import parse_duration  # noqa: PLC0415 - only SJF needs it
 
     return parse_duration(text).total_seconds()
 

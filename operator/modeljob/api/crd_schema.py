@@ -8,6 +8,7 @@ from modeljob.api.v1alpha1 import (
     GROUP,
     KIND,
     PLURAL,
+    SERVER_DEFAULT,
     SHORT_NAMES,
     SINGULAR,
     VERSION,
@@ -18,9 +19,10 @@ from modeljob.api.v1alpha1 import (
 JsonSchema = dict[str, Any]
 
 # Keywords the structural-schema rules of apiextensions.k8s.io/v1 forbid or that mean nothing to
-# the API server. `default` is dropped on purpose: the operator applies documented defaults, and
-# CEL rules such as "loraRank only for LoRA" need to see what the user actually wrote.
-_DROPPED_KEYS = {"title", "default", "additionalProperties", "$defs", "examples"}
+# the API server. `default` is dropped unless the field is marked SERVER_DEFAULT: the operator
+# applies documented defaults, and CEL rules such as "loraRank only for LoRA" need to see what the
+# user actually wrote.
+_DROPPED_KEYS = {"title", "default", "additionalProperties", "$defs", "examples", SERVER_DEFAULT}
 
 
 def _inline(schema: Any, definitions: JsonSchema) -> Any:
@@ -49,6 +51,8 @@ def _inline(schema: Any, definitions: JsonSchema) -> Any:
     if schema.get("type") == "object" and "properties" not in schema:
         # A free-form map (e.g. the pod template): keep it, do not prune it.
         result["x-kubernetes-preserve-unknown-fields"] = True
+    if schema.get(SERVER_DEFAULT) and "default" in schema:
+        result["default"] = schema["default"]
     return result
 
 
@@ -64,6 +68,17 @@ def _status_schema() -> JsonSchema:
     conditions["x-kubernetes-list-type"] = "map"
     conditions["x-kubernetes-list-map-keys"] = ["type"]
     return schema
+
+
+# The texts every Kubernetes type gives these fields (as in Kueue's and KAI's CRDs), shortened.
+_API_VERSION_HELP = (
+    "APIVersion defines the versioned schema of this representation of an object. "
+    "More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources"
+)
+_KIND_HELP = (
+    "Kind is a string value representing the REST resource this object represents. "
+    "More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"
+)
 
 
 def build_crd() -> JsonSchema:
@@ -103,8 +118,10 @@ def build_crd() -> JsonSchema:
                             "description": "ModelJob: an AI model job sized from the model and the work.",
                             "required": ["spec"],
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
+                                "apiVersion": {"type": "string", "description": _API_VERSION_HELP},
+                                "kind": {"type": "string", "description": _KIND_HELP},
+                                # The API server refuses anything but `type` here, a description
+                                # included: `kubectl explain` shows ObjectMeta's own.
                                 "metadata": {"type": "object"},
                                 "spec": spec_schema,
                                 "status": _status_schema(),

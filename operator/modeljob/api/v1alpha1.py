@@ -1,35 +1,34 @@
 """Pydantic models of the ModelJob resource (modeljob.dev/v1alpha1): the contract, one source of truth.
 
 The CRD in `crds/` is generated from these models (`modeljob crd`), so every constraint here is
-also enforced by the API server at `kubectl apply`. Rules the OpenAPI subset cannot say are
-CEL rules (`x-kubernetes-validations`) attached with `cel_rule(...)`; the same checks run in
-pydantic validators, so `modeljob estimate` and the operator reject what the API server would.
+also enforced by the API server at `kubectl apply`, and every field's description is what
+`kubectl explain modeljob.spec...` prints. Rules the OpenAPI subset cannot say are CEL rules
+(`x-kubernetes-validations`) attached with `cel_rule(...)`; the same checks run in pydantic
+validators, so `modeljob estimate` and the operator reject what the API server would. Written
+forms (parameter counts, quantities, durations) live in `api/quantities.py`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    JsonValue,
-    ValidationError,
-    WithJsonSchema,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from modeljob.api.quantities import (
+    CPU_FORMS,
+    Duration,
+    ParameterCount,
+    Quantity,
+    cel_rule,
+    duration_field,
+    parameters_field,
+    quantity_field,
+)
 from modeljob.core.jobs import (
     MAX_BATCH_SIZE,
-    MAX_PARAMETERS,
     MAX_SEQUENCE_LENGTH,
     JobShape,
     ModelShape,
@@ -44,7 +43,7 @@ from modeljob.core.jobs import (
 from modeljob.core.jobs import (
     Workload as CoreWorkload,
 )
-from modeljob.core.resources import QuantityError, parse_bytes, parse_count, parse_cpu_milli
+from modeljob.core.resources import parse_bytes, parse_count, parse_cpu_milli
 
 GROUP: Final = "modeljob.dev"
 VERSION: Final = "v1alpha1"
@@ -54,138 +53,11 @@ SINGULAR = "modeljob"
 SHORT_NAMES = ("mj",)
 API_VERSION: Final = "modeljob.dev/v1alpha1"  # GROUP/VERSION, spelled out for the Literal below
 
-
-def cel_rule(
-    rule: str, message: str, *, field_path: str | None = None, reason: str | None = None
-) -> dict[str, JsonValue]:
-    """One `x-kubernetes-validations` entry; field_path makes the API server name the field."""
-    entry: dict[str, JsonValue] = {"rule": rule, "message": message}
-    if field_path is not None:
-        entry["fieldPath"] = field_path
-    if reason is not None:
-        entry["reason"] = reason
-    return entry
-
-
-# --- quantities --------------------------------------------------------------------------------
-
-# String forms of a parameter count, bounded so that no accepted string exceeds MAX_PARAMETERS
-# (1e14): the API server can then reject `1e20` or `-7B` at apply time by pattern alone.
-PARAMETERS_PATTERN = (
-    r"^(?:[0-9]{1,14}"
-    r"|[0-9]{1,11}(?:\.[0-9]+)?K"
-    r"|[0-9]{1,8}(?:\.[0-9]+)?M"
-    r"|[0-9]{1,5}(?:\.[0-9]+)?[BG]"
-    r"|(?:[0-9]{1,2}(?:\.[0-9]+)?|100)T"
-    r"|[0-9](?:\.[0-9]+)?[eE]\+?(?:[0-9]|1[0-3])"
-    r"|[0-9]{2}(?:\.[0-9]+)?[eE]\+?(?:[0-9]|1[0-2])"
-    r"|[0-9]{3}(?:\.[0-9]+)?[eE]\+?(?:[0-9]|1[01]))$"
-)
-# Kubernetes resource.Quantity grammar (apimachinery quantity.go), without signs.
-QUANTITY_PATTERN = r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?$"
-DURATION_PATTERN = r"^(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h|d))+$"
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _int_or_string_schema(pattern: str, description: str, rules: list[dict[str, str]]) -> dict[str, Any]:
-    # The only anyOf form structural schemas allow for int-or-string; string checks sit beside it
-    # (OpenAPI applies pattern and maxLength to strings only).
-    return {
-        "x-kubernetes-int-or-string": True,
-        "anyOf": [{"type": "integer"}, {"type": "string"}],
-        "pattern": pattern,
-        "maxLength": 32,
-        "description": description,
-        "x-kubernetes-validations": rules,
-    }
-
-
-def _check_parameters(value: object) -> int | str:
-    if isinstance(value, bool) or not isinstance(value, int | str | float):
-        raise ValueError("expected a count such as 70.6B, 405e9 or 7000000000")
-    if isinstance(value, str) and not re.match(PARAMETERS_PATTERN, value.strip()):
-        raise ValueError(
-            f"expected a positive count such as 70.6B, 405e9 or 7000000000 "
-            f"(at most {MAX_PARAMETERS:.0e}), got {value!r}"
-        )
-    try:
-        count = parse_count(value)
-    except QuantityError as exc:
-        raise ValueError(str(exc)) from exc
-    if count <= 0:
-        raise ValueError(f"must be positive, got {value!r}")
-    if count > MAX_PARAMETERS:
-        raise ValueError(f"{value!r} is more than {MAX_PARAMETERS:.0e} parameters; is it a typo?")
-    return value if isinstance(value, str) else count
-
-
-def _check_quantity(value: object) -> int | str:
-    if isinstance(value, bool) or not isinstance(value, int | str | float):
-        raise ValueError("expected a quantity such as 80Gi, 512Mi or 500m")
-    if isinstance(value, str) and not re.match(QUANTITY_PATTERN, value.strip()):
-        raise ValueError(f"expected a quantity such as 80Gi, 512Mi or 500m, got {value!r}")
-    if isinstance(value, int | float) and value < 0:
-        raise ValueError(f"must not be negative, got {value!r}")
-    return value if isinstance(value, str) else int(value)
-
-
-_POSITIVE_INT_RULE = cel_rule("type(self) == string || int(self) > 0", "must be positive")
-
-ParameterCount = Annotated[
-    int | str,
-    BeforeValidator(_check_parameters),
-    WithJsonSchema(
-        _int_or_string_schema(
-            PARAMETERS_PATTERN,
-            "Parameter count: an integer, or a string such as 70.6B, 405e9, 560M (K/M/B/T = 1e3..1e12).",
-            [
-                cel_rule(
-                    "type(self) == string ? self.matches('[1-9]')"
-                    f" : (int(self) > 0 && int(self) <= {MAX_PARAMETERS})",
-                    f"must be a positive count of at most {MAX_PARAMETERS:.0e} parameters",
-                )
-            ],
-        )
-    ),
-]
-Quantity = Annotated[
-    int | str,
-    BeforeValidator(_check_quantity),
-    WithJsonSchema(
-        _int_or_string_schema(
-            QUANTITY_PATTERN,
-            "A Kubernetes quantity such as 80Gi, 512Mi, 500m or 4.",
-            [cel_rule("type(self) == string || int(self) >= 0", "must not be negative")],
-        )
-    ),
-]
-
-
-def _check_duration(value: str) -> str:
-    if not re.match(DURATION_PATTERN, value):
-        raise ValueError(f"expected a duration such as 2h, 90m or 1h30m, got {value!r}")
-    return value
-
-
-Duration = Annotated[
-    str,
-    AfterValidator(_check_duration),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": DURATION_PATTERN,
-            "maxLength": 32,
-            "description": "A duration such as 2h, 90m or 1h30m.",
-        }
-    ),
-]
-
-
-def parse_duration(text: str) -> timedelta:
-    """Parse 2h, 90m, 1h30m, 1.5d into a timedelta."""
-    seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text))
-    return timedelta(seconds=seconds)
+# The CRD keeps a field's `default` only when it carries this mark (see crd_schema.py): the API
+# server then fills the field in, so `kubectl get` shows it. Other defaults stay the operator's,
+# so CEL rules such as "loraRank only for LoRA" see what the user actually wrote.
+SERVER_DEFAULT: Final = "x-modeljob-server-default"
+_SERVER_DEFAULT: dict[str, JsonValue] = {SERVER_DEFAULT: True}
 
 
 # --- spec ----------------------------------------------------------------------------------------
@@ -198,7 +70,7 @@ class _Model(BaseModel):
 
 
 class Architecture(_Model):
-    """Transformer shape; when given, KV cache and activations are exact instead of estimated."""
+    """Transformer shape from the model's config.json; KV cache and activations follow it exactly."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -218,15 +90,35 @@ class Architecture(_Model):
         }
     )
 
-    layers: int = Field(ge=1, le=10_000, description="num_hidden_layers")
-    hidden_size: int = Field(ge=1, le=1_000_000, description="hidden_size")
-    attention_heads: int = Field(ge=1, le=100_000, description="num_attention_heads")
-    kv_heads: int | None = Field(default=None, ge=1, le=100_000, description="num_key_value_heads (GQA/MQA)")
-    head_dim: int | None = Field(
-        default=None, ge=1, le=100_000, description="default hiddenSize/attentionHeads"
+    layers: int = Field(ge=1, le=10_000, description="Transformer layers (num_hidden_layers).")
+    hidden_size: int = Field(ge=1, le=1_000_000, description="Model width (hidden_size).")
+    attention_heads: int = Field(ge=1, le=100_000, description="Query heads (num_attention_heads).")
+    kv_heads: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Key/value heads (num_key_value_heads): fewer than attentionHeads for GQA or MQA; "
+        "default attentionHeads. Sizes the KV cache.",
     )
-    vocab_size: int | None = Field(default=None, ge=1, le=100_000_000, description="vocab_size")
-    intermediate_size: int | None = Field(default=None, ge=1, le=10_000_000, description="MLP width")
+    head_dim: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Dimension of one head (head_dim); default hiddenSize/attentionHeads.",
+    )
+    vocab_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000_000,
+        description="Vocabulary (vocab_size); sizes embeddings and training logits. Default 152064.",
+    )
+    intermediate_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description="MLP width (intermediate_size); default 4 x hiddenSize. Any other width is "
+        "taken as a gated (SwiGLU) MLP.",
+    )
 
     @model_validator(mode="after")
     def _check_heads(self) -> Architecture:
@@ -240,18 +132,37 @@ class Architecture(_Model):
 
 
 class Model(_Model):
+    """The model to run: its size and weight format, and optionally its exact shape."""
+
     name: str | None = Field(
         default=None, max_length=256, description="Informational, e.g. a Hugging Face id."
     )
-    parameters: ParameterCount
-    active_parameters: ParameterCount | None = Field(
-        default=None, description="MoE only: parameters active per token (FLOPs, not memory)."
+    parameters: ParameterCount = parameters_field(
+        "spec.model.parameters",
+        "Total parameter count (all experts of an MoE), e.g. 7B, 70.6B, 0.5B, 560M, 405e9 or "
+        "7000000000 (K, M, B, T = 1e3, 1e6, 1e9, 1e12); from 1M to 100T.",
     )
-    precision: Precision = Field(default=Precision.BF16, description="Weight precision (default bf16).")
-    architecture: Architecture | None = None
+    active_parameters: ParameterCount | None = parameters_field(
+        "spec.model.activeParameters",
+        "MoE only: parameters active per token, at most parameters. Informational: every expert "
+        "stays resident, so memory follows parameters.",
+        default=None,
+    )
+    precision: Precision = Field(
+        default=Precision.BF16,
+        description="Weight format: fp32, bf16 (default), fp16, fp8, int8 (GPTQ), int4 (GPTQ/AWQ) "
+        "or nf4 (bitsandbytes 4-bit).",
+    )
+    architecture: Architecture | None = Field(
+        default=None,
+        description="Transformer shape from config.json; omit it to derive a conservative shape "
+        "from the parameter count.",
+    )
 
 
 class Workload(_Model):
+    """What the replicas do with the model, and how much of it at once."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -272,18 +183,43 @@ class Workload(_Model):
     )
 
     type: WorkloadType = Field(
-        default=WorkloadType.INFERENCE, description="Inference | Training | LoRA | QLoRA"
+        default=WorkloadType.INFERENCE,
+        description="Inference (default: serve the model), Training (full fine-tune or "
+        "pre-training), LoRA or QLoRA (adapters on a frozen, for QLoRA 4-bit, base).",
     )
     sequence_length: int = Field(
-        default=4096, ge=1, le=MAX_SEQUENCE_LENGTH, description="Tokens per sequence."
+        default=4096,
+        ge=1,
+        le=MAX_SEQUENCE_LENGTH,
+        description="Tokens per sequence: context length for inference, training sequence length "
+        "otherwise (default 4096).",
     )
     batch_size: int = Field(
-        default=1, ge=1, le=MAX_BATCH_SIZE, description="Concurrent sequences (inference) or micro-batch."
+        default=1,
+        ge=1,
+        le=MAX_BATCH_SIZE,
+        description="Sequences per replica at once: concurrent requests for inference, micro-batch "
+        f"for training (default 1, at most {MAX_BATCH_SIZE}).",
     )
-    optimizer: Optimizer | None = Field(default=None, description="Training only (default AdamW).")
-    zero_stage: int | None = Field(default=None, ge=0, le=3, description="ZeRO stage across replicas (0..3).")
-    activation_checkpointing: bool | None = None
-    lora_rank: int | None = Field(default=None, ge=1, le=65_536, description="LoRA/QLoRA adapter rank (16).")
+    optimizer: Optimizer | None = Field(
+        default=None,
+        description="Training only: AdamW (default), Adam8bit (bitsandbytes 8-bit states) or SGD "
+        "(with momentum).",
+    )
+    zero_stage: int | None = Field(
+        default=None,
+        ge=0,
+        le=3,
+        description="Training only: DeepSpeed ZeRO stage (0..3, default 0), sharding model states "
+        "across the replicas.",
+    )
+    activation_checkpointing: bool | None = Field(
+        default=None,
+        description="Training only: recompute activations in the backward pass (default false).",
+    )
+    lora_rank: int | None = Field(
+        default=None, ge=1, le=65_536, description="LoRA and QLoRA only: adapter rank (default 16)."
+    )
 
     @model_validator(mode="after")
     def _check_fields_fit_type(self) -> Workload:
@@ -304,43 +240,92 @@ RESOURCE_NAME_PATTERN = (
 
 
 class Accelerator(_Model):
+    """Which devices a replica may run on."""
+
     resource_name: str = Field(
         default="nvidia.com/gpu",
         max_length=253,
         pattern=RESOURCE_NAME_PATTERN,
         description="Extended resource: nvidia.com/gpu, amd.com/gpu, google.com/tpu, ...",
     )
-    products: list[Annotated[str, Field(max_length=128)]] = Field(
-        default_factory=list, max_length=64, description="Allowed node product labels; empty = any."
+    products: list[Annotated[str, Field(max_length=128, description="A node's product label.")]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Allowed device products (the nodes' product label, e.g. NVIDIA-H100-80GB-HBM3); "
+        "empty = any.",
     )
-    memory_per_device: Quantity | None = Field(
-        default=None, description="Assume this device size when the node has no memory label."
+    memory_per_device: Quantity | None = quantity_field(
+        "spec.accelerator.memoryPerDevice",
+        "Memory of one device, e.g. 80Gi; used when a node does not label its device memory.",
     )
 
 
 class ResourceOverrides(_Model):
     """Explicit per-replica requests; each one given wins over the estimate."""
 
-    gpus: int | None = Field(default=None, ge=0, le=4096)
-    cpu: Quantity | None = None
-    memory: Quantity | None = None
-    ephemeral_storage: Quantity | None = None
+    gpus: int | None = Field(
+        default=None,
+        ge=0,
+        le=4096,
+        description="Devices per replica, instead of the smallest layout that fits.",
+    )
+    cpu: Quantity | None = quantity_field(
+        "spec.resources.cpu", "CPU per replica, e.g. 16 or 500m.", forms=CPU_FORMS
+    )
+    memory: Quantity | None = quantity_field("spec.resources.memory", "Host memory per replica, e.g. 256Gi.")
+    ephemeral_storage: Quantity | None = quantity_field(
+        "spec.resources.ephemeralStorage", "Scratch disk per replica, e.g. 200Gi."
+    )
 
 
 class Scheduling(_Model):
-    queue: str = Field(default="default", max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
-    expected_duration: Duration | None = Field(default=None, description="Used by shortest-job-first.")
-    gang: bool = Field(default=True, description="Place all replicas together or none.")
+    """How the job waits and is placed."""
+
+    queue: str = Field(
+        default="default",
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description='Queue the job waits in (a DNS label; default "default").',
+    )
+    priority: int = Field(
+        default=0,
+        ge=-1_000_000,
+        le=1_000_000,
+        description="Higher runs first under the priority policy (default 0).",
+    )
+    expected_duration: Duration | None = duration_field(
+        "spec.scheduling.expectedDuration",
+        "How long the job runs, e.g. 2h, 90m or 1h30m; ordered by the shortest-job-first policy.",
+    )
+    gang: bool = Field(default=True, description="Place all replicas together or none (default true).")
 
 
 class ModelJobSpec(_Model):
-    model: Model
-    workload: Workload = Field(default_factory=Workload)
-    replicas: int = Field(default=1, ge=1, le=10_000, description="Model instances or data-parallel workers.")
-    accelerator: Accelerator = Field(default_factory=Accelerator)
-    resources: ResourceOverrides = Field(default_factory=ResourceOverrides)
-    scheduling: Scheduling = Field(default_factory=Scheduling)
+    """The model, the work and the devices; modeljob sizes, queues and places the replicas."""
+
+    model: Model = Field(description="The model: parameter count, precision and (optionally) architecture.")
+    workload: Workload = Field(
+        default_factory=Workload,
+        description="The work: type, sequence length, batch size and training options.",
+    )
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=10_000,
+        description="Model instances (inference) or data-parallel workers (training); default 1.",
+        json_schema_extra=_SERVER_DEFAULT,
+    )
+    accelerator: Accelerator = Field(
+        default_factory=Accelerator,
+        description="Device resource, allowed products and, for unlabelled nodes, device memory.",
+    )
+    resources: ResourceOverrides = Field(
+        default_factory=ResourceOverrides,
+        description="Per-replica requests that replace the estimate (GPUs, CPU, memory, disk).",
+    )
+    scheduling: Scheduling = Field(
+        default_factory=Scheduling, description="Queue, priority, expected duration and gang placement."
+    )
     template: dict[str, Any] = Field(
         default_factory=dict,
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
@@ -417,53 +402,75 @@ class Phase(StrEnum):
     INVALID = "Invalid"
 
 
-class EstimateStatus(_Model):
-    """The sizing breakdown for one replica (design.md §3), with the rule behind each number."""
+def _bytes(what: str) -> Any:
+    return Field(description=f"{what}, in bytes.")
 
-    weights_bytes: int
-    kv_cache_bytes: int
-    activations_bytes: int
-    gradients_bytes: int
-    optimizer_states_bytes: int
-    overhead_bytes: int
-    total_bytes: int
-    gpus: int
-    gpu_memory_per_gpu_bytes: int
-    cpu_milli: int
-    memory_bytes: int
-    ephemeral_storage_bytes: int
-    device_memory_bytes: int | None = None
-    explanation: list[str] = Field(default_factory=list, max_length=64)
+
+class EstimateStatus(_Model):
+    """The sizing breakdown for one replica (docs/sizing.md), with the rule behind each number."""
+
+    weights_bytes: int = _bytes("GPU memory for the weights, summed over the replica's GPUs")
+    kv_cache_bytes: int = _bytes("GPU memory for the KV cache (inference)")
+    activations_bytes: int = _bytes("GPU memory for activations")
+    gradients_bytes: int = _bytes("GPU memory for gradients (training)")
+    optimizer_states_bytes: int = _bytes("GPU memory for optimizer states (training)")
+    overhead_bytes: int = _bytes("GPU memory for the runtime, allocator slack and ZeRO buffers")
+    total_bytes: int = _bytes("GPU memory of one replica, all parts")
+    gpus: int = Field(description="Devices per replica.")
+    gpu_memory_per_gpu_bytes: int = _bytes("GPU memory each device must hold")
+    cpu_milli: int = Field(description="CPU per replica, in millicores.")
+    memory_bytes: int = _bytes("Host memory per replica")
+    ephemeral_storage_bytes: int = _bytes("Scratch disk per replica")
+    device_memory_bytes: int | None = _bytes("Memory of one device the replica was sized for")
+    explanation: list[Annotated[str, Field(description="One rule: field, value and why.")]] = Field(
+        default_factory=list, max_length=64, description="The rule behind each number."
+    )
 
 
 class PlacementEntry(_Model):
-    replica: int = Field(ge=0)
-    pod: str
-    node: str
-    score: float | None = None
+    """Where one replica runs."""
+
+    replica: int = Field(ge=0, description="Replica index, from 0.")
+    pod: str = Field(description="The replica's pod.")
+    node: str = Field(description="The node it is bound to.")
+    score: float | None = Field(default=None, description="The node's score when it was chosen.")
 
 
 class Condition(_Model):
-    """metav1.Condition."""
+    """metav1.Condition: one aspect of the job's state."""
 
-    type: str = Field(max_length=316)
-    status: Literal["True", "False", "Unknown"]
-    reason: str = Field(max_length=1024)
-    message: str = Field(default="", max_length=32768)
-    last_transition_time: str
-    observed_generation: int | None = None
+    type: str = Field(max_length=316, description="Condition type, e.g. Valid, Scheduled.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(max_length=1024, description="CamelCase reason for the last transition.")
+    message: str = Field(default="", max_length=32768, description="Human-readable detail.")
+    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation this condition was set from."
+    )
 
 
 class ModelJobStatus(_Model):
-    phase: Phase | None = None
-    observed_generation: int | None = None
-    estimate: EstimateStatus | None = None
-    placement: list[PlacementEntry] = Field(default_factory=list)
-    queue_position: int | None = None
+    """What modeljob decided and observed; written by the operator only."""
+
+    phase: Phase | None = Field(
+        default=None,
+        description="Pending, Queued, Scheduled, Running, Succeeded, Failed, Unschedulable "
+        "(cannot fit any node type) or Invalid (the spec cannot be sized).",
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation the status was computed from."
+    )
+    estimate: EstimateStatus | None = Field(
+        default=None, description="Per-replica sizing for the chosen node type."
+    )
+    placement: list[PlacementEntry] = Field(default_factory=list, description="Where each replica runs.")
+    queue_position: int | None = Field(
+        default=None, description="Place in the queue while Queued (1 = next)."
+    )
     gpus: int | None = Field(default=None, description="GPUs of the whole job (all replicas).")
     nodes: str | None = Field(default=None, description="Nodes the replicas are placed on, comma-separated.")
-    message: str | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    message: str | None = Field(default=None, description="A one-line summary of the phase.")
+    conditions: list[Condition] = Field(default_factory=list, description="Valid, Scheduled and others.")
 
 
 class ObjectMeta(BaseModel):

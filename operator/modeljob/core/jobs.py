@@ -32,8 +32,15 @@ class Optimizer(StrEnum):
 # Largest model the estimator accepts (100 trillion parameters): ~50x the largest published
 # dense or MoE checkpoints of 2026, so anything above is a typo (1e20) rather than a model.
 MAX_PARAMETERS = 100 * 10**12
+# Smallest: 1M. The smallest language models people train or serve have a few million
+# parameters (TinyStories-1M, BERT-tiny 4.4M, Pythia-14M); a count below that is a dropped
+# suffix ("8" for 8B), which would otherwise be sized as a model of a few bytes.
+MIN_PARAMETERS = 10**6
 MAX_SEQUENCE_LENGTH = 16 * 1024 * 1024
-MAX_BATCH_SIZE = 1 << 20
+# Sequences per replica at once: 65,536 is 32x the largest engine default we know (TensorRT-LLM's
+# max_batch_size 2048; vLLM's max_num_seqs is 256 to 1024) and far above any training
+# micro-batch, so a larger value is a token or sample count written in the wrong field.
+MAX_BATCH_SIZE = 1 << 16
 DEFAULT_LORA_RANK = 16
 
 
