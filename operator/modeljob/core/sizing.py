@@ -1,8 +1,8 @@
 """Sizing: model + work + device type -> per-replica GPUs, GPU memory, CPU, RAM and disk, with reasons.
 
-Every number comes from a rule in docs/sizing.md (formulas and sources: docs/sizing-reference.md in
-the shared notes). The arithmetic is integer bytes throughout; ratios are written as integer
-fractions so that the output never depends on float rounding.
+Every number comes from a rule in docs/sizing.md, which gives each formula with its source. The
+arithmetic is integer bytes throughout; ratios are written as integer fractions so that the
+output never depends on float rounding.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ FALLBACK_VOCAB_SIZE = 152_064
 # NIM for LLMs support matrix: >= 8 CPU cores per host; 5-10 GB for the OS; 16 GB of shared
 # memory for multi-GPU engines; ~2 GB per billion parameters (the 16-bit weights) to stage them.
 NODE_CPU_FLOOR_MILLI = 8_000
-# Our judgement, not a published rule (sizing-reference.md section 5): 4 cores per GPU covers a
+# Our judgement, not a published rule (docs/sizing.md, host CPU): 4 cores per GPU covers a
 # serving engine's worker and tokenizer processes; training also feeds data loaders, so 8 (cloud
 # shapes give 12-24 vCPU per GPU, which leaves room for system daemons).
 INFERENCE_CPU_MILLI_PER_GPU = 4_000
@@ -151,9 +151,11 @@ class Estimate:
     device_memory_bytes: int
     fits: bool
     rules: tuple[Rule, ...] = field(default=())
+    # Why one replica cannot fit: the largest part and the spec fields that drive it; "" if it fits.
+    misfit: str = ""
 
     def to_dict(self) -> dict[str, int]:
-        """The 12 camelCase fields of design.md section 3."""
+        """The 12 camelCase fields of the estimate (docs/sizing.md, "The estimate")."""
         return {
             "weightsBytes": self.weights_bytes,
             "kvCacheBytes": self.kv_cache_bytes,
@@ -185,7 +187,7 @@ class _Rate:
         return _ceil_div(count * self.num, self.den)
 
 
-# Weight formats (sizing-reference.md section 1). Quantized formats cover the linear layers;
+# Weight formats (docs/sizing.md, weights). Quantized formats cover the linear layers;
 # embeddings and lm_head stay 16-bit (GPTQ/AWQ/bitsandbytes/FP8 checkpoints all keep them so).
 _WEIGHT_RATES = {
     Precision.FP32: _Rate(4, 1, "4 B (fp32)"),
@@ -820,6 +822,9 @@ def size_replica(job: JobShape, device: Device) -> Estimate:
     shape = _resolve_shape(job)
     states = _model_states(job, shape)
     layout, memory, fits, gpu_text = _choose_layout(job, shape, states, device)
+    misfit = "" if fits else _misfit(job, shape, memory)
+    if misfit:
+        gpu_text += f"; {misfit}"
     gpus = layout.gpus
     nodes = -(-gpus // device.gpus_per_node)
 
@@ -899,7 +904,42 @@ def size_replica(job: JobShape, device: Device) -> Estimate:
         device_memory_bytes=device.memory_bytes,
         fits=fits,
         rules=tuple(rules),
+        misfit=misfit,
     )
+
+
+def _misfit(job: JobShape, shape: _Shape, memory: _Memory) -> str:
+    """The largest part of a replica that does not fit, and the spec fields it grows with."""
+    work = job.workload
+    p, b, s = f"{shape.parameters:,}", work.batch_size, work.sequence_length
+    tokens = f"spec.workload.batchSize {b} x spec.workload.sequenceLength {s}"
+    trained = (
+        f"spec.workload.loraRank {work.lora_rank} adapters"
+        if work.type in (WorkloadType.LORA, WorkloadType.QLORA)
+        else f"spec.model.parameters {p} trained in full"
+    )
+    zero = f", spec.workload.zeroStage {work.zero_stage} over spec.replicas {work.replicas}"
+    parts = (
+        (
+            "weights",
+            memory.weights,
+            f"spec.model.parameters {p} at spec.model.precision {job.model.precision}",
+        ),
+        ("KV cache", memory.kv_cache, tokens),
+        ("activations", memory.activations, tokens + _checkpointing_hint(job)),
+        ("gradients", memory.gradients, trained + zero),
+        ("optimizer states", memory.optimizer, f"{trained} with {work.optimizer.value}{zero}"),
+        ("overhead", memory.overhead, "runtime reserve, allocator slack and ZeRO buffers"),
+    )
+    name, part, drivers = max(parts, key=lambda entry: entry[1].per_gpu)
+    return f"largest part: {name} {format_bytes(part.per_gpu)} per GPU, from {drivers}"
+
+
+def _checkpointing_hint(job: JobShape) -> str:
+    work = job.workload
+    if work.type is WorkloadType.INFERENCE or work.activation_checkpointing:
+        return ""
+    return " (spec.workload.activationCheckpointing is off)"
 
 
 def _ceil_div(numerator: int, denominator: int) -> int:
