@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from modeljob.cli import main
-from tests.manifests import BAD_MANIFESTS, bad_manifest, make_job_manifest
+from tests.manifests import BAD_MANIFESTS, bad_manifest, make_job_manifest, with_field
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "crds" / "examples").glob("*.yaml"))
@@ -120,9 +121,65 @@ def test_malformed_yaml_names_line_and_column(tmp_path: Path, capsys: pytest.Cap
     assert_one_line_error(*run(capsys, "estimate", "-f", str(path)), "broken.yaml:", "invalid YAML")
 
 
-def test_wrong_kind_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write(tmp_path, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}})
+SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"ports": []}}
+
+
+def test_documents_of_other_kinds_are_skipped_and_named_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, make_job_manifest("chat"), SERVICE)
+    code, out, err = run(capsys, "estimate", "-f", str(path), "-o", "json")
+    assert code == 0
+    assert json.loads(out)["name"] == "chat"
+    assert err == f"skipped {path}#2: Service web: not a ModelJob\n"
+
+
+def test_a_file_without_any_modeljob_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, SERVICE, {"apiVersion": "v1", "kind": "ConfigMap"})
+    assert_one_line_error(
+        *run(capsys, "estimate", "-f", str(path)), "no ModelJob documents found (only Service web, ConfigMap)"
+    )
+
+
+def test_a_document_without_a_kind_is_an_error_not_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = make_job_manifest()
+    del manifest["kind"]
+    path = write(tmp_path, manifest)
     assert_one_line_error(*run(capsys, "estimate", "-f", str(path)), "kind: expected ModelJob")
+
+
+def test_dash_reads_the_manifest_from_standard_input(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = yaml.safe_dump_all([SERVICE, make_job_manifest("piped")])
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    code, out, err = run(capsys, "estimate", "-f", "-", "-o", "json")
+    assert code == 0
+    assert (json.loads(out)["name"], json.loads(out)["source"]) == ("piped", "stdin#2")
+    assert err == "skipped stdin#1: Service web: not a ModelJob\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "example"),
+    [
+        ("spec.model.parameters", "-7B", "such as 7B, 70.6B"),
+        ("spec.model.parameters", "8b", "K, M, B, T in capitals"),
+        ("spec.model.parameters", 8, "from 1M to 100T"),
+        ("spec.accelerator.memoryPerDevice", "80GB", "such as 80Gi"),
+        ("spec.resources.cpu", "2 cores", "such as 4, 1.5 or 500m"),
+        ("spec.scheduling.expectedDuration", "soon", "such as 2h, 90m"),
+    ],
+    ids=str,
+)
+def test_a_malformed_written_form_gets_one_sentence_with_valid_forms(
+    path: str, value: object, example: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = with_field(make_job_manifest(), path, value)
+    code, out, err = run(capsys, "estimate", "-f", str(write(tmp_path, manifest)))
+    assert_one_line_error(code, out, err, f"{path}: must be ", example)
+    assert "^(" not in err  # no regular expression
 
 
 def test_bad_gpu_memory_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -137,3 +194,16 @@ def test_a_model_that_fits_nowhere_exits_1_and_says_so(
     code, out, _ = run(capsys, "estimate", "-f", str(path), "--gpu-memory", "24Gi")
     assert code == 1
     assert "DOES NOT FIT" in out
+
+
+def test_a_job_that_cannot_fit_names_the_largest_part_and_the_fields_behind_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workload = {"type": "Inference", "sequenceLength": 8192, "batchSize": 65_536}
+    path = write(tmp_path, make_job_manifest(workload=workload))
+    code, out, _ = run(capsys, "estimate", "-f", str(path), "-o", "json")
+    assert code == 1
+    assert json.loads(out)["misfit"] == (
+        "largest part: KV cache 640.0 GiB per GPU, "
+        "from spec.workload.batchSize 65536 x spec.workload.sequenceLength 8192"
+    )

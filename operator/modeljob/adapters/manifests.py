@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 from pydantic import ValidationError
@@ -26,28 +26,61 @@ class LoadedJob:
         return self.job.metadata.name or self.source
 
 
-def load_model_jobs(path: Path) -> list[LoadedJob]:
-    """Every ModelJob document in a YAML file (other kinds are an error, empty documents skipped)."""
+@dataclass(frozen=True, slots=True)
+class LoadedManifest:
+    jobs: tuple[LoadedJob, ...]
+    skipped: tuple[str, ...]  # "file.yaml#2: Service web" for each document of another kind
+
+
+STDIN = "-"  # the file name that means standard input, as kubectl's `-f -`
+
+
+def read_manifest(name: str, stdin: TextIO) -> str:
+    """The text of a manifest file, or of standard input when the name is "-"."""
+    if name == STDIN:
+        return stdin.read()
     try:
-        text = path.read_text(encoding="utf-8")
+        return Path(name).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ManifestError(f"{path}: no such file") from None
+        raise ManifestError(f"{name}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{path}: cannot read: {exc}") from None
+        raise ManifestError(f"{name}: cannot read: {exc}") from None
+
+
+def load_model_jobs(text: str, source: str) -> LoadedManifest:
+    """Every ModelJob document in YAML text; documents of other kinds are skipped and named."""
     try:
         documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
         problem = getattr(exc, "problem", None) or str(exc)
         raise ManifestError(f"{where}: invalid YAML: {problem}") from None
-    if not documents:
-        raise ManifestError(f"{path}: no ModelJob documents found")
-    jobs = []
+    jobs, skipped, others = [], [], []
     for index, document in enumerate(documents, start=1):
-        source = str(path) if len(documents) == 1 else f"{path}#{index}"
-        jobs.append(LoadedJob(source=source, job=_parse(document, source)))
-    return jobs
+        where = source if len(documents) == 1 else f"{source}#{index}"
+        other = _other_kind(document)
+        if other:
+            skipped.append(f"{where}: {other}")
+            others.append(other)
+        else:
+            jobs.append(LoadedJob(source=where, job=_parse(document, where)))
+    if not jobs:
+        only = f" (only {', '.join(others)})" if others else ""
+        raise ManifestError(f"{source}: no ModelJob documents found{only}")
+    return LoadedManifest(jobs=tuple(jobs), skipped=tuple(skipped))
+
+
+def _other_kind(document: Any) -> str:
+    """'Service web' for a document that names a kind other than ModelJob, else ''."""
+    if not isinstance(document, dict):
+        return ""
+    kind = document.get("kind")
+    if not isinstance(kind, str) or not kind or kind == KIND:
+        return ""  # a ModelJob, or a document too broken to tell: _parse says what is wrong
+    metadata = document.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return f"{kind} {name}" if name else kind
 
 
 def _parse(document: Any, source: str) -> ModelJob:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from modeljob.adapters.manifests import LoadedJob, ManifestError, load_model_jobs
+from modeljob.adapters.manifests import STDIN, LoadedJob, ManifestError, load_model_jobs, read_manifest
 from modeljob.commands import UsageError
 from modeljob.core.resources import GIB, QuantityError, format_bytes, format_cpu, parse_bytes
 from modeljob.core.sizing import Device, Estimate, SizingError, size_replica
@@ -18,7 +17,7 @@ from modeljob.core.sizing import Device, Estimate, SizingError, size_replica
 DEFAULT_DEVICE_MEMORY = "80Gi"
 DEFAULT_GPUS_PER_NODE = 8
 
-# Rows of the table, in the order of design.md §3, with how to show each value.
+# Rows of the table, in the order of the estimate's fields (docs/sizing.md), with how to show each.
 _ROWS: tuple[tuple[str, str, bool], ...] = (
     ("weightsBytes", "weights", True),
     ("kvCacheBytes", "KV cache", True),
@@ -41,7 +40,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="size ModelJobs offline: GPUs, GPU memory, CPU, RAM and disk per replica",
         description="Size every ModelJob in a manifest file and explain each number. No cluster needed.",
     )
-    parser.add_argument("-f", "--filename", required=True, type=Path, help="ModelJob manifest (YAML)")
+    parser.add_argument(
+        "-f",
+        "--filename",
+        required=True,
+        help="manifest (YAML), or - for standard input; documents of other kinds are skipped",
+    )
     parser.add_argument(
         "--gpu-memory",
         help="memory of one device, e.g. 24Gi "
@@ -92,6 +96,7 @@ def _result(loaded: LoadedJob, estimate: Estimate, memory_source: str) -> dict[s
         **estimate.to_dict(),
         "nodesPerReplica": estimate.nodes,
         "fits": estimate.fits,
+        "misfit": estimate.misfit,
         "explanation": {rule.field: rule.explanation for rule in estimate.rules},
     }
 
@@ -99,11 +104,14 @@ def _result(loaded: LoadedJob, estimate: Estimate, memory_source: str) -> dict[s
 def _run(args: argparse.Namespace) -> int:
     if args.gpus_per_node < 1:
         raise UsageError("--gpus-per-node: must be at least 1")
+    source = "stdin" if args.filename == STDIN else args.filename
     try:
-        jobs = load_model_jobs(args.filename)
+        manifest = load_model_jobs(read_manifest(args.filename, sys.stdin), source)
     except ManifestError as exc:
         raise UsageError(str(exc)) from None
-    results = [_estimate(loaded, args) for loaded in jobs]
+    for skipped in manifest.skipped:
+        sys.stderr.write(f"skipped {skipped}: not a ModelJob\n")
+    results = [_estimate(loaded, args) for loaded in manifest.jobs]
     if args.output == "json":
         payload: Any = results[0] if len(results) == 1 else results
         json.dump(payload, sys.stdout, indent=2)
@@ -131,7 +139,9 @@ def render_table(result: dict[str, Any]) -> str:
         f"sized for {device_gib:g} GiB devices ({result['deviceMemorySource']})",
     ]
     if not result["fits"]:
-        lines.append("DOES NOT FIT: even the largest layout allowed cannot hold one replica")
+        lines.append(
+            f"DOES NOT FIT: even the largest layout allowed cannot hold one replica ({result['misfit']})"
+        )
     width = max(len(label) for _, label, _ in _ROWS)
     lines.append(f"{'per replica':<{width}}  {'value':>11}  rule")
     explanation = result["explanation"]
