@@ -14,6 +14,7 @@ from prometheus_client import start_http_server
 from modeljob.adapters import kopf_handlers
 from modeljob.adapters.cluster import ClusterGateway
 from modeljob.adapters.cluster_view import ClusterView
+from modeljob.adapters.events import EventRecorder
 from modeljob.adapters.extender.cache import ClusterCache, attach_to_view
 from modeljob.adapters.extender.metrics import ExtenderMetrics
 from modeljob.adapters.extender.routes import build_app
@@ -138,6 +139,7 @@ def run_operator(settings: Settings) -> int:
         peering=settings.peering.enabled,
     )
     scheduling = settings.scheduling
+    events = EventRecorder(gateway, identity=identity, clock=lambda: datetime.now(UTC))
     loop = SchedulingLoop(
         gateway=gateway,
         view=view,
@@ -163,13 +165,14 @@ def run_operator(settings: Settings) -> int:
         ),
         identity=identity,
         acts=lambda: leadership(view, settings, identity),
+        events=events,
     )
     memo = kopf_handlers.OperatorMemo(
         gateway=gateway,
         view=view,
         loop=loop,
         metrics=metrics,
-        identity=identity,
+        events=events,
         in_cluster=settings.kubernetes.kubeconfig is None and SERVICE_ACCOUNT_TOKEN.exists(),
     )
     registry = kopf.OperatorRegistry()
@@ -203,6 +206,7 @@ def run_operator(settings: Settings) -> int:
         if extender is not None:
             extender.stop_thread()
         loop.stop()
+        events.stop()
         view.stop()
         gateway.close()
     return 0

@@ -30,10 +30,11 @@ from modeljob.core.fragmentation import compile_workload
 from modeljob.core.jobs import Overrides
 from modeljob.core.lifecycle import JobFacts
 from modeljob.core.nodes import build_node_table
-from modeljob.core.scheduling_cycle import CycleSettings, Verdict, run_cycle
+from modeljob.core.scheduling_cycle import CycleSettings, run_cycle
 from modeljob.core.scoring.filters import filter_nodes
 from modeljob.core.scoring.ranking import ScoringContext, score_rows
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
+from modeljob.core.steps import Verdict
 from tests.operator_builders import H100, L4, at, make_job, make_node, make_pod, modeljob_dict
 
 PRODUCT_LABEL = "nvidia.com/gpu.product"

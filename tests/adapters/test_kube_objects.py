@@ -10,12 +10,13 @@ import pytest
 
 from modeljob.adapters import kube_objects
 from modeljob.adapters.kube_objects import ObjectError
-from modeljob.core.cluster_state import PodPhase, Taint, TaintEffect
+from modeljob.core.cluster_state import PodPhase, Taint, TaintEffect, Termination
 from modeljob.core.jobs import Overrides
-from modeljob.core.lifecycle import ConditionType, JobPhase, Placed
-from modeljob.core.resources import GIB, MIB, TIB, Resources
-from modeljob.core.scheduling_cycle import CycleSettings, Verdict, run_cycle
+from modeljob.core.lifecycle import JobPhase, Placed
+from modeljob.core.resources import GIB, MIB, TIB, Resources, parse_bytes
+from modeljob.core.scheduling_cycle import CycleSettings, run_cycle
 from modeljob.core.sizing import Device, size_replica
+from modeljob.core.steps import Place
 from tests.operator_builders import H100, at, container, make_job, modeljob_dict, node_dict, pod_dict
 
 # --- nodes ---------------------------------------------------------------------------------------
@@ -155,7 +156,7 @@ def test_an_absurd_request_on_a_hand_bound_pod_fills_its_node_and_breaks_nothing
     )
     result = run_cycle([job], nodes, [facts], now=at(1000), settings=CycleSettings())
     [outcome] = result.outcomes
-    assert outcome.verdict is Verdict.PLACE
+    assert isinstance(outcome, Place)
     assert [p.node for p in outcome.placement] == ["gpu-h100-0"]
 
 
@@ -338,32 +339,6 @@ def test_pod_names_stay_within_the_limit_and_differ_per_attempt() -> None:
     assert kube_objects.placement_nonce("uid", "1") != kube_objects.placement_nonce("uid", "2")
 
 
-def test_condition_keeps_its_transition_time_until_its_status_flips() -> None:
-    first = kube_objects.set_condition(
-        [], type_=ConditionType.SCHEDULED, status=False, reason="Waiting", message="a", now=at(0)
-    )
-    again = kube_objects.set_condition(
-        first, type_=ConditionType.SCHEDULED, status=False, reason="Waiting", message="b", now=at(10)
-    )
-    flipped = kube_objects.set_condition(
-        again, type_=ConditionType.SCHEDULED, status=True, reason="Placed", message="c", now=at(20)
-    )
-    assert again[0]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
-    assert again[0]["message"] == "b"
-    assert flipped[0]["lastTransitionTime"] == "2026-01-01T00:00:20Z"
-
-
-def test_conditions_of_other_types_are_kept() -> None:
-    valid = kube_objects.set_condition(
-        [], type_=ConditionType.VALID, status=True, reason="Valid", message="", now=at(0), generation=3
-    )
-    both = kube_objects.set_condition(
-        valid, type_=ConditionType.BINDING, status=True, reason="Binding", message="", now=at(1)
-    )
-    assert [c["type"] for c in both] == ["Binding", "Valid"]
-    assert both[1]["observedGeneration"] == 3
-
-
 def test_event_names_the_job_it_is_about() -> None:
     event = kube_objects.event_manifest(
         modeljob_dict(), warning=True, reason="NodeLost", message="node gone", now=at(0), instance="op-1"
@@ -379,9 +354,73 @@ def test_event_names_the_job_it_is_about() -> None:
     assert event["metadata"] == {"generateName": "llama-3-1-8b-chat.", "namespace": "ml"}
 
 
-def test_estimate_status_has_the_design_fields_and_one_line_per_rule() -> None:
-    estimate = size_replica(kube_objects.job_facts(modeljob_dict()).shape, Device(80 * GIB, 8))
-    status = kube_objects.estimate_status(estimate)
-    assert {"weightsBytes", "kvCacheBytes", "totalBytes", "gpus", "cpuMilli", "memoryBytes"} <= set(status)
-    assert status["deviceMemoryBytes"] == 80 * GIB
-    assert any(line.startswith("gpus: ") for line in status["explanation"])
+@pytest.mark.parametrize(
+    ("value", "quantity"),
+    [
+        (80 * GIB, "80Gi"),
+        (157 * GIB + GIB // 2, "157.5Gi"),
+        (1536 * MIB, "1.5Gi"),
+        (165_153_601 * 1024, "165153601Ki"),
+        (3 * TIB // 4, "768Gi"),
+        (1001, "1001"),
+    ],
+    ids=["whole-gib", "half-gib", "mib-as-gib", "only-kib", "under-a-tib", "bytes"],
+)
+def test_memory_requests_are_written_as_exact_readable_quantities(value: int, quantity: str) -> None:
+    assert kube_objects.bytes_quantity(value) == quantity
+    assert parse_bytes(quantity) == value, "the quantity means exactly the bytes"
+
+
+def test_a_pods_memory_request_reads_as_a_quantity_not_raw_bytes() -> None:
+    pod = _pod(modeljob_dict(), requests=Resources(cpu_milli=4000, memory_bytes=157 * GIB + GIB // 2, gpus=1))
+    assert pod["spec"]["containers"][0]["resources"]["requests"]["memory"] == "157.5Gi"
+
+
+def test_a_failed_pod_says_which_container_failed_why_and_with_what_exit_code() -> None:
+    pod = pod_dict("job-0-abcde", phase="Failed")
+    pod["status"]["containerStatuses"] = [
+        {"name": "sidecar", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+        {"name": "server", "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}},
+    ]
+    facts = kube_objects.pod_facts(pod)
+    assert facts.termination == Termination(container="server", reason="OOMKilled", exit_code=137)
+    assert facts.termination.describe() == "container server OOMKilled (exit code 137)"
+
+
+def test_a_restarted_container_is_judged_by_its_last_state_and_an_evicted_pod_by_its_reason() -> None:
+    restarted = pod_dict(phase="Failed")
+    restarted["status"]["containerStatuses"] = [
+        {
+            "name": "main",
+            "state": {"waiting": {}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+        }
+    ]
+    assert kube_objects.pod_facts(restarted).termination == Termination("main", "Error", 1)
+    evicted = pod_dict(phase="Failed")
+    evicted["status"]["reason"] = "Evicted"
+    assert kube_objects.pod_facts(evicted).termination == Termination(reason="Evicted")
+    assert kube_objects.pod_facts(pod_dict(phase="Running")).termination is None
+
+
+def test_a_pod_the_api_server_refuses_is_explained_with_the_modeljobs_field_names() -> None:
+    detail = (
+        'Pod "job-0-abcde" is invalid: [spec.containers[0].name: Invalid value: "Server_1": a lowercase '
+        "RFC 1123 label must consist of lower case alphanumeric characters or '-', spec.restartPolicy: "
+        'Unsupported value: "never": supported values: "Always", "OnFailure", "Never"]'
+    )
+    message = kube_objects.refused_pod_message(detail)
+    assert message.startswith('[spec.template.spec.containers[0].name: Invalid value: "Server_1"')
+    assert 'spec.template.spec.restartPolicy: Unsupported value: "never"' in message
+    assert "job-0-abcde" not in message, "the pod's name means nothing to the job's owner"
+
+
+def test_jobs_are_counted_by_phase_whether_or_not_their_spec_can_be_read() -> None:
+    unreadable = modeljob_dict(status={"phase": "Invalid"}, replicas=0)
+    other_team = modeljob_dict(namespace="team-b", status={"phase": "Running"})
+    counts = kube_objects.count_by_phase([unreadable, modeljob_dict(), other_team])
+    assert counts == {
+        ("ml", JobPhase.INVALID): 1,
+        ("ml", JobPhase.PENDING): 1,
+        ("team-b", JobPhase.RUNNING): 1,
+    }

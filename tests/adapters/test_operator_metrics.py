@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from modeljob.adapters.extender.metrics import ExtenderMetrics
-from modeljob.adapters.metrics import OperatorMetrics
+from modeljob.adapters.metrics import AttemptResult, BindingResult, OperatorMetrics
+from modeljob.core.lifecycle import JobPhase, Requeue
 from modeljob.core.resources import GIB
 from modeljob.core.sizing import Device, size_replica
 from tests.core.test_sizing import make_job
@@ -44,21 +46,23 @@ def test_every_design_series_is_exported() -> None:
 
 def test_recorded_events_show_up_with_their_labels() -> None:
     metrics = OperatorMetrics()
-    metrics.record_jobs_by_phase({"Running": 2}, phases=["Queued", "Running"])
+    metrics.record_jobs({("team-a", JobPhase.RUNNING): 2})
     metrics.record_queue_lengths({"research": 3})
-    metrics.record_placement(queue="research", waited_seconds=12.0, scores=[0.5, 1.0])
-    metrics.record_binding("bound", seconds=0.01)
-    metrics.record_requeue("NodeLost")
+    metrics.record_placement(namespace="team-a", queue="research", waited_seconds=12.0, scores=[0.5, 1.0])
+    metrics.record_binding(BindingResult.BOUND, seconds=0.01)
+    metrics.record_requeue("team-a", Requeue.NODE_LOST)
     metrics.record_estimate(size_replica(make_job(), Device(memory_bytes=80 * GIB)))
     found = samples(metrics)
-    assert found[("modeljob_jobs", (("phase", "Queued"),))] == 0
-    assert found[("modeljob_jobs", (("phase", "Running"),))] == 2
+    assert found[("modeljob_jobs", (("namespace", "team-a"), ("phase", "Queued")))] == 0
+    assert found[("modeljob_jobs", (("namespace", "team-a"), ("phase", "Running")))] == 2
     assert found[("modeljob_queue_length", (("queue", "research"),))] == 3
-    assert found[("modeljob_scheduling_attempts_total", (("result", "placed"),))] == 1
-    assert found[("modeljob_queue_wait_seconds_sum", (("queue", "research"),))] == 12.0
+    assert found[("modeljob_scheduling_attempts_total", (("namespace", "team-a"), ("result", "placed")))] == 1
+    assert (
+        found[("modeljob_queue_wait_seconds_sum", (("namespace", "team-a"), ("queue", "research")))] == 12.0
+    )
     assert found[("modeljob_placement_score_count", ())] == 2
     assert found[("modeljob_bindings_total", (("result", "bound"),))] == 1
-    assert found[("modeljob_requeues_total", (("reason", "NodeLost"),))] == 1
+    assert found[("modeljob_requeues_total", (("namespace", "team-a"), ("reason", "NodeLost")))] == 1
     assert found[("modeljob_estimate_bytes_count", (("component", "weights"),))] == 1
     assert found[("modeljob_estimate_bytes_sum", (("component", "weights"),))] == 2 * 8_030_261_248
     assert not any(labels == (("component", "memory"),) for _, labels in found), "host memory is no GPU part"
@@ -78,5 +82,29 @@ def test_a_deleted_node_stops_reporting_its_gpu_allocation() -> None:
 
 def test_each_operator_has_its_own_registry() -> None:
     first, second = OperatorMetrics(), OperatorMetrics()
-    first.record_requeue("PodLost")
-    assert ("modeljob_requeues_total", (("reason", "PodLost"),)) not in samples(second)
+    first.record_requeue("ml", Requeue.POD_LOST)
+    assert ("modeljob_requeues_total", (("namespace", "ml"), ("reason", "PodLost"))) not in samples(second)
+
+
+def test_a_namespace_without_jobs_stops_reporting_them() -> None:
+    metrics = OperatorMetrics()
+    metrics.record_jobs({("team-a", JobPhase.QUEUED): 1, ("team-b", JobPhase.INVALID): 2})
+    metrics.record_jobs({("team-b", JobPhase.INVALID): 2})
+    jobs = {labels: v for (name, labels), v in samples(metrics).items() if name == "modeljob_jobs" and v}
+    assert jobs == {(("namespace", "team-b"), ("phase", "Invalid")): 2}
+    assert not any(dict(labels).get("namespace") == "team-a" for _, labels in samples(metrics))
+
+
+@pytest.mark.parametrize(
+    ("metric", "values"),
+    [
+        ("modeljob_requeues", [r.value for r in Requeue]),
+        ("modeljob_scheduling_attempts", [r.value for r in AttemptResult]),
+        ("modeljob_bindings", [r.value for r in BindingResult]),
+        ("modeljob_jobs", [p.value for p in JobPhase]),
+    ],
+    ids=["requeues", "attempts", "bindings", "jobs"],
+)
+def test_help_lists_the_label_values_the_metric_really_takes(metric: str, values: list[str]) -> None:
+    families = {f.name: f for f in text_string_to_metric_families(OperatorMetrics().exposition().decode())}
+    assert f"({', '.join(values)})" in families[metric].documentation

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -114,7 +115,9 @@ class FakeApiServer:
         return event
 
 
-def start_operator(api: FakeApiServer) -> tuple[SchedulingLoop, ClusterView]:
+def start_operator(
+    api: FakeApiServer, clock: Callable[[], datetime] = lambda: at(100)
+) -> tuple[SchedulingLoop, ClusterView]:
     """A fresh operator: its view is what the API server holds now (as a first list would show)."""
     view = ClusterView(api, labels=NodeLabelKeys(), peering=False)  # type: ignore[arg-type]
     for (kind, _, _), obj in list(api.objects.items()):
@@ -135,7 +138,7 @@ def start_operator(api: FakeApiServer) -> tuple[SchedulingLoop, ClusterView]:
         ),
         identity="test",
         acts=lambda: True,
-        clock=lambda: at(100),
+        clock=clock,
     )
     return loop, view
 
@@ -169,7 +172,7 @@ def test_the_plan_is_written_before_any_pod_exists_and_the_job_is_scheduled_afte
     assert sorted(_bound_pods(api).values()) == sorted(e["node"] for e in status["placement"])
     binding = next(c for c in status["conditions"] if c["type"] == "Binding")
     assert (binding["status"], binding["reason"]) == ("False", "Bound")
-    loop.drain_events()
+    loop.events.drain()
     assert [e["reason"] for e in api.events] == ["Scheduled"]
 
 
@@ -190,8 +193,10 @@ def test_a_write_by_someone_else_while_binding_still_ends_scheduled_with_the_pla
     status = api.job("ml", "llama-2-13b-sft")["status"]
     assert status["phase"] == "Scheduled"
     scheduled = next(c for c in status["conditions"] if c["type"] == "Scheduled")
-    assert "planned on each node type the job was sized for" in scheduled["message"]
+    assert scheduled["message"].startswith("4 pod(s) bound on NVIDIA-H100-80GB-HBM3")
     assert len([c for c in api.calls if c.startswith("bind")]) == 4, "nothing bound twice"
+    loop.events.drain()
+    assert "planned on each node type the job was sized for" in api.events[-1]["message"]
 
 
 def test_the_next_cycle_does_not_plan_again_from_a_stale_watch(api: FakeApiServer) -> None:
@@ -227,7 +232,7 @@ def test_a_crash_while_binding_is_completed_by_the_next_operator(
     bound = _bound_pods(api)
     assert bound == {e["pod"]: e["node"] for e in status["placement"]}, "every pod bound where the plan says"
     assert len(bound) == 4
-    restarted.drain_events()
+    restarted.events.drain()
     assert "completed an interrupted binding" in api.events[-1]["message"]
 
 
@@ -257,7 +262,7 @@ def test_a_binding_refused_for_another_node_rolls_the_whole_gang_back(api: FakeA
     assert status["phase"] == "Queued"
     assert status.get("placement") == []
     assert api.pods() == [], "no half-bound gang is left behind"
-    loop.drain_events()
+    loop.events.drain()
     assert api.events[-1]["reason"] == "BindingFailed"
 
 
@@ -302,9 +307,88 @@ def test_a_spec_change_is_recorded_as_such_even_when_kopf_writes_the_job_while_w
 
     api.before["delete"] = annotate
     loop.run_once()
-    loop.drain_events()
+    loop.events.drain()
     status = api.job("ml", "llama-2-13b-sft")["status"]
     assert not first & set(_bound_pods(api)), "the old pods are gone"
     scheduled = next(c for c in status["conditions"] if c["type"] == "Scheduled")
     assert scheduled["reason"] == "SpecChanged"
     assert "SpecChanged" in [e["reason"] for e in api.events]
+
+
+def _job_status(api: FakeApiServer) -> Json:
+    return api.job("ml", "llama-2-13b-sft")["status"]
+
+
+def _refuse_pods(_: str) -> None:
+    raise ClusterError(
+        "create pod: 422 Invalid: ...",
+        status=422,
+        reason="Invalid",
+        detail='Pod "llama-2-13b-sft-0-abcde" is invalid: spec.restartPolicy: Unsupported value: "never"',
+    )
+
+
+def test_a_pod_template_the_api_server_refuses_makes_the_job_invalid_once_until_the_spec_changes(
+    api: FakeApiServer,
+) -> None:
+    api.before["create"] = _refuse_pods
+    loop, view = start_operator(api)
+    loop.run_once()
+    status = _job_status(api)
+    assert status["phase"] == "Invalid"
+    valid = next(c for c in status["conditions"] if c["type"] == "Valid")
+    assert valid["status"] == "False"
+    assert 'spec.template.spec.restartPolicy: Unsupported value: "never"' in valid["message"]
+    assert api.pods() == []
+    calls = len(api.calls)
+    for _ in range(3):
+        loop.run_once()
+    assert api.calls[calls:] == [], "no new pod, no new write: the spec is at fault, not the cluster"
+    loop.events.drain()
+    assert [e["reason"] for e in api.events] == ["InvalidSpec"]
+
+    del api.before["create"]  # the owner fixes the template: a new generation, admitted again
+    job = api.job("ml", "llama-2-13b-sft")
+    job["metadata"]["generation"] = 2
+    job["status"].update({"phase": "Queued", "observedGeneration": 2})
+    view.jobs.observe(api.put("modeljobs", job))
+    loop.run_once()
+    assert _job_status(api)["phase"] == "Scheduled"
+
+
+def test_a_write_that_keeps_failing_is_retried_after_a_growing_back_off(api: FakeApiServer) -> None:
+    def unavailable(_: str) -> None:
+        raise ClusterError("create pod: 503 ServiceUnavailable", status=503)
+
+    api.before["create"] = unavailable
+    now = [at(100)]
+    loop, _ = start_operator(api, clock=lambda: now[0])
+    attempts = lambda: len([c for c in api.calls if c.startswith("create")]) // 4  # noqa: E731 - a gang of 4
+    loop.run_once()
+    assert (attempts(), _job_status(api)["phase"]) == (1, "Queued")
+    loop.run_once()
+    assert attempts() == 1, "backing off: nothing is tried again at once"
+    now[0] = at(101)  # one second later: the first back-off is over
+    loop.run_once()
+    assert attempts() == 2
+    now[0] = at(102.5)  # the second back-off is two seconds
+    loop.run_once()
+    assert attempts() == 2
+    del api.before["create"]
+    now[0] = at(103)
+    loop.run_once()
+    assert _job_status(api)["phase"] == "Scheduled"
+
+
+def test_jobs_the_loop_cannot_read_are_still_counted_by_phase_and_namespace(api: FakeApiServer) -> None:
+    invalid = modeljob_dict(
+        "llama-3.1-8b-inference", namespace="team-b", status={"phase": "Invalid"}, replicas=0
+    )
+    api.put("modeljobs", invalid)
+    loop, _ = start_operator(api)
+    metrics = loop._metrics  # the registry the operator exports
+    loop.run_once()
+    text = metrics.exposition().decode()
+    assert 'modeljob_jobs{namespace="team-b",phase="Invalid"} 1.0' in text
+    assert 'modeljob_jobs{namespace="ml",phase="Scheduled"} 1.0' in text
+    assert 'modeljob_scheduling_attempts_total{namespace="ml",result="placed"} 1.0' in text

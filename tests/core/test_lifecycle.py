@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from modeljob.core.cluster_state import NodeFacts, PodPhase
+from modeljob.core.cluster_state import NodeFacts, PodPhase, Termination
 from modeljob.core.jobs import JobShape, ModelShape, Overrides, Precision, Workload, WorkloadType
 from modeljob.core.lifecycle import (
     Action,
@@ -238,3 +238,16 @@ def test_placed_job_deletes_stray_pods() -> None:
     stray = make_pod("job-0-older", node="gpu-h100-1", job=job, replica=0)
     rec = _reconcile(job, [*pods_of(job), stray])
     assert (rec.action, rec.delete_pods) == (Action.UPDATE, ("job-0-older",))
+
+
+def test_a_failed_job_names_the_pod_the_container_the_reason_and_the_exit_code() -> None:
+    job = placed(make_job("gang", replicas=2), "gpu-h100-0", "gpu-h100-1")
+    running, failed = pods_of(job)
+    oom = replace(
+        failed,
+        phase=PodPhase.FAILED,
+        termination=Termination(container="server", reason="OOMKilled", exit_code=137),
+    )
+    rec = _reconcile(job, [running, oom])
+    assert (rec.action, rec.phase) == (Action.UPDATE, JobPhase.FAILED)
+    assert rec.message == "pod gang-1-abcde failed: container server OOMKilled (exit code 137)"

@@ -9,18 +9,11 @@ import pytest
 
 from modeljob.core.cluster_state import NodeFacts, PodFacts
 from modeljob.core.jobs import Overrides
-from modeljob.core.lifecycle import Action, JobFacts, JobPhase
+from modeljob.core.lifecycle import JobFacts, JobPhase
+from modeljob.core.node_types import node_types, size_job, type_prices
 from modeljob.core.queueing import QueueOrder, QueueSettings
-from modeljob.core.scheduling_cycle import (
-    CycleResult,
-    CycleSettings,
-    Outcome,
-    Verdict,
-    node_types,
-    run_cycle,
-    size_job,
-    type_prices,
-)
+from modeljob.core.scheduling_cycle import CycleResult, CycleSettings, run_cycle
+from modeljob.core.steps import Place, RollBack, SetPhase, Step, Verdict, Wait
 from tests.operator_builders import (
     H100,
     L4,
@@ -54,7 +47,7 @@ def cycle(
     return run_cycle(jobs, nodes, pods, now=at(1000), settings=settings)
 
 
-def outcome(result: CycleResult, name: str) -> Outcome:
+def outcome(result: CycleResult, name: str) -> Step:
     return next(o for o in result.outcomes if o.job.name == name)
 
 
@@ -182,7 +175,7 @@ def test_a_placement_being_completed_reserves_its_nodes_before_anything_new_is_p
     )
     newcomer = with_gpus(make_job("newcomer", created=5, products=(H100,)), 8)
     result = cycle([binding, newcomer], h100_nodes(1))
-    assert outcome(result, "binding").reconciliation.action is Action.COMPLETE
+    assert outcome(result, "binding").verdict is Verdict.COMPLETE
     assert outcome(result, "newcomer").verdict is Verdict.WAIT
 
 
@@ -190,8 +183,8 @@ def test_a_placement_whose_node_filled_up_meanwhile_is_rolled_back() -> None:
     binding = placed(with_gpus(make_job("binding", products=(H100,)), 8), "gpu-h100-0", binding=True)
     intruder = make_pod("intruder", namespace="other", node="gpu-h100-0", gpus=1)
     result = cycle([binding], h100_nodes(1), [intruder])
-    rolled = outcome(result, "binding").reconciliation
-    assert rolled.action is Action.ROLL_BACK
+    rolled = outcome(result, "binding")
+    assert isinstance(rolled, RollBack)
     assert "node gpu-h100-0 no longer has room for replica 0" in rolled.message
 
 
@@ -199,7 +192,8 @@ def test_running_job_is_reconciled_not_planned() -> None:
     job = replace(placed(make_job("run", products=(H100,)), "gpu-h100-0"), phase=JobPhase.SCHEDULED)
     result = cycle([job], h100_nodes(1), pods_of(job))
     only = outcome(result, "run")
-    assert (only.verdict, only.reconciliation.phase) == (Verdict.KEEP, JobPhase.RUNNING)
+    assert isinstance(only, SetPhase)
+    assert only.phase is JobPhase.RUNNING
 
 
 def test_a_gang_with_room_for_three_of_four_waits_whole() -> None:
@@ -207,7 +201,7 @@ def test_a_gang_with_room_for_three_of_four_waits_whole() -> None:
     gang = with_gpus(make_job("gang", replicas=4, products=(H100,)), 4)
     result = cycle([gang], h100_nodes(), [blocker])
     waiting = outcome(result, "gang")
-    assert (waiting.verdict, waiting.placement) == (Verdict.WAIT, ())
+    assert isinstance(waiting, Wait)
     assert "replica 4 of 4 has no node now" in waiting.message
     assert "the largest free block is 8 × 80 GiB GPUs on gpu-h100-0" in waiting.message
 
@@ -216,8 +210,7 @@ def test_a_gang_is_placed_whole_on_one_node_type() -> None:
     gang = with_gpus(make_job("gang", replicas=4), 4)
     result = cycle([gang], [*h100_nodes(), *l4_nodes()])
     placed_gang = outcome(result, "gang")
-    assert placed_gang.verdict is Verdict.PLACE
-    assert placed_gang.candidate is not None
+    assert isinstance(placed_gang, Place)
     product = placed_gang.candidate.node_type.product
     nodes = {p.node for p in placed_gang.placement}
     assert len(placed_gang.placement) == 4
@@ -228,7 +221,7 @@ def test_a_job_that_is_not_a_gang_takes_the_room_there_is() -> None:
     loose = with_gpus(make_job("loose", replicas=3, gang=False, products=(H100,)), 8)
     result = cycle([loose], h100_nodes(2))
     partial = outcome(result, "loose")
-    assert partial.verdict is Verdict.PLACE
+    assert isinstance(partial, Place)
     assert sorted(p.replica for p in partial.placement) == [0, 1]
 
 

@@ -28,10 +28,18 @@ DEFAULT_CONNECTIONS = 32
 class ClusterError(Exception):
     """A failed call to the API server: unreachable, refused, or an error status."""
 
-    def __init__(self, message: str, *, status: int | None = None, reason: str = "") -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, reason: str = "", detail: str = ""
+    ) -> None:
         super().__init__(message)
         self.status = status  # HTTP status, None when the server was not reached
         self.reason = reason  # the Status reason, e.g. "AlreadyExists", "Forbidden"
+        self.detail = detail or message  # the API server's own message, without our prefix
+
+    @property
+    def refused(self) -> bool:
+        """422 Unprocessable: the object itself is invalid; sending it again cannot succeed."""
+        return self.status == 422
 
 
 class NotFoundError(ClusterError):
@@ -58,13 +66,14 @@ def _translate(exc: ApiException, action: str) -> ClusterError:
             reason = str(body.get("reason") or reason)
             message = str(body.get("message") or message)
     text = f"{action}: {status} {reason}: {message}"
+    kind = ClusterError
     if status == 404:
-        return NotFoundError(text, status=status, reason=reason)
-    if status == 409 and reason == "AlreadyExists":
-        return AlreadyExistsError(text, status=status, reason=reason)
-    if status in {401, 403}:
-        return ForbiddenError(text, status=status, reason=reason)
-    return ClusterError(text, status=status, reason=reason)
+        kind = NotFoundError
+    elif status == 409 and reason == "AlreadyExists":
+        kind = AlreadyExistsError
+    elif status in {401, 403}:
+        kind = ForbiddenError
+    return kind(text, status=status, reason=reason, detail=message)
 
 
 class ClusterGateway:

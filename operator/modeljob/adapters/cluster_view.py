@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 from modeljob.adapters import kube_objects
 from modeljob.adapters.cluster import ClusterError, ClusterGateway, Watched
 from modeljob.core.cluster_state import AssumedPod, NodeFacts, PodFacts
+from modeljob.core.lifecycle import JobFacts
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ WATCH_TIMEOUT_SECONDS = 240
 RETRY_SECONDS = 1.0
 
 
-def _key(obj: Mapping[str, Any]) -> Key:
+def object_key(obj: Mapping[str, Any]) -> Key:
     meta = obj.get("metadata") or {}
     return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
 
@@ -86,7 +87,7 @@ class Informer(Generic[T]):
         self._apply("MODIFIED", obj)
 
     def _apply(self, kind_of_event: str, obj: Mapping[str, Any]) -> None:
-        key = _key(obj)
+        key = object_key(obj)
         version = _version(obj)
         with self._lock:
             current = self._items.get(key)
@@ -115,9 +116,9 @@ class Informer(Generic[T]):
         fresh = {}
         for obj in items:
             try:
-                fresh[_key(obj)] = _Entry(self.translate(obj), _version(obj))
+                fresh[object_key(obj)] = _Entry(self.translate(obj), _version(obj))
             except Exception:  # one bad object must not blind the operator to all others
-                logger.exception("cannot read %s %s", self.kind.value, _key(obj))
+                logger.exception("cannot read %s %s", self.kind.value, object_key(obj))
         with self._lock:
             self._items = fresh
         self.synced.set()
@@ -141,7 +142,7 @@ class Informer(Generic[T]):
                     try:
                         self._apply(kind_of_event, obj)
                     except Exception:
-                        logger.exception("cannot read %s %s", self.kind.value, _key(obj))
+                        logger.exception("cannot read %s %s", self.kind.value, object_key(obj))
             except ClusterError as exc:
                 if exc.status == 410:
                     logger.info("watch of %s expired; listing again", self.kind.value)
@@ -245,3 +246,31 @@ class ClusterView:
     def _job_changed(self, kind_of_event: str, value: Mapping[str, Any] | None, key: Key) -> None:
         del kind_of_event, value, key
         self.changed.set()
+
+
+class ParsedJobs:
+    """Each version of each ModelJob parsed once: parsing a spec (pydantic) costs more than
+    planning it. Versions that are no longer current drop out at every snapshot."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], JobFacts | None] = {}
+
+    def parse(self, documents: Iterable[Mapping[str, Any]]) -> list[JobFacts]:
+        """The jobs whose spec can be read; the others are the kopf handlers' (marked Invalid)."""
+        jobs: list[JobFacts] = []
+        current: dict[tuple[str, str], JobFacts | None] = {}
+        for document in documents:
+            meta = document.get("metadata") or {}
+            key = (str(meta.get("uid")), str(meta.get("resourceVersion")))
+            if key in self._cache:
+                facts = self._cache[key]
+            else:
+                try:
+                    facts = kube_objects.job_facts(document)
+                except kube_objects.ObjectError:
+                    facts = None
+            current[key] = facts
+            if facts is not None:
+                jobs.append(facts)
+        self._cache = current
+        return jobs

@@ -19,13 +19,15 @@ import kopf
 from modeljob.adapters import kube_objects
 from modeljob.adapters.cluster import ClusterError, ClusterGateway, NotFoundError
 from modeljob.adapters.cluster_view import ClusterView
+from modeljob.adapters.events import EventRecorder
 from modeljob.adapters.kube_objects import ObjectError
 from modeljob.adapters.metrics import OperatorMetrics
 from modeljob.adapters.scheduling_loop import SchedulingLoop
 from modeljob.api.v1alpha1 import GROUP, PLURAL, VERSION
-from modeljob.core.lifecycle import ConditionType, JobPhase, admission_phase, spec_problem
+from modeljob.core import status as job_status
+from modeljob.core.lifecycle import JobFacts, JobPhase, admission_phase, spec_problem
+from modeljob.core.node_types import Sizing, size_for_cluster
 from modeljob.core.resources import format_bytes
-from modeljob.core.scheduling_cycle import Sizing, size_for_cluster
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ class OperatorMemo:
     view: ClusterView
     loop: SchedulingLoop
     metrics: OperatorMetrics
-    identity: str
+    events: EventRecorder
     in_cluster: bool = False
 
 
@@ -98,45 +100,57 @@ def admit(body: kopf.Body, memo: OperatorMemo, **_: Any) -> None:
     generation = meta.get("generation")
     if status.get("observedGeneration") == generation and status.get("phase") not in (None, "Pending"):
         return
-    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
-    now = datetime.now(UTC)
-    problem: str | None
-    sizing: Sizing | None = None
+    facts, problem = _judge(document)
+    sizing = size_for_cluster(facts, memo.view.nodes.values()) if facts is not None else None
+    current = kube_objects.job_phase(document)
+    phase = admission_phase(current, valid=problem is None)
+    best = sizing.candidates[0] if sizing is not None and sizing.candidates else None
+    patch = job_status.admitted(
+        status,
+        generation=generation,
+        problem=problem,
+        phase=phase,
+        queue=facts.queue if facts is not None else "",
+        estimate=best.estimate if best is not None else None,
+        replicas=facts.replicas if facts is not None else 1,
+        now=datetime.now(UTC),
+    )
+    if not _write(memo, document, patch):
+        return
+    if "estimate" in patch and best is not None:
+        memo.metrics.record_estimate(best.estimate)
+    if problem is not None or facts is None or sizing is None:
+        memo.events.record(document, "InvalidSpec", problem or "", warning=True)
+        return
+    # One Event per admission (each is an API call): where it queued, and how it was sized.
+    if phase is JobPhase.QUEUED and current is not JobPhase.QUEUED:
+        memo.events.record(document, "Queued", f"queued in {facts.queue}; sized: {_describe_sizing(sizing)}")
+    else:
+        memo.events.record(document, "Sized", f"generation {generation} sized: {_describe_sizing(sizing)}")
+    memo.view.changed.set()
+
+
+def _judge(document: dict[str, Any]) -> tuple[JobFacts | None, str | None]:
+    """The job's facts and what makes its spec invalid, naming the field (None: nothing)."""
     try:
         facts = kube_objects.job_facts(document)
-        problem = spec_problem(facts.shape)
     except ObjectError as exc:
-        problem = str(exc)
-    if problem is None:
-        sizing = size_for_cluster(facts, memo.view.nodes.values())
-    current = _phase(status.get("phase"))
-    phase = admission_phase(current, valid=problem is None)
-    conditions = kube_objects.set_condition(
-        status.get("conditions") or [],
-        type_=ConditionType.VALID,
-        status=problem is None,
-        reason="Valid" if problem is None else "InvalidSpec",
-        message=problem or "the spec was validated and sized",
-        now=now,
-        generation=generation,
-    )
-    patch: dict[str, Any] = {"observedGeneration": generation, "phase": phase.value, "conditions": conditions}
-    if problem is not None:
-        patch["message"] = problem
-        patch["queuePosition"] = None
-    elif sizing is not None and sizing.candidates and not status.get("placement"):
-        best = sizing.candidates[0]
-        patch["estimate"] = kube_objects.estimate_status(best.estimate)
-        patch["gpus"] = best.estimate.gpus * facts.replicas
-        memo.metrics.record_estimate(best.estimate)
-    if phase is JobPhase.QUEUED and current is not JobPhase.QUEUED:
-        patch["message"] = f"queued in {facts.queue}"
+        return None, str(exc)
+    problem = spec_problem(facts.shape)
+    return (facts, None) if problem is None else (None, problem)
+
+
+def _write(memo: OperatorMemo, document: dict[str, Any], patch: dict[str, object]) -> bool:
+    """The admission patch, conditional on the version judged; False if the job is gone."""
+    meta = document.get("metadata") or {}
     try:
         reply = memo.gateway.patch_modeljob_status(
-            namespace, name, {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": patch}
+            str(meta.get("namespace")),
+            str(meta.get("name")),
+            {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": patch},
         )
     except NotFoundError:
-        return  # deleted meanwhile
+        return False  # deleted meanwhile
     except ClusterError as exc:
         if exc.status == 409:
             raise kopf.TemporaryError(
@@ -144,23 +158,7 @@ def admit(body: kopf.Body, memo: OperatorMemo, **_: Any) -> None:
             ) from None
         raise
     memo.view.jobs.observe(reply)
-    if problem is not None:
-        _event(memo, document, "InvalidSpec", problem, warning=True)
-        return
-    assert sizing is not None
-    # One Event per admission (each is an API call): where it queued, and how it was sized.
-    if phase is JobPhase.QUEUED and current is not JobPhase.QUEUED:
-        _event(memo, document, "Queued", f"queued in {facts.queue}; sized: {_describe_sizing(sizing)}")
-    else:
-        _event(memo, document, "Sized", f"generation {generation} sized: {_describe_sizing(sizing)}")
-    memo.view.changed.set()
-
-
-def _phase(text: object) -> JobPhase | None:
-    try:
-        return JobPhase(str(text)) if text else None
-    except ValueError:
-        return None
+    return True
 
 
 def _describe_sizing(sizing: Sizing) -> str:
@@ -171,26 +169,3 @@ def _describe_sizing(sizing: Sizing) -> str:
     ]
     parts.extend(sizing.rejected)
     return "; ".join(parts) or "no GPU node types in the cluster yet"
-
-
-def _event(
-    memo: OperatorMemo, document: dict[str, Any], reason: str, message: str, *, warning: bool = False
-) -> None:
-    meta = document.get("metadata") or {}
-    (logger.warning if warning else logger.info)(
-        "%s/%s %s: %s", meta.get("namespace"), meta.get("name"), reason, message
-    )
-    try:
-        memo.gateway.create_event(
-            str(meta.get("namespace")),
-            kube_objects.event_manifest(
-                document,
-                warning=warning,
-                reason=reason,
-                message=message,
-                now=datetime.now(UTC),
-                instance=memo.identity,
-            ),
-        )
-    except ClusterError as exc:
-        logger.warning("cannot post event %s: %s", reason, exc)

@@ -1,7 +1,8 @@
 """Kubernetes objects (plain dicts, as the API server speaks them) <-> the core's values.
 
 Nodes, pods and ModelJobs become `NodeFacts`, `PodFacts` and `JobFacts`; decisions become Pod,
-Binding, Event and status-patch dicts. Pure translation: no client, no clock (`now` is passed).
+Binding and Event dicts (status patches are core/status.py's). Pure translation: no client, no
+clock (`now` is passed).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +20,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from modeljob.api.v1alpha1 import API_VERSION, KIND, ModelJobSpec, describe_validation_error
-from modeljob.core.cluster_state import NodeFacts, PodFacts, PodPhase, Taint, TaintEffect, Toleration
+from modeljob.core.cluster_state import (
+    NodeFacts,
+    PodFacts,
+    PodPhase,
+    Taint,
+    TaintEffect,
+    Termination,
+    Toleration,
+)
 from modeljob.core.lifecycle import ConditionType, JobFacts, JobPhase, Placed
 from modeljob.core.nodes import NodeView
 from modeljob.core.resources import (
@@ -26,12 +36,11 @@ from modeljob.core.resources import (
     QuantityError,
     Resources,
     format_cpu,
-    format_quantity_bytes,
     parse_bytes,
     parse_cpu_milli,
     parse_quantity,
 )
-from modeljob.core.sizing import Estimate
+from modeljob.core.status import format_time
 
 JsonObject = dict[str, Any]
 
@@ -75,10 +84,6 @@ def parse_time(text: object) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- nodes ------------------------------------------------------------------------------------
@@ -250,7 +255,44 @@ def pod_facts(pod: Mapping[str, Any]) -> PodFacts:
         job_uid=job_uid,
         replica=replica,
         spec_hash=(meta.get("annotations") or {}).get(ANNOTATION_SPEC_HASH),
+        termination=_termination(status) if phase is PodPhase.FAILED else None,
     )
+
+
+def _termination(status: Mapping[str, Any]) -> Termination | None:
+    """The first container that ended badly (state.terminated, else lastState.terminated), else the
+    pod's own reason (Evicted, DeadlineExceeded)."""
+    for item in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        for where in ("state", "lastState"):
+            ended = (item.get(where) or {}).get("terminated") or {}
+            code = ended.get("exitCode")
+            if ended and (code != 0 or ended.get("reason") not in (None, "Completed")):
+                return Termination(
+                    container=str(item.get("name", "")),
+                    reason=str(ended.get("reason") or ""),
+                    exit_code=int(code) if isinstance(code, int) else None,
+                )
+    if status.get("reason"):
+        return Termination(reason=str(status["reason"]))
+    return None
+
+
+def count_by_phase(jobs: Iterable[Mapping[str, Any]]) -> Counter[tuple[str, JobPhase]]:
+    """ModelJobs by (namespace, status.phase), whether or not their spec can be read; no phase
+    counts as Pending."""
+    return Counter(
+        (str((job.get("metadata") or {}).get("namespace", "")), job_phase(job) or JobPhase.PENDING)
+        for job in jobs
+    )
+
+
+def job_phase(job: Mapping[str, Any]) -> JobPhase | None:
+    """status.phase of a ModelJob, whether or not its spec can be read; None if unset or unknown."""
+    text = (job.get("status") or {}).get("phase")
+    try:
+        return JobPhase(str(text)) if text else None
+    except ValueError:
+        return None
 
 
 # --- ModelJobs --------------------------------------------------------------------------------
@@ -311,10 +353,7 @@ def job_facts(job: Mapping[str, Any], spec: ModelJobSpec | None = None) -> JobFa
     binding = conditions.get(ConditionType.BINDING.value) or {}
     scheduled = conditions.get(ConditionType.SCHEDULED.value) or {}
     placed_generation = binding.get("observedGeneration")
-    try:
-        phase: JobPhase | None = JobPhase(status["phase"]) if status.get("phase") else None
-    except ValueError:
-        phase = None
+    phase = job_phase(job)
     created = parse_time(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
     queued_since = (
         parse_time(scheduled.get("lastTransitionTime")) if scheduled.get("status") != "True" else None
@@ -345,18 +384,23 @@ def job_facts(job: Mapping[str, Any], spec: ModelJobSpec | None = None) -> JobFa
         tolerations=tuple(_tolerations(template_spec.get("tolerations") or [])),
         phase=phase,
         observed_generation=status.get("observedGeneration"),
-        placement=tuple(
-            Placed(
-                replica=int(entry.get("replica", 0)),
-                pod=str(entry.get("pod", "")),
-                node=str(entry.get("node", "")),
-                score=entry.get("score"),
-            )
-            for entry in status.get("placement") or []
-        ),
+        placement=placement_of(job),
         binding=binding.get("status") == "True",
         placed_generation=int(placed_generation) if placed_generation is not None else None,
         queued_since=queued_since or created,
+    )
+
+
+def placement_of(job: Mapping[str, Any]) -> tuple[Placed, ...]:
+    """status.placement of a ModelJob (read without its spec)."""
+    return tuple(
+        Placed(
+            replica=int(entry.get("replica", 0)),
+            pod=str(entry.get("pod", "")),
+            node=str(entry.get("node", "")),
+            score=entry.get("score"),
+        )
+        for entry in (job.get("status") or {}).get("placement") or []
     )
 
 
@@ -444,10 +488,10 @@ def pod_manifest(
     resources = main.setdefault("resources", {})
     quantities = {
         "cpu": format_cpu(requests.cpu_milli),
-        "memory": format_quantity_bytes(requests.memory_bytes),
+        "memory": bytes_quantity(requests.memory_bytes),
     }
     if requests.ephemeral_storage_bytes:
-        quantities["ephemeral-storage"] = format_quantity_bytes(requests.ephemeral_storage_bytes)
+        quantities["ephemeral-storage"] = bytes_quantity(requests.ephemeral_storage_bytes)
     limits = {"memory": quantities["memory"]}
     if requests.gpus:
         quantities[accelerator] = str(requests.gpus)
@@ -482,6 +526,32 @@ def pod_manifest(
     }
 
 
+_BINARY_SUFFIXES = (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10))
+_QUANTITY_DECIMALS = 3
+
+
+def bytes_quantity(value: int) -> str:
+    """A byte count as a quantity people read, and exactly: the largest binary unit that holds it
+    with at most three decimals (169114337280 -> "157.5Gi", 165153601 KiB -> "165153601Ki"), else bytes."""
+    scale = 10**_QUANTITY_DECIMALS
+    for suffix, size in _BINARY_SUFFIXES:
+        if value >= size and (value * scale) % size == 0:
+            whole, part = divmod(value * scale // size, scale)
+            decimals = f".{part:0{_QUANTITY_DECIMALS}d}".rstrip("0") if part else ""
+            return f"{whole}{decimals}{suffix}"
+    return str(value)
+
+
+_POD_FIELD = re.compile(r"(?<![\w.])(spec|metadata)\.")
+
+
+def refused_pod_message(detail: str) -> str:
+    """The API server's reason for refusing a pod (422), with each field named as the ModelJob's:
+    `spec.containers[0].name` is the template's `spec.template.spec.containers[0].name`."""
+    _, _, fields = detail.partition(" is invalid: ")
+    return _POD_FIELD.sub(lambda m: f"spec.template.{m.group(1)}.", fields or detail)
+
+
 def _require_product(pod_spec: JsonObject, label: str, product: str) -> None:
     """AND `label In [product]` into every required node-affinity term (or add the one term)."""
     expression = {"key": label, "operator": "In", "values": [product]}
@@ -501,54 +571,6 @@ def binding_manifest(namespace: str, pod: str, node: str) -> JsonObject:
         "metadata": {"name": pod, "namespace": namespace},
         "target": {"apiVersion": "v1", "kind": "Node", "name": node},
     }
-
-
-def estimate_status(estimate: Estimate) -> JsonObject:
-    """status.estimate: the 12 numbers of design.md §3, the device size, and one line per rule."""
-    return {
-        **estimate.to_dict(),
-        "deviceMemoryBytes": estimate.device_memory_bytes,
-        "explanation": [f"{rule.field}: {rule.explanation}" for rule in estimate.rules][:64],
-    }
-
-
-def placement_status(entries: Sequence[Placed]) -> list[JsonObject]:
-    return [
-        {
-            "replica": e.replica,
-            "pod": e.pod,
-            "node": e.node,
-            **({"score": e.score} if e.score is not None else {}),
-        }
-        for e in sorted(entries, key=lambda e: e.replica)
-    ]
-
-
-def set_condition(
-    conditions: Sequence[Mapping[str, Any]],
-    *,
-    type_: ConditionType,
-    status: bool,
-    reason: str,
-    message: str,
-    now: datetime,
-    generation: int | None = None,
-) -> list[JsonObject]:
-    """The conditions list with one condition set; lastTransitionTime moves only when status flips."""
-    text = "True" if status else "False"
-    previous = next((c for c in conditions if c.get("type") == type_.value), None)
-    since = previous.get("lastTransitionTime") if previous and previous.get("status") == text else None
-    condition: JsonObject = {
-        "type": type_.value,
-        "status": text,
-        "reason": reason,
-        "message": message[:32768],
-        "lastTransitionTime": since or format_time(now),
-    }
-    if generation is not None:
-        condition["observedGeneration"] = generation
-    others = [dict(c) for c in conditions if c.get("type") != type_.value]
-    return sorted([*others, condition], key=lambda c: str(c.get("type")))
 
 
 def event_manifest(

@@ -1,18 +1,47 @@
-"""Every Prometheus metric the operator exports (design.md §5), recorded through intention-named methods.
+"""Every Prometheus metric the operator exports (docs/operator.md, "Observability"), recorded through
+intention-named methods.
 
 The registry is injected, so each test gets a clean one and two operators in one process (tests)
 never collide. Label sets stay small: phases, results, queues, estimate components and node names
-(one series per node is what kube-state-metrics does for node capacity too).
+(one series per node is what kube-state-metrics does for node capacity too), and the namespace
+on every metric about jobs, so a team can see its own. Label values come from enums, and the help
+text lists them from the same enums.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
+from modeljob.core.lifecycle import JobPhase, Requeue
+from modeljob.core.scheduling_cycle import CycleResult
 from modeljob.core.sizing import Estimate
+
+
+class AttemptResult(StrEnum):
+    """How an attempt to place a job ended."""
+
+    PLACED = "placed"
+    WAITING = "waiting"
+    UNSCHEDULABLE = "unschedulable"
+    REFUSED = "refused"  # the API server refused the job's pods as invalid
+    CONFLICT = "conflict"  # the job changed while the loop acted on it
+    ERROR = "error"
+
+
+class BindingResult(StrEnum):
+    BOUND = "bound"
+    ALREADY_BOUND = "already_bound"
+    CONFLICT = "conflict"
+    ERROR = "error"
+
+
+def _values(kind: type[StrEnum]) -> str:
+    return ", ".join(member.value for member in kind)
+
 
 # Host memory and disk are requests, not parts of the GPU memory breakdown.
 _HOST_COMPONENTS = frozenset({"memoryBytes", "ephemeralStorageBytes"})
@@ -33,7 +62,13 @@ class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
-        self._jobs = Gauge("jobs", "ModelJobs by phase.", ["phase"], namespace=NAMESPACE, registry=r)
+        self._jobs = Gauge(
+            "jobs",
+            f"ModelJobs by namespace and status phase ({_values(JobPhase)}).",
+            ["namespace", "phase"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
         self._queue_length = Gauge(
             "queue_length",
             "ModelJobs waiting to be placed, by queue.",
@@ -44,15 +79,15 @@ class OperatorMetrics:
         self._queue_wait = Histogram(
             "queue_wait_seconds",
             "Time from a job entering the queue to its placement being bound.",
-            ["queue"],
+            ["namespace", "queue"],
             namespace=NAMESPACE,
             registry=r,
             buckets=_WAIT_BUCKETS,
         )
         self._attempts = Counter(
             "scheduling_attempts_total",
-            "Attempts to place a job, by result (placed, waiting, unschedulable, conflict, error).",
-            ["result"],
+            f"Attempts to place a job, by result ({_values(AttemptResult)}).",
+            ["namespace", "result"],
             namespace=NAMESPACE,
             registry=r,
         )
@@ -65,7 +100,7 @@ class OperatorMetrics:
         )
         self._bindings = Counter(
             "bindings_total",
-            "Pods bound through pods/binding, by result (bound, already_bound, conflict, error).",
+            f"Pods bound through pods/binding, by result ({_values(BindingResult)}).",
             ["result"],
             namespace=NAMESPACE,
             registry=r,
@@ -79,8 +114,8 @@ class OperatorMetrics:
         )
         self._requeues = Counter(
             "requeues_total",
-            "Placed jobs put back in the queue, by reason (node_lost, pod_lost, spec_changed, rollback).",
-            ["reason"],
+            f"Placed jobs put back in the queue, by reason ({_values(Requeue)}).",
+            ["namespace", "reason"],
             namespace=NAMESPACE,
             registry=r,
         )
@@ -113,39 +148,61 @@ class OperatorMetrics:
             buckets=_BYTES_BUCKETS,
         )
         self._nodes_seen: set[str] = set()
+        self._namespaces_seen: set[str] = set()
 
     # --- jobs and queue ---------------------------------------------------------------------
 
-    def record_jobs_by_phase(self, counts: Mapping[str, int], *, phases: Iterable[str]) -> None:
-        """Set the per-phase job counts; phases absent from `counts` read 0, not stale."""
-        for phase in phases:
-            self._jobs.labels(phase=phase).set(counts.get(phase, 0))
+    def record_cluster(
+        self, result: CycleResult, *, jobs: Mapping[tuple[str, JobPhase], int], queues: Iterable[str]
+    ) -> None:
+        """What one scheduling cycle saw: jobs by namespace and phase, queue lengths (0 for a
+        queue with jobs but none waiting), each node's GPU allocation, and fragmentation."""
+        self.record_jobs(jobs)
+        self.record_queue_lengths({**dict.fromkeys(queues, 0), **result.queue_lengths})
+        self.record_gpu_allocation(result.gpu_allocation())
+        self.record_fragmentation(result.fragmentation_ratio())
+
+    def record_jobs(self, counts: Mapping[tuple[str, JobPhase], int]) -> None:
+        """Every job counted by (namespace, status phase): each phase of a namespace with jobs
+        reads its count (0, not stale, when none); namespaces without jobs are removed."""
+        namespaces = {namespace for namespace, _ in counts}
+        for namespace in namespaces:
+            for phase in JobPhase:
+                self._jobs.labels(namespace=namespace, phase=phase.value).set(
+                    counts.get((namespace, phase), 0)
+                )
+        for gone in self._namespaces_seen - namespaces:
+            for phase in JobPhase:
+                self._jobs.remove(gone, phase.value)
+        self._namespaces_seen = namespaces
 
     def record_queue_lengths(self, lengths: Mapping[str, int]) -> None:
         for queue, length in lengths.items():
             self._queue_length.labels(queue=queue).set(length)
 
-    def record_placement(self, *, queue: str, waited_seconds: float, scores: Iterable[float]) -> None:
+    def record_placement(
+        self, *, namespace: str, queue: str, waited_seconds: float, scores: Iterable[float]
+    ) -> None:
         """A job's whole placement was bound."""
-        self._attempts.labels(result="placed").inc()
-        self._queue_wait.labels(queue=queue).observe(max(0.0, waited_seconds))
+        self._attempts.labels(namespace=namespace, result=AttemptResult.PLACED.value).inc()
+        self._queue_wait.labels(namespace=namespace, queue=queue).observe(max(0.0, waited_seconds))
         for score in scores:
             self._score.observe(score)
 
-    def record_attempt(self, result: str) -> None:
-        """A placement attempt that did not place: waiting, unschedulable, conflict or error."""
-        self._attempts.labels(result=result).inc()
+    def record_attempt(self, namespace: str, result: AttemptResult) -> None:
+        """A placement attempt that did not place (waiting, unschedulable, refused, conflict, error)."""
+        self._attempts.labels(namespace=namespace, result=result.value).inc()
 
-    def record_requeue(self, reason: str) -> None:
-        self._requeues.labels(reason=reason).inc()
+    def record_requeue(self, namespace: str, reason: Requeue) -> None:
+        self._requeues.labels(namespace=namespace, reason=reason.value).inc()
 
     def record_cycle(self, seconds: float) -> None:
         self._cycle.observe(seconds)
 
     # --- bindings ---------------------------------------------------------------------------
 
-    def record_binding(self, result: str, *, seconds: float | None = None) -> None:
-        self._bindings.labels(result=result).inc()
+    def record_binding(self, result: BindingResult, *, seconds: float | None = None) -> None:
+        self._bindings.labels(result=result.value).inc()
         if seconds is not None:
             self._binding_latency.observe(seconds)
 

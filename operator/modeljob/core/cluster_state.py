@@ -91,6 +91,22 @@ class NodeFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class Termination:
+    """Why a container stopped (its state.terminated or lastState.terminated), or, with no
+    container named, why the pod did (status.reason, e.g. Evicted)."""
+
+    container: str = ""
+    reason: str = ""
+    exit_code: int | None = None
+
+    def describe(self) -> str:
+        what = f"container {self.container}" if self.container else "the pod"
+        reason = f" {self.reason}" if self.reason else " terminated"
+        code = f" (exit code {self.exit_code})" if self.exit_code is not None else ""
+        return f"{what}{reason}{code}"
+
+
+@dataclass(frozen=True, slots=True)
 class PodFacts:
     """One pod as accounting and the job lifecycle see it.
 
@@ -111,6 +127,7 @@ class PodFacts:
     job_uid: str | None = None
     replica: int | None = None
     spec_hash: str | None = None
+    termination: Termination | None = None  # set on a failed pod: which container, why, exit code
 
     @property
     def key(self) -> tuple[str, str]:

@@ -1,6 +1,7 @@
 """A ModelJob's lifecycle: what its status says, what its pods and nodes say, and what to do about it.
 
-The operator keeps decisions safe by writing a plan before acting on it (design.md §4.1): a
+The operator keeps decisions safe by writing a plan before acting on it (docs/operator.md,
+"Keeping decisions safe"): a
 placement is written with a ``Binding`` condition, then pods are created and bound, then the
 condition is cleared. Whatever the operator finds when it looks (after a crash, a lost node, a
 deleted pod, a changed spec) is judged here, as plain data, and the answer says what to do and why.
@@ -297,7 +298,7 @@ def _reconcile_placed(
     return Reconciliation(
         Action.UPDATE,
         reason=phase.value,
-        message=_phase_message(phase, len(job.placement)),
+        message=_phase_message(phase, [by_name[entry.pod] for entry in job.placement]),
         phase=phase,
         delete_pods=strays,
     )
@@ -314,10 +315,20 @@ def _phase_from_pods(job: JobFacts, pods: Sequence[PodFacts]) -> JobPhase:
     return JobPhase.SCHEDULED
 
 
-def _phase_message(phase: JobPhase, pods: int) -> str:
+def _phase_message(phase: JobPhase, pods: Sequence[PodFacts]) -> str:
+    if phase is JobPhase.FAILED:
+        return _failure_message(pods)
     return {
-        JobPhase.RUNNING: f"all {pods} pods are running",
-        JobPhase.SUCCEEDED: f"all {pods} pods succeeded",
-        JobPhase.FAILED: "a pod failed",
-        JobPhase.SCHEDULED: f"{pods} pods bound, not all running yet",
+        JobPhase.RUNNING: f"all {len(pods)} pods are running",
+        JobPhase.SUCCEEDED: f"all {len(pods)} pods succeeded",
+        JobPhase.SCHEDULED: f"{len(pods)} pods bound, not all running yet",
     }.get(phase, phase.value)
+
+
+def _failure_message(pods: Sequence[PodFacts]) -> str:
+    """Which pod failed and why: its container, the reason (OOMKilled, Error) and the exit code."""
+    failed = [p for p in pods if p.phase is PodPhase.FAILED]
+    first = failed[0]
+    why = f": {first.termination.describe()}" if first.termination is not None else ""
+    others = f" (and {len(failed) - 1} more pod(s))" if len(failed) > 1 else ""
+    return f"pod {first.name} failed{why}{others}"

@@ -1,0 +1,142 @@
+"""Creating and binding a placement's pods (in parallel), and deleting pods the loop gives up.
+
+A pod is created from the job's template with the estimate as its requests, assumed on its node
+(kube-scheduler's assume cache, so the next cycle counts it before the watch shows it), then bound
+through pods/binding. A 409 "already assigned" to our node counts as bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from modeljob.adapters import kube_objects
+from modeljob.adapters.cluster import ClusterError, ClusterGateway, NotFoundError
+from modeljob.adapters.cluster_view import ClusterView
+from modeljob.adapters.metrics import BindingResult, OperatorMetrics
+from modeljob.core.lifecycle import Placed
+from modeljob.core.node_types import Candidate
+from modeljob.core.resources import Resources
+
+
+class BindingError(Exception):
+    """A pod of a placement could not be created or bound; the placement is rolled back."""
+
+
+class PodRefusedError(BindingError):
+    """The API server refused a pod made from the job's template (422): the spec is at fault.
+    The message is the server's, with each field named as the ModelJob's."""
+
+
+@dataclass(frozen=True, slots=True)
+class PodSettings:
+    scheduler_name: str
+    product_label: str
+
+
+class Binder:
+    """Creates and binds pods on a pool of its own, so one slow API call does not hold a gang."""
+
+    def __init__(
+        self,
+        gateway: ClusterGateway,
+        view: ClusterView,
+        metrics: OperatorMetrics,
+        *,
+        workers: int,
+        pods: PodSettings,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._gateway = gateway
+        self._view = view
+        self._metrics = metrics
+        self._pods = pods
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bind")
+
+    def stop(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def bind_all(
+        self, job: Mapping[str, Any], entries: Sequence[Placed], candidate: Candidate, *, existing: set[str]
+    ) -> None:
+        """Create (unless in ``existing``) and bind every entry's pod; BindingError names each failure,
+        PodRefusedError if the API server refused a pod as invalid."""
+        futures = [
+            self._pool.submit(self._create_and_bind, job, entry, candidate, entry.pod in existing)
+            for entry in entries
+        ]
+        failures = [exc for f in futures if (exc := f.exception()) is not None]
+        for failure in failures:
+            if not isinstance(failure, Exception):
+                raise failure  # SystemExit, KeyboardInterrupt: the process is going away
+        refused = [f for f in failures if isinstance(f, PodRefusedError)]
+        if refused:
+            raise refused[0]
+        if failures:
+            raise BindingError("; ".join(str(failure) for failure in failures))
+
+    def delete_pods(self, namespace: str, names: Sequence[str], *, grace_zero: bool) -> None:
+        for name in names:
+            with contextlib.suppress(NotFoundError):
+                self._gateway.delete_pod(namespace, name, grace_period_seconds=0 if grace_zero else None)
+            self._view.forget((namespace, name))
+
+    def _create_and_bind(
+        self, job: Mapping[str, Any], entry: Placed, candidate: Candidate, exists: bool
+    ) -> None:
+        started = time.perf_counter()
+        namespace = str((job.get("metadata") or {}).get("namespace"))
+        estimate = candidate.estimate
+        manifest = kube_objects.pod_manifest(
+            job,
+            replica=entry.replica,
+            name=entry.pod,
+            requests=Resources(
+                cpu_milli=estimate.cpu_milli,
+                memory_bytes=estimate.memory_bytes,
+                ephemeral_storage_bytes=estimate.ephemeral_storage_bytes,
+                gpus=estimate.gpus,
+            ),
+            accelerator=candidate.node_type.accelerator,
+            product=candidate.node_type.product or None,
+            scheduler_name=self._pods.scheduler_name,
+            product_label=self._pods.product_label,
+        )
+        facts = kube_objects.pod_facts(manifest)
+        if not exists:
+            self._create(namespace, manifest, entry.pod)
+        self._view.assume(replace(facts, node=entry.node), now=self._clock())
+        try:
+            self._gateway.bind_pod(namespace, entry.pod, entry.node)
+        except ClusterError as exc:
+            if _already_bound_to(exc, entry.node):
+                self._metrics.record_binding(
+                    BindingResult.ALREADY_BOUND, seconds=time.perf_counter() - started
+                )
+                return
+            self._view.forget(facts.key)
+            self._metrics.record_binding(BindingResult.CONFLICT if exc.status == 409 else BindingResult.ERROR)
+            raise BindingError(f"cannot bind pod {entry.pod} to {entry.node}: {exc}") from None
+        self._metrics.record_binding(BindingResult.BOUND, seconds=time.perf_counter() - started)
+
+    def _create(self, namespace: str, manifest: Mapping[str, Any], name: str) -> None:
+        try:
+            self._view.pods.observe(self._gateway.create_pod(namespace, manifest))
+        except ClusterError as exc:
+            if exc.reason == "AlreadyExists":
+                return
+            self._metrics.record_binding(BindingResult.ERROR)
+            if exc.refused:
+                raise PodRefusedError(kube_objects.refused_pod_message(exc.detail)) from None
+            raise BindingError(f"cannot create pod {name}: {exc}") from None
+
+
+def _already_bound_to(exc: ClusterError, node: str) -> bool:
+    """pods/binding answers 409 `pod x is already assigned to node "y"`: done, if y is our node."""
+    return exc.status == 409 and "already assigned" in str(exc) and f'"{node}"' in str(exc)

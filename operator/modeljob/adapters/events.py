@@ -1,0 +1,78 @@
+"""The one Event recorder: every Event about a ModelJob (kopf handlers and the scheduling loop) goes here.
+
+Events are posted off the acting path: a job's next step never waits for its Event, and two
+posters keep one job's Events in the order they were written (each is seconds apart from the
+next at most; Events carry their own timestamps). A failed post is logged, never a failed decision.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from datetime import datetime
+from typing import Any
+
+from modeljob.adapters import kube_objects
+from modeljob.adapters.cluster import ClusterError, ClusterGateway
+
+logger = logging.getLogger(__name__)
+
+POSTERS = 2
+
+
+class EventRecorder:
+    """Logs each decision and posts it as a core/v1 Event on its ModelJob, in the background."""
+
+    def __init__(self, gateway: ClusterGateway, *, identity: str, clock: Callable[[], datetime]) -> None:
+        self._gateway = gateway
+        self._identity = identity
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=POSTERS, thread_name_prefix="event")
+        self._pending: set[Future[None]] = set()
+        self._lock = threading.Lock()
+
+    def record(self, job: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
+        meta = job.get("metadata") or {}
+        where = f"{meta.get('namespace')}/{meta.get('name')}"
+        (logger.warning if warning else logger.info)("%s %s: %s", where, reason, message)
+        manifest = kube_objects.event_manifest(
+            job, warning=warning, reason=reason, message=message, now=self._clock(), instance=self._identity
+        )
+        try:
+            future = self._pool.submit(self._post, str(meta.get("namespace")), manifest)
+        except RuntimeError:  # stopping: the pool takes no more work
+            logger.info("not posting event %s on %s: stopping", reason, where)
+            return
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._posted)
+
+    def drain(self, timeout_seconds: float = 10.0) -> None:
+        """Wait until the Events recorded so far are posted (tests, and a graceful stop)."""
+        with self._lock:
+            pending = list(self._pending)
+        wait(pending, timeout=timeout_seconds)
+
+    def stop(self) -> None:
+        """Post what was recorded (bounded wait), then take no more."""
+        self.drain()
+        self._pool.shutdown(wait=False)
+
+    def _posted(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def _post(self, namespace: str, manifest: dict[str, Any]) -> None:
+        try:
+            self._gateway.create_event(namespace, manifest)
+        except ClusterError as exc:
+            involved = manifest.get("involvedObject") or {}
+            logger.warning(
+                "cannot post event %s on %s/%s: %s",
+                manifest.get("reason"),
+                namespace,
+                involved.get("name"),
+                exc,
+            )

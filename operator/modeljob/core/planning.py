@@ -1,0 +1,150 @@
+"""One job planned on each node type it was sized for; the best plan wins, the others explain why not.
+
+A gang stays on one node type, so every replica is sized for the device it gets. A job that is
+not a gang places each replica that fits now and leaves the rest waiting. Plans are made on the
+node table's ledger (core/nodes.py): nothing here counts capacity by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from modeljob.core.cluster_state import PodFacts
+from modeljob.core.fragmentation import TargetWorkload, TaskShape, learn_target_workload
+from modeljob.core.gang_placement import (
+    Assignment,
+    GangRequest,
+    Placement,
+    ReplicaRequests,
+    Unplaceable,
+    plan_gang,
+)
+from modeljob.core.lifecycle import JobFacts
+from modeljob.core.node_types import Candidate, NodeType, Sizing
+from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, subset
+from modeljob.core.scoring.plugin import ScoringContext
+from modeljob.core.scoring.scorers.cpu_balance import HostDemand, learn_host_demand
+from modeljob.core.scoring.weights import ScoringWeights
+from modeljob.core.steps import NodeTypeTried
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    candidate: Candidate
+    result: Placement | Unplaceable
+
+    @property
+    def tried(self) -> NodeTypeTried:
+        node_type, gpus = self.candidate.node_type, self.candidate.estimate.gpus
+        if isinstance(self.result, Placement):
+            return NodeTypeTried(node_type, gpus, mean_score(self.result))
+        return NodeTypeTried(node_type, gpus, None, self.result.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Planner:
+    """What every job of one cycle is planned against: the shared table, masks and scoring."""
+
+    table: NodeTable
+    type_masks: Mapping[NodeType, BoolArray]
+    weights: ScoringWeights
+    context: ScoringContext
+
+    def try_node_types(
+        self, job: JobFacts, candidates: Sequence[Candidate], *, eligible: BoolArray, pending: Sequence[int]
+    ) -> list[Attempt]:
+        """The whole gang planned on each node type it was sized for."""
+        return [self._plan(job, c, self.table, eligible=eligible, pending=pending) for c in candidates]
+
+    def try_one_by_one(
+        self, job: JobFacts, candidates: Sequence[Candidate], *, eligible: BoolArray, pending: Sequence[int]
+    ) -> list[Attempt]:
+        """A job that is not a gang: each replica that fits now is placed, the rest wait (on the
+        node type its placed replicas were sized for, or the best one)."""
+        for candidate in candidates:
+            work = self.table.working_copy()
+            assignments: list[Assignment] = []
+            last: Unplaceable | None = None
+            for index, replica in enumerate(pending):
+                attempt = self._plan(job, candidate, work, eligible=eligible, pending=[replica])
+                if isinstance(attempt.result, Unplaceable):
+                    last = attempt.result
+                    break
+                placed = attempt.result.assignments[0]
+                work.reserve(work.names.index(placed.node), candidate.request, placed.devices)
+                assignments.append(replace(placed, replica=index))
+            if assignments:
+                return [Attempt(candidate, Placement(assignments=tuple(assignments), reasons=()))]
+            if last is not None and not last.never_fits:
+                return [Attempt(candidate, last)]
+        return self.try_node_types(job, candidates, eligible=eligible, pending=pending[:1])
+
+    def _plan(
+        self,
+        job: JobFacts,
+        candidate: Candidate,
+        table: NodeTable,
+        *,
+        eligible: BoolArray,
+        pending: Sequence[int],
+    ) -> Attempt:
+        of_type = self.type_masks.get(candidate.node_type, np.zeros(len(table), dtype=np.bool_))
+        # Plan on this type's admitting nodes alone, so the reasons count only nodes it could use.
+        gang = GangRequest(
+            job=f"{job.namespace}/{job.name}",
+            replicas=len(pending),
+            requests=ReplicaRequests.uniform(candidate.request),
+        )
+        result = plan_gang(
+            subset(table, eligible & of_type), gang, weights=self.weights, context=self.context
+        )
+        not_admitted = int(np.count_nonzero(of_type & ~eligible))
+        if isinstance(result, Unplaceable) and not_admitted:
+            result = replace(
+                result,
+                reason=f"{result.reason}; {not_admitted} more node(s) of this type do not admit the job "
+                "(spec.template.spec nodeSelector / tolerations)",
+            )
+        return Attempt(candidate, result)
+
+
+def mean_score(placement: Placement) -> float:
+    return sum(a.score for a in placement.assignments) / max(1, len(placement.assignments))
+
+
+def best(attempts: Sequence[Attempt]) -> tuple[Candidate, Placement] | None:
+    """The placement with the best mean score; ties go to the preferred (cheaper) node type."""
+    chosen: tuple[Candidate, Placement] | None = None
+    for attempt in attempts:
+        if isinstance(attempt.result, Placement) and (
+            chosen is None or mean_score(attempt.result) > mean_score(chosen[1])
+        ):
+            chosen = (attempt.candidate, attempt.result)
+    return chosen
+
+
+def target_workload(waiting: Sequence[Sizing], pods: Sequence[PodFacts]) -> TargetWorkload:
+    """What the fragmentation scorer should keep room for: the shapes of the jobs waiting now
+    and of the GPU pods running, most frequent first (FGD's target workload)."""
+    shapes = [
+        TaskShape(cpu_milli=c.request.resources.cpu_milli, gpu_milli=1000, gpus=c.estimate.gpus)
+        for sizing in waiting
+        for c in sizing.candidates[:1]
+    ]
+    shapes += [
+        TaskShape(cpu_milli=p.requests.cpu_milli, gpu_milli=1000, gpus=p.requests.gpus)
+        for p in pods
+        if p.holds_resources and p.requests.gpus > 0
+    ]
+    return learn_target_workload(shapes)
+
+
+def host_demand(waiting: Sequence[Sizing], pods: Sequence[PodFacts]) -> HostDemand | None:
+    """What cpu-balance keeps beside idle GPUs: CPU and memory per GPU requested by the same work
+    the target workload is learned from (the jobs waiting now and the GPU pods running)."""
+    requests = [c.request for sizing in waiting for c in sizing.candidates[:1]]
+    requests += [PodRequest(resources=p.requests) for p in pods if p.holds_resources and p.requests.gpus > 0]
+    return learn_host_demand(requests)

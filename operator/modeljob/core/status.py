@@ -1,0 +1,287 @@
+"""Every ModelJob status patch and condition the operator writes, built from a decision (pure).
+
+The kopf handlers write the admission patch, the scheduling loop one patch per step (core/steps.py).
+Patches are JSON merge patches of the status subresource: a None value removes the field.
+Conditions follow the Kubernetes convention: one entry per type, sorted by type, and
+lastTransitionTime moves only when the status flips. The Scheduled condition stays one short
+line; the detail behind it (every node type tried, with its score or why it failed) goes in the
+Scheduled Event (docs/operator.md, "Observability").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+from modeljob.core.lifecycle import ConditionType, JobPhase, Placed
+from modeljob.core.node_types import NodeType
+from modeljob.core.sizing import Estimate
+from modeljob.core.steps import Place, RollBack, SetPhase, Unschedulable, Wait
+
+Json = dict[str, object]
+
+# The API server's limit on a condition message.
+CONDITION_MESSAGE_MAX = 32768
+# status.estimate.explanation: one line per sizing rule, at most this many.
+EXPLANATION_LINES_MAX = 64
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC, to the second, as the API server writes timestamps."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(
+    conditions: Sequence[Mapping[str, object]],
+    *,
+    type_: ConditionType,
+    status: bool,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None = None,
+) -> list[Json]:
+    """The conditions list with one condition set; lastTransitionTime moves only when status flips."""
+    text = "True" if status else "False"
+    previous = next((c for c in conditions if c.get("type") == type_.value), None)
+    since = previous.get("lastTransitionTime") if previous and previous.get("status") == text else None
+    condition: Json = {
+        "type": type_.value,
+        "status": text,
+        "reason": reason,
+        "message": message[:CONDITION_MESSAGE_MAX],
+        "lastTransitionTime": since or format_time(now),
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    others = [dict(c) for c in conditions if c.get("type") != type_.value]
+    return sorted([*others, condition], key=lambda c: str(c.get("type")))
+
+
+def estimate_status(estimate: Estimate) -> Json:
+    """status.estimate: the breakdown (docs/operator.md), the device size, and one line per rule."""
+    return {
+        **estimate.to_dict(),
+        "deviceMemoryBytes": estimate.device_memory_bytes,
+        "explanation": [f"{rule.field}: {rule.explanation}" for rule in estimate.rules][
+            :EXPLANATION_LINES_MAX
+        ],
+    }
+
+
+def placement_status(entries: Sequence[Placed]) -> list[Json]:
+    return [
+        {
+            "replica": e.replica,
+            "pod": e.pod,
+            "node": e.node,
+            **({"score": e.score} if e.score is not None else {}),
+        }
+        for e in sorted(entries, key=lambda e: e.replica)
+    ]
+
+
+def _conditions(status: Mapping[str, object]) -> list[Mapping[str, object]]:
+    found = status.get("conditions")
+    return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
+
+
+# --- the kopf handlers --------------------------------------------------------------------------
+
+
+def admitted(
+    status: Mapping[str, object],
+    *,
+    generation: int | None,
+    problem: str | None,
+    phase: JobPhase,
+    queue: str,
+    estimate: Estimate | None,
+    replicas: int,
+    now: datetime,
+) -> Json:
+    """One generation of the spec judged: Valid (sized, maybe Queued) or Invalid naming the field."""
+    conditions = set_condition(
+        _conditions(status),
+        type_=ConditionType.VALID,
+        status=problem is None,
+        reason="Valid" if problem is None else "InvalidSpec",
+        message=problem or "the spec was validated and sized",
+        now=now,
+        generation=generation,
+    )
+    patch: Json = {"observedGeneration": generation, "phase": phase.value, "conditions": conditions}
+    if problem is not None:
+        patch["message"] = problem
+        patch["queuePosition"] = None
+    elif estimate is not None and not status.get("placement"):
+        patch["estimate"] = estimate_status(estimate)
+        patch["gpus"] = estimate.gpus * replicas
+    if phase is JobPhase.QUEUED and status.get("phase") != JobPhase.QUEUED.value:
+        patch["message"] = f"queued in {queue}"
+    return patch
+
+
+# --- the scheduling loop ------------------------------------------------------------------------
+
+
+def waiting(
+    step: Wait | Unschedulable, status: Mapping[str, object], *, now: datetime, refresh: bool
+) -> Json | None:
+    """Queued (with its position) or Unschedulable, and why; None if the status says so already.
+
+    The reason a job waits mentions free blocks, which change with every pod in the cluster: a
+    new reason alone is written only when ``refresh`` says enough time has passed.
+    """
+    unschedulable = isinstance(step, Unschedulable)
+    phase, position = (
+        (JobPhase.UNSCHEDULABLE, None)
+        if isinstance(step, Unschedulable)
+        else (step.phase, step.queue_position)
+    )
+    same_place = status.get("phase") == phase.value and status.get("queuePosition") == position
+    if same_place and (status.get("message") == step.message or not refresh):
+        return None
+    conditions = set_condition(
+        _conditions(status),
+        type_=ConditionType.SCHEDULED,
+        status=False,
+        reason="Unschedulable" if unschedulable else "Waiting",
+        message=step.message,
+        now=now,
+    )
+    patch: Json = {
+        "phase": phase.value,
+        "queuePosition": position,
+        "message": step.message,
+        "conditions": conditions,
+    }
+    if step.candidate is not None and not step.job.placement:
+        patch["estimate"] = estimate_status(step.candidate.estimate)
+        patch["gpus"] = step.candidate.estimate.gpus * step.job.replicas
+    return patch
+
+
+def planned(step: Place, entries: Sequence[Placed], status: Mapping[str, object], *, now: datetime) -> Json:
+    """The plan, written before any pod exists: status.placement and Binding=True."""
+    new = len(step.placement)
+    message = f"binding {new} pod(s) on {step.candidate.node_type.describe()}"
+    conditions = set_condition(
+        _conditions(status),
+        type_=ConditionType.BINDING,
+        status=True,
+        reason="Binding",
+        message=message,
+        now=now,
+        generation=step.job.generation,
+    )
+    return {
+        "placement": placement_status(entries),
+        "estimate": estimate_status(step.candidate.estimate),
+        "gpus": step.candidate.estimate.gpus * step.job.replicas,
+        "nodes": _nodes(entries),
+        "queuePosition": None,
+        "conditions": conditions,
+        "message": message,
+    }
+
+
+def scheduled_message(entries: Sequence[Placed], node_type: NodeType | None) -> str:
+    """One line: how many pods are bound, where, and how well they scored."""
+    scores = [e.score for e in entries if e.score is not None]
+    what = f" on {node_type.describe()}" if node_type is not None else ""
+    score = f", mean score {sum(scores) / len(scores):.2f}" if scores else ""
+    return f"{len(entries)} pod(s) bound{what}{score}"
+
+
+def scheduled_event(
+    entries: Sequence[Placed], node_type: NodeType | None, *, why: str = "", completed: bool = False
+) -> str:
+    """The Scheduled Event: the condition's line, why this node type (every node type tried, with
+    its mean score or why it failed), and each replica's node and score."""
+    where = ", ".join(
+        f"replica {e.replica} -> {e.node}" + (f" (score {e.score:.2f})" if e.score is not None else "")
+        for e in entries
+    )
+    parts = [scheduled_message(entries, node_type), why, where]
+    prefix = "completed an interrupted binding: " if completed else ""
+    return prefix + "; ".join(part for part in parts if part)
+
+
+def scheduled(
+    status: Mapping[str, object],
+    *,
+    entries: Sequence[Placed],
+    node_type: NodeType | None,
+    generation: int | None,
+    now: datetime,
+) -> Json:
+    """Every pod of the placement is bound: Binding=False/Bound, Scheduled=True, phase Scheduled."""
+    message = scheduled_message(entries, node_type)
+    conditions = set_condition(
+        _conditions(status),
+        type_=ConditionType.BINDING,
+        status=False,
+        reason="Bound",
+        message="every pod of the placement is bound",
+        now=now,
+        generation=generation,
+    )
+    conditions = set_condition(
+        conditions, type_=ConditionType.SCHEDULED, status=True, reason="Placed", message=message, now=now
+    )
+    return {"phase": JobPhase.SCHEDULED.value, "conditions": conditions, "message": message}
+
+
+def rolled_back(step: RollBack, status: Mapping[str, object], *, now: datetime) -> Json:
+    """Pods deleted: the placement cleared (or cut to ``keep``) and the phase to return to, with why.
+
+    A job whose pods the API server refused is Invalid with Valid=False naming the field; any
+    other roll back says why in the Scheduled condition.
+    """
+    conditions = set_condition(
+        _conditions(status),
+        type_=ConditionType.BINDING,
+        status=False,
+        reason="RolledBack" if step.was_binding else "NotBinding",
+        message=step.message,
+        now=now,
+        generation=step.job.generation,
+    )
+    if step.invalid_spec:
+        conditions = set_condition(
+            conditions,
+            type_=ConditionType.VALID,
+            status=False,
+            reason=step.reason,
+            message=step.message,
+            now=now,
+            generation=step.job.generation,
+        )
+    elif step.phase is not JobPhase.INVALID:
+        conditions = set_condition(
+            conditions,
+            type_=ConditionType.SCHEDULED,
+            status=False,
+            reason=step.reason,
+            message=step.message,
+            now=now,
+        )
+    return {
+        "phase": step.phase.value,
+        "placement": placement_status(step.keep),
+        "nodes": _nodes(step.keep) or None,
+        "conditions": conditions,
+        "message": step.message,
+    }
+
+
+def phase_set(step: SetPhase, status: Mapping[str, object]) -> Json | None:
+    """The phase the pods give the job; None if the status says so already."""
+    if status.get("phase") == step.phase.value:
+        return None
+    return {"phase": step.phase.value, "message": step.message}
+
+
+def _nodes(entries: Sequence[Placed]) -> str:
+    return ",".join(sorted({e.node for e in entries}))

@@ -1,0 +1,198 @@
+"""What the scheduling cycle decided for one job: a closed set of steps, each with its reason.
+
+The scheduling loop acts on a step and nothing else (adapters/scheduling_loop.py dispatches on
+the type), and core/status.py turns each step into the status patch it writes. Every step names
+its job and the stray pods to delete before acting (pods of an earlier attempt, never the plan's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
+
+from modeljob.core.lifecycle import JobFacts, JobPhase, Placed, Requeue
+from modeljob.core.node_types import Candidate, NodeType
+
+
+class Verdict(StrEnum):
+    """The kind of a step, for logs, metrics and tests that only ask which one it is."""
+
+    KEEP = "keep"
+    SET_PHASE = "set-phase"
+    PLACE = "place"
+    WAIT = "wait"
+    UNSCHEDULABLE = "unschedulable"
+    COMPLETE = "complete"
+    ROLL_BACK = "roll-back"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedReplica:
+    replica: int
+    node: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTypeTried:
+    """One node type a job was planned on: its mean score if the job fits there now, else why not."""
+
+    node_type: NodeType
+    gpus_per_replica: int
+    mean_score: float | None
+    reason: str = ""
+
+    def describe(self, *, chosen: bool = False) -> str:
+        what = self.node_type.describe()
+        if self.mean_score is None:
+            return f"{what}: {self.reason}"
+        mark = " (chosen)" if chosen else ""
+        return f"{what}: {self.gpus_per_replica} GPU(s)/replica, mean score {self.mean_score:.2f}{mark}"
+
+
+@dataclass(frozen=True, slots=True)
+class Keep:
+    """Nothing to do: not admitted yet, finished, Invalid without pods, or all is well."""
+
+    verdict: ClassVar[Verdict] = Verdict.KEEP
+    job: JobFacts
+    delete_pods: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SetPhase:
+    """The pods moved on (Running, Succeeded, Failed): write the phase they give the job."""
+
+    verdict: ClassVar[Verdict] = Verdict.SET_PHASE
+    job: JobFacts
+    phase: JobPhase
+    message: str
+    delete_pods: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """A new placement: write it, then create and bind its pods, then mark the job Scheduled."""
+
+    verdict: ClassVar[Verdict] = Verdict.PLACE
+    job: JobFacts
+    candidate: Candidate
+    placement: tuple[PlannedReplica, ...]
+    tried: tuple[NodeTypeTried, ...]  # every node type planned on, the chosen one among them
+    delete_pods: tuple[str, ...] = ()
+
+    @property
+    def mean_score(self) -> float:
+        return sum(p.score for p in self.placement) / max(1, len(self.placement))
+
+    @property
+    def message(self) -> str:
+        """Why this node type: every node type tried, with its mean score or why it failed."""
+        parts = [t.describe(chosen=t.node_type == self.candidate.node_type) for t in self.tried]
+        return "planned on each node type the job was sized for: " + "; ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Stays in the queue: it fits the cluster, not now (or waits behind a job, strict order)."""
+
+    verdict: ClassVar[Verdict] = Verdict.WAIT
+    job: JobFacts
+    message: str
+    queue_position: int
+    candidate: Candidate | None = None  # the preferred node type, whose estimate status shows
+    phase: JobPhase = JobPhase.QUEUED  # a partly placed job keeps the phase its pods give it
+    delete_pods: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Unschedulable:
+    """Can never fit the cluster as it is; re-checked every cycle."""
+
+    verdict: ClassVar[Verdict] = Verdict.UNSCHEDULABLE
+    job: JobFacts
+    message: str
+    candidate: Candidate | None = None
+    delete_pods: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Complete:
+    """A written placement is not fully bound (the operator stopped midway): bind the rest."""
+
+    verdict: ClassVar[Verdict] = Verdict.COMPLETE
+    job: JobFacts
+    candidate: Candidate | None
+    to_bind: tuple[Placed, ...] = ()  # entries whose pod must be created or bound
+    to_create: tuple[str, ...] = ()  # the pods among to_bind that do not exist yet
+    delete_pods: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RollBack:
+    """Delete the job's pods (all, or all but ``keep``), clear the placement, go back to ``phase``.
+
+    ``reason`` is CamelCase (the Event reason and the Scheduled condition's); ``was_binding``
+    says whether a written plan is undone (Binding condition RolledBack) or a bound one.
+    """
+
+    verdict: ClassVar[Verdict] = Verdict.ROLL_BACK
+    job: JobFacts
+    reason: str
+    message: str
+    phase: JobPhase
+    requeue: Requeue | None = None
+    delete_pods: tuple[str, ...] = ()
+    keep: tuple[Placed, ...] = ()
+    was_binding: bool = False
+    invalid_spec: bool = False  # the API server refused the job's pods: Valid=False, not requeued
+
+    @property
+    def grace_zero(self) -> bool:
+        """Pods on a lost node are deleted at once: their kubelet will never confirm."""
+        return self.requeue is Requeue.NODE_LOST
+
+
+Step = Keep | SetPhase | Place | Wait | Unschedulable | Complete | RollBack
+
+
+def binding_failed(
+    job: JobFacts, placement: Sequence[Placed], why: str, *, keep: Sequence[Placed] = ()
+) -> RollBack:
+    """Undo a placement the loop wrote but could not bind: every pod of it but those in ``keep``."""
+    kept = tuple(keep)
+    return RollBack(
+        job=job,
+        reason=Requeue.BINDING_FAILED.value,
+        message=f"binding failed, rolled back: {why}",
+        phase=(job.phase if kept else JobPhase.QUEUED) if job.phase else JobPhase.QUEUED,
+        requeue=Requeue.BINDING_FAILED,
+        delete_pods=tuple(e.pod for e in placement if e not in kept),
+        keep=kept,
+        was_binding=True,
+    )
+
+
+def pods_refused(job: JobFacts, placement: Sequence[Placed], why: str) -> RollBack:
+    """The API server refused a pod of the job's template (422): the spec is at fault, not the
+    cluster, so the job is Invalid until its spec changes, with the server's words."""
+    return RollBack(
+        job=job,
+        reason="InvalidSpec",
+        message=f"the API server refused the job's pod: {why}",
+        phase=JobPhase.INVALID,
+        delete_pods=tuple(e.pod for e in placement),
+        was_binding=True,
+        invalid_spec=True,
+    )
+
+
+def placed_entries(step: Place, pod_names: Mapping[int, str]) -> tuple[Placed, ...]:
+    """The new status.placement of a Place step: the kept entries plus the planned replicas."""
+    planned = tuple(
+        Placed(replica=p.replica, pod=pod_names[p.replica], node=p.node, score=p.score)
+        for p in step.placement
+    )
+    return tuple(sorted((*step.job.placement, *planned), key=lambda e: e.replica))
