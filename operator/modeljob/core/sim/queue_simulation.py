@@ -16,7 +16,7 @@ import numpy as np
 
 from modeljob.core.fragmentation import TaskShape, compile_workload, learn_target_workload
 from modeljob.core.gang_placement import GangRequest, Placement, ReplicaRequests, plan_gang
-from modeljob.core.nodes import NodeTable, NodeView, build_node_table
+from modeljob.core.nodes import NodeTable, NodeView, PodRequest, build_node_table
 from modeljob.core.queueing import (
     QueuedJob,
     QueueSettings,
@@ -72,113 +72,146 @@ def run_queue(
     backfill: bool = False,
 ) -> QueueRun:
     """Simulate until every job has finished (or can never start)."""
-    table = build_node_table(sorted(nodes, key=lambda n: n.name)).working_copy()
-    capacity = _capacity(table)
-    empty = table.emptied()
-    # The fragmentation scorer's expectations: the replica shapes of this very stream.
-    shapes = [
-        TaskShape(
-            cpu_milli=item.replica_request.resources.cpu_milli,
-            gpu_milli=item.replica_request.resources.gpu_milli
-            if item.replica_request.uses_accelerator
-            else 0,
-            gpus=item.replica_request.resources.gpus if item.replica_request.uses_accelerator else 0,
-            products=item.replica_request.products,
-        )
-        for item in jobs
-    ]
-    context = ScoringContext(workload=compile_workload(learn_target_workload(shapes), table.products))
-    row_of = {name: row for row, name in enumerate(table.names)}
-    by_name = {item.job.name: item for item in jobs}
-    arrivals = sorted(jobs, key=lambda item: item.job.key)
-    waiting: list[QueuedJob] = []
-    running: dict[str, tuple[SyntheticJob, Placement]] = {}
-    usage: dict[str, Resources] = {}
-    completions: list[tuple[float, str]] = []
-    started: dict[str, float] = {}
-    finished: dict[str, float] = {}
-    never: set[str] = set()
-    samples: list[tuple[float, tuple[tuple[str, float], ...]]] = []
-    partial = 0
-    next_arrival = 0
-    # Placing only takes capacity away, so a job that failed stays unplaceable until something
-    # is released: remember the release count at its last failure and skip it until that moves.
-    releases = 0
-    failed_at: dict[str, int] = {}
+    replay = _QueueReplay(jobs, nodes, settings=settings, weights=weights, backfill=backfill)
+    while replay.step():
+        pass
+    return replay.result()
 
-    def release(name: str) -> None:
-        item, placement = running.pop(name)
-        for assignment in placement.assignments:
-            table.release(row_of[assignment.node], item.replica_request, assignment.devices)
-        namespace = item.job.namespace
-        usage[namespace] = usage[namespace] - item.job.demand
-        nonlocal releases
-        releases += 1
 
-    while next_arrival < len(arrivals) or completions or waiting:
-        if not completions and next_arrival >= len(arrivals):
-            # Nothing will ever free capacity again: whatever still waits never starts.
-            break
-        candidates = []
-        if next_arrival < len(arrivals):
-            candidates.append(arrivals[next_arrival].job.submitted_at_seconds)
-        if completions:
-            candidates.append(completions[0][0])
-        now = min(candidates)
-        while completions and completions[0][0] <= now:
-            finished_at, name = heapq.heappop(completions)
-            finished[name] = finished_at
-            release(name)
-        while next_arrival < len(arrivals) and arrivals[next_arrival].job.submitted_at_seconds <= now:
-            arrived = arrivals[next_arrival]
-            next_arrival += 1
-            # A job that does not fit even on the empty cluster is rejected once, on arrival.
-            if isinstance(plan_gang(empty, _gang(arrived), weights=weights, context=context), Placement):
-                waiting.append(arrived.job)
-            else:
-                never.add(arrived.job.name)
-        policy = queue_policy(settings, capacity=capacity, usage=usage)
-        for job in order_queues(waiting, policy=policy, now_seconds=now):
-            item = by_name[job.name]
-            if failed_at.get(job.name) == releases:
-                if backfill:
-                    continue
-                break
-            plan = plan_gang(table, _gang(item), weights=weights, context=context, check_never_fits=False)
-            if not isinstance(plan, Placement):
-                failed_at[job.name] = releases
-                if backfill:
-                    continue
-                break
-            if len(plan.assignments) != item.replicas:
-                partial += 1
-            for assignment in plan.assignments:
-                table.reserve(row_of[assignment.node], item.replica_request, assignment.devices)
-            waiting.remove(job)
-            running[job.name] = (item, plan)
-            started[job.name] = now
-            usage[job.namespace] = usage.get(job.namespace, Resources(gpus=0)) + job.demand
-            heapq.heappush(completions, (now + item.duration_seconds, job.name))
-        samples.append(
-            (
-                now,
-                tuple(
-                    sorted((namespace, dominant_share(used, capacity)) for namespace, used in usage.items())
-                ),
-            )
-        )
-    if np.any(table.gpu_free_milli < 0) or np.any(table.cpu_free_milli < 0):
-        raise AssertionError("a placement overcommitted a node")  # a bug, not an input error
-    outcomes = tuple(
-        JobOutcome(
-            job=item.job,
-            started_at_seconds=started.get(item.job.name),
-            finished_at_seconds=finished.get(item.job.name),
-            never_fits=item.job.name in never,
-        )
-        for item in arrivals
+def _shape(request: PodRequest) -> TaskShape:
+    uses = request.uses_accelerator
+    wants = request.resources
+    return TaskShape(
+        cpu_milli=wants.cpu_milli,
+        gpu_milli=wants.gpu_milli if uses else 0,
+        gpus=wants.gpus if uses else 0,
+        products=request.products,
     )
-    return QueueRun(outcomes=outcomes, share_samples=tuple(samples), partial_placements=partial)
+
+
+class _QueueReplay:
+    """The simulated cluster and queue between events; ``step`` handles the next event time."""
+
+    def __init__(
+        self,
+        jobs: Sequence[SyntheticJob],
+        nodes: Sequence[NodeView],
+        *,
+        settings: QueueSettings,
+        weights: ScoringWeights,
+        backfill: bool,
+    ) -> None:
+        self.table = build_node_table(sorted(nodes, key=lambda n: n.name)).working_copy()
+        self.capacity = _capacity(self.table)
+        self.empty = self.table.emptied()
+        # The fragmentation scorer's expectations: the replica shapes of this very stream.
+        workload = learn_target_workload([_shape(item.replica_request) for item in jobs])
+        self.context = ScoringContext(workload=compile_workload(workload, self.table.products))
+        self.settings = settings
+        self.weights = weights
+        self.backfill = backfill
+        self.row_of = {name: row for row, name in enumerate(self.table.names)}
+        self.by_name = {item.job.name: item for item in jobs}
+        self.arrivals = sorted(jobs, key=lambda item: item.job.key)
+        self.next_arrival = 0
+        self.waiting: list[QueuedJob] = []
+        self.running: dict[str, tuple[SyntheticJob, Placement]] = {}
+        self.usage: dict[str, Resources] = {}
+        self.completions: list[tuple[float, str]] = []
+        self.started: dict[str, float] = {}
+        self.finished: dict[str, float] = {}
+        self.never: set[str] = set()
+        self.samples: list[tuple[float, tuple[tuple[str, float], ...]]] = []
+        self.partial = 0
+        # Placing only takes capacity away, so a job that failed stays unplaceable until something
+        # is released: remember the release count at its last failure and skip it until that moves.
+        self.releases = 0
+        self.failed_at: dict[str, int] = {}
+
+    def step(self) -> bool:
+        """Complete, admit and place at the next event time; False once nothing can change."""
+        more_arrivals = self.next_arrival < len(self.arrivals)
+        if not (more_arrivals or self.completions or self.waiting):
+            return False
+        if not self.completions and not more_arrivals:
+            return False  # nothing will ever free capacity again: whatever still waits never starts
+        times = [self.completions[0][0]] if self.completions else []
+        if more_arrivals:
+            times.append(self.arrivals[self.next_arrival].job.submitted_at_seconds)
+        now = min(times)
+        while self.completions and self.completions[0][0] <= now:
+            finished_at, name = heapq.heappop(self.completions)
+            self.finished[name] = finished_at
+            self._release(name)
+        self._admit_arrivals(now)
+        self._place_waiting(now)
+        shares = ((namespace, dominant_share(used, self.capacity)) for namespace, used in self.usage.items())
+        self.samples.append((now, tuple(sorted(shares))))
+        return True
+
+    def _release(self, name: str) -> None:
+        item, placement = self.running.pop(name)
+        for assignment in placement.assignments:
+            self.table.release(self.row_of[assignment.node], item.replica_request, assignment.devices)
+        namespace = item.job.namespace
+        self.usage[namespace] = self.usage[namespace] - item.job.demand
+        self.releases += 1
+
+    def _admit_arrivals(self, now: float) -> None:
+        while (
+            self.next_arrival < len(self.arrivals)
+            and self.arrivals[self.next_arrival].job.submitted_at_seconds <= now
+        ):
+            arrived = self.arrivals[self.next_arrival]
+            self.next_arrival += 1
+            # A job that does not fit even on the empty cluster is rejected once, on arrival.
+            plan = plan_gang(self.empty, _gang(arrived), weights=self.weights, context=self.context)
+            if isinstance(plan, Placement):
+                self.waiting.append(arrived.job)
+            else:
+                self.never.add(arrived.job.name)
+
+    def _place_waiting(self, now: float) -> None:
+        policy = queue_policy(self.settings, capacity=self.capacity, usage=self.usage)
+        for job in order_queues(self.waiting, policy=policy, now_seconds=now):
+            if not self._try_place(job, now) and not self.backfill:
+                break
+
+    def _try_place(self, job: QueuedJob, now: float) -> bool:
+        item = self.by_name[job.name]
+        if self.failed_at.get(job.name) == self.releases:
+            return False
+        plan = plan_gang(
+            self.table, _gang(item), weights=self.weights, context=self.context, check_never_fits=False
+        )
+        if not isinstance(plan, Placement):
+            self.failed_at[job.name] = self.releases
+            return False
+        if len(plan.assignments) != item.replicas:
+            self.partial += 1
+        for assignment in plan.assignments:
+            self.table.reserve(self.row_of[assignment.node], item.replica_request, assignment.devices)
+        self.waiting.remove(job)
+        self.running[job.name] = (item, plan)
+        self.started[job.name] = now
+        self.usage[job.namespace] = self.usage.get(job.namespace, Resources(gpus=0)) + job.demand
+        heapq.heappush(self.completions, (now + item.duration_seconds, job.name))
+        return True
+
+    def result(self) -> QueueRun:
+        table = self.table
+        if np.any(table.gpu_free_milli < 0) or np.any(table.cpu_free_milli < 0):
+            raise AssertionError("a placement overcommitted a node")  # a bug, not an input error
+        outcomes = tuple(
+            JobOutcome(
+                job=item.job,
+                started_at_seconds=self.started.get(item.job.name),
+                finished_at_seconds=self.finished.get(item.job.name),
+                never_fits=item.job.name in self.never,
+            )
+            for item in self.arrivals
+        )
+        return QueueRun(outcomes=outcomes, share_samples=tuple(self.samples), partial_placements=self.partial)
 
 
 def _gang(item: SyntheticJob) -> GangRequest:
