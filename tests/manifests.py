@@ -93,5 +93,32 @@ BAD_MANIFESTS: tuple[BadManifest, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class MalformedForm:
+    path: str  # dotted path of a parameter count, quantity or duration
+    value: Any
+    example: str  # part of the valid forms every layer's message must show
+
+    def __str__(self) -> str:  # the test id
+        return f"{self.path.rsplit('.', 1)[-1]}={self.value!r}"
+
+
+# Every layer (pydantic, the CRD's CEL rules, `modeljob estimate`, the API server) answers these
+# with a sentence naming the field and showing valid forms, never a regular expression.
+MALFORMED_FORMS: tuple[MalformedForm, ...] = (
+    MalformedForm("spec.model.parameters", "-7B", "such as 7B, 70.6B"),
+    MalformedForm("spec.model.parameters", "8b", "K, M, B, T in capitals"),
+    MalformedForm("spec.model.parameters", 8, "from 1M to 100T"),
+    MalformedForm("spec.accelerator.memoryPerDevice", "80GB", "such as 80Gi"),
+    MalformedForm("spec.resources.cpu", "2 cores", "such as 4, 1.5 or 500m"),
+    MalformedForm("spec.resources.memory", "64 GiB", "such as 80Gi"),
+    MalformedForm("spec.scheduling.expectedDuration", "soon", "such as 2h, 90m"),
+)
+
+
+def malformed_manifest(case: MalformedForm) -> Manifest:
+    return with_field(make_job_manifest(), case.path, case.value)
+
+
 def bad_manifest(case: BadManifest) -> Manifest:
     return with_field(case.base or make_job_manifest(), case.path, case.value)

@@ -11,7 +11,14 @@ import pytest
 import yaml
 
 from modeljob.cli import main
-from tests.manifests import BAD_MANIFESTS, bad_manifest, make_job_manifest, with_field
+from tests.manifests import (
+    BAD_MANIFESTS,
+    MALFORMED_FORMS,
+    MalformedForm,
+    bad_manifest,
+    make_job_manifest,
+    malformed_manifest,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "crds" / "examples").glob("*.yaml"))
@@ -161,24 +168,12 @@ def test_dash_reads_the_manifest_from_standard_input(
     assert err == "skipped stdin#1: Service web: not a ModelJob\n"
 
 
-@pytest.mark.parametrize(
-    ("path", "value", "example"),
-    [
-        ("spec.model.parameters", "-7B", "such as 7B, 70.6B"),
-        ("spec.model.parameters", "8b", "K, M, B, T in capitals"),
-        ("spec.model.parameters", 8, "from 1M to 100T"),
-        ("spec.accelerator.memoryPerDevice", "80GB", "such as 80Gi"),
-        ("spec.resources.cpu", "2 cores", "such as 4, 1.5 or 500m"),
-        ("spec.scheduling.expectedDuration", "soon", "such as 2h, 90m"),
-    ],
-    ids=str,
-)
+@pytest.mark.parametrize("case", MALFORMED_FORMS, ids=str)
 def test_a_malformed_written_form_gets_one_sentence_with_valid_forms(
-    path: str, value: object, example: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    case: MalformedForm, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    manifest = with_field(make_job_manifest(), path, value)
-    code, out, err = run(capsys, "estimate", "-f", str(write(tmp_path, manifest)))
-    assert_one_line_error(code, out, err, f"{path}: must be ", example)
+    code, out, err = run(capsys, "estimate", "-f", str(write(tmp_path, malformed_manifest(case))))
+    assert_one_line_error(code, out, err, f"{case.path}: must be ", case.example)
     assert "^(" not in err  # no regular expression
 
 

@@ -10,7 +10,15 @@ import pytest
 import yaml
 
 from tests.e2e.kube import Cluster
-from tests.manifests import BAD_MANIFESTS, BadManifest, bad_manifest, make_job_manifest, with_field
+from tests.manifests import (
+    BAD_MANIFESTS,
+    MALFORMED_FORMS,
+    BadManifest,
+    MalformedForm,
+    bad_manifest,
+    make_job_manifest,
+    malformed_manifest,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "modeljob.dev_modeljobs.yaml"
@@ -70,22 +78,14 @@ def test_omitted_replicas_is_filled_in_as_1_so_the_column_is_not_blank(crd: Clus
     assert shown.stdout == "1"
 
 
-@pytest.mark.parametrize(
-    ("path", "value", "sentence"),
-    [
-        ("spec.model.parameters", "-7B", "spec.model.parameters must be a parameter count such as 7B"),
-        ("spec.model.parameters", 8, "from 1M to 100T"),
-        ("spec.accelerator.memoryPerDevice", "80GB", "must be a Kubernetes quantity such as 80Gi"),
-        ("spec.scheduling.expectedDuration", "soon", "must be a duration such as 2h"),
-    ],
-    ids=str,
-)
+@pytest.mark.parametrize("case", MALFORMED_FORMS, ids=str)
 def test_api_server_answers_a_malformed_written_form_with_a_sentence(
-    crd: Cluster, namespace: str, path: str, value: object, sentence: str
+    crd: Cluster, namespace: str, case: MalformedForm
 ) -> None:
-    code, err = apply(crd, namespace, with_field(make_job_manifest("worded"), path, value))
+    code, err = apply(crd, namespace, malformed_manifest(case))
     assert code != 0
-    assert sentence in err, err
+    assert f"{case.path} must be " in err, err
+    assert case.example in err, err
     assert "^(" not in err, err  # no regular expression
 
 
