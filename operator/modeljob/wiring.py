@@ -138,35 +138,8 @@ def run_operator(settings: Settings) -> int:
         ),
         peering=settings.peering.enabled,
     )
-    scheduling = settings.scheduling
     events = EventRecorder(gateway, identity=identity, clock=lambda: datetime.now(UTC))
-    loop = SchedulingLoop(
-        gateway=gateway,
-        view=view,
-        metrics=metrics,
-        settings=LoopSettings(
-            scheduler_name=scheduling.scheduler_name,
-            debounce_seconds=scheduling.debounce_seconds,
-            resync_seconds=scheduling.resync_seconds,
-            bind_workers=scheduling.bind_workers,
-            job_workers=scheduling.job_workers,
-            assume_seconds=scheduling.assume_seconds,
-            product_label=settings.node_labels.gpu_product,
-            cycle=CycleSettings(
-                queue=QueueSettings(
-                    order=settings.queue.policy,
-                    default_duration_seconds=settings.queue.default_duration_seconds,
-                    aging_per_hour=settings.queue.aging_per_hour,
-                ),
-                strict=settings.queue.strict,
-                node_lost_after_seconds=scheduling.node_lost_after_seconds,
-                weights=settings.scoring.weights(),
-            ),
-        ),
-        identity=identity,
-        acts=lambda: leadership(view, settings, identity),
-        events=events,
-    )
+    loop = build_loop(gateway, view, metrics, events, settings=settings, identity=identity)
     memo = kopf_handlers.OperatorMemo(
         gateway=gateway,
         view=view,
@@ -210,6 +183,46 @@ def run_operator(settings: Settings) -> int:
         view.stop()
         gateway.close()
     return 0
+
+
+def build_loop(
+    gateway: ClusterGateway,
+    view: ClusterView,
+    metrics: OperatorMetrics,
+    events: EventRecorder,
+    *,
+    settings: Settings,
+    identity: str,
+) -> SchedulingLoop:
+    """The scheduling loop with every setting it reads (scheduling, queue, scoring, node labels)."""
+    scheduling = settings.scheduling
+    return SchedulingLoop(
+        gateway=gateway,
+        view=view,
+        metrics=metrics,
+        settings=LoopSettings(
+            scheduler_name=scheduling.scheduler_name,
+            debounce_seconds=scheduling.debounce_seconds,
+            resync_seconds=scheduling.resync_seconds,
+            bind_workers=scheduling.bind_workers,
+            job_workers=scheduling.job_workers,
+            assume_seconds=scheduling.assume_seconds,
+            product_label=settings.node_labels.gpu_product,
+            cycle=CycleSettings(
+                queue=QueueSettings(
+                    order=settings.queue.policy,
+                    default_duration_seconds=settings.queue.default_duration_seconds,
+                    aging_per_hour=settings.queue.aging_per_hour,
+                ),
+                strict=settings.queue.strict,
+                node_lost_after_seconds=scheduling.node_lost_after_seconds,
+                weights=settings.scoring.weights(),
+            ),
+        ),
+        identity=identity,
+        acts=lambda: leadership(view, settings, identity),
+        events=events,
+    )
 
 
 def start_extender(

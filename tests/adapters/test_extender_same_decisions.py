@@ -34,7 +34,7 @@ from modeljob.core.scheduling_cycle import CycleSettings, run_cycle
 from modeljob.core.scoring.filters import filter_nodes
 from modeljob.core.scoring.ranking import ScoringContext, score_rows
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
-from modeljob.core.steps import Verdict
+from modeljob.core.steps import Place, Wait
 from tests.operator_builders import H100, L4, at, make_job, make_node, make_pod, modeljob_dict
 
 PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -133,8 +133,8 @@ def check_same_decision(
         feasible = {table.names[r] for r in np.flatnonzero(filter_nodes(table, candidate.request).feasible)}
         assert set(passed) == feasible & set(affine)
 
-        if outcome.verdict is not Verdict.PLACE:
-            assert outcome.verdict is Verdict.WAIT
+        if not isinstance(outcome, Place):
+            assert isinstance(outcome, Wait)
             assert passed == [], "the operator waits: no node fits, so the extender passes none"
             return
         [planned] = outcome.placement

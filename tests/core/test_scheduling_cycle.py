@@ -13,7 +13,7 @@ from modeljob.core.lifecycle import JobFacts, JobPhase
 from modeljob.core.node_types import node_types, size_job, type_prices
 from modeljob.core.queueing import QueueOrder, QueueSettings
 from modeljob.core.scheduling_cycle import CycleResult, CycleSettings, run_cycle
-from modeljob.core.steps import Place, RollBack, SetPhase, Step, Verdict, Wait
+from modeljob.core.steps import Complete, Place, RollBack, SetPhase, Step, Unschedulable, Wait
 from tests.operator_builders import (
     H100,
     L4,
@@ -92,9 +92,10 @@ def test_job_placed_first_in_a_cycle_is_seen_by_the_next() -> None:
     first = with_gpus(make_job("first", created=0, products=(H100,)), 8)
     second = with_gpus(make_job("second", created=1, products=(H100,)), 8)
     result = cycle([first, second], h100_nodes(1))
-    assert outcome(result, "first").verdict is Verdict.PLACE
+    assert isinstance(outcome(result, "first"), Place)
     waiting = outcome(result, "second")
-    assert (waiting.verdict, waiting.queue_position) == (Verdict.WAIT, 1)
+    assert isinstance(waiting, Wait)
+    assert waiting.queue_position == 1
     assert waiting.message.startswith("waiting for room: ml/second: needs 8 × 80 GiB GPUs per replica")
 
 
@@ -103,9 +104,9 @@ def test_a_job_that_only_has_to_wait_stays_queued_while_one_that_never_fits_is_u
     waits = make_job("waits", products=(L4,), parameters=8 * B, replicas=2)
     never = make_job("never", products=(L4,), parameters=405 * B)
     result = cycle([with_gpus(waits, 4), never], l4_nodes(), [blocker])
-    assert outcome(result, "waits").verdict is Verdict.WAIT
+    assert isinstance(outcome(result, "waits"), Wait)
     unschedulable = outcome(result, "never")
-    assert unschedulable.verdict is Verdict.UNSCHEDULABLE
+    assert isinstance(unschedulable, Unschedulable)
     assert "needs 44 × 24.0 GiB GPUs per replica" in unschedulable.message
 
 
@@ -124,7 +125,7 @@ def test_a_waiting_jobs_reasons_count_only_the_nodes_it_could_use() -> None:
     job = replace(with_gpus(make_job("waits", products=(H100,)), 8), node_selector=pool)
     result = cycle([job], nodes, busy)
     waiting = outcome(result, "waits")
-    assert waiting.verdict is Verdict.WAIT
+    assert isinstance(waiting, Wait)
     assert "not ready" not in waiting.message
     assert "2 × not enough free GPUs" in waiting.message
     assert "1 more node(s) of this type do not admit the job" in waiting.message
@@ -134,7 +135,7 @@ def test_a_gang_bigger_than_the_whole_cluster_is_unschedulable() -> None:
     job = with_gpus(make_job("huge", replicas=3, products=(H100,)), 8)
     result = cycle([job], h100_nodes(2))
     only = outcome(result, "huge")
-    assert only.verdict is Verdict.UNSCHEDULABLE
+    assert isinstance(only, Unschedulable)
     assert only.message.startswith(
         "the job can never fit this cluster: ml/huge: needs 8 × 80 GiB GPUs per replica"
     )
@@ -152,7 +153,7 @@ def test_when_room_is_scarce_the_policy_decides_who_goes_first(policy: QueueOrde
     )
     late = with_gpus(make_job("short-late", created=5, expected_duration_seconds=600, products=(H100,)), 8)
     result = cycle([early, late], h100_nodes(1), policy=policy)
-    assert [o.job.name for o in result.outcomes if o.verdict is Verdict.PLACE] == [winner]
+    assert [o.job.name for o in result.outcomes if isinstance(o, Place)] == [winner]
 
 
 def test_backfill_lets_a_small_job_pass_a_big_one_unless_the_order_is_strict() -> None:
@@ -160,12 +161,10 @@ def test_backfill_lets_a_small_job_pass_a_big_one_unless_the_order_is_strict() -
     small = with_gpus(make_job("small", created=5, products=(H100,)), 2)
     blocker = make_pod("blocker", node="gpu-h100-0", gpus=4)
     relaxed = cycle([big, small], h100_nodes(1), [blocker])
-    assert (outcome(relaxed, "big").verdict, outcome(relaxed, "small").verdict) == (
-        Verdict.WAIT,
-        Verdict.PLACE,
-    )
+    assert isinstance(outcome(relaxed, "big"), Wait)
+    assert isinstance(outcome(relaxed, "small"), Place)
     strict = cycle([big, small], h100_nodes(1), [blocker], strict=True)
-    assert outcome(strict, "small").verdict is Verdict.WAIT
+    assert isinstance(outcome(strict, "small"), Wait)
     assert outcome(strict, "small").message == "waiting behind ml/big (strict queue order)"
 
 
@@ -175,8 +174,8 @@ def test_a_placement_being_completed_reserves_its_nodes_before_anything_new_is_p
     )
     newcomer = with_gpus(make_job("newcomer", created=5, products=(H100,)), 8)
     result = cycle([binding, newcomer], h100_nodes(1))
-    assert outcome(result, "binding").verdict is Verdict.COMPLETE
-    assert outcome(result, "newcomer").verdict is Verdict.WAIT
+    assert isinstance(outcome(result, "binding"), Complete)
+    assert isinstance(outcome(result, "newcomer"), Wait)
 
 
 def test_a_placement_whose_node_filled_up_meanwhile_is_rolled_back() -> None:
@@ -228,4 +227,4 @@ def test_a_job_that_is_not_a_gang_takes_the_room_there_is() -> None:
 def test_pods_of_other_schedulers_count_against_their_nodes() -> None:
     others = [make_pod(f"other-{i}", namespace="default", node=f"gpu-h100-{i}", gpus=7) for i in range(2)]
     job = with_gpus(make_job("needs-2", products=(H100,)), 2)
-    assert outcome(cycle([job], h100_nodes(2), others), "needs-2").verdict is Verdict.WAIT
+    assert isinstance(outcome(cycle([job], h100_nodes(2), others), "needs-2"), Wait)

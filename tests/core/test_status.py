@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from modeljob.core.gang_placement import Assignment
 from modeljob.core.lifecycle import ConditionType, JobPhase, Placed, Requeue
 from modeljob.core.node_types import node_types, size_job
 from modeljob.core.sizing import Device, size_replica
@@ -21,7 +22,6 @@ from modeljob.core.status import (
 from modeljob.core.steps import (
     NodeTypeTried,
     Place,
-    PlannedReplica,
     RollBack,
     Unschedulable,
     Wait,
@@ -106,7 +106,7 @@ def _place() -> Place:
     return Place(
         job=job,
         candidate=candidate,
-        placement=(PlannedReplica(0, "gpu-h100-0", 0.75), PlannedReplica(1, "gpu-h100-1", 0.25)),
+        placement=(Assignment(0, "gpu-h100-0", 0.75), Assignment(1, "gpu-h100-1", 0.25)),
         tried=(
             NodeTypeTried(candidate.node_type, candidate.estimate.gpus, 0.5),
             NodeTypeTried(l4, 1, None, "replica 2 of 2 has no node now"),

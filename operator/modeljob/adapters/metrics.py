@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
@@ -61,90 +62,65 @@ class OperatorMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self._jobs = Gauge(
+        gauge = partial(Gauge, namespace=NAMESPACE, registry=self.registry)
+        counter = partial(Counter, namespace=NAMESPACE, registry=self.registry)
+        histogram = partial(Histogram, namespace=NAMESPACE, registry=self.registry)
+        # Jobs and the queue.
+        self._jobs = gauge(
             "jobs",
             f"ModelJobs by namespace and status phase ({_values(JobPhase)}).",
             ["namespace", "phase"],
-            namespace=NAMESPACE,
-            registry=r,
         )
-        self._queue_length = Gauge(
-            "queue_length",
-            "ModelJobs waiting to be placed, by queue.",
-            ["queue"],
-            namespace=NAMESPACE,
-            registry=r,
-        )
-        self._queue_wait = Histogram(
+        self._queue_length = gauge("queue_length", "ModelJobs waiting to be placed, by queue.", ["queue"])
+        self._queue_wait = histogram(
             "queue_wait_seconds",
             "Time from a job entering the queue to its placement being bound.",
             ["namespace", "queue"],
-            namespace=NAMESPACE,
-            registry=r,
             buckets=_WAIT_BUCKETS,
         )
-        self._attempts = Counter(
+        self._attempts = counter(
             "scheduling_attempts_total",
             f"Attempts to place a job, by result ({_values(AttemptResult)}).",
             ["namespace", "result"],
-            namespace=NAMESPACE,
-            registry=r,
         )
-        self._cycle = Histogram(
+        self._cycle = histogram(
             "scheduling_cycle_duration_seconds",
             "One scheduling cycle: snapshot, plan and apply.",
-            namespace=NAMESPACE,
-            registry=r,
             buckets=_LATENCY_BUCKETS,
         )
-        self._bindings = Counter(
-            "bindings_total",
-            f"Pods bound through pods/binding, by result ({_values(BindingResult)}).",
-            ["result"],
-            namespace=NAMESPACE,
-            registry=r,
-        )
-        self._binding_latency = Histogram(
-            "binding_duration_seconds",
-            "Creating and binding one pod.",
-            namespace=NAMESPACE,
-            registry=r,
-            buckets=_LATENCY_BUCKETS,
-        )
-        self._requeues = Counter(
+        # What follows a placement.
+        self._requeues = counter(
             "requeues_total",
             f"Placed jobs put back in the queue, by reason ({_values(Requeue)}).",
             ["namespace", "reason"],
-            namespace=NAMESPACE,
-            registry=r,
         )
-        self._score = Histogram(
+        self._bindings = counter(
+            "bindings_total",
+            f"Pods bound through pods/binding, by result ({_values(BindingResult)}).",
+            ["result"],
+        )
+        self._binding_latency = histogram(
+            "binding_duration_seconds", "Creating and binding one pod.", buckets=_LATENCY_BUCKETS
+        )
+        self._score = histogram(
             "placement_score",
             "Normalised score (0..1) of the node each replica was placed on.",
-            namespace=NAMESPACE,
-            registry=r,
             buckets=_SCORE_BUCKETS,
         )
-        self._gpu_allocation = Gauge(
+        # Nodes, the cluster, the estimator.
+        self._gpu_allocation = gauge(
             "node_gpu_allocation_ratio",
             "Share of a node's GPUs requested by pods bound to it.",
             ["node"],
-            namespace=NAMESPACE,
-            registry=r,
         )
-        self._fragmentation = Gauge(
+        self._fragmentation = gauge(
             "cluster_gpu_fragmentation_ratio",
             "Share of the idle GPUs that the queued jobs' shapes could not use (FGD's measure).",
-            namespace=NAMESPACE,
-            registry=r,
         )
-        self._estimate = Histogram(
+        self._estimate = histogram(
             "estimate_bytes",
             "Per-replica GPU memory estimates, by component of the breakdown.",
             ["component"],
-            namespace=NAMESPACE,
-            registry=r,
             buckets=_BYTES_BUCKETS,
         )
         self._nodes_seen: set[str] = set()

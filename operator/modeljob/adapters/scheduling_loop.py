@@ -28,24 +28,12 @@ from modeljob.adapters.cluster_view import ClusterView, ParsedJobs, object_key
 from modeljob.adapters.events import EventRecorder
 from modeljob.adapters.job_status import StatusWriter, WriteBackoff
 from modeljob.adapters.metrics import AttemptResult, OperatorMetrics
-from modeljob.core import status
+from modeljob.core import status, steps
 from modeljob.core.cluster_state import merge_assumed
 from modeljob.core.lifecycle import JobFacts, JobPhase, Placed
 from modeljob.core.node_types import Candidate
 from modeljob.core.scheduling_cycle import CycleResult, CycleSettings, SizingCache, run_cycle
-from modeljob.core.steps import (
-    Complete,
-    Keep,
-    Place,
-    RollBack,
-    SetPhase,
-    Step,
-    Unschedulable,
-    Wait,
-    binding_failed,
-    placed_entries,
-    pods_refused,
-)
+from modeljob.core.steps import Place, RollBack, Step, Unschedulable, Wait
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +155,7 @@ class SchedulingLoop:
         futures = [
             self._jobs_pool.submit(self._act, step, documents[step.job.key], now)
             for step in result.outcomes
-            if not (isinstance(step, Keep) and not step.delete_pods)
+            if not (isinstance(step, steps.Keep) and not step.delete_pods)
             and self._backoff.ready(step.job.uid, now)
         ]
         for future in futures:
@@ -210,15 +198,15 @@ class SchedulingLoop:
         match step:
             case Place():
                 self._place(step, document, now=now)
-            case Complete():
+            case steps.Complete():
                 self._complete(step, document, now=now)
             case Wait() | Unschedulable():
                 self._wait(step, document, now=now)
             case RollBack():
                 self._roll_back(step, document, now=now)
-            case SetPhase():
+            case steps.SetPhase():
                 self._set_phase(step, document)
-            case Keep():
+            case steps.Keep():
                 pass
             case _:
                 assert_never(step)
@@ -231,7 +219,7 @@ class SchedulingLoop:
             job.uid, str((document.get("metadata") or {}).get("resourceVersion", ""))
         )
         names = {p.replica: kube_objects.pod_name(job.name, p.replica, nonce) for p in step.placement}
-        entries = placed_entries(step, names)
+        entries = steps.placed_entries(step, names)
         written = self._status.patch(
             document, status.planned(step, entries, document.get("status") or {}, now=now)
         )
@@ -241,7 +229,7 @@ class SchedulingLoop:
         if self._bind(written, job, new, step.candidate, existing=set(), keep=job.placement):
             self._finish(written, job, entries, step.candidate, now=now, why=step.message)
 
-    def _complete(self, step: Complete, document: Document, *, now: datetime) -> None:
+    def _complete(self, step: steps.Complete, document: Document, *, now: datetime) -> None:
         if step.to_bind:
             assert step.candidate is not None  # the cycle rolls back a placement it cannot size
             existing = {entry.pod for entry in step.to_bind} - set(step.to_create)
@@ -269,9 +257,9 @@ class SchedulingLoop:
             placement = kube_objects.placement_of(current)
             if isinstance(exc, PodRefusedError):
                 self._metrics.record_attempt(job.namespace, AttemptResult.REFUSED)
-                self._roll_back(pods_refused(job, placement, str(exc)), current, now=now)
+                self._roll_back(steps.pods_refused(job, placement, str(exc)), current, now=now)
             else:
-                self._roll_back(binding_failed(job, placement, str(exc), keep=keep), current, now=now)
+                self._roll_back(steps.binding_failed(job, placement, str(exc), keep=keep), current, now=now)
                 self._backoff.failed(job.uid, now)
             return False
         return True
@@ -339,7 +327,7 @@ class SchedulingLoop:
             self._metrics.record_requeue(step.job.namespace, step.requeue)
         self.events.record(document, step.reason, step.message, warning=True)
 
-    def _set_phase(self, step: SetPhase, document: Document) -> None:
+    def _set_phase(self, step: steps.SetPhase, document: Document) -> None:
         patch = status.phase_set(step, document.get("status") or {})
         if patch is not None:
             self._status.patch(document, patch)

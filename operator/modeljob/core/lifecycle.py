@@ -215,57 +215,12 @@ def _reconcile_placed(
             keep=keep,
         )
 
-    if job.binding and job.placed_generation != job.generation:
-        return roll_back(
-            Requeue.SPEC_CHANGED,
-            f"the spec changed (generation {job.placed_generation} -> {job.generation}) while binding; "
-            "re-planning",
-        )
-    changed = sorted(
-        entry.pod
-        for entry in job.placement
-        if entry.pod in by_name and by_name[entry.pod].spec_hash not in (None, job.spec_hash)
+    changed = _spec_change(job, by_name)
+    if changed is not None:
+        return roll_back(Requeue.SPEC_CHANGED, changed)
+    lost, to_bind, to_create = _check_entries(
+        job, by_name, nodes, now=now, grace_seconds=node_lost_after_seconds
     )
-    if changed:
-        return roll_back(
-            Requeue.SPEC_CHANGED,
-            f"the spec changed (generation {job.generation}); pods {', '.join(changed)} no longer match it, "
-            "re-planning",
-        )
-
-    lost: list[tuple[Placed, Requeue, str]] = []
-    to_bind: list[Placed] = []
-    to_create: list[str] = []
-    for entry in job.placement:
-        node = nodes.get(entry.node)
-        pod = by_name.get(entry.pod)
-        if node is None:
-            lost.append(
-                (entry, Requeue.NODE_LOST, f"node {entry.node} of replica {entry.replica} was deleted")
-            )
-            continue
-        if node.lost(now=now, grace_seconds=node_lost_after_seconds):
-            lost.append(
-                (entry, Requeue.NODE_LOST, f"node {entry.node} of replica {entry.replica} is NotReady")
-            )
-            continue
-        if pod is not None and pod.node is not None and pod.node != entry.node:
-            lost.append(
-                (entry, Requeue.BINDING_FAILED, f"pod {pod.name} is bound to {pod.node}, not {entry.node}")
-            )
-            continue
-        if job.binding:
-            if pod is None:
-                to_bind.append(entry)
-                to_create.append(entry.pod)
-            elif pod.terminating or (pod.phase.finished and pod.node is None):
-                lost.append((entry, Requeue.BINDING_FAILED, f"pod {pod.name} went away before it was bound"))
-            elif pod.node is None:
-                to_bind.append(entry)
-            continue
-        if pod is None or (pod.terminating and not pod.phase.finished):
-            lost.append((entry, Requeue.POD_LOST, f"pod {entry.pod} of replica {entry.replica} was deleted"))
-
     if lost:
         first_reason = lost[0][1]
         message = "; ".join(text for _, _, text in lost)
@@ -283,7 +238,61 @@ def _reconcile_placed(
             to_create=tuple(to_create),
             delete_pods=strays,
         )
-    phase = _phase_from_pods(job, [by_name[entry.pod] for entry in job.placement])
+    return _from_pods(job, [by_name[entry.pod] for entry in job.placement], strays)
+
+
+def _spec_change(job: JobFacts, by_name: Mapping[str, PodFacts]) -> str | None:
+    """How the spec changed under a placement (while binding, or under its pods); None if not."""
+    if job.binding and job.placed_generation != job.generation:
+        return (
+            f"the spec changed (generation {job.placed_generation} -> {job.generation}) while binding; "
+            "re-planning"
+        )
+    changed = sorted(
+        entry.pod
+        for entry in job.placement
+        if entry.pod in by_name and by_name[entry.pod].spec_hash not in (None, job.spec_hash)
+    )
+    if changed:
+        return (
+            f"the spec changed (generation {job.generation}); pods {', '.join(changed)} no longer match it, "
+            "re-planning"
+        )
+    return None
+
+
+def _check_entries(
+    job: JobFacts,
+    by_name: Mapping[str, PodFacts],
+    nodes: Mapping[str, NodeFacts],
+    *,
+    now: datetime,
+    grace_seconds: float,
+) -> tuple[list[tuple[Placed, Requeue, str]], list[Placed], list[str]]:
+    """Each placed replica checked against its node and pod: the lost ones (with why), and of a
+    placement being bound, the entries still to bind and the pods still to create."""
+    lost: list[tuple[Placed, Requeue, str]] = []
+    to_bind: list[Placed] = []
+    to_create: list[str] = []
+    for entry in job.placement:
+        pod = by_name.get(entry.pod)
+        problem = _entry_lost(entry, pod, nodes.get(entry.node), now=now, grace_seconds=grace_seconds)
+        if problem is None and job.binding:
+            problem = _binding_lost(entry, pod)
+            if problem is None and (pod is None or pod.node is None):
+                to_bind.append(entry)
+                if pod is None:
+                    to_create.append(entry.pod)
+        elif problem is None and (pod is None or (pod.terminating and not pod.phase.finished)):
+            problem = (Requeue.POD_LOST, f"pod {entry.pod} of replica {entry.replica} was deleted")
+        if problem is not None:
+            lost.append((entry, *problem))
+    return lost, to_bind, to_create
+
+
+def _from_pods(job: JobFacts, placed_pods: Sequence[PodFacts], strays: tuple[str, ...]) -> Reconciliation:
+    """A bound placement whose replicas are all where they should be: the phase its pods give it."""
+    phase = _phase_from_pods(job, placed_pods)
     if len(job.placement) < job.replicas:
         # A non-gang job whose other replicas still wait: it stays a candidate for planning.
         return Reconciliation(
@@ -298,10 +307,30 @@ def _reconcile_placed(
     return Reconciliation(
         Action.UPDATE,
         reason=phase.value,
-        message=_phase_message(phase, [by_name[entry.pod] for entry in job.placement]),
+        message=_phase_message(phase, placed_pods),
         phase=phase,
         delete_pods=strays,
     )
+
+
+def _entry_lost(
+    entry: Placed, pod: PodFacts | None, node: NodeFacts | None, *, now: datetime, grace_seconds: float
+) -> tuple[Requeue, str] | None:
+    """Why a placed replica cannot stay where it is, whether bound yet or not; None if it can."""
+    if node is None:
+        return Requeue.NODE_LOST, f"node {entry.node} of replica {entry.replica} was deleted"
+    if node.lost(now=now, grace_seconds=grace_seconds):
+        return Requeue.NODE_LOST, f"node {entry.node} of replica {entry.replica} is NotReady"
+    if pod is not None and pod.node is not None and pod.node != entry.node:
+        return Requeue.BINDING_FAILED, f"pod {pod.name} is bound to {pod.node}, not {entry.node}"
+    return None
+
+
+def _binding_lost(entry: Placed, pod: PodFacts | None) -> tuple[Requeue, str] | None:
+    """Why a replica of a placement being bound cannot be bound any more; None if it can."""
+    if pod is not None and (pod.terminating or (pod.phase.finished and pod.node is None)):
+        return Requeue.BINDING_FAILED, f"pod {pod.name} went away before it was bound"
+    return None
 
 
 def _phase_from_pods(job: JobFacts, pods: Sequence[PodFacts]) -> JobPhase:

@@ -42,7 +42,6 @@ from modeljob.core.steps import (
     Complete,
     Keep,
     Place,
-    PlannedReplica,
     RollBack,
     SetPhase,
     Step,
@@ -269,8 +268,7 @@ def _decide(
             job=job,
             candidate=candidate,
             placement=tuple(
-                PlannedReplica(replica=pending[a.replica], node=a.node, score=round(a.score, 4))
-                for a in placement.assignments
+                replace(a, replica=pending[a.replica], score=round(a.score, 4)) for a in placement.assignments
             ),
             tried=tuple(a.tried for a in attempts),
             delete_pods=rec.delete_pods,

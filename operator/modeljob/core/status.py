@@ -248,24 +248,15 @@ def rolled_back(step: RollBack, status: Mapping[str, object], *, now: datetime) 
         now=now,
         generation=step.job.generation,
     )
-    if step.invalid_spec:
+    if step.invalid_spec or step.phase is not JobPhase.INVALID:
         conditions = set_condition(
             conditions,
-            type_=ConditionType.VALID,
+            type_=ConditionType.VALID if step.invalid_spec else ConditionType.SCHEDULED,
             status=False,
             reason=step.reason,
             message=step.message,
             now=now,
-            generation=step.job.generation,
-        )
-    elif step.phase is not JobPhase.INVALID:
-        conditions = set_condition(
-            conditions,
-            type_=ConditionType.SCHEDULED,
-            status=False,
-            reason=step.reason,
-            message=step.message,
-            now=now,
+            generation=step.job.generation if step.invalid_spec else None,
         )
     return {
         "phase": step.phase.value,

@@ -9,30 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import ClassVar
 
+from modeljob.core.gang_placement import Assignment
 from modeljob.core.lifecycle import JobFacts, JobPhase, Placed, Requeue
 from modeljob.core.node_types import Candidate, NodeType
-
-
-class Verdict(StrEnum):
-    """The kind of a step, for logs, metrics and tests that only ask which one it is."""
-
-    KEEP = "keep"
-    SET_PHASE = "set-phase"
-    PLACE = "place"
-    WAIT = "wait"
-    UNSCHEDULABLE = "unschedulable"
-    COMPLETE = "complete"
-    ROLL_BACK = "roll-back"
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedReplica:
-    replica: int
-    node: str
-    score: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,40 +32,34 @@ class NodeTypeTried:
         return f"{what}: {self.gpus_per_replica} GPU(s)/replica, mean score {self.mean_score:.2f}{mark}"
 
 
-@dataclass(frozen=True, slots=True)
-class Keep:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Step:
+    """What every step says: its job, and the stray pods to delete before acting on it."""
+
+    job: JobFacts
+    delete_pods: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Keep(_Step):
     """Nothing to do: not admitted yet, finished, Invalid without pods, or all is well."""
 
-    verdict: ClassVar[Verdict] = Verdict.KEEP
-    job: JobFacts
-    delete_pods: tuple[str, ...] = ()
 
-
-@dataclass(frozen=True, slots=True)
-class SetPhase:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetPhase(_Step):
     """The pods moved on (Running, Succeeded, Failed): write the phase they give the job."""
 
-    verdict: ClassVar[Verdict] = Verdict.SET_PHASE
-    job: JobFacts
     phase: JobPhase
     message: str
-    delete_pods: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Place:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Place(_Step):
     """A new placement: write it, then create and bind its pods, then mark the job Scheduled."""
 
-    verdict: ClassVar[Verdict] = Verdict.PLACE
-    job: JobFacts
     candidate: Candidate
-    placement: tuple[PlannedReplica, ...]
+    placement: tuple[Assignment, ...]  # replica numbers of the job, scores rounded for status
     tried: tuple[NodeTypeTried, ...]  # every node type planned on, the chosen one among them
-    delete_pods: tuple[str, ...] = ()
-
-    @property
-    def mean_score(self) -> float:
-        return sum(p.score for p in self.placement) / max(1, len(self.placement))
 
     @property
     def message(self) -> str:
@@ -94,57 +68,45 @@ class Place:
         return "planned on each node type the job was sized for: " + "; ".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
-class Wait:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Wait(_Step):
     """Stays in the queue: it fits the cluster, not now (or waits behind a job, strict order)."""
 
-    verdict: ClassVar[Verdict] = Verdict.WAIT
-    job: JobFacts
     message: str
     queue_position: int
     candidate: Candidate | None = None  # the preferred node type, whose estimate status shows
     phase: JobPhase = JobPhase.QUEUED  # a partly placed job keeps the phase its pods give it
-    delete_pods: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Unschedulable:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unschedulable(_Step):
     """Can never fit the cluster as it is; re-checked every cycle."""
 
-    verdict: ClassVar[Verdict] = Verdict.UNSCHEDULABLE
-    job: JobFacts
     message: str
     candidate: Candidate | None = None
-    delete_pods: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Complete:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Complete(_Step):
     """A written placement is not fully bound (the operator stopped midway): bind the rest."""
 
-    verdict: ClassVar[Verdict] = Verdict.COMPLETE
-    job: JobFacts
     candidate: Candidate | None
     to_bind: tuple[Placed, ...] = ()  # entries whose pod must be created or bound
     to_create: tuple[str, ...] = ()  # the pods among to_bind that do not exist yet
-    delete_pods: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class RollBack:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RollBack(_Step):
     """Delete the job's pods (all, or all but ``keep``), clear the placement, go back to ``phase``.
 
     ``reason`` is CamelCase (the Event reason and the Scheduled condition's); ``was_binding``
     says whether a written plan is undone (Binding condition RolledBack) or a bound one.
     """
 
-    verdict: ClassVar[Verdict] = Verdict.ROLL_BACK
-    job: JobFacts
     reason: str
     message: str
     phase: JobPhase
     requeue: Requeue | None = None
-    delete_pods: tuple[str, ...] = ()
     keep: tuple[Placed, ...] = ()
     was_binding: bool = False
     invalid_spec: bool = False  # the API server refused the job's pods: Valid=False, not requeued
