@@ -54,8 +54,10 @@ def configure_logging(settings: LoggingSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
-    # kopf logs every handler run at INFO; ours say more, once.
+    # kopf logs every handler run at INFO; ours say more, once. Its peering says when this replica
+    # pauses for a higher-priority one and resumes: rare, and what an operator of two replicas asks.
     logging.getLogger("kopf").setLevel(max(logging.WARNING, logging.getLevelName(settings.level)))
+    logging.getLogger("kopf._core.engines.peering").setLevel(settings.level)
 
 
 def connect(settings: Settings) -> ClusterGateway:

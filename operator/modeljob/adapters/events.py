@@ -20,6 +20,9 @@ from modeljob.adapters.cluster import ClusterError, ClusterGateway
 logger = logging.getLogger(__name__)
 
 POSTERS = 2
+# What the API server's NamespaceLifecycle admission says when refusing anything new in a namespace
+# being deleted (a 403 Forbidden, with no RBAC involved).
+NAMESPACE_TERMINATING = "because it is being terminated"
 
 
 class EventRecorder:
@@ -69,6 +72,12 @@ class EventRecorder:
             self._gateway.create_event(namespace, manifest)
         except ClusterError as exc:
             involved = manifest.get("involvedObject") or {}
+            if exc.status == 403 and NAMESPACE_TERMINATING in exc.detail:
+                # The job goes with its namespace: nobody will read the Event, and it is no RBAC gap.
+                logger.debug(
+                    "not posting event %s: namespace %s is being deleted", manifest.get("reason"), namespace
+                )
+                return
             logger.warning(
                 "cannot post event %s on %s/%s: %s",
                 manifest.get("reason"),

@@ -1,0 +1,69 @@
+"""The one Event recorder: the kopf handlers' and the loop's Events, posted in the background."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from modeljob.adapters.cluster import ClusterError
+from modeljob.adapters.events import EventRecorder
+from tests.operator_builders import at, modeljob_dict
+
+
+class Events:
+    """The gateway's create_event, refusing with ``refusal`` when set."""
+
+    def __init__(self, refusal: ClusterError | None = None) -> None:
+        self.posted: list[dict[str, Any]] = []
+        self.refusal = refusal
+
+    def create_event(self, namespace: str, event: dict[str, Any]) -> dict[str, Any]:
+        if self.refusal is not None:
+            raise self.refusal
+        self.posted.append(event)
+        return event
+
+
+def recorder(gateway: Events) -> EventRecorder:
+    return EventRecorder(gateway, identity="op-1", clock=lambda: at(0))  # type: ignore[arg-type]
+
+
+def test_events_are_posted_in_the_order_recorded_about_their_job() -> None:
+    gateway = Events()
+    events = recorder(gateway)
+    events.record(modeljob_dict(), "Queued", "queued in default")
+    events.record(modeljob_dict(), "Scheduled", "1 pod(s) bound", warning=False)
+    events.stop()
+    assert [(e["reason"], e["involvedObject"]["name"], e["reportingInstance"]) for e in gateway.posted] == [
+        ("Queued", "llama-3-1-8b-chat", "op-1"),
+        ("Scheduled", "llama-3-1-8b-chat", "op-1"),
+    ]
+
+
+def test_an_event_refused_by_rbac_is_a_warning_never_a_failed_decision(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events = recorder(Events(ClusterError("create event: 403 Forbidden: no", status=403, reason="Forbidden")))
+    with caplog.at_level(logging.INFO, logger="modeljob.adapters.events"):
+        events.record(modeljob_dict(), "Queued", "queued in default")
+        events.drain()
+    assert any(
+        r.levelno == logging.WARNING and "cannot post event Queued" in r.message for r in caplog.records
+    )
+
+
+def test_no_warning_for_an_event_in_a_namespace_being_deleted(caplog: pytest.LogCaptureFixture) -> None:
+    refusal = ClusterError(
+        "create event in ml: 403 Forbidden: ...",
+        status=403,
+        reason="Forbidden",
+        detail='events "job." is forbidden: unable to create new content in namespace ml '
+        "because it is being terminated",
+    )
+    events = recorder(Events(refusal))
+    with caplog.at_level(logging.INFO, logger="modeljob.adapters.events"):
+        events.record(modeljob_dict(), "NodeLost", "node gone", warning=True)
+        events.drain()
+    assert [r.levelno for r in caplog.records if "cannot post" in r.message] == []
