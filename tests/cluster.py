@@ -14,6 +14,7 @@ ControlPlaneError or TimeoutError, which the e2e fixtures turn into test failure
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import os
 import re
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,9 @@ EPHEMERAL_PORTS_START = 32768
 # A cold build compiles Kubernetes (about 11 min on 2 cores); a warm start takes seconds.
 BUILD_TIMEOUT_SECONDS = 60 * 60
 SCRIPT_TIMEOUT_SECONDS = 600
+# How long a test session waits for another to release a control plane: under pytest-timeout's
+# 600 s, which counts the first test's set-up.
+LOCK_WAIT_SECONDS = 540
 # kwok runs no container: any image name will do, and this one can never be pulled by mistake.
 KWOK_IMAGE = "registry.invalid/kwok-runs-nothing:1"
 EXTENDERS_VARIABLE = "MODELJOB_SCHEDULER_EXTENDERS"
@@ -91,6 +95,34 @@ class ControlPlane:
 
     def gateway(self, **options: Any) -> ClusterGateway:
         return ClusterGateway.from_kubeconfig(self.kubeconfig, **options)
+
+    @contextlib.contextmanager
+    def held_by_this_process(self, *, wait_seconds: float) -> Iterator[None]:
+        """Hold <state>.session.lock while the block runs, so one test session or benchmark at a
+        time uses this control plane; wait for another holder, then ControlPlaneError naming its
+        pid. The kernel drops the lock when the holder exits, however it exits."""
+        path = self.state.parent / f"{self.state.name}.session.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a+") as handle:
+            try:
+                poll(lambda: _locked(handle), f"{path}", timeout_seconds=wait_seconds, interval_seconds=1)
+            except TimeoutError:
+                handle.seek(0)
+                raise ControlPlaneError(
+                    f"another process (pid {handle.read().strip()}) still holds {path} after {wait_seconds} s"
+                ) from None
+            handle.truncate(0)
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            yield
+
+
+def _locked(handle: Any) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 # Every control plane besides `make cluster`'s, with its offset; tests/test_cluster.py checks that

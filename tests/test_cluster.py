@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import os
+from pathlib import Path
 
-from tests.cluster import CONTROL_PLANES, EPHEMERAL_PORTS_START, default_ports, kwok_pod, sample_sum
+import pytest
+
+from tests.cluster import (
+    CONTROL_PLANES,
+    EPHEMERAL_PORTS_START,
+    ControlPlane,
+    ControlPlaneError,
+    default_ports,
+    kwok_pod,
+    sample_sum,
+)
 
 
 def test_every_control_plane_has_its_own_ports_below_the_ephemeral_range() -> None:
@@ -57,3 +69,17 @@ def test_sample_sum_adds_the_samples_whose_labels_match() -> None:
     assert sample_sum(text, "requests_total") == 6.0
     assert sample_sum(text, "cycles_count") == 7.0
     assert sample_sum(text, "missing") == 0.0
+
+
+def test_a_control_plane_is_held_by_one_session_at_a_time_and_the_next_is_told_who_holds_it(
+    tmp_path: Path,
+) -> None:
+    plane = ControlPlane(tmp_path / "cluster-x", port_offset=None)
+    with (
+        plane.held_by_this_process(wait_seconds=1),
+        pytest.raises(ControlPlaneError, match=f"pid {os.getpid()}"),
+        plane.held_by_this_process(wait_seconds=0.5),
+    ):
+        pass
+    with plane.held_by_this_process(wait_seconds=1):
+        pass  # released when the first holder left

@@ -35,6 +35,7 @@ from modeljob.adapters.cluster import ClusterGateway, NotFoundError
 from modeljob.commands.nodes import apply_nodes, wait_until_ready
 from tests.cluster import (
     CONTROL_PLANES,
+    LOCK_WAIT_SECONDS,
     ControlPlane,
     ControlPlaneError,
     binaries,
@@ -65,7 +66,18 @@ def _control_plane() -> ControlPlane:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
+    """The tests' control plane, started (or found running), held by this session alone: every
+    test's operator watches the whole cluster, so the operators of two sessions at once would act
+    on each other's jobs (a queue-policy test would see the other session's policy)."""
     plane = _control_plane()
+    try:
+        with plane.held_by_this_process(wait_seconds=LOCK_WAIT_SECONDS):
+            yield from _started_cluster(plane)
+    except ControlPlaneError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def _started_cluster(plane: ControlPlane) -> Iterator[Cluster]:
     try:
         bin_dir = binaries()
         was_running = (plane.state / "pids" / "kube-apiserver.pid").exists()

@@ -32,6 +32,7 @@ from modeljob.core.resources import GIB, TIB
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS
 from tests.cluster import (
     CONTROL_PLANES,
+    LOCK_WAIT_SECONDS,
     ControlPlaneError,
     binaries,
     create_ready_namespace,
@@ -150,7 +151,14 @@ def delete_and_wait(cluster: Cluster, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    workdir = tmp_path_factory.mktemp("extender")
+    try:
+        with PLANE.held_by_this_process(wait_seconds=LOCK_WAIT_SECONDS):  # one session at a time
+            yield from _started(tmp_path_factory.mktemp("extender"))
+    except ControlPlaneError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def _started(workdir: Path) -> Iterator[Setup]:
     bin_dir = binaries()
     control_plane("down.sh")  # a leftover from an interrupted run would keep its old scheduler config
     control_plane("up.sh")
