@@ -317,45 +317,33 @@ class ClusterGateway:
         items = reply.get("items") or []
         return len(items) + int((reply.get("metadata") or {}).get("remainingItemCount") or 0)
 
-    def read_modeljob(self, namespace: str, name: str) -> JsonObject:
-        api = client.CustomObjectsApi(self._api)
+    def _modeljobs(self, action: str, verb: str, namespace: str, *args: Any) -> JsonObject:
+        """Call one CustomObjectsApi method on the ModelJobs of ``namespace``."""
         group, version, plural = MODELJOB_API
-        return self._call(
-            f"get modeljob {namespace}/{name}",
-            api.get_namespaced_custom_object,
-            group,
-            version,
-            namespace,
-            plural,
-            name,
+        method = getattr(client.CustomObjectsApi(self._api), verb)
+        return self._call(action, method, group, version, namespace, plural, *args)
+
+    def read_modeljob(self, namespace: str, name: str) -> JsonObject:
+        return self._modeljobs(
+            f"get modeljob {namespace}/{name}", "get_namespaced_custom_object", namespace, name
         )
 
     def create_modeljob(self, namespace: str, manifest: Mapping[str, Any]) -> JsonObject:
-        api = client.CustomObjectsApi(self._api)
-        group, version, plural = MODELJOB_API
         name = manifest.get("metadata", {}).get("name", "?")
-        return self._call(
+        return self._modeljobs(
             f"create modeljob {namespace}/{name}",
-            api.create_namespaced_custom_object,
-            group,
-            version,
+            "create_namespaced_custom_object",
             namespace,
-            plural,
             dict(manifest),
         )
 
     def patch_modeljob_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> JsonObject:
         """JSON merge patch of the status subresource; a metadata.resourceVersion in the patch makes
         it conditional (409 Conflict if the job changed since)."""
-        api = client.CustomObjectsApi(self._api)
-        group, version, plural = MODELJOB_API
-        return self._call(
+        return self._modeljobs(
             f"patch modeljob {namespace}/{name} status",
-            api.patch_namespaced_custom_object_status,
-            group,
-            version,
+            "patch_namespaced_custom_object_status",
             namespace,
-            plural,
             name,
             dict(patch),
         )

@@ -9,7 +9,7 @@ deleted pod, a changed spec) is judged here, as plain data, and the answer says 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -187,17 +187,18 @@ def reconcile_job(
             delete_pods=strays,
             phase=JobPhase.QUEUED if job.phase in (JobPhase.SCHEDULED, JobPhase.RUNNING) else job.phase,
         )
-    return _reconcile_placed(job, pods, nodes, now=now, node_lost_after_seconds=node_lost_after_seconds)
+    return _reconcile_placed(
+        job, pods, nodes, lambda node: node.lost(now=now, grace_seconds=node_lost_after_seconds)
+    )
 
 
 def _reconcile_placed(
     job: JobFacts,
     pods: Sequence[PodFacts],
     nodes: Mapping[str, NodeFacts],
-    *,
-    now: datetime,
-    node_lost_after_seconds: float,
+    lost_node: Callable[[NodeFacts], bool],
 ) -> Reconciliation:
+    """A placed job: ``lost_node`` says whether a node has been NotReady past the grace period."""
     by_name = {p.name: p for p in pods}
     planned = {entry.pod for entry in job.placement}
     strays = tuple(sorted(p.name for p in pods if p.name not in planned and not p.terminating))
@@ -218,9 +219,7 @@ def _reconcile_placed(
     changed = _spec_change(job, by_name)
     if changed is not None:
         return roll_back(Requeue.SPEC_CHANGED, changed)
-    lost, to_bind, to_create = _check_entries(
-        job, by_name, nodes, now=now, grace_seconds=node_lost_after_seconds
-    )
+    lost, to_bind, to_create = _check_entries(job, by_name, nodes, lost_node)
     if lost:
         first_reason = lost[0][1]
         message = "; ".join(text for _, _, text in lost)
@@ -265,9 +264,7 @@ def _check_entries(
     job: JobFacts,
     by_name: Mapping[str, PodFacts],
     nodes: Mapping[str, NodeFacts],
-    *,
-    now: datetime,
-    grace_seconds: float,
+    lost_node: Callable[[NodeFacts], bool],
 ) -> tuple[list[tuple[Placed, Requeue, str]], list[Placed], list[str]]:
     """Each placed replica checked against its node and pod: the lost ones (with why), and of a
     placement being bound, the entries still to bind and the pods still to create."""
@@ -276,7 +273,7 @@ def _check_entries(
     to_create: list[str] = []
     for entry in job.placement:
         pod = by_name.get(entry.pod)
-        problem = _entry_lost(entry, pod, nodes.get(entry.node), now=now, grace_seconds=grace_seconds)
+        problem = _entry_lost(entry, pod, nodes.get(entry.node), lost_node)
         if problem is None and job.binding:
             problem = _binding_lost(entry, pod)
             if problem is None and (pod is None or pod.node is None):
@@ -314,12 +311,12 @@ def _from_pods(job: JobFacts, placed_pods: Sequence[PodFacts], strays: tuple[str
 
 
 def _entry_lost(
-    entry: Placed, pod: PodFacts | None, node: NodeFacts | None, *, now: datetime, grace_seconds: float
+    entry: Placed, pod: PodFacts | None, node: NodeFacts | None, lost_node: Callable[[NodeFacts], bool]
 ) -> tuple[Requeue, str] | None:
     """Why a placed replica cannot stay where it is, whether bound yet or not; None if it can."""
     if node is None:
         return Requeue.NODE_LOST, f"node {entry.node} of replica {entry.replica} was deleted"
-    if node.lost(now=now, grace_seconds=grace_seconds):
+    if lost_node(node):
         return Requeue.NODE_LOST, f"node {entry.node} of replica {entry.replica} is NotReady"
     if pod is not None and pod.node is not None and pod.node != entry.node:
         return Requeue.BINDING_FAILED, f"pod {pod.name} is bound to {pod.node}, not {entry.node}"
