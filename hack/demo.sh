@@ -68,7 +68,8 @@ for _ in $(seq 120); do settled && break; sleep 0.5; done
 k -n "$namespace" get modeljobs
 
 say "Where each replica went, and why"
-k -n "$namespace" get modeljobs -o json | "$py" "$repo/hack/demo_report.py"
+k -n "$namespace" get modeljobs -o json \
+  | "$py" "$repo/hack/demo_report.py" <(k -n "$namespace" get events -o json)
 
 say "Look further"
 cat <<EOF

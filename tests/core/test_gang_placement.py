@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -119,3 +121,39 @@ def test_gpu_shares_of_one_gang_can_share_a_device() -> None:
     plan = plan_gang(table, gang(2, gpus=1, gpu_milli=500, cpu=1), weights=PACK)
     assert isinstance(plan, Placement)
     assert [a.devices for a in plan.assignments] == [(0,), (0,)]
+
+
+# --- what separated the choice -------------------------------------------------------------------
+
+
+def test_nodes_that_score_alike_are_reported_as_a_tie_decided_by_name() -> None:
+    # Idle, identical nodes: no scorer tells them apart, and the explanation must say so rather
+    # than show a bare score that looks like a judgement.
+    table = make_table(make_node("n1", gpus=4), make_node("n2", gpus=4), make_node("n3", gpus=4))
+    plan = plan_gang(table, gang(1, gpus=1), weights=SPREAD)
+    assert isinstance(plan, Placement)
+    [assignment] = plan.assignments
+    assert assignment.node == "n1"
+    assert re.fullmatch(r"3 nodes tied at 0\.\d\d, the first by name won", assignment.why)
+
+
+def test_the_scorer_that_separated_the_winner_is_named_with_both_values() -> None:
+    table = make_table(
+        make_node("n1", gpus=4, gpu_free_milli=(1000, 1000, 0, 0)),
+        make_node("n2", gpus=4),
+    )
+    plan = plan_gang(table, gang(1, gpus=1), weights=SPREAD)
+    assert isinstance(plan, Placement)
+    [assignment] = plan.assignments
+    assert assignment.node == "n2"
+    assert assignment.why.startswith("ahead of n1 by ")
+    assert "least-allocated " in assignment.why
+    assert " vs " in assignment.why
+    assert assignment.why in plan.reasons[0]
+
+
+def test_a_lone_candidate_says_it_was_the_only_node_with_room() -> None:
+    table = make_table(make_node("n1", gpus=4), make_node("n2", gpus=4, gpu_free_milli=(0, 0, 0, 0)))
+    plan = plan_gang(table, gang(1, gpus=2), weights=SPREAD)
+    assert isinstance(plan, Placement)
+    assert plan.assignments[0].why == "the only node with room"

@@ -228,3 +228,36 @@ def test_pods_of_other_schedulers_count_against_their_nodes() -> None:
     others = [make_pod(f"other-{i}", namespace="default", node=f"gpu-h100-{i}", gpus=7) for i in range(2)]
     job = with_gpus(make_job("needs-2", products=(H100,)), 2)
     assert isinstance(outcome(cycle([job], h100_nodes(2), others), "needs-2"), Wait)
+
+
+def test_a_placement_says_what_separated_the_node_type_and_the_nodes() -> None:
+    # Both node types hold the job on one GPU and every node is idle: the plans score alike, so
+    # the cheaper type wins (the sizing's preference), and within it the first node by name.
+    result = cycle([make_job("chat")], [*h100_nodes(), *l4_nodes()])
+    step = outcome(result, "chat")
+    assert isinstance(step, Place)
+    assert step.candidate.node_type.product == L4
+    assert step.decided == (
+        "tied with NVIDIA-H100-80GB-HBM3, 80.0 GiB at 0.50, cheaper per replica (1.28/h vs 4.21/h); "
+        "replica 0: 2 nodes tied at 0.50, the first by name won"
+    )
+    assert "replica 0 -> gpu-l4-0 (score 0.50; 2 nodes tied at 0.50, the first by name won)" in step.message
+
+
+def test_a_node_type_that_scores_higher_is_named_with_the_score_it_beat() -> None:
+    # The L4 nodes have little CPU beside their GPUs: a replica there leaves GPUs no CPU can feed
+    # (cpu-balance below 0.5), so the idle H100s win although they cost more.
+    l4 = [
+        replace(n, view=replace(n.view, allocatable=replace(n.view.allocatable, cpu_milli=9_000)))
+        for n in l4_nodes()
+    ]
+    result = cycle([make_job("chat")], [*h100_nodes(), *l4])
+    step = outcome(result, "chat")
+    assert isinstance(step, Place)
+    assert step.candidate.node_type.product == H100
+    chosen = next(t for t in step.tried if t.node_type == step.candidate.node_type)
+    other = next(t for t in step.tried if t is not chosen)
+    assert chosen.mean_score is not None
+    assert other.mean_score is not None
+    assert chosen.mean_score > other.mean_score
+    assert step.decided.startswith(f"{other.node_type.describe()} scored {other.mean_score:.2f}")

@@ -188,3 +188,25 @@ def test_pods_the_api_server_refused_make_the_job_invalid_naming_the_field() -> 
     assert "Scheduled" not in conditions_of(patch)
     assert step.delete_pods == ("job-0-x",)
     assert step.requeue is None, "not a requeue: the job waits for a new spec"
+
+
+def test_the_scheduled_condition_says_in_short_what_decided_and_the_event_why_each_node() -> None:
+    step = replace(
+        _place(),
+        placement=(
+            Assignment(0, "gpu-h100-0", 0.5, why="2 nodes tied at 0.50, the first by name won"),
+            Assignment(1, "gpu-h100-1", 0.5, why="the only node with room"),
+        ),
+    )
+    entries = [Placed(i, f"gang-{i}-x", f"gpu-h100-{i}", 0.5) for i in range(2)]
+    patch = scheduled(
+        {}, entries=entries, node_type=step.candidate.node_type, generation=1, now=at(9), decided=step.decided
+    )
+    message = conditions_of(patch)["Scheduled"]["message"]
+    assert message == (
+        "2 pod(s) bound on NVIDIA-H100-80GB-HBM3, 80.0 GiB, mean score 0.50 "
+        "(replica 0: 2 nodes tied at 0.50, the first by name won)"
+    )
+    event = scheduled_event(entries, step.candidate.node_type, why=step.message, decided=step.decided)
+    assert event.startswith(message)
+    assert "replica 1 -> gpu-h100-1 (score 0.50; the only node with room)" in event

@@ -12,6 +12,7 @@ from modeljob.core.nodes import IntArray, NodeTable, PodRequest
 from modeljob.core.resources import GIB, MIB
 from modeljob.core.scoring.filters import filter_nodes, product_allowed
 from modeljob.core.scoring.ranking import (
+    NodeScores,
     ScoringContext,
     best_position,
     choose_devices,
@@ -62,6 +63,7 @@ class Assignment:
     node: str
     score: float
     devices: tuple[int, ...] = ()
+    why: str = ""  # what set this node apart from the runner-up (see ``separation``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,32 @@ def _needs(classes: list[tuple[PodRequest, IntArray]], table: NodeTable) -> str:
     return "needs " + " or ".join(_describe_gpus(count, memory) for count, memory in options) + " per replica"
 
 
+def separation(table: NodeTable, rows: IntArray, scores: NodeScores, winner: int) -> str:
+    """What set the chosen node (``rows[winner]``) apart from the best of the others.
+
+    The scorers whose parts differed between the two, with both values, when the totals differ;
+    otherwise how many nodes tied and that the name decided. Both scorers of the default policy
+    centre on 0.5 ("placing here changes nothing"), so on an idle cluster a tie is the usual case
+    and saying so is the explanation.
+    """
+    if len(rows) == 1:
+        return "the only node with room"
+    total = scores.total
+    others = np.delete(np.arange(len(rows)), winner)
+    runner = int(others[np.argmax(total[others])])
+    runner_name = table.names[int(rows[runner])]
+    if total[winner] == total[runner]:
+        tied = int(np.count_nonzero(total == total[winner]))
+        return f"{tied} nodes tied at {float(total[winner]):.2f}, the first by name won"
+    differed = [
+        f"{scorer.name} {float(values[winner]):.2f} vs {float(values[runner]):.2f}"
+        for scorer, _, values in scores.parts
+        if values[winner] != values[runner]
+    ]
+    lead = float(total[winner] - total[runner])
+    return f"ahead of {runner_name} by {lead:.2f} ({', '.join(differed)})"
+
+
 def _plan(
     table: NodeTable, gang: GangRequest, *, weights: ScoringWeights, context: ScoringContext
 ) -> Placement | tuple[int, str, list[tuple[PodRequest, IntArray]]]:
@@ -145,7 +173,9 @@ def _plan(
     assignments: list[Assignment] = []
     reasons: list[str] = []
     for replica in range(gang.replicas):
-        best: tuple[float, str, int, PodRequest, tuple[int, ...]] | None = None
+        best: tuple[float, str, int, PodRequest, tuple[int, ...], tuple[IntArray, NodeScores, int]] | None = (
+            None
+        )
         rejected: list[str] = []
         for request, rows in classes:
             filtered = filter_nodes(work, request)
@@ -166,13 +196,14 @@ def _plan(
                 devices = ()
             name = work.names[row]
             if best is None or score > best[0] or (score == best[0] and name < best[1]):
-                best = (score, name, row, request, devices)
+                best = (score, name, row, request, devices, (feasible, scores, position))
         if best is None:
             return replica, "; ".join(rejected) or "no node offers what a replica needs", classes
-        score, name, row, request, devices = best
+        score, name, row, request, devices, ranked = best
+        why = separation(work, *ranked)  # before reserving: the table the scores were made on
         devices = work.reserve(row, request, devices)
-        assignments.append(Assignment(replica=replica, node=name, score=score, devices=devices))
-        reasons.append(f"replica {replica} -> {name} (score {score:.3f})")
+        assignments.append(Assignment(replica=replica, node=name, score=score, devices=devices, why=why))
+        reasons.append(f"replica {replica} -> {name} (score {score:.3f}; {why})")
     return Placement(assignments=tuple(assignments), reasons=tuple(reasons))
 
 

@@ -39,9 +39,10 @@ class Attempt:
     @property
     def tried(self) -> NodeTypeTried:
         node_type, gpus = self.candidate.node_type, self.candidate.estimate.gpus
+        price = self.candidate.price_per_replica_hour
         if isinstance(self.result, Placement):
-            return NodeTypeTried(node_type, gpus, mean_score(self.result))
-        return NodeTypeTried(node_type, gpus, None, self.result.reason)
+            return NodeTypeTried(node_type, gpus, mean_score(self.result), price_per_replica_hour=price)
+        return NodeTypeTried(node_type, gpus, None, self.result.reason, price_per_replica_hour=price)
 
 
 @dataclass(frozen=True, slots=True)

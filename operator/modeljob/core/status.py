@@ -186,24 +186,30 @@ def planned(step: Place, entries: Sequence[Placed], status: Mapping[str, object]
     }
 
 
-def scheduled_message(entries: Sequence[Placed], node_type: NodeType | None) -> str:
-    """One line: how many pods are bound, where, and how well they scored."""
+def scheduled_message(entries: Sequence[Placed], node_type: NodeType | None, *, decided: str = "") -> str:
+    """One line: how many pods are bound, where, how well they scored, and what decided (short)."""
     scores = [e.score for e in entries if e.score is not None]
     what = f" on {node_type.describe()}" if node_type is not None else ""
     score = f", mean score {sum(scores) / len(scores):.2f}" if scores else ""
-    return f"{len(entries)} pod(s) bound{what}{score}"
+    return f"{len(entries)} pod(s) bound{what}{score}" + (f" ({decided})" if decided else "")
 
 
 def scheduled_event(
-    entries: Sequence[Placed], node_type: NodeType | None, *, why: str = "", completed: bool = False
+    entries: Sequence[Placed],
+    node_type: NodeType | None,
+    *,
+    why: str = "",
+    decided: str = "",
+    completed: bool = False,
 ) -> str:
-    """The Scheduled Event: the condition's line, why this node type (every node type tried, with
-    its mean score or why it failed), and each replica's node and score."""
+    """The Scheduled Event: the condition's line, then the detail: for a new placement ``why`` (every
+    node type tried with its mean score or why it failed, each replica's node and what set it apart),
+    for a completed one each replica's node and score."""
     where = ", ".join(
         f"replica {e.replica} -> {e.node}" + (f" (score {e.score:.2f})" if e.score is not None else "")
         for e in entries
     )
-    parts = [scheduled_message(entries, node_type), why, where]
+    parts = [scheduled_message(entries, node_type, decided=decided), why or where]
     prefix = "completed an interrupted binding: " if completed else ""
     return prefix + "; ".join(part for part in parts if part)
 
@@ -215,9 +221,10 @@ def scheduled(
     node_type: NodeType | None,
     generation: int | None,
     now: datetime,
+    decided: str = "",
 ) -> Json:
     """Every pod of the placement is bound: Binding=False/Bound, Scheduled=True, phase Scheduled."""
-    message = scheduled_message(entries, node_type)
+    message = scheduled_message(entries, node_type, decided=decided)
     conditions = set_condition(
         _conditions(status),
         type_=ConditionType.BINDING,

@@ -23,6 +23,7 @@ class NodeTypeTried:
     gpus_per_replica: int
     mean_score: float | None
     reason: str = ""
+    price_per_replica_hour: float | None = None
 
     def describe(self, *, chosen: bool = False) -> str:
         what = self.node_type.describe()
@@ -30,6 +31,19 @@ class NodeTypeTried:
             return f"{what}: {self.reason}"
         mark = " (chosen)" if chosen else ""
         return f"{what}: {self.gpus_per_replica} GPU(s)/replica, mean score {self.mean_score:.2f}{mark}"
+
+    def preferred_over(self, other: NodeTypeTried) -> str:
+        """Why this type comes before ``other`` when their plans score alike: the sizing's order
+        (core/node_types.py): cheaper per replica, then fewer GPUs, then larger devices."""
+        mine, theirs = self.price_per_replica_hour, other.price_per_replica_hour
+        if mine is not None and (theirs is None or mine < theirs):
+            cost = f"{mine:.2f}/h vs {theirs:.2f}/h" if theirs is not None else "the other has no price"
+            return f"cheaper per replica ({cost})"
+        if self.gpus_per_replica < other.gpus_per_replica:
+            return f"fewer GPUs per replica ({self.gpus_per_replica} vs {other.gpus_per_replica})"
+        if self.node_type.device_memory_bytes > other.node_type.device_memory_bytes:
+            return "larger devices"
+        return "first in node type order"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,9 +77,35 @@ class Place(_Step):
 
     @property
     def message(self) -> str:
-        """Why this node type: every node type tried, with its mean score or why it failed."""
+        """Why this node type and these nodes: every node type tried, with its mean score or why it
+        failed, then each replica's node, score and what set that node apart from the runner-up."""
         parts = [t.describe(chosen=t.node_type == self.candidate.node_type) for t in self.tried]
-        return "planned on each node type the job was sized for: " + "; ".join(parts)
+        replicas = [
+            f"replica {a.replica} -> {a.node} (score {a.score:.2f}" + (f"; {a.why})" if a.why else ")")
+            for a in self.placement
+        ]
+        return "planned on each node type the job was sized for: " + "; ".join(parts + replicas)
+
+    @property
+    def decided(self) -> str:
+        """A short clause for the Scheduled condition: what separated the chosen node type from the
+        best other one, and the first replica's node from the runner-up."""
+        chosen = next((t for t in self.tried if t.node_type == self.candidate.node_type), None)
+        rivals = [t for t in self.tried if t is not chosen and t.mean_score is not None]
+        parts: list[str] = []
+        if chosen is not None and chosen.mean_score is not None and rivals:
+            rival = max(rivals, key=lambda t: t.mean_score or 0.0)
+            assert rival.mean_score is not None
+            if chosen.mean_score > rival.mean_score:
+                parts.append(f"{rival.node_type.describe()} scored {rival.mean_score:.2f}")
+            else:
+                parts.append(
+                    f"tied with {rival.node_type.describe()} at {rival.mean_score:.2f}, "
+                    f"{chosen.preferred_over(rival)}"
+                )
+        if self.placement and self.placement[0].why:
+            parts.append(f"replica {self.placement[0].replica}: {self.placement[0].why}")
+        return "; ".join(parts)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
