@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from modeljob.api.quantities import parse_duration
 from modeljob.api.v1alpha1 import describe_validation_error, parse_model_job
-from modeljob.core.jobs import Optimizer, Precision, WorkloadType
+from modeljob.core.jobs import Architecture, Optimizer, Precision, WorkloadType
 from tests.manifests import BAD_MANIFESTS, bad_manifest, make_job_manifest
 
 
@@ -48,6 +48,28 @@ def test_explicit_resources_reach_the_core_in_base_units() -> None:
     assert (overrides.gpus, overrides.cpu_milli) == (2, 1500)
     assert overrides.memory_bytes == 64 * 2**30
     assert overrides.ephemeral_storage_bytes == 100 * 10**9
+
+
+def test_an_architecture_reaches_the_core_field_for_field() -> None:
+    manifest = make_job_manifest()
+    manifest["spec"]["model"]["architecture"] = {
+        "layers": 32,
+        "hiddenSize": 4096,
+        "attentionHeads": 32,
+        "kvHeads": 8,
+        "vocabSize": 128256,
+        "intermediateSize": 14336,
+    }
+    architecture = parse_model_job(manifest).spec.to_core().model.architecture
+    assert architecture == Architecture(
+        layers=32,
+        hidden_size=4096,
+        attention_heads=32,
+        kv_heads=8,
+        head_dim=None,
+        vocab_size=128256,
+        intermediate_size=14336,
+    )
 
 
 def test_moe_active_parameters_cannot_exceed_total() -> None:

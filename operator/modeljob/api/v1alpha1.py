@@ -11,7 +11,6 @@ forms (parameter counts, quantities, durations) live in `api/quantities.py`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
@@ -43,6 +42,7 @@ from modeljob.core.jobs import (
 from modeljob.core.jobs import (
     Workload as CoreWorkload,
 )
+from modeljob.core.lifecycle import JobPhase
 from modeljob.core.resources import parse_bytes, parse_count, parse_cpu_milli
 
 GROUP: Final = "modeljob.dev"
@@ -345,17 +345,8 @@ class ModelJobSpec(_Model):
                 active_parameters=(
                     parse_count(model.active_parameters) if model.active_parameters is not None else None
                 ),
-                architecture=None
-                if arch is None
-                else CoreArchitecture(
-                    layers=arch.layers,
-                    hidden_size=arch.hidden_size,
-                    attention_heads=arch.attention_heads,
-                    kv_heads=arch.kv_heads,
-                    head_dim=arch.head_dim,
-                    vocab_size=arch.vocab_size,
-                    intermediate_size=arch.intermediate_size,
-                ),
+                # The API's architecture fields are the core's, name for name.
+                architecture=None if arch is None else CoreArchitecture(**arch.model_dump()),
                 name=model.name or "",
             ),
             workload=CoreWorkload(
@@ -389,17 +380,6 @@ class ModelJobSpec(_Model):
 
 
 # --- status --------------------------------------------------------------------------------------
-
-
-class Phase(StrEnum):
-    PENDING = "Pending"
-    QUEUED = "Queued"
-    SCHEDULED = "Scheduled"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    UNSCHEDULABLE = "Unschedulable"
-    INVALID = "Invalid"
 
 
 def _bytes(what: str) -> Any:
@@ -452,7 +432,7 @@ class Condition(_Model):
 class ModelJobStatus(_Model):
     """What modeljob decided and observed; written by the operator only."""
 
-    phase: Phase | None = Field(
+    phase: JobPhase | None = Field(
         default=None,
         description="Pending, Queued, Scheduled, Running, Succeeded, Failed, Unschedulable "
         "(cannot fit any node type) or Invalid (the spec cannot be sized).",

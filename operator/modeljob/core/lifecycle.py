@@ -25,7 +25,8 @@ _PROBE_DEVICE = Device(memory_bytes=80 * GIB, gpus_per_node=8)
 
 
 class JobPhase(StrEnum):
-    """status.phase; the same words as the API's Phase."""
+    # status.phase, also the API's type of that field (api/v1alpha1.py). No docstring: pydantic
+    # would make it the enum's description and move the CRD field's own description around.
 
     PENDING = "Pending"
     QUEUED = "Queued"
