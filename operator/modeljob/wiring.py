@@ -19,7 +19,8 @@ from modeljob.adapters.extender.cache import ClusterCache, attach_to_view
 from modeljob.adapters.extender.metrics import ExtenderMetrics
 from modeljob.adapters.extender.routes import build_app
 from modeljob.adapters.extender.server import ExtenderServer, build_service
-from modeljob.adapters.kube_objects import NodeLabelKeys, parse_time
+from modeljob.adapters.kube_nodes import NodeLabelKeys
+from modeljob.adapters.kube_values import parse_time
 from modeljob.adapters.metrics import OperatorMetrics
 from modeljob.adapters.scheduling_loop import LoopSettings, SchedulingLoop
 from modeljob.core.leadership import Peer, acts

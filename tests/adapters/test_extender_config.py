@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from modeljob.adapters.extender.settings import ExtenderSettings
-from modeljob.adapters.kube_objects import KNOWN_ACCELERATORS
+from modeljob.adapters.kube_values import KNOWN_ACCELERATORS
 
 HACK = Path(__file__).resolve().parents[2] / "hack" / "extender"
 SNIPPET = HACK / "extenders.yaml"

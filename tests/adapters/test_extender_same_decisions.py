@@ -2,7 +2,7 @@
 filter and rank nodes identically, and pick the same node for the same pod.
 
 The operator side is `core.scheduling_cycle.run_cycle` on a ModelJob; the extender side is the pod
-that cycle would create (`kube_objects.pod_manifest`) sent to POST /filter and /prioritize as
+that cycle would create (`kube_writes.pod_manifest`) sent to POST /filter and /prioritize as
 kube-scheduler sends it, after kube-scheduler's own NodeAffinity has kept the nodes of the product
 the pod is pinned to. Both use DEFAULT_WEIGHTS, the operator's default scoring settings.
 """
@@ -19,7 +19,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modeljob.adapters import kube_objects
+from modeljob.adapters import kube_pods, kube_writes
 from modeljob.adapters.extender.cache import ClusterCache
 from modeljob.adapters.extender.metrics import ExtenderMetrics
 from modeljob.adapters.extender.routes import ExtenderService, build_app
@@ -112,7 +112,7 @@ def check_same_decision(
     candidate = outcome.candidate
     assert candidate is not None, outcome.message
     product = candidate.node_type.product or None
-    pod = kube_objects.pod_manifest(
+    pod = kube_writes.pod_manifest(
         modeljob_dict(),
         replica=0,
         name=f"{job.name}-0-abcde",
@@ -145,9 +145,9 @@ def check_same_decision(
         listed = {entry["Host"]: entry["Score"] for entry in reply}
         scores = {name: listed.get(name, 0) for name in passed}  # a node left out scores 0
         # Same workload for FGD: the extender learns from the pods what the cycle learns from the queue.
-        assert extender.cache.workload(kube_objects.pod_facts(pod)) == result.workload
+        assert extender.cache.workload(kube_pods.pod_facts(pod)) == result.workload
         # And the same CPU and memory per GPU for cpu-balance.
-        assert extender.cache.host_demand(kube_objects.pod_facts(pod)) == result.host_demand
+        assert extender.cache.host_demand(kube_pods.pod_facts(pod)) == result.host_demand
 
     # The same pick: the only 10 is the node the operator placed the replica on.
     assert [host for host, score in scores.items() if score == 10] == [planned.node]

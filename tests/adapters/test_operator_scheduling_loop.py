@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from modeljob.adapters import kube_objects
+from modeljob.adapters import kube_pods
 from modeljob.adapters.cluster import AlreadyExistsError, ClusterError, NotFoundError
 from modeljob.adapters.cluster_view import ClusterView
-from modeljob.adapters.kube_objects import NodeLabelKeys
+from modeljob.adapters.kube_nodes import NodeLabelKeys
 from modeljob.adapters.metrics import OperatorMetrics
 from modeljob.adapters.scheduling_loop import LoopSettings, SchedulingLoop
 from modeljob.core.scheduling_cycle import CycleSettings
@@ -282,7 +282,7 @@ def test_pod_manifests_carry_the_placement_generation_and_estimate(api: FakeApiS
     loop.run_once()
     status = api.job("ml", "llama-2-13b-sft")["status"]
     for pod in api.pods():
-        requests, _ = kube_objects.pod_requests(pod["spec"])
+        requests, _ = kube_pods.pod_requests(pod["spec"])
         assert requests.gpus == status["estimate"]["gpus"]
         assert requests.cpu_milli == status["estimate"]["cpuMilli"]
         assert requests.memory_bytes == status["estimate"]["memoryBytes"]

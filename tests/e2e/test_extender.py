@@ -26,7 +26,7 @@ from modeljob.adapters.extender.metrics import ExtenderMetrics
 from modeljob.adapters.extender.routes import build_app
 from modeljob.adapters.extender.server import ExtenderServer, build_service
 from modeljob.adapters.extender.settings import ExtenderSettings
-from modeljob.adapters.kube_objects import NodeLabelKeys
+from modeljob.adapters.kube_nodes import NodeLabelKeys
 from modeljob.commands.nodes import apply_nodes, wait_until_ready
 from modeljob.core.resources import GIB, TIB
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from modeljob.adapters import kube_objects
+from modeljob.adapters import kube_pods
 from modeljob.core.resources import MIB
 from tests.cluster import sample_sum
 from tests.e2e.kube import Cluster, wait_for
@@ -52,7 +52,7 @@ def test_each_example_runs_on_the_node_type_it_was_sized_for(
         assert len(pods) == example["spec"].get("replicas", 1)
         assert {e["node"] for e in job_status["placement"]} == {p["spec"]["nodeName"] for p in pods}
         for pod in pods:
-            requests, _ = kube_objects.pod_requests(pod["spec"])
+            requests, _ = kube_pods.pod_requests(pod["spec"])
             assert (
                 requests.gpus,
                 requests.cpu_milli,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from modeljob.adapters import kube_objects
+from modeljob.adapters import kube_pods
 from tests.cluster import CACHE
 from tests.e2e.kube import Cluster, wait_for
 from tests.e2e.operator_fixtures import (
@@ -204,7 +204,7 @@ def _check_every_job_ended_right(cluster: Cluster, namespace: str, pool: Pool) -
             f"{name}: every pod bound once, where its placement says, and no other pods"
         )
         for pod in by_job[name]:
-            gpus_per_node[pod["spec"]["nodeName"]] += kube_objects.pod_requests(pod["spec"])[0].gpus
+            gpus_per_node[pod["spec"]["nodeName"]] += kube_pods.pod_requests(pod["spec"])[0].gpus
     assert sum(len(v) for v in by_job.values()) == 2 * GANGS, "no pod lost, none left over"
     assert all(used <= 8 for used in gpus_per_node.values()), f"a node is over-committed: {gpus_per_node}"
     assert set(gpus_per_node) <= set(pool.nodes)

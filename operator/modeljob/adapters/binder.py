@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from modeljob.adapters import kube_objects
+from modeljob.adapters import kube_pods, kube_writes
 from modeljob.adapters.cluster import ClusterError, ClusterGateway, NotFoundError
 from modeljob.adapters.cluster_view import ClusterView
 from modeljob.adapters.metrics import BindingResult, OperatorMetrics
@@ -93,7 +93,7 @@ class Binder:
         started = time.perf_counter()
         namespace = str((job.get("metadata") or {}).get("namespace"))
         estimate = candidate.estimate
-        manifest = kube_objects.pod_manifest(
+        manifest = kube_writes.pod_manifest(
             job,
             replica=entry.replica,
             name=entry.pod,
@@ -108,7 +108,7 @@ class Binder:
             scheduler_name=self._pods.scheduler_name,
             product_label=self._pods.product_label,
         )
-        facts = kube_objects.pod_facts(manifest)
+        facts = kube_pods.pod_facts(manifest)
         if not exists:
             self._create(namespace, manifest, entry.pod)
         self._view.assume(replace(facts, node=entry.node), now=self._clock())
@@ -133,7 +133,7 @@ class Binder:
                 return
             self._metrics.record_binding(BindingResult.ERROR)
             if exc.refused:
-                raise PodRefusedError(kube_objects.refused_pod_message(exc.detail)) from None
+                raise PodRefusedError(kube_writes.refused_pod_message(exc.detail)) from None
             raise BindingError(f"cannot create pod {name}: {exc}") from None
 
 

@@ -1,8 +1,9 @@
 """The cluster gateway: the only importer of the `kubernetes` client; its errors become ClusterError.
 
 Objects go in and come out as plain Kubernetes dicts (the JSON the API server speaks), never as
-the client's generated model classes: `kube_objects` translates dicts to core values, and raw
-JSON is several times faster to decode than the models when listing thousands of nodes.
+the client's generated model classes: `kube_nodes`, `kube_pods` and `kube_jobs` translate dicts to
+core values, and raw JSON is several times faster to decode than the models when listing thousands
+of nodes.
 """
 
 from __future__ import annotations

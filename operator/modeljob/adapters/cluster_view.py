@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from modeljob.adapters import kube_objects
+from modeljob.adapters import kube_jobs, kube_nodes, kube_pods
 from modeljob.adapters.cluster import ClusterError, ClusterGateway, Watched
 from modeljob.core.cluster_state import AssumedPod, NodeFacts, PodFacts
 from modeljob.core.lifecycle import JobFacts
@@ -161,15 +161,15 @@ class Informer(Generic[T]):
 def node_and_pod_informers(
     gateway: ClusterGateway,
     *,
-    labels: kube_objects.NodeLabelKeys,
+    labels: kube_nodes.NodeLabelKeys,
     on_node: Callable[[str, NodeFacts | None, Key], None],
     on_pod: Callable[[str, PodFacts | None, Key], None],
 ) -> tuple[Informer[NodeFacts], Informer[PodFacts]]:
     """The watches every placement decision reads (the operator's view, the extender alone)."""
     nodes: Informer[NodeFacts] = Informer(
-        gateway, Watched.NODES, lambda obj: kube_objects.node_facts(obj, labels=labels), on_node
+        gateway, Watched.NODES, lambda obj: kube_nodes.node_facts(obj, labels=labels), on_node
     )
-    pods: Informer[PodFacts] = Informer(gateway, Watched.PODS, kube_objects.pod_facts, on_pod)
+    pods: Informer[PodFacts] = Informer(gateway, Watched.PODS, kube_pods.pod_facts, on_pod)
     return nodes, pods
 
 
@@ -184,7 +184,7 @@ class ClusterView:
         self,
         gateway: ClusterGateway,
         *,
-        labels: kube_objects.NodeLabelKeys,
+        labels: kube_nodes.NodeLabelKeys,
         peering: bool,
     ) -> None:
         self.changed = threading.Event()
@@ -266,8 +266,8 @@ class ParsedJobs:
                 facts = self._cache[key]
             else:
                 try:
-                    facts = kube_objects.job_facts(document)
-                except kube_objects.ObjectError:
+                    facts = kube_jobs.job_facts(document)
+                except kube_jobs.ObjectError:
                     facts = None
             current[key] = facts
             if facts is not None:

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any
 
-from modeljob.adapters import kube_objects
+from modeljob.adapters import kube_writes
 from modeljob.adapters.cluster import ClusterError, ClusterGateway
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class EventRecorder:
         meta = job.get("metadata") or {}
         where = f"{meta.get('namespace')}/{meta.get('name')}"
         (logger.warning if warning else logger.info)("%s %s: %s", where, reason, message)
-        manifest = kube_objects.event_manifest(
+        manifest = kube_writes.event_manifest(
             job, warning=warning, reason=reason, message=message, now=self._clock(), instance=self._identity
         )
         try:

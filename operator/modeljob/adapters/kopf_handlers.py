@@ -16,11 +16,11 @@ from typing import Any
 
 import kopf
 
-from modeljob.adapters import kube_objects
+from modeljob.adapters import kube_jobs
 from modeljob.adapters.cluster import ClusterError, ClusterGateway, NotFoundError
 from modeljob.adapters.cluster_view import ClusterView
 from modeljob.adapters.events import EventRecorder
-from modeljob.adapters.kube_objects import ObjectError
+from modeljob.adapters.kube_jobs import ObjectError
 from modeljob.adapters.metrics import OperatorMetrics
 from modeljob.adapters.scheduling_loop import SchedulingLoop
 from modeljob.api.v1alpha1 import GROUP, PLURAL, VERSION
@@ -102,7 +102,7 @@ def admit(body: kopf.Body, memo: OperatorMemo, **_: Any) -> None:
         return
     facts, problem = _judge(document)
     sizing = size_for_cluster(facts, memo.view.nodes.values()) if facts is not None else None
-    current = kube_objects.job_phase(document)
+    current = kube_jobs.job_phase(document)
     phase = admission_phase(current, valid=problem is None)
     best = sizing.candidates[0] if sizing is not None and sizing.candidates else None
     patch = job_status.admitted(
@@ -133,7 +133,7 @@ def admit(body: kopf.Body, memo: OperatorMemo, **_: Any) -> None:
 def _judge(document: dict[str, Any]) -> tuple[JobFacts | None, str | None]:
     """The job's facts and what makes its spec invalid, naming the field (None: nothing)."""
     try:
-        facts = kube_objects.job_facts(document)
+        facts = kube_jobs.job_facts(document)
     except ObjectError as exc:
         return None, str(exc)
     problem = spec_problem(facts.shape)

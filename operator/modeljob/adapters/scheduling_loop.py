@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, assert_never
 
-from modeljob.adapters import kube_objects
+from modeljob.adapters import kube_jobs, kube_writes
 from modeljob.adapters.binder import Binder, BindingError, PodRefusedError, PodSettings
 from modeljob.adapters.cluster import ClusterError, ClusterGateway, NotFoundError
 from modeljob.adapters.cluster_view import ClusterView, ParsedJobs, object_key
@@ -168,7 +168,7 @@ class SchedulingLoop:
             (time.perf_counter() - planned) * 1000,
         )
         # Every job by its status phase as written now, read or not (Invalid ones are the handlers').
-        phases = kube_objects.count_by_phase(self._view.jobs.values())
+        phases = kube_jobs.count_by_phase(self._view.jobs.values())
         self._metrics.record_cluster(result, jobs=phases, queues={job.queue for job in jobs})
         self.cycles += 1
         self._metrics.record_cycle(time.perf_counter() - started)
@@ -215,10 +215,10 @@ class SchedulingLoop:
 
     def _place(self, step: Place, document: Document, *, now: datetime) -> None:
         job = step.job
-        nonce = kube_objects.placement_nonce(
+        nonce = kube_writes.placement_nonce(
             job.uid, str((document.get("metadata") or {}).get("resourceVersion", ""))
         )
-        names = {p.replica: kube_objects.pod_name(job.name, p.replica, nonce) for p in step.placement}
+        names = {p.replica: kube_writes.pod_name(job.name, p.replica, nonce) for p in step.placement}
         entries = steps.placed_entries(step, names)
         written = self._status.patch(
             document, status.planned(step, entries, document.get("status") or {}, now=now)
@@ -254,7 +254,7 @@ class SchedulingLoop:
         except BindingError as exc:
             now = self._clock()
             current = self._view.jobs.get(job.key) or document
-            placement = kube_objects.placement_of(current)
+            placement = kube_jobs.placement_of(current)
             if isinstance(exc, PodRefusedError):
                 self._metrics.record_attempt(job.namespace, AttemptResult.REFUSED)
                 self._roll_back(steps.pods_refused(job, placement, str(exc)), current, now=now)

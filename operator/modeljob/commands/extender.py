@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
     from modeljob import wiring  # noqa: PLC0415
     from modeljob.adapters.cluster import ClusterError  # noqa: PLC0415
     from modeljob.adapters.extender import server  # noqa: PLC0415
-    from modeljob.adapters.kube_objects import NodeLabelKeys  # noqa: PLC0415
+    from modeljob.adapters.kube_nodes import NodeLabelKeys  # noqa: PLC0415
 
     settings = _settings()
     if args.kubeconfig is not None:

@@ -1,7 +1,7 @@
 """The extender's picture of the cluster: watched nodes and pods as the node table the core scores.
 
-Fed by list+watch (cluster_view.Informer, kube_objects' translations), never by listing the API
-per request. The accounting is the core's (`cluster_state.account`, `nodes.build_node_table`),
+Fed by list+watch (cluster_view.Informer, kube_nodes' and kube_pods' translations), never by listing
+the API per request. The accounting is the core's (`cluster_state.account`, `nodes.build_node_table`),
 applied incrementally: a pod event re-accounts only its node's row, a changed node rewrites its
 row (taints and labels, which kube-scheduler checks itself, change nothing), and only a node added
 or removed rebuilds the table. A request at 5,000 nodes costs a few row copies, not a re-account of
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from modeljob.adapters import kube_objects
+from modeljob.adapters import kube_nodes
 from modeljob.adapters.cluster import ClusterGateway
 from modeljob.adapters.cluster_view import Informer, node_and_pod_informers
 from modeljob.core.cluster_state import NodeFacts, PodFacts, account
@@ -412,11 +412,11 @@ class FragmentationMemo:
 
 
 class ClusterFeed:
-    """List+watch of nodes and pods (the operator's Informer, kube_objects' translations) feeding a
-    ClusterCache: `modeljob extender` on its own."""
+    """List+watch of nodes and pods (the operator's Informer, kube_nodes' and kube_pods'
+    translations) feeding a ClusterCache: `modeljob extender` on its own."""
 
     def __init__(
-        self, gateway: ClusterGateway, cache: ClusterCache, *, labels: kube_objects.NodeLabelKeys
+        self, gateway: ClusterGateway, cache: ClusterCache, *, labels: kube_nodes.NodeLabelKeys
     ) -> None:
         self._cache = cache
         self.nodes, self.pods = node_and_pod_informers(

@@ -23,7 +23,7 @@ from modeljob.adapters.extender.cache import ClusterCache, ClusterFeed
 from modeljob.adapters.extender.metrics import ExtenderMetrics
 from modeljob.adapters.extender.routes import ExtenderService, build_app
 from modeljob.adapters.extender.settings import ExtenderSettings
-from modeljob.adapters.kube_objects import NodeLabelKeys
+from modeljob.adapters.kube_nodes import NodeLabelKeys
 from modeljob.core.scoring.weights import ScoringWeights
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from modeljob.adapters import kube_objects
+from modeljob.adapters import kube_pods, kube_values
 from modeljob.core.cluster_state import PodFacts
 from modeljob.core.nodes import DEFAULT_ACCELERATOR, PodRequest
 from modeljob.core.resources import QuantityError, Resources, parse_quantity
@@ -179,7 +179,7 @@ def _describe(exc: ValidationError) -> str:
 
 def pod_request(pod_spec: Mapping[str, Any]) -> PodRequest:
     """What a v1 Pod asks of a node, as the core's PodRequest (whole devices of its accelerator)."""
-    resources, accelerator = kube_objects.pod_requests(pod_spec)
+    resources, accelerator = kube_pods.pod_requests(pod_spec)
     return PodRequest(resources=resources, accelerator=accelerator or DEFAULT_ACCELERATOR)
 
 
@@ -202,7 +202,7 @@ def decode_scheduling_args(body: bytes) -> SchedulingArgs:
         raise WireError(
             "NodeNames: required (nodeCacheCapable: true), or Nodes (nodeCacheCapable: false); both are null"
         )
-    facts = kube_objects.pod_facts(pod)
+    facts = kube_pods.pod_facts(pod)
     request = pod_request(pod["spec"])
     for wants in (facts.requests, request.resources):
         _within_reason(wants)
@@ -210,7 +210,7 @@ def decode_scheduling_args(body: bytes) -> SchedulingArgs:
 
 
 def _within_reason(wants: Resources) -> None:
-    """Refuse a pod asking for the capped amount or more of anything (kube_objects.MAX_QUANTITY):
+    """Refuse a pod asking for the capped amount or more of anything (kube_values.MAX_QUANTITY):
     no node has it, and scoring it would only do arithmetic at the edge of int64."""
     for name, value in (
         ("cpu", wants.cpu_milli),
@@ -218,7 +218,7 @@ def _within_reason(wants: Resources) -> None:
         ("ephemeral-storage", wants.ephemeral_storage_bytes),
         ("GPUs", wants.gpus),
     ):
-        if value >= kube_objects.MAX_QUANTITY:
+        if value >= kube_values.MAX_QUANTITY:
             raise WireError(
                 f"Pod.spec.containers[].resources: {name} request of 2^53 or more is beyond any node"
             )

@@ -1,0 +1,182 @@
+"""ModelJob dicts -> the validated spec and JobFacts, with errors that name the field (spec.x.y: ...).
+
+Phase and placement are also read without the spec, for jobs whose spec cannot be read. Pure
+translation: no client, no clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from modeljob.adapters.kube_pods import pod_requests
+from modeljob.adapters.kube_values import parse_time
+from modeljob.api.v1alpha1 import ModelJobSpec, describe_validation_error
+from modeljob.core.cluster_state import TaintEffect, Toleration
+from modeljob.core.lifecycle import ConditionType, JobFacts, JobPhase, Placed
+from modeljob.core.resources import QuantityError, Resources, parse_bytes, parse_quantity
+
+
+class ObjectError(ValueError):
+    """An object the operator cannot use; the message names the field (spec.template.spec...)."""
+
+
+def parse_spec(job: Mapping[str, Any]) -> ModelJobSpec:
+    """The validated spec; ObjectError lists every problem, each naming its field (spec.x.y: ...)."""
+    try:
+        spec = ModelJobSpec.model_validate(job.get("spec") or {})
+    except ValidationError as exc:
+        raise ObjectError("; ".join(describe_validation_error(exc, prefix="spec"))) from None
+    check_template(spec.template)
+    return spec
+
+
+def check_template(template: Mapping[str, Any]) -> None:
+    """What the CRD schema cannot check of spec.template (it keeps unknown fields as they are)."""
+    spec = template.get("spec")
+    if not isinstance(spec, Mapping):
+        raise ObjectError("spec.template.spec: required: a pod spec with at least one container")
+    containers = spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        raise ObjectError("spec.template.spec.containers: at least one container is required")
+    for index, container in enumerate(containers):
+        where = f"spec.template.spec.containers[{index}]"
+        if not isinstance(container, Mapping):
+            raise ObjectError(f"{where}: expected a container object")
+        if not container.get("name") or not container.get("image"):
+            raise ObjectError(f"{where}: name and image are required")
+        resources = container.get("resources") or {}
+        for kind in ("requests", "limits"):
+            for name, value in (resources.get(kind) or {}).items():
+                try:
+                    parse_quantity(value)
+                except QuantityError as exc:
+                    raise ObjectError(f"{where}.resources.{kind}.{name}: {exc}") from None
+    if "nodeName" in spec:
+        raise ObjectError("spec.template.spec.nodeName: must not be set; the operator chooses the node")
+    selector = spec.get("nodeSelector") or {}
+    if not isinstance(selector, Mapping):
+        raise ObjectError("spec.template.spec.nodeSelector: expected a map of label -> value")
+
+
+def spec_hash(spec: Mapping[str, Any]) -> str:
+    """A short hash of what shapes the job's pods: everything in the spec but `scheduling`."""
+    shaping = {key: value for key, value in spec.items() if key != "scheduling"}
+    digest = hashlib.sha256(json.dumps(shaping, sort_keys=True, separators=(",", ":")).encode())
+    return digest.hexdigest()[:16]
+
+
+def job_facts(job: Mapping[str, Any], spec: ModelJobSpec | None = None) -> JobFacts:
+    """A ModelJob as JobFacts; ObjectError if its spec is not valid (the handlers mark it Invalid)."""
+    meta = job.get("metadata") or {}
+    status = job.get("status") or {}
+    spec = spec if spec is not None else parse_spec(job)
+    template_spec: Mapping[str, Any] = spec.template.get("spec") or {}
+    conditions = {str(c.get("type")): c for c in status.get("conditions") or [] if isinstance(c, Mapping)}
+    binding = conditions.get(ConditionType.BINDING.value) or {}
+    scheduled = conditions.get(ConditionType.SCHEDULED.value) or {}
+    placed_generation = binding.get("observedGeneration")
+    phase = job_phase(job)
+    created = parse_time(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
+    queued_since = (
+        parse_time(scheduled.get("lastTransitionTime")) if scheduled.get("status") != "True" else None
+    )
+    expected = spec.scheduling.expected_duration
+    return JobFacts(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        generation=int(meta.get("generation") or 1),
+        created=created,
+        shape=spec.to_core(),
+        spec_hash=spec_hash(job.get("spec") or {}),
+        replicas=spec.replicas,
+        gang=spec.scheduling.gang,
+        queue=spec.scheduling.queue,
+        priority=spec.scheduling.priority,
+        expected_duration_seconds=_duration_seconds(expected) if expected else None,
+        accelerator=spec.accelerator.resource_name,
+        products=tuple(spec.accelerator.products),
+        memory_per_device_bytes=(
+            parse_bytes(spec.accelerator.memory_per_device)
+            if spec.accelerator.memory_per_device is not None
+            else None
+        ),
+        extra_requests=_sidecar_requests(template_spec),
+        node_selector={str(k): str(v) for k, v in (template_spec.get("nodeSelector") or {}).items()},
+        tolerations=tuple(_tolerations(template_spec.get("tolerations") or [])),
+        phase=phase,
+        observed_generation=status.get("observedGeneration"),
+        placement=placement_of(job),
+        binding=binding.get("status") == "True",
+        placed_generation=int(placed_generation) if placed_generation is not None else None,
+        queued_since=queued_since or created,
+    )
+
+
+def placement_of(job: Mapping[str, Any]) -> tuple[Placed, ...]:
+    """status.placement of a ModelJob (read without its spec)."""
+    return tuple(
+        Placed(
+            replica=int(entry.get("replica", 0)),
+            pod=str(entry.get("pod", "")),
+            node=str(entry.get("node", "")),
+            score=entry.get("score"),
+        )
+        for entry in (job.get("status") or {}).get("placement") or []
+    )
+
+
+def job_phase(job: Mapping[str, Any]) -> JobPhase | None:
+    """status.phase of a ModelJob, whether or not its spec can be read; None if unset or unknown."""
+    text = (job.get("status") or {}).get("phase")
+    try:
+        return JobPhase(str(text)) if text else None
+    except ValueError:
+        return None
+
+
+def count_by_phase(jobs: Iterable[Mapping[str, Any]]) -> Counter[tuple[str, JobPhase]]:
+    """ModelJobs by (namespace, status.phase), whether or not their spec can be read; no phase
+    counts as Pending."""
+    return Counter(
+        (str((job.get("metadata") or {}).get("namespace", "")), job_phase(job) or JobPhase.PENDING)
+        for job in jobs
+    )
+
+
+def _duration_seconds(text: str) -> float:
+    from modeljob.api.quantities import parse_duration  # noqa: PLC0415 - only SJF needs it
+
+    return parse_duration(text).total_seconds()
+
+
+def _sidecar_requests(template_spec: Mapping[str, Any]) -> Resources:
+    """What the template's pod asks for besides its first container (which gets the estimate)."""
+    containers = list(template_spec.get("containers") or [])
+    if not containers:
+        return Resources()
+    others = {**template_spec, "containers": containers[1:]}
+    requests, _ = pod_requests(others)
+    return requests
+
+
+def _tolerations(items: Iterable[Mapping[str, Any]]) -> Iterable[Toleration]:
+    for item in items:
+        effect_text = item.get("effect") or ""
+        try:
+            effect = TaintEffect(effect_text) if effect_text else None
+        except ValueError:
+            continue
+        yield Toleration(
+            key=str(item.get("key") or ""),
+            operator_exists=item.get("operator") == "Exists",
+            value=str(item.get("value") or ""),
+            effect=effect,
+        )

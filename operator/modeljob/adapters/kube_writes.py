@@ -1,0 +1,190 @@
+"""The dicts the operator writes: each replica's Pod, its Binding, and Events about a ModelJob.
+
+Also the API server's refusal of a Pod, read back with the ModelJob's field names (status patches
+are core/status.py's). Pure translation: no client, no clock (`now` is passed).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from modeljob.adapters.kube_jobs import spec_hash
+from modeljob.adapters.kube_pods import ANNOTATION_SPEC_HASH, LABEL_JOB, LABEL_JOB_UID, LABEL_REPLICA
+from modeljob.api.v1alpha1 import API_VERSION, KIND
+from modeljob.core.resources import Resources, format_cpu
+from modeljob.core.status import format_time
+
+JsonObject = dict[str, Any]
+
+EVENT_COMPONENT = "modeljob-operator"
+_LABEL_VALUE_MAX = 63
+_POD_NAME_MAX = 253
+
+
+def pod_name(job_name: str, replica: int, nonce: str) -> str:
+    """`<job>-<replica>-<nonce>`: unique per placement attempt, so a re-placed replica never waits
+    for its old pod's name to be free; the job name is cut to keep within the 253-character limit."""
+    suffix = f"-{replica}-{nonce}"
+    return f"{job_name[: _POD_NAME_MAX - len(suffix)]}{suffix}"
+
+
+def placement_nonce(job_uid: str, resource_version: str) -> str:
+    """Five hex digits naming one placement attempt (the job's resourceVersion changes every write)."""
+    return hashlib.sha256(f"{job_uid}/{resource_version}".encode()).hexdigest()[:5]
+
+
+def _label_value(text: str) -> str:
+    cut = re.sub(r"[^A-Za-z0-9_.-]", "-", text)[:_LABEL_VALUE_MAX]
+    return cut.strip("-_.") or "x"
+
+
+def pod_manifest(
+    job: Mapping[str, Any],
+    *,
+    replica: int,
+    name: str,
+    requests: Resources,
+    accelerator: str,
+    product: str | None,
+    scheduler_name: str,
+    product_label: str,
+) -> JsonObject:
+    """The Pod for one replica: the job's template with the estimate as the first container's
+    requests (GPU and memory also as limits), owned by the job, pinned to the chosen GPU product."""
+    meta = job.get("metadata") or {}
+    spec_dict = job.get("spec") or {}
+    template: Mapping[str, Any] = spec_dict.get("template") or {}
+    template_meta = template.get("metadata") or {}
+    pod_spec: JsonObject = copy.deepcopy(dict(template.get("spec") or {}))
+    labels = {
+        **{str(k): str(v) for k, v in (template_meta.get("labels") or {}).items()},
+        LABEL_JOB: _label_value(str(meta.get("name", ""))),
+        LABEL_JOB_UID: str(meta.get("uid", "")),
+        LABEL_REPLICA: str(replica),
+    }
+    annotations = {
+        **{str(k): str(v) for k, v in (template_meta.get("annotations") or {}).items()},
+        ANNOTATION_SPEC_HASH: spec_hash(spec_dict),
+    }
+    containers = pod_spec.get("containers") or [{}]
+    main = containers[0]
+    resources = main.setdefault("resources", {})
+    quantities = {
+        "cpu": format_cpu(requests.cpu_milli),
+        "memory": bytes_quantity(requests.memory_bytes),
+    }
+    if requests.ephemeral_storage_bytes:
+        quantities["ephemeral-storage"] = bytes_quantity(requests.ephemeral_storage_bytes)
+    limits = {"memory": quantities["memory"]}
+    if requests.gpus:
+        quantities[accelerator] = str(requests.gpus)
+        limits[accelerator] = str(requests.gpus)
+    resources["requests"] = {**(resources.get("requests") or {}), **quantities}
+    resources["limits"] = {**(resources.get("limits") or {}), **limits}
+    pod_spec["containers"] = containers
+    pod_spec["schedulerName"] = scheduler_name
+    pod_spec.pop("nodeName", None)
+    if product:
+        _require_product(pod_spec, product_label, product)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": str(meta.get("namespace", "")),
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "name": str(meta.get("name", "")),
+                    "uid": str(meta.get("uid", "")),
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": pod_spec,
+    }
+
+
+_BINARY_SUFFIXES = (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10))
+_QUANTITY_DECIMALS = 3
+
+
+def bytes_quantity(value: int) -> str:
+    """A byte count as a quantity people read, and exactly: the largest binary unit that holds it
+    with at most three decimals (169114337280 -> "157.5Gi", 165153601 KiB -> "165153601Ki"), else bytes."""
+    scale = 10**_QUANTITY_DECIMALS
+    for suffix, size in _BINARY_SUFFIXES:
+        if value >= size and (value * scale) % size == 0:
+            whole, part = divmod(value * scale // size, scale)
+            decimals = f".{part:0{_QUANTITY_DECIMALS}d}".rstrip("0") if part else ""
+            return f"{whole}{decimals}{suffix}"
+    return str(value)
+
+
+_POD_FIELD = re.compile(r"(?<![\w.])(spec|metadata)\.")
+
+
+def refused_pod_message(detail: str) -> str:
+    """The API server's reason for refusing a pod (422), with each field named as the ModelJob's:
+    `spec.containers[0].name` is the template's `spec.template.spec.containers[0].name`."""
+    _, _, fields = detail.partition(" is invalid: ")
+    return _POD_FIELD.sub(lambda m: f"spec.template.{m.group(1)}.", fields or detail)
+
+
+def _require_product(pod_spec: JsonObject, label: str, product: str) -> None:
+    """AND `label In [product]` into every required node-affinity term (or add the one term)."""
+    expression = {"key": label, "operator": "In", "values": [product]}
+    affinity = pod_spec.setdefault("affinity", {})
+    node_affinity = affinity.setdefault("nodeAffinity", {})
+    required = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
+    terms = required.get("nodeSelectorTerms") or [{}]
+    for term in terms:
+        term["matchExpressions"] = [*(term.get("matchExpressions") or []), expression]
+    required["nodeSelectorTerms"] = terms
+
+
+def binding_manifest(namespace: str, pod: str, node: str) -> JsonObject:
+    return {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": pod, "namespace": namespace},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    }
+
+
+def event_manifest(
+    job: Mapping[str, Any], *, warning: bool, reason: str, message: str, now: datetime, instance: str
+) -> JsonObject:
+    """A core/v1 Event about a ModelJob, as `kubectl describe mj` lists them."""
+    meta = job.get("metadata") or {}
+    stamp = format_time(now)
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta.get('name', 'modeljob')}.", "namespace": meta.get("namespace")},
+        "involvedObject": {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+        },
+        "type": "Warning" if warning else "Normal",
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": EVENT_COMPONENT},
+        "reportingComponent": EVENT_COMPONENT,
+        "reportingInstance": instance[:128],
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
