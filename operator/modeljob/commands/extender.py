@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from modeljob.commands import UsageError
+from modeljob.commands.settings_flags import add_configured_command, load_settings
 
 if TYPE_CHECKING:
     from modeljob.adapters.extender.settings import ExtenderSettings
@@ -25,30 +25,18 @@ EXIT_CLUSTER_ERROR = 1
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    parser = add_configured_command(
+        subparsers,
         "extender",
-        help="run the kube-scheduler extender alone",
+        summary="run the kube-scheduler extender alone",
         description=(
             "Serve kube-scheduler's extender verbs (POST <prefix>/filter, /prioritize, /bind; GET /healthz, "
-            "/metrics) with the operator's node scoring, from a watch of nodes and pods. Configured by "
-            "MODELJOB_* environment variables (docs/settings.md); the flags below override them."
+            "/metrics) with the operator's node scoring, from a watch of nodes and pods."
         ),
     )
-    parser.add_argument("--kubeconfig", type=Path, help="kubeconfig file (MODELJOB_KUBERNETES__KUBECONFIG)")
     parser.add_argument("--host", help="listen address (MODELJOB_EXTENDER__HOST, default 0.0.0.0)")
     parser.add_argument("--port", type=int, help="listen port (MODELJOB_EXTENDER__PORT, default 8888)")
     parser.set_defaults(handler=_run)
-
-
-def _settings() -> Settings:
-    from modeljob.settings import Settings  # noqa: PLC0415 - pydantic-settings only when running
-
-    try:
-        return Settings()
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = "MODELJOB_" + "__".join(str(part) for part in first["loc"]).upper()
-        raise UsageError(f"{where}: {first['msg']}") from None
 
 
 def extender_settings(settings: Settings, args: argparse.Namespace) -> ExtenderSettings:
@@ -71,11 +59,7 @@ def _run(args: argparse.Namespace) -> int:
     from modeljob.adapters.extender import server  # noqa: PLC0415
     from modeljob.adapters.kube_nodes import NodeLabelKeys  # noqa: PLC0415
 
-    settings = _settings()
-    if args.kubeconfig is not None:
-        settings = settings.model_copy(
-            update={"kubernetes": settings.kubernetes.model_copy(update={"kubeconfig": args.kubeconfig})}
-        )
+    settings = load_settings(args)
     extender = extender_settings(settings, args)
     wiring.configure_logging(settings.logging)
     try:
