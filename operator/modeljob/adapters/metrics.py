@@ -40,8 +40,11 @@ class BindingResult(StrEnum):
     ERROR = "error"
 
 
-def _values(kind: type[StrEnum]) -> str:
-    return ", ".join(member.value for member in kind)
+def _by(what: str, label: str, kind: type[StrEnum], *, per_job: bool = True) -> tuple[str, list[str]]:
+    """Help text and labels of a metric labelled by an enum: the help lists the enum's values, and
+    a metric about jobs also carries the namespace."""
+    values = ", ".join(member.value for member in kind)
+    return f"{what}, by {label} ({values}).", ["namespace", label] if per_job else [label]
 
 
 # Host memory and disk are requests, not parts of the GPU memory breakdown.
@@ -66,11 +69,7 @@ class OperatorMetrics:
         counter = partial(Counter, namespace=NAMESPACE, registry=self.registry)
         histogram = partial(Histogram, namespace=NAMESPACE, registry=self.registry)
         # Jobs and the queue.
-        self._jobs = gauge(
-            "jobs",
-            f"ModelJobs by namespace and status phase ({_values(JobPhase)}).",
-            ["namespace", "phase"],
-        )
+        self._jobs = gauge("jobs", *_by("ModelJobs in a namespace", "phase", JobPhase))
         self._queue_length = gauge("queue_length", "ModelJobs waiting to be placed, by queue.", ["queue"])
         self._queue_wait = histogram(
             "queue_wait_seconds",
@@ -79,9 +78,7 @@ class OperatorMetrics:
             buckets=_WAIT_BUCKETS,
         )
         self._attempts = counter(
-            "scheduling_attempts_total",
-            f"Attempts to place a job, by result ({_values(AttemptResult)}).",
-            ["namespace", "result"],
+            "scheduling_attempts_total", *_by("Attempts to place a job", "result", AttemptResult)
         )
         self._cycle = histogram(
             "scheduling_cycle_duration_seconds",
@@ -90,14 +87,11 @@ class OperatorMetrics:
         )
         # What follows a placement.
         self._requeues = counter(
-            "requeues_total",
-            f"Placed jobs put back in the queue, by reason ({_values(Requeue)}).",
-            ["namespace", "reason"],
+            "requeues_total", *_by("Placed jobs put back in the queue", "reason", Requeue)
         )
         self._bindings = counter(
             "bindings_total",
-            f"Pods bound through pods/binding, by result ({_values(BindingResult)}).",
-            ["result"],
+            *_by("Pods bound through pods/binding", "result", BindingResult, per_job=False),
         )
         self._binding_latency = histogram(
             "binding_duration_seconds", "Creating and binding one pod.", buckets=_LATENCY_BUCKETS
