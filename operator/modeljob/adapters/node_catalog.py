@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -78,28 +78,13 @@ class NodeSpec:
 
 @dataclass(frozen=True, slots=True)
 class NodeGroup:
-    """`count` identical nodes named `<prefix>-0` ... `<prefix>-<count-1>`."""
+    """`count` nodes like `node`, named `<node.name>-0` ... `<node.name>-<count-1>`."""
 
-    prefix: str
     count: int
-    cpu_milli: int
-    memory_bytes: int
-    ephemeral_storage_bytes: int
-    gpus: int = 0
-    gpu: GpuModel | None = None
+    node: NodeSpec
 
     def nodes(self) -> tuple[NodeSpec, ...]:
-        return tuple(
-            NodeSpec(
-                name=f"{self.prefix}-{index}",
-                cpu_milli=self.cpu_milli,
-                memory_bytes=self.memory_bytes,
-                ephemeral_storage_bytes=self.ephemeral_storage_bytes,
-                gpus=self.gpus,
-                gpu=self.gpu,
-            )
-            for index in range(self.count)
-        )
+        return tuple(replace(self.node, name=f"{self.node.name}-{index}") for index in range(self.count))
 
 
 # Current data-centre GPUs, for the presets. Memory is the nominal size in MiB; GFD reports what
@@ -131,15 +116,15 @@ OPENB_EPHEMERAL_STORAGE_BYTES = TIB
 # cloud machine shapes (vCPUs, RAM, local NVMe), rounded.
 PRESETS: Mapping[str, tuple[NodeGroup, ...]] = {
     "mixed": (
-        NodeGroup("gpu-h100", 2, 192_000, 2 * TIB, 8 * TIB, gpus=8, gpu=H100_80GB),
-        NodeGroup("gpu-a100", 2, 96_000, 1152 * GIB, 8 * TIB, gpus=8, gpu=A100_40GB),
-        NodeGroup("gpu-l4", 2, 48_000, 192 * GIB, 4 * TIB, gpus=4, gpu=L4_24GB),
-        NodeGroup("cpu", 2, 32_000, 128 * GIB, 512 * GIB),
+        NodeGroup(2, NodeSpec("gpu-h100", 192_000, 2 * TIB, 8 * TIB, gpus=8, gpu=H100_80GB)),
+        NodeGroup(2, NodeSpec("gpu-a100", 96_000, 1152 * GIB, 8 * TIB, gpus=8, gpu=A100_40GB)),
+        NodeGroup(2, NodeSpec("gpu-l4", 48_000, 192 * GIB, 4 * TIB, gpus=4, gpu=L4_24GB)),
+        NodeGroup(2, NodeSpec("cpu", 32_000, 128 * GIB, 512 * GIB)),
     ),
     # One GPU node and one CPU node: the smallest cluster that still has a choice to make.
     "tiny": (
-        NodeGroup("gpu-l4", 1, 48_000, 192 * GIB, 4 * TIB, gpus=4, gpu=L4_24GB),
-        NodeGroup("cpu", 1, 32_000, 128 * GIB, 512 * GIB),
+        NodeGroup(1, NodeSpec("gpu-l4", 48_000, 192 * GIB, 4 * TIB, gpus=4, gpu=L4_24GB)),
+        NodeGroup(1, NodeSpec("cpu", 32_000, 128 * GIB, 512 * GIB)),
     ),
 }
 
@@ -311,31 +296,25 @@ def _entry_nodes(entry: _LineMap, *, source: str) -> list[NodeSpec]:
     pods = _integer(entry, "pods", default=DEFAULT_PODS_PER_NODE, fail=fail)
     if count < 1 or pods < 1:
         raise fail("count" if count < 1 else "pods", "must be at least 1")
-    cpu_milli = _quantity(entry, "cpu", parse_cpu_milli, fail=fail)
-    memory_bytes = _quantity(entry, "memory", parse_bytes, fail=fail)
-    storage_bytes = _quantity(entry, "ephemeralStorage", parse_bytes, default="1Ti", fail=fail)
-    gpu: GpuModel | None = None
-    if gpus > 0:
-        product = _required(entry, "product", fail)
-        if not isinstance(product, str) or not _LABEL_VALUE.match(product):
-            raise fail("product", f"expected a label value such as NVIDIA-H100-80GB-HBM3, got {product!r}")
-        gpu_memory_mib = _quantity(entry, "gpuMemory", parse_bytes, fail=fail) // MIB
-        gpu = GpuModel(product, gpu_memory_mib, _price(entry, "pricePerGpuHour", fail) or Decimal(0))
-    price = _price(entry, "pricePerHour", fail)
-    names = [name] if count == 1 else [f"{name}-{index}" for index in range(count)]
-    return [
-        NodeSpec(
-            name=node_name,
-            cpu_milli=cpu_milli,
-            memory_bytes=memory_bytes,
-            ephemeral_storage_bytes=storage_bytes,
-            gpus=gpus,
-            gpu=gpu,
-            pods=pods,
-            price_per_hour=price,
-        )
-        for node_name in names
-    ]
+    node = NodeSpec(
+        name=name,
+        cpu_milli=_quantity(entry, "cpu", parse_cpu_milli, fail=fail),
+        memory_bytes=_quantity(entry, "memory", parse_bytes, fail=fail),
+        ephemeral_storage_bytes=_quantity(entry, "ephemeralStorage", parse_bytes, default="1Ti", fail=fail),
+        gpus=gpus,
+        gpu=_gpu_model(entry, fail) if gpus > 0 else None,
+        pods=pods,
+        price_per_hour=_price(entry, "pricePerHour", fail),
+    )
+    return [node] if count == 1 else list(NodeGroup(count, node).nodes())
+
+
+def _gpu_model(entry: _LineMap, fail: _Fail) -> GpuModel:
+    product = _required(entry, "product", fail)
+    if not isinstance(product, str) or not _LABEL_VALUE.match(product):
+        raise fail("product", f"expected a label value such as NVIDIA-H100-80GB-HBM3, got {product!r}")
+    gpu_memory_mib = _quantity(entry, "gpuMemory", parse_bytes, fail=fail) // MIB
+    return GpuModel(product, gpu_memory_mib, _price(entry, "pricePerGpuHour", fail) or Decimal(0))
 
 
 def _required(entry: _LineMap, field: str, fail: _Fail) -> Any:
