@@ -227,7 +227,9 @@ class SchedulingLoop:
             self._metrics.record_estimate(step.candidate.estimate)  # sized here first (see _wait)
         new = [e for e in entries if e.replica in names]
         if self._bind(written, job, new, step.candidate, existing=set(), keep=job.placement):
-            self._finish(written, job, entries, step.candidate, now=now, why=step.message)
+            self._finish(
+                written, job, entries, step.candidate, now=now, why=step.message, decided=step.decided
+            )
 
     def _complete(self, step: steps.Complete, document: Document, *, now: datetime) -> None:
         if step.to_bind:
@@ -274,12 +276,18 @@ class SchedulingLoop:
         now: datetime,
         completed: bool = False,
         why: str = "",
+        decided: str = "",
     ) -> None:
         node_type = candidate.node_type if candidate is not None else None
         self._status.patch_through(
             document,
             lambda current: status.scheduled(
-                current, entries=entries, node_type=node_type, generation=job.generation, now=now
+                current,
+                entries=entries,
+                node_type=node_type,
+                generation=job.generation,
+                now=now,
+                decided=decided,
             ),
             same_generation=True,
         )
@@ -289,7 +297,7 @@ class SchedulingLoop:
         self._metrics.record_placement(
             namespace=job.namespace, queue=job.queue, waited_seconds=waited, scores=scores
         )
-        message = status.scheduled_event(entries, node_type, why=why, completed=completed)
+        message = status.scheduled_event(entries, node_type, why=why, decided=decided, completed=completed)
         self.events.record(document, "Scheduled", message)
 
     def _wait(self, step: Wait | Unschedulable, document: Document, *, now: datetime) -> None:
