@@ -827,85 +827,89 @@ def size_replica(job: JobShape, device: Device) -> Estimate:
         gpu_text += f"; {misfit}"
     gpus = layout.gpus
     nodes = -(-gpus // device.gpus_per_node)
-
-    def total(part: _Part) -> int:
-        return part.per_gpu * gpus
-
-    rules: list[Rule] = []
-
-    def explain(name: str, part: _Part) -> int:
-        value = total(part)
-        for text in part.rules[:-1]:
-            rules.append(Rule(name, value, text))
-        last = part.rules[-1]
-        if name == "weightsBytes":
-            last += f" [architecture {shape.describe()}]"
-        rules.append(Rule(name, value, last))
-        return value
-
-    weights = explain("weightsBytes", memory.weights)
-    kv = explain("kvCacheBytes", memory.kv_cache)
-    activations = explain("activationsBytes", memory.activations)
-    gradients = explain("gradientsBytes", memory.gradients)
-    optimizer = explain("optimizerStatesBytes", memory.optimizer)
-    overhead_total = total(memory.overhead)
-    rules.append(Rule("overheadBytes", overhead_total, "; ".join(memory.overhead.rules) + f"; x {gpus} GPUs"))
-    total_bytes = memory.per_gpu * gpus
-    rules.append(
-        Rule(
-            "totalBytes",
-            total_bytes,
-            f"sum of the parts: {format_bytes(memory.per_gpu)} per GPU x {gpus} GPUs",
-        )
-    )
-    rules.append(Rule("gpus", gpus, gpu_text))
-    rules.append(
-        Rule(
-            "gpuMemoryPerGpuBytes",
-            memory.per_gpu,
-            f"weights, KV, activations, gradients, optimizer and overhead on each of the {gpus} GPUs",
-        )
-    )
-
-    cpu, cpu_text = _cpu(job, gpus, nodes)
-    if job.overrides.cpu_milli is not None:
-        cpu, cpu_text = job.overrides.cpu_milli, f"spec.resources.cpu override (estimate was {cpu_text})"
-    host, host_text = _host_memory(job, shape, gpus, nodes)
-    if job.overrides.memory_bytes is not None:
-        host, host_text = (
-            job.overrides.memory_bytes,
-            f"spec.resources.memory override (estimate was {host_text})",
-        )
-    disk, disk_text = _ephemeral_storage(job, shape, nodes)
-    if job.overrides.ephemeral_storage_bytes is not None:
-        disk, disk_text = (
-            job.overrides.ephemeral_storage_bytes,
-            f"spec.resources.ephemeralStorage override (estimate was {disk_text})",
-        )
-    rules.append(Rule("cpuMilli", cpu, cpu_text))
-    rules.append(Rule("memoryBytes", host, host_text))
-    rules.append(Rule("ephemeralStorageBytes", disk, disk_text))
+    rules = [
+        *_gpu_memory_rules(shape, memory, gpus=gpus, gpu_text=gpu_text),
+        *_host_rules(job, shape, gpus=gpus, nodes=nodes),
+    ]
     rules.sort(key=lambda rule: _FIELD_ORDER.index(rule.field))
-
+    value = {rule.field: rule.value for rule in rules}  # every rule of a field carries its value
     return Estimate(
-        weights_bytes=weights,
-        kv_cache_bytes=kv,
-        activations_bytes=activations,
-        gradients_bytes=gradients,
-        optimizer_states_bytes=optimizer,
-        overhead_bytes=overhead_total,
-        total_bytes=total_bytes,
+        weights_bytes=value["weightsBytes"],
+        kv_cache_bytes=value["kvCacheBytes"],
+        activations_bytes=value["activationsBytes"],
+        gradients_bytes=value["gradientsBytes"],
+        optimizer_states_bytes=value["optimizerStatesBytes"],
+        overhead_bytes=value["overheadBytes"],
+        total_bytes=value["totalBytes"],
         gpus=gpus,
         gpu_memory_per_gpu_bytes=memory.per_gpu,
-        cpu_milli=cpu,
-        memory_bytes=host,
-        ephemeral_storage_bytes=disk,
+        cpu_milli=value["cpuMilli"],
+        memory_bytes=value["memoryBytes"],
+        ephemeral_storage_bytes=value["ephemeralStorageBytes"],
         nodes=nodes,
         device_memory_bytes=device.memory_bytes,
         fits=fits,
         rules=tuple(rules),
         misfit=misfit,
     )
+
+
+def _gpu_memory_rules(shape: _Shape, memory: _Memory, *, gpus: int, gpu_text: str) -> list[Rule]:
+    """The GPU memory breakdown summed over the replica's GPUs, with the rules behind each part,
+    then the total, the GPU count (why this layout) and the memory each GPU must hold."""
+
+    def explain(name: str, part: _Part, note: str = "") -> list[Rule]:
+        *steps, last = part.rules
+        return [Rule(name, part.per_gpu * gpus, text) for text in (*steps, last + note)]
+
+    per_gpu = format_bytes(memory.per_gpu)
+    return [
+        *explain("weightsBytes", memory.weights, f" [architecture {shape.describe()}]"),
+        *explain("kvCacheBytes", memory.kv_cache),
+        *explain("activationsBytes", memory.activations),
+        *explain("gradientsBytes", memory.gradients),
+        *explain("optimizerStatesBytes", memory.optimizer),
+        # The runtime's parts are one rule, in one line.
+        Rule(
+            "overheadBytes",
+            memory.overhead.per_gpu * gpus,
+            "; ".join(memory.overhead.rules) + f"; x {gpus} GPUs",
+        ),
+        Rule("totalBytes", memory.per_gpu * gpus, f"sum of the parts: {per_gpu} per GPU x {gpus} GPUs"),
+        Rule("gpus", gpus, gpu_text),
+        Rule(
+            "gpuMemoryPerGpuBytes",
+            memory.per_gpu,
+            f"weights, KV, activations, gradients, optimizer and overhead on each of the {gpus} GPUs",
+        ),
+    ]
+
+
+def _host_rules(job: JobShape, shape: _Shape, *, gpus: int, nodes: int) -> list[Rule]:
+    """CPU, host memory and scratch disk per replica: the estimate, or the spec's override of it."""
+    overrides = job.overrides
+    return [
+        _overridden("cpuMilli", _cpu(job, gpus, nodes), override=overrides.cpu_milli, spec_field="cpu"),
+        _overridden(
+            "memoryBytes",
+            _host_memory(job, shape, gpus, nodes),
+            override=overrides.memory_bytes,
+            spec_field="memory",
+        ),
+        _overridden(
+            "ephemeralStorageBytes",
+            _ephemeral_storage(job, shape, nodes),
+            override=overrides.ephemeral_storage_bytes,
+            spec_field="ephemeralStorage",
+        ),
+    ]
+
+
+def _overridden(name: str, estimate: tuple[int, str], *, override: int | None, spec_field: str) -> Rule:
+    value, text = estimate
+    if override is None:
+        return Rule(name, value, text)
+    return Rule(name, override, f"spec.resources.{spec_field} override (estimate was {text})")
 
 
 def _misfit(job: JobShape, shape: _Shape, memory: _Memory) -> str:
