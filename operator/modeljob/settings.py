@@ -18,6 +18,7 @@ from modeljob.adapters.extender.settings import ExtenderSettings
 from modeljob.core.queueing import DEFAULT_AGING_PER_HOUR, DEFAULT_DURATION_SECONDS, QueueOrder
 from modeljob.core.scoring.registry import registered_scorers, setting_name
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
+from modeljob.settings_fields import assume_seconds, listen_host, port, workers
 
 ENV_PREFIX = "MODELJOB_"
 ENV_NESTED_DELIMITER = "__"
@@ -72,13 +73,9 @@ class PeeringSettings(_Section):
 
 
 class ServerSettings(_Section):
-    host: str = Field(default="0.0.0.0", description="Address the liveness and metrics endpoints listen on.")  # noqa: S104
-    liveness_port: int = Field(
-        default=8080, ge=0, le=65535, description="kopf's liveness endpoint `/healthz`; 0 disables it."
-    )
-    metrics_port: int = Field(
-        default=9090, ge=0, le=65535, description="Prometheus `/metrics`; 0 disables it."
-    )
+    host: str = listen_host("Address the liveness and metrics endpoints listen on.")
+    liveness_port: int = port(8080, "kopf's liveness endpoint `/healthz`; 0 disables it.", zero_disables=True)
+    metrics_port: int = port(9090, "Prometheus `/metrics`; 0 disables it.", zero_disables=True)
 
 
 class QueueSettings(_Section):
@@ -149,17 +146,10 @@ class SchedulingSettings(_Section):
     resync_seconds: float = Field(
         default=10.0, gt=0, le=3600, description="Plan at least this often even when nothing changed."
     )
-    bind_workers: int = Field(
-        default=16, ge=1, le=256, description="Pods created and bound in parallel within one plan."
-    )
-    job_workers: int = Field(
-        default=8, ge=1, le=256, description="Jobs acted on in parallel within one scheduling cycle."
-    )
-    assume_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        le=3600,
-        description="How long a pod we bound counts from our own plan before the watch must show it.",
+    bind_workers: int = workers(16, "Pods created and bound in parallel within one plan.")
+    job_workers: int = workers(8, "Jobs acted on in parallel within one scheduling cycle.")
+    assume_seconds: float = assume_seconds(
+        "How long a pod we bound counts from our own plan before the watch must show it."
     )
     node_lost_after_seconds: float = Field(
         default=30.0,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modeljob.settings_fields import assume_seconds, listen_host, port, workers
+
 MIB = 1024 * 1024
 
 
@@ -20,8 +22,8 @@ class ExtenderSettings(BaseModel):
         default=True,
         description="`modeljob run` also serves the scheduler extender (from the operator's own watches).",
     )
-    host: str = Field(default="0.0.0.0", description="Address the extender listens on.")  # noqa: S104
-    port: int = Field(default=8888, ge=1, le=65535, description="Port the extender listens on.")
+    host: str = listen_host("Address the extender listens on.")
+    port: int = port(8888, "Port the extender listens on.")
     path_prefix: str = Field(
         default="/scheduler",
         pattern=r"^(/[A-Za-z0-9._~-]+)*$",
@@ -36,14 +38,9 @@ class ExtenderSettings(BaseModel):
             "whole Node objects, about 4 KiB each: raise this above ~2,000 nodes."
         ),
     )
-    assume_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        le=3600,
-        description=(
-            "How long a pod the extender chose (prioritize) or bound counts on its node before the pod "
-            "watch must show it there."
-        ),
+    assume_seconds: float = assume_seconds(
+        "How long a pod the extender chose (prioritize) or bound counts on its node before the pod "
+        "watch must show it there."
     )
     bind_timeout_seconds: float = Field(
         default=2.5,
@@ -51,11 +48,8 @@ class ExtenderSettings(BaseModel):
         le=60,
         description="Give up a pods/binding call after this long (keep it below the httpTimeout).",
     )
-    bind_workers: int = Field(
-        default=16,
-        ge=1,
-        le=256,
-        description="pods/binding calls in flight at once (kube-scheduler binds pods in parallel).",
+    bind_workers: int = workers(
+        16, "pods/binding calls in flight at once (kube-scheduler binds pods in parallel)."
     )
     sync_timeout_seconds: float = Field(
         default=60.0,
