@@ -17,20 +17,21 @@ from modeljob.core.sizing import Device, Estimate, SizingError, size_replica
 DEFAULT_DEVICE_MEMORY = "80Gi"
 DEFAULT_GPUS_PER_NODE = 8
 
-# Rows of the table, in the order of the estimate's fields (docs/sizing.md), with how to show each.
-_ROWS: tuple[tuple[str, str, bool], ...] = (
-    ("weightsBytes", "weights", True),
-    ("kvCacheBytes", "KV cache", True),
-    ("activationsBytes", "activations", True),
-    ("gradientsBytes", "gradients", True),
-    ("optimizerStatesBytes", "optimizer states", True),
-    ("overheadBytes", "runtime overhead", True),
-    ("totalBytes", "total GPU memory", True),
-    ("gpus", "GPUs", False),
-    ("gpuMemoryPerGpuBytes", "GPU memory per GPU", True),
-    ("cpuMilli", "CPU", False),
-    ("memoryBytes", "host memory", True),
-    ("ephemeralStorageBytes", "scratch disk", True),
+# Rows of the table, in the order of the estimate's fields (docs/sizing.md). A field's unit is in
+# its name: *Bytes are shown as bytes.
+_ROWS: tuple[tuple[str, str], ...] = (
+    ("weightsBytes", "weights"),
+    ("kvCacheBytes", "KV cache"),
+    ("activationsBytes", "activations"),
+    ("gradientsBytes", "gradients"),
+    ("optimizerStatesBytes", "optimizer states"),
+    ("overheadBytes", "runtime overhead"),
+    ("totalBytes", "total GPU memory"),
+    ("gpus", "GPUs"),
+    ("gpuMemoryPerGpuBytes", "GPU memory per GPU"),
+    ("cpuMilli", "CPU"),
+    ("memoryBytes", "host memory"),
+    ("ephemeralStorageBytes", "scratch disk"),
 )
 
 
@@ -123,8 +124,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if all(result["fits"] for result in results) else 1
 
 
-def _show(key: str, value: int, is_bytes: bool) -> str:
-    if is_bytes:
+def _show(key: str, value: int) -> str:
+    if key.endswith("Bytes"):
         return format_bytes(value)
     if key == "cpuMilli":
         return f"{format_cpu(value)} cores" if value % 1000 == 0 else f"{format_cpu(value)} CPU"
@@ -142,12 +143,12 @@ def render_table(result: dict[str, Any]) -> str:
         lines.append(
             f"DOES NOT FIT: even the largest layout allowed cannot hold one replica ({result['misfit']})"
         )
-    width = max(len(label) for _, label, _ in _ROWS)
+    width = max(len(label) for _, label in _ROWS)
     lines.append(f"{'per replica':<{width}}  {'value':>11}  rule")
     explanation = result["explanation"]
-    for key, label, is_bytes in _ROWS:
+    for key, label in _ROWS:
         rule = explanation.get(key, "")
-        lines.append(f"{label:<{width}}  {_show(key, result[key], is_bytes):>11}  {rule}")
+        lines.append(f"{label:<{width}}  {_show(key, result[key]):>11}  {rule}")
     if result["nodesPerReplica"] > 1:
         lines.append(f"{'nodes per replica':<{width}}  {result['nodesPerReplica']:>11}")
     return "\n".join(lines)
