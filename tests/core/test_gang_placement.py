@@ -7,7 +7,14 @@ import re
 import numpy as np
 import pytest
 
-from modeljob.core.gang_placement import GangRequest, Placement, ReplicaRequests, Unplaceable, plan_gang
+from modeljob.core.gang_placement import (
+    GangRequest,
+    Placement,
+    ReplicaRequests,
+    Unplaceable,
+    apart,
+    plan_gang,
+)
 from modeljob.core.scoring.weights import ScoringWeights
 from tests.builders import make_node, make_pod, make_table
 
@@ -150,6 +157,12 @@ def test_the_scorer_that_separated_the_winner_is_named_with_both_values() -> Non
     assert "least-allocated " in assignment.why
     assert " vs " in assignment.why
     assert assignment.why in plan.reasons[0]
+
+
+def test_scores_that_differ_are_never_shown_alike() -> None:
+    assert apart(0.5, 0.4999) == ("0.5000", "0.4999")
+    assert apart(0.52, 0.41) == ("0.52", "0.41")
+    assert apart(0.503, 0.5) == ("0.503", "0.500")
 
 
 def test_a_lone_candidate_says_it_was_the_only_node_with_room() -> None:

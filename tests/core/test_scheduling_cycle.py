@@ -260,4 +260,6 @@ def test_a_node_type_that_scores_higher_is_named_with_the_score_it_beat() -> Non
     assert chosen.mean_score is not None
     assert other.mean_score is not None
     assert chosen.mean_score > other.mean_score
-    assert step.decided.startswith(f"{other.node_type.describe()} scored {other.mean_score:.2f}")
+    assert step.decided.startswith(
+        f"{chosen.mean_score:.2f} beat {other.mean_score:.2f} on {other.node_type.describe()}"
+    )

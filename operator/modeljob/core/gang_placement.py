@@ -139,6 +139,16 @@ def _needs(classes: list[tuple[PodRequest, IntArray]], table: NodeTable) -> str:
     return "needs " + " or ".join(_describe_gpus(count, memory) for count, memory in options) + " per replica"
 
 
+def apart(first: float, second: float) -> tuple[str, str]:
+    """Both scores with the fewest decimals (2 to 4) that show them different, so two scores never
+    read the same in a message that says one beat the other."""
+    for digits in (2, 3, 4):
+        shown = (f"{first:.{digits}f}", f"{second:.{digits}f}")
+        if shown[0] != shown[1]:
+            return shown
+    return shown
+
+
 def separation(table: NodeTable, rows: IntArray, scores: NodeScores, winner: int) -> str:
     """What set the chosen node (``rows[winner]``) apart from the best of the others.
 
@@ -157,12 +167,12 @@ def separation(table: NodeTable, rows: IntArray, scores: NodeScores, winner: int
         tied = int(np.count_nonzero(total == total[winner]))
         return f"{tied} nodes tied at {float(total[winner]):.2f}, the first by name won"
     differed = [
-        f"{scorer.name} {float(values[winner]):.2f} vs {float(values[runner]):.2f}"
+        "{} {} vs {}".format(scorer.name, *apart(float(values[winner]), float(values[runner])))
         for scorer, _, values in scores.parts
         if values[winner] != values[runner]
     ]
-    lead = float(total[winner] - total[runner])
-    return f"ahead of {runner_name} by {lead:.2f} ({', '.join(differed)})"
+    lead = apart(float(total[winner] - total[runner]), 0.0)[0]
+    return f"ahead of {runner_name} by {lead} ({', '.join(differed)})"
 
 
 def _plan(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from modeljob.core.gang_placement import Assignment
+from modeljob.core.gang_placement import Assignment, apart
 from modeljob.core.lifecycle import JobFacts, JobPhase, Placed, Requeue
 from modeljob.core.node_types import Candidate, NodeType
 
@@ -97,7 +97,8 @@ class Place(_Step):
             rival = max(rivals, key=lambda t: t.mean_score or 0.0)
             assert rival.mean_score is not None
             if chosen.mean_score > rival.mean_score:
-                parts.append(f"{rival.node_type.describe()} scored {rival.mean_score:.2f}")
+                mine, theirs = apart(chosen.mean_score, rival.mean_score)
+                parts.append(f"{mine} beat {theirs} on {rival.node_type.describe()}")
             else:
                 parts.append(
                     f"tied with {rival.node_type.describe()} at {rival.mean_score:.2f}, "
