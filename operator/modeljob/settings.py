@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modeljob.adapters.extender.settings import ExtenderSettings
 from modeljob.core.queueing import DEFAULT_AGING_PER_HOUR, DEFAULT_DURATION_SECONDS, QueueOrder
+from modeljob.core.queueing import QueueSettings as CoreQueueSettings
+from modeljob.core.scheduling_cycle import CycleSettings
 from modeljob.core.scoring.registry import registered_scorers, setting_name
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
 from modeljob.settings_fields import assume_seconds, listen_host, port, workers
@@ -102,6 +104,13 @@ class QueueSettings(_Section):
         le=10**8,
         description="shortest-job-first: the duration of jobs without spec.scheduling.expectedDuration.",
     )
+
+    def to_core(self) -> CoreQueueSettings:
+        return CoreQueueSettings(
+            order=self.policy,
+            default_duration_seconds=self.default_duration_seconds,
+            aging_per_hour=self.aging_per_hour,
+        )
 
 
 class ScoringSettings(_Section):
@@ -198,6 +207,15 @@ class Settings(BaseSettings):
     node_labels: NodeLabelSettings = Field(default_factory=NodeLabelSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     extender: ExtenderSettings = Field(default_factory=ExtenderSettings)
+
+    def cycle(self) -> CycleSettings:
+        """What the core's scheduling cycle is told: queue order, strictness, lost nodes, weights."""
+        return CycleSettings(
+            queue=self.queue.to_core(),
+            strict=self.queue.strict,
+            node_lost_after_seconds=self.scheduling.node_lost_after_seconds,
+            weights=self.scoring.weights(),
+        )
 
 
 def environment_variables() -> list[tuple[str, str, str]]:

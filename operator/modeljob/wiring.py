@@ -24,8 +24,6 @@ from modeljob.adapters.kube_values import parse_time
 from modeljob.adapters.metrics import OperatorMetrics
 from modeljob.adapters.scheduling_loop import LoopSettings, SchedulingLoop
 from modeljob.core.leadership import Peer, acts
-from modeljob.core.queueing import QueueSettings
-from modeljob.core.scheduling_cycle import CycleSettings
 from modeljob.settings import LogFormat, LoggingSettings, Settings
 
 logger = logging.getLogger("modeljob")
@@ -198,29 +196,14 @@ def build_loop(
     identity: str,
 ) -> SchedulingLoop:
     """The scheduling loop with every setting it reads (scheduling, queue, scoring, node labels)."""
-    scheduling = settings.scheduling
     return SchedulingLoop(
         gateway=gateway,
         view=view,
         metrics=metrics,
         settings=LoopSettings(
-            scheduler_name=scheduling.scheduler_name,
-            debounce_seconds=scheduling.debounce_seconds,
-            resync_seconds=scheduling.resync_seconds,
-            bind_workers=scheduling.bind_workers,
-            job_workers=scheduling.job_workers,
-            assume_seconds=scheduling.assume_seconds,
+            scheduling=settings.scheduling,
             product_label=settings.node_labels.gpu_product,
-            cycle=CycleSettings(
-                queue=QueueSettings(
-                    order=settings.queue.policy,
-                    default_duration_seconds=settings.queue.default_duration_seconds,
-                    aging_per_hour=settings.queue.aging_per_hour,
-                ),
-                strict=settings.queue.strict,
-                node_lost_after_seconds=scheduling.node_lost_after_seconds,
-                weights=settings.scoring.weights(),
-            ),
+            cycle=settings.cycle(),
         ),
         identity=identity,
         acts=lambda: leadership(view, settings, identity),

@@ -17,6 +17,7 @@ from modeljob.adapters.kube_nodes import NodeLabelKeys
 from modeljob.adapters.metrics import OperatorMetrics
 from modeljob.adapters.scheduling_loop import LoopSettings, SchedulingLoop
 from modeljob.core.scheduling_cycle import CycleSettings
+from modeljob.settings import SchedulingSettings
 from tests.operator_builders import at, modeljob_dict, node_dict
 
 Json = dict[str, Any]
@@ -127,12 +128,12 @@ def start_operator(
         view=view,
         metrics=OperatorMetrics(),
         settings=LoopSettings(
-            scheduler_name="modeljob",
-            debounce_seconds=0,
-            resync_seconds=1,
-            bind_workers=1,  # one at a time: a crash after the n-th call is deterministic
-            job_workers=1,
-            assume_seconds=30,
+            scheduling=SchedulingSettings(
+                debounce_seconds=0,
+                resync_seconds=1,
+                bind_workers=1,  # one at a time: a crash after the n-th call is deterministic
+                job_workers=1,
+            ),
             product_label="nvidia.com/gpu.product",
             cycle=CycleSettings(node_lost_after_seconds=30),
         ),

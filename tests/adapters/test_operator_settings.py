@@ -35,6 +35,23 @@ def test_nested_variables_set_each_section(monkeypatch: pytest.MonkeyPatch) -> N
     assert not settings.peering.enabled
 
 
+def test_the_scheduling_cycle_is_told_the_queue_scheduling_and_scoring_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MODELJOB_QUEUE__POLICY", "priority")
+    monkeypatch.setenv("MODELJOB_QUEUE__STRICT", "true")
+    monkeypatch.setenv("MODELJOB_QUEUE__AGING_PER_HOUR", "3")
+    monkeypatch.setenv("MODELJOB_QUEUE__DEFAULT_DURATION_SECONDS", "600")
+    monkeypatch.setenv("MODELJOB_SCHEDULING__NODE_LOST_AFTER_SECONDS", "45")
+    monkeypatch.setenv("MODELJOB_SCORING__COST", "2")
+    cycle = Settings().cycle()
+    assert cycle.queue.order is QueueOrder.PRIORITY
+    assert (cycle.queue.aging_per_hour, cycle.queue.default_duration_seconds) == (3, 600)
+    assert cycle.strict
+    assert cycle.node_lost_after_seconds == 45
+    assert cycle.weights.cost == 2
+
+
 def test_other_tools_variables_under_the_prefix_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELJOB_CACHE", "/tmp/cache")  # the Makefile's, not ours
     assert Settings().queue.policy is QueueOrder.FCFS

@@ -34,6 +34,7 @@ from modeljob.core.lifecycle import JobFacts, JobPhase, Placed
 from modeljob.core.node_types import Candidate
 from modeljob.core.scheduling_cycle import CycleResult, CycleSettings, SizingCache, run_cycle
 from modeljob.core.steps import Place, RollBack, Step, Unschedulable, Wait
+from modeljob.settings import SchedulingSettings
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +51,7 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class LoopSettings:
-    scheduler_name: str
-    debounce_seconds: float
-    resync_seconds: float
-    bind_workers: int
-    job_workers: int
-    assume_seconds: float
+    scheduling: SchedulingSettings  # the loop's own section (MODELJOB_SCHEDULING__*)
     product_label: str
     cycle: CycleSettings
 
@@ -81,13 +77,14 @@ class SchedulingLoop:
         self._acts = acts
         self._clock = clock
         self.events = events if events is not None else EventRecorder(gateway, identity=identity, clock=clock)
-        pods = PodSettings(scheduler_name=settings.scheduler_name, product_label=settings.product_label)
-        self._binder = Binder(gateway, view, metrics, workers=settings.bind_workers, pods=pods, clock=clock)
+        scheduling = settings.scheduling
+        pods = PodSettings(scheduler_name=scheduling.scheduler_name, product_label=settings.product_label)
+        self._binder = Binder(gateway, view, metrics, workers=scheduling.bind_workers, pods=pods, clock=clock)
         self._status = StatusWriter(gateway, view)
         self._backoff = WriteBackoff()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._jobs_pool = ThreadPoolExecutor(max_workers=settings.job_workers, thread_name_prefix="job")
+        self._jobs_pool = ThreadPoolExecutor(max_workers=scheduling.job_workers, thread_name_prefix="job")
         self._sizing_cache: SizingCache = {}
         self._parsed = ParsedJobs()
         self._wait_written: dict[str, float] = {}
@@ -116,11 +113,11 @@ class SchedulingLoop:
     def _run(self) -> None:
         changed = self._view.changed
         while not self._stop.is_set():
-            changed.wait(timeout=self._settings.resync_seconds)
+            changed.wait(timeout=self._settings.scheduling.resync_seconds)
             if self._stop.is_set():
                 return
-            if self._settings.debounce_seconds:
-                time.sleep(self._settings.debounce_seconds)
+            if self._settings.scheduling.debounce_seconds:
+                time.sleep(self._settings.scheduling.debounce_seconds)
             changed.clear()
             self.acting = self._acts()
             if not self.acting:
@@ -143,7 +140,10 @@ class SchedulingLoop:
         documents = {object_key(doc): doc for doc in self._view.jobs.values()}
         jobs = self._parsed.parse(documents.values())
         pods = merge_assumed(
-            self._view.pods.values(), self._view.assumed(), now=now, ttl_seconds=self._settings.assume_seconds
+            self._view.pods.values(),
+            self._view.assumed(),
+            now=now,
+            ttl_seconds=self._settings.scheduling.assume_seconds,
         )
         nodes = self._view.nodes.values()
         cycle = self._settings.cycle
