@@ -66,6 +66,16 @@ def connect(settings: Settings) -> ClusterGateway:
     return ClusterGateway.from_kubeconfig(k8s.kubeconfig, context=k8s.context, connections=k8s.connections)
 
 
+def node_label_keys(settings: Settings) -> NodeLabelKeys:
+    """The node labels the watches read (product, device memory, price), as settings name them."""
+    labels = settings.node_labels
+    return NodeLabelKeys(
+        gpu_product=labels.gpu_product,
+        gpu_memory_mib=labels.gpu_memory_mib,
+        price_per_hour=labels.price_per_hour,
+    )
+
+
 def own_identity(settings: Settings) -> str:
     if settings.peering.identity:
         return settings.peering.identity
@@ -130,15 +140,7 @@ def run_operator(settings: Settings) -> int:
     gateway = connect(settings)
     metrics = OperatorMetrics()
     identity = own_identity(settings)
-    view = ClusterView(
-        gateway,
-        labels=NodeLabelKeys(
-            gpu_product=settings.node_labels.gpu_product,
-            gpu_memory_mib=settings.node_labels.gpu_memory_mib,
-            price_per_hour=settings.node_labels.price_per_hour,
-        ),
-        peering=settings.peering.enabled,
-    )
+    view = ClusterView(gateway, labels=node_label_keys(settings), peering=settings.peering.enabled)
     events = EventRecorder(gateway, identity=identity, clock=lambda: datetime.now(UTC))
     loop = build_loop(gateway, view, metrics, events, settings=settings, identity=identity)
     memo = kopf_handlers.OperatorMemo(

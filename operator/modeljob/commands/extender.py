@@ -57,7 +57,6 @@ def _run(args: argparse.Namespace) -> int:
     from modeljob import wiring  # noqa: PLC0415
     from modeljob.adapters.cluster import ClusterError  # noqa: PLC0415
     from modeljob.adapters.extender import server  # noqa: PLC0415
-    from modeljob.adapters.kube_nodes import NodeLabelKeys  # noqa: PLC0415
 
     settings = load_settings(args)
     extender = extender_settings(settings, args)
@@ -67,11 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     except ClusterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CLUSTER_ERROR
-    labels = NodeLabelKeys(
-        gpu_product=settings.node_labels.gpu_product,
-        gpu_memory_mib=settings.node_labels.gpu_memory_mib,
-        price_per_hour=settings.node_labels.price_per_hour,
-    )
+    labels = wiring.node_label_keys(settings)
     with gateway:
         return server.serve(gateway, weights=settings.scoring.weights(), labels=labels, settings=extender)
 
