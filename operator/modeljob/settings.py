@@ -20,7 +20,7 @@ from modeljob.core.queueing import QueueSettings as CoreQueueSettings
 from modeljob.core.scheduling_cycle import CycleSettings
 from modeljob.core.scoring.registry import registered_scorers, setting_name
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
-from modeljob.settings_fields import assume_seconds, listen_host, port, workers
+from modeljob.settings_fields import assume_seconds, listen_host, port, seconds, workers
 
 ENV_PREFIX = "MODELJOB_"
 ENV_NESTED_DELIMITER = "__"
@@ -98,11 +98,10 @@ class QueueSettings(_Section):
         le=10**6,
         description="priority: points a waiting job gains per hour waited, so nothing starves.",
     )
-    default_duration_seconds: float = Field(
-        default=DEFAULT_DURATION_SECONDS,
-        gt=0,
-        le=10**8,
-        description="shortest-job-first: the duration of jobs without spec.scheduling.expectedDuration.",
+    default_duration_seconds: float = seconds(
+        DEFAULT_DURATION_SECONDS,
+        "shortest-job-first: the duration of jobs without spec.scheduling.expectedDuration.",
+        at_most=10**8,
     )
 
     def to_core(self) -> CoreQueueSettings:
@@ -146,25 +145,23 @@ class SchedulingSettings(_Section):
         max_length=63,
         description="`spec.schedulerName` of the pods the operator creates and binds.",
     )
-    debounce_seconds: float = Field(
-        default=0.05,
-        ge=0,
-        le=10,
-        description="After a change in the cluster, wait this long for more before planning.",
+    debounce_seconds: float = seconds(
+        0.05,
+        "After a change in the cluster, wait this long for more before planning.",
+        at_most=10,
+        zero_allowed=True,
     )
-    resync_seconds: float = Field(
-        default=10.0, gt=0, le=3600, description="Plan at least this often even when nothing changed."
-    )
+    resync_seconds: float = seconds(10.0, "Plan at least this often even when nothing changed.", at_most=3600)
     bind_workers: int = workers(16, "Pods created and bound in parallel within one plan.")
     job_workers: int = workers(8, "Jobs acted on in parallel within one scheduling cycle.")
     assume_seconds: float = assume_seconds(
         "How long a pod we bound counts from our own plan before the watch must show it."
     )
-    node_lost_after_seconds: float = Field(
-        default=30.0,
-        ge=0,
-        le=86400,
-        description="A node NotReady this long is lost: its replicas (gangs: whole jobs) are re-queued.",
+    node_lost_after_seconds: float = seconds(
+        30.0,
+        "A node NotReady this long is lost: its replicas (gangs: whole jobs) are re-queued.",
+        at_most=86400,
+        zero_allowed=True,
     )
 
 

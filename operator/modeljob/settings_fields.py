@@ -1,5 +1,6 @@
-"""Setting fields that more than one section declares (the operator's and the extender's): one
-place for each default and bound, each section with its own description."""
+"""The kinds of setting several sections declare (addresses, ports, thread pools, durations), and
+the fields the operator and the extender share: one place for each default and bound; each
+section gives its own description."""
 
 from __future__ import annotations
 
@@ -29,5 +30,13 @@ def workers(default: int, description: str) -> Any:
     return Field(default=default, ge=1, le=MAX_WORKERS, description=description)
 
 
+def seconds(default: float, description: str, *, at_most: float, zero_allowed: bool = False) -> Any:
+    """A duration in seconds up to `at_most`: more than 0, or from 0 where not waiting at all makes
+    sense (no debounce, a NotReady node lost at once)."""
+    if zero_allowed:
+        return Field(default=default, ge=0, le=at_most, description=description)
+    return Field(default=default, gt=0, le=at_most, description=description)
+
+
 def assume_seconds(description: str) -> Any:
-    return Field(default=ASSUME_SECONDS, gt=0, le=MAX_ASSUME_SECONDS, description=description)
+    return seconds(ASSUME_SECONDS, description, at_most=MAX_ASSUME_SECONDS)

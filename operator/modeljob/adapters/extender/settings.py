@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from modeljob.settings_fields import assume_seconds, listen_host, port, workers
+from modeljob.settings_fields import assume_seconds, listen_host, port, seconds, workers
 
 MIB = 1024 * 1024
 
@@ -42,18 +42,14 @@ class ExtenderSettings(BaseModel):
         "How long a pod the extender chose (prioritize) or bound counts on its node before the pod "
         "watch must show it there."
     )
-    bind_timeout_seconds: float = Field(
-        default=2.5,
-        gt=0,
-        le=60,
-        description="Give up a pods/binding call after this long (keep it below the httpTimeout).",
+    bind_timeout_seconds: float = seconds(
+        2.5, "Give up a pods/binding call after this long (keep it below the httpTimeout).", at_most=60
     )
     bind_workers: int = workers(
         16, "pods/binding calls in flight at once (kube-scheduler binds pods in parallel)."
     )
-    sync_timeout_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        le=3600,
-        description="`modeljob extender` start-up: wait this long for the first list of nodes and pods.",
+    sync_timeout_seconds: float = seconds(
+        60.0,
+        "`modeljob extender` start-up: wait this long for the first list of nodes and pods.",
+        at_most=3600,
     )
