@@ -253,7 +253,10 @@ start() { # start <component>
 wait_healthy() { # wait_healthy <component>
   local name="$1" deadline=$((SECONDS + timeout))
   until healthy "$name"; do
-    if ! live_pid "$name" >/dev/null; then
+    # Alive is enough here: this script just started the pid. live_pid also matches the command
+    # line, which until the child has exec'ed is still this script's, so on a busy machine it
+    # read a component that was starting as one that had exited.
+    if ! kill -0 "$(cat "$pids/$name.pid" 2>/dev/null)" 2>/dev/null; then
       log "ERROR: $name exited during start-up; last lines of $logs/$name.log:"
       tail -n 20 "$logs/$name.log" >&2
       exit 1
