@@ -13,6 +13,7 @@ from modeljob.core.gang_placement import (
     ReplicaRequests,
     Unplaceable,
     apart,
+    figures,
     plan_gang,
 )
 from modeljob.core.scoring.weights import ScoringWeights
@@ -163,6 +164,24 @@ def test_scores_that_differ_are_never_shown_alike() -> None:
     assert apart(0.5, 0.4999) == ("0.5000", "0.4999")
     assert apart(0.52, 0.41) == ("0.52", "0.41")
     assert apart(0.503, 0.5) == ("0.503", "0.500")
+
+
+@pytest.mark.parametrize(
+    ("scores", "decimals"),
+    [
+        ((0.52, 0.41, 0.30), 2),  # two decimals already tell them apart
+        ((0.5012, 0.4988), 3),  # 0.50 and 0.50 would read alike
+        ((0.52, 0.5012, 0.5009), 4),  # one close pair decides for all
+        ((0.5, 0.5, 0.41), 2),  # equal scores may read alike: they are alike
+        ((0.50001, 0.50002), 4),  # the most a message shows, even where it cannot tell them apart
+        ((0.5,), 2),
+        ((), 2),
+    ],
+)
+def test_several_scores_get_the_fewest_decimals_that_show_each_distinct_one_distinct(
+    scores: tuple[float, ...], decimals: int
+) -> None:
+    assert figures(scores) == decimals
 
 
 def test_a_lone_candidate_says_it_was_the_only_node_with_room() -> None:

@@ -263,3 +263,20 @@ def test_a_node_type_that_scores_higher_is_named_with_the_score_it_beat() -> Non
     assert step.decided.startswith(
         f"{chosen.mean_score:.2f} beat {other.mean_score:.2f} on {other.node_type.describe()}"
     )
+
+
+def test_node_types_whose_mean_scores_differ_are_never_shown_alike() -> None:
+    # A GPU pod of another team on one node of each type sets the two plans apart by less than
+    # 0.005: with two decimals the Event would read "mean score 0.50 (chosen)" beside "0.50".
+    others = [
+        make_pod("other-h100", namespace="default", node="gpu-h100-0", gpus=1, cpu_milli=1_000),
+        make_pod("other-l4", namespace="default", node="gpu-l4-0", gpus=1, cpu_milli=20_000),
+    ]
+    result = cycle([make_job("chat", replicas=2)], [*h100_nodes(), *l4_nodes()], others)
+    step = outcome(result, "chat")
+    assert isinstance(step, Place)
+    scores = sorted(t.mean_score or 0.0 for t in step.tried)
+    assert 0 < scores[1] - scores[0] < 0.005, "the case this test is about"
+    assert "NVIDIA-L4, 24.0 GiB: 1 GPU(s)/replica, mean score 0.505 (chosen)" in step.message
+    assert "NVIDIA-H100-80GB-HBM3, 80.0 GiB: 1 GPU(s)/replica, mean score 0.500;" in step.message
+    assert step.decided.startswith("0.505 beat 0.500 on NVIDIA-H100-80GB-HBM3, 80.0 GiB")

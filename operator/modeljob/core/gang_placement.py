@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,14 +139,21 @@ def _needs(classes: list[tuple[PodRequest, IntArray]], table: NodeTable) -> str:
     return "needs " + " or ".join(_describe_gpus(count, memory) for count, memory in options) + " per replica"
 
 
+def figures(values: Iterable[float]) -> int:
+    """The fewest decimals (2 to 4) that show every distinct value among ``values`` distinct, so
+    two different scores never read the same in one message; 4 where even that cannot."""
+    distinct = set(values)
+    for digits in (2, 3):
+        if len({f"{value:.{digits}f}" for value in distinct}) == len(distinct):
+            return digits
+    return 4
+
+
 def apart(first: float, second: float) -> tuple[str, str]:
-    """Both scores with the fewest decimals (2 to 4) that show them different, so two scores never
-    read the same in a message that says one beat the other."""
-    for digits in (2, 3, 4):
-        shown = (f"{first:.{digits}f}", f"{second:.{digits}f}")
-        if shown[0] != shown[1]:
-            return shown
-    return shown
+    """Both scores with the fewest decimals (2 to 4) that show them different (see ``figures``),
+    for a message that says one beat the other."""
+    digits = figures((first, second))
+    return f"{first:.{digits}f}", f"{second:.{digits}f}"
 
 
 def separation(table: NodeTable, rows: IntArray, scores: NodeScores, winner: int) -> str:

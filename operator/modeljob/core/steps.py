@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from modeljob.core.gang_placement import Assignment, apart
+from modeljob.core.gang_placement import Assignment, figures
 from modeljob.core.lifecycle import JobFacts, JobPhase, Placed, Requeue
 from modeljob.core.node_types import Candidate, NodeType
 
@@ -25,12 +25,15 @@ class NodeTypeTried:
     reason: str = ""
     price_per_replica_hour: float | None = None
 
-    def describe(self, *, chosen: bool = False) -> str:
+    def describe(self, *, chosen: bool = False, decimals: int = 2) -> str:
+        """This type's line of the Scheduled Event; ``decimals`` as the other types' scores need
+        (``Place.decimals``), so two different mean scores never read alike."""
         what = self.node_type.describe()
         if self.mean_score is None:
             return f"{what}: {self.reason}"
         mark = " (chosen)" if chosen else ""
-        return f"{what}: {self.gpus_per_replica} GPU(s)/replica, mean score {self.mean_score:.2f}{mark}"
+        score = f"{self.mean_score:.{decimals}f}"
+        return f"{what}: {self.gpus_per_replica} GPU(s)/replica, mean score {score}{mark}"
 
     def preferred_over(self, other: NodeTypeTried) -> str:
         """Why this type comes before ``other`` when their plans score alike: the sizing's order
@@ -76,10 +79,19 @@ class Place(_Step):
     tried: tuple[NodeTypeTried, ...]  # every node type planned on, the chosen one among them
 
     @property
+    def decimals(self) -> int:
+        """How many decimals the node types' mean scores are shown with, in the Event and the
+        condition alike: the fewest that show every two different ones different."""
+        return figures(t.mean_score for t in self.tried if t.mean_score is not None)
+
+    @property
     def message(self) -> str:
         """Why this node type and these nodes: every node type tried, with its mean score or why it
         failed, then each replica's node, score and what set that node apart from the runner-up."""
-        parts = [t.describe(chosen=t.node_type == self.candidate.node_type) for t in self.tried]
+        decimals = self.decimals
+        parts = [
+            t.describe(chosen=t.node_type == self.candidate.node_type, decimals=decimals) for t in self.tried
+        ]
         replicas = [
             f"replica {a.replica} -> {a.node} (score {a.score:.2f}" + (f"; {a.why})" if a.why else ")")
             for a in self.placement
@@ -96,13 +108,12 @@ class Place(_Step):
         if chosen is not None and chosen.mean_score is not None and rivals:
             rival = max(rivals, key=lambda t: t.mean_score or 0.0)
             assert rival.mean_score is not None
+            mine, theirs = f"{chosen.mean_score:.{self.decimals}f}", f"{rival.mean_score:.{self.decimals}f}"
             if chosen.mean_score > rival.mean_score:
-                mine, theirs = apart(chosen.mean_score, rival.mean_score)
                 parts.append(f"{mine} beat {theirs} on {rival.node_type.describe()}")
             else:
                 parts.append(
-                    f"tied with {rival.node_type.describe()} at {rival.mean_score:.2f}, "
-                    f"{chosen.preferred_over(rival)}"
+                    f"tied with {rival.node_type.describe()} at {theirs}, {chosen.preferred_over(rival)}"
                 )
         if self.placement and self.placement[0].why:
             parts.append(f"replica {self.placement[0].replica}: {self.placement[0].why}")
