@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from modeljob.core.gang_placement import Assignment
 from modeljob.core.lifecycle import ConditionType, JobPhase, Placed, Requeue
 from modeljob.core.node_types import node_types, size_job
@@ -27,7 +29,7 @@ from modeljob.core.steps import (
     Wait,
     pods_refused,
 )
-from tests.operator_builders import at, h100_nodes, l4_nodes, make_job
+from tests.operator_builders import at, h100_nodes, l4_nodes, make_job, make_node
 
 GIB = 2**30
 
@@ -139,17 +141,29 @@ def test_the_scheduled_condition_is_one_short_line_and_the_event_has_every_node_
     assert "replica 1 -> gpu-h100-1 (score 0.25)" in event
 
 
-def test_a_waiting_job_is_rewritten_only_when_it_moved_or_its_reason_is_due_a_refresh() -> None:
+def test_a_waiting_job_that_moved_in_the_queue_is_rewritten_at_once() -> None:
     step = Wait(job=make_job(), message="waiting for room: x", queue_position=2)
     first = waiting(step, {}, now=at(0), refresh=False)
     assert first is not None
     assert (first["phase"], first["queuePosition"]) == ("Queued", 2)
-    written = {**first}
-    assert waiting(step, written, now=at(1), refresh=True) is None, "nothing changed"
+    assert waiting(step, {**first}, now=at(0), refresh=True) is None, "nothing changed"
+    assert waiting(replace(step, queue_position=1), {**first}, now=at(0), refresh=False) is not None
+
+
+@pytest.mark.parametrize("refresh_due", [False, True])
+def test_a_waiting_job_whose_reason_alone_changed_is_rewritten_only_when_a_refresh_is_due(
+    refresh_due: bool,
+) -> None:
+    # The reason counts free blocks, which change with every pod: the caller says when enough
+    # time has passed to write a new one (``refresh``); ``now`` only stamps the condition.
+    step = Wait(job=make_job(), message="waiting for room: x", queue_position=2)
+    written = waiting(step, {}, now=at(0), refresh=False)
+    assert written is not None
     reason_changed = replace(step, message="waiting for room: y")
-    assert waiting(reason_changed, written, now=at(1), refresh=False) is None
-    assert waiting(reason_changed, written, now=at(11), refresh=True) is not None
-    assert waiting(replace(step, queue_position=1), written, now=at(1), refresh=False) is not None
+    patch = waiting(reason_changed, written, now=at(0), refresh=refresh_due)
+    assert (patch is not None) == refresh_due
+    if patch is not None:
+        assert patch["message"] == "waiting for room: y"
 
 
 def test_an_unschedulable_job_has_no_queue_position() -> None:
@@ -210,3 +224,27 @@ def test_the_scheduled_condition_says_in_short_what_decided_and_the_event_why_ea
     event = scheduled_event(entries, step.candidate.node_type, why=step.message, decided=step.decided)
     assert event.startswith(message)
     assert "replica 1 -> gpu-h100-1 (score 0.50; the only node with room)" in event
+
+
+def test_the_node_types_mean_scores_are_shown_with_the_decimals_that_tell_them_apart() -> None:
+    # 0.5012 and 0.4988 both read 0.50, and 0.5009 reads 0.501 beside 0.5012: only four decimals
+    # show all three apart, and every type's score gets them, in the Event and the condition alike.
+    step = _place()
+    h100 = step.candidate.node_type
+    l4 = node_types([n.view for n in l4_nodes(1)])[0]
+    a100 = node_types([make_node("gpu-a100-0", product="NVIDIA-A100-SXM4-40GB", memory_gib=40).view])[0]
+    step = replace(
+        step,
+        tried=(
+            NodeTypeTried(h100, 1, 0.5012),
+            NodeTypeTried(a100, 2, 0.5009),
+            NodeTypeTried(l4, 1, 0.4988),
+        ),
+    )
+    assert "NVIDIA-H100-80GB-HBM3, 80.0 GiB: 1 GPU(s)/replica, mean score 0.5012 (chosen)" in step.message
+    assert "NVIDIA-A100-SXM4-40GB, 40.0 GiB: 2 GPU(s)/replica, mean score 0.5009;" in step.message
+    assert "NVIDIA-L4, 24.0 GiB: 1 GPU(s)/replica, mean score 0.4988;" in step.message
+    assert step.decided.startswith("0.5012 beat 0.5009 on NVIDIA-A100-SXM4-40GB, 40.0 GiB")
+    without_the_close_one = replace(step, tried=(step.tried[0], step.tried[2]))
+    assert "mean score 0.501 (chosen)" in without_the_close_one.message
+    assert without_the_close_one.decided.startswith("0.501 beat 0.499 on NVIDIA-L4, 24.0 GiB")
