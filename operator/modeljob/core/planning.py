@@ -135,11 +135,9 @@ def target_workload(waiting: Sequence[Sizing], pods: Sequence[PodFacts]) -> Targ
         for sizing in waiting
         for c in sizing.candidates[:1]
     ]
-    shapes += [
-        TaskShape(cpu_milli=p.requests.cpu_milli, gpu_milli=1000, gpus=p.requests.gpus)
-        for p in pods
-        if p.holds_resources and p.requests.gpus > 0
-    ]
+    # One rule for a pod's shape, the extender cache's (core/fragmentation.py): None without GPUs.
+    running = (TaskShape.of_running_pod(p.requests) for p in pods if p.holds_resources)
+    shapes += [shape for shape in running if shape is not None]
     return learn_target_workload(shapes)
 
 
