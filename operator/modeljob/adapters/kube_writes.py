@@ -56,11 +56,29 @@ def pod_manifest(
 ) -> JsonObject:
     """The Pod for one replica: the job's template with the estimate as the first container's
     requests (GPU and memory also as limits), owned by the job, pinned to the chosen GPU product."""
+    template: Mapping[str, Any] = (job.get("spec") or {}).get("template") or {}
+    pod_spec: JsonObject = copy.deepcopy(dict(template.get("spec") or {}))
+    containers = pod_spec.get("containers") or [{}]
+    _request(containers[0], requests, accelerator=accelerator)
+    pod_spec["containers"] = containers
+    pod_spec["schedulerName"] = scheduler_name
+    pod_spec.pop("nodeName", None)
+    if product:
+        _require_product(pod_spec, product_label, product)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _pod_metadata(job, replica=replica, name=name),
+        "spec": pod_spec,
+    }
+
+
+def _pod_metadata(job: Mapping[str, Any], *, replica: int, name: str) -> JsonObject:
+    """The template's labels and annotations, plus what ties the pod to its job: the job's labels,
+    the hash of the spec it was made from, and the job as its controlling owner."""
     meta = job.get("metadata") or {}
     spec_dict = job.get("spec") or {}
-    template: Mapping[str, Any] = spec_dict.get("template") or {}
-    template_meta = template.get("metadata") or {}
-    pod_spec: JsonObject = copy.deepcopy(dict(template.get("spec") or {}))
+    template_meta = (spec_dict.get("template") or {}).get("metadata") or {}
     labels = {
         **{str(k): str(v) for k, v in (template_meta.get("labels") or {}).items()},
         LABEL_JOB: _label_value(str(meta.get("name", ""))),
@@ -71,9 +89,28 @@ def pod_manifest(
         **{str(k): str(v) for k, v in (template_meta.get("annotations") or {}).items()},
         ANNOTATION_SPEC_HASH: spec_hash(spec_dict),
     }
-    containers = pod_spec.get("containers") or [{}]
-    main = containers[0]
-    resources = main.setdefault("resources", {})
+    return {
+        "name": name,
+        "namespace": str(meta.get("namespace", "")),
+        "labels": labels,
+        "annotations": annotations,
+        "ownerReferences": [
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": str(meta.get("name", "")),
+                "uid": str(meta.get("uid", "")),
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+
+
+def _request(container: JsonObject, requests: Resources, *, accelerator: str) -> None:
+    """Write the estimate into ``container``'s requests (GPU and memory also as limits), over the
+    template's own values for the same resources and beside its others."""
+    resources = container.setdefault("resources", {})
     quantities = {
         "cpu": format_cpu(requests.cpu_milli),
         "memory": bytes_quantity(requests.memory_bytes),
@@ -86,32 +123,6 @@ def pod_manifest(
         limits[accelerator] = str(requests.gpus)
     resources["requests"] = {**(resources.get("requests") or {}), **quantities}
     resources["limits"] = {**(resources.get("limits") or {}), **limits}
-    pod_spec["containers"] = containers
-    pod_spec["schedulerName"] = scheduler_name
-    pod_spec.pop("nodeName", None)
-    if product:
-        _require_product(pod_spec, product_label, product)
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": str(meta.get("namespace", "")),
-            "labels": labels,
-            "annotations": annotations,
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": KIND,
-                    "name": str(meta.get("name", "")),
-                    "uid": str(meta.get("uid", "")),
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": pod_spec,
-    }
 
 
 _BINARY_SUFFIXES = (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10))
