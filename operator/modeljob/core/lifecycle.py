@@ -61,7 +61,10 @@ class Action(StrEnum):
     NONE = "none"  # nothing to do (not admitted yet, finished, or all is well)
     PLAN = "plan"  # waiting: a candidate for the scheduling cycle
     COMPLETE = "complete"  # a written placement is not fully bound yet: bind the rest
-    ROLL_BACK = "roll-back"  # delete every pod of the job, clear the placement, back to the queue
+    # Undo a placement: delete the job's pods but ``keep`` and cut the placement to it (a job that
+    # is not a gang keeps its healthy replicas, and its phase with them); otherwise the placement is
+    # cleared and the job goes back to the queue (or stays Invalid where the spec is).
+    ROLL_BACK = "roll-back"
     UPDATE = "update"  # the pods moved on (Running, Succeeded, ...): write the phase
 
 
