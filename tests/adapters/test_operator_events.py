@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -40,6 +41,29 @@ def test_events_are_posted_in_the_order_recorded_about_their_job() -> None:
         ("Queued", "llama-3-1-8b-chat", "op-1"),
         ("Scheduled", "llama-3-1-8b-chat", "op-1"),
     ]
+
+
+class SlowerFirst(Events):
+    """An API server that answers earlier Events more slowly than later ones (a slow network):
+    posted side by side, one job's Events would arrive in reverse."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count
+
+    def create_event(self, namespace: str, event: dict[str, Any]) -> dict[str, Any]:
+        index = int(event["message"])
+        time.sleep((self.count - index) * 0.003)
+        return super().create_event(namespace, event)
+
+
+def test_one_jobs_events_keep_their_order_even_when_the_api_server_answers_out_of_order() -> None:
+    gateway = SlowerFirst(count=12)
+    events = recorder(gateway)
+    for index in range(12):
+        events.record(modeljob_dict(), "Progress", str(index))
+    events.stop()
+    assert [e["message"] for e in gateway.posted] == [str(i) for i in range(12)]
 
 
 def test_an_event_refused_by_rbac_is_a_warning_never_a_failed_decision(

@@ -393,3 +393,89 @@ def test_jobs_the_loop_cannot_read_are_still_counted_by_phase_and_namespace(api:
     assert 'modeljob_jobs{namespace="team-b",phase="Invalid"} 1.0' in text
     assert 'modeljob_jobs{namespace="ml",phase="Scheduled"} 1.0' in text
     assert 'modeljob_scheduling_attempts_total{namespace="ml",result="placed"} 1.0' in text
+
+
+def test_a_job_in_back_off_holds_no_nodes_the_next_job_could_use(api: FakeApiServer) -> None:
+    # The first gang's pods cannot be created (a persistent 503); a second, larger gang needs the
+    # nodes the first would take. While the first backs off, the second must not wait behind it.
+    first = "llama-2-13b-sft"  # the fixture's gang, from crds/examples/llama-2-13b-training-zero3.yaml
+    second = modeljob_dict(
+        "llama-2-13b-training-zero3",
+        status={"phase": "Queued", "observedGeneration": 1},
+        replicas=6,
+        resources={"gpus": 2},  # 12 of the 16 GPUs: it fits only if the first gang holds none
+    )
+    second["metadata"].update(name="zz-after", uid="uid-zz-after")
+    second["spec"]["accelerator"] = {"products": ["NVIDIA-H100-80GB-HBM3"]}
+    api.put("modeljobs", second)
+
+    def unavailable(what: str) -> None:
+        if what.startswith(first):
+            raise ClusterError("create pod: 503 ServiceUnavailable", status=503)
+
+    api.before["create"] = unavailable
+    now = [at(100)]
+    loop, _ = start_operator(api, clock=lambda: now[0])
+    loop.run_once()
+    assert api.job("ml", "zz-after")["status"]["phase"] == "Queued", "the first gang went first"
+    now[0] = at(100.5)  # the first gang is backing off
+    loop.run_once()
+    assert api.job("ml", "zz-after")["status"]["phase"] == "Scheduled"
+    assert api.job("ml", first)["status"]["phase"] == "Queued"
+
+
+def test_a_step_that_goes_through_ends_the_back_off(api: FakeApiServer) -> None:
+    failing = [True]
+
+    def unavailable(_: str) -> None:
+        if failing[0]:
+            raise ClusterError("create pod: 503 ServiceUnavailable", status=503)
+
+    api.before["create"] = unavailable
+    now = [at(100)]
+    loop, view = start_operator(api, clock=lambda: now[0])
+    loop.run_once()
+    now[0] = at(101)
+    loop.run_once()  # second failure in a row: the next try is two seconds away
+    assert loop._backoff.seconds_to_next_retry(now[0]) == pytest.approx(2.0)
+    failing[0] = False
+    now[0] = at(103)
+    loop.run_once()
+    assert _job_status(api)["phase"] == "Scheduled"
+    assert loop._backoff.seconds_to_next_retry(now[0]) is None, "placed: nothing is backing off"
+
+    def refuse_status(_: str) -> None:
+        raise ClusterError("patch status: 500 InternalError", status=500)
+
+    api.before["patch"] = refuse_status  # the pods run, but writing Running fails once
+    for pod in api.pods():
+        pod["status"]["phase"] = "Running"
+        view.pods.observe(api.put("pods", pod))
+    loop.run_once()
+    assert loop._backoff.seconds_to_next_retry(now[0]) == pytest.approx(1.0), "a fresh back-off: one second"
+    del api.before["patch"]
+    now[0] = at(104)
+    loop.run_once()
+    assert _job_status(api)["phase"] == "Running"
+
+    api.before["patch"] = refuse_status  # later the pods finish, and writing that fails once too
+    for pod in api.pods():
+        pod["status"]["phase"] = "Succeeded"
+        view.pods.observe(api.put("pods", pod))
+    loop.run_once()
+    assert loop._backoff.seconds_to_next_retry(now[0]) == pytest.approx(1.0), (
+        "the Running write went through in between: one failure in a row, not two"
+    )
+
+
+def test_one_jobs_unexpected_error_does_not_stop_the_cycle(api: FakeApiServer, monkeypatch) -> None:
+    loop, _ = start_operator(api)
+
+    def broken(*_: object, **__: object) -> None:
+        raise ValueError("a bug in one step")
+
+    monkeypatch.setattr(loop, "_place", broken)
+    loop.run_once()
+    assert loop.cycles == 1, "the cycle ran to its end and counted itself"
+    text = loop._metrics.exposition().decode()
+    assert 'modeljob_scheduling_attempts_total{namespace="ml",result="error"} 1.0' in text

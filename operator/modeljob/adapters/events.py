@@ -1,14 +1,16 @@
 """The one Event recorder: every Event about a ModelJob (kopf handlers and the scheduling loop) goes here.
 
-Events are posted off the acting path: a job's next step never waits for its Event, and two
-posters keep one job's Events in the order they were written (each is seconds apart from the
-next at most; Events carry their own timestamps). A failed post is logged, never a failed decision.
+Events are posted off the acting path: a job's next step never waits for its Event. Each job's
+Events go to one of a few single-threaded posters, chosen by the job, so they are posted in the
+order they were recorded while different jobs' Events post side by side. A failed post is
+logged, never a failed decision.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import zlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
@@ -32,7 +34,9 @@ class EventRecorder:
         self._gateway = gateway
         self._identity = identity
         self._clock = clock
-        self._pool = ThreadPoolExecutor(max_workers=POSTERS, thread_name_prefix="event")
+        self._posters = tuple(
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"event-{i}") for i in range(POSTERS)
+        )
         self._pending: set[Future[None]] = set()
         self._lock = threading.Lock()
 
@@ -44,7 +48,8 @@ class EventRecorder:
             job, warning=warning, reason=reason, message=message, now=self._clock(), instance=self._identity
         )
         try:
-            future = self._pool.submit(self._post, str(meta.get("namespace")), manifest)
+            poster = self._posters[zlib.crc32(where.encode()) % POSTERS]  # one job, one poster
+            future = poster.submit(self._post, str(meta.get("namespace")), manifest)
         except RuntimeError:  # stopping: the pool takes no more work
             logger.info("not posting event %s on %s: stopping", reason, where)
             return
@@ -61,7 +66,8 @@ class EventRecorder:
     def stop(self) -> None:
         """Post what was recorded (bounded wait), then take no more."""
         self.drain()
-        self._pool.shutdown(wait=False)
+        for poster in self._posters:
+            poster.shutdown(wait=False)
 
     def _posted(self, future: Future[None]) -> None:
         with self._lock:

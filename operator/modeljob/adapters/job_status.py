@@ -7,6 +7,7 @@ job changed: the next cycle looks again) and goes into the watched copy at once 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,8 @@ JsonObject = dict[str, Any]
 
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
+REASON_REFRESH_SECONDS = 10.0
+REMEMBERED_JOBS = 10_000  # past this many, ReasonRewrites starts over (at worst, one early rewrite each)
 
 
 class StatusWriter:
@@ -65,8 +68,9 @@ class StatusWriter:
 
 
 class WriteBackoff:
-    """Per job: after n failed writes in a row, the job is left alone for first * 2^(n-1) seconds
-    (at most ``max_seconds``), so a write that keeps failing does not hammer the API server."""
+    """Per job: after n failed steps in a row (a write refused with an error, pods that could not be
+    bound), the job is left alone for first * 2^(n-1) seconds (at most ``max_seconds``), so a
+    write that keeps failing does not hammer the API server. A step that goes through resets it."""
 
     def __init__(
         self, *, first_seconds: float = BACKOFF_FIRST_SECONDS, max_seconds: float = BACKOFF_MAX_SECONDS
@@ -89,7 +93,14 @@ class WriteBackoff:
             self._failures[uid] = (count, now + timedelta(seconds=delay))
         return delay
 
+    def seconds_to_next_retry(self, now: datetime) -> float | None:
+        """How long until the first job in back-off may be tried again (None: no job is)."""
+        with self._lock:
+            retries = [retry for _, retry in self._failures.values()]
+        return max(0.0, (min(retries) - now).total_seconds()) if retries else None
+
     def succeeded(self, uid: str) -> None:
+        """A step of the job went through: the next failure starts the back-off afresh."""
         with self._lock:
             self._failures.pop(uid, None)
 
@@ -98,3 +109,25 @@ class WriteBackoff:
         with self._lock:
             for uid in set(self._failures) - uids:
                 del self._failures[uid]
+
+
+class ReasonRewrites:
+    """When each waiting job's reason was last written. The reason names free blocks, which change
+    with every pod in the cluster, so it is rewritten at most every ``every_seconds`` unless the
+    job moved in the queue (core/status.py decides with the ``refresh`` flag this gives)."""
+
+    def __init__(
+        self, *, every_seconds: float = REASON_REFRESH_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._every_seconds = every_seconds
+        self._clock = clock
+        self._written: dict[str, float] = {}  # job uid -> when (clock seconds)
+
+    def due(self, uid: str) -> bool:
+        last = self._written.get(uid)
+        return last is None or self._clock() - last >= self._every_seconds
+
+    def written(self, uid: str) -> None:
+        if len(self._written) > REMEMBERED_JOBS:
+            self._written.clear()
+        self._written[uid] = self._clock()

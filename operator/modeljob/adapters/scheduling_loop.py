@@ -11,8 +11,8 @@ through the binder.
 
 from __future__ import annotations
 
+import functools
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +26,7 @@ from modeljob.adapters.binder import Binder, BindingError, PodRefusedError, PodS
 from modeljob.adapters.cluster import ClusterError, ClusterGateway, NotFoundError
 from modeljob.adapters.cluster_view import ClusterView, ParsedJobs, object_key
 from modeljob.adapters.events import EventRecorder
-from modeljob.adapters.job_status import StatusWriter, WriteBackoff
+from modeljob.adapters.job_status import ReasonRewrites, StatusWriter, WriteBackoff
 from modeljob.adapters.metrics import AttemptResult, OperatorMetrics
 from modeljob.core import status, steps
 from modeljob.core.cluster_state import merge_assumed
@@ -40,13 +40,9 @@ logger = logging.getLogger(__name__)
 
 # Estimates are kept per (job shape, device); past this many the cache starts over.
 SIZING_CACHE_ENTRIES = 10_000
-WAIT_MESSAGE_REFRESH_SECONDS = 10.0
 
 Document = Mapping[str, Any]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+UTC_NOW: Callable[[], datetime] = functools.partial(datetime.now, UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +64,7 @@ class SchedulingLoop:
         settings: LoopSettings,
         identity: str,
         acts: Callable[[], bool],
-        clock: Callable[[], datetime] = utc_now,
+        clock: Callable[[], datetime] = UTC_NOW,
         events: EventRecorder | None = None,
     ) -> None:
         self._view = view
@@ -87,7 +83,7 @@ class SchedulingLoop:
         self._jobs_pool = ThreadPoolExecutor(max_workers=scheduling.job_workers, thread_name_prefix="job")
         self._sizing_cache: SizingCache = {}
         self._parsed = ParsedJobs()
-        self._wait_written: dict[str, float] = {}
+        self._rewrites = ReasonRewrites()
         self.cycles = 0
         self.acting = False
 
@@ -113,7 +109,10 @@ class SchedulingLoop:
     def _run(self) -> None:
         changed = self._view.changed
         while not self._stop.is_set():
-            changed.wait(timeout=self._settings.scheduling.resync_seconds)
+            # A job left alone after failed writes is retried when its back-off ends, not at resync.
+            retry = self._backoff.seconds_to_next_retry(self._clock())
+            resync = self._settings.scheduling.resync_seconds
+            changed.wait(timeout=resync if retry is None else min(resync, retry))
             if self._stop.is_set():
                 return
             if self._settings.scheduling.debounce_seconds:
@@ -138,7 +137,10 @@ class SchedulingLoop:
         if len(self._sizing_cache) > SIZING_CACHE_ENTRIES:
             self._sizing_cache.clear()
         documents = {object_key(doc): doc for doc in self._view.jobs.values()}
-        jobs = self._parsed.parse(documents.values())
+        parsed = self._parsed.parse(documents.values())
+        self._backoff.forget_except({job.uid for job in parsed})
+        # A job in back-off sits this cycle out whole: planned, it would hold nodes it cannot use.
+        jobs = [job for job in parsed if self._backoff.ready(job.uid, now)]
         pods = merge_assumed(
             self._view.pods.values(),
             self._view.assumed(),
@@ -149,37 +151,34 @@ class SchedulingLoop:
         cycle = self._settings.cycle
         result = run_cycle(jobs, nodes, pods, now=now, settings=cycle, sizing_cache=self._sizing_cache)
         planned = time.perf_counter()
-        self._backoff.forget_except({job.uid for job in jobs})
         # Each step touches only its own job and pods, and the cycle already accounted for all of
         # them together, so they are acted on in parallel.
         futures = [
             self._jobs_pool.submit(self._act, step, documents[step.job.key], now)
             for step in result.outcomes
             if not (isinstance(step, steps.Keep) and not step.delete_pods)
-            and self._backoff.ready(step.job.uid, now)
         ]
         for future in futures:
             future.result()
-        logger.debug(
-            "cycle: %d jobs, %d acted on, plan %.0f ms, act %.0f ms",
-            len(jobs),
-            len(futures),
-            (planned - started) * 1000,
-            (time.perf_counter() - planned) * 1000,
+        timing = (
+            f"plan {(planned - started) * 1000:.0f} ms, act {(time.perf_counter() - planned) * 1000:.0f} ms"
         )
+        logger.debug("cycle: %d jobs, %d acted on, %s", len(jobs), len(futures), timing)
         # Every job by its status phase as written now, read or not (Invalid ones are the handlers').
         phases = kube_jobs.count_by_phase(self._view.jobs.values())
-        self._metrics.record_cluster(result, jobs=phases, queues={job.queue for job in jobs})
+        self._metrics.record_cluster(result, jobs=phases, queues={job.queue for job in parsed})
         self.cycles += 1
         self._metrics.record_cycle(time.perf_counter() - started)
         return result
 
     def _act(self, step: Step, document: Document, now: datetime) -> None:
         """Act on one step; API errors are logged and leave the job for the next cycle, and a job
-        whose writes keep failing (not a conflict: an error) is left alone for longer each time."""
+        whose steps keep failing (not a conflict: an error) is left alone for longer each time,
+        until one goes through. Nothing one job does stops the others' steps or the cycle."""
         job = step.job
         try:
-            self._dispatch(step, document, now)
+            if self._dispatch(step, document, now):
+                self._backoff.succeeded(job.uid)
         except NotFoundError:
             logger.info("%s/%s was deleted while we acted", job.namespace, job.name)
         except ClusterError as exc:
@@ -191,15 +190,22 @@ class SchedulingLoop:
             delay = self._backoff.failed(job.uid, now)
             logger.warning("%s/%s: %s; trying again in %.0f s", job.namespace, job.name, exc, delay)
             self._metrics.record_attempt(job.namespace, AttemptResult.ERROR)
+        except Exception:
+            delay = self._backoff.failed(job.uid, now)
+            logger.exception(
+                "%s/%s: acting on %s failed; trying again in %.0f s", *job.key, type(step).__name__, delay
+            )
+            self._metrics.record_attempt(job.namespace, AttemptResult.ERROR)
 
-    def _dispatch(self, step: Step, document: Document, now: datetime) -> None:
+    def _dispatch(self, step: Step, document: Document, now: datetime) -> bool:
+        """Act on ``step``; False when its pods could not be bound (the plan is rolled back)."""
         if step.delete_pods and not isinstance(step, RollBack):
             self._binder.delete_pods(step.job.namespace, step.delete_pods, grace_zero=False)
         match step:
             case Place():
-                self._place(step, document, now=now)
+                return self._place(step, document, now=now)
             case steps.Complete():
-                self._complete(step, document, now=now)
+                return self._complete(step, document, now=now)
             case Wait() | Unschedulable():
                 self._wait(step, document, now=now)
             case RollBack():
@@ -210,10 +216,11 @@ class SchedulingLoop:
                 pass
             case _:
                 assert_never(step)
+        return True
 
     # --- the steps ----------------------------------------------------------------------------
 
-    def _place(self, step: Place, document: Document, *, now: datetime) -> None:
+    def _place(self, step: Place, document: Document, *, now: datetime) -> bool:
         job = step.job
         nonce = kube_writes.placement_nonce(
             job.uid, str((document.get("metadata") or {}).get("resourceVersion", ""))
@@ -226,18 +233,19 @@ class SchedulingLoop:
         if not (document.get("status") or {}).get("estimate"):
             self._metrics.record_estimate(step.candidate.estimate)  # sized here first (see _wait)
         new = [e for e in entries if e.replica in names]
-        if self._bind(written, job, new, step.candidate, existing=set(), keep=job.placement):
-            self._finish(
-                written, job, entries, step.candidate, now=now, why=step.message, decided=step.decided
-            )
+        if not self._bind(written, job, new, step.candidate, existing=set(), keep=job.placement):
+            return False
+        self._finish(written, job, entries, step.candidate, now=now, why=step.message, decided=step.decided)
+        return True
 
-    def _complete(self, step: steps.Complete, document: Document, *, now: datetime) -> None:
+    def _complete(self, step: steps.Complete, document: Document, *, now: datetime) -> bool:
         if step.to_bind:
             assert step.candidate is not None  # the cycle rolls back a placement it cannot size
             existing = {entry.pod for entry in step.to_bind} - set(step.to_create)
             if not self._bind(document, step.job, step.to_bind, step.candidate, existing=existing):
-                return
+                return False
         self._finish(document, step.job, step.job.placement, step.candidate, now=now, completed=True)
+        return True
 
     def _bind(
         self,
@@ -291,7 +299,6 @@ class SchedulingLoop:
             ),
             same_generation=True,
         )
-        self._backoff.succeeded(job.uid)
         waited = (now - (job.queued_since or job.created)).total_seconds()
         scores = [e.score for e in entries if e.score is not None]
         self._metrics.record_placement(
@@ -303,13 +310,10 @@ class SchedulingLoop:
     def _wait(self, step: Wait | Unschedulable, document: Document, *, now: datetime) -> None:
         previous = document.get("status") or {}
         uid = step.job.uid
-        refresh = time.monotonic() - self._wait_written.get(uid, -math.inf) >= WAIT_MESSAGE_REFRESH_SECONDS
-        patch = status.waiting(step, previous, now=now, refresh=refresh)
+        patch = status.waiting(step, previous, now=now, refresh=self._rewrites.due(uid))
         if patch is None:
             return
-        if len(self._wait_written) > SIZING_CACHE_ENTRIES:
-            self._wait_written.clear()
-        self._wait_written[uid] = time.monotonic()
+        self._rewrites.written(uid)
         self._status.patch(document, patch)
         if step.candidate is not None and "estimate" in patch and not previous.get("estimate"):
             # Admission could not size it (no node of its type was known yet): this is the first.
