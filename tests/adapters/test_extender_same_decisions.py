@@ -108,7 +108,7 @@ def check_same_decision(
     nodes: list[NodeFacts], pods: list[PodFacts], job: JobFacts, weights: ScoringWeights = DEFAULT_WEIGHTS
 ) -> None:
     result = run_cycle([job], nodes, pods, now=at(1000), settings=CycleSettings(weights=weights))
-    [outcome] = result.outcomes
+    [outcome] = result.steps
     candidate = outcome.candidate
     assert candidate is not None, outcome.message
     product = candidate.node_type.product or None
@@ -199,7 +199,7 @@ def test_fragmented_node_is_preferred_by_both_over_an_empty_one() -> None:
     nodes, pods = cluster([6, 0], [], 1)
     check_same_decision(nodes, pods, with_gpus(make_job("small"), 1))
     result = run_cycle([with_gpus(make_job("small"), 1)], nodes, pods, now=at(1000), settings=CycleSettings())
-    assert result.outcomes[0].placement[0].node == "gpu-h100-0"
+    assert result.steps[0].placement[0].node == "gpu-h100-0"
 
 
 def test_a_pod_that_fits_no_node_is_passed_nowhere_as_the_operator_waits() -> None:

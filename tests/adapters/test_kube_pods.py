@@ -90,7 +90,7 @@ def test_an_absurd_request_on_a_hand_bound_pod_fills_its_node_and_breaks_nothing
         make_job("fits", products=(H100,)), shape=replace(make_job().shape, overrides=Overrides(gpus=8))
     )
     result = run_cycle([job], nodes, [facts], now=at(1000), settings=CycleSettings())
-    [outcome] = result.outcomes
+    [outcome] = result.steps
     assert isinstance(outcome, Place)
     assert [p.node for p in outcome.placement] == ["gpu-h100-0"]
 

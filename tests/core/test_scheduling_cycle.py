@@ -48,7 +48,7 @@ def cycle(
 
 
 def outcome(result: CycleResult, name: str) -> Step:
-    return next(o for o in result.outcomes if o.job.name == name)
+    return next(o for o in result.steps if o.job.name == name)
 
 
 # --- sizing per node type ------------------------------------------------------------------------
@@ -153,7 +153,7 @@ def test_when_room_is_scarce_the_policy_decides_who_goes_first(policy: QueueOrde
     )
     late = with_gpus(make_job("short-late", created=5, expected_duration_seconds=600, products=(H100,)), 8)
     result = cycle([early, late], h100_nodes(1), policy=policy)
-    assert [o.job.name for o in result.outcomes if isinstance(o, Place)] == [winner]
+    assert [o.job.name for o in result.steps if isinstance(o, Place)] == [winner]
 
 
 def test_backfill_lets_a_small_job_pass_a_big_one_unless_the_order_is_strict() -> None:

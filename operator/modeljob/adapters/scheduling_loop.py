@@ -155,7 +155,7 @@ class SchedulingLoop:
         # them together, so they are acted on in parallel.
         futures = [
             self._jobs_pool.submit(self._act, step, documents[step.job.key], now)
-            for step in result.outcomes
+            for step in result.steps
             if not (isinstance(step, steps.Keep) and not step.delete_pods)
         ]
         for future in futures:

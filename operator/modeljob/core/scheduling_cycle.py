@@ -62,7 +62,7 @@ class CycleSettings:
 
 @dataclass(frozen=True, slots=True)
 class CycleResult:
-    outcomes: tuple[Step, ...]  # one step per job
+    steps: tuple[Step, ...]  # one step per job
     views: tuple[NodeView, ...] = ()  # the cluster as accounted at the start of the cycle
     queue_lengths: Mapping[str, int] = field(default_factory=dict)
     workload: TargetWorkload = field(default_factory=lambda: TargetWorkload(shapes=(), weights=()))
@@ -176,7 +176,7 @@ def run_cycle(
         [waiting[entry.name] for entry in ordered], cluster, planner, strict=settings.strict
     )
     return CycleResult(
-        outcomes=(*steps, *queued),
+        steps=(*steps, *queued),
         views=tuple(cluster.views),
         queue_lengths=queue_lengths,
         workload=workload,
