@@ -9,10 +9,11 @@ import pytest
 
 from modeljob.core.cluster_state import NodeFacts, PodFacts
 from modeljob.core.jobs import Overrides
-from modeljob.core.lifecycle import JobFacts, JobPhase
+from modeljob.core.lifecycle import JobFacts, JobPhase, Placed
 from modeljob.core.node_types import node_types, size_job, type_prices
 from modeljob.core.queueing import QueueOrder, QueueSettings
 from modeljob.core.scheduling_cycle import CycleResult, CycleSettings, run_cycle
+from modeljob.core.status import scheduled_message
 from modeljob.core.steps import Complete, Place, RollBack, SetPhase, Step, Unschedulable, Wait
 from tests.operator_builders import (
     H100,
@@ -280,3 +281,7 @@ def test_node_types_whose_mean_scores_differ_are_never_shown_alike() -> None:
     assert "NVIDIA-L4, 24.0 GiB: 1 GPU(s)/replica, mean score 0.505 (chosen)" in step.message
     assert "NVIDIA-H100-80GB-HBM3, 80.0 GiB: 1 GPU(s)/replica, mean score 0.500;" in step.message
     assert step.decided.startswith("0.505 beat 0.500 on NVIDIA-H100-80GB-HBM3, 80.0 GiB")
+    # The condition's own mean score reads with the same decimals as the clause that follows it.
+    entries = [Placed(a.replica, f"chat-{a.replica}", a.node, a.score) for a in step.placement]
+    line = scheduled_message(entries, step.candidate.node_type, place=step)
+    assert ", mean score 0.505 (0.505 beat 0.500 on " in line

@@ -130,11 +130,13 @@ def test_the_plan_is_written_with_binding_true_and_a_short_message() -> None:
 def test_the_scheduled_condition_is_one_short_line_and_the_event_has_every_node_type_tried() -> None:
     step = _place()
     entries = [Placed(i, f"gang-{i}-x", f"gpu-h100-{i}", s) for i, s in enumerate((0.75, 0.25))]
-    patch = scheduled({}, entries=entries, node_type=step.candidate.node_type, generation=1, now=at(9))
+    patch = scheduled(
+        {}, entries=entries, node_type=step.candidate.node_type, generation=1, now=at(9), place=step
+    )
     condition = conditions_of(patch)["Scheduled"]
     assert condition["message"] == "2 pod(s) bound on NVIDIA-H100-80GB-HBM3, 80.0 GiB, mean score 0.50"
     assert conditions_of(patch)["Binding"]["reason"] == "Bound"
-    event = scheduled_event(entries, step.candidate.node_type, why=step.message)
+    event = scheduled_event(entries, step.candidate.node_type, place=step)
     assert "planned on each node type the job was sized for" in event
     assert "NVIDIA-H100-80GB-HBM3, 80.0 GiB: 1 GPU(s)/replica, mean score 0.50 (chosen)" in event
     assert "NVIDIA-L4, 24.0 GiB: replica 2 of 2 has no node now" in event
@@ -214,14 +216,14 @@ def test_the_scheduled_condition_says_in_short_what_decided_and_the_event_why_ea
     )
     entries = [Placed(i, f"gang-{i}-x", f"gpu-h100-{i}", 0.5) for i in range(2)]
     patch = scheduled(
-        {}, entries=entries, node_type=step.candidate.node_type, generation=1, now=at(9), decided=step.decided
+        {}, entries=entries, node_type=step.candidate.node_type, generation=1, now=at(9), place=step
     )
     message = conditions_of(patch)["Scheduled"]["message"]
     assert message == (
         "2 pod(s) bound on NVIDIA-H100-80GB-HBM3, 80.0 GiB, mean score 0.50 "
         "(replica 0: 2 nodes tied at 0.50, the first by name won)"
     )
-    event = scheduled_event(entries, step.candidate.node_type, why=step.message, decided=step.decided)
+    event = scheduled_event(entries, step.candidate.node_type, place=step)
     assert event.startswith(message)
     assert "replica 1 -> gpu-h100-1 (score 0.50; the only node with room)" in event
 

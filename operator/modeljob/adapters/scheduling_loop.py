@@ -235,7 +235,7 @@ class SchedulingLoop:
         new = [e for e in entries if e.replica in names]
         if not self._bind(written, job, new, step.candidate, existing=set(), keep=job.placement):
             return False
-        self._finish(written, job, entries, step.candidate, now=now, why=step.message, decided=step.decided)
+        self._finish(written, job, entries, step.candidate, now=now, place=step)
         return True
 
     def _complete(self, step: steps.Complete, document: Document, *, now: datetime) -> bool:
@@ -244,7 +244,7 @@ class SchedulingLoop:
             existing = {entry.pod for entry in step.to_bind} - set(step.to_create)
             if not self._bind(document, step.job, step.to_bind, step.candidate, existing=existing):
                 return False
-        self._finish(document, step.job, step.job.placement, step.candidate, now=now, completed=True)
+        self._finish(document, step.job, step.job.placement, step.candidate, now=now)
         return True
 
     def _bind(
@@ -282,10 +282,9 @@ class SchedulingLoop:
         candidate: Candidate | None,
         *,
         now: datetime,
-        completed: bool = False,
-        why: str = "",
-        decided: str = "",
+        place: Place | None = None,
     ) -> None:
+        """Mark the job Scheduled: a new placement (``place``) or a completed interrupted one."""
         node_type = candidate.node_type if candidate is not None else None
         self._status.patch_through(
             document,
@@ -295,7 +294,7 @@ class SchedulingLoop:
                 node_type=node_type,
                 generation=job.generation,
                 now=now,
-                decided=decided,
+                place=place,
             ),
             same_generation=True,
         )
@@ -304,8 +303,7 @@ class SchedulingLoop:
         self._metrics.record_placement(
             namespace=job.namespace, queue=job.queue, waited_seconds=waited, scores=scores
         )
-        message = status.scheduled_event(entries, node_type, why=why, decided=decided, completed=completed)
-        self.events.record(document, "Scheduled", message)
+        self.events.record(document, "Scheduled", status.scheduled_event(entries, node_type, place=place))
 
     def _wait(self, step: Wait | Unschedulable, document: Document, *, now: datetime) -> None:
         previous = document.get("status") or {}

@@ -186,31 +186,31 @@ def planned(step: Place, entries: Sequence[Placed], status: Mapping[str, object]
     }
 
 
-def scheduled_message(entries: Sequence[Placed], node_type: NodeType | None, *, decided: str = "") -> str:
-    """One line: how many pods are bound, where, how well they scored, and what decided (short)."""
+def scheduled_message(
+    entries: Sequence[Placed], node_type: NodeType | None, *, place: Place | None = None
+) -> str:
+    """One line: how many pods are bound, where, how well they scored, and (for a new placement,
+    ``place``) in short what decided, its scores shown with as many decimals as the clause's."""
     scores = [e.score for e in entries if e.score is not None]
     what = f" on {node_type.describe()}" if node_type is not None else ""
-    score = f", mean score {sum(scores) / len(scores):.2f}" if scores else ""
+    decimals = place.decimals if place is not None else 2
+    score = f", mean score {sum(scores) / len(scores):.{decimals}f}" if scores else ""
+    decided = place.decided if place is not None else ""
     return f"{len(entries)} pod(s) bound{what}{score}" + (f" ({decided})" if decided else "")
 
 
 def scheduled_event(
-    entries: Sequence[Placed],
-    node_type: NodeType | None,
-    *,
-    why: str = "",
-    decided: str = "",
-    completed: bool = False,
+    entries: Sequence[Placed], node_type: NodeType | None, *, place: Place | None = None
 ) -> str:
-    """The Scheduled Event: the condition's line, then the detail: for a new placement ``why`` (every
-    node type tried with its mean score or why it failed, each replica's node and what set it apart),
-    for a completed one each replica's node and score."""
+    """The Scheduled Event: the condition's line, then the detail. For a new placement (``place``):
+    every node type tried with its mean score or why it failed, each replica's node and what set it
+    apart; for a completed one (an interrupted binding) each replica's node and score."""
     where = ", ".join(
         f"replica {e.replica} -> {e.node}" + (f" (score {e.score:.2f})" if e.score is not None else "")
         for e in entries
     )
-    parts = [scheduled_message(entries, node_type, decided=decided), why or where]
-    prefix = "completed an interrupted binding: " if completed else ""
+    parts = [scheduled_message(entries, node_type, place=place), place.message if place else where]
+    prefix = "" if place is not None else "completed an interrupted binding: "
     return prefix + "; ".join(part for part in parts if part)
 
 
@@ -221,10 +221,10 @@ def scheduled(
     node_type: NodeType | None,
     generation: int | None,
     now: datetime,
-    decided: str = "",
+    place: Place | None = None,
 ) -> Json:
     """Every pod of the placement is bound: Binding=False/Bound, Scheduled=True, phase Scheduled."""
-    message = scheduled_message(entries, node_type, decided=decided)
+    message = scheduled_message(entries, node_type, place=place)
     conditions = set_condition(
         _conditions(status),
         type_=ConditionType.BINDING,
