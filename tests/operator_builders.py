@@ -13,8 +13,8 @@ import yaml
 
 from modeljob.adapters import node_catalog
 from modeljob.core.cluster_state import NodeFacts, PodFacts, PodPhase, Taint
+from modeljob.core.job_state import JobFacts, JobPhase, Placed
 from modeljob.core.jobs import JobShape, ModelShape, Workload
-from modeljob.core.lifecycle import JobFacts, JobPhase, Placed
 from modeljob.core.nodes import NodeView
 from modeljob.core.resources import GIB, TIB, Resources
 

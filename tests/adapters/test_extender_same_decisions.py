@@ -27,8 +27,8 @@ from modeljob.adapters.extender.server import ExtenderServer
 from modeljob.adapters.extender.settings import ExtenderSettings
 from modeljob.core.cluster_state import NodeFacts, PodFacts, account
 from modeljob.core.fragmentation import compile_workload
+from modeljob.core.job_state import JobFacts
 from modeljob.core.jobs import Overrides
-from modeljob.core.lifecycle import JobFacts
 from modeljob.core.nodes import build_node_table
 from modeljob.core.scheduling_cycle import CycleSettings, run_cycle
 from modeljob.core.scoring.filters import filter_nodes

@@ -9,7 +9,7 @@ import pytest
 
 from modeljob.adapters import kube_jobs
 from modeljob.adapters.kube_jobs import ObjectError
-from modeljob.core.lifecycle import JobPhase, Placed
+from modeljob.core.job_state import JobPhase, Placed
 from tests.operator_builders import container, modeljob_dict
 
 

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modeljob.adapters.extender.metrics import ExtenderMetrics
 from modeljob.adapters.metrics import AttemptResult, BindingResult, OperatorMetrics
-from modeljob.core.lifecycle import JobPhase, Requeue
+from modeljob.core.job_state import JobPhase, Requeue
 from modeljob.core.resources import GIB
 from modeljob.core.sizing import Device, size_replica
 from tests.core.test_sizing import make_job

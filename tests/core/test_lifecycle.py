@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import pytest
 
-from modeljob.core.cluster_state import NodeFacts, PodPhase, Termination
+from modeljob.core.cluster_state import NodeFacts, PodFacts, PodPhase, Termination
+from modeljob.core.job_state import JobFacts, JobPhase, Placed, Requeue
 from modeljob.core.jobs import JobShape, ModelShape, Overrides, Precision, Workload, WorkloadType
-from modeljob.core.lifecycle import (
-    Action,
-    JobPhase,
-    Placed,
-    Requeue,
-    admission_phase,
-    reconcile_job,
-    spec_problem,
-)
+from modeljob.core.lifecycle import Plan, Reconciled, admission_phase, reconcile_job, spec_problem
+from modeljob.core.steps import Complete, Keep, RollBack, SetPhase
 from tests.operator_builders import at, h100_nodes, make_job, make_node, make_pod, placed, pods_of
 
 NODES: dict[str, NodeFacts] = {n.name: n for n in h100_nodes()}
 
 
-def _reconcile(job, pods, nodes=None, *, now_seconds: float = 100, grace: float = 30):  # type: ignore[no-untyped-def]
+def _reconcile(
+    job: JobFacts,
+    pods: Sequence[PodFacts],
+    nodes: Mapping[str, NodeFacts] | None = None,
+    *,
+    now_seconds: float = 100,
+    grace: float = 30,
+) -> Reconciled:
     return reconcile_job(
         job, pods, NODES if nodes is None else nodes, now=at(now_seconds), node_lost_after_seconds=grace
     )
@@ -88,33 +90,35 @@ def test_a_sensible_spec_has_no_problem() -> None:
 
 def test_job_not_admitted_yet_is_left_to_the_handlers() -> None:
     job = replace(make_job(), observed_generation=None)
-    assert _reconcile(job, []).action is Action.NONE
+    assert _reconcile(job, []) == Keep(job=job)
 
 
 def test_queued_job_without_pods_is_a_candidate() -> None:
-    assert _reconcile(make_job(), []).action is Action.PLAN
+    job = make_job()
+    assert _reconcile(job, []) == Plan(job=job, phase=JobPhase.QUEUED)
 
 
 def test_queued_job_deletes_pods_left_from_an_earlier_attempt() -> None:
     job = make_job()
     stray = make_pod("job-0-old", node="gpu-h100-0", job=job, replica=0)
     gone = make_pod("job-1-old", node="gpu-h100-0", job=job, replica=1, terminating=True)
-    rec = _reconcile(job, [stray, gone])
-    assert rec.action is Action.PLAN
-    assert rec.delete_pods == ("job-0-old",)
+    step = _reconcile(job, [stray, gone])
+    assert isinstance(step, Plan)
+    assert step.delete_pods == ("job-0-old",)
 
 
 def test_invalid_job_loses_its_pods() -> None:
     job = replace(placed(make_job(), "gpu-h100-0"), phase=JobPhase.INVALID)
-    rec = _reconcile(job, pods_of(job))
-    assert (rec.action, rec.phase) == (Action.ROLL_BACK, JobPhase.INVALID)
-    assert rec.delete_pods == ("job-0-abcde",)
+    step = _reconcile(job, pods_of(job))
+    assert isinstance(step, RollBack)
+    assert (step.reason, step.phase, step.requeue) == ("InvalidSpec", JobPhase.INVALID, None)
+    assert step.delete_pods == ("job-0-abcde",)
 
 
 @pytest.mark.parametrize("phase", [JobPhase.SUCCEEDED, JobPhase.FAILED])
 def test_finished_job_is_left_alone(phase: JobPhase) -> None:
     job = replace(placed(make_job(), "gpu-h100-0"), phase=phase)
-    assert _reconcile(job, []).action is Action.NONE
+    assert _reconcile(job, []) == Keep(job=job)
 
 
 # --- a written placement that is not fully bound (after a crash) --------------------------------
@@ -122,46 +126,51 @@ def test_finished_job_is_left_alone(phase: JobPhase) -> None:
 
 def test_binding_without_pods_is_completed_by_creating_them() -> None:
     job = placed(make_job(replicas=2), "gpu-h100-0", "gpu-h100-1", binding=True)
-    rec = _reconcile(job, [])
-    assert rec.action is Action.COMPLETE
-    assert [e.replica for e in rec.to_bind] == [0, 1]
-    assert rec.to_create == ("job-0-abcde", "job-1-abcde")
+    step = _reconcile(job, [])
+    assert isinstance(step, Complete)
+    assert [e.replica for e in step.to_bind] == [0, 1]
+    assert step.to_create == ("job-0-abcde", "job-1-abcde")
+    assert step.candidate is None  # the cycle sizes it, where it knows the nodes' room
 
 
 def test_binding_with_some_pods_bound_binds_only_the_rest() -> None:
     job = placed(make_job(replicas=2), "gpu-h100-0", "gpu-h100-1", binding=True)
     bound, unbound = pods_of(job)
-    rec = _reconcile(job, [bound, replace(unbound, node=None)])
-    assert rec.action is Action.COMPLETE
-    assert [e.pod for e in rec.to_bind] == ["job-1-abcde"]
-    assert rec.to_create == ()
+    step = _reconcile(job, [bound, replace(unbound, node=None)])
+    assert isinstance(step, Complete)
+    assert [e.pod for e in step.to_bind] == ["job-1-abcde"]
+    assert step.to_create == ()
 
 
 def test_binding_with_every_pod_bound_only_needs_its_status_written() -> None:
     job = placed(make_job(replicas=2), "gpu-h100-0", "gpu-h100-1", binding=True)
-    rec = _reconcile(job, pods_of(job))
-    assert (rec.action, rec.to_bind) == (Action.COMPLETE, ())
+    step = _reconcile(job, pods_of(job))
+    assert isinstance(step, Complete)
+    assert step.to_bind == ()
 
 
 def test_binding_is_rolled_back_when_the_spec_changed_meanwhile() -> None:
     job = replace(placed(make_job(), "gpu-h100-0", binding=True), generation=2, observed_generation=2)
-    rec = _reconcile(job, pods_of(job))
-    assert (rec.action, rec.requeue) == (Action.ROLL_BACK, Requeue.SPEC_CHANGED)
-    assert rec.delete_pods == ("job-0-abcde",)
+    step = _reconcile(job, pods_of(job))
+    assert isinstance(step, RollBack)
+    assert (step.requeue, step.was_binding) == (Requeue.SPEC_CHANGED, True)
+    assert step.delete_pods == ("job-0-abcde",)
 
 
 def test_binding_is_rolled_back_when_a_pod_is_bound_elsewhere() -> None:
     job = placed(make_job(), "gpu-h100-0", binding=True)
-    rec = _reconcile(job, [replace(pods_of(job)[0], node="gpu-h100-1")])
-    assert (rec.action, rec.requeue) == (Action.ROLL_BACK, Requeue.BINDING_FAILED)
+    step = _reconcile(job, [replace(pods_of(job)[0], node="gpu-h100-1")])
+    assert isinstance(step, RollBack)
+    assert step.requeue is Requeue.BINDING_FAILED
 
 
 def test_binding_is_rolled_back_when_its_node_is_gone() -> None:
     job = placed(make_job(replicas=2), "gpu-h100-0", "gpu-h100-9", binding=True)
-    rec = _reconcile(job, pods_of(job)[:1])
-    assert (rec.action, rec.requeue) == (Action.ROLL_BACK, Requeue.NODE_LOST)
-    assert rec.delete_pods == ("job-0-abcde",)
-    assert rec.phase is JobPhase.QUEUED
+    step = _reconcile(job, pods_of(job)[:1])
+    assert isinstance(step, RollBack)
+    assert step.requeue is Requeue.NODE_LOST
+    assert step.delete_pods == ("job-0-abcde",)
+    assert step.phase is JobPhase.QUEUED
 
 
 # --- a placed job --------------------------------------------------------------------------------
@@ -181,63 +190,73 @@ def test_binding_is_rolled_back_when_its_node_is_gone() -> None:
 def test_placed_job_phase_follows_its_pods(phases: tuple[PodPhase, PodPhase], expected: JobPhase) -> None:
     job = replace(placed(make_job(replicas=2), "gpu-h100-0", "gpu-h100-1"), phase=JobPhase.SCHEDULED)
     pods = [replace(p, phase=phase) for p, phase in zip(pods_of(job), phases, strict=True)]
-    rec = _reconcile(job, pods)
+    step = _reconcile(job, pods)
     if expected is JobPhase.SCHEDULED:
-        assert rec.action is Action.NONE
+        assert step == Keep(job=job)
     else:
-        assert (rec.action, rec.phase) == (Action.UPDATE, expected)
+        assert isinstance(step, SetPhase)
+        assert step.phase is expected
 
 
 def test_gang_goes_back_to_the_queue_whole_when_one_pod_is_deleted() -> None:
     job = placed(make_job(replicas=2), "gpu-h100-0", "gpu-h100-1")
-    rec = _reconcile(job, pods_of(job)[:1])
-    assert (rec.action, rec.requeue, rec.phase) == (Action.ROLL_BACK, Requeue.POD_LOST, JobPhase.QUEUED)
-    assert rec.delete_pods == ("job-0-abcde",)
-    assert "replica 1" in rec.message
+    step = _reconcile(job, pods_of(job)[:1])
+    assert isinstance(step, RollBack)
+    assert (step.requeue, step.phase, step.was_binding) == (Requeue.POD_LOST, JobPhase.QUEUED, False)
+    assert step.delete_pods == ("job-0-abcde",)
+    assert "replica 1" in step.message
 
 
 def test_gang_goes_back_to_the_queue_when_its_node_is_deleted() -> None:
     job = placed(make_job(replicas=2), "gpu-h100-0", "gpu-h100-1")
     nodes = {"gpu-h100-0": NODES["gpu-h100-0"]}
-    rec = _reconcile(job, pods_of(job), nodes)
-    assert (rec.action, rec.requeue) == (Action.ROLL_BACK, Requeue.NODE_LOST)
-    assert rec.delete_pods == ("job-0-abcde", "job-1-abcde")
-    assert "node gpu-h100-1 of replica 1 was deleted" in rec.message
+    step = _reconcile(job, pods_of(job), nodes)
+    assert isinstance(step, RollBack)
+    assert step.requeue is Requeue.NODE_LOST
+    assert step.delete_pods == ("job-0-abcde", "job-1-abcde")
+    assert "node gpu-h100-1 of replica 1 was deleted" in step.message
 
 
 @pytest.mark.parametrize(("now", "lost"), [(129, False), (130, True)], ids=["within-grace", "past-grace"])
 def test_not_ready_node_counts_as_lost_after_the_grace_period(now: float, lost: bool) -> None:
     job = placed(make_job(), "gpu-h100-0")
     nodes = {"gpu-h100-0": make_node("gpu-h100-0", ready=False, not_ready_since=at(100))}
-    rec = _reconcile(job, pods_of(job), nodes, now_seconds=now, grace=30)
-    assert (rec.requeue is Requeue.NODE_LOST) is lost
+    step = _reconcile(job, pods_of(job), nodes, now_seconds=now, grace=30)
+    assert (isinstance(step, RollBack) and step.requeue is Requeue.NODE_LOST) is lost
 
 
 def test_non_gang_job_requeues_only_the_lost_replica() -> None:
     job = placed(make_job(replicas=2, gang=False), "gpu-h100-0", "gpu-h100-1")
-    rec = _reconcile(job, pods_of(job)[:1])
-    assert rec.action is Action.ROLL_BACK
-    assert rec.keep == (Placed(replica=0, pod="job-0-abcde", node="gpu-h100-0"),)
-    assert rec.delete_pods == ()
-    assert rec.phase is JobPhase.RUNNING
+    step = _reconcile(job, pods_of(job)[:1])
+    assert isinstance(step, RollBack)
+    assert step.keep == (Placed(replica=0, pod="job-0-abcde", node="gpu-h100-0"),)
+    assert step.delete_pods == ()
+    assert step.phase is JobPhase.RUNNING
+
+
+def test_non_gang_job_with_replicas_still_to_place_is_planned_in_the_phase_its_pods_give_it() -> None:
+    job = replace(placed(make_job(replicas=2, gang=False), "gpu-h100-0"), phase=JobPhase.SCHEDULED)
+    assert _reconcile(job, pods_of(job)) == Plan(job=job, phase=JobPhase.RUNNING)
 
 
 def test_pods_of_an_older_spec_make_the_job_re_planned() -> None:
     job = placed(make_job(spec_hash="new"), "gpu-h100-0")
-    rec = _reconcile(job, [replace(pods_of(job)[0], spec_hash="old")])
-    assert (rec.action, rec.requeue) == (Action.ROLL_BACK, Requeue.SPEC_CHANGED)
+    step = _reconcile(job, [replace(pods_of(job)[0], spec_hash="old")])
+    assert isinstance(step, RollBack)
+    assert step.requeue is Requeue.SPEC_CHANGED
 
 
 def test_a_priority_change_does_not_move_a_running_job() -> None:
     job = replace(placed(make_job(), "gpu-h100-0"), generation=2, observed_generation=2)
-    assert _reconcile(job, pods_of(job)).action is Action.NONE
+    assert _reconcile(job, pods_of(job)) == Keep(job=job)
 
 
 def test_placed_job_deletes_stray_pods() -> None:
     job = replace(placed(make_job(), "gpu-h100-0"), phase=JobPhase.RUNNING)
     stray = make_pod("job-0-older", node="gpu-h100-1", job=job, replica=0)
-    rec = _reconcile(job, [*pods_of(job), stray])
-    assert (rec.action, rec.delete_pods) == (Action.UPDATE, ("job-0-older",))
+    step = _reconcile(job, [*pods_of(job), stray])
+    assert isinstance(step, SetPhase)
+    assert step.delete_pods == ("job-0-older",)
 
 
 def test_a_failed_job_names_the_pod_the_container_the_reason_and_the_exit_code() -> None:
@@ -248,6 +267,7 @@ def test_a_failed_job_names_the_pod_the_container_the_reason_and_the_exit_code()
         phase=PodPhase.FAILED,
         termination=Termination(container="server", reason="OOMKilled", exit_code=137),
     )
-    rec = _reconcile(job, [running, oom])
-    assert (rec.action, rec.phase) == (Action.UPDATE, JobPhase.FAILED)
-    assert rec.message == "pod gang-1-abcde failed: container server OOMKilled (exit code 137)"
+    step = _reconcile(job, [running, oom])
+    assert isinstance(step, SetPhase)
+    assert step.phase is JobPhase.FAILED
+    assert step.message == "pod gang-1-abcde failed: container server OOMKilled (exit code 137)"

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from modeljob.core.cluster_state import NodeFacts, PodFacts
+from modeljob.core.job_state import JobFacts, JobPhase, Placed
 from modeljob.core.jobs import Overrides
-from modeljob.core.lifecycle import JobFacts, JobPhase, Placed
 from modeljob.core.node_types import node_types, size_job, type_prices
 from modeljob.core.queueing import QueueOrder, QueueSettings
 from modeljob.core.scheduling_cycle import CycleResult, CycleSettings, run_cycle

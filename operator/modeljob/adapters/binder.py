@@ -19,7 +19,7 @@ from modeljob.adapters import kube_pods, kube_writes
 from modeljob.adapters.cluster import ClusterError, ClusterGateway, NotFoundError
 from modeljob.adapters.cluster_view import ClusterView
 from modeljob.adapters.metrics import BindingResult, OperatorMetrics
-from modeljob.core.lifecycle import Placed
+from modeljob.core.job_state import Placed
 from modeljob.core.node_types import Candidate
 from modeljob.core.resources import Resources
 

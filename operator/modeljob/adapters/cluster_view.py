@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 from modeljob.adapters import kube_jobs, kube_nodes, kube_pods
 from modeljob.adapters.cluster import ClusterError, ClusterGateway, Watched
 from modeljob.core.cluster_state import AssumedPod, NodeFacts, PodFacts
-from modeljob.core.lifecycle import JobFacts
+from modeljob.core.job_state import JobFacts
 
 logger = logging.getLogger(__name__)
 

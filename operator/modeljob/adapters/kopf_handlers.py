@@ -25,7 +25,8 @@ from modeljob.adapters.metrics import OperatorMetrics
 from modeljob.adapters.scheduling_loop import SchedulingLoop
 from modeljob.api.v1alpha1 import GROUP, PLURAL, VERSION
 from modeljob.core import status as job_status
-from modeljob.core.lifecycle import JobFacts, JobPhase, admission_phase, spec_problem
+from modeljob.core.job_state import JobFacts, JobPhase
+from modeljob.core.lifecycle import admission_phase, spec_problem
 from modeljob.core.node_types import Sizing, size_for_cluster
 from modeljob.core.resources import format_bytes
 

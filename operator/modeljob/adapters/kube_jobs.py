@@ -19,7 +19,7 @@ from modeljob.adapters.kube_pods import pod_requests
 from modeljob.adapters.kube_values import parse_time
 from modeljob.api.v1alpha1 import ModelJobSpec, describe_validation_error
 from modeljob.core.cluster_state import TaintEffect, Toleration
-from modeljob.core.lifecycle import ConditionType, JobFacts, JobPhase, Placed
+from modeljob.core.job_state import ConditionType, JobFacts, JobPhase, Placed
 from modeljob.core.resources import QuantityError, Resources, parse_bytes, parse_quantity
 
 

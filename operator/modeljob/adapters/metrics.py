@@ -17,7 +17,7 @@ from functools import partial
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
-from modeljob.core.lifecycle import JobPhase, Requeue
+from modeljob.core.job_state import JobPhase, Requeue
 from modeljob.core.scheduling_cycle import CycleResult
 from modeljob.core.sizing import Estimate
 

@@ -30,7 +30,7 @@ from modeljob.adapters.job_status import ReasonRewrites, StatusWriter, WriteBack
 from modeljob.adapters.metrics import AttemptResult, OperatorMetrics
 from modeljob.core import status, steps
 from modeljob.core.cluster_state import merge_assumed
-from modeljob.core.lifecycle import JobFacts, JobPhase, Placed
+from modeljob.core.job_state import JobFacts, JobPhase, Placed
 from modeljob.core.node_types import Candidate
 from modeljob.core.scheduling_cycle import CycleResult, CycleSettings, SizingCache, run_cycle
 from modeljob.core.steps import Place, RollBack, Step, Unschedulable, Wait

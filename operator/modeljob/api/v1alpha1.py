@@ -26,6 +26,7 @@ from modeljob.api.quantities import (
     parameters_field,
     quantity_field,
 )
+from modeljob.core.job_state import JobPhase
 from modeljob.core.jobs import (
     MAX_BATCH_SIZE,
     MAX_SEQUENCE_LENGTH,
@@ -42,7 +43,6 @@ from modeljob.core.jobs import (
 from modeljob.core.jobs import (
     Workload as CoreWorkload,
 )
-from modeljob.core.lifecycle import JobPhase
 from modeljob.core.resources import parse_bytes, parse_count, parse_cpu_milli
 
 GROUP: Final = "modeljob.dev"

@@ -1,140 +1,43 @@
 """A ModelJob's lifecycle: what its status says, what its pods and nodes say, and what to do about it.
 
 The operator keeps decisions safe by writing a plan before acting on it (docs/operator.md,
-"Keeping decisions safe"): a
-placement is written with a ``Binding`` condition, then pods are created and bound, then the
-condition is cleared. Whatever the operator finds when it looks (after a crash, a lost node, a
-deleted pod, a changed spec) is judged here, as plain data, and the answer says what to do and why.
+"Keeping decisions safe"): a placement is written with a ``Binding`` condition, then pods are
+created and bound, then the condition is cleared. Whatever the operator finds when it looks (after
+a crash, a lost node, a deleted pod, a changed spec) is judged here, as plain data, and the answer
+is the job's step (core/steps.py) with its reason, or ``Plan`` for a job the cycle must place.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
-from modeljob.core.cluster_state import NodeFacts, PodFacts, PodPhase, Toleration
+from modeljob.core.cluster_state import NodeFacts, PodFacts, PodPhase
+from modeljob.core.job_state import JobFacts, JobPhase, Placed, Requeue
 from modeljob.core.jobs import JobShape
-from modeljob.core.resources import GIB, Resources
+from modeljob.core.resources import GIB
 from modeljob.core.sizing import Device, SizingError, size_replica
+from modeljob.core.steps import Complete, Keep, RollBack, SetPhase
 
 # Sizing problems that do not depend on the device (a negative override, training int4 weights)
 # show on any device; this one stands in for "some device" when judging a spec.
 _PROBE_DEVICE = Device(memory_bytes=80 * GIB, gpus_per_node=8)
 
 
-class JobPhase(StrEnum):
-    # status.phase, also the API's type of that field (api/v1alpha1.py). No docstring: pydantic
-    # would make it the enum's description and move the CRD field's own description around.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """Waiting for room (or, not a gang, for its other replicas): the cycle plans it, and its step
+    is the plan's (Place, Wait or Unschedulable)."""
 
-    PENDING = "Pending"
-    QUEUED = "Queued"
-    SCHEDULED = "Scheduled"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    UNSCHEDULABLE = "Unschedulable"
-    INVALID = "Invalid"
-
-    @property
-    def finished(self) -> bool:
-        return self in (JobPhase.SUCCEEDED, JobPhase.FAILED)
-
-
-class ConditionType(StrEnum):
-    VALID = "Valid"  # the spec makes sense (written when a generation is admitted)
-    SCHEDULED = "Scheduled"  # every replica is bound; False says why the job waits
-    BINDING = "Binding"  # a written placement is being bound; True only between plan and bound
-
-
-class Requeue(StrEnum):
-    """Why a placed job goes back to the queue (Event reasons, metric labels)."""
-
-    NODE_LOST = "NodeLost"
-    POD_LOST = "PodLost"
-    SPEC_CHANGED = "SpecChanged"
-    BINDING_FAILED = "BindingFailed"
-
-
-class Action(StrEnum):
-    NONE = "none"  # nothing to do (not admitted yet, finished, or all is well)
-    PLAN = "plan"  # waiting: a candidate for the scheduling cycle
-    COMPLETE = "complete"  # a written placement is not fully bound yet: bind the rest
-    # Undo a placement: delete the job's pods but ``keep`` and cut the placement to it (a job that
-    # is not a gang keeps its healthy replicas, and its phase with them); otherwise the placement is
-    # cleared and the job goes back to the queue (or stays Invalid where the spec is).
-    ROLL_BACK = "roll-back"
-    UPDATE = "update"  # the pods moved on (Running, Succeeded, ...): write the phase
-
-
-@dataclass(frozen=True, slots=True)
-class Placed:
-    """One status.placement entry: replica -> pod -> node."""
-
-    replica: int
-    pod: str
-    node: str
-    score: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class JobFacts:
-    """One ModelJob as the scheduling loop sees it: the parts of its spec that matter, and its status.
-
-    ``spec_hash`` covers everything that shapes its pods (not scheduling.*), so a change of
-    priority does not move a running job. ``placed_generation`` is the generation the current
-    placement was planned for; ``binding`` is the Binding condition.
-    """
-
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    created: datetime
-    shape: JobShape
-    spec_hash: str
-    replicas: int = 1
-    gang: bool = True
-    queue: str = "default"
-    priority: int = 0
-    expected_duration_seconds: float | None = None
-    accelerator: str = "nvidia.com/gpu"
-    products: tuple[str, ...] = ()
-    memory_per_device_bytes: int | None = None
-    extra_requests: Resources = field(default_factory=Resources)  # the template's other containers
-    node_selector: Mapping[str, str] = field(default_factory=dict)
-    tolerations: tuple[Toleration, ...] = ()
-    phase: JobPhase | None = None
-    observed_generation: int | None = None
-    placement: tuple[Placed, ...] = ()
-    binding: bool = False
-    placed_generation: int | None = None
-    queued_since: datetime | None = None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.namespace, self.name)
-
-    @property
-    def admitted(self) -> bool:
-        """The handlers have validated and sized the current generation."""
-        return self.observed_generation == self.generation and self.phase not in (None, JobPhase.PENDING)
-
-
-@dataclass(frozen=True, slots=True)
-class Reconciliation:
-    """What to do with one job, and why (reason is CamelCase for Events, message is for people)."""
-
-    action: Action
-    reason: str = ""
-    message: str = ""
-    phase: JobPhase | None = None  # UPDATE: the new phase; ROLL_BACK: the phase to return to
-    requeue: Requeue | None = None
+    job: JobFacts
+    phase: JobPhase  # while it waits: Queued, or the phase its placed replicas' pods give it
     delete_pods: tuple[str, ...] = ()
-    to_bind: tuple[Placed, ...] = ()  # COMPLETE: entries whose pod must be created or bound
-    to_create: tuple[str, ...] = ()  # COMPLETE: the pods among to_bind that do not exist yet
-    keep: tuple[Placed, ...] = ()  # ROLL_BACK of a non-gang job: the replicas that stay placed
+
+
+# What judging a job can say: a step decided here, or Plan. A Complete's candidate is left to the
+# cycle, which sizes it and rolls the placement back if its nodes no longer have room.
+Reconciled = Keep | SetPhase | RollBack | Complete | Plan
 
 
 def admission_phase(current: JobPhase | None, *, valid: bool) -> JobPhase:
@@ -166,31 +69,27 @@ def reconcile_job(
     *,
     now: datetime,
     node_lost_after_seconds: float,
-) -> Reconciliation:
+) -> Reconciled:
     """Compare a job's status with its pods and their nodes; ``pods`` are the ones the job owns."""
     if not job.admitted:
-        return Reconciliation(Action.NONE, reason="NotAdmitted")
+        return Keep(job=job)  # the handlers have not judged this generation yet
     names = ", ".join(sorted(p.name for p in pods))
     if job.phase is JobPhase.INVALID:
         if pods or job.placement:
-            return Reconciliation(
-                Action.ROLL_BACK,
+            return RollBack(
+                job=job,
                 reason="InvalidSpec",
                 message=f"the spec is invalid; deleting the job's pods ({names or 'none'})",
                 phase=JobPhase.INVALID,
                 delete_pods=tuple(sorted(p.name for p in pods)),
+                was_binding=job.binding,
             )
-        return Reconciliation(Action.NONE, reason="Invalid")
+        return Keep(job=job)
     if job.phase is not None and job.phase.finished:
-        return Reconciliation(Action.NONE, reason=job.phase.value)
+        return Keep(job=job)
     if not job.placement:
         strays = tuple(sorted(p.name for p in pods if not p.terminating))
-        return Reconciliation(
-            Action.PLAN,
-            reason="Waiting",
-            delete_pods=strays,
-            phase=JobPhase.QUEUED if job.phase in (JobPhase.SCHEDULED, JobPhase.RUNNING) else job.phase,
-        )
+        return Plan(job=job, phase=JobPhase.QUEUED, delete_pods=strays)
     return _reconcile_placed(
         job, pods, nodes, lambda node: node.lost(now=now, grace_seconds=node_lost_after_seconds)
     )
@@ -201,23 +100,25 @@ def _reconcile_placed(
     pods: Sequence[PodFacts],
     nodes: Mapping[str, NodeFacts],
     lost_node: Callable[[NodeFacts], bool],
-) -> Reconciliation:
+) -> Reconciled:
     """A placed job: ``lost_node`` says whether a node has been NotReady past the grace period."""
     by_name = {p.name: p for p in pods}
     planned = {entry.pod for entry in job.placement}
     strays = tuple(sorted(p.name for p in pods if p.name not in planned and not p.terminating))
     all_pods = tuple(sorted(by_name))
 
-    def roll_back(requeue: Requeue, message: str, keep: tuple[Placed, ...] = ()) -> Reconciliation:
+    def roll_back(requeue: Requeue, message: str, keep: tuple[Placed, ...] = ()) -> RollBack:
         kept = {entry.pod for entry in keep}
-        return Reconciliation(
-            Action.ROLL_BACK,
+        return RollBack(
+            job=job,
             reason=requeue.value,
             message=message,
-            phase=job.phase if keep else JobPhase.QUEUED,
+            # Replicas kept keep the phase their pods gave the job (an admitted job has one).
+            phase=(job.phase or JobPhase.QUEUED) if keep else JobPhase.QUEUED,
             requeue=requeue,
             delete_pods=tuple(name for name in all_pods if name not in kept),
             keep=keep,
+            was_binding=job.binding,
         )
 
     changed = _spec_change(job, by_name)
@@ -233,10 +134,9 @@ def _reconcile_placed(
         keep = tuple(entry for entry in job.placement if entry not in lost_entries)
         return roll_back(first_reason, f"{message}; those replicas go back to the queue", keep=keep)
     if job.binding:
-        return Reconciliation(
-            Action.COMPLETE,
-            reason="Binding",
-            message=f"binding {len(to_bind)} of {len(job.placement)} pods",
+        return Complete(
+            job=job,
+            candidate=None,  # sized by the cycle, which knows the nodes' room
             to_bind=tuple(to_bind),
             to_create=tuple(to_create),
             delete_pods=strays,
@@ -291,23 +191,18 @@ def _check_entries(
     return lost, to_bind, to_create
 
 
-def _from_pods(job: JobFacts, placed_pods: Sequence[PodFacts], strays: tuple[str, ...]) -> Reconciliation:
+def _from_pods(
+    job: JobFacts, placed_pods: Sequence[PodFacts], strays: tuple[str, ...]
+) -> Keep | SetPhase | Plan:
     """A bound placement whose replicas are all where they should be: the phase its pods give it."""
     phase = _phase_from_pods(job, placed_pods)
     if len(job.placement) < job.replicas:
         # A non-gang job whose other replicas still wait: it stays a candidate for planning.
-        return Reconciliation(
-            Action.PLAN,
-            reason="PartlyPlaced",
-            message=f"{len(job.placement)} of {job.replicas} replicas placed",
-            phase=phase if phase is not job.phase else None,
-            delete_pods=strays,
-        )
+        return Plan(job=job, phase=phase, delete_pods=strays)
     if phase is job.phase and not strays:
-        return Reconciliation(Action.NONE, reason=phase.value)
-    return Reconciliation(
-        Action.UPDATE,
-        reason=phase.value,
+        return Keep(job=job)
+    return SetPhase(
+        job=job,
         message=_phase_message(phase, placed_pods),
         phase=phase,
         delete_pods=strays,

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from modeljob.core.cluster_state import NodeFacts, admits
-from modeljob.core.lifecycle import JobFacts
+from modeljob.core.job_state import JobFacts
 from modeljob.core.nodes import NodeView, PodRequest
 from modeljob.core.resources import Resources, format_bytes
 from modeljob.core.sizing import Device, Estimate, SizingError, size_replica

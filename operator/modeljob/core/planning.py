@@ -22,7 +22,7 @@ from modeljob.core.gang_placement import (
     Unplaceable,
     plan_gang,
 )
-from modeljob.core.lifecycle import JobFacts
+from modeljob.core.job_state import JobFacts
 from modeljob.core.node_types import Candidate, NodeType, Sizing
 from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, subset
 from modeljob.core.scoring.plugin import ScoringContext

@@ -18,8 +18,9 @@ import numpy as np
 from modeljob.core.cluster_state import NodeFacts, PodFacts, account, admits
 from modeljob.core.fragmentation import TargetWorkload, compile_workload, fragmentation_milli
 from modeljob.core.gang_placement import Unplaceable
+from modeljob.core.job_state import JobFacts, JobPhase, Requeue
 from modeljob.core.jobs import JobShape
-from modeljob.core.lifecycle import Action, JobFacts, JobPhase, Reconciliation, Requeue, reconcile_job
+from modeljob.core.lifecycle import Plan, reconcile_job
 from modeljob.core.node_types import (
     Candidate,
     NodeType,
@@ -38,16 +39,7 @@ from modeljob.core.scoring.plugin import ScoringContext
 from modeljob.core.scoring.scorers.cpu_balance import HostDemand
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
 from modeljob.core.sizing import Device, Estimate, size_replica
-from modeljob.core.steps import (
-    Complete,
-    Keep,
-    Place,
-    RollBack,
-    SetPhase,
-    Step,
-    Unschedulable,
-    Wait,
-)
+from modeljob.core.steps import Complete, Place, RollBack, Step, Unschedulable, Wait
 
 SizingCache = dict[tuple[JobShape, int, int], Estimate]
 
@@ -89,9 +81,12 @@ class CycleResult:
 
 @dataclass(frozen=True, slots=True)
 class _Waiting:
-    job: JobFacts
-    reconciliation: Reconciliation
+    plan: Plan
     sizing: Sizing
+
+    @property
+    def job(self) -> JobFacts:
+        return self.plan.job
 
 
 class _Cluster:
@@ -201,34 +196,16 @@ def _reconcile_all(
     waiting: dict[str, _Waiting] = {}
     for job in sorted(jobs, key=lambda j: j.key):
         job_pods = pods_by_job.get(job.uid, [])
-        rec = reconcile_job(
+        step = reconcile_job(
             job, job_pods, cluster.by_name, now=now, node_lost_after_seconds=settings.node_lost_after_seconds
         )
-        if rec.action is Action.PLAN:
-            waiting[f"{job.namespace}/{job.name}"] = _Waiting(job, rec, cluster.sizing(job))
-        elif rec.action is Action.COMPLETE:
-            steps.append(_complete(job, rec, job_pods, cluster))
+        if isinstance(step, Plan):
+            waiting[f"{job.namespace}/{job.name}"] = _Waiting(step, cluster.sizing(job))
+        elif isinstance(step, Complete):
+            steps.append(_complete(step, job_pods, cluster))
         else:
-            steps.append(_reconciled(job, rec))
+            steps.append(step)
     return steps, waiting
-
-
-def _reconciled(job: JobFacts, rec: Reconciliation) -> Step:
-    """The step for a reconciliation that needs no planning: roll back, set the phase, or keep."""
-    if rec.action is Action.ROLL_BACK:
-        return RollBack(
-            job=job,
-            reason=rec.reason,
-            message=rec.message,
-            phase=rec.phase or JobPhase.QUEUED,
-            requeue=rec.requeue,
-            delete_pods=rec.delete_pods,
-            keep=rec.keep,
-            was_binding=job.binding,
-        )
-    if rec.action is Action.UPDATE and rec.phase is not None:
-        return SetPhase(job=job, phase=rec.phase, message=rec.message, delete_pods=rec.delete_pods)
-    return Keep(job=job, delete_pods=rec.delete_pods)
 
 
 def _plan_queue(
@@ -252,9 +229,9 @@ def _plan_queue(
 def _decide(
     waiting: _Waiting, cluster: _Cluster, planner: Planner, *, blocked_by: JobFacts | None
 ) -> Place | Wait | Unschedulable:
-    job, rec, sizing = waiting.job, waiting.reconciliation, waiting.sizing
+    job, sizing, strays = waiting.job, waiting.sizing, waiting.plan.delete_pods
     if not sizing.candidates:
-        return Unschedulable(job=job, message=sizing.explain_unschedulable(), delete_pods=rec.delete_pods)
+        return Unschedulable(job=job, message=sizing.explain_unschedulable(), delete_pods=strays)
     pending = _pending_replicas(job)
     candidates = _candidates_for(job, sizing, cluster.by_name)
     plan = planner.try_node_types if job.gang else planner.try_one_by_one
@@ -271,7 +248,7 @@ def _decide(
                 replace(a, replica=pending[a.replica], score=round(a.score, 4)) for a in placement.assignments
             ),
             tried=tuple(a.tried for a in attempts),
-            delete_pods=rec.delete_pods,
+            delete_pods=strays,
         )
     return _not_placed(waiting, candidates[0], attempts, blocked_by=blocked_by)
 
@@ -280,7 +257,7 @@ def _not_placed(
     waiting: _Waiting, preferred: Candidate, attempts: Sequence[Attempt], *, blocked_by: JobFacts | None
 ) -> Wait | Unschedulable:
     """Why a sized job was not placed: never on this cluster, or not now (and what it waits for)."""
-    job, rec = waiting.job, waiting.reconciliation
+    job, plan = waiting.job, waiting.plan
     failures = [a.result for a in attempts if isinstance(a.result, Unplaceable)]
     if failures and all(f.never_fits for f in failures):
         reasons = [f.reason for f in failures] + list(waiting.sizing.rejected)
@@ -288,7 +265,7 @@ def _not_placed(
             job=job,
             message="the job can never fit this cluster: " + "; ".join(reasons),
             candidate=preferred,
-            delete_pods=rec.delete_pods,
+            delete_pods=plan.delete_pods,
         )
     if blocked_by is not None:
         message = f"waiting behind {blocked_by.namespace}/{blocked_by.name} (strict queue order)"
@@ -300,9 +277,8 @@ def _not_placed(
         message=message,
         queue_position=0,  # numbered in queue order by _plan_queue
         candidate=preferred,
-        # A non-gang job with some replicas placed keeps the phase its pods give it.
-        phase=(rec.phase or job.phase or JobPhase.QUEUED) if job.placement else JobPhase.QUEUED,
-        delete_pods=rec.delete_pods,
+        phase=plan.phase,  # a non-gang job with some replicas placed keeps the phase its pods give it
+        delete_pods=plan.delete_pods,
     )
 
 
@@ -355,17 +331,17 @@ def _candidates_for(job: JobFacts, sizing: Sizing, nodes: Mapping[str, NodeFacts
     return tuple(c for c in sizing.candidates if c.node_type in placed_types) or sizing.candidates
 
 
-def _complete(
-    job: JobFacts, rec: Reconciliation, job_pods: Sequence[PodFacts], cluster: _Cluster
-) -> Complete | RollBack:
-    """Finish a written placement if its unbound replicas still fit their nodes, else roll it back."""
+def _complete(step: Complete, job_pods: Sequence[PodFacts], cluster: _Cluster) -> Complete | RollBack:
+    """Finish a written placement if its unbound replicas still fit their nodes, else roll it back:
+    the step with the candidate its replicas are sized as, reserved on the cycle's ledger."""
+    job = step.job
     bound = {p.name for p in job_pods if p.node is not None}
     first = cluster.by_name.get(job.placement[0].node) if job.placement else None
     node_type = node_type_of(first.view) if first is not None else None
     candidate = next((c for c in cluster.sizing(job).candidates if c.node_type == node_type), None)
-    if rec.to_bind and candidate is None:
+    if step.to_bind and candidate is None:
         return _cannot_complete(job, job_pods, "the placement's node type can no longer hold a replica")
-    for entry in rec.to_bind:
+    for entry in step.to_bind:
         if entry.pod in bound or candidate is None:
             continue
         row = cluster.row_of.get(entry.node)
@@ -374,13 +350,7 @@ def _complete(
                 job, job_pods, f"node {entry.node} no longer has room for replica {entry.replica}"
             )
         cluster.table.reserve(row, candidate.request)
-    return Complete(
-        job=job,
-        candidate=candidate,
-        to_bind=rec.to_bind,
-        to_create=rec.to_create,
-        delete_pods=rec.delete_pods,
-    )
+    return replace(step, candidate=candidate)
 
 
 def _cannot_complete(job: JobFacts, job_pods: Sequence[PodFacts], why: str) -> RollBack:

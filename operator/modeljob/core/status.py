@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from modeljob.core.lifecycle import ConditionType, JobPhase, Placed
+from modeljob.core.job_state import ConditionType, JobPhase, Placed
 from modeljob.core.node_types import NodeType
 from modeljob.core.sizing import Estimate
 from modeljob.core.steps import Place, RollBack, SetPhase, Unschedulable, Wait

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from modeljob.core.gang_placement import Assignment, figures
-from modeljob.core.lifecycle import JobFacts, JobPhase, Placed, Requeue
+from modeljob.core.job_state import JobFacts, JobPhase, Placed, Requeue
 from modeljob.core.node_types import Candidate, NodeType
 
 
@@ -142,7 +142,7 @@ class Unschedulable(_Step):
 class Complete(_Step):
     """A written placement is not fully bound (the operator stopped midway): bind the rest."""
 
-    candidate: Candidate | None
+    candidate: Candidate | None  # sized by the cycle (core/lifecycle.py leaves it None)
     to_bind: tuple[Placed, ...] = ()  # entries whose pod must be created or bound
     to_create: tuple[str, ...] = ()  # the pods among to_bind that do not exist yet
 

@@ -1,0 +1,103 @@
+"""A ModelJob as the core sees it: its status vocabulary (phase, conditions, requeue reasons) and facts.
+
+Apart from core/lifecycle.py, which judges these facts, so that the steps that judgement returns
+(core/steps.py) and the modules that plan a job can name a job without importing the judge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from modeljob.core.cluster_state import Toleration
+from modeljob.core.jobs import JobShape
+from modeljob.core.resources import Resources
+
+
+class JobPhase(StrEnum):
+    # status.phase, also the API's type of that field (api/v1alpha1.py). No docstring: pydantic
+    # would make it the enum's description and move the CRD field's own description around.
+
+    PENDING = "Pending"
+    QUEUED = "Queued"
+    SCHEDULED = "Scheduled"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    UNSCHEDULABLE = "Unschedulable"
+    INVALID = "Invalid"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobPhase.SUCCEEDED, JobPhase.FAILED)
+
+
+class ConditionType(StrEnum):
+    VALID = "Valid"  # the spec makes sense (written when a generation is admitted)
+    SCHEDULED = "Scheduled"  # every replica is bound; False says why the job waits
+    BINDING = "Binding"  # a written placement is being bound; True only between plan and bound
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """One status.placement entry: replica -> pod -> node."""
+
+    replica: int
+    pod: str
+    node: str
+    score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobFacts:
+    """One ModelJob as the scheduling loop sees it: the parts of its spec that matter, and its status.
+
+    ``spec_hash`` covers everything that shapes its pods (not scheduling.*), so a change of
+    priority does not move a running job. ``placed_generation`` is the generation the current
+    placement was planned for; ``binding`` is the Binding condition.
+    """
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    created: datetime
+    shape: JobShape
+    spec_hash: str
+    replicas: int = 1
+    gang: bool = True
+    queue: str = "default"
+    priority: int = 0
+    expected_duration_seconds: float | None = None
+    accelerator: str = "nvidia.com/gpu"
+    products: tuple[str, ...] = ()
+    memory_per_device_bytes: int | None = None
+    extra_requests: Resources = field(default_factory=Resources)  # the template's other containers
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+    phase: JobPhase | None = None
+    observed_generation: int | None = None
+    placement: tuple[Placed, ...] = ()
+    binding: bool = False
+    placed_generation: int | None = None
+    queued_since: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @property
+    def admitted(self) -> bool:
+        """The handlers have validated and sized the current generation."""
+        return self.observed_generation == self.generation and self.phase not in (None, JobPhase.PENDING)
+
+
+class Requeue(StrEnum):
+    """Why a placed job goes back to the queue (Event reasons, metric labels)."""
+
+    NODE_LOST = "NodeLost"
+    POD_LOST = "PodLost"
+    SPEC_CHANGED = "SpecChanged"
+    BINDING_FAILED = "BindingFailed"
