@@ -315,10 +315,12 @@ patch, the admission write (Queued), the plan (written before any pod exists, so
 leaves a half-bound gang unknown), Scheduled and Running. Those are custom-resource writes, JSON
 only, validated against the CRD's schema and CEL rules, with managed fields: a CPU profile of the
 API server during the operator's run (`kubectl get --raw /debug/pprof/profile`) put 22% of its
-time in custom-resource handling. The ratio depends on what else the machine runs: two runs
-on an otherwise idle machine measured 0.85x and 0.77x (this table is the second), while eight
-runs the same day beside two CPU-bound trace replays (at nice 19) measured 18 to 23 pods/s for
-the operator against 43 to 51 for kube-scheduler (0.40-0.50x). The operator's chain of writes
+time in custom-resource handling. The ratio depends on what else the machine runs: on an
+otherwise idle machine, two runs on 2026-11-23 measured 0.85x and 0.77x, and the run in this
+table (2026-12-03, after the loop was split into steps, a status module and a binder, and plans
+began to carry what set each node apart) 0.80x; eight runs on 2026-11-23 beside two CPU-bound
+trace replays (at nice 19) measured 18 to 23 pods/s for the operator against 43 to 51 for
+kube-scheduler (0.40-0.50x). The operator's chain of writes
 per job is more sensitive to CPU contention than kube-scheduler's one binding per pod; more
 workers (MODELJOB_SCHEDULING__JOB_WORKERS=32, BIND_WORKERS=64) did not help under contention.
 docs/operator.md says what would shorten the chain.
