@@ -28,7 +28,8 @@ class Crash(BaseException):
 
 
 class FakeApiServer:
-    """Just enough of the API server: resourceVersions, conditional status patches, pods/binding."""
+    """Just enough of the API server: resourceVersions, conditional status patches, pods/binding,
+    Services (kept apart from ``objects``: the operator's view never lists them)."""
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], Json] = {}
@@ -36,6 +37,7 @@ class FakeApiServer:
         self.calls: list[str] = []
         self.events: list[Json] = []
         self.before: dict[str, Callable[[str], None]] = {}
+        self.services: dict[tuple[str, str], Json] = {}
         self.server = "fake"
 
     def put(self, kind: str, obj: Json) -> Json:
@@ -111,6 +113,19 @@ class FakeApiServer:
         if self.objects.pop(("pods", namespace, name), None) is None:
             raise NotFoundError("no pod", status=404)
 
+    def create_service(self, namespace: str, manifest: Json) -> Json:
+        name = manifest["metadata"]["name"]
+        self._hook("service", name)
+        if (namespace, name) in self.services:
+            raise AlreadyExistsError("exists", status=409, reason="AlreadyExists")
+        self.services[(namespace, name)] = copy.deepcopy(manifest)
+        return copy.deepcopy(manifest)
+
+    def read_service(self, namespace: str, name: str) -> Json:
+        if (namespace, name) not in self.services:
+            raise NotFoundError("no service", status=404)
+        return copy.deepcopy(self.services[(namespace, name)])
+
     def create_event(self, namespace: str, event: Json) -> Json:
         self.events.append(event)
         return event
@@ -166,7 +181,7 @@ def test_the_plan_is_written_before_any_pod_exists_and_the_job_is_scheduled_afte
     verbs = [call.split()[0] for call in api.calls]
     assert verbs[0] == "patch"
     assert "placement=True" in api.calls[0]
-    assert verbs[1:9] == ["create", "bind"] * 4
+    assert verbs[1:10] == ["service", *["create", "bind"] * 4]
     assert api.calls[-1].startswith("patch llama-2-13b-sft phase=Scheduled")
     status = api.job("ml", "llama-2-13b-sft")["status"]
     assert status["phase"] == "Scheduled"
@@ -479,3 +494,73 @@ def test_one_jobs_unexpected_error_does_not_stop_the_cycle(api: FakeApiServer, m
     assert loop.cycles == 1, "the cycle ran to its end and counted itself"
     text = loop._metrics.exposition().decode()
     assert 'modeljob_scheduling_attempts_total{namespace="ml",result="error"} 1.0' in text
+
+
+def test_the_job_owns_one_headless_service_created_before_its_first_pod_and_only_once(
+    api: FakeApiServer,
+) -> None:
+    loop, view = start_operator(api)
+    loop.run_once()
+    assert next(c for c in api.calls if not c.startswith("patch")) == "service llama-2-13b-sft"
+    service = api.services[("ml", "llama-2-13b-sft")]
+    uid = api.job("ml", "llama-2-13b-sft")["metadata"]["uid"]
+    assert service["spec"] == {
+        "clusterIP": "None",
+        "publishNotReadyAddresses": True,
+        "selector": {kube_pods.LABEL_JOB_UID: uid},
+    }
+    assert service["metadata"]["ownerReferences"] == api.pods()[0]["metadata"]["ownerReferences"]
+    assert service["metadata"]["labels"] == {
+        kube_pods.LABEL_JOB: "llama-2-13b-sft",
+        kube_pods.LABEL_JOB_UID: uid,
+    }
+
+    job = api.job("ml", "llama-2-13b-sft")  # the spec changes: the gang is placed again, new pods
+    job["spec"]["resources"] = {"gpus": 4}
+    job["metadata"]["generation"] = 2
+    job["status"]["observedGeneration"] = 2
+    view.jobs.observe(api.put("modeljobs", job))
+    loop.run_once()  # the old pods go
+    loop.run_once()  # the new ones come
+    assert len([c for c in api.calls if c.startswith("create")]) == 8, "the gang was placed again"
+    assert [c for c in api.calls if c.startswith("service")] == ["service llama-2-13b-sft"]
+
+
+def test_a_new_operator_finds_the_jobs_service_already_there_and_places_the_job(api: FakeApiServer) -> None:
+    def crash(_: str) -> None:
+        raise Crash
+
+    api.before["bind"] = crash  # the operator dies after its Service and first pod were created
+    loop, _ = start_operator(api)
+    with pytest.raises(Crash):
+        loop.run_once()
+    del api.before["bind"]
+    restarted, _ = start_operator(api)
+    restarted.run_once()  # completes the binding; the Service answers 409 and is this job's
+    assert [c for c in api.calls if c.startswith("service")] == ["service llama-2-13b-sft"] * 2
+    assert _job_status(api)["phase"] == "Scheduled"
+
+
+def test_a_service_of_the_same_name_that_is_not_the_jobs_holds_the_job_back(api: FakeApiServer) -> None:
+    api.services[("ml", "llama-2-13b-sft")] = {
+        "metadata": {"name": "llama-2-13b-sft", "ownerReferences": []},  # made by someone else
+    }
+    loop, _ = start_operator(api)
+    loop.run_once()
+    assert api.pods() == [], "no pod is created before its Service is the job's"
+    assert _job_status(api)["phase"] == "Queued"
+    loop.events.drain()
+    assert "belongs to no ModelJob" in api.events[-1]["message"]
+
+
+def test_a_service_the_api_server_cannot_create_rolls_the_placement_back(api: FakeApiServer) -> None:
+    def unavailable(_: str) -> None:
+        raise ClusterError("create service: 503 ServiceUnavailable", status=503)
+
+    api.before["service"] = unavailable
+    loop, _ = start_operator(api)
+    loop.run_once()
+    assert api.pods() == []
+    assert _job_status(api)["phase"] == "Queued"
+    loop.events.drain()
+    assert api.events[-1]["reason"] == "BindingFailed"

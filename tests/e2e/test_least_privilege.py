@@ -20,12 +20,14 @@ from typing import Any
 import pytest
 import yaml
 
+from modeljob.adapters import kube_services
 from modeljob.adapters.cluster import NotFoundError
 from tests.cluster import exists
 from tests.e2e.kube import Cluster, wait_for
 from tests.e2e.operator_fixtures import (
     Pool,
     apply,
+    get_job,
     install_crds,
     job_pods,
     model_job,
@@ -128,10 +130,16 @@ def test_the_operator_runs_its_whole_lifecycle_as_the_charts_service_account(
     # patch status (Invalid with the field), create an Event
     wait_phase(cluster, namespace, "nonsense", "Invalid")
     wait_event(cluster, namespace, "nonsense", "InvalidSpec")
-    # create pods, bind them (pods/binding), list and watch nodes and pods, patch status
+    # create the job's Service and pods, bind them (pods/binding), list and watch nodes and pods,
+    # patch status
     wait_phase(cluster, namespace, "gang", "Running")
     first = {p["metadata"]["name"] for p in job_pods(cluster, namespace, "gang")}
     assert len(first) == 2
+    service = cluster.gateway.read_service(namespace, "gang")
+    assert kube_services.controller_uid(service) == get_job(cluster, namespace, "gang")["metadata"]["uid"]
+    # get a Service: a restarted operator finds the job's Service there (409) and reads whose it is
+    operator.kill()
+    operator.start()
     # a lost replica: the operator deletes the gang's other pod and places the whole gang again
     cluster.gateway.delete_pod(namespace, sorted(first)[0], grace_period_seconds=0)
     wait_for(

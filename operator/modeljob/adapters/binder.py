@@ -2,12 +2,14 @@
 
 A pod is created from the job's template with the estimate as its requests, assumed on its node
 (kube-scheduler's assume cache, so the next cycle counts it before the watch shows it), then bound
-through pods/binding. A 409 "already assigned" to our node counts as bound.
+through pods/binding. A 409 "already assigned" to our node counts as bound. Before its first pod,
+a job gets its headless Service (kube_services), once per operator process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,8 +17,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from modeljob.adapters import kube_pods, kube_writes
-from modeljob.adapters.cluster import ClusterError, ClusterGateway, NotFoundError
+from modeljob.adapters import kube_pods, kube_services, kube_writes
+from modeljob.adapters.cluster import AlreadyExistsError, ClusterError, ClusterGateway, NotFoundError
 from modeljob.adapters.cluster_view import ClusterView
 from modeljob.adapters.metrics import BindingResult, OperatorMetrics
 from modeljob.core.job_state import Placed
@@ -29,8 +31,14 @@ class BindingError(Exception):
 
 
 class PodRefusedError(BindingError):
-    """The API server refused a pod made from the job's template (422): the spec is at fault.
-    The message is the server's, with each field named as the ModelJob's."""
+    """The API server refused a pod made from the job's template, or the Service named after the
+    job (422): the job is at fault. The message is the server's, with each field named as the
+    ModelJob's."""
+
+
+# Jobs whose Service this process has seen exist, newest last. Bounded so that an operator running
+# for months does not keep every job it ever placed; one forgotten costs a POST answered 409.
+_SERVICES_REMEMBERED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +66,8 @@ class Binder:
         self._pods = pods
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bind")
+        self._services: dict[str, None] = {}  # job uids, insertion-ordered
+        self._services_lock = threading.Lock()
 
     def stop(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -66,7 +76,8 @@ class Binder:
         self, job: Mapping[str, Any], entries: Sequence[Placed], candidate: Candidate, *, existing: set[str]
     ) -> None:
         """Create (unless in ``existing``) and bind every entry's pod; BindingError names each failure,
-        PodRefusedError if the API server refused a pod as invalid."""
+        PodRefusedError if the API server refused a pod (or the job's Service) as invalid."""
+        self._ensure_service(job)
         futures = [
             self._pool.submit(self._create_and_bind, job, entry, candidate, entry.pod in existing)
             for entry in entries
@@ -86,6 +97,39 @@ class Binder:
             with contextlib.suppress(NotFoundError):
                 self._gateway.delete_pod(namespace, name, grace_period_seconds=0 if grace_zero else None)
             self._view.forget((namespace, name))
+
+    def _ensure_service(self, job: Mapping[str, Any]) -> None:
+        """Create the job's headless Service unless this process knows it exists. One that exists
+        already counts if this job controls it; one left by a deleted job of the same name (the
+        garbage collector has not come by yet) or made by someone else is a BindingError, so the
+        placement backs off and tries again."""
+        uid = str((job.get("metadata") or {}).get("uid", ""))
+        with self._services_lock:
+            if uid in self._services:
+                return
+        namespace = str((job.get("metadata") or {}).get("namespace"))
+        name = kube_services.service_name(job)
+        try:
+            self._gateway.create_service(namespace, kube_services.service_manifest(job))
+        except AlreadyExistsError:
+            self._check_owner(namespace, name, uid)
+        except ClusterError as exc:
+            if exc.refused:
+                raise PodRefusedError(f"metadata.name cannot name the job's Service: {exc.detail}") from None
+            raise BindingError(f"cannot create Service {namespace}/{name}: {exc}") from None
+        with self._services_lock:
+            self._services[uid] = None
+            while len(self._services) > _SERVICES_REMEMBERED:
+                del self._services[next(iter(self._services))]
+
+    def _check_owner(self, namespace: str, name: str, uid: str) -> None:
+        try:
+            owner = kube_services.controller_uid(self._gateway.read_service(namespace, name))
+        except ClusterError as exc:
+            raise BindingError(f"cannot read Service {namespace}/{name}: {exc}") from None
+        if owner != uid:
+            whose = f"ModelJob uid {owner}" if owner else "no ModelJob"
+            raise BindingError(f"Service {namespace}/{name} exists and belongs to {whose}, not this job")
 
     def _create_and_bind(
         self, job: Mapping[str, Any], entry: Placed, candidate: Candidate, exists: bool

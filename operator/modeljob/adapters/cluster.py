@@ -219,6 +219,22 @@ class ClusterGateway:
             f"delete pod {namespace}/{name}", self._core.delete_namespaced_pod, name, namespace, **kwargs
         )
 
+    # --- services: each job's headless Service (adapters/kube_services.py) ----------------------
+
+    def create_service(self, namespace: str, manifest: Mapping[str, Any]) -> JsonObject:
+        name = manifest.get("metadata", {}).get("name", "?")
+        return self._call(
+            f"create service {namespace}/{name}",
+            self._core.create_namespaced_service,
+            namespace,
+            body=dict(manifest),
+        )
+
+    def read_service(self, namespace: str, name: str) -> JsonObject:
+        return self._call(
+            f"get service {namespace}/{name}", self._core.read_namespaced_service, name, namespace
+        )
+
     # --- operator: list+watch, ModelJob status, bindings, events ---------------------------------
     # (appended for `modeljob run`; owned by the operator work, see adapters/cluster_view.py)
 
