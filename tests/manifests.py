@@ -71,6 +71,8 @@ BAD_MANIFESTS: tuple[BadManifest, ...] = (
     BadManifest("unknown-precision", "spec.model.precision", "fp64", "spec.model.precision"),
     BadManifest("unknown-workload-type", "spec.workload.type", "Serving", "spec.workload.type"),
     BadManifest("zero-replicas", "spec.replicas", 0, "spec.replicas"),
+    BadManifest("rendezvous-port-too-high", "spec.rendezvous.port", 65536, "spec.rendezvous.port"),
+    BadManifest("rendezvous-port-zero", "spec.rendezvous.port", 0, "spec.rendezvous.port"),
     BadManifest("zero-stage-too-high", "spec.workload.zeroStage", 4, "spec.workload.zeroStage", _TRAINING),
     BadManifest("lora-rank-on-inference", "spec.workload.loraRank", 16, "spec.workload"),
     BadManifest("optimizer-on-inference", "spec.workload.optimizer", "AdamW", "spec.workload"),

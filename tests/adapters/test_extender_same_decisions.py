@@ -117,6 +117,7 @@ def check_same_decision(
         replica=0,
         name=f"{job.name}-0-abcde",
         requests=candidate.request.resources,
+        layout=kube_writes.PodLayout.of(candidate.estimate),
         accelerator=candidate.node_type.accelerator,
         product=product,
         scheduler_name="default-scheduler",

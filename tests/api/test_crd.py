@@ -154,3 +154,9 @@ def test_schema_rejects_bad_manifest_naming_the_field(case: Any) -> None:
     errors = validate(bad_manifest(case))
     assert errors, f"{case.id} was accepted"
     assert any(error.startswith(case.field) for error in errors), errors
+
+
+@pytest.mark.parametrize("port", [1, 29501, 65535], ids=str)
+def test_a_rendezvous_port_within_1_to_65535_is_accepted(port: int) -> None:
+    # Ports outside are in BAD_MANIFESTS: refused by the schema and the API server, naming the field.
+    assert validate(with_field(make_job_manifest(), "spec.rendezvous.port", port)) == []

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from modeljob.api.quantities import parse_duration
 from modeljob.api.v1alpha1 import describe_validation_error, parse_model_job
 from modeljob.core.jobs import Architecture, Optimizer, Precision, WorkloadType
-from tests.manifests import BAD_MANIFESTS, bad_manifest, make_job_manifest
+from tests.manifests import BAD_MANIFESTS, bad_manifest, make_job_manifest, with_field
 
 
 @pytest.mark.parametrize(
@@ -100,3 +100,17 @@ def test_bad_manifest_error_names_the_field(case: Any) -> None:
 )
 def test_expected_duration_forms(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
+
+
+def test_the_rendezvous_port_defaults_to_torch_distributeds_29500() -> None:
+    assert parse_model_job(make_job_manifest()).spec.rendezvous.port == 29500
+    manifest = with_field(make_job_manifest(), "spec.rendezvous.port", 23456)
+    assert parse_model_job(manifest).spec.rendezvous.port == 23456
+
+
+@pytest.mark.parametrize("port", [0, 65536], ids=str)
+def test_a_rendezvous_port_outside_1_to_65535_names_the_field(port: int) -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse_model_job(with_field(make_job_manifest(), "spec.rendezvous.port", port))
+    lines = describe_validation_error(caught.value)
+    assert any(line.startswith("spec.rendezvous.port: Input should be") for line in lines), lines

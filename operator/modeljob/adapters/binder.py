@@ -147,6 +147,7 @@ class Binder:
                 ephemeral_storage_bytes=estimate.ephemeral_storage_bytes,
                 gpus=estimate.gpus,
             ),
+            layout=kube_writes.PodLayout.of(estimate),
             accelerator=candidate.node_type.accelerator,
             product=candidate.node_type.product or None,
             scheduler_name=self._pods.scheduler_name,

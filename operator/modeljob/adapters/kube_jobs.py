@@ -60,6 +60,11 @@ def check_template(template: Mapping[str, Any]) -> None:
                     raise ObjectError(f"{where}.resources.{kind}.{name}: {exc}") from None
     if "nodeName" in spec:
         raise ObjectError("spec.template.spec.nodeName: must not be set; the operator chooses the node")
+    for name in ("hostname", "subdomain"):
+        if name in spec:
+            raise ObjectError(
+                f"spec.template.spec.{name}: must not be set; the operator names each pod <job>-<index>.<job>"
+            )
     selector = spec.get("nodeSelector") or {}
     if not isinstance(selector, Mapping):
         raise ObjectError("spec.template.spec.nodeSelector: expected a map of label -> value")

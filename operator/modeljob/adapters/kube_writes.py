@@ -1,5 +1,9 @@
 """The dicts the operator writes: each replica's Pod, its Binding, and Events about a ModelJob.
 
+Each Pod is the job's template plus what the workload needs to run: the estimate as requests, a
+stable hostname under the job's headless Service, the rendezvous and layout environment, /dev/shm
+(docs/operator.md, "What each pod gets").
+
 Also the API server's refusal of a Pod, read back with the ModelJob's field names (status patches
 are core/status.py's). Pure translation: no client, no clock (`now` is passed).
 """
@@ -10,13 +14,16 @@ import copy
 import hashlib
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from modeljob.adapters.kube_jobs import spec_hash
 from modeljob.adapters.kube_pods import ANNOTATION_SPEC_HASH, LABEL_JOB, LABEL_JOB_UID, LABEL_REPLICA
-from modeljob.api.v1alpha1 import API_VERSION, KIND
+from modeljob.api.v1alpha1 import API_VERSION, DEFAULT_RENDEZVOUS_PORT, KIND
+from modeljob.core.jobs import WorkloadType
 from modeljob.core.resources import Resources, format_cpu
+from modeljob.core.sizing import Estimate
 from modeljob.core.status import format_time
 
 JsonObject = dict[str, Any]
@@ -24,6 +31,32 @@ JsonObject = dict[str, Any]
 EVENT_COMPONENT = "modeljob-operator"
 _LABEL_VALUE_MAX = 63
 _POD_NAME_MAX = 253
+# A pod's hostname and subdomain must each be a DNS-1123 label: [a-z0-9-], at most 63 characters.
+_DNS_LABEL_MAX = 63
+SHM_VOLUME = "modeljob-shm"
+SHM_PATH = "/dev/shm"  # noqa: S108 - the mount point, not a temporary file we write
+_TRAINING_TYPES = frozenset({WorkloadType.TRAINING, WorkloadType.LORA, WorkloadType.QLORA})
+
+
+@dataclass(frozen=True, slots=True)
+class PodLayout:
+    """The estimator's layout of one replica on the node type it landed on, as its pod is told it."""
+
+    gpus_per_pod: int
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    nodes_per_replica: int
+    shared_memory_bytes: int  # the /dev/shm the estimate counts in the pod's memory
+
+    @classmethod
+    def of(cls, estimate: Estimate) -> PodLayout:
+        return cls(
+            gpus_per_pod=estimate.gpus,
+            tensor_parallel_size=estimate.tensor_parallel_size,
+            pipeline_parallel_size=estimate.pipeline_parallel_size,
+            nodes_per_replica=estimate.nodes,
+            shared_memory_bytes=estimate.shared_memory_per_node_bytes,
+        )
 
 
 def pod_name(job_name: str, replica: int, nonce: str) -> str:
@@ -43,26 +76,60 @@ def _label_value(text: str) -> str:
     return cut.strip("-_.") or "x"
 
 
+def job_dns_label(job_name: str) -> str:
+    """The job's name as a DNS label, its pods' subdomain (and so its headless Service's name):
+    the name itself when it is one, as usual; a name with dots or over 63 characters has its dots
+    turned into dashes and is cut (a ModelJob's name is a DNS subdomain: up to 253, dots allowed)."""
+    label = re.sub(r"[^a-z0-9-]", "-", job_name.lower())[:_DNS_LABEL_MAX].strip("-")
+    return label or "x"
+
+
+def pod_hostname(job_name: str, index: int) -> str:
+    """`<job>-<index>`, a DNS label: the job's part is cut, never the index, so every pod's name
+    differs even for a 63-character job name (kubelet would cut the index off the end)."""
+    suffix = f"-{index}"
+    return f"{job_dns_label(job_name)[: _DNS_LABEL_MAX - len(suffix)].rstrip('-')}{suffix}"
+
+
+def rendezvous_address(job_name: str, namespace: str) -> str:
+    """Pod 0's DNS name through the job's headless Service: `<job>-0.<job>.<namespace>.svc`."""
+    return f"{pod_hostname(job_name, 0)}.{job_dns_label(job_name)}.{namespace}.svc"
+
+
 def pod_manifest(
     job: Mapping[str, Any],
     *,
     replica: int,
     name: str,
     requests: Resources,
+    layout: PodLayout,
     accelerator: str,
     product: str | None,
     scheduler_name: str,
     product_label: str,
 ) -> JsonObject:
     """The Pod for one replica: the job's template with the estimate as the first container's
-    requests (GPU and memory also as limits), owned by the job, pinned to the chosen GPU product."""
-    template: Mapping[str, Any] = (job.get("spec") or {}).get("template") or {}
+    requests (GPU and memory also as limits), its stable hostname, the rendezvous and layout env
+    and /dev/shm in every container, owned by the job, pinned to the chosen GPU product."""
+    spec_dict: Mapping[str, Any] = job.get("spec") or {}
+    template: Mapping[str, Any] = spec_dict.get("template") or {}
     pod_spec: JsonObject = copy.deepcopy(dict(template.get("spec") or {}))
     containers = pod_spec.get("containers") or [{}]
     _request(containers[0], requests, accelerator=accelerator)
     pod_spec["containers"] = containers
     pod_spec["schedulerName"] = scheduler_name
     pod_spec.pop("nodeName", None)
+    job_name = str((job.get("metadata") or {}).get("name", ""))
+    pod_spec["hostname"] = pod_hostname(job_name, replica)
+    pod_spec["subdomain"] = job_dns_label(job_name)
+    every = [*(pod_spec.get("initContainers") or []), *containers]
+    env = rendezvous_env(job, replica=replica, layout=layout)
+    for container in every:
+        _inject_env(container, env)
+    _mount_shared_memory(pod_spec, every, layout.shared_memory_bytes)
+    if _workload_type(spec_dict) in _TRAINING_TYPES:
+        # A finished run must stay finished (Succeeded); the job's failure policy restarts, not kubelet.
+        pod_spec.setdefault("restartPolicy", "Never")
     if product:
         _require_product(pod_spec, product_label, product)
     return {
@@ -71,6 +138,74 @@ def pod_manifest(
         "metadata": _pod_metadata(job, replica=replica, name=name),
         "spec": pod_spec,
     }
+
+
+def rendezvous_env(job: Mapping[str, Any], *, replica: int, layout: PodLayout) -> list[JsonObject]:
+    """What torch.distributed (PyTorchJob's names), torchrun (PET_*) and the layout readers see in
+    pod ``replica``: one pod per replica today, so the pod's index is its replica and its node rank."""
+    meta = job.get("metadata") or {}
+    spec_dict = job.get("spec") or {}
+    job_name = str(meta.get("name", ""))
+    pods = str(int(spec_dict.get("replicas") or 1))
+    port = str(int((spec_dict.get("rendezvous") or {}).get("port") or DEFAULT_RENDEZVOUS_PORT))
+    address = rendezvous_address(job_name, str(meta.get("namespace", "")))
+    index = str(replica)
+    values = {
+        "MASTER_ADDR": address,
+        "MASTER_PORT": port,
+        "WORLD_SIZE": pods,
+        "RANK": index,
+        "NODE_RANK": index,
+        "PET_NNODES": pods,
+        # torchrun starts one process per GPU; a pod without GPUs still runs one.
+        "PET_NPROC_PER_NODE": str(max(layout.gpus_per_pod, 1)),
+        "PET_NODE_RANK": index,
+        "PET_MASTER_ADDR": address,
+        "PET_MASTER_PORT": port,
+        "MODELJOB_JOB": job_name,
+        "MODELJOB_REPLICA": index,
+        "MODELJOB_REPLICAS": pods,
+        "MODELJOB_GPUS_PER_POD": str(layout.gpus_per_pod),
+        "MODELJOB_TENSOR_PARALLEL_SIZE": str(layout.tensor_parallel_size),
+        "MODELJOB_PIPELINE_PARALLEL_SIZE": str(layout.pipeline_parallel_size),
+        "MODELJOB_NODES_PER_REPLICA": str(layout.nodes_per_replica),
+    }
+    return [{"name": key, "value": value} for key, value in values.items()]
+
+
+def _inject_env(container: JsonObject, env: list[JsonObject]) -> None:
+    """Put ``env`` before the container's own, so `$(MASTER_ADDR)` in its env, command and args
+    expands; a name the container defines itself is left to it (the user's value wins)."""
+    own = list(container.get("env") or [])
+    defined = {str(item.get("name")) for item in own if isinstance(item, Mapping)}
+    container["env"] = [*(dict(item) for item in env if item["name"] not in defined), *own]
+
+
+def _mount_shared_memory(pod_spec: JsonObject, containers: list[JsonObject], size_bytes: int) -> None:
+    """A memory-backed /dev/shm of the size the estimate counts (the runtime's default is 64 MiB,
+    too small for NCCL and multi-GPU engines), in each container that mounts nothing there itself."""
+    bare = [
+        container
+        for container in containers
+        if not any(
+            str(mount.get("mountPath", "")).rstrip("/") == SHM_PATH
+            for mount in container.get("volumeMounts") or []
+        )
+    ]
+    if not bare:
+        return
+    volume = {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": bytes_quantity(size_bytes)}}
+    pod_spec["volumes"] = [*(pod_spec.get("volumes") or []), volume]
+    for container in bare:
+        container["volumeMounts"] = [
+            *(container.get("volumeMounts") or []),
+            {"name": SHM_VOLUME, "mountPath": SHM_PATH},
+        ]
+
+
+def _workload_type(spec_dict: Mapping[str, Any]) -> WorkloadType:
+    text = (spec_dict.get("workload") or {}).get("type")
+    return WorkloadType(text) if text else WorkloadType.INFERENCE
 
 
 def _pod_metadata(job: Mapping[str, Any], *, replica: int, name: str) -> JsonObject:

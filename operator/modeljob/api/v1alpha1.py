@@ -300,6 +300,22 @@ class Scheduling(_Model):
     gang: bool = Field(default=True, description="Place all replicas together or none (default true).")
 
 
+# torch.distributed's and PyTorchJob's default rendezvous port.
+DEFAULT_RENDEZVOUS_PORT: Final = 29500
+
+
+class Rendezvous(_Model):
+    """Where the job's pods meet: pod 0 listens, the others connect (MASTER_ADDR, MASTER_PORT)."""
+
+    port: int = Field(
+        default=DEFAULT_RENDEZVOUS_PORT,
+        ge=1,
+        le=65535,
+        description=f"Port of the rendezvous on pod 0 (MASTER_PORT), 1..65535; "
+        f"default {DEFAULT_RENDEZVOUS_PORT}.",
+    )
+
+
 class ModelJobSpec(_Model):
     """The model, the work and the devices; modeljob sizes, queues and places the replicas."""
 
@@ -325,6 +341,10 @@ class ModelJobSpec(_Model):
     )
     scheduling: Scheduling = Field(
         default_factory=Scheduling, description="Queue, priority, expected duration and gang placement."
+    )
+    rendezvous: Rendezvous = Field(
+        default_factory=Rendezvous,
+        description="Where the pods meet for torch.distributed: the port on pod 0 (default 29500).",
     )
     template: dict[str, Any] = Field(
         default_factory=dict,

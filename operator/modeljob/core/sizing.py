@@ -150,6 +150,11 @@ class Estimate:
     nodes: int
     device_memory_bytes: int
     fits: bool
+    # The layout behind `gpus` (TP x PP = gpus) and the /dev/shm counted in `memory_bytes` for
+    # each node, so the pods are told the same layout and get the same shared memory.
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    shared_memory_per_node_bytes: int
     rules: tuple[Rule, ...] = field(default=())
     # Why one replica cannot fit: the largest part and the spec fields that drive it; "" if it fits.
     misfit: str = ""
@@ -772,9 +777,14 @@ def _cpu(job: JobShape, gpus: int, nodes: int) -> tuple[int, str]:
     )
 
 
+def shared_memory_per_node_bytes(gpus: int) -> int:
+    """Shared memory (/dev/shm) on each node of a replica: 1 GiB for one GPU, else 16 GiB."""
+    return SHM_SINGLE_GPU_BYTES if gpus == 1 else SHM_MULTI_GPU_BYTES_PER_NODE
+
+
 def _host_memory(job: JobShape, shape: _Shape, gpus: int, nodes: int) -> tuple[int, str]:
     work = job.workload
-    shm = SHM_SINGLE_GPU_BYTES if gpus == 1 else SHM_MULTI_GPU_BYTES_PER_NODE * nodes
+    shm = shared_memory_per_node_bytes(gpus) * nodes
     system = NODE_SYSTEM_MEMORY_BYTES * nodes
     if work.type is WorkloadType.TRAINING:
         per_rank = _ceil_div(
@@ -849,6 +859,9 @@ def size_replica(job: JobShape, device: Device) -> Estimate:
         nodes=nodes,
         device_memory_bytes=device.memory_bytes,
         fits=fits,
+        tensor_parallel_size=layout.tensor_parallel,
+        pipeline_parallel_size=layout.pipeline,
+        shared_memory_per_node_bytes=shared_memory_per_node_bytes(gpus),
         rules=tuple(rules),
         misfit=misfit,
     )
