@@ -55,12 +55,10 @@ def test_a_training_job_owns_a_headless_service_that_lists_every_pod_and_goes_wi
         f"the EndpointSlice of Service {name} to list the job's {replicas} pods",
     )
     # An endpoint names its pod's hostname when the pod's subdomain is this Service: that is what
-    # `<hostname>.<job>.<namespace>.svc` resolves from.
+    # `<job>-<index>.<job>.<namespace>.svc` resolves from, ready or not.
     hostnames = {e["targetRef"]["name"]: e.get("hostname") for e in _endpoints(cluster, namespace, name)}
-    assert hostnames == {
-        p["metadata"]["name"]: p["spec"].get("hostname") if p["spec"].get("subdomain") == name else None
-        for p in pods
-    }
+    assert hostnames == {p["metadata"]["name"]: p["spec"]["hostname"] for p in pods}
+    assert sorted(hostnames.values()) == [f"{name}-{index}" for index in range(replicas)]
 
     cluster.kubectl("-n", namespace, "delete", "modeljob", name, "--wait=true", "--timeout=60s")
     wait_for(

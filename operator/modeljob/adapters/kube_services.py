@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from modeljob.adapters import kube_writes
 from modeljob.adapters.kube_pods import LABEL_JOB, LABEL_JOB_UID
 from modeljob.api.v1alpha1 import API_VERSION, KIND
 
@@ -14,8 +15,9 @@ _GROUP = API_VERSION.split("/")[0] + "/"  # any version of the ModelJob API owns
 
 
 def service_name(job: Mapping[str, Any]) -> str:
-    """The job's own name: a pod with `subdomain: <job>` is `<hostname>.<job>.<namespace>.svc`."""
-    return str((job.get("metadata") or {}).get("name", ""))
+    """The pods' subdomain (the job's name, as a DNS label): a pod is `<hostname>.<subdomain>.<ns>.svc`
+    only through a headless Service of that name."""
+    return kube_writes.job_dns_label(str((job.get("metadata") or {}).get("name", "")))
 
 
 def service_manifest(job: Mapping[str, Any]) -> JsonObject:
@@ -23,20 +25,20 @@ def service_manifest(job: Mapping[str, Any]) -> JsonObject:
     job's pods by its uid, listing them before they are ready (a rendezvous starts before any rank
     is ready), owned by the job so the garbage collector deletes it with the job."""
     meta = job.get("metadata") or {}
-    name, uid = service_name(job), str(meta.get("uid", ""))
+    job_name, uid = str(meta.get("name", "")), str(meta.get("uid", ""))
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": name,
+            "name": service_name(job),
             "namespace": str(meta.get("namespace", "")),
-            # The pods' labels. A name a Service accepts (a DNS label) is already a label value.
-            "labels": {LABEL_JOB: name, LABEL_JOB_UID: uid},
+            # The pods' own values, so `-l modeljob.dev/job=<job>` finds the Service with them.
+            "labels": {LABEL_JOB: kube_writes._label_value(job_name), LABEL_JOB_UID: uid},
             "ownerReferences": [
                 {
                     "apiVersion": API_VERSION,
                     "kind": KIND,
-                    "name": name,
+                    "name": job_name,
                     "uid": uid,
                     "controller": True,
                     "blockOwnerDeletion": True,
