@@ -261,6 +261,17 @@ def test_the_tensor_parallel_size_is_the_one_the_estimator_chose() -> None:
     )
 
 
+def test_the_70b_example_tells_vllm_the_tensor_parallel_size_it_was_placed_for() -> None:
+    # The example's args refer to $(MODELJOB_TENSOR_PARALLEL_SIZE): the variable must be defined in
+    # the same container, earlier than anything that refers to it, for Kubernetes to expand it.
+    server = _pod(modeljob_dict("llama-3.1-70b-inference"))["spec"]["containers"][0]
+    assert (
+        server["args"][server["args"].index("--tensor-parallel-size") + 1]
+        == "$(MODELJOB_TENSOR_PARALLEL_SIZE)"
+    )
+    assert _env(server)["MODELJOB_TENSOR_PARALLEL_SIZE"] == "4"
+
+
 def test_a_gpu_override_that_is_not_a_power_of_two_is_told_its_pipeline_stages() -> None:
     document = modeljob_dict("llama-3.1-70b-inference", resources={"gpus": 6})
     env = _env(_pod(document)["spec"]["containers"][0])
