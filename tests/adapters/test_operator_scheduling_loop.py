@@ -564,3 +564,83 @@ def test_a_service_the_api_server_cannot_create_rolls_the_placement_back(api: Fa
     assert _job_status(api)["phase"] == "Queued"
     loop.events.drain()
     assert api.events[-1]["reason"] == "BindingFailed"
+
+
+def _serving_api(ports: list[Json] | None) -> FakeApiServer:
+    """Two H100 nodes and the 8B inference example, its server declaring ``ports``."""
+    server = FakeApiServer()
+    for index in (0, 1):
+        server.put("nodes", node_dict(index))
+    job = modeljob_dict("llama-3.1-8b-inference", status={"phase": "Queued", "observedGeneration": 1})
+    job["spec"]["accelerator"] = {"products": ["NVIDIA-H100-80GB-HBM3"]}
+    if ports is not None:
+        job["spec"]["template"]["spec"]["containers"][0]["ports"] = ports
+    server.put("modeljobs", job)
+    return server
+
+
+def test_an_inference_job_with_a_port_gets_its_serve_service_once_before_its_pods_and_an_endpoint() -> None:
+    api = _serving_api([{"name": "http", "containerPort": 8000}])
+    loop, view = start_operator(api)
+    loop.run_once()
+    job = api.job("ml", "llama-3-1-8b-chat")
+    assert job["status"]["phase"] == "Scheduled"
+    assert job["status"]["endpoint"] == "http://llama-3-1-8b-chat-serve.ml.svc:8000"
+    creates = [c for c in api.calls if not c.startswith("patch")]
+    assert creates[:2] == ["service llama-3-1-8b-chat", "service llama-3-1-8b-chat-serve"]
+    serve = api.services[("ml", "llama-3-1-8b-chat-serve")]
+    assert serve["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": 8000, "protocol": "TCP"}]
+    assert serve["spec"]["selector"] == {kube_pods.LABEL_JOB_UID: job["metadata"]["uid"]}
+    assert serve["metadata"]["ownerReferences"] == api.pods()[0]["metadata"]["ownerReferences"]
+
+    job["spec"]["replicas"] = 3  # the spec changes: placed again, by the same process
+    job["metadata"]["generation"] = 2
+    job["status"]["observedGeneration"] = 2
+    view.jobs.observe(api.put("modeljobs", job))
+    loop.run_once()
+    loop.run_once()
+    assert len(api.pods()) == 3, "placed again"
+    assert len([c for c in api.calls if c.startswith("service")]) == 2, "each Service made once"
+
+
+def test_a_serve_service_of_the_same_name_that_is_not_the_jobs_holds_the_job_back() -> None:
+    api = _serving_api([{"containerPort": 8000}])
+    api.services[("ml", "llama-3-1-8b-chat-serve")] = {
+        "metadata": {"name": "llama-3-1-8b-chat-serve", "ownerReferences": []},  # someone else's
+    }
+    loop, _ = start_operator(api)
+    loop.run_once()
+    assert api.pods() == []
+    assert api.job("ml", "llama-3-1-8b-chat")["status"]["phase"] == "Queued"
+    loop.events.drain()
+    assert "llama-3-1-8b-chat-serve exists and belongs to no ModelJob" in api.events[-1]["message"]
+
+
+def test_an_inference_job_gets_no_serve_service_nor_endpoint_until_it_declares_a_port() -> None:
+    api = _serving_api(None)
+    loop, view = start_operator(api)
+    loop.run_once()
+    job = api.job("ml", "llama-3-1-8b-chat")
+    assert job["status"]["phase"] == "Scheduled"
+    assert "endpoint" not in job["status"]
+    assert list(api.services) == [("ml", "llama-3-1-8b-chat")]
+
+    job["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"containerPort": 8000}]
+    job["metadata"]["generation"] = 2  # placed again, by the process that made the headless one
+    job["status"]["observedGeneration"] = 2
+    view.jobs.observe(api.put("modeljobs", job))
+    loop.run_once()
+    loop.run_once()
+    assert ("ml", "llama-3-1-8b-chat-serve") in api.services
+    assert (
+        api.job("ml", "llama-3-1-8b-chat")["status"]["endpoint"]
+        == "http://llama-3-1-8b-chat-serve.ml.svc:8000"
+    )
+
+
+def test_a_training_job_gets_no_endpoint(api: FakeApiServer) -> None:
+    loop, _ = start_operator(api)
+    loop.run_once()
+    assert _job_status(api)["phase"] == "Scheduled"
+    assert "endpoint" not in _job_status(api)
+    assert list(api.services) == [("ml", "llama-2-13b-sft")]

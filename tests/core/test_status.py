@@ -119,12 +119,19 @@ def _place() -> Place:
 def test_the_plan_is_written_with_binding_true_and_a_short_message() -> None:
     step = _place()
     entries = (Placed(0, "gang-0-x", "gpu-h100-0", 0.75), Placed(1, "gang-1-x", "gpu-h100-1", 0.25))
-    patch = planned(step, entries, {"queuePosition": 1}, now=at(5))
+    patch = planned(step, entries, {"queuePosition": 1}, now=at(5), endpoint=None)
     binding = conditions_of(patch)["Binding"]
     assert (binding["status"], binding["observedGeneration"]) == ("True", 1)
     assert patch["nodes"] == "gpu-h100-0,gpu-h100-1"
     assert patch["queuePosition"] is None
     assert patch["message"] == "binding 2 pod(s) on NVIDIA-H100-80GB-HBM3, 80.0 GiB"
+    assert patch["endpoint"] is None, "null: a merge patch removes an endpoint an earlier spec had"
+
+
+def test_the_plan_says_the_endpoint_the_adapter_named() -> None:
+    entries = (Placed(0, "gang-0-x", "gpu-h100-0", 0.75), Placed(1, "gang-1-x", "gpu-h100-1", 0.25))
+    patch = planned(_place(), entries, {}, now=at(5), endpoint="http://gang-serve.ml.svc:8000")
+    assert patch["endpoint"] == "http://gang-serve.ml.svc:8000"
 
 
 def test_the_scheduled_condition_is_one_short_line_and_the_event_has_every_node_type_tried() -> None:

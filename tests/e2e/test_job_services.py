@@ -1,5 +1,6 @@
-"""Each job's headless Service on the real control plane: made before the pods, listing every pod
-(ready or not) in its EndpointSlice, owned by the job and deleted with it."""
+"""Each job's Services on the real control plane: the headless one, made before the pods, listing
+every pod (ready or not) in its EndpointSlice; an Inference job's serve Service on its port; each
+owned by the job and deleted with it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from tests.cluster import exists
 from tests.e2e.kube import Cluster, wait_for
 from tests.e2e.operator_fixtures import apply, get_job, job_pods, phase
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "crds" / "examples" / "llama-2-13b-training-zero3.yaml"
+EXAMPLES = Path(__file__).resolve().parents[2] / "crds" / "examples"
+EXAMPLE = EXAMPLES / "llama-2-13b-training-zero3.yaml"
+INFERENCE_EXAMPLE = EXAMPLES / "llama-3.1-8b-inference.yaml"
 
 
 def _endpoints(cluster: Cluster, namespace: str, service: str) -> list[dict[str, Any]]:
@@ -64,5 +67,48 @@ def test_a_training_job_owns_a_headless_service_that_lists_every_pod_and_goes_wi
     wait_for(
         lambda: not exists(lambda: cluster.gateway.read_service(namespace, name)),
         f"the garbage collector to delete Service {name} with its job",
+        timeout_seconds=60,
+    )
+
+
+def test_an_inference_job_with_a_port_owns_a_serve_service_says_its_endpoint_and_both_go_with_the_job(
+    cluster: Cluster, idle_preset_nodes: None, namespace: str, start_operator: Any
+) -> None:
+    start_operator()
+    example = yaml.safe_load(INFERENCE_EXAMPLE.read_text())
+    server = example["spec"]["template"]["spec"]["containers"][0]
+    assert "ports" not in server, "the example declares no port: this test's copy gives it one"
+    server["ports"] = [{"name": "http", "containerPort": 8000}]
+    name, replicas = example["metadata"]["name"], example["spec"]["replicas"]
+    serve = f"{name}-serve"
+    apply(cluster, namespace, example)
+    wait_for(lambda: phase(cluster, namespace, name) == "Running", f"{name} to be Running")
+    job = get_job(cluster, namespace, name)
+    uid = job["metadata"]["uid"]
+    assert job["status"]["endpoint"] == f"http://{serve}.{namespace}.svc:8000"
+
+    service = cluster.gateway.read_service(namespace, serve)
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["clusterIP"] not in {None, "", "None"}
+    assert service["spec"]["selector"] == {kube_pods.LABEL_JOB_UID: uid}
+    [port] = service["spec"]["ports"]
+    assert (port["name"], port["port"], port["targetPort"], port["protocol"]) == ("http", 8000, 8000, "TCP")
+    pods = job_pods(cluster, namespace, name)
+    assert len(pods) == replicas
+    assert service["metadata"]["ownerReferences"] == pods[0]["metadata"]["ownerReferences"]
+    wait_for(
+        lambda: (
+            sorted(e["targetRef"]["name"] for e in _endpoints(cluster, namespace, serve))
+            == sorted(p["metadata"]["name"] for p in pods)
+        ),
+        f"the EndpointSlice of Service {serve} to list the job's {replicas} pods",
+    )
+
+    cluster.kubectl("-n", namespace, "delete", "modeljob", name, "--wait=true", "--timeout=60s")
+    wait_for(
+        lambda: (
+            not any(exists(lambda s=s: cluster.gateway.read_service(namespace, s)) for s in (name, serve))
+        ),
+        f"the garbage collector to delete Services {name} and {serve} with their job",
         timeout_seconds=60,
     )

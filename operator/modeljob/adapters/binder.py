@@ -3,7 +3,8 @@
 A pod is created from the job's template with the estimate as its requests, assumed on its node
 (kube-scheduler's assume cache, so the next cycle counts it before the watch shows it), then bound
 through pods/binding. A 409 "already assigned" to our node counts as bound. Before its first pod,
-a job gets its headless Service (kube_services), once per operator process.
+a job gets its Services (kube_services: the headless one, and an Inference job's serve Service),
+once per operator process.
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ class BindingError(Exception):
 
 
 class PodRefusedError(BindingError):
-    """The API server refused a pod made from the job's template, or the Service named after the
-    job (422): the job is at fault. The message is the server's, with each field named as the
+    """The API server refused a pod made from the job's template, or one of the job's Services
+    (422): the job is at fault. The message is the server's, with each field named as the
     ModelJob's."""
 
 
-# Jobs whose Service this process has seen exist, newest last. Bounded so that an operator running
-# for months does not keep every job it ever placed; one forgotten costs a POST answered 409.
+# Services this process has seen exist, as (job uid, name), newest last: by name, not just by job,
+# as a spec that gains a port needs its serve Service though the headless one exists. Bounded so
+# that an operator running for months does not keep every job it ever placed; one forgotten costs
+# a POST answered 409.
 _SERVICES_REMEMBERED = 10_000
 
 
@@ -66,7 +69,7 @@ class Binder:
         self._pods = pods
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bind")
-        self._services: dict[str, None] = {}  # job uids, insertion-ordered
+        self._services: dict[tuple[str, str], None] = {}  # (job uid, Service name), insertion-ordered
         self._services_lock = threading.Lock()
 
     def stop(self) -> None:
@@ -76,8 +79,8 @@ class Binder:
         self, job: Mapping[str, Any], entries: Sequence[Placed], candidate: Candidate, *, existing: set[str]
     ) -> None:
         """Create (unless in ``existing``) and bind every entry's pod; BindingError names each failure,
-        PodRefusedError if the API server refused a pod (or the job's Service) as invalid."""
-        self._ensure_service(job)
+        PodRefusedError if the API server refused a pod (or one of the job's Services) as invalid."""
+        self._ensure_services(job)
         futures = [
             self._pool.submit(self._create_and_bind, job, entry, candidate, entry.pod in existing)
             for entry in entries
@@ -98,29 +101,31 @@ class Binder:
                 self._gateway.delete_pod(namespace, name, grace_period_seconds=0 if grace_zero else None)
             self._view.forget((namespace, name))
 
-    def _ensure_service(self, job: Mapping[str, Any]) -> None:
-        """Create the job's headless Service unless this process knows it exists. One that exists
+    def _ensure_services(self, job: Mapping[str, Any]) -> None:
+        """Create the job's Services unless this process knows they exist. One that exists
         already counts if this job controls it; one left by a deleted job of the same name (the
         garbage collector has not come by yet) or made by someone else is a BindingError, so the
         placement backs off and tries again."""
         uid = str((job.get("metadata") or {}).get("uid", ""))
-        with self._services_lock:
-            if uid in self._services:
-                return
         namespace = str((job.get("metadata") or {}).get("namespace"))
-        name = kube_services.service_name(job)
-        try:
-            self._gateway.create_service(namespace, kube_services.service_manifest(job))
-        except AlreadyExistsError:
-            self._check_owner(namespace, name, uid)
-        except ClusterError as exc:
-            if exc.refused:
-                raise PodRefusedError(f"metadata.name cannot name the job's Service: {exc.detail}") from None
-            raise BindingError(f"cannot create Service {namespace}/{name}: {exc}") from None
-        with self._services_lock:
-            self._services[uid] = None
-            while len(self._services) > _SERVICES_REMEMBERED:
-                del self._services[next(iter(self._services))]
+        for service in kube_services.job_services(job):
+            with self._services_lock:
+                if (uid, service.name) in self._services:
+                    continue
+            try:
+                self._gateway.create_service(namespace, service.manifest)
+            except AlreadyExistsError:
+                self._check_owner(namespace, service.name, uid)
+            except ClusterError as exc:
+                if exc.refused:
+                    raise PodRefusedError(
+                        f"{service.field} cannot make the job's Service {service.name}: {exc.detail}"
+                    ) from None
+                raise BindingError(f"cannot create Service {namespace}/{service.name}: {exc}") from None
+            with self._services_lock:
+                self._services[(uid, service.name)] = None
+                while len(self._services) > _SERVICES_REMEMBERED:
+                    del self._services[next(iter(self._services))]
 
     def _check_owner(self, namespace: str, name: str, uid: str) -> None:
         try:

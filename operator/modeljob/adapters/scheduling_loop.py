@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, assert_never
 
-from modeljob.adapters import kube_jobs, kube_writes
+from modeljob.adapters import kube_jobs, kube_services, kube_writes
 from modeljob.adapters.binder import Binder, BindingError, PodRefusedError, PodSettings
 from modeljob.adapters.cluster import ClusterError, ClusterGateway, NotFoundError
 from modeljob.adapters.cluster_view import ClusterView, ParsedJobs, object_key
@@ -227,8 +227,9 @@ class SchedulingLoop:
         )
         names = {p.replica: kube_writes.pod_name(job.name, p.replica, nonce) for p in step.placement}
         entries = steps.placed_entries(step, names)
+        endpoint = kube_services.serve_endpoint(document)
         written = self._status.patch(
-            document, status.planned(step, entries, document.get("status") or {}, now=now)
+            document, status.planned(step, entries, document.get("status") or {}, now=now, endpoint=endpoint)
         )
         if not (document.get("status") or {}).get("estimate"):
             self._metrics.record_estimate(step.candidate.estimate)  # sized here first (see _wait)

@@ -469,6 +469,11 @@ class ModelJobStatus(_Model):
     )
     gpus: int | None = Field(default=None, description="GPUs of the whole job (all replicas).")
     nodes: str | None = Field(default=None, description="Nodes the replicas are placed on, comma-separated.")
+    endpoint: str | None = Field(
+        default=None,
+        description="In-cluster URL of an Inference job whose first container declares a port: "
+        "http://<job>-serve.<namespace>.svc:<port>, the ClusterIP Service across its ready pods.",
+    )
     message: str | None = Field(default=None, description="A one-line summary of the phase.")
     conditions: list[Condition] = Field(default_factory=list, description="Valid, Scheduled and others.")
 

@@ -162,8 +162,16 @@ def waiting(
     return patch
 
 
-def planned(step: Place, entries: Sequence[Placed], status: Mapping[str, object], *, now: datetime) -> Json:
-    """The plan, written before any pod exists: status.placement and Binding=True."""
+def planned(
+    step: Place,
+    entries: Sequence[Placed],
+    status: Mapping[str, object],
+    *,
+    now: datetime,
+    endpoint: str | None,
+) -> Json:
+    """The plan, written before any pod exists: status.placement and Binding=True, and the URL the
+    job serves on (the adapter's to name; None removes one an earlier spec had)."""
     new = len(step.placement)
     message = f"binding {new} pod(s) on {step.candidate.node_type.describe()}"
     conditions = set_condition(
@@ -181,6 +189,7 @@ def planned(step: Place, entries: Sequence[Placed], status: Mapping[str, object]
         "gpus": step.candidate.estimate.gpus * step.job.replicas,
         "nodes": _nodes(entries),
         "queuePosition": None,
+        "endpoint": endpoint,
         "conditions": conditions,
         "message": message,
     }
