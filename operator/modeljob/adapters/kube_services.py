@@ -136,7 +136,7 @@ def _owned_metadata(job: Mapping[str, Any], name: str) -> JsonObject:
         "name": name,
         "namespace": str(meta.get("namespace", "")),
         # The pods' own values, so `-l modeljob.dev/job=<job>` finds the Services with them.
-        "labels": {LABEL_JOB: kube_writes._label_value(job_name), LABEL_JOB_UID: uid},
+        "labels": {LABEL_JOB: kube_writes.label_value(job_name), LABEL_JOB_UID: uid},
         "ownerReferences": [
             {
                 "apiVersion": API_VERSION,

@@ -71,7 +71,9 @@ def placement_nonce(job_uid: str, resource_version: str) -> str:
     return hashlib.sha256(f"{job_uid}/{resource_version}".encode()).hexdigest()[:5]
 
 
-def _label_value(text: str) -> str:
+def label_value(text: str) -> str:
+    """``text`` as a label value (at most 63 of A-Z a-z 0-9 - _ ., alphanumeric at both ends): the
+    job-name label every object the operator makes for a job carries."""
     cut = re.sub(r"[^A-Za-z0-9_.-]", "-", text)[:_LABEL_VALUE_MAX]
     return cut.strip("-_.") or "x"
 
@@ -216,7 +218,7 @@ def _pod_metadata(job: Mapping[str, Any], *, replica: int, name: str) -> JsonObj
     template_meta = (spec_dict.get("template") or {}).get("metadata") or {}
     labels = {
         **{str(k): str(v) for k, v in (template_meta.get("labels") or {}).items()},
-        LABEL_JOB: _label_value(str(meta.get("name", ""))),
+        LABEL_JOB: label_value(str(meta.get("name", ""))),
         LABEL_JOB_UID: str(meta.get("uid", "")),
         LABEL_REPLICA: str(replica),
     }
