@@ -118,12 +118,12 @@ def test_only_the_first_containers_ports_are_served() -> None:
     assert kube_services.serve_endpoint(job) is None
 
 
-@pytest.mark.parametrize("name", ["x" * 63, "a" * 57 + "-b" * 5, "llama.v3"])
+@pytest.mark.parametrize("name", ["x" * 63, "a" * 57 + "-b" * 5, "llama.v3", "13b-sft"])
 def test_the_serve_service_name_is_one_dns_label_ending_in_serve(name: str) -> None:
     job = _inference([{"containerPort": 8000}], name=name)
     served = kube_services.serve_service_name(job)
     assert len(served) <= 63
     assert served.endswith("-serve")
-    assert re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", served)
+    assert re.fullmatch(r"[a-z]([a-z0-9-]*[a-z0-9])?", served), "a Service name starts with a letter"
     assert served.startswith(kube_services.service_name(job)[:20])
     assert kube_services.serve_endpoint(job) == f"http://{served}.ml.svc:8000"

@@ -166,7 +166,8 @@ def test_a_pod_the_api_server_refuses_is_explained_with_the_modeljobs_field_name
 
 # --- what each pod needs to run -----------------------------------------------------------------
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# RFC 1035, what a Service name must be (a pod's subdomain is the Service's name, so it too).
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TRAINING = "llama-2-13b-training-zero3"  # llama-2-13b-sft: 4 replicas, ZeRO-3, one trainer container
 
 
@@ -196,8 +197,19 @@ def test_each_pod_has_a_stable_hostname_under_the_jobs_headless_service() -> Non
         ("a" * 60 + "-bc", 7, "a" * 60 + "-7", "a" * 60 + "-bc"),  # no "--7" where the cut falls on a dash
         ("llama-3.1-8b", 2, "llama-3-1-8b-2", "llama-3-1-8b"),
         ("x" * 200 + ".y", 0, "x" * 61 + "-0", "x" * 63),
+        ("13b-sft", 3, "mj-13b-sft-3", "mj-13b-sft"),
+        ("7" * 63, 0, "mj-" + "7" * 58 + "-0", "mj-" + "7" * 60),
     ],
-    ids=["61-chars", "63-chars", "long-index", "cut-at-a-dash", "dots", "subdomain-name"],
+    ids=[
+        "61-chars",
+        "63-chars",
+        "long-index",
+        "cut-at-a-dash",
+        "dots",
+        "subdomain-name",
+        "digit-first",
+        "digits",
+    ],
 )
 def test_long_or_dotted_job_names_are_cut_to_dns_labels_keeping_the_index(
     job: str, index: int, hostname: str, subdomain: str
@@ -341,10 +353,10 @@ def test_a_container_that_mounts_its_own_dev_shm_keeps_it() -> None:
 @pytest.mark.parametrize(
     ("example", "template_policy", "policy"),
     [
-        (_TRAINING, None, "Never"),
-        ("llama-2-7b-lora", None, "Never"),
-        ("llama-65b-qlora", None, "Never"),
-        (_TRAINING, "OnFailure", "OnFailure"),
+        (_TRAINING, None, "OnFailure"),
+        ("llama-2-7b-lora", None, "OnFailure"),
+        ("llama-65b-qlora", None, "OnFailure"),
+        (_TRAINING, "Never", "Never"),
         ("llama-3.1-8b-inference", None, None),
     ],
     ids=["training", "lora", "qlora", "template-says", "inference-default"],

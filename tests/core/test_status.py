@@ -192,8 +192,10 @@ def test_a_roll_back_clears_the_placement_and_says_why_in_the_scheduled_conditio
         phase=JobPhase.QUEUED,
         requeue=Requeue.NODE_LOST,
     )
-    patch = rolled_back(step, {"placement": [{"replica": 0}], "nodes": "gpu-h100-0"}, now=at(0))
+    written = {"placement": [{"replica": 0}], "nodes": "gpu-h100-0", "endpoint": "http://j-serve.ml.svc:80"}
+    patch = rolled_back(step, written, now=at(0))
     assert (patch["phase"], patch["placement"], patch["nodes"]) == ("Queued", [], None)
+    assert patch["endpoint"] is None, "no pod serves behind it any more"
     assert conditions_of(patch)["Binding"]["reason"] == "NotBinding"
     assert conditions_of(patch)["Scheduled"]["reason"] == "NodeLost"
 

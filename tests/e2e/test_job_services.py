@@ -63,12 +63,46 @@ def test_a_training_job_owns_a_headless_service_that_lists_every_pod_and_goes_wi
     assert hostnames == {p["metadata"]["name"]: p["spec"]["hostname"] for p in pods}
     assert sorted(hostnames.values()) == [f"{name}-{index}" for index in range(replicas)]
 
+    # What each pod carries, as the API server stored it: one rank per pod, one master for all.
+    envs = {
+        p["spec"]["hostname"]: {e["name"]: e.get("value") for e in p["spec"]["containers"][0]["env"]}
+        for p in pods
+    }
+    assert sorted((env["RANK"], env["PET_NODE_RANK"]) for env in envs.values()) == [
+        (str(i), str(i)) for i in range(replicas)
+    ]
+    assert {env["MASTER_ADDR"] for env in envs.values()} == {f"{name}-0.{name}.{namespace}.svc"}
+    assert {env["WORLD_SIZE"] for env in envs.values()} == {str(replicas)}
+    for pod in pods:
+        assert pod["spec"]["restartPolicy"] == "OnFailure", "a finished training run stays finished"
+        mounts = {m["mountPath"]: m["name"] for m in pod["spec"]["containers"][0]["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
+
     cluster.kubectl("-n", namespace, "delete", "modeljob", name, "--wait=true", "--timeout=60s")
     wait_for(
         lambda: not exists(lambda: cluster.gateway.read_service(namespace, name)),
         f"the garbage collector to delete Service {name} with its job",
         timeout_seconds=60,
     )
+
+
+def test_a_job_whose_name_starts_with_a_digit_runs_under_a_service_name_that_starts_with_a_letter(
+    cluster: Cluster, idle_preset_nodes: None, namespace: str, start_operator: Any
+) -> None:
+    # `13b-sft` is a valid ModelJob and pod name, but a Service name only where the API server
+    # relaxes Service names (RFC 1035 wants a letter first; v1.36 here accepts it, older ones do
+    # not): the job's Service and subdomain start with a letter everywhere.
+    start_operator()
+    example = yaml.safe_load(EXAMPLE.read_text())
+    example["metadata"]["name"] = "13b-sft"
+    apply(cluster, namespace, example)
+    wait_for(lambda: phase(cluster, namespace, "13b-sft") == "Running", "13b-sft to be Running")
+    service = cluster.gateway.read_service(namespace, "mj-13b-sft")
+    assert service["spec"]["clusterIP"] == "None"
+    pods = job_pods(cluster, namespace, "13b-sft")
+    assert {p["spec"]["subdomain"] for p in pods} == {"mj-13b-sft"}
+    assert sorted(p["spec"]["hostname"] for p in pods) == [f"mj-13b-sft-{i}" for i in range(len(pods))]
 
 
 def test_an_inference_job_with_a_port_owns_a_serve_service_says_its_endpoint_and_both_go_with_the_job(

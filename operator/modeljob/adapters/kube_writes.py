@@ -31,6 +31,7 @@ JsonObject = dict[str, Any]
 EVENT_COMPONENT = "modeljob-operator"
 _LABEL_VALUE_MAX = 63
 _POD_NAME_MAX = 253
+_DNS_PREFIX = "mj-"  # before a job name that does not start with a letter (see job_dns_label)
 # A pod's hostname and subdomain must each be a DNS-1123 label: [a-z0-9-], at most 63 characters.
 _DNS_LABEL_MAX = 63
 SHM_VOLUME = "modeljob-shm"
@@ -79,11 +80,17 @@ def label_value(text: str) -> str:
 
 
 def job_dns_label(job_name: str) -> str:
-    """The job's name as a DNS label, its pods' subdomain (and so its headless Service's name):
-    the name itself when it is one, as usual; a name with dots or over 63 characters has its dots
-    turned into dashes and is cut (a ModelJob's name is a DNS subdomain: up to 253, dots allowed)."""
-    label = re.sub(r"[^a-z0-9-]", "-", job_name.lower())[:_DNS_LABEL_MAX].strip("-")
-    return label or "x"
+    """The job's name as a Service name (an RFC 1035 label), its pods' subdomain and its headless
+    Service's name: the name itself when it is one, as usual. A name with dots or over 63
+    characters has its dots turned into dashes and is cut (a ModelJob's name is a DNS subdomain:
+    up to 253, dots allowed); one that starts with a digit (`13b-sft`, a valid ModelJob and pod
+    name) gets `mj-` in front: Service names are RFC 1035 labels (a letter first) unless the API
+    server runs with RelaxedServiceNameValidation (our v1.36 control plane accepts `13b-x`; older
+    clusters refuse it, and the job could never run there)."""
+    label = re.sub(r"[^a-z0-9-]", "-", job_name.lower()).strip("-")
+    if not label[:1].isalpha():
+        label = f"{_DNS_PREFIX}{label}"
+    return label[:_DNS_LABEL_MAX].rstrip("-")
 
 
 def pod_hostname(job_name: str, index: int) -> str:
@@ -130,8 +137,11 @@ def pod_manifest(
         _inject_env(container, env)
     _mount_shared_memory(pod_spec, every, layout.shared_memory_bytes)
     if _workload_type(spec_dict) in _TRAINING_TYPES:
-        # A finished run must stay finished (Succeeded); the job's failure policy restarts, not kubelet.
-        pod_spec.setdefault("restartPolicy", "Never")
+        # A finished run must stay finished (Succeeded), which Always (the default) never lets it.
+        # OnFailure, not Never, until the job has a failure policy of its own (issue 15 item 5):
+        # with Never one crashed rank would fail the whole job for good, where kubelet used to
+        # restart it in place.
+        pod_spec.setdefault("restartPolicy", "OnFailure")
     if product:
         _require_product(pod_spec, product_label, product)
     return {

@@ -274,13 +274,16 @@ def rolled_back(step: RollBack, status: Mapping[str, object], *, now: datetime) 
             now=now,
             generation=step.job.generation if step.invalid_spec else None,
         )
-    return {
+    patch: Json = {
         "phase": step.phase.value,
         "placement": placement_status(step.keep),
         "nodes": _nodes(step.keep) or None,
         "conditions": conditions,
         "message": step.message,
     }
+    if not step.keep:
+        patch["endpoint"] = None  # nothing left to serve: the next plan writes it again
+    return patch
 
 
 def phase_set(step: SetPhase, status: Mapping[str, object]) -> Json | None:
