@@ -69,6 +69,11 @@ def estimate_status(estimate: Estimate) -> Json:
     }
 
 
+def sized(estimate: Estimate, replicas: int) -> Json:
+    """The job's sizing in its status: one replica's estimate, and GPUs for the whole job."""
+    return {"estimate": estimate_status(estimate), "gpus": estimate.gpus * replicas}
+
+
 def placement_status(entries: Sequence[Placed]) -> list[Json]:
     return [
         {
@@ -115,8 +120,7 @@ def admitted(
         patch["message"] = problem
         patch["queuePosition"] = None
     elif estimate is not None and not status.get("placement"):
-        patch["estimate"] = estimate_status(estimate)
-        patch["gpus"] = estimate.gpus * replicas
+        patch.update(sized(estimate, replicas))
     if phase is JobPhase.QUEUED and status.get("phase") != JobPhase.QUEUED.value:
         patch["message"] = f"queued in {queue}"
     return patch
@@ -157,8 +161,7 @@ def waiting(
         "conditions": conditions,
     }
     if step.candidate is not None and not step.job.placement:
-        patch["estimate"] = estimate_status(step.candidate.estimate)
-        patch["gpus"] = step.candidate.estimate.gpus * step.job.replicas
+        patch.update(sized(step.candidate.estimate, step.job.replicas))
     return patch
 
 
@@ -185,8 +188,7 @@ def planned(
     )
     return {
         "placement": placement_status(entries),
-        "estimate": estimate_status(step.candidate.estimate),
-        "gpus": step.candidate.estimate.gpus * step.job.replicas,
+        **sized(step.candidate.estimate, step.job.replicas),
         "nodes": _nodes(entries),
         "queuePosition": None,
         "endpoint": endpoint,
