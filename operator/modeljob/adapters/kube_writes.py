@@ -36,7 +36,6 @@ _DNS_PREFIX = "mj-"  # before a job name that does not start with a letter (see 
 _DNS_LABEL_MAX = 63
 SHM_VOLUME = "modeljob-shm"
 SHM_PATH = "/dev/shm"  # noqa: S108 - the mount point, not a temporary file we write
-_TRAINING_TYPES = frozenset({WorkloadType.TRAINING, WorkloadType.LORA, WorkloadType.QLORA})
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +135,7 @@ def pod_manifest(
     for container in every:
         _inject_env(container, env)
     _mount_shared_memory(pod_spec, every, layout.shared_memory_bytes)
-    if _workload_type(spec_dict) in _TRAINING_TYPES:
+    if _workload_type(spec_dict).trains:
         # A finished run must stay finished (Succeeded), which Always (the default) never lets it.
         # OnFailure, not Never, until the job has a failure policy of its own (issue 15 item 5):
         # with Never one crashed rank would fail the whole job for good, where kubelet used to

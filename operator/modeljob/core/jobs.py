@@ -22,6 +22,11 @@ class WorkloadType(StrEnum):
     LORA = "LoRA"
     QLORA = "QLoRA"
 
+    @property
+    def trains(self) -> bool:
+        """Training and fine-tuning (gradients, optimizer states, a run that ends) vs serving."""
+        return self is not WorkloadType.INFERENCE
+
 
 class Optimizer(StrEnum):
     ADAMW = "AdamW"
