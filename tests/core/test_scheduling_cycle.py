@@ -285,3 +285,13 @@ def test_node_types_whose_mean_scores_differ_are_never_shown_alike() -> None:
     entries = [Placed(a.replica, f"chat-{a.replica}", a.node, a.score) for a in step.placement]
     line = scheduled_message(entries, step.candidate.node_type, place=step)
     assert ", mean score 0.505 (0.505 beat 0.500 on " in line
+
+
+def test_fragmentation_is_measured_on_the_cluster_as_the_cycle_found_it() -> None:
+    # One H100 node has a single idle GPU, which the waiting 2-GPU job cannot use; the other is
+    # idle. At the start of the cycle 1 of the 9 idle GPUs is fragmented: the job placed during
+    # the cycle must not change what the metric reports for it.
+    busy = make_pod("other", namespace="default", node="gpu-h100-0", gpus=7, cpu_milli=1_000)
+    result = cycle([with_gpus(make_job("pair"), 2)], h100_nodes(), [busy])
+    assert isinstance(outcome(result, "pair"), Place)
+    assert result.fragmentation == pytest.approx(1 / 9)

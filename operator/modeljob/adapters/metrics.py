@@ -130,7 +130,7 @@ class OperatorMetrics:
         self.record_jobs(jobs)
         self.record_queue_lengths({**dict.fromkeys(queues, 0), **result.queue_lengths})
         self.record_gpu_allocation(result.gpu_allocation())
-        self.record_fragmentation(result.fragmentation_ratio())
+        self.record_fragmentation(result.fragmentation)
 
     def record_jobs(self, counts: Mapping[tuple[str, JobPhase], int]) -> None:
         """Every job counted by (namespace, status phase): each phase of a namespace with jobs

@@ -16,7 +16,12 @@ from datetime import datetime
 import numpy as np
 
 from modeljob.core.cluster_state import NodeFacts, PodFacts, account, admits
-from modeljob.core.fragmentation import TargetWorkload, compile_workload, fragmentation_milli
+from modeljob.core.fragmentation import (
+    CompiledWorkload,
+    TargetWorkload,
+    compile_workload,
+    fragmentation_milli,
+)
 from modeljob.core.gang_placement import Unplaceable
 from modeljob.core.job_state import JobFacts, JobPhase, Requeue
 from modeljob.core.jobs import JobShape
@@ -59,24 +64,13 @@ class CycleResult:
     queue_lengths: Mapping[str, int] = field(default_factory=dict)
     workload: TargetWorkload = field(default_factory=lambda: TargetWorkload(shapes=(), weights=()))
     host_demand: HostDemand | None = None  # what cpu-balance scored with
+    # Share of the idle GPUs, at the start of the cycle, that the workload's shapes could not use
+    # (FGD's measure; 0 without a workload).
+    fragmentation: float = 0.0
 
     def gpu_allocation(self) -> dict[str, float]:
         """Share of each GPU node's devices requested by the pods bound to it."""
         return {v.name: v.requested.gpus / v.allocatable.gpus for v in self.views if v.allocatable.gpus > 0}
-
-    def fragmentation_ratio(self) -> float:
-        """Share of the idle GPUs that the queued jobs' shapes could not use (FGD's measure)."""
-        if not self.views or not self.workload.shapes:
-            return 0.0
-        table = build_node_table(list(self.views))
-        fragmented = fragmentation_milli(
-            table.cpu_free_milli,
-            table.gpu_free_milli,
-            table.product_index,
-            compile_workload(self.workload, table.products),
-        )
-        idle = float(table.gpu_free_milli.sum())
-        return float(fragmented.sum()) / idle if idle else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,17 +145,17 @@ def run_cycle(
 ) -> CycleResult:
     """Decide, for every job, what to do now."""
     cluster = _Cluster(nodes, pods, sizing_cache if sizing_cache is not None else {})
+    at_start = cluster.table.working_copy()  # completions and plans reserve on cluster.table
     steps, waiting = _reconcile_all(jobs, pods, cluster, now=now, settings=settings)
     sizings = [w.sizing for w in waiting.values()]
     workload = target_workload(sizings, pods)
     demand = host_demand(sizings, pods)
+    compiled = compile_workload(workload, cluster.table.products)
     planner = Planner(
         table=cluster.table,
         type_masks=cluster.type_masks,
         weights=settings.weights,
-        context=ScoringContext(
-            workload=compile_workload(workload, cluster.table.products), host_demand=demand
-        ),
+        context=ScoringContext(workload=compiled, host_demand=demand),
     )
     policy = queue_policy(settings.queue, capacity=_capacity(cluster.views), usage=_usage_by_namespace(pods))
     ordered = order_queues(
@@ -176,7 +170,17 @@ def run_cycle(
         queue_lengths=queue_lengths,
         workload=workload,
         host_demand=demand,
+        fragmentation=_fragmentation(at_start, compiled) if workload.shapes else 0.0,
     )
+
+
+def _fragmentation(table: NodeTable, workload: CompiledWorkload) -> float:
+    """Share of ``table``'s idle GPUs that ``workload``'s shapes could not use."""
+    fragmented = fragmentation_milli(
+        table.cpu_free_milli, table.gpu_free_milli, table.product_index, workload
+    )
+    idle = float(table.gpu_free_milli.sum())
+    return float(fragmented.sum()) / idle if idle else 0.0
 
 
 def _reconcile_all(
