@@ -13,8 +13,8 @@ from modeljob.api.v1alpha1 import (
     SINGULAR,
     VERSION,
     ModelJobSpec,
-    ModelJobStatus,
 )
+from modeljob.api.v1alpha1_status import ModelJobStatus
 
 JsonSchema = dict[str, Any]
 

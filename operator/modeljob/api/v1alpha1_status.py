@@ -1,0 +1,90 @@
+"""The ModelJob's status (modeljob.dev/v1alpha1): what the operator decided and observed.
+
+Written by the operator only (core/status.py builds every patch); the CRD's status schema and
+`kubectl explain modeljob.status` come from these models.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from modeljob.api.model_base import ApiModel as _Model
+from modeljob.core.job_state import JobPhase
+
+
+def _bytes(what: str) -> Any:
+    return Field(description=f"{what}, in bytes.")
+
+
+class EstimateStatus(_Model):
+    """The sizing breakdown for one replica (docs/sizing.md), with the rule behind each number."""
+
+    weights_bytes: int = _bytes("GPU memory for the weights, summed over the replica's GPUs")
+    kv_cache_bytes: int = _bytes("GPU memory for the KV cache (inference)")
+    activations_bytes: int = _bytes("GPU memory for activations")
+    gradients_bytes: int = _bytes("GPU memory for gradients (training)")
+    optimizer_states_bytes: int = _bytes("GPU memory for optimizer states (training)")
+    overhead_bytes: int = _bytes("GPU memory for the runtime, allocator slack and ZeRO buffers")
+    total_bytes: int = _bytes("GPU memory of one replica, all parts")
+    gpus: int = Field(description="Devices per replica.")
+    gpu_memory_per_gpu_bytes: int = _bytes("GPU memory each device must hold")
+    cpu_milli: int = Field(description="CPU per replica, in millicores.")
+    memory_bytes: int = _bytes("Host memory per replica")
+    ephemeral_storage_bytes: int = _bytes("Scratch disk per replica")
+    device_memory_bytes: int | None = _bytes("Memory of one device the replica was sized for")
+    explanation: list[Annotated[str, Field(description="One rule: field, value and why.")]] = Field(
+        default_factory=list, max_length=64, description="The rule behind each number."
+    )
+
+
+class PlacementEntry(_Model):
+    """Where one replica runs."""
+
+    replica: int = Field(ge=0, description="Replica index, from 0.")
+    pod: str = Field(description="The replica's pod.")
+    node: str = Field(description="The node it is bound to.")
+    score: float | None = Field(default=None, description="The node's score when it was chosen.")
+
+
+class Condition(_Model):
+    """metav1.Condition: one aspect of the job's state."""
+
+    type: str = Field(max_length=316, description="Condition type, e.g. Valid, Scheduled.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(max_length=1024, description="CamelCase reason for the last transition.")
+    message: str = Field(default="", max_length=32768, description="Human-readable detail.")
+    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation this condition was set from."
+    )
+
+
+class ModelJobStatus(_Model):
+    """What modeljob decided and observed; written by the operator only."""
+
+    phase: JobPhase | None = Field(
+        default=None,
+        description="Pending, Queued, Scheduled, Running, Succeeded, Failed, Unschedulable "
+        "(cannot fit any node type) or Invalid (the spec cannot be sized).",
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation the status was computed from."
+    )
+    estimate: EstimateStatus | None = Field(
+        default=None, description="Per-replica sizing for the chosen node type."
+    )
+    placement: list[PlacementEntry] = Field(default_factory=list, description="Where each replica runs.")
+    queue_position: int | None = Field(
+        default=None, description="Place in the queue while Queued (1 = next)."
+    )
+    gpus: int | None = Field(default=None, description="GPUs of the whole job (all replicas).")
+    nodes: str | None = Field(default=None, description="Nodes the replicas are placed on, comma-separated.")
+    endpoint: str | None = Field(
+        default=None,
+        description="In-cluster URL of an Inference job whose first container declares a port: "
+        "http://<job>-serve.<namespace>.svc:<port>, the ClusterIP Service across its ready pods.",
+    )
+    message: str | None = Field(default=None, description="A one-line summary of the phase.")
+    conditions: list[Condition] = Field(default_factory=list, description="Valid, Scheduled and others.")
