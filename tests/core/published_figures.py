@@ -24,7 +24,8 @@ from modeljob.core.jobs import (
     WorkloadType,
 )
 from modeljob.core.resources import GIB
-from modeljob.core.sizing import INFERENCE_RUNTIME_BYTES_PER_GPU, Device, Estimate
+from modeljob.core.sizing import Device, Estimate
+from modeljob.core.sizing.constants import INFERENCE_RUNTIME_BYTES_PER_GPU
 
 GPU_80GIB = Device(memory_bytes=80 * GIB)  # A100/H100 80 GB (80 GiB usable as sold: 81,920 MiB)
 

@@ -17,13 +17,8 @@ from modeljob.core.jobs import (
     WorkloadType,
 )
 from modeljob.core.resources import GIB
-from modeljob.core.sizing import (
-    MAX_NODES_PER_REPLICA,
-    Device,
-    Estimate,
-    SizingError,
-    size_replica,
-)
+from modeljob.core.sizing import Device, Estimate, SizingError, size_replica
+from modeljob.core.sizing.constants import MAX_NODES_PER_REPLICA
 
 H100 = Device(memory_bytes=80 * GIB)
 RTX_24G = Device(memory_bytes=24 * GIB)

@@ -1,0 +1,216 @@
+"""The estimate of one replica: the entry point, its value, the rule behind each field, and why it misfits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from modeljob.core.jobs import JobShape, WorkloadType
+from modeljob.core.resources import format_bytes
+from modeljob.core.sizing.gpu_memory import _Memory, _model_states, _Part
+from modeljob.core.sizing.host import _cpu, _ephemeral_storage, _host_memory, shared_memory_per_node_bytes
+from modeljob.core.sizing.inputs import Device, _check_job, _resolve_shape, _Shape
+from modeljob.core.sizing.layout import _choose_layout
+
+_FIELD_ORDER = (
+    "weightsBytes",
+    "kvCacheBytes",
+    "activationsBytes",
+    "gradientsBytes",
+    "optimizerStatesBytes",
+    "overheadBytes",
+    "totalBytes",
+    "gpus",
+    "gpuMemoryPerGpuBytes",
+    "cpuMilli",
+    "memoryBytes",
+    "ephemeralStorageBytes",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    field: str  # camelCase estimate field it explains, e.g. "kvCacheBytes"
+    value: int
+    explanation: str
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """Per-replica requests; GPU memory fields are summed over the replica's GPUs."""
+
+    weights_bytes: int
+    kv_cache_bytes: int
+    activations_bytes: int
+    gradients_bytes: int
+    optimizer_states_bytes: int
+    overhead_bytes: int
+    total_bytes: int
+    gpus: int
+    gpu_memory_per_gpu_bytes: int
+    cpu_milli: int
+    memory_bytes: int
+    ephemeral_storage_bytes: int
+    nodes: int
+    device_memory_bytes: int
+    fits: bool
+    # The layout behind `gpus` (TP x PP = gpus) and the /dev/shm counted in `memory_bytes` for
+    # each node, so the pods are told the same layout and get the same shared memory.
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    shared_memory_per_node_bytes: int
+    rules: tuple[Rule, ...] = field(default=())
+    # Why one replica cannot fit: the largest part and the spec fields that drive it; "" if it fits.
+    misfit: str = ""
+
+    def to_dict(self) -> dict[str, int]:
+        """The 12 camelCase fields of the estimate (docs/sizing.md, "The estimate")."""
+        return {
+            "weightsBytes": self.weights_bytes,
+            "kvCacheBytes": self.kv_cache_bytes,
+            "activationsBytes": self.activations_bytes,
+            "gradientsBytes": self.gradients_bytes,
+            "optimizerStatesBytes": self.optimizer_states_bytes,
+            "overheadBytes": self.overhead_bytes,
+            "totalBytes": self.total_bytes,
+            "gpus": self.gpus,
+            "gpuMemoryPerGpuBytes": self.gpu_memory_per_gpu_bytes,
+            "cpuMilli": self.cpu_milli,
+            "memoryBytes": self.memory_bytes,
+            "ephemeralStorageBytes": self.ephemeral_storage_bytes,
+        }
+
+
+# --- the entry point ----------------------------------------------------------------------------
+
+
+def size_replica(job: JobShape, device: Device) -> Estimate:
+    """Per-replica GPU count, GPU memory breakdown and host requests for one device type."""
+    _check_job(job, device)
+    shape = _resolve_shape(job)
+    states = _model_states(job, shape)
+    layout, memory, fits, gpu_text = _choose_layout(job, shape, states, device)
+    misfit = "" if fits else _misfit(job, shape, memory)
+    if misfit:
+        gpu_text += f"; {misfit}"
+    gpus = layout.gpus
+    nodes = -(-gpus // device.gpus_per_node)
+    rules = [
+        *_gpu_memory_rules(shape, memory, gpus=gpus, gpu_text=gpu_text),
+        *_host_rules(job, shape, gpus=gpus, nodes=nodes),
+    ]
+    rules.sort(key=lambda rule: _FIELD_ORDER.index(rule.field))
+    value = {rule.field: rule.value for rule in rules}  # every rule of a field carries its value
+    return Estimate(
+        weights_bytes=value["weightsBytes"],
+        kv_cache_bytes=value["kvCacheBytes"],
+        activations_bytes=value["activationsBytes"],
+        gradients_bytes=value["gradientsBytes"],
+        optimizer_states_bytes=value["optimizerStatesBytes"],
+        overhead_bytes=value["overheadBytes"],
+        total_bytes=value["totalBytes"],
+        gpus=gpus,
+        gpu_memory_per_gpu_bytes=memory.per_gpu,
+        cpu_milli=value["cpuMilli"],
+        memory_bytes=value["memoryBytes"],
+        ephemeral_storage_bytes=value["ephemeralStorageBytes"],
+        nodes=nodes,
+        device_memory_bytes=device.memory_bytes,
+        fits=fits,
+        tensor_parallel_size=layout.tensor_parallel,
+        pipeline_parallel_size=layout.pipeline,
+        shared_memory_per_node_bytes=shared_memory_per_node_bytes(gpus),
+        rules=tuple(rules),
+        misfit=misfit,
+    )
+
+
+def _gpu_memory_rules(shape: _Shape, memory: _Memory, *, gpus: int, gpu_text: str) -> list[Rule]:
+    """The GPU memory breakdown summed over the replica's GPUs, with the rules behind each part,
+    then the total, the GPU count (why this layout) and the memory each GPU must hold."""
+
+    def explain(name: str, part: _Part, note: str = "") -> list[Rule]:
+        *steps, last = part.rules
+        return [Rule(name, part.per_gpu * gpus, text) for text in (*steps, last + note)]
+
+    per_gpu = format_bytes(memory.per_gpu)
+    return [
+        *explain("weightsBytes", memory.weights, f" [architecture {shape.describe()}]"),
+        *explain("kvCacheBytes", memory.kv_cache),
+        *explain("activationsBytes", memory.activations),
+        *explain("gradientsBytes", memory.gradients),
+        *explain("optimizerStatesBytes", memory.optimizer),
+        # The runtime's parts are one rule, in one line.
+        Rule(
+            "overheadBytes",
+            memory.overhead.per_gpu * gpus,
+            "; ".join(memory.overhead.rules) + f"; x {gpus} GPUs",
+        ),
+        Rule("totalBytes", memory.per_gpu * gpus, f"sum of the parts: {per_gpu} per GPU x {gpus} GPUs"),
+        Rule("gpus", gpus, gpu_text),
+        Rule(
+            "gpuMemoryPerGpuBytes",
+            memory.per_gpu,
+            f"weights, KV, activations, gradients, optimizer and overhead on each of the {gpus} GPUs",
+        ),
+    ]
+
+
+def _host_rules(job: JobShape, shape: _Shape, *, gpus: int, nodes: int) -> list[Rule]:
+    """CPU, host memory and scratch disk per replica: the estimate, or the spec's override of it."""
+    overrides = job.overrides
+    return [
+        _overridden("cpuMilli", _cpu(job, gpus, nodes), override=overrides.cpu_milli, spec_field="cpu"),
+        _overridden(
+            "memoryBytes",
+            _host_memory(job, shape, gpus, nodes),
+            override=overrides.memory_bytes,
+            spec_field="memory",
+        ),
+        _overridden(
+            "ephemeralStorageBytes",
+            _ephemeral_storage(job, shape, nodes),
+            override=overrides.ephemeral_storage_bytes,
+            spec_field="ephemeralStorage",
+        ),
+    ]
+
+
+def _overridden(name: str, estimate: tuple[int, str], *, override: int | None, spec_field: str) -> Rule:
+    value, text = estimate
+    if override is None:
+        return Rule(name, value, text)
+    return Rule(name, override, f"spec.resources.{spec_field} override (estimate was {text})")
+
+
+def _misfit(job: JobShape, shape: _Shape, memory: _Memory) -> str:
+    """The largest part of a replica that does not fit, and the spec fields it grows with."""
+    work = job.workload
+    p, b, s = f"{shape.parameters:,}", work.batch_size, work.sequence_length
+    tokens = f"spec.workload.batchSize {b} x spec.workload.sequenceLength {s}"
+    trained = (
+        f"spec.workload.loraRank {work.lora_rank} adapters"
+        if work.type in (WorkloadType.LORA, WorkloadType.QLORA)
+        else f"spec.model.parameters {p} trained in full"
+    )
+    zero = f", spec.workload.zeroStage {work.zero_stage} over spec.replicas {work.replicas}"
+    parts = (
+        (
+            "weights",
+            memory.weights,
+            f"spec.model.parameters {p} at spec.model.precision {job.model.precision}",
+        ),
+        ("KV cache", memory.kv_cache, tokens),
+        ("activations", memory.activations, tokens + _checkpointing_hint(job)),
+        ("gradients", memory.gradients, trained + zero),
+        ("optimizer states", memory.optimizer, f"{trained} with {work.optimizer.value}{zero}"),
+        ("overhead", memory.overhead, "runtime reserve, allocator slack and ZeRO buffers"),
+    )
+    name, part, drivers = max(parts, key=lambda entry: entry[1].per_gpu)
+    return f"largest part: {name} {format_bytes(part.per_gpu)} per GPU, from {drivers}"
+
+
+def _checkpointing_hint(job: JobShape) -> str:
+    work = job.workload
+    if work.type is WorkloadType.INFERENCE or work.activation_checkpointing:
+        return ""
+    return " (spec.workload.activationCheckpointing is off)"
