@@ -23,7 +23,7 @@ from modeljob.core.sizing.constants import (
     ZERO_ALLGATHER_BUCKET_ELEMENTS,
     _ceil_div,
 )
-from modeljob.core.sizing.inputs import _is_training, _Shape
+from modeljob.core.sizing.inputs import _Shape
 
 # --- GPU memory per replica, per layout -------------------------------------------------------
 
@@ -180,7 +180,7 @@ def _model_states(job: JobShape, shape: _Shape) -> _ModelStates:
 def _sharded(job: JobShape, states: _ModelStates, layout: _Layout) -> tuple[_Part, _Part, _Part]:
     """Split model states over the replica's GPUs (tensor/pipeline) and ZeRO across replicas."""
     work = job.workload
-    stage = work.zero_stage if _is_training(work.type) else 0
+    stage = work.zero_stage if work.type.trains else 0
     n = work.replicas
     g = layout.gpus
 
@@ -216,7 +216,7 @@ def _sharded(job: JobShape, states: _ModelStates, layout: _Layout) -> tuple[_Par
 
 def _kv_cache(job: JobShape, shape: _Shape, layout: _Layout) -> _Part:
     work = job.workload
-    if _is_training(work.type):
+    if work.type.trains:
         return _Part(0, ("training runs without a KV cache (use_cache=False)",))
     element = 4 if job.model.precision is Precision.FP32 else 2
     per_token = 2 * shape.layers * shape.kv_heads * shape.head_dim * element
@@ -250,7 +250,7 @@ def _activations(job: JobShape, shape: _Shape, layout: _Layout) -> _Part:
     work = job.workload
     h, t = shape.hidden_size, layout.tensor_parallel
     scale = 2 if job.model.precision is Precision.FP32 and work.type is WorkloadType.TRAINING else 1
-    if not _is_training(work.type):
+    if not work.type.trains:
         tokens = min(work.batch_size * work.sequence_length, max(work.sequence_length, PREFILL_TOKEN_BUDGET))
         # One layer's forward is the peak: residual, normed and attention-output copies of the
         # hidden state (4h, replicated on every TP rank) and the MLP intermediates (split by t):
@@ -299,7 +299,7 @@ def _memory(job: JobShape, shape: _Shape, states: _ModelStates, layout: _Layout)
     weights, gradients, optimizer = _sharded(job, states, layout)
     kv = _kv_cache(job, shape, layout)
     activations = _activations(job, shape, layout)
-    training = _is_training(job.workload.type)
+    training = job.workload.type.trains
     runtime = TRAINING_RUNTIME_BYTES_PER_GPU if training else INFERENCE_RUNTIME_BYTES_PER_GPU
     slack_percent = TRAINING_SLACK_PERCENT if training else INFERENCE_SLACK_PERCENT
     tensors = sum(part.per_gpu for part in (weights, kv, activations, gradients, optimizer))

@@ -22,7 +22,7 @@ from modeljob.core.sizing.constants import (
     TRAINING_CPU_MILLI_PER_GPU,
     _ceil_div,
 )
-from modeljob.core.sizing.inputs import _is_training, _Shape
+from modeljob.core.sizing.inputs import _Shape
 
 # --- host resources -----------------------------------------------------------------------------
 
@@ -36,7 +36,7 @@ def _checkpoint_bytes(job: JobShape, shape: _Shape) -> int:
 
 
 def _cpu(job: JobShape, gpus: int, nodes: int) -> tuple[int, str]:
-    per_gpu = TRAINING_CPU_MILLI_PER_GPU if _is_training(job.workload.type) else INFERENCE_CPU_MILLI_PER_GPU
+    per_gpu = TRAINING_CPU_MILLI_PER_GPU if job.workload.type.trains else INFERENCE_CPU_MILLI_PER_GPU
     floor = NODE_CPU_FLOOR_MILLI * nodes
     value = max(floor, per_gpu * gpus)
     return value, (

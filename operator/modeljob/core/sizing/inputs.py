@@ -170,7 +170,3 @@ def _check_job(job: JobShape, device: Device) -> None:
     ):
         if override is not None and override < (1 if path.endswith("gpus") else 0):
             raise SizingError(f"{path}: must be positive, got {override}")
-
-
-def _is_training(kind: WorkloadType) -> bool:
-    return kind is not WorkloadType.INFERENCE
