@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from modeljob.api.quantities import parse_duration
 from modeljob.api.v1alpha1 import describe_validation_error, parse_model_job
 from modeljob.core.jobs import Architecture, Optimizer, Precision, WorkloadType
+from modeljob.core.sizing.defaults import recipe
 from tests.manifests import BAD_MANIFESTS, bad_manifest, make_job_manifest, with_field
 
 
@@ -35,9 +36,12 @@ def test_defaults_are_applied_when_fields_are_omitted() -> None:
     core = parse_model_job(make_job_manifest(workload={"type": "Training"})).spec.to_core()
     assert core.model.precision is Precision.BF16
     assert core.workload.type is WorkloadType.TRAINING
-    assert core.workload.optimizer is Optimizer.ADAMW
+    # Open choices stay open here: sizing takes each from the recipe defaults (core/sizing/defaults.py).
+    assert core.workload.optimizer is None
+    assert core.workload.activation_checkpointing is None
     assert core.workload.zero_stage == 0
     assert core.workload.replicas == 1
+    assert recipe(core.workload).optimizer is Optimizer.ADAMW
 
 
 def test_explicit_resources_reach_the_core_in_base_units() -> None:

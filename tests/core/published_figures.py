@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from modeljob.core.jobs import (
     Architecture,
+    Checkpointing,
     JobShape,
     ModelShape,
     Optimizer,
@@ -241,7 +242,7 @@ def train(
             batch_size=batch_size,
             optimizer=optimizer,
             zero_stage=zero_stage,
-            activation_checkpointing=checkpointing,
+            activation_checkpointing=Checkpointing.FULL if checkpointing else Checkpointing.NONE,
             lora_rank=lora_rank,
             replicas=replicas,
         ),

@@ -8,6 +8,7 @@ import pytest
 
 from modeljob.core.jobs import (
     Architecture,
+    Checkpointing,
     JobShape,
     ModelShape,
     Optimizer,
@@ -62,7 +63,7 @@ def make_job(
             batch_size=batch_size,
             optimizer=optimizer,
             zero_stage=zero_stage,
-            activation_checkpointing=checkpointing,
+            activation_checkpointing=Checkpointing.FULL if checkpointing else Checkpointing.NONE,
             replicas=replicas,
         ),
         overrides or Overrides(),

@@ -11,6 +11,7 @@ forms (parameter counts, quantities, durations) live in `api/quantities.py`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
@@ -30,8 +31,11 @@ from modeljob.api.v1alpha1_status import ModelJobStatus
 from modeljob.core.jobs import (
     MAX_BATCH_SIZE,
     MAX_SEQUENCE_LENGTH,
+    Checkpointing,
     JobShape,
+    LoraTargets,
     ModelShape,
+    Offload,
     Optimizer,
     Overrides,
     Precision,
@@ -167,10 +171,28 @@ class Workload(_Model):
                     field_path=".loraRank",
                 ),
                 cel_rule(
+                    "!has(self.loraTargets)"
+                    " || (has(self.type) && (self.type == 'LoRA' || self.type == 'QLoRA'))",
+                    "loraTargets applies only to LoRA and QLoRA workloads",
+                    field_path=".loraTargets",
+                ),
+                cel_rule(
                     "!(has(self.optimizer) || has(self.zeroStage) || has(self.activationCheckpointing))"
                     " || (has(self.type) && self.type != 'Inference')",
                     "optimizer, zeroStage and activationCheckpointing apply only to Training, LoRA and QLoRA",
                     field_path=".type",
+                ),
+                cel_rule(
+                    "!has(self.offload) || (has(self.type) && self.type != 'Inference')",
+                    "offload applies only to Training, LoRA and QLoRA (serving keeps its weights on the GPU)",
+                    field_path=".offload",
+                ),
+                cel_rule(
+                    "!has(self.offload) || self.offload != 'OptimizerAndParameters'"
+                    " || (has(self.zeroStage) && self.zeroStage == 3)",
+                    "offload OptimizerAndParameters needs zeroStage 3 (parameters are offloaded only "
+                    "when they are sharded: DeepSpeed ZeRO-3 offload_param, FSDP full-shard CPU offload)",
+                    field_path=".offload",
                 ),
             ]
         }
@@ -209,10 +231,28 @@ class Workload(_Model):
     )
     activation_checkpointing: bool | None = Field(
         default=None,
-        description="Training only: recompute activations in the backward pass (default false).",
+        description="Training only: recompute activations in the backward pass. Default: on for "
+        "LoRA and QLoRA (torchtune, PEFT and the QLoRA scripts turn it on), off for Training.",
     )
     lora_rank: int | None = Field(
-        default=None, ge=1, le=65_536, description="LoRA and QLoRA only: adapter rank (default 16)."
+        default=None,
+        ge=1,
+        le=65_536,
+        description="LoRA and QLoRA only: adapter rank (default 8 for "
+        "LoRA, as torchtune's and PEFT's recipes; 64 for QLoRA, as the QLoRA paper's scripts).",
+    )
+    lora_targets: LoraTargets | None = Field(
+        default=None,
+        description="LoRA and QLoRA only: which linears carry adapters: attention (q, k, v, o), "
+        "attention-and-mlp, or all-linear (every linear but the output head). Default: "
+        "attention for LoRA (PEFT's default for Llama-style models), all-linear for QLoRA "
+        "(the QLoRA paper).",
+    )
+    offload: Offload | None = Field(
+        default=None,
+        description="Training only: keep model states in host memory (counted in memoryBytes): "
+        "None (default), Optimizer (DeepSpeed offload_optimizer) or OptimizerAndParameters "
+        "(also offload_param / FSDP CPU offload; needs zeroStage 3).",
     )
 
     @model_validator(mode="after")
@@ -220,13 +260,30 @@ class Workload(_Model):
         lora = self.type in (WorkloadType.LORA, WorkloadType.QLORA)
         if self.lora_rank is not None and not lora:
             raise ValueError("loraRank applies only to LoRA and QLoRA workloads")
+        if self.lora_targets is not None and not lora:
+            raise ValueError("loraTargets applies only to LoRA and QLoRA workloads")
         training_only = (self.optimizer, self.zero_stage, self.activation_checkpointing)
         if self.type is WorkloadType.INFERENCE and any(v is not None for v in training_only):
             raise ValueError(
                 "optimizer, zeroStage and activationCheckpointing apply only to training workloads"
             )
+        if self.type is WorkloadType.INFERENCE and self.offload is not None:
+            raise ValueError(
+                "offload applies only to Training, LoRA and QLoRA (serving keeps its weights on the GPU)"
+            )
+        if self.offload is Offload.OPTIMIZER_AND_PARAMETERS and self.zero_stage != 3:
+            raise ValueError(
+                "offload OptimizerAndParameters needs zeroStage 3 (parameters are offloaded only when "
+                "they are sharded: DeepSpeed ZeRO-3 offload_param, FSDP full-shard CPU offload)"
+            )
         return self
 
+
+# A Kubernetes label key: an optional DNS-subdomain prefix and a name of 1..63 characters.
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 
 RESOURCE_NAME_PATTERN = (
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9][-A-Za-z0-9_.]*$"
@@ -272,6 +329,28 @@ class ResourceOverrides(_Model):
     )
 
 
+class TopologyMode(StrEnum):
+    REQUIRED = "Required"
+    PREFERRED = "Preferred"
+
+
+class Topology(_Model):
+    """The topology domain a multi-node replica's group prefers (or requires) to share."""
+
+    key: str | None = Field(
+        default=None,
+        max_length=317,
+        pattern=LABEL_KEY_PATTERN,
+        description="Node label whose value names a domain, e.g. topology.kubernetes.io/zone; "
+        "default: the operator's topologyKey setting.",
+    )
+    mode: TopologyMode = Field(
+        default=TopologyMode.PREFERRED,
+        description="Required: a group waits rather than span domains; Preferred (default): one "
+        "domain when one has room, else across domains.",
+    )
+
+
 class Scheduling(_Model):
     """How the job waits and is placed."""
 
@@ -292,6 +371,32 @@ class Scheduling(_Model):
         "How long the job runs, e.g. 2h, 90m or 1h30m; ordered by the shortest-job-first policy.",
     )
     gang: bool = Field(default=True, description="Place all replicas together or none (default true).")
+    topology: Topology = Field(
+        default_factory=Topology,
+        description="Where a replica that spans nodes keeps its pods: one domain of a node label.",
+    )
+
+
+class RestartScope(StrEnum):
+    JOB = "Job"
+    REPLICA = "Replica"
+
+
+class FailurePolicy(_Model):
+    """What happens when a pod fails or its node is lost."""
+
+    max_restarts: int = Field(
+        default=3,
+        ge=0,
+        le=10_000,
+        description="Times the job (or a replica) is recreated after a failure before the job is "
+        "Failed (default 3; 0 = never).",
+    )
+    restart_scope: RestartScope | None = Field(
+        default=None,
+        description="Job: recreate every pod (the gang); Replica: only the failed replica's pods. "
+        "Default: Job for Training, LoRA, QLoRA and gang jobs, Replica for non-gang Inference.",
+    )
 
 
 # torch.distributed's and PyTorchJob's default rendezvous port.
@@ -340,6 +445,15 @@ class ModelJobSpec(_Model):
         default_factory=Rendezvous,
         description="Where the pods meet for torch.distributed: the port on pod 0 (default 29500).",
     )
+    failure_policy: FailurePolicy = Field(
+        default_factory=FailurePolicy,
+        description="Restarts after a pod fails or its node is lost: how many and of what.",
+    )
+    suspend: bool = Field(
+        default=False,
+        description="true: delete the job's pods and free their devices, keep the job (phase "
+        "Suspended); false again: queue it once more (default false).",
+    )
     template: dict[str, Any] = Field(
         default_factory=dict,
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
@@ -367,11 +481,19 @@ class ModelJobSpec(_Model):
                 type=workload.type,
                 sequence_length=workload.sequence_length,
                 batch_size=workload.batch_size,
-                optimizer=workload.optimizer or Optimizer.ADAMW,
+                optimizer=workload.optimizer,
                 zero_stage=workload.zero_stage or 0,
-                activation_checkpointing=bool(workload.activation_checkpointing),
-                lora_rank=workload.lora_rank or CoreWorkload().lora_rank,
+                activation_checkpointing=(
+                    None
+                    if workload.activation_checkpointing is None
+                    else Checkpointing.FULL
+                    if workload.activation_checkpointing
+                    else Checkpointing.NONE
+                ),
+                lora_rank=workload.lora_rank,
                 replicas=self.replicas,
+                lora_targets=workload.lora_targets,
+                offload=workload.offload or Offload.NONE,
             ),
             overrides=Overrides(
                 gpus=overrides.gpus,

@@ -28,12 +28,21 @@ class EstimateStatus(_Model):
     optimizer_states_bytes: int = _bytes("GPU memory for optimizer states (training)")
     overhead_bytes: int = _bytes("GPU memory for the runtime, allocator slack and ZeRO buffers")
     total_bytes: int = _bytes("GPU memory of one replica, all parts")
-    gpus: int = Field(description="Devices per replica.")
+    gpus: int = Field(description="Devices per pod: per replica, or per node of a multi-node replica.")
     gpu_memory_per_gpu_bytes: int = _bytes("GPU memory each device must hold")
     cpu_milli: int = Field(description="CPU per replica, in millicores.")
     memory_bytes: int = _bytes("Host memory per replica")
     ephemeral_storage_bytes: int = _bytes("Scratch disk per replica")
     device_memory_bytes: int | None = _bytes("Memory of one device the replica was sized for")
+    tensor_parallel_size: int | None = Field(
+        default=None, description="Tensor-parallel degree inside a node (divides the attention heads)."
+    )
+    pipeline_parallel_size: int | None = Field(
+        default=None, description="Pipeline stages, one per node (divides the layers); 1 on one node."
+    )
+    nodes_per_replica: int | None = Field(
+        default=None, description="Nodes one replica spans; each of its pods takes `gpus` devices."
+    )
     explanation: list[Annotated[str, Field(description="One rule: field, value and why.")]] = Field(
         default_factory=list, max_length=64, description="The rule behind each number."
     )
@@ -66,8 +75,9 @@ class ModelJobStatus(_Model):
 
     phase: JobPhase | None = Field(
         default=None,
-        description="Pending, Queued, Scheduled, Running, Succeeded, Failed, Unschedulable "
-        "(cannot fit any node type) or Invalid (the spec cannot be sized).",
+        description="Pending, Queued, Scheduled, Running, Succeeded, Failed, Suspended "
+        "(spec.suspend: no pods), Unschedulable (cannot fit any node type) or Invalid (the spec "
+        "cannot be sized).",
     )
     observed_generation: int | None = Field(
         default=None, description="The spec generation the status was computed from."
@@ -85,6 +95,9 @@ class ModelJobStatus(_Model):
         default=None,
         description="In-cluster URL of an Inference job whose first container declares a port: "
         "http://<job>-serve.<namespace>.svc:<port>, the ClusterIP Service across its ready pods.",
+    )
+    restarts: int | None = Field(
+        default=None, description="Times the job or one of its replicas was recreated after a failure."
     )
     message: str | None = Field(default=None, description="A one-line summary of the phase.")
     conditions: list[Condition] = Field(default_factory=list, description="Valid, Scheduled and others.")

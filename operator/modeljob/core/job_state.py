@@ -28,6 +28,7 @@ class JobPhase(StrEnum):
     FAILED = "Failed"
     UNSCHEDULABLE = "Unschedulable"
     INVALID = "Invalid"
+    SUSPENDED = "Suspended"
 
     @property
     def finished(self) -> bool:

@@ -34,6 +34,30 @@ class Optimizer(StrEnum):
     SGD = "SGD"
 
 
+class Checkpointing(StrEnum):
+    """Activation checkpointing: none, selective (attention recomputed) or full (per layer)."""
+
+    NONE = "None"
+    SELECTIVE = "Selective"
+    FULL = "Full"
+
+
+class LoraTargets(StrEnum):
+    """Which linears of each layer carry LoRA adapters."""
+
+    ATTENTION = "attention"  # q, k, v, o
+    ATTENTION_AND_MLP = "attention-and-mlp"  # q, k, v, o and the MLP's gate/up/down
+    ALL_LINEAR = "all-linear"  # every linear but the output head (PEFT's "all-linear")
+
+
+class Offload(StrEnum):
+    """Model states kept in host memory instead of on the GPU (DeepSpeed offload, FSDP CPU offload)."""
+
+    NONE = "None"
+    OPTIMIZER = "Optimizer"
+    OPTIMIZER_AND_PARAMETERS = "OptimizerAndParameters"
+
+
 # Largest model the estimator accepts (100 trillion parameters): ~50x the largest published
 # dense or MoE checkpoints of 2026, so anything above is a typo (1e20) rather than a model.
 MAX_PARAMETERS = 100 * 10**12
@@ -46,7 +70,6 @@ MAX_SEQUENCE_LENGTH = 16 * 1024 * 1024
 # max_batch_size 2048; vLLM's max_num_seqs is 256 to 1024) and far above any training
 # micro-batch, so a larger value is a token or sample count written in the wrong field.
 MAX_BATCH_SIZE = 1 << 16
-DEFAULT_LORA_RANK = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +104,19 @@ class ModelShape:
 
 @dataclass(frozen=True, slots=True)
 class Workload:
+    """The work. Fields left None take the default of the tools people run for this type
+    (core/sizing/defaults.py says which tool each default follows)."""
+
     type: WorkloadType = WorkloadType.INFERENCE
     sequence_length: int = 4096
     batch_size: int = 1
-    optimizer: Optimizer = Optimizer.ADAMW
+    optimizer: Optimizer | None = None
     zero_stage: int = 0
-    activation_checkpointing: bool = False
-    lora_rank: int = DEFAULT_LORA_RANK
+    activation_checkpointing: Checkpointing | None = None
+    lora_rank: int | None = None
     replicas: int = 1  # data-parallel workers; ZeRO shards across them
+    lora_targets: LoraTargets | None = None
+    offload: Offload = Offload.NONE
 
 
 @dataclass(frozen=True, slots=True)

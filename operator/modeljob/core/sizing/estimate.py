@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from modeljob.core.jobs import JobShape, WorkloadType
+from modeljob.core.jobs import Checkpointing, JobShape, WorkloadType
 from modeljob.core.resources import format_bytes
+from modeljob.core.sizing.defaults import recipe
 from modeljob.core.sizing.gpu_memory import _Memory, _model_states, _Part
 from modeljob.core.sizing.host import _cpu, _ephemeral_storage, _host_memory, shared_memory_per_node_bytes
 from modeljob.core.sizing.inputs import Device, _check_job, _resolve_shape, _Shape
@@ -188,7 +189,7 @@ def _misfit(job: JobShape, shape: _Shape, memory: _Memory) -> str:
     p, b, s = f"{shape.parameters:,}", work.batch_size, work.sequence_length
     tokens = f"spec.workload.batchSize {b} x spec.workload.sequenceLength {s}"
     trained = (
-        f"spec.workload.loraRank {work.lora_rank} adapters"
+        f"spec.workload.loraRank {recipe(work).lora_rank} adapters"
         if work.type in (WorkloadType.LORA, WorkloadType.QLORA)
         else f"spec.model.parameters {p} trained in full"
     )
@@ -202,7 +203,7 @@ def _misfit(job: JobShape, shape: _Shape, memory: _Memory) -> str:
         ("KV cache", memory.kv_cache, tokens),
         ("activations", memory.activations, tokens + _checkpointing_hint(job)),
         ("gradients", memory.gradients, trained + zero),
-        ("optimizer states", memory.optimizer, f"{trained} with {work.optimizer.value}{zero}"),
+        ("optimizer states", memory.optimizer, f"{trained} with {recipe(work).optimizer.value}{zero}"),
         ("overhead", memory.overhead, "runtime reserve, allocator slack and ZeRO buffers"),
     )
     name, part, drivers = max(parts, key=lambda entry: entry[1].per_gpu)
@@ -211,6 +212,6 @@ def _misfit(job: JobShape, shape: _Shape, memory: _Memory) -> str:
 
 def _checkpointing_hint(job: JobShape) -> str:
     work = job.workload
-    if work.type is WorkloadType.INFERENCE or work.activation_checkpointing:
+    if work.type is WorkloadType.INFERENCE or recipe(work).checkpointing is not Checkpointing.NONE:
         return ""
     return " (spec.workload.activationCheckpointing is off)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modeljob.core.jobs import JobShape, Optimizer, Precision, WorkloadType
+from modeljob.core.jobs import Checkpointing, JobShape, Optimizer, Precision, WorkloadType
 from modeljob.core.resources import format_bytes
 from modeljob.core.sizing.constants import (
     _BF16,
@@ -23,6 +23,7 @@ from modeljob.core.sizing.constants import (
     ZERO_ALLGATHER_BUCKET_ELEMENTS,
     _ceil_div,
 )
+from modeljob.core.sizing.defaults import recipe
 from modeljob.core.sizing.inputs import _Shape
 
 # --- GPU memory per replica, per layout -------------------------------------------------------
@@ -129,14 +130,15 @@ def _model_states(job: JobShape, shape: _Shape) -> _ModelStates:
     base, base_rule = _weights(job, shape)
     if kind is WorkloadType.INFERENCE:
         return _ModelStates(base, base_rule, 0, "inference keeps no gradients", 0, "inference: no optimizer")
-    optimizer = work.optimizer
+    chosen = recipe(work)
+    optimizer = chosen.optimizer
     if kind in (WorkloadType.LORA, WorkloadType.QLORA):
-        adapters = _adapter_parameters(shape, work.lora_rank)
+        adapters = _adapter_parameters(shape, chosen.lora_rank)
         # PEFT keeps adapter weights in fp32 (autocast_adapter_dtype): weight 4 + gradient 4 +
         # optimizer states; the frozen base has neither gradients nor optimizer states.
         opt_bytes = {Optimizer.ADAMW: 8, Optimizer.ADAM8BIT: 2, Optimizer.SGD: 4}[optimizer]
         adapter_rule = (
-            f"{adapters:,} LoRA params (rank {work.lora_rank} on q,k,v,o and MLP linears"
+            f"{adapters:,} LoRA params (rank {chosen.lora_rank} on q,k,v,o and MLP linears"
             f" x {shape.layers} layers)"
         )
         return _ModelStates(
@@ -271,7 +273,7 @@ def _activations(job: JobShape, shape: _Shape, layout: _Layout) -> _Part:
     replicated = 10 * s * b * h
     split = s * b * (8 * h + mlp_factor * shape.intermediate_size)
     one_layer = replicated + _ceil_div(split, t)
-    if work.activation_checkpointing:
+    if recipe(work).checkpointing is not Checkpointing.NONE:
         # Full checkpointing keeps each layer's input (2sbh) and recomputes one layer at a time.
         layers_bytes = shape.layers * 2 * s * b * h + one_layer
         layers_text = (

@@ -142,7 +142,7 @@ def _check_job(job: JobShape, device: Device) -> None:
         ("spec.model.parameters", job.model.parameters, 1),
         ("spec.workload.sequenceLength", work.sequence_length, 1),
         ("spec.workload.batchSize", work.batch_size, 1),
-        ("spec.workload.loraRank", work.lora_rank, 1),
+        ("spec.workload.loraRank", work.lora_rank or 1, 1),
         ("spec.replicas", work.replicas, 1),
         ("spec.accelerator.memoryPerDevice", device.memory_bytes, 1),
         ("gpusPerNode", device.gpus_per_node, 1),
