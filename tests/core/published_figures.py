@@ -48,6 +48,9 @@ class Measure(StrEnum):
     ALLOCATOR_PEAK = "allocator peak"  # totalBytes minus the runtime reserve (torch max_memory_allocated)
     TOTAL = "GPU total"  # totalBytes: everything the replica's GPUs hold
     HOST_MEMORY = "host RAM"  # memoryBytes
+    # Per GPU, for sources that print one GPU's peak (training runs over several GPUs):
+    PEAK_PER_GPU_ALLOCATED = "peak allocated per GPU"  # torch max_memory_allocated: no runtime reserve
+    PEAK_PER_GPU_RESERVED = "peak reserved per GPU"  # max_memory_reserved / nvidia-smi / unstated
 
 
 class Kind(StrEnum):
