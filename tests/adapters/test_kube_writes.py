@@ -353,10 +353,10 @@ def test_a_container_that_mounts_its_own_dev_shm_keeps_it() -> None:
 @pytest.mark.parametrize(
     ("example", "template_policy", "policy"),
     [
-        (_TRAINING, None, "OnFailure"),
-        ("llama-2-7b-lora", None, "OnFailure"),
-        ("llama-65b-qlora", None, "OnFailure"),
-        (_TRAINING, "Never", "Never"),
+        (_TRAINING, None, "Never"),
+        ("llama-2-7b-lora", None, "Never"),
+        ("llama-65b-qlora", None, "Never"),
+        (_TRAINING, "OnFailure", "OnFailure"),
         ("llama-3.1-8b-inference", None, None),
     ],
     ids=["training", "lora", "qlora", "template-says", "inference-default"],

@@ -176,19 +176,29 @@ def test_binding_is_rolled_back_when_its_node_is_gone() -> None:
 # --- a placed job --------------------------------------------------------------------------------
 
 
+def _training(job: JobFacts) -> JobFacts:
+    return replace(
+        job,
+        shape=replace(job.shape, workload=Workload(type=WorkloadType.TRAINING, replicas=job.replicas)),
+    )
+
+
 @pytest.mark.parametrize(
-    ("phases", "expected"),
+    ("training", "phases", "expected"),
     [
-        ((PodPhase.PENDING, PodPhase.RUNNING), JobPhase.SCHEDULED),
-        ((PodPhase.RUNNING, PodPhase.RUNNING), JobPhase.RUNNING),
-        ((PodPhase.SUCCEEDED, PodPhase.RUNNING), JobPhase.RUNNING),
-        ((PodPhase.SUCCEEDED, PodPhase.SUCCEEDED), JobPhase.SUCCEEDED),
-        ((PodPhase.FAILED, PodPhase.RUNNING), JobPhase.FAILED),
+        (True, (PodPhase.PENDING, PodPhase.RUNNING), JobPhase.SCHEDULED),
+        (True, (PodPhase.RUNNING, PodPhase.RUNNING), JobPhase.RUNNING),
+        (True, (PodPhase.SUCCEEDED, PodPhase.RUNNING), JobPhase.RUNNING),
+        (True, (PodPhase.SUCCEEDED, PodPhase.SUCCEEDED), JobPhase.SUCCEEDED),
+        (False, (PodPhase.SUCCEEDED, PodPhase.SUCCEEDED), JobPhase.RUNNING),
     ],
-    ids=["starting", "running", "one-done", "all-done", "one-failed"],
+    ids=["starting", "running", "one-done", "training-all-done", "serving-all-done-stays-running"],
 )
-def test_placed_job_phase_follows_its_pods(phases: tuple[PodPhase, PodPhase], expected: JobPhase) -> None:
+def test_placed_job_phase_follows_its_pods(
+    training: bool, phases: tuple[PodPhase, PodPhase], expected: JobPhase
+) -> None:
     job = replace(placed(make_job(replicas=2), "gpu-h100-0", "gpu-h100-1"), phase=JobPhase.SCHEDULED)
+    job = _training(job) if training else job
     pods = [replace(p, phase=phase) for p, phase in zip(pods_of(job), phases, strict=True)]
     step = _reconcile(job, pods)
     if expected is JobPhase.SCHEDULED:
@@ -260,7 +270,7 @@ def test_placed_job_deletes_stray_pods() -> None:
 
 
 def test_a_failed_job_names_the_pod_the_container_the_reason_and_the_exit_code() -> None:
-    job = placed(make_job("gang", replicas=2), "gpu-h100-0", "gpu-h100-1")
+    job = replace(placed(make_job("gang", replicas=2), "gpu-h100-0", "gpu-h100-1"), max_restarts=0)
     running, failed = pods_of(job)
     oom = replace(
         failed,
@@ -270,4 +280,7 @@ def test_a_failed_job_names_the_pod_the_container_the_reason_and_the_exit_code()
     step = _reconcile(job, [running, oom])
     assert isinstance(step, SetPhase)
     assert step.phase is JobPhase.FAILED
-    assert step.message == "pod gang-1-abcde failed: container server OOMKilled (exit code 137)"
+    assert step.message == (
+        "pod gang-1-abcde of replica 1 failed: container server OOMKilled (exit code 137); "
+        "not recreated: failurePolicy.maxRestarts is 0 and the job was recreated 0 time(s)"
+    )

@@ -74,7 +74,7 @@ def test_a_training_job_owns_a_headless_service_that_lists_every_pod_and_goes_wi
     assert {env["MASTER_ADDR"] for env in envs.values()} == {f"{name}-0.{name}.{namespace}.svc"}
     assert {env["WORLD_SIZE"] for env in envs.values()} == {str(replicas)}
     for pod in pods:
-        assert pod["spec"]["restartPolicy"] == "OnFailure", "a finished training run stays finished"
+        assert pod["spec"]["restartPolicy"] == "Never", "a finished training run stays finished"
         mounts = {m["mountPath"]: m["name"] for m in pod["spec"]["containers"][0]["volumeMounts"]}
         volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
         assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"

@@ -21,6 +21,7 @@ from modeljob.api.v1alpha1 import ModelJobSpec, describe_validation_error
 from modeljob.core.cluster_state import TaintEffect, Toleration
 from modeljob.core.job_state import ConditionType, JobFacts, JobPhase, Placed
 from modeljob.core.resources import QuantityError, Resources, parse_bytes, parse_quantity
+from modeljob.core.status import restarts as status_restarts
 
 
 class ObjectError(ValueError):
@@ -70,9 +71,14 @@ def check_template(template: Mapping[str, Any]) -> None:
         raise ObjectError("spec.template.spec.nodeSelector: expected a map of label -> value")
 
 
+# Spec fields that do not shape the job's pods: changing one must not replace them.
+_NOT_SHAPING = frozenset({"scheduling", "failurePolicy", "suspend"})
+
+
 def spec_hash(spec: Mapping[str, Any]) -> str:
-    """A short hash of what shapes the job's pods: everything in the spec but `scheduling`."""
-    shaping = {key: value for key, value in spec.items() if key != "scheduling"}
+    """A short hash of what shapes the job's pods: everything in the spec but `scheduling` (queue
+    order), `failurePolicy` (what happens after a failure) and `suspend` (whether pods exist)."""
+    shaping = {key: value for key, value in spec.items() if key not in _NOT_SHAPING}
     digest = hashlib.sha256(json.dumps(shaping, sort_keys=True, separators=(",", ":")).encode())
     return digest.hexdigest()[:16]
 
@@ -122,6 +128,10 @@ def job_facts(job: Mapping[str, Any], spec: ModelJobSpec | None = None) -> JobFa
         binding=binding.get("status") == "True",
         placed_generation=int(placed_generation) if placed_generation is not None else None,
         queued_since=queued_since or created,
+        restarts=status_restarts(status),
+        max_restarts=spec.failure_policy.max_restarts,
+        restart_scope=spec.failure_policy.restart_scope,
+        suspend=spec.suspend,
     )
 
 

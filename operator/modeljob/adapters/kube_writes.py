@@ -137,10 +137,9 @@ def pod_manifest(
     _mount_shared_memory(pod_spec, every, layout.shared_memory_bytes)
     if _workload_type(spec_dict).trains:
         # A finished run must stay finished (Succeeded), which Always (the default) never lets it.
-        # OnFailure, not Never, until the job has a failure policy of its own (issue 15 item 5):
-        # with Never one crashed rank would fail the whole job for good, where kubelet used to
-        # restart it in place.
-        pod_spec.setdefault("restartPolicy", "OnFailure")
+        # Never, not OnFailure: a rank restarted in place alone cannot rejoin its peers'
+        # rendezvous; the job's failure policy recreates the gang instead, and counts it.
+        pod_spec.setdefault("restartPolicy", "Never")
     if product:
         _require_product(pod_spec, product_label, product)
     return {

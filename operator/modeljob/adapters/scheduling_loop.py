@@ -326,17 +326,19 @@ class SchedulingLoop:
             )
 
     def _roll_back(self, step: RollBack, document: Document, *, now: datetime) -> None:
-        self._binder.delete_pods(step.job.namespace, step.delete_pods, grace_zero=step.grace_zero)
-        # The pods are gone already: a newer generation admitted meanwhile still gets this record,
-        # unless the record is that the spec is invalid (a newer spec is judged afresh).
+        # Status first, then the pods (core/steps.py, RollBack): a crash in between leaves pods
+        # outside the placement, which the next cycle deletes as strays, and a restart counted
+        # once. A newer generation admitted meanwhile still gets this record, unless the record is
+        # that the spec is invalid (a newer spec is judged afresh).
         self._status.patch_through(
             document,
             lambda current: status.rolled_back(step, current, now=now),
             same_generation=step.invalid_spec,
         )
+        self._binder.delete_pods(step.job.namespace, step.delete_pods, grace_zero=step.grace_zero)
         if step.requeue is not None:
             self._metrics.record_requeue(step.job.namespace, step.requeue)
-        self.events.record(document, step.reason, step.message, warning=True)
+        self.events.record(document, step.reason, step.message, warning=step.warning)
 
     def _set_phase(self, step: steps.SetPhase, document: Document) -> None:
         patch = status.phase_set(step, document.get("status") or {})

@@ -28,6 +28,7 @@ from modeljob.api.quantities import (
     quantity_field,
 )
 from modeljob.api.v1alpha1_status import ModelJobStatus
+from modeljob.core.job_state import RestartScope
 from modeljob.core.jobs import (
     MAX_BATCH_SIZE,
     MAX_SEQUENCE_LENGTH,
@@ -375,11 +376,6 @@ class Scheduling(_Model):
         default_factory=Topology,
         description="Where a replica that spans nodes keeps its pods: one domain of a node label.",
     )
-
-
-class RestartScope(StrEnum):
-    JOB = "Job"
-    REPLICA = "Replica"
 
 
 class FailurePolicy(_Model):

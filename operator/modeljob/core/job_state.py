@@ -35,6 +35,14 @@ class JobPhase(StrEnum):
         return self in (JobPhase.SUCCEEDED, JobPhase.FAILED)
 
 
+class RestartScope(StrEnum):
+    # spec.failurePolicy.restartScope, also the API's type of that field (no docstring, as JobPhase).
+    # What a failure recreates: every pod of the job, or only the failed replica's.
+
+    JOB = "Job"
+    REPLICA = "Replica"
+
+
 class ConditionType(StrEnum):
     VALID = "Valid"  # the spec makes sense (written when a generation is admitted)
     SCHEDULED = "Scheduled"  # every replica is bound; False says why the job waits
@@ -84,6 +92,10 @@ class JobFacts:
     binding: bool = False
     placed_generation: int | None = None
     queued_since: datetime | None = None
+    restarts: int = 0  # status.restarts: failures the job has been recreated after so far
+    max_restarts: int = 3  # spec.failurePolicy.maxRestarts
+    restart_scope: RestartScope | None = None  # spec.failurePolicy.restartScope; None: the default
+    suspend: bool = False  # spec.suspend
 
     @property
     def key(self) -> tuple[str, str]:
@@ -94,11 +106,23 @@ class JobFacts:
         """The handlers have validated and sized the current generation."""
         return self.observed_generation == self.generation and self.phase not in (None, JobPhase.PENDING)
 
+    @property
+    def scope(self) -> RestartScope:
+        """What a failure recreates: the spec's choice, else the whole job for training (its ranks
+        rendezvous once and cannot take a stranger in) and for gangs (placed whole, so recreated
+        whole), else only the failed replica (serving replicas stand alone)."""
+        if self.restart_scope is not None:
+            return self.restart_scope
+        if self.gang or self.shape.workload.type.trains:
+            return RestartScope.JOB
+        return RestartScope.REPLICA
+
 
 class Requeue(StrEnum):
     """Why a placed job goes back to the queue (Event reasons, metric labels)."""
 
     NODE_LOST = "NodeLost"
+    POD_FAILED = "PodFailed"
     POD_LOST = "PodLost"
     SPEC_CHANGED = "SpecChanged"
     BINDING_FAILED = "BindingFailed"

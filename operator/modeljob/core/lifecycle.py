@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from modeljob.core.cluster_state import NodeFacts, PodFacts, PodPhase
-from modeljob.core.job_state import JobFacts, JobPhase, Placed, Requeue
+from modeljob.core.job_state import JobFacts, JobPhase, Placed, Requeue, RestartScope
 from modeljob.core.jobs import JobShape
 from modeljob.core.resources import GIB
 from modeljob.core.sizing import Device, SizingError, size_replica
-from modeljob.core.steps import Complete, Keep, RollBack, SetPhase
+from modeljob.core.steps import Complete, Keep, RollBack, SetPhase, evict
 
 # Sizing problems that do not depend on the device (a negative override, training int4 weights)
 # show on any device; this one stands in for "some device" when judging a spec.
@@ -86,12 +86,34 @@ def reconcile_job(
             )
         return Keep(job=job)
     if job.phase is not None and job.phase.finished:
-        return Keep(job=job)
+        # A finished job holds no devices: the pods a failure left running are stopped here, after
+        # the phase was written, so a crash in between cannot make them look lost and requeued.
+        running = tuple(sorted(p.name for p in pods if not p.phase.finished and not p.terminating))
+        return Keep(job=job, delete_pods=running)
+    if job.suspend:
+        return _suspend(job, pods)
     if not job.placement:
         strays = tuple(sorted(p.name for p in pods if not p.terminating))
         return Plan(job=job, phase=JobPhase.QUEUED, delete_pods=strays)
     return _reconcile_placed(
         job, pods, nodes, lambda node: node.lost(now=now, grace_seconds=node_lost_after_seconds)
+    )
+
+
+def _suspend(job: JobFacts, pods: Sequence[PodFacts]) -> Keep | RollBack:
+    """spec.suspend: the job's pods deleted and their devices freed, the job and its estimate kept
+    (phase Suspended); it is planned again, as any job without a placement, once suspend is false."""
+    live = tuple(sorted(p.name for p in pods if not p.terminating))
+    if job.phase is JobPhase.SUSPENDED and not job.placement:
+        return Keep(job=job, delete_pods=live)  # pods a crash left after the status was written
+    what = f"deleting pods {', '.join(live)}" if live else "no pods to delete"
+    return evict(
+        job,
+        live,
+        reason="Suspended",
+        message=f"suspended (spec.suspend is true): {what}; queued again when spec.suspend is false",
+        phase=JobPhase.SUSPENDED,
+        warning=False,
     )
 
 
@@ -106,33 +128,21 @@ def _reconcile_placed(
     planned = {entry.pod for entry in job.placement}
     strays = tuple(sorted(p.name for p in pods if p.name not in planned and not p.terminating))
     all_pods = tuple(sorted(by_name))
-
-    def roll_back(requeue: Requeue, message: str, keep: tuple[Placed, ...] = ()) -> RollBack:
-        kept = {entry.pod for entry in keep}
-        return RollBack(
-            job=job,
-            reason=requeue.value,
-            message=message,
-            # Replicas kept keep the phase their pods gave the job (an admitted job has one).
-            phase=(job.phase or JobPhase.QUEUED) if keep else JobPhase.QUEUED,
-            requeue=requeue,
-            delete_pods=tuple(name for name in all_pods if name not in kept),
-            keep=keep,
-            was_binding=job.binding,
-        )
-
     changed = _spec_change(job, by_name)
     if changed is not None:
-        return roll_back(Requeue.SPEC_CHANGED, changed)
+        return evict(
+            job,
+            all_pods,
+            reason=Requeue.SPEC_CHANGED.value,
+            message=changed,
+            phase=JobPhase.QUEUED,
+            requeue=Requeue.SPEC_CHANGED,
+        )
     lost, to_bind, to_create = _check_entries(job, by_name, nodes, lost_node)
+    if not job.binding:
+        lost += _failed_entries(job, by_name, {entry for entry, _, _ in lost})
     if lost:
-        first_reason = lost[0][1]
-        message = "; ".join(text for _, _, text in lost)
-        if job.gang:
-            return roll_back(first_reason, f"{message}; the whole gang goes back to the queue")
-        lost_entries = {entry for entry, _, _ in lost}
-        keep = tuple(entry for entry in job.placement if entry not in lost_entries)
-        return roll_back(first_reason, f"{message}; those replicas go back to the queue", keep=keep)
+        return _recover(job, lost, all_pods, strays)
     if job.binding:
         return Complete(
             job=job,
@@ -142,6 +152,66 @@ def _reconcile_placed(
             delete_pods=strays,
         )
     return _from_pods(job, [by_name[entry.pod] for entry in job.placement], strays)
+
+
+def _recover(
+    job: JobFacts,
+    lost: Sequence[tuple[Placed, Requeue, str]],
+    all_pods: Sequence[str],
+    strays: tuple[str, ...],
+) -> RollBack | SetPhase:
+    """Replicas that cannot go on where they are, back to the queue by the failure policy: the
+    whole job or only those replicas (``JobFacts.scope``). A failed pod or a lost node of a bound
+    placement is a failure: it counts one restart, and with ``maxRestarts`` used up the job is
+    Failed instead. A deleted pod or a plan that could not be bound is no failure of the work's
+    (someone deleted it; the operator stopped midway), so it is recreated uncounted."""
+    first_reason = lost[0][1]
+    message = "; ".join(text for _, _, text in lost)
+    failure = not job.binding and any(r in (Requeue.NODE_LOST, Requeue.POD_FAILED) for _, r, _ in lost)
+    if failure and job.restarts >= job.max_restarts:
+        return SetPhase(
+            job=job,
+            phase=JobPhase.FAILED,
+            message=f"{message}; not recreated: failurePolicy.maxRestarts is {job.max_restarts} and "
+            f"the job was recreated {job.restarts} time(s)",
+            delete_pods=strays,
+        )
+    lost_entries = {entry for entry, _, _ in lost}
+    whole = job.scope is RestartScope.JOB
+    keep = () if whole else tuple(entry for entry in job.placement if entry not in lost_entries)
+    what = (
+        ("the whole gang" if job.gang else "every replica") + " goes back to the queue"
+        if whole
+        else "those replicas go back to the queue"
+    )
+    counted = f" (restart {job.restarts + 1} of {job.max_restarts})" if failure else ""
+    kept = {entry.pod for entry in keep}
+    return evict(
+        job,
+        [name for name in all_pods if name not in kept],
+        reason=first_reason.value,
+        message=f"{message}; {what}{counted}",
+        # Replicas kept keep the phase their pods gave the job (an admitted job has one).
+        phase=(job.phase or JobPhase.QUEUED) if keep else JobPhase.QUEUED,
+        requeue=first_reason,
+        keep=keep,
+        restart=failure,
+    )
+
+
+def _failed_entries(
+    job: JobFacts, by_name: Mapping[str, PodFacts], already: set[Placed]
+) -> list[tuple[Placed, Requeue, str]]:
+    """The placed replicas whose pod failed (kubelet will not restart it: restartPolicy Never, or
+    evicted), with the container, reason and exit code that say why."""
+    failed: list[tuple[Placed, Requeue, str]] = []
+    for entry in job.placement:
+        pod = by_name.get(entry.pod)
+        if entry in already or pod is None or pod.phase is not PodPhase.FAILED:
+            continue
+        why = f": {pod.termination.describe()}" if pod.termination is not None else ""
+        failed.append((entry, Requeue.POD_FAILED, f"pod {pod.name} of replica {entry.replica} failed{why}"))
+    return failed
 
 
 def _spec_change(job: JobFacts, by_name: Mapping[str, PodFacts]) -> str | None:
@@ -230,10 +300,11 @@ def _binding_lost(entry: Placed, pod: PodFacts | None) -> tuple[Requeue, str] | 
 
 
 def _phase_from_pods(job: JobFacts, pods: Sequence[PodFacts]) -> JobPhase:
+    """The phase of pods none of which failed (failures are the policy's, in _recover): a pod
+    that succeeded stays done; a run (training) is Succeeded once all have, a service never is."""
     phases = [p.phase for p in pods]
-    if any(p is PodPhase.FAILED for p in phases):
-        return JobPhase.FAILED
-    if phases and len(pods) == job.replicas and all(p is PodPhase.SUCCEEDED for p in phases):
+    all_done = phases and len(pods) == job.replicas and all(p is PodPhase.SUCCEEDED for p in phases)
+    if all_done and job.shape.workload.type.trains:
         return JobPhase.SUCCEEDED
     if phases and all(p in (PodPhase.RUNNING, PodPhase.SUCCEEDED) for p in phases):
         return JobPhase.RUNNING
@@ -241,19 +312,8 @@ def _phase_from_pods(job: JobFacts, pods: Sequence[PodFacts]) -> JobPhase:
 
 
 def _phase_message(phase: JobPhase, pods: Sequence[PodFacts]) -> str:
-    if phase is JobPhase.FAILED:
-        return _failure_message(pods)
     return {
         JobPhase.RUNNING: f"all {len(pods)} pods are running",
         JobPhase.SUCCEEDED: f"all {len(pods)} pods succeeded",
         JobPhase.SCHEDULED: f"{len(pods)} pods bound, not all running yet",
     }.get(phase, phase.value)
-
-
-def _failure_message(pods: Sequence[PodFacts]) -> str:
-    """Which pod failed and why: its container, the reason (OOMKilled, Error) and the exit code."""
-    failed = [p for p in pods if p.phase is PodPhase.FAILED]
-    first = failed[0]
-    why = f": {first.termination.describe()}" if first.termination is not None else ""
-    others = f" (and {len(failed) - 1} more pod(s))" if len(failed) > 1 else ""
-    return f"pod {first.name} failed{why}{others}"

@@ -255,7 +255,8 @@ def rolled_back(step: RollBack, status: Mapping[str, object], *, now: datetime) 
     """Pods deleted: the placement cleared (or cut to ``keep``) and the phase to return to, with why.
 
     A job whose pods the API server refused is Invalid with Valid=False naming the field; any
-    other roll back says why in the Scheduled condition.
+    other roll back says why in the Scheduled condition. A restart (``step.restart``) counts one
+    more in status.restarts.
     """
     conditions = set_condition(
         _conditions(status),
@@ -280,12 +281,23 @@ def rolled_back(step: RollBack, status: Mapping[str, object], *, now: datetime) 
         "phase": step.phase.value,
         "placement": placement_status(step.keep),
         "nodes": _nodes(step.keep) or None,
+        "queuePosition": None,  # numbered again by the next cycle's queue order, if it waits
         "conditions": conditions,
         "message": step.message,
     }
+    if step.restart:
+        # Counted on the status this very write replaces (conditional on its resourceVersion), in
+        # the write that also takes the failed pods out of the placement: once, whatever crashes.
+        patch["restarts"] = restarts(status) + 1
     if not step.keep:
         patch["endpoint"] = None  # nothing left to serve: the next plan writes it again
     return patch
+
+
+def restarts(status: Mapping[str, object]) -> int:
+    """status.restarts: how many times the job (or a replica of it) was recreated after a failure."""
+    count = status.get("restarts")
+    return count if isinstance(count, int) else 0
 
 
 def phase_set(step: SetPhase, status: Mapping[str, object]) -> Json | None:

@@ -151,6 +151,13 @@ class Complete(_Step):
 class RollBack(_Step):
     """Delete the job's pods (all, or all but ``keep``), clear the placement, go back to ``phase``.
 
+    The one way a job gives its nodes back: requeued after a lost node or pod, recreated after a
+    failure (``restart``), suspended, or (the queue's) preempted; built by ``evict``. The status
+    is written first (placement cut to ``keep``, ``status.restarts`` counted once), then the pods
+    are deleted: after a crash in between, they are strays the next cycle deletes, and no
+    failure is counted twice or lost. The capacity comes back through the accounting of the
+    pods, the one ledger, as their deletion shows.
+
     ``reason`` is CamelCase (the Event reason and the Scheduled condition's); ``was_binding``
     says whether a written plan is undone (Binding condition RolledBack) or a bound one.
     """
@@ -162,6 +169,8 @@ class RollBack(_Step):
     keep: tuple[Placed, ...] = ()
     was_binding: bool = False
     invalid_spec: bool = False  # the API server refused the job's pods: Valid=False, not requeued
+    restart: bool = False  # recreated after a failure: status.restarts counts one more
+    warning: bool = True  # the Event's type: a suspension the user asked for is Normal
 
     @property
     def grace_zero(self) -> bool:
@@ -170,6 +179,36 @@ class RollBack(_Step):
 
 
 Step = Keep | SetPhase | Place | Wait | Unschedulable | Complete | RollBack
+
+
+def evict(
+    job: JobFacts,
+    pods: Sequence[str],
+    *,
+    reason: str,
+    message: str,
+    phase: JobPhase,
+    requeue: Requeue | None = None,
+    keep: Sequence[Placed] = (),
+    restart: bool = False,
+    warning: bool = True,
+) -> RollBack:
+    """Give a job's nodes back: delete ``pods`` (every pod of it but those of ``keep``), keep the
+    job and its estimate, and put it in ``phase`` (Queued to be planned again, Suspended, ...).
+    Restarts, suspension and (next) preemption all go through here, so the order of writes that
+    makes a crash safe (RollBack) holds for each."""
+    return RollBack(
+        job=job,
+        reason=reason,
+        message=message,
+        phase=phase,
+        requeue=requeue,
+        delete_pods=tuple(pods),
+        keep=tuple(keep),
+        was_binding=job.binding,
+        restart=restart,
+        warning=warning,
+    )
 
 
 def binding_failed(
