@@ -73,6 +73,12 @@ BAD_MANIFESTS: tuple[BadManifest, ...] = (
     BadManifest("zero-replicas", "spec.replicas", 0, "spec.replicas"),
     BadManifest("rendezvous-port-too-high", "spec.rendezvous.port", 65536, "spec.rendezvous.port"),
     BadManifest("rendezvous-port-zero", "spec.rendezvous.port", 0, "spec.rendezvous.port"),
+    BadManifest(
+        "negative-max-restarts", "spec.failurePolicy.maxRestarts", -1, "spec.failurePolicy.maxRestarts"
+    ),
+    BadManifest(
+        "unknown-restart-scope", "spec.failurePolicy.restartScope", "Pod", "spec.failurePolicy.restartScope"
+    ),
     BadManifest("zero-stage-too-high", "spec.workload.zeroStage", 4, "spec.workload.zeroStage", _TRAINING),
     BadManifest("lora-rank-on-inference", "spec.workload.loraRank", 16, "spec.workload"),
     BadManifest("optimizer-on-inference", "spec.workload.optimizer", "AdamW", "spec.workload"),

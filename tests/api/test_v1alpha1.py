@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from modeljob.adapters.kube_jobs import ObjectError, parse_spec
 from modeljob.api.quantities import parse_duration
 from modeljob.api.v1alpha1 import describe_validation_error, parse_model_job
+from modeljob.core.job_state import RestartScope
 from modeljob.core.jobs import Architecture, Optimizer, Precision, WorkloadType
 from modeljob.core.sizing.defaults import recipe
 from tests.manifests import BAD_MANIFESTS, bad_manifest, make_job_manifest, with_field
@@ -118,3 +121,45 @@ def test_a_rendezvous_port_outside_1_to_65535_names_the_field(port: int) -> None
         parse_model_job(with_field(make_job_manifest(), "spec.rendezvous.port", port))
     lines = describe_validation_error(caught.value)
     assert any(line.startswith("spec.rendezvous.port: Input should be") for line in lines), lines
+
+
+def test_the_failure_policy_defaults_to_three_restarts_of_a_scope_left_to_the_workload() -> None:
+    spec = parse_model_job(make_job_manifest()).spec
+    assert (spec.failure_policy.max_restarts, spec.failure_policy.restart_scope, spec.suspend) == (
+        3,
+        None,
+        False,
+    )
+    manifest = with_field(
+        make_job_manifest(), "spec.failurePolicy", {"maxRestarts": 0, "restartScope": "Replica"}
+    )
+    policy = parse_model_job(manifest).spec.failure_policy
+    assert (policy.max_restarts, policy.restart_scope) == (0, RestartScope.REPLICA)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (
+            "spec.failurePolicy.maxRestarts",
+            -1,
+            "spec.failurePolicy.maxRestarts: Input should be greater than or equal to 0",
+        ),
+        (
+            "spec.failurePolicy.restartScope",
+            "Pod",
+            "spec.failurePolicy.restartScope: Input should be 'Job' or 'Replica'",
+        ),
+    ],
+    ids=["negative-max-restarts", "unknown-restart-scope"],
+)
+def test_a_bad_failure_policy_is_refused_naming_the_field_and_what_it_takes(
+    path: str, value: object, expected: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse_model_job(with_field(make_job_manifest(), path, value))
+    lines = describe_validation_error(caught.value)
+    assert any(line.startswith(expected) for line in lines), lines
+    # The operator's own reading of a job (kube_jobs) says the same, so the job is Invalid with it.
+    with pytest.raises(ObjectError, match=re.escape(expected)):
+        parse_spec(with_field(make_job_manifest(), path, value))
