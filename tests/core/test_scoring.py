@@ -303,6 +303,7 @@ def test_the_registry_lists_every_scorer_once_in_the_order_users_have_always_see
         "cost",
         "round-robin",
         "random",
+        "template-preferences",
     ]
 
 
@@ -316,7 +317,8 @@ def test_a_scorer_is_weighed_by_its_setting_name() -> None:
 
 def test_default_weights_cost_a_stranded_gpu_about_what_a_fragmented_one_costs() -> None:
     active = {scorer.name: weight for scorer, weight in DEFAULT_WEIGHTS.active()}
-    assert set(active) == {"gpu-fragmentation", "cpu-balance"}
+    # template-preferences abstains for a template that prefers nothing: packing is these two.
+    assert set(active) == {"gpu-fragmentation", "cpu-balance", "template-preferences"}
     # Per GPU on an 8-GPU cluster: fragmentation's score moves 0.25 at its steepest (sigmoid
     # slope), CPU balance's 1/16. Weighted, the two stay within a factor of two of each other.
     fragmented = active["gpu-fragmentation"] * 0.25

@@ -15,9 +15,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modeljob.adapters.kube_pods import pod_requests
+from modeljob.adapters.kube_affinity import RuleError, template_rules
+from modeljob.adapters.kube_pods import LABEL_JOB, LABEL_JOB_UID, pod_requests
 from modeljob.adapters.kube_values import parse_time
 from modeljob.api.v1alpha1 import ModelJobSpec, describe_validation_error
+from modeljob.core.affinity import TemplateRules
 from modeljob.core.cluster_state import TaintEffect, Toleration
 from modeljob.core.job_state import ConditionType, JobFacts, JobPhase, Placed
 from modeljob.core.resources import QuantityError, Resources, parse_bytes, parse_quantity
@@ -69,6 +71,19 @@ def check_template(template: Mapping[str, Any]) -> None:
     selector = spec.get("nodeSelector") or {}
     if not isinstance(selector, Mapping):
         raise ObjectError("spec.template.spec.nodeSelector: expected a map of label -> value")
+    _rules(template, namespace="", name="", uid="")  # what the planner cannot honour is refused here
+
+
+def _rules(template: Mapping[str, Any], *, namespace: str, name: str, uid: str) -> TemplateRules:
+    """The template's affinity and spread rules, matched against the labels its pods will carry."""
+    from modeljob.adapters.kube_writes import label_value  # noqa: PLC0415 - kube_writes imports this module
+
+    labels = {str(k): str(v) for k, v in ((template.get("metadata") or {}).get("labels") or {}).items()}
+    labels |= {LABEL_JOB: label_value(name), LABEL_JOB_UID: uid}
+    try:
+        return template_rules(template.get("spec") or {}, namespace=namespace, pod_labels=labels)
+    except RuleError as exc:
+        raise ObjectError(str(exc)) from None
 
 
 # Spec fields that do not shape the job's pods: changing one must not replace them.
@@ -122,6 +137,12 @@ def job_facts(job: Mapping[str, Any], spec: ModelJobSpec | None = None) -> JobFa
         extra_requests=_sidecar_requests(template_spec),
         node_selector={str(k): str(v) for k, v in (template_spec.get("nodeSelector") or {}).items()},
         tolerations=tuple(_tolerations(template_spec.get("tolerations") or [])),
+        rules=_rules(
+            spec.template,
+            namespace=str(meta.get("namespace", "")),
+            name=str(meta.get("name", "")),
+            uid=str(meta.get("uid", "")),
+        ),
         phase=phase,
         observed_generation=status.get("observedGeneration"),
         placement=placement_of(job),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from modeljob.adapters.kube_affinity import required_anti_affinity
 from modeljob.adapters.kube_values import accelerator_of, quantity_int
 from modeljob.api.v1alpha1 import KIND
 from modeljob.core.cluster_state import PodFacts, PodPhase, Termination
@@ -97,6 +98,8 @@ def pod_facts(pod: Mapping[str, Any]) -> PodFacts:
         replica=replica,
         spec_hash=(meta.get("annotations") or {}).get(ANNOTATION_SPEC_HASH),
         termination=_termination(status) if phase is PodPhase.FAILED else None,
+        labels={str(k): str(v) for k, v in labels.items()},
+        anti_affinity=required_anti_affinity(spec, str(meta.get("namespace", ""))),
     )
 
 

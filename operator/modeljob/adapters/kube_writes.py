@@ -297,15 +297,18 @@ def refused_pod_message(detail: str) -> str:
 
 
 def _require_product(pod_spec: JsonObject, label: str, product: str) -> None:
-    """AND `label In [product]` into every required node-affinity term (or add the one term)."""
+    """AND `label In [product]` into every required node-affinity term (or add the one term), so
+    the pod asks for the template's nodes of the chosen product: the planner chose a node both
+    admit (core/template_rules.py), and kubelet admits the pod there."""
     expression = {"key": label, "operator": "In", "values": [product]}
     affinity = pod_spec.setdefault("affinity", {})
     node_affinity = affinity.setdefault("nodeAffinity", {})
     required = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
-    terms = required.get("nodeSelectorTerms") or [{}]
+    terms = required.get("nodeSelectorTerms") or []
     for term in terms:
-        term["matchExpressions"] = [*(term.get("matchExpressions") or []), expression]
-    required["nodeSelectorTerms"] = terms
+        if term:  # an empty term matches no node; with the product in it, it would match some
+            term["matchExpressions"] = [*(term.get("matchExpressions") or []), expression]
+    required["nodeSelectorTerms"] = terms or [{"matchExpressions": [expression]}]
 
 
 def binding_manifest(namespace: str, pod: str, node: str) -> JsonObject:

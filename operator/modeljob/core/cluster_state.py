@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
+from modeljob.core.affinity import PodAffinityTerm
 from modeljob.core.nodes import MILLI_PER_DEVICE, NodeView
 from modeljob.core.resources import Resources
 
@@ -112,7 +113,8 @@ class PodFacts:
 
     ``requests`` is the pod's effective request (containers summed, init containers' peak,
     overhead); its ``gpus`` counts devices of ``accelerator``. ``job_uid`` and ``replica`` are
-    set on pods a ModelJob owns.
+    set on pods a ModelJob owns. ``labels`` and ``anti_affinity`` (its required pod
+    anti-affinity) are what other pods' affinity rules, and its own, are judged by.
     """
 
     namespace: str
@@ -128,6 +130,8 @@ class PodFacts:
     replica: int | None = None
     spec_hash: str | None = None
     termination: Termination | None = None  # set on a failed pod: which container, why, exit code
+    labels: Mapping[str, str] = field(default_factory=dict)
+    anti_affinity: tuple[PodAffinityTerm, ...] = ()
 
     @property
     def key(self) -> tuple[str, str]:

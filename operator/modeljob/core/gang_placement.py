@@ -19,6 +19,7 @@ from modeljob.core.scoring.ranking import (
     score_rows,
 )
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
+from modeljob.core.template_rules import JobRules
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +53,15 @@ class ReplicaRequests:
 
 @dataclass(frozen=True, slots=True)
 class GangRequest:
+    """``rules``: the template's pod rules with the cluster's pods counted (None: no rules, no
+    default spread); ``planned``: nodes of the job's replicas planned before this request (a job
+    that is not a gang is planned one replica at a time), which its rules count as its own pods."""
+
     job: str
     replicas: int
     requests: ReplicaRequests
+    rules: JobRules | None = None
+    planned: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,13 +190,24 @@ def separation(table: NodeTable, rows: IntArray, scores: NodeScores, winner: int
 
 
 def _plan(
-    table: NodeTable, gang: GangRequest, *, weights: ScoringWeights, context: ScoringContext
+    table: NodeTable,
+    gang: GangRequest,
+    *,
+    weights: ScoringWeights,
+    context: ScoringContext,
+    with_pods: bool = True,
 ) -> Placement | tuple[int, str, list[tuple[PodRequest, IntArray]]]:
     work = table.working_copy()
     classes = _classes(work, gang.requests)
+    tracker = (
+        gang.rules.track(work, with_pods=with_pods, planned=gang.planned) if gang.rules is not None else None
+    )
     assignments: list[Assignment] = []
     reasons: list[str] = []
     for replica in range(gang.replicas):
+        allowed = tracker.allowed() if tracker is not None else None
+        if tracker is not None:
+            context = dataclasses.replace(context, preferences=tracker.preferences())
         best: tuple[float, str, int, PodRequest, tuple[int, ...], tuple[IntArray, NodeScores, int]] | None = (
             None
         )
@@ -197,6 +215,11 @@ def _plan(
         for request, rows in classes:
             filtered = filter_nodes(work, request)
             feasible = rows[filtered.feasible[rows]]
+            if tracker is not None and allowed is not None:
+                with_room, feasible = feasible, tracker.narrow(feasible[allowed[feasible]])
+                if len(feasible) == 0 and len(with_room):
+                    rejected.append(_explain_rules(filtered.explain(), tracker.explain(with_room)))
+                    continue
             if len(feasible) == 0:
                 rejected.append(filtered.explain())
                 continue
@@ -219,9 +242,17 @@ def _plan(
         score, name, row, request, devices, ranked = best
         why = separation(work, *ranked)  # before reserving: the table the scores were made on
         devices = work.reserve(row, request, devices)
+        if tracker is not None:
+            tracker.place(row)
         assignments.append(Assignment(replica=replica, node=name, score=score, devices=devices, why=why))
         reasons.append(f"replica {replica} -> {name} (score {score:.3f}; {why})")
     return Placement(assignments=tuple(assignments), reasons=tuple(reasons))
+
+
+def _explain_rules(resources: str, rules: str) -> str:
+    """Nodes with room that the template's own rules left out, after those resources did."""
+    kept = "" if resources == "no node filtered out" else f"{resources}; "
+    return f"{kept}of the nodes with room: {rules}"
 
 
 def plan_gang(
@@ -253,7 +284,7 @@ def plan_gang(
             reason=f"{gang.job}: no node has a device size this job was sized for", never_fits=True
         )
     never = check_never_fits and not isinstance(
-        _plan(table.emptied(), gang, weights=weights, context=context), Placement
+        _plan(table.emptied(), gang, weights=weights, context=context, with_pods=False), Placement
     )
     needs = _needs(classes, table)
     where = _largest_block(table, classes)

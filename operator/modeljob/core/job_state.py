@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from modeljob.core.affinity import TemplateRules
 from modeljob.core.cluster_state import Toleration
 from modeljob.core.jobs import JobShape
 from modeljob.core.resources import Resources
@@ -86,6 +87,7 @@ class JobFacts:
     extra_requests: Resources = field(default_factory=Resources)  # the template's other containers
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Toleration, ...] = ()
+    rules: TemplateRules = field(default_factory=TemplateRules)  # affinity, spread, pods' labels
     phase: JobPhase | None = None
     observed_generation: int | None = None
     placement: tuple[Placed, ...] = ()

@@ -29,6 +29,7 @@ from modeljob.core.scoring.plugin import ScoringContext
 from modeljob.core.scoring.scorers.cpu_balance import HostDemand, learn_host_demand
 from modeljob.core.scoring.weights import ScoringWeights
 from modeljob.core.steps import NodeTypeTried
+from modeljob.core.template_rules import JobRules, PodIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,30 +48,57 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True)
 class Planner:
-    """What every job of one cycle is planned against: the shared table, masks and scoring."""
+    """What every job of one cycle is planned against: the shared table, masks and scoring, and
+    the pods the templates' pod rules look at (None: rules are not judged, as in the trace replay)."""
 
     table: NodeTable
     type_masks: Mapping[NodeType, BoolArray]
     weights: ScoringWeights
     context: ScoringContext
+    pods: PodIndex | None = None
+
+    def rules_for(self, job: JobFacts) -> JobRules | None:
+        """The job's pod rules with the cycle's pods counted; None when nothing would come of them."""
+        if self.pods is None:
+            return None
+        rules = JobRules.of(job, self.pods, spread_replicas=spreads_by_default(job))
+        return rules if rules.matters else None
+
+    def record(self, job: JobFacts, nodes: Sequence[str]) -> None:
+        """A placement made this cycle: the jobs planned after it see its pods."""
+        if self.pods is not None:
+            self.pods.record(job, nodes)
 
     def try_node_types(
         self, job: JobFacts, candidates: Sequence[Candidate], *, eligible: BoolArray, pending: Sequence[int]
     ) -> list[Attempt]:
         """The whole gang planned on each node type it was sized for."""
-        return [self._plan(job, c, self.table, eligible=eligible, pending=pending) for c in candidates]
+        rules = self.rules_for(job)
+        return [
+            self._plan(job, c, self.table, eligible=eligible, pending=pending, rules=rules)
+            for c in candidates
+        ]
 
     def try_one_by_one(
         self, job: JobFacts, candidates: Sequence[Candidate], *, eligible: BoolArray, pending: Sequence[int]
     ) -> list[Attempt]:
         """A job that is not a gang: each replica that fits now is placed, the rest wait (on the
         node type its placed replicas were sized for, or the best one)."""
+        rules = self.rules_for(job)
         for candidate in candidates:
             work = self.table.working_copy()
             assignments: list[Assignment] = []
             last: Unplaceable | None = None
             for index, replica in enumerate(pending):
-                attempt = self._plan(job, candidate, work, eligible=eligible, pending=[replica])
+                attempt = self._plan(
+                    job,
+                    candidate,
+                    work,
+                    eligible=eligible,
+                    pending=[replica],
+                    rules=rules,
+                    planned=tuple(a.node for a in assignments),
+                )
                 if isinstance(attempt.result, Unplaceable):
                     last = attempt.result
                     break
@@ -91,6 +119,8 @@ class Planner:
         *,
         eligible: BoolArray,
         pending: Sequence[int],
+        rules: JobRules | None = None,
+        planned: tuple[str, ...] = (),
     ) -> Attempt:
         of_type = self.type_masks.get(candidate.node_type, np.zeros(len(table), dtype=np.bool_))
         # Plan on this type's admitting nodes alone, so the reasons count only nodes it could use.
@@ -98,6 +128,8 @@ class Planner:
             job=f"{job.namespace}/{job.name}",
             replicas=len(pending),
             requests=ReplicaRequests.uniform(candidate.request),
+            rules=rules,
+            planned=planned,
         )
         result = plan_gang(
             subset(table, eligible & of_type), gang, weights=self.weights, context=self.context
@@ -107,9 +139,15 @@ class Planner:
             result = replace(
                 result,
                 reason=f"{result.reason}; {not_admitted} more node(s) of this type do not admit the job "
-                "(spec.template.spec nodeSelector / tolerations)",
+                "(spec.template.spec nodeSelector / affinity.nodeAffinity / tolerations)",
             )
         return Attempt(candidate, result)
+
+
+def spreads_by_default(job: JobFacts) -> bool:
+    """Serving replicas go to different nodes while nodes with room allow (losing one node must
+    not take the whole service down); a template with pod rules of its own says where instead."""
+    return job.replicas > 1 and not job.shape.workload.type.trains and not job.rules.states_pod_rules
 
 
 def mean_score(placement: Placement) -> float:

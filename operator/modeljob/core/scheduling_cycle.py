@@ -45,6 +45,7 @@ from modeljob.core.scoring.scorers.cpu_balance import HostDemand
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
 from modeljob.core.sizing import Device, Estimate, size_replica
 from modeljob.core.steps import Complete, Place, RollBack, Step, Unschedulable, Wait
+from modeljob.core.template_rules import PodIndex, refused_by_template
 
 SizingCache = dict[tuple[JobShape, int, int], Estimate]
 
@@ -108,13 +109,20 @@ class _Cluster:
 
     @staticmethod
     def _key(job: JobFacts) -> tuple[object, ...]:
-        return (tuple(sorted(job.node_selector.items())), job.tolerations)
+        return (tuple(sorted(job.node_selector.items())), job.tolerations, job.rules.node_affinity.required)
 
     def eligible(self, job: JobFacts) -> BoolArray:
+        """The nodes the template lets the job use at all: nodeSelector, tolerations and its
+        required node affinity (the product affinity the operator adds is ANDed into that one)."""
         key = self._key(job)
         if key not in self._eligible:
+            affinity = job.rules.node_affinity
             self._eligible[key] = np.array(
-                [admits(n, node_selector=job.node_selector, tolerations=job.tolerations) for n in self.nodes],
+                [
+                    admits(n, node_selector=job.node_selector, tolerations=job.tolerations)
+                    and affinity.admits(n.name, n.labels)
+                    for n in self.nodes
+                ],
                 dtype=np.bool_,
             )
         return self._eligible[key]
@@ -156,6 +164,7 @@ def run_cycle(
         type_masks=cluster.type_masks,
         weights=settings.weights,
         context=ScoringContext(workload=compiled, host_demand=demand),
+        pods=PodIndex(cluster.nodes, pods),
     )
     policy = queue_policy(settings.queue, capacity=_capacity(cluster.views), usage=_usage_by_namespace(pods))
     ordered = order_queues(
@@ -235,7 +244,12 @@ def _decide(
 ) -> Place | Wait | Unschedulable:
     job, sizing, strays = waiting.job, waiting.sizing, waiting.plan.delete_pods
     if not sizing.candidates:
-        return Unschedulable(job=job, message=sizing.explain_unschedulable(), delete_pods=strays)
+        eligible = cluster.eligible(job)
+        if cluster.nodes and not eligible.any():
+            message = refused_by_template(job, cluster.nodes)
+        else:
+            message = sizing.explain_unschedulable()
+        return Unschedulable(job=job, message=message, delete_pods=strays)
     pending = _pending_replicas(job)
     candidates = _candidates_for(job, sizing, cluster.by_name)
     plan = planner.try_node_types if job.gang else planner.try_one_by_one
@@ -245,6 +259,7 @@ def _decide(
         candidate, placement = chosen
         for assignment in placement.assignments:
             cluster.table.reserve(cluster.row_of[assignment.node], candidate.request, assignment.devices)
+        planner.record(job, [a.node for a in placement.assignments])
         return Place(
             job=job,
             candidate=candidate,

@@ -20,7 +20,10 @@ class ScoringContext:
     ``workload``: the target workload for gpu-fragmentation (aligned to the table's products);
     ``host_demand``: CPU and memory expected per GPU, for cpu-balance (without it, it scores 1);
     ``fragmentation_before``: each table row's current fragmentation, if the caller caches it;
-    ``seed``: for random; ``last_chosen``: the node round-robin continues after.
+    ``seed``: for random; ``last_chosen``: the node round-robin continues after;
+    ``preferences``: per table row, 0..1, how well the node meets the pod template's preferred
+    rules (core/template_rules.py), for template-preferences; None when the template prefers
+    nothing (that scorer then abstains).
     """
 
     workload: CompiledWorkload | None = None
@@ -28,6 +31,7 @@ class ScoringContext:
     fragmentation_before: FloatArray | None = None
     seed: int = 0
     last_chosen: str | None = None
+    preferences: FloatArray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,9 @@ class PartScores:
 
     values: FloatArray
     devices: IntArray | None = None  # per row, -1 = no preference; None = this scorer never picks
+    # Nothing to say about this pod (template-preferences for a template that prefers nothing):
+    # left out of the weighted mean, so it neither moves the totals nor dilutes the others.
+    abstained: bool = False
 
 
 class Scorer(Protocol):

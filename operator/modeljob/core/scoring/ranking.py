@@ -109,10 +109,12 @@ def score_rows(
     parts: list[tuple[Scorer, float, FloatArray]] = []
     devices = np.full(len(rows), -1, dtype=np.int64)
     for scorer, weight in weights.active():
-        scores, chosen = score_part(scorer, table, rows, request, context)
-        parts.append((scorer, weight, scores))
-        if chosen is not None:
-            devices = chosen
+        part = scorer.score(table, rows, request, context)
+        if part.abstained:
+            continue
+        parts.append((scorer, weight, scorer.normalise(part.values)))
+        if part.devices is not None:
+            devices = part.devices
     frozen = tuple(parts)
     return NodeScores(rows=rows, total=combine(frozen, len(rows)), parts=frozen, devices=devices)
 

@@ -63,5 +63,7 @@ class ScoringWeights:
 # cluster whose largest node has 8). What both leave tied goes to the smallest node name; best
 # fit is not in the default because it sends one-GPU pods to the small nodes whose GPU model
 # other pods ask for by name. docs/placement-quality.md shows why and by how much on the openb
-# traces.
-DEFAULT_WEIGHTS = ScoringWeights(gpu_fragmentation=1.0, cpu_balance=3.0)
+# traces. Template preferences (the pod author's preferred affinity and soft spread) weigh as
+# much as both together, so a stated preference beats a packing difference; for a template
+# that states none the scorer abstains and the totals are the two packing scorers' alone.
+DEFAULT_WEIGHTS = ScoringWeights(gpu_fragmentation=1.0, cpu_balance=3.0, template_preferences=4.0)
