@@ -8,13 +8,13 @@ from the operator's own plan: the "assumed" pods, as kube-scheduler's cache keep
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
-from modeljob.core.affinity import PodAffinityTerm
+from modeljob.core.affinity import NodeAffinity, PodAffinityTerm
 from modeljob.core.nodes import MILLI_PER_DEVICE, NodeView
 from modeljob.core.resources import Resources
 
@@ -226,3 +226,24 @@ def admits(node: NodeFacts, *, node_selector: Mapping[str, str], tolerations: Se
         and not any(t.tolerates(taint) for t in tolerations)
         for taint in node.taints
     )
+
+
+def refusals(
+    nodes: Iterable[NodeFacts],
+    *,
+    node_selector: Mapping[str, str],
+    tolerations: Sequence[Toleration],
+    node_affinity: NodeAffinity,
+) -> str:
+    """Why no node admits a job's pods: how many nodes each field of its template refuses (each
+    node under the first field that refuses it, in the order kube-scheduler's filters check them)."""
+    refused: Counter[str] = Counter()
+    for node in nodes:
+        if any(node.labels.get(k) != v for k, v in node_selector.items()):
+            refused["spec.template.spec.nodeSelector: labels differ"] += 1
+        elif not node_affinity.admits(node.name, node.labels):
+            refused[f"{node_affinity.field}: no term matches"] += 1
+        elif not admits(node, node_selector={}, tolerations=tolerations):
+            refused["spec.template.spec.tolerations: a taint is not tolerated"] += 1
+    said = "; ".join(f"{count} node(s): {why}" for why, count in refused.items())
+    return f"no node admits the job's pods: {said}"

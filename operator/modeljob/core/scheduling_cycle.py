@@ -15,7 +15,7 @@ from datetime import datetime
 
 import numpy as np
 
-from modeljob.core.cluster_state import NodeFacts, PodFacts, account, admits
+from modeljob.core.cluster_state import NodeFacts, PodFacts, account, admits, refusals
 from modeljob.core.fragmentation import (
     CompiledWorkload,
     TargetWorkload,
@@ -45,7 +45,7 @@ from modeljob.core.scoring.scorers.cpu_balance import HostDemand
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
 from modeljob.core.sizing import Device, Estimate, size_replica
 from modeljob.core.steps import Complete, Place, RollBack, Step, Unschedulable, Wait
-from modeljob.core.template_rules import PodIndex, refused_by_template
+from modeljob.core.template_rules import PodIndex
 
 SizingCache = dict[tuple[JobShape, int, int], Estimate]
 
@@ -246,7 +246,12 @@ def _decide(
     if not sizing.candidates:
         eligible = cluster.eligible(job)
         if cluster.nodes and not eligible.any():
-            message = refused_by_template(job, cluster.nodes)
+            message = refusals(
+                cluster.nodes,
+                node_selector=job.node_selector,
+                tolerations=job.tolerations,
+                node_affinity=job.rules.node_affinity,
+            )
         else:
             message = sizing.explain_unschedulable()
         return Unschedulable(job=job, message=message, delete_pods=strays)

@@ -10,7 +10,6 @@ numpy operations over the rows, not a walk over pods.
 
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,8 +24,9 @@ from modeljob.core.affinity import (
     WeightedPodAffinityTerm,
     WhenUnsatisfiable,
 )
-from modeljob.core.cluster_state import NodeFacts, PodFacts, Toleration, admits
+from modeljob.core.cluster_state import NodeFacts, PodFacts
 from modeljob.core.nodes import BoolArray, FloatArray, IntArray, NodeTable
+from modeljob.core.scoring.scorers.template_preferences import SpreadCounts, min_max, spread_part
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,14 +350,14 @@ class RuleTracker:
             raw = np.zeros(len(self._table), dtype=np.float64)
             for weight, _, per_row in self._preferred:
                 raw += weight * per_row
-            parts.append(_min_max(raw))
+            parts.append(min_max(raw))
         soft = [
-            (c, d, n)
+            SpreadCounts(c.max_skew, np.append(n, 0)[d.of_row], d.has_key, len(d.names))
             for c, d, n, _ in self._spread
             if c.when_unsatisfiable is WhenUnsatisfiable.SCHEDULE_ANYWAY
         ]
         if soft:
-            parts.append(_spread_score(soft, len(self._table)))
+            parts.append(spread_part(soft))
         if not parts:
             return None
         result: FloatArray = np.mean(parts, axis=0)
@@ -379,55 +379,3 @@ class RuleTracker:
         for _, domains, per_domain, itself in self._spread:
             if itself and domains.of_row[row] >= 0:
                 per_domain[domains.of_row[row]] += 1
-
-
-def _min_max(raw: FloatArray) -> FloatArray:
-    """InterPodAffinity's normalisation: the lowest row 0, the highest 1 (all 0.5 when equal)."""
-    low, high = float(raw.min()), float(raw.max())
-    if high <= low:
-        return np.full(len(raw), 0.5, dtype=np.float64)
-    result: FloatArray = (raw - low) / (high - low)
-    return result
-
-
-def _spread_score(soft: Sequence[tuple[SpreadConstraint, _Domains, IntArray]], size: int) -> FloatArray:
-    """PodTopologySpread's score: fewer matching pods in the node's domains is better, each
-    constraint weighted by log(domains + 2); nodes lacking a constraint's label score 0."""
-    raw = np.zeros(size, dtype=np.float64)
-    labelled = np.ones(size, dtype=np.bool_)
-    for constraint, domains, counts in soft:
-        weight = math.log(len(domains.names) + 2)
-        padded = np.append(counts, 0)[domains.of_row]
-        raw += (padded + constraint.max_skew - 1) * weight
-        labelled &= domains.has_key
-    if not labelled.any():
-        return np.zeros(size, dtype=np.float64)
-    low, high = float(raw[labelled].min()), float(raw[labelled].max())
-    if high <= 0:
-        return np.where(labelled, 1.0, 0.0)
-    result: FloatArray = np.where(labelled, (high + low - raw) / high, 0.0)
-    return result
-
-
-class AdmissionFacts(JobIdentity, Protocol):
-    @property
-    def node_selector(self) -> Mapping[str, str]: ...
-
-    @property
-    def tolerations(self) -> tuple[Toleration, ...]: ...
-
-
-def refused_by_template(job: AdmissionFacts, nodes: Sequence[NodeFacts]) -> str:
-    """Why no node admits the job: how many nodes each field of its template refuses (each node
-    under the first field that refuses it, in the order kube-scheduler's filters check them)."""
-    refused: Counter[str] = Counter()
-    affinity = job.rules.node_affinity
-    for node in nodes:
-        if any(node.labels.get(k) != v for k, v in job.node_selector.items()):
-            refused["spec.template.spec.nodeSelector: labels differ"] += 1
-        elif not affinity.admits(node.name, node.labels):
-            refused[f"{affinity.field}: no term matches"] += 1
-        elif not admits(node, node_selector={}, tolerations=job.tolerations):
-            refused["spec.template.spec.tolerations: a taint is not tolerated"] += 1
-    said = "; ".join(f"{count} node(s): {why}" for why, count in refused.items())
-    return f"no node admits the job's pods: {said}"
