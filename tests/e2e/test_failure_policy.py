@@ -4,8 +4,13 @@ kwok runs nothing) recreates the gang or the replica, counts it, and fails the j
 from __future__ import annotations
 
 import json
+import random
+import time
 from typing import Any
 
+import pytest
+
+from modeljob.adapters import kube_pods
 from tests.e2e.kube import Cluster, wait_for
 from tests.e2e.operator_fixtures import Pool, apply, job_pods, model_job, status, wait_event, wait_phase
 
@@ -141,3 +146,43 @@ def test_a_training_job_whose_pods_succeed_ends_succeeded(
     assert done["message"] == "all 2 pods succeeded"
     assert "restarts" not in done
     assert set(_live_pods(cluster, namespace, "run")) == set(pods), "nothing restarted"
+
+
+GANGS = 8
+KILLS = 3  # each kill lands while a batch of the gangs is being recreated
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_killing_the_operator_while_gangs_are_recreated_counts_each_failure_exactly_once(
+    cluster: Cluster, namespace: str, pool: Pool, start_operator: Any, seed: int
+) -> None:
+    chance = random.Random(seed)
+    operator = start_operator()
+    pool.add("h100", 5)  # 40 GPUs for 8 gangs x 2 replicas x 2 GPUs, and room to turn over
+    names = [f"train-{i}" for i in range(GANGS)]
+    apply(
+        cluster,
+        namespace,
+        *(model_job(n, pool, parameters="1B", replicas=2, gpus=2, workload=TRAINING) for n in names),
+    )
+    first = {name: _running(cluster, namespace, name, 2) for name in names}
+    for kill in range(KILLS):
+        for name in names[kill::KILLS]:
+            _finish(cluster, namespace, first[name][sorted(first[name])[0]], exit_code=1)
+        time.sleep(chance.uniform(0.0, 0.6))  # the kill's moment, at random: not a wait for anything
+        operator.kill()
+        operator.start()
+    gpus_per_node: dict[str, int] = {}
+    for name in names:
+        pods = _running(cluster, namespace, name, 2)
+        job_status = status(cluster, namespace, name)
+        assert job_status["restarts"] == 1, f"{name}: one failure, counted {job_status['restarts']} time(s)"
+        assert not set(pods) & set(first[name]), f"{name}: the whole gang was recreated"
+        placement = {e["pod"]: e["node"] for e in job_status["placement"]}
+        assert {n: p["spec"]["nodeName"] for n, p in pods.items()} == placement, (
+            f"{name}: every pod bound once, where its placement says"
+        )
+        for pod in pods.values():
+            node = pod["spec"]["nodeName"]
+            gpus_per_node[node] = gpus_per_node.get(node, 0) + kube_pods.pod_requests(pod["spec"])[0].gpus
+    assert all(used <= 8 for used in gpus_per_node.values()), f"a node is over-committed: {gpus_per_node}"
