@@ -82,6 +82,21 @@ BAD_MANIFESTS: tuple[BadManifest, ...] = (
     BadManifest("zero-stage-too-high", "spec.workload.zeroStage", 4, "spec.workload.zeroStage", _TRAINING),
     BadManifest("lora-rank-on-inference", "spec.workload.loraRank", 16, "spec.workload"),
     BadManifest("optimizer-on-inference", "spec.workload.optimizer", "AdamW", "spec.workload"),
+    BadManifest(
+        "lora-targets-on-training", "spec.workload.loraTargets", "attention", "spec.workload", _TRAINING
+    ),
+    BadManifest("offload-on-inference", "spec.workload.offload", "Optimizer", "spec.workload"),
+    BadManifest("framework-on-inference", "spec.workload.framework", "torchtune", "spec.workload"),
+    BadManifest(
+        "parameter-offload-below-stage-3",
+        "spec.workload.offload",
+        "OptimizerAndParameters",
+        "spec.workload",
+        _TRAINING,
+    ),
+    BadManifest(
+        "unknown-lora-targets", "spec.workload.loraTargets", "mlp", "spec.workload.loraTargets", _TRAINING
+    ),
     BadManifest("zero-sequence-length", "spec.workload.sequenceLength", 0, "spec.workload.sequenceLength"),
     BadManifest(
         "bad-memory-quantity", "spec.accelerator.memoryPerDevice", "lots", "spec.accelerator.memoryPerDevice"

@@ -417,8 +417,8 @@ def test_a_job_in_back_off_holds_no_nodes_the_next_job_could_use(api: FakeApiSer
     second = modeljob_dict(
         "llama-2-13b-training-zero3",
         status={"phase": "Queued", "observedGeneration": 1},
-        replicas=6,
-        resources={"gpus": 2},  # 12 of the 16 GPUs: it fits only if the first gang holds none
+        replicas=7,
+        resources={"gpus": 2},  # 14 of the 16 GPUs: it fits only if the first gang holds none
     )
     second["metadata"].update(name="zz-after", uid="uid-zz-after")
     second["spec"]["accelerator"] = {"products": ["NVIDIA-H100-80GB-HBM3"]}

@@ -220,7 +220,7 @@ def test_a_cluster_without_gpus_is_refused(capsys, pods, tmp_path) -> None:
         (("--weights", "best-fit=-1"), "error: --weights: best_fit: must be between 0 and 1000.0, got '-1'"),
         (("--weights", "best-fit=x"), "error: --weights: best_fit: expected a number, got 'x'"),
         (
-            ("--weights", "gpu-fragmentation=0,cpu-balance=0,best-fit=0"),
+            ("--weights", "gpu-fragmentation=0,cpu-balance=0,best-fit=0,template-preferences=0"),
             "error: --weights: at least one scoring weight must be above 0",
         ),
         (

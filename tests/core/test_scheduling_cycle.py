@@ -67,8 +67,8 @@ def test_405b_in_bf16_never_fits_24_gib_gpus_and_says_exactly_why() -> None:
     sizing = size_job(make_job(parameters=405 * B, products=(L4,)), node_types(views))
     assert sizing.candidates == ()
     assert sizing.explain_unschedulable() == (
-        "no node type can hold one replica: NVIDIA-L4, 24.0 GiB: needs 44 × 24.0 GiB GPUs per replica "
-        "(11 nodes), but a replica runs in one pod on one node and these nodes have 4"
+        "no node type can hold one replica: NVIDIA-L4, 24.0 GiB: a replica needs 11 nodes of 4 × 24.0 GiB "
+        "GPUs (TP 4 × PP 11), but this operator places a replica in one pod on one node"
     )
 
 
@@ -108,7 +108,7 @@ def test_a_job_that_only_has_to_wait_stays_queued_while_one_that_never_fits_is_u
     assert isinstance(outcome(result, "waits"), Wait)
     unschedulable = outcome(result, "never")
     assert isinstance(unschedulable, Unschedulable)
-    assert "needs 44 × 24.0 GiB GPUs per replica" in unschedulable.message
+    assert "a replica needs 11 nodes of 4 × 24.0 GiB GPUs" in unschedulable.message
 
 
 def test_a_waiting_jobs_reasons_count_only_the_nodes_it_could_use() -> None:

@@ -12,11 +12,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from modeljob.core.jobs import WorkloadType
-from modeljob.core.sizing import size_replica
+from modeljob.core.jobs import ModelShape, WorkloadType
+from modeljob.core.resources import GIB
+from modeljob.core.sizing import Device, size_replica
 from tests.core.published_figures import (
     FIGURES,
     GPU_80GIB,
+    LLAMA_33B,
+    LLAMA_65B,
     QWEN_FT_GRID,
     QWEN_FT_SEQUENCE_LENGTHS,
     TOLERANCES,
@@ -26,8 +29,10 @@ from tests.core.published_figures import (
     Tolerance,
     gib,
     measured,
+    qlora_paper,
     qwen_job,
 )
+from tests.core.training_figures import TRAINING_FIGURES
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,84 @@ def test_the_whole_qwen_fine_tuning_grid_stays_inside_the_regression_band() -> N
     assert not outside
 
 
+# --- measured training and fine-tuning peaks, per GPU ------------------------------------------------
+#
+# The band: at least 0.9x and at most 1.5x + 1 GiB of the measured peak, for at least 80% of the
+# runs, and none under 0.95x. Under is an out-of-memory for the user, so it is held tightly; over
+# is waste, but the sources differ in what we cannot know from a spec (torch.compile, chunked or
+# fused losses, packing, optimizer-in-backward, which allocator counter they print), which moves
+# a measured peak by up to a third, and on a small model a fixed 1 GiB (a CUDA context) is most of
+# the difference.
+TRAINING_LOW, TRAINING_FLOOR, TRAINING_HIGH = 0.9, 0.95, 1.5
+TRAINING_SLACK_BYTES = 2**30
+TRAINING_SHARE_IN_BAND = 0.8
+
+# Measured peaks we still size below 0.95x, each with what we know of why. Each stays on this
+# list only while it is still under (the test below fails when one is fixed, so the list is true).
+KNOWN_UNDER = {
+    "torchtune Llama-2-7B QLoRA rank 8 seq <=512 bs 2, 1 GPU": (
+        "torchtune of April 2024; the tutorial states neither the GPU nor the padded length, and "
+        "its peak is half again what the same recipe measured at batch 4 x 2048 tokens needs"
+    ),
+    "PEFT bloomz-7b1 LoRA ZeRO-3 CPU offload seq 64 bs 8, 1x A100": (
+        "the README states neither the mixed precision nor the DeepSpeed offload settings of the run"
+    ),
+}
+
+
+def ratio(figure: Figure) -> float:
+    return compare(figure).ours_bytes / figure.published_bytes
+
+
+def in_band(figure: Figure) -> bool:
+    ours, measured_bytes = compare(figure).ours_bytes, figure.published_bytes
+    return TRAINING_LOW * measured_bytes <= ours <= TRAINING_HIGH * measured_bytes + TRAINING_SLACK_BYTES
+
+
+CHECKED_TRAINING = tuple(figure for figure in TRAINING_FIGURES if not figure.outside)
+
+
+def test_at_least_30_measured_training_peaks_from_named_sources_are_checked() -> None:
+    assert len(CHECKED_TRAINING) >= 30
+    assert len({figure.case for figure in TRAINING_FIGURES}) == len(TRAINING_FIGURES)
+    kinds = {figure.job.workload.type for figure in CHECKED_TRAINING}
+    assert kinds == {WorkloadType.TRAINING, WorkloadType.LORA, WorkloadType.QLORA}
+
+
+def test_at_least_80_percent_of_measured_training_peaks_are_in_the_band() -> None:
+    inside = [figure for figure in CHECKED_TRAINING if in_band(figure)]
+    outside = {figure.case: round(ratio(figure), 2) for figure in CHECKED_TRAINING if not in_band(figure)}
+    assert len(inside) >= TRAINING_SHARE_IN_BAND * len(CHECKED_TRAINING), outside
+
+
+@pytest.mark.parametrize("figure", CHECKED_TRAINING, ids=[figure.case for figure in CHECKED_TRAINING])
+def test_no_measured_training_peak_is_under_provisioned(figure: Figure) -> None:
+    if figure.case in KNOWN_UNDER:
+        assert ratio(figure) < TRAINING_FLOOR, f"{figure.case} is no longer under: drop it from KNOWN_UNDER"
+        return
+    assert ratio(figure) >= TRAINING_FLOOR, (
+        f"{figure.case}: ours {compare(figure).ours_bytes / 2**30:.1f} GiB is {ratio(figure):.2f}x the "
+        f"measured {figure.published}; source: {figure.source}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "device_bytes"),
+    [
+        pytest.param(LLAMA_65B, 48 * GIB, id="65B-on-one-48-GiB-GPU"),
+        pytest.param(LLAMA_33B, 24 * GIB, id="33B-on-one-24-GiB-GPU"),
+    ],
+)
+def test_the_qlora_papers_single_gpu_claims_reproduce(model: ModelShape, device_bytes: int) -> None:
+    estimate = size_replica(qlora_paper(model), Device(memory_bytes=device_bytes))
+    assert (estimate.fits, estimate.gpus, estimate.nodes_per_replica) == (True, 1, 1)
+
+
+def test_the_known_under_provisioned_runs_are_few_and_named() -> None:
+    assert len(KNOWN_UNDER) <= 3
+    assert set(KNOWN_UNDER) <= {figure.case for figure in CHECKED_TRAINING}
+
+
 # --- the markdown tables of docs/sizing-accuracy.md ----------------------------------------------
 
 
@@ -155,7 +238,36 @@ def markdown() -> str:
             key = f"{row.model.name} {row.method.value} seq {length}"
             cells.append("-" if printed == "-" else f"{errors[key]:+.0f}%")
         lines.append(f"| {row.model.name} {row.method.value} | " + " | ".join(cells) + " |")
+    lines += ["", *training_markdown()]
     return "\n".join(lines)
+
+
+def training_markdown() -> list[str]:
+    lines = [
+        "| # | run | source | measured | counter | ours | ratio | in band | note |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for number, figure in enumerate(TRAINING_FIGURES, start=1):
+        value = ratio(figure)
+        if figure.outside:
+            verdict = f"not modelled: {figure.outside}"
+        elif figure.case in KNOWN_UNDER:
+            verdict = f"**under**: {KNOWN_UNDER[figure.case]}"
+        else:
+            verdict = "yes" if in_band(figure) else "over"
+        lines.append(
+            f"| {number} | {figure.case} | {figure.source} | {figure.published} "
+            f"(= {_size(figure.published_bytes)}) | {figure.measure.value} | "
+            f"{_size(compare(figure).ours_bytes)} | {value:.2f}x | {verdict} | {figure.note} |"
+        )
+    inside = sum(in_band(figure) for figure in CHECKED_TRAINING)
+    lines += [
+        "",
+        f"{inside} of {len(CHECKED_TRAINING)} modelled runs in the band (0.9x to 1.5x + 1 GiB), "
+        f"{len(KNOWN_UNDER)} under 0.95x; {len(TRAINING_FIGURES) - len(CHECKED_TRAINING)} runs outside "
+        "what the estimator models are shown, not checked.",
+    ]
+    return lines
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ from __future__ import annotations
 from modeljob.core.jobs import (
     Architecture,
     Checkpointing,
+    Framework,
     JobShape,
     LoraTargets,
     ModelShape,
@@ -160,7 +161,8 @@ def _job(
     lora_rank: int | None = None,
     lora_targets: LoraTargets | None = None,
     offload: Offload = Offload.NONE,
-    gpus: int | None = None,
+    gpus: int = 1,
+    framework: Framework = Framework.TRANSFORMERS,
 ) -> JobShape:
     return JobShape(
         model,
@@ -175,6 +177,7 @@ def _job(
             lora_targets=lora_targets,
             offload=offload,
             replicas=replicas,
+            framework=framework,
         ),
         Overrides(gpus=gpus),
     )
@@ -265,6 +268,16 @@ HF_NOTE = (
     "nvidia-smi (pynvml info.used // 1024**2, printed 'MB', i.e. MiB), includes the 1343 MiB CUDA "
     "context; encoder-only, 2-way head; Trainer default AdamW (adamw_hf)"
 )
+# The estimator sizes decoder language models with FlashAttention/SDPA kernels (no s^2 scores)
+# and a language-model head; these 2023 runs used BERT's eager attention, which keeps every
+# layer's 16 x 512 x 512 attention scores and probabilities for the backward.
+HF_OUTSIDE = "eager attention (s^2 scores kept per layer) in an encoder classifier: not modelled"
+
+
+# torchtitan splits a pipeline rank's local batch into as many micro-batches as there are stages
+# unless told otherwise (parallelism.pipeline_parallel_microbatches unset); the spec's batchSize is
+# the micro-batch, so the 405B rows state local batch / 8.
+PIPELINE_MICROBATCHES = 8
 
 
 TRAINING_FIGURES: tuple[Figure, ...] = (
@@ -282,6 +295,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=2048,
             batch_size=2,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
             optimizer=Optimizer.ADAM8BIT,
         ),
         device=RTX_4090,
@@ -302,6 +316,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=2048,
             batch_size=2,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
             lora_rank=8,
             lora_targets=LoraTargets.ATTENTION,
         ),
@@ -322,6 +337,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=2048,
             batch_size=2,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
             lora_rank=8,
             lora_targets=LoraTargets.ATTENTION_AND_MLP,
         ),
@@ -343,6 +359,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=2048,
             batch_size=2,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
             zero_stage=3,
             replicas=8,
             offload=Offload.OPTIMIZER_AND_PARAMETERS,
@@ -365,6 +382,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=2048,
             batch_size=2,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
             zero_stage=3,
             replicas=8,
             lora_rank=16,
@@ -387,6 +405,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=2048,
             batch_size=2,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
             zero_stage=3,
             replicas=8,
             lora_rank=16,
@@ -406,7 +425,14 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         gib("60.0"),
         ALLOCATED,
         MEASURED,
-        _job(LLAMA32_3B, FULL, sequence_length=4096, batch_size=2, checkpointing=NO_AC),
+        _job(
+            LLAMA32_3B,
+            FULL,
+            sequence_length=4096,
+            batch_size=2,
+            checkpointing=NO_AC,
+            framework=Framework.TORCHTUNE,
+        ),
         note=TT_32_FULL + "; packed to 4096; torch AdamW (bf16 states); no compile; full "
         "cross-entropy over 128,256 logits; no activation checkpointing",
     ),
@@ -417,7 +443,14 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         gib("51.0"),
         ALLOCATED,
         MEASURED,
-        _job(LLAMA32_3B, FULL, sequence_length=4096, batch_size=2, checkpointing=NO_AC),
+        _job(
+            LLAMA32_3B,
+            FULL,
+            sequence_length=4096,
+            batch_size=2,
+            checkpointing=NO_AC,
+            framework=Framework.TORCHTUNE,
+        ),
         note=TT_32_FULL + "; packed 4096; torch.compile; torch AdamW; full cross-entropy; no AC",
     ),
     Figure(
@@ -427,7 +460,14 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         gib("42.9"),
         ALLOCATED,
         MEASURED,
-        _job(LLAMA32_3B, FULL, sequence_length=4096, batch_size=2, checkpointing=NO_AC),
+        _job(
+            LLAMA32_3B,
+            FULL,
+            sequence_length=4096,
+            batch_size=2,
+            checkpointing=NO_AC,
+            framework=Framework.TORCHTUNE,
+        ),
         note=TT_32_FULL + "; packed 4096; compile; CEWithChunkedOutputLoss; torch AdamW; no AC",
     ),
     Figure(
@@ -437,7 +477,14 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         gib("24.9"),
         ALLOCATED,
         MEASURED,
-        _job(LLAMA32_3B, FULL, sequence_length=4096, batch_size=2, checkpointing=FULL_AC),
+        _job(
+            LLAMA32_3B,
+            FULL,
+            sequence_length=4096,
+            batch_size=2,
+            checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
+        ),
         note=TT_32_FULL + "; packed 4096; compile; chunked CE; full (per-layer) activation "
         "checkpointing; torch AdamW",
     ),
@@ -448,7 +495,14 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         gib("23.1"),
         ALLOCATED,
         MEASURED,
-        _job(LLAMA32_3B, FULL, sequence_length=4096, batch_size=2, checkpointing=FULL_AC),
+        _job(
+            LLAMA32_3B,
+            FULL,
+            sequence_length=4096,
+            batch_size=2,
+            checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
+        ),
         note=TT_32_FULL + "; packed 4096; compile; chunked CE; AC; optimizer_in_bwd (gradients "
         "freed layer by layer, never all held); torch AdamW",
     ),
@@ -459,7 +513,14 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         gib("21.8"),
         ALLOCATED,
         MEASURED,
-        _job(LLAMA32_3B, FULL, sequence_length=4096, batch_size=2, checkpointing=FULL_AC),
+        _job(
+            LLAMA32_3B,
+            FULL,
+            sequence_length=4096,
+            batch_size=2,
+            checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
+        ),
         note=TT_32_FULL + "; packed 4096; compile; chunked CE; AC; optimizer_in_bwd; activation "
         "offloading to CPU; torch AdamW",
     ),
@@ -476,6 +537,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=4096,
             batch_size=2,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
             optimizer=Optimizer.ADAM8BIT,
         ),
         note=TT_32_FULL + "; packed 4096; compile; chunked CE; AC; optimizer_in_bwd; activation "
@@ -494,6 +556,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=4096,
             batch_size=2,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
             lora_rank=64,
             lora_targets=LoraTargets.ATTENTION_AND_MLP,
         ),
@@ -512,6 +575,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=4096,
             batch_size=2,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
             lora_rank=64,
             lora_targets=LoraTargets.ATTENTION_AND_MLP,
         ),
@@ -532,6 +596,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=2048,
             batch_size=4,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
             lora_rank=8,
             lora_targets=LoraTargets.ATTENTION_AND_MLP,
         ),
@@ -553,6 +618,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=2048,
             batch_size=4,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
             lora_rank=8,
             lora_targets=LoraTargets.ATTENTION,
         ),
@@ -573,6 +639,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=2048,
             batch_size=4,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
             zero_stage=3,
             replicas=4,
         ),
@@ -594,6 +661,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=4096,
             batch_size=4,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
             zero_stage=3,
             replicas=8,
             lora_rank=16,
@@ -617,6 +685,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=512,
             batch_size=2,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
             lora_rank=8,
             lora_targets=LoraTargets.ATTENTION,
         ),
@@ -635,6 +704,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=512,
             batch_size=2,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
             lora_rank=8,
             lora_targets=LoraTargets.ALL_LINEAR,
         ),
@@ -654,6 +724,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=512,
             batch_size=2,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
             lora_rank=64,
             lora_targets=LoraTargets.ATTENTION,
         ),
@@ -672,6 +743,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=512,
             batch_size=2,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
             lora_rank=64,
             lora_targets=LoraTargets.ALL_LINEAR,
         ),
@@ -692,6 +764,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=512,
             batch_size=2,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTUNE,
             lora_rank=8,
             lora_targets=LoraTargets.ATTENTION_AND_MLP,
         ),
@@ -713,6 +786,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=8192,
             batch_size=2,
             checkpointing=SELECTIVE_AC,
+            framework=Framework.TORCHTITAN,
             zero_stage=3,
             replicas=8,
         ),
@@ -733,6 +807,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=8192,
             batch_size=2,
             checkpointing=SELECTIVE_AC,
+            framework=Framework.TORCHTITAN,
             zero_stage=3,
             replicas=8,
         ),
@@ -752,6 +827,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=8192,
             batch_size=2,
             checkpointing=SELECTIVE_AC,
+            framework=Framework.TORCHTITAN,
             zero_stage=3,
             replicas=8,
         ),
@@ -771,6 +847,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=32_768,
             batch_size=1,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTITAN,
             zero_stage=3,
             replicas=8,
         ),
@@ -790,6 +867,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=8192,
             batch_size=2,
             checkpointing=SELECTIVE_AC,
+            framework=Framework.TORCHTITAN,
             zero_stage=3,
             replicas=128,
         ),
@@ -809,6 +887,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=8192,
             batch_size=2,
             checkpointing=SELECTIVE_AC,
+            framework=Framework.TORCHTITAN,
             zero_stage=3,
             replicas=128,
         ),
@@ -828,6 +907,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=8192,
             batch_size=2,
             checkpointing=SELECTIVE_AC,
+            framework=Framework.TORCHTITAN,
             zero_stage=3,
             replicas=128,
         ),
@@ -847,6 +927,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=8192,
             batch_size=16,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTITAN,
             zero_stage=3,
             replicas=32,
             gpus=8,
@@ -869,6 +950,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=8192,
             batch_size=16,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTITAN,
             zero_stage=3,
             replicas=32,
             gpus=8,
@@ -887,8 +969,9 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             LLAMA31_405B,
             FULL,
             sequence_length=8192,
-            batch_size=32,
+            batch_size=32 // PIPELINE_MICROBATCHES,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTITAN,
             zero_stage=3,
             replicas=8,
             gpus=64,
@@ -910,8 +993,9 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             LLAMA31_405B,
             FULL,
             sequence_length=8192,
-            batch_size=32,
+            batch_size=32 // PIPELINE_MICROBATCHES,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTITAN,
             zero_stage=3,
             replicas=8,
             gpus=64,
@@ -930,8 +1014,9 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             LLAMA31_405B,
             FULL,
             sequence_length=32_768,
-            batch_size=8,
+            batch_size=8 // PIPELINE_MICROBATCHES,
             checkpointing=FULL_AC,
+            framework=Framework.TORCHTITAN,
             zero_stage=3,
             replicas=8,
             gpus=64,
@@ -953,6 +1038,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=8192,
             batch_size=2,
             checkpointing=SELECTIVE_AC,
+            framework=Framework.TORCHTITAN,
             zero_stage=3,
             replicas=32,
         ),
@@ -973,6 +1059,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             sequence_length=8192,
             batch_size=2,
             checkpointing=SELECTIVE_AC,
+            framework=Framework.TORCHTITAN,
             zero_stage=3,
             replicas=64,
         ),
@@ -1037,7 +1124,10 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         RESERVED,
         MEASURED,
         _job(
-            LLAMA2_70B,
+            # examples/sft/utils.py loads without quantization in torch.float32 (torch_dtype is the
+            # quant storage dtype only under 4-bit), and FSDP keeps its flat parameters in that
+            # dtype; DeepSpeed's bf16 engine casts the module to bf16 (the ZeRO-3 row above).
+            _with_precision(LLAMA2_70B, Precision.FP32),
             LORA,
             sequence_length=2048,
             batch_size=8,
@@ -1156,6 +1246,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         _job(BERT_LARGE_CLS, FULL, sequence_length=512, batch_size=4, checkpointing=NO_AC),
         device=V100_16GB,
         note=HF_NOTE + "; fp32 weights, gradients and AdamW states",
+        outside=HF_OUTSIDE,
     ),
     Figure(
         "HF bert-large-uncased full training fp32 seq 512 bs 1, V100",
@@ -1167,6 +1258,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         _job(BERT_LARGE_CLS, FULL, sequence_length=512, batch_size=1, checkpointing=NO_AC),
         device=V100_16GB,
         note=HF_NOTE + "; fp32; gradient accumulation 4 (one micro-batch of 1 at a time)",
+        outside=HF_OUTSIDE,
     ),
     Figure(
         "HF bert-large-uncased full training fp32 seq 512 bs 1 + gradient checkpointing, V100",
@@ -1178,6 +1270,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         _job(BERT_LARGE_CLS, FULL, sequence_length=512, batch_size=1, checkpointing=FULL_AC),
         device=V100_16GB,
         note=HF_NOTE + "; fp32; accumulation 4; gradient_checkpointing=True (per layer)",
+        outside=HF_OUTSIDE,
     ),
     Figure(
         "HF bert-large-uncased full training fp16 AMP seq 512 bs 4, V100",
@@ -1196,6 +1289,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         device=V100_16GB,
         note=HF_NOTE + "; fp16=True is torch AMP: fp32 weights, gradients and AdamW states, fp16 "
         "activations and autocast weight copies (the page: 1.5x the model on the GPU)",
+        outside=HF_OUTSIDE,
     ),
     Figure(
         "HF bert-large-uncased full training fp16 AMP seq 512 bs 1 + gradient checkpointing, V100",
@@ -1213,6 +1307,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         ),
         device=V100_16GB,
         note=HF_NOTE + "; AMP fp16 as above; batch 1, accumulation 4, gradient checkpointing",
+        outside=HF_OUTSIDE,
     ),
     Figure(
         "HF bert-large-uncased full training fp32 seq 512 bs 4, 8-bit Adam, V100",
@@ -1231,6 +1326,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         ),
         device=V100_16GB,
         note=HF_NOTE + "; fp32 weights and gradients; bitsandbytes Adam8bit replaces AdamW",
+        outside=HF_OUTSIDE,
     ),
     Figure(
         "HF bert-large-uncased full training fp16 AMP seq 512 bs 1 + checkpointing, 8-bit Adam, V100",
@@ -1249,5 +1345,6 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         ),
         device=V100_16GB,
         note=HF_NOTE + "; AMP fp16; batch 1, accumulation 4, gradient checkpointing, Adam8bit",
+        outside=HF_OUTSIDE,
     ),
 )

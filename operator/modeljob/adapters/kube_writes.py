@@ -54,7 +54,7 @@ class PodLayout:
             gpus_per_pod=estimate.gpus,
             tensor_parallel_size=estimate.tensor_parallel_size,
             pipeline_parallel_size=estimate.pipeline_parallel_size,
-            nodes_per_replica=estimate.nodes,
+            nodes_per_replica=estimate.nodes_per_replica,
             shared_memory_bytes=estimate.shared_memory_per_node_bytes,
         )
 

@@ -33,6 +33,7 @@ from modeljob.core.jobs import (
     MAX_BATCH_SIZE,
     MAX_SEQUENCE_LENGTH,
     Checkpointing,
+    Framework,
     JobShape,
     LoraTargets,
     ModelShape,
@@ -184,6 +185,11 @@ class Workload(_Model):
                     field_path=".type",
                 ),
                 cel_rule(
+                    "!has(self.framework) || (has(self.type) && self.type != 'Inference')",
+                    "framework applies only to Training, LoRA and QLoRA",
+                    field_path=".framework",
+                ),
+                cel_rule(
                     "!has(self.offload) || (has(self.type) && self.type != 'Inference')",
                     "offload applies only to Training, LoRA and QLoRA (serving keeps its weights on the GPU)",
                     field_path=".offload",
@@ -232,22 +238,31 @@ class Workload(_Model):
     )
     activation_checkpointing: bool | None = Field(
         default=None,
-        description="Training only: recompute activations in the backward pass. Default: on for "
-        "LoRA and QLoRA (torchtune, PEFT and the QLoRA scripts turn it on), off for Training.",
+        description="Training only: recompute activations in the backward pass. Default by "
+        "framework: Transformers on for LoRA and QLoRA (PEFT, the QLoRA scripts), off for Training "
+        "(the Trainer's default); torchtune on; torchtitan selective.",
     )
     lora_rank: int | None = Field(
         default=None,
         ge=1,
         le=65_536,
-        description="LoRA and QLoRA only: adapter rank (default 8 for "
-        "LoRA, as torchtune's and PEFT's recipes; 64 for QLoRA, as the QLoRA paper's scripts).",
+        description="LoRA and QLoRA only: adapter rank. Default 8 (PEFT's LoraConfig, torchtune's "
+        "recipes); 64 for QLoRA under Transformers (the QLoRA scripts).",
     )
     lora_targets: LoraTargets | None = Field(
         default=None,
         description="LoRA and QLoRA only: which linears carry adapters: attention (q, k, v, o), "
-        "attention-and-mlp, or all-linear (every linear but the output head). Default: "
-        "attention for LoRA (PEFT's default for Llama-style models), all-linear for QLoRA "
-        "(the QLoRA paper).",
+        "attention-and-mlp, or all-linear (every linear but the output head). Default: attention "
+        "for LoRA (PEFT, torchtune); all-linear for QLoRA (the QLoRA paper), attention-and-mlp under "
+        "torchtune.",
+    )
+    framework: Framework | None = Field(
+        default=None,
+        description="Training only: the stack that runs it, whose memory habits the estimate "
+        "follows: Transformers (default: the Trainer, TRL, PEFT, with DeepSpeed or FSDP; mixed "
+        "precision with an fp32 master copy), torchtune (pure bf16, chunked loss), torchtitan "
+        "(FSDP2 with fp32 sharded parameters) or QLoRAScripts (the QLoRA paper's qlora.py: LoRA "
+        "layers and embeddings cast to bf16).",
     )
     offload: Offload | None = Field(
         default=None,
@@ -268,6 +283,8 @@ class Workload(_Model):
             raise ValueError(
                 "optimizer, zeroStage and activationCheckpointing apply only to training workloads"
             )
+        if self.type is WorkloadType.INFERENCE and self.framework is not None:
+            raise ValueError("framework applies only to Training, LoRA and QLoRA")
         if self.type is WorkloadType.INFERENCE and self.offload is not None:
             raise ValueError(
                 "offload applies only to Training, LoRA and QLoRA (serving keeps its weights on the GPU)"
@@ -490,6 +507,7 @@ class ModelJobSpec(_Model):
                 replicas=self.replicas,
                 lora_targets=workload.lora_targets,
                 offload=workload.offload or Offload.NONE,
+                framework=workload.framework,
             ),
             overrides=Overrides(
                 gpus=overrides.gpus,

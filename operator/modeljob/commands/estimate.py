@@ -12,7 +12,7 @@ import yaml
 from modeljob.adapters.manifests import STDIN, LoadedJob, ManifestError, load_model_jobs, read_manifest
 from modeljob.commands import UsageError
 from modeljob.core.resources import GIB, QuantityError, format_bytes, format_cpu, parse_bytes
-from modeljob.core.sizing import Device, Estimate, SizingError, size_replica
+from modeljob.core.sizing import MAX_GPUS_PER_NODE, Device, Estimate, SizingError, size_replica
 
 DEFAULT_DEVICE_MEMORY = "80Gi"
 DEFAULT_GPUS_PER_NODE = 8
@@ -95,7 +95,6 @@ def _result(loaded: LoadedJob, estimate: Estimate, memory_source: str) -> dict[s
         "deviceMemoryBytes": estimate.device_memory_bytes,
         "deviceMemorySource": memory_source,
         **estimate.to_dict(),
-        "nodesPerReplica": estimate.nodes,
         "fits": estimate.fits,
         "misfit": estimate.misfit,
         "explanation": {rule.field: rule.explanation for rule in estimate.rules},
@@ -103,8 +102,8 @@ def _result(loaded: LoadedJob, estimate: Estimate, memory_source: str) -> dict[s
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.gpus_per_node < 1:
-        raise UsageError("--gpus-per-node: must be at least 1")
+    if not 1 <= args.gpus_per_node <= MAX_GPUS_PER_NODE:
+        raise UsageError(f"--gpus-per-node: must be 1..{MAX_GPUS_PER_NODE}, got {args.gpus_per_node}")
     source = "stdin" if args.filename == STDIN else args.filename
     try:
         manifest = load_model_jobs(read_manifest(args.filename, sys.stdin), source)

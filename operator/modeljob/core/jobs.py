@@ -50,6 +50,16 @@ class LoraTargets(StrEnum):
     ALL_LINEAR = "all-linear"  # every linear but the output head (PEFT's "all-linear")
 
 
+class Framework(StrEnum):
+    """The training stack, whose memory habits differ (core/sizing/defaults.py says how)."""
+
+    TRANSFORMERS = "Transformers"  # Hugging Face Trainer / TRL / PEFT / Accelerate, with DeepSpeed or FSDP
+    TORCHTUNE = "torchtune"
+    TORCHTITAN = "torchtitan"
+    # The QLoRA paper's scripts (artidoro/qlora qlora.py) and the trainers built on them.
+    QLORA_SCRIPTS = "QLoRAScripts"
+
+
 class Offload(StrEnum):
     """Model states kept in host memory instead of on the GPU (DeepSpeed offload, FSDP CPU offload)."""
 
@@ -117,6 +127,7 @@ class Workload:
     replicas: int = 1  # data-parallel workers; ZeRO shards across them
     lora_targets: LoraTargets | None = None
     offload: Offload = Offload.NONE
+    framework: Framework | None = None
 
 
 @dataclass(frozen=True, slots=True)

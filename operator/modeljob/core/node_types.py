@@ -127,11 +127,11 @@ def _size_for_type(
             f"{format_bytes(estimate.gpu_memory_per_gpu_bytes)} per GPU does not fit "
             f"{format_bytes(memory)} devices ({estimate.misfit})"
         )
-    if estimate.gpus > node_type.gpus_per_node:
+    if estimate.nodes_per_replica > 1:
         return (
-            f"needs {estimate.gpus} × {format_bytes(memory)} GPUs per replica "
-            f"({estimate.nodes} nodes), but a replica runs in one pod on one node and these nodes "
-            f"have {node_type.gpus_per_node}"
+            f"a replica needs {estimate.nodes_per_replica} nodes of {estimate.gpus} × {format_bytes(memory)} "
+            f"GPUs (TP {estimate.tensor_parallel_size} × PP {estimate.pipeline_parallel_size}), but this "
+            "operator places a replica in one pod on one node"
         )
     extra = job.extra_requests
     resources = Resources(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modeljob.core.jobs import Precision
-from modeljob.core.resources import GIB
+from modeljob.core.resources import GIB, MIB
 
 # --- constants, each with the reason it has this value ------------------------------------------
 
@@ -20,18 +20,36 @@ from modeljob.core.resources import GIB
 # to its own launcher (which adds its 2.3 GiB reserve on top); we count the runtime reserve
 # explicitly below, so the engines' common 0.9 is the right cap for what is left.
 UTILISATION_NUM, UTILISATION_DEN = 9, 10
+# Training has no engine cap of that kind: the stacks allocate as they go, and the allocator's
+# fragmentation is counted as slack below. We keep 5% of the device as headroom for what varies
+# between steps and is not modelled (a longer sample, an allocator spike).
+TRAINING_UTILISATION_NUM, TRAINING_UTILISATION_DEN = 19, 20
 
-# Per-GPU memory the runtime takes before any tensor: CUDA context, cuBLAS workspaces, NCCL
-# buffers and, for serving engines, CUDA graphs. KAITO reserves 2.3 GiB per GPU for vLLM
-# (pkg/workspace/estimator/nodesestimator/estimator.go); HF's "model training anatomy" measured
-# 1.3 GB of CUDA context alone and puts it at 1-2 GB. Training has no CUDA graphs but NCCL
-# communicators and the loss's workspaces, so it gets the upper end of that range, 2 GiB.
-INFERENCE_RUNTIME_BYTES_PER_GPU = 23 * GIB // 10
-TRAINING_RUNTIME_BYTES_PER_GPU = 2 * GIB
+# Per-GPU memory the runtime holds outside the tensors, in parts that scale with what the GPU
+# runs (docs/sizing.md, "Overhead"), so a 0.5B model on one GPU is not charged a 70B server's:
+# - the CUDA context with PyTorch's kernels: HF's "model training anatomy" measured 1,343 MiB
+#   (torch.ones(1).cuda(), nvidia-smi). Lazy module loading (PyTorch's default since CUDA 11.7)
+#   starts lower, but a run loads the kernels it uses; we take the measurement.
+# - library workspaces: cuBLAS keeps 8 x 4 MiB per handle (PyTorch's default
+#   CUBLAS_WORKSPACE_CONFIG :4096:8), cuBLASLt 32 MiB on Hopper, plus cuDNN/FlashAttention scratch:
+#   256 MiB covers a few streams of them.
+# - NCCL, only when the job talks to another GPU (TP, PP or data-parallel training): channel
+#   buffers of NCCL_BUFFSIZE 4 MiB per peer and channel, and vLLM's custom all-reduce buffers.
+#   512 MiB per GPU (our judgement, between what one and two communicators take).
+# - CUDA graphs, serving only: vLLM/TGI capture one graph per batch size over the layers a GPU
+#   runs, so they grow with those layers. 8 MiB per layer is our judgement: with the parts above a
+#   70B server on TP 4 totals 2.7 GiB, KAITO's 2.3 GiB reserve for vLLM
+#   (pkg/workspace/estimator/nodesestimator) with margin, and a 24-layer 0.5B model 1.8 GiB.
+CUDA_CONTEXT_BYTES = 1343 * MIB
+LIBRARY_WORKSPACE_BYTES = 256 * MIB
+NCCL_BUFFER_BYTES = 512 * MIB
+CUDA_GRAPH_BYTES_PER_LAYER = 8 * MIB
 
 # Allocator slack on top of the tensors, in percent of them. Serving allocates once and keeps
 # its pools, so KAITO's 5% (of weights, for activations and CUDA graphs) suffices; training
-# allocates and frees every step, and the reference synthesis uses ~10% for its fragmentation.
+# allocates and frees activations and gradients every step, and the reference synthesis uses ~10%
+# of the tensors for the caching allocator's fragmentation (what reserved counters and nvidia-smi
+# see beyond the live tensors).
 INFERENCE_SLACK_PERCENT = 5
 TRAINING_SLACK_PERCENT = 10
 
@@ -41,15 +59,13 @@ TRAINING_SLACK_PERCENT = 10
 # default for online serving on large GPUs.
 PREFILL_TOKEN_BUDGET = 8192
 
-# Training logits, bytes per b x s x V value alive at the loss: Hugging Face's causal-LM loss
-# upcasts the 16-bit logits (2 B) to fp32 (4 B) and cross-entropy keeps its fp32 log-softmax
-# (4 B); the backward adds a 16-bit gradient (2 B) before those are freed. The vram.asmirnov.xyz
-# calculator counts 8 (fp32 logits and their fp32 gradient); we count the 12 above.
-LOGIT_BYTES_PER_VALUE = 12
 
 # One replica may span at most 16 nodes: pipeline depth 16 is what Llama 3 405B pre-training
 # used (Llama 3 paper, Table 4); beyond it we report fits=False rather than invent a layout.
 MAX_NODES_PER_REPLICA = 16
+# Devices on one node: 1..64. The largest GPU servers of 2026 have 8 (HGX/DGX, MI300X) or 16
+# devices; 64 leaves room for dense accelerator trays, and more is a typo.
+MAX_GPUS_PER_NODE = 64
 
 # Architecture fallbacks (only when spec.model.architecture is absent):
 # - P ~= 12 * L * h^2 (Kaplan et al. 2020; EleutherAI "Transformer Math 101") with h ~= 100 * L
@@ -84,6 +100,9 @@ SHM_MULTI_GPU_BYTES_PER_NODE = 16 * GIB
 # DeepSpeed memory.rst: without zero.Init every rank builds the fp32 model on the CPU at
 # start-up, 4 bytes per parameter, times its safety factor 1.5.
 DEEPSPEED_STARTUP_BYTES_PER_PARAM_NUM, DEEPSPEED_STARTUP_BYTES_PER_PARAM_DEN = 6, 1
+# DeepSpeed's estimators (estimate_zero2/3_model_states_mem_needs) multiply offloaded states in
+# host memory by additional_buffer_factor=1.5 for the pinned staging buffers.
+OFFLOAD_BUFFER_PERCENT = 150
 # KAITO pkg/model/interface.go: disk = checkpoint x 2.5 + 48 GiB, rounded up to 10 GiB.
 DISK_CHECKPOINT_FACTOR_NUM, DISK_CHECKPOINT_FACTOR_DEN = 5, 2
 DISK_FIXED_BYTES = 48 * GIB
@@ -91,20 +110,29 @@ DISK_ROUNDING_BYTES = 10 * GIB
 
 # ZeRO communication buffers per GPU. EleutherAI's calculator (cookbook calc_transformer_mem.py)
 # charges DeepSpeed's default all-gather bucket (5e8 elements) at the weights' 2 bytes for every
-# ZeRO stage, and for ZeRO-3 the default stage3_max_live_parameters (1e9 elements); DeepSpeed's
-# memory.rst counts 4 bytes x the largest layer for ZeRO-3's gather: we take the larger of the two.
+# ZeRO stage. Stage 3 / FSDP full shard also holds gathered parameters: DeepSpeed's default
+# stage3_max_live_parameters (1e9 elements, 2 B) or its estimator's 4 B x the largest layer, and
+# FSDP's current and prefetched layer (forward_prefetch / BACKWARD_PRE) unsharded, with their
+# 16-bit gradients before the reduce-scatter: 2 layers x (2 + 2) B. We take the largest.
 ZERO_ALLGATHER_BUCKET_ELEMENTS = 500_000_000
 ZERO3_MAX_LIVE_PARAMETERS = 1_000_000_000
 ZERO3_GATHER_BYTES_PER_PARAM = 4
+# DeepSpeed stage 3's sub_group_size default: the fp32 gradients of this many parameters (at most
+# the rank's partition) are built for each optimizer step (stage3.py _prepare_fp32_grad_for_sub_group).
+ZERO3_SUB_GROUP_PARAMETERS = 1_000_000_000
+FSDP_LAYERS_IN_FLIGHT = 2
+FSDP_BYTES_PER_GATHERED_PARAM = 4
+# Under pipeline parallelism (gpu_memory._zero_buffers says why): 2 B gathered + 4 B fp32 gradient.
+FSDP_PP_BYTES_PER_STAGE_PARAM = 6
 
-_QUANTIZED = frozenset({Precision.FP8, Precision.INT8, Precision.INT4, Precision.NF4})
+QUANTIZED = frozenset({Precision.FP8, Precision.INT8, Precision.INT4, Precision.NF4})
 
 
 # --- storage rates ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class _Rate:
+class Rate:
     """Bytes per element as an exact fraction, with the reason."""
 
     num: int
@@ -112,28 +140,33 @@ class _Rate:
     label: str
 
     def of(self, count: int) -> int:
-        return _ceil_div(count * self.num, self.den)
+        return ceil_div(count * self.num, self.den)
 
 
 # Weight formats (docs/sizing.md, weights). Quantized formats cover the linear layers;
 # embeddings and lm_head stay 16-bit (GPTQ/AWQ/bitsandbytes/FP8 checkpoints all keep them so).
-_WEIGHT_RATES = {
-    Precision.FP32: _Rate(4, 1, "4 B (fp32)"),
-    Precision.BF16: _Rate(2, 1, "2 B (bf16)"),
-    Precision.FP16: _Rate(2, 1, "2 B (fp16)"),
+WEIGHT_RATES = {
+    Precision.FP32: Rate(4, 1, "4 B (fp32)"),
+    Precision.BF16: Rate(2, 1, "2 B (bf16)"),
+    Precision.FP16: Rate(2, 1, "2 B (fp16)"),
     # FP8 E4M3 with per-tensor (or 128x128 block) scales: the scales are negligible.
-    Precision.FP8: _Rate(1, 1, "1 B (fp8)"),
+    Precision.FP8: Rate(1, 1, "1 B (fp8)"),
     # GPTQ int8, group 128: 8 bits + fp16 scale and 8-bit zero point per 128 weights.
-    Precision.INT8: _Rate(131, 128, "1.023 B (int8, group 128: 8 + 24/128 bits)"),
+    Precision.INT8: Rate(131, 128, "1.023 B (int8, group 128: 8 + 24/128 bits)"),
     # GPTQ/AWQ int4, group 128: 4 bits + fp16 scale and 4-bit zero point per 128 weights.
-    Precision.INT4: _Rate(133, 256, "0.520 B (int4, group 128: 4 + 20/128 bits)"),
-    # QLoRA NF4: 4 bits + one fp32 absmax per 64 weights (double quantization would give 0.516;
-    # not every recipe turns it on, so the plain rate).
-    Precision.NF4: _Rate(9, 16, "0.5625 B (nf4: 4 + 32/64 bits)"),
+    Precision.INT4: Rate(133, 256, "0.520 B (int4, group 128: 4 + 20/128 bits)"),
+    # A pre-quantized NF4 checkpoint: 4 bits + one fp32 absmax per 64 weights (whether it was
+    # double-quantized is not in the spec, so the plain rate).
+    Precision.NF4: Rate(9, 16, "0.5625 B (nf4: 4 + 32/64 bits)"),
 }
-_BF16 = _Rate(2, 1, "2 B (bf16)")
-_FP32 = _Rate(4, 1, "4 B (fp32)")
+# QLoRA quantizing a 16-bit checkpoint on load, as its recipes configure bitsandbytes
+# (bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True: the QLoRA scripts, PEFT's and
+# TRL's QLoRA examples): 4 bits + an 8-bit absmax per 64 weights + an fp32 constant per 256
+# absmax blocks = 67,616 bits per 16,384 weights (QLoRA paper section 3, "Double Quantization").
+NF4_DOUBLE_QUANT = Rate(2113, 4096, "0.516 B (nf4 + double quantization: 4 + 8/64 + 32/16384 bits)")
+BF16 = Rate(2, 1, "2 B (bf16)")
+FP32 = Rate(4, 1, "4 B (fp32)")
 
 
-def _ceil_div(numerator: int, denominator: int) -> int:
+def ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)

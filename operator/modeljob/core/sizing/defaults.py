@@ -1,44 +1,145 @@
 """The training recipe a job gets when its spec leaves a choice open: the defaults of the tools people run.
 
-One place for every default; docs/sizing.md ("Defaults") restates each with its source.
+One place for every default and every habit of a training stack that changes memory; docs/sizing.md
+("Defaults and frameworks") restates each with its source. The spec's `workload.framework` picks the
+stack (default Transformers: the Hugging Face Trainer, TRL and PEFT, with DeepSpeed or FSDP).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modeljob.core.jobs import Checkpointing, LoraTargets, Offload, Optimizer, Workload, WorkloadType
+from modeljob.core.jobs import (
+    Checkpointing,
+    Framework,
+    LoraTargets,
+    Offload,
+    Optimizer,
+    Workload,
+    WorkloadType,
+)
 
-# LoRA rank 8: PEFT's LoraConfig default (r=8) and torchtune's Llama 3.x LoRA recipes
-# (recipes/configs/llama3_1/8B_lora.yaml, lora_rank: 8). QLoRA rank 64: the QLoRA repository's
-# scripts (artidoro/qlora qlora.py, --lora_r 64) and the paper's runs (arXiv:2305.14314, App. B).
-LORA_RANK = {WorkloadType.LORA: 8, WorkloadType.QLORA: 64}
 
-# Targets: torchtune's LoRA configs adapt the attention projections and the MLP
-# (lora_attn_modules + apply_lora_to_mlp: True); the QLoRA paper adapts every linear layer
-# ("LoRA on all linear transformer block layers", section 4), which PEFT spells "all-linear".
-LORA_TARGETS = {WorkloadType.LORA: LoraTargets.ATTENTION_AND_MLP, WorkloadType.QLORA: LoraTargets.ALL_LINEAR}
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """What a training stack does by default, and the memory habits the spec cannot change."""
 
-# Checkpointing: PEFT's prepare_model_for_kbit_training turns gradient checkpointing on
-# (use_gradient_checkpointing=True), the QLoRA scripts pass --gradient_checkpointing True and
-# torchtune's LoRA/QLoRA configs set enable_activation_checkpointing: True. Full training is
-# sized without it: the Transformers Trainer (gradient_checkpointing=False) and DeepSpeed leave it
-# off, and sizing for "off" cannot run a job that turned it off out of memory.
-CHECKPOINTING = {
-    WorkloadType.TRAINING: Checkpointing.NONE,
-    WorkloadType.LORA: Checkpointing.FULL,
-    WorkloadType.QLORA: Checkpointing.FULL,
+    checkpointing: dict[WorkloadType, Checkpointing]
+    lora_rank: dict[WorkloadType, int]
+    lora_targets: dict[WorkloadType, LoraTargets]
+    # Mixed precision keeps an fp32 master copy beside 16-bit weights (DeepSpeed, the Trainer's
+    # AMP) or fp32 sharded parameters computed in bf16 (FSDP2 in torchtitan); pure bf16 training
+    # (torchtune's dtype: bf16) keeps weights, gradients and optimizer states all in bf16.
+    fp32_master: bool
+    # Bytes per (token x vocabulary) value alive at the loss (see the note after this class).
+    logit_bytes: int
+    # QLoRA: the 16-bit parameters that are not quantized (embeddings, lm_head) are cast to fp32
+    # by PEFT's prepare_model_for_kbit_training (recent PEFT skips GPTQ checkpoints; Qwen's
+    # measured Q-LoRA profile over GPTQ bases matches the upcast, so we keep it), or stay bf16
+    # (torchtune).
+    upcast_unquantized: bool
+    # QLoRA: only the linears that carry adapters are NF4 (torchtune's lora_*_nf4 builders), or
+    # every linear of the base (bitsandbytes via Transformers' quantization_config).
+    quantize_only_adapted: bool
+    # Bytes of one adapter weight (and of its gradient): PEFT creates LoRA adapters in fp32
+    # (nn.Linear's default dtype, kept by autocast_adapter_dtype=True and beside a 4-bit base);
+    # torchtune keeps everything in bf16.
+    adapter_bytes: int
+    # DeepSpeed's ZeRO-3 optimizer steps one sub-group of parameters at a time (sub_group_size,
+    # default 1e9) and builds that sub-group's fp32 gradients on the GPU for the step; FSDP steps
+    # on its sharded fp32 gradients directly.
+    zero3_step_buffer: bool
+
+
+# Logits and loss, bytes per value:
+# - Transformers: the causal-LM loss upcasts the 16-bit logits (2 B) to fp32 (4 B) and
+#   cross-entropy keeps its fp32 log-softmax (4 B); the backward adds a 16-bit gradient (2 B).
+#   (transformers loss_utils.ForCausalLMLoss; the vram.asmirnov.xyz calculator counts 8.)
+# - torchtune: CEWithChunkedOutputLoss keeps the bf16 logits (2 B) and upcasts one of 8 chunks at
+#   a time (fp32 value and log-softmax, 8 B / 8 chunks): 3 B.
+# - torchtitan: cross_entropy over pred.float(), as Transformers: 12 B.
+TRANSFORMERS = Stack(
+    # PEFT's prepare_model_for_kbit_training turns gradient checkpointing on (use_gradient_
+    # checkpointing=True) and the QLoRA scripts pass --gradient_checkpointing True; full training
+    # is sized without it: the Trainer's gradient_checkpointing defaults to False, and sizing for
+    # "off" cannot run a job that left it off out of memory.
+    checkpointing={
+        WorkloadType.TRAINING: Checkpointing.NONE,
+        WorkloadType.LORA: Checkpointing.FULL,
+        WorkloadType.QLORA: Checkpointing.FULL,
+    },
+    # PEFT's LoraConfig: r=8 on the attention projections of Llama-style models (its default
+    # target_modules map lists q_proj and v_proj); QLoRA: the QLoRA scripts' --lora_r 64 on every
+    # linear layer (artidoro/qlora qlora.py; paper section 4, "LoRA on all linear layers").
+    lora_rank={WorkloadType.LORA: 8, WorkloadType.QLORA: 64},
+    lora_targets={WorkloadType.LORA: LoraTargets.ATTENTION, WorkloadType.QLORA: LoraTargets.ALL_LINEAR},
+    fp32_master=True,
+    logit_bytes=12,
+    upcast_unquantized=True,
+    quantize_only_adapted=False,
+    adapter_bytes=4,
+    zero3_step_buffer=True,
+)
+TORCHTUNE = Stack(
+    # recipes/configs/llama3_1/*: enable_activation_checkpointing: True; lora_rank: 8; LoRA on
+    # q_proj and v_proj, QLoRA on q, k, v, o and the MLP (apply_lora_to_mlp: True).
+    checkpointing={kind: Checkpointing.FULL for kind in WorkloadType if kind.trains},
+    lora_rank={WorkloadType.LORA: 8, WorkloadType.QLORA: 8},
+    lora_targets={
+        WorkloadType.LORA: LoraTargets.ATTENTION,
+        WorkloadType.QLORA: LoraTargets.ATTENTION_AND_MLP,
+    },
+    fp32_master=False,
+    logit_bytes=3,
+    upcast_unquantized=False,
+    quantize_only_adapted=True,
+    adapter_bytes=2,
+    zero3_step_buffer=False,
+)
+TORCHTITAN = Stack(
+    # train_configs/llama3_*.toml: activation_checkpoint.mode = "selective"; no LoRA.
+    checkpointing={kind: Checkpointing.SELECTIVE for kind in WorkloadType if kind.trains},
+    lora_rank=TRANSFORMERS.lora_rank,
+    lora_targets=TRANSFORMERS.lora_targets,
+    fp32_master=True,
+    logit_bytes=12,
+    upcast_unquantized=True,
+    quantize_only_adapted=False,
+    adapter_bytes=TRANSFORMERS.adapter_bytes,
+    zero3_step_buffer=False,
+)
+# The QLoRA scripts: the Transformers stack, then qlora.py casts the LoRA layers and lm_head /
+# embed_tokens to bf16 (with --bf16) after PEFT's fp32 upcast, and pages the optimizer states
+# (--optim paged_adamw_32bit: say offload Optimizer).
+QLORA_SCRIPTS = Stack(
+    checkpointing=TRANSFORMERS.checkpointing,
+    lora_rank=TRANSFORMERS.lora_rank,
+    lora_targets=TRANSFORMERS.lora_targets,
+    fp32_master=True,
+    logit_bytes=TRANSFORMERS.logit_bytes,
+    upcast_unquantized=False,
+    quantize_only_adapted=False,
+    adapter_bytes=2,
+    zero3_step_buffer=True,
+)
+STACKS = {
+    Framework.TRANSFORMERS: TRANSFORMERS,
+    Framework.TORCHTUNE: TORCHTUNE,
+    Framework.TORCHTITAN: TORCHTITAN,
+    Framework.QLORA_SCRIPTS: QLORA_SCRIPTS,
 }
 
-# AdamW: the Transformers Trainer's default (adamw_torch), torchtune's recipes and DeepSpeed's
-# examples. (The QLoRA scripts' paged 32-bit AdamW keeps the same 8 bytes per trained parameter.)
+# AdamW: the Transformers Trainer's default (adamw_torch), torchtune's and torchtitan's recipes and
+# DeepSpeed's examples. (The QLoRA scripts' paged 32-bit AdamW keeps the same states.)
 OPTIMIZER = Optimizer.ADAMW
 
 
 @dataclass(frozen=True, slots=True)
 class Recipe:
-    """The choices that shape memory, each from the spec or the default above."""
+    """The choices that shape memory, each from the spec or its stack's default."""
 
+    framework: Framework
+    stack: Stack
     optimizer: Optimizer
     checkpointing: Checkpointing
     lora_rank: int
@@ -47,13 +148,19 @@ class Recipe:
 
 
 def recipe(work: Workload) -> Recipe:
+    framework = work.framework or Framework.TRANSFORMERS
+    stack = STACKS[framework]
     kind = work.type
-    if kind is WorkloadType.INFERENCE:
-        return Recipe(OPTIMIZER, Checkpointing.NONE, 0, LoraTargets.ALL_LINEAR, Offload.NONE)
+    if not kind.trains:
+        return Recipe(
+            framework, stack, OPTIMIZER, Checkpointing.NONE, 0, LoraTargets.ALL_LINEAR, Offload.NONE
+        )
     return Recipe(
+        framework=framework,
+        stack=stack,
         optimizer=work.optimizer or OPTIMIZER,
-        checkpointing=work.activation_checkpointing or CHECKPOINTING[kind],
-        lora_rank=work.lora_rank or LORA_RANK.get(kind, 0),
-        lora_targets=work.lora_targets or LORA_TARGETS.get(kind, LoraTargets.ALL_LINEAR),
+        checkpointing=work.activation_checkpointing or stack.checkpointing[kind],
+        lora_rank=work.lora_rank or stack.lora_rank.get(kind, 0),
+        lora_targets=work.lora_targets or stack.lora_targets.get(kind, LoraTargets.ALL_LINEAR),
         offload=work.offload,
     )

@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 
 from modeljob.core.jobs import Checkpointing, JobShape, WorkloadType
 from modeljob.core.resources import format_bytes
+from modeljob.core.sizing.choice import choose_layout
 from modeljob.core.sizing.defaults import recipe
-from modeljob.core.sizing.gpu_memory import _Memory, _model_states, _Part
-from modeljob.core.sizing.host import _cpu, _ephemeral_storage, _host_memory, shared_memory_per_node_bytes
-from modeljob.core.sizing.inputs import Device, _check_job, _resolve_shape, _Shape
-from modeljob.core.sizing.layout import _choose_layout
+from modeljob.core.sizing.gpu_memory import Memory
+from modeljob.core.sizing.host import cpu, ephemeral_storage, host_memory, shared_memory_per_node_bytes
+from modeljob.core.sizing.inputs import Device, Shape, check_job, resolve_shape
+from modeljob.core.sizing.layout import Layout
+from modeljob.core.sizing.model_states import Part
 
 _FIELD_ORDER = (
     "weightsBytes",
@@ -25,6 +27,9 @@ _FIELD_ORDER = (
     "cpuMilli",
     "memoryBytes",
     "ephemeralStorageBytes",
+    "tensorParallelSize",
+    "pipelineParallelSize",
+    "nodesPerReplica",
 )
 
 
@@ -37,7 +42,8 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class Estimate:
-    """Per-replica requests; GPU memory fields are summed over the replica's GPUs."""
+    """One replica: GPU memory fields summed over all its GPUs; ``gpus`` and the host fields are
+    what each of its ``nodes_per_replica`` pods requests (one pod per node)."""
 
     weights_bytes: int
     kv_cache_bytes: int
@@ -51,20 +57,23 @@ class Estimate:
     cpu_milli: int
     memory_bytes: int
     ephemeral_storage_bytes: int
-    nodes: int
+    nodes_per_replica: int
     device_memory_bytes: int
     fits: bool
-    # The layout behind `gpus` (TP x PP = gpus) and the /dev/shm counted in `memory_bytes` for
-    # each node, so the pods are told the same layout and get the same shared memory.
+    # The layout (TP x PP = gpus x nodes_per_replica) and the /dev/shm counted in `memory_bytes`
+    # of each pod, so the pods are told the same layout and get the same shared memory.
     tensor_parallel_size: int
     pipeline_parallel_size: int
     shared_memory_per_node_bytes: int
+    # The overhead's part outside torch's allocator (CUDA context, workspaces, NCCL, CUDA graphs),
+    # per GPU: what a max_memory_allocated measurement does not see.
+    runtime_per_gpu_bytes: int = 0
     rules: tuple[Rule, ...] = field(default=())
     # Why one replica cannot fit: the largest part and the spec fields that drive it; "" if it fits.
     misfit: str = ""
 
     def to_dict(self) -> dict[str, int]:
-        """The 12 camelCase fields of the estimate (docs/sizing.md, "The estimate")."""
+        """The camelCase fields of the estimate (docs/sizing.md, "The estimate")."""
         return {
             "weightsBytes": self.weights_bytes,
             "kvCacheBytes": self.kv_cache_bytes,
@@ -78,6 +87,9 @@ class Estimate:
             "cpuMilli": self.cpu_milli,
             "memoryBytes": self.memory_bytes,
             "ephemeralStorageBytes": self.ephemeral_storage_bytes,
+            "tensorParallelSize": self.tensor_parallel_size,
+            "pipelineParallelSize": self.pipeline_parallel_size,
+            "nodesPerReplica": self.nodes_per_replica,
         }
 
 
@@ -85,19 +97,17 @@ class Estimate:
 
 
 def size_replica(job: JobShape, device: Device) -> Estimate:
-    """Per-replica GPU count, GPU memory breakdown and host requests for one device type."""
-    _check_job(job, device)
-    shape = _resolve_shape(job)
-    states = _model_states(job, shape)
-    layout, memory, fits, gpu_text = _choose_layout(job, shape, states, device)
-    misfit = "" if fits else _misfit(job, shape, memory)
-    if misfit:
-        gpu_text += f"; {misfit}"
-    gpus = layout.gpus
-    nodes = -(-gpus // device.gpus_per_node)
+    """One replica for one device type: its layout, GPU memory breakdown and each pod's host requests."""
+    check_job(job, device)
+    shape = resolve_shape(job)
+    choice = choose_layout(job, shape, device)
+    layout, memory = choice.layout, choice.memory
+    misfit = "" if choice.fits else _misfit(job, shape, memory)
+    gpu_text = f"{choice.why}; {misfit}" if misfit else choice.why
     rules = [
-        *_gpu_memory_rules(shape, memory, gpus=gpus, gpu_text=gpu_text),
-        *_host_rules(job, shape, gpus=gpus, nodes=nodes),
+        *_gpu_memory_rules(shape, memory, gpus=layout.gpus, per_pod=layout.gpus_per_node, gpu_text=gpu_text),
+        *_host_rules(job, shape, memory, gpus=layout.gpus_per_node),
+        *_layout_rules(layout),
     ]
     rules.sort(key=lambda rule: _FIELD_ORDER.index(rule.field))
     value = {rule.field: rule.value for rule in rules}  # every rule of a field carries its value
@@ -109,27 +119,45 @@ def size_replica(job: JobShape, device: Device) -> Estimate:
         optimizer_states_bytes=value["optimizerStatesBytes"],
         overhead_bytes=value["overheadBytes"],
         total_bytes=value["totalBytes"],
-        gpus=gpus,
+        gpus=layout.gpus_per_node,
         gpu_memory_per_gpu_bytes=memory.per_gpu,
         cpu_milli=value["cpuMilli"],
         memory_bytes=value["memoryBytes"],
         ephemeral_storage_bytes=value["ephemeralStorageBytes"],
-        nodes=nodes,
+        nodes_per_replica=layout.nodes,
         device_memory_bytes=device.memory_bytes,
-        fits=fits,
+        fits=choice.fits,
         tensor_parallel_size=layout.tensor_parallel,
         pipeline_parallel_size=layout.pipeline,
-        shared_memory_per_node_bytes=shared_memory_per_node_bytes(gpus),
+        shared_memory_per_node_bytes=shared_memory_per_node_bytes(layout.gpus_per_node),
+        runtime_per_gpu_bytes=memory.runtime_per_gpu,
         rules=tuple(rules),
         misfit=misfit,
     )
 
 
-def _gpu_memory_rules(shape: _Shape, memory: _Memory, *, gpus: int, gpu_text: str) -> list[Rule]:
-    """The GPU memory breakdown summed over the replica's GPUs, with the rules behind each part,
-    then the total, the GPU count (why this layout) and the memory each GPU must hold."""
+def _layout_rules(layout: Layout) -> list[Rule]:
+    nodes = (
+        f"{layout.nodes} pods, one per node, each with every GPU of its node; pod 0 leads the group"
+        if layout.nodes > 1
+        else "the replica fits one node: one pod"
+    )
+    return [
+        Rule("tensorParallelSize", layout.tensor_parallel, "GPUs that split every layer (inside one node)"),
+        Rule(
+            "pipelineParallelSize",
+            layout.pipeline,
+            "stages that split the layers (one per node when the replica spans nodes)",
+        ),
+        Rule("nodesPerReplica", layout.nodes, nodes),
+    ]
 
-    def explain(name: str, part: _Part, note: str = "") -> list[Rule]:
+
+def _gpu_memory_rules(shape: Shape, memory: Memory, *, gpus: int, per_pod: int, gpu_text: str) -> list[Rule]:
+    """The GPU memory breakdown summed over the replica's ``gpus`` GPUs, with the rules behind each
+    part, then the total, the GPUs of each pod (why this layout) and what each GPU must hold."""
+
+    def explain(name: str, part: Part, note: str = "") -> list[Rule]:
         *steps, last = part.rules
         return [Rule(name, part.per_gpu * gpus, text) for text in (*steps, last + note)]
 
@@ -147,7 +175,7 @@ def _gpu_memory_rules(shape: _Shape, memory: _Memory, *, gpus: int, gpu_text: st
             "; ".join(memory.overhead.rules) + f"; x {gpus} GPUs",
         ),
         Rule("totalBytes", memory.per_gpu * gpus, f"sum of the parts: {per_gpu} per GPU x {gpus} GPUs"),
-        Rule("gpus", gpus, gpu_text),
+        Rule("gpus", per_pod, gpu_text),
         Rule(
             "gpuMemoryPerGpuBytes",
             memory.per_gpu,
@@ -156,20 +184,22 @@ def _gpu_memory_rules(shape: _Shape, memory: _Memory, *, gpus: int, gpu_text: st
     ]
 
 
-def _host_rules(job: JobShape, shape: _Shape, *, gpus: int, nodes: int) -> list[Rule]:
-    """CPU, host memory and scratch disk per replica: the estimate, or the spec's override of it."""
+def _host_rules(job: JobShape, shape: Shape, memory: Memory, *, gpus: int) -> list[Rule]:
+    """CPU, host memory and scratch disk of each pod (``gpus`` devices): the estimate, or the spec's
+    override of it."""
     overrides = job.overrides
+    offload = (memory.host_offload_per_gpu, memory.host_offload_rule)
     return [
-        _overridden("cpuMilli", _cpu(job, gpus, nodes), override=overrides.cpu_milli, spec_field="cpu"),
+        _overridden("cpuMilli", cpu(job, gpus), override=overrides.cpu_milli, spec_field="cpu"),
         _overridden(
             "memoryBytes",
-            _host_memory(job, shape, gpus, nodes),
+            host_memory(job, shape, gpus, offload),
             override=overrides.memory_bytes,
             spec_field="memory",
         ),
         _overridden(
             "ephemeralStorageBytes",
-            _ephemeral_storage(job, shape, nodes),
+            ephemeral_storage(job, shape),
             override=overrides.ephemeral_storage_bytes,
             spec_field="ephemeralStorage",
         ),
@@ -183,7 +213,7 @@ def _overridden(name: str, estimate: tuple[int, str], *, override: int | None, s
     return Rule(name, override, f"spec.resources.{spec_field} override (estimate was {text})")
 
 
-def _misfit(job: JobShape, shape: _Shape, memory: _Memory) -> str:
+def _misfit(job: JobShape, shape: Shape, memory: Memory) -> str:
     """The largest part of a replica that does not fit, and the spec fields it grows with."""
     work = job.workload
     p, b, s = f"{shape.parameters:,}", work.batch_size, work.sequence_length

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modeljob.core.jobs import Architecture, JobShape, Precision, WorkloadType
+from modeljob.core.jobs import Architecture, JobShape, Offload, Precision, WorkloadType
 from modeljob.core.sizing.constants import (
     FALLBACK_ASPECT_RATIO,
     FALLBACK_HEAD_DIM,
     FALLBACK_KV_HEADS,
     FALLBACK_VOCAB_SIZE,
-    _ceil_div,
+    MAX_GPUS_PER_NODE,
+    ceil_div,
 )
 
 
@@ -28,7 +29,7 @@ class Device:
 
 
 @dataclass(frozen=True, slots=True)
-class _Shape:
+class Shape:
     """The architecture the rules use: declared, or derived from the parameter count."""
 
     parameters: int
@@ -54,6 +55,12 @@ class _Shape:
         return self.parameters - self.embedding_parameters
 
     @property
+    def attention_parameters(self) -> int:
+        """The q, k, v and o projections of every layer."""
+        q, kv = self.attention_heads * self.head_dim, self.kv_heads * self.head_dim
+        return min(self.linear_parameters, self.layers * self.hidden_size * (2 * q + 2 * kv))
+
+    @property
     def largest_layer_parameters(self) -> int:
         return max(self.vocab_size * self.hidden_size, self.linear_parameters // self.layers)
 
@@ -65,7 +72,7 @@ class _Shape:
         )
 
 
-def _resolve_shape(job: JobShape) -> _Shape:
+def resolve_shape(job: JobShape) -> Shape:
     parameters = job.model.parameters
     arch = job.model.architecture
     if arch is None:
@@ -74,7 +81,7 @@ def _resolve_shape(job: JobShape) -> _Shape:
             layers += 1
         hidden = _fallback_hidden(layers)
         heads = max(1, hidden // FALLBACK_HEAD_DIM)
-        return _Shape(
+        return Shape(
             parameters=parameters,
             layers=layers,
             hidden_size=hidden,
@@ -89,7 +96,7 @@ def _resolve_shape(job: JobShape) -> _Shape:
         )
     _check_architecture(arch)
     intermediate = arch.intermediate_size or 4 * arch.hidden_size
-    return _Shape(
+    return Shape(
         parameters=parameters,
         layers=arch.layers,
         hidden_size=arch.hidden_size,
@@ -107,7 +114,7 @@ def _resolve_shape(job: JobShape) -> _Shape:
 
 
 def _fallback_hidden(layers: int) -> int:
-    return _ceil_div(FALLBACK_ASPECT_RATIO * layers, FALLBACK_HEAD_DIM) * FALLBACK_HEAD_DIM
+    return ceil_div(FALLBACK_ASPECT_RATIO * layers, FALLBACK_HEAD_DIM) * FALLBACK_HEAD_DIM
 
 
 def _check_architecture(arch: Architecture) -> None:
@@ -136,7 +143,7 @@ def _check_architecture(arch: Architecture) -> None:
         )
 
 
-def _check_job(job: JobShape, device: Device) -> None:
+def check_job(job: JobShape, device: Device) -> None:
     work = job.workload
     checks = (
         ("spec.model.parameters", job.model.parameters, 1),
@@ -145,11 +152,22 @@ def _check_job(job: JobShape, device: Device) -> None:
         ("spec.workload.loraRank", work.lora_rank or 1, 1),
         ("spec.replicas", work.replicas, 1),
         ("spec.accelerator.memoryPerDevice", device.memory_bytes, 1),
-        ("gpusPerNode", device.gpus_per_node, 1),
     )
     for path, value, least in checks:
         if value < least:
             raise SizingError(f"{path}: must be at least {least}, got {value}")
+    if not 1 <= device.gpus_per_node <= MAX_GPUS_PER_NODE:
+        raise SizingError(f"gpusPerNode: must be 1..{MAX_GPUS_PER_NODE}, got {device.gpus_per_node}")
+    lora = work.type in (WorkloadType.LORA, WorkloadType.QLORA)
+    if work.lora_targets is not None and not lora:
+        raise SizingError("spec.workload.loraTargets: applies only to LoRA and QLoRA workloads")
+    if work.offload is not Offload.NONE and not work.type.trains:
+        raise SizingError("spec.workload.offload: applies only to Training, LoRA and QLoRA")
+    if work.offload is Offload.OPTIMIZER_AND_PARAMETERS and work.zero_stage != 3:
+        raise SizingError(
+            "spec.workload.offload: OptimizerAndParameters needs zeroStage 3 (parameters are offloaded "
+            "only when sharded)"
+        )
     if not 0 <= work.zero_stage <= 3:
         raise SizingError(f"spec.workload.zeroStage: must be 0, 1, 2 or 3, got {work.zero_stage}")
     if work.type is WorkloadType.TRAINING and job.model.precision in (

@@ -1,17 +1,48 @@
-"""The replica's layout: the fewest GPUs (tensor parallel x pipeline) whose per-GPU need fits."""
+"""The layouts one replica may take: tensor parallel inside a node, pipeline stages across whole nodes.
+
+A replica on one node runs on 1, 2, 4 or 8 GPUs (tensor parallel, dividing the attention heads).
+A replica larger than a node takes whole nodes, every GPU of each: tensor parallel inside the node
+and one pipeline stage per node (more when the heads do not allow tensor parallel over the whole
+node), the stages dividing the layers, as vLLM, LeaderWorkerSet and KAITO run Llama 3.1 405B
+(TP 8 x PP 2 on two 8-GPU nodes).
+"""
 
 from __future__ import annotations
 
-from modeljob.core.jobs import JobShape
-from modeljob.core.resources import format_bytes
-from modeljob.core.sizing.constants import MAX_NODES_PER_REPLICA, UTILISATION_DEN, UTILISATION_NUM
-from modeljob.core.sizing.gpu_memory import _Layout, _Memory, _memory, _ModelStates
-from modeljob.core.sizing.inputs import Device, _Shape
+from dataclasses import dataclass
 
-# --- choosing the layout ------------------------------------------------------------------------
+from modeljob.core.sizing.constants import MAX_NODES_PER_REPLICA
+from modeljob.core.sizing.inputs import Device, Shape
 
 
-def _tensor_parallel_sizes(shape: _Shape, gpus_per_node: int) -> list[int]:
+@dataclass(frozen=True, slots=True)
+class Layout:
+    tensor_parallel: int
+    pipeline: int
+    nodes: int = 1  # pods of the replica, one per node
+
+    @property
+    def gpus(self) -> int:
+        """Devices of the whole replica."""
+        return self.tensor_parallel * self.pipeline
+
+    @property
+    def gpus_per_node(self) -> int:
+        return self.gpus // self.nodes
+
+    def busiest_share(self, layers: int) -> tuple[int, int]:
+        """The fraction of the model's layers one GPU holds on the busiest stage, as (num, den):
+        1/(t x PP) when the stages divide the layers, ceil(layers/PP)/(layers x t) otherwise."""
+        return -(-layers // self.pipeline), layers * self.tensor_parallel
+
+    def describe(self) -> str:
+        text = f"TP {self.tensor_parallel} x PP {self.pipeline}"
+        if self.nodes > 1:
+            text += f" over {self.nodes} nodes x {self.gpus_per_node} GPUs"
+        return text
+
+
+def tensor_parallel_sizes(shape: Shape, gpus_per_node: int) -> list[int]:
     """Powers of two within one node that the attention heads (and KV heads) allow."""
     sizes = []
     t = 1
@@ -24,75 +55,48 @@ def _tensor_parallel_sizes(shape: _Shape, gpus_per_node: int) -> list[int]:
     return sizes
 
 
-def _node_layout(sizes: list[int], gpus: int) -> _Layout:
-    """Tensor parallel inside the node (largest allowed size dividing it), pipeline beyond."""
-    tensor = max(t for t in sizes if gpus % t == 0)
-    return _Layout(tensor_parallel=tensor, gpus=gpus)
+def pipeline_divides(shape: Shape, stages: int) -> bool:
+    return shape.derived or shape.layers % stages == 0
 
 
-def _candidates(shape: _Shape, device: Device) -> list[_Layout]:
-    sizes = _tensor_parallel_sizes(shape, device.gpus_per_node)
-    layouts = [_Layout(t, t) for t in sizes]
-    largest = max(sizes)
+def single_node_layouts(shape: Shape, device: Device) -> list[Layout]:
+    return [Layout(t, 1) for t in tensor_parallel_sizes(shape, device.gpus_per_node)]
+
+
+def multi_node_layout(shape: Shape, device: Device, nodes: int) -> Layout:
+    """``nodes`` whole nodes: the largest tensor parallel dividing a node, the rest pipeline stages,
+    preferring stages that divide the layers (else the engines' uneven split, the last stage
+    shorter)."""
+    per_node = device.gpus_per_node
+    sizes = sorted((t for t in tensor_parallel_sizes(shape, per_node) if per_node % t == 0), reverse=True)
+    for t in sizes:
+        stages = nodes * per_node // t
+        if pipeline_divides(shape, stages):
+            return Layout(t, stages, nodes)
+    return Layout(sizes[0], nodes * per_node // sizes[0], nodes)
+
+
+def candidates(shape: Shape, device: Device) -> list[Layout]:
+    """Every layout to try, fewest GPUs first: one node's TP sizes, then 2..16 whole nodes."""
+    layouts = single_node_layouts(shape, device)
+    largest = max(layout.gpus for layout in layouts)
     for nodes in range(1, MAX_NODES_PER_REPLICA + 1):
-        gpus = device.gpus_per_node * nodes
-        if gpus > largest:
-            layouts.append(_node_layout(sizes, gpus))
+        if nodes * device.gpus_per_node <= largest:
+            continue
+        layouts.append(multi_node_layout(shape, device, nodes))
     return layouts
 
 
-def _budget(device: Device) -> int:
-    return device.memory_bytes * UTILISATION_NUM // UTILISATION_DEN
-
-
-def _choose_layout(
-    job: JobShape, shape: _Shape, states: _ModelStates, device: Device
-) -> tuple[_Layout, _Memory, bool, str]:
-    budget = _budget(device)
-    budget_text = (
-        f"{format_bytes(budget)} budget ({UTILISATION_NUM}/{UTILISATION_DEN} of "
-        f"{format_bytes(device.memory_bytes)})"
-    )
-    sizes = _tensor_parallel_sizes(shape, device.gpus_per_node)
-    if job.overrides.gpus is not None:
-        layout = _node_layout(sizes, job.overrides.gpus)
-        memory = _memory(job, shape, states, layout)
-        fits = memory.per_gpu <= budget
-        verdict = "fits" if fits else "does NOT fit"
+def layout_for_gpus(shape: Shape, device: Device, gpus: int) -> Layout | str:
+    """The layout of an explicit ``spec.resources.gpus``, or why it cannot be one."""
+    per_node = device.gpus_per_node
+    if gpus <= per_node:
+        sizes = [t for t in tensor_parallel_sizes(shape, per_node) if gpus % t == 0]
+        t = max(sizes)
+        return Layout(t, gpus // t)
+    if gpus % per_node:
         return (
-            layout,
-            memory,
-            fits,
-            (
-                f"spec.resources.gpus override: {layout.gpus} GPUs (TP {layout.tensor_parallel} x PP "
-                f"{layout.pipeline}); {format_bytes(memory.per_gpu)} per GPU {verdict} the {budget_text}"
-            ),
+            f"spec.resources.gpus {gpus} is more than a node's {per_node} GPUs and not a whole "
+            f"number of nodes (a replica that spans nodes takes every GPU of each)"
         )
-    tried: list[str] = []
-    layout = _Layout(1, 1)
-    memory = _memory(job, shape, states, layout)
-    for layout in _candidates(shape, device):
-        memory = _memory(job, shape, states, layout)
-        if memory.per_gpu <= budget:
-            why = "" if shape.derived else f", TP divides {shape.attention_heads} heads"
-            tried_text = f" ({'; '.join(tried)} did not fit)" if tried else ""
-            return (
-                layout,
-                memory,
-                True,
-                (
-                    f"smallest layout whose per-GPU need {format_bytes(memory.per_gpu)} "
-                    f"fits the {budget_text}: "
-                    f"TP {layout.tensor_parallel} x PP {layout.pipeline}{why}{tried_text}"
-                ),
-            )
-        tried.append(f"{layout.gpus} GPUs need {format_bytes(memory.per_gpu)}")
-    return (
-        layout,
-        memory,
-        False,
-        (
-            f"does NOT fit: even {layout.gpus} GPUs ({MAX_NODES_PER_REPLICA} nodes x {device.gpus_per_node}, "
-            f"the largest layout allowed) need {format_bytes(memory.per_gpu)} per GPU > {budget_text}"
-        ),
-    )
+    return multi_node_layout(shape, device, gpus // per_node)
