@@ -51,7 +51,7 @@ def write(tmp_path: Path, *documents: dict[str, Any], name: str = "job.yaml") ->
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
-def test_every_example_estimates_as_json_with_the_twelve_integer_fields(
+def test_every_example_estimates_as_json_with_the_integer_fields(
     example: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run(capsys, "estimate", "-f", str(example), "-o", "json")
@@ -202,3 +202,94 @@ def test_a_job_that_cannot_fit_names_the_largest_part_and_the_fields_behind_it(
         "largest part: KV cache 640.0 GiB per GPU, "
         "from spec.workload.batchSize 65536 x spec.workload.sequenceLength 8192"
     )
+
+
+# --- whole-node layouts ------------------------------------------------------------------------------
+
+LLAMA_31_ARCH = {
+    "405B": {"layers": 126, "hiddenSize": 16384, "attentionHeads": 128, "kvHeads": 8},
+    "70B": {"layers": 80, "hiddenSize": 8192, "attentionHeads": 64, "kvHeads": 8},
+}
+
+
+def llama31(size: str, workload: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    arch = {
+        **LLAMA_31_ARCH[size],
+        "vocabSize": 128_256,
+        "intermediateSize": 53_248 if size == "405B" else 28_672,
+    }
+    manifest = make_job_manifest(parameters=size, workload=workload, **spec)
+    manifest["spec"]["model"]["architecture"] = arch
+    return manifest
+
+
+def test_405b_serving_at_8k_takes_two_whole_nodes_tp8_pp2_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, llama31("405B", {"type": "Inference", "sequenceLength": 8192}))
+    code, out, _ = run(
+        capsys, "estimate", "-f", str(path), "--gpu-memory", "80Gi", "--gpus-per-node", "8", "-o", "json"
+    )
+    result = json.loads(out)
+    assert code == 0
+    layout = {
+        key: result[key] for key in ("gpus", "nodesPerReplica", "tensorParallelSize", "pipelineParallelSize")
+    }
+    assert layout == {"gpus": 8, "nodesPerReplica": 2, "tensorParallelSize": 8, "pipelineParallelSize": 2}
+    why = result["explanation"]["gpus"]
+    assert "TP 8 x PP 2 over 2 nodes x 8 GPUs" in why
+    assert "PP divides 126 layers" in why
+    assert "TP 8 x PP 1 needs" in why  # what one node would need, and that it does not fit
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        # ZeRO-3 over 32 data-parallel ranks with checkpointing: one GPU per rank (FSDP).
+        pytest.param(
+            {"zeroStage": 3, "activationCheckpointing": True},
+            {"gpus": 1, "nodesPerReplica": 1, "tensorParallelSize": 1},
+            id="fsdp-across-replicas",
+        ),
+        # Plain data parallel (no ZeRO): tensor parallel inside a node, pipeline stages across nodes.
+        pytest.param({}, {"gpus": 8, "tensorParallelSize": 8}, id="tp-within-a-node"),
+    ],
+)
+def test_a_70b_full_fine_tune_gets_a_layout_a_practitioner_would_recognise(
+    spec: dict[str, Any], expected: dict[str, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workload = {"type": "Training", "sequenceLength": 4096, **spec}
+    path = write(tmp_path, llama31("70B", workload, replicas=32))
+    code, out, _ = run(capsys, "estimate", "-f", str(path), "--gpus-per-node", "8", "-o", "json")
+    result = json.loads(out)
+    assert code == 0
+    assert {key: result[key] for key in expected} == expected
+    assert result["gpus"] <= 8  # never more GPUs per pod than a node has
+    assert (
+        result["tensorParallelSize"] * result["pipelineParallelSize"]
+        == result["gpus"] * result["nodesPerReplica"]
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "1000"])
+def test_an_impossible_gpus_per_node_is_one_line_exit_2(
+    value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, make_job_manifest())
+    assert_one_line_error(
+        *run(capsys, "estimate", "-f", str(path), "--gpus-per-node", value), "--gpus-per-node"
+    )
+
+
+def test_qlora_downloads_the_16_bit_checkpoint_and_serving_a_quantized_one_its_own_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    qlora = llama31("70B", {"type": "QLoRA", "sequenceLength": 2048})
+    awq = llama31("70B", {"type": "Inference"})
+    awq["spec"]["model"]["precision"] = "int4"
+    awq["metadata"]["name"] = "awq"
+    code, out, _ = run(capsys, "estimate", "-f", str(write(tmp_path, qlora, awq)), "-o", "json")
+    qlora_disk, awq_disk = (result["explanation"]["ephemeralStorageBytes"] for result in json.loads(out))
+    assert code == 0
+    assert "checkpoint 130.4 GiB (the bf16 files QLoRA downloads and quantizes while loading)" in qlora_disk
+    assert "(the pre-quantized int4 files)" in awq_disk

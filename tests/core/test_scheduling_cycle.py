@@ -13,6 +13,7 @@ from modeljob.core.jobs import Overrides
 from modeljob.core.node_types import node_types, size_job, type_prices
 from modeljob.core.queueing import QueueOrder, QueueSettings
 from modeljob.core.scheduling_cycle import CycleResult, CycleSettings, run_cycle
+from modeljob.core.sizing import Device, size_replica
 from modeljob.core.status import scheduled_message
 from modeljob.core.steps import Complete, Place, RollBack, SetPhase, Step, Unschedulable, Wait
 from tests.operator_builders import (
@@ -84,6 +85,24 @@ def test_nodes_without_a_memory_label_use_the_jobs_memory_per_device() -> None:
     assert size_job(make_job(), node_types(unlabelled)).candidates == ()
     sized = size_job(replace(make_job(), memory_per_device_bytes=80 * 2**30), node_types(unlabelled))
     assert sized.candidates[0].estimate.device_memory_bytes == 80 * 2**30
+
+
+def test_memory_per_device_is_the_smallest_device_the_job_accepts() -> None:
+    views = [n.view for n in [*h100_nodes(1), *l4_nodes(1)]]
+    needs_48 = replace(make_job(parameters=8 * B), memory_per_device_bytes=48 * 2**30)
+    sizing = size_job(needs_48, node_types(views))
+    assert [c.node_type.product for c in sizing.candidates] == [H100]
+    assert sizing.candidates[0].estimate.device_memory_bytes == 80 * 2**30  # sized for its own memory
+    assert sizing.rejected == (
+        "NVIDIA-L4, 24.0 GiB: devices of 24.0 GiB are smaller than spec.accelerator.memoryPerDevice 48.0 GiB",
+    )
+
+
+def test_the_operator_sizes_unlabelled_nodes_as_the_cli_does() -> None:
+    unlabelled = [make_node("gpu-x", product="X", memory_gib=0).view]
+    job = replace(make_job(parameters=70 * B), memory_per_device_bytes=24 * 2**30)
+    operator_estimate = size_job(job, node_types(unlabelled)).candidates[0].estimate
+    assert operator_estimate == size_replica(job.shape, Device(memory_bytes=24 * 2**30))
 
 
 # --- the cycle -----------------------------------------------------------------------------------

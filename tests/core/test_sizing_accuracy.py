@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -244,6 +245,8 @@ def markdown() -> str:
 
 def training_markdown() -> list[str]:
     lines = [
+        "Measured training and fine-tuning peaks, one GPU each (tests/core/training_figures.py):",
+        "",
         "| # | run | source | measured | counter | ours | ratio | in band | note |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -268,6 +271,14 @@ def training_markdown() -> list[str]:
         "what the estimator models are shown, not checked.",
     ]
     return lines
+
+
+def test_docs_sizing_accuracy_shows_the_tables_these_figures_give() -> None:
+    doc = Path(__file__).resolve().parents[2] / "docs" / "sizing-accuracy.md"
+    assert markdown() in doc.read_text(encoding="utf-8"), (
+        "docs/sizing-accuracy.md is stale: paste the output of "
+        "`PYTHONPATH=operator:. python -m tests.core.test_sizing_accuracy --markdown` under '## The table'"
+    )
 
 
 if __name__ == "__main__":

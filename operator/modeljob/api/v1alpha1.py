@@ -325,7 +325,9 @@ class Accelerator(_Model):
     )
     memory_per_device: Quantity | None = quantity_field(
         "spec.accelerator.memoryPerDevice",
-        "Memory of one device, e.g. 80Gi; used when a node does not label its device memory.",
+        "The smallest device memory a replica may run on, e.g. 48Gi: nodes whose devices are "
+        "labelled smaller are not used, nodes that do not label it are taken to have this much, "
+        "and `modeljob estimate` sizes for it. Larger devices are sized for their own memory.",
     )
 
 

@@ -18,7 +18,8 @@ DEFAULT_DEVICE_MEMORY = "80Gi"
 DEFAULT_GPUS_PER_NODE = 8
 
 # Rows of the table, in the order of the estimate's fields (docs/sizing.md). A field's unit is in
-# its name: *Bytes are shown as bytes.
+# its name: *Bytes are shown as bytes. GPU memory is per replica; GPUs, CPU, RAM and disk per pod
+# (a replica that spans nodes has one pod per node).
 _ROWS: tuple[tuple[str, str], ...] = (
     ("weightsBytes", "weights"),
     ("kvCacheBytes", "KV cache"),
@@ -27,11 +28,14 @@ _ROWS: tuple[tuple[str, str], ...] = (
     ("optimizerStatesBytes", "optimizer states"),
     ("overheadBytes", "runtime overhead"),
     ("totalBytes", "total GPU memory"),
-    ("gpus", "GPUs"),
+    ("gpus", "GPUs per pod"),
     ("gpuMemoryPerGpuBytes", "GPU memory per GPU"),
     ("cpuMilli", "CPU"),
     ("memoryBytes", "host memory"),
     ("ephemeralStorageBytes", "scratch disk"),
+    ("tensorParallelSize", "tensor parallel"),
+    ("pipelineParallelSize", "pipeline stages"),
+    ("nodesPerReplica", "nodes per replica"),
 )
 
 
@@ -148,6 +152,4 @@ def render_table(result: dict[str, Any]) -> str:
     for key, label in _ROWS:
         rule = explanation.get(key, "")
         lines.append(f"{label:<{width}}  {_show(key, result[key]):>11}  {rule}")
-    if result["nodesPerReplica"] > 1:
-        lines.append(f"{'nodes per replica':<{width}}  {result['nodesPerReplica']:>11}")
     return "\n".join(lines)

@@ -115,7 +115,17 @@ def _size_for_type(
     """The job sized for one node type, or why that node type cannot hold one replica."""
     if job.products and node_type.product not in job.products:
         return "not among spec.accelerator.products"
-    memory = node_type.device_memory_bytes or job.memory_per_device_bytes or 0
+    # spec.accelerator.memoryPerDevice is the smallest device the job accepts: smaller labelled
+    # devices are not used, and unlabelled ones are taken to have exactly that much (what
+    # `modeljob estimate` sizes for), so the CLI and the operator size the same job alike.
+    wanted = job.memory_per_device_bytes
+    labelled = node_type.device_memory_bytes
+    if wanted and labelled and labelled < wanted:
+        return (
+            f"devices of {format_bytes(labelled)} are smaller than spec.accelerator.memoryPerDevice "
+            f"{format_bytes(wanted)}"
+        )
+    memory = labelled or wanted or 0
     if memory <= 0:
         return "the nodes do not label their device memory and spec.accelerator.memoryPerDevice is unset"
     try:
