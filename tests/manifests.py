@@ -79,6 +79,15 @@ BAD_MANIFESTS: tuple[BadManifest, ...] = (
     BadManifest(
         "unknown-restart-scope", "spec.failurePolicy.restartScope", "Pod", "spec.failurePolicy.restartScope"
     ),
+    BadManifest(
+        "zero-max-unavailable", "spec.updateStrategy.maxUnavailable", 0, "spec.updateStrategy.maxUnavailable"
+    ),
+    BadManifest(
+        "max-unavailable-not-a-number",
+        "spec.updateStrategy.maxUnavailable",
+        "one",
+        "spec.updateStrategy.maxUnavailable",
+    ),
     BadManifest("zero-stage-too-high", "spec.workload.zeroStage", 4, "spec.workload.zeroStage", _TRAINING),
     BadManifest("lora-rank-on-inference", "spec.workload.loraRank", 16, "spec.workload"),
     BadManifest("optimizer-on-inference", "spec.workload.optimizer", "AdamW", "spec.workload"),

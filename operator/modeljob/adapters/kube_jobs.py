@@ -87,12 +87,13 @@ def _rules(template: Mapping[str, Any], *, namespace: str, name: str, uid: str) 
 
 
 # Spec fields that do not shape the job's pods: changing one must not replace them.
-_NOT_SHAPING = frozenset({"scheduling", "failurePolicy", "suspend"})
+_NOT_SHAPING = frozenset({"scheduling", "failurePolicy", "suspend", "updateStrategy"})
 
 
 def spec_hash(spec: Mapping[str, Any]) -> str:
     """A short hash of what shapes the job's pods: everything in the spec but `scheduling` (queue
-    order), `failurePolicy` (what happens after a failure) and `suspend` (whether pods exist)."""
+    order), `failurePolicy` (what happens after a failure), `suspend` (whether pods exist) and
+    `updateStrategy` (how pods are replaced)."""
     shaping = {key: value for key, value in spec.items() if key not in _NOT_SHAPING}
     digest = hashlib.sha256(json.dumps(shaping, sort_keys=True, separators=(",", ":")).encode())
     return digest.hexdigest()[:16]
@@ -153,6 +154,8 @@ def job_facts(job: Mapping[str, Any], spec: ModelJobSpec | None = None) -> JobFa
         max_restarts=spec.failure_policy.max_restarts,
         restart_scope=spec.failure_policy.restart_scope,
         suspend=spec.suspend,
+        max_unavailable=spec.update_strategy.max_unavailable,
+        updating=(conditions.get(ConditionType.UPDATING.value) or {}).get("status") == "True",
     )
 
 

@@ -414,6 +414,19 @@ class FailurePolicy(_Model):
     )
 
 
+class UpdateStrategy(_Model):
+    """How a serving (Inference) job's replicas are replaced when its template changes."""
+
+    max_unavailable: int = Field(
+        default=1,
+        ge=1,
+        le=10_000,
+        description="Replicas replaced at a time (default 1): each gets its new pod first when "
+        "there is room beside the old one, else the old one goes first; the next starts when the "
+        "new pod runs. Training jobs are replaced whole.",
+    )
+
+
 # torch.distributed's and PyTorchJob's default rendezvous port.
 DEFAULT_RENDEZVOUS_PORT: Final = 29500
 
@@ -463,6 +476,10 @@ class ModelJobSpec(_Model):
     failure_policy: FailurePolicy = Field(
         default_factory=FailurePolicy,
         description="Restarts after a pod fails or its node is lost: how many and of what.",
+    )
+    update_strategy: UpdateStrategy = Field(
+        default_factory=UpdateStrategy,
+        description="How a serving job's replicas are replaced after a template change: how many at a time.",
     )
     suspend: bool = Field(
         default=False,

@@ -48,6 +48,7 @@ class ConditionType(StrEnum):
     VALID = "Valid"  # the spec makes sense (written when a generation is admitted)
     SCHEDULED = "Scheduled"  # every replica is bound; False says why the job waits
     BINDING = "Binding"  # a written placement is being bound; True only between plan and bound
+    UPDATING = "Updating"  # a serving job's replicas are being replaced after a template change
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,8 @@ class JobFacts:
     max_restarts: int = 3  # spec.failurePolicy.maxRestarts
     restart_scope: RestartScope | None = None  # spec.failurePolicy.restartScope; None: the default
     suspend: bool = False  # spec.suspend
+    max_unavailable: int = 1  # spec.updateStrategy.maxUnavailable: replicas replaced at a time
+    updating: bool = False  # the Updating condition is True: a rolling update is under way
 
     @property
     def key(self) -> tuple[str, str]:
@@ -107,6 +110,13 @@ class JobFacts:
     def admitted(self) -> bool:
         """The handlers have validated and sized the current generation."""
         return self.observed_generation == self.generation and self.phase not in (None, JobPhase.PENDING)
+
+    @property
+    def rolls(self) -> bool:
+        """A template change replaces its replicas a few at a time (core/rolling.py): serving
+        replicas stand alone, so the service stays up. Training ranks rendezvous once, so a
+        training job is replaced whole."""
+        return not self.shape.workload.type.trains
 
     @property
     def scope(self) -> RestartScope:
