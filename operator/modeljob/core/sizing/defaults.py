@@ -7,7 +7,7 @@ stack (default Transformers: the Hugging Face Trainer, TRL and PEFT, with DeepSp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from modeljob.core.jobs import (
     Checkpointing,
@@ -96,32 +96,18 @@ TORCHTUNE = Stack(
     adapter_bytes=2,
     zero3_step_buffer=False,
 )
-TORCHTITAN = Stack(
-    # train_configs/llama3_*.toml: activation_checkpoint.mode = "selective"; no LoRA.
+# torchtitan: FSDP2 keeps fp32 sharded parameters and steps on sharded fp32 gradients (no
+# DeepSpeed sub-group buffer); train_configs/llama3_*.toml: activation_checkpoint.mode =
+# "selective". It has no LoRA recipes.
+TORCHTITAN = replace(
+    TRANSFORMERS,
     checkpointing={kind: Checkpointing.SELECTIVE for kind in WorkloadType if kind.trains},
-    lora_rank=TRANSFORMERS.lora_rank,
-    lora_targets=TRANSFORMERS.lora_targets,
-    fp32_master=True,
-    logit_bytes=12,
-    upcast_unquantized=True,
-    quantize_only_adapted=False,
-    adapter_bytes=TRANSFORMERS.adapter_bytes,
     zero3_step_buffer=False,
 )
 # The QLoRA scripts: the Transformers stack, then qlora.py casts the LoRA layers and lm_head /
 # embed_tokens to bf16 (with --bf16) after PEFT's fp32 upcast, and pages the optimizer states
 # (--optim paged_adamw_32bit: say offload Optimizer).
-QLORA_SCRIPTS = Stack(
-    checkpointing=TRANSFORMERS.checkpointing,
-    lora_rank=TRANSFORMERS.lora_rank,
-    lora_targets=TRANSFORMERS.lora_targets,
-    fp32_master=True,
-    logit_bytes=TRANSFORMERS.logit_bytes,
-    upcast_unquantized=False,
-    quantize_only_adapted=False,
-    adapter_bytes=2,
-    zero3_step_buffer=True,
-)
+QLORA_SCRIPTS = replace(TRANSFORMERS, upcast_unquantized=False, adapter_bytes=2)
 STACKS = {
     Framework.TRANSFORMERS: TRANSFORMERS,
     Framework.TORCHTUNE: TORCHTUNE,
