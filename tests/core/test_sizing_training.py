@@ -1,0 +1,180 @@
+"""Training sizing as the stacks run it: defaults, frameworks, offload, checkpointing, runtime parts."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from modeljob.core.jobs import (
+    Architecture,
+    Checkpointing,
+    Framework,
+    JobShape,
+    LoraTargets,
+    ModelShape,
+    Offload,
+    Overrides,
+    Precision,
+    Workload,
+    WorkloadType,
+)
+from modeljob.core.resources import GIB
+from modeljob.core.sizing import Device, Estimate, size_replica
+from modeljob.core.sizing.defaults import recipe
+
+H100 = Device(memory_bytes=80 * GIB)
+B = 1_000_000_000
+LLAMA_8B = ModelShape(
+    parameters=8_030_261_248,
+    architecture=Architecture(32, 4096, 32, kv_heads=8, vocab_size=128_256, intermediate_size=14_336),
+)
+
+
+def job(kind: WorkloadType = WorkloadType.TRAINING, model: ModelShape = LLAMA_8B, **work: object) -> JobShape:
+    return JobShape(model, Workload(kind, sequence_length=2048, **work))  # type: ignore[arg-type]
+
+
+def states(estimate: Estimate) -> int:
+    return estimate.weights_bytes + estimate.gradients_bytes + estimate.optimizer_states_bytes
+
+
+def rule(estimate: Estimate, field: str) -> str:
+    return {r.field: r.explanation for r in estimate.rules}[field]
+
+
+def one_gpu(shape: JobShape) -> JobShape:
+    return replace(shape, overrides=Overrides(gpus=1))
+
+
+# --- the stacks' defaults --------------------------------------------------------------------------
+
+
+def test_each_stack_fills_in_what_the_spec_leaves_open() -> None:
+    lora, qlora = WorkloadType.LORA, WorkloadType.QLORA
+    transformers_lora = recipe(Workload(lora))
+    assert (transformers_lora.lora_rank, transformers_lora.lora_targets) == (8, LoraTargets.ATTENTION)
+    assert transformers_lora.checkpointing is Checkpointing.FULL
+    transformers_qlora = recipe(Workload(qlora))
+    assert (transformers_qlora.lora_rank, transformers_qlora.lora_targets) == (64, LoraTargets.ALL_LINEAR)
+    assert recipe(Workload(WorkloadType.TRAINING)).checkpointing is Checkpointing.NONE
+    torchtune_qlora = recipe(Workload(qlora, framework=Framework.TORCHTUNE))
+    assert (torchtune_qlora.lora_rank, torchtune_qlora.lora_targets) == (8, LoraTargets.ATTENTION_AND_MLP)
+    titan = recipe(Workload(WorkloadType.TRAINING, framework=Framework.TORCHTITAN))
+    assert titan.checkpointing is Checkpointing.SELECTIVE
+
+
+def test_what_the_spec_says_wins_over_the_stack() -> None:
+    chosen = recipe(Workload(WorkloadType.LORA, lora_rank=32, activation_checkpointing=Checkpointing.NONE))
+    assert (chosen.lora_rank, chosen.checkpointing) == (32, Checkpointing.NONE)
+
+
+@pytest.mark.parametrize(
+    ("framework", "bytes_per_parameter"),
+    [
+        pytest.param(Framework.TRANSFORMERS, 16, id="mixed-precision-with-fp32-master"),
+        pytest.param(Framework.TORCHTITAN, 16, id="fp32-sharded-parameters"),
+        pytest.param(Framework.TORCHTUNE, 8, id="pure-bf16"),
+    ],
+)
+def test_full_training_model_states_follow_the_stacks_precision(
+    framework: Framework, bytes_per_parameter: int
+) -> None:
+    model = ModelShape(parameters=B)
+    estimate = size_replica(one_gpu(job(model=model, framework=framework)), H100)
+    assert states(estimate) == bytes_per_parameter * B
+
+
+def test_torchtunes_chunked_loss_holds_a_quarter_of_the_logits_transformers_does() -> None:
+    def logits_part(framework: Framework) -> int:
+        shape = job(WorkloadType.LORA, framework=framework, activation_checkpointing=Checkpointing.FULL)
+        return size_replica(shape, H100).activations_bytes
+
+    layers_part = logits_part(Framework.TORCHTUNE) - 3 * 2048 * 128_256
+    assert logits_part(Framework.TRANSFORMERS) - layers_part == 12 * 2048 * 128_256
+
+
+# --- LoRA and QLoRA --------------------------------------------------------------------------------
+
+
+def test_adapters_on_the_mlp_too_are_more_adapters_and_all_linear_is_the_same_linears() -> None:
+    def adapters(targets: LoraTargets) -> int:
+        return size_replica(job(WorkloadType.LORA, lora_targets=targets), H100).gradients_bytes
+
+    assert adapters(LoraTargets.ATTENTION) < adapters(LoraTargets.ATTENTION_AND_MLP)
+    assert adapters(LoraTargets.ATTENTION_AND_MLP) == adapters(LoraTargets.ALL_LINEAR)
+
+
+def test_qlora_quantizes_a_16_bit_checkpoint_with_double_quantization() -> None:
+    on_load = size_replica(job(WorkloadType.QLORA), H100)
+    pre_quantized = size_replica(
+        job(WorkloadType.QLORA, model=replace(LLAMA_8B, precision=Precision.NF4)), H100
+    )
+    assert on_load.weights_bytes < pre_quantized.weights_bytes
+    assert "double quantization" in rule(on_load, "weightsBytes")
+    assert "PEFT's fp32 upcast" in rule(on_load, "weightsBytes")
+
+
+def test_the_qlora_scripts_keep_adapters_and_embeddings_in_bf16() -> None:
+    peft = size_replica(job(WorkloadType.QLORA), H100)
+    scripts = size_replica(job(WorkloadType.QLORA, framework=Framework.QLORA_SCRIPTS), H100)
+    embeddings = 2 * 128_256 * 4096
+    assert peft.weights_bytes - scripts.weights_bytes >= 2 * embeddings  # fp32 -> bf16
+    assert scripts.gradients_bytes * 2 == peft.gradients_bytes
+
+
+# --- offload -------------------------------------------------------------------------------------------
+
+
+def test_offloading_the_optimizer_moves_its_states_to_host_memory() -> None:
+    stays = size_replica(job(zero_stage=2, replicas=8), H100)
+    moved = size_replica(job(zero_stage=2, replicas=8, offload=Offload.OPTIMIZER), H100)
+    assert moved.optimizer_states_bytes == 0
+    assert moved.gpu_memory_per_gpu_bytes < stays.gpu_memory_per_gpu_bytes
+    offloaded = stays.optimizer_states_bytes  # master + moments, per rank
+    assert moved.memory_bytes - stays.memory_bytes >= offloaded * 3 // 2  # + DeepSpeed's 1.5 buffers
+    assert "offloaded to host memory" in rule(moved, "memoryBytes")
+
+
+def test_offloading_parameters_too_leaves_no_model_state_on_the_gpu() -> None:
+    estimate = size_replica(job(zero_stage=3, replicas=8, offload=Offload.OPTIMIZER_AND_PARAMETERS), H100)
+    assert states(estimate) == 0
+
+
+# --- activations -------------------------------------------------------------------------------------
+
+
+def test_selective_checkpointing_keeps_less_than_none_and_more_than_full() -> None:
+    def acts(mode: Checkpointing) -> int:
+        return size_replica(one_gpu(job(activation_checkpointing=mode)), H100).activations_bytes
+
+    assert acts(Checkpointing.FULL) < acts(Checkpointing.SELECTIVE) < acts(Checkpointing.NONE)
+
+
+def test_tensor_parallel_training_splits_every_activation_with_sequence_parallelism() -> None:
+    def per_gpu(gpus: int) -> int:
+        shape = replace(job(activation_checkpointing=Checkpointing.NONE), overrides=Overrides(gpus=gpus))
+        estimate = size_replica(shape, H100)
+        return estimate.activations_bytes // (estimate.gpus * estimate.nodes_per_replica)
+
+    assert per_gpu(2) * 2 == pytest.approx(per_gpu(1), rel=0.001)
+
+
+# --- the runtime's parts ----------------------------------------------------------------------------
+
+
+def test_nccl_is_counted_only_when_a_gpu_talks_to_another() -> None:
+    alone = rule(size_replica(one_gpu(job()), H100), "overheadBytes")
+    data_parallel = rule(size_replica(one_gpu(job(replicas=4)), H100), "overheadBytes")
+    assert "NCCL" not in alone
+    assert "NCCL" in data_parallel
+
+
+def test_cuda_graphs_are_counted_for_serving_only_and_a_small_model_gets_a_small_reserve() -> None:
+    small = ModelShape(parameters=494_032_768, architecture=Architecture(24, 896, 14, 2, None, 151_936, 4864))
+    serving = size_replica(job(WorkloadType.INFERENCE, model=small), H100)
+    assert "CUDA graphs" in rule(serving, "overheadBytes")
+    assert "CUDA graphs" not in rule(size_replica(job(model=small), H100), "overheadBytes")
+    assert serving.runtime_per_gpu_bytes < 2 * GIB
+    big = size_replica(job(WorkloadType.INFERENCE, model=ModelShape(parameters=70 * B)), H100)
+    assert big.runtime_per_gpu_bytes > serving.runtime_per_gpu_bytes
