@@ -13,7 +13,11 @@ from modeljob.core.queueing import (
     QueuedJob,
     QueueOrder,
     QueueSettings,
+    RunningTurn,
     ShortestJobFirst,
+    ShortestRemainingTimeFirst,
+    TimeSliceTurns,
+    must_yield,
     order_queues,
     queue_policy,
 )
@@ -118,6 +122,53 @@ def test_queues_take_turns_whatever_their_backlog() -> None:
     assert names(order) == ["batch-0", "serve-0", "batch-1", "batch-2"]
 
 
+def test_srtf_orders_by_what_is_left_of_a_job_not_its_whole_length() -> None:
+    jobs = [
+        job("fresh-two-hours", 0, expected_duration_seconds=2 * HOUR),
+        job(
+            "preempted-with-half-an-hour-left", 1, expected_duration_seconds=3 * HOUR, run_seconds=2.5 * HOUR
+        ),
+        job("fresh-one-hour", 2, expected_duration_seconds=HOUR),
+    ]
+    order = ShortestRemainingTimeFirst().order(jobs, now_seconds=10)
+    assert names(order) == ["preempted-with-half-an-hour-left", "fresh-one-hour", "fresh-two-hours"]
+
+
+def test_srtf_of_jobs_that_never_ran_is_sjf() -> None:
+    jobs = [job(f"j{i}", i, expected_duration_seconds=d * 60) for i, d in enumerate((30, 10, 20, 10))]
+    assert names(ShortestRemainingTimeFirst().order(jobs, now_seconds=0)) == names(
+        ShortestJobFirst().order(jobs, now_seconds=0)
+    )
+
+
+def test_time_slice_turns_put_a_job_that_yielded_behind_those_already_waiting() -> None:
+    jobs = [
+        job("yielded", 0, queued_at_seconds=5 * HOUR),
+        job("waiting-since-two", 2 * HOUR),
+        job("waiting-since-one", HOUR),
+    ]
+    order = TimeSliceTurns().order(jobs, now_seconds=6 * HOUR)
+    assert names(order) == ["waiting-since-one", "waiting-since-two", "yielded"]
+
+
+def test_a_running_job_yields_only_after_its_slice_and_only_to_a_job_of_its_queue() -> None:
+    running = [
+        RunningTurn("a-long", "a", started_at_seconds=0),
+        RunningTurn("a-longer", "a", started_at_seconds=-HOUR),
+        RunningTurn("a-young", "a", started_at_seconds=1.5 * HOUR),
+        RunningTurn("b-long", "b", started_at_seconds=0),
+    ]
+    waiting = [job("a-waiting", HOUR, queue="a")]
+    # One job of queue a waits: the one that ran longest yields; b has nobody waiting.
+    assert must_yield(running, waiting, slice_seconds=HOUR, now_seconds=2 * HOUR) == ("a-longer",)
+    two_waiting = [*waiting, job("a-second", HOUR, queue="a")]
+    assert must_yield(running, two_waiting, slice_seconds=HOUR, now_seconds=2 * HOUR) == (
+        "a-longer",
+        "a-long",
+    )
+    assert must_yield(running, waiting, slice_seconds=4 * HOUR, now_seconds=2 * HOUR) == ()
+
+
 @pytest.mark.parametrize(
     ("order", "policy_type"),
     [
@@ -125,6 +176,8 @@ def test_queues_take_turns_whatever_their_backlog() -> None:
         (QueueOrder.SHORTEST_JOB_FIRST, ShortestJobFirst),
         (QueueOrder.PRIORITY, PriorityWithAging),
         (QueueOrder.FAIR_SHARE, DominantResourceFairness),
+        (QueueOrder.SHORTEST_REMAINING_TIME_FIRST, ShortestRemainingTimeFirst),
+        (QueueOrder.TIME_SLICE, TimeSliceTurns),
     ],
     ids=lambda value: value.value if isinstance(value, QueueOrder) else "",
 )

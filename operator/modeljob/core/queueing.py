@@ -1,5 +1,6 @@
-"""Queue ordering policies: FCFS, shortest-job-first, priority with aging, fair share (DRF), and
-round-robin across queues. Each policy orders what is waiting; ``now`` is always passed in."""
+"""Queue ordering policies: FCFS, shortest-job-first, shortest-remaining-time-first, priority with
+aging, fair share (DRF), time-slice turns, and round-robin across queues. Each policy orders what
+is waiting; ``now`` is always passed in."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ class QueueOrder(StrEnum):
     SHORTEST_JOB_FIRST = "shortest-job-first"
     PRIORITY = "priority"
     FAIR_SHARE = "fair-share"
+    SHORTEST_REMAINING_TIME_FIRST = "shortest-remaining-time-first"
+    TIME_SLICE = "time-slice"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,9 @@ class QueuedJob:
     ``demand`` is the whole job's request (all replicas; ``gpus`` counts devices, shares
     rounded up to a device); ``estimated_duration_seconds`` is what the operator can guess when
     the user gave no ``expected_duration_seconds`` (e.g. from past runs of the same model).
+    ``run_seconds``: work already done and kept (a preempted job that checkpointed; 0 for a job
+    that never ran). ``queued_at_seconds``: when it last joined the queue (None: at submission;
+    a preempted or time-sliced job rejoins at the back).
     """
 
     name: str
@@ -41,6 +47,8 @@ class QueuedJob:
     expected_duration_seconds: float | None = None
     estimated_duration_seconds: float | None = None
     demand: Resources = field(default_factory=lambda: Resources(gpus=0))
+    run_seconds: float = 0.0
+    queued_at_seconds: float | None = None
 
     @property
     def key(self) -> tuple[float, str, str]:
@@ -85,6 +93,29 @@ class ShortestJobFirst:
         def rank(job: QueuedJob) -> tuple[float, float, tuple[float, str, str]]:
             duration = self.duration_seconds(job)
             return (duration, duration * max(job.demand.gpus, 0), job.key)
+
+        return tuple(sorted(jobs, key=rank))
+
+
+@dataclass(frozen=True, slots=True)
+class ShortestRemainingTimeFirst:
+    """Shortest remaining expected time first: the duration (as shortest-job-first reads it)
+    less the work a job has already done and kept (``run_seconds``; 0 unless it was preempted
+    after checkpointing). With preemption by ``ShorterRemainingTime`` this is SRTF proper.
+    Ties as in shortest-job-first: fewer remaining GPU-seconds, then submission order."""
+
+    default_duration_seconds: float = DEFAULT_DURATION_SECONDS
+
+    def remaining_seconds(self, job: QueuedJob) -> float:
+        duration = ShortestJobFirst(self.default_duration_seconds).duration_seconds(job)
+        return max(0.0, duration - job.run_seconds)
+
+    def order(self, jobs: Sequence[QueuedJob], *, now_seconds: float) -> tuple[QueuedJob, ...]:
+        del now_seconds
+
+        def rank(job: QueuedJob) -> tuple[float, float, tuple[float, str, str]]:
+            remaining = self.remaining_seconds(job)
+            return (remaining, remaining * max(job.demand.gpus, 0), job.key)
 
         return tuple(sorted(jobs, key=rank))
 
@@ -162,6 +193,54 @@ class DominantResourceFairness:
 
 
 @dataclass(frozen=True, slots=True)
+class TimeSliceTurns:
+    """Round-robin turns: whoever joined the queue first goes first, and a job that yields its
+    slice rejoins at the back (``queued_at_seconds``). Which running jobs yield: ``must_yield``."""
+
+    def order(self, jobs: Sequence[QueuedJob], *, now_seconds: float) -> tuple[QueuedJob, ...]:
+        del now_seconds
+
+        def rank(job: QueuedJob) -> tuple[float, tuple[float, str, str]]:
+            joined = job.submitted_at_seconds if job.queued_at_seconds is None else job.queued_at_seconds
+            return (joined, job.key)
+
+        return tuple(sorted(jobs, key=rank))
+
+
+@dataclass(frozen=True, slots=True)
+class RunningTurn:
+    """A running job as time slicing sees it: its queue and when its current run began."""
+
+    name: str
+    queue: str
+    started_at_seconds: float
+
+
+def must_yield(
+    running: Sequence[RunningTurn],
+    waiting: Sequence[QueuedJob],
+    *,
+    slice_seconds: float,
+    now_seconds: float,
+) -> tuple[str, ...]:
+    """Running jobs that have used a whole slice while a job of their queue waits: in each queue
+    the longest-running first, at most as many as wait there (each yields to one waiting job)."""
+    waiting_per_queue: dict[str, int] = {}
+    for job in waiting:
+        waiting_per_queue[job.queue] = waiting_per_queue.get(job.queue, 0) + 1
+    done = sorted(
+        (turn for turn in running if now_seconds - turn.started_at_seconds >= slice_seconds),
+        key=lambda turn: (turn.started_at_seconds, turn.name),
+    )
+    result: list[str] = []
+    for turn in done:
+        if waiting_per_queue.get(turn.queue, 0) > 0:
+            waiting_per_queue[turn.queue] -= 1
+            result.append(turn.name)
+    return tuple(result)
+
+
+@dataclass(frozen=True, slots=True)
 class QueueSettings:
     order: QueueOrder = QueueOrder.FCFS
     default_duration_seconds: float = DEFAULT_DURATION_SECONDS
@@ -180,8 +259,12 @@ def queue_policy(
         return FirstComeFirstServed()
     if settings.order is QueueOrder.SHORTEST_JOB_FIRST:
         return ShortestJobFirst(default_duration_seconds=settings.default_duration_seconds)
+    if settings.order is QueueOrder.SHORTEST_REMAINING_TIME_FIRST:
+        return ShortestRemainingTimeFirst(default_duration_seconds=settings.default_duration_seconds)
     if settings.order is QueueOrder.PRIORITY:
         return PriorityWithAging(aging_per_hour=settings.aging_per_hour)
+    if settings.order is QueueOrder.TIME_SLICE:
+        return TimeSliceTurns()
     if capacity is None:
         raise ValueError("fair-share ordering needs the cluster capacity")
     return DominantResourceFairness(capacity=capacity, usage=usage or {}, weights=settings.namespace_weights)
