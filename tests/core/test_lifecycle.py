@@ -149,8 +149,15 @@ def test_binding_with_every_pod_bound_only_needs_its_status_written() -> None:
     assert step.to_bind == ()
 
 
+def _training(job: JobFacts) -> JobFacts:
+    """``job`` as a training job: replaced whole on a spec change (serving jobs roll: test_rolling_update)."""
+    return replace(job, shape=replace(job.shape, workload=Workload(type=WorkloadType.TRAINING)))
+
+
 def test_binding_is_rolled_back_when_the_spec_changed_meanwhile() -> None:
-    job = replace(placed(make_job(), "gpu-h100-0", binding=True), generation=2, observed_generation=2)
+    job = replace(
+        placed(_training(make_job()), "gpu-h100-0", binding=True), generation=2, observed_generation=2
+    )
     step = _reconcile(job, pods_of(job))
     assert isinstance(step, RollBack)
     assert (step.requeue, step.was_binding) == (Requeue.SPEC_CHANGED, True)
@@ -249,8 +256,8 @@ def test_non_gang_job_with_replicas_still_to_place_is_planned_in_the_phase_its_p
     assert _reconcile(job, pods_of(job)) == Plan(job=job, phase=JobPhase.RUNNING)
 
 
-def test_pods_of_an_older_spec_make_the_job_re_planned() -> None:
-    job = placed(make_job(spec_hash="new"), "gpu-h100-0")
+def test_pods_of_an_older_spec_make_a_training_job_re_planned() -> None:
+    job = placed(_training(make_job(spec_hash="new")), "gpu-h100-0")
     step = _reconcile(job, [replace(pods_of(job)[0], spec_hash="old")])
     assert isinstance(step, RollBack)
     assert step.requeue is Requeue.SPEC_CHANGED

@@ -212,6 +212,8 @@ class SchedulingLoop:
                 self._roll_back(step, document, now=now)
             case steps.SetPhase():
                 self._set_phase(step, document)
+            case steps.Update():
+                self._update(step, document, now=now)
             case steps.Keep():
                 pass
             case _:
@@ -237,6 +239,8 @@ class SchedulingLoop:
         if not self._bind(written, job, new, step.candidate, existing=set(), keep=job.placement):
             return False
         self._finish(written, job, entries, step.candidate, now=now, place=step)
+        if step.replaces is not None:
+            self.events.record(document, "Updating", step.replaces.surge([a.node for a in step.placement]))
         return True
 
     def _complete(self, step: steps.Complete, document: Document, *, now: datetime) -> bool:
@@ -339,6 +343,13 @@ class SchedulingLoop:
         if step.requeue is not None:
             self._metrics.record_requeue(step.job.namespace, step.requeue)
         self.events.record(document, step.reason, step.message, warning=step.warning)
+
+    def _update(self, step: steps.Update, document: Document, *, now: datetime) -> None:
+        """Where a rolling update stands; an Event each time that changes (core/rolling.py)."""
+        patch = status.updated(step, document.get("status") or {}, now=now)
+        if patch is not None:
+            self._status.patch(document, patch)
+            self.events.record(document, status.update_reason(step), step.message, warning=step.blocked)
 
     def _set_phase(self, step: steps.SetPhase, document: Document) -> None:
         patch = status.phase_set(step, document.get("status") or {})

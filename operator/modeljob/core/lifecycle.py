@@ -13,12 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from modeljob.core import rolling
 from modeljob.core.cluster_state import NodeFacts, PodFacts, PodPhase
 from modeljob.core.job_state import JobFacts, JobPhase, Placed, Requeue, RestartScope
 from modeljob.core.jobs import JobShape
 from modeljob.core.resources import GIB
 from modeljob.core.sizing import Device, SizingError, size_replica
-from modeljob.core.steps import Complete, Keep, RollBack, SetPhase, evict
+from modeljob.core.steps import Complete, Keep, Roll, RollBack, SetPhase, Update, evict
 
 # Sizing problems that do not depend on the device (a negative override, training int4 weights)
 # show on any device; this one stands in for "some device" when judging a spec.
@@ -33,11 +34,12 @@ class Plan:
     job: JobFacts
     phase: JobPhase  # while it waits: Queued, or the phase its placed replicas' pods give it
     delete_pods: tuple[str, ...] = ()
+    roll: Roll | None = None  # a rolling update's next replica to replace (core/rolling.py)
 
 
 # What judging a job can say: a step decided here, or Plan. A Complete's candidate is left to the
 # cycle, which sizes it and rolls the placement back if its nodes no longer have room.
-Reconciled = Keep | SetPhase | RollBack | Complete | Plan
+Reconciled = Keep | SetPhase | RollBack | Complete | Update | Plan
 
 
 def admission_phase(current: JobPhase | None, *, valid: bool) -> JobPhase:
@@ -125,10 +127,15 @@ def _reconcile_placed(
 ) -> Reconciled:
     """A placed job: ``lost_node`` says whether a node has been NotReady past the grace period."""
     by_name = {p.name: p for p in pods}
-    planned = {entry.pod for entry in job.placement}
+    # A rolling update's old pods serve until their replacement runs: neither strays nor evicted.
+    kept = rolling.outgoing(job, pods, lambda node: node in nodes and not lost_node(nodes[node]))
+    planned = {entry.pod for entry in job.placement} | kept
     strays = tuple(sorted(p.name for p in pods if p.name not in planned and not p.terminating))
-    all_pods = tuple(sorted(by_name))
-    changed = _spec_change(job, by_name)
+    all_pods = tuple(sorted(set(by_name) - kept))
+    if job.rolls and job.binding and job.placed_generation != job.generation:
+        return rolling.interrupted(job, by_name)
+    # A serving job's pods of an earlier spec are replaced a few at a time, below (core/rolling.py).
+    changed = None if job.rolls else _spec_change(job, by_name)
     if changed is not None:
         return evict(
             job,
@@ -151,7 +158,10 @@ def _reconcile_placed(
             to_create=tuple(to_create),
             delete_pods=strays,
         )
-    return _from_pods(job, [by_name[entry.pod] for entry in job.placement], strays)
+    rolled = rolling.advance(job, by_name, kept, strays) if job.rolls else None
+    if isinstance(rolled, Roll):
+        return Plan(job=job, phase=rolled.phase, delete_pods=strays, roll=rolled)
+    return rolled or _from_pods(job, [by_name[entry.pod] for entry in job.placement], strays)
 
 
 def _recover(

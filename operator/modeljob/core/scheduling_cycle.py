@@ -39,6 +39,7 @@ from modeljob.core.nodes import BoolArray, NodeTable, NodeView, build_node_table
 from modeljob.core.planning import Attempt, Planner, best, host_demand, target_workload
 from modeljob.core.queueing import QueuedJob, QueueSettings, add_resources, order_queues, queue_policy
 from modeljob.core.resources import Resources
+from modeljob.core.rolling import settle
 from modeljob.core.scoring.filters import feasible_nodes
 from modeljob.core.scoring.plugin import ScoringContext
 from modeljob.core.scoring.scorers.cpu_balance import HostDemand
@@ -230,6 +231,10 @@ def _plan_queue(
     blocked_by: JobFacts | None = None
     for waiting in ordered:
         step = _decide(waiting, cluster, planner, blocked_by=blocked_by)
+        roll = waiting.plan.roll
+        if roll is not None:  # a rolling update's next replica: never waits in the queue itself
+            steps.append(settle(step, roll, waiting.plan.phase, behind=blocked_by is not None))
+            continue
         if isinstance(step, Wait):
             queue_lengths[step.job.queue] += 1
             step = replace(step, queue_position=sum(queue_lengths.values()))
@@ -255,7 +260,8 @@ def _decide(
         else:
             message = sizing.explain_unschedulable()
         return Unschedulable(job=job, message=message, delete_pods=strays)
-    pending = _pending_replicas(job)
+    roll = waiting.plan.roll
+    pending = [roll.replica] if roll is not None else _pending_replicas(job)
     candidates = _candidates_for(job, sizing, cluster.by_name)
     plan = planner.try_node_types if job.gang else planner.try_one_by_one
     attempts = plan(job, candidates, eligible=cluster.eligible(job), pending=pending)
@@ -273,6 +279,7 @@ def _decide(
             ),
             tried=tuple(a.tried for a in attempts),
             delete_pods=strays,
+            replaces=roll,
         )
     return _not_placed(waiting, candidates[0], attempts, blocked_by=blocked_by)
 
@@ -360,7 +367,9 @@ def _complete(step: Complete, job_pods: Sequence[PodFacts], cluster: _Cluster) -
     the step with the candidate its replicas are sized as, reserved on the cycle's ledger."""
     job = step.job
     bound = {p.name for p in job_pods if p.node is not None}
-    first = cluster.by_name.get(job.placement[0].node) if job.placement else None
+    # Sized as the replicas being bound (a rolling update's may differ from the others').
+    anchor = step.to_bind[0] if step.to_bind else (job.placement[0] if job.placement else None)
+    first = cluster.by_name.get(anchor.node) if anchor is not None else None
     node_type = node_type_of(first.view) if first is not None else None
     candidate = next((c for c in cluster.sizing(job).candidates if c.node_type == node_type), None)
     if step.to_bind and candidate is None:

@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 
 from modeljob.core.job_state import ConditionType, JobPhase, Placed
 from modeljob.core.node_types import NodeType
+from modeljob.core.rolling import UPDATING
 from modeljob.core.sizing import Estimate
-from modeljob.core.steps import Place, RollBack, SetPhase, Unschedulable, Wait
+from modeljob.core.steps import Place, RollBack, SetPhase, Unschedulable, Update, Wait
 
 Json = dict[str, object]
 
@@ -186,6 +187,9 @@ def planned(
         now=now,
         generation=step.job.generation,
     )
+    if step.replaces is not None:
+        surge = step.replaces.surge([a.node for a in step.placement])
+        conditions = _updating(conditions, reason=UPDATING, message=surge, now=now)
     return {
         "placement": placement_status(entries),
         **sized(step.candidate.estimate, step.job.replicas),
@@ -248,6 +252,8 @@ def scheduled(
     conditions = set_condition(
         conditions, type_=ConditionType.SCHEDULED, status=True, reason="Placed", message=message, now=now
     )
+    if place is not None and place.replaces is not None:
+        return {"conditions": conditions, "message": message}  # the old pods serve on: phase kept
     return {"phase": JobPhase.SCHEDULED.value, "conditions": conditions, "message": message}
 
 
@@ -267,7 +273,9 @@ def rolled_back(step: RollBack, status: Mapping[str, object], *, now: datetime) 
         now=now,
         generation=step.job.generation,
     )
-    if step.invalid_spec or step.phase is not JobPhase.INVALID:
+    if step.updating:
+        conditions = _updating(conditions, reason=UPDATING, message=step.message, now=now)
+    elif step.invalid_spec or step.phase is not JobPhase.INVALID:
         conditions = set_condition(
             conditions,
             type_=ConditionType.VALID if step.invalid_spec else ConditionType.SCHEDULED,
@@ -305,6 +313,41 @@ def phase_set(step: SetPhase, status: Mapping[str, object]) -> Json | None:
     if status.get("phase") == step.phase.value:
         return None
     return {"phase": step.phase.value, "message": step.message}
+
+
+def update_reason(step: Update) -> str:
+    """The Updating condition's reason, also its Event's."""
+    if step.done:
+        return "Updated"
+    return "UpdateBlocked" if step.blocked else UPDATING
+
+
+def updated(step: Update, status: Mapping[str, object], *, now: datetime) -> Json | None:
+    """Where a rolling update stands (the Updating condition) and the phase its pods give the job;
+    None if the status says so already."""
+    reason = update_reason(step)
+    current = next((c for c in _conditions(status) if c.get("type") == ConditionType.UPDATING.value), None)
+    said = (current or {}).get("status"), (current or {}).get("reason"), (current or {}).get("message")
+    if (
+        said == ("False" if step.done else "True", reason, step.message)
+        and status.get("phase") == step.phase.value
+    ):
+        return None
+    conditions = _updating(_conditions(status), reason=reason, message=step.message, now=now, done=step.done)
+    return {"phase": step.phase.value, "conditions": conditions, "message": step.message}
+
+
+def _updating(
+    conditions: Sequence[Mapping[str, object]],
+    *,
+    reason: str,
+    message: str,
+    now: datetime,
+    done: bool = False,
+) -> list[Json]:
+    return set_condition(
+        conditions, type_=ConditionType.UPDATING, status=not done, reason=reason, message=message, now=now
+    )
 
 
 def _nodes(entries: Sequence[Placed]) -> str:

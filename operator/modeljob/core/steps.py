@@ -49,6 +49,39 @@ class NodeTypeTried:
         return "first in node type order"
 
 
+@dataclass(frozen=True, slots=True)
+class Roll:
+    """One replica of a serving job to replace in a rolling update (core/rolling.py), and where the
+    update stands: ``updated`` of ``total`` replicas run the current spec."""
+
+    replica: int
+    old: tuple[Placed, ...]  # its placement entries now: the pods the new ones replace
+    updated: int
+    total: int
+    max_unavailable: int
+    phase: JobPhase  # the phase the job's pods give it meanwhile (old pods serving count)
+
+    @property
+    def progress(self) -> str:
+        return f"{self.updated} of {self.total} replicas updated (maxUnavailable {self.max_unavailable})"
+
+    def surge(self, nodes: Sequence[str]) -> str:
+        """The Updating message of a replica whose new pods start beside its old ones."""
+        old = ", ".join(e.pod for e in self.old)
+        return (
+            f"replacing replica {self.replica}: its new pod starts on {', '.join(nodes)} while the old "
+            f"pod {old} serves; {self.progress}"
+        )
+
+    def old_first(self, why: str) -> str:
+        """The Updating message of a replica whose old pods go before its new ones can start."""
+        old = ", ".join(e.pod for e in self.old)
+        return (
+            f"replacing replica {self.replica}: no room for its new pod beside the old one ({why}), "
+            f"so the old pod {old} goes first; {self.progress}"
+        )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Step:
     """What every step says: its job, and the stray pods to delete before acting on it."""
@@ -77,6 +110,7 @@ class Place(_Step):
     candidate: Candidate
     placement: tuple[Assignment, ...]  # replica numbers of the job, scores rounded for status
     tried: tuple[NodeTypeTried, ...]  # every node type planned on, the chosen one among them
+    replaces: Roll | None = None  # a rolling update's new pods, started beside the replica's old ones
 
     @property
     def decimals(self) -> int:
@@ -171,6 +205,7 @@ class RollBack(_Step):
     invalid_spec: bool = False  # the API server refused the job's pods: Valid=False, not requeued
     restart: bool = False  # recreated after a failure: status.restarts counts one more
     warning: bool = True  # the Event's type: a suspension the user asked for is Normal
+    updating: bool = False  # a rolling update's old pods going first: the Updating condition says so
 
     @property
     def grace_zero(self) -> bool:
@@ -178,7 +213,19 @@ class RollBack(_Step):
         return self.requeue is Requeue.NODE_LOST
 
 
-Step = Keep | SetPhase | Place | Wait | Unschedulable | Complete | RollBack
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Update(_Step):
+    """A serving job's rolling update as its pods show it (core/rolling.py): the Updating condition
+    (True while replicas are replaced, False once all run the current spec) and the phase, which
+    counts a replica whose old pod still serves as running."""
+
+    phase: JobPhase
+    message: str
+    done: bool = False
+    blocked: bool = False  # the new spec can never fit: the old pods keep serving
+
+
+Step = Keep | SetPhase | Place | Wait | Unschedulable | Complete | RollBack | Update
 
 
 def evict(
@@ -243,9 +290,12 @@ def pods_refused(job: JobFacts, placement: Sequence[Placed], why: str) -> RollBa
 
 
 def placed_entries(step: Place, pod_names: Mapping[int, str]) -> tuple[Placed, ...]:
-    """The new status.placement of a Place step: the kept entries plus the planned replicas."""
+    """The new status.placement of a Place step: the kept entries plus the planned replicas (a
+    replica a rolling update replaces has its old entries replaced)."""
     planned = tuple(
         Placed(replica=p.replica, pod=pod_names[p.replica], node=p.node, score=p.score)
         for p in step.placement
     )
-    return tuple(sorted((*step.job.placement, *planned), key=lambda e: e.replica))
+    replaced = step.replaces.replica if step.replaces is not None else None
+    kept = tuple(e for e in step.job.placement if e.replica != replaced)
+    return tuple(sorted((*kept, *planned), key=lambda e: e.replica))
