@@ -208,6 +208,8 @@ def _quota_reason(queue: str, key: QuotaKey, amount: int, tree: QueueTree, usage
     parent = tree.parent_of(queue)
     if available < room:
         lent = amount_text(key, room - max(0, available), unit=False)
+        if tree.children.get(queue):  # a parent's nominal also covers its children's guarantees
+            return f"{head}; {lent} of its nominal is guaranteed to the queues under it or borrowed by others"
         return f"{head}; {lent} of its nominal is in use by other queues that borrowed it"
     if parent is None:
         return f"{head}; no parent to borrow from"
