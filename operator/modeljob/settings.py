@@ -20,6 +20,7 @@ from modeljob.core.queueing import QueueSettings as CoreQueueSettings
 from modeljob.core.scheduling_cycle import CycleSettings
 from modeljob.core.scoring.registry import registered_scorers, setting_name
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
+from modeljob.core.topology import DEFAULT_TOPOLOGY_KEY
 from modeljob.settings_fields import assume_seconds, listen_host, port, seconds, workers
 
 ENV_PREFIX = "MODELJOB_"
@@ -163,6 +164,13 @@ class SchedulingSettings(_Section):
         at_most=86400,
         zero_allowed=True,
     )
+    topology_key: str = Field(
+        default=DEFAULT_TOPOLOGY_KEY,
+        min_length=1,
+        max_length=317,
+        description="Node label naming the topology domain a replica that spans nodes keeps its pods "
+        "in, unless its spec.scheduling.topology.key names another.",
+    )
 
 
 class NodeLabelSettings(_Section):
@@ -212,6 +220,7 @@ class Settings(BaseSettings):
             strict=self.queue.strict,
             node_lost_after_seconds=self.scheduling.node_lost_after_seconds,
             weights=self.scoring.weights(),
+            topology_key=self.scheduling.topology_key,
         )
 
 

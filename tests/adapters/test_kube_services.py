@@ -75,7 +75,8 @@ def test_an_inference_job_with_a_port_gets_a_cluster_ip_service_on_it_owned_like
     assert serve.manifest["metadata"]["labels"] == headless.manifest["metadata"]["labels"]
     assert serve.manifest["spec"] == {
         "type": "ClusterIP",
-        "selector": {kube_pods.LABEL_JOB_UID: "uid-1"},
+        # Group leaders only: a replica that spans nodes serves through its leader.
+        "selector": {kube_pods.LABEL_JOB_UID: "uid-1", kube_pods.LABEL_GROUP_ROLE: "leader"},
         "ports": [{"port": 8000, "targetPort": 8000, "protocol": "TCP"}],
     }
     assert kube_services.serve_endpoint(job) == "http://chat-serve.ml.svc:8000"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from modeljob.adapters import kube_jobs, kube_pods, kube_writes
+from modeljob.adapters import kube_jobs, kube_pods, kube_writes, pod_env
 from modeljob.core.resources import GIB, MIB, TIB, Resources, parse_bytes
 from modeljob.core.sizing import Device, Estimate, size_replica
 from tests.operator_builders import H100, at, container, modeljob_dict
@@ -183,7 +183,7 @@ def test_each_pod_has_a_stable_hostname_under_the_jobs_headless_service() -> Non
     pod = _pod(modeljob_dict(), replica=3)
     assert (pod["spec"]["hostname"], pod["spec"]["subdomain"]) == ("llama-3-1-8b-chat-3", "llama-3-1-8b-chat")
     assert (
-        kube_writes.rendezvous_address("llama-3-1-8b-chat", "ml")
+        pod_env.rendezvous_address("llama-3-1-8b-chat", "ml")
         == "llama-3-1-8b-chat-0.llama-3-1-8b-chat.ml.svc"
     )
 

@@ -590,7 +590,9 @@ def test_an_inference_job_with_a_port_gets_its_serve_service_once_before_its_pod
     assert creates[:2] == ["service llama-3-1-8b-chat", "service llama-3-1-8b-chat-serve"]
     serve = api.services[("ml", "llama-3-1-8b-chat-serve")]
     assert serve["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": 8000, "protocol": "TCP"}]
-    assert serve["spec"]["selector"] == {kube_pods.LABEL_JOB_UID: job["metadata"]["uid"]}
+    leaders = {kube_pods.LABEL_JOB_UID: job["metadata"]["uid"], kube_pods.LABEL_GROUP_ROLE: "leader"}
+    assert serve["spec"]["selector"] == leaders
+    assert all(pod["metadata"]["labels"][kube_pods.LABEL_GROUP_ROLE] == "leader" for pod in api.pods())
     assert serve["metadata"]["ownerReferences"] == api.pods()[0]["metadata"]["ownerReferences"]
 
     job["spec"]["replicas"] = 3  # the spec changes: placed again, by the same process

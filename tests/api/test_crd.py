@@ -132,6 +132,7 @@ def test_printer_columns_and_short_name() -> None:
     assert [c["name"] for c in version["additionalPrinterColumns"]] == [
         "Phase",
         "Replicas",
+        "Pods",
         "GPUs",
         "Nodes",
         "Age",

@@ -63,14 +63,14 @@ def test_a_replica_is_sized_for_each_node_type_cheapest_first() -> None:
     assert sizing.candidates[0].request.products == (L4,)
 
 
-def test_405b_in_bf16_never_fits_24_gib_gpus_and_says_exactly_why() -> None:
-    views = [n.view for n in l4_nodes()]
-    sizing = size_job(make_job(parameters=405 * B, products=(L4,)), node_types(views))
-    assert sizing.candidates == ()
-    assert sizing.explain_unschedulable() == (
-        "no node type can hold one replica: NVIDIA-L4, 24.0 GiB: a replica needs 11 nodes of 4 × 24.0 GiB "
-        "GPUs (TP 4 × PP 11), but this operator places a replica in one pod on one node"
-    )
+def test_405b_in_bf16_on_24_gib_gpus_is_a_group_of_11_nodes_that_never_fits_two() -> None:
+    job = make_job(parameters=405 * B, products=(L4,))
+    sizing = size_job(job, node_types([n.view for n in l4_nodes()]))
+    assert [(c.pods_per_replica, c.estimate.gpus) for c in sizing.candidates] == [(11, 4)]
+    step = outcome(cycle([job], l4_nodes()), "job")
+    assert isinstance(step, Unschedulable)
+    assert "needs 11 pods of 4 × 24 GiB GPUs, one node each, per replica" in step.message
+    assert "do not fit even on an empty cluster" in step.message
 
 
 def test_products_the_job_does_not_allow_are_rejected_by_name() -> None:
@@ -127,7 +127,7 @@ def test_a_job_that_only_has_to_wait_stays_queued_while_one_that_never_fits_is_u
     assert isinstance(outcome(result, "waits"), Wait)
     unschedulable = outcome(result, "never")
     assert isinstance(unschedulable, Unschedulable)
-    assert "a replica needs 11 nodes of 4 × 24.0 GiB GPUs" in unschedulable.message
+    assert "needs 11 pods of 4 × 24 GiB GPUs, one node each, per replica" in unschedulable.message
 
 
 def test_a_waiting_jobs_reasons_count_only_the_nodes_it_could_use() -> None:

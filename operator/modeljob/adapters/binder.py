@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from modeljob.adapters import kube_pods, kube_services, kube_writes
+from modeljob.adapters import kube_pods, kube_services, kube_writes, pod_env
 from modeljob.adapters.cluster import AlreadyExistsError, ClusterError, ClusterGateway, NotFoundError
 from modeljob.adapters.cluster_view import ClusterView
 from modeljob.adapters.metrics import BindingResult, OperatorMetrics
@@ -145,6 +145,7 @@ class Binder:
         manifest = kube_writes.pod_manifest(
             job,
             replica=entry.replica,
+            member=entry.member,
             name=entry.pod,
             requests=Resources(
                 cpu_milli=estimate.cpu_milli,
@@ -152,7 +153,7 @@ class Binder:
                 ephemeral_storage_bytes=estimate.ephemeral_storage_bytes,
                 gpus=estimate.gpus,
             ),
-            layout=kube_writes.PodLayout.of(estimate),
+            layout=pod_env.PodLayout.of(estimate),
             accelerator=candidate.node_type.accelerator,
             product=candidate.node_type.product or None,
             scheduler_name=self._pods.scheduler_name,

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from modeljob.adapters.kube_affinity import RuleError, template_rules
 from modeljob.adapters.kube_pods import LABEL_JOB, LABEL_JOB_UID, pod_requests
 from modeljob.adapters.kube_values import parse_time
-from modeljob.api.v1alpha1 import ModelJobSpec, describe_validation_error
+from modeljob.api.v1alpha1 import ModelJobSpec, TopologyMode, describe_validation_error
 from modeljob.core.affinity import TemplateRules
 from modeljob.core.cluster_state import TaintEffect, Toleration
 from modeljob.core.job_state import ConditionType, JobFacts, JobPhase, Placed
@@ -154,6 +154,8 @@ def job_facts(job: Mapping[str, Any], spec: ModelJobSpec | None = None) -> JobFa
         max_restarts=spec.failure_policy.max_restarts,
         restart_scope=spec.failure_policy.restart_scope,
         suspend=spec.suspend,
+        topology_key=spec.scheduling.topology.key,
+        topology_required=spec.scheduling.topology.mode is TopologyMode.REQUIRED,
         max_unavailable=spec.update_strategy.max_unavailable,
         updating=(conditions.get(ConditionType.UPDATING.value) or {}).get("status") == "True",
     )
@@ -167,6 +169,7 @@ def placement_of(job: Mapping[str, Any]) -> tuple[Placed, ...]:
             pod=str(entry.get("pod", "")),
             node=str(entry.get("node", "")),
             score=entry.get("score"),
+            member=int(entry.get("member") or 0),
         )
         for entry in (job.get("status") or {}).get("placement") or []
     )

@@ -18,6 +18,13 @@ from modeljob.core.resources import Resources, parse_bytes, parse_cpu_milli, par
 LABEL_JOB = "modeljob.dev/job"
 LABEL_JOB_UID = "modeljob.dev/job-uid"
 LABEL_REPLICA = "modeljob.dev/replica"
+# A replica that spans nodes: each pod's place in its group, and whether it leads it (a replica of
+# one pod is its own leader), so the serve Service can select the leaders alone.
+LABEL_GROUP_MEMBER = "modeljob.dev/group-member"
+LABEL_GROUP_ROLE = "modeljob.dev/group-role"
+LABEL_GROUP_SIZE = "modeljob.dev/group-size"  # pods of the replica: over 1, the operator places them together
+GROUP_LEADER = "leader"
+GROUP_WORKER = "worker"
 ANNOTATION_SPEC_HASH = "modeljob.dev/spec-hash"
 
 

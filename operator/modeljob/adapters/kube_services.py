@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modeljob.adapters import kube_writes
-from modeljob.adapters.kube_pods import LABEL_JOB, LABEL_JOB_UID
+from modeljob.adapters import kube_writes, pod_env
+from modeljob.adapters.kube_pods import GROUP_LEADER, LABEL_GROUP_ROLE, LABEL_JOB, LABEL_JOB_UID
 from modeljob.api.v1alpha1 import API_VERSION, KIND
 from modeljob.core.jobs import WorkloadType
 
@@ -57,7 +57,7 @@ def job_services(job: Mapping[str, Any]) -> tuple[JobService, ...]:
 def service_name(job: Mapping[str, Any]) -> str:
     """The pods' subdomain (the job's name, as a DNS label): a pod is `<hostname>.<subdomain>.<ns>.svc`
     only through a headless Service of that name."""
-    return kube_writes.job_dns_label(str((job.get("metadata") or {}).get("name", "")))
+    return pod_env.job_dns_label(str((job.get("metadata") or {}).get("name", "")))
 
 
 def service_manifest(job: Mapping[str, Any]) -> JsonObject:
@@ -83,7 +83,7 @@ def serve_port(job: Mapping[str, Any]) -> ServePort | None:
     first. None for other workloads, a first container without ports, or a port number the API
     server would refuse (the pod's refusal names the field better than a Service's would)."""
     spec = job.get("spec") or {}
-    if kube_writes._workload_type(spec) is not WorkloadType.INFERENCE:
+    if pod_env.workload_type(spec) is not WorkloadType.INFERENCE:
         return None
     containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or [{}]
     ports = [p for p in (containers[0] or {}).get("ports") or [] if isinstance(p, Mapping)]
@@ -117,6 +117,9 @@ def serve_manifest(job: Mapping[str, Any], port: ServePort) -> JsonObject:
     """The job's ClusterIP Service on ``port`` (the same number on both sides, its protocol and
     name as declared), balancing across the job's ready pods, owned like the headless one."""
     uid = str((job.get("metadata") or {}).get("uid", ""))
+    # A replica that spans nodes serves through its leader (its workers hold the other layers or
+    # shards), so requests go to leaders alone; every pod of a one-pod replica leads.
+    selector = {LABEL_JOB_UID: uid, LABEL_GROUP_ROLE: GROUP_LEADER}
     service_port: JsonObject = {"port": port.number, "targetPort": port.number, "protocol": port.protocol}
     if port.name:
         service_port["name"] = port.name
@@ -124,7 +127,7 @@ def serve_manifest(job: Mapping[str, Any], port: ServePort) -> JsonObject:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _owned_metadata(job, serve_service_name(job)),
-        "spec": {"type": "ClusterIP", "selector": {LABEL_JOB_UID: uid}, "ports": [service_port]},
+        "spec": {"type": "ClusterIP", "selector": selector, "ports": [service_port]},
     }
 
 

@@ -14,16 +14,31 @@ import copy
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from modeljob.adapters.kube_jobs import spec_hash
-from modeljob.adapters.kube_pods import ANNOTATION_SPEC_HASH, LABEL_JOB, LABEL_JOB_UID, LABEL_REPLICA
-from modeljob.api.v1alpha1 import API_VERSION, DEFAULT_RENDEZVOUS_PORT, KIND
-from modeljob.core.jobs import WorkloadType
+from modeljob.adapters.kube_pods import (
+    ANNOTATION_SPEC_HASH,
+    GROUP_LEADER,
+    GROUP_WORKER,
+    LABEL_GROUP_MEMBER,
+    LABEL_GROUP_ROLE,
+    LABEL_GROUP_SIZE,
+    LABEL_JOB,
+    LABEL_JOB_UID,
+    LABEL_REPLICA,
+)
+from modeljob.adapters.pod_env import (
+    PodLayout,
+    job_dns_label,
+    pod_hostname,
+    pod_index,
+    rendezvous_env,
+    workload_type,
+)
+from modeljob.api.v1alpha1 import API_VERSION, KIND
 from modeljob.core.resources import Resources, format_cpu
-from modeljob.core.sizing import Estimate
 from modeljob.core.status import format_time
 
 JsonObject = dict[str, Any]
@@ -31,32 +46,8 @@ JsonObject = dict[str, Any]
 EVENT_COMPONENT = "modeljob-operator"
 _LABEL_VALUE_MAX = 63
 _POD_NAME_MAX = 253
-_DNS_PREFIX = "mj-"  # before a job name that does not start with a letter (see job_dns_label)
-# A pod's hostname and subdomain must each be a DNS-1123 label: [a-z0-9-], at most 63 characters.
-_DNS_LABEL_MAX = 63
 SHM_VOLUME = "modeljob-shm"
 SHM_PATH = "/dev/shm"  # noqa: S108 - the mount point, not a temporary file we write
-
-
-@dataclass(frozen=True, slots=True)
-class PodLayout:
-    """The estimator's layout of one replica on the node type it landed on, as its pod is told it."""
-
-    gpus_per_pod: int
-    tensor_parallel_size: int
-    pipeline_parallel_size: int
-    nodes_per_replica: int
-    shared_memory_bytes: int  # the /dev/shm the estimate counts in the pod's memory
-
-    @classmethod
-    def of(cls, estimate: Estimate) -> PodLayout:
-        return cls(
-            gpus_per_pod=estimate.gpus,
-            tensor_parallel_size=estimate.tensor_parallel_size,
-            pipeline_parallel_size=estimate.pipeline_parallel_size,
-            nodes_per_replica=estimate.nodes_per_replica,
-            shared_memory_bytes=estimate.shared_memory_per_node_bytes,
-        )
 
 
 def pod_name(job_name: str, replica: int, nonce: str) -> str:
@@ -78,47 +69,23 @@ def label_value(text: str) -> str:
     return cut.strip("-_.") or "x"
 
 
-def job_dns_label(job_name: str) -> str:
-    """The job's name as a Service name (an RFC 1035 label), its pods' subdomain and its headless
-    Service's name: the name itself when it is one, as usual. A name with dots or over 63
-    characters has its dots turned into dashes and is cut (a ModelJob's name is a DNS subdomain:
-    up to 253, dots allowed); one that starts with a digit (`13b-sft`, a valid ModelJob and pod
-    name) gets `mj-` in front: Service names are RFC 1035 labels (a letter first) unless the API
-    server runs with RelaxedServiceNameValidation (our v1.36 control plane accepts `13b-x`; older
-    clusters refuse it, and the job could never run there)."""
-    label = re.sub(r"[^a-z0-9-]", "-", job_name.lower()).strip("-")
-    if not label[:1].isalpha():
-        label = f"{_DNS_PREFIX}{label}"
-    return label[:_DNS_LABEL_MAX].rstrip("-")
-
-
-def pod_hostname(job_name: str, index: int) -> str:
-    """`<job>-<index>`, a DNS label: the job's part is cut, never the index, so every pod's name
-    differs even for a 63-character job name (kubelet would cut the index off the end)."""
-    suffix = f"-{index}"
-    return f"{job_dns_label(job_name)[: _DNS_LABEL_MAX - len(suffix)].rstrip('-')}{suffix}"
-
-
-def rendezvous_address(job_name: str, namespace: str) -> str:
-    """Pod 0's DNS name through the job's headless Service: `<job>-0.<job>.<namespace>.svc`."""
-    return f"{pod_hostname(job_name, 0)}.{job_dns_label(job_name)}.{namespace}.svc"
-
-
 def pod_manifest(
     job: Mapping[str, Any],
     *,
     replica: int,
     name: str,
     requests: Resources,
+    member: int = 0,
     layout: PodLayout,
     accelerator: str,
     product: str | None,
     scheduler_name: str,
     product_label: str,
 ) -> JsonObject:
-    """The Pod for one replica: the job's template with the estimate as the first container's
-    requests (GPU and memory also as limits), its stable hostname, the rendezvous and layout env
-    and /dev/shm in every container, owned by the job, pinned to the chosen GPU product."""
+    """The Pod for one replica (or pod ``member`` of a replica that spans nodes): the job's template
+    with the estimate as the first container's requests (GPU and memory also as limits), its
+    stable hostname, the rendezvous and layout env and /dev/shm in every container, owned by the
+    job, pinned to the chosen GPU product."""
     spec_dict: Mapping[str, Any] = job.get("spec") or {}
     template: Mapping[str, Any] = spec_dict.get("template") or {}
     pod_spec: JsonObject = copy.deepcopy(dict(template.get("spec") or {}))
@@ -128,14 +95,14 @@ def pod_manifest(
     pod_spec["schedulerName"] = scheduler_name
     pod_spec.pop("nodeName", None)
     job_name = str((job.get("metadata") or {}).get("name", ""))
-    pod_spec["hostname"] = pod_hostname(job_name, replica)
+    pod_spec["hostname"] = pod_hostname(job_name, pod_index(replica, member, layout))
     pod_spec["subdomain"] = job_dns_label(job_name)
     every = [*(pod_spec.get("initContainers") or []), *containers]
-    env = rendezvous_env(job, replica=replica, layout=layout)
+    env = rendezvous_env(job, replica=replica, member=member, layout=layout)
     for container in every:
         _inject_env(container, env)
     _mount_shared_memory(pod_spec, every, layout.shared_memory_bytes)
-    if _workload_type(spec_dict).trains:
+    if workload_type(spec_dict).trains:
         # A finished run must stay finished (Succeeded), which Always (the default) never lets it.
         # Never, not OnFailure: a rank restarted in place alone cannot rejoin its peers'
         # rendezvous; the job's failure policy recreates the gang instead, and counts it.
@@ -145,42 +112,11 @@ def pod_manifest(
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": _pod_metadata(job, replica=replica, name=name),
+        "metadata": _pod_metadata(
+            job, replica=replica, member=member, group=layout.nodes_per_replica, name=name
+        ),
         "spec": pod_spec,
     }
-
-
-def rendezvous_env(job: Mapping[str, Any], *, replica: int, layout: PodLayout) -> list[JsonObject]:
-    """What torch.distributed (PyTorchJob's names), torchrun (PET_*) and the layout readers see in
-    pod ``replica``: one pod per replica today, so the pod's index is its replica and its node rank."""
-    meta = job.get("metadata") or {}
-    spec_dict = job.get("spec") or {}
-    job_name = str(meta.get("name", ""))
-    pods = str(int(spec_dict.get("replicas") or 1))
-    port = str(int((spec_dict.get("rendezvous") or {}).get("port") or DEFAULT_RENDEZVOUS_PORT))
-    address = rendezvous_address(job_name, str(meta.get("namespace", "")))
-    index = str(replica)
-    values = {
-        "MASTER_ADDR": address,
-        "MASTER_PORT": port,
-        "WORLD_SIZE": pods,
-        "RANK": index,
-        "NODE_RANK": index,
-        "PET_NNODES": pods,
-        # torchrun starts one process per GPU; a pod without GPUs still runs one.
-        "PET_NPROC_PER_NODE": str(max(layout.gpus_per_pod, 1)),
-        "PET_NODE_RANK": index,
-        "PET_MASTER_ADDR": address,
-        "PET_MASTER_PORT": port,
-        "MODELJOB_JOB": job_name,
-        "MODELJOB_REPLICA": index,
-        "MODELJOB_REPLICAS": pods,
-        "MODELJOB_GPUS_PER_POD": str(layout.gpus_per_pod),
-        "MODELJOB_TENSOR_PARALLEL_SIZE": str(layout.tensor_parallel_size),
-        "MODELJOB_PIPELINE_PARALLEL_SIZE": str(layout.pipeline_parallel_size),
-        "MODELJOB_NODES_PER_REPLICA": str(layout.nodes_per_replica),
-    }
-    return [{"name": key, "value": value} for key, value in values.items()]
 
 
 def _inject_env(container: JsonObject, env: list[JsonObject]) -> None:
@@ -213,12 +149,7 @@ def _mount_shared_memory(pod_spec: JsonObject, containers: list[JsonObject], siz
         ]
 
 
-def _workload_type(spec_dict: Mapping[str, Any]) -> WorkloadType:
-    text = (spec_dict.get("workload") or {}).get("type")
-    return WorkloadType(text) if text else WorkloadType.INFERENCE
-
-
-def _pod_metadata(job: Mapping[str, Any], *, replica: int, name: str) -> JsonObject:
+def _pod_metadata(job: Mapping[str, Any], *, replica: int, member: int, group: int, name: str) -> JsonObject:
     """The template's labels and annotations, plus what ties the pod to its job: the job's labels,
     the hash of the spec it was made from, and the job as its controlling owner."""
     meta = job.get("metadata") or {}
@@ -229,6 +160,9 @@ def _pod_metadata(job: Mapping[str, Any], *, replica: int, name: str) -> JsonObj
         LABEL_JOB: label_value(str(meta.get("name", ""))),
         LABEL_JOB_UID: str(meta.get("uid", "")),
         LABEL_REPLICA: str(replica),
+        LABEL_GROUP_MEMBER: str(member),
+        LABEL_GROUP_ROLE: GROUP_WORKER if member else GROUP_LEADER,
+        LABEL_GROUP_SIZE: str(group),
     }
     annotations = {
         **{str(k): str(v) for k, v in (template_meta.get("annotations") or {}).items()},

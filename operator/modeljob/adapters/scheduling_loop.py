@@ -227,7 +227,11 @@ class SchedulingLoop:
         nonce = kube_writes.placement_nonce(
             job.uid, str((document.get("metadata") or {}).get("resourceVersion", ""))
         )
-        names = {p.replica: kube_writes.pod_name(job.name, p.replica, nonce) for p in step.placement}
+        group = step.candidate.pods_per_replica  # pods are named by their index in the job
+        names = {
+            (p.replica, p.member): kube_writes.pod_name(job.name, p.replica * group + p.member, nonce)
+            for p in step.placement
+        }
         entries = steps.placed_entries(step, names)
         endpoint = kube_services.serve_endpoint(document)
         written = self._status.patch(
@@ -235,7 +239,7 @@ class SchedulingLoop:
         )
         if not (document.get("status") or {}).get("estimate"):
             self._metrics.record_estimate(step.candidate.estimate)  # sized here first (see _wait)
-        new = [e for e in entries if e.replica in names]
+        new = [e for e in entries if (e.replica, e.member) in names]
         if not self._bind(written, job, new, step.candidate, existing=set(), keep=job.placement):
             return False
         self._finish(written, job, entries, step.candidate, now=now, place=step)

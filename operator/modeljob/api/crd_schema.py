@@ -108,6 +108,7 @@ def build_crd() -> JsonSchema:
                     "additionalPrinterColumns": [
                         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                         {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
+                        {"name": "Pods", "type": "integer", "jsonPath": ".status.pods"},
                         {"name": "GPUs", "type": "integer", "jsonPath": ".status.gpus"},
                         {"name": "Nodes", "type": "string", "jsonPath": ".status.nodes"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

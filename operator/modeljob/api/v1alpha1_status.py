@@ -49,9 +49,15 @@ class EstimateStatus(_Model):
 
 
 class PlacementEntry(_Model):
-    """Where one replica runs."""
+    """Where one pod of a replica runs."""
 
     replica: int = Field(ge=0, description="Replica index, from 0.")
+    member: int | None = Field(
+        default=None,
+        ge=0,
+        description="The pod's place in its replica's group when the replica spans nodes (0: the "
+        "group's leader); absent for a replica of one pod.",
+    )
     pod: str = Field(description="The replica's pod.")
     node: str = Field(description="The node it is bound to.")
     score: float | None = Field(default=None, description="The node's score when it was chosen.")
@@ -91,6 +97,10 @@ class ModelJobStatus(_Model):
     )
     gpus: int | None = Field(default=None, description="GPUs of the whole job (all replicas).")
     nodes: str | None = Field(default=None, description="Nodes the replicas are placed on, comma-separated.")
+    pods: int | None = Field(
+        default=None,
+        description="Pods of the placement: one per replica, or per node of a replica that spans nodes.",
+    )
     endpoint: str | None = Field(
         default=None,
         description="In-cluster URL of an Inference job whose first container declares a port: "

@@ -1,4 +1,8 @@
-"""Gang placement: every replica of a job gets a node in one plan, or none does, with the reason."""
+"""Gang placement: every replica of a job gets a node in one plan, or none does, with the reason.
+
+A replica that spans nodes is a group of pods, one per node, placed whole within the gang (all
+groups or none) and, where the nodes are labelled, within one topology domain (core/topology.py).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modeljob.core.nodes import IntArray, NodeTable, PodRequest
-from modeljob.core.resources import GIB, MIB
-from modeljob.core.scoring.filters import filter_nodes, product_allowed
+from modeljob.core.gang_reasons import largest_block, needs_per_replica
+from modeljob.core.nodes import BoolArray, IntArray, NodeTable, PodRequest
+from modeljob.core.scoring.filters import filter_nodes
 from modeljob.core.scoring.ranking import (
     NodeScores,
     ScoringContext,
@@ -19,7 +23,8 @@ from modeljob.core.scoring.ranking import (
     score_rows,
 )
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
-from modeljob.core.template_rules import JobRules
+from modeljob.core.template_rules import JobRules, RuleTracker
+from modeljob.core.topology import GroupTopology
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,8 @@ class GangRequest:
     requests: ReplicaRequests
     rules: JobRules | None = None
     planned: tuple[str, ...] = ()
+    group_size: int = 1  # pods per replica, one per node: a replica that spans nodes
+    topology: GroupTopology | None = None  # the domain a group keeps to (None: any nodes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +78,7 @@ class Assignment:
     score: float
     devices: tuple[int, ...] = ()
     why: str = ""  # what set this node apart from the runner-up (see ``separation``)
+    member: int = 0  # the pod's place in its replica's group (0: the leader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,16 +95,6 @@ class Unplaceable:
     never_fits: bool
 
 
-def _describe_gpus(count: int, memory_bytes: int) -> str:
-    if memory_bytes <= 0:
-        return f"{count} GPU{'s' if count != 1 else ''}"
-    if memory_bytes % GIB == 0:
-        size = f"{memory_bytes // GIB} GiB"
-    else:
-        size = f"{memory_bytes / GIB:.1f} GiB" if memory_bytes >= GIB else f"{memory_bytes // MIB} MiB"
-    return f"{count} × {size} GPU{'s' if count != 1 else ''}"
-
-
 def _classes(table: NodeTable, requests: ReplicaRequests) -> list[tuple[PodRequest, IntArray]]:
     """Nodes grouped by the request a replica would make there (one group per device memory)."""
     groups: dict[PodRequest, list[int]] = {}
@@ -105,45 +103,6 @@ def _classes(table: NodeTable, requests: ReplicaRequests) -> list[tuple[PodReque
         if request is not None:
             groups.setdefault(request, []).extend(np.flatnonzero(table.gpu_memory_bytes == memory).tolist())
     return [(request, np.array(sorted(rows), dtype=np.int64)) for request, rows in groups.items()]
-
-
-def _largest_block(table: NodeTable, classes: list[tuple[PodRequest, IntArray]]) -> str:
-    """The node with the most devices free enough for a replica's share, e.g. '2 × 80 GiB on node-7'."""
-    best: tuple[int, str, int] | None = None
-    for request, rows in classes:
-        if not request.uses_accelerator or request.accelerator not in table.accelerators:
-            continue
-        accelerator = table.accelerators.index(request.accelerator)
-        eligible = rows[
-            table.ready[rows]
-            & (table.accelerator_index[rows] == accelerator)
-            & product_allowed(table, request)[rows]
-        ]
-        for row in eligible:
-            block = int((table.gpu_free_milli[row] >= request.resources.gpu_milli).sum())
-            name = table.names[int(row)]
-            if best is None or block > best[0] or (block == best[0] and name < best[1]):
-                best = (block, name, int(table.gpu_memory_bytes[row]))
-    if best is None:
-        return "no node offers this accelerator"
-    block, name, memory = best
-    return f"the largest free block is {_describe_gpus(block, memory)} on {name}"
-
-
-def _needs(classes: list[tuple[PodRequest, IntArray]], table: NodeTable) -> str:
-    gpu_classes = [(r, rows) for r, rows in classes if r.uses_accelerator]
-    if not gpu_classes:
-        request = classes[0][0]
-        wants = request.resources
-        return f"needs {wants.cpu_milli}m CPU and {wants.memory_bytes // MIB} MiB per replica"
-    options = sorted(
-        {
-            (r.resources.gpus, int(table.gpu_memory_bytes[rows[0]]) if len(rows) else 0)
-            for r, rows in gpu_classes
-        },
-        key=lambda item: (-item[1], item[0]),
-    )
-    return "needs " + " or ".join(_describe_gpus(count, memory) for count, memory in options) + " per replica"
 
 
 def figures(values: Iterable[float]) -> int:
@@ -189,6 +148,86 @@ def separation(table: NodeTable, rows: IntArray, scores: NodeScores, winner: int
     return f"ahead of {runner_name} by {lead} ({', '.join(differed)})"
 
 
+@dataclass(slots=True)
+class _PlanState:
+    """A plan in the making: its ledger and the template rules' counts, moved together."""
+
+    work: NodeTable
+    tracker: RuleTracker | None
+
+    def fork(self) -> _PlanState:
+        tracker = self.tracker.fork() if self.tracker is not None else None
+        return _PlanState(self.work.working_copy(), tracker)
+
+
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    score: float
+    name: str
+    row: int
+    request: PodRequest
+    devices: tuple[int, ...]
+    ranked: tuple[IntArray, NodeScores, int]  # the rows scored, their scores, the winner's position
+
+
+def _choose(
+    state: _PlanState,
+    classes: list[tuple[PodRequest, IntArray]],
+    *,
+    weights: ScoringWeights,
+    context: ScoringContext,
+    within: BoolArray | None = None,
+) -> _Choice | list[str]:
+    """The best node for the next pod (among ``within``, if given), or why no node will do."""
+    work, tracker = state.work, state.tracker
+    allowed = tracker.allowed() if tracker is not None else None
+    if tracker is not None:
+        context = dataclasses.replace(context, preferences=tracker.preferences())
+    best: _Choice | None = None
+    rejected: list[str] = []
+    for request, all_rows in classes:
+        rows = all_rows if within is None else all_rows[within[all_rows]]
+        if len(rows) == 0:
+            rejected.append("no node of the group's choice left")
+            continue
+        filtered = filter_nodes(work, request)
+        feasible = rows[filtered.feasible[rows]]
+        if tracker is not None and allowed is not None:
+            with_room, feasible = feasible, tracker.narrow(feasible[allowed[feasible]])
+            if len(feasible) == 0 and len(with_room):
+                rejected.append(_explain_rules(filtered.explain(), tracker.explain(with_room)))
+                continue
+        if len(feasible) == 0:
+            rejected.append(filtered.explain())
+            continue
+        scores = score_rows(work, feasible, request, weights=weights, context=context)
+        position = best_position(work, feasible, scores.total)
+        row = int(feasible[position])
+        score = float(scores.total[position])
+        wants = request.resources
+        if scores.devices[position] >= 0:
+            devices: tuple[int, ...] = (int(scores.devices[position]),)
+        elif request.uses_accelerator:
+            devices = choose_devices(work.gpu_free_milli[row], wants.gpu_milli, wants.gpus)
+        else:
+            devices = ()
+        name = work.names[row]
+        if best is None or score > best.score or (score == best.score and name < best.name):
+            best = _Choice(score, name, row, request, devices, (feasible, scores, position))
+    return best if best is not None else rejected
+
+
+def _take(state: _PlanState, choice: _Choice, *, replica: int, member: int = 0) -> Assignment:
+    """Reserve the chosen node for one pod, in the ledger and the rules' counts."""
+    why = separation(state.work, *choice.ranked)  # before reserving: the table the scores were made on
+    devices = state.work.reserve(choice.row, choice.request, choice.devices)
+    if state.tracker is not None:
+        state.tracker.place(choice.row)
+    return Assignment(
+        replica=replica, node=choice.name, score=choice.score, devices=devices, why=why, member=member
+    )
+
+
 def _plan(
     table: NodeTable,
     gang: GangRequest,
@@ -202,51 +241,92 @@ def _plan(
     tracker = (
         gang.rules.track(work, with_pods=with_pods, planned=gang.planned) if gang.rules is not None else None
     )
+    state = _PlanState(work, tracker)
     assignments: list[Assignment] = []
-    reasons: list[str] = []
     for replica in range(gang.replicas):
-        allowed = tracker.allowed() if tracker is not None else None
-        if tracker is not None:
-            context = dataclasses.replace(context, preferences=tracker.preferences())
-        best: tuple[float, str, int, PodRequest, tuple[int, ...], tuple[IntArray, NodeScores, int]] | None = (
-            None
-        )
-        rejected: list[str] = []
-        for request, rows in classes:
-            filtered = filter_nodes(work, request)
-            feasible = rows[filtered.feasible[rows]]
-            if tracker is not None and allowed is not None:
-                with_room, feasible = feasible, tracker.narrow(feasible[allowed[feasible]])
-                if len(feasible) == 0 and len(with_room):
-                    rejected.append(_explain_rules(filtered.explain(), tracker.explain(with_room)))
-                    continue
-            if len(feasible) == 0:
-                rejected.append(filtered.explain())
-                continue
-            scores = score_rows(work, feasible, request, weights=weights, context=context)
-            position = best_position(work, feasible, scores.total)
-            row = int(feasible[position])
-            score = float(scores.total[position])
-            wants = request.resources
-            if scores.devices[position] >= 0:
-                devices: tuple[int, ...] = (int(scores.devices[position]),)
-            elif request.uses_accelerator:
-                devices = choose_devices(work.gpu_free_milli[row], wants.gpu_milli, wants.gpus)
-            else:
-                devices = ()
-            name = work.names[row]
-            if best is None or score > best[0] or (score == best[0] and name < best[1]):
-                best = (score, name, row, request, devices, (feasible, scores, position))
-        if best is None:
-            return replica, "; ".join(rejected) or "no node offers what a replica needs", classes
-        score, name, row, request, devices, ranked = best
-        why = separation(work, *ranked)  # before reserving: the table the scores were made on
-        devices = work.reserve(row, request, devices)
-        if tracker is not None:
-            tracker.place(row)
-        assignments.append(Assignment(replica=replica, node=name, score=score, devices=devices, why=why))
-        reasons.append(f"replica {replica} -> {name} (score {score:.3f}; {why})")
+        if gang.group_size > 1:
+            group = place_group(state, classes, gang, replica, weights=weights, context=context)
+            if isinstance(group, str):
+                return replica, group, classes
+            state, placed = group
+            assignments += placed
+            continue
+        choice = _choose(state, classes, weights=weights, context=context)
+        if not isinstance(choice, _Choice):
+            return replica, "; ".join(choice) or "no node offers what a replica needs", classes
+        assignments.append(_take(state, choice, replica=replica))
+    grouped = gang.group_size > 1
+    reasons = [
+        f"replica {a.replica}{' pod ' + str(a.member) if grouped else ''} -> {a.node} "
+        f"(score {a.score:.3f}; {a.why})"
+        for a in assignments
+    ]
     return Placement(assignments=tuple(assignments), reasons=tuple(reasons))
+
+
+def _place_members(
+    state: _PlanState,
+    classes: list[tuple[PodRequest, IntArray]],
+    *,
+    size: int,
+    replica: int,
+    within: BoolArray | None,
+    weights: ScoringWeights,
+    context: ScoringContext,
+) -> list[Assignment] | str:
+    """The ``size`` pods of one replica's group on ``size`` different nodes (of ``within``)."""
+    used = np.zeros(len(state.work), dtype=np.bool_)
+    placed: list[Assignment] = []
+    for member in range(size):
+        allowed = ~used if within is None else within & ~used
+        choice = _choose(state, classes, weights=weights, context=context, within=allowed)
+        if not isinstance(choice, _Choice):
+            why = "; ".join(dict.fromkeys(choice)) or "no node with room"
+            return f"pod {member + 1} of the replica's {size} has no node ({why})"
+        placed.append(_take(state, choice, replica=replica, member=member))
+        used[choice.row] = True
+    return placed
+
+
+def place_group(
+    state: _PlanState,
+    classes: list[tuple[PodRequest, IntArray]],
+    gang: GangRequest,
+    replica: int,
+    *,
+    weights: ScoringWeights,
+    context: ScoringContext,
+) -> tuple[_PlanState, list[Assignment]] | str:
+    """One replica that spans nodes: its group tried in each topology domain (on a fork of the
+    plan), the domain where it scores best kept (ties: the first by name). With no domain that
+    holds it: Required waits, naming the domains; Preferred spans domains."""
+    topology = gang.topology
+    fits: list[tuple[float, str, _PlanState, list[Assignment]]] = []
+    domains = topology.rows_by_domain(state.work.names) if topology is not None else {}
+    for domain, rows in domains.items():
+        trial = state.fork()
+        placed = _place_members(
+            trial,
+            classes,
+            size=gang.group_size,
+            replica=replica,
+            within=rows,
+            weights=weights,
+            context=context,
+        )
+        if not isinstance(placed, str):
+            fits.append((sum(a.score for a in placed) / len(placed), domain, trial, placed))
+    if fits:
+        _, domain, trial, placed = min(fits, key=lambda fit: (-fit[0], fit[1]))
+        assert topology is not None
+        where = f"the group in {topology.key}={domain}"
+        return trial, [dataclasses.replace(a, why=f"{a.why}; {where}") for a in placed]
+    if topology is not None and topology.required:
+        return topology.explain_no_domain(state.work, classes[0][0], gang.group_size)
+    placed = _place_members(
+        state, classes, size=gang.group_size, replica=replica, within=None, weights=weights, context=context
+    )
+    return placed if isinstance(placed, str) else (state, placed)
 
 
 def _explain_rules(resources: str, rules: str) -> str:
@@ -286,8 +366,8 @@ def plan_gang(
     never = check_never_fits and not isinstance(
         _plan(table.emptied(), gang, weights=weights, context=context, with_pods=False), Placement
     )
-    needs = _needs(classes, table)
-    where = _largest_block(table, classes)
+    needs = needs_per_replica(classes, table, group_size=gang.group_size)
+    where = largest_block(table, classes)
     prefix = f"{gang.job}: {needs}; {where}"
     if never:
         return Unplaceable(

@@ -53,12 +53,14 @@ class ConditionType(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Placed:
-    """One status.placement entry: replica -> pod -> node."""
+    """One status.placement entry: replica -> pod -> node. A replica that spans nodes has one
+    entry per pod of its group, ``member`` 0 (its leader) first."""
 
     replica: int
     pod: str
     node: str
     score: float | None = None
+    member: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,8 @@ class JobFacts:
     suspend: bool = False  # spec.suspend
     max_unavailable: int = 1  # spec.updateStrategy.maxUnavailable: replicas replaced at a time
     updating: bool = False  # the Updating condition is True: a rolling update is under way
+    topology_key: str | None = None  # spec.scheduling.topology.key; None: the operator's setting
+    topology_required: bool = False  # spec.scheduling.topology.mode is Required
 
     @property
     def key(self) -> tuple[str, str]:
@@ -110,6 +114,11 @@ class JobFacts:
     def admitted(self) -> bool:
         """The handlers have validated and sized the current generation."""
         return self.observed_generation == self.generation and self.phase not in (None, JobPhase.PENDING)
+
+    @property
+    def placed_replicas(self) -> frozenset[int]:
+        """The replicas with a placement (each whole: a group is placed and recreated whole)."""
+        return frozenset(entry.replica for entry in self.placement)
 
     @property
     def rolls(self) -> bool:

@@ -186,9 +186,10 @@ def _recover(
             f"the job was recreated {job.restarts} time(s)",
             delete_pods=strays,
         )
-    lost_entries = {entry for entry, _, _ in lost}
+    # A replica goes whole: the other pods of a multi-node replica's group cannot go on without it.
+    lost_replicas = {entry.replica for entry, _, _ in lost}
     whole = job.scope is RestartScope.JOB
-    keep = () if whole else tuple(entry for entry in job.placement if entry not in lost_entries)
+    keep = () if whole else tuple(entry for entry in job.placement if entry.replica not in lost_replicas)
     what = (
         ("the whole gang" if job.gang else "every replica") + " goes back to the queue"
         if whole
@@ -276,7 +277,7 @@ def _from_pods(
 ) -> Keep | SetPhase | Plan:
     """A bound placement whose replicas are all where they should be: the phase its pods give it."""
     phase = _phase_from_pods(job, placed_pods)
-    if len(job.placement) < job.replicas:
+    if len(job.placed_replicas) < job.replicas:
         # A non-gang job whose other replicas still wait: it stays a candidate for planning.
         return Plan(job=job, phase=phase, delete_pods=strays)
     if phase is job.phase and not strays:
@@ -313,7 +314,8 @@ def _phase_from_pods(job: JobFacts, pods: Sequence[PodFacts]) -> JobPhase:
     """The phase of pods none of which failed (failures are the policy's, in _recover): a pod
     that succeeded stays done; a run (training) is Succeeded once all have, a service never is."""
     phases = [p.phase for p in pods]
-    all_done = phases and len(pods) == job.replicas and all(p is PodPhase.SUCCEEDED for p in phases)
+    placed = len(job.placed_replicas) == job.replicas
+    all_done = phases and placed and all(p is PodPhase.SUCCEEDED for p in phases)
     if all_done and job.shape.workload.type.trains:
         return JobPhase.SUCCEEDED
     if phases and all(p in (PodPhase.RUNNING, PodPhase.SUCCEEDED) for p in phases):

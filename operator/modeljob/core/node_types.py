@@ -56,6 +56,16 @@ class Candidate:
     request: PodRequest
     price_per_replica_hour: float | None
 
+    @property
+    def pods_per_replica(self) -> int:
+        """Pods of one replica: one per node, each with ``estimate.gpus`` devices (a group whose
+        pod 0 leads it, when the replica spans nodes)."""
+        return self.estimate.nodes_per_replica
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.estimate.gpus * self.estimate.nodes_per_replica
+
 
 @dataclass(frozen=True, slots=True)
 class Sizing:
@@ -82,7 +92,8 @@ def size_job(
     prices: Mapping[NodeType, float] | None = None,
     size: Callable[[JobFacts, Device], Estimate] | None = None,
 ) -> Sizing:
-    """Size one replica for each node type the job may use; a replica must fit on one node."""
+    """Size one replica for each node type the job may use: on one node, or on a group of whole
+    nodes when the estimate says the replica spans nodes (``Candidate.pods_per_replica``)."""
     sizer = size if size is not None else (lambda j, d: size_replica(j.shape, d))
     candidates: list[Candidate] = []
     rejected: list[str] = []
@@ -98,7 +109,7 @@ def size_job(
         key=lambda c: (
             c.price_per_replica_hour is None,
             c.price_per_replica_hour or 0.0,
-            c.estimate.gpus,
+            c.gpus_per_replica,
             -c.node_type.device_memory_bytes,
             c.node_type,
         )
@@ -137,12 +148,6 @@ def _size_for_type(
             f"{format_bytes(estimate.gpu_memory_per_gpu_bytes)} per GPU does not fit "
             f"{format_bytes(memory)} devices ({estimate.misfit})"
         )
-    if estimate.nodes_per_replica > 1:
-        return (
-            f"a replica needs {estimate.nodes_per_replica} nodes of {estimate.gpus} × {format_bytes(memory)} "
-            f"GPUs (TP {estimate.tensor_parallel_size} × PP {estimate.pipeline_parallel_size}), but this "
-            "operator places a replica in one pod on one node"
-        )
     extra = job.extra_requests
     resources = Resources(
         cpu_milli=estimate.cpu_milli + extra.cpu_milli,
@@ -159,7 +164,9 @@ def _size_for_type(
         node_type=node_type,
         estimate=estimate,
         request=request,
-        price_per_replica_hour=_price_per_replica(estimate.gpus, node_type, prices),
+        price_per_replica_hour=_price_per_replica(
+            estimate.gpus * estimate.nodes_per_replica, node_type, prices
+        ),
     )
 
 

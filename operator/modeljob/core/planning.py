@@ -8,7 +8,7 @@ node table's ledger (core/nodes.py): nothing here counts capacity by hand.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from modeljob.core.scoring.scorers.cpu_balance import HostDemand, learn_host_dem
 from modeljob.core.scoring.weights import ScoringWeights
 from modeljob.core.steps import NodeTypeTried
 from modeljob.core.template_rules import JobRules, PodIndex
+from modeljob.core.topology import DEFAULT_TOPOLOGY_KEY, GroupTopology
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,7 @@ class Attempt:
 
     @property
     def tried(self) -> NodeTypeTried:
-        node_type, gpus = self.candidate.node_type, self.candidate.estimate.gpus
+        node_type, gpus = self.candidate.node_type, self.candidate.gpus_per_replica
         price = self.candidate.price_per_replica_hour
         if isinstance(self.result, Placement):
             return NodeTypeTried(node_type, gpus, mean_score(self.result), price_per_replica_hour=price)
@@ -56,6 +57,13 @@ class Planner:
     weights: ScoringWeights
     context: ScoringContext
     pods: PodIndex | None = None
+    node_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    topology_key: str = DEFAULT_TOPOLOGY_KEY  # spec.scheduling.topology.key's default
+
+    def topology_for(self, job: JobFacts) -> GroupTopology:
+        """The domains a replica of ``job`` that spans nodes keeps its group in."""
+        key = job.topology_key or self.topology_key
+        return GroupTopology.of(key, required=job.topology_required, node_labels=self.node_labels)
 
     def rules_for(self, job: JobFacts) -> JobRules | None:
         """The job's pod rules with the cycle's pods counted; None when nothing would come of them."""
@@ -102,9 +110,9 @@ class Planner:
                 if isinstance(attempt.result, Unplaceable):
                     last = attempt.result
                     break
-                placed = attempt.result.assignments[0]
-                work.reserve(work.names.index(placed.node), candidate.request, placed.devices)
-                assignments.append(replace(placed, replica=index))
+                for placed in attempt.result.assignments:  # one pod, or a group's pods
+                    work.reserve(work.names.index(placed.node), candidate.request, placed.devices)
+                    assignments.append(replace(placed, replica=index))
             if assignments:
                 return [Attempt(candidate, Placement(assignments=tuple(assignments), reasons=()))]
             if last is not None and not last.never_fits:
@@ -130,6 +138,8 @@ class Planner:
             requests=ReplicaRequests.uniform(candidate.request),
             rules=rules,
             planned=planned,
+            group_size=candidate.pods_per_replica,
+            topology=self.topology_for(job) if candidate.pods_per_replica > 1 else None,
         )
         result = plan_gang(
             subset(table, eligible & of_type), gang, weights=self.weights, context=self.context

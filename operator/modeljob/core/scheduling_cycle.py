@@ -47,6 +47,7 @@ from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
 from modeljob.core.sizing import Device, Estimate, size_replica
 from modeljob.core.steps import Complete, Place, RollBack, Step, Unschedulable, Wait
 from modeljob.core.template_rules import PodIndex
+from modeljob.core.topology import DEFAULT_TOPOLOGY_KEY
 
 SizingCache = dict[tuple[JobShape, int, int], Estimate]
 
@@ -57,6 +58,7 @@ class CycleSettings:
     strict: bool = False  # a job that must wait blocks every job behind it
     node_lost_after_seconds: float = 30.0
     weights: ScoringWeights = DEFAULT_WEIGHTS
+    topology_key: str = DEFAULT_TOPOLOGY_KEY  # the node label of a group's domain, unless the job names one
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +168,8 @@ def run_cycle(
         weights=settings.weights,
         context=ScoringContext(workload=compiled, host_demand=demand),
         pods=PodIndex(cluster.nodes, pods),
+        node_labels={node.name: node.labels for node in cluster.nodes},
+        topology_key=settings.topology_key,
     )
     policy = queue_policy(settings.queue, capacity=_capacity(cluster.views), usage=_usage_by_namespace(pods))
     ordered = order_queues(
@@ -316,12 +320,13 @@ def _not_placed(
 def _queued(job: JobFacts, sizing: Sizing) -> QueuedJob:
     demand = Resources(gpus=0)
     if sizing.candidates:
-        wants = sizing.candidates[0].request.resources
-        replicas = job.replicas - len(job.placement)
+        preferred = sizing.candidates[0]
+        wants = preferred.request.resources
+        pods = (job.replicas - len(job.placed_replicas)) * preferred.pods_per_replica
         demand = Resources(
-            cpu_milli=wants.cpu_milli * replicas,
-            memory_bytes=wants.memory_bytes * replicas,
-            gpus=wants.gpus * replicas,
+            cpu_milli=wants.cpu_milli * pods,
+            memory_bytes=wants.memory_bytes * pods,
+            gpus=wants.gpus * pods,
         )
     return QueuedJob(
         name=f"{job.namespace}/{job.name}",
@@ -350,8 +355,7 @@ def _capacity(views: Sequence[NodeView]) -> Resources:
 
 
 def _pending_replicas(job: JobFacts) -> list[int]:
-    placed = {entry.replica for entry in job.placement}
-    return [r for r in range(job.replicas) if r not in placed]
+    return [r for r in range(job.replicas) if r not in job.placed_replicas]
 
 
 def _candidates_for(job: JobFacts, sizing: Sizing, nodes: Mapping[str, NodeFacts]) -> tuple[Candidate, ...]:

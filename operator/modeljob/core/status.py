@@ -17,7 +17,7 @@ from modeljob.core.job_state import ConditionType, JobPhase, Placed
 from modeljob.core.node_types import NodeType
 from modeljob.core.rolling import UPDATING
 from modeljob.core.sizing import Estimate
-from modeljob.core.steps import Place, RollBack, SetPhase, Unschedulable, Update, Wait
+from modeljob.core.steps import Place, RollBack, SetPhase, Unschedulable, Update, Wait, pod_of_group
 
 Json = dict[str, object]
 
@@ -71,19 +71,26 @@ def estimate_status(estimate: Estimate) -> Json:
 
 
 def sized(estimate: Estimate, replicas: int) -> Json:
-    """The job's sizing in its status: one replica's estimate, and GPUs for the whole job."""
-    return {"estimate": estimate_status(estimate), "gpus": estimate.gpus * replicas}
+    """The job's sizing in its status: one replica's estimate, and GPUs for the whole job (every
+    pod of every replica: a replica that spans nodes has ``nodes_per_replica`` pods)."""
+    return {
+        "estimate": estimate_status(estimate),
+        "gpus": estimate.gpus * estimate.nodes_per_replica * replicas,
+    }
 
 
 def placement_status(entries: Sequence[Placed]) -> list[Json]:
+    """One entry per pod; the pods of a replica that spans nodes also say their ``member``."""
+    grouped = {e.replica for e in entries if e.member > 0}
     return [
         {
             "replica": e.replica,
+            **({"member": e.member} if e.replica in grouped else {}),
             "pod": e.pod,
             "node": e.node,
             **({"score": e.score} if e.score is not None else {}),
         }
-        for e in sorted(entries, key=lambda e: e.replica)
+        for e in sorted(entries, key=lambda e: (e.replica, e.member))
     ]
 
 
@@ -194,6 +201,7 @@ def planned(
         "placement": placement_status(entries),
         **sized(step.candidate.estimate, step.job.replicas),
         "nodes": _nodes(entries),
+        "pods": len(entries),
         "queuePosition": None,
         "endpoint": endpoint,
         "conditions": conditions,
@@ -220,8 +228,10 @@ def scheduled_event(
     """The Scheduled Event: the condition's line, then the detail. For a new placement (``place``):
     every node type tried with its mean score or why it failed, each replica's node and what set it
     apart; for a completed one (an interrupted binding) each replica's node and score."""
+    grouped = any(e.member for e in entries)
     where = ", ".join(
-        f"replica {e.replica} -> {e.node}" + (f" (score {e.score:.2f})" if e.score is not None else "")
+        f"replica {e.replica}{pod_of_group(e.member, grouped)} -> {e.node}"
+        + (f" (score {e.score:.2f})" if e.score is not None else "")
         for e in entries
     )
     parts = [scheduled_message(entries, node_type, place=place), place.message if place else where]
@@ -289,6 +299,7 @@ def rolled_back(step: RollBack, status: Mapping[str, object], *, now: datetime) 
         "phase": step.phase.value,
         "placement": placement_status(step.keep),
         "nodes": _nodes(step.keep) or None,
+        "pods": len(step.keep) or None,
         "queuePosition": None,  # numbered again by the next cycle's queue order, if it waits
         "conditions": conditions,
         "message": step.message,

@@ -82,6 +82,11 @@ class Roll:
         )
 
 
+def pod_of_group(member: int, grouped: bool) -> str:
+    """' pod 1' after a replica's number where replicas span nodes, else nothing."""
+    return f" pod {member}" if grouped else ""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Step:
     """What every step says: its job, and the stray pods to delete before acting on it."""
@@ -126,8 +131,10 @@ class Place(_Step):
         parts = [
             t.describe(chosen=t.node_type == self.candidate.node_type, decimals=decimals) for t in self.tried
         ]
+        grouped = any(a.member for a in self.placement)
         replicas = [
-            f"replica {a.replica} -> {a.node} (score {a.score:.2f}" + (f"; {a.why})" if a.why else ")")
+            f"replica {a.replica}{pod_of_group(a.member, grouped)} -> {a.node} (score {a.score:.2f}"
+            + (f"; {a.why})" if a.why else ")")
             for a in self.placement
         ]
         return "planned on each node type the job was sized for: " + "; ".join(parts + replicas)
@@ -289,13 +296,15 @@ def pods_refused(job: JobFacts, placement: Sequence[Placed], why: str) -> RollBa
     )
 
 
-def placed_entries(step: Place, pod_names: Mapping[int, str]) -> tuple[Placed, ...]:
+def placed_entries(step: Place, pod_names: Mapping[tuple[int, int], str]) -> tuple[Placed, ...]:
     """The new status.placement of a Place step: the kept entries plus the planned replicas (a
     replica a rolling update replaces has its old entries replaced)."""
     planned = tuple(
-        Placed(replica=p.replica, pod=pod_names[p.replica], node=p.node, score=p.score)
+        Placed(
+            replica=p.replica, pod=pod_names[p.replica, p.member], node=p.node, score=p.score, member=p.member
+        )
         for p in step.placement
     )
     replaced = step.replaces.replica if step.replaces is not None else None
     kept = tuple(e for e in step.job.placement if e.replica != replaced)
-    return tuple(sorted((*kept, *planned), key=lambda e: e.replica))
+    return tuple(sorted((*kept, *planned), key=lambda e: (e.replica, e.member)))

@@ -10,6 +10,7 @@ numpy operations over the rows, not a walk over pods.
 
 from __future__ import annotations
 
+import copy
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -362,6 +363,17 @@ class RuleTracker:
             return None
         result: FloatArray = np.mean(parts, axis=0)
         return result
+
+    def fork(self) -> RuleTracker:
+        """A tracker whose counts move apart from this one's: to try a multi-node replica's group
+        in one topology domain and keep the try only if it is the one chosen (gang_placement)."""
+        other = copy.copy(self)
+        other.own_count = self.own_count.copy()
+        other._affinity = [(c, per_row.copy()) for c, per_row in self._affinity]
+        other._anti = [(c, per_row.copy()) for c, per_row in self._anti]
+        other._preferred = [(w, c, per_row.copy()) for w, c, per_row in self._preferred]
+        other._spread = [(c, d, counts.copy(), itself) for c, d, counts, itself in self._spread]
+        return other
 
     def place(self, row: int) -> None:
         """One of the job's pods planned on ``row``: every count it moves."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from modeljob.adapters.kube_pods import LABEL_GROUP_SIZE
 from modeljob.core.nodes import IntArray, NodeTable, PodRequest
 from modeljob.core.scoring.filters import UNRESOLVABLE_BY_PREEMPTION, Rejection, first_failures
 from modeljob.core.scoring.ranking import ScoringContext, rank_candidates
@@ -95,6 +96,23 @@ def describe(reason: Rejection, request: PodRequest) -> str:
     if reason is Rejection.NO_ACCELERATOR:
         return f"{REASON_PREFIX}{reason.value} ({request.accelerator})"
     return f"{REASON_PREFIX}{reason.value}"
+
+
+def group_size(labels: Mapping[str, str]) -> int:
+    """Pods of the replica a pod belongs to (its modeljob.dev/group-size label; 1 without it)."""
+    text = labels.get(LABEL_GROUP_SIZE, "1")
+    return int(text) if text.isdigit() else 1
+
+
+def refuse_group(candidates: Sequence[str], size: int) -> FilterDecision:
+    """A pod of a replica that spans nodes: its group is placed whole by the operator's gang
+    placement (one pod per node, one topology domain), which scoring one pod at a time cannot
+    keep, so every node is refused, alike each time, rather than half a group placed."""
+    why = (
+        f"a pod of a replica that spans {size} nodes: the modeljob operator places its group whole, "
+        "the extender never places one pod of it"
+    )
+    return FilterDecision(passed=(), failed={}, unresolvable=dict.fromkeys(candidates, why), unknown=())
 
 
 def decide_filter(

@@ -29,7 +29,13 @@ from aiohttp import web
 
 from modeljob.adapters.cluster import ClusterError
 from modeljob.adapters.extender.cache import ClusterCache, FragmentationMemo
-from modeljob.adapters.extender.decisions import UNKNOWN_NODE, decide_filter, decide_priorities
+from modeljob.adapters.extender.decisions import (
+    UNKNOWN_NODE,
+    decide_filter,
+    decide_priorities,
+    group_size,
+    refuse_group,
+)
 from modeljob.adapters.extender.metrics import ExtenderMetrics
 from modeljob.adapters.extender.settings import ExtenderSettings
 from modeljob.adapters.extender.wire import (
@@ -147,7 +153,11 @@ async def answer_filter(service: ExtenderService, body: bytes) -> bytes:
     snapshot = service.cache.snapshot()
     service.metrics.record_cached_nodes(len(snapshot.row_of))
     names = args.candidates.names
-    decision = decide_filter(snapshot.table, args.request, names, row_of=snapshot.row_of)
+    size = group_size(args.pod.labels)
+    if size > 1:
+        decision = refuse_group(names, size)
+    else:
+        decision = decide_filter(snapshot.table, args.request, names, row_of=snapshot.row_of)
     _refuse_unknown(args, decision.unknown)
     if len(decision.passed) == 1:
         # kube-scheduler skips scoring when one node is left, so this is where the pod goes.
