@@ -35,6 +35,12 @@ k wait --for=condition=Established --timeout=60s crd/modeljobs.modeljob.dev crd/
 k apply --server-side --force-conflicts -f "$repo/hack/kopf-peering-crd.yaml" >/dev/null
 k get crd modeljobs.modeljob.dev
 
+say "Two more H100 nodes, and a zone for each pair (a replica of the 405B example spans two nodes)"
+"$py" -m modeljob nodes apply --from "$repo/hack/demo-nodes.yaml" --kubeconfig "$KUBECONFIG" --wait 60 >/dev/null
+k label node gpu-h100-0 gpu-h100-1 topology.kubernetes.io/zone=zone-a --overwrite >/dev/null
+k label node gpu-h100-b-0 gpu-h100-b-1 topology.kubernetes.io/zone=zone-b --overwrite >/dev/null
+k get nodes -l nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3 -L topology.kubernetes.io/zone
+
 say "Starting the operator (log: $log_file)"
 if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
   echo "stopping the operator started by an earlier demo (pid $(cat "$pid_file"))"
@@ -70,6 +76,20 @@ k -n "$namespace" get modeljobs
 say "Where each replica went, and why"
 k -n "$namespace" get modeljobs -o json \
   | "$py" "$repo/hack/demo_report.py" <(k -n "$namespace" get events -o json)
+
+multinode=llama-3-1-405b-chat
+say "Llama-3.1-405B: one replica, a group of two pods on two whole nodes of one zone"
+k -n "$namespace" get modeljob "$multinode"
+k -n "$namespace" get pods -l "modeljob.dev/job=$multinode" -o wide \
+  -L modeljob.dev/replica,modeljob.dev/group-member,modeljob.dev/group-role
+leader="$(k -n "$namespace" get pods -l "modeljob.dev/job=$multinode,modeljob.dev/group-role=leader" \
+  -o jsonpath='{.items[0].metadata.name}' 2>/dev/null || true)"
+if [ -n "$leader" ]; then
+  echo; echo "the environment of its leader, pod $leader (what LWS's vLLM recipe and torchrun read):"
+  k -n "$namespace" get pod "$leader" \
+    -o jsonpath='{range .spec.containers[0].env[*]}{"  "}{.name}={.value}{"\n"}{end}' \
+    | grep -E '^  (LWS_|MODELJOB_|MASTER_|WORLD_SIZE|RANK|NODE_RANK)'
+fi
 
 say "Look further"
 cat <<EOF

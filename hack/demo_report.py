@@ -45,7 +45,8 @@ for job in json.load(sys.stdin)["items"]:
         print(f"  sized per replica: {gpus}, {host}")
     for entry in status.get("placement") or []:
         score = f" (score {entry['score']:.2f})" if entry.get("score") is not None else ""
-        print(f"  replica {entry['replica']} -> {entry['node']}{score}, pod {entry['pod']}")
+        member = f" pod {entry['member']}" if "member" in entry else ""  # a replica that spans nodes
+        print(f"  replica {entry['replica']}{member} -> {entry['node']}{score}, pod {entry['pod']}")
     scheduled = next((c for c in status.get("conditions") or [] if c["type"] == "Scheduled"), None)
     why = scheduled["message"] if scheduled else status.get("message", "")
     if why:
