@@ -22,6 +22,7 @@ from tests.e2e.operator_fixtures import (
     wait_event,
     wait_phase,
 )
+from tests.e2e.test_multinode import llama_405b
 
 NOT_READY_STAGE = CACHE / "go-mod" / "sigs.k8s.io" / "kwok@v0.8.0" / "kustomize" / "stage" / "node" / "chaos"
 NOT_READY_LABEL = "node-not-ready.stage.kwok.x-k8s.io"
@@ -232,3 +233,47 @@ def test_killing_the_operator_at_random_moments_while_30_gangs_are_placed_loses_
         timeout_seconds=90,
     )
     _check_every_job_ended_right(cluster, namespace, pool)
+
+
+GROUP_JOBS = 4  # Llama-3.1-405B jobs of one replica: 2 pods x 8 GPUs each, 8 nodes for all
+
+
+def _check_every_group_bound_whole(cluster: Cluster, namespace: str, pool: Pool) -> None:
+    gpus_per_node: Counter[str] = Counter()
+    for index in range(GROUP_JOBS):
+        name = f"group-{index}"
+        job_status = status(cluster, namespace, name)
+        binding = next(c for c in job_status["conditions"] if c["type"] == "Binding")
+        assert binding["status"] == "False", f"{name} is left half-bound"
+        placement = {e["pod"]: e["node"] for e in job_status["placement"]}
+        assert sorted((e["replica"], e["member"]) for e in job_status["placement"]) == [(0, 0), (0, 1)]
+        pods = [p for p in job_pods(cluster, namespace, name) if not p["metadata"].get("deletionTimestamp")]
+        bound = {p["metadata"]["name"]: p["spec"].get("nodeName") for p in pods}
+        assert bound == placement, f"{name}: both pods of the group bound once, where its placement says"
+        assert len(set(bound.values())) == 2, f"{name}: one node per pod of the group"
+        for pod in pods:
+            gpus_per_node[pod["spec"]["nodeName"]] += kube_pods.pod_requests(pod["spec"])[0].gpus
+    assert all(used <= 8 for used in gpus_per_node.values()), f"a node is over-committed: {gpus_per_node}"
+    assert set(gpus_per_node) <= set(pool.nodes)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_killing_the_operator_while_multi_node_groups_are_placed_never_half_binds_one(
+    cluster: Cluster, namespace: str, pool: Pool, start_operator: Any, seed: int
+) -> None:
+    chance = random.Random(seed)
+    operator = start_operator()
+    pool.add("h100", 2 * GROUP_JOBS)
+    for index in range(GROUP_JOBS):
+        apply(cluster, namespace, llama_405b(pool, name=f"group-{index}"))
+        time.sleep(chance.uniform(0.0, 0.6))  # the kill's moment, at random: not a wait for anything
+        operator.kill()
+        operator.start()
+    wait_for(
+        lambda: all(
+            status(cluster, namespace, f"group-{i}").get("phase") == "Running" for i in range(GROUP_JOBS)
+        ),
+        "every group job to run",
+        timeout_seconds=120,
+    )
+    _check_every_group_bound_whole(cluster, namespace, pool)
