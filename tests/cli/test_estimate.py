@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from modeljob.adapters.kube_jobs import job_facts
 from modeljob.cli import main
+from modeljob.core.node_types import node_types, size_job
 from tests.manifests import (
     BAD_MANIFESTS,
     MALFORMED_FORMS,
@@ -19,6 +21,7 @@ from tests.manifests import (
     make_job_manifest,
     malformed_manifest,
 )
+from tests.operator_builders import make_node
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "crds" / "examples").glob("*.yaml"))
@@ -293,3 +296,31 @@ def test_qlora_downloads_the_16_bit_checkpoint_and_serving_a_quantized_one_its_o
     assert code == 0
     assert "checkpoint 130.4 GiB (the bf16 files QLoRA downloads and quantizes while loading)" in qlora_disk
     assert "(the pre-quantized int4 files)" in awq_disk
+
+
+# --- the CLI and the operator agree ------------------------------------------------------------------
+
+# (--gpu-memory, devices per node): 1 x 16 GiB nodes are too small for the larger examples.
+DEVICES = [("80Gi", 8), ("24Gi", 4), ("48Gi", 8), ("16Gi", 1)]
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("device", DEVICES, ids=lambda d: f"{d[1]}x{d[0]}")
+def test_exit_1_exactly_when_the_operator_finds_no_layout_it_can_place(
+    example: Path, device: tuple[str, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    memory, gpus_per_node = device
+    manifest = yaml.safe_load(example.read_text(encoding="utf-8"))
+    accelerator = manifest["spec"].setdefault("accelerator", {})
+    accelerator.pop("memoryPerDevice", None)
+    accelerator.pop("products", None)
+    node = make_node("gpu-0", product="X", memory_gib=int(memory.removesuffix("Gi")), gpus=gpus_per_node)
+    operator_sizing = size_job(job_facts(manifest), node_types([node.view]))
+    path = write(tmp_path, manifest)
+    flags = ("--gpu-memory", memory, "--gpus-per-node", str(gpus_per_node), "-o", "json")
+    code, out, _ = run(capsys, "estimate", "-f", str(path), *flags)
+    assert code == (0 if operator_sizing.candidates else 1), operator_sizing.rejected
+    if operator_sizing.candidates:
+        estimate = operator_sizing.candidates[0].estimate
+        layout = ("gpus", "nodesPerReplica", "tensorParallelSize", "pipelineParallelSize")
+        assert [json.loads(out)[key] for key in layout] == [estimate.to_dict()[key] for key in layout]
