@@ -57,6 +57,7 @@ test-e2e: venv
 # from the same models: regenerate both together.
 crd: venv
 	$(PY) -m modeljob crd --output crds/modeljob.dev_modeljobs.yaml
+	$(PY) -m modeljob crd --kind queue --output crds/modeljob.dev_queues.yaml
 	$(PY) -m modeljob.api.chart_values
 	$(PY) -m modeljob.settings docs/settings.md
 

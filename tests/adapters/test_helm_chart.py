@@ -104,12 +104,13 @@ def settings_from(monkeypatch: pytest.MonkeyPatch) -> Any:
     [
         (chart_values.SCHEMA_FILE, chart_values.render_values_schema),
         (chart_values.CRD_TEMPLATE, chart_values.render_crd_template),
+        (chart_values.QUEUE_CRD_TEMPLATE, chart_values.render_queue_crd_template),
         (
             chart_values.VALUES_FILE,
             lambda: chart_values.render_values(chart_values.VALUES_FILE.read_text(encoding="utf-8")),
         ),
     ],
-    ids=["values.schema.json", "templates/crd.yaml", "values.yaml settings"],
+    ids=["values.schema.json", "templates/crd.yaml", "templates/crd-queues.yaml", "values.yaml settings"],
 )
 def test_generated_chart_file_is_current(path: Path, rendered: Any) -> None:
     assert path.read_text(encoding="utf-8") == rendered(), (
@@ -125,9 +126,19 @@ def test_chart_crd_is_the_crds_directory_crd_kept_on_uninstall(helm: Path) -> No
     assert crd == yaml.safe_load(CRDS_FILE.read_text(encoding="utf-8"))
 
 
+def test_chart_queue_crd_is_the_crds_directory_crd_kept_on_uninstall(helm: Path) -> None:
+    crd = find(render(helm), "CustomResourceDefinition", "queues.modeljob.dev")
+    assert crd["metadata"]["annotations"].pop("helm.sh/resource-policy") == "keep"
+    if not crd["metadata"]["annotations"]:
+        del crd["metadata"]["annotations"]
+    assert crd == yaml.safe_load((REPO / "crds" / "modeljob.dev_queues.yaml").read_text(encoding="utf-8"))
+
+
 def test_crds_install_false_renders_no_modeljob_crd(helm: Path) -> None:
     manifests = render(helm, "crds.install=false")
-    assert "modeljobs.modeljob.dev" not in {m["metadata"]["name"] for m in manifests}
+    assert {"modeljobs.modeljob.dev", "queues.modeljob.dev"}.isdisjoint(
+        m["metadata"]["name"] for m in manifests
+    )
 
 
 # --- lint and render ------------------------------------------------------------------------------

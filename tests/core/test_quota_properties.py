@@ -38,9 +38,10 @@ def trees(draw: st.DrawFn, *, sound: bool) -> QueueTree:
     count = draw(st.integers(1, 7))
     specs = []
     for index in range(count):
-        if sound:
-            parent = draw(st.none() | st.sampled_from([f"q{i}" for i in range(index)] or [None]))
-        else:
+        parent: str | None = None
+        if sound and index:
+            parent = draw(st.none() | st.sampled_from([f"q{i}" for i in range(index)]))
+        elif not sound:
             parent = draw(st.none() | st.sampled_from([f"q{i}" for i in range(count)] + ["ghost"]))
         weight = draw(st.sampled_from([0.5, 1.0, 2.0, 3.0]))
         specs.append(QueueSpec(f"q{index}", parent=parent, weight=weight, quota=draw(entries())))

@@ -1,10 +1,11 @@
-"""The Helm chart's generated files: values.schema.json, the settings block of values.yaml, the CRD template.
+"""The Helm chart's generated files: values.schema.json, the settings block of values.yaml, the CRD templates.
 
 One source of truth: the `settings` values are `modeljob.settings.Settings` (each field camelCased,
 nested per section; the Deployment turns `settings.queue.policy` back into `MODELJOB_QUEUE__POLICY`
-with Helm's `snakecase` and `upper`), and the CRD template is `build_crd()`, the same dict that
-`crds/` is written from. tests/adapters/test_helm_chart.py keeps the checked-in files equal to
-what this module renders; `python -m modeljob.api.chart_values` rewrites them.
+with Helm's `snakecase` and `upper`), and the CRD templates are `build_crd()` and
+`build_queue_crd()`, the same dicts that `crds/` is written from. tests/adapters/test_helm_chart.py
+and tests/api/test_queue_crd.py keep the checked-in files equal to what this module renders;
+`python -m modeljob.api.chart_values` rewrites them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from modeljob.api.crd_schema import build_crd
+from modeljob.api.crd_schema import build_crd, build_queue_crd
 from modeljob.core.scoring.registry import setting_name
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS
 from modeljob.settings import ENV_NESTED_DELIMITER, ENV_PREFIX, MAX_WEIGHT, ScoringSettings, Settings
@@ -27,6 +28,7 @@ CHART = Path(__file__).resolve().parents[3] / "helm" / "modeljob-operator"
 SCHEMA_FILE = CHART / "values.schema.json"
 VALUES_FILE = CHART / "values.yaml"
 CRD_TEMPLATE = CHART / "templates" / "crd.yaml"
+QUEUE_CRD_TEMPLATE = CHART / "templates" / "crd-queues.yaml"
 BEGIN_SETTINGS = (
     "# --- BEGIN settings (generated from operator/modeljob/settings.py; do not edit by hand) ---\n"
 )
@@ -179,10 +181,23 @@ def render_crd_template() -> str:
     )
 
 
+def render_queue_crd_template() -> str:
+    """templates/crd-queues.yaml: `build_queue_crd()` behind crds.install, kept on uninstall."""
+    crd = build_queue_crd()
+    crd["metadata"]["annotations"] = {**crd["metadata"].get("annotations", {}), **KEEP_ANNOTATION}
+    return (
+        "# Generated from operator/modeljob/api/v1alpha1_queue.py by modeljob.api.chart_values; "
+        "do not edit.\n"
+        "# The CRD of crds/modeljob.dev_queues.yaml; kept on `helm uninstall` (with the Queues).\n"
+        "{{- if .Values.crds.install }}\n" + yaml.safe_dump(crd, sort_keys=False, width=100) + "{{- end }}\n"
+    )
+
+
 def write_all() -> None:
     SCHEMA_FILE.write_text(render_values_schema(), encoding="utf-8")
     VALUES_FILE.write_text(render_values(VALUES_FILE.read_text(encoding="utf-8")), encoding="utf-8")
     CRD_TEMPLATE.write_text(render_crd_template(), encoding="utf-8")
+    QUEUE_CRD_TEMPLATE.write_text(render_queue_crd_template(), encoding="utf-8")
 
 
 def _object(description: str, properties: dict[str, JsonSchema], *, closed: bool = True) -> JsonSchema:
@@ -235,10 +250,11 @@ _CHART_VALUES_SCHEMA: JsonSchema = {
         ),
         "imagePullSecrets": _free("Secrets for pulling the image.", "array"),
         "crds": _object(
-            "The ModelJob CRD.",
+            "The ModelJob and Queue CRDs.",
             {
                 "install": _boolean(
-                    "Install the ModelJob CRD (kept on uninstall: users' ModelJobs live in it)."
+                    "Install the ModelJob and Queue CRDs (kept on uninstall: users' ModelJobs and "
+                    "Queues live in them)."
                 )
             },
         ),
@@ -333,4 +349,6 @@ _CHART_VALUES_SCHEMA: JsonSchema = {
 
 if __name__ == "__main__":
     write_all()
-    sys.stdout.write(f"wrote {SCHEMA_FILE}, the settings block of {VALUES_FILE}, {CRD_TEMPLATE}\n")
+    sys.stdout.write(
+        f"wrote {SCHEMA_FILE}, the settings block of {VALUES_FILE}, {CRD_TEMPLATE}, {QUEUE_CRD_TEMPLATE}\n"
+    )

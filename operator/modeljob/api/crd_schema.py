@@ -1,9 +1,12 @@
-"""Pydantic JSON schema -> the ModelJob CRD's structural OpenAPI v3 schema (refs inlined, no titles)."""
+"""Pydantic JSON schema -> the ModelJob and Queue CRDs' structural OpenAPI v3 schemas (no refs, titles)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
+from modeljob.api import v1alpha1_queue
 from modeljob.api.v1alpha1 import (
     GROUP,
     KIND,
@@ -56,14 +59,14 @@ def _inline(schema: Any, definitions: JsonSchema) -> Any:
     return result
 
 
-def structural_schema(model: type[ModelJobSpec] | type[ModelJobStatus]) -> JsonSchema:
+def structural_schema(model: type[BaseModel]) -> JsonSchema:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     schema: JsonSchema = _inline(raw, raw.get("$defs", {}))
     return schema
 
 
-def _status_schema() -> JsonSchema:
-    schema = structural_schema(ModelJobStatus)
+def _status_schema(model: type[BaseModel] = ModelJobStatus) -> JsonSchema:
+    schema = structural_schema(model)
     conditions = schema["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
     conditions["x-kubernetes-list-map-keys"] = ["type"]
@@ -126,6 +129,69 @@ def build_crd() -> JsonSchema:
                                 "metadata": {"type": "object"},
                                 "spec": spec_schema,
                                 "status": _status_schema(),
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def build_queue_crd() -> JsonSchema:
+    """The CustomResourceDefinition of Queue (cluster-scoped), ready to serialise to YAML."""
+    queue = v1alpha1_queue
+    kind = queue.KIND
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{queue.PLURAL}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": queue.PLURAL,
+                "singular": queue.SINGULAR,
+                "shortNames": list(queue.SHORT_NAMES),
+            },
+            "scope": "Cluster",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    # One-line summaries the operator writes into status, so `kubectl get mjq`
+                    # shows every resource's numbers in a column each.
+                    "additionalPrinterColumns": [
+                        {"name": "Parent", "type": "string", "jsonPath": ".spec.parent"},
+                        {"name": "Nominal", "type": "string", "jsonPath": ".status.nominal"},
+                        {"name": "Used", "type": "string", "jsonPath": ".status.used"},
+                        {"name": "Borrowed", "type": "string", "jsonPath": ".status.borrowed"},
+                        {"name": "Pending", "type": "integer", "jsonPath": ".status.pendingJobs"},
+                        {"name": "Admitted", "type": "integer", "jsonPath": ".status.admittedJobs"},
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "Queue: a team's share of the cluster: nominal quota, "
+                            "borrowing and lending through a tree of queues, order and preemption.",
+                            "x-kubernetes-validations": [
+                                {
+                                    "rule": "!has(self.spec) || !has(self.spec.parent)"
+                                    " || self.spec.parent != self.metadata.name",
+                                    "message": "a queue cannot be its own parent",
+                                    "fieldPath": ".spec.parent",
+                                }
+                            ],
+                            "properties": {
+                                "apiVersion": {"type": "string", "description": _API_VERSION_HELP},
+                                "kind": {"type": "string", "description": _KIND_HELP},
+                                "metadata": {"type": "object"},
+                                "spec": structural_schema(queue.QueueSpec),
+                                "status": _status_schema(queue.QueueStatus),
                             },
                         }
                     },
