@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from modeljob.adapters import kube_pods
+from modeljob.adapters import kube_pods, node_catalog
+from modeljob.adapters.cluster import NotFoundError
+from modeljob.commands.nodes import apply_nodes, wait_until_ready
 from modeljob.core.resources import MIB
 from tests.cluster import sample_sum
 from tests.e2e.kube import Cluster, wait_for
@@ -28,6 +32,7 @@ from tests.e2e.operator_fixtures import (
 )
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "crds" / "examples"
+DEMO_NODES = Path(__file__).resolve().parents[2] / "hack" / "demo-nodes.yaml"
 L4 = "NVIDIA-L4"
 
 
@@ -36,8 +41,22 @@ def _node_labels(cluster: Cluster, name: str) -> dict[str, str]:
     return dict(node["metadata"].get("labels") or {})
 
 
+@pytest.fixture
+def demo_nodes(cluster: Cluster) -> Iterator[list[str]]:
+    """The two extra H100 nodes `make demo` adds (hack/demo-nodes.yaml): the 405B example's
+    group takes two whole nodes beside what the other examples take of the preset's."""
+    specs = node_catalog.yaml_nodes(DEMO_NODES.read_text(), source=str(DEMO_NODES))
+    names = [spec.name for spec in specs]
+    apply_nodes(cluster.gateway, [node_catalog.node_manifest(spec) for spec in specs], workers=2)
+    assert wait_until_ready(cluster.gateway, set(names), timeout_seconds=60) == set(names)
+    yield names
+    for name in names:
+        with contextlib.suppress(NotFoundError):
+            cluster.gateway.delete_node(name)
+
+
 def test_each_example_runs_on_the_node_type_it_was_sized_for(
-    cluster: Cluster, idle_preset_nodes: None, namespace: str, start_operator: Any
+    cluster: Cluster, idle_preset_nodes: None, demo_nodes: list[str], namespace: str, start_operator: Any
 ) -> None:
     start_operator()
     examples = [yaml.safe_load(path.read_text()) for path in sorted(EXAMPLES.glob("*.yaml"))]
@@ -49,7 +68,8 @@ def test_each_example_runs_on_the_node_type_it_was_sized_for(
         job_status = status(cluster, namespace, name)
         estimate = job_status["estimate"]
         pods = job_pods(cluster, namespace, name)
-        assert len(pods) == example["spec"].get("replicas", 1)
+        # A replica that spans nodes (the 405B example) is a group of one pod per node.
+        assert len(pods) == example["spec"].get("replicas", 1) * estimate.get("nodesPerReplica", 1)
         assert {e["node"] for e in job_status["placement"]} == {p["spec"]["nodeName"] for p in pods}
         for pod in pods:
             requests, _ = kube_pods.pod_requests(pod["spec"])
