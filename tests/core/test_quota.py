@@ -16,6 +16,7 @@ from modeljob.core.quota import (
     reclaimable_by,
     usage_of,
 )
+from modeljob.core.quota_status import KeyReport, queue_report
 from modeljob.core.quota_tree import CPU, MEMORY, QueueSpec, QueueTree, QuotaEntry, QuotaKey, build_tree
 
 H100 = "NVIDIA-H100-80GB-HBM3"
@@ -361,3 +362,17 @@ def test_usage_counts_only_admitted_jobs() -> None:
     held = Admission("j", "q", admitted=True, charges=(Charge(H100_KEY, 3),))
     waiting = Admission("k", "q", admitted=False, reason="waits")
     assert usage_of([held, waiting]).of("q", H100_KEY) == 3
+
+
+# --- status numbers -----------------------------------------------------------------------------------
+
+
+def test_the_status_of_two_teams_shows_who_borrowed_and_who_lent() -> None:
+    tree = two_teams()
+    usage = holding(tree, job("a1", "team-a", 20), job("b1", "team-b", 2))
+    team_a, team_b = queue_report("team-a", tree, usage), queue_report("team-b", tree, usage)
+    assert team_a.keys == (KeyReport(H100_KEY, nominal=16, used=20, borrowed=4, lent=0),)
+    assert team_b.keys == (KeyReport(H100_KEY, nominal=8, used=2, borrowed=0, lent=4),)
+    assert (team_a.line("borrowed"), team_b.line("borrowed")) == (f"4 {H100} GPUs", "0")
+    parent = queue_report("research", tree, usage).keys[0]
+    assert (parent.nominal, parent.used, parent.borrowed) == (24, 22, 0)
