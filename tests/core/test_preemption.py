@@ -10,17 +10,19 @@ from modeljob.core.gang_placement import GangRequest, ReplicaRequests
 from modeljob.core.nodes import NodeTable
 from modeljob.core.preemption import (
     NoPreemption,
-    PodSlot,
     Preemption,
+    VictimOrder,
+    choose_victims,
+    gang_fits,
+)
+from modeljob.core.preemption_rules import (
+    PodSlot,
     PreemptionHistory,
     PreemptionReason,
     PreemptionRules,
     Preemptor,
     RunningJob,
-    VictimOrder,
     WithinQueue,
-    choose_victims,
-    gang_fits,
 )
 from modeljob.core.scoring.weights import ScoringWeights
 from tests.builders import make_node, make_pod, make_table
