@@ -67,8 +67,11 @@ k -n "$namespace" apply -f "$repo/crds/examples/"
 
 say "Waiting for every job to be placed (or to say why it cannot be)"
 settled() {
-  k -n "$namespace" get modeljobs -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}' \
-    | grep -qvE '^(Running|Succeeded|Failed|Unschedulable|Invalid)$' && return 1 || return 0
+  # Read first, then grep: with pipefail, `grep -q` leaving early fails kubectl's write (SIGPIPE),
+  # which read as "settled" at once, before any job was placed.
+  local phases
+  phases="$(k -n "$namespace" get modeljobs -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}')"
+  ! grep -qvE '^(Running|Succeeded|Failed|Unschedulable|Invalid)$' <<<"$phases"
 }
 for _ in $(seq 120); do settled && break; sleep 0.5; done
 k -n "$namespace" get modeljobs
