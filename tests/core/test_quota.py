@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from modeljob.core.quota import (
@@ -376,3 +378,27 @@ def test_the_status_of_two_teams_shows_who_borrowed_and_who_lent() -> None:
     assert (team_a.line("borrowed"), team_b.line("borrowed")) == (f"4 {H100} GPUs", "0")
     parent = queue_report("research", tree, usage).keys[0]
     assert (parent.nominal, parent.used, parent.borrowed) == (24, 22, 0)
+
+
+def test_the_worked_example_of_docs_queues_md_is_what_the_code_says() -> None:
+    """Steps 1-3 of docs/queues.md: team-a borrows team-b's idle 8, then with lendingLimit 2 only 2."""
+    doc = " ".join((Path(__file__).resolve().parents[2] / "docs" / "queues.md").read_text().split())
+    for lending in (None, 2):
+        tree = build_tree(
+            [
+                queue("research"),
+                queue("team-a", gpus(8), parent="research"),
+                queue("team-b", gpus(8, lending=lending), parent="research"),
+            ]
+        )
+        jobs = [job(f"a{i}", "team-a", 4, namespace="team-a") for i in range(1, 5)]
+        result = admit_pending(jobs, tree, Usage())
+        if lending is None:
+            assert [a.job for a in result.admitted] == ["a1", "a2", "a3", "a4"]
+            reason = admit(job("b1", "team-b", 8), tree, result.usage).reason
+            assert [u.job for u in reclaimable_by("team-b", tree, list(result.admitted))] == ["a3", "a4"]
+        else:
+            assert [a.job for a in result.admitted] == ["a1", "a2"]
+            reason = result.waiting[0].reason
+            assert admit(job("b1", "team-b", 6), tree, result.usage).admitted
+        assert reason in doc
