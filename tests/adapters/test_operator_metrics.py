@@ -25,6 +25,7 @@ DOCUMENTED_SERIES = {
     "modeljob_binding_duration_seconds",
     "modeljob_requeues",
     "modeljob_placement_score",
+    "modeljob_placement_pods",
     "modeljob_node_gpu_allocation_ratio",
     "modeljob_cluster_gpu_fragmentation_ratio",
     "modeljob_extender_request_seconds",  # ExtenderMetrics, on the same registry in `modeljob run`
@@ -54,7 +55,9 @@ def test_recorded_events_show_up_with_their_labels() -> None:
     metrics = OperatorMetrics()
     metrics.record_jobs({("team-a", JobPhase.RUNNING): 2})
     metrics.record_queue_lengths({"research": 3})
-    metrics.record_placement(namespace="team-a", queue="research", waited_seconds=12.0, scores=[0.5, 1.0])
+    metrics.record_placement(
+        namespace="team-a", queue="research", waited_seconds=12.0, scores=[0.5, 1.0], pods=2
+    )
     metrics.record_binding(BindingResult.BOUND, seconds=0.01)
     metrics.record_requeue("team-a", Requeue.NODE_LOST)
     metrics.record_estimate(size_replica(make_job(), Device(memory_bytes=80 * GIB)))
@@ -67,6 +70,7 @@ def test_recorded_events_show_up_with_their_labels() -> None:
         found[("modeljob_queue_wait_seconds_sum", (("namespace", "team-a"), ("queue", "research")))] == 12.0
     )
     assert found[("modeljob_placement_score_count", ())] == 2
+    assert found[("modeljob_placement_pods_sum", ())] == 2
     assert found[("modeljob_bindings_total", (("result", "bound"),))] == 1
     assert found[("modeljob_requeues_total", (("namespace", "team-a"), ("reason", "NodeLost")))] == 1
     assert found[("modeljob_estimate_bytes_count", (("component", "weights"),))] == 1

@@ -56,6 +56,8 @@ NAMESPACE = "modeljob"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _WAIT_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600)
 _SCORE_BUCKETS = tuple(i / 10 for i in range(11))
+# Pods of one placement: 1 to 256 in powers of two (a replica that spans nodes has one per node).
+_POD_BUCKETS = tuple(float(2**i) for i in range(9))
 # Bytes: 1 GiB to 4 TiB in powers of two, the range of one replica's GPU memory.
 _BYTES_BUCKETS = tuple(float(2**30 * 2**i) for i in range(13))
 
@@ -98,8 +100,13 @@ class OperatorMetrics:
         )
         self._score = histogram(
             "placement_score",
-            "Normalised score (0..1) of the node each replica was placed on.",
+            "Normalised score (0..1) of the node each pod was placed on.",
             buckets=_SCORE_BUCKETS,
+        )
+        self._placed_pods = histogram(
+            "placement_pods",
+            "Pods of each placement bound: one per replica, one per node of a replica that spans nodes.",
+            buckets=_POD_BUCKETS,
         )
         # Nodes, the cluster, the estimator.
         self._gpu_allocation = gauge(
@@ -151,10 +158,11 @@ class OperatorMetrics:
             self._queue_length.labels(queue=queue).set(length)
 
     def record_placement(
-        self, *, namespace: str, queue: str, waited_seconds: float, scores: Iterable[float]
+        self, *, namespace: str, queue: str, waited_seconds: float, scores: Iterable[float], pods: int
     ) -> None:
-        """A job's whole placement was bound."""
+        """A job's whole placement was bound: ``pods`` pods, each scored where its node was chosen."""
         self._attempts.labels(namespace=namespace, result=AttemptResult.PLACED.value).inc()
+        self._placed_pods.observe(pods)
         self._queue_wait.labels(namespace=namespace, queue=queue).observe(max(0.0, waited_seconds))
         for score in scores:
             self._score.observe(score)

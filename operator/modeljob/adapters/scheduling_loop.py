@@ -310,7 +310,7 @@ class SchedulingLoop:
         waited = (now - (job.queued_since or job.created)).total_seconds()
         scores = [e.score for e in entries if e.score is not None]
         self._metrics.record_placement(
-            namespace=job.namespace, queue=job.queue, waited_seconds=waited, scores=scores
+            namespace=job.namespace, queue=job.queue, waited_seconds=waited, scores=scores, pods=len(entries)
         )
         self.events.record(document, "Scheduled", status.scheduled_event(entries, node_type, place=place))
 
