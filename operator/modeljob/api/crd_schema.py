@@ -138,6 +138,19 @@ def build_crd() -> JsonSchema:
     }
 
 
+# One-line summaries the operator writes into status, so `kubectl get mjq` shows every resource's
+# numbers in a column each.
+_QUEUE_COLUMNS = [
+    {"name": "Parent", "type": "string", "jsonPath": ".spec.parent"},
+    {"name": "Nominal", "type": "string", "jsonPath": ".status.nominal"},
+    {"name": "Used", "type": "string", "jsonPath": ".status.used"},
+    {"name": "Borrowed", "type": "string", "jsonPath": ".status.borrowed"},
+    {"name": "Pending", "type": "integer", "jsonPath": ".status.pendingJobs"},
+    {"name": "Admitted", "type": "integer", "jsonPath": ".status.admittedJobs"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
 def build_queue_crd() -> JsonSchema:
     """The CustomResourceDefinition of Queue (cluster-scoped), ready to serialise to YAML."""
     queue = v1alpha1_queue
@@ -162,17 +175,7 @@ def build_queue_crd() -> JsonSchema:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    # One-line summaries the operator writes into status, so `kubectl get mjq`
-                    # shows every resource's numbers in a column each.
-                    "additionalPrinterColumns": [
-                        {"name": "Parent", "type": "string", "jsonPath": ".spec.parent"},
-                        {"name": "Nominal", "type": "string", "jsonPath": ".status.nominal"},
-                        {"name": "Used", "type": "string", "jsonPath": ".status.used"},
-                        {"name": "Borrowed", "type": "string", "jsonPath": ".status.borrowed"},
-                        {"name": "Pending", "type": "integer", "jsonPath": ".status.pendingJobs"},
-                        {"name": "Admitted", "type": "integer", "jsonPath": ".status.admittedJobs"},
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
+                    "additionalPrinterColumns": _QUEUE_COLUMNS,
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
