@@ -124,7 +124,8 @@ def test_an_inference_job_with_a_port_owns_a_serve_service_says_its_endpoint_and
     service = cluster.gateway.read_service(namespace, serve)
     assert service["spec"]["type"] == "ClusterIP"
     assert service["spec"]["clusterIP"] not in {None, "", "None"}
-    assert service["spec"]["selector"] == {kube_pods.LABEL_JOB_UID: uid}
+    # Group leaders only (a replica that spans nodes serves through its leader; one pod leads itself).
+    assert service["spec"]["selector"] == {kube_pods.LABEL_JOB_UID: uid, kube_pods.LABEL_GROUP_ROLE: "leader"}
     [port] = service["spec"]["ports"]
     assert (port["name"], port["port"], port["targetPort"], port["protocol"]) == ("http", 8000, 8000, "TCP")
     pods = job_pods(cluster, namespace, name)
