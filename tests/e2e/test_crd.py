@@ -64,10 +64,10 @@ def test_api_server_rejects_bad_manifest_naming_the_field(
     assert case.field in err, err
 
 
-def test_printer_columns_show_phase_gpus_and_nodes(crd: Cluster, namespace: str) -> None:
+def test_printer_columns_show_phase_pods_gpus_and_nodes(crd: Cluster, namespace: str) -> None:
     apply(crd, namespace, make_job_manifest("shown"), check=True)
     header = crd.kubectl("get", "mj", "-n", namespace).stdout.splitlines()[0].split()
-    assert header == ["NAME", "PHASE", "REPLICAS", "GPUS", "NODES", "AGE"]
+    assert header == ["NAME", "PHASE", "REPLICAS", "PODS", "GPUS", "NODES", "AGE"]
 
 
 def test_omitted_replicas_is_filled_in_as_1_so_the_column_is_not_blank(crd: Cluster, namespace: str) -> None:
