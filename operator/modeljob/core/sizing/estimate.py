@@ -106,7 +106,7 @@ def size_replica(job: JobShape, device: Device) -> Estimate:
     gpu_text = f"{choice.why}; {misfit}" if misfit else choice.why
     rules = [
         *_gpu_memory_rules(shape, memory, gpus=layout.gpus, per_pod=layout.gpus_per_node, gpu_text=gpu_text),
-        *_host_rules(job, shape, memory, gpus=layout.gpus_per_node),
+        *_host_rules(job, shape, memory, gpus=layout.gpus_per_node, nodes=layout.nodes),
         *_layout_rules(layout),
     ]
     rules.sort(key=lambda rule: _FIELD_ORDER.index(rule.field))
@@ -184,7 +184,7 @@ def _gpu_memory_rules(shape: Shape, memory: Memory, *, gpus: int, per_pod: int, 
     ]
 
 
-def _host_rules(job: JobShape, shape: Shape, memory: Memory, *, gpus: int) -> list[Rule]:
+def _host_rules(job: JobShape, shape: Shape, memory: Memory, *, gpus: int, nodes: int) -> list[Rule]:
     """CPU, host memory and scratch disk of each pod (``gpus`` devices): the estimate, or the spec's
     override of it."""
     overrides = job.overrides
@@ -193,7 +193,7 @@ def _host_rules(job: JobShape, shape: Shape, memory: Memory, *, gpus: int) -> li
         _overridden("cpuMilli", cpu(job, gpus), override=overrides.cpu_milli, spec_field="cpu"),
         _overridden(
             "memoryBytes",
-            host_memory(job, shape, gpus, offload),
+            host_memory(job, shape, gpus, offload, nodes),
             override=overrides.memory_bytes,
             spec_field="memory",
         ),

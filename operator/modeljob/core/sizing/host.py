@@ -53,10 +53,10 @@ def shared_memory_per_node_bytes(gpus: int) -> int:
 
 
 def host_memory(
-    job: JobShape, shape: Shape, gpus: int, offload: tuple[int, str] = (0, "")
+    job: JobShape, shape: Shape, gpus: int, offload: tuple[int, str] = (0, ""), nodes: int = 1
 ) -> tuple[int, str]:
-    """Host RAM of one pod with ``gpus`` devices; ``offload`` is the model states each GPU's rank
-    keeps in host memory, and why."""
+    """Host RAM of one pod with ``gpus`` devices, one of the replica's ``nodes``; ``offload`` is
+    the model states each GPU's rank keeps in host memory, and why."""
     work = job.workload
     shm = shared_memory_per_node_bytes(gpus)
     system = NODE_SYSTEM_MEMORY_BYTES
@@ -76,10 +76,15 @@ def host_memory(
         staging = per_rank * gpus
         staging_text += f" x {gpus} GPUs"
     else:
-        staging = _checkpoint_bytes(job, shape)
+        # Each node of a replica that spans nodes loads only the layers of its own pipeline
+        # stages from the checkpoint's shards (vLLM and the engines read the tensors they own).
+        checkpoint = _checkpoint_bytes(job, shape)
+        staging = ceil_div(checkpoint, nodes)
         staging_text = (
-            f"checkpoint staged in RAM once ({format_bytes(staging)}; NIM: ~2 GB per B params at 16 bit)"
+            f"checkpoint staged in RAM once ({format_bytes(checkpoint)}; NIM: ~2 GB per B params at 16 bit)"
         )
+        if nodes > 1:
+            staging_text += f", this node's share of {nodes}"
     offloaded_per_gpu, offload_text = offload
     offloaded = ceil_div(offloaded_per_gpu * gpus * OFFLOAD_BUFFER_PERCENT, 100)
     if offloaded:
