@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
-from modeljob.core.gang_placement import GangRequest, ReplicaRequests
+from modeljob.core.gang_placement import GangRequest, Placement, ReplicaRequests, plan_gang
 from modeljob.core.nodes import NodeTable
 from modeljob.core.preemption import (
     NoPreemption,
@@ -230,9 +232,16 @@ def test_the_bound_per_cycle_refuses_a_preemption_that_needs_more_victims() -> N
     assert "needs 2 victims; 1 preemptions left this cycle" in outcome.reason
 
 
-def test_time_slice_lets_a_same_queue_job_past_its_slice_yield_whatever_the_chain() -> None:
+def test_a_job_that_never_checkpoints_takes_no_time_slice_turns() -> None:
     cluster = Cluster.of(1)
     cluster.run("turn", ("n0", 8), hours_ago=1.5)
+    outcome = cluster.choose(gpus=8, priority=0, rules=PreemptionRules(time_slice_seconds=HOUR))
+    assert isinstance(outcome, NoPreemption)
+
+
+def test_time_slice_lets_a_same_queue_job_past_its_slice_yield_whatever_the_chain() -> None:
+    cluster = Cluster.of(1)
+    cluster.run("turn", ("n0", 8), hours_ago=1.5, checkpoint_interval_seconds=HOUR / 2)
     rules = PreemptionRules(time_slice_seconds=HOUR)
     history = PreemptionHistory().record("turn", ["waiting"], chained=False)
     outcome = cluster.choose(gpus=8, priority=0, rules=rules, history=history)
@@ -264,3 +273,105 @@ def test_when_even_evicting_everyone_allowed_is_not_enough_nothing_is_evicted() 
     outcome = cluster.choose(gpus=8, priority=1)
     assert isinstance(outcome, NoPreemption)
     assert "evicting all 1 preemptible jobs leaves no room (1 not lower priority)" in outcome.reason
+
+
+# --- properties over generated scenarios ----------------------------------------------------
+
+JOB_SHAPES = st.tuples(st.sampled_from((1, 2, 4, 8)), st.integers(1, 3))  # (GPUs per pod, pods)
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[Cluster, dict[str, object]]:
+    """Up to 3 nodes of 8 GPUs holding random jobs (placed by the planner), a random waiting job,
+    random rules and a random who-preempted-whom history."""
+    cluster = Cluster.of(draw(st.integers(1, 3)))
+    names = [f"j{index}" for index in range(draw(st.integers(0, 12)))]
+    for name in names:
+        gpus, pods = draw(JOB_SHAPES)
+        request = make_pod(gpus=gpus)
+        plan = plan_gang(
+            cluster.table, GangRequest(name, pods, ReplicaRequests.uniform(request)), weights=PACK
+        )
+        if not isinstance(plan, Placement):
+            continue
+        where = tuple((a.node, gpus) for a in plan.assignments)
+        cluster.run(
+            name,
+            *where,
+            hours_ago=draw(st.floats(0.0, 8.0)),
+            queue=draw(st.sampled_from(("a", "b"))),
+            priority=draw(st.integers(0, 2)),
+            expected_duration_seconds=draw(st.none() | st.floats(HOUR, 12 * HOUR)),
+            checkpoint_interval_seconds=draw(st.none() | st.sampled_from((600.0, 1800.0))),
+            borrows_from_lender=draw(st.booleans()),
+        )
+    everyone = ["waiting", *names]
+    history = PreemptionHistory()
+    for _ in range(draw(st.integers(0, 4))):
+        history = history.record(draw(st.sampled_from(everyone)), [draw(st.sampled_from(everyone))])
+    rules = PreemptionRules(
+        within_queue=draw(st.sampled_from(WithinQueue)),
+        reclaim_borrowed=draw(st.booleans()),
+        min_runtime_seconds=draw(st.sampled_from((0.0, 600.0, 2 * HOUR))),
+        max_victims_per_cycle=draw(st.integers(1, 6)),
+        time_slice_seconds=draw(st.none() | st.just(3 * HOUR)),
+    )
+    options: dict[str, object] = {
+        "gpus": draw(st.sampled_from((1, 2, 4, 8))),
+        "replicas": draw(st.integers(1, 3)),
+        "priority": draw(st.integers(0, 3)),
+        "queue": draw(st.sampled_from(("a", "b"))),
+        "duration": draw(st.none() | st.floats(0.5 * HOUR, 6 * HOUR)),
+        "rules": rules,
+        "history": history,
+        "order": draw(st.sampled_from(VictimOrder)),
+    }
+    return cluster, options
+
+
+def without(cluster: Cluster, names: set[str]) -> NodeTable:
+    table = cluster.table.working_copy()
+    for job in cluster.jobs:
+        if job.name in names:
+            for pod in job.pods:
+                table.release(table.names.index(pod.node), pod.request, pod.devices)
+    return table
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(scenarios())
+def test_every_preemption_is_allowed_whole_minimal_and_enough(
+    scenario: tuple[Cluster, dict[str, object]],
+) -> None:
+    cluster, options = scenario
+    rules = options["rules"]
+    history = options["history"]
+    assert isinstance(rules, PreemptionRules)
+    assert isinstance(history, PreemptionHistory)
+    gang = GangRequest(
+        "waiting",
+        int(options["replicas"]),
+        ReplicaRequests.uniform(make_pod(gpus=int(options["gpus"]))),
+    )
+    fits = gang_fits(gang, weights=PACK)
+    outcome = cluster.choose(**options)
+    event("no preemption" if isinstance(outcome, NoPreemption) else f"{len(outcome.victims)} victims")
+    if isinstance(outcome, NoPreemption):
+        assert not fits(cluster.table)  # a job that fits is told so with an empty preemption
+        return
+    chosen = {victim.name for victim in outcome.victims}
+    assert len(chosen) <= rules.max_victims_per_cycle
+    # Enough: with every pod of every victim gone, the waiting job fits.
+    assert fits(without(cluster, chosen))
+    # Minimal: putting back any one victim leaves no room (the reverse pass spared the rest).
+    for name in chosen:
+        assert not fits(without(cluster, chosen - {name})), f"{name} was not needed"
+    by_name = {job.name: job for job in cluster.jobs}
+    preempted_before = history.preempted_before("waiting")
+    for victim in outcome.victims:
+        job = by_name[victim.name]
+        # minRuntime always holds, and nobody who preempted the preemptor is preempted back
+        # (except a time-slice turn, which is no preemption in the chain sense).
+        assert job.run_seconds(NOW) >= rules.min_runtime_seconds
+        assert victim.reason is PreemptionReason.TIME_SLICE or victim.name not in preempted_before
+        assert victim.lost_gpu_hours == pytest.approx(job.lost_gpu_hours(NOW))

@@ -14,7 +14,8 @@ holds them over generated scenarios):
   and the preemptor's only shrinks as it runs, so the victim can never turn the tables.
 
 Time-slice turns are not preemptions in the chain sense (round-robin is a cycle by design):
-each needs a whole slice of running, which bounds them instead.
+each needs a whole slice of running, which bounds them instead, and only jobs that checkpoint
+at least once a slice take turns (the others would lose every slice's work).
 """
 
 from __future__ import annotations
@@ -183,7 +184,11 @@ def eligibility(
     if job.queue == preemptor.queue:
         slice_seconds = rules.time_slice_seconds
         if slice_seconds is not None and job.run_seconds(now_seconds) >= slice_seconds:
-            return PreemptionReason.TIME_SLICE
+            # Only a job that checkpoints within its slice keeps work through a turn; any
+            # other would lose each slice and, longer than one, never finish.
+            interval = job.checkpoint_interval_seconds
+            if interval is not None and interval <= slice_seconds:
+                return PreemptionReason.TIME_SLICE
     if job.name in preempted_before:
         return "preempted it earlier"
     if job.queue != preemptor.queue:

@@ -78,7 +78,8 @@ def run_queue(
     return replay.result()
 
 
-def _shape(request: PodRequest) -> TaskShape:
+def task_shape(request: PodRequest) -> TaskShape:
+    """The replica's shape as the fragmentation scorer's target workload counts it."""
     uses = request.uses_accelerator
     wants = request.resources
     return TaskShape(
@@ -105,7 +106,7 @@ class _QueueReplay:
         self.capacity = _capacity(self.table)
         self.empty = self.table.emptied()
         # The fragmentation scorer's expectations: the replica shapes of this very stream.
-        workload = learn_target_workload([_shape(item.replica_request) for item in jobs])
+        workload = learn_target_workload([task_shape(item.replica_request) for item in jobs])
         self.context = ScoringContext(workload=compile_workload(workload, self.table.products))
         self.settings = settings
         self.weights = weights
@@ -165,7 +166,7 @@ class _QueueReplay:
             arrived = self.arrivals[self.next_arrival]
             self.next_arrival += 1
             # A job that does not fit even on the empty cluster is rejected once, on arrival.
-            plan = plan_gang(self.empty, _gang(arrived), weights=self.weights, context=self.context)
+            plan = plan_gang(self.empty, gang_of(arrived), weights=self.weights, context=self.context)
             if isinstance(plan, Placement):
                 self.waiting.append(arrived.job)
             else:
@@ -182,7 +183,7 @@ class _QueueReplay:
         if self.failed_at.get(job.name) == self.releases:
             return False
         plan = plan_gang(
-            self.table, _gang(item), weights=self.weights, context=self.context, check_never_fits=False
+            self.table, gang_of(item), weights=self.weights, context=self.context, check_never_fits=False
         )
         if not isinstance(plan, Placement):
             self.failed_at[job.name] = self.releases
@@ -214,7 +215,8 @@ class _QueueReplay:
         return QueueRun(outcomes=outcomes, share_samples=tuple(self.samples), partial_placements=self.partial)
 
 
-def _gang(item: SyntheticJob) -> GangRequest:
+def gang_of(item: SyntheticJob) -> GangRequest:
+    """The synthetic job as one gang of identical replicas."""
     return GangRequest(
         job=item.job.name, replicas=item.replicas, requests=ReplicaRequests.uniform(item.replica_request)
     )

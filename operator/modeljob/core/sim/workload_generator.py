@@ -18,6 +18,7 @@ class SyntheticJob:
     replicas: int
     replica_request: PodRequest
     duration_seconds: float  # how long it really runs once placed
+    checkpoint_interval_seconds: float | None = None  # a preempted job keeps work up to its last checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +27,9 @@ class WorkloadSpec:
 
     Durations are log-normal around ``median_duration_seconds``; the duration a job declares is
     its real duration times a log-normal error of ``declared_error_sigma`` (0 = users know
-    exactly), and a ``declared_share`` of jobs declare one at all.
+    exactly), and a ``declared_share`` of jobs declare one at all. A ``checkpoint_share`` of jobs
+    checkpoint every one of ``checkpoint_intervals_seconds`` (drawn from a second stream of the
+    same seed, so the other draws, and every stream made before checkpoints existed, are unchanged).
     """
 
     jobs: int = 200
@@ -46,11 +49,14 @@ class WorkloadSpec:
     start_seconds: float = 0.0
     name_prefix: str = "job"
     extra_jobs: tuple[SyntheticJob, ...] = field(default=())
+    checkpoint_share: float = 0.0
+    checkpoint_intervals_seconds: tuple[float, ...] = (600.0, 1800.0)
 
 
 def generate_workload(spec: WorkloadSpec, *, seed: int) -> tuple[SyntheticJob, ...]:
     """``spec.jobs`` jobs plus ``spec.extra_jobs`` in submission order; a seed always gives one stream."""
     rng = np.random.default_rng(seed)
+    checkpoints = np.random.default_rng([seed, 1])
     now = spec.start_seconds
     jobs: list[SyntheticJob] = []
     for index in range(spec.jobs):
@@ -62,6 +68,8 @@ def generate_workload(spec: WorkloadSpec, *, seed: int) -> tuple[SyntheticJob, .
             float(rng.lognormal(0.0, spec.declared_error_sigma)) if spec.declared_error_sigma else 1.0
         )
         declares = bool(rng.random() < spec.declared_share)
+        checkpoint = float(checkpoints.choice(spec.checkpoint_intervals_seconds))
+        checkpoints_at = checkpoint if checkpoints.random() < spec.checkpoint_share else None
         request = PodRequest(
             resources=Resources(
                 cpu_milli=gpus * spec.cpu_milli_per_gpu,
@@ -88,6 +96,7 @@ def generate_workload(spec: WorkloadSpec, *, seed: int) -> tuple[SyntheticJob, .
                 replicas=replicas,
                 replica_request=request,
                 duration_seconds=duration,
+                checkpoint_interval_seconds=checkpoints_at,
             )
         )
     jobs.extend(spec.extra_jobs)
