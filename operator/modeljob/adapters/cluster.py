@@ -271,6 +271,8 @@ class ClusterGateway:
             return self._core.list_pod_for_all_namespaces, ()
         if kind is Watched.MODELJOBS:
             return client.CustomObjectsApi(self._api).list_cluster_custom_object, MODELJOB_API
+        if kind is Watched.QUEUES:
+            return client.CustomObjectsApi(self._api).list_cluster_custom_object, QUEUE_API
         return client.CustomObjectsApi(self._api).list_cluster_custom_object, PEERING_API
 
     def list_collection(self, kind: Watched) -> tuple[list[JsonObject], str]:
@@ -387,6 +389,20 @@ class ClusterGateway:
             f"create event in {namespace}", self._core.create_namespaced_event, namespace, dict(event)
         )
 
+    def patch_queue_status(self, name: str, patch: Mapping[str, Any]) -> JsonObject:
+        """JSON merge patch of a Queue's status (cluster-scoped); conditional as a ModelJob's."""
+        group, version, plural = QUEUE_API
+        api = client.CustomObjectsApi(self._api)
+        return self._call(
+            f"patch queue {name} status",
+            api.patch_cluster_custom_object_status,
+            group,
+            version,
+            plural,
+            name,
+            dict(patch),
+        )
+
     def read_peering(self, name: str) -> JsonObject:
         """The ClusterKopfPeering object kopf's peering keeps its peers in."""
         api = client.CustomObjectsApi(self._api)
@@ -399,6 +415,7 @@ class ClusterGateway:
 # --- operator: what it lists and watches ------------------------------------------------------
 
 MODELJOB_API = ("modeljob.dev", "v1alpha1", "modeljobs")
+QUEUE_API = ("modeljob.dev", "v1alpha1", "queues")
 PEERING_API = ("kopf.dev", "v1", "clusterkopfpeerings")
 
 
@@ -408,4 +425,5 @@ class Watched(StrEnum):
     NODES = "nodes"
     PODS = "pods"
     MODELJOBS = "modeljobs"
+    QUEUES = "queues"
     PEERINGS = "clusterkopfpeerings"

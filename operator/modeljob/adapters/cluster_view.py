@@ -1,4 +1,4 @@
-"""A watch-fed copy of the cluster (nodes, pods, ModelJobs, the peering object) for the scheduling loop.
+"""A watch-fed copy of the cluster (nodes, pods, ModelJobs, Queues, peering) for the scheduling loop.
 
 One list+watch thread per collection, as client-go's informers do: list, then watch from the
 list's resourceVersion; on "410 Gone" or a broken stream, list again. Objects the operator itself
@@ -28,6 +28,7 @@ Key = tuple[str, str]
 
 WATCH_TIMEOUT_SECONDS = 240
 RETRY_SECONDS = 1.0
+OPTIONAL_RETRY_SECONDS = 30.0
 
 
 def object_key(obj: Mapping[str, Any]) -> Key:
@@ -56,6 +57,9 @@ class Informer(Generic[T]):
     kind: Watched
     translate: Callable[[Mapping[str, Any]], T]
     on_change: Callable[[str, T | None, Key], None]
+    # A collection whose CRD may not be installed (Queues, on an install that predates them):
+    # a 404 reads as none of them, and the list is tried again now and then.
+    optional: bool = False
     _items: dict[Key, _Entry[T]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -144,7 +148,12 @@ class Informer(Generic[T]):
                     except Exception:
                         logger.exception("cannot read %s %s", self.kind.value, object_key(obj))
             except ClusterError as exc:
-                if exc.status == 410:
+                if exc.status == 404 and self.optional:
+                    with self._lock:
+                        self._items = {}
+                    self.synced.set()
+                    self._stop.wait(OPTIONAL_RETRY_SECONDS)
+                elif exc.status == 410:
                     logger.info("watch of %s expired; listing again", self.kind.value)
                 else:
                     logger.warning(
@@ -194,13 +203,17 @@ class ClusterView:
             gateway, labels=labels, on_node=self._node_changed, on_pod=self._pod_changed
         )
         self.jobs: Informer[dict[str, Any]] = Informer(gateway, Watched.MODELJOBS, dict, self._job_changed)
+        # Queues: their quota tree, order and preemption rules (cluster-scoped; key ("", name)).
+        self.queues: Informer[dict[str, Any]] = Informer(
+            gateway, Watched.QUEUES, dict, self._job_changed, optional=True
+        )
         self.peerings: Informer[dict[str, Any]] | None = (
             Informer(gateway, Watched.PEERINGS, dict, self._job_changed) if peering else None
         )
 
     @property
     def informers(self) -> list[Informer[Any]]:
-        informers: list[Informer[Any]] = [self.nodes, self.pods, self.jobs]
+        informers: list[Informer[Any]] = [self.nodes, self.pods, self.jobs, self.queues]
         if self.peerings is not None:
             informers.append(self.peerings)
         return informers

@@ -128,6 +128,11 @@ def job_facts(job: Mapping[str, Any], spec: ModelJobSpec | None = None) -> JobFa
         queue=spec.scheduling.queue,
         priority=spec.scheduling.priority,
         expected_duration_seconds=_duration_seconds(expected) if expected else None,
+        checkpoint_interval_seconds=(
+            _duration_seconds(spec.scheduling.checkpoint_interval)
+            if spec.scheduling.checkpoint_interval
+            else None
+        ),
         accelerator=spec.accelerator.resource_name,
         products=tuple(spec.accelerator.products),
         memory_per_device_bytes=(
@@ -158,7 +163,18 @@ def job_facts(job: Mapping[str, Any], spec: ModelJobSpec | None = None) -> JobFa
         topology_required=spec.scheduling.topology.mode is TopologyMode.REQUIRED,
         max_unavailable=spec.update_strategy.max_unavailable,
         updating=(conditions.get(ConditionType.UPDATING.value) or {}).get("status") == "True",
+        started=(
+            parse_time(scheduled.get("lastTransitionTime")) if scheduled.get("status") == "True" else None
+        ),
+        preemptions=int(status.get("preemptions") or 0),
+        preempted_by=_names(status.get("preemptedBy")),
+        preempting=_names(status.get("preempting")),
+        nominated_nodes=_names(status.get("nominatedNodes")),
     )
+
+
+def _names(value: object) -> tuple[str, ...]:
+    return tuple(str(item) for item in value) if isinstance(value, list) else ()
 
 
 def placement_of(job: Mapping[str, Any]) -> tuple[Placed, ...]:

@@ -18,7 +18,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
 from modeljob.core.job_state import JobPhase, Requeue
-from modeljob.core.scheduling_cycle import CycleResult
+from modeljob.core.preemption_rules import PreemptionReason
+from modeljob.core.quota_status import queue_report
+from modeljob.core.scheduling_cycle import CycleResult, QueueOutcome
 from modeljob.core.sizing import Estimate
 
 
@@ -108,6 +110,23 @@ class OperatorMetrics:
             "Pods of each placement bound: one per replica, one per node of a replica that spans nodes.",
             buckets=_POD_BUCKETS,
         )
+        # Queues: preemptions and quota.
+        values = ", ".join(r.value for r in PreemptionReason)
+        self._preemptions = counter(
+            "preemptions_total",
+            f"Jobs preempted, by their queue and the rule ({values}).",
+            ["queue", "reason"],
+        )
+        self._quota_used = gauge(
+            "queue_quota_used",
+            "Quota held by a queue's subtree, by resource (devices, cores, bytes).",
+            ["queue", "resource"],
+        )
+        self._quota_borrowed = gauge(
+            "queue_quota_borrowed",
+            "Quota a queue's subtree uses above its nominal, by resource.",
+            ["queue", "resource"],
+        )
         # Nodes, the cluster, the estimator.
         self._gpu_allocation = gauge(
             "node_gpu_allocation_ratio",
@@ -173,6 +192,24 @@ class OperatorMetrics:
 
     def record_requeue(self, namespace: str, reason: Requeue) -> None:
         self._requeues.labels(namespace=namespace, reason=reason.value).inc()
+
+    def record_preemption(self, queue: str, reason: str) -> None:
+        """A job of ``queue`` was preempted under ``reason`` (a PreemptionReason value)."""
+        self._preemptions.labels(queue=queue, reason=reason).inc()
+
+    def record_quota(self, outcome: QueueOutcome) -> None:
+        """Each queue's used and borrowed quota per resource (its keys' products summed), as held
+        after the cycle; CPU in cores, so the gauges read like the Queue's quota."""
+        tree = outcome.queues.tree
+        for name in tree.queues:
+            totals: dict[str, tuple[int, int]] = {}
+            for report in queue_report(name, tree, outcome.usage).keys:
+                used, borrowed = totals.get(report.key.resource, (0, 0))
+                totals[report.key.resource] = (used + report.used, borrowed + report.borrowed)
+            for resource, (used, borrowed) in totals.items():
+                scale = 1000.0 if resource == "cpu" else 1.0
+                self._quota_used.labels(queue=name, resource=resource).set(used / scale)
+                self._quota_borrowed.labels(queue=name, resource=resource).set(borrowed / scale)
 
     def record_cycle(self, seconds: float) -> None:
         self._cycle.observe(seconds)

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, assert_never
 
-from modeljob.adapters import kube_jobs, kube_services, kube_writes
+from modeljob.adapters import kube_jobs, kube_queues, kube_services, kube_writes
 from modeljob.adapters.binder import Binder, BindingError, PodRefusedError, PodSettings
 from modeljob.adapters.cluster import ClusterError, ClusterGateway, NotFoundError
 from modeljob.adapters.cluster_view import ClusterView, ParsedJobs, object_key
 from modeljob.adapters.events import EventRecorder
 from modeljob.adapters.job_status import ReasonRewrites, StatusWriter, WriteBackoff
 from modeljob.adapters.metrics import AttemptResult, OperatorMetrics
-from modeljob.core import status, steps
+from modeljob.core import preemption_status, status, steps
 from modeljob.core.cluster_state import merge_assumed
 from modeljob.core.job_state import JobFacts, JobPhase, Placed
 from modeljob.core.node_types import Candidate
@@ -68,6 +68,7 @@ class SchedulingLoop:
         events: EventRecorder | None = None,
     ) -> None:
         self._view = view
+        self._gateway = gateway
         self._metrics = metrics
         self._settings = settings
         self._acts = acts
@@ -149,7 +150,10 @@ class SchedulingLoop:
         )
         nodes = self._view.nodes.values()
         cycle = self._settings.cycle
-        result = run_cycle(jobs, nodes, pods, now=now, settings=cycle, sizing_cache=self._sizing_cache)
+        queues = kube_queues.queue_configs(self._view.queues.values())
+        result = run_cycle(
+            jobs, nodes, pods, now=now, settings=cycle, sizing_cache=self._sizing_cache, queues=queues
+        )
         planned = time.perf_counter()
         # Each step touches only its own job and pods, and the cycle already accounted for all of
         # them together, so they are acted on in parallel.
@@ -167,6 +171,9 @@ class SchedulingLoop:
         # Every job by its status phase as written now, read or not (Invalid ones are the handlers').
         phases = kube_jobs.count_by_phase(self._view.jobs.values())
         self._metrics.record_cluster(result, jobs=phases, queues={job.queue for job in parsed})
+        if result.queues is not None:
+            kube_queues.write_statuses(self._gateway, self._view.queues, result.queues, now=now)
+            self._metrics.record_quota(result.queues)
         self.cycles += 1
         self._metrics.record_cycle(time.perf_counter() - started)
         return result
@@ -214,6 +221,8 @@ class SchedulingLoop:
                 self._set_phase(step, document)
             case steps.Update():
                 self._update(step, document, now=now)
+            case steps.Preempt():
+                self._preempt(step, document, now=now)
             case steps.Keep():
                 pass
             case _:
@@ -234,9 +243,10 @@ class SchedulingLoop:
         }
         entries = steps.placed_entries(step, names)
         endpoint = kube_services.serve_endpoint(document)
-        written = self._status.patch(
-            document, status.planned(step, entries, document.get("status") or {}, now=now, endpoint=endpoint)
-        )
+        patch = status.planned(step, entries, document.get("status") or {}, now=now, endpoint=endpoint)
+        if job.preempting:
+            patch |= preemption_status.placed_again()  # the room it preempted for is taken
+        written = self._status.patch(document, patch)
         if not (document.get("status") or {}).get("estimate"):
             self._metrics.record_estimate(step.candidate.estimate)  # sized here first (see _wait)
         new = [e for e in entries if (e.replica, e.member) in names]
@@ -338,15 +348,31 @@ class SchedulingLoop:
         # outside the placement, which the next cycle deletes as strays, and a restart counted
         # once. A newer generation admitted meanwhile still gets this record, unless the record is
         # that the spec is invalid (a newer spec is judged afresh).
+        build = status.rolled_back if step.preempted_by is None else preemption_status.preempted
         self._status.patch_through(
             document,
-            lambda current: status.rolled_back(step, current, now=now),
+            lambda current: build(step, current, now=now),
             same_generation=step.invalid_spec,
         )
         self._binder.delete_pods(step.job.namespace, step.delete_pods, grace_zero=step.grace_zero)
         if step.requeue is not None:
             self._metrics.record_requeue(step.job.namespace, step.requeue)
+        if step.preempted_by is not None:
+            self._metrics.record_preemption(step.job.queue, step.preemption_rule)
         self.events.record(document, step.reason, step.message, warning=step.warning)
+
+    def _preempt(self, step: steps.Preempt, document: Document, *, now: datetime) -> None:
+        """The plan on the preemptor first (its victims, their nodes), then each victim evicted
+        whole (core/steps.py, Preempt): a crash in between leaves a plan the next cycle finishes."""
+        self._status.patch(
+            document, preemption_status.preempting(step, document.get("status") or {}, now=now)
+        )
+        self.events.record(document, "Preempting", step.message, warning=False)
+        for victim in step.victims:
+            current = self._view.jobs.get(victim.job.key)
+            if current is None:
+                continue  # deleted meanwhile: nothing left to evict
+            self._roll_back(victim, current, now=now)
 
     def _update(self, step: steps.Update, document: Document, *, now: datetime) -> None:
         """Where a rolling update stands; an Event each time that changes (core/rolling.py)."""

@@ -390,6 +390,11 @@ class Scheduling(_Model):
         "spec.scheduling.expectedDuration",
         "How long the job runs, e.g. 2h, 90m or 1h30m; ordered by the shortest-job-first policy.",
     )
+    checkpoint_interval: Duration | None = duration_field(
+        "spec.scheduling.checkpointInterval",
+        "How often the job saves a checkpoint it resumes from, e.g. 30m: a preemption loses only "
+        "the work since the last one, and only a job that checkpoints takes time-slice turns.",
+    )
     gang: bool = Field(default=True, description="Place all replicas together or none (default true).")
     topology: Topology = Field(
         default_factory=Topology,

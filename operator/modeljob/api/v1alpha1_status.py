@@ -109,5 +109,25 @@ class ModelJobStatus(_Model):
     restarts: int | None = Field(
         default=None, description="Times the job or one of its replicas was recreated after a failure."
     )
+    preemptions: int | None = Field(
+        default=None, description="Times the job was preempted (evicted for another job)."
+    )
+    preempted_by: list[Annotated[str, Field(description="namespace/name of a preemptor.")]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="The jobs that preempted this one, oldest first (the last 16): no job preempts "
+        "one that preempted it.",
+    )
+    preempting: list[Annotated[str, Field(description="namespace/name of a victim.")]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="While it waits for room it preempted: the jobs evicted for it.",
+    )
+    nominated_nodes: list[Annotated[str, Field(description="A node name.")]] = Field(
+        default_factory=list,
+        max_length=256,
+        description="While it waits for room it preempted: the nodes its victims ran on, kept "
+        "for it until their pods are gone.",
+    )
     message: str | None = Field(default=None, description="A one-line summary of the phase.")
     conditions: list[Condition] = Field(default_factory=list, description="Valid, Scheduled and others.")

@@ -49,6 +49,7 @@ class ConditionType(StrEnum):
     SCHEDULED = "Scheduled"  # every replica is bound; False says why the job waits
     BINDING = "Binding"  # a written placement is being bound; True only between plan and bound
     UPDATING = "Updating"  # a serving job's replicas are being replaced after a template change
+    PREEMPTED = "Preempted"  # True: the job was last evicted for another job (names it and the rule)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,7 @@ class JobFacts:
     queue: str = "default"
     priority: int = 0
     expected_duration_seconds: float | None = None
+    checkpoint_interval_seconds: float | None = None  # spec.scheduling.checkpointInterval
     accelerator: str = "nvidia.com/gpu"
     products: tuple[str, ...] = ()
     memory_per_device_bytes: int | None = None
@@ -105,6 +107,17 @@ class JobFacts:
     updating: bool = False  # the Updating condition is True: a rolling update is under way
     topology_key: str | None = None  # spec.scheduling.topology.key; None: the operator's setting
     topology_required: bool = False  # spec.scheduling.topology.mode is Required
+    # Preemption, all read back from status so a restart knows what the last run decided:
+    started: datetime | None = None  # when the Scheduled condition last became True (this run)
+    preemptions: int = 0  # status.preemptions: times the job was preempted
+    preempted_by: tuple[str, ...] = ()  # status.preemptedBy: "ns/name" of its preemptors, oldest first
+    preempting: tuple[str, ...] = ()  # status.preempting: victims ("ns/name") evicted for it
+    nominated_nodes: tuple[str, ...] = ()  # status.nominatedNodes: where its victims ran
+
+    @property
+    def ref(self) -> str:
+        """The job as "namespace/name": how queues, quota and preemption name it."""
+        return f"{self.namespace}/{self.name}"
 
     @property
     def key(self) -> tuple[str, str]:
@@ -147,3 +160,4 @@ class Requeue(StrEnum):
     POD_LOST = "PodLost"
     SPEC_CHANGED = "SpecChanged"
     BINDING_FAILED = "BindingFailed"
+    PREEMPTED = "Preempted"

@@ -31,6 +31,8 @@ from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
 MAX_FOCUS_NODES = 8
 
 FitTest = Callable[[NodeTable], bool]
+# Whether the preemptor's quota admits it with these jobs evicted (their charges released).
+QuotaTest = Callable[[frozenset[str]], bool]
 
 
 class VictimOrder(StrEnum):
@@ -90,12 +92,15 @@ class _Ledger:
     def __init__(self, table: NodeTable) -> None:
         self.table = table.working_copy()
         self.row_of = {name: row for row, name in enumerate(table.names)}
+        self.evicted: set[str] = set()
 
     def evict(self, job: RunningJob) -> None:
+        self.evicted.add(job.name)
         for pod in job.pods:
             self.table.release(self.row_of[pod.node], pod.request, pod.devices)
 
     def restore(self, job: RunningJob) -> None:
+        self.evicted.discard(job.name)
         for pod in job.pods:
             self.table.reserve(self.row_of[pod.node], pod.request, pod.devices)
 
@@ -111,6 +116,7 @@ def choose_victims(
     now_seconds: float,
     victims_left: int | None = None,
     order: VictimOrder = VictimOrder.LEAST_LOST_WORK,
+    admits: QuotaTest | None = None,
 ) -> Preemption | NoPreemption:
     """The fewest-lost-work set of whole jobs whose eviction lets ``preemptor`` fit on ``table``.
 
@@ -118,15 +124,18 @@ def choose_victims(
     ``fits``; then a reverse pass puts back every victim the preemptor fits without, repeated
     until none can be spared. ``victims_left`` (default ``rules.max_victims_per_cycle``) bounds
     the victims of this cycle. An empty ``Preemption`` means it fits without evicting anyone.
+    ``admits``, when given, must also hold: the preemptor's quota admits it once the victims'
+    charges are released (quota is taken back by the same whole-job evictions).
     """
-    if fits(table):
+    check = _and_quota(fits, admits)
+    if check(_Ledger(table)):
         return Preemption(preemptor=preemptor.name, victims=())
     allowed, refused = _split(preemptor, candidates, rules=rules, history=history, now_seconds=now_seconds)
     if not allowed:
         return NoPreemption(reason=f"no running job may be preempted{_tally(refused)}")
     ranked = sorted(allowed, key=_rank(order, now_seconds))
     tries = [ranked] if order is VictimOrder.KUEUE_LIKE else _node_first_orders(ranked)
-    plans = [plan for attempt in tries if (plan := _evict_until_fit(attempt, table, fits)) is not None]
+    plans = [plan for attempt in tries if (plan := _evict_until_fit(attempt, table, check)) is not None]
     if not plans:
         return NoPreemption(
             reason=f"evicting all {len(allowed)} preemptible jobs leaves no room{_tally(refused)}"
@@ -181,23 +190,36 @@ def _node_first_orders(ranked: list[_Allowed]) -> list[list[_Allowed]]:
     return tries
 
 
-def _evict_until_fit(ranked: list[_Allowed], table: NodeTable, fits: FitTest) -> list[_Allowed] | None:
+def _evict_until_fit(
+    ranked: list[_Allowed], table: NodeTable, fits: Callable[[_Ledger], bool]
+) -> list[_Allowed] | None:
     """Evict in ``ranked`` order until ``fits``, then spare whoever is not needed; None: never fits."""
     ledger = _Ledger(table)
     chosen: list[_Allowed] = []
     for item in ranked:
         ledger.evict(item[0])
         chosen.append(item)
-        if fits(ledger.table):
+        if fits(ledger):
             return _spare_unneeded(chosen, ledger, fits)
     return None
+
+
+def _and_quota(fits: FitTest, admits: QuotaTest | None) -> Callable[[_Ledger], bool]:
+    """The fit test on a ledger's table, and the quota test over the jobs it has evicted."""
+
+    def check(ledger: _Ledger) -> bool:
+        return (admits is None or admits(frozenset(ledger.evicted))) and fits(ledger.table)
+
+    return check
 
 
 def _lost(plan: list[_Allowed], now_seconds: float) -> float:
     return sum(job.lost_gpu_hours(now_seconds) for job, _ in plan)
 
 
-def _spare_unneeded(chosen: list[_Allowed], ledger: _Ledger, fits: FitTest) -> list[_Allowed]:
+def _spare_unneeded(
+    chosen: list[_Allowed], ledger: _Ledger, fits: Callable[[_Ledger], bool]
+) -> list[_Allowed]:
     """Put back, most costly first, every victim the preemptor still fits without; repeat until
     a whole pass spares none (a greedy planner need not be monotone, so one pass may not do)."""
     victims = list(chosen)
@@ -206,7 +228,7 @@ def _spare_unneeded(chosen: list[_Allowed], ledger: _Ledger, fits: FitTest) -> l
         spared = False
         for item in reversed(list(victims)):
             ledger.restore(item[0])
-            if fits(ledger.table):
+            if fits(ledger):
                 victims.remove(item)
                 spared = True
             else:

@@ -7,10 +7,14 @@ get mjq` shows).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
+from modeljob.core.job_state import ConditionType
 from modeljob.core.quota import Usage, amount_text
 from modeljob.core.quota_tree import QueueTree, QuotaKey
+from modeljob.core.status import set_condition
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +75,55 @@ def _key_report(name: str, key: QuotaKey, tree: QueueTree, usage: Usage) -> KeyR
         borrowed=max(0, used - level.total),
         lent=min(lendable, others),
     )
+
+
+def queue_status(
+    name: str,
+    tree: QueueTree,
+    usage: Usage,
+    *,
+    pending: int,
+    admitted: int,
+    conditions: Sequence[Mapping[str, object]],
+    now: datetime,
+) -> dict[str, object]:
+    """A Queue's whole status: its numbers per key and in one line each, its job counts, and the
+    Valid condition (False naming its first problem, or its broken ancestor's)."""
+    report = queue_report(name, tree, usage)
+    problem = tree.blocking_problem(name)
+    valid = set_condition(
+        conditions,
+        type_=ConditionType.VALID,
+        status=problem is None,
+        reason="Valid" if problem is None else problem.reason,
+        message="the queue and its quota are sound"
+        if problem is None
+        else (problem.message if problem.queue == name else f"queue {name}: waits for {problem.message}"),
+        now=now,
+    )
+    return {
+        "nominal": report.line("nominal"),
+        "used": report.line("used"),
+        "borrowed": report.line("borrowed"),
+        "lent": report.line("lent"),
+        "resources": [_resource_status(k) for k in report.keys],
+        "pendingJobs": pending,
+        "admittedJobs": admitted,
+        "conditions": valid,
+    }
+
+
+def _resource_status(report: KeyReport) -> dict[str, object]:
+    return {
+        "resource": report.key.resource,
+        "products": sorted(report.key.products),
+        "nominal": quantity_text(report.key, report.nominal),
+        "used": quantity_text(report.key, report.used),
+        "borrowed": quantity_text(report.key, report.borrowed),
+        "lent": quantity_text(report.key, report.lent),
+    }
+
+
+def quantity_text(key: QuotaKey, amount: int) -> str:
+    """An amount as a Kubernetes quantity: devices as a count, CPU in cores or millicores, bytes."""
+    return amount_text(key, amount, unit=False)

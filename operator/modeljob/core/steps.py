@@ -213,6 +213,8 @@ class RollBack(_Step):
     restart: bool = False  # recreated after a failure: status.restarts counts one more
     warning: bool = True  # the Event's type: a suspension the user asked for is Normal
     updating: bool = False  # a rolling update's old pods going first: the Updating condition says so
+    preempted_by: str | None = None  # evicted for this job ("ns/name"): the Preempted condition says so
+    preemption_rule: str = ""  # the rule that allowed it (core/preemption_rules.py PreemptionReason)
 
     @property
     def grace_zero(self) -> bool:
@@ -232,7 +234,23 @@ class Update(_Step):
     blocked: bool = False  # the new spec can never fit: the old pods keep serving
 
 
-Step = Keep | SetPhase | Place | Wait | Unschedulable | Complete | RollBack | Update
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Preempt(_Step):
+    """Room for ``job`` by evicting ``victims`` (whole jobs, each a RollBack from ``evict``).
+
+    The plan is written first, on the preemptor (status.preempting, status.nominatedNodes), then
+    each victim is evicted; after a crash in between, the next cycle evicts the listed victims
+    not yet evicted (core/preempting.py), so each victim ends fully evicted or fully kept. The
+    preemptor waits, its nominated nodes kept from other jobs, until the victims' pods are gone.
+    """
+
+    victims: tuple[RollBack, ...]
+    nodes: tuple[str, ...]  # where the victims' pods run: reserved for the preemptor
+    message: str
+    queue_position: int = 0
+
+
+Step = Keep | SetPhase | Place | Wait | Unschedulable | Complete | RollBack | Update | Preempt
 
 
 def evict(

@@ -1,0 +1,213 @@
+"""Admission by quota in the scheduling cycle: each waiting job's whole request, per Queue, in the
+Queue's own order, against usage rebuilt from what is placed now.
+
+Nothing is remembered between cycles: usage is the charges of the jobs that hold a placement
+(charged to the GPU product their pods got), so a restart admits exactly as before. With no
+Queue objects the tree is unlimited and every job is admitted in the operator's queue order,
+as before queues had quotas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from modeljob.core.job_state import JobFacts
+from modeljob.core.node_types import Candidate, NodeType
+from modeljob.core.preemption_rules import PreemptionRules
+from modeljob.core.queueing import QueuedJob, QueueOrder, QueuePolicy, QueueSettings, queue_policy
+from modeljob.core.quota import Admission, Charge, QuotaRequest, Usage, admit_pending, usage_of
+from modeljob.core.quota_tree import QueueSpec, QueueTree, build_tree
+from modeljob.core.resources import Resources
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """One Queue as the cycle uses it: its place in the quota tree, its order, its preemption."""
+
+    spec: QueueSpec
+    order: QueueOrder = QueueOrder.FCFS
+    rules: PreemptionRules = field(default_factory=PreemptionRules)
+
+
+# Rules of a job whose queue has none (no Queue objects, or a missing queue): never preempts.
+NO_PREEMPTION = PreemptionRules()
+
+
+@dataclass(frozen=True)
+class Queues:
+    """The cycle's queues: the checked tree and each queue's order and rules."""
+
+    tree: QueueTree
+    configs: Mapping[str, QueueConfig]
+
+    def rules(self, queue: str) -> PreemptionRules:
+        config = self.configs.get(queue)
+        return config.rules if config is not None else NO_PREEMPTION
+
+    def settings(self, queue: str, base: QueueSettings) -> QueueSettings:
+        config = self.configs.get(queue)
+        return replace(base, order=config.order) if config is not None else base
+
+
+def queues_of(configs: Sequence[QueueConfig]) -> Queues:
+    return Queues(tree=build_tree(c.spec for c in configs), configs={c.spec.name: c for c in configs})
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A waiting job as admission sees it: how the queue orders it and what quota it asks."""
+
+    job: JobFacts
+    queued: QueuedJob
+    request: QuotaRequest
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionPlan:
+    """Who may be placed this cycle, in placement order, and why the others wait.
+
+    ``running`` are the charges of the placed jobs, oldest run first (the youngest hold what is
+    borrowed); ``usage`` is theirs plus the charges of the jobs admitted now.
+    """
+
+    order: tuple[str, ...]  # admitted jobs ("ns/name"), in placement order
+    refused: Mapping[str, Admission]
+    products: Mapping[str, frozenset[str]]  # the GPU products an admitted job's key allows
+    running: tuple[Admission, ...] = ()
+    usage: Usage = field(default_factory=Usage)
+    admitted: Mapping[str, Admission] = field(default_factory=dict)
+
+
+def quota_request(
+    job: JobFacts, candidates: Sequence[Candidate], *, pods_left: int | None = None
+) -> QuotaRequest:
+    """The job's whole request as quota counts it, sized for its preferred node type: every pod of
+    every replica (or of ``pods_left`` pods); the products are those of the node types sized alike."""
+    if not candidates:
+        return QuotaRequest(job=job.ref, queue=job.queue, namespace=job.namespace)
+    preferred = candidates[0]
+    pods = pods_left if pods_left is not None else job.replicas * preferred.pods_per_replica
+    wants = preferred.request.resources
+    gpus = pods * wants.gpus if preferred.request.uses_accelerator else 0
+    alike = {c.node_type.product for c in candidates if c.gpus_per_replica == preferred.gpus_per_replica}
+    return QuotaRequest(
+        job=job.ref,
+        queue=job.queue,
+        namespace=job.namespace,
+        gpus=gpus,
+        gpu_resource=preferred.node_type.accelerator,
+        gpu_products=frozenset(p for p in alike if p),
+        cpu_milli=pods * wants.cpu_milli,
+        memory_bytes=pods * wants.memory_bytes,
+    )
+
+
+def held(job: JobFacts, node_type: NodeType | None, per_pod: Resources) -> QuotaRequest:
+    """What a placed job holds: its placed pods' requests, on the product its pods got."""
+    pods = len(job.placement)
+    return QuotaRequest(
+        job=job.ref,
+        queue=job.queue,
+        namespace=job.namespace,
+        gpus=pods * per_pod.gpus,
+        gpu_resource=node_type.accelerator if node_type is not None else "nvidia.com/gpu",
+        gpu_products=frozenset({node_type.product})
+        if node_type is not None and node_type.product
+        else frozenset(),
+        cpu_milli=pods * per_pod.cpu_milli,
+        memory_bytes=pods * per_pod.memory_bytes,
+    )
+
+
+def charged(request: QuotaRequest, tree: QueueTree) -> Admission:
+    """A placed job's charges, whatever the quota says now (quota shrunk under a running job
+    does not evict it): each resource to the first key of its queue's tree that covers it."""
+    if tree.unlimited or request.queue not in tree.queues:
+        return Admission(request.job, request.queue, admitted=True)
+    charges = []
+    for resource, amount, accepted in request.demands():
+        key = next(
+            (k for k in tree.keys_in_tree(request.queue) if k.resource == resource and k.covers(accepted)),
+            None,
+        )
+        if key is not None:
+            charges.append(Charge(key, amount))
+    return Admission(request.job, request.queue, admitted=True, charges=tuple(charges))
+
+
+def queued_job(job: JobFacts, request: QuotaRequest) -> QueuedJob:
+    """How the queue orders a job: its demand is its quota request's."""
+    return QueuedJob(
+        name=job.ref,
+        submitted_at_seconds=job.created.timestamp(),
+        namespace=job.namespace,
+        queue=job.queue,
+        priority=job.priority,
+        expected_duration_seconds=job.expected_duration_seconds,
+        demand=Resources(cpu_milli=request.cpu_milli, memory_bytes=request.memory_bytes, gpus=request.gpus),
+        queued_at_seconds=job.queued_since.timestamp() if job.queued_since is not None else None,
+    )
+
+
+def admit_waiting(
+    waiting: Sequence[Waiting],
+    running: Sequence[Admission],
+    queues: Queues,
+    *,
+    policy_for: Mapping[str, QueuePolicy],
+    now_seconds: float,
+) -> AdmissionPlan:
+    """Order each queue's jobs by its own policy (a preemptor whose victims are going first), admit
+    by quota, and interleave the queues' admitted jobs round-robin for placement."""
+    by_queue: dict[str, list[Waiting]] = {}
+    for item in waiting:
+        by_queue.setdefault(item.job.queue, []).append(item)
+    lines: dict[str, list[Waiting]] = {}
+    for name in sorted(by_queue):
+        items = {w.job.ref: w for w in by_queue[name]}
+        ordered = policy_for[name].order([w.queued for w in items.values()], now_seconds=now_seconds)
+        line = [items[q.name] for q in ordered]
+        lines[name] = sorted(line, key=lambda w: not w.job.preempting)  # stable: nominated first
+    products = {w.job.ref: w.request.gpu_products for w in waiting}
+    if queues.tree.unlimited:
+        return AdmissionPlan(order=_round_robin(lines, set(products)), refused={}, products=products)
+    pending = [w.request for line in lines.values() for w in line]
+    result = admit_pending(pending, queues.tree, usage_of(running))
+    admitted = {a.job: a for a in result.admitted}
+    for decision in result.admitted:
+        if decision.products:
+            products[decision.job] = decision.products
+    return AdmissionPlan(
+        order=_round_robin(lines, set(admitted)),
+        refused={a.job: a for a in result.waiting},
+        products=products,
+        running=tuple(running),
+        usage=result.usage,
+        admitted=admitted,
+    )
+
+
+def _round_robin(lines: Mapping[str, Sequence[Waiting]], keep: set[str]) -> tuple[str, ...]:
+    """The queues take turns, each in its own order; a preemptor whose victims are gone goes
+    before everything, so the room it made is its own."""
+    kept = [[w.job.ref for w in lines[name] if w.job.ref in keep] for name in sorted(lines)]
+    order: list[str] = []
+    for turn in range(max((len(line) for line in kept), default=0)):
+        order.extend(line[turn] for line in kept if turn < len(line))
+    nominated = {w.job.ref for line in lines.values() for w in line if w.job.preempting}
+    return tuple(sorted(order, key=lambda ref: ref not in nominated))
+
+
+def policies(
+    queues: Queues,
+    names: Sequence[str],
+    base: QueueSettings,
+    *,
+    capacity: Resources,
+    usage: Mapping[str, Resources],
+) -> dict[str, QueuePolicy]:
+    """Each queue's ordering policy: its own spec.order, else the operator's setting."""
+    return {
+        name: queue_policy(queues.settings(name, base), capacity=capacity, usage=usage) for name in set(names)
+    }

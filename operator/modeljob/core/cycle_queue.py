@@ -1,0 +1,244 @@
+"""The waiting jobs of one scheduling cycle: placed in admission order, preempted for when they
+cannot be, or left waiting with the reason (quota, room, strict order) and their place in line."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from modeljob.core.admission import AdmissionPlan, Waiting, queued_job, quota_request
+from modeljob.core.cluster_state import NodeFacts, refusals
+from modeljob.core.cycle_cluster import Cluster
+from modeljob.core.gang_placement import Unplaceable
+from modeljob.core.job_state import JobFacts
+from modeljob.core.lifecycle import Plan
+from modeljob.core.node_types import Candidate, Sizing, node_type_of
+from modeljob.core.nodes import NodeTable
+from modeljob.core.planning import Attempt, Planner, best
+from modeljob.core.preempting import Preempting
+from modeljob.core.preemption import FitTest
+from modeljob.core.quota import Admission
+from modeljob.core.rolling import settle
+from modeljob.core.steps import Place, Preempt, Step, Unschedulable, Wait
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A job the cycle plans: its lifecycle plan and its sizing per node type."""
+
+    plan: Plan
+    sizing: Sizing
+
+    @property
+    def job(self) -> JobFacts:
+        return self.plan.job
+
+
+def waiting_item(waiting: Planned, cluster: Cluster) -> Waiting:
+    job = waiting.job
+    candidates = candidates_for(job, waiting.sizing, cluster.by_name)
+    left = None
+    if job.placement and candidates:  # a partly placed job asks only for the pods it lacks
+        left = len(pending_replicas(job)) * candidates[0].pods_per_replica
+    request = quota_request(job, candidates, pods_left=left)
+    return Waiting(job=job, queued=queued_job(job, request), request=request)
+
+
+# What planning one waiting job can decide.
+_Decided = Place | Wait | Unschedulable | Preempt
+
+
+class CycleQueue:
+    """The waiting jobs of one cycle: the admitted ones placed in order (or preempted for), then
+    the ones quota keeps waiting; each numbered in the queue as it waits."""
+
+    def __init__(
+        self,
+        waiting: Mapping[str, Planned],
+        cluster: Cluster,
+        planner: Planner,
+        preempting: Preempting,
+        admission: AdmissionPlan,
+    ) -> None:
+        self.waiting, self.cluster, self.planner = waiting, cluster, planner
+        self.preempting, self.admission = preempting, admission
+
+    def plan(self, *, strict: bool) -> tuple[list[Step], dict[str, int]]:
+        steps: list[Step] = []
+        queue_lengths: dict[str, int] = defaultdict(int)
+        blocked_by: JobFacts | None = None
+        # The admitted in placement order, then those quota keeps waiting, in their queues' order.
+        order = [*self.admission.order, *(r for r in self.admission.refused if r in self.waiting)]
+        tried_reclaim: set[str] = set()
+        for ref in order:
+            waiting = self.waiting[ref]
+            step: _Decided | None = self._resumed(waiting)
+            if step is None and ref in self.admission.refused:
+                step = self._refused(waiting, self.admission.refused[ref], tried_reclaim)
+            elif step is None:
+                step = self._decide(waiting, blocked_by=blocked_by)
+            assert step is not None
+            roll = waiting.plan.roll
+            if roll is not None and not isinstance(step, Preempt):  # never waits in the queue itself
+                steps.append(settle(step, roll, waiting.plan.phase, behind=blocked_by is not None))
+                continue
+            if isinstance(step, Wait | Preempt):
+                queue_lengths[step.job.queue] += 1
+                step = replace(step, queue_position=sum(queue_lengths.values()))
+                if strict and blocked_by is None and isinstance(step, Wait):
+                    blocked_by = step.job
+            steps.append(step)
+        return steps, dict(queue_lengths)
+
+    def _resumed(self, waiting: Planned) -> Preempt | Wait | None:
+        """A preemptor's written plan, carried on; its nodes are kept for it meanwhile."""
+        step = self.preempting.resume(waiting.job)
+        if step is None:
+            return None
+        self.cluster.reserve_nodes(waiting.job.ref, waiting.job.nominated_nodes)
+        if isinstance(step, Wait):
+            return replace(step, candidate=_first(waiting.sizing), phase=waiting.plan.phase)
+        return step
+
+    def _refused(self, waiting: Planned, refusal: Admission, tried: set[str]) -> _Decided:
+        """Quota keeps the job waiting; the head of its queue may take quota back by preemption."""
+        job = waiting.job
+        if not waiting.sizing.candidates:
+            return self._decide(waiting, blocked_by=None)  # Unschedulable, whatever its quota
+        step = Wait(
+            job=job,
+            message=refusal.reason,
+            queue_position=0,
+            candidate=waiting.sizing.candidates[0],
+            phase=waiting.plan.phase,
+            delete_pods=waiting.plan.delete_pods,
+        )
+        if not refusal.blocks_queue or job.queue in tried:
+            return step
+        tried.add(job.queue)  # only the head: the jobs behind it wait for it
+        return self._preempt(step, waiting, quota_refused=True)
+
+    def _preempt(self, step: Wait, waiting: Planned, *, quota_refused: bool) -> Wait | Preempt:
+        request = waiting_item(waiting, self.cluster).request
+        found = self.preempting.preempt(
+            waiting.job,
+            request,
+            table=self.cluster.table,
+            fits=self._fits(waiting),
+            quota_refused=quota_refused,
+        )
+        if isinstance(found, Preempt):
+            self.cluster.reserve_nodes(waiting.job.ref, found.nodes)
+            return found
+        if isinstance(found, str):
+            return replace(step, message=f"{step.message}; no preemption: {found}")
+        return step
+
+    def _fits(self, waiting: Planned) -> FitTest:
+        """Whether the job is placed on a table: the same planner, the same candidates and nodes."""
+        job = waiting.job
+        candidates = self._candidates(waiting)
+        pending = pending_replicas(job)
+        eligible = self.cluster.usable(job)
+
+        def fits(table: NodeTable) -> bool:
+            planner = replace(self.planner, table=table)
+            plan = planner.try_node_types if job.gang else planner.try_one_by_one
+            return best(plan(job, candidates, eligible=eligible, pending=pending)) is not None
+
+        return fits
+
+    def _candidates(self, waiting: Planned) -> tuple[Candidate, ...]:
+        """The job's candidates on the products its quota key allows (all, if none is left)."""
+        found = candidates_for(waiting.job, waiting.sizing, self.cluster.by_name)
+        products = self.admission.products.get(waiting.job.ref) or frozenset()
+        allowed = tuple(c for c in found if not products or c.node_type.product in products)
+        return allowed or found
+
+    def _decide(self, waiting: Planned, *, blocked_by: JobFacts | None) -> _Decided:
+        job, sizing, strays = waiting.job, waiting.sizing, waiting.plan.delete_pods
+        cluster = self.cluster
+        if not sizing.candidates:
+            eligible = cluster.eligible(job)
+            if cluster.nodes and not eligible.any():
+                message = refusals(
+                    cluster.nodes,
+                    node_selector=job.node_selector,
+                    tolerations=job.tolerations,
+                    node_affinity=job.rules.node_affinity,
+                )
+            else:
+                message = sizing.explain_unschedulable()
+            return Unschedulable(job=job, message=message, delete_pods=strays)
+        roll = waiting.plan.roll
+        pending = [roll.replica] if roll is not None else pending_replicas(job)
+        candidates = self._candidates(waiting)
+        plan = self.planner.try_node_types if job.gang else self.planner.try_one_by_one
+        attempts = plan(job, candidates, eligible=cluster.usable(job), pending=pending)
+        chosen = best(attempts) if blocked_by is None else None
+        if chosen is not None:
+            candidate, placement = chosen
+            for assignment in placement.assignments:
+                cluster.table.reserve(cluster.row_of[assignment.node], candidate.request, assignment.devices)
+            self.planner.record(job, [a.node for a in placement.assignments])
+            return Place(
+                job=job,
+                candidate=candidate,
+                placement=tuple(
+                    replace(a, replica=pending[a.replica], score=round(a.score, 4))
+                    for a in placement.assignments
+                ),
+                tried=tuple(a.tried for a in attempts),
+                delete_pods=strays,
+                replaces=roll,
+            )
+        step = _not_placed(waiting, candidates[0], attempts, blocked_by=blocked_by)
+        if isinstance(step, Wait) and blocked_by is None and roll is None:
+            return self._preempt(step, waiting, quota_refused=False)
+        return step
+
+
+def _first(sizing: Sizing) -> Candidate | None:
+    return sizing.candidates[0] if sizing.candidates else None
+
+
+def _not_placed(
+    waiting: Planned, preferred: Candidate, attempts: Sequence[Attempt], *, blocked_by: JobFacts | None
+) -> Wait | Unschedulable:
+    """Why a sized job was not placed: never on this cluster, or not now (and what it waits for)."""
+    job, plan = waiting.job, waiting.plan
+    failures = [a.result for a in attempts if isinstance(a.result, Unplaceable)]
+    if failures and all(f.never_fits for f in failures):
+        reasons = [f.reason for f in failures] + list(waiting.sizing.rejected)
+        return Unschedulable(
+            job=job,
+            message="the job can never fit this cluster: " + "; ".join(reasons),
+            candidate=preferred,
+            delete_pods=plan.delete_pods,
+        )
+    if blocked_by is not None:
+        message = f"waiting behind {blocked_by.namespace}/{blocked_by.name} (strict queue order)"
+    else:
+        first = next((f for f in failures if not f.never_fits), None)
+        message = "waiting for room: " + (first.reason if first is not None else "no node fits now")
+    return Wait(
+        job=job,
+        message=message,
+        queue_position=0,  # numbered in queue order by _plan_queue
+        candidate=preferred,
+        phase=plan.phase,  # a non-gang job with some replicas placed keeps the phase its pods give it
+        delete_pods=plan.delete_pods,
+    )
+
+
+def pending_replicas(job: JobFacts) -> list[int]:
+    return [r for r in range(job.replicas) if r not in job.placed_replicas]
+
+
+def candidates_for(job: JobFacts, sizing: Sizing, nodes: Mapping[str, NodeFacts]) -> tuple[Candidate, ...]:
+    """A partly placed (non-gang) job keeps the node type its placed replicas were sized for."""
+    if not job.placement:
+        return sizing.candidates
+    placed_types = {node_type_of(nodes[e.node].view) for e in job.placement if e.node in nodes}
+    return tuple(c for c in sizing.candidates if c.node_type in placed_types) or sizing.candidates
