@@ -204,14 +204,12 @@ class _SharedReplay:
         after = self.used.get(job.queue, 0) + job.demand.gpus
         if after <= quota.nominal_gpus:
             return True, False
-        unused_elsewhere = sum(
-            max(0, q.nominal_gpus - self.used.get(q.name, 0))
-            for q in self.quota.values()
-            if q.name != job.queue
-        )
-        borrow = after - quota.nominal_gpus
+        # One cohort: what anyone borrows comes out of the others' unused nominal, so the sum of
+        # all use stays within the sum of all nominal quotas.
         total = sum(q.nominal_gpus for q in self.quota.values())
-        return borrow <= min(unused_elsewhere, _limit(quota, total)), True
+        pool_left = total - sum(self.used.values())
+        borrow = after - quota.nominal_gpus
+        return job.demand.gpus <= pool_left and borrow <= _limit(quota, total), True
 
     # --- placing, preempting --------------------------------------------------------------------
 
