@@ -157,7 +157,7 @@ def test_chart_lints_strictly(helm: Path, sets: tuple[str, ...]) -> None:
         (
             (),
             {
-                "CustomResourceDefinition": 2,
+                "CustomResourceDefinition": 3,  # ModelJob, Queue, kopf peering
                 "ClusterKopfPeering": 1,
                 "ServiceAccount": 1,
                 "ClusterRole": 1,
@@ -169,7 +169,7 @@ def test_chart_lints_strictly(helm: Path, sets: tuple[str, ...]) -> None:
         (
             ALL_TOGGLES,
             {
-                "CustomResourceDefinition": 2,
+                "CustomResourceDefinition": 3,  # ModelJob, Queue, kopf peering
                 "ClusterKopfPeering": 1,
                 "ServiceAccount": 2,
                 "ClusterRole": 1,

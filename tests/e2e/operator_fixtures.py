@@ -27,6 +27,7 @@ from tests.e2e.kube import Cluster, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "modeljob.dev_modeljobs.yaml"
+QUEUE_CRD = REPO / "crds" / "modeljob.dev_queues.yaml"
 PEERING = REPO / "hack" / "kopf-peering-crd.yaml"
 POOL_KEY = "modeljob.dev/e2e-pool"
 IDENTITY = "e2e-operator"  # one identity for every operator the tests start: a restart is the same peer
@@ -109,12 +110,14 @@ class Operator:
 
 
 def install_crds(cluster: Cluster) -> None:
-    """The ModelJob CRD and kopf's peering CRD + object, installed and established."""
+    """The ModelJob and Queue CRDs and kopf's peering CRD + object, installed and established."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(QUEUE_CRD))
     cluster.kubectl(
         "apply", "--server-side", "--force-conflicts", "-f", str(PEERING), check=False
     )  # the object fails until its CRD is established
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/modeljobs.modeljob.dev")
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/queues.modeljob.dev")
     cluster.kubectl(
         "wait", "--for=condition=Established", "--timeout=60s", "crd/clusterkopfpeerings.kopf.dev"
     )

@@ -22,7 +22,7 @@ from tests.e2e.operator_fixtures import apply, get_job, install_crds, model_job
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "modeljob-operator"
-CRDS = ("modeljobs.modeljob.dev", "clusterkopfpeerings.kopf.dev")
+CRDS = ("modeljobs.modeljob.dev", "queues.modeljob.dev", "clusterkopfpeerings.kopf.dev")
 # Every optional template on. The ServiceMonitor is left to tests/adapters/test_helm_chart.py:
 # its CRD (prometheus-operator's) is no Kubernetes API and this cluster does not have it.
 EVERY_TOGGLE = (
