@@ -71,9 +71,12 @@ class CycleQueue:
         # The admitted in placement order, then those quota keeps waiting, in their queues' order.
         order = [*self.admission.order, *(r for r in self.admission.refused if r in self.waiting)]
         tried_reclaim: set[str] = set()
+        # Preemptions planned before (a crash, or victims' pods still going) first: their nodes
+        # are kept before any other job is planned, whatever the queue order.
+        resumed = {ref: found for ref in order if (found := self._resumed(self.waiting[ref])) is not None}
         for ref in order:
             waiting = self.waiting[ref]
-            step: _Decided | None = self._resumed(waiting)
+            step: _Decided | None = resumed.get(ref)
             if step is None and ref in self.admission.refused:
                 step = self._refused(waiting, self.admission.refused[ref], tried_reclaim)
             elif step is None:

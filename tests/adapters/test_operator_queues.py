@@ -1,0 +1,163 @@
+"""Queues in the scheduling loop against the in-memory API server: a reclaiming team preempts the
+other team's borrowing gangs whole, the plan is written before any victim is evicted, and a crash
+at any write of a preemption leaves every victim fully evicted or fully kept and the preemptor
+placed once. Queue status is written when it changes."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from modeljob.adapters.cluster import ClusterError, NotFoundError
+from modeljob.adapters.cluster_view import ClusterView
+from modeljob.adapters.scheduling_loop import SchedulingLoop
+from tests.adapters.test_operator_scheduling_loop import Crash, FakeApiServer, start_operator
+from tests.operator_builders import at, modeljob_dict, node_dict
+
+Json = dict[str, Any]
+H100 = "NVIDIA-H100-80GB-HBM3"
+
+
+class QueueApiServer(FakeApiServer):
+    """The fake API server with cluster-scoped Queues and their status subresource."""
+
+    def patch_queue_status(self, name: str, patch: Json) -> Json:
+        current = self.objects.get(("queues", "", name))
+        if current is None:
+            raise NotFoundError("not found", status=404)
+        if (patch.get("metadata") or {}).get("resourceVersion") != current["metadata"]["resourceVersion"]:
+            raise ClusterError("409 Conflict", status=409, reason="Conflict")
+        self._hook("queue", name)
+        current["status"] = {**(current.get("status") or {}), **patch["status"]}
+        return self.put("queues", current)
+
+
+def queue(name: str, *, parent: str | None = None, nominal: int | None = None) -> Json:
+    spec: Json = {"preemption": {"reclaimBorrowed": True, "minRuntime": "0s"}}
+    if parent:
+        spec["parent"] = parent
+    if nominal is not None:
+        spec["quota"] = [{"resource": "nvidia.com/gpu", "products": [H100], "nominal": nominal}]
+    return {"apiVersion": "modeljob.dev/v1alpha1", "kind": "Queue", "metadata": {"name": name}, "spec": spec}
+
+
+def job(name: str, queue_name: str, *, replicas: int) -> Json:
+    document = modeljob_dict(status={"phase": "Queued", "observedGeneration": 1})
+    document["metadata"].update(name=name, uid=f"uid-{name}")
+    document["spec"].update(
+        replicas=replicas,
+        resources={"gpus": 4},
+        accelerator={"products": [H100]},
+        scheduling={"queue": queue_name},
+    )
+    return document
+
+
+def operator(api: QueueApiServer) -> tuple[SchedulingLoop, ClusterView]:
+    """A fresh operator whose view is what the API server holds now, Queues included."""
+    queues = {key: obj for key, obj in api.objects.items() if key[0] == "queues"}
+    for key in queues:
+        del api.objects[key]
+    try:
+        loop, view = start_operator(api, clock=lambda: at(100))
+    finally:
+        api.objects.update(queues)
+    for obj in queues.values():
+        view.queues.observe(copy.deepcopy(obj))
+    return loop, view
+
+
+@pytest.fixture
+def api() -> QueueApiServer:
+    """Two 8-GPU H100 nodes, two teams under one parent (8 each), team-a running four 4-GPU jobs:
+    a3 and a4, the youngest by name at equal start, borrow team-b's idle 8."""
+    server = QueueApiServer()
+    for index in (0, 1):
+        server.put("nodes", node_dict(index))
+    for document in (
+        queue("research"),
+        queue("team-a", parent="research", nominal=8),
+        queue("team-b", parent="research", nominal=8),
+    ):
+        server.put("queues", document)
+    for index in range(1, 5):
+        server.put("modeljobs", job(f"a{index}", "team-a", replicas=1))
+    loop, _ = operator(server)
+    loop.run_once()
+    assert all(server.job("ml", f"a{i}")["status"]["phase"] == "Scheduled" for i in range(1, 5))
+    server.put("modeljobs", job("b1", "team-b", replicas=2))
+    return server
+
+
+def pods_of(api: FakeApiServer, name: str) -> list[str]:
+    return sorted(
+        p["metadata"]["name"] for p in api.pods() if p["metadata"]["labels"].get("modeljob.dev/job") == name
+    )
+
+
+def settle(api: QueueApiServer, cycles: int = 4) -> None:
+    """Cycles, each by an operator whose view is the server's now (the fake has no watch to show
+    it the pods it deleted)."""
+    for _ in range(cycles):
+        loop, _ = operator(api)
+        loop.run_once()
+        loop.events.drain()
+
+
+def assert_preempted_once_and_b1_placed(api: QueueApiServer, kept: dict[str, list[str]]) -> None:
+    for victim in ("a3", "a4"):
+        status = api.job("ml", victim)["status"]
+        assert status["phase"] == "Queued", victim
+        assert status["preemptedBy"] == ["ml/b1"]
+        assert status["preemptions"] == 1, "evicted once, whatever crashed"
+        assert pods_of(api, victim) == []
+        preempted = next(c for c in status["conditions"] if c["type"] == "Preempted")
+        assert preempted["reason"] == "ReclaimBorrowed"
+    for survivor in ("a1", "a2"):
+        assert pods_of(api, survivor) == kept[survivor], "a job within its queue's nominal is never touched"
+    b1 = api.job("ml", "b1")["status"]
+    assert b1["phase"] == "Scheduled"
+    assert "preempting" not in b1
+    assert "nominatedNodes" not in b1
+    assert len(pods_of(api, "b1")) == 2
+    created = [c for c in api.calls if c.startswith("create b1-")]
+    assert len(created) == len(set(created)) == 2, "b1 placed once: each of its pods made once"
+
+
+def test_the_plan_is_written_on_the_preemptor_before_any_victim_is_touched(api: QueueApiServer) -> None:
+    kept = {name: pods_of(api, name) for name in ("a1", "a2")}
+    api.calls.clear()
+    settle(api)
+    patches = [c for c in api.calls if c.startswith("patch ")]
+    assert patches[0].startswith("patch b1 phase=Queued")
+    first_delete = next(i for i, c in enumerate(api.calls) if c.startswith("delete "))
+    assert api.calls.index(patches[0]) < first_delete
+    assert_preempted_once_and_b1_placed(api, kept)
+    reasons = {(e["involvedObject"]["name"], e["reason"]) for e in api.events}
+    assert {("b1", "Preempting"), ("a3", "Preempted"), ("a4", "Preempted"), ("b1", "Scheduled")} <= reasons
+    team_a = api.objects[("queues", "", "team-a")]["status"]
+    assert (team_a["admittedJobs"], team_a["pendingJobs"]) == (2, 2)
+    assert api.objects[("queues", "", "team-b")]["status"]["used"] == f"8 {H100} GPUs"
+
+
+@pytest.mark.parametrize("crash_at", range(1, 8), ids=lambda n: f"write-{n}")
+def test_a_crash_at_any_write_of_a_preemption_evicts_each_victim_once_and_places_the_preemptor_once(
+    api: QueueApiServer, crash_at: int
+) -> None:
+    kept = {name: pods_of(api, name) for name in ("a1", "a2")}
+    writes = 0
+
+    def crash(what: str) -> None:
+        nonlocal writes
+        writes += 1
+        if writes == crash_at:
+            raise Crash(what)
+
+    api.before = {"patch": crash, "delete": crash}
+    with pytest.raises(Crash):  # cycles until the n-th write, whichever cycle makes it
+        settle(api, cycles=4)
+    api.before = {}
+    settle(api)
+    assert_preempted_once_and_b1_placed(api, kept)
