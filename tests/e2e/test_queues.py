@@ -149,3 +149,26 @@ def test_a_team_takes_back_what_the_other_borrowed_by_preempting_whole_gangs(
             wait_phase(cluster, namespace, victim, "Running", timeout_seconds=60)
     assert watch.samples >= 3, "the watch sampled throughout"
     assert not watch.violations, watch.violations[:5]
+
+
+def test_children_above_their_parents_nominal_mark_the_queue_and_its_jobs_wait_with_that_reason(
+    cluster: Cluster, namespace: str, pool: Pool, start_operator: Any, queues: str
+) -> None:
+    parent, team = f"{queues}-small", f"{queues}-team"
+    apply_queues(cluster, queues, queue(parent, nominal=4), queue(team, parent=parent, nominal=8))
+    start_operator()
+    pool.add("h100", 1)
+    apply(cluster, namespace, gang("stuck", pool, team, replicas=1, gpus=2))
+    wait_for(
+        lambda: "its children's nominal 8" in (status(cluster, namespace, "stuck").get("message") or ""),
+        "the job waiting with its parent queue's problem",
+    )
+    assert status(cluster, namespace, "stuck")["phase"] == "Queued"
+    wait_for(
+        lambda: condition(queue_status(cluster, parent), "Valid").get("reason") == "ChildrenAboveNominal",
+        "the parent Queue's Valid condition naming the problem",
+    )
+    # Fixed, the job is admitted and runs: nothing was lost meanwhile.
+    apply_queues(cluster, queues, queue(parent, nominal=8))
+    wait_phase(cluster, namespace, "stuck", "Running", timeout_seconds=60)
+    assert condition(queue_status(cluster, parent), "Valid")["status"] == "True"
