@@ -156,12 +156,6 @@ def main() -> int:
         gateway = PLANE.gateway(connections=WORKERS)
         config = PLANE.kubeconfig
         kubectl(config, "apply", "--server-side", "-f", str(REPO / "crds" / "modeljob.dev_modeljobs.yaml"))
-        peering = str(REPO / "hack" / "kopf-peering-crd.yaml")
-        kubectl(config, "apply", "--server-side", "-f", peering, check=False)  # the object needs its CRD
-        kubectl(
-            config, "wait", "--for=condition=Established", "--timeout=60s", "crd/clusterkopfpeerings.kopf.dev"
-        )
-        kubectl(config, "apply", "--server-side", "-f", peering)
 
         log(f"creating {args.nodes} fake 8-GPU nodes")
         group = node_catalog.PRESETS["mixed"][0]

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modeljob.adapters.extender.settings import ExtenderSettings
+from modeljob.core.leadership import LeaseTiming
 from modeljob.core.queueing import DEFAULT_AGING_PER_HOUR, DEFAULT_DURATION_SECONDS, QueueOrder
 from modeljob.core.queueing import QueueSettings as CoreQueueSettings
 from modeljob.core.scheduling_cycle import CycleSettings
@@ -48,36 +49,62 @@ class KubernetesSettings(_Section):
     )
 
 
-class PeeringSettings(_Section):
+class LeaderElectionSettings(_Section):
+    """A coordination.k8s.io Lease decides which replica's scheduling loop acts (kube-scheduler's
+    timings by default); every replica keeps its watches warm and serves the extender."""
+
     enabled: bool = Field(
         default=True,
-        description=(
-            "Use kopf peering (a ClusterKopfPeering object) so that only one replica acts; "
-            "false runs standalone."
-        ),
+        description="Elect a leader through a Lease; false: this replica always acts (one replica only).",
     )
-    name: str = Field(
-        default="modeljob", min_length=1, max_length=253, description="The ClusterKopfPeering name."
+    lease_name: str = Field(
+        default="modeljob-operator", min_length=1, max_length=253, description="The Lease's name."
     )
-    priority: int = Field(
-        default=0,
-        ge=0,
-        le=2**31 - 1,
-        description="This replica's priority; the highest live one acts, equal ones all pause (kopf's rule).",
+    lease_namespace: str | None = Field(
+        default=None,
+        max_length=63,
+        description="The Lease's namespace; unset: the operator's own (its service account's), else default.",
     )
-    lifetime_seconds: int = Field(
-        default=60, ge=5, le=3600, description="How long a silent peer counts as alive (kopf's lifetime)."
+    lease_duration_seconds: int = Field(
+        default=15,
+        ge=2,
+        le=3600,
+        description="How long a standby waits, seeing the Lease unchanged, before taking it over.",
+    )
+    renew_deadline_seconds: float = seconds(
+        10.0, "The leader stops acting this long after its last renewal was sent.", at_most=3600
+    )
+    retry_period_seconds: float = seconds(
+        2.0, "How often every replica reads the Lease and the leader renews it.", at_most=600
     )
     identity: str | None = Field(
         default=None,
         max_length=253,
-        description="This replica's peer id; unset: $POD_ID, else user@host/start time (kopf's default).",
+        description="This replica's holderIdentity; unset: $POD_ID (the pod's name), else user@host/start.",
     )
+
+    @model_validator(mode="after")
+    def _one_leader_possible(self) -> LeaderElectionSettings:
+        problem = self.timing().problem()
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    def timing(self) -> LeaseTiming:
+        return LeaseTiming(
+            duration_seconds=self.lease_duration_seconds,
+            renew_deadline_seconds=self.renew_deadline_seconds,
+            retry_period_seconds=self.retry_period_seconds,
+        )
 
 
 class ServerSettings(_Section):
     host: str = listen_host("Address the liveness and metrics endpoints listen on.")
-    liveness_port: int = port(8080, "kopf's liveness endpoint `/healthz`; 0 disables it.", zero_disables=True)
+    liveness_port: int = port(
+        8080,
+        "kopf's liveness endpoint `/healthz` (says leader or standby); 0 disables it.",
+        zero_disables=True,
+    )
     metrics_port: int = port(9090, "Prometheus `/metrics`; 0 disables it.", zero_disables=True)
 
 
@@ -204,7 +231,7 @@ class Settings(BaseSettings):
     )
 
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
-    peering: PeeringSettings = Field(default_factory=PeeringSettings)
+    leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     scheduling: SchedulingSettings = Field(default_factory=SchedulingSettings)

@@ -20,15 +20,15 @@ from modeljob.adapters.extender.metrics import ExtenderMetrics
 from modeljob.adapters.extender.routes import build_app
 from modeljob.adapters.extender.server import ExtenderServer, build_service
 from modeljob.adapters.kube_nodes import NodeLabelKeys
-from modeljob.adapters.kube_values import parse_time
+from modeljob.adapters.lease import FencedGateway, LeaderElector
 from modeljob.adapters.metrics import OperatorMetrics
 from modeljob.adapters.scheduling_loop import LoopSettings, SchedulingLoop
-from modeljob.core.leadership import Peer, acts
 from modeljob.settings import LogFormat, LoggingSettings, Settings
 
 logger = logging.getLogger("modeljob")
 
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 class _JsonFormatter(logging.Formatter):
@@ -53,10 +53,8 @@ def configure_logging(settings: LoggingSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
-    # kopf logs every handler run at INFO; ours say more, once. Its peering says when this replica
-    # pauses for a higher-priority one and resumes: rare, and what an operator of two replicas asks.
+    # kopf logs every handler run at INFO; ours say more, once.
     logging.getLogger("kopf").setLevel(max(logging.WARNING, logging.getLevelName(settings.level)))
-    logging.getLogger("kopf._core.engines.peering").setLevel(settings.level)
 
 
 def connect(settings: Settings) -> ClusterGateway:
@@ -77,41 +75,49 @@ def node_label_keys(settings: Settings) -> NodeLabelKeys:
 
 
 def own_identity(settings: Settings) -> str:
-    if settings.peering.identity:
-        return settings.peering.identity
+    if settings.leader_election.identity:
+        return settings.leader_election.identity
     return str(kopf_detect_identity())
 
 
 def kopf_detect_identity() -> str:
-    """kopf's own choice ($POD_ID, else user@host/start/random), so logs and peering agree."""
+    """kopf's own choice ($POD_ID, else user@host/start/random), so logs and the Lease agree."""
     from kopf._core.engines.peering import detect_own_id  # noqa: PLC0415 - kopf exports no public name
 
     return str(detect_own_id(manual=False))
 
 
-def leadership(view: ClusterView, settings: Settings, identity: str) -> bool:
-    """Whether this replica acts now, by kopf's peering rule on the watched peering object."""
-    if not settings.peering.enabled or view.peerings is None:
-        return True
-    peering = view.peerings.get(("", settings.peering.name))
-    if peering is None:
-        return False
-    peers = []
-    for peer_id, info in (peering.get("status") or {}).items():
-        if not isinstance(info, dict):
-            continue
-        seen = parse_time(info.get("lastseen"))
-        if seen is None:
-            continue
-        peers.append(
-            Peer(
-                identity=str(peer_id),
-                priority=int(info.get("priority") or 0),
-                last_seen=seen,
-                lifetime_seconds=float(info.get("lifetime") or 60),
-            )
-        )
-    return acts(peers, identity=identity, priority=settings.peering.priority, now=datetime.now(UTC))
+def lease_namespace(settings: Settings) -> str:
+    """Where the Lease lives: as set, else the namespace of the pod's service account, else default."""
+    if settings.leader_election.lease_namespace:
+        return settings.leader_election.lease_namespace
+    if SERVICE_ACCOUNT_NAMESPACE.exists():
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    return "default"
+
+
+def build_elector(
+    gateway: ClusterGateway, view: ClusterView, metrics: OperatorMetrics, *, settings: Settings, identity: str
+) -> LeaderElector | None:
+    """This replica's candidacy for the Lease (None: election off, it always acts). Winning or
+    losing wakes the loop and sets the modeljob_leader gauge."""
+    election = settings.leader_election
+    metrics.record_leadership(leads=not election.enabled)
+    if not election.enabled:
+        return None
+
+    def changed(leads: bool) -> None:
+        metrics.record_leadership(leads=leads)
+        view.changed.set()
+
+    return LeaderElector(
+        gateway,
+        namespace=lease_namespace(settings),
+        name=election.lease_name,
+        identity=identity,
+        timing=election.timing(),
+        on_change=changed,
+    )
 
 
 def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
@@ -127,8 +133,6 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     # a burst of new jobs back, while each handler mostly waits for the API server.
     operator.execution.max_workers = settings.scheduling.job_workers
     operator.posting.enabled = False  # our handlers and loop post the Events that matter
-    operator.peering.lifetime = settings.peering.lifetime_seconds
-    operator.peering.stealth = True
     operator.watching.server_timeout = 240
     operator.watching.client_timeout = 270
     return operator
@@ -140,9 +144,10 @@ def run_operator(settings: Settings) -> int:
     gateway = connect(settings)
     metrics = OperatorMetrics()
     identity = own_identity(settings)
-    view = ClusterView(gateway, labels=node_label_keys(settings), peering=settings.peering.enabled)
+    view = ClusterView(gateway, labels=node_label_keys(settings))
     events = EventRecorder(gateway, identity=identity, clock=lambda: datetime.now(UTC))
-    loop = build_loop(gateway, view, metrics, events, settings=settings, identity=identity)
+    elector = build_elector(gateway, view, metrics, settings=settings, identity=identity)
+    loop = build_loop(gateway, view, metrics, events, settings=settings, identity=identity, elector=elector)
     memo = kopf_handlers.OperatorMemo(
         gateway=gateway,
         view=view,
@@ -150,6 +155,7 @@ def run_operator(settings: Settings) -> int:
         metrics=metrics,
         events=events,
         in_cluster=settings.kubernetes.kubeconfig is None and SERVICE_ACCOUNT_TOKEN.exists(),
+        elector=elector,
     )
     registry = kopf.OperatorRegistry()
     kopf_handlers.register(registry)
@@ -159,21 +165,24 @@ def run_operator(settings: Settings) -> int:
     liveness = f"http://{server.host}:{server.liveness_port}/healthz" if server.liveness_port else None
     extender = start_extender(gateway, view, metrics, settings)
     logger.info(
-        "modeljob operator %s starting against %s (peering %s, queue policy %s, metrics %s)",
+        "modeljob operator %s starting against %s (leader Lease %s, queue policy %s, metrics %s)",
         identity,
         gateway.server,
-        settings.peering.name if settings.peering.enabled else "off",
+        f"{lease_namespace(settings)}/{settings.leader_election.lease_name}"
+        if elector is not None
+        else "off",
         settings.queue.policy.value,
         f"http://{server.host}:{server.metrics_port}/metrics" if server.metrics_port else "off",
     )
     try:
+        # Standalone: kopf's peering would pause every replica of equal priority, and every pod of
+        # a Deployment has the same. Its handlers run on every replica (docs/operator.md, "Two
+        # replicas"); the Lease decides only whose scheduling loop acts.
         kopf.run(
             registry=registry,
             settings=kopf_settings(settings),
             clusterwide=True,
-            standalone=not settings.peering.enabled,
-            peering_name=settings.peering.name if settings.peering.enabled else None,
-            priority=settings.peering.priority,
+            standalone=True,
             liveness_endpoint=liveness,
             memo=memo,
             identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
@@ -182,6 +191,8 @@ def run_operator(settings: Settings) -> int:
         if extender is not None:
             extender.stop_thread()
         loop.stop()
+        if elector is not None:
+            elector.stop()  # after the loop: the Lease is given up only once nothing acts on it
         events.stop()
         view.stop()
         gateway.close()
@@ -196,10 +207,13 @@ def build_loop(
     *,
     settings: Settings,
     identity: str,
+    elector: LeaderElector | None,
 ) -> SchedulingLoop:
-    """The scheduling loop with every setting it reads (scheduling, queue, scoring, node labels)."""
+    """The scheduling loop with every setting it reads (scheduling, queue, scoring, node labels).
+    With an election it writes through the fenced gateway: nothing is sent unless this replica
+    proves, at that moment, that it holds the Lease."""
     return SchedulingLoop(
-        gateway=gateway,
+        gateway=gateway if elector is None else FencedGateway(gateway, leads=elector.leads),
         view=view,
         metrics=metrics,
         settings=LoopSettings(
@@ -208,7 +222,7 @@ def build_loop(
             cycle=settings.cycle(),
         ),
         identity=identity,
-        acts=lambda: leadership(view, settings, identity),
+        acts=(lambda: True) if elector is None else elector.leads,
         events=events,
     )
 

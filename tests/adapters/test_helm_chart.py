@@ -31,7 +31,8 @@ ALL_TOGGLES = (
     "serviceMonitor.enabled=true",
     "networkPolicy.enabled=true",
     "settings.kubernetes.context=ctx",
-    "settings.peering.identity=me",
+    "settings.leaderElection.identity=me",
+    "settings.leaderElection.leaseNamespace=elsewhere",
     "settings.kubernetes.kubeconfig=/etc/kubeconfig",
 )
 MANIFEST = dict[str, Any]
@@ -157,24 +158,27 @@ def test_chart_lints_strictly(helm: Path, sets: tuple[str, ...]) -> None:
         (
             (),
             {
-                "CustomResourceDefinition": 3,  # ModelJob, Queue, kopf peering
-                "ClusterKopfPeering": 1,
+                "CustomResourceDefinition": 2,  # ModelJob, Queue
                 "ServiceAccount": 1,
                 "ClusterRole": 1,
                 "ClusterRoleBinding": 1,
+                "Role": 1,  # the leader Lease
+                "RoleBinding": 1,
                 "Deployment": 1,
                 "Service": 1,
+                "PodDisruptionBudget": 1,
             },
         ),
         (
             ALL_TOGGLES,
             {
-                "CustomResourceDefinition": 3,  # ModelJob, Queue, kopf peering
-                "ClusterKopfPeering": 1,
+                "CustomResourceDefinition": 2,  # ModelJob, Queue
                 "ServiceAccount": 2,
                 "ClusterRole": 1,
                 "ClusterRoleBinding": 3,
-                "RoleBinding": 1,
+                "Role": 1,
+                "RoleBinding": 2,
+                "PodDisruptionBudget": 1,
                 "ConfigMap": 1,
                 "Deployment": 2,
                 "Service": 1,
@@ -244,6 +248,52 @@ def test_network_policy_lets_only_the_extenders_callers_reach_it(helm: Path) -> 
     assert wired["metrics"] == [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
 
 
+def test_two_replicas_by_default_on_different_nodes_and_a_drain_keeps_one(helm: Path) -> None:
+    manifests = render(helm)
+    deployment = find(manifests, "Deployment", "modeljob-operator")
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    (term,) = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["podAffinityTerm"] == {
+        "topologyKey": "kubernetes.io/hostname",
+        "labelSelector": {"matchLabels": selector},
+    }
+    budget = find(manifests, "PodDisruptionBudget")["spec"]
+    assert budget == {"minAvailable": 1, "selector": {"matchLabels": selector}}
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [("replicaCount=1",), ("podDisruptionBudget.enabled=false",)],
+    ids=["one-replica", "switched-off"],
+)
+def test_no_disruption_budget_that_would_block_every_drain(helm: Path, sets: tuple[str, ...]) -> None:
+    assert "PodDisruptionBudget" not in {m["kind"] for m in render(helm, *sets)}
+
+
+def test_the_lease_rules_grant_exactly_create_and_get_update_on_its_own_lease(helm: Path) -> None:
+    manifests = render(helm, "settings.leaderElection.leaseName=mj-leader")
+    role = find(manifests, "Role", "leader-election")
+    assert role["metadata"]["namespace"] == "modeljob"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["mj-leader"],
+            "verbs": ["get", "update"],
+        },
+    ]
+    binding = find(manifests, "RoleBinding", "leader-election")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == find(manifests, "ServiceAccount")["metadata"]["name"]
+    cluster_rules = find(manifests, "ClusterRole")["rules"]
+    assert not [rule for rule in cluster_rules if "coordination.k8s.io" in rule["apiGroups"]]
+
+
 def test_every_cluster_role_rule_says_why() -> None:
     lines = (CHART / "templates" / "rbac.yaml").read_text(encoding="utf-8").splitlines()
     rules = [i for i, line in enumerate(lines) if line.strip().startswith("- apiGroups:")]
@@ -271,7 +321,10 @@ def test_default_values_give_the_operator_its_own_defaults(helm: Path, settings_
             "json:settings.scoring.gpuFragmentation=2.5",
             lambda s: s.scoring.weights().gpu_fragmentation == 2.5,
         ),
-        ("settings.peering.priority=2147483647", lambda s: s.peering.priority == 2**31 - 1),
+        (
+            "settings.leaderElection.leaseDurationSeconds=3600",
+            lambda s: s.leader_election.lease_duration_seconds == 3600,
+        ),
         (
             "settings.queue.defaultDurationSeconds=100000000",
             lambda s: s.queue.default_duration_seconds == 1e8,
@@ -299,7 +352,7 @@ def test_a_changed_value_reaches_the_operator(helm: Path, settings_from: Any, va
         ("settings.scoring.gpuFragmentation=heavy", "/settings/scoring/gpuFragmentation"),
         ("settings.scoring.gpuFragmentaton=1", "gpuFragmentaton"),
         ("settings.queue.polcy=fcfs", "polcy"),
-        ("settings.peering.lifetimeSeconds=1", "/settings/peering/lifetimeSeconds"),
+        ("settings.leaderElection.leaseDurationSeconds=1", "/settings/leaderElection/leaseDurationSeconds"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
     ],
     ids=[

@@ -135,7 +135,7 @@ def start_operator(
     api: FakeApiServer, clock: Callable[[], datetime] = lambda: at(100)
 ) -> tuple[SchedulingLoop, ClusterView]:
     """A fresh operator: its view is what the API server holds now (as a first list would show)."""
-    view = ClusterView(api, labels=NodeLabelKeys(), peering=False)  # type: ignore[arg-type]
+    view = ClusterView(api, labels=NodeLabelKeys())  # type: ignore[arg-type]
     for (kind, _, _), obj in list(api.objects.items()):
         {"nodes": view.nodes, "pods": view.pods, "modeljobs": view.jobs}[kind].observe(copy.deepcopy(obj))
     loop = SchedulingLoop(

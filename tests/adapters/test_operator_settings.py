@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from modeljob.commands import UsageError
 from modeljob.commands.run import _run
+from modeljob.core.leadership import LeaseTiming
 from modeljob.core.queueing import QueueOrder
 from modeljob.core.scoring.registry import registered_scorers, setting_name
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS
@@ -22,17 +23,35 @@ def test_defaults_need_no_environment() -> None:
     settings = Settings()
     assert settings.queue.policy is QueueOrder.FCFS
     assert settings.scheduling.scheduler_name == "modeljob"
-    assert settings.peering.enabled
+    assert settings.leader_election.enabled
+    assert settings.leader_election.timing() == LeaseTiming(15, 10, 2)  # kube-scheduler's
 
 
 def test_nested_variables_set_each_section(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELJOB_QUEUE__POLICY", "shortest-job-first")
     monkeypatch.setenv("MODELJOB_SCHEDULING__NODE_LOST_AFTER_SECONDS", "0")
-    monkeypatch.setenv("modeljob_peering__enabled", "false")
+    monkeypatch.setenv("modeljob_leader_election__enabled", "false")
     settings = Settings()
     assert settings.queue.policy is QueueOrder.SHORTEST_JOB_FIRST
     assert settings.scheduling.node_lost_after_seconds == 0
-    assert not settings.peering.enabled
+    assert not settings.leader_election.enabled
+
+
+@pytest.mark.parametrize(
+    ("variables", "problem"),
+    [
+        ({"LEASE_DURATION_SECONDS": "10"}, "shorter than the lease duration"),
+        ({"RETRY_PERIOD_SECONDS": "9"}, "exceed 1.2 x the retry period"),
+    ],
+    ids=["deadline-not-below-duration", "retry-too-slow-for-the-deadline"],
+)
+def test_lease_timings_that_cannot_keep_one_leader_are_refused(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], problem: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(f"MODELJOB_LEADER_ELECTION__{name}", value)
+    with pytest.raises(ValidationError, match=problem):
+        Settings()
 
 
 def test_the_scheduling_cycle_is_told_the_queue_scheduling_and_scoring_settings(

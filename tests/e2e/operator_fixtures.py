@@ -28,9 +28,8 @@ from tests.e2e.kube import Cluster, wait_for
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "modeljob.dev_modeljobs.yaml"
 QUEUE_CRD = REPO / "crds" / "modeljob.dev_queues.yaml"
-PEERING = REPO / "hack" / "kopf-peering-crd.yaml"
 POOL_KEY = "modeljob.dev/e2e-pool"
-IDENTITY = "e2e-operator"  # one identity for every operator the tests start: a restart is the same peer
+IDENTITY = "e2e-operator"  # one Lease holder for every operator the tests start: a restart leads at once
 
 GROUP, VERSION, PLURAL = "modeljob.dev", "v1alpha1", "modeljobs"
 
@@ -50,8 +49,7 @@ class Operator:
         with self.log_path.open("ab") as log:
             log.write(f"\n===== start #{self.starts} =====\n".encode())
         settings = {
-            "MODELJOB_PEERING__IDENTITY": IDENTITY,
-            "MODELJOB_PEERING__LIFETIME_SECONDS": "10",
+            "MODELJOB_LEADER_ELECTION__IDENTITY": IDENTITY,
             "MODELJOB_SCHEDULING__NODE_LOST_AFTER_SECONDS": "0",
             "MODELJOB_SCHEDULING__RESYNC_SECONDS": "2",
             **self.settings,
@@ -110,18 +108,11 @@ class Operator:
 
 
 def install_crds(cluster: Cluster) -> None:
-    """The ModelJob and Queue CRDs and kopf's peering CRD + object, installed and established."""
+    """The ModelJob and Queue CRDs, installed and established."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(QUEUE_CRD))
-    cluster.kubectl(
-        "apply", "--server-side", "--force-conflicts", "-f", str(PEERING), check=False
-    )  # the object fails until its CRD is established
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/modeljobs.modeljob.dev")
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/queues.modeljob.dev")
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/clusterkopfpeerings.kopf.dev"
-    )
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(PEERING))
 
 
 def operators(cluster: Cluster, tmp_path: Path) -> Iterator[Any]:

@@ -22,7 +22,7 @@ from tests.e2e.operator_fixtures import apply, get_job, install_crds, model_job
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "modeljob-operator"
-CRDS = ("modeljobs.modeljob.dev", "queues.modeljob.dev", "clusterkopfpeerings.kopf.dev")
+CRDS = ("modeljobs.modeljob.dev", "queues.modeljob.dev")
 # Every optional template on. The ServiceMonitor is left to tests/adapters/test_helm_chart.py:
 # its CRD (prometheus-operator's) is no Kubernetes API and this cluster does not have it.
 EVERY_TOGGLE = (
@@ -30,7 +30,7 @@ EVERY_TOGGLE = (
     "networkPolicy.enabled=true",
     "networkPolicy.extenderFrom[0].ipBlock.cidr=10.0.0.0/24",
     "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring",
-    "settings.peering.identity=me",
+    "settings.leaderElection.identity=me",
     "settings.kubernetes.context=ctx",
 )
 WAIT = "--timeout=120s"
@@ -80,7 +80,7 @@ def release(cluster: Cluster, namespace: str) -> Iterator[str]:
 def test_rendered_manifests_pass_the_api_servers_validation(
     cluster: Cluster, namespace: str, toggles: tuple[str, ...]
 ) -> None:
-    install_crds(cluster)  # the ClusterKopfPeering object is checked against its CRD
+    install_crds(cluster)  # the chart renders its CRDs; the cluster must know them for the dry run
     rendered = helm(cluster, "template", "mj", str(CHART), "--namespace", namespace, *sets(*toggles)).stdout
     documents = [d for d in yaml.safe_load_all(rendered) if d]
     checked = cluster.kubectl(

@@ -10,6 +10,7 @@ so a wrongly granted right would still change nothing).
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from modeljob.adapters.cluster import NotFoundError
 from tests.cluster import exists
 from tests.e2e.kube import Cluster, wait_for
 from tests.e2e.operator_fixtures import (
+    IDENTITY,
     Pool,
     apply,
     get_job,
@@ -120,9 +122,17 @@ def start_operator(as_account: Cluster, tmp_path: Path) -> Iterator[Any]:
 
 
 def test_the_operator_runs_its_whole_lifecycle_as_the_charts_service_account(
-    cluster: Cluster, as_account: Cluster, namespace: str, pool: Pool, start_operator: Any
+    cluster: Cluster,
+    account: Account,
+    *,
+    as_account: Cluster,
+    namespace: str,
+    pool: Pool,
+    start_operator: Any,
 ) -> None:
-    operator = start_operator()
+    # Its Lease in its own namespace, as in a pod (the chart's Role is there); it must create,
+    # read and renew it before its loop acts.
+    operator = start_operator(MODELJOB_LEADER_ELECTION__LEASE_NAMESPACE=account.namespace)
     pool.add("h100", 1)
     nonsense = model_job("nonsense", pool)
     nonsense["spec"]["template"]["spec"]["containers"] = []
@@ -155,6 +165,11 @@ def test_the_operator_runs_its_whole_lifecycle_as_the_charts_service_account(
     # get one job: the loop does it when its status write after binding meets a conflict (409),
     # which happens only when kopf writes the job at that moment, so it is checked here directly
     assert as_account.kubectl("-n", namespace, "get", "modeljob", "gang", check=False).returncode == 0
+    lease = json.loads(
+        as_account.kubectl("-n", account.namespace, "get", "lease", "modeljob-operator", "-o", "json").stdout
+    )
+    assert lease["spec"]["holderIdentity"] == IDENTITY
+    assert lease["spec"]["renewTime"] != lease["spec"]["acquireTime"], "renewed, not only created"
     log = operator.log_tail(100_000).lower()
     assert "forbidden" not in log
     assert " 403" not in log
@@ -175,6 +190,10 @@ def test_the_operator_runs_its_whole_lifecycle_as_the_charts_service_account(
         ("create", "clusterrolebinding", "x", "--clusterrole=cluster-admin", "--user=x", "--dry-run=server"),
         ("delete", "crd", "modeljobs.modeljob.dev", "--dry-run=server"),
         ("-n", "{other}", "create", "token", "default"),
+        ("-n", "{own}", "delete", "lease", "modeljob-operator", "--dry-run=server"),
+        ("-n", "{own}", "get", "lease", "someone-elses"),
+        ("-n", "{own}", "get", "leases"),
+        ("-n", "{other}", "get", "lease", "modeljob-operator"),
     ],
     ids=[
         "read-own-namespace-secrets",
@@ -189,6 +208,10 @@ def test_the_operator_runs_its_whole_lifecycle_as_the_charts_service_account(
         "grant-itself-more",
         "delete-the-crd",
         "mint-another-accounts-token",
+        "delete-its-lease",
+        "read-another-lease",
+        "list-leases",
+        "read-a-lease-elsewhere",
     ],
 )
 def test_the_charts_service_account_is_refused_what_the_operator_must_never_do(

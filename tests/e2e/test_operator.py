@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -244,35 +243,3 @@ def test_metrics_expose_the_design_series(
     assert sample_sum(text, "modeljob_bindings_total", {"result": "bound"}) >= 1
     ratio = sample_sum(text, "modeljob_node_gpu_allocation_ratio", {"node": pool.nodes[0]})
     assert ratio == pytest.approx(0.25)
-
-
-def _peers(cluster: Cluster) -> set[str]:
-    """The identities kopf has announced in the operator's ClusterKopfPeering (hack/kopf-peering-crd.yaml)."""
-    listed = cluster.kubectl("get", "clusterkopfpeering", "modeljob", "-o", "json")
-    return set(json.loads(listed.stdout).get("status") or {})
-
-
-def _acting_instance(cluster: Cluster, namespace: str, name: str, reason: str) -> str:
-    items = cluster.gateway.list_events(namespace, field_selector=f"involvedObject.name={name}")
-    return next(str(e.get("reportingInstance")) for e in items if e.get("reason") == reason)
-
-
-def test_with_peering_only_the_highest_priority_replica_acts_and_the_next_takes_over(
-    cluster: Cluster, namespace: str, pool: Pool, start_operator: Any
-) -> None:
-    low = start_operator(MODELJOB_PEERING__IDENTITY="replica-low", MODELJOB_PEERING__PRIORITY="10")
-    high = start_operator(MODELJOB_PEERING__IDENTITY="replica-high", MODELJOB_PEERING__PRIORITY="20")
-    pool.add("h100", 1)
-    wait_for(
-        lambda: {"replica-low", "replica-high"} <= _peers(cluster), "both replicas in the peering object"
-    )
-    apply(cluster, namespace, model_job("first", pool, gpus=1))
-    wait_phase(cluster, namespace, "first", "Running")
-    assert _acting_instance(cluster, namespace, "first", "Queued") == "replica-high"
-    assert _acting_instance(cluster, namespace, "first", "Scheduled") == "replica-high"
-    assert f"{namespace}/first" not in low.log_path.read_text(), "the paused replica did nothing"
-    high.stop()  # a graceful exit removes its peering record; the other replica resumes
-    apply(cluster, namespace, model_job("second", pool, gpus=1))
-    wait_phase(cluster, namespace, "second", "Running")
-    assert _acting_instance(cluster, namespace, "second", "Scheduled") == "replica-low"
-    assert low.healthy()

@@ -55,6 +55,11 @@ class ForbiddenError(ClusterError):
     """401/403: the caller is not authenticated, or RBAC refuses the verb."""
 
 
+class NotLeaderError(ClusterError):
+    """A write the scheduling loop was about to send, not sent: this replica cannot prove it still
+    holds the leader Lease (adapters/lease.py's fencing)."""
+
+
 def _translate(exc: ApiException, action: str) -> ClusterError:
     status = int(exc.status) if exc.status else None
     reason, message = str(exc.reason or ""), str(exc.reason or "")
@@ -102,6 +107,11 @@ class ClusterGateway:
             raise ClusterError(f"cannot load kubeconfig {where}: {exc}") from None
         configuration.connection_pool_maxsize = connections
         return cls(client.ApiClient(configuration))
+
+    @property
+    def api_client(self) -> client.ApiClient:
+        """The HTTP client, shared with a gateway that wraps this one (adapters/lease.py's fencing)."""
+        return self._api
 
     def close(self) -> None:
         self._api.close()  # type: ignore[no-untyped-call]
@@ -271,9 +281,7 @@ class ClusterGateway:
             return self._core.list_pod_for_all_namespaces, ()
         if kind is Watched.MODELJOBS:
             return client.CustomObjectsApi(self._api).list_cluster_custom_object, MODELJOB_API
-        if kind is Watched.QUEUES:
-            return client.CustomObjectsApi(self._api).list_cluster_custom_object, QUEUE_API
-        return client.CustomObjectsApi(self._api).list_cluster_custom_object, PEERING_API
+        return client.CustomObjectsApi(self._api).list_cluster_custom_object, QUEUE_API
 
     def list_collection(self, kind: Watched) -> tuple[list[JsonObject], str]:
         """Every object of a kind, cluster-wide, and the list's resourceVersion to watch from."""
@@ -403,12 +411,26 @@ class ClusterGateway:
             dict(patch),
         )
 
-    def read_peering(self, name: str) -> JsonObject:
-        """The ClusterKopfPeering object kopf's peering keeps its peers in."""
-        api = client.CustomObjectsApi(self._api)
-        group, version, plural = PEERING_API
+    # --- leader election: the operator's Lease (adapters/lease.py) -----------------------------
+
+    def read_lease(self, namespace: str, name: str) -> JsonObject:
+        api = client.CoordinationV1Api(self._api)
+        return self._call(f"get lease {namespace}/{name}", api.read_namespaced_lease, name, namespace)
+
+    def create_lease(self, namespace: str, manifest: Mapping[str, Any]) -> JsonObject:
+        """POST a Lease; AlreadyExistsError if another replica created it first."""
+        api = client.CoordinationV1Api(self._api)
+        name = manifest.get("metadata", {}).get("name", "?")
         return self._call(
-            f"get clusterkopfpeering {name}", api.get_cluster_custom_object, group, version, plural, name
+            f"create lease {namespace}/{name}", api.create_namespaced_lease, namespace, dict(manifest)
+        )
+
+    def replace_lease(self, namespace: str, manifest: Mapping[str, Any]) -> JsonObject:
+        """PUT a Lease; its metadata.resourceVersion makes it conditional (409 if it changed)."""
+        api = client.CoordinationV1Api(self._api)
+        name = str(manifest.get("metadata", {}).get("name", "?"))
+        return self._call(
+            f"update lease {namespace}/{name}", api.replace_namespaced_lease, name, namespace, dict(manifest)
         )
 
 
@@ -416,7 +438,6 @@ class ClusterGateway:
 
 MODELJOB_API = ("modeljob.dev", "v1alpha1", "modeljobs")
 QUEUE_API = ("modeljob.dev", "v1alpha1", "queues")
-PEERING_API = ("kopf.dev", "v1", "clusterkopfpeerings")
 
 
 class Watched(StrEnum):
@@ -426,4 +447,3 @@ class Watched(StrEnum):
     PODS = "pods"
     MODELJOBS = "modeljobs"
     QUEUES = "queues"
-    PEERINGS = "clusterkopfpeerings"

@@ -1,4 +1,4 @@
-"""A watch-fed copy of the cluster (nodes, pods, ModelJobs, Queues, peering) for the scheduling loop.
+"""A watch-fed copy of the cluster (nodes, pods, ModelJobs, Queues) for the scheduling loop.
 
 One list+watch thread per collection, as client-go's informers do: list, then watch from the
 list's resourceVersion; on "410 Gone" or a broken stream, list again. Objects the operator itself
@@ -183,7 +183,7 @@ def node_and_pod_informers(
 
 
 class ClusterView:
-    """Nodes, pods, ModelJobs (and the peering object) as the scheduling loop sees them.
+    """Nodes, pods, ModelJobs and Queues as the scheduling loop sees them.
 
     ``changed`` is set whenever anything changes, to wake the loop. Pods the operator bound are
     also kept as *assumed* until the pod watch shows them bound (kube-scheduler's assume cache).
@@ -194,7 +194,6 @@ class ClusterView:
         gateway: ClusterGateway,
         *,
         labels: kube_nodes.NodeLabelKeys,
-        peering: bool,
     ) -> None:
         self.changed = threading.Event()
         self._assumed: dict[Key, AssumedPod] = {}
@@ -207,16 +206,10 @@ class ClusterView:
         self.queues: Informer[dict[str, Any]] = Informer(
             gateway, Watched.QUEUES, dict, self._job_changed, optional=True
         )
-        self.peerings: Informer[dict[str, Any]] | None = (
-            Informer(gateway, Watched.PEERINGS, dict, self._job_changed) if peering else None
-        )
 
     @property
     def informers(self) -> list[Informer[Any]]:
-        informers: list[Informer[Any]] = [self.nodes, self.pods, self.jobs, self.queues]
-        if self.peerings is not None:
-            informers.append(self.peerings)
-        return informers
+        return [self.nodes, self.pods, self.jobs, self.queues]
 
     def start(self) -> None:
         for informer in self.informers:

@@ -21,6 +21,7 @@ from modeljob.adapters.cluster import ClusterError, ClusterGateway, NotFoundErro
 from modeljob.adapters.cluster_view import ClusterView
 from modeljob.adapters.events import EventRecorder
 from modeljob.adapters.kube_jobs import ObjectError
+from modeljob.adapters.lease import LeaderElector
 from modeljob.adapters.metrics import OperatorMetrics
 from modeljob.adapters.scheduling_loop import SchedulingLoop
 from modeljob.api.v1alpha1 import GROUP, PLURAL, VERSION
@@ -46,6 +47,7 @@ class OperatorMemo:
     metrics: OperatorMetrics
     events: EventRecorder
     in_cluster: bool = False
+    elector: LeaderElector | None = None  # None: leader election off, this replica always acts
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
@@ -73,6 +75,9 @@ def start(memo: OperatorMemo, **_: Any) -> None:
     if not memo.view.wait_synced(SYNC_TIMEOUT_SECONDS):
         raise kopf.PermanentError(f"the watches did not list the cluster within {SYNC_TIMEOUT_SECONDS} s")
     memo.loop.start()
+    # Only now a candidate: a replica whose watches have not listed the cluster must not lead.
+    if memo.elector is not None:
+        memo.elector.start()
     logger.info(
         "watching %d nodes, %d pods, %d ModelJobs; scheduling loop started",
         len(memo.view.nodes),
@@ -87,10 +92,14 @@ def stop(memo: OperatorMemo, **_: Any) -> None:
 
 
 def probe(memo: OperatorMemo, **_: Any) -> dict[str, Any]:
-    """Part of kopf's /healthz: fails (and so the liveness probe) if the scheduling loop died."""
+    """Part of kopf's /healthz: fails (and so the liveness probe) if the scheduling loop died; says
+    whether this replica leads or stands by, and who holds the Lease."""
     if not memo.loop.alive:
         raise kopf.PermanentError("the scheduling loop thread is not running")
-    return {"acting": memo.loop.acting, "cycles": memo.loop.cycles}
+    elector = memo.elector
+    leads = elector is None or elector.leads()
+    holder = elector.holder() if elector is not None else ""
+    return {"role": "leader" if leads else "standby", "holder": holder, "cycles": memo.loop.cycles}
 
 
 def admit(body: kopf.Body, memo: OperatorMemo, **_: Any) -> None:

@@ -143,8 +143,14 @@ class OperatorMetrics:
             ["component"],
             buckets=_BYTES_BUCKETS,
         )
+        self._leader = gauge(
+            "leader", "1 on the replica whose scheduling loop acts (it holds the leader Lease), else 0."
+        )
         self._nodes_seen: set[str] = set()
         self._namespaces_seen: set[str] = set()
+
+    def record_leadership(self, *, leads: bool) -> None:
+        self._leader.set(1 if leads else 0)
 
     # --- jobs and queue ---------------------------------------------------------------------
 

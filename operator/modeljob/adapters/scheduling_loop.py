@@ -1,9 +1,9 @@
 """The one scheduling loop: snapshot the watched cluster, ask the core for one step per job, act on each.
 
-Runs in its own thread, only while this replica acts (kopf peering), woken by any change the
-watches see (after a short debounce) and at least every resync period. A placement is acted on
-plan first (docs/operator.md, "Keeping decisions safe"): `status.placement` with a Binding
-condition (conditional on the job's resourceVersion), then the pods created and bound, then the
+Runs in its own thread, only while this replica holds the leader Lease (adapters/lease.py), woken
+by any change the watches see (after a short debounce) and at least every resync period. A
+placement is acted on plan first (docs/operator.md, "Keeping decisions safe"): `status.placement`
+with a Binding condition (conditional on the job's resourceVersion), then the pods created and bound, then the
 job marked Scheduled. A crash at any point leaves a written plan the next cycle completes or
 rolls back. What each step writes is core/status.py's; Events go through the one recorder, pods
 through the binder.
@@ -23,7 +23,7 @@ from typing import Any, assert_never
 
 from modeljob.adapters import kube_jobs, kube_queues, kube_services, kube_writes
 from modeljob.adapters.binder import Binder, BindingError, PodRefusedError, PodSettings
-from modeljob.adapters.cluster import ClusterError, ClusterGateway, NotFoundError
+from modeljob.adapters.cluster import ClusterError, ClusterGateway, NotFoundError, NotLeaderError
 from modeljob.adapters.cluster_view import ClusterView, ParsedJobs, object_key
 from modeljob.adapters.events import EventRecorder
 from modeljob.adapters.job_status import ReasonRewrites, StatusWriter, WriteBackoff
@@ -188,6 +188,9 @@ class SchedulingLoop:
                 self._backoff.succeeded(job.uid)
         except NotFoundError:
             logger.info("%s/%s was deleted while we acted", job.namespace, job.name)
+        except NotLeaderError:
+            # Fenced: the Lease's proof ran out mid-step; the new leader completes or rolls back.
+            logger.info("%s/%s: left to the leader (this replica lost the Lease)", job.namespace, job.name)
         except ClusterError as exc:
             self._view.changed.set()
             if exc.status == 409:

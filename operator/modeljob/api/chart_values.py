@@ -234,11 +234,23 @@ _CHART_VALUES_SCHEMA: JsonSchema = {
         "replicaCount": {
             "type": "integer",
             "minimum": 0,
-            "maximum": 1,
+            "maximum": 10,
             "description": (
-                "Operator pods: 1, or 0 to pause it. kopf pauses every peer when two live ones share "
-                "the highest priority, and a Deployment's pods all get the same settings.peering.priority."
+                "Operator pods: a leader and warm standbys (the Lease of settings.leaderElection says "
+                "whose loop acts); 0 pauses the operator."
             ),
+        },
+        "podDisruptionBudget": _object(
+            "A PodDisruptionBudget, so a drain never takes the last replica (with 2 or more).",
+            {
+                "enabled": _boolean("Create it."),
+                "minAvailable": {"type": "integer", "minimum": 1, "description": "Replicas a drain keeps."},
+            },
+        ),
+        "podAntiAffinity": {
+            "type": "string",
+            "enum": ["preferred", "none"],
+            "description": "preferred: replicas on different nodes where possible (when affinity is empty).",
         },
         "image": _object(
             "The operator image (the repository's Dockerfile).",
@@ -257,10 +269,6 @@ _CHART_VALUES_SCHEMA: JsonSchema = {
                     "Queues live in them)."
                 )
             },
-        ),
-        "kopfPeering": _object(
-            "kopf's ClusterKopfPeering CRD and the object named settings.peering.name.",
-            {"install": _boolean("Install them (needed while settings.peering.enabled is true).")},
         ),
         "serviceAccount": _object(
             "The operator's ServiceAccount.",

@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Run the operator: size, queue, gang-place and bind ModelJobs cluster-wide.",
     )
     parser.add_argument(
-        "--standalone", action="store_true", help="no peering: act even if other replicas run (development)"
+        "--standalone",
+        action="store_true",
+        help="no leader election: act even if other replicas run (one replica, development)",
     )
     parser.set_defaults(handler=_run)
 
@@ -27,6 +29,6 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     if args.standalone:
         settings = settings.model_copy(
-            update={"peering": settings.peering.model_copy(update={"enabled": False})}
+            update={"leader_election": settings.leader_election.model_copy(update={"enabled": False})}
         )
     return wiring.run_operator(settings)

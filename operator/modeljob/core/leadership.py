@@ -1,34 +1,158 @@
-"""Who acts among operator replicas: kopf's peering rule, applied to the scheduling loop too.
+"""Leader election on a coordination.k8s.io Lease, as client-go's leaderelection does it: what to do next.
 
-kopf pauses an operator's handlers while another live peer has a higher priority, and pauses
-every peer when two live ones share the highest priority. The scheduling loop follows the same
-rule from the same peering object, so it runs exactly when this replica's handlers do.
+Every replica reads the Lease each retry period and decides: create it, acquire it (it is free or
+has expired), renew it (it is ours), or stand by. Whether a Lease has expired is judged on this
+replica's own monotonic clock, from the moment it first saw the current record unchanged, never
+from the holder's `renewTime`: wall clocks of two machines may disagree by any amount, while the
+rate at which their clocks advance hardly does. The written times are for people and tools.
+
+Leadership is proven until the moment a renewal was *sent* plus the renew deadline: another
+replica can only take the Lease a whole lease duration after it saw that renewal, which it saw
+after it was sent. The gap (duration - renew deadline, kube-scheduler's 15 - 10 = 5 s) is the
+fencing margin: how long a write begun at the last instant of proof may take to land, plus what
+the two monotonic clocks may drift apart over one lease duration. Writes conditional on the
+Lease's resourceVersion make two candidates' acquisitions of one record exclusive.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+# client-go refuses a renew deadline within this factor of the retry period (JitterFactor): a
+# renewal retried at jittered intervals must get several tries before the deadline.
+RETRY_JITTER_FACTOR = 1.2
 
 
 @dataclass(frozen=True, slots=True)
-class Peer:
-    """One entry of a KopfPeering's status: identity -> priority, lastseen, lifetime."""
+class LeaseTiming:
+    duration_seconds: float  # how long a standby waits, unchanged Lease seen, before taking it
+    renew_deadline_seconds: float  # how long the leader acts after the last renewal it sent
+    retry_period_seconds: float  # how often every replica reads (and the leader renews) the Lease
+
+    def problem(self) -> str | None:
+        """Why these timings cannot keep one leader (client-go's checks), or None."""
+        if self.renew_deadline_seconds >= self.duration_seconds:
+            return "the renew deadline must be shorter than the lease duration"
+        if self.renew_deadline_seconds <= RETRY_JITTER_FACTOR * self.retry_period_seconds:
+            return f"the renew deadline must exceed {RETRY_JITTER_FACTOR} x the retry period"
+        return None
+
+    @property
+    def fencing_margin_seconds(self) -> float:
+        """How long after its proof ran out a leader's last write may still land safely."""
+        return self.duration_seconds - self.renew_deadline_seconds
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """A Lease's spec: who holds it and for how long."""
+
+    holder: str  # "" once released
+    duration_seconds: int
+    acquired: datetime | None = None
+    renewed: datetime | None = None
+    transitions: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """The Lease as last read or written, and when this replica first saw that record."""
+
+    record: LeaseRecord
+    version: str  # the Lease's resourceVersion: every write is conditional on it
+    since_seconds: float  # monotonic clock
+
+    def expired(self, now_seconds: float) -> bool:
+        """Free to take: released, or unchanged for its whole duration on this replica's clock."""
+        if not self.record.holder or self.record.duration_seconds <= 0:
+            return True
+        return now_seconds >= self.since_seconds + self.record.duration_seconds
+
+
+class Action(StrEnum):
+    CREATE = "create"  # no Lease yet
+    ACQUIRE = "acquire"  # the Lease is free or expired: take it over
+    RENEW = "renew"  # the Lease is ours
+    STAND_BY = "stand-by"  # another replica holds it
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    record: LeaseRecord | None = None  # what to write; None when standing by
+    version: str | None = None  # the resourceVersion the write is conditional on (None: create)
+
+
+@dataclass(frozen=True, slots=True)
+class Election:
+    """One replica's view of the election."""
 
     identity: str
-    priority: int
-    last_seen: datetime
-    lifetime_seconds: float
+    observed: Observed | None = None
+    proven_until_seconds: float | None = None  # monotonic; None: not the leader
 
-    def alive(self, now: datetime) -> bool:
-        return now <= self.last_seen + timedelta(seconds=self.lifetime_seconds)
+    def leads(self, now_seconds: float) -> bool:
+        """Whether this replica may act at ``now_seconds``: its last renewal is recent enough."""
+        return self.proven_until_seconds is not None and now_seconds < self.proven_until_seconds
 
 
-def acts(peers: Sequence[Peer], *, identity: str, priority: int, now: datetime) -> bool:
-    """Whether this replica should act: it has announced itself and no other live peer has a
-    priority equal to or above its own."""
-    own = [p for p in peers if p.identity == identity and p.alive(now)]
-    if not own:
-        return False
-    return not any(p.identity != identity and p.alive(now) and p.priority >= priority for p in peers)
+def observe(election: Election, record: LeaseRecord | None, *, version: str, now_seconds: float) -> Election:
+    """Take in the Lease as read (None: there is none). A changed record restarts its expiry
+    clock; a Lease held by someone else ends this replica's leadership at once."""
+    if record is None:
+        return replace(election, observed=None, proven_until_seconds=None)
+    previous = election.observed
+    since = previous.since_seconds if previous is not None and previous.record == record else now_seconds
+    leads = election.proven_until_seconds if record.holder == election.identity else None
+    return replace(election, observed=Observed(record, version, since), proven_until_seconds=leads)
+
+
+def decide(election: Election, *, timing: LeaseTiming, now_seconds: float, wall: datetime) -> Decision:
+    """What to write next, given the Lease last observed; ``wall`` only fills in the times shown."""
+    duration = int(timing.duration_seconds)
+    observed = election.observed
+    if observed is None:
+        return Decision(Action.CREATE, LeaseRecord(election.identity, duration, wall, wall, 0))
+    old = observed.record
+    if old.holder == election.identity:
+        # Ours, whether this process wrote it or an earlier one with the same identity (a restart
+        # of the same pod): client-go renews without counting a transition.
+        renewed = replace(old, duration_seconds=duration, renewed=wall)
+        return Decision(Action.RENEW, renewed, observed.version)
+    if observed.expired(now_seconds):
+        taken = LeaseRecord(election.identity, duration, wall, wall, old.transitions + 1)
+        return Decision(Action.ACQUIRE, taken, observed.version)
+    return Decision(Action.STAND_BY)
+
+
+def written(
+    election: Election,
+    decision: Decision,
+    *,
+    version: str,
+    sent_seconds: float,
+    timing: LeaseTiming,
+) -> Election:
+    """The write of ``decision`` succeeded: leadership is proven until the moment it was sent plus
+    the renew deadline (sent, not answered: the answer may come late, the proof must not)."""
+    assert decision.record is not None
+    observed = Observed(decision.record, version, sent_seconds)
+    until = sent_seconds + timing.renew_deadline_seconds
+    return replace(election, observed=observed, proven_until_seconds=until)
+
+
+def released(election: Election, *, wall: datetime) -> Decision | None:
+    """Giving the Lease up on a clean exit, so a standby need not wait out its duration (client-go's
+    ReleaseOnCancel): the holder emptied, 1 s left. None unless this replica holds it."""
+    observed = election.observed
+    if observed is None or observed.record.holder != election.identity:
+        return None
+    record = replace(observed.record, holder="", duration_seconds=1, renewed=wall, acquired=wall)
+    return Decision(Action.RENEW, record, observed.version)
+
+
+def stepped_down(election: Election) -> Election:
+    """Stop acting now (a write was refused, or the process is leaving)."""
+    return replace(election, proven_until_seconds=None)

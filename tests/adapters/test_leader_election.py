@@ -1,0 +1,273 @@
+"""Leader election through the Lease adapter: replicas against one (fake) API server, on a manual clock."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from modeljob.adapters.cluster import (
+    AlreadyExistsError,
+    ClusterError,
+    ClusterGateway,
+    NotFoundError,
+    NotLeaderError,
+)
+from modeljob.adapters.lease import FencedGateway, LeaderElector, lease_manifest, lease_record
+from modeljob.core.leadership import LeaseRecord, LeaseTiming
+from tests.operator_builders import at
+
+TIMING = LeaseTiming(duration_seconds=15, renew_deadline_seconds=10, retry_period_seconds=2)
+NAMESPACE, NAME = "modeljob-system", "modeljob-operator"
+
+
+class FakeLeases:
+    """Leases as the API server keeps them: a resourceVersion per write, create refused if it exists,
+    update refused (409) unless it names the current resourceVersion."""
+
+    def __init__(self) -> None:
+        self.leases: dict[tuple[str, str], dict[str, Any]] = {}
+        self.versions = itertools.count(1)
+        self.writes: list[str] = []  # holderIdentity of each accepted write
+        self.before_write: Callable[[], None] | None = None
+        self.failing = False  # every call fails as if the API server were unreachable
+
+    def _check(self) -> None:
+        if self.failing:
+            raise ClusterError("cannot reach the API server")
+
+    def read_lease(self, namespace: str, name: str) -> dict[str, Any]:
+        self._check()
+        if (namespace, name) not in self.leases:
+            raise NotFoundError("not found", status=404)
+        return copy.deepcopy(self.leases[(namespace, name)])
+
+    def _store(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        stored = copy.deepcopy(dict(manifest))
+        stored["metadata"]["resourceVersion"] = str(next(self.versions))
+        self.leases[(namespace, stored["metadata"]["name"])] = stored
+        self.writes.append(stored["spec"]["holderIdentity"])
+        return copy.deepcopy(stored)
+
+    def _hook(self) -> None:
+        hook, self.before_write = self.before_write, None
+        if hook is not None:
+            hook()
+
+    def create_lease(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        self._check()
+        self._hook()
+        if (namespace, manifest["metadata"]["name"]) in self.leases:
+            raise AlreadyExistsError("exists", status=409, reason="AlreadyExists")
+        return self._store(namespace, manifest)
+
+    def replace_lease(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        self._check()
+        self._hook()
+        current = self.leases.get((namespace, manifest["metadata"]["name"]))
+        if current is None:
+            raise NotFoundError("not found", status=404)
+        if manifest["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
+            raise ClusterError("the object has been modified", status=409, reason="Conflict")
+        return self._store(namespace, manifest)
+
+    def holder(self) -> str:
+        return str(self.leases[(NAMESPACE, NAME)]["spec"]["holderIdentity"])
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.seconds = 1000.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+@pytest.fixture
+def api() -> FakeLeases:
+    return FakeLeases()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def replica(api: FakeLeases, clock: Clock, identity: str, changes: list[bool] | None = None) -> LeaderElector:
+    return LeaderElector(
+        api,
+        namespace=NAMESPACE,
+        name=NAME,
+        identity=identity,
+        timing=TIMING,
+        on_change=(changes.append if changes is not None else lambda _: None),
+        clock=clock,
+        wall=lambda: at(clock.seconds),
+    )
+
+
+def every_retry_period(clock: Clock, electors: list[LeaderElector], *, for_seconds: float) -> None:
+    end = clock.seconds + for_seconds
+    while clock.seconds < end:
+        clock.seconds += TIMING.retry_period_seconds
+        for elector in electors:
+            elector.try_once()
+
+
+def test_of_two_replicas_the_first_leads_and_the_second_stands_by(api: FakeLeases, clock: Clock) -> None:
+    changes_a: list[bool] = []
+    changes_b: list[bool] = []
+    a, b = replica(api, clock, "a", changes_a), replica(api, clock, "b", changes_b)
+    a.try_once()
+    b.try_once()
+    every_retry_period(clock, [a, b], for_seconds=60)
+    assert (a.leads(), b.leads()) == (True, False)
+    assert api.holder() == "a"
+    assert (changes_a, changes_b) == ([True], [])
+    assert b.holder() == "a"
+    assert "b" not in api.writes
+
+
+def test_when_the_leader_dies_the_standby_takes_over_within_duration_plus_retry(
+    api: FakeLeases, clock: Clock
+) -> None:
+    a, b = replica(api, clock, "a"), replica(api, clock, "b")
+    a.try_once()
+    every_retry_period(clock, [a, b], for_seconds=10)
+    died = clock.seconds  # a is SIGKILLed: it renews no more
+    while not b.leads():
+        clock.seconds += TIMING.retry_period_seconds
+        b.try_once()
+    took = clock.seconds - died
+    assert TIMING.duration_seconds <= took <= TIMING.duration_seconds + TIMING.retry_period_seconds
+    assert api.holder() == "b"
+    assert api.leases[(NAMESPACE, NAME)]["spec"]["leaseTransitions"] == 1
+    assert not a.leads()  # its proof ran out long before b acted
+
+
+def test_of_two_standbys_racing_for_an_expired_lease_exactly_one_wins(api: FakeLeases, clock: Clock) -> None:
+    a, b, c = replica(api, clock, "a"), replica(api, clock, "b"), replica(api, clock, "c")
+    a.try_once()
+    b.try_once()
+    c.try_once()
+    clock.seconds += TIMING.duration_seconds + 1  # a died; b and c both see the Lease expired
+    api.before_write = c.try_once  # c reads, decides and writes between b's read and b's write
+    b.try_once()
+    assert [b.leads(), c.leads()] == [False, True]
+    assert api.holder() == "c"
+    b.try_once()  # the next read shows c holding it: b stands by
+    assert not b.leads()
+    assert api.holder() == "c"
+
+
+def test_a_leader_that_cannot_renew_stops_acting_at_the_renew_deadline(api: FakeLeases, clock: Clock) -> None:
+    changes: list[bool] = []
+    a = replica(api, clock, "a", changes)
+    a.try_once()
+    renewed = clock.seconds
+    api.failing = True
+    every_retry_period(clock, [a], for_seconds=8)
+    assert a.leads()
+    every_retry_period(clock, [a], for_seconds=2)
+    assert clock.seconds == renewed + TIMING.renew_deadline_seconds
+    assert not a.leads()
+    assert changes == [True, False]
+    api.failing = False
+    a.try_once()  # the Lease is still its own: renewing it proves leadership again
+    assert a.leads()
+    assert changes == [True, False, True]
+
+
+def test_a_conflicting_renewal_proves_nothing_and_the_next_read_says_who_holds_it(
+    api: FakeLeases, clock: Clock
+) -> None:
+    a = replica(api, clock, "a")
+    a.try_once()
+    lease = api.leases[(NAMESPACE, NAME)]
+    lease["spec"]["holderIdentity"] = "intruder"  # someone wrote the Lease behind a's back
+    lease["metadata"]["resourceVersion"] = "999"
+    clock.seconds += TIMING.retry_period_seconds
+    a.try_once()
+    assert not a.leads()
+    assert api.holder() == "intruder"
+
+
+def test_a_leader_that_stops_gives_the_lease_up_and_the_standby_takes_it_at_once(
+    api: FakeLeases, clock: Clock
+) -> None:
+    a, b = replica(api, clock, "a"), replica(api, clock, "b")
+    a.try_once()
+    b.try_once()
+    a.stop()
+    assert not a.leads()
+    assert api.leases[(NAMESPACE, NAME)]["spec"]["holderIdentity"] == ""
+    clock.seconds += TIMING.retry_period_seconds
+    b.try_once()
+    assert b.leads()
+
+
+def test_a_standby_that_stops_leaves_the_lease_alone(api: FakeLeases, clock: Clock) -> None:
+    a, b = replica(api, clock, "a"), replica(api, clock, "b")
+    a.try_once()
+    b.try_once()
+    writes = list(api.writes)
+    b.stop()
+    assert api.writes == writes
+
+
+def test_the_lease_is_written_as_client_go_writes_it() -> None:
+    record = LeaseRecord("a", 15, acquired=at(1.5), renewed=at(2), transitions=3)
+    manifest = lease_manifest(NAMESPACE, NAME, record, version="42")
+    assert manifest["spec"] == {
+        "holderIdentity": "a",
+        "leaseDurationSeconds": 15,
+        "acquireTime": "2026-01-01T00:00:01.500000Z",
+        "renewTime": "2026-01-01T00:00:02.000000Z",
+        "leaseTransitions": 3,
+    }
+    assert manifest["metadata"] == {"name": NAME, "namespace": NAMESPACE, "resourceVersion": "42"}
+    assert lease_record(manifest) == record
+
+
+# --- fencing --------------------------------------------------------------------------------------
+
+UNREACHABLE = "http://127.0.0.1:9"  # the discard port: a write that is sent fails to connect
+
+
+def _fenced(leads: bool) -> FencedGateway:
+    configuration = client.Configuration()
+    configuration.host = UNREACHABLE
+    configuration.retries = False
+    return FencedGateway(ClusterGateway(client.ApiClient(configuration)), leads=lambda: leads)
+
+
+WRITES: list[tuple[str, Callable[[FencedGateway], object]]] = [
+    ("plan", lambda g: g.patch_modeljob_status("ml", "job", {"status": {}})),
+    ("bind", lambda g: g.bind_pod("ml", "job-0", "node-0")),
+    ("create-pod", lambda g: g.create_pod("ml", {"metadata": {"name": "job-0"}})),
+    ("delete-pod", lambda g: g.delete_pod("ml", "job-0")),
+    ("service", lambda g: g.create_service("ml", {"metadata": {"name": "job"}})),
+    ("queue-status", lambda g: g.patch_queue_status("team-a", {"status": {}})),
+]
+
+
+@pytest.mark.parametrize("write", [w for _, w in WRITES], ids=[name for name, _ in WRITES])
+def test_a_replica_that_cannot_prove_the_lease_sends_no_write(
+    write: Callable[[FencedGateway], object],
+) -> None:
+    gateway = _fenced(leads=False)
+    with pytest.raises(NotLeaderError, match="not the leader"):
+        write(gateway)
+
+
+@pytest.mark.parametrize("write", [w for _, w in WRITES], ids=[name for name, _ in WRITES])
+def test_the_leader_sends_its_writes(write: Callable[[FencedGateway], object]) -> None:
+    gateway = _fenced(leads=True)
+    with pytest.raises(ClusterError) as raised:
+        write(gateway)
+    assert not isinstance(raised.value, NotLeaderError)
+    assert "cannot reach the API server" in str(raised.value)  # it was sent
