@@ -27,12 +27,9 @@ kubectl="$("$repo/hack/control-plane/build.sh" 2>/dev/null | tail -n 1)/kubectl"
 [ -x "$kubectl" ] || { echo "kubectl not built: run \`make cluster\` first" >&2; exit 1; }
 k() { "$kubectl" "$@"; }
 
-say "Installing the ModelJob CRD and kopf's peering resource"
+say "Installing the ModelJob CRD"
 k apply --server-side --force-conflicts -f "$repo/crds/modeljob.dev_modeljobs.yaml" >/dev/null
-# The peering object can only be created once its CRD is established: apply, wait, apply again.
-k apply --server-side --force-conflicts -f "$repo/hack/kopf-peering-crd.yaml" >/dev/null 2>&1 || true
-k wait --for=condition=Established --timeout=60s crd/modeljobs.modeljob.dev crd/clusterkopfpeerings.kopf.dev >/dev/null
-k apply --server-side --force-conflicts -f "$repo/hack/kopf-peering-crd.yaml" >/dev/null
+k wait --for=condition=Established --timeout=60s crd/modeljobs.modeljob.dev >/dev/null
 k get crd modeljobs.modeljob.dev
 
 say "Two more H100 nodes, and a zone for each pair (a replica of the 405B example spans two nodes)"
