@@ -12,6 +12,7 @@ from modeljob.core.leadership import (
     LeaseRecord,
     LeaseTiming,
     decide,
+    next_try_seconds,
     observe,
     released,
     stepped_down,
@@ -215,3 +216,13 @@ def test_times_written_are_the_wall_clock_given() -> None:
     decision = decide(Election("a"), timing=KUBE_SCHEDULER, now_seconds=0, wall=wall)
     assert decision.record is not None
     assert decision.record.renewed == wall
+
+
+@pytest.mark.parametrize(
+    ("holder", "now", "wait"),
+    [("b", 101, 2), ("b", 113.5, 1.5), ("b", 115, 2), ("a", 113.5, 2)],
+    ids=["far-from-expiry", "expires-within-a-period", "expired-and-not-taken", "own-lease"],
+)
+def test_a_standby_reads_again_the_moment_the_lease_expires(holder: str, now: float, wait: float) -> None:
+    election = seen("a", held_by(holder), at_seconds=100)
+    assert next_try_seconds(election, timing=KUBE_SCHEDULER, now_seconds=now) == wait

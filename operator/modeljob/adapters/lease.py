@@ -166,7 +166,8 @@ class LeaderElector:
                 self.try_once()
             except Exception:
                 logger.exception("leader election failed; trying again")
-            self._stop.wait(self._timing.retry_period_seconds)
+            wait = leadership.next_try_seconds(self._election, timing=self._timing, now_seconds=self._clock())
+            self._stop.wait(wait)
 
     def _read(self) -> None:
         try:

@@ -127,6 +127,16 @@ def decide(election: Election, *, timing: LeaseTiming, now_seconds: float, wall:
     return Decision(Action.STAND_BY)
 
 
+def next_try_seconds(election: Election, *, timing: LeaseTiming, now_seconds: float) -> float:
+    """How long until the next read: a retry period, or less when another's Lease observed expires
+    sooner, so a standby takes a dead leader's Lease the moment it may, not up to a period later."""
+    observed = election.observed
+    if observed is None or observed.record.holder == election.identity:
+        return timing.retry_period_seconds
+    left = observed.since_seconds + observed.record.duration_seconds - now_seconds
+    return left if 0 < left < timing.retry_period_seconds else timing.retry_period_seconds
+
+
 def written(
     election: Election,
     decision: Decision,
