@@ -97,5 +97,6 @@ demo: cluster
 bench: venv
 	$(PY) bench/simulate.py
 	$(PY) bench/operator_throughput.py
+	$(PY) bench/failover.py
 	$(PY) bench/extender.py
 	bench/cluster.sh "$(PY)"
