@@ -161,3 +161,35 @@ def test_a_crash_at_any_write_of_a_preemption_evicts_each_victim_once_and_places
     api.before = {}
     settle(api)
     assert_preempted_once_and_b1_placed(api, kept)
+
+
+def test_a_preemptor_backing_off_after_a_refused_eviction_keeps_its_nodes_from_the_evicted_victims(
+    api: QueueApiServer,
+) -> None:
+    """a4's eviction is refused (an API error, not a crash): b1 backs off with a3 already evicted.
+    Sitting out its back-off, b1 must still keep its nominated nodes, or a3, admitted again by
+    borrowing what b1 has not yet taken, is placed back on them and preempted a second time."""
+    kept = {name: pods_of(api, name) for name in ("a1", "a2")}
+
+    def refuse_a4(what: str) -> None:
+        if what.startswith("a4 "):
+            raise ClusterError("422 Invalid: a4 is held", status=422)
+
+    api.before = {"patch": refuse_a4}
+    first, _ = operator(api)
+    first.run_once()
+    assert api.job("ml", "a3")["status"]["phase"] == "Queued"
+    assert pods_of(api, "a3") == []
+    assert api.job("ml", "a4")["status"]["phase"] == "Scheduled", "a4's eviction was refused"
+    assert first._backoff.seconds_to_next_retry(at(100)) is not None, "b1 backs off"
+
+    api.calls.clear()
+    during, _ = operator(api)  # the same moment, the same back-off: b1 sits it out
+    during._backoff = first._backoff
+    during.run_once()
+    assert pods_of(api, "a3") == [], "a3 is kept off the nodes b1's plan nominated"
+    assert not [c for c in api.calls if c.startswith("patch b1")], "b1 is not acted on while backing off"
+
+    api.before = {}
+    settle(api)  # the back-off over (a fresh operator), b1's plan is carried on
+    assert_preempted_once_and_b1_placed(api, kept)

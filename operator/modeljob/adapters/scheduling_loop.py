@@ -140,8 +140,11 @@ class SchedulingLoop:
         documents = {object_key(doc): doc for doc in self._view.jobs.values()}
         parsed = self._parsed.parse(documents.values())
         self._backoff.forget_except({job.uid for job in parsed})
-        # A job in back-off sits this cycle out whole: planned, it would hold nodes it cannot use.
-        jobs = [job for job in parsed if self._backoff.ready(job.uid, now)]
+        # A job in back-off sits this cycle out: planned, it would hold nodes it cannot use. A
+        # preemptor with a written plan is planned all the same, so the nodes its victims free stay
+        # kept for it (an evicted victim would take them back), but not acted on until it is over.
+        backing_off = {job.uid for job in parsed if not self._backoff.ready(job.uid, now)}
+        jobs = [job for job in parsed if job.uid not in backing_off or (job.preempting and not job.placement)]
         pods = merge_assumed(
             self._view.pods.values(),
             self._view.assumed(),
@@ -160,7 +163,7 @@ class SchedulingLoop:
         futures = [
             self._jobs_pool.submit(self._act, step, documents[step.job.key], now)
             for step in result.steps
-            if not (isinstance(step, steps.Keep) and not step.delete_pods)
+            if step.job.uid not in backing_off and not (isinstance(step, steps.Keep) and not step.delete_pods)
         ]
         for future in futures:
             future.result()
