@@ -275,3 +275,23 @@ def test_a_preemptor_waits_while_its_victims_pods_go_then_is_placed_first() -> N
     result = cycle([*jobs[:2], *evicted, b1], kept)  # the pods are gone
     assert isinstance(step_of(result, "b1"), Place)
     assert all(isinstance(step_of(result, j.name), Wait) for j in evicted)  # team-a's wait for quota
+
+
+def test_a_job_whose_nodes_are_all_kept_for_a_preemption_waits_and_is_not_unschedulable() -> None:
+    """b1's plan keeps both nodes while a4 is still to be evicted; a3, evicted already and admitted
+    again by borrowing what b1 has not taken yet, sees no node: that is "not now", not "never"."""
+    jobs, pods = team_a_borrowing_all_16()
+    a3 = replace(jobs[2], placement=(), phase=JobPhase.QUEUED, preempted_by=("ml/b1",), started=None)
+    rest = [p for p in pods if p.job_uid != a3.uid]
+    b1 = gpu_job(
+        "b1",
+        queue="team-b",
+        replicas=2,
+        preempting=("ml/a3", "ml/a4"),
+        nominated_nodes=("gpu-h100-0", "gpu-h100-1"),
+    )
+    result = cycle([jobs[0], jobs[1], a3, jobs[3], b1], rest)
+    assert isinstance(step_of(result, "b1"), Preempt)
+    step = step_of(result, "a3")
+    assert isinstance(step, Wait), step
+    assert "kept for another job's preemption" in step.message

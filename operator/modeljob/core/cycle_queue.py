@@ -178,7 +178,8 @@ class CycleQueue:
         pending = [roll.replica] if roll is not None else pending_replicas(job)
         candidates = self._candidates(waiting)
         plan = self.planner.try_node_types if job.gang else self.planner.try_one_by_one
-        attempts = plan(job, candidates, eligible=cluster.usable(job), pending=pending)
+        usable = cluster.usable(job)
+        attempts = plan(job, candidates, eligible=usable, pending=pending)
         chosen = best(attempts) if blocked_by is None else None
         if chosen is not None:
             candidate, placement = chosen
@@ -196,7 +197,8 @@ class CycleQueue:
                 delete_pods=strays,
                 replaces=roll,
             )
-        step = _not_placed(waiting, candidates[0], attempts, blocked_by=blocked_by)
+        kept = bool((cluster.eligible(job) & ~usable).any())
+        step = _not_placed(waiting, candidates[0], attempts, blocked_by=blocked_by, kept_away=kept)
         if isinstance(step, Wait) and blocked_by is None and roll is None:
             return self._preempt(step, waiting, quota_refused=False)
         return step
@@ -207,11 +209,29 @@ def _first(sizing: Sizing) -> Candidate | None:
 
 
 def _not_placed(
-    waiting: Planned, preferred: Candidate, attempts: Sequence[Attempt], *, blocked_by: JobFacts | None
+    waiting: Planned,
+    preferred: Candidate,
+    attempts: Sequence[Attempt],
+    *,
+    blocked_by: JobFacts | None,
+    kept_away: bool = False,
 ) -> Wait | Unschedulable:
-    """Why a sized job was not placed: never on this cluster, or not now (and what it waits for)."""
+    """Why a sized job was not placed: never on this cluster, or not now (and what it waits for).
+
+    ``kept_away``: nodes the job may use were kept for another job's preemption this cycle; the
+    planner saw the cluster without them, so its "never fits" means only "not now".
+    """
     job, plan = waiting.job, waiting.plan
     failures = [a.result for a in attempts if isinstance(a.result, Unplaceable)]
+    if kept_away and failures and all(f.never_fits for f in failures):
+        return Wait(
+            job=job,
+            message="waiting for room: the nodes that fit it are kept for another job's preemption",
+            queue_position=0,
+            candidate=preferred,
+            phase=plan.phase,
+            delete_pods=plan.delete_pods,
+        )
     if failures and all(f.never_fits for f in failures):
         reasons = [f.reason for f in failures] + list(waiting.sizing.rejected)
         return Unschedulable(
