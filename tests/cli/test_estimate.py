@@ -202,7 +202,7 @@ def test_a_job_that_cannot_fit_names_the_largest_part_and_the_fields_behind_it(
     code, out, _ = run(capsys, "estimate", "-f", str(path), "-o", "json")
     assert code == 1
     assert json.loads(out)["misfit"] == (
-        "largest part: KV cache 640.0 GiB per GPU, "
+        "largest part: KV cache 768.0 GiB per GPU, "
         "from spec.workload.batchSize 65536 x spec.workload.sequenceLength 8192"
     )
 

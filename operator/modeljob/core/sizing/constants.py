@@ -63,8 +63,9 @@ PREFILL_TOKEN_BUDGET = 8192
 # One replica may span at most 16 nodes: pipeline depth 16 is what Llama 3 405B pre-training
 # used (Llama 3 paper, Table 4); beyond it we report fits=False rather than invent a layout.
 MAX_NODES_PER_REPLICA = 16
-# Devices on one node: 1..64. The largest GPU servers of 2026 have 8 (HGX/DGX, MI300X) or 16
-# devices; 64 leaves room for dense accelerator trays, and more is a typo.
+# Devices on one node: 1..64. Our judgement: the GPU servers we size for have 8 devices (HGX/DGX
+# H100 and H200, MI300X platforms) and some have 16; 64 leaves room for denser trays, and more
+# is a typo.
 MAX_GPUS_PER_NODE = 64
 
 # Architecture fallbacks (only when spec.model.architecture is absent):
@@ -85,6 +86,7 @@ FALLBACK_VOCAB_SIZE = 152_064
 # Host side.
 # NIM for LLMs support matrix: >= 8 CPU cores per host; 5-10 GB for the OS; 16 GB of shared
 # memory for multi-GPU engines; ~2 GB per billion parameters (the 16-bit weights) to stage them.
+# We count its GB as GiB (7% more, the safe side of the source's unit).
 NODE_CPU_FLOOR_MILLI = 8_000
 # Our judgement, not a published rule (docs/sizing.md, host CPU): 4 cores per GPU covers a
 # serving engine's worker and tokenizer processes; training also feeds data loaders, so 8 (cloud

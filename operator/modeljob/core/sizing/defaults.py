@@ -69,7 +69,8 @@ TRANSFORMERS = Stack(
         WorkloadType.QLORA: Checkpointing.FULL,
     },
     # PEFT's LoraConfig: r=8 on the attention projections of Llama-style models (its default
-    # target_modules map lists q_proj and v_proj); QLoRA: the QLoRA scripts' --lora_r 64 on every
+    # target_modules map lists q_proj and v_proj, which our `attention` target counts as all four
+    # projections, a few adapters more: the safe side); QLoRA: the QLoRA scripts' --lora_r 64 on every
     # linear layer (artidoro/qlora qlora.py; paper section 4, "LoRA on all linear layers").
     lora_rank={WorkloadType.LORA: 8, WorkloadType.QLORA: 64},
     lora_targets={WorkloadType.LORA: LoraTargets.ATTENTION, WorkloadType.QLORA: LoraTargets.ALL_LINEAR},
@@ -82,7 +83,8 @@ TRANSFORMERS = Stack(
 )
 TORCHTUNE = Stack(
     # recipes/configs/llama3_1/*: enable_activation_checkpointing: True; lora_rank: 8; LoRA on
-    # q_proj and v_proj, QLoRA on q, k, v, o and the MLP (apply_lora_to_mlp: True).
+    # q_proj and v_proj (counted as `attention`, all four projections), QLoRA on q, k, v, o and
+    # the MLP (apply_lora_to_mlp: True).
     checkpointing={kind: Checkpointing.FULL for kind in WorkloadType if kind.trains},
     lora_rank={WorkloadType.LORA: 8, WorkloadType.QLORA: 8},
     lora_targets={

@@ -58,9 +58,10 @@ def kv_cache(job: JobShape, shape: Shape, layout: Layout) -> Part:
     per_token = 2 * shape.layers * shape.kv_heads * shape.head_dim * element
     total = per_token * work.sequence_length * work.batch_size
     # Each GPU of a tensor-parallel group holds kv/t heads, or one replicated head when t > kv;
-    # pipeline stages each hold their own layers.
+    # pipeline stages each hold their own layers (the busiest stage ceil(layers / PP) of them).
     head_split = min(layout.tensor_parallel, shape.kv_heads)
-    per_gpu = ceil_div(total, head_split * layout.pipeline)
+    stage_layers = -(-shape.layers // layout.pipeline)
+    per_gpu = ceil_div(total * stage_layers, head_split * shape.layers)
     dtype = "fp32" if element == 4 else "16-bit"
     text = (
         f"2 (K,V) x {shape.layers} layers x {shape.kv_heads} kv heads x {shape.head_dim} head dim x "
@@ -69,7 +70,7 @@ def kv_cache(job: JobShape, shape: Shape, layout: Layout) -> Part:
     if shape.derived:
         text += f" (GQA assumed: {FALLBACK_KV_HEADS} kv heads; declare the architecture to be exact)"
     if layout.gpus > 1:
-        text += f"; each GPU holds 1/{head_split * layout.pipeline}"
+        text += f"; each GPU holds 1/{head_split} of the heads of {stage_layers} layers"
         if layout.tensor_parallel > shape.kv_heads:
             text += f" (kv heads replicated: TP {layout.tensor_parallel} > {shape.kv_heads} kv heads)"
     return Part(per_gpu, (text,))

@@ -138,7 +138,10 @@ def _full_training_states(job: JobShape, shape: Shape, chosen: Recipe) -> list[_
     # Mixed precision as the ZeRO paper (section 3.1) and DeepSpeed's estimators count it: a
     # 16-bit working copy and 16-bit gradients, an fp32 master copy and the moments (16 B/param
     # with AdamW), plus, from stage 1, the fp32 gradient partition the optimizer steps on
-    # (estimate_zero2/3_model_states_mem_needs: 2P + 18P/N for stage 2, 18P/N for stage 3).
+    # (DeepSpeed's current estimate_zero2/3_model_states_mem_needs: 2P + 18P/N for stage 2, its
+    # comment "18 = 2_grads_16bit + 4_grads_32bit + 4_params_32bit + 8_optimizer_states_32bit",
+    # and 18P/N for stage 3; its pre-2024 stage-2 estimator counted the 16-bit gradients whole,
+    # 4P + 16P/N, which is what we keep for stage 1).
     # Stage 3 reduce-scatters the 16-bit gradients straight into that partition.
     moments, moments_text = _moment_bytes(chosen.optimizer)
     stage = job.workload.zero_stage
