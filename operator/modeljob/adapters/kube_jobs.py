@@ -102,75 +102,75 @@ def spec_hash(spec: Mapping[str, Any]) -> str:
 def job_facts(job: Mapping[str, Any], spec: ModelJobSpec | None = None) -> JobFacts:
     """A ModelJob as JobFacts; ObjectError if its spec is not valid (the handlers mark it Invalid)."""
     meta = job.get("metadata") or {}
-    status = job.get("status") or {}
     spec = spec if spec is not None else parse_spec(job)
+    created = parse_time(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
+    namespace, name, uid = str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", ""))
+    return JobFacts(
+        namespace=namespace,
+        name=name,
+        uid=uid,
+        generation=int(meta.get("generation") or 1),
+        created=created,
+        spec_hash=spec_hash(job.get("spec") or {}),
+        rules=_rules(spec.template, namespace=namespace, name=name, uid=uid),
+        **_spec_facts(spec),
+        **_status_facts(job, created),
+    )
+
+
+def _spec_facts(spec: ModelJobSpec) -> dict[str, Any]:
+    """What the spec says, in JobFacts' terms."""
     template_spec: Mapping[str, Any] = spec.template.get("spec") or {}
+    scheduling, accelerator = spec.scheduling, spec.accelerator
+    expected, checkpoints = scheduling.expected_duration, scheduling.checkpoint_interval
+    memory = accelerator.memory_per_device
+    return {
+        "shape": spec.to_core(),
+        "replicas": spec.replicas,
+        "gang": scheduling.gang,
+        "queue": scheduling.queue,
+        "priority": scheduling.priority,
+        "expected_duration_seconds": _duration_seconds(expected) if expected else None,
+        "checkpoint_interval_seconds": _duration_seconds(checkpoints) if checkpoints else None,
+        "accelerator": accelerator.resource_name,
+        "products": tuple(accelerator.products),
+        "memory_per_device_bytes": parse_bytes(memory) if memory is not None else None,
+        "extra_requests": _sidecar_requests(template_spec),
+        "node_selector": {str(k): str(v) for k, v in (template_spec.get("nodeSelector") or {}).items()},
+        "tolerations": tuple(_tolerations(template_spec.get("tolerations") or [])),
+        "max_restarts": spec.failure_policy.max_restarts,
+        "restart_scope": spec.failure_policy.restart_scope,
+        "suspend": spec.suspend,
+        "topology_key": scheduling.topology.key,
+        "topology_required": scheduling.topology.mode is TopologyMode.REQUIRED,
+        "max_unavailable": spec.update_strategy.max_unavailable,
+    }
+
+
+def _status_facts(job: Mapping[str, Any], created: datetime) -> dict[str, Any]:
+    """What the operator wrote in the status, read back (nothing is remembered between cycles)."""
+    status = job.get("status") or {}
     conditions = {str(c.get("type")): c for c in status.get("conditions") or [] if isinstance(c, Mapping)}
     binding = conditions.get(ConditionType.BINDING.value) or {}
     scheduled = conditions.get(ConditionType.SCHEDULED.value) or {}
     placed_generation = binding.get("observedGeneration")
-    phase = job_phase(job)
-    created = parse_time(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
-    queued_since = (
-        parse_time(scheduled.get("lastTransitionTime")) if scheduled.get("status") != "True" else None
-    )
-    expected = spec.scheduling.expected_duration
-    return JobFacts(
-        namespace=str(meta.get("namespace", "")),
-        name=str(meta.get("name", "")),
-        uid=str(meta.get("uid", "")),
-        generation=int(meta.get("generation") or 1),
-        created=created,
-        shape=spec.to_core(),
-        spec_hash=spec_hash(job.get("spec") or {}),
-        replicas=spec.replicas,
-        gang=spec.scheduling.gang,
-        queue=spec.scheduling.queue,
-        priority=spec.scheduling.priority,
-        expected_duration_seconds=_duration_seconds(expected) if expected else None,
-        checkpoint_interval_seconds=(
-            _duration_seconds(spec.scheduling.checkpoint_interval)
-            if spec.scheduling.checkpoint_interval
-            else None
-        ),
-        accelerator=spec.accelerator.resource_name,
-        products=tuple(spec.accelerator.products),
-        memory_per_device_bytes=(
-            parse_bytes(spec.accelerator.memory_per_device)
-            if spec.accelerator.memory_per_device is not None
-            else None
-        ),
-        extra_requests=_sidecar_requests(template_spec),
-        node_selector={str(k): str(v) for k, v in (template_spec.get("nodeSelector") or {}).items()},
-        tolerations=tuple(_tolerations(template_spec.get("tolerations") or [])),
-        rules=_rules(
-            spec.template,
-            namespace=str(meta.get("namespace", "")),
-            name=str(meta.get("name", "")),
-            uid=str(meta.get("uid", "")),
-        ),
-        phase=phase,
-        observed_generation=status.get("observedGeneration"),
-        placement=placement_of(job),
-        binding=binding.get("status") == "True",
-        placed_generation=int(placed_generation) if placed_generation is not None else None,
-        queued_since=queued_since or created,
-        restarts=status_restarts(status),
-        max_restarts=spec.failure_policy.max_restarts,
-        restart_scope=spec.failure_policy.restart_scope,
-        suspend=spec.suspend,
-        topology_key=spec.scheduling.topology.key,
-        topology_required=spec.scheduling.topology.mode is TopologyMode.REQUIRED,
-        max_unavailable=spec.update_strategy.max_unavailable,
-        updating=(conditions.get(ConditionType.UPDATING.value) or {}).get("status") == "True",
-        started=(
-            parse_time(scheduled.get("lastTransitionTime")) if scheduled.get("status") == "True" else None
-        ),
-        preemptions=int(status.get("preemptions") or 0),
-        preempted_by=_names(status.get("preemptedBy")),
-        preempting=_names(status.get("preempting")),
-        nominated_nodes=_names(status.get("nominatedNodes")),
-    )
+    scheduled_since = parse_time(scheduled.get("lastTransitionTime"))
+    is_scheduled = scheduled.get("status") == "True"
+    return {
+        "phase": job_phase(job),
+        "observed_generation": status.get("observedGeneration"),
+        "placement": placement_of(job),
+        "binding": binding.get("status") == "True",
+        "placed_generation": int(placed_generation) if placed_generation is not None else None,
+        "queued_since": (scheduled_since if not is_scheduled else None) or created,
+        "restarts": status_restarts(status),
+        "updating": (conditions.get(ConditionType.UPDATING.value) or {}).get("status") == "True",
+        "started": scheduled_since if is_scheduled else None,
+        "preemptions": int(status.get("preemptions") or 0),
+        "preempted_by": _names(status.get("preemptedBy")),
+        "preempting": _names(status.get("preempting")),
+        "nominated_nodes": _names(status.get("nominatedNodes")),
+    }
 
 
 def _names(value: object) -> tuple[str, ...]:

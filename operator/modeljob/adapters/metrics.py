@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from functools import partial
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
@@ -72,7 +73,15 @@ class OperatorMetrics:
         gauge = partial(Gauge, namespace=NAMESPACE, registry=self.registry)
         counter = partial(Counter, namespace=NAMESPACE, registry=self.registry)
         histogram = partial(Histogram, namespace=NAMESPACE, registry=self.registry)
-        # Jobs and the queue.
+        self._define_jobs(gauge, counter, histogram)
+        self._define_placements(counter, histogram)
+        self._define_queues(gauge, counter)
+        self._define_cluster(gauge, histogram)
+        self._nodes_seen: set[str] = set()
+        self._namespaces_seen: set[str] = set()
+
+    def _define_jobs(self, gauge: Any, counter: Any, histogram: Any) -> None:
+        """Jobs and the queue."""
         self._jobs = gauge("jobs", *_by("ModelJobs in a namespace", "phase", JobPhase))
         self._queue_length = gauge("queue_length", "ModelJobs waiting to be placed, by queue.", ["queue"])
         self._queue_wait = histogram(
@@ -89,7 +98,9 @@ class OperatorMetrics:
             "One scheduling cycle: snapshot, plan and apply.",
             buckets=_LATENCY_BUCKETS,
         )
-        # What follows a placement.
+
+    def _define_placements(self, counter: Any, histogram: Any) -> None:
+        """What follows a placement."""
         self._requeues = counter(
             "requeues_total", *_by("Placed jobs put back in the queue", "reason", Requeue)
         )
@@ -110,7 +121,9 @@ class OperatorMetrics:
             "Pods of each placement bound: one per replica, one per node of a replica that spans nodes.",
             buckets=_POD_BUCKETS,
         )
-        # Queues: preemptions and quota.
+
+    def _define_queues(self, gauge: Any, counter: Any) -> None:
+        """Queues: preemptions and quota."""
         values = ", ".join(r.value for r in PreemptionReason)
         self._preemptions = counter(
             "preemptions_total",
@@ -127,7 +140,9 @@ class OperatorMetrics:
             "Quota a queue's subtree uses above its nominal, by resource.",
             ["queue", "resource"],
         )
-        # Nodes, the cluster, the estimator.
+
+    def _define_cluster(self, gauge: Any, histogram: Any) -> None:
+        """Nodes, the cluster, the estimator, leadership."""
         self._gpu_allocation = gauge(
             "node_gpu_allocation_ratio",
             "Share of a node's GPUs requested by pods bound to it.",
@@ -146,8 +161,6 @@ class OperatorMetrics:
         self._leader = gauge(
             "leader", "1 on the replica whose scheduling loop acts (it holds the leader Lease), else 0."
         )
-        self._nodes_seen: set[str] = set()
-        self._namespaces_seen: set[str] = set()
 
     def record_leadership(self, *, leads: bool) -> None:
         self._leader.set(1 if leads else 0)
