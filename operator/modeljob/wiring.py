@@ -213,7 +213,9 @@ def build_loop(
     With an election it writes through the fenced gateway: nothing is sent unless this replica
     proves, at that moment, that it holds the Lease."""
     return SchedulingLoop(
-        gateway=gateway if elector is None else FencedGateway(gateway, leads=elector.leads),
+        gateway=gateway
+        if elector is None
+        else FencedGateway(gateway, leads=elector.leads, write_budget=elector.write_budget_seconds),
         view=view,
         metrics=metrics,
         settings=LoopSettings(

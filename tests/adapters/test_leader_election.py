@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from modeljob.adapters.cluster import (
     AlreadyExistsError,
@@ -18,7 +19,7 @@ from modeljob.adapters.cluster import (
     NotLeaderError,
 )
 from modeljob.adapters.lease import FencedGateway, LeaderElector, lease_manifest, lease_record
-from modeljob.core.leadership import LeaseRecord, LeaseTiming
+from modeljob.core.leadership import Election, LeaseRecord, LeaseTiming
 from tests.operator_builders import at
 
 TIMING = LeaseTiming(duration_seconds=15, renew_deadline_seconds=10, retry_period_seconds=2)
@@ -271,3 +272,36 @@ def test_the_leader_sends_its_writes(write: Callable[[FencedGateway], object]) -
         write(gateway)
     assert not isinstance(raised.value, NotLeaderError)
     assert "cannot reach the API server" in str(raised.value)  # it was sent
+
+
+def test_a_fenced_write_is_abandoned_before_another_replica_could_act() -> None:
+    """The HTTP timeout of each fenced write is what is left of the proof plus the fencing margin,
+    so a write the leader sent cannot land after a standby may have taken over."""
+    sent: list[dict[str, Any]] = []
+
+    def create_namespaced_pod(*args: Any, **kwargs: Any) -> Any:
+        sent.append(kwargs)
+        raise ApiException(status=503, reason="unavailable")
+
+    gateway = FencedGateway(_fenced(leads=True), leads=lambda: True, write_budget=lambda: 7.5)
+    gateway._core.create_namespaced_pod = create_namespaced_pod  # type: ignore[method-assign]
+    with pytest.raises(ClusterError):
+        gateway.create_pod("ml", {"metadata": {"name": "job-0"}})
+    assert sent[0]["_request_timeout"] == 7.5
+    gateway._core.read_namespaced_pod = create_namespaced_pod  # type: ignore[method-assign]
+    with pytest.raises(ClusterError):
+        gateway.read_pod("ml", "job-0")  # a read is not fenced and keeps the client's own timeout
+    assert "_request_timeout" not in sent[1]
+
+
+def test_a_replica_whose_proof_ran_out_between_checks_sends_nothing() -> None:
+    gateway = FencedGateway(_fenced(leads=True), leads=lambda: True, write_budget=lambda: None)
+    with pytest.raises(NotLeaderError):
+        gateway.bind_pod("ml", "job-0", "node-0")
+
+
+def test_the_write_budget_is_the_rest_of_the_proof_plus_the_fencing_margin() -> None:
+    leader = Election("me", proven_until_seconds=108.0)
+    assert leader.write_budget_seconds(100.0, TIMING) == 8.0 + 5.0
+    assert leader.write_budget_seconds(108.0, TIMING) is None  # the proof has run out
+    assert Election("me").write_budget_seconds(100.0, TIMING) is None

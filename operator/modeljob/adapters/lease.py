@@ -121,6 +121,10 @@ class LeaderElector:
         """Whether this replica may write now: its last renewal was sent within the renew deadline."""
         return self._election.leads(self._clock())
 
+    def write_budget_seconds(self) -> float | None:
+        """How long a write sent now may take before another replica could act (None: not leading)."""
+        return self._election.write_budget_seconds(self._clock(), self._timing)
+
     def holder(self) -> str:
         """Who holds the Lease as last read ("" if free or not read yet)."""
         observed = self._election.observed
@@ -229,13 +233,35 @@ class FencedGateway(ClusterGateway):
     and is not sent otherwise. Reads pass through; so do Events, which decide nothing. Every write
     stays conditional on the resourceVersion its caller read, as with the plain gateway."""
 
-    def __init__(self, gateway: ClusterGateway, *, leads: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        gateway: ClusterGateway,
+        *,
+        leads: Callable[[], bool],
+        write_budget: Callable[[], float | None] | None = None,
+    ) -> None:
         super().__init__(gateway.api_client)
         self._leads = leads
+        self._write_budget = write_budget
+        # The deadline of the fenced write this thread is sending (the loop's workers send in
+        # parallel), passed to the HTTP client as its timeout: a write that could land after
+        # another replica may act is abandoned instead (core/leadership.py, the fencing margin).
+        self._sending = threading.local()
 
     def _fence(self, action: str) -> None:
         if not self._leads():
             raise NotLeaderError(f"{action}: not sent, this replica is not the leader")
+        budget = self._write_budget() if self._write_budget is not None else None
+        if self._write_budget is not None and budget is None:
+            raise NotLeaderError(f"{action}: not sent, this replica is not the leader")
+        self._sending.timeout = budget
+
+    def _call(self, action: str, method: Any, *args: Any, **kwargs: Any) -> JsonObject:
+        timeout = getattr(self._sending, "timeout", None)
+        self._sending.timeout = None  # one fence, one write
+        if timeout is not None:
+            kwargs.setdefault("_request_timeout", max(timeout, 0.1))
+        return super()._call(action, method, *args, **kwargs)
 
     def patch_modeljob_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> JsonObject:
         self._fence(f"patch modeljob {namespace}/{name} status")

@@ -97,6 +97,14 @@ class Election:
         """Whether this replica may act at ``now_seconds``: its last renewal is recent enough."""
         return self.proven_until_seconds is not None and now_seconds < self.proven_until_seconds
 
+    def write_budget_seconds(self, now_seconds: float, timing: LeaseTiming) -> float | None:
+        """How long a write sent at ``now_seconds`` may take and still land before any other
+        replica can act: the rest of the proof plus the fencing margin (None: not the leader)."""
+        if not self.leads(now_seconds):
+            return None
+        assert self.proven_until_seconds is not None
+        return self.proven_until_seconds - now_seconds + timing.fencing_margin_seconds
+
 
 def observe(election: Election, record: LeaseRecord | None, *, version: str, now_seconds: float) -> Election:
     """Take in the Lease as read (None: there is none). A changed record restarts its expiry
