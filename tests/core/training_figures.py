@@ -92,6 +92,7 @@ from tests.core.published_figures import (
     Measure,
     gb,
     gib,
+    with_precision,
 )
 
 # --- devices ---------------------------------------------------------------------------------------
@@ -136,16 +137,6 @@ BLOOMZ_7B1 = ModelShape(
     precision=Precision.FP32,
     architecture=Architecture(30, 4096, 32, vocab_size=250_880, intermediate_size=16_384),
 )
-
-
-def _with_precision(model: ModelShape, precision: Precision) -> ModelShape:
-    return ModelShape(
-        name=model.name,
-        parameters=model.parameters,
-        precision=precision,
-        active_parameters=model.active_parameters,
-        architecture=model.architecture,
-    )
 
 
 def _job(
@@ -1127,7 +1118,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             # examples/sft/utils.py loads without quantization in torch.float32 (torch_dtype is the
             # quant storage dtype only under 4-bit), and FSDP keeps its flat parameters in that
             # dtype; DeepSpeed's bf16 engine casts the module to bf16 (the ZeRO-3 row above).
-            _with_precision(LLAMA2_70B, Precision.FP32),
+            with_precision(LLAMA2_70B, Precision.FP32),
             LORA,
             sequence_length=2048,
             batch_size=8,
@@ -1280,7 +1271,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         RESERVED,
         MEASURED,
         _job(
-            _with_precision(BERT_LARGE_CLS, Precision.FP16),
+            with_precision(BERT_LARGE_CLS, Precision.FP16),
             FULL,
             sequence_length=512,
             batch_size=4,
@@ -1299,7 +1290,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         RESERVED,
         MEASURED,
         _job(
-            _with_precision(BERT_LARGE_CLS, Precision.FP16),
+            with_precision(BERT_LARGE_CLS, Precision.FP16),
             FULL,
             sequence_length=512,
             batch_size=1,
@@ -1336,7 +1327,7 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         RESERVED,
         MEASURED,
         _job(
-            _with_precision(BERT_LARGE_CLS, Precision.FP16),
+            with_precision(BERT_LARGE_CLS, Precision.FP16),
             FULL,
             sequence_length=512,
             batch_size=1,
