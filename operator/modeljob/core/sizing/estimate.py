@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from modeljob.core.jobs import Checkpointing, JobShape, WorkloadType
@@ -14,6 +15,7 @@ from modeljob.core.sizing.inputs import Device, Shape, check_job, resolve_shape
 from modeljob.core.sizing.layout import Layout
 from modeljob.core.sizing.model_states import Part
 
+# The fields of the estimate, in the order of docs/sizing.md; each is an Estimate attribute.
 _FIELD_ORDER = (
     "weightsBytes",
     "kvCacheBytes",
@@ -73,24 +75,13 @@ class Estimate:
     misfit: str = ""
 
     def to_dict(self) -> dict[str, int]:
-        """The camelCase fields of the estimate (docs/sizing.md, "The estimate")."""
-        return {
-            "weightsBytes": self.weights_bytes,
-            "kvCacheBytes": self.kv_cache_bytes,
-            "activationsBytes": self.activations_bytes,
-            "gradientsBytes": self.gradients_bytes,
-            "optimizerStatesBytes": self.optimizer_states_bytes,
-            "overheadBytes": self.overhead_bytes,
-            "totalBytes": self.total_bytes,
-            "gpus": self.gpus,
-            "gpuMemoryPerGpuBytes": self.gpu_memory_per_gpu_bytes,
-            "cpuMilli": self.cpu_milli,
-            "memoryBytes": self.memory_bytes,
-            "ephemeralStorageBytes": self.ephemeral_storage_bytes,
-            "tensorParallelSize": self.tensor_parallel_size,
-            "pipelineParallelSize": self.pipeline_parallel_size,
-            "nodesPerReplica": self.nodes_per_replica,
-        }
+        """The camelCase fields of the estimate (docs/sizing.md, "The estimate"), in _FIELD_ORDER."""
+        return {name: getattr(self, _attribute(name)) for name in _FIELD_ORDER}
+
+
+def _attribute(field_name: str) -> str:
+    """The Estimate attribute of a camelCase field: kvCacheBytes -> kv_cache_bytes."""
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", field_name).lower()
 
 
 # --- the entry point ----------------------------------------------------------------------------

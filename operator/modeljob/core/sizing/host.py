@@ -5,7 +5,6 @@ from __future__ import annotations
 from modeljob.core.jobs import JobShape, WorkloadType
 from modeljob.core.resources import format_bytes
 from modeljob.core.sizing.constants import (
-    BF16,
     DEEPSPEED_STARTUP_BYTES_PER_PARAM_DEN,
     DEEPSPEED_STARTUP_BYTES_PER_PARAM_NUM,
     DISK_CHECKPOINT_FACTOR_DEN,
@@ -20,10 +19,10 @@ from modeljob.core.sizing.constants import (
     SHM_MULTI_GPU_BYTES_PER_NODE,
     SHM_SINGLE_GPU_BYTES,
     TRAINING_CPU_MILLI_PER_GPU,
-    WEIGHT_RATES,
     ceil_div,
 )
 from modeljob.core.sizing.inputs import Shape
+from modeljob.core.sizing.model_states import stored_bytes
 
 # --- host resources -----------------------------------------------------------------------------
 
@@ -32,10 +31,7 @@ def _checkpoint_bytes(job: JobShape, shape: Shape) -> int:
     """Size of the checkpoint as downloaded: the declared precision. QLoRA of a 16-bit checkpoint
     downloads the 16-bit files and quantizes while loading; a pre-quantized checkpoint (AWQ,
     GPTQ, FP8, NF4) downloads its quantized files."""
-    precision = job.model.precision
-    if precision in QUANTIZED:
-        return WEIGHT_RATES[precision].of(shape.linear_parameters) + BF16.of(shape.embedding_parameters)
-    return WEIGHT_RATES[precision].of(shape.parameters)
+    return stored_bytes(job.model.precision, shape)
 
 
 def cpu(job: JobShape, gpus: int) -> tuple[int, str]:

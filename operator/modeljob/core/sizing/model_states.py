@@ -94,11 +94,20 @@ def base_weights(job: JobShape, shape: Shape) -> tuple[int, str]:
         return weights, text + moe
     rate = WEIGHT_RATES[precision]
     if precision in QUANTIZED:
-        return rate.of(linear) + BF16.of(embed), (
+        return stored_bytes(precision, shape), (
             f"{linear:,} linear params x {rate.label} + {embed:,} embedding/lm_head params x 2 B "
             f"(kept 16-bit){moe}"
         )
-    return rate.of(shape.parameters), f"{shape.parameters:,} params x {rate.label}{moe}"
+    return stored_bytes(precision, shape), f"{shape.parameters:,} params x {rate.label}{moe}"
+
+
+def stored_bytes(precision: Precision, shape: Shape) -> int:
+    """A model stored at ``precision``: the checkpoint's files, and the weights as loaded. Quantized
+    formats cover the linears; embeddings and lm_head stay 16-bit."""
+    rate = WEIGHT_RATES[precision]
+    if precision in QUANTIZED:
+        return rate.of(shape.linear_parameters) + BF16.of(shape.embedding_parameters)
+    return rate.of(shape.parameters)
 
 
 def adapter_parameters(shape: Shape, chosen: Recipe) -> tuple[int, str]:
