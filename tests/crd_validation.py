@@ -20,6 +20,29 @@ def crd_schema() -> dict[str, Any]:
     return schema
 
 
+def schema_nodes(schema: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every object in a schema with its JSON-pointer-like path, for structural checks."""
+    nodes: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(schema, dict):
+        nodes.append((path, schema))
+        for key, value in schema.items():
+            nodes.extend(schema_nodes(value, f"{path}/{key}"))
+    elif isinstance(schema, list):
+        for index, value in enumerate(schema):
+            nodes.extend(schema_nodes(value, f"{path}/{index}"))
+    return nodes
+
+
+def schema_fields(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every field `kubectl explain` can show: properties at every depth, list items included."""
+    found = [(path or "<root>", schema)]
+    for name, sub in schema.get("properties", {}).items():
+        found.extend(schema_fields(sub, f"{path}.{name}" if path else name))
+    if "items" in schema:
+        found.extend(schema_fields(schema["items"], f"{path}[]"))
+    return found
+
+
 def validate(manifest: dict[str, Any], schema: dict[str, Any] | None = None) -> list[str]:
     """Errors as `path: message` lines (empty when valid)."""
     schema = schema or crd_schema()

@@ -10,7 +10,7 @@ import yaml
 
 from modeljob.api.quantities import BYTES_FORMS, CPU_FORMS, DURATION_FORMS, PARAMETERS_FORMS
 from modeljob.commands.crd import render_crd
-from tests.crd_validation import crd_schema, validate
+from tests.crd_validation import crd_schema, schema_fields, schema_nodes, validate
 from tests.manifests import BAD_MANIFESTS, bad_manifest, make_job_manifest, with_field
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,21 +24,9 @@ def test_checked_in_crd_is_what_the_models_generate() -> None:
     )
 
 
-def _walk(schema: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
-    nodes: list[tuple[str, dict[str, Any]]] = []
-    if isinstance(schema, dict):
-        nodes.append((path, schema))
-        for key, value in schema.items():
-            nodes.extend(_walk(value, f"{path}/{key}"))
-    elif isinstance(schema, list):
-        for index, value in enumerate(schema):
-            nodes.extend(_walk(value, f"{path}/{index}"))
-    return nodes
-
-
 def test_schema_is_structural() -> None:
     """No $ref, no titles or defaults, every property typed (or int-or-string / preserve-unknown)."""
-    for path, node in _walk(crd_schema()):
+    for path, node in schema_nodes(crd_schema()):
         assert "$ref" not in node, path
         assert "additionalProperties" not in node, path
         if path.endswith(("/properties", "/anyOf")) or "/anyOf/" in path:
@@ -49,24 +37,16 @@ def test_schema_is_structural() -> None:
             assert "type" in node, f"untyped field at {path}"
 
 
-def _fields(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
-    """Every field `kubectl explain` can show: properties at every depth, list items included."""
-    found = [(path or "<root>", schema)]
-    for name, sub in schema.get("properties", {}).items():
-        found.extend(_fields(sub, f"{path}.{name}" if path else name))
-    if "items" in schema:
-        found.extend(_fields(schema["items"], f"{path}[]"))
-    return found
-
-
 def test_every_field_has_a_description_for_kubectl_explain() -> None:
-    undescribed = [path for path, node in _fields(crd_schema()) if not node.get("description", "").strip()]
+    undescribed = [
+        path for path, node in schema_fields(crd_schema()) if not node.get("description", "").strip()
+    ]
     # The API server forbids a description on the root metadata; kubectl shows ObjectMeta's own.
     assert undescribed == ["metadata"], f"fields without a description: {undescribed}"
 
 
 def test_enum_descriptions_name_every_value() -> None:
-    for path, node in _fields(crd_schema()):
+    for path, node in schema_fields(crd_schema()):
         for value in node.get("enum", []):
             assert value in node["description"], f"{path}: description does not name {value!r}"
 
@@ -82,7 +62,7 @@ def test_replicas_defaults_to_one_so_the_printer_column_is_never_blank() -> None
 
 def test_only_replicas_carries_a_server_side_default() -> None:
     """Other defaults stay the operator's, so CEL rules see what the user wrote."""
-    defaulted = [path for path, node in _fields(crd_schema()) if "default" in node]
+    defaulted = [path for path, node in schema_fields(crd_schema()) if "default" in node]
     assert defaulted == ["spec.replicas"]
 
 
@@ -115,7 +95,7 @@ def test_a_malformed_written_form_is_answered_with_a_sentence_not_a_regex(
 
 def test_no_written_form_is_checked_by_an_openapi_pattern() -> None:
     """The API server answers a failed `pattern` with the expression; CEL answers with a sentence."""
-    for path, node in _fields(crd_schema()):
+    for path, node in schema_fields(crd_schema()):
         if node.get("x-kubernetes-int-or-string") or node.get("type") == "string":
             if path in {
                 "spec.accelerator.resourceName",

@@ -17,7 +17,7 @@ from modeljob.api.v1alpha1_queue import DEFAULT_MIN_RUNTIME, QueueOrder, parse_q
 from modeljob.commands.crd import render_queue_crd
 from modeljob.core.quota import QuotaRequest, Usage, admit
 from modeljob.core.quota_tree import QuotaKey, build_tree
-from tests.crd_validation import validate
+from tests.crd_validation import schema_fields, schema_nodes, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "modeljob.dev_queues.yaml"
@@ -100,20 +100,8 @@ def test_names_scope_and_printer_columns() -> None:
     assert version["subresources"] == {"status": {}}
 
 
-def _walk(schema: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
-    nodes: list[tuple[str, dict[str, Any]]] = []
-    if isinstance(schema, dict):
-        nodes.append((path, schema))
-        for key, value in schema.items():
-            nodes.extend(_walk(value, f"{path}/{key}"))
-    elif isinstance(schema, list):
-        for index, value in enumerate(schema):
-            nodes.extend(_walk(value, f"{path}/{index}"))
-    return nodes
-
-
 def test_schema_is_structural() -> None:
-    for path, node in _walk(queue_schema()):
+    for path, node in schema_nodes(queue_schema()):
         assert "$ref" not in node, path
         assert "additionalProperties" not in node, path
         assert "default" not in node, path  # defaults stay the operator's; CEL sees what was written
@@ -125,22 +113,15 @@ def test_schema_is_structural() -> None:
             assert "type" in node, f"untyped field at {path}"
 
 
-def _fields(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
-    found = [(path or "<root>", schema)]
-    for name, sub in schema.get("properties", {}).items():
-        found.extend(_fields(sub, f"{path}.{name}" if path else name))
-    if "items" in schema:
-        found.extend(_fields(schema["items"], f"{path}[]"))
-    return found
-
-
 def test_every_field_has_a_description_for_kubectl_explain() -> None:
-    undescribed = [path for path, node in _fields(queue_schema()) if not node.get("description", "").strip()]
+    undescribed = [
+        path for path, node in schema_fields(queue_schema()) if not node.get("description", "").strip()
+    ]
     assert undescribed == ["metadata"], f"fields without a description: {undescribed}"
 
 
 def test_enum_descriptions_name_every_value() -> None:
-    for path, node in _fields(queue_schema()):
+    for path, node in schema_fields(queue_schema()):
         for value in node.get("enum", []):
             assert value in node["description"], f"{path}: description does not name {value!r}"
 
