@@ -84,58 +84,75 @@ _KIND_HELP = (
 )
 
 
-def build_crd() -> JsonSchema:
-    """The CustomResourceDefinition of ModelJob, ready to serialise to YAML."""
-    spec_schema = structural_schema(ModelJobSpec)
+def _crd(
+    *,
+    names: JsonSchema,
+    scope: str,
+    columns: list[JsonSchema],
+    root: JsonSchema,
+) -> JsonSchema:
+    """A CustomResourceDefinition of one served, stored version with a status subresource."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "metadata": {"name": f"{names['plural']}.{GROUP}"},
         "spec": {
             "group": GROUP,
-            "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": list(SHORT_NAMES),
-                "categories": ["all"],
-            },
-            "scope": "Namespaced",
+            "names": names,
+            "scope": scope,
             "versions": [
                 {
                     "name": VERSION,
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                        {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
-                        {"name": "Pods", "type": "integer", "jsonPath": ".status.pods"},
-                        {"name": "GPUs", "type": "integer", "jsonPath": ".status.gpus"},
-                        {"name": "Nodes", "type": "string", "jsonPath": ".status.nodes"},
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": "ModelJob: an AI model job sized from the model and the work.",
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string", "description": _API_VERSION_HELP},
-                                "kind": {"type": "string", "description": _KIND_HELP},
-                                # The API server refuses anything but `type` here, a description
-                                # included: `kubectl explain` shows ObjectMeta's own.
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema,
-                                "status": _status_schema(),
-                            },
-                        }
-                    },
+                    "additionalPrinterColumns": columns,
+                    "schema": {"openAPIV3Schema": root},
                 }
             ],
         },
     }
+
+
+def _object_properties(spec: JsonSchema, status: JsonSchema) -> JsonSchema:
+    return {
+        "apiVersion": {"type": "string", "description": _API_VERSION_HELP},
+        "kind": {"type": "string", "description": _KIND_HELP},
+        # The API server refuses anything but `type` here, a description included: `kubectl
+        # explain` shows ObjectMeta's own.
+        "metadata": {"type": "object"},
+        "spec": spec,
+        "status": status,
+    }
+
+
+def build_crd() -> JsonSchema:
+    """The CustomResourceDefinition of ModelJob, ready to serialise to YAML."""
+    return _crd(
+        names={
+            "kind": KIND,
+            "listKind": f"{KIND}List",
+            "plural": PLURAL,
+            "singular": SINGULAR,
+            "shortNames": list(SHORT_NAMES),
+            "categories": ["all"],
+        },
+        scope="Namespaced",
+        columns=[
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
+            {"name": "Pods", "type": "integer", "jsonPath": ".status.pods"},
+            {"name": "GPUs", "type": "integer", "jsonPath": ".status.gpus"},
+            {"name": "Nodes", "type": "string", "jsonPath": ".status.nodes"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+        root={
+            "type": "object",
+            "description": "ModelJob: an AI model job sized from the model and the work.",
+            "required": ["spec"],
+            "properties": _object_properties(structural_schema(ModelJobSpec), _status_schema()),
+        },
+    )
 
 
 # One-line summaries the operator writes into status, so `kubectl get mjq` shows every resource's
@@ -154,51 +171,30 @@ _QUEUE_COLUMNS = [
 def build_queue_crd() -> JsonSchema:
     """The CustomResourceDefinition of Queue (cluster-scoped), ready to serialise to YAML."""
     queue = v1alpha1_queue
-    kind = queue.KIND
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{queue.PLURAL}.{GROUP}"},
-        "spec": {
-            "group": GROUP,
-            "names": {
-                "kind": kind,
-                "listKind": f"{kind}List",
-                "plural": queue.PLURAL,
-                "singular": queue.SINGULAR,
-                "shortNames": list(queue.SHORT_NAMES),
-            },
-            "scope": "Cluster",
-            "versions": [
+    return _crd(
+        names={
+            "kind": queue.KIND,
+            "listKind": f"{queue.KIND}List",
+            "plural": queue.PLURAL,
+            "singular": queue.SINGULAR,
+            "shortNames": list(queue.SHORT_NAMES),
+        },
+        scope="Cluster",
+        columns=_QUEUE_COLUMNS,
+        root={
+            "type": "object",
+            "description": "Queue: a team's share of the cluster: nominal quota, "
+            "borrowing and lending through a tree of queues, order and preemption.",
+            "x-kubernetes-validations": [
                 {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": _QUEUE_COLUMNS,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": "Queue: a team's share of the cluster: nominal quota, "
-                            "borrowing and lending through a tree of queues, order and preemption.",
-                            "x-kubernetes-validations": [
-                                {
-                                    "rule": "!has(self.spec) || !has(self.spec.parent)"
-                                    " || self.spec.parent != self.metadata.name",
-                                    "message": "a queue cannot be its own parent",
-                                    "fieldPath": ".spec.parent",
-                                }
-                            ],
-                            "properties": {
-                                "apiVersion": {"type": "string", "description": _API_VERSION_HELP},
-                                "kind": {"type": "string", "description": _KIND_HELP},
-                                "metadata": {"type": "object"},
-                                "spec": structural_schema(queue.QueueSpec),
-                                "status": _status_schema(queue.QueueStatus),
-                            },
-                        }
-                    },
+                    "rule": "!has(self.spec) || !has(self.spec.parent)"
+                    " || self.spec.parent != self.metadata.name",
+                    "message": "a queue cannot be its own parent",
+                    "fieldPath": ".spec.parent",
                 }
             ],
+            "properties": _object_properties(
+                structural_schema(queue.QueueSpec), _status_schema(queue.QueueStatus)
+            ),
         },
-    }
+    )
