@@ -25,6 +25,7 @@ from modeljob.core.preemption_rules import (
     Preemptor,
     RunningJob,
     WithinQueue,
+    eligibility,
 )
 from modeljob.core.scoring.weights import ScoringWeights
 from tests.builders import make_node, make_pod, make_table
@@ -222,6 +223,39 @@ def test_shorter_remaining_time_preempts_only_past_the_margin(
     assert isinstance(outcome, Preemption) is preempts, outcome
 
 
+SRT = PreemptionRules(within_queue=WithinQueue.SHORTER_REMAINING_TIME)
+
+
+def test_shorter_remaining_time_evicts_the_job_with_the_most_time_left_even_when_it_loses_more() -> None:
+    # Both have more than 1.25 h left. By lost work "ten-hours" (run 1 h) is the cheaper victim;
+    # the rule takes "twenty-hours", which has run 3 h but has 17 h left against 9 h.
+    cluster = Cluster.of(2)
+    cluster.run("twenty-hours", ("n0", 8), hours_ago=3, expected_duration_seconds=20 * HOUR)
+    cluster.run("ten-hours", ("n1", 8), hours_ago=1, expected_duration_seconds=10 * HOUR)
+    outcome = cluster.choose(gpus=8, priority=0, rules=SRT, duration=HOUR)
+    assert victims(outcome) == ["twenty-hours"]
+    assert isinstance(outcome, Preemption)
+    assert [v.reason for v in outcome.victims] == [PreemptionReason.SHORTER_REMAINING_TIME]
+    # Both below a priority-1 preemptor, by lost work alone, the other is the one taken.
+    assert victims(cluster.choose(gpus=8, priority=1, rules=LOWER)) == ["ten-hours"]
+
+
+def test_equal_remaining_times_fall_back_to_the_fewest_gpu_hours_lost() -> None:
+    cluster = Cluster.of(2)
+    cluster.run("old", ("n0", 8), hours_ago=3, expected_duration_seconds=13 * HOUR)
+    cluster.run("young", ("n1", 8), hours_ago=1, expected_duration_seconds=11 * HOUR)
+    assert victims(cluster.choose(gpus=8, priority=0, rules=SRT, duration=HOUR)) == ["young"]
+
+
+def test_under_shorter_remaining_time_a_lower_priority_job_goes_before_an_equal_peer() -> None:
+    cluster = Cluster.of(2)
+    cluster.run("peer", ("n0", 8), hours_ago=1, expected_duration_seconds=20 * HOUR)
+    cluster.run("low", ("n1", 8), hours_ago=5, priority=-1, expected_duration_seconds=6 * HOUR)
+    outcome = cluster.choose(gpus=8, priority=0, rules=SRT, duration=HOUR)
+    assert isinstance(outcome, Preemption)
+    assert [(v.name, v.reason) for v in outcome.victims] == [("low", PreemptionReason.LOWER_PRIORITY)]
+
+
 def test_the_bound_per_cycle_refuses_a_preemption_that_needs_more_victims() -> None:
     cluster = Cluster.of(1)
     cluster.run("half-a", ("n0", 4))
@@ -281,9 +315,10 @@ JOB_SHAPES = st.tuples(st.sampled_from((1, 2, 4, 8)), st.integers(1, 3))  # (GPU
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[Cluster, dict[str, object]]:
+def scenarios(draw: st.DrawFn, *, peers: bool = False) -> tuple[Cluster, dict[str, object]]:
     """Up to 3 nodes of 8 GPUs holding random jobs (placed by the planner), a random waiting job,
-    random rules and a random who-preempted-whom history."""
+    random rules and a random who-preempted-whom history. ``peers``: one queue under
+    ShorterRemainingTime, every job of one priority with an expected duration (that rule's case)."""
     cluster = Cluster.of(draw(st.integers(1, 3)))
     names = [f"j{index}" for index in range(draw(st.integers(0, 12)))]
     for name in names:
@@ -299,9 +334,11 @@ def scenarios(draw: st.DrawFn) -> tuple[Cluster, dict[str, object]]:
             name,
             *where,
             hours_ago=draw(st.floats(0.0, 8.0)),
-            queue=draw(st.sampled_from(("a", "b"))),
-            priority=draw(st.integers(0, 2)),
-            expected_duration_seconds=draw(st.none() | st.floats(HOUR, 12 * HOUR)),
+            queue="a" if peers else draw(st.sampled_from(("a", "b"))),
+            priority=0 if peers else draw(st.integers(0, 2)),
+            expected_duration_seconds=draw(
+                st.floats(HOUR, 12 * HOUR) | (st.nothing() if peers else st.none())
+            ),
             checkpoint_interval_seconds=draw(st.none() | st.sampled_from((600.0, 1800.0))),
             borrows_from_lender=draw(st.booleans()),
         )
@@ -310,18 +347,18 @@ def scenarios(draw: st.DrawFn) -> tuple[Cluster, dict[str, object]]:
     for _ in range(draw(st.integers(0, 4))):
         history = history.record(draw(st.sampled_from(everyone)), [draw(st.sampled_from(everyone))])
     rules = PreemptionRules(
-        within_queue=draw(st.sampled_from(WithinQueue)),
+        within_queue=WithinQueue.SHORTER_REMAINING_TIME if peers else draw(st.sampled_from(WithinQueue)),
         reclaim_borrowed=draw(st.booleans()),
         min_runtime_seconds=draw(st.sampled_from((0.0, 600.0, 2 * HOUR))),
         max_victims_per_cycle=draw(st.integers(1, 6)),
-        time_slice_seconds=draw(st.none() | st.just(3 * HOUR)),
+        time_slice_seconds=None if peers else draw(st.none() | st.just(3 * HOUR)),
     )
     options: dict[str, object] = {
         "gpus": draw(st.sampled_from((1, 2, 4, 8))),
         "replicas": draw(st.integers(1, 3)),
-        "priority": draw(st.integers(0, 3)),
-        "queue": draw(st.sampled_from(("a", "b"))),
-        "duration": draw(st.none() | st.floats(0.5 * HOUR, 6 * HOUR)),
+        "priority": 0 if peers else draw(st.integers(0, 3)),
+        "queue": "a" if peers else draw(st.sampled_from(("a", "b"))),
+        "duration": draw(st.floats(0.5 * HOUR, 6 * HOUR) | (st.nothing() if peers else st.none())),
         "rules": rules,
         "history": history,
         "order": draw(st.sampled_from(VictimOrder)),
@@ -339,7 +376,7 @@ def without(cluster: Cluster, names: set[str]) -> NodeTable:
 
 
 @settings(max_examples=500, deadline=None, derandomize=True)
-@given(scenarios())
+@given(scenarios() | scenarios(peers=True))
 def test_every_preemption_is_allowed_whole_minimal_and_enough(
     scenario: tuple[Cluster, dict[str, object]],
 ) -> None:
@@ -375,3 +412,55 @@ def test_every_preemption_is_allowed_whole_minimal_and_enough(
         assert job.run_seconds(NOW) >= rules.min_runtime_seconds
         assert victim.reason is PreemptionReason.TIME_SLICE or victim.name not in preempted_before
         assert victim.lost_gpu_hours == pytest.approx(job.lost_gpu_hours(NOW))
+
+
+def preference(job: RunningJob, reason: PreemptionReason) -> tuple[bool, float]:
+    """The victim order as the issue states it: a job another rule allows first, fewest GPU-hours
+    lost first; a job allowed only by ShorterRemainingTime last, the most remaining time first."""
+    if reason is PreemptionReason.SHORTER_REMAINING_TIME:
+        return (True, -(job.remaining_seconds(NOW) or 0.0))
+    return (False, job.lost_gpu_hours(NOW))
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(scenarios() | scenarios(peers=True))
+def test_the_preferred_victim_is_the_one_taken_when_it_alone_makes_room(
+    scenario: tuple[Cluster, dict[str, object]],
+) -> None:
+    cluster, options = scenario
+    options["order"] = VictimOrder.LEAST_LOST_WORK
+    rules, history = options["rules"], options["history"]
+    assert isinstance(rules, PreemptionRules)
+    assert isinstance(history, PreemptionHistory)
+    preemptor = Preemptor(
+        "waiting",
+        str(options["queue"]),
+        int(options["priority"]),
+        options["duration"],  # type: ignore[arg-type]
+    )
+    before = history.preempted_before("waiting")
+    allowed = [
+        (job, reason)
+        for job in cluster.jobs
+        if isinstance(
+            reason := eligibility(preemptor, job, rules=rules, preempted_before=before, now_seconds=NOW),
+            PreemptionReason,
+        )
+    ]
+    gang = GangRequest(
+        "waiting", int(options["replicas"]), ReplicaRequests.uniform(make_pod(gpus=int(options["gpus"])))
+    )
+    fits = gang_fits(gang, weights=PACK)
+    if not allowed or fits(cluster.table):
+        event("nothing to choose")
+        return
+    best, reason = min(allowed, key=lambda item: preference(*item))
+    if not fits(without(cluster, {best.name})):
+        event("the preferred victim alone is not enough")
+        return
+    event(f"alone enough ({reason.value})")
+    outcome = cluster.choose(**options)
+    assert isinstance(outcome, Preemption), outcome
+    (victim,) = outcome.victims
+    by_name = {job.name: job for job in cluster.jobs}
+    assert preference(by_name[victim.name], victim.reason) == preference(best, reason)

@@ -114,20 +114,24 @@ def test_srtf_preempts_the_job_with_the_most_remaining_time_not_the_one_about_to
     rules = {"withinQueue": "ShorterRemainingTime", "minRuntime": "0s"}
     apply_queues(cluster, queues, queue(team, order="shortest-remaining-time-first", preemption=rules))
     start_operator()
-    pool.add("h100", 1)
-    # The long job starts first, so by lost work alone the younger, nearly done one is cheaper.
-    apply(cluster, namespace, gang("long", pool, team, replicas=1, gpus=4, expectedDuration="10h"))
-    wait_phase(cluster, namespace, "long", "Running")
-    apply(cluster, namespace, gang("nearly-done", pool, team, replicas=1, gpus=4, expectedDuration="40m"))
-    wait_phase(cluster, namespace, "nearly-done", "Running")
-    with GangWatch(cluster, namespace, {"long": 1, "nearly-done": 1, "short": 1}) as watch:
+    pool.add("h100", 1)  # 8 GPUs: three 2-GPU jobs run, the 4-GPU waiting job needs one to go
+    # "longest" starts first, so by lost work alone "long" (younger, as allowed: 10h left is more
+    # than 1.25 x 1h) would be the cheaper victim: the rule takes the most remaining time instead.
+    # "nearly-done" (40m left) is not allowed at all. Names sort the lost-work choice first too.
+    for name, duration in (("longest", "20h"), ("long", "10h"), ("nearly-done", "40m")):
+        apply(cluster, namespace, gang(name, pool, team, replicas=1, gpus=2, expectedDuration=duration))
+        wait_phase(cluster, namespace, name, "Running")
+    sizes = {"longest": 1, "long": 1, "nearly-done": 1, "short": 1}
+    with GangWatch(cluster, namespace, sizes) as watch:
         apply(cluster, namespace, gang("short", pool, team, replicas=1, gpus=4, expectedDuration="1h"))
         wait_phase(cluster, namespace, "short", "Running")
-        reason = condition(status(cluster, namespace, "long"), "Preempted")
+        reason = condition(status(cluster, namespace, "longest"), "Preempted")
         assert (reason["status"], reason["reason"]) == ("True", "ShorterRemainingTime")
         assert f"preempted by {namespace}/short" in reason["message"]
         assert "against the preemptor's 3600s" in reason["message"]
-        assert status(cluster, namespace, "long")["phase"] == "Queued"
+        assert status(cluster, namespace, "longest")["phase"] == "Queued"
+        assert not preempted(cluster, namespace, "long"), "10h left is less than the longest's 20h"
+        assert status(cluster, namespace, "long")["phase"] == "Running"
         assert not preempted(cluster, namespace, "nearly-done"), "40m left is less than the preemptor's 1h"
         assert status(cluster, namespace, "nearly-done")["phase"] == "Running"
     assert not watch.violations, watch.violations[:5]

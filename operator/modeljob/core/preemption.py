@@ -1,4 +1,5 @@
-"""Preemption: which whole running jobs to evict so a waiting job fits, losing least work.
+"""Preemption: which whole running jobs to evict so a waiting job fits, losing least work (or,
+for ``ShorterRemainingTime``, taking the jobs with the most time left).
 
 Victims are released in a working copy of the one capacity ledger (``NodeTable``) and the
 waiting job's own fit test (normally its gang plan) says when there is room, so "fits after
@@ -9,6 +10,7 @@ thrash: ``preemption_rules``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -38,7 +40,9 @@ QuotaTest = Callable[[frozenset[str]], bool]
 class VictimOrder(StrEnum):
     """Which candidates are tried first; both end with the same reverse pass."""
 
-    LEAST_LOST_WORK = "least-lost-work"  # fewest GPU-hours lost first (ours)
+    # Ours: fewest GPU-hours lost first; jobs allowed only by ShorterRemainingTime last, the
+    # longest remaining expected time first.
+    LEAST_LOST_WORK = "least-lost-work"
     KUEUE_LIKE = "kueue-like"  # borrowers first, lowest priority, most recently started
 
 
@@ -70,9 +74,15 @@ _Allowed = tuple[RunningJob, PreemptionReason]  # a candidate and the rule that 
 
 
 def _rank(order: VictimOrder, now_seconds: float) -> Callable[[_Allowed], tuple[object, ...]]:
-    def least_lost(item: _Allowed) -> tuple[object, ...]:
-        job, _ = item
-        return (job.lost_gpu_hours(now_seconds), job.gpus, job.name)
+    def ours(item: _Allowed) -> tuple[object, ...]:
+        job, reason = item
+        lost = (job.lost_gpu_hours(now_seconds), job.gpus, job.name)
+        if reason is not PreemptionReason.SHORTER_REMAINING_TIME:
+            return (0, 0.0, *lost)
+        # The rule's own choice: the job with the longest remaining expected time (the rule
+        # needs it known), after every job another rule allows (a lower priority, borrowed quota
+        # or a used time slice is a stronger claim than an equal peer's remaining time).
+        return (1, -(job.remaining_seconds(now_seconds) or 0.0), *lost)
 
     def kueue_like(item: _Allowed) -> tuple[object, ...]:
         job, reason = item
@@ -83,7 +93,7 @@ def _rank(order: VictimOrder, now_seconds: float) -> Callable[[_Allowed], tuple[
             job.name,
         )
 
-    return least_lost if order is VictimOrder.LEAST_LOST_WORK else kueue_like
+    return ours if order is VictimOrder.LEAST_LOST_WORK else kueue_like
 
 
 class _Ledger:
@@ -118,7 +128,9 @@ def choose_victims(
     order: VictimOrder = VictimOrder.LEAST_LOST_WORK,
     admits: QuotaTest | None = None,
 ) -> Preemption | NoPreemption:
-    """The fewest-lost-work set of whole jobs whose eviction lets ``preemptor`` fit on ``table``.
+    """The set of whole jobs whose eviction lets ``preemptor`` fit on ``table``, losing the
+    fewest GPU-hours of work; under ``ShorterRemainingTime`` the jobs with the longest remaining
+    expected time (ties by fewest GPU-hours lost).
 
     Candidates allowed by ``rules`` are evicted (in a working copy) in ``order`` until
     ``fits``; then a reverse pass puts back every victim the preemptor fits without, repeated
@@ -140,9 +152,7 @@ def choose_victims(
         return NoPreemption(
             reason=f"evicting all {len(allowed)} preemptible jobs leaves no room{_tally(refused)}"
         )
-    chosen = min(
-        plans, key=lambda plan: (_lost(plan, now_seconds), len(plan), sorted(j.name for j, _ in plan))
-    )
+    chosen = min(plans, key=lambda plan: _cost(plan, now_seconds))
     limit = rules.max_victims_per_cycle if victims_left is None else victims_left
     if len(chosen) > limit:
         return NoPreemption(
@@ -213,8 +223,19 @@ def _and_quota(fits: FitTest, admits: QuotaTest | None) -> Callable[[_Ledger], b
     return check
 
 
-def _lost(plan: list[_Allowed], now_seconds: float) -> float:
-    return sum(job.lost_gpu_hours(now_seconds) for job, _ in plan)
+def _cost(plan: list[_Allowed], now_seconds: float) -> tuple[object, ...]:
+    """How the plans of the focus orders compare, as the candidates were ranked: the shortest
+    remaining time among its ``ShorterRemainingTime`` victims, longest first (a plan without
+    any first: it never evicts a job only for its remaining time), then fewest GPU-hours lost,
+    fewest victims, names."""
+    remaining = [
+        job.remaining_seconds(now_seconds) or 0.0
+        for job, reason in plan
+        if reason is PreemptionReason.SHORTER_REMAINING_TIME
+    ]
+    shortest = min(remaining) if remaining else math.inf
+    lost = sum(job.lost_gpu_hours(now_seconds) for job, _ in plan)
+    return (-shortest, lost, len(plan), sorted(job.name for job, _ in plan))
 
 
 def _spare_unneeded(
