@@ -37,6 +37,7 @@ class Cluster:
         self.table: NodeTable = build_node_table(self.views)
         self.row_of = {name: row for row, name in enumerate(self.table.names)}
         types = [node_type_of(v) for v in self.views]
+        self.type_of = dict(zip(self.table.names, types, strict=True))
         self.type_masks = {
             t: np.array([other == t for other in types], dtype=np.bool_)
             for t in {t for t in types if t is not None}

@@ -7,7 +7,7 @@ node table's ledger (core/nodes.py): nothing here counts capacity by hand.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -25,6 +25,7 @@ from modeljob.core.gang_placement import (
 from modeljob.core.job_state import JobFacts
 from modeljob.core.node_types import Candidate, NodeType, Sizing
 from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, subset
+from modeljob.core.plan_memo import PlanMemo
 from modeljob.core.scoring.plugin import ScoringContext
 from modeljob.core.scoring.scorers.cpu_balance import HostDemand, learn_host_demand
 from modeljob.core.scoring.weights import ScoringWeights
@@ -59,6 +60,7 @@ class Planner:
     pods: PodIndex | None = None
     node_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     topology_key: str = DEFAULT_TOPOLOGY_KEY  # spec.scheduling.topology.key's default
+    memo: PlanMemo | None = None  # results on ``table`` remembered for later jobs of the same demand
 
     def topology_for(self, job: JobFacts) -> GroupTopology:
         """The domains a replica of ``job`` that spans nodes keeps its group in."""
@@ -73,9 +75,12 @@ class Planner:
         return rules if rules.matters else None
 
     def record(self, job: JobFacts, nodes: Sequence[str]) -> None:
-        """A placement made this cycle: the jobs planned after it see its pods."""
+        """A placement made this cycle: the jobs planned after it see its pods (and its nodes'
+        room, which it took on ``table``)."""
         if self.pods is not None:
             self.pods.record(job, nodes)
+        if self.memo is not None:
+            self.memo.placed_on(nodes)
 
     def try_node_types(
         self, job: JobFacts, candidates: Sequence[Candidate], *, eligible: BoolArray, pending: Sequence[int]
@@ -101,7 +106,8 @@ class Planner:
                 attempt = self._plan(
                     job,
                     candidate,
-                    work,
+                    # The first replica sees the table untouched: planned on it, it is remembered.
+                    work if assignments else self.table,
                     eligible=eligible,
                     pending=[replica],
                     rules=rules,
@@ -130,10 +136,26 @@ class Planner:
         rules: JobRules | None = None,
         planned: tuple[str, ...] = (),
     ) -> Attempt:
+        job_name = f"{job.namespace}/{job.name}"
+        memo = self.memo if self.memo is not None and table is self.memo.table else None
+        remembered = _remembered(job, rules, planned) if memo is not None else None
+        key = None
+        if memo is not None and remembered is not None:
+            topology = (job.topology_key or self.topology_key, job.topology_required)
+            key = memo.key(
+                candidate,
+                replicas=len(pending),
+                eligible=eligible,
+                rules=remembered,
+                topology=topology if candidate.pods_per_replica > 1 else None,
+            )
+            recalled = memo.recall(candidate.node_type, key, job_name)
+            if recalled is not None:
+                return Attempt(candidate, recalled)
         of_type = self.type_masks.get(candidate.node_type, np.zeros(len(table), dtype=np.bool_))
         # Plan on this type's admitting nodes alone, so the reasons count only nodes it could use.
         gang = GangRequest(
-            job=f"{job.namespace}/{job.name}",
+            job=job_name,
             replicas=len(pending),
             requests=ReplicaRequests.uniform(candidate.request),
             rules=rules,
@@ -151,7 +173,24 @@ class Planner:
                 reason=f"{result.reason}; {not_admitted} more node(s) of this type do not admit the job "
                 "(spec.template.spec nodeSelector / affinity.nodeAffinity / tolerations)",
             )
+        if memo is not None and key is not None:
+            memo.remember(candidate.node_type, key, job_name, result)
         return Attempt(candidate, result)
+
+
+def _remembered(job: JobFacts, rules: JobRules | None, planned: tuple[str, ...]) -> Hashable | None:
+    """What of the job's pod rules a remembered plan is keyed by; None: never remembered (rules
+    that count other pods, or a plan that counts pods of the job placed already)."""
+    if planned:
+        return None
+    if rules is None:
+        return "no rules"
+    stated = job.rules
+    if stated.states_pod_rules or stated.node_affinity.preferred or rules.guarded_by:
+        return None
+    if rules.index.by_job.get(job.uid):
+        return None
+    return ("spread replicas", rules.spread_replicas)
 
 
 def spreads_by_default(job: JobFacts) -> bool:

@@ -37,6 +37,7 @@ from modeljob.core.fragmentation import (
 from modeljob.core.job_state import JobFacts
 from modeljob.core.lifecycle import Plan, reconcile_job
 from modeljob.core.nodes import NodeTable, NodeView
+from modeljob.core.plan_memo import PlanMemo
 from modeljob.core.planning import Planner, host_demand, target_workload
 from modeljob.core.preempting import Preempting, victims_of
 from modeljob.core.queueing import QueueSettings, add_resources
@@ -98,8 +99,13 @@ def run_cycle(
     settings: CycleSettings,
     sizing_cache: SizingCache | None = None,
     queues: Sequence[QueueConfig] = (),
+    remember_plans: bool = True,
 ) -> CycleResult:
-    """Decide, for every job, what to do now."""
+    """Decide, for every job, what to do now.
+
+    ``remember_plans=False`` plans every job afresh (core/plan_memo.py): the same steps, slower;
+    what the tests compare the remembered plans against.
+    """
     cluster = Cluster(nodes, pods, sizing_cache if sizing_cache is not None else {})
     at_start = cluster.table.working_copy()  # completions and plans reserve on cluster.table
     steps, waiting = _reconcile_all(jobs, pods, cluster, now=now, settings=settings)
@@ -115,6 +121,7 @@ def run_cycle(
         pods=PodIndex(cluster.nodes, pods),
         node_labels={node.name: node.labels for node in cluster.nodes},
         topology_key=settings.topology_key,
+        memo=PlanMemo(cluster.table, node_type_of=cluster.type_of) if remember_plans else None,
     )
     setup = queues_of(queues)
     admission = _admission(jobs, waiting, cluster, pods, setup, settings=settings, now=now)
