@@ -120,19 +120,11 @@ def build_elector(
     )
 
 
-def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
+def kopf_settings() -> kopf.OperatorSettings:
     operator = kopf.OperatorSettings()
-    # Progress and the last-handled spec live in annotations under our group: the CRD's status has
-    # a fixed schema, so kopf's default `status.kopf` would be pruned by the API server.
-    operator.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modeljob.dev")
-    operator.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="modeljob.dev", key="last-handled-configuration"
-    )
-    operator.persistence.finalizer = "modeljob.dev/kopf-finalizer"
-    # Admission handlers are plain `def`s run in kopf's thread pool; its default (CPUs + 4) holds
-    # a burst of new jobs back, while each handler mostly waits for the API server.
-    operator.execution.max_workers = settings.scheduling.job_workers
-    operator.posting.enabled = False  # our handlers and loop post the Events that matter
+    # kopf serves no resource (admission is the scheduling loop's), so it persists nothing on a
+    # ModelJob; jobs admitted by an older version may still carry its modeljob.dev/ annotations.
+    operator.posting.enabled = False  # the loop posts the Events that matter
     operator.watching.server_timeout = 240
     operator.watching.client_timeout = 270
     return operator
@@ -152,8 +144,6 @@ def run_operator(settings: Settings) -> int:
         gateway=gateway,
         view=view,
         loop=loop,
-        metrics=metrics,
-        events=events,
         in_cluster=settings.kubernetes.kubeconfig is None and SERVICE_ACCOUNT_TOKEN.exists(),
         elector=elector,
     )
@@ -176,11 +166,11 @@ def run_operator(settings: Settings) -> int:
     )
     try:
         # Standalone: kopf's peering would pause every replica of equal priority, and every pod of
-        # a Deployment has the same. Its handlers run on every replica (docs/operator.md, "Two
-        # replicas"); the Lease decides only whose scheduling loop acts.
+        # a Deployment has the same. Its handlers (start, stop, probe; none writes) run on every
+        # replica (docs/operator.md, "Two replicas"); the Lease decides whose scheduling loop acts.
         kopf.run(
             registry=registry,
-            settings=kopf_settings(settings),
+            settings=kopf_settings(),
             clusterwide=True,
             standalone=True,
             liveness_endpoint=liveness,

@@ -20,6 +20,7 @@ from modeljob.adapters import kube_jobs, kube_nodes, kube_pods
 from modeljob.adapters.cluster import ClusterError, ClusterGateway, Watched
 from modeljob.core.cluster_state import AssumedPod, NodeFacts, PodFacts
 from modeljob.core.job_state import JobFacts
+from modeljob.core.node_types import node_type_of
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +188,9 @@ class ClusterView:
 
     ``changed`` is set whenever anything changes, to wake the loop. Pods the operator bound are
     also kept as *assumed* until the pod watch shows them bound (kube-scheduler's assume cache).
+    ``node_set_version`` moves only when a node comes, goes, or changes what sizing reads of it
+    (labels, taints, devices, price), not with its readiness or heartbeats, so what is computed
+    from the node set (node types per job's rules) is computed once per version.
     """
 
     def __init__(
@@ -198,6 +202,9 @@ class ClusterView:
         self.changed = threading.Event()
         self._assumed: dict[Key, AssumedPod] = {}
         self._assumed_lock = threading.Lock()
+        self.node_set_version = 0
+        self._node_shapes: dict[Key, object] = {}
+        self._node_shapes_lock = threading.Lock()
         self.nodes, self.pods = node_and_pod_informers(
             gateway, labels=labels, on_node=self._node_changed, on_pod=self._pod_changed
         )
@@ -241,7 +248,16 @@ class ClusterView:
     # --- change callbacks ---------------------------------------------------------------------
 
     def _node_changed(self, kind_of_event: str, value: NodeFacts | None, key: Key) -> None:
-        del kind_of_event, value, key
+        with self._node_shapes_lock:
+            if kind_of_event == "RELISTED":
+                self._node_shapes = {("", n.name): _shape(n) for n in self.nodes.values()}
+                self.node_set_version += 1
+            elif value is None:
+                self._node_shapes.pop(key, None)
+                self.node_set_version += 1
+            elif self._node_shapes.get(key) != (shape := _shape(value)):
+                self._node_shapes[key] = shape
+                self.node_set_version += 1
         self.changed.set()
 
     def _pod_changed(self, kind_of_event: str, value: PodFacts | None, key: Key) -> None:
@@ -254,29 +270,44 @@ class ClusterView:
         self.changed.set()
 
 
+def _shape(node: NodeFacts) -> object:
+    """What sizing and a job's node rules read of a node: a change of it is a new node set."""
+    view = node.view
+    return (node_type_of(view), view.price_per_hour, tuple(sorted(node.labels.items())), node.taints)
+
+
 class ParsedJobs:
     """Each version of each ModelJob parsed once: parsing a spec (pydantic) costs more than
-    planning it. Versions that are no longer current drop out at every snapshot."""
+    planning it. Versions that are no longer current drop out at every snapshot. A spec that
+    cannot be read is kept as what is wrong with it, naming the field (admission writes it)."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[str, str], JobFacts | None] = {}
+        self._cache: dict[tuple[str, str], JobFacts | str] = {}
 
     def parse(self, documents: Iterable[Mapping[str, Any]]) -> list[JobFacts]:
-        """The jobs whose spec can be read; the others are the kopf handlers' (marked Invalid)."""
+        """The jobs whose spec can be read (``problem`` says why the others cannot)."""
         jobs: list[JobFacts] = []
-        current: dict[tuple[str, str], JobFacts | None] = {}
+        current: dict[tuple[str, str], JobFacts | str] = {}
         for document in documents:
-            meta = document.get("metadata") or {}
-            key = (str(meta.get("uid")), str(meta.get("resourceVersion")))
-            if key in self._cache:
-                facts = self._cache[key]
-            else:
+            key = _version_key(document)
+            facts = self._cache.get(key)
+            if facts is None:
                 try:
                     facts = kube_jobs.job_facts(document)
-                except kube_jobs.ObjectError:
-                    facts = None
+                except kube_jobs.ObjectError as exc:
+                    facts = str(exc)
             current[key] = facts
-            if facts is not None:
+            if not isinstance(facts, str):
                 jobs.append(facts)
         self._cache = current
         return jobs
+
+    def problem(self, document: Mapping[str, Any]) -> str | None:
+        """Why this version's spec cannot be read (as of the last ``parse``); None if it can."""
+        found = self._cache.get(_version_key(document))
+        return found if isinstance(found, str) else None
+
+
+def _version_key(document: Mapping[str, Any]) -> tuple[str, str]:
+    meta = document.get("metadata") or {}
+    return (str(meta.get("uid")), str(meta.get("resourceVersion")))

@@ -1,12 +1,13 @@
 """The one scheduling loop: snapshot the watched cluster, ask the core for one step per job, act on each.
 
 Runs in its own thread, only while this replica holds the leader Lease (adapters/lease.py), woken
-by any change the watches see (after a short debounce) and at least every resync period. A
-placement is acted on plan first (docs/operator.md, "Keeping decisions safe"): `status.placement`
-with a Binding condition (conditional on the job's resourceVersion), then the pods created and bound, then the
-job marked Scheduled. A crash at any point leaves a written plan the next cycle completes or
-rolls back. What each step writes is core/status.py's; Events go through the one recorder, pods
-through the binder.
+by any change the watches see (after a short debounce) and at least every resync period. Each new
+generation of a spec is admitted here and written with the job's first step (adapters/
+job_admission.py). A placement is acted on plan first (docs/operator.md, "Keeping decisions
+safe"): `status.placement` with a Binding condition (conditional on the job's resourceVersion),
+then the pods created and bound, then the job marked Scheduled. A crash at any point leaves a
+written plan the next cycle completes or rolls back. What each step writes is core/status.py's;
+Events go through the one recorder, pods through the binder.
 """
 
 from __future__ import annotations
@@ -26,13 +27,15 @@ from modeljob.adapters.binder import Binder, BindingError, PodRefusedError, PodS
 from modeljob.adapters.cluster import ClusterError, ClusterGateway, NotFoundError, NotLeaderError
 from modeljob.adapters.cluster_view import ClusterView, ParsedJobs, object_key
 from modeljob.adapters.events import EventRecorder
-from modeljob.adapters.job_status import ReasonRewrites, StatusWriter, WriteBackoff
+from modeljob.adapters.job_admission import Admissions, AdmittingWriter
+from modeljob.adapters.job_status import JsonObject, ReasonRewrites, WriteBackoff
 from modeljob.adapters.metrics import AttemptResult, OperatorMetrics
 from modeljob.core import preemption_status, status, steps
 from modeljob.core.cluster_state import merge_assumed
 from modeljob.core.job_state import JobFacts, JobPhase, Placed
 from modeljob.core.node_types import Candidate
 from modeljob.core.scheduling_cycle import CycleResult, CycleSettings, SizingCache, run_cycle
+from modeljob.core.spec_admission import Judgement
 from modeljob.core.steps import Place, RollBack, Step, Unschedulable, Wait
 from modeljob.settings import SchedulingSettings
 
@@ -77,13 +80,14 @@ class SchedulingLoop:
         scheduling = settings.scheduling
         pods = PodSettings(scheduler_name=scheduling.scheduler_name, product_label=settings.product_label)
         self._binder = Binder(gateway, view, metrics, workers=scheduling.bind_workers, pods=pods, clock=clock)
-        self._status = StatusWriter(gateway, view)
+        self._status = AdmittingWriter(gateway, view, events=self.events, metrics=metrics)
         self._backoff = WriteBackoff()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._jobs_pool = ThreadPoolExecutor(max_workers=scheduling.job_workers, thread_name_prefix="job")
         self._sizing_cache: SizingCache = {}
         self._parsed = ParsedJobs()
+        self._admissions = Admissions(view, self._sizing_cache)
         self._rewrites = ReasonRewrites()
         self.cycles = 0
         self.acting = False
@@ -138,7 +142,8 @@ class SchedulingLoop:
         if len(self._sizing_cache) > SIZING_CACHE_ENTRIES:
             self._sizing_cache.clear()
         documents = {object_key(doc): doc for doc in self._view.jobs.values()}
-        parsed = self._parsed.parse(documents.values())
+        admitting = self._admissions.judge(documents.values(), self._parsed, now=now)
+        parsed, judged = admitting.jobs, admitting.judged
         self._backoff.forget_except({job.uid for job in parsed})
         # A job in back-off sits this cycle out: planned, it would hold nodes it cannot use. A
         # preemptor with a written plan is planned all the same, so the nodes its victims free stay
@@ -159,19 +164,20 @@ class SchedulingLoop:
         )
         planned = time.perf_counter()
         # Each step touches only its own job and pods, and the cycle already accounted for all of
-        # them together, so they are acted on in parallel.
+        # them together, so they are acted on in parallel. A job admitted now is acted on even if
+        # its step is to keep it as it is: its admission is written then.
         futures = [
-            self._jobs_pool.submit(self._act, step, documents[step.job.key], now)
+            self._jobs_pool.submit(self._act, step, documents[step.job.key], now, judged.get(step.job.uid))
             for step in result.steps
-            if step.job.uid not in backing_off and not (isinstance(step, steps.Keep) and not step.delete_pods)
+            if step.job.uid not in backing_off
+            and (step.job.uid in judged or not (isinstance(step, steps.Keep) and not step.delete_pods))
         ]
+        futures += [self._jobs_pool.submit(self._status.admit_alone, d, judged) for d in admitting.unreadable]
         for future in futures:
             future.result()
-        timing = (
-            f"plan {(planned - started) * 1000:.0f} ms, act {(time.perf_counter() - planned) * 1000:.0f} ms"
-        )
+        timing = f"plan {planned - started:.3f} s, act {time.perf_counter() - planned:.3f} s"
         logger.debug("cycle: %d jobs, %d acted on, %s", len(jobs), len(futures), timing)
-        # Every job by its status phase as written now, read or not (Invalid ones are the handlers').
+        # Every job by its status phase as written now, its spec readable or not.
         phases = kube_jobs.count_by_phase(self._view.jobs.values())
         self._metrics.record_cluster(result, jobs=phases, queues={job.queue for job in parsed})
         if result.queues is not None:
@@ -181,13 +187,18 @@ class SchedulingLoop:
         self._metrics.record_cycle(time.perf_counter() - started)
         return result
 
-    def _act(self, step: Step, document: Document, now: datetime) -> None:
-        """Act on one step; API errors are logged and leave the job for the next cycle, and a job
-        whose steps keep failing (not a conflict: an error) is left alone for longer each time,
-        until one goes through. Nothing one job does stops the others' steps or the cycle."""
+    def _act(
+        self, step: Step, document: Document, now: datetime, judged: tuple[Judgement, JsonObject] | None
+    ) -> None:
+        """Act on one step (``judged``: the job's admission, carried by the step's first write);
+        API errors are logged and leave the job for the next cycle, and a job whose steps keep
+        failing (not a conflict: an error) is left alone for longer each time, until one goes
+        through. Nothing one job does stops the others' steps or the cycle."""
         job = step.job
         try:
-            if self._dispatch(step, document, now):
+            with self._status.carrying(document, judged) as admitted:
+                placed = self._dispatch(step, admitted, now)
+            if placed:
                 self._backoff.succeeded(job.uid)
         except NotFoundError:
             logger.info("%s/%s was deleted while we acted", job.namespace, job.name)

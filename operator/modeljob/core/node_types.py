@@ -72,6 +72,16 @@ class Sizing:
     candidates: tuple[Candidate, ...]  # preferred first: cheapest per replica, then fewest GPUs
     rejected: tuple[str, ...]  # one line per node type that cannot hold a replica, and why
 
+    def describe(self) -> str:
+        """Each node type's GPUs per replica and per-GPU memory, then why the others cannot hold one."""
+        parts = [
+            f"{c.node_type.describe()}: {c.estimate.gpus} GPU(s)/replica, "
+            f"{format_bytes(c.estimate.gpu_memory_per_gpu_bytes)} per GPU"
+            for c in self.candidates
+        ]
+        parts.extend(self.rejected)
+        return "; ".join(parts) or "no GPU node types in the cluster yet"
+
     def explain_unschedulable(self) -> str:
         if not self.rejected:
             return "no node in the cluster has an accelerator"
@@ -170,17 +180,33 @@ def _size_for_type(
     )
 
 
-def size_for_cluster(
-    job: JobFacts,
-    nodes: Sequence[NodeFacts],
-    *,
-    size: Callable[[JobFacts, Device], Estimate] | None = None,
-) -> Sizing:
-    """Size ``job`` for the node types among the nodes it may use at all (selector, taints)."""
-    usable = [
-        n.view for n in nodes if admits(n, node_selector=job.node_selector, tolerations=job.tolerations)
-    ]
-    return size_job(job, node_types(usable), prices=type_prices(usable), size=size)
+class ClusterNodeTypes:
+    """The node types, and their prices, among the nodes each job may use at all (nodeSelector,
+    tolerations, required node affinity), for one set of nodes.
+
+    Jobs nearly always share those rules, so each distinct set is matched against every node once
+    and kept: build one per change of the node set (labels, taints, devices, prices) and size
+    every job against it, rather than walking every node for every job.
+    """
+
+    def __init__(self, nodes: Sequence[NodeFacts]) -> None:
+        self._nodes = tuple(nodes)
+        self._types: dict[tuple[object, ...], tuple[list[NodeType], dict[NodeType, float]]] = {}
+
+    def size(self, job: JobFacts, *, size: Callable[[JobFacts, Device], Estimate] | None = None) -> Sizing:
+        """``job`` sized for the node types among the nodes it may use."""
+        key = (tuple(sorted(job.node_selector.items())), job.tolerations, job.rules.node_affinity.required)
+        if key not in self._types:
+            affinity = job.rules.node_affinity
+            usable = [
+                n.view
+                for n in self._nodes
+                if admits(n, node_selector=job.node_selector, tolerations=job.tolerations)
+                and affinity.admits(n.name, n.labels)
+            ]
+            self._types[key] = (node_types(usable), type_prices(usable))
+        types, prices = self._types[key]
+        return size_job(job, types, prices=prices, size=size)
 
 
 def type_prices(nodes: Sequence[NodeView]) -> dict[NodeType, float]:

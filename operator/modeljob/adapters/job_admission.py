@@ -1,0 +1,176 @@
+"""Admission in the scheduling loop: each new generation of a ModelJob's spec judged before the cycle
+(core/spec_admission.py), and what was found written with the job's first step, with its Event.
+
+A job that fits at once is thus planned in the write that admits it; one that waits is written
+Queued (or Unschedulable) with its reason in one write. Only the leader's loop runs this, so a
+standby writes nothing. The judgement is not remembered: until a write that carries it goes
+through, the status does not record the generation and the next cycle judges it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from modeljob.adapters import kube_jobs
+from modeljob.adapters.cluster import ClusterError, ClusterGateway
+from modeljob.adapters.cluster_view import ClusterView, ParsedJobs
+from modeljob.adapters.events import EventRecorder
+from modeljob.adapters.job_status import JsonObject, StatusWriter
+from modeljob.adapters.metrics import OperatorMetrics
+from modeljob.core.cycle_cluster import SizingCache
+from modeljob.core.job_state import JobFacts
+from modeljob.core.node_types import ClusterNodeTypes, Sizing
+from modeljob.core.sizing import Device, Estimate, size_replica
+from modeljob.core.spec_admission import Judgement, judge, recorded
+
+logger = logging.getLogger(__name__)
+
+Document = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Admitting:
+    """The jobs of one snapshot as the cycle is to see them (those judged now, as admitted), and
+    each judged job's judgement with the patch it writes, by uid."""
+
+    jobs: list[JobFacts]
+    judged: Mapping[str, tuple[Judgement, JsonObject]]
+    unreadable: list[Document]  # judged Invalid and not planned: their spec cannot be read
+
+
+class Admissions:
+    """Judges the jobs of each snapshot whose status does not record their generation; sizes them
+    on the node types of the current node set, computed once per ``ClusterView.node_set_version``."""
+
+    def __init__(self, view: ClusterView, estimates: SizingCache) -> None:
+        self._view = view
+        self._estimates = estimates
+        self._types: tuple[int, ClusterNodeTypes] | None = None
+
+    def judge(self, documents: Iterable[Document], parsed: ParsedJobs, *, now: datetime) -> Admitting:
+        documents = list(documents)
+        readable = {job.uid: job for job in parsed.parse(documents)}
+        jobs: list[JobFacts] = []
+        judged: dict[str, tuple[Judgement, JsonObject]] = {}
+        unreadable: list[Document] = []
+        for document in documents:
+            meta = document.get("metadata") or {}
+            uid = str(meta.get("uid"))
+            job = readable.get(uid)
+            previous = kube_jobs.job_phase(document)
+            status = document.get("status") or {}
+            generation = meta.get("generation")
+            if recorded(
+                observed_generation=status.get("observedGeneration"), generation=generation, phase=previous
+            ):
+                if job is not None:
+                    jobs.append(job)
+                continue
+            judgement = judge(
+                job,
+                problem=parsed.problem(document),
+                previous=previous,
+                generation=generation,
+                size=self._size,
+            )
+            judged[uid] = (judgement, judgement.patch(status, now=now))
+            if judgement.job is not None:
+                jobs.append(judgement.job)
+            else:
+                unreadable.append(document)
+        return Admitting(jobs=jobs, judged=judged, unreadable=unreadable)
+
+    def _size(self, job: JobFacts) -> Sizing:
+        version = self._view.node_set_version  # read before the nodes: a change meanwhile rebuilds
+        if self._types is None or self._types[0] != version:
+            self._types = (version, ClusterNodeTypes(self._view.nodes.values()))
+        return self._types[1].size(job, size=self._estimate)
+
+    def _estimate(self, job: JobFacts, device: Device) -> Estimate:
+        key = (job.shape, device.memory_bytes, device.gpus_per_node)
+        if key not in self._estimates:
+            self._estimates[key] = size_replica(job.shape, device)
+        return self._estimates[key]
+
+
+def with_status(document: Document, patch: Mapping[str, object]) -> dict[str, Any]:
+    """``document`` as it reads once ``patch`` (a merge patch of its status) is written."""
+    status = {**(document.get("status") or {}), **patch}
+    return {**document, "status": {key: value for key, value in status.items() if value is not None}}
+
+
+class AdmittingWriter(StatusWriter):
+    """The loop's status writes; a job judged this cycle has its admission carried by the first
+    write of its step (or, if its step writes nothing, written alone after it), then its Event."""
+
+    def __init__(
+        self, gateway: ClusterGateway, view: ClusterView, *, events: EventRecorder, metrics: OperatorMetrics
+    ) -> None:
+        super().__init__(gateway, view)
+        self._events = events
+        self._metrics = metrics
+        self._carried: dict[str, tuple[Judgement, JsonObject]] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def carrying(self, document: Document, judged: tuple[Judgement, JsonObject] | None) -> Iterator[Document]:
+        """Around acting on a job's step: ``judged`` (its admission, if judged this cycle) is
+        carried by the step's first write, or written alone once the step wrote nothing. Yields
+        the job as each write of the step is to build on (admitted). If the step fails, the
+        admission is dropped unwritten: the next cycle judges the job again."""
+        if judged is None:
+            yield document
+            return
+        uid = str((document.get("metadata") or {}).get("uid"))
+        admitted = with_status(document, judged[1])
+        with self._lock:
+            self._carried[uid] = judged
+        try:
+            yield admitted
+            self._write_carried(admitted)
+        finally:
+            with self._lock:
+                self._carried.pop(uid, None)
+
+    def admit_alone(self, document: Document, judged: Mapping[str, tuple[Judgement, JsonObject]]) -> None:
+        """A job that is not planned (its spec cannot be read): its admission alone."""
+        try:
+            with self.carrying(document, judged[str((document.get("metadata") or {}).get("uid"))]):
+                pass
+        except ClusterError as exc:  # a conflict, a lost Lease, an error: judged again next cycle
+            meta = document.get("metadata") or {}
+            logger.info("%s/%s: admission not written (%s)", meta.get("namespace"), meta.get("name"), exc)
+
+    def patch(self, job: Mapping[str, Any], status: Mapping[str, object]) -> JsonObject:
+        # The carried patch is taken before the write: one attempt carries it, and a 409 leaves
+        # the generation unrecorded for the next cycle (patch_through retries without it).
+        carried = self._take(job)
+        if carried is None:
+            return super().patch(job, status)
+        reply = super().patch(job, {**carried[1], **status})
+        self._admitted(job, *carried)
+        return reply
+
+    def _write_carried(self, job: Mapping[str, Any]) -> None:
+        """After the step: the admission alone, if no write of the step carried it."""
+        carried = self._take(job)
+        if carried is not None:
+            super().patch(job, carried[1])
+            self._admitted(job, *carried)
+
+    def _take(self, job: Mapping[str, Any]) -> tuple[Judgement, JsonObject] | None:
+        with self._lock:
+            return self._carried.pop(str((job.get("metadata") or {}).get("uid")), None)
+
+    def _admitted(self, job: Mapping[str, Any], judgement: Judgement, patch: JsonObject) -> None:
+        best = judgement.best
+        if "estimate" in patch and best is not None:
+            self._metrics.record_estimate(best.estimate)
+        reason, message, warning = judgement.event
+        self._events.record(job, reason, message, warning=warning)
