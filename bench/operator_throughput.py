@@ -304,9 +304,9 @@ kinds under 5% of the pod count not shown, but counted in *all*):
 {chr(10).join(request_rows)}
 
 kube-scheduler binds pods someone else created (here: this script, {WORKERS} threads); the operator
-also creates them (one POST per pod, then pods/binding), and each job costs kopf's annotation
-patch, the admission write (Queued), the plan (written before any pod exists, so a crash never
-leaves a half-bound gang unknown), Scheduled and Running. Those are custom-resource writes, JSON
+also creates them (one POST per pod, then pods/binding), and each job costs the plan (written
+before any pod exists, so a crash never leaves a half-bound gang unknown, and carrying the job's
+admission: validated, sized, queued), Scheduled and Running. Those are custom-resource writes, JSON
 only, validated against the CRD's schema and CEL rules, with managed fields: a CPU profile of the
 API server during the operator's run (`kubectl get --raw /debug/pprof/profile`) put 22% of its
 time in custom-resource handling. The ratio depends on what else the machine runs: on an

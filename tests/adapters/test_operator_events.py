@@ -1,4 +1,4 @@
-"""The one Event recorder: the kopf handlers' and the loop's Events, posted in the background."""
+"""The one Event recorder: the loop's Events (admission's too), posted in the background."""
 
 from __future__ import annotations
 

@@ -88,7 +88,7 @@ def test_a_sensible_spec_has_no_problem() -> None:
 # --- waiting jobs --------------------------------------------------------------------------------
 
 
-def test_job_not_admitted_yet_is_left_to_the_handlers() -> None:
+def test_a_job_whose_generation_is_not_admitted_yet_is_kept_as_it_is() -> None:
     job = replace(make_job(), observed_generation=None)
     assert _reconcile(job, []) == Keep(job=job)
 

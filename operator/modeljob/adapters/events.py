@@ -1,4 +1,4 @@
-"""The one Event recorder: every Event about a ModelJob (kopf handlers and the scheduling loop) goes here.
+"""The one Event recorder: every Event about a ModelJob (the scheduling loop's, admission's too) goes here.
 
 Events are posted off the acting path: a job's next step never waits for its Event. Each job's
 Events go to one of a few single-threaded posters, chosen by the job, so they are posted in the

@@ -43,7 +43,7 @@ Reconciled = Keep | SetPhase | RollBack | Complete | Update | Plan
 
 
 def admission_phase(current: JobPhase | None, *, valid: bool) -> JobPhase:
-    """The phase after the handlers judged a (new) generation of the spec.
+    """The phase after a (new) generation of the spec was judged (core/spec_admission.py).
 
     A valid spec enters the queue unless the job is already in it, placed or finished; a placed
     job keeps its phase, and the scheduling loop re-plans it if its pods no longer match.
@@ -74,7 +74,7 @@ def reconcile_job(
 ) -> Reconciled:
     """Compare a job's status with its pods and their nodes; ``pods`` are the ones the job owns."""
     if not job.admitted:
-        return Keep(job=job)  # the handlers have not judged this generation yet
+        return Keep(job=job)  # not admitted: the loop admits before its cycle (core/spec_admission.py)
     names = ", ".join(sorted(p.name for p in pods))
     if job.phase is JobPhase.INVALID:
         if pods or job.placement:

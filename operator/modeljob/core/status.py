@@ -1,6 +1,7 @@
 """Every ModelJob status patch and condition the operator writes, built from a decision (pure).
 
-The kopf handlers write the admission patch, the scheduling loop one patch per step (core/steps.py).
+The scheduling loop writes one patch per step (core/steps.py); a job admitted in the same cycle
+(a new spec generation judged, core/spec_admission.py) has its admission patch ride on the first.
 Patches are JSON merge patches of the status subresource: a None value removes the field.
 Conditions follow the Kubernetes convention: one entry per type, sorted by type, and
 lastTransitionTime moves only when the status flips. The Scheduled condition stays one short
@@ -99,7 +100,7 @@ def _conditions(status: Mapping[str, object]) -> list[Mapping[str, object]]:
     return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
 
 
-# --- the kopf handlers --------------------------------------------------------------------------
+# --- admission ----------------------------------------------------------------------------------
 
 
 def admitted(
