@@ -143,6 +143,28 @@ def test_an_old_pod_whose_replica_lost_its_entry_is_a_stray_not_kept() -> None:
     assert step.delete_pods == ("job-0-abcde",)
 
 
+def test_without_room_max_unavailable_two_lets_a_second_old_pod_go_while_the_first_waits() -> None:
+    # Replica 0's old pod went first (no room beside it) and is still terminating: the cluster
+    # has no room, and one replica is unavailable of the two allowed, so replica 1's goes too.
+    job = _changed(max_unavailable=2)
+    cut = replace(job, placement=job.placement[1:])
+    full = [replace(p, requests=replace(p.requests, gpus=8)) for p in _old_pods(job)]
+    going = [replace(p, terminating=True) if p.replica == 0 else p for p in full]
+    planned = _reconcile(cut, going)
+    assert isinstance(planned, Plan)
+    assert planned.roll is not None
+    assert planned.roll.replica == 1
+    step = _cycle(cut, going)
+    assert isinstance(step, RollBack)
+    assert step.delete_pods == ("job-1-abcde",)
+    assert [e.replica for e in step.keep] == [2], "replica 2 serves on"
+    # With both down, maxUnavailable is reached: the plan places the missing replicas first.
+    both = replace(cut, placement=cut.placement[1:])
+    after = _reconcile(both, [p for p in going if p.replica == 2])
+    assert isinstance(after, Plan)
+    assert after.roll is None
+
+
 def test_a_new_spec_that_can_never_fit_leaves_the_old_pods_serving_and_says_why() -> None:
     job = replace(
         _changed(), shape=replace(_changed().shape, model=replace(_changed().shape.model, parameters=10**13))

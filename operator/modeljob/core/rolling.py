@@ -4,11 +4,12 @@ Everything here is read from the pods, never remembered: a pod carries the spec 
 from (the modeljob.dev/spec-hash annotation) and its replica's number, so an operator that starts
 afresh (after a SIGKILL at any moment) finds the update where it was. A replica is *updated* when
 every pod of it runs the current spec, and *in flight* while a pod of its placement is not Running
-yet. A replica is replaced only while fewer than ``maxUnavailable`` are in flight: its new pod is
-planned beside its old one when the capacity ledger has room (the old pod, kept out of the
-placement but Running, is *outgoing* and serves meanwhile), else its old pod goes first. An
-outgoing pod is deleted as a stray as soon as its replacement runs. Training jobs are not rolled:
-their ranks rendezvous once, so a new spec replaces the whole job (core/lifecycle.py).
+yet. A replica is replaced only while fewer than ``maxUnavailable`` are in flight or without a
+placement (its old pods went first): its new pod is planned beside its old one when the capacity
+ledger has room (the old pod, kept out of the placement but Running, is *outgoing* and serves
+meanwhile), else its old pod goes first. An outgoing pod is deleted as a stray as soon as its
+replacement runs. Training jobs are not rolled: their ranks rendezvous once, so a new spec
+replaces the whole job (core/lifecycle.py).
 """
 
 from __future__ import annotations
@@ -70,15 +71,10 @@ def advance(
     job: JobFacts, by_name: Mapping[str, PodFacts], kept: frozenset[str], strays: tuple[str, ...]
 ) -> Roll | Update | RollBack | None:
     """The next step of a bound, healthy placement's rolling update; None when none is under way
-    (or replicas still wait for a first placement, which the plan places first). ``kept`` are the
-    outgoing pods, ``strays`` the pods to delete (old pods whose replacement runs among them)."""
+    (or replicas wait for a placement and no other may go now: the plan places them first).
+    ``kept`` are the outgoing pods, ``strays`` the pods to delete (old pods whose replacement runs
+    among them)."""
     groups = _by_replica(job.placement)
-    if any(replica not in groups for replica in range(job.replicas)):
-        return None
-    phase = _serving_phase(job, groups, by_name, kept)
-    excess = [e for e in job.placement if e.replica >= job.replicas]
-    if excess:
-        return _scale_down(job, excess, phase)
     wanted = {r: entries for r, entries in groups.items() if r < job.replicas}
     stale = sorted(
         r for r, entries in wanted.items() if any(_stale(job, by_name.get(e.pod)) for e in entries)
@@ -86,6 +82,17 @@ def advance(
     down = sorted(
         r for r, entries in wanted.items() if not all(_running(by_name.get(e.pod)) for e in entries)
     )
+    # A replica without a placement (its old pods went first for want of room, or it failed) is
+    # unavailable too. While fewer than maxUnavailable are, the next stale replica goes meanwhile,
+    # so without room for surge pods up to maxUnavailable replicas are still replaced at once;
+    # else the plan places the missing ones first.
+    missing = [r for r in range(job.replicas) if r not in groups]
+    if missing and (not stale or len(down) + len(missing) >= job.max_unavailable):
+        return None
+    phase = _serving_phase(job, groups, by_name, kept)
+    excess = [e for e in job.placement if e.replica >= job.replicas]
+    if excess:
+        return _scale_down(job, excess, phase)
     updated = len(wanted) - len(set(stale) | set(down))
     if not stale and not kept:
         if not job.updating:
@@ -100,7 +107,7 @@ def advance(
     # A stale replica that is down already costs nothing to replace; one that serves may go while
     # fewer than maxUnavailable replicas are down (new pods starting, or pods not running yet).
     target = next((r for r in stale if r in down), None)
-    if target is None and stale and len(down) < job.max_unavailable:
+    if target is None and stale and len(down) + len(missing) < job.max_unavailable:
         target = stale[0]
     if target is not None:
         return Roll(
