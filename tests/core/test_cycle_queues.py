@@ -236,18 +236,24 @@ def test_a_job_never_preempts_the_job_that_preempted_it() -> None:
 # --- a preemption across a restart ----------------------------------------------------------------
 
 
+def b1_with_a_plan(**changes: object) -> JobFacts:
+    """team-b's b1, submitted once team-a's jobs ran (t=500), with its plan written: evict a3 and
+    a4 (team_a_borrowing_all_16), whose nodes are kept for it."""
+    plan: dict[str, object] = {
+        "created": at(500),
+        "queued_since": at(500),
+        "preempting": ("ml/a3", "ml/a4"),
+        "nominated_nodes": ("gpu-h100-0", "gpu-h100-1"),
+    }
+    return gpu_job("b1", queue="team-b", replicas=2, **(plan | changes))
+
+
 def test_after_a_restart_the_victims_a_written_plan_names_and_not_yet_evicted_are_evicted() -> None:
     jobs, pods = team_a_borrowing_all_16()
     a3 = replace(jobs[2], placement=(), phase=JobPhase.QUEUED, preempted_by=("ml/b1",), started=None)
     a3_pods = [replace(p, terminating=True) for p in pods if p.job_uid == a3.uid]
     rest = [p for p in pods if p.job_uid != a3.uid]
-    b1 = gpu_job(
-        "b1",
-        queue="team-b",
-        replicas=2,
-        preempting=("ml/a3", "ml/a4"),
-        nominated_nodes=("gpu-h100-0", "gpu-h100-1"),
-    )
+    b1 = b1_with_a_plan()
     result = cycle([jobs[0], jobs[1], a3, jobs[3], b1], [*rest, *a3_pods])
     step = step_of(result, "b1")
     assert isinstance(step, Preempt)
@@ -262,13 +268,7 @@ def test_a_preemptor_waits_while_its_victims_pods_go_then_is_placed_first() -> N
     ]
     going = [replace(p, terminating=True) for p in pods if p.job_uid in {j.uid for j in evicted}]
     kept = [p for p in pods if p not in going and p.job_uid not in {j.uid for j in evicted}]
-    b1 = gpu_job(
-        "b1",
-        queue="team-b",
-        replicas=2,
-        preempting=("ml/a3", "ml/a4"),
-        nominated_nodes=("gpu-h100-0", "gpu-h100-1"),
-    )
+    b1 = b1_with_a_plan()
     step = step_of(cycle([*jobs[:2], *evicted, b1], [*kept, *going]), "b1")
     assert isinstance(step, Wait)
     assert "waiting for the pods of the jobs it preempted to go" in step.message
@@ -283,13 +283,7 @@ def test_a_job_whose_nodes_are_all_kept_for_a_preemption_waits_and_is_not_unsche
     jobs, pods = team_a_borrowing_all_16()
     a3 = replace(jobs[2], placement=(), phase=JobPhase.QUEUED, preempted_by=("ml/b1",), started=None)
     rest = [p for p in pods if p.job_uid != a3.uid]
-    b1 = gpu_job(
-        "b1",
-        queue="team-b",
-        replicas=2,
-        preempting=("ml/a3", "ml/a4"),
-        nominated_nodes=("gpu-h100-0", "gpu-h100-1"),
-    )
+    b1 = b1_with_a_plan()
     result = cycle([jobs[0], jobs[1], a3, jobs[3], b1], rest)
     assert isinstance(step_of(result, "b1"), Preempt)
     step = step_of(result, "a3")

@@ -77,7 +77,7 @@ def reconcile_job(
         return Keep(job=job)  # not admitted: the loop admits before its cycle (core/spec_admission.py)
     names = ", ".join(sorted(p.name for p in pods))
     if job.phase is JobPhase.INVALID:
-        if pods or job.placement:
+        if pods or job.placement or job.preempting:  # the roll back clears a preemption plan too
             return RollBack(
                 job=job,
                 reason="InvalidSpec",

@@ -7,7 +7,16 @@ rule) and status.preemptions (how often); a preemptor's status.preempting and
 status.nominatedNodes are its written plan. A preemptor whose plan lists victims not yet
 evicted (the operator stopped midway) evicts them now; while its victims' pods are going it
 waits and its nominated nodes are kept from every other job; once they are gone it is planned
-before anyone else.
+before anyone else, and that step ends the plan.
+
+A plan's lifetime is exact (core/status.py ``plan_over``): written by the Preempt step that
+chooses its victims, kept only by the Preempt that carries it on and by the wait for the
+victims' pods; any other step of the job clears it (placed, suspended, invalid, preempted in
+turn, or planned afresh). A plan found written all the same (a write refused or lost to a
+crash) evicts only a victim still on the run it had when the plan was made: one that started
+before the preemptor began waiting and that it has not evicted. A victim evicted and admitted
+again since (a time-slice turn leaves no preemptedBy), or a new job of the same name, is not
+evicted on that stale word; the preemptor plans afresh, by the rules.
 """
 
 from __future__ import annotations
@@ -91,9 +100,7 @@ class Preempting:
         if not job.preempting or job.placement:
             return None
         victims = [self.jobs[ref] for ref in job.preempting if ref in self.jobs]
-        undone = [
-            v for v in victims if v.placement and job.ref not in v.preempted_by and v.ref not in self.chosen
-        ]
+        undone = [v for v in victims if _not_evicted_for(job, v) and v.ref not in self.chosen]
         if undone:
             evictions = tuple(self._evict(v, job, self._rule(job, v)) for v in undone)
             self.chosen.update(v.ref for v in undone)
@@ -102,6 +109,7 @@ class Preempting:
                 victims=evictions,
                 nodes=job.nominated_nodes,
                 message=f"completing a preemption planned before a restart: evicting {_names(undone)}",
+                plan=job.preempting,
             )
         going = [pod for v in victims for pod in self._old_pods(v)]
         if not going:
@@ -112,6 +120,7 @@ class Preempting:
             message=f"waiting for the pods of the jobs it preempted to go ({names}); "
             f"nodes {', '.join(job.nominated_nodes) or 'none'} are kept for it",
             queue_position=0,
+            keeps_plan=True,
         )
 
     def _old_pods(self, victim: JobFacts) -> list[PodFacts]:
@@ -260,6 +269,20 @@ class Preempting:
             expected_duration_seconds=job.expected_duration_seconds,
             checkpoint_interval_seconds=job.checkpoint_interval_seconds,
         )
+
+
+def _not_evicted_for(preemptor: JobFacts, victim: JobFacts) -> bool:
+    """Whether a victim a written plan names still runs the run it had when the plan was made.
+    The plan was made while the preemptor waited, so a run that began before it began waiting
+    is that run; one begun later is a run the victim was admitted to again after its eviction
+    (or a new job of the same name): the preemptor then plans afresh, by the rules. Conditions
+    keep whole seconds, and a victim's old run may have begun in the second the preemptor
+    began waiting: that second counts as before (to be taken for its old run, an evicted victim
+    would have to lose its pods and be placed again within that very second)."""
+    if not victim.placement or preemptor.ref in victim.preempted_by:
+        return False
+    waiting_since = preemptor.queued_since or preemptor.created
+    return (victim.started or victim.created) <= waiting_since
 
 
 def _slots_by_pod(pods: Sequence[PodFacts], devices: Mapping[str, int]) -> dict[tuple[str, str], PodSlot]:

@@ -21,7 +21,9 @@ from modeljob.core.steps import Preempt, RollBack
 
 
 def preempting(step: Preempt, status: Mapping[str, object], *, now: datetime) -> Json:
-    """The preemptor's plan: its victims and their nodes, and why it waits meanwhile."""
+    """The preemptor's plan: its victims and their nodes, and why it waits meanwhile. A new plan
+    replaces one written before (whose victims are all gone, or it would have been carried on);
+    a plan carried on after a restart names the victims it named."""
     conditions = set_condition(
         _conditions(status),
         type_=ConditionType.SCHEDULED,
@@ -33,8 +35,8 @@ def preempting(step: Preempt, status: Mapping[str, object], *, now: datetime) ->
     patch: Json = {
         "phase": JobPhase.QUEUED.value,
         "queuePosition": step.queue_position or None,
-        "preempting": sorted({*_names(status.get("preempting")), *(v.job.ref for v in step.victims)}),
-        "nominatedNodes": sorted({*_names(status.get("nominatedNodes")), *step.nodes}),
+        "preempting": sorted({*step.plan, *(v.job.ref for v in step.victims)}),
+        "nominatedNodes": sorted(set(step.nodes)),
         "message": step.message,
         "conditions": conditions,
     }
@@ -60,13 +62,11 @@ def preempted(step: RollBack, status: Mapping[str, object], *, now: datetime) ->
     if step.preemption_rule != PreemptionReason.TIME_SLICE.value:
         chain = [*_names(status.get("preemptedBy")), step.preempted_by]
         patch["preemptedBy"] = chain[-PREEMPTED_BY_KEPT:]
-    patch["preempting"] = None  # a preemptor evicted in turn starts over
-    patch["nominatedNodes"] = None
-    return patch
+    return patch  # a preemptor evicted in turn starts over: rolled_back clears its plan
 
 
 def placed_again() -> Json:
-    """What a preemptor's placement clears: its plan is done."""
+    """What a preemptor's placement clears: its plan is done (``status.plan_over``)."""
     return {"preempting": None, "nominatedNodes": None}
 
 

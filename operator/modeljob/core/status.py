@@ -147,13 +147,14 @@ def waiting(
     new reason alone is written only when ``refresh`` says enough time has passed.
     """
     unschedulable = isinstance(step, Unschedulable)
+    over = {} if isinstance(step, Wait) and step.keeps_plan else plan_over(status)
     phase, position = (
         (JobPhase.UNSCHEDULABLE, None)
         if isinstance(step, Unschedulable)
         else (step.phase, step.queue_position)
     )
     same_place = status.get("phase") == phase.value and status.get("queuePosition") == position
-    if same_place and (status.get("message") == step.message or not refresh):
+    if same_place and (status.get("message") == step.message or not refresh) and not over:
         return None
     conditions = set_condition(
         _conditions(status),
@@ -171,7 +172,7 @@ def waiting(
     }
     if step.candidate is not None and not step.job.placement:
         patch.update(sized(step.candidate.estimate, step.job.replicas))
-    return patch
+    return patch | over
 
 
 def planned(
@@ -311,7 +312,17 @@ def rolled_back(step: RollBack, status: Mapping[str, object], *, now: datetime) 
         patch["restarts"] = restarts(status) + 1
     if not step.keep:
         patch["endpoint"] = None  # nothing left to serve: the next plan writes it again
-    return patch
+    return patch | plan_over(status)  # suspended, invalid, preempted: a plan of its own is over
+
+
+def plan_over(status: Mapping[str, object]) -> Json:
+    """A preemptor's written plan (status.preempting, status.nominatedNodes) cleared, if it has
+    one. A plan lives from the Preempt step that writes it until any other step of the job but
+    the wait for its victims' pods to go (core/preempting.py): placed, suspended, invalid,
+    preempted in turn, or its victims gone and the job planned afresh."""
+    if status.get("preempting") or status.get("nominatedNodes"):
+        return {"preempting": None, "nominatedNodes": None}
+    return {}
 
 
 def restarts(status: Mapping[str, object]) -> int:

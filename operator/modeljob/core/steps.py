@@ -169,6 +169,9 @@ class Wait(_Step):
     queue_position: int
     candidate: Candidate | None = None  # the preferred node type, whose estimate status shows
     phase: JobPhase = JobPhase.QUEUED  # a partly placed job keeps the phase its pods give it
+    # A preemptor waiting for its victims' pods to go: its written plan (status.preempting) stays.
+    # Any other step of a job clears a plan it finds written (core/preempting.py).
+    keeps_plan: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -248,6 +251,7 @@ class Preempt(_Step):
     nodes: tuple[str, ...]  # where the victims' pods run: reserved for the preemptor
     message: str
     queue_position: int = 0
+    plan: tuple[str, ...] = ()  # a plan carried on after a restart: every victim it names ("ns/name")
 
 
 Step = Keep | SetPhase | Place | Wait | Unschedulable | Complete | RollBack | Update | Preempt
