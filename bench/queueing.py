@@ -24,8 +24,9 @@ from modeljob.core.nodes import NodeView  # noqa: E402
 from modeljob.core.preemption import VictimOrder  # noqa: E402
 from modeljob.core.preemption_rules import PreemptionRules, WithinQueue  # noqa: E402
 from modeljob.core.queueing import QueueOrder, QueueSettings  # noqa: E402
+from modeljob.core.quota_tree import QueueSpec, QuotaEntry, QuotaKey  # noqa: E402
 from modeljob.core.sim.queue_report import SharedRun, queue_stats  # noqa: E402
-from modeljob.core.sim.shared_queues import QueueQuota, SharingSettings, run_shared_queues  # noqa: E402
+from modeljob.core.sim.shared_queues import SharingSettings, run_shared_queues  # noqa: E402
 from modeljob.core.sim.workload_generator import WorkloadSpec, generate_workload  # noqa: E402
 from tests.builders import make_node  # noqa: E402
 
@@ -41,7 +42,13 @@ WORKLOAD = WorkloadSpec(
     mean_interarrival_seconds=120,
     checkpoint_share=0.5,
 )
-QUOTAS = (QueueQuota("team-a", 16), QueueQuota("team-b", 16))
+GPU = QuotaKey("nvidia.com/gpu")
+# Two teams of 16 GPUs nominal under a parent that declares none: it pools what they lend.
+QUEUES = (
+    QueueSpec("research"),
+    QueueSpec("team-a", parent="research", quota=(QuotaEntry(GPU, 16),)),
+    QueueSpec("team-b", parent="research", quota=(QuotaEntry(GPU, 16),)),
+)
 
 
 def orders() -> dict[str, SharingSettings]:
@@ -143,7 +150,7 @@ def victim_scenarios() -> dict[str, SharingSettings]:
     return {
         "priority (LowerPriority)": orders()["priority + preemption"],
         "quota reclaim (16 + 16 GPUs nominal)": SharingSettings(
-            quotas=QUOTAS, rules=PreemptionRules(reclaim_borrowed=True, min_runtime_seconds=MIN_RUNTIME)
+            queues=QUEUES, rules=PreemptionRules(reclaim_borrowed=True, min_runtime_seconds=MIN_RUNTIME)
         ),
     }
 

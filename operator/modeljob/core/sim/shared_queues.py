@@ -6,9 +6,14 @@ preempts). Discrete events: arrivals, completions, and wake-ups when a running j
 ``min_runtime`` or its time slice (the moments a preemption can become allowed). Each event time
 is one scheduling cycle: ``rules.max_victims_per_cycle`` bounds its victims.
 
-The quota model is the simple one (GPUs only, one cohort): a queue may use its nominal GPUs and
-borrow what the others leave unused, up to its borrowing limit; a job admitted beyond its
-queue's nominal is a borrower for as long as it runs, and only borrowers can be reclaimed.
+Quota and preemption are the operator's own decisions, in the operator's order: each cycle the
+waiting jobs are admitted by ``admit_pending`` over the Queue tree (``shared_quota``); the
+admitted are placed, and one that does not fit may preempt; then the head of each queue that
+quota holds back may preempt too, admitted once its victims' charges are released (reclaim of
+borrowed quota). Victims are chosen by ``choose_victims`` with the operator's candidates
+(``reclaimable_by`` marks who borrows from the preemptor's queue). One difference, on purpose:
+the operator evicts and places in separate cycles (victims' pods must go first); here a
+preemptor is placed in the same cycle its victims are released.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from typing import TypedDict
 from modeljob.core.fragmentation import compile_workload, learn_target_workload
 from modeljob.core.gang_placement import Placement, plan_gang
 from modeljob.core.nodes import NodeTable, NodeView, build_node_table
+from modeljob.core.preempting import preempts
 from modeljob.core.preemption import (
     FitTest,
     Preemption,
+    QuotaTest,
     VictimOrder,
     choose_victims,
     gang_fits,
@@ -38,30 +45,27 @@ from modeljob.core.preemption_rules import (
     RunningJob,
 )
 from modeljob.core.queueing import QueuedJob, QueueSettings, order_queues, queue_policy
+from modeljob.core.quota import Admission
+from modeljob.core.quota_tree import QueueSpec
 from modeljob.core.scoring.ranking import ScoringContext
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
 from modeljob.core.sim.queue_report import JobRecord, PreemptionDecision, PreemptionEvent, SharedRun
 from modeljob.core.sim.queue_simulation import gang_of, task_shape
+from modeljob.core.sim.shared_quota import QuotaBooks
 from modeljob.core.sim.workload_generator import SyntheticJob
 
 SECONDS_PER_HOUR = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
-class QueueQuota:
-    name: str
-    nominal_gpus: int
-    borrowing_limit_gpus: int | None = None  # None: may borrow all the others leave unused
-
-
-@dataclass(frozen=True, slots=True)
 class SharingSettings:
-    """``quotas`` empty: every queue unlimited (no admission by quota). ``rules`` None: nothing is
-    preempted. ``preemption_attempts_per_cycle`` bounds how many waiting jobs try preemption
-    in one cycle (the operator's cost bound, not an anti-thrash rule)."""
+    """``queues``: the Queue objects (a tree, as the operator reads them); empty: no Queue objects,
+    every job admitted. ``rules`` None: nothing is preempted (one set of rules for every queue).
+    ``preemption_attempts_per_cycle`` bounds how many waiting jobs try preemption in one cycle
+    (the simulator's cost bound, not an anti-thrash rule)."""
 
     queue: QueueSettings = field(default_factory=QueueSettings)
-    quotas: tuple[QueueQuota, ...] = ()
+    queues: tuple[QueueSpec, ...] = ()
     rules: PreemptionRules | None = None
     victim_order: VictimOrder = VictimOrder.LEAST_LOST_WORK
     backfill: bool = True
@@ -86,7 +90,6 @@ class _Running:
     placement: Placement
     started_at_seconds: float
     ends_at_seconds: float
-    borrowing: bool
 
 
 @dataclass(slots=True)
@@ -109,6 +112,7 @@ class _ChooseArguments(TypedDict):
     now_seconds: float
     victims_left: int
     order: VictimOrder
+    admits: QuotaTest | None
 
 
 class _SharedReplay:
@@ -131,15 +135,14 @@ class _SharedReplay:
         self.running: dict[str, _Running] = {}
         self.completions: list[tuple[float, str]] = []
         self.wakeups: list[float] = []
-        self.quota = {quota.name: quota for quota in settings.quotas}
-        self.used: dict[str, int] = {}
+        self.books = QuotaBooks(settings.queues, jobs)
         self.never: set[str] = set()
         self.ledgers = _Ledgers()
         self.history = PreemptionHistory()
         self.events: list[PreemptionEvent] = []
         self.decisions: list[PreemptionDecision] = []
         self.partial = self.misfits = self.overruns = 0
-        self.cycle_victims = 0
+        self.cycle_victims = self.attempts_left = 0
         self.releases = 0
         self.failed_at: dict[str, int] = {}
 
@@ -180,56 +183,36 @@ class _SharedReplay:
             plan = plan_gang(
                 self.empty, gang_of(arrived), weights=self.settings.weights, context=self.context
             )
-            if isinstance(plan, Placement) and self._may_ever_admit(arrived.job):
+            if isinstance(plan, Placement) and self.books.may_ever_admit(arrived.job.name):
                 self.waiting.append(arrived.job)
             else:
                 self.never.add(arrived.job.name)
 
-    # --- quota ---------------------------------------------------------------------------------
-
-    def _may_ever_admit(self, job: QueuedJob) -> bool:
-        quota = self.quota.get(job.queue)
-        if not self.quota:
-            return True
-        if quota is None:
-            return False
-        ceiling = quota.nominal_gpus + _limit(quota, sum(q.nominal_gpus for q in self.quota.values()))
-        return job.demand.gpus <= ceiling
-
-    def _admission(self, job: QueuedJob) -> tuple[bool, bool]:
-        """(admitted, borrowing): within nominal, or borrowing within limits from what is unused."""
-        if not self.quota:
-            return True, False
-        quota = self.quota[job.queue]
-        after = self.used.get(job.queue, 0) + job.demand.gpus
-        if after <= quota.nominal_gpus:
-            return True, False
-        # One cohort: what anyone borrows comes out of the others' unused nominal, so the sum of
-        # all use stays within the sum of all nominal quotas.
-        total = sum(q.nominal_gpus for q in self.quota.values())
-        pool_left = total - sum(self.used.values())
-        borrow = after - quota.nominal_gpus
-        return job.demand.gpus <= pool_left and borrow <= _limit(quota, total), True
-
     # --- placing, preempting --------------------------------------------------------------------
 
     def _place_waiting(self, now: float) -> None:
-        policy = queue_policy(self.settings.queue)
-        attempts = self.settings.preemption_attempts_per_cycle
-        for job in order_queues(self.waiting, policy=policy, now_seconds=now):
-            admitted, borrowing = self._admission(job)
-            if not admitted:
-                continue  # waits for its queue's quota; other queues go on
-            if self._try_place(job, now, borrowing=borrowing):
+        """The operator's cycle: admit by quota, place the admitted in order (preempting for one
+        that does not fit), then let the head of each queue quota holds back preempt for quota."""
+        ordered = order_queues(self.waiting, policy=queue_policy(self.settings.queue), now_seconds=now)
+        refused: dict[str, Admission] = {}
+        if not self.books.unlimited:
+            admission = self.books.admission_round(ordered)
+            refused = {decision.job: decision for decision in admission.waiting}
+        self.attempts_left = self.settings.preemption_attempts_per_cycle
+        for job in [job for job in ordered if job.name not in refused]:
+            if self._try_place(job, now) or self._try_preempt(job, now, quota_refused=False):
                 continue
-            if self.rules is not None and attempts > 0:
-                attempts -= 1
-                if self._try_preempt(job, now, borrowing=borrowing):
-                    continue
             if not self.settings.backfill:
                 break
+        tried: set[str] = set()
+        for job in ordered:
+            refusal = refused.get(job.name)
+            if refusal is None or not refusal.blocks_queue or job.queue in tried:
+                continue
+            tried.add(job.queue)  # only the head: the jobs behind it wait for it
+            self._try_preempt(job, now, quota_refused=True)
 
-    def _try_place(self, job: QueuedJob, now: float, *, borrowing: bool) -> bool:
+    def _try_place(self, job: QueuedJob, now: float) -> bool:
         item = self.by_name[job.name]
         if self.failed_at.get(job.name) == self.releases:
             return False
@@ -248,17 +231,12 @@ class _SharedReplay:
             self.table.reserve(self.row_of[assignment.node], item.replica_request, assignment.devices)
         self.waiting = [waiting for waiting in self.waiting if waiting.name != job.name]
         remaining = item.duration_seconds - self.ledgers.progress.get(job.name, 0.0)
-        run = _Running(
-            item, plan, started_at_seconds=now, ends_at_seconds=now + remaining, borrowing=borrowing
-        )
+        run = _Running(item, plan, started_at_seconds=now, ends_at_seconds=now + remaining)
         self.running[job.name] = run
         self.ledgers.first_start.setdefault(job.name, now)
-        self.used[job.queue] = self.used.get(job.queue, 0) + job.demand.gpus
-        quota = self.quota.get(job.queue)
-        if quota is not None and self.used[job.queue] > quota.nominal_gpus + _limit(
-            quota, self.capacity_gpus
-        ):
-            self.overruns += 1
+        if not self.books.unlimited:
+            self.books.start(job.name)
+            self.overruns += bool(self.books.breaches())
         heapq.heappush(self.completions, (run.ends_at_seconds, job.name))
         if self.rules is not None:
             for delay in (self.rules.min_runtime_seconds, self.rules.time_slice_seconds):
@@ -266,8 +244,11 @@ class _SharedReplay:
                     heapq.heappush(self.wakeups, now + delay)
         return True
 
-    def _try_preempt(self, job: QueuedJob, now: float, *, borrowing: bool) -> bool:
-        assert self.rules is not None
+    def _try_preempt(self, job: QueuedJob, now: float, *, quota_refused: bool) -> bool:
+        """As ``Preempting.preempt``: victims chosen by the core, evicted whole; then placed."""
+        if self.rules is None or not preempts(self.rules) or self.attempts_left <= 0:
+            return False
+        self.attempts_left -= 1
         item = self.by_name[job.name]
         preemptor = Preemptor(
             name=job.name,
@@ -276,8 +257,8 @@ class _SharedReplay:
             expected_duration_seconds=job.expected_duration_seconds,
             run_before_seconds=job.run_seconds,
         )
-        # Borrowers of the shared pool use what this queue lends, unless this job borrows itself.
-        candidates = [self._candidate(name, reclaimable=not borrowing) for name in sorted(self.running)]
+        reclaim = self.books.reclaimable_by(job.queue) if self.rules.reclaim_borrowed else frozenset()
+        candidates = [self._candidate(name, reclaimable=name in reclaim) for name in sorted(self.running)]
         arguments = _ChooseArguments(
             table=self.table,
             fits=gang_fits(gang_of(item), weights=self.settings.weights, context=self.context),
@@ -286,6 +267,7 @@ class _SharedReplay:
             now_seconds=now,
             victims_left=self.rules.max_victims_per_cycle - self.cycle_victims,
             order=self.settings.victim_order,
+            admits=self.books.admits(job.name) if quota_refused else None,
         )
         outcome = choose_victims(preemptor, candidates, **arguments)
         if not isinstance(outcome, Preemption) or not outcome.victims:
@@ -303,7 +285,7 @@ class _SharedReplay:
         self.history = self.history.record(job.name, chained).record(job.name, turns, chained=False)
         self.cycle_victims += len(outcome.victims)
         self.failed_at.pop(job.name, None)
-        placed = self._try_place(job, now, borrowing=borrowing)
+        placed = self._try_place(job, now)
         self.misfits += not placed
         return placed
 
@@ -323,7 +305,7 @@ class _SharedReplay:
             expected_duration_seconds=job.expected_duration_seconds,
             run_before_seconds=self.ledgers.progress.get(name, 0.0),
             checkpoint_interval_seconds=run.item.checkpoint_interval_seconds,
-            borrows_from_lender=reclaimable and run.borrowing,
+            borrows_from_lender=reclaimable,
         )
 
     def _evict(self, name: str, preemptor: str, reason: PreemptionReason, now: float) -> None:
@@ -348,7 +330,8 @@ class _SharedReplay:
         for assignment in run.placement.assignments:
             self.table.release(self.row_of[assignment.node], run.item.replica_request, assignment.devices)
         job = run.item.job
-        self.used[job.queue] -= job.demand.gpus
+        if not self.books.unlimited:
+            self.books.stop(name)
         busy = (now - run.started_at_seconds) * job.demand.gpus
         self.ledgers.gpu_seconds[job.queue] = self.ledgers.gpu_seconds.get(job.queue, 0.0) + busy
         self.releases += 1
@@ -369,7 +352,7 @@ class _SharedReplay:
         )
         first = min((item.job.submitted_at_seconds for item in self.arrivals), default=0.0)
         last = max(ledgers.finished.values(), default=first)
-        nominal = {quota.name: quota.nominal_gpus for quota in self.settings.quotas}
+        nominal = self.books.nominal_gpus()
         return SharedRun(
             records=records,
             events=tuple(self.events),
@@ -382,7 +365,3 @@ class _SharedReplay:
             preemptor_misfits=self.misfits,
             quota_overruns=self.overruns,
         )
-
-
-def _limit(quota: QueueQuota, total_gpus: int) -> int:
-    return total_gpus if quota.borrowing_limit_gpus is None else quota.borrowing_limit_gpus

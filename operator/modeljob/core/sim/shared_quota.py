@@ -1,0 +1,129 @@
+"""The shared-queue simulator's quota: the operator's own admission over a Queue tree, for synthetic jobs.
+
+Every decision is the operator's core: ``admit_pending`` admits a cycle's waiting jobs (each
+queue in its order, borrowers by weighted dominant share), ``charged`` is what a running job
+holds, ``reclaimable_by`` says which running jobs use quota borrowed from a queue, and the
+preemptor's quota test is ``admit`` with its victims' charges released, as
+``core/preempting.py`` builds it. This module only turns synthetic jobs into quota requests and
+keeps the books between the simulator's events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from modeljob.core.admission import charged
+from modeljob.core.preemption import QuotaTest
+from modeljob.core.queueing import QueuedJob
+from modeljob.core.quota import (
+    Admission,
+    AdmissionRound,
+    QuotaRequest,
+    Usage,
+    admit,
+    admit_pending,
+    usage_of,
+)
+from modeljob.core.quota import reclaimable_by as borrowed_from
+from modeljob.core.quota_status import queue_report
+from modeljob.core.quota_tree import CPU, EPHEMERAL_STORAGE, MEMORY, QueueSpec, QueueTree, build_tree
+from modeljob.core.sim.workload_generator import SyntheticJob
+
+
+def quota_request(item: SyntheticJob) -> QuotaRequest:
+    """The whole job (every replica) as quota counts it, as ``admission.quota_request`` does."""
+    request = item.replica_request
+    wants = request.resources
+    return QuotaRequest(
+        job=item.job.name,
+        queue=item.job.queue,
+        namespace=item.job.namespace,
+        gpus=item.replicas * wants.gpus if request.uses_accelerator else 0,
+        gpu_resource=request.accelerator,
+        gpu_products=frozenset(request.products),
+        cpu_milli=item.replicas * wants.cpu_milli,
+        memory_bytes=item.replicas * wants.memory_bytes,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaBreach:
+    """A number the Queue's status would show beyond a limit: must never happen."""
+
+    queue: str
+    what: str
+
+
+class QuotaBooks:
+    """The Queue tree, each job's request, and the charges of the running jobs (oldest run first,
+    as the operator lists them: a queue's youngest jobs hold what it borrowed)."""
+
+    def __init__(self, queues: Sequence[QueueSpec], jobs: Iterable[SyntheticJob]) -> None:
+        self.tree: QueueTree = build_tree(queues)
+        self.requests = {item.job.name: quota_request(item) for item in jobs}
+        self.running: dict[str, Admission] = {}  # insertion order: start order
+
+    @property
+    def unlimited(self) -> bool:
+        return self.tree.unlimited
+
+    def may_ever_admit(self, name: str) -> bool:
+        """Admitted on an idle cluster; a job that is not waits forever, so it never joins."""
+        return admit(self.requests[name], self.tree, Usage()).admitted
+
+    def admission_round(self, ordered: Sequence[QueuedJob]) -> AdmissionRound:
+        """The cycle's admission: ``ordered`` lists each queue's jobs in that queue's order."""
+        return admit_pending([self.requests[job.name] for job in ordered], self.tree, self.usage())
+
+    def start(self, name: str) -> None:
+        self.running[name] = charged(self.requests[name], self.tree)
+
+    def stop(self, name: str) -> None:
+        del self.running[name]
+
+    def usage(self, *, without: Iterable[str] = ()) -> Usage:
+        """What the running jobs hold, less the jobs named in ``without``."""
+        gone = set(without)
+        return usage_of(charge for name, charge in self.running.items() if name not in gone)
+
+    def reclaimable_by(self, queue: str) -> frozenset[str]:
+        """The running jobs that use quota ``queue`` lends and may take back."""
+        return frozenset(use.job for use in borrowed_from(queue, self.tree, tuple(self.running.values())))
+
+    def admits(self, name: str) -> QuotaTest:
+        """The preemptor's quota test: admitted once its victims' charges are released."""
+        request = self.requests[name]
+
+        def admits(victims: frozenset[str]) -> bool:
+            return admit(request, self.tree, self.usage(without=victims)).admitted
+
+        return admits
+
+    def breaches(self) -> tuple[QuotaBreach, ...]:
+        """Each queue's status numbers against its limits: borrowed within borrowingLimit, lent
+        within lendingLimit, and a root (nobody to borrow from) within its nominal."""
+        usage = self.usage()
+        found: list[QuotaBreach] = []
+        for name, spec in self.tree.queues.items():
+            for report in queue_report(name, self.tree, usage).keys:
+                entry = spec.entry(report.key)
+                borrow_limit = entry.borrowing_limit if entry is not None else None
+                lend_limit = entry.lending_limit if entry is not None else None
+                if self.tree.parent_of(name) is None:
+                    borrow_limit = 0
+                if borrow_limit is not None and report.borrowed > borrow_limit:
+                    found.append(QuotaBreach(name, f"borrowed {report.borrowed} > {borrow_limit}"))
+                if lend_limit is not None and report.lent > lend_limit:
+                    found.append(QuotaBreach(name, f"lent {report.lent} > {lend_limit}"))
+        return tuple(found)
+
+    def nominal_gpus(self) -> Mapping[str, int]:
+        """Each leaf queue's nominal devices, every product (what its share entitles it to;
+        a parent only divides its nominal among its children)."""
+        devices = [key for key in self.tree.keys if key.resource not in (CPU, MEMORY, EPHEMERAL_STORAGE)]
+        return {
+            name: sum(self.tree.level(name, key).total for key in devices)
+            for name in self.tree.queues
+            if not self.tree.children.get(name)
+        }
