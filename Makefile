@@ -13,7 +13,7 @@ VENV := $(CACHE)/venv-$(VENV_KEY)
 PY := $(VENV)/bin/python
 export MODELJOB_CACHE := $(CACHE)
 
-.PHONY: help venv lint test test-unit test-e2e demo cluster cluster-down kind-cluster bench crd lock image kind-load
+.PHONY: help venv lint test test-unit test-e2e demo cluster cluster-down kind-cluster bench chaos crd lock image kind-load
 
 help:
 	@echo "make demo        local control plane + operator + example jobs"
@@ -21,6 +21,7 @@ help:
 	@echo "make cluster     start the local control plane (builds it the first time)"
 	@echo "make cluster-down  stop it"
 	@echo "make bench       benchmarks; results go to docs/benchmarks.md"
+	@echo "make chaos       the chaos soak (30-60 min); results go to docs/reliability.md"
 	@echo "make crd         regenerate crds/ from the pydantic models"
 
 # No prerequisite on purpose: the venv's name already hashes the lock, and a fresh clone's files
@@ -100,3 +101,10 @@ bench: venv
 	$(PY) bench/failover.py
 	$(PY) bench/extender.py
 	bench/cluster.sh "$(PY)"
+
+# --- the chaos soak: not part of `make test` (it runs for most of an hour) ------------------------
+# Leader and standby kills, kube-apiserver and etcd restarts and node flaps under a stream of
+# ModelJobs, on a control plane of its own; rewrites docs/reliability.md. CHAOS_FLAGS: e.g. --seed 3.
+CHAOS_FLAGS ?=
+chaos: venv
+	$(PY) -m bench.chaos $(CHAOS_FLAGS)

@@ -26,6 +26,7 @@ import statistics
 import sys
 import time
 from datetime import UTC, datetime
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,18 +77,29 @@ def model_job(name: str) -> dict[str, Any]:
 class Replicas:
     """The two operator processes, by identity."""
 
-    def __init__(self, logs: Path) -> None:
+    def __init__(
+        self,
+        logs: Path,
+        *,
+        kubeconfig: Path = PLANE.kubeconfig,
+        lease_namespace: str = NAMESPACE,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
+        """``settings`` (MODELJOB_* -> value) are added to every start (bench/chaos's lease timings)."""
         self.logs = logs
+        self.kubeconfig, self.lease_namespace = kubeconfig, lease_namespace
+        self.settings = dict(settings or {})
         self.running: dict[str, OperatorProcess] = {}
 
     def start(self, identity: str) -> None:
         settings = {
             "MODELJOB_LEADER_ELECTION__IDENTITY": identity,
-            "MODELJOB_LEADER_ELECTION__LEASE_NAMESPACE": NAMESPACE,
+            "MODELJOB_LEADER_ELECTION__LEASE_NAMESPACE": self.lease_namespace,
             "MODELJOB_LOGGING__LEVEL": os.environ.get("MODELJOB_LOGGING__LEVEL", "WARNING"),
+            **self.settings,
         }
         log_path = self.logs / f"modeljob-operator-{identity}.log"
-        self.running[identity] = start_operator(PLANE.kubeconfig, log_path, settings, timeout_seconds=120)
+        self.running[identity] = start_operator(self.kubeconfig, log_path, settings, timeout_seconds=120)
 
     def kill(self, identity: str) -> None:
         process = self.running.pop(identity).process

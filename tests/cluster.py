@@ -133,6 +133,7 @@ CONTROL_PLANES = {
     "bench-cluster": ControlPlane(CACHE / "cluster-bench", 3000),  # bench/cluster.sh
     "bench-operator": ControlPlane(CACHE / "cluster-bench-operator", 4000),
     "bench-extender": ControlPlane(CACHE / "cluster-bench-extender", 5000),
+    "chaos": ControlPlane(CACHE / "cluster-chaos", 6000),  # bench/chaos (make chaos)
 }
 
 
