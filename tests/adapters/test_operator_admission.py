@@ -270,6 +270,24 @@ def test_node_types_are_computed_once_per_node_set(
     assert built == [2, 2]
 
 
+def test_a_burst_of_jobs_of_one_shape_is_checked_once(
+    api: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modeljob.adapters import job_admission
+
+    checked: list[object] = []
+    original = job_admission.spec_problem
+    monkeypatch.setattr(job_admission, "spec_problem", lambda shape: checked.append(shape) or original(shape))
+    for index in range(5):
+        job = _new_job(replicas=1)
+        job["metadata"].update(name=f"job-{index}", uid=f"uid-job-{index}")
+        api.put("modeljobs", job)
+    loop, _ = start_operator(api)
+    loop.run_once()
+    assert len(checked) == 2, "the gang's shape and the five one-replica jobs' shape, once each"
+    assert all(_status(api, f"job-{i}")["observedGeneration"] == 1 for i in range(5))
+
+
 def test_kopf_serves_no_modeljob_so_it_writes_none_on_any_replica() -> None:
     registry = kopf_handlers.kopf.OperatorRegistry()
     kopf_handlers.register(registry)

@@ -25,6 +25,8 @@ from modeljob.adapters.job_status import JsonObject, StatusWriter
 from modeljob.adapters.metrics import OperatorMetrics
 from modeljob.core.cycle_cluster import SizingCache
 from modeljob.core.job_state import JobFacts
+from modeljob.core.jobs import JobShape
+from modeljob.core.lifecycle import spec_problem
 from modeljob.core.node_types import ClusterNodeTypes, Sizing
 from modeljob.core.sizing import Device, Estimate, size_replica
 from modeljob.core.spec_admission import Judgement, judge, recorded
@@ -32,6 +34,7 @@ from modeljob.core.spec_admission import Judgement, judge, recorded
 logger = logging.getLogger(__name__)
 
 Document = Mapping[str, Any]
+SHAPES_REMEMBERED = 10_000  # past this many judged shapes, the cache starts over
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,8 @@ class Admissions:
         self._view = view
         self._estimates = estimates
         self._types: tuple[int, ClusterNodeTypes] | None = None
+        # Judging a shape sizes it once (about a millisecond); a burst of jobs shares a few shapes.
+        self._problems: dict[JobShape, str | None] = {}
 
     def judge(self, documents: Iterable[Document], parsed: ParsedJobs, *, now: datetime) -> Admitting:
         documents = list(documents)
@@ -78,6 +83,7 @@ class Admissions:
                 previous=previous,
                 generation=generation,
                 size=self._size,
+                check=self._check,
             )
             judged[uid] = (judgement, judgement.patch(status, now=now))
             if judgement.job is not None:
@@ -91,6 +97,13 @@ class Admissions:
         if self._types is None or self._types[0] != version:
             self._types = (version, ClusterNodeTypes(self._view.nodes.values()))
         return self._types[1].size(job, size=self._estimate)
+
+    def _check(self, shape: JobShape) -> str | None:
+        if shape not in self._problems:
+            if len(self._problems) > SHAPES_REMEMBERED:
+                self._problems.clear()
+            self._problems[shape] = spec_problem(shape)
+        return self._problems[shape]
 
     def _estimate(self, job: JobFacts, device: Device) -> Estimate:
         key = (job.shape, device.memory_bytes, device.gpus_per_node)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from modeljob.core.job_state import JobFacts, JobPhase
+from modeljob.core.jobs import JobShape
 from modeljob.core.lifecycle import admission_phase, spec_problem
 from modeljob.core.node_types import Candidate, Sizing
 from modeljob.core.status import Json, admitted
@@ -73,11 +74,13 @@ def judge(
     previous: JobPhase | None,
     generation: int | None,
     size: Callable[[JobFacts], Sizing],
+    check: Callable[[JobShape], str | None] = spec_problem,
 ) -> Judgement:
     """Judge one generation: ``job`` is None when its spec cannot be read (``problem`` says why);
-    ``size`` sizes a valid job per node type it may use."""
+    ``size`` sizes a valid job per node type it may use, ``check`` says what makes a shape
+    impossible to size (``spec_problem``, which a caller may cache per shape)."""
     if job is not None and problem is None:
-        problem = spec_problem(job.shape)
+        problem = check(job.shape)
     phase = admission_phase(previous, valid=problem is None and job is not None)
     sizing = size(job) if job is not None and problem is None else None
     return Judgement(
