@@ -28,7 +28,10 @@ class PodPhase(StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self in (PodPhase.SUCCEEDED, PodPhase.FAILED)
+        return self in _FINISHED  # a set: read for every pod of every cycle
+
+
+_FINISHED = frozenset({PodPhase.SUCCEEDED, PodPhase.FAILED})
 
 
 class TaintEffect(StrEnum):

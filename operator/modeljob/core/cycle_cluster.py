@@ -46,6 +46,7 @@ class Cluster:
         self._cache = cache
         self._eligible: dict[tuple[object, ...], BoolArray] = {}
         self._types: dict[tuple[object, ...], tuple[list[NodeType], dict[NodeType, float]]] = {}
+        self._sizings: dict[tuple[object, ...], Sizing] = {}
 
     @staticmethod
     def _key(job: JobFacts) -> tuple[object, ...]:
@@ -80,11 +81,24 @@ class Cluster:
 
     def sizing(self, job: JobFacts) -> Sizing:
         key = self._key(job)
+        # What size_job reads of a job (node_types.py): jobs of one template are sized once.
+        sized_as = (
+            key,
+            job.shape,
+            job.accelerator,
+            job.products,
+            job.memory_per_device_bytes,
+            job.extra_requests,
+        )
+        found = self._sizings.get(sized_as)
+        if found is not None:
+            return found
         if key not in self._types:
             usable = [v for v, ok in zip(self.views, self.eligible(job), strict=True) if ok]
             self._types[key] = (node_types(usable), type_prices(usable))
         types, prices = self._types[key]
-        return size_job(job, types, prices=prices, size=self._size)
+        self._sizings[sized_as] = sizing = size_job(job, types, prices=prices, size=self._size)
+        return sizing
 
     def _size(self, job: JobFacts, device: Device) -> Estimate:
         key = (job.shape, device.memory_bytes, device.gpus_per_node)

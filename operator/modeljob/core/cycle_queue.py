@@ -14,11 +14,11 @@ from modeljob.core.gang_placement import Unplaceable
 from modeljob.core.job_state import JobFacts
 from modeljob.core.lifecycle import Plan
 from modeljob.core.node_types import Candidate, Sizing, node_type_of
-from modeljob.core.nodes import NodeTable
+from modeljob.core.nodes import BoolArray, NodeTable
 from modeljob.core.planning import Attempt, Planner, best
 from modeljob.core.preempting import Preempting
 from modeljob.core.preemption import FitTest
-from modeljob.core.quota import Admission
+from modeljob.core.quota import Admission, QuotaRequest
 from modeljob.core.rolling import settle
 from modeljob.core.steps import Place, Preempt, Step, Unschedulable, Wait
 
@@ -60,9 +60,12 @@ class CycleQueue:
         planner: Planner,
         preempting: Preempting,
         admission: AdmissionPlan,
+        *,
+        requests: Mapping[str, QuotaRequest],
     ) -> None:
+        """``requests``: each waiting job's quota request (``waiting_item``'s), as admission saw it."""
         self.waiting, self.cluster, self.planner = waiting, cluster, planner
-        self.preempting, self.admission = preempting, admission
+        self.preempting, self.admission, self.requests = preempting, admission, requests
 
     def plan(self, *, strict: bool) -> tuple[list[Step], dict[str, int]]:
         steps: list[Step] = []
@@ -123,10 +126,9 @@ class CycleQueue:
         return self._preempt(step, waiting, quota_refused=True)
 
     def _preempt(self, step: Wait, waiting: Planned, *, quota_refused: bool) -> Wait | Preempt:
-        request = waiting_item(waiting, self.cluster).request
         found = self.preempting.preempt(
             waiting.job,
-            request,
+            self.requests[waiting.job.ref],
             table=self.cluster.table,
             fits=self._fits(waiting),
             quota_refused=quota_refused,
@@ -141,11 +143,13 @@ class CycleQueue:
     def _fits(self, waiting: Planned) -> FitTest:
         """Whether the job is placed on a table: the same planner, the same candidates and nodes."""
         job = waiting.job
-        candidates = self._candidates(waiting)
-        pending = pending_replicas(job)
-        eligible = self.cluster.usable(job)
+        # Worked out on the first call: most queues never preempt, and never ask.
+        known: list[tuple[tuple[Candidate, ...], list[int], BoolArray]] = []
 
         def fits(table: NodeTable) -> bool:
+            if not known:
+                known.append((self._candidates(waiting), pending_replicas(job), self.cluster.usable(job)))
+            candidates, pending, eligible = known[0]
             planner = replace(self.planner, table=table)
             plan = planner.try_node_types if job.gang else planner.try_one_by_one
             return best(plan(job, candidates, eligible=eligible, pending=pending)) is not None
@@ -177,9 +181,8 @@ class CycleQueue:
         roll = waiting.plan.roll
         pending = [roll.replica] if roll is not None else pending_replicas(job)
         candidates = self._candidates(waiting)
-        plan = self.planner.try_node_types if job.gang else self.planner.try_one_by_one
         usable = cluster.usable(job)
-        attempts = plan(job, candidates, eligible=usable, pending=pending)
+        attempts = self.planner.attempts(job, candidates, eligible=usable, pending=pending)
         chosen = best(attempts) if blocked_by is None else None
         if chosen is not None:
             candidate, placement = chosen

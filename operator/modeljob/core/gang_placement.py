@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from modeljob.core.gang_capacity import surely_placed
 from modeljob.core.gang_reasons import largest_block, needs_per_replica
 from modeljob.core.nodes import BoolArray, IntArray, NodeTable, PodRequest
 from modeljob.core.scoring.filters import filter_nodes
@@ -335,6 +336,21 @@ def _explain_rules(resources: str, rules: str) -> str:
     return f"{kept}of the nodes with room: {rules}"
 
 
+def _fits_empty(
+    empty: NodeTable,
+    gang: GangRequest,
+    classes: list[tuple[PodRequest, IntArray]],
+    *,
+    weights: ScoringWeights,
+    context: ScoringContext,
+) -> bool:
+    """Whether the gang fits ``empty`` (no pods anywhere): counted where counting decides it
+    (core/gang_capacity.py), else planned."""
+    if surely_placed(empty, classes, replicas=gang.replicas, group_size=gang.group_size, rules=gang.rules):
+        return True
+    return isinstance(_plan(empty, gang, weights=weights, context=context, with_pods=False), Placement)
+
+
 def plan_gang(
     table: NodeTable,
     gang: GangRequest,
@@ -363,8 +379,8 @@ def plan_gang(
         return Unplaceable(
             reason=f"{gang.job}: no node has a device size this job was sized for", never_fits=True
         )
-    never = check_never_fits and not isinstance(
-        _plan(table.emptied(), gang, weights=weights, context=context, with_pods=False), Placement
+    never = check_never_fits and not _fits_empty(
+        table.emptied(), gang, classes, weights=weights, context=context
     )
     needs = needs_per_replica(classes, table, group_size=gang.group_size)
     where = largest_block(table, classes)

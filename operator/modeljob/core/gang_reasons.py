@@ -31,11 +31,20 @@ def largest_block(table: NodeTable, classes: Sequence[tuple[PodRequest, IntArray
             & (table.accelerator_index[rows] == accelerator)
             & product_allowed(table, request)[rows]
         ]
-        for row in eligible:
-            block = int((table.gpu_free_milli[row] >= request.resources.gpu_milli).sum())
-            name = table.names[int(row)]
-            if best is None or block > best[0] or (block == best[0] and name < best[1]):
-                best = (block, name, int(table.gpu_memory_bytes[row]))
+        if len(eligible) == 0:
+            continue
+        blocks = (table.gpu_free_milli[eligible] >= request.resources.gpu_milli).sum(axis=1)
+        most = int(blocks.max())
+        tied = eligible[blocks == most]
+        # Rows ascend, so on a table in name order the first tied row has the smallest name.
+        row = (
+            int(tied[0])
+            if table.sorted_by_name
+            else min((int(r) for r in tied), key=lambda r: table.names[r])
+        )
+        name = table.names[row]
+        if best is None or most > best[0] or (most == best[0] and name < best[1]):
+            best = (most, name, int(table.gpu_memory_bytes[row]))
     if best is None:
         return "no node offers this accelerator"
     block, name, memory = best

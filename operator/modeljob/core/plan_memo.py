@@ -15,12 +15,12 @@ every result for that type (the rows other types plan on did not change).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from modeljob.core.gang_placement import Placement, Unplaceable
 from modeljob.core.node_types import Candidate, NodeType
-from modeljob.core.nodes import BoolArray, NodeTable
+from modeljob.core.nodes import BoolArray, NodeTable, subset
 
 Result = Placement | Unplaceable
 
@@ -38,6 +38,13 @@ class PlanMemo:
     table: NodeTable
     node_type_of: dict[str, NodeType | None]  # node name -> its type: what a placement touched
     _by_type: dict[NodeType, dict[Hashable, _Remembered]] = field(default_factory=dict)
+    _subsets: dict[NodeType, dict[bytes, NodeTable]] = field(default_factory=dict)
+    _epochs: dict[NodeType, int] = field(default_factory=dict)  # placements on each type so far
+    # A job's whole planning, by its demand: the epochs of its candidates' types it was made at,
+    # the job it was made for, and per attempt the candidate's position and the result.
+    _jobs: dict[Hashable, tuple[tuple[int, ...], str, tuple[tuple[int, Result], ...]]] = field(
+        default_factory=dict
+    )
 
     def key(
         self,
@@ -59,20 +66,37 @@ class PlanMemo:
 
     def recall(self, node_type: NodeType, key: Hashable, job: str) -> Result | None:
         found = self._by_type.get(node_type, {}).get(key)
-        if found is None:
-            return None
-        result = found.result
-        if isinstance(result, Unplaceable):
-            return replace(result, reason=job + result.reason[len(found.job) :])
-        return result
+        return None if found is None else _renamed(found.result, found.job, job)
 
     def remember(self, node_type: NodeType, key: Hashable, job: str, result: Result) -> None:
-        # Only a reason that names the job once, at its start, can be given another job's name.
-        if isinstance(result, Unplaceable) and (
-            not result.reason.startswith(f"{job}:") or result.reason.count(job) != 1
-        ):
-            return
-        self._by_type.setdefault(node_type, {})[key] = _Remembered(job, result)
+        if _renameable(result, job):
+            self._by_type.setdefault(node_type, {})[key] = _Remembered(job, result)
+
+    def recall_job(
+        self, key: Hashable, types: Sequence[NodeType], job: str
+    ) -> list[tuple[int, Result]] | None:
+        """A job's attempts remembered by its demand (candidate positions and results), if no
+        placement on any of its ``types`` came since."""
+        found = self._jobs.get(key)
+        if found is None or found[0] != tuple(self._epochs.get(t, 0) for t in types):
+            return None
+        _, planned_for, attempts = found
+        return [(index, _renamed(result, planned_for, job)) for index, result in attempts]
+
+    def remember_job(
+        self, key: Hashable, types: Sequence[NodeType], job: str, attempts: Sequence[tuple[int, Result]]
+    ) -> None:
+        if all(_renameable(result, job) for _, result in attempts):
+            epochs = tuple(self._epochs.get(t, 0) for t in types)
+            self._jobs[key] = (epochs, job, tuple(attempts))
+
+    def subset(self, node_type: NodeType, rows: BoolArray) -> NodeTable:
+        """``subset(table, rows)`` of the rows of ``node_type``, kept until a placement there."""
+        by_rows = self._subsets.setdefault(node_type, {})
+        key = rows.tobytes()
+        if key not in by_rows:
+            by_rows[key] = subset(self.table, rows)
+        return by_rows[key]
 
     def placed_on(self, nodes: Iterable[str]) -> None:
         """A placement was reserved on ``nodes``: what was planned on their types no longer holds."""
@@ -80,3 +104,18 @@ class PlanMemo:
             node_type = self.node_type_of.get(node)
             if node_type is not None:
                 self._by_type.pop(node_type, None)
+                self._subsets.pop(node_type, None)
+                self._epochs[node_type] = self._epochs.get(node_type, 0) + 1
+
+
+def _renameable(result: Result, job: str) -> bool:
+    """Only a reason that names the job once, at its start, can be given another job's name."""
+    return not isinstance(result, Unplaceable) or (
+        result.reason.startswith(f"{job}:") and result.reason.count(job) == 1
+    )
+
+
+def _renamed(result: Result, planned_for: str, job: str) -> Result:
+    if isinstance(result, Unplaceable) and planned_for != job:
+        return Unplaceable(reason=job + result.reason[len(planned_for) :], never_fits=result.never_fits)
+    return result

@@ -82,6 +82,45 @@ class Planner:
         if self.memo is not None:
             self.memo.placed_on(nodes)
 
+    def attempts(
+        self, job: JobFacts, candidates: Sequence[Candidate], *, eligible: BoolArray, pending: Sequence[int]
+    ) -> list[Attempt]:
+        """The job planned on its candidates (a gang whole on each, else replica by replica),
+        remembered by its demand for the jobs after it that ask the same (core/plan_memo.py)."""
+        plan = self.try_node_types if job.gang else self.try_one_by_one
+        memo = self.memo if self.memo is not None and self.table is self.memo.table else None
+        rules = self._rules_key(job)
+        if memo is None or rules is None:
+            return plan(job, candidates, eligible=eligible, pending=pending)
+        name, types = f"{job.namespace}/{job.name}", [c.node_type for c in candidates]
+        key = (
+            job.gang,
+            tuple((c.node_type, c.request, c.pods_per_replica) for c in candidates),
+            len(pending),
+            eligible.tobytes(),
+            rules,
+            (job.topology_key or self.topology_key, job.topology_required),
+        )
+        found = memo.recall_job(key, types, name)
+        if found is not None:
+            return [Attempt(candidates[index], result) for index, result in found]
+        attempts = plan(job, candidates, eligible=eligible, pending=pending)
+        position = {id(c): index for index, c in enumerate(candidates)}
+        memo.remember_job(key, types, name, [(position[id(a.candidate)], a.result) for a in attempts])
+        return attempts
+
+    def _rules_key(self, job: JobFacts) -> Hashable | None:
+        """What ``rules_for(job)`` is, told without counting pods, for a job whose rules cannot
+        depend on other pods or its own; None for any other job."""
+        if self.pods is None:
+            return "no rules"
+        stated = job.rules
+        if stated.states_pod_rules or stated.node_affinity.preferred or self.pods.guarded:
+            return None
+        if self.pods.by_job.get(job.uid):
+            return None
+        return ("spread replicas", spreads_by_default(job))
+
     def try_node_types(
         self, job: JobFacts, candidates: Sequence[Candidate], *, eligible: BoolArray, pending: Sequence[int]
     ) -> list[Attempt]:
@@ -163,9 +202,9 @@ class Planner:
             group_size=candidate.pods_per_replica,
             topology=self.topology_for(job) if candidate.pods_per_replica > 1 else None,
         )
-        result = plan_gang(
-            subset(table, eligible & of_type), gang, weights=self.weights, context=self.context
-        )
+        rows = eligible & of_type
+        nodes = memo.subset(candidate.node_type, rows) if memo is not None else subset(table, rows)
+        result = plan_gang(nodes, gang, weights=self.weights, context=self.context)
         not_admitted = int(np.count_nonzero(of_type & ~eligible))
         if isinstance(result, Unplaceable) and not_admitted:
             result = replace(

@@ -19,6 +19,7 @@ from modeljob.core.admission import (
     AdmissionPlan,
     QueueConfig,
     Queues,
+    Waiting,
     admit_waiting,
     charged,
     held,
@@ -124,7 +125,8 @@ def run_cycle(
         memo=PlanMemo(cluster.table, node_type_of=cluster.type_of) if remember_plans else None,
     )
     setup = queues_of(queues)
-    admission = _admission(jobs, waiting, cluster, pods, setup, settings=settings, now=now)
+    items = {ref: waiting_item(w, cluster) for ref, w in waiting.items()}
+    admission = _admission(jobs, items, cluster, pods, setup, settings=settings, now=now)
     settled = {s.job.ref for s in steps if isinstance(s, Keep | SetPhase) and not s.delete_pods}
     preempting = Preempting(
         jobs,
@@ -135,7 +137,8 @@ def run_cycle(
         settled=frozenset(settled),
         devices_per_node={v.name: v.allocatable.gpus for v in cluster.views},
     )
-    queue = CycleQueue(waiting, cluster, planner, preempting, admission)
+    requests = {ref: item.request for ref, item in items.items()}
+    queue = CycleQueue(waiting, cluster, planner, preempting, admission, requests=requests)
     queued, queue_lengths = queue.plan(strict=settings.strict)
     victims = victims_of(queued)
     return CycleResult(
@@ -189,7 +192,7 @@ def _reconcile_all(
 
 def _admission(
     jobs: Sequence[JobFacts],
-    waiting: Mapping[str, Planned],
+    waiting: Mapping[str, Waiting],
     cluster: Cluster,
     pods: Sequence[PodFacts],
     setup: Queues,
@@ -203,7 +206,6 @@ def _admission(
         for job in sorted(jobs, key=lambda j: ((j.started or j.created).timestamp(), j.key))
         if job.placement and not (job.phase is not None and job.phase.finished)
     ]
-    items = [waiting_item(w, cluster) for w in waiting.values()]
     policy_for = policies(
         setup,
         [w.job.queue for w in waiting.values()],
@@ -211,7 +213,9 @@ def _admission(
         capacity=_capacity(cluster.views),
         usage=_usage_by_namespace(pods),
     )
-    return admit_waiting(items, running, setup, policy_for=policy_for, now_seconds=now.timestamp())
+    return admit_waiting(
+        list(waiting.values()), running, setup, policy_for=policy_for, now_seconds=now.timestamp()
+    )
 
 
 def _held(job: JobFacts, cluster: Cluster, pods: Sequence[PodFacts]) -> QuotaRequest:
