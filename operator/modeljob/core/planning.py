@@ -95,7 +95,9 @@ class Planner:
         name, types = f"{job.namespace}/{job.name}", [c.node_type for c in candidates]
         key = (
             job.gang,
-            tuple((c.node_type, c.request, c.pods_per_replica) for c in candidates),
+            # The cycle sizes each template once and keeps its candidates (Cluster.sizing), so
+            # their identity stands for what planning reads of them (type, request, group size).
+            tuple(id(c) for c in candidates),
             len(pending),
             eligible.tobytes(),
             rules,
@@ -262,7 +264,9 @@ def target_workload(waiting: Sequence[Sizing], pods: Sequence[PodFacts]) -> Targ
         for c in sizing.candidates[:1]
     ]
     # One rule for a pod's shape, the extender cache's (core/fragmentation.py): None without GPUs.
-    running = (TaskShape.of_running_pod(p.requests) for p in pods if p.holds_resources)
+    # Thousands of pods ask the same few requests: each distinct one is shaped once.
+    shape_of = {r: TaskShape.of_running_pod(r) for r in {p.requests for p in pods if p.holds_resources}}
+    running = (shape_of[p.requests] for p in pods if p.holds_resources)
     shapes += [shape for shape in running if shape is not None]
     return learn_target_workload(shapes)
 

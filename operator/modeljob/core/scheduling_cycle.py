@@ -201,10 +201,10 @@ def _admission(
     now: datetime,
 ) -> AdmissionPlan:
     """Usage rebuilt from the placed jobs, then each waiting job's whole request admitted (or not)."""
+    placed = [j for j in jobs if j.placement and not (j.phase is not None and j.phase.finished)]
     running = [
         charged(_held(job, cluster, pods), setup.tree)
-        for job in sorted(jobs, key=lambda j: ((j.started or j.created).timestamp(), j.key))
-        if job.placement and not (job.phase is not None and job.phase.finished)
+        for job in sorted(placed, key=lambda j: ((j.started or j.created).timestamp(), j.key))
     ]
     policy_for = policies(
         setup,
