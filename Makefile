@@ -98,6 +98,7 @@ demo: cluster
 bench: venv
 	$(PY) bench/simulate.py
 	$(PY) bench/operator_throughput.py
+	$(PY) bench/deep_queue.py
 	$(PY) bench/failover.py
 	$(PY) bench/extender.py
 	bench/cluster.sh "$(PY)"

@@ -1,10 +1,10 @@
-"""Operator benchmarks: binding throughput against kube-scheduler on 1,000 fake nodes, and the
-operator's memory with 1,000 nodes and 5,000 pods. Rewrites `## Operator` in docs/benchmarks.md.
+"""Operator benchmarks: binding throughput against kube-scheduler on 1,000 and 5,000 fake nodes in
+one run, side by side, and the operator's memory at each. Rewrites `## Operator` in docs/benchmarks.md.
 
 It runs its own control plane (registered as "bench-operator" in tests/cluster.py) and removes
 it at the end, so a development cluster and its tests are left alone.
 
-    python bench/operator_throughput.py [--nodes 1000] [--pods 2000] [--total-pods 5000] [--keep]
+    python bench/operator_throughput.py [--nodes 1000,5000] [--pods 2000] [--total-pods 5000] [--keep]
 
 Throughput is "pods bound per second from the first submission": kube-scheduler gets N plain
 pods (1 GPU each) created by this script; the operator gets N / 4 ModelJobs of 4 replicas (1 GPU
@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -137,173 +138,241 @@ def control_plane_cpu() -> dict[str, float]:
     }
 
 
+@dataclass
+class SizeRun:
+    """One node count's runs: kube-scheduler's and the operator's, on the same nodes."""
+
+    nodes: int
+    pods: int
+    scheduler_seconds: float
+    operator_seconds: float
+    scheduler_cpu: dict[str, float]
+    operator_cpu: dict[str, float]
+    scheduler_requests: Counter[str]
+    operator_requests: Counter[str]
+    cycles: float
+    cycle_mean: float
+    binding_mean: float
+    idle_rss: float
+    loaded_rss: float
+    pods_total: int
+
+
+def add_nodes(gateway: ClusterGateway, count: int) -> None:
+    """Fake 8-GPU nodes bench-00000 .. up to ``count`` (those there already are kept), Ready."""
+    template = node_catalog.PRESETS["mixed"][0].nodes()[0]
+    specs = [
+        node_catalog.NodeSpec(
+            name=f"bench-{i:05d}",
+            cpu_milli=template.cpu_milli,
+            memory_bytes=template.memory_bytes,
+            ephemeral_storage_bytes=template.ephemeral_storage_bytes,
+            gpus=template.gpus,
+            gpu=template.gpu,
+        )
+        for i in range(count)
+    ]
+    apply_nodes(gateway, [node_catalog.node_manifest(s) for s in specs], workers=WORKERS)
+    names = {s.name for s in specs}
+    if wait_until_ready(gateway, names, timeout_seconds=1800) != names:
+        raise SystemExit("the fake nodes did not become Ready")
+
+
+def run_size(gateway: ClusterGateway, nodes: int, pods: int, *, top_up_to: int) -> SizeRun:
+    """kube-scheduler binds ``pods`` plain pods, then a fresh operator binds as many pods of
+    4-replica ModelJobs, on the same ``nodes``; the operator's memory after topping the cluster up
+    to ``top_up_to`` pods (if more than it holds)."""
+    log(f"{nodes} nodes: kube-scheduler, {pods} pods")
+    add_nodes(gateway, nodes)
+    namespace = f"bench-kube-scheduler-{nodes}"
+    create_ready_namespace(gateway, namespace)
+    cpu_before, requests_before = control_plane_cpu(), api_requests()
+    started = time.monotonic()
+    in_parallel(lambda i: gateway.create_pod(namespace, plain_pod(f"p-{i:05d}")), list(range(pods)))
+    scheduler_seconds = wait_all_bound(gateway, namespace, pods) - started
+    scheduler_cpu = {k: v - cpu_before[k] for k, v in control_plane_cpu().items()}
+    scheduler_requests = api_requests() - requests_before
+
+    log(f"{nodes} nodes: starting the operator")
+    operator_log = STATE / "logs" / f"modeljob-operator-{nodes}.log"
+    level = os.environ.get("MODELJOB_LOGGING__LEVEL", "WARNING")
+    operator = start_operator(
+        PLANE.kubeconfig, operator_log, {"MODELJOB_LOGGING__LEVEL": level}, timeout_seconds=300
+    )
+    try:
+        idle_rss = rss_mib(operator.process.pid)
+        jobs = pods // REPLICAS
+        log(f"{nodes} nodes: operator, {jobs} ModelJobs x {REPLICAS} replicas")
+        namespace = f"bench-operator-{nodes}"
+        create_ready_namespace(gateway, namespace)
+        manifests = [model_job(f"job-{i:05d}") for i in range(jobs)]
+        cpu_before, requests_before = control_plane_cpu(), api_requests()
+        operator_cpu_before = cpu_seconds(operator.process.pid)
+        started = time.monotonic()
+        in_parallel(lambda m: create_modeljob(gateway, namespace, m), manifests)
+        operator_seconds = wait_all_bound(gateway, namespace, jobs * REPLICAS) - started
+        operator_cpu = {k: v - cpu_before[k] for k, v in control_plane_cpu().items()}
+        operator_cpu["modeljob operator"] = cpu_seconds(operator.process.pid) - operator_cpu_before
+        operator_requests = api_requests() - requests_before
+
+        extra = top_up_to - len(gateway.list_pods())
+        if extra > 0:
+            log(f"topping the cluster up to {top_up_to} pods")
+            namespace = f"bench-extra-{nodes}"
+            create_ready_namespace(gateway, namespace)
+            in_parallel(lambda i: gateway.create_pod(namespace, plain_pod(f"x-{i:05d}")), list(range(extra)))
+            wait_all_bound(gateway, namespace, extra)
+        log("letting the watches settle")
+        time.sleep(20)
+        text = operator.metrics()
+        return SizeRun(
+            nodes=nodes,
+            pods=pods,
+            scheduler_seconds=scheduler_seconds,
+            operator_seconds=operator_seconds,
+            scheduler_cpu=scheduler_cpu,
+            operator_cpu=operator_cpu,
+            scheduler_requests=scheduler_requests,
+            operator_requests=operator_requests,
+            cycles=sample_sum(text, "modeljob_scheduling_cycle_duration_seconds_count"),
+            cycle_mean=mean(text, "modeljob_scheduling_cycle_duration_seconds"),
+            binding_mean=mean(text, "modeljob_binding_duration_seconds"),
+            idle_rss=idle_rss,
+            loaded_rss=rss_mib(operator.process.pid),
+            pods_total=len(gateway.list_pods()),
+        )
+    finally:
+        if operator.process.poll() is None:
+            operator.process.send_signal(signal.SIGTERM)
+            operator.process.wait(timeout=60)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--nodes", default="1000,5000", help="comma-separated node counts, ascending")
     parser.add_argument("--pods", type=int, default=2000, help="pods bound by each scheduler (multiple of 4)")
     parser.add_argument(
         "--total-pods", type=int, default=5000, help="pods in the cluster for the memory reading"
     )
     parser.add_argument("--keep", action="store_true", help="leave the bench cluster running")
     args = parser.parse_args()
+    sizes = sorted(int(n) for n in args.nodes.split(","))
 
     log(f"starting a bench control plane in {STATE}")
     PLANE.run("up.sh")
-    operator = None
     try:
         gateway = PLANE.gateway(connections=WORKERS)
-        config = PLANE.kubeconfig
-        kubectl(config, "apply", "--server-side", "-f", str(REPO / "crds" / "modeljob.dev_modeljobs.yaml"))
-
-        log(f"creating {args.nodes} fake 8-GPU nodes")
-        group = node_catalog.PRESETS["mixed"][0]
-        template = group.nodes()[0]
-        specs = [
-            node_catalog.NodeSpec(
-                name=f"bench-{i:04d}",
-                cpu_milli=template.cpu_milli,
-                memory_bytes=template.memory_bytes,
-                ephemeral_storage_bytes=template.ephemeral_storage_bytes,
-                gpus=template.gpus,
-                gpu=template.gpu,
-            )
-            for i in range(args.nodes)
-        ]
-        apply_nodes(gateway, [node_catalog.node_manifest(s) for s in specs], workers=WORKERS)
-        names = {s.name for s in specs}
-        if wait_until_ready(gateway, names, timeout_seconds=600) != names:
-            raise SystemExit("the fake nodes did not become Ready")
-
-        log(f"kube-scheduler: {args.pods} pods")
-        create_ready_namespace(gateway, "bench-kube-scheduler")
-        cpu_before = control_plane_cpu()
-        requests_before = api_requests()
-        started = time.monotonic()
-        in_parallel(
-            lambda i: gateway.create_pod("bench-kube-scheduler", plain_pod(f"p-{i:05d}")),
-            list(range(args.pods)),
+        kubectl(
+            PLANE.kubeconfig,
+            "apply",
+            "--server-side",
+            "-f",
+            str(REPO / "crds" / "modeljob.dev_modeljobs.yaml"),
         )
-        scheduler_seconds = wait_all_bound(gateway, "bench-kube-scheduler", args.pods) - started
-        scheduler_cpu = {k: v - cpu_before[k] for k, v in control_plane_cpu().items()}
-        scheduler_requests = api_requests() - requests_before
-
-        log("starting the operator")
-        operator_log = STATE / "logs" / "modeljob-operator.log"
-        level = os.environ.get("MODELJOB_LOGGING__LEVEL", "WARNING")
-        operator = start_operator(
-            PLANE.kubeconfig, operator_log, {"MODELJOB_LOGGING__LEVEL": level}, timeout_seconds=120
-        )
-        idle_rss = rss_mib(operator.process.pid)
-
-        jobs = args.pods // REPLICAS
-        log(f"operator: {jobs} ModelJobs x {REPLICAS} replicas")
-        create_ready_namespace(gateway, "bench-operator")
-        manifests = [model_job(f"job-{i:05d}") for i in range(jobs)]
-        cpu_before = control_plane_cpu()
-        operator_cpu_before = cpu_seconds(operator.process.pid)
-        requests_before = api_requests()
-        started = time.monotonic()
-        in_parallel(lambda m: create_modeljob(gateway, "bench-operator", m), manifests)
-        operator_seconds = wait_all_bound(gateway, "bench-operator", jobs * REPLICAS) - started
-        operator_cpu = {k: v - cpu_before[k] for k, v in control_plane_cpu().items()}
-        operator_cpu["modeljob operator"] = cpu_seconds(operator.process.pid) - operator_cpu_before
-        operator_requests = api_requests() - requests_before
-
-        extra = args.total_pods - args.pods - jobs * REPLICAS
-        if extra > 0:
-            log(f"topping the cluster up to {args.total_pods} pods")
-            create_ready_namespace(gateway, "bench-extra")
-            in_parallel(
-                lambda i: gateway.create_pod("bench-extra", plain_pod(f"x-{i:05d}")), list(range(extra))
-            )
-            wait_all_bound(gateway, "bench-extra", extra)
-        log("letting the watches settle")
-        time.sleep(20)
-        loaded_rss = rss_mib(operator.process.pid)
-        text = operator.metrics()
-        cycles = sample_sum(text, "modeljob_scheduling_cycle_duration_seconds_count")
-        cycle_mean = mean(text, "modeljob_scheduling_cycle_duration_seconds")
-        binding_mean = mean(text, "modeljob_binding_duration_seconds")
-        pods_total = len(gateway.list_pods())
+        # Each size adds its nodes to the last one's, and its pods to those already bound: both
+        # schedulers of one size find the same nodes and the same pods.
+        runs = [run_size(gateway, n, args.pods, top_up_to=args.total_pods) for n in sizes]
         load = os.getloadavg()[2]
     finally:
-        if operator is not None and operator.process.poll() is None:
-            operator.process.send_signal(signal.SIGTERM)
-            operator.process.wait(timeout=60)
         if not args.keep:
             with contextlib.suppress(ControlPlaneError):
                 PLANE.run("down.sh")
+    section = render(runs, load=load)
+    write_section(section)
+    print(section)
+    return 0
 
+
+def render(runs: list[SizeRun], *, load: float) -> str:
+    jobs = runs[0].pods // REPLICAS
+    pods = runs[0].pods
+    columns = [f"{r.nodes} nodes" for r in runs]
     rows = [
         (
-            f"kube-scheduler: {args.pods} pods (1 GPU each) bound, from the first create",
-            f"{scheduler_seconds:.1f} s = {args.pods / scheduler_seconds:.0f} pods/s",
+            f"kube-scheduler: {pods} pods (1 GPU each) bound, from the first create",
+            [f"{r.scheduler_seconds:.1f} s = {r.pods / r.scheduler_seconds:.0f} pods/s" for r in runs],
         ),
         (
             f"operator: {jobs} ModelJobs x {REPLICAS} replicas sized, planned as gangs, created and bound",
-            f"{operator_seconds:.1f} s = {jobs * REPLICAS / operator_seconds:.0f} pods/s",
+            [f"{r.operator_seconds:.1f} s = {r.pods / r.operator_seconds:.0f} pods/s" for r in runs],
         ),
+        ("operator / kube-scheduler", [f"{r.scheduler_seconds / r.operator_seconds:.2f}x" for r in runs]),
         (
             "operator: mean scheduling cycle (snapshot, plan, act)",
-            f"{cycle_mean * 1000:.0f} ms over {cycles:.0f}",
+            [f"{r.cycle_mean * 1000:.0f} ms over {r.cycles:.0f}" for r in runs],
         ),
-        ("operator: mean pod create + bind", f"{binding_mean * 1000:.1f} ms"),
-        (f"operator resident memory (VmRSS), {args.nodes} nodes, no pods", f"{idle_rss:.0f} MiB"),
+        ("operator: mean pod create + bind", [f"{r.binding_mean * 1000:.1f} ms" for r in runs]),
+        ("operator resident memory (VmRSS), no ModelJobs", [f"{r.idle_rss:.0f} MiB" for r in runs]),
         (
-            f"operator resident memory (VmRSS), {args.nodes} nodes, {pods_total} pods, {jobs} ModelJobs",
-            f"{loaded_rss:.0f} MiB",
+            "operator resident memory (VmRSS), after its run and the top-up",
+            [f"{r.loaded_rss:.0f} MiB with {r.pods_total} pods" for r in runs],
         ),
     ]
+    table = "\n".join(
+        [
+            f"| what | {' | '.join(columns)} |",
+            f"| --- |{' ---: |' * len(runs)}",
+            *(f"| {what} | {' | '.join(values)} |" for what, values in rows),
+        ]
+    )
+    details = "\n\n".join(_details(r) for r in runs)
+    sizes = " and ".join(str(r.nodes) for r in runs)
+    return f"""## Operator
+
+Measured by `bench/operator_throughput.py` (`make bench`) on {datetime.now(UTC):%Y-%m-%d}, on a machine with
+{os.cpu_count()} CPUs, against its own local control plane (Kubernetes v1.36.3, kwok v0.8.0) with
+{sizes} fake 8-GPU nodes, in one run: for each node count kube-scheduler binds its pods, then the
+operator (started afresh) binds as many, on the same nodes beside the pods already bound. The
+control plane, kwok, the operator and this script share the machine's CPUs, so both throughputs
+are lower bounds of what each scheduler can do alone (the 15-minute load average at the end of
+the run was {load:.1f}: other work was running too). kube-scheduler runs with its default client
+rate limit (50 requests/s), which caps its bindings.
+
+{table}
+
+{details}
+
+{PROSE}"""
+
+
+def _details(run: SizeRun) -> str:
+    """CPU seconds and API requests of one node count's two runs."""
     cpu_rows = [
         "| process | CPU seconds while kube-scheduler bound | CPU seconds while the operator bound |",
         "| --- | ---: | ---: |",
         *(
-            f"| {name} | {scheduler_cpu.get(name, 0.0):.1f} | {operator_cpu[name]:.1f} |"
-            for name in operator_cpu
+            f"| {name} | {run.scheduler_cpu.get(name, 0.0):.1f} | {run.operator_cpu[name]:.1f} |"
+            for name in run.operator_cpu
         ),
     ]
-    kinds = sorted(
-        set(scheduler_requests) | set(operator_requests),
-        key=lambda k: -(scheduler_requests[k] + operator_requests[k]),
-    )
+    scheduler, operator, pods = run.scheduler_requests, run.operator_requests, run.pods
+    kinds = sorted(set(scheduler) | set(operator), key=lambda k: -(scheduler[k] + operator[k]))
     request_rows = [
         "| request | while kube-scheduler bound | per pod | while the operator bound | per pod |",
         "| --- | ---: | ---: | ---: | ---: |",
         *(
-            f"| {kind} | {scheduler_requests[kind]} | {scheduler_requests[kind] / args.pods:.2f} "
-            f"| {operator_requests[kind]} | {operator_requests[kind] / (jobs * REPLICAS):.2f} |"
+            f"| {kind} | {scheduler[kind]} | {scheduler[kind] / pods:.2f} "
+            f"| {operator[kind]} | {operator[kind] / pods:.2f} |"
             for kind in kinds
-            if scheduler_requests[kind] + operator_requests[kind] >= args.pods // 20
+            if scheduler[kind] + operator[kind] >= pods // 20
         ),
-        f"| all | {sum(scheduler_requests.values())} | {sum(scheduler_requests.values()) / args.pods:.2f} "
-        f"| {sum(operator_requests.values())} | {sum(operator_requests.values()) / (jobs * REPLICAS):.2f} |",
+        f"| all | {sum(scheduler.values())} | {sum(scheduler.values()) / pods:.2f} "
+        f"| {sum(operator.values())} | {sum(operator.values()) / pods:.2f} |",
     ]
-    table = "\n".join(
-        ["| what | result |", "| --- | ---: |", *(f"| {what} | {value} |" for what, value in rows)]
-    )
-    section = f"""## Operator
-
-Measured by `bench/operator_throughput.py` (`make bench`) on {datetime.now(UTC):%Y-%m-%d}, on a machine with
-{os.cpu_count()} CPUs, against its own local control plane (Kubernetes v1.36.3, kwok v0.8.0) with
-{args.nodes} fake 8-GPU nodes. The control plane, kwok, the operator and this script share the
-machine's CPUs, so both throughputs are lower bounds of what each scheduler can do alone (the
-15-minute load average at the end of the run was {load:.1f}: other work was running too).
-kube-scheduler runs with its default client rate limit (50 requests/s), which caps its bindings.
-
-{table}
-
-CPU time used during each run (the machine has {os.cpu_count()} CPUs):
+    return f"""At {run.nodes} nodes, CPU time used during each run (the machine has {os.cpu_count()} CPUs):
 
 {chr(10).join(cpu_rows)}
 
-Requests the API server served during each run (its `apiserver_request_total`, watches left out;
-kinds under 5% of the pod count not shown, but counted in *all*):
+At {run.nodes} nodes, requests the API server served during each run (its `apiserver_request_total`,
+watches left out; kinds under 5% of the pod count not shown, but counted in *all*):
 
-{chr(10).join(request_rows)}
+{chr(10).join(request_rows)}"""
 
-kube-scheduler binds pods someone else created (here: this script, {WORKERS} threads); the operator
+
+PROSE = f"""kube-scheduler binds pods someone else created (here: this script, {WORKERS} threads); the
+operator
 also creates them (one POST per pod, then pods/binding), and each job costs the plan (written
 before any pod exists, so a crash never leaves a half-bound gang unknown, and carrying the job's
 admission: validated, sized, queued), Scheduled and Running. Those are custom-resource writes, JSON
@@ -319,9 +388,6 @@ per job is more sensitive to CPU contention than kube-scheduler's one binding pe
 workers (MODELJOB_SCHEDULING__JOB_WORKERS=32, BIND_WORKERS=64) did not help under contention.
 docs/operator.md says what would shorten the chain.
 """
-    write_section(section)
-    print(section)
-    return 0
 
 
 def create_modeljob(gateway: ClusterGateway, namespace: str, manifest: dict[str, Any]) -> None:

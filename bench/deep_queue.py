@@ -1,0 +1,279 @@
+"""Deep-queue benchmark: scheduling-cycle p50/p99 and memory with 10,000 queued ModelJobs on 5,000
+nodes, in process (the core cycle alone, no cluster). Rewrites `## Deep queue` in docs/benchmarks.md.
+
+    python bench/deep_queue.py [--nodes 5000] [--jobs 10000] [--cycles 20] [--seed 7] [--no-write]
+
+The cluster is openb-like: 8-GPU nodes of five GPU models (and a few CPU nodes), most of their
+devices already taken by running pods, so the queue stays deep: few of the queued jobs fit. The
+jobs are ModelJob manifests of mixed shapes (1B to 70B parameters, 1 to 8 replicas, gangs and
+not, some with a GPU count of their own), read by the same adapter as the operator's
+(adapters/kube_jobs.py), so they are sized, ordered and planned as the operator would.
+
+Each cycle is `run_cycle`, the function the operator's scheduling loop calls; its placements are
+fed back (the jobs marked Running, their pods bound where placed), as the loop's binding would,
+so the first cycles place what fits and the later ones are the steady state of a deep queue:
+every job tried, none fits. The report gives the first cycle, p50/p99/max of all, how many
+cycles until every fitting job was placed (the queue no longer changes), and memory: the
+process's peak RSS and the cycle's own peak allocation (tracemalloc, on one extra cycle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import resource
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "operator")]
+
+from report import write_section  # noqa: E402
+
+from modeljob.adapters import kube_jobs, kube_nodes, node_catalog  # noqa: E402
+from modeljob.core.cluster_state import NodeFacts, PodFacts, PodPhase  # noqa: E402
+from modeljob.core.job_state import JobFacts, JobPhase, Placed  # noqa: E402
+from modeljob.core.resources import GIB, TIB, Resources  # noqa: E402
+from modeljob.core.scheduling_cycle import CycleResult, CycleSettings, SizingCache, run_cycle  # noqa: E402
+from modeljob.core.steps import Place  # noqa: E402
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+GPU = "nvidia.com/gpu"
+# openb-like: its disclosed 8-GPU models (and G2, its most common undisclosed one), by share.
+GPU_MIX = (("G2", 0.40), ("V100M32", 0.20), ("V100M16", 0.15), ("T4", 0.10), ("A10", 0.10))
+CPU_NODE_SHARE = 0.05
+PARAMETERS = ("1B", "3B", "7B", "8B", "13B", "34B", "70B")
+REPLICAS = (1, 1, 1, 2, 2, 4, 4, 8)
+GPU_COUNTS = (None, None, None, 1, 2, 4, 8)
+
+
+def log(message: str) -> None:
+    print(f"[deep-queue {datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def build_nodes(count: int) -> list[NodeFacts]:
+    """``count`` nodes, the GPU models in GPU_MIX's shares, read as the operator reads Nodes."""
+    specs: list[node_catalog.NodeSpec] = []
+    gpu_nodes = count - int(count * CPU_NODE_SHARE)
+    for model, share in GPU_MIX:
+        gpu = node_catalog.OPENB_GPU_MODELS[model]
+        number = round(gpu_nodes * share / sum(s for _, s in GPU_MIX))
+        specs += [
+            node_catalog.NodeSpec(f"{model.lower()}-{i:05d}", 96_000, 384 * GIB, TIB, gpus=8, gpu=gpu)
+            for i in range(number)
+        ]
+    specs += [
+        node_catalog.NodeSpec(f"cpu-{i:05d}", 64_000, 256 * GIB, TIB)
+        for i in range(max(0, count - len(specs)))
+    ]
+    return [kube_nodes.node_facts(_ready(node_catalog.node_manifest(s))) for s in specs[:count]]
+
+
+def _ready(manifest: dict[str, Any]) -> dict[str, Any]:
+    manifest["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    return manifest
+
+
+def running_pods(nodes: Sequence[NodeFacts], *, fill: float, rng: random.Random) -> list[PodFacts]:
+    """Pods of other work bound to the GPU nodes: about ``fill`` of every device taken, unevenly
+    (most nodes full, some with a few devices free), in 1, 2, 4 and 8-GPU pods."""
+    pods: list[PodFacts] = []
+    for node in nodes:
+        devices = node.view.allocatable.gpus
+        if not devices:
+            continue
+        used = devices if rng.random() < fill else rng.choice(range(devices))
+        while used > 0:
+            gpus = min(used, rng.choice((1, 1, 2, 4, 8)))
+            used -= gpus
+            pods.append(
+                PodFacts(
+                    namespace="other",
+                    name=f"{node.name}-{len(pods)}",
+                    requests=Resources(cpu_milli=gpus * 8000, memory_bytes=gpus * 32 * GIB, gpus=gpus),
+                    accelerator=GPU,
+                    node=node.name,
+                    phase=PodPhase.RUNNING,
+                )
+            )
+    return pods
+
+
+def job_manifest(index: int, rng: random.Random) -> dict[str, Any]:
+    """One queued ModelJob, admitted (status Queued, observedGeneration 1), of a random shape."""
+    spec: dict[str, Any] = {
+        "model": {"parameters": rng.choice(PARAMETERS)},
+        "replicas": rng.choice(REPLICAS),
+        "template": {"spec": {"containers": [{"name": "main", "image": "registry.example/llm:1"}]}},
+    }
+    gpus = rng.choice(GPU_COUNTS)
+    if gpus is not None:
+        spec["resources"] = {"gpus": gpus}
+    if rng.random() < 0.1:
+        spec["scheduling"] = {"gang": False}
+    created = T0 + timedelta(seconds=index)
+    return {
+        "apiVersion": "modeljob.dev/v1alpha1",
+        "kind": "ModelJob",
+        "metadata": {
+            "namespace": f"team-{index % 20}",
+            "name": f"job-{index:05d}",
+            "uid": f"uid-{index:05d}",
+            "generation": 1,
+            "creationTimestamp": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+        "spec": spec,
+        "status": {"phase": JobPhase.QUEUED.value, "observedGeneration": 1},
+    }
+
+
+def queued_jobs(count: int, rng: random.Random) -> list[JobFacts]:
+    return [kube_jobs.job_facts(job_manifest(i, rng)) for i in range(count)]
+
+
+def bind(result: CycleResult, jobs: list[JobFacts], pods: list[PodFacts], now: datetime) -> int:
+    """What the loop's binding leaves behind: each placed job Running, its pods bound. Returns
+    how many jobs were placed."""
+    placed = {s.job.ref: s for s in result.steps if isinstance(s, Place)}
+    for index, job in enumerate(jobs):
+        step = placed.get(job.ref)
+        if step is None:
+            continue
+        entries = tuple(
+            Placed(replica=a.replica, pod=f"{job.name}-{a.replica}-{a.member}", node=a.node, member=a.member)
+            for a in step.placement
+        )
+        jobs[index] = replace(
+            job,
+            placement=entries,
+            placed_generation=job.generation,
+            phase=JobPhase.RUNNING,
+            started=now,
+            queued_since=None,
+        )
+        pods += [
+            PodFacts(
+                namespace=job.namespace,
+                name=entry.pod,
+                requests=step.candidate.request.resources,
+                accelerator=step.candidate.request.accelerator,
+                node=entry.node,
+                phase=PodPhase.RUNNING,
+                job_uid=job.uid,
+                replica=entry.replica,
+                spec_hash=job.spec_hash,
+            )
+            for entry in entries
+        ]
+    return len(placed)
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: tuple[float, ...]  # each cycle's run_cycle time
+    placed: tuple[int, ...]  # jobs placed by each cycle
+    peak_rss_mib: float
+    cycle_peak_mib: float  # tracemalloc's peak during one steady-state cycle
+
+
+def run(nodes: Sequence[NodeFacts], jobs: list[JobFacts], pods: list[PodFacts], *, cycles: int) -> Run:
+    settings = CycleSettings()
+    cache: SizingCache = {}
+    seconds: list[float] = []
+    placed: list[int] = []
+    for number in range(cycles):
+        now = T0 + timedelta(hours=1, seconds=number)
+        gc.collect()
+        started = time.perf_counter()
+        result = run_cycle(jobs, nodes, pods, now=now, settings=settings, sizing_cache=cache)
+        seconds.append(time.perf_counter() - started)
+        placed.append(bind(result, jobs, pods, now))
+        log(f"cycle {number + 1}: {seconds[-1] * 1000:.0f} ms, {placed[-1]} placed")
+    tracemalloc.start()
+    run_cycle(jobs, nodes, pods, now=T0 + timedelta(hours=2), settings=settings, sizing_cache=cache)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return Run(tuple(seconds), tuple(placed), rss, peak / 2**20)
+
+
+def percentile(values: Sequence[float], percent: float) -> float:
+    """The nearest-rank percentile: the smallest value with ``percent`` of them at or below it."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * percent // 100))
+    return ordered[int(rank) - 1]
+
+
+def render(args: argparse.Namespace, outcome: Run, *, waiting: int, running_pods_count: int) -> str:
+    seconds = outcome.seconds
+    settled = next((i for i, n in enumerate(outcome.placed) if n == 0), None)
+    settled_text = (
+        f"{settled} cycle(s) ({sum(seconds[:settled]):.1f} s of cycles)"
+        if settled is not None
+        else f"not within {len(seconds)} cycles"
+    )
+    rows = [
+        ("first cycle (places what fits)", f"{seconds[0] * 1000:.0f} ms, {outcome.placed[0]} jobs placed"),
+        (f"cycle p50 over {len(seconds)}", f"{statistics.median(seconds) * 1000:.0f} ms"),
+        (f"cycle p99 over {len(seconds)}", f"{percentile(seconds, 99) * 1000:.0f} ms"),
+        ("cycle max", f"{max(seconds) * 1000:.0f} ms"),
+        ("until every fitting job is placed", settled_text),
+        ("jobs still queued at the end", f"{waiting}"),
+        ("peak resident memory of the process (ru_maxrss)", f"{outcome.peak_rss_mib:.0f} MiB"),
+        ("peak allocation during one steady cycle (tracemalloc)", f"{outcome.cycle_peak_mib:.0f} MiB"),
+    ]
+    table = "\n".join(["| what | result |", "| --- | ---: |", *(f"| {w} | {v} |" for w, v in rows)])
+    load = os.getloadavg()[2]
+    return f"""## Deep queue
+
+Measured by `bench/deep_queue.py --nodes {args.nodes} --jobs {args.jobs} --cycles {args.cycles} --seed
+{args.seed}` (`make bench`) on {datetime.now(UTC):%Y-%m-%d}, on a machine with {os.cpu_count()} CPUs
+(15-minute load average {load:.1f} at the end), in process: the scheduling cycle (`run_cycle`, what
+the operator's loop calls) alone, no API server. {args.nodes} openb-like nodes (8-GPU nodes of five
+models and {CPU_NODE_SHARE:.0%} CPU nodes) with {running_pods_count} running pods taking about
+{args.fill:.0%} of the devices, and {args.jobs} queued ModelJobs of mixed shapes; each cycle's
+placements are bound before the next, so after the first few cycles every cycle is a deep queue's
+steady state (every job tried, none fits). Target: cycle p99 under 1 s, memory under 1 GiB.
+
+{table}
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--nodes", type=int, default=5000)
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--cycles", type=int, default=20)
+    parser.add_argument("--fill", type=float, default=0.9, help="share of GPU nodes running full")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--no-write", action="store_true", help="print the section, leave the docs alone")
+    args = parser.parse_args()
+
+    rng = random.Random(args.seed)
+    nodes = build_nodes(args.nodes)
+    pods = running_pods(nodes, fill=args.fill, rng=rng)
+    jobs = queued_jobs(args.jobs, rng)
+    running_pods_count = len(pods)
+    log(f"{len(nodes)} nodes, {running_pods_count} running pods, {len(jobs)} queued jobs")
+    outcome = run(nodes, jobs, pods, cycles=args.cycles)
+    waiting = sum(1 for job in jobs if not job.placement)
+    section = render(args, outcome, waiting=waiting, running_pods_count=running_pods_count)
+    if not args.no_write:
+        write_section(section)
+    print(section)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
