@@ -289,3 +289,23 @@ def test_a_job_whose_nodes_are_all_kept_for_a_preemption_waits_and_is_not_unsche
     step = step_of(result, "a3")
     assert isinstance(step, Wait), step
     assert "kept for another job's preemption" in step.message
+
+
+def test_a_preemptors_nodes_stay_kept_in_the_cycle_that_finds_its_victims_gone() -> None:
+    """a3 and a4 were evicted for b1 and their pods are gone, but team-b's quota shrank to 4 so b1
+    (8 GPUs) now waits for quota. Its plan is still written this cycle (the Wait clears it): the
+    nodes it names stay kept, so a3, admitted again by borrowing, is not placed back onto them."""
+    jobs, pods = team_a_borrowing_all_16()
+    evicted = [
+        replace(j, placement=(), phase=JobPhase.QUEUED, preempted_by=("ml/b1",), started=None)
+        for j in jobs[2:]
+    ]
+    kept = [p for p in pods if p.job_uid not in {j.uid for j in evicted}]
+    shrunk = (queue("research"), queue("team-a", 8, parent="research"), queue("team-b", 4, parent="research"))
+    result = cycle([*jobs[:2], *evicted, b1_with_a_plan()], kept, queues=shrunk)
+    b1 = step_of(result, "b1")
+    assert isinstance(b1, Wait), b1
+    assert not b1.keeps_plan, "the Wait for quota clears the plan"
+    a3 = step_of(result, "a3")
+    assert isinstance(a3, Wait), a3
+    assert "kept for another job's preemption" in a3.message

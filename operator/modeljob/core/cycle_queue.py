@@ -98,11 +98,18 @@ class CycleQueue:
         return steps, dict(queue_lengths)
 
     def _resumed(self, waiting: Planned) -> Preempt | Wait | None:
-        """A preemptor's written plan, carried on; its nodes are kept for it meanwhile."""
-        step = self.preempting.resume(waiting.job)
+        """A preemptor's written plan, carried on; its nodes are kept for it meanwhile.
+
+        The nodes are kept whenever a plan is written, also in the cycle that finds its victims
+        gone (the preemptor is planned afresh, and may not be placed: quota shrank, strict
+        order): a victim admitted again must not be placed back onto them before the step that
+        clears the plan is written."""
+        job = waiting.job
+        if job.preempting:
+            self.cluster.reserve_nodes(job.ref, job.nominated_nodes)
+        step = self.preempting.resume(job)
         if step is None:
             return None
-        self.cluster.reserve_nodes(waiting.job.ref, waiting.job.nominated_nodes)
         if isinstance(step, Wait):
             return replace(step, candidate=_first(waiting.sizing), phase=waiting.plan.phase)
         return step
