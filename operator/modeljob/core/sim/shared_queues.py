@@ -11,9 +11,11 @@ waiting jobs are admitted by ``admit_pending`` over the Queue tree (``shared_quo
 admitted are placed, and one that does not fit may preempt; then the head of each queue that
 quota holds back may preempt too, admitted once its victims' charges are released (reclaim of
 borrowed quota). Victims are chosen by ``choose_victims`` with the operator's candidates
-(``reclaimable_by`` marks who borrows from the preemptor's queue). One difference, on purpose:
-the operator evicts and places in separate cycles (victims' pods must go first); here a
-preemptor is placed in the same cycle its victims are released.
+(``reclaimable_by`` marks who borrows from the preemptor's queue). Two differences, on purpose:
+the operator evicts and places in separate cycles (victims' pods must go first), here a
+preemptor is placed in the same cycle its victims are released; and a job no quota of its tree
+could ever admit is left out at arrival, where the operator would keep it waiting at its
+queue's head with a condition saying why.
 """
 
 from __future__ import annotations
