@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from bench.chaos.invariants import Checker, Snapshot, over_quota, overcommitted, partly_bound, quota_limits
+from bench.chaos.outcome import wrong_ends
+from bench.chaos.workload import JobPlan
 
 from modeljob.adapters import kube_pods
 
@@ -96,3 +98,21 @@ def test_a_queue_above_its_nominal_plus_what_it_may_borrow_is_over_quota() -> No
     pods = [pod(f"p{i}", "big", f"n{i}", gpus=8, replica=i) for i in range(6)]  # 48 > 40
     jobs = [job("big", "chaos-b", [(f"p{i}", f"n{i}") for i in range(6)])]
     assert over_quota(Snapshot(jobs, pods, nodes)) == [f"queue chaos-b holds 48 {H100} GPUs, limit 40"]
+
+
+def test_a_failed_job_is_a_right_end_only_when_lost_nodes_used_its_restarts_up() -> None:
+    policy = "not recreated: failurePolicy.maxRestarts is 3 and the job was recreated 3 time(s)"
+    lost = f"node n2 of replica 3 was deleted; {policy}"
+    crashed = f"pod s-0 of replica 0 failed: container m Error (exit code 1); {policy}"
+    plan = JobPlan("s", "single", {"spec": {}}, 0.0)
+
+    def ends(message: str, restarts: int) -> list[str]:
+        failed = job("s", "chaos-a", [])
+        failed["status"].update(phase="Failed", message=message, restarts=restarts)
+        return wrong_ends([plan], Snapshot([failed], [], []), "chaos")
+
+    assert ends(lost, 3) == []
+    assert ends(crashed, 3) == [
+        f"s: serving job Failed ({crashed}), neither Running nor Queued with a reason"
+    ]
+    assert ends(lost, 1) != [], "a node lost with restarts left is recreated, not Failed"

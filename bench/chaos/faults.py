@@ -99,10 +99,22 @@ class Operators:
         except OSError:
             return None
 
-    def kill(self, identity: str) -> None:
+    def kill(self, identity: str, *, until_taken_over: bool = False) -> bool:
+        """SIGKILL one replica and start it again: at once (a kubelet restarting the container:
+        the same identity, which still holds the Lease, leads again), or once the other replica
+        has taken the Lease over (a replacement pod that comes up later). Whether it was."""
         with self.lock:
             self.replicas.kill(identity)
+        taken = False
+        if until_taken_over:
+            deadline = time.monotonic() + 120
+            while not taken and time.monotonic() < deadline:
+                taken = self.leader() not in (None, identity)
+                time.sleep(0.1)
+            if not taken:
+                self.ledger.problem(f"the standby did not take over within 120 s of killing {identity}")
         self.start(identity)
+        return taken
 
 
 def kill_operators(operators: Operators, plan: list[str], rng: random.Random, stop: threading.Event) -> None:
@@ -123,9 +135,12 @@ def kill_operators(operators: Operators, plan: list[str], rng: random.Random, st
             return
         stop.wait(rng.uniform(0.0, 6.0))  # anywhere in what the leader is doing
         victim = leader if target == "leader" else next(i for i in IDENTITIES if i != leader)
-        operators.kill(victim)
+        later = target == "leader" and rng.random() < 0.5
+        if operators.kill(victim, until_taken_over=later):
+            operators.ledger.count("leader kills the standby took over from")
         operators.ledger.count(f"{target} kills")
-        log(f"kill {index + 1}/{len(plan)}: SIGKILLed the {target} {victim}, started it again")
+        how = "after the standby took over" if later else "at once"
+        log(f"kill {index + 1}/{len(plan)}: SIGKILLed the {target} {victim}, started it again {how}")
     operators.check_alive()
 
 
@@ -168,4 +183,4 @@ def flap_nodes(
             ledger.problem(f"flapping {node.name} failed: {exc}")
             continue
         ledger.count(f"node flaps ({how})")
-        log(f"node {node.name}: {how}, deleted, re-added")
+        log(f"node {node.name}: {'NotReady, then ' if how == 'not-ready' else ''}deleted, re-added")

@@ -112,7 +112,8 @@ Checked at every sample and once more at rest:
 5. **No job lost or stuck, every end right** (at rest, within {args.settle_minutes:g} minutes of the
    last fault): a deleted job is gone with its pods; a training job has Succeeded (its pods end
    through a kwok Stage); a serving job Runs on every pod of its placement, or waits Queued with
-   a reason.
+   a reason; and a job whose nodes were lost more often than `failurePolicy.maxRestarts` allows
+   has Failed saying so (docs/operator.md: a lost node is a failure; the soak fails no pod).
 6. **Hostile input explained**: each hostile ModelJob is refused by the API server with its reason
    (256 products) or ends Queued, Unschedulable or Invalid with a message; each broken Queue shows
    its condition (ParentCycle, ParentMissing, ChildrenAboveNominal); no replica exits by itself.
