@@ -34,7 +34,7 @@ from modeljob.core import preemption_status, status, steps
 from modeljob.core.cluster_state import merge_assumed
 from modeljob.core.job_state import JobFacts, JobPhase, Placed
 from modeljob.core.node_types import Candidate
-from modeljob.core.scheduling_cycle import CycleResult, CycleSettings, SizingCache, run_cycle
+from modeljob.core.scheduling_cycle import CycleMemory, CycleResult, CycleSettings, SizingCache, run_cycle
 from modeljob.core.spec_admission import Judgement
 from modeljob.core.steps import Place, RollBack, Step, Unschedulable, Wait
 from modeljob.settings import SchedulingSettings
@@ -86,6 +86,7 @@ class SchedulingLoop:
         self._thread: threading.Thread | None = None
         self._jobs_pool = ThreadPoolExecutor(max_workers=scheduling.job_workers, thread_name_prefix="job")
         self._sizing_cache: SizingCache = {}
+        self._memory = CycleMemory()  # what a cycle leaves for the next; a restart starts empty
         self._parsed = ParsedJobs()
         self._admissions = Admissions(view, self._sizing_cache)
         self._rewrites = ReasonRewrites()
@@ -160,7 +161,14 @@ class SchedulingLoop:
         cycle = self._settings.cycle
         queues = kube_queues.queue_configs(self._view.queues.values())
         result = run_cycle(
-            jobs, nodes, pods, now=now, settings=cycle, sizing_cache=self._sizing_cache, queues=queues
+            jobs,
+            nodes,
+            pods,
+            now=now,
+            settings=cycle,
+            sizing_cache=self._sizing_cache,
+            queues=queues,
+            memory=self._memory,
         )
         planned = time.perf_counter()
         # Each step touches only its own job and pods, and the cycle already accounted for all of

@@ -4,7 +4,7 @@ per-cycle lookups, and the completion (or roll back) of placements a crash left 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -19,6 +19,41 @@ from modeljob.core.steps import Complete, RollBack
 
 SizingCache = dict[tuple[JobShape, int, int], Estimate]
 
+# Templates sized per node set; past this many the memory starts over (a stream of distinct
+# hostile shapes cannot grow it without bound).
+SIZINGS_KEPT = 10_000
+
+_Types = tuple[list[NodeType], dict[NodeType, float]]
+
+
+@dataclass(eq=False)
+class NodeSetMemory:
+    """What a cycle works out from the nodes alone (not from their pods), kept for the next cycle
+    while the nodes are the same (compared whole: labels, taints, devices, readiness): which nodes
+    each template may use, their types and prices, each template's sizing, and each job's sizing
+    by the job object it was made for (the loop keeps a job's facts while its resourceVersion
+    stands, so an unchanged job is the same object). Memory only: a restart starts empty and
+    works the same out again. ``generation`` moves whenever it starts over, so what others keep
+    by its sizings' identity (core/plan_memo.py) is never matched to new ones."""
+
+    nodes: list[NodeFacts] | None = None
+    generation: int = 0
+    type_of: dict[str, NodeType | None] = field(default_factory=dict)
+    type_masks: dict[NodeType, BoolArray] = field(default_factory=dict)
+    eligible: dict[tuple[object, ...], BoolArray] = field(default_factory=dict)
+    types: dict[tuple[object, ...], _Types] = field(default_factory=dict)
+    sizings: dict[tuple[object, ...], Sizing] = field(default_factory=dict)
+    # uid -> the job object, its sizing and which nodes it may use (``Cluster._key``)
+    by_job: dict[str, tuple[JobFacts, Sizing, tuple[object, ...]]] = field(default_factory=dict)
+
+    def start(self, nodes: list[NodeFacts]) -> None:
+        """Keep what was worked out if ``nodes`` are the ones it was worked out for, else start over."""
+        if self.nodes is not None and len(self.sizings) <= SIZINGS_KEPT and self.nodes == nodes:
+            return
+        self.nodes, self.generation = nodes, self.generation + 1
+        self.type_of, self.type_masks, self.eligible, self.types, self.sizings = {}, {}, {}, {}, {}
+        self.by_job = {}
+
 
 class Cluster:
     """The cluster for one cycle: nodes by name, the ledger every plan reserves on, and per-cycle
@@ -30,26 +65,42 @@ class Cluster:
     job is planned there meanwhile.
     """
 
-    def __init__(self, nodes: Sequence[NodeFacts], pods: Sequence[PodFacts], cache: SizingCache) -> None:
+    def __init__(
+        self,
+        nodes: Sequence[NodeFacts],
+        pods: Sequence[PodFacts],
+        cache: SizingCache,
+        memory: NodeSetMemory | None = None,
+    ) -> None:
+        """``memory``: what earlier cycles worked out from the same nodes (kept across cycles)."""
         self.nodes = sorted(nodes, key=lambda n: n.name)
+        self.memory = memory if memory is not None else NodeSetMemory()
+        self.memory.start(self.nodes)
         self.by_name = {n.name: n for n in self.nodes}
         self.views = account(self.nodes, pods)
         self.table: NodeTable = build_node_table(self.views)
         self.row_of = {name: row for row, name in enumerate(self.table.names)}
-        types = [node_type_of(v) for v in self.views]
-        self.type_of = dict(zip(self.table.names, types, strict=True))
-        self.type_masks = {
-            t: np.array([other == t for other in types], dtype=np.bool_)
-            for t in {t for t in types if t is not None}
-        }
+        if not self.memory.type_of:  # a node's type is read from its devices, not its pods
+            types = [node_type_of(v) for v in self.views]
+            self.memory.type_of = dict(zip(self.table.names, types, strict=True))
+            self.memory.type_masks = {
+                t: np.array([other == t for other in types], dtype=np.bool_)
+                for t in {t for t in types if t is not None}
+            }
+        self.type_of, self.type_masks = self.memory.type_of, self.memory.type_masks
         self.reserved: dict[str, BoolArray] = {}  # preemptor "ns/name" -> the nodes kept for it
         self._cache = cache
-        self._eligible: dict[tuple[object, ...], BoolArray] = {}
-        self._types: dict[tuple[object, ...], tuple[list[NodeType], dict[NodeType, float]]] = {}
-        self._sizings: dict[tuple[object, ...], Sizing] = {}
+        self._eligible = self.memory.eligible
+        self._types = self.memory.types
+        self._sizings = self.memory.sizings
+        # Each cycle keeps only the jobs it sized, so jobs deleted since are forgotten.
+        self._sized_before, self.memory.by_job = self.memory.by_job, {}
 
-    @staticmethod
-    def _key(job: JobFacts) -> tuple[object, ...]:
+    def _key(self, job: JobFacts) -> tuple[object, ...]:
+        """What decides which nodes a job may use: its nodeSelector, tolerations, node affinity."""
+        found = self.memory.by_job.get(job.uid)
+        if found is not None and found[0] is job:
+            return found[2]
         return (tuple(sorted(job.node_selector.items())), job.tolerations, job.rules.node_affinity.required)
 
     def eligible(self, job: JobFacts) -> BoolArray:
@@ -80,7 +131,16 @@ class Cluster:
         self.reserved[holder] = np.array([n.name in nodes for n in self.nodes], dtype=np.bool_)
 
     def sizing(self, job: JobFacts) -> Sizing:
+        found_for_job = self.memory.by_job.get(job.uid) or self._sized_before.get(job.uid)
+        if found_for_job is not None and found_for_job[0] is job:
+            self.memory.by_job[job.uid] = found_for_job
+            return found_for_job[1]
         key = self._key(job)
+        sizing = self._sizing(job, key)
+        self.memory.by_job[job.uid] = (job, sizing, key)
+        return sizing
+
+    def _sizing(self, job: JobFacts, key: tuple[object, ...]) -> Sizing:
         # What size_job reads of a job (node_types.py): jobs of one template are sized once.
         sized_as = (
             key,

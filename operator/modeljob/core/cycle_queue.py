@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from modeljob.core.admission import AdmissionPlan, Waiting, queued_job, quota_request
 from modeljob.core.cluster_state import NodeFacts, refusals
@@ -33,6 +33,27 @@ class Planned:
     @property
     def job(self) -> JobFacts:
         return self.plan.job
+
+
+@dataclass(eq=False)
+class WaitingItems:
+    """Each waiting job's ``Waiting`` (its quota request and how its queue orders it), kept for
+    the next cycle by the job object and sizing it was made from (a changed job, or a sizing
+    worked out again for changed nodes, is another object); each cycle keeps only its own jobs."""
+
+    _by_uid: dict[str, tuple[JobFacts, Sizing, Waiting]] = field(default_factory=dict)
+
+    def of(self, waiting: Mapping[str, Planned], cluster: Cluster) -> dict[str, Waiting]:
+        before, self._by_uid = self._by_uid, {}
+        items: dict[str, Waiting] = {}
+        for ref, planned in waiting.items():
+            job = planned.job
+            found = before.get(job.uid)
+            if found is None or found[0] is not job or found[1] is not planned.sizing:
+                found = (job, planned.sizing, waiting_item(planned, cluster))
+            self._by_uid[job.uid] = found
+            items[ref] = found[2]
+        return items
 
 
 def waiting_item(waiting: Planned, cluster: Cluster) -> Waiting:
@@ -207,7 +228,8 @@ class CycleQueue:
                 delete_pods=strays,
                 replaces=roll,
             )
-        kept = bool((cluster.eligible(job) & ~usable).any())
+        eligible = cluster.eligible(job)
+        kept = usable is not eligible and bool((eligible & ~usable).any())
         step = _not_placed(waiting, candidates[0], attempts, blocked_by=blocked_by, kept_away=kept)
         if isinstance(step, Wait) and blocked_by is None and roll is None:
             return self._preempt(step, waiting, quota_refused=False)
@@ -266,7 +288,10 @@ def _not_placed(
 
 
 def pending_replicas(job: JobFacts) -> list[int]:
-    return [r for r in range(job.replicas) if r not in job.placed_replicas]
+    if not job.placement:
+        return list(range(job.replicas))
+    placed = job.placed_replicas
+    return [r for r in range(job.replicas) if r not in placed]
 
 
 def candidates_for(job: JobFacts, sizing: Sizing, nodes: Mapping[str, NodeFacts]) -> tuple[Candidate, ...]:

@@ -75,9 +75,9 @@ def reconcile_job(
     """Compare a job's status with its pods and their nodes; ``pods`` are the ones the job owns."""
     if not job.admitted:
         return Keep(job=job)  # not admitted: the loop admits before its cycle (core/spec_admission.py)
-    names = ", ".join(sorted(p.name for p in pods))
     if job.phase is JobPhase.INVALID:
         if pods or job.placement or job.preempting:  # the roll back clears a preemption plan too
+            names = ", ".join(sorted(p.name for p in pods))
             return RollBack(
                 job=job,
                 reason="InvalidSpec",

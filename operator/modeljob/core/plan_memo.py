@@ -11,11 +11,19 @@ the one part of a result that differs, is put in each time.
 
 Only a plan on the cycle's own ledger is remembered, and a placement on a node of one type forgets
 every result for that type (the rows other types plan on did not change).
+
+Across cycles (``CarriedPlans``, kept by the scheduling loop): what was planned on a type's rows
+as the cycle's ledger stood before its first placement there is still the answer in a later
+cycle whose ledger, as it starts, has those rows exactly as they were (their free columns
+compared byte for byte), when nothing else planning reads changed either (the nodes themselves,
+the scoring context: the ``context`` the cycle passes). A deep queue's verdicts ("does not fit")
+then cost nothing until the room of their node types changes. Memory only: a restart plans
+afresh.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from modeljob.core.gang_placement import Placement, Unplaceable
@@ -23,6 +31,8 @@ from modeljob.core.node_types import Candidate, NodeType
 from modeljob.core.nodes import BoolArray, NodeTable, subset
 
 Result = Placement | Unplaceable
+# A job's whole planning: the job it was made for, and per attempt the candidate's position and result.
+_JobPlan = tuple[str, tuple[tuple[int, Result], ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +42,64 @@ class _Remembered:
 
 
 @dataclass(eq=False)
+class CarriedPlans:
+    """Results planned on the ledger as a cycle started, for the next cycle (see the module's
+    docstring): the ``context`` and each type's rows (``fingerprints``) they were planned with,
+    and the results, by type and demand (``by_type``) and by a job's whole demand (``jobs``, with
+    the types of its candidates). Each cycle keeps only what it used or made."""
+
+    context: Hashable = None
+    fingerprints: dict[NodeType, bytes] = field(default_factory=dict)
+    by_type: dict[NodeType, dict[Hashable, _Remembered]] = field(default_factory=dict)
+    jobs: dict[Hashable, tuple[tuple[NodeType, ...], _JobPlan]] = field(default_factory=dict)
+
+    def start(
+        self, context: Hashable, fingerprints: dict[NodeType, bytes]
+    ) -> tuple[
+        dict[NodeType, dict[Hashable, _Remembered]], dict[Hashable, tuple[tuple[NodeType, ...], _JobPlan]]
+    ]:
+        """A new cycle: what earlier cycles planned that still holds for it, handed back; the
+        carried results start over from there (filled again as the cycle uses or makes them)."""
+        same = {
+            t
+            for t, rows in fingerprints.items()
+            if context == self.context and self.fingerprints.get(t) == rows
+        }
+        by_type = {t: results for t, results in self.by_type.items() if t in same}
+        jobs = {key: found for key, found in self.jobs.items() if all(t in same for t in found[0])}
+        self.context, self.fingerprints, self.by_type, self.jobs = context, fingerprints, {}, {}
+        return by_type, jobs
+
+
+def fingerprints(table: NodeTable, type_masks: Mapping[NodeType, BoolArray]) -> dict[NodeType, bytes]:
+    """Each type's rows of ``table`` as planning reads them: their free columns and readiness
+    (the rest of a row is the node's own, compared with the nodes)."""
+    return {
+        node_type: b"".join(
+            column[rows].tobytes()
+            for column in (
+                table.cpu_free_milli,
+                table.memory_free_bytes,
+                table.storage_free_bytes,
+                table.gpu_free_milli,
+                table.ready,
+            )
+        )
+        for node_type, rows in type_masks.items()
+    }
+
+
+@dataclass(eq=False)
 class PlanMemo:
-    """Results planned on ``table`` (the cycle's ledger), by node type, then by demand."""
+    """Results planned on ``table`` (the cycle's ledger), by node type, then by demand; with
+    ``carried``, also those of earlier cycles that still hold (``context``: all else planning
+    reads, equal only when it is; ``type_masks``: each type's rows)."""
 
     table: NodeTable
     node_type_of: dict[str, NodeType | None]  # node name -> its type: what a placement touched
+    carried: CarriedPlans | None = None
+    context: Hashable = None
+    type_masks: Mapping[NodeType, BoolArray] = field(default_factory=dict)
     _by_type: dict[NodeType, dict[Hashable, _Remembered]] = field(default_factory=dict)
     _subsets: dict[NodeType, dict[bytes, NodeTable]] = field(default_factory=dict)
     _epochs: dict[NodeType, int] = field(default_factory=dict)  # placements on each type so far
@@ -45,6 +108,24 @@ class PlanMemo:
     _jobs: dict[Hashable, tuple[tuple[int, ...], str, tuple[tuple[int, Result], ...]]] = field(
         default_factory=dict
     )
+    # What earlier cycles planned that holds on this ledger as it started (before any placement).
+    _earlier_by_type: dict[NodeType, dict[Hashable, _Remembered]] = field(default_factory=dict)
+    _earlier_jobs: dict[Hashable, tuple[tuple[NodeType, ...], _JobPlan]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.carried is not None:
+            rows = fingerprints(self.table, self.type_masks)
+            self._earlier_by_type, self._earlier_jobs = self.carried.start(self.context, rows)
+
+    def _unplaced(self, types: Iterable[NodeType]) -> bool:
+        """No placement on any of ``types`` yet this cycle: their rows are as the cycle started."""
+        return not self._epochs or all(self._epochs.get(t, 0) == 0 for t in types)
+
+    def _at(self, types: Sequence[NodeType]) -> tuple[int, ...]:
+        """The placements so far on each of ``types``: what a result planned now was planned at."""
+        if not self._epochs:
+            return (0,) * len(types)
+        return tuple(self._epochs.get(t, 0) for t in types)
 
     def key(
         self,
@@ -66,11 +147,20 @@ class PlanMemo:
 
     def recall(self, node_type: NodeType, key: Hashable, job: str) -> Result | None:
         found = self._by_type.get(node_type, {}).get(key)
+        if found is None and self._unplaced((node_type,)):
+            found = self._earlier_by_type.get(node_type, {}).get(key)
+            if found is not None:
+                self._keep(node_type, key, found)
         return None if found is None else _renamed(found.result, found.job, job)
 
     def remember(self, node_type: NodeType, key: Hashable, job: str, result: Result) -> None:
         if _renameable(result, job):
-            self._by_type.setdefault(node_type, {})[key] = _Remembered(job, result)
+            self._keep(node_type, key, _Remembered(job, result))
+
+    def _keep(self, node_type: NodeType, key: Hashable, found: _Remembered) -> None:
+        self._by_type.setdefault(node_type, {})[key] = found
+        if self.carried is not None and self._unplaced((node_type,)):
+            self.carried.by_type.setdefault(node_type, {})[key] = found
 
     def recall_job(
         self, key: Hashable, types: Sequence[NodeType], job: str
@@ -78,8 +168,12 @@ class PlanMemo:
         """A job's attempts remembered by its demand (candidate positions and results), if no
         placement on any of its ``types`` came since."""
         found = self._jobs.get(key)
-        if found is None or found[0] != tuple(self._epochs.get(t, 0) for t in types):
-            return None
+        if found is None or found[0] != self._at(types):
+            earlier = self._earlier_jobs.get(key) if self._unplaced(types) else None
+            if earlier is None or earlier[0] != tuple(types):
+                return None
+            self._keep_job(key, types, *earlier[1])
+            found = self._jobs[key]
         _, planned_for, attempts = found
         return [(index, _renamed(result, planned_for, job)) for index, result in attempts]
 
@@ -87,8 +181,14 @@ class PlanMemo:
         self, key: Hashable, types: Sequence[NodeType], job: str, attempts: Sequence[tuple[int, Result]]
     ) -> None:
         if all(_renameable(result, job) for _, result in attempts):
-            epochs = tuple(self._epochs.get(t, 0) for t in types)
-            self._jobs[key] = (epochs, job, tuple(attempts))
+            self._keep_job(key, types, job, tuple(attempts))
+
+    def _keep_job(
+        self, key: Hashable, types: Sequence[NodeType], job: str, attempts: tuple[tuple[int, Result], ...]
+    ) -> None:
+        self._jobs[key] = (self._at(types), job, attempts)
+        if self.carried is not None and self._unplaced(types):
+            self.carried.jobs[key] = (tuple(types), (job, attempts))
 
     def subset(self, node_type: NodeType, rows: BoolArray) -> NodeTable:
         """``subset(table, rows)`` of the rows of ``node_type``, kept until a placement there."""

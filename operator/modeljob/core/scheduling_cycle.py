@@ -27,8 +27,8 @@ from modeljob.core.admission import (
     queues_of,
 )
 from modeljob.core.cluster_state import NodeFacts, PodFacts
-from modeljob.core.cycle_cluster import Cluster, SizingCache, complete
-from modeljob.core.cycle_queue import CycleQueue, Planned, waiting_item
+from modeljob.core.cycle_cluster import Cluster, NodeSetMemory, SizingCache, complete
+from modeljob.core.cycle_queue import CycleQueue, Planned, WaitingItems
 from modeljob.core.fragmentation import (
     CompiledWorkload,
     TargetWorkload,
@@ -38,10 +38,10 @@ from modeljob.core.fragmentation import (
 from modeljob.core.job_state import JobFacts
 from modeljob.core.lifecycle import Plan, reconcile_job
 from modeljob.core.nodes import NodeTable, NodeView
-from modeljob.core.plan_memo import PlanMemo
+from modeljob.core.plan_memo import CarriedPlans, PlanMemo
 from modeljob.core.planning import Planner, host_demand, target_workload
 from modeljob.core.preempting import Preempting, victims_of
-from modeljob.core.queueing import QueueSettings, add_resources
+from modeljob.core.queueing import QueueOrder, QueueSettings, add_resources
 from modeljob.core.quota import Admission, QuotaRequest, Usage, usage_of
 from modeljob.core.resources import Resources
 from modeljob.core.scoring.plugin import ScoringContext
@@ -51,7 +51,15 @@ from modeljob.core.steps import Complete, Keep, Place, Preempt, SetPhase, Step, 
 from modeljob.core.template_rules import PodIndex
 from modeljob.core.topology import DEFAULT_TOPOLOGY_KEY
 
-__all__ = ["CycleResult", "CycleSettings", "QueueConfig", "QueueOutcome", "SizingCache", "run_cycle"]
+__all__ = [
+    "CycleMemory",
+    "CycleResult",
+    "CycleSettings",
+    "QueueConfig",
+    "QueueOutcome",
+    "SizingCache",
+    "run_cycle",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +69,19 @@ class CycleSettings:
     node_lost_after_seconds: float = 30.0
     weights: ScoringWeights = DEFAULT_WEIGHTS
     topology_key: str = DEFAULT_TOPOLOGY_KEY  # the node label of a group's domain, unless the job names one
+
+
+@dataclass(eq=False)
+class CycleMemory:
+    """What one cycle leaves for the next, in memory only (the scheduling loop keeps one): what
+    it worked out from the nodes, each waiting job's quota request, and the plans made on the
+    ledger as it started. Each part is kept only while what it was worked out from is unchanged
+    (core/cycle_cluster.py, core/cycle_queue.py, core/plan_memo.py), so a cycle decides what it
+    would without it; a restart simply works everything out again."""
+
+    nodes: NodeSetMemory = field(default_factory=NodeSetMemory)
+    waiting: WaitingItems = field(default_factory=WaitingItems)
+    plans: CarriedPlans = field(default_factory=CarriedPlans)
 
 
 @dataclass(frozen=True)
@@ -101,13 +122,16 @@ def run_cycle(
     sizing_cache: SizingCache | None = None,
     queues: Sequence[QueueConfig] = (),
     remember_plans: bool = True,
+    memory: CycleMemory | None = None,
 ) -> CycleResult:
     """Decide, for every job, what to do now.
 
     ``remember_plans=False`` plans every job afresh (core/plan_memo.py): the same steps, slower;
-    what the tests compare the remembered plans against.
+    what the tests compare the remembered plans against. ``memory``: what earlier cycles left
+    (``CycleMemory``); the same steps as without it.
     """
-    cluster = Cluster(nodes, pods, sizing_cache if sizing_cache is not None else {})
+    memory = memory if memory is not None else CycleMemory()
+    cluster = Cluster(nodes, pods, sizing_cache if sizing_cache is not None else {}, memory.nodes)
     at_start = cluster.table.working_copy()  # completions and plans reserve on cluster.table
     steps, waiting = _reconcile_all(jobs, pods, cluster, now=now, settings=settings)
     sizings = [w.sizing for w in waiting.values()]
@@ -122,10 +146,20 @@ def run_cycle(
         pods=PodIndex(cluster.nodes, pods),
         node_labels={node.name: node.labels for node in cluster.nodes},
         topology_key=settings.topology_key,
-        memo=PlanMemo(cluster.table, node_type_of=cluster.type_of) if remember_plans else None,
+        memo=PlanMemo(
+            cluster.table,
+            node_type_of=cluster.type_of,
+            carried=memory.plans,
+            # All else a plan reads: the nodes (by the generation of what was worked out from
+            # them), the scoring context and the settings.
+            context=(cluster.memory.generation, workload, demand, settings.weights, settings.topology_key),
+            type_masks=cluster.type_masks,
+        )
+        if remember_plans
+        else None,
     )
     setup = queues_of(queues)
-    items = {ref: waiting_item(w, cluster) for ref, w in waiting.items()}
+    items = memory.waiting.of(waiting, cluster)
     admission = _admission(jobs, items, cluster, pods, setup, settings=settings, now=now)
     settled = {s.job.ref for s in steps if isinstance(s, Keep | SetPhase) and not s.delete_pods}
     preempting = Preempting(
@@ -206,12 +240,15 @@ def _admission(
         charged(_held(job, cluster, pods), setup.tree)
         for job in sorted(placed, key=lambda j: ((j.started or j.created).timestamp(), j.key))
     ]
+    names = {w.job.queue for w in waiting.values()}
+    # Only fair share orders by what each namespace uses: thousands of pods are summed for it alone.
+    fair = any(setup.settings(name, settings.queue).order is QueueOrder.FAIR_SHARE for name in names)
     policy_for = policies(
         setup,
-        [w.job.queue for w in waiting.values()],
+        sorted(names),
         settings.queue,
         capacity=_capacity(cluster.views),
-        usage=_usage_by_namespace(pods),
+        usage=_usage_by_namespace(pods) if fair else {},
     )
     return admit_waiting(
         list(waiting.values()), running, setup, policy_for=policy_for, now_seconds=now.timestamp()

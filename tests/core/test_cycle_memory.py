@@ -1,0 +1,209 @@
+"""What a cycle leaves for the next (CycleMemory: node-set lookups, quota requests, plans made on
+the ledger as it started) never changes a decision: over a run of cycles with the cluster changing
+between them (placements bound, nodes added and removed, pods gone, jobs added, deleted or changed,
+the quota changed), every cycle decides what a cycle planning everything afresh decides."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from modeljob.core.admission import QueueConfig
+from modeljob.core.cluster_state import NodeFacts, PodFacts, PodPhase
+from modeljob.core.job_state import JobFacts, JobPhase, Placed
+from modeljob.core.jobs import Overrides
+from modeljob.core.preemption_rules import PreemptionRules, WithinQueue
+from modeljob.core.quota_tree import QueueSpec, QuotaEntry, QuotaKey
+from modeljob.core.scheduling_cycle import CycleMemory, CycleResult, CycleSettings, run_cycle
+from modeljob.core.steps import Place, Wait
+from tests.core.test_plan_memo import HOST, ZONE, clusters, queues, shapes
+from tests.operator_builders import H100, L4, at, make_job, make_node, make_pod
+
+RUNS = settings(max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+
+# One change to the cluster between two cycles: what it is and its arguments.
+Change = tuple[Any, ...]
+
+
+def changes() -> st.SearchStrategy[Change]:
+    index = st.integers(0, 50)
+    return st.one_of(
+        st.tuples(st.just("add node"), st.booleans(), st.sampled_from("ab")),
+        st.tuples(st.just("drop node"), index),
+        st.tuples(st.just("drop pod"), index),
+        st.tuples(st.just("add pod"), index, st.integers(1, 4)),
+        st.tuples(st.just("add job"), shapes()),
+        st.tuples(st.just("delete job"), index),
+        st.tuples(st.just("priority"), index, st.integers(0, 3)),
+        st.tuples(st.just("gpus"), index, st.sampled_from((1, 2, 4, 8))),
+        st.tuples(st.just("same job, new object"), index),
+        st.tuples(st.just("quota"), st.sampled_from((None, 4, 8, 16, 32))),
+        st.tuples(st.just("nothing")),
+    )
+
+
+class World:
+    """The cluster as the loop would see it from cycle to cycle: unchanged objects stay the same
+    objects (as the loop's caches keep them), changed ones are new."""
+
+    def __init__(self, nodes: list[NodeFacts], pods: list[PodFacts], jobs: list[JobFacts]) -> None:
+        self.nodes, self.pods, self.jobs = nodes, pods, jobs
+        self.quota: int | None = None
+        self.added = 0
+
+    def queues(self) -> list[QueueConfig]:
+        if self.quota is None:
+            return []
+        spec = QueueSpec(
+            name="default", quota=(QuotaEntry(QuotaKey("nvidia.com/gpu", frozenset()), self.quota),)
+        )
+        return [QueueConfig(spec=spec, rules=PreemptionRules(within_queue=WithinQueue.LOWER_PRIORITY))]
+
+    def bind(self, result: CycleResult, now: int) -> None:
+        """Each placed job running where it was placed, as the loop's binding leaves it."""
+        placed = {s.job.ref: s for s in result.steps if isinstance(s, Place)}
+        for index, job in enumerate(self.jobs):
+            step = placed.get(job.ref)
+            if step is None:
+                continue
+            entries = tuple(
+                Placed(
+                    replica=a.replica, pod=f"{job.name}-{a.replica}-{a.member}", node=a.node, member=a.member
+                )
+                for a in step.placement
+            )
+            self.jobs[index] = replace(
+                job,
+                placement=(*job.placement, *entries),
+                placed_generation=job.generation,
+                phase=JobPhase.RUNNING,
+                started=at(now),
+            )
+            self.pods += [
+                PodFacts(
+                    namespace=job.namespace,
+                    name=entry.pod,
+                    requests=step.candidate.request.resources,
+                    accelerator=step.candidate.request.accelerator,
+                    node=entry.node,
+                    phase=PodPhase.RUNNING,
+                    job_uid=job.uid,
+                    replica=entry.replica,
+                    spec_hash=job.spec_hash,
+                )
+                for entry in entries
+            ]
+
+    def change(self, change: Change) -> None:
+        what, *args = change
+        if what == "add node":
+            l4, zone = args
+            name = f"new-{self.added}"
+            self.added += 1
+            gpus = 4 if l4 else 8
+            labels = {HOST: name, ZONE: zone}
+            product, memory = (L4, 24) if l4 else (H100, 80)
+            self.nodes = [
+                *self.nodes,
+                make_node(name, gpus=gpus, product=product, memory_gib=memory, labels=labels),
+            ]
+        elif what == "drop node" and len(self.nodes) > 1:
+            self.nodes = [n for i, n in enumerate(self.nodes) if i != args[0] % len(self.nodes)]
+        elif what == "drop pod" and self.pods:
+            self.pods = [p for i, p in enumerate(self.pods) if i != args[0] % len(self.pods)]
+        elif what == "add pod":
+            node = self.nodes[args[0] % len(self.nodes)]
+            self.pods = [*self.pods, make_pod(f"other-new-{self.added}", node=node.name, gpus=args[1])]
+            self.added += 1
+        elif what == "add job":
+            job = args[0]
+            name = f"added-{self.added}"
+            self.added += 1
+            self.jobs = [
+                *self.jobs,
+                replace(job, name=name, uid=f"uid-{name}", created=at(500), queued_since=at(500)),
+            ]
+        elif what == "delete job" and self.jobs:
+            self.jobs = [j for i, j in enumerate(self.jobs) if i != args[0] % len(self.jobs)]
+        elif what in ("priority", "gpus", "same job, new object") and self.jobs:
+            self._change_job(args[0] % len(self.jobs), what, args[1:])
+        elif what == "quota":
+            self.quota = args[0]
+
+    def _change_job(self, index: int, what: str, args: list[Any]) -> None:
+        job = self.jobs[index]
+        if what == "priority":
+            job = replace(job, priority=args[0])
+        elif what == "gpus" and not job.placement:  # a placed job's spec change is a rolling matter
+            job = replace(
+                job, shape=replace(job.shape, overrides=Overrides(gpus=args[0])), spec_hash=f"gpus-{args[0]}"
+            )
+        else:
+            job = replace(job)
+        self.jobs = [*self.jobs[:index], job, *self.jobs[index + 1 :]]
+
+
+def decide(world: World, now: int, memory: CycleMemory | None) -> CycleResult:
+    return run_cycle(
+        world.jobs,
+        world.nodes,
+        world.pods,
+        now=at(now),
+        settings=CycleSettings(),
+        queues=world.queues(),
+        memory=memory,
+        remember_plans=memory is not None,
+    )
+
+
+@RUNS
+@given(clusters(), queues(), st.lists(st.lists(changes(), max_size=3), min_size=1, max_size=5))
+def test_cycles_with_memory_decide_what_cycles_planning_afresh_decide(
+    cluster: tuple[list[NodeFacts], list[PodFacts]], jobs: list[JobFacts], between: list[list[Change]]
+) -> None:
+    world = World(*cluster, jobs)
+    memory = CycleMemory()
+    for number, changed in enumerate([[], *between]):
+        for change in changed:
+            world.change(change)
+        now = 1000 + 10 * number
+        remembered = decide(world, now, memory)
+        assert remembered.steps == decide(world, now, None).steps, f"cycle {number}"
+        world.bind(remembered, now)
+
+
+def test_a_deep_queues_verdicts_are_kept_until_their_node_types_room_changes() -> None:
+    """Ten 8-GPU jobs wait on a full H100 node; the next cycle finds them remembered (nothing is
+    planned) and says the same; once a pod there is gone, they are planned again and one fits."""
+    job = replace(make_job(), shape=replace(make_job().shape, overrides=Overrides(gpus=8)))
+    jobs = [replace(job, name=f"j{i}", uid=f"u{i}", created=at(i), queued_since=at(i)) for i in range(10)]
+    busy = make_pod("other", node="h100-0", gpus=8)
+    world = World([make_node("h100-0", labels={HOST: "h100-0"})], [busy], jobs)
+    memory = CycleMemory()
+    first = decide(world, 1000, memory)
+    assert {type(s) for s in first.steps} == {Wait}
+    carried = dict(memory.plans.jobs)
+    assert len(carried) == 1, "one demand among the ten"
+    second = decide(world, 1010, memory)
+    assert second.steps == first.steps
+    # The very results carried, not equal ones planned again.
+    assert all(memory.plans.jobs[key][1][1] is plan[1] for key, (_, plan) in carried.items())
+    world.pods = []
+    third = decide(world, 1020, memory)
+    assert [type(s).__name__ for s in third.steps][:2] == ["Place", "Wait"]
+
+
+def test_a_placement_remembered_from_the_last_cycle_is_not_given_once_its_nodes_filled() -> None:
+    """j0 and j1 ask the same of one 8-GPU node: j0 is placed; the next cycle, with j0 running
+    there, j1 still waits (the plan that placed j0 was made on rows that have changed since)."""
+    job = replace(make_job(), shape=replace(make_job().shape, overrides=Overrides(gpus=8)))
+    jobs = [replace(job, name=f"j{i}", uid=f"u{i}", created=at(i), queued_since=at(i)) for i in range(2)]
+    world = World([make_node("h100-0")], [], jobs)
+    memory = CycleMemory()
+    first = decide(world, 1000, memory)
+    assert [type(s).__name__ for s in first.steps] == ["Place", "Wait"]
+    world.bind(first, 1000)
+    assert [type(s).__name__ for s in decide(world, 1010, memory).steps] == ["Keep", "Wait"]
