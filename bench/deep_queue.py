@@ -43,7 +43,13 @@ from modeljob.adapters import kube_jobs, kube_nodes, node_catalog  # noqa: E402
 from modeljob.core.cluster_state import NodeFacts, PodFacts, PodPhase  # noqa: E402
 from modeljob.core.job_state import JobFacts, JobPhase, Placed  # noqa: E402
 from modeljob.core.resources import GIB, TIB, Resources  # noqa: E402
-from modeljob.core.scheduling_cycle import CycleResult, CycleSettings, SizingCache, run_cycle  # noqa: E402
+from modeljob.core.scheduling_cycle import (  # noqa: E402
+    CycleMemory,
+    CycleResult,
+    CycleSettings,
+    SizingCache,
+    run_cycle,
+)
 from modeljob.core.steps import Place  # noqa: E402
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -188,18 +194,21 @@ class Run:
 def run(nodes: Sequence[NodeFacts], jobs: list[JobFacts], pods: list[PodFacts], *, cycles: int) -> Run:
     settings = CycleSettings()
     cache: SizingCache = {}
+    memory = CycleMemory()  # what the operator's loop keeps from one cycle to the next
     seconds: list[float] = []
     placed: list[int] = []
     for number in range(cycles):
         now = T0 + timedelta(hours=1, seconds=number)
         gc.collect()
         started = time.perf_counter()
-        result = run_cycle(jobs, nodes, pods, now=now, settings=settings, sizing_cache=cache)
+        result = run_cycle(jobs, nodes, pods, now=now, settings=settings, sizing_cache=cache, memory=memory)
         seconds.append(time.perf_counter() - started)
         placed.append(bind(result, jobs, pods, now))
         log(f"cycle {number + 1}: {seconds[-1] * 1000:.0f} ms, {placed[-1]} placed")
     tracemalloc.start()
-    run_cycle(jobs, nodes, pods, now=T0 + timedelta(hours=2), settings=settings, sizing_cache=cache)
+    run_cycle(
+        jobs, nodes, pods, now=T0 + timedelta(hours=2), settings=settings, sizing_cache=cache, memory=memory
+    )
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

@@ -5,6 +5,7 @@ It runs its own control plane (registered as "bench-operator" in tests/cluster.p
 it at the end, so a development cluster and its tests are left alone.
 
     python bench/operator_throughput.py [--nodes 1000,5000] [--pods 2000] [--total-pods 5000] [--keep]
+        [--no-write]
 
 Throughput is "pods bound per second from the first submission": kube-scheduler gets N plain
 pods (1 GPU each) created by this script; the operator gets N / 4 ModelJobs of 4 replicas (1 GPU
@@ -257,6 +258,7 @@ def main() -> int:
         "--total-pods", type=int, default=5000, help="pods in the cluster for the memory reading"
     )
     parser.add_argument("--keep", action="store_true", help="leave the bench cluster running")
+    parser.add_argument("--no-write", action="store_true", help="print the section, leave the docs alone")
     args = parser.parse_args()
     sizes = sorted(int(n) for n in args.nodes.split(","))
 
@@ -280,7 +282,8 @@ def main() -> int:
             with contextlib.suppress(ControlPlaneError):
                 PLANE.run("down.sh")
     section = render(runs, load=load)
-    write_section(section)
+    if not args.no_write:
+        write_section(section)
     print(section)
     return 0
 
