@@ -51,6 +51,11 @@ def test_job_facts_read_placement_and_the_binding_condition() -> None:
     assert facts.placed_generation == 2
 
 
+def test_job_facts_read_the_work_earlier_runs_kept() -> None:
+    assert kube_jobs.job_facts(modeljob_dict(status={"checkpointedSeconds": 5400})).run_before_seconds == 5400
+    assert kube_jobs.job_facts(modeljob_dict(status={})).run_before_seconds == 0
+
+
 def test_spec_hash_ignores_scheduling_but_not_the_model() -> None:
     base = modeljob_dict()["spec"]
     reprioritised = {**base, "scheduling": {"priority": 5}}

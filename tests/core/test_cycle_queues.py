@@ -206,6 +206,51 @@ def test_shorter_remaining_time_preempts_the_job_with_the_most_remaining_time() 
     assert [(v.job.name, v.preemption_rule) for v in step.victims] == [("long", "ShorterRemainingTime")]
 
 
+def test_shorter_remaining_time_counts_the_work_a_readmitted_job_kept_from_earlier_runs() -> None:
+    """``resumed`` (10 h expected) ran 2.5 h now after keeping 5.5 h from runs it was preempted
+    from (status.checkpointedSeconds): 2 h remain, fewer than ``fresh``'s 3 h. Only the time
+    run now counted, ``resumed`` would seem to have 7.5 h left and be chosen."""
+    rules = PreemptionRules(within_queue=WithinQueue.SHORTER_REMAINING_TIME)
+    resumed, resumed_pods = running(
+        gpu_job(
+            "resumed",
+            queue="q",
+            gpus=8,
+            expected_duration_seconds=36_000,
+            checkpoint_interval_seconds=600,
+            run_before_seconds=19_800,
+        ),
+        "gpu-h100-0",
+        started=1000,
+        gpus=8,
+    )
+    fresh, fresh_pods = running(
+        gpu_job("fresh", queue="q", gpus=8, expected_duration_seconds=19_800),
+        "gpu-h100-1",
+        started=1000,
+        gpus=8,
+    )
+    new = gpu_job("new", queue="q", gpus=8, expected_duration_seconds=600)
+    result = cycle(
+        [resumed, fresh, new],
+        [*resumed_pods, *fresh_pods],
+        queues=[queue("q", 16, rules=rules, order=QueueOrder.SHORTEST_REMAINING_TIME_FIRST)],
+    )
+    step = step_of(result, "new")
+    assert isinstance(step, Preempt)
+    assert [(v.job.name, v.preemption_rule) for v in step.victims] == [("fresh", "ShorterRemainingTime")]
+
+
+def test_srtf_orders_a_waiting_job_by_its_expected_time_less_the_work_its_earlier_runs_kept() -> None:
+    """Room for one: ``resumed`` (10 h expected, 9 h kept) goes before ``short`` (2 h)."""
+    resumed = gpu_job("resumed", queue="q", gpus=8, replicas=2, expected_duration_seconds=36_000)
+    resumed = replace(resumed, run_before_seconds=32_400)
+    short = gpu_job("short", queue="q", gpus=8, replicas=2, expected_duration_seconds=7_200)
+    result = cycle([short, resumed], queues=[queue("q", 16, order=QueueOrder.SHORTEST_REMAINING_TIME_FIRST)])
+    assert isinstance(step_of(result, "resumed"), Place)
+    assert isinstance(step_of(result, "short"), Wait)
+
+
 def test_a_job_that_checkpoints_yields_to_a_waiting_job_of_its_queue_once_past_its_time_slice() -> None:
     rules = PreemptionRules(time_slice_seconds=600)
     turn, pods = running(

@@ -167,6 +167,7 @@ def _status_facts(job: Mapping[str, Any], created: datetime) -> dict[str, Any]:
         "updating": (conditions.get(ConditionType.UPDATING.value) or {}).get("status") == "True",
         "started": scheduled_since if is_scheduled else None,
         "preemptions": int(status.get("preemptions") or 0),
+        "run_before_seconds": float(status.get("checkpointedSeconds") or 0),
         "preempted_by": _names(status.get("preemptedBy")),
         "preempting": _names(status.get("preempting")),
         "nominated_nodes": _names(status.get("nominatedNodes")),

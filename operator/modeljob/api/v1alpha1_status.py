@@ -112,6 +112,13 @@ class ModelJobStatus(_Model):
     preemptions: int | None = Field(
         default=None, description="Times the job was preempted (evicted for another job)."
     )
+    checkpointed_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description="Work kept from its earlier runs, in seconds: each preemption adds its run's "
+        "time up to the last checkpoint (spec.scheduling.checkpointInterval; none without). "
+        "Remaining expected time is the expected duration less this and the current run.",
+    )
     preempted_by: list[Annotated[str, Field(description="namespace/name of a preemptor.")]] = Field(
         default_factory=list,
         max_length=16,

@@ -146,6 +146,7 @@ def queued_job(job: JobFacts, request: QuotaRequest) -> QueuedJob:
         priority=job.priority,
         expected_duration_seconds=job.expected_duration_seconds,
         demand=Resources(cpu_milli=request.cpu_milli, memory_bytes=request.memory_bytes, gpus=request.gpus),
+        run_seconds=job.run_before_seconds,
         queued_at_seconds=job.queued_since.timestamp() if job.queued_since is not None else None,
     )
 

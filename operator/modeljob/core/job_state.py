@@ -110,6 +110,7 @@ class JobFacts:
     # Preemption, all read back from status so a restart knows what the last run decided:
     started: datetime | None = None  # when the Scheduled condition last became True (this run)
     preemptions: int = 0  # status.preemptions: times the job was preempted
+    run_before_seconds: float = 0.0  # status.checkpointedSeconds: work kept from earlier runs
     preempted_by: tuple[str, ...] = ()  # status.preemptedBy: "ns/name" of its preemptors, oldest first
     preempting: tuple[str, ...] = ()  # status.preempting: victims ("ns/name") evicted for it
     nominated_nodes: tuple[str, ...] = ()  # status.nominatedNodes: where its victims ran

@@ -2,7 +2,8 @@
 (core/preemption.py) in the cycle's own ledger, evicted whole through ``steps.evict``.
 
 Everything is derived from status, never remembered: a job's run started when its Scheduled
-condition last became True; who preempted whom is each job's status.preemptedBy (the chain
+condition last became True, and what its earlier runs kept (up to their last checkpoints) is
+status.checkpointedSeconds; who preempted whom is each job's status.preemptedBy (the chain
 rule) and status.preemptions (how often); a preemptor's status.preempting and
 status.nominatedNodes are its written plan. A preemptor whose plan lists victims not yet
 evicted (the operator stopped midway) evicts them now; while its victims' pods are going it
@@ -22,7 +23,7 @@ evicted on that stale word; the preemptor plans afresh, by the rules.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -42,7 +43,7 @@ from modeljob.core.preemption_rules import (
     WithinQueue,
     eligibility,
 )
-from modeljob.core.quota import QuotaRequest, admit, reclaimable_by
+from modeljob.core.quota import QuotaRequest, QuotaTest, admits_once_released, reclaimable_by
 from modeljob.core.steps import Preempt, RollBack, Wait, evict
 
 # A victim's status.preemptedBy keeps this many preemptors (the API's bound).
@@ -144,7 +145,7 @@ class Preempting:
             if ref not in self.chosen
         ]
         found = choose_victims(
-            Preemptor(job.ref, job.queue, job.priority, job.expected_duration_seconds),
+            _preemptor(job),
             candidates,
             table=table,
             fits=fits,
@@ -172,19 +173,9 @@ class Preempting:
             f"{', '.join(nodes)}; {lost:.2f} GPU-hours of work lost",
         )
 
-    def _admits(self, request: QuotaRequest) -> Callable[[frozenset[str]], bool]:
-        """The quota test: admitted once the victims' charges are released."""
-        tree, usage = self.queues.tree, self.admission.usage
-        charges = {a.job: a for a in self.admission.running}
-
-        def admits(victims: frozenset[str]) -> bool:
-            freed = usage
-            for name in victims:
-                if name in charges:
-                    freed = freed.plus(charges[name].queue, charges[name].charges, sign=-1)
-            return admit(request, tree, freed).admitted
-
-        return admits
+    def _admits(self, request: QuotaRequest) -> QuotaTest:
+        running = {charge.job: charge for charge in self.admission.running}
+        return admits_once_released(request, self.queues.tree, self.admission.usage, running)
 
     def _reclaimable(self, queue: str) -> frozenset[str]:
         return frozenset(use.job for use in reclaimable_by(queue, self.queues.tree, self.admission.running))
@@ -195,9 +186,7 @@ class Preempting:
         if running is None:
             return "Resumed"
         return eligibility(
-            Preemptor(
-                preemptor.ref, preemptor.queue, preemptor.priority, preemptor.expected_duration_seconds
-            ),
+            _preemptor(preemptor),
             replace(running, borrows_from_lender=victim.ref in self._reclaimable(preemptor.queue)),
             rules=self.queues.rules(preemptor.queue),
             preempted_before=frozenset(),
@@ -230,7 +219,7 @@ class Preempting:
         if rule is PreemptionReason.SHORTER_REMAINING_TIME:
             running = self.running.get(victim.ref)
             theirs = running.remaining_seconds(self.now_seconds) if running is not None else None
-            ours = preemptor.expected_duration_seconds
+            ours = _preemptor(preemptor).remaining_seconds
             return f"{_seconds(theirs)} remaining against the preemptor's {_seconds(ours)}"
         return str(rule)
 
@@ -267,8 +256,21 @@ class Preempting:
             started_at_seconds=started.timestamp(),
             pods=slots,
             expected_duration_seconds=job.expected_duration_seconds,
+            run_before_seconds=job.run_before_seconds,
             checkpoint_interval_seconds=job.checkpoint_interval_seconds,
         )
+
+
+def _preemptor(job: JobFacts) -> Preemptor:
+    """A waiting job as preemption sees it; its remaining time counts the work its earlier runs
+    kept (status.checkpointedSeconds), as the victims' does and the queue simulator's."""
+    return Preemptor(
+        job.ref,
+        job.queue,
+        job.priority,
+        expected_duration_seconds=job.expected_duration_seconds,
+        run_before_seconds=job.run_before_seconds,
+    )
 
 
 def _not_evicted_for(preemptor: JobFacts, victim: JobFacts) -> bool:

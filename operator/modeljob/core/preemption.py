@@ -26,6 +26,7 @@ from modeljob.core.preemption_rules import (
     RunningJob,
     eligibility,
 )
+from modeljob.core.quota import QuotaTest
 from modeljob.core.scoring.ranking import ScoringContext
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
 
@@ -33,8 +34,6 @@ from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
 MAX_FOCUS_NODES = 8
 
 FitTest = Callable[[NodeTable], bool]
-# Whether the preemptor's quota admits it with these jobs evicted (their charges released).
-QuotaTest = Callable[[frozenset[str]], bool]
 
 
 class VictimOrder(StrEnum):

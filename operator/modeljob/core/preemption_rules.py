@@ -57,6 +57,13 @@ class PreemptionRules:
     time_slice_seconds: float | None = None  # with order time-slice: same-queue jobs past it yield
 
 
+def kept_seconds(run_seconds: float, checkpoint_interval_seconds: float | None) -> float:
+    """The part of a run an eviction keeps: up to its last checkpoint (checkpoints every interval
+    from the run's start); none for a job that never checkpoints."""
+    interval = checkpoint_interval_seconds
+    return run_seconds - run_seconds % interval if interval else 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class PodSlot:
     """One running pod: where it is and what it took there (``devices`` as the ledger reserved them)."""
@@ -96,8 +103,7 @@ class RunningJob:
     def lost_seconds(self, now_seconds: float) -> float:
         """Work lost if evicted now: all of this run, or only what followed the last checkpoint."""
         run = self.run_seconds(now_seconds)
-        interval = self.checkpoint_interval_seconds
-        return run % interval if interval else run
+        return run - kept_seconds(run, self.checkpoint_interval_seconds)
 
     def lost_gpu_hours(self, now_seconds: float) -> float:
         return self.lost_seconds(now_seconds) * self.gpus / SECONDS_PER_HOUR

@@ -4,8 +4,9 @@ eviction with who preempted it and by which rule.
 The preemptor's patch is written before any victim is touched (status.preempting names the
 victims, status.nominatedNodes their nodes): after a crash the next cycle reads that plan back
 and finishes it (core/preempting.py). A victim's patch is its RollBack's (core/status.py
-``rolled_back``) plus the Preempted condition, status.preemptions and status.preemptedBy, in the
-same write, so a victim is evicted and recorded as such at once, or neither.
+``rolled_back``) plus the Preempted condition, status.preemptions, status.preemptedBy and the
+work its run kept (status.checkpointedSeconds), in the same write, so a victim is evicted and
+recorded as such at once, or neither, and no run's kept work is counted twice or lost.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime
 
 from modeljob.core.job_state import ConditionType, JobPhase
 from modeljob.core.preempting import PREEMPTED_BY_KEPT
-from modeljob.core.preemption_rules import PreemptionReason
+from modeljob.core.preemption_rules import PreemptionReason, kept_seconds
 from modeljob.core.status import Json, rolled_back, set_condition
 from modeljob.core.steps import Preempt, RollBack
 
@@ -45,8 +46,10 @@ def preempting(step: Preempt, status: Mapping[str, object], *, now: datetime) ->
 
 def preempted(step: RollBack, status: Mapping[str, object], *, now: datetime) -> Json:
     """A victim evicted: the RollBack's patch, the Preempted condition naming the preemptor and
-    the rule, and the counts the anti-thrash rules read back. A time-slice turn counts, but is
-    no preemption in the chain sense (round-robin is a cycle by design)."""
+    the rule, the counts the anti-thrash rules read back, and the work the run kept up to its
+    last checkpoint, added to what earlier runs kept (remaining expected time reads it back). A
+    time-slice turn counts, but is no preemption in the chain sense (round-robin is a cycle by
+    design)."""
     patch = rolled_back(step, status, now=now)
     assert step.preempted_by is not None
     patch["conditions"] = set_condition(
@@ -59,6 +62,12 @@ def preempted(step: RollBack, status: Mapping[str, object], *, now: datetime) ->
     )
     count = status.get("preemptions")
     patch["preemptions"] = (count if isinstance(count, int) else 0) + 1
+    job = step.job
+    if job.checkpoint_interval_seconds:
+        run = max(0.0, (now - (job.started or job.created)).total_seconds())
+        kept = status.get("checkpointedSeconds")
+        before = kept if isinstance(kept, int) else 0
+        patch["checkpointedSeconds"] = before + int(kept_seconds(run, job.checkpoint_interval_seconds))
     if step.preemption_rule != PreemptionReason.TIME_SLICE.value:
         chain = [*_names(status.get("preemptedBy")), step.preempted_by]
         patch["preemptedBy"] = chain[-PREEMPTED_BY_KEPT:]

@@ -13,7 +13,7 @@ dominant-resource fairness (`admit_pending`); docs/queues.md states the rules.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -178,6 +178,28 @@ def admit(request: QuotaRequest, tree: QueueTree, usage: Usage) -> Admission:
         if chosen.products:
             products = chosen.products & accepted if accepted else chosen.products
     return Admission(request.job, request.queue, admitted=True, charges=tuple(charges), products=products)
+
+
+# Whether a waiting job's quota admits it once the running jobs named are evicted.
+QuotaTest = Callable[[frozenset[str]], bool]
+
+
+def admits_once_released(
+    request: QuotaRequest, tree: QueueTree, usage: Usage, running: Mapping[str, Admission]
+) -> QuotaTest:
+    """A preemptor's quota test: ``request`` admitted against ``usage`` with its victims'
+    charges (``running``, by job) released, since the same whole-job evictions that make room
+    give their quota back. The operator (core/preempting.py) and the queue simulator both ask it."""
+
+    def admits(victims: frozenset[str]) -> bool:
+        freed = usage
+        for name in victims:
+            charge = running.get(name)
+            if charge is not None and charge.admitted:
+                freed = freed.plus(charge.queue, charge.charges, sign=-1)
+        return admit(request, tree, freed).admitted
+
+    return admits
 
 
 def _queue_refusal(request: QuotaRequest, tree: QueueTree) -> Admission | None:

@@ -33,7 +33,6 @@ from modeljob.core.preempting import preempts
 from modeljob.core.preemption import (
     FitTest,
     Preemption,
-    QuotaTest,
     VictimOrder,
     choose_victims,
     gang_fits,
@@ -45,9 +44,10 @@ from modeljob.core.preemption_rules import (
     PreemptionRules,
     Preemptor,
     RunningJob,
+    kept_seconds,
 )
 from modeljob.core.queueing import QueuedJob, QueueSettings, order_queues, queue_policy
-from modeljob.core.quota import Admission
+from modeljob.core.quota import Admission, QuotaTest
 from modeljob.core.quota_tree import QueueSpec
 from modeljob.core.scoring.ranking import ScoringContext
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
@@ -313,8 +313,7 @@ class _SharedReplay:
     def _evict(self, name: str, preemptor: str, reason: PreemptionReason, now: float) -> None:
         run = self.running[name]
         ran = now - run.started_at_seconds
-        interval = run.item.checkpoint_interval_seconds
-        kept = ran - ran % interval if interval else 0.0
+        kept = kept_seconds(ran, run.item.checkpoint_interval_seconds)  # as the operator records it
         lost_gpu_hours = (ran - kept) * run.item.job.demand.gpus / SECONDS_PER_HOUR
         progress = self.ledgers.progress.get(name, 0.0) + kept
         self.ledgers.progress[name] = progress

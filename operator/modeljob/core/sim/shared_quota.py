@@ -3,9 +3,9 @@
 Every decision is the operator's core: ``admit_pending`` admits a cycle's waiting jobs (each
 queue in its order, borrowers by weighted dominant share), ``charged`` is what a running job
 holds, ``reclaimable_by`` says which running jobs use quota borrowed from a queue, and the
-preemptor's quota test is ``admit`` with its victims' charges released, as
-``core/preempting.py`` builds it. This module only turns synthetic jobs into quota requests and
-keeps the books between the simulator's events.
+preemptor's quota test is ``admits_once_released``, as ``core/preempting.py`` asks it. This
+module only turns synthetic jobs into quota requests and keeps the books between the
+simulator's events.
 """
 
 from __future__ import annotations
@@ -14,15 +14,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from modeljob.core.admission import charged
-from modeljob.core.preemption import QuotaTest
 from modeljob.core.queueing import QueuedJob
 from modeljob.core.quota import (
     Admission,
     AdmissionRound,
     QuotaRequest,
+    QuotaTest,
     Usage,
     admit,
     admit_pending,
+    admits_once_released,
     usage_of,
 )
 from modeljob.core.quota import reclaimable_by as borrowed_from
@@ -82,23 +83,17 @@ class QuotaBooks:
     def stop(self, name: str) -> None:
         del self.running[name]
 
-    def usage(self, *, without: Iterable[str] = ()) -> Usage:
-        """What the running jobs hold, less the jobs named in ``without``."""
-        gone = set(without)
-        return usage_of(charge for name, charge in self.running.items() if name not in gone)
+    def usage(self) -> Usage:
+        """What the running jobs hold."""
+        return usage_of(self.running.values())
 
     def reclaimable_by(self, queue: str) -> frozenset[str]:
         """The running jobs that use quota ``queue`` lends and may take back."""
         return frozenset(use.job for use in borrowed_from(queue, self.tree, tuple(self.running.values())))
 
     def admits(self, name: str) -> QuotaTest:
-        """The preemptor's quota test: admitted once its victims' charges are released."""
-        request = self.requests[name]
-
-        def admits(victims: frozenset[str]) -> bool:
-            return admit(request, self.tree, self.usage(without=victims)).admitted
-
-        return admits
+        """The preemptor's quota test, the operator's: admitted once its victims' charges are released."""
+        return admits_once_released(self.requests[name], self.tree, self.usage(), self.running)
 
     def breaches(self) -> tuple[QuotaBreach, ...]:
         """Each queue's status numbers against its limits: borrowed within borrowingLimit, lent
