@@ -25,8 +25,8 @@ import signal
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
