@@ -1,7 +1,13 @@
 """What a cycle leaves for the next (CycleMemory: node-set lookups, quota requests, plans made on
 the ledger as it started) never changes a decision: over a run of cycles with the cluster changing
 between them (placements bound, nodes added and removed, pods gone, jobs added, deleted or changed,
-the quota changed), every cycle decides what a cycle planning everything afresh decides."""
+the quota changed), every cycle decides what a cycle planning everything afresh decides.
+
+Every pod bound or gone, and every job that arrives, changes the scoring context (it learns from
+them): a remembered result that read scores (a placement) must then be planned again, while a
+verdict reached before any node was chosen is kept. The runs make both happen: jobs arrive like
+ones already queued (the same demand), and in strict order the jobs behind a waiting one are
+planned, and remembered, without being placed."""
 
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ def changes() -> st.SearchStrategy[Change]:
         st.tuples(st.just("drop pod"), index),
         st.tuples(st.just("add pod"), index, st.integers(1, 4)),
         st.tuples(st.just("add job"), shapes()),
+        st.tuples(st.just("add job like"), index),
         st.tuples(st.just("delete job"), index),
         st.tuples(st.just("priority"), index, st.integers(0, 3)),
         st.tuples(st.just("gpus"), index, st.sampled_from((1, 2, 4, 8))),
@@ -49,10 +56,13 @@ class World:
     """The cluster as the loop would see it from cycle to cycle: unchanged objects stay the same
     objects (as the loop's caches keep them), changed ones are new."""
 
-    def __init__(self, nodes: list[NodeFacts], pods: list[PodFacts], jobs: list[JobFacts]) -> None:
+    def __init__(
+        self, nodes: list[NodeFacts], pods: list[PodFacts], jobs: list[JobFacts], *, strict: bool = False
+    ) -> None:
         self.nodes, self.pods, self.jobs = nodes, pods, jobs
         self.quota: int | None = None
         self.added = 0
+        self.strict = strict
 
     def queues(self) -> list[QueueConfig]:
         if self.quota is None:
@@ -126,12 +136,33 @@ class World:
                 *self.jobs,
                 replace(job, name=name, uid=f"uid-{name}", created=at(500), queued_since=at(500)),
             ]
+        elif what == "add job like" and self.jobs:
+            self._add_like(self.jobs[args[0] % len(self.jobs)])
         elif what == "delete job" and self.jobs:
             self.jobs = [j for i, j in enumerate(self.jobs) if i != args[0] % len(self.jobs)]
         elif what in ("priority", "gpus", "same job, new object") and self.jobs:
             self._change_job(args[0] % len(self.jobs), what, args[1:])
         elif what == "quota":
             self.quota = args[0]
+
+    def _add_like(self, job: JobFacts) -> None:
+        """A new job of ``job``'s template, queued: the same demand, a new name."""
+        name = f"added-{self.added}"
+        self.added += 1
+        self.jobs = [
+            *self.jobs,
+            replace(
+                job,
+                name=name,
+                uid=f"uid-{name}",
+                created=at(500),
+                queued_since=at(500),
+                placement=(),
+                placed_generation=None,
+                phase=JobPhase.QUEUED,
+                started=None,
+            ),
+        ]
 
     def _change_job(self, index: int, what: str, args: list[Any]) -> None:
         job = self.jobs[index]
@@ -152,7 +183,7 @@ def decide(world: World, now: int, memory: CycleMemory | None) -> CycleResult:
         world.nodes,
         world.pods,
         now=at(now),
-        settings=CycleSettings(),
+        settings=CycleSettings(strict=world.strict),
         queues=world.queues(),
         memory=memory,
         remember_plans=memory is not None,
@@ -160,11 +191,14 @@ def decide(world: World, now: int, memory: CycleMemory | None) -> CycleResult:
 
 
 @RUNS
-@given(clusters(), queues(), st.lists(st.lists(changes(), max_size=3), min_size=1, max_size=5))
+@given(clusters(), queues(), st.lists(st.lists(changes(), max_size=3), min_size=1, max_size=5), st.booleans())
 def test_cycles_with_memory_decide_what_cycles_planning_afresh_decide(
-    cluster: tuple[list[NodeFacts], list[PodFacts]], jobs: list[JobFacts], between: list[list[Change]]
+    cluster: tuple[list[NodeFacts], list[PodFacts]],
+    jobs: list[JobFacts],
+    between: list[list[Change]],
+    strict: bool,
 ) -> None:
-    world = World(*cluster, jobs)
+    world = World(*cluster, jobs, strict=strict)
     memory = CycleMemory()
     for number, changed in enumerate([[], *between]):
         for change in changed:
@@ -190,7 +224,7 @@ def test_a_deep_queues_verdicts_are_kept_until_their_node_types_room_changes() -
     second = decide(world, 1010, memory)
     assert second.steps == first.steps
     # The very results carried, not equal ones planned again.
-    assert all(memory.plans.jobs[key][1][1] is plan[1] for key, (_, plan) in carried.items())
+    assert all(memory.plans.jobs[key][1][1] is plan[1] for key, (_, plan, _) in carried.items())
     world.pods = []
     third = decide(world, 1020, memory)
     assert [type(s).__name__ for s in third.steps][:2] == ["Place", "Wait"]
@@ -207,3 +241,46 @@ def test_a_placement_remembered_from_the_last_cycle_is_not_given_once_its_nodes_
     assert [type(s).__name__ for s in first.steps] == ["Place", "Wait"]
     world.bind(first, 1000)
     assert [type(s).__name__ for s in decide(world, 1010, memory).steps] == ["Keep", "Wait"]
+
+
+def _strict_queue() -> tuple[World, JobFacts]:
+    """A head of 8 GPUs that fits no H100 now, and behind it, in strict order, a 1-GPU job that
+    fits (planned, so remembered, but not placed)."""
+    head, behind = (
+        replace(make_job(name, created=t), shape=replace(make_job().shape, overrides=Overrides(gpus=n)))
+        for name, t, n in (("head", 0, 8), ("behind", 1, 1))
+    )
+    nodes = [make_node("h100-0"), make_node("h100-1"), make_node("l4-0", gpus=4, product=L4, memory_gib=24)]
+    pods = [make_pod("o1", node="h100-0", gpus=4), make_pod("o2", node="h100-1", gpus=6)]
+    return World(nodes, pods, [head, behind], strict=True), head
+
+
+def test_a_remembered_placement_is_planned_again_once_the_scoring_context_changed() -> None:
+    """The head goes and a pod lands on the L4 node: the H100 rows are as they were, but what the
+    scorers learn from changed, so the job behind is placed by today's scores, not remembered ones."""
+    world, head = _strict_queue()
+    memory = CycleMemory()
+    assert [type(s) for s in decide(world, 1000, memory).steps] == [Wait, Wait]
+    world.jobs = [j for j in world.jobs if j is not head]
+    world.pods = [*world.pods, make_pod("o3", node="l4-0", gpus=2)]
+    remembered = decide(world, 1010, memory)
+    assert [type(s) for s in remembered.steps] == [Place]
+    assert remembered.steps == decide(world, 1010, None).steps
+
+
+def test_a_verdict_reached_before_any_node_was_chosen_outlives_a_scoring_change() -> None:
+    """Ten 8-GPU jobs wait on full H100 nodes (no node has room for one pod); a pod lands on the
+    L4 node, which they cannot use: their verdict is kept, not planned again, and still right."""
+    job = replace(make_job(products=(H100,)), shape=replace(make_job().shape, overrides=Overrides(gpus=8)))
+    jobs = [replace(job, name=f"j{i}", uid=f"u{i}", created=at(i), queued_since=at(i)) for i in range(10)]
+    nodes = [make_node("h100-0"), make_node("l4-0", gpus=4, product=L4, memory_gib=24)]
+    world = World(nodes, [make_pod("busy", node="h100-0", gpus=2)], jobs)
+    memory = CycleMemory()
+    first = decide(world, 1000, memory)
+    carried = dict(memory.plans.jobs)
+    assert len(carried) == 1
+    assert {type(s) for s in first.steps} == {Wait}
+    world.pods = [*world.pods, make_pod("o3", node="l4-0", gpus=2)]
+    second = decide(world, 1010, memory)
+    assert second.steps == decide(world, 1010, None).steps
+    assert all(memory.plans.jobs[key][1][1] is plan[1] for key, (_, plan, _) in carried.items())

@@ -1,19 +1,28 @@
 """Plans remembered within a cycle (core/plan_memo.py) decide exactly what planning every job
-afresh decides: the same steps, reasons and placements, whatever the jobs, nodes and pods."""
+afresh decides: the same steps, reasons and placements, whatever the jobs, nodes and pods. What
+lets a verdict outlive a change of the scoring context holds: one that read no scores is the
+same under any scores."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from modeljob.core.affinity import LabelSelector, PodAffinityTerm, TemplateRules
 from modeljob.core.cluster_state import NodeFacts, PodFacts
+from modeljob.core.fragmentation import TaskShape, compile_workload, learn_target_workload
+from modeljob.core.gang_placement import GangRequest, ReplicaRequests, Unplaceable, plan_gang
 from modeljob.core.job_state import JobFacts
 from modeljob.core.jobs import Overrides
+from modeljob.core.nodes import NodeTable, PodRequest
 from modeljob.core.scheduling_cycle import CycleResult, CycleSettings, run_cycle
+from modeljob.core.scoring.ranking import ScoringContext
+from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
 from modeljob.core.steps import Place, Wait
+from tests import builders
+from tests.core.test_gang_capacity import tables
 from tests.operator_builders import H100, L4, at, make_job, make_node, make_pod
 
 HOST = "kubernetes.io/hostname"
@@ -114,3 +123,83 @@ def test_a_placement_makes_the_next_job_alike_be_planned_on_what_is_left() -> No
     assert [type(s).__name__ for s in result.steps] == ["Place", "Place", "Wait"]
     placed = [s for s in result.steps if isinstance(s, Place)]
     assert sorted(a.devices for s in placed for a in s.placement) == [(0,), (1,)]
+
+
+# Scoring that chooses differently: the default (taught the request's own shape), packing,
+# spreading, and chance.
+SCORINGS = (
+    ("default", DEFAULT_WEIGHTS),
+    ("most allocated", ScoringWeights(most_allocated=1.0)),
+    ("least allocated", ScoringWeights(least_allocated=1.0)),
+    ("random", ScoringWeights(random=1.0)),
+)
+pod_requests = st.builds(
+    lambda gpus, share, cpu: builders.make_pod(gpus=gpus, gpu_milli=share if gpus == 1 else 1000, cpu=cpu),
+    st.integers(0, 3),
+    st.sampled_from((1000, 500, 300)),
+    st.sampled_from((0, 1, 5)),
+)
+
+
+def _planned_under(
+    table: NodeTable, gang: GangRequest, request: PodRequest, scoring: str, *, check_never_fits: bool
+) -> object:
+    weights = dict(SCORINGS)[scoring]
+    shape = TaskShape(cpu_milli=request.resources.cpu_milli, gpu_milli=1000, gpus=request.resources.gpus)
+    workload = compile_workload(learn_target_workload([shape]), table.products)
+    context = ScoringContext(workload=workload, seed=7)
+    return plan_gang(table, gang, weights=weights, context=context, check_never_fits=check_never_fits)
+
+
+@st.composite
+def tight_tables(draw: st.DrawFn) -> NodeTable:
+    """Two to five 4-GPU nodes with few devices free (some half taken), and CPU to match: where
+    the nodes an earlier pod took decide whether a later one has room."""
+    nodes = [
+        builders.make_node(
+            f"node-{index}",
+            gpus=4,
+            cpu=16,
+            gpu_free_milli=[draw(st.sampled_from((0, 0, 1000, 500))) for _ in range(4)],
+            requested_cpu=draw(st.sampled_from((0, 8, 12))),
+        )
+        for index in range(draw(st.integers(2, 5)))
+    ]
+    return builders.make_table(*nodes)
+
+
+def _four_nodes(*, cpu_taken: int) -> NodeTable:
+    return builders.make_table(
+        *(builders.make_node(f"node-{k}", gpus=4, cpu=16, requested_cpu=cpu_taken) for k in range(4))
+    )
+
+
+# Five groups of three 1-GPU pods, on four 4-GPU nodes: spreading fits them, packing does not.
+# With every core taken, no pod fits now, and only the empty-cluster check (planned) reads scores;
+# with the cores free, the plan itself chooses nodes before it fails (or not).
+_GROUPS = (builders.make_pod(gpus=1, cpu=1), 5, 3)
+
+
+@settings(max_examples=500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(tables(), tight_tables()),
+    pod_requests,
+    st.integers(1, 6),
+    st.sampled_from((1, 2, 3)),
+    st.booleans(),
+)
+@example(_four_nodes(cpu_taken=16), *_GROUPS, True)
+@example(_four_nodes(cpu_taken=0), *_GROUPS, False)
+def test_a_verdict_that_read_no_scores_is_the_same_under_any_scores(
+    table: NodeTable, request: PodRequest, replicas: int, group_size: int, check_never_fits: bool
+) -> None:
+    gang = GangRequest(
+        job="ml/job", replicas=replicas, requests=ReplicaRequests.uniform(request), group_size=group_size
+    )
+    results = {
+        name: _planned_under(table, gang, request, name, check_never_fits=check_never_fits)
+        for name, _ in SCORINGS
+    }
+    for name, result in results.items():
+        if isinstance(result, Unplaceable) and not result.read_scores:
+            assert all(other == result for other in results.values()), name

@@ -7,13 +7,14 @@ groups or none) and, where the nodes are labelled, within one topology domain (c
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from modeljob.core.gang_capacity import surely_placed
 from modeljob.core.gang_reasons import largest_block, needs_per_replica
+from modeljob.core.node_choice import separation
 from modeljob.core.nodes import BoolArray, IntArray, NodeTable, PodRequest
 from modeljob.core.scoring.filters import filter_nodes
 from modeljob.core.scoring.ranking import (
@@ -90,10 +91,17 @@ class Placement:
 
 @dataclass(frozen=True, slots=True)
 class Unplaceable:
-    """No plan now. ``never_fits``: not even on this cluster with every node empty (so waiting is futile)."""
+    """No plan now. ``never_fits``: not even on this cluster with every node empty (so waiting is futile).
+
+    ``read_scores``: whether the verdict may depend on how nodes score. A plan that fails before
+    choosing any node failed on room and rules alone (scores only pick among nodes that fit), and
+    so did an empty-cluster check that counted, or failed before choosing a node: such a verdict
+    is the same under any scoring context, on the same nodes with the same free room.
+    """
 
     reason: str
     never_fits: bool
+    read_scores: bool = True  # when unknown, assume it did
 
 
 def _classes(table: NodeTable, requests: ReplicaRequests) -> list[tuple[PodRequest, IntArray]]:
@@ -106,47 +114,11 @@ def _classes(table: NodeTable, requests: ReplicaRequests) -> list[tuple[PodReque
     return [(request, np.array(sorted(rows), dtype=np.int64)) for request, rows in groups.items()]
 
 
-def figures(values: Iterable[float]) -> int:
-    """The fewest decimals (2 to 4) that show every distinct value among ``values`` distinct, so
-    two different scores never read the same in one message; 4 where even that cannot."""
-    distinct = set(values)
-    for digits in (2, 3):
-        if len({f"{value:.{digits}f}" for value in distinct}) == len(distinct):
-            return digits
-    return 4
+@dataclass(slots=True)
+class _Chosen:
+    """How many nodes a plan chose, its trials (forks) included: none means scores decided nothing."""
 
-
-def apart(first: float, second: float) -> tuple[str, str]:
-    """Both scores with the fewest decimals (2 to 4) that show them different (see ``figures``),
-    for a message that says one beat the other."""
-    digits = figures((first, second))
-    return f"{first:.{digits}f}", f"{second:.{digits}f}"
-
-
-def separation(table: NodeTable, rows: IntArray, scores: NodeScores, winner: int) -> str:
-    """What set the chosen node (``rows[winner]``) apart from the best of the others.
-
-    The scorers whose parts differed between the two, with both values, when the totals differ;
-    otherwise how many nodes tied and that the name decided. Both scorers of the default policy
-    centre on 0.5 ("placing here changes nothing"), so on an idle cluster a tie is the usual case
-    and saying so is the explanation.
-    """
-    if len(rows) == 1:
-        return "the only node with room"
-    total = scores.total
-    others = np.delete(np.arange(len(rows)), winner)
-    runner = int(others[np.argmax(total[others])])
-    runner_name = table.names[int(rows[runner])]
-    if total[winner] == total[runner]:
-        tied = int(np.count_nonzero(total == total[winner]))
-        return f"{tied} nodes tied at {float(total[winner]):.2f}, the first by name won"
-    differed = [
-        "{} {} vs {}".format(scorer.name, *apart(float(values[winner]), float(values[runner])))
-        for scorer, _, values in scores.parts
-        if values[winner] != values[runner]
-    ]
-    lead = apart(float(total[winner] - total[runner]), 0.0)[0]
-    return f"ahead of {runner_name} by {lead} ({', '.join(differed)})"
+    nodes: int = 0
 
 
 @dataclass(slots=True)
@@ -155,10 +127,22 @@ class _PlanState:
 
     work: NodeTable
     tracker: RuleTracker | None
+    chosen: _Chosen  # shared with every fork of the plan
 
     def fork(self) -> _PlanState:
         tracker = self.tracker.fork() if self.tracker is not None else None
-        return _PlanState(self.work.working_copy(), tracker)
+        return _PlanState(self.work.working_copy(), tracker, self.chosen)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """Where a plan stopped: the replica with no node, why, the table's rows grouped by request,
+    and whether any node was chosen before (see ``Unplaceable.read_scores``)."""
+
+    replica: int
+    why: str
+    classes: list[tuple[PodRequest, IntArray]]
+    chose_nodes: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +205,7 @@ def _choose(
 def _take(state: _PlanState, choice: _Choice, *, replica: int, member: int = 0) -> Assignment:
     """Reserve the chosen node for one pod, in the ledger and the rules' counts."""
     why = separation(state.work, *choice.ranked)  # before reserving: the table the scores were made on
+    state.chosen.nodes += 1
     devices = state.work.reserve(choice.row, choice.request, choice.devices)
     if state.tracker is not None:
         state.tracker.place(choice.row)
@@ -236,25 +221,26 @@ def _plan(
     weights: ScoringWeights,
     context: ScoringContext,
     with_pods: bool = True,
-) -> Placement | tuple[int, str, list[tuple[PodRequest, IntArray]]]:
+) -> Placement | _Failure:
     work = table.working_copy()
     classes = _classes(work, gang.requests)
     tracker = (
         gang.rules.track(work, with_pods=with_pods, planned=gang.planned) if gang.rules is not None else None
     )
-    state = _PlanState(work, tracker)
+    state = _PlanState(work, tracker, _Chosen())
     assignments: list[Assignment] = []
     for replica in range(gang.replicas):
         if gang.group_size > 1:
             group = place_group(state, classes, gang, replica, weights=weights, context=context)
             if isinstance(group, str):
-                return replica, group, classes
+                return _Failure(replica, group, classes, chose_nodes=state.chosen.nodes > 0)
             state, placed = group
             assignments += placed
             continue
         choice = _choose(state, classes, weights=weights, context=context)
         if not isinstance(choice, _Choice):
-            return replica, "; ".join(choice) or "no node offers what a replica needs", classes
+            why = "; ".join(choice) or "no node offers what a replica needs"
+            return _Failure(replica, why, classes, chose_nodes=state.chosen.nodes > 0)
         assignments.append(_take(state, choice, replica=replica))
     grouped = gang.group_size > 1
     reasons = [
@@ -343,12 +329,16 @@ def _fits_empty(
     *,
     weights: ScoringWeights,
     context: ScoringContext,
-) -> bool:
+) -> tuple[bool, bool]:
     """Whether the gang fits ``empty`` (no pods anywhere): counted where counting decides it
-    (core/gang_capacity.py), else planned."""
+    (core/gang_capacity.py), else planned; and whether the answer may depend on scores (a plan
+    that placed it, or chose nodes before it failed)."""
     if surely_placed(empty, classes, replicas=gang.replicas, group_size=gang.group_size, rules=gang.rules):
-        return True
-    return isinstance(_plan(empty, gang, weights=weights, context=context, with_pods=False), Placement)
+        return True, False
+    planned = _plan(empty, gang, weights=weights, context=context, with_pods=False)
+    if isinstance(planned, Placement):
+        return True, True
+    return False, planned.chose_nodes
 
 
 def plan_gang(
@@ -368,28 +358,38 @@ def plan_gang(
     know the gang fits there); ``never_fits`` is then False.
     """
     if gang.replicas <= 0:
-        return Unplaceable(reason=f"{gang.job}: a gang needs at least one replica", never_fits=True)
+        return Unplaceable(
+            reason=f"{gang.job}: a gang needs at least one replica", never_fits=True, read_scores=False
+        )
     # Cached per-row fragmentation goes stale as the plan places replicas: let the scorer recompute.
     context = dataclasses.replace(context or ScoringContext(), fragmentation_before=None)
     outcome = _plan(table, gang, weights=weights, context=context)
     if isinstance(outcome, Placement):
         return outcome
-    replica, why, classes = outcome
+    replica, why, classes = outcome.replica, outcome.why, outcome.classes
     if not classes:
         return Unplaceable(
-            reason=f"{gang.job}: no node has a device size this job was sized for", never_fits=True
+            reason=f"{gang.job}: no node has a device size this job was sized for",
+            never_fits=True,
+            read_scores=outcome.chose_nodes,
         )
-    never = check_never_fits and not _fits_empty(
-        table.emptied(), gang, classes, weights=weights, context=context
+    fits, empty_read_scores = (
+        _fits_empty(table.emptied(), gang, classes, weights=weights, context=context)
+        if check_never_fits
+        else (True, False)
     )
+    read_scores = outcome.chose_nodes or empty_read_scores
     needs = needs_per_replica(classes, table, group_size=gang.group_size)
     where = largest_block(table, classes)
     prefix = f"{gang.job}: {needs}; {where}"
-    if never:
+    if not fits:
         return Unplaceable(
             reason=f"{prefix}; {gang.replicas} replicas do not fit even on an empty cluster ({why})",
             never_fits=True,
+            read_scores=read_scores,
         )
     return Unplaceable(
-        reason=f"{prefix}; replica {replica + 1} of {gang.replicas} has no node now ({why})", never_fits=False
+        reason=f"{prefix}; replica {replica + 1} of {gang.replicas} has no node now ({why})",
+        never_fits=False,
+        read_scores=read_scores,
     )

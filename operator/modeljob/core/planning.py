@@ -25,7 +25,7 @@ from modeljob.core.gang_placement import (
 from modeljob.core.job_state import JobFacts
 from modeljob.core.node_types import Candidate, NodeType, Sizing
 from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, subset
-from modeljob.core.plan_memo import PlanMemo
+from modeljob.core.plan_memo import PlanMemo, read_scores
 from modeljob.core.scoring.plugin import ScoringContext
 from modeljob.core.scoring.scorers.cpu_balance import HostDemand, learn_host_demand
 from modeljob.core.scoring.weights import ScoringWeights
@@ -106,9 +106,13 @@ class Planner:
         found = memo.recall_job(key, types, name)
         if found is not None:
             return [Attempt(candidates[index], result) for index, result in found]
+        scored_before = memo.scored
         attempts = plan(job, candidates, eligible=eligible, pending=pending)
         position = {id(c): index for index, c in enumerate(candidates)}
-        memo.remember_job(key, types, name, [(position[id(a.candidate)], a.result) for a in attempts])
+        # Results the plan saw but dropped steered it too (try_one_by_one moves on past them).
+        read = memo.scored != scored_before or any(read_scores(a.result) for a in attempts)
+        kept = [(position[id(a.candidate)], a.result) for a in attempts]
+        memo.remember_job(key, types, name, kept, read=read)
         return attempts
 
     def _rules_key(self, job: JobFacts) -> Hashable | None:
@@ -192,6 +196,7 @@ class Planner:
             )
             recalled = memo.recall(candidate.node_type, key, job_name)
             if recalled is not None:
+                memo.saw(recalled)
                 return Attempt(candidate, recalled)
         of_type = self.type_masks.get(candidate.node_type, np.zeros(len(table), dtype=np.bool_))
         # Plan on this type's admitting nodes alone, so the reasons count only nodes it could use.
@@ -214,8 +219,10 @@ class Planner:
                 reason=f"{result.reason}; {not_admitted} more node(s) of this type do not admit the job "
                 "(spec.template.spec nodeSelector / affinity.nodeAffinity / tolerations)",
             )
-        if memo is not None and key is not None:
-            memo.remember(candidate.node_type, key, job_name, result)
+        if memo is not None:
+            memo.saw(result)
+            if key is not None:
+                memo.remember(candidate.node_type, key, job_name, result)
         return Attempt(candidate, result)
 
 

@@ -151,8 +151,9 @@ def run_cycle(
             node_type_of=cluster.type_of,
             carried=memory.plans,
             # All else a plan reads: the nodes (by the generation of what was worked out from
-            # them), the scoring context and the settings.
-            context=(cluster.memory.generation, workload, demand, settings.weights, settings.topology_key),
+            # them) and the settings; and, for results that read scores, the scoring context.
+            context=(cluster.memory.generation, settings.topology_key),
+            scoring=(workload, demand, settings.weights),
             type_masks=cluster.type_masks,
         )
         if remember_plans
