@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,6 +42,7 @@ def changes() -> st.SearchStrategy[Change]:
         st.tuples(st.just("drop node"), index),
         st.tuples(st.just("drop pod"), index),
         st.tuples(st.just("add pod"), index, st.integers(1, 4)),
+        st.tuples(st.just("add cpu pod"), index),
         st.tuples(st.just("add job"), shapes()),
         st.tuples(st.just("add job like"), index),
         st.tuples(st.just("delete job"), index),
@@ -127,6 +129,10 @@ class World:
         elif what == "add pod":
             node = self.nodes[args[0] % len(self.nodes)]
             self.pods = [*self.pods, make_pod(f"other-new-{self.added}", node=node.name, gpus=args[1])]
+            self.added += 1
+        elif what == "add cpu pod":  # most of a node's CPU, none of its GPUs: room without a free block
+            node = self.nodes[args[0] % len(self.nodes)]
+            self.pods = [*self.pods, make_pod(f"cpu-{self.added}", node=node.name, cpu_milli=190_000)]
             self.added += 1
         elif what == "add job":
             job = args[0]
@@ -284,3 +290,31 @@ def test_a_verdict_reached_before_any_node_was_chosen_outlives_a_scoring_change(
     second = decide(world, 1010, memory)
     assert second.steps == decide(world, 1010, None).steps
     assert all(memory.plans.jobs[key][1][1] is plan[1] for key, (_, plan, _) in carried.items())
+
+
+@pytest.mark.parametrize(
+    ("gpus_taken", "gpus_asked", "after"),
+    [
+        pytest.param(0, 1, [Place, Place, Place], id="now-it-fits"),
+        pytest.param(7, 2, [Wait, Wait, Wait], id="still-waits-counted-under-gpus-not-cpu"),
+    ],
+)
+def test_a_verdict_is_planned_again_when_its_node_changed_but_not_its_largest_block(
+    gpus_taken: int, gpus_asked: int, after: list[type]
+) -> None:
+    """Three jobs wait on an H100 node whose CPU other work holds; that work ends, and the largest
+    free block is as it was: yet the node has room for them now, or the reason they wait counts it
+    under another check. Either way they get what a cycle planning afresh gives, not the verdict
+    of the last cycle."""
+    shape = replace(make_job().shape, overrides=Overrides(gpus=gpus_asked))
+    job = replace(make_job(products=(H100,)), shape=shape)
+    jobs = [replace(job, name=f"j{i}", uid=f"u{i}", created=at(i), queued_since=at(i)) for i in range(3)]
+    busy = [make_pod("gpus", node="h100-0", gpus=gpus_taken)] if gpus_taken else []
+    world = World([make_node("h100-0")], [*busy, make_pod("hog", node="h100-0", cpu_milli=190_000)], jobs)
+    memory = CycleMemory()
+    first = decide(world, 1000, memory)
+    assert {type(s) for s in first.steps} == {Wait}
+    world.pods = busy
+    second = decide(world, 1010, memory)
+    assert [type(s) for s in second.steps] == after
+    assert second.steps == decide(world, 1010, None).steps

@@ -35,7 +35,8 @@ SCENARIOS = settings(
 
 @st.composite
 def clusters(draw: st.DrawFn) -> tuple[list[NodeFacts], list[PodFacts]]:
-    """A few H100 and L4 nodes in two zones, each with some of its GPUs taken by other work."""
+    """A few H100 and L4 nodes in two zones, each with some of its GPUs (and some with most of its
+    CPU) taken by other work."""
     nodes: list[NodeFacts] = []
     pods: list[PodFacts] = []
     for index in range(draw(st.integers(1, 6))):
@@ -54,6 +55,10 @@ def clusters(draw: st.DrawFn) -> tuple[list[NodeFacts], list[PodFacts]]:
         used = draw(st.integers(0, gpus))
         if used:
             pods.append(make_pod(f"other-{index}", node=name, gpus=used))
+        if draw(st.integers(0, 3)) == 0:  # CPU taken, not GPUs: a job may fail on CPU first
+            pods.append(
+                make_pod(f"cpu-{index}", node=name, cpu_milli=draw(st.sampled_from((150_000, 190_000))))
+            )
     return nodes, pods
 
 

@@ -1,5 +1,6 @@
-"""Plans remembered within one cycle: a job that asks what an earlier job asked, of the same nodes
-of an unchanged ledger, gets the earlier job's result without planning it again.
+"""Plans remembered within one cycle and carried to the next: a job that asks what an earlier
+job asked, of the same nodes of a ledger that has not changed where it matters, gets the earlier
+job's result without planning it again.
 
 A deep queue holds thousands of jobs of a few shapes, and once the first of a shape finds no room
 every other one would be planned, node by node, to the same "no room": this is what keeps a cycle
@@ -9,103 +10,77 @@ many replicas, the nodes the job may use, and its pod rules where they can matte
 rules look at other pods, or with pods of its own placed, is never remembered). The job's name,
 the one part of a result that differs, is put in each time.
 
-Only a plan on the cycle's own ledger is remembered, and a placement on a node of one type forgets
-every result for that type (the rows other types plan on did not change).
-
-Across cycles (``CarriedPlans``, kept by the scheduling loop): what was planned on a type's rows
-as the cycle's ledger stood before its first placement there is still the answer in a later
-cycle whose ledger, as it starts, has those rows exactly as they were (their free columns
-compared byte for byte), when nothing else planning reads changed either: the nodes themselves
-(the ``context`` the cycle passes) and, for a result that read scores, the scoring context
-(``scoring``). Any placement and any pod gone changes the scoring context (it learns from the
-pods), but a verdict reached before any node was chosen (``Unplaceable.read_scores`` False:
-room and rules decided it) holds under any scores, so a deep queue's "does not fit" verdicts
-cost nothing until the room of their own node types changes. Memory only: a restart plans
-afresh.
+Only a plan on the cycle's own ledger is remembered. Each result keeps the rows it read; when the
+ledger changes (a placement this cycle, or anything between cycles: pods bound, finished, moved),
+core/plan_validity.py says which results still hold: those whose rows did not change, and "does
+not fit" verdicts that room alone decided where the change left the verdict as it was. Across
+cycles (``CarriedPlans``, kept by the scheduling loop) the cycle's ledger at its end is compared
+with the next one's at its start, when nothing else planning reads changed (the nodes and
+settings: ``context``); a result that read scores also needs the same scoring context
+(``scoring``), which any pod bound or gone changes. Memory only: a restart plans afresh.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from modeljob.core.gang_placement import Placement, Unplaceable
+from modeljob.core.gang_placement import Unplaceable
 from modeljob.core.node_types import Candidate, NodeType
-from modeljob.core.nodes import BoolArray, NodeTable, subset
+from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, subset
+from modeljob.core.plan_validity import LedgerChange, Remembered, Result, changed_rows, read_scores
 
-Result = Placement | Unplaceable
+__all__ = ["CarriedPlans", "PlanMemo", "read_scores"]
+
 # A job's whole planning: the job it was made for, and per attempt the candidate's position and result.
 _JobPlan = tuple[str, tuple[tuple[int, Result], ...]]
 # A job's planning carried: its candidates' types, the plan, and whether any result it saw read scores.
 _CarriedJob = tuple[tuple[NodeType, ...], _JobPlan, bool]
-
-
-def read_scores(result: Result) -> bool:
-    """Whether ``result`` may change with the scoring context (a placement always may)."""
-    return isinstance(result, Placement) or result.read_scores
-
-
-@dataclass(frozen=True, slots=True)
-class _Remembered:
-    job: str  # "namespace/name" of the job the result was planned for
-    result: Result
+_ByType = dict[NodeType, dict[Hashable, Remembered]]
 
 
 @dataclass(eq=False)
 class CarriedPlans:
-    """Results planned on the ledger as a cycle started, for the next cycle (see the module's
-    docstring): the ``context`` and ``scoring`` and each type's rows (``fingerprints``) they were
-    planned with, and the results, by type and demand (``by_type``) and by a job's whole demand
-    (``jobs``, with the types of its candidates). Each cycle keeps only what it used or made."""
+    """What a cycle leaves for the next (see the module's docstring): the ledger as it ended
+    (``ledger``), the ``context`` and ``scoring`` it planned with, and the results that held on
+    that ledger, by type and demand (``by_type``) and by a job's whole demand (``jobs``, with the
+    types of its candidates). Each cycle keeps only what it used or made."""
 
+    ledger: NodeTable | None = None
     context: Hashable = None
     scoring: Hashable = None
-    fingerprints: dict[NodeType, bytes] = field(default_factory=dict)
-    by_type: dict[NodeType, dict[Hashable, _Remembered]] = field(default_factory=dict)
+    by_type: _ByType = field(default_factory=dict)
     jobs: dict[Hashable, _CarriedJob] = field(default_factory=dict)
 
     def start(
-        self, context: Hashable, scoring: Hashable, fingerprints: dict[NodeType, bytes]
-    ) -> tuple[dict[NodeType, dict[Hashable, _Remembered]], dict[Hashable, _CarriedJob]]:
-        """A new cycle: what earlier cycles planned that still holds for it, handed back; the
-        carried results start over from there (filled again as the cycle uses or makes them)."""
-        same = {
-            t
-            for t, rows in fingerprints.items()
-            if context == self.context and self.fingerprints.get(t) == rows
-        }
-        scored_alike = scoring == self.scoring
-        by_type = {
-            t: {k: found for k, found in results.items() if scored_alike or not read_scores(found.result)}
-            for t, results in self.by_type.items()
-            if t in same
-        }
-        jobs = {
+        self,
+        ledger: NodeTable,
+        *,
+        context: Hashable,
+        scoring: Hashable,
+        type_masks: Mapping[NodeType, BoolArray],
+    ) -> tuple[_ByType, dict[Hashable, _CarriedJob]]:
+        """A new cycle on ``ledger``: what earlier cycles left that still holds on it, handed back."""
+        before, by_type, jobs = self.ledger, self.by_type, self.jobs
+        same_context, scored_alike = context == self.context, scoring == self.scoring
+        self.ledger, self.context, self.scoring, self.by_type, self.jobs = None, context, scoring, {}, {}
+        if before is None or not same_context:
+            return {}, {}
+        change = LedgerChange(before, ledger)
+        held: _ByType = {}
+        for node_type, results in by_type.items():
+            for key, found in results.items():
+                still = change.still(found, scored_alike=scored_alike)
+                if still is not None:
+                    held.setdefault(node_type, {})[key] = still
+        # A job's whole planning holds where none of its types' rows changed.
+        untouched = {t for t, mask in type_masks.items() if not change.any or not change.changed[mask].any()}
+        kept = {
             key: found
-            for key, found in self.jobs.items()
-            if all(t in same for t in found[0]) and (scored_alike or not found[2])
+            for key, found in jobs.items()
+            if all(t in untouched for t in found[0]) and (scored_alike or not found[2])
         }
-        self.context, self.scoring, self.fingerprints = context, scoring, fingerprints
-        self.by_type, self.jobs = {}, {}
-        return by_type, jobs
-
-
-def fingerprints(table: NodeTable, type_masks: Mapping[NodeType, BoolArray]) -> dict[NodeType, bytes]:
-    """Each type's rows of ``table`` as planning reads them: their free columns and readiness
-    (the rest of a row is the node's own, compared with the nodes)."""
-    return {
-        node_type: b"".join(
-            column[rows].tobytes()
-            for column in (
-                table.cpu_free_milli,
-                table.memory_free_bytes,
-                table.storage_free_bytes,
-                table.gpu_free_milli,
-                table.ready,
-            )
-        )
-        for node_type, rows in type_masks.items()
-    }
+        return held, kept
 
 
 @dataclass(eq=False)
@@ -114,7 +89,8 @@ class PlanMemo:
     ``carried``, also those of earlier cycles that still hold (``context``: what planning reads
     of the nodes and settings, equal only when it is; ``scoring``: the scoring context, which only
     results that read scores depend on; ``type_masks``: each type's rows). ``scored``: how many
-    results seen so far read scores (``Planner.attempts`` tells a job's planning by it)."""
+    results seen so far read scores (``Planner.attempts`` tells a job's planning by it).
+    ``close()`` at the end of the cycle hands what held on to ``carried``."""
 
     table: NodeTable
     node_type_of: dict[str, NodeType | None]  # node name -> its type: what a placement touched
@@ -123,23 +99,27 @@ class PlanMemo:
     scoring: Hashable = None
     type_masks: Mapping[NodeType, BoolArray] = field(default_factory=dict)
     scored: int = 0
-    _by_type: dict[NodeType, dict[Hashable, _Remembered]] = field(default_factory=dict)
+    _by_type: _ByType = field(default_factory=dict)
     _subsets: dict[NodeType, dict[bytes, NodeTable]] = field(default_factory=dict)
     _epochs: dict[NodeType, int] = field(default_factory=dict)  # placements on each type so far
     # A job's whole planning, by its demand: the epochs of its candidates' types it was made at,
-    # the job it was made for, per attempt the candidate's position and the result,
+    # those types, the job it was made for, per attempt the candidate's position and the result,
     # and whether any result its planning saw read scores.
-    _jobs: dict[Hashable, tuple[tuple[int, ...], str, tuple[tuple[int, Result], ...], bool]] = field(
-        default_factory=dict
-    )
-    # What earlier cycles planned that holds on this ledger as it started (before any placement).
-    _earlier_by_type: dict[NodeType, dict[Hashable, _Remembered]] = field(default_factory=dict)
+    _jobs: dict[
+        Hashable, tuple[tuple[int, ...], tuple[NodeType, ...], str, tuple[tuple[int, Result], ...], bool]
+    ] = field(default_factory=dict)
+    # Earlier cycles' results that hold on the ledger (checked again at each placement), used
+    # (and so carried on) only if a job asks.
+    _earlier_by_type: _ByType = field(default_factory=dict)
     _earlier_jobs: dict[Hashable, _CarriedJob] = field(default_factory=dict)
+    _planned_on: NodeTable = field(init=False)  # the ledger as the results kept were checked on
 
     def __post_init__(self) -> None:
+        self._planned_on = self.table.working_copy()
         if self.carried is not None:
-            rows = fingerprints(self.table, self.type_masks)
-            self._earlier_by_type, self._earlier_jobs = self.carried.start(self.context, self.scoring, rows)
+            self._earlier_by_type, self._earlier_jobs = self.carried.start(
+                self.table, context=self.context, scoring=self.scoring, type_masks=self.type_masks
+            )
 
     def saw(self, result: Result) -> None:
         """A result planned or recalled for the job being planned (counted if it read scores)."""
@@ -176,20 +156,26 @@ class PlanMemo:
 
     def recall(self, node_type: NodeType, key: Hashable, job: str) -> Result | None:
         found = self._by_type.get(node_type, {}).get(key)
-        if found is None and self._unplaced((node_type,)):
-            found = self._earlier_by_type.get(node_type, {}).get(key)
+        if found is None:
+            found = self._earlier_by_type.get(node_type, {}).pop(key, None)
             if found is not None:
-                self._keep(node_type, key, found)
+                self._by_type.setdefault(node_type, {})[key] = found
         return None if found is None else _renamed(found.result, found.job, job)
 
-    def remember(self, node_type: NodeType, key: Hashable, job: str, result: Result) -> None:
+    def remember(
+        self,
+        node_type: NodeType,
+        key: Hashable,
+        job: str,
+        result: Result,
+        *,
+        rows: BoolArray,
+        request: PodRequest | None,
+    ) -> None:
+        """``result`` planned for ``job`` on ``rows`` of the ledger; ``request``: its pod request
+        where room alone can be checked again (core/plan_validity.py), else None."""
         if _renameable(result, job):
-            self._keep(node_type, key, _Remembered(job, result))
-
-    def _keep(self, node_type: NodeType, key: Hashable, found: _Remembered) -> None:
-        self._by_type.setdefault(node_type, {})[key] = found
-        if self.carried is not None and self._unplaced((node_type,)):
-            self.carried.by_type.setdefault(node_type, {})[key] = found
+            self._by_type.setdefault(node_type, {})[key] = Remembered(job, result, rows, request)
 
     def recall_job(
         self, key: Hashable, types: Sequence[NodeType], job: str
@@ -203,7 +189,7 @@ class PlanMemo:
                 return None
             self._keep_job(key, types, *earlier[1], read=earlier[2])
             found = self._jobs[key]
-        _, planned_for, attempts, read = found
+        _, _, planned_for, attempts, read = found
         if read:
             self.scored += 1
         return [(index, _renamed(result, planned_for, job)) for index, result in attempts]
@@ -230,9 +216,7 @@ class PlanMemo:
         *,
         read: bool,
     ) -> None:
-        self._jobs[key] = (self._at(types), job, attempts, read)
-        if self.carried is not None and self._unplaced(types):
-            self.carried.jobs[key] = (tuple(types), (job, attempts), read)
+        self._jobs[key] = (self._at(types), tuple(types), job, attempts, read)
 
     def subset(self, node_type: NodeType, rows: BoolArray) -> NodeTable:
         """``subset(table, rows)`` of the rows of ``node_type``, kept until a placement there."""
@@ -243,13 +227,43 @@ class PlanMemo:
         return by_rows[key]
 
     def placed_on(self, nodes: Iterable[str]) -> None:
-        """A placement was reserved on ``nodes``: what was planned on their types no longer holds."""
-        for node in nodes:
-            node_type = self.node_type_of.get(node)
-            if node_type is not None:
-                self._by_type.pop(node_type, None)
-                self._subsets.pop(node_type, None)
-                self._epochs[node_type] = self._epochs.get(node_type, 0) + 1
+        """A placement was reserved on ``nodes``: what was planned on their types holds only
+        where core/plan_validity.py says it does."""
+        touched = {t for node in nodes if (t := self.node_type_of.get(node)) is not None}
+        if touched:
+            self._recheck(touched)
+
+    def _recheck(self, types: set[NodeType]) -> None:
+        """Keep of ``types``' results what holds on the ledger now (and plan their subsets anew)."""
+        change = LedgerChange(self._planned_on, self.table)
+        for node_type in types:
+            for results in (self._by_type, self._earlier_by_type):
+                kept: dict[Hashable, Remembered] = {}
+                for key, found in results.pop(node_type, {}).items():
+                    still = change.still(found, scored_alike=True)
+                    if still is not None:
+                        kept[key] = still
+                if kept:
+                    results[node_type] = kept
+            self._subsets.pop(node_type, None)
+            self._epochs[node_type] = self._epochs.get(node_type, 0) + 1
+        self._planned_on = self.table.working_copy()
+
+    def close(self) -> None:
+        """The cycle is over: what holds on its ledger as it ends is left for the next."""
+        if self.carried is None:
+            return
+        # Every change to the ledger comes with a placement; should one not, it is caught here.
+        changed = changed_rows(self._planned_on, self.table)
+        if changed.any():
+            self._recheck({t for t, mask in self.type_masks.items() if changed[mask].any()})
+        self.carried.ledger = self.table.working_copy()
+        self.carried.by_type = self._by_type
+        self.carried.jobs = {
+            key: (types, (job, attempts), read)
+            for key, (at, types, job, attempts, read) in self._jobs.items()
+            if at == self._at(types)
+        }
 
 
 def _renameable(result: Result, job: str) -> bool:
@@ -261,5 +275,7 @@ def _renameable(result: Result, job: str) -> bool:
 
 def _renamed(result: Result, planned_for: str, job: str) -> Result:
     if isinstance(result, Unplaceable) and planned_for != job:
-        return replace(result, reason=job + result.reason[len(planned_for) :])
+        # Built directly: dataclasses.replace costs more than the rest of a recall together.
+        reason = job + result.reason[len(planned_for) :]
+        return Unplaceable(reason=reason, never_fits=result.never_fits, read_scores=result.read_scores)
     return result

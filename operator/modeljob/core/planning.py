@@ -222,7 +222,9 @@ class Planner:
         if memo is not None:
             memo.saw(result)
             if key is not None:
-                memo.remember(candidate.node_type, key, job_name, result)
+                # Room alone can be checked again for one pod per replica (core/plan_validity.py).
+                again = candidate.request if candidate.pods_per_replica == 1 else None
+                memo.remember(candidate.node_type, key, job_name, result, rows=rows, request=again)
         return Attempt(candidate, result)
 
 

@@ -175,6 +175,8 @@ def run_cycle(
     requests = {ref: item.request for ref, item in items.items()}
     queue = CycleQueue(waiting, cluster, planner, preempting, admission, requests=requests)
     queued, queue_lengths = queue.plan(strict=settings.strict)
+    if planner.memo is not None:
+        planner.memo.close()
     victims = victims_of(queued)
     return CycleResult(
         steps=(*(s for s in steps if s.job.ref not in victims), *queued),

@@ -1,0 +1,123 @@
+"""When a remembered plan still holds on a ledger that has changed since it was made.
+
+A plan on one node type reads only that type's rows the job may use (``rows``), and the scores
+only if it chose a node. So it holds on any ledger whose ``rows`` are as they were, and, if it
+read scores, under the same scoring context (the caller compares that). A verdict that a job of
+one pod per replica has no node, reached before any node was chosen (``read_scores`` False),
+reads less still: which of its rows fail which filter check (the message counts them by reason),
+and the largest free block among them; its empty-cluster check reads the nodes alone. So it also
+holds where rows changed but none has room now, the counts by reason are the same and the largest
+block is the same: a finished pod on a full node, a placement on a node it could not use anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+
+from modeljob.core.gang_placement import Placement, Unplaceable
+from modeljob.core.gang_reasons import largest_block
+from modeljob.core.nodes import BoolArray, IntArray, NodeTable, PodRequest
+from modeljob.core.scoring.filters import first_failures
+
+Result = Placement | Unplaceable
+
+
+def read_scores(result: Result) -> bool:
+    """Whether ``result`` may change with the scoring context (a placement always may)."""
+    return isinstance(result, Placement) or result.read_scores
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """A result, the job it was planned for ("namespace/name"), and the ledger rows it read;
+    ``request``: the pod request, where room alone can be checked again (one pod per replica,
+    no rule that counts pods), else None."""
+
+    job: str
+    result: Result
+    rows: BoolArray
+    request: PodRequest | None = None
+
+
+def changed_rows(before: NodeTable, after: NodeTable) -> BoolArray:
+    """Rows (of the same nodes) whose free room or readiness differs between the two ledgers."""
+    changed: BoolArray = (
+        (before.cpu_free_milli != after.cpu_free_milli)
+        | (before.memory_free_bytes != after.memory_free_bytes)
+        | (before.storage_free_bytes != after.storage_free_bytes)
+        | (before.gpu_free_milli != after.gpu_free_milli).any(axis=1)
+        | (before.ready != after.ready)
+    )
+    return changed
+
+
+class LedgerChange:
+    """Two ledgers of the same nodes and the rows that differ: what each remembered result is
+    checked against (each pod request's filter verdicts on those rows worked out once)."""
+
+    def __init__(self, before: NodeTable, after: NodeTable) -> None:
+        self.before, self.after = before, after
+        self.changed = changed_rows(before, after)
+        self._where = np.flatnonzero(self.changed)
+        self._tables: tuple[NodeTable, NodeTable] | None = None
+        self._failures: dict[PodRequest, tuple[IntArray, IntArray]] = {}
+        # Many demands share a request and rows (replicas and gang aside): their blocks are one.
+        self._blocks: dict[tuple[PodRequest, bytes], tuple[str, str]] = {}
+
+    @property
+    def any(self) -> bool:
+        return len(self._where) > 0
+
+    def still(self, remembered: Remembered, *, scored_alike: bool) -> Remembered | None:
+        """What planning on ``after`` would give, if ``remembered`` tells it (see the module's
+        docstring); None if it must be planned again."""
+        result = remembered.result
+        if read_scores(result) and not scored_alike:
+            return None
+        touched = remembered.rows[self._where]
+        if not touched.any():
+            return remembered
+        request = remembered.request
+        if request is None or not isinstance(result, Unplaceable) or result.read_scores:
+            return None
+        before, after = self._first_failures(request)
+        # The nodes counted under each reason changed (a node with room now counts under none).
+        if not np.array_equal(np.sort(before[touched]), np.sort(after[touched])):
+            return None
+        was, now = self._largest_blocks(request, remembered.rows)
+        if was == now:
+            return remembered
+        # The verdict stands; its reason names the largest free block (plan_gang's "{job}: {needs};
+        # {block}; ..."), which is said anew.
+        if result.reason.count(f"; {was}; ") != 1:
+            return None
+        reason = result.reason.replace(f"; {was}; ", f"; {now}; ")
+        return replace(remembered, result=replace(result, reason=reason))
+
+    def _largest_blocks(self, request: PodRequest, rows: BoolArray) -> tuple[str, str]:
+        key = (request, rows.tobytes())
+        if key not in self._blocks:
+            classes = [(request, np.flatnonzero(rows))]
+            self._blocks[key] = (largest_block(self.before, classes), largest_block(self.after, classes))
+        return self._blocks[key]
+
+    def _first_failures(self, request: PodRequest) -> tuple[IntArray, IntArray]:
+        """Per changed row, the first filter check it fails for ``request`` (-1: none), before and after."""
+        if request not in self._failures:
+            if self._tables is None:
+                self._tables = (_rows(self.before, self._where), _rows(self.after, self._where))
+            before, after = self._tables
+            self._failures[request] = (first_failures(before, request)[0], first_failures(after, request)[0])
+        return self._failures[request]
+
+
+def _rows(table: NodeTable, where: IntArray) -> NodeTable:
+    """``subset`` by row numbers: a few rows of a large table, without walking all its names."""
+    columns = {
+        item.name: getattr(table, item.name)[where]
+        for item in fields(table)
+        if isinstance(getattr(table, item.name), np.ndarray)
+    }
+    return replace(table, names=tuple(table.names[row] for row in where.tolist()), **columns)
