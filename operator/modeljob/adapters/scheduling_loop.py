@@ -172,13 +172,13 @@ class SchedulingLoop:
         )
         planned = time.perf_counter()
         # Each step touches only its own job and pods, and the cycle already accounted for all of
-        # them together, so they are acted on in parallel. A job admitted now is acted on even if
-        # its step is to keep it as it is: its admission is written then.
+        # them together, so they are acted on in parallel; a deep queue's steps mostly change
+        # nothing, and are left out here rather than queued for the pool by the thousand.
         futures = [
             self._jobs_pool.submit(self._act, step, documents[step.job.key], now, judged.get(step.job.uid))
             for step in result.steps
             if step.job.uid not in backing_off
-            and (step.job.uid in judged or not (isinstance(step, steps.Keep) and not step.delete_pods))
+            and self._does_something(step, documents[step.job.key], now, admitted=step.job.uid in judged)
         ]
         futures += [self._jobs_pool.submit(self._status.admit_alone, d, judged) for d in admitting.unreadable]
         for future in futures:
@@ -194,6 +194,20 @@ class SchedulingLoop:
         self.cycles += 1
         self._metrics.record_cycle(time.perf_counter() - started)
         return result
+
+    def _does_something(self, step: Step, document: Document, now: datetime, *, admitted: bool) -> bool:
+        """Whether acting on ``step`` writes or deletes anything: a job admitted now always (its
+        admission is written with its step), a Keep only with pods to delete, a Wait or
+        Unschedulable only if its status is not already what it would write (``_wait``)."""
+        if admitted or step.delete_pods:
+            return True
+        if isinstance(step, steps.Keep):
+            return False
+        if isinstance(step, Wait | Unschedulable):
+            previous = document.get("status") or {}
+            refresh = self._rewrites.due(step.job.uid)
+            return status.waiting(step, previous, now=now, refresh=refresh) is not None
+        return True
 
     def _act(
         self, step: Step, document: Document, now: datetime, judged: tuple[Judgement, JsonObject] | None

@@ -1,0 +1,76 @@
+"""The loop hands the job pool only the steps that write or delete something: a deep queue's
+thousands of waiting jobs whose status already says why they wait cost the cycle nothing."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from modeljob.adapters.scheduling_loop import SchedulingLoop
+from modeljob.core.steps import Step
+from tests.adapters.test_operator_scheduling_loop import FakeApiServer, start_operator
+from tests.operator_builders import modeljob_dict, node_dict
+
+
+def _gang(name: str) -> dict[str, object]:
+    """The admitted 4-replica H100 training gang at 4 GPUs a replica (it fills both nodes)."""
+    job = modeljob_dict("llama-2-13b-training-zero3", status={"phase": "Queued", "observedGeneration": 1})
+    job["spec"]["accelerator"] = {"products": ["NVIDIA-H100-80GB-HBM3"]}
+    job["spec"]["resources"] = {"gpus": 4}
+    job["metadata"] = copy.deepcopy(job["metadata"]) | {"name": name, "uid": f"uid-{name}"}
+    return job
+
+
+@pytest.fixture
+def api() -> FakeApiServer:
+    """Two H100 nodes and two gangs that each need both: the second waits."""
+    server = FakeApiServer()
+    for index in (0, 1):
+        server.put("nodes", node_dict(index))
+    for name in ("first", "second"):
+        server.put("modeljobs", _gang(name))
+    return server
+
+
+def _acted_on(loop: SchedulingLoop, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The steps the loop hands its pool, as "job: Step" (recorded, then acted on as usual)."""
+    acted: list[str] = []
+    act = loop._act
+
+    def recording(step: Step, *args: object) -> None:
+        acted.append(f"{step.job.name}: {type(step).__name__}")
+        act(step, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "_act", recording)
+    return acted
+
+
+def test_a_wait_the_status_already_says_is_not_acted_on(
+    api: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop, _ = start_operator(api)
+    acted = _acted_on(loop, monkeypatch)
+    loop.run_once()
+    assert sorted(acted) == ["first: Place", "second: Wait"]
+    assert api.job("ml", "second")["status"]["phase"] == "Queued"
+    acted.clear()
+    calls = len(api.calls)
+    loop.run_once()
+    assert acted == [], "the first runs as planned, the second waits as its status says"
+    assert api.calls[calls:] == []
+
+
+def test_a_wait_that_moves_in_the_queue_is_acted_on(
+    api: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop, _ = start_operator(api)
+    loop.run_once()
+    waiting = api.job("ml", "second")
+    waiting["status"]["queuePosition"] = 7  # as if it had stood further back
+    api.put("modeljobs", waiting)
+    loop, _ = start_operator(api)  # a view that sees it so
+    acted = _acted_on(loop, monkeypatch)
+    loop.run_once()
+    assert acted == ["second: Wait"]
+    assert api.job("ml", "second")["status"]["queuePosition"] == 1
