@@ -56,6 +56,32 @@ def test_job_facts_read_the_work_earlier_runs_kept() -> None:
     assert kube_jobs.job_facts(modeljob_dict(status={})).run_before_seconds == 0
 
 
+def test_a_job_whose_spec_cannot_be_read_is_seen_from_its_metadata_status_and_queue() -> None:
+    status = {
+        "phase": "Invalid",
+        "observedGeneration": 2,
+        "placement": [{"replica": 0, "pod": "p-0", "node": "gpu-h100-0"}],
+    }
+    job = modeljob_dict("llama-2-13b-training-zero3", status=status)
+    job["metadata"]["generation"] = 2
+    job["spec"]["template"]["spec"]["containers"] = []
+    with pytest.raises(ObjectError):
+        kube_jobs.job_facts(job)
+    facts = kube_jobs.unread_job_facts(job)
+    assert (facts.key, facts.uid, facts.generation) == (("ml", "llama-2-13b-sft"), job["metadata"]["uid"], 2)
+    assert (facts.phase, facts.admitted, facts.queue) == (JobPhase.INVALID, True, "research")
+    assert facts.placement == (Placed(replica=0, pod="p-0", node="gpu-h100-0"),)
+    assert facts.accelerator == kube_jobs.UNREAD_ACCELERATOR != "nvidia.com/gpu", "sized for no node type"
+
+
+def test_an_unreadable_spec_that_names_no_readable_queue_is_in_the_default_one() -> None:
+    job = modeljob_dict("llama-2-13b-training-zero3")
+    job["spec"]["scheduling"] = {"queue": 7}
+    assert kube_jobs.unread_job_facts(job).queue == "default"
+    job["spec"] = "not a spec"
+    assert kube_jobs.unread_job_facts(job).queue == "default"
+
+
 def test_spec_hash_ignores_scheduling_but_not_the_model() -> None:
     base = modeljob_dict()["spec"]
     reprioritised = {**base, "scheduling": {"priority": 5}}

@@ -12,8 +12,10 @@ from modeljob.adapters import kopf_handlers
 from modeljob.adapters.cluster import ClusterError
 from modeljob.adapters.cluster_view import ClusterView
 from modeljob.adapters.scheduling_loop import SchedulingLoop
+from tests.adapters.test_operator_queues import QueueApiServer, queue
+from tests.adapters.test_operator_queues import operator as queue_operator
 from tests.adapters.test_operator_scheduling_loop import Crash, FakeApiServer, start_operator
-from tests.operator_builders import modeljob_dict, node_dict
+from tests.operator_builders import at, modeljob_dict, node_dict
 
 Json = dict[str, Any]
 NAME = "llama-2-13b-sft"  # crds/examples/llama-2-13b-training-zero3.yaml: a gang of 4 x 2 H100s
@@ -299,3 +301,157 @@ def test_kopf_serves_no_modeljob_so_it_writes_none_on_any_replica() -> None:
         "stop-scheduling-loop",
         "scheduling-loop",
     }
+
+
+def _placed(api: FakeApiServer) -> tuple[SchedulingLoop, ClusterView]:
+    """The gang placed and bound, then seen by a fresh operator (its pods in the view)."""
+    loop, _ = start_operator(api)
+    loop.run_once()
+    assert _status(api)["phase"] == "Scheduled"
+    assert len(api.pods()) == 4
+    return start_operator(api)
+
+
+UNREADABLE = "spec.template.spec.containers: at least one container is required"
+
+
+def _unreadable(spec: Json) -> None:
+    spec["template"]["spec"]["containers"] = []  # spec.template keeps what the schema cannot check
+
+
+def test_a_placed_gang_whose_spec_can_no_longer_be_read_is_rolled_back_and_its_pods_deleted(
+    api: FakeApiServer,
+) -> None:
+    loop, view = _placed(api)
+    _change_spec(api, view, _unreadable)
+    loop.run_once()
+    status = _status(api)
+    assert (status["phase"], status["observedGeneration"]) == ("Invalid", 2)
+    assert not status.get("placement"), "the placement is cleared"
+    assert api.pods() == [], "and the pods deleted"
+    valid = _condition(status, "Valid")
+    assert (valid["status"], valid["message"]) == ("False", UNREADABLE)
+    assert _patches(api)[-1:] == [f"patch {NAME} phase=Invalid placement=True"], (
+        "admitted Invalid and rolled back in one write"
+    )
+    assert _reasons(api, loop)[-2:] == ["InvalidSpec", "InvalidSpec"], "the admission's, then the roll back's"
+    restarted, _ = start_operator(api)
+    calls = len(api.calls)
+    restarted.run_once()
+    assert api.calls[calls:] == [], "nothing left to do"
+
+
+def test_a_placed_job_whose_recorded_spec_an_upgraded_operator_cannot_read_is_judged_again(
+    api: FakeApiServer,
+) -> None:
+    _placed(api)
+    job = api.job("ml", NAME)
+    _unreadable(job["spec"])  # the same generation: an older operator read it, this one cannot
+    api.put("modeljobs", job)
+    loop, _ = start_operator(api)
+    loop.run_once()
+    assert (_status(api)["phase"], _status(api).get("placement"), api.pods()) == ("Invalid", [], [])
+
+
+def test_pods_left_by_a_crash_after_an_unreadable_jobs_roll_back_are_deleted_by_the_next_cycle(
+    api: FakeApiServer,
+) -> None:
+    loop, view = _placed(api)
+    _change_spec(api, view, _unreadable)
+
+    def crash(_: str) -> None:
+        raise Crash
+
+    api.before["delete"] = crash  # the status is written, then the operator dies
+    with pytest.raises(Crash):
+        loop.run_once()
+    del api.before["delete"]
+    assert (_status(api)["phase"], _status(api).get("placement")) == ("Invalid", [])
+    assert len(api.pods()) == 4
+    restarted, _ = start_operator(api)
+    restarted.run_once()  # the generation is recorded Invalid: the job is seen from its status
+    assert api.pods() == []
+    assert _status(api)["phase"] == "Invalid"
+
+
+def test_an_unreadable_jobs_queue_is_charged_for_its_pods_while_they_are_rolled_back() -> None:
+    api = QueueApiServer()
+    for index in (0, 1):
+        api.put("nodes", node_dict(index))
+    api.put("queues", queue("team", nominal=16))
+    job = _new_job()
+    job["spec"].setdefault("scheduling", {})["queue"] = "team"
+    api.put("modeljobs", job)
+    loop, _ = queue_operator(api)
+    loop.run_once()
+    assert _status(api)["phase"] == "Scheduled"
+    loop, view = queue_operator(api)  # its pods in the view
+    _change_spec(api, view, _unreadable)
+    result = loop.run_once()
+    assert _status(api)["phase"] == "Invalid"
+    assert result.queues is not None
+    assert result.queues.admitted == {"team": 1}, "the gang's pods are charged to its queue"
+
+
+def _errors(loop: SchedulingLoop) -> float:
+    """The operator's count of attempts that ended in an error (namespace ml)."""
+    value = loop._metrics.registry.get_sample_value(
+        "modeljob_scheduling_attempts_total", {"namespace": "ml", "result": "error"}
+    )
+    return value or 0.0
+
+
+def test_a_job_whose_judgement_raises_is_invalid_saying_so_and_the_others_are_admitted(
+    api: FakeApiServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from modeljob.adapters import job_admission
+
+    original = job_admission.ClusterNodeTypes
+
+    class Broken(original):  # type: ignore[misc, valid-type]
+        def size(self, job: Any, **kwargs: Any) -> Any:
+            if job.name == "broken":
+                raise RuntimeError("a bug in sizing")
+            return super().size(job, **kwargs)
+
+    monkeypatch.setattr(job_admission, "ClusterNodeTypes", Broken)
+    broken = _new_job(replicas=1)
+    broken["metadata"].update(name="broken", uid="uid-broken")
+    api.put("modeljobs", broken)
+    loop, _ = start_operator(api)
+    loop.run_once()
+    assert _status(api)["phase"] == "Scheduled", "the other job's cycle went on"
+    status = _status(api, "broken")
+    assert status["phase"] == "Invalid"
+    assert _condition(status, "Valid")["message"] == "internal error judging the spec: a bug in sizing"
+    assert _errors(loop) == 1.0
+    [logged] = [r for r in caplog.records if "judging the spec failed" in r.getMessage()]
+    assert logged.exc_info is not None, "with its traceback"
+    calls = len(api.calls)
+    loop.run_once()
+    assert api.calls[calls:] == [], "judged once: the status records it"
+
+
+def test_an_admission_the_api_server_keeps_refusing_is_logged_counted_and_backed_off(
+    api: FakeApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = _new_job()
+    _unreadable(job["spec"])
+    api.put("modeljobs", job)
+
+    def unavailable(_: str) -> None:
+        raise ClusterError("patch status: 500 InternalError", status=500)
+
+    api.before["patch"] = unavailable
+    now = [at(100)]
+    loop, _ = start_operator(api, clock=lambda: now[0])
+    loop.run_once()
+    loop.run_once()
+    assert len(_patches(api)) == 1, "left alone while it backs off"
+    assert _errors(loop) == 1.0
+    assert [r.levelname for r in caplog.records if "500 InternalError" in r.getMessage()] == ["WARNING"]
+    del api.before["patch"]
+    now[0] = at(101)  # the back-off is over
+    loop.run_once()
+    assert _status(api)["phase"] == "Invalid"
+    assert _reasons(api, loop) == ["InvalidSpec"]

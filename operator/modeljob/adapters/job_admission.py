@@ -5,6 +5,10 @@ A job that fits at once is thus planned in the write that admits it; one that wa
 Queued (or Unschedulable) with its reason in one write. Only the leader's loop runs this, so a
 standby writes nothing. The judgement is not remembered: until a write that carries it goes
 through, the status does not record the generation and the next cycle judges it again.
+
+A job whose spec cannot be read is still seen by the cycle, from its metadata and status
+(kube_jobs.unread_job_facts): Invalid, so a placement it holds is rolled back and its pods deleted
+as any invalid job's are, and its queue is charged for them until then.
 """
 
 from __future__ import annotations
@@ -13,18 +17,18 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from modeljob.adapters import kube_jobs
-from modeljob.adapters.cluster import ClusterError, ClusterGateway
+from modeljob.adapters.cluster import ClusterGateway
 from modeljob.adapters.cluster_view import ClusterView, ParsedJobs
 from modeljob.adapters.events import EventRecorder
 from modeljob.adapters.job_status import JsonObject, StatusWriter
-from modeljob.adapters.metrics import OperatorMetrics
+from modeljob.adapters.metrics import AttemptResult, OperatorMetrics
 from modeljob.core.cycle_cluster import SizingCache
-from modeljob.core.job_state import JobFacts
+from modeljob.core.job_state import JobFacts, JobPhase
 from modeljob.core.jobs import JobShape
 from modeljob.core.lifecycle import spec_problem
 from modeljob.core.node_types import ClusterNodeTypes, Sizing
@@ -39,58 +43,120 @@ SHAPES_REMEMBERED = 10_000  # past this many judged shapes, the cache starts ove
 
 @dataclass(frozen=True, slots=True)
 class Admitting:
-    """The jobs of one snapshot as the cycle is to see them (those judged now, as admitted), and
-    each judged job's judgement with the patch it writes, by uid."""
+    """The jobs of one snapshot as the cycle is to see them (those judged now, as admitted; those
+    whose spec cannot be read, from their status alone), and each judged job's judgement with the
+    patch it writes, by uid."""
 
     jobs: list[JobFacts]
     judged: Mapping[str, tuple[Judgement, JsonObject]]
-    unreadable: list[Document]  # judged Invalid and not planned: their spec cannot be read
+
+
+Judged = tuple[JobFacts | None, tuple[Judgement, JsonObject] | None]
 
 
 class Admissions:
     """Judges the jobs of each snapshot whose status does not record their generation; sizes them
     on the node types of the current node set, computed once per ``ClusterView.node_set_version``."""
 
-    def __init__(self, view: ClusterView, estimates: SizingCache) -> None:
+    def __init__(self, view: ClusterView, estimates: SizingCache, *, metrics: OperatorMetrics) -> None:
         self._view = view
         self._estimates = estimates
+        self._metrics = metrics
         self._types: tuple[int, ClusterNodeTypes] | None = None
         # Judging a shape sizes it once (about a millisecond); a burst of jobs shares a few shapes.
         self._problems: dict[JobShape, str | None] = {}
+        # Each version of each job whose spec cannot be read, as the cycle sees it (one snapshot).
+        self._unread: dict[tuple[str, str], JobFacts] = {}
 
     def judge(self, documents: Iterable[Document], parsed: ParsedJobs, *, now: datetime) -> Admitting:
         documents = list(documents)
         readable = {job.uid: job for job in parsed.parse(documents)}
         jobs: list[JobFacts] = []
         judged: dict[str, tuple[Judgement, JsonObject]] = {}
-        unreadable: list[Document] = []
+        unread, self._unread = self._unread, {}
         for document in documents:
             meta = document.get("metadata") or {}
             uid = str(meta.get("uid"))
             job = readable.get(uid)
-            previous = kube_jobs.job_phase(document)
-            status = document.get("status") or {}
-            generation = meta.get("generation")
-            if recorded(
-                observed_generation=status.get("observedGeneration"), generation=generation, phase=previous
-            ):
-                if job is not None:
-                    jobs.append(job)
-                continue
-            judgement = judge(
-                job,
-                problem=parsed.problem(document),
-                previous=previous,
-                generation=generation,
-                size=self._size,
-                check=self._check,
-            )
-            judged[uid] = (judgement, judgement.patch(status, now=now))
-            if judgement.job is not None:
-                jobs.append(judgement.job)
-            else:
-                unreadable.append(document)
-        return Admitting(jobs=jobs, judged=judged, unreadable=unreadable)
+            try:
+                facts, judgement = self._judge_one(document, job, parsed.problem(document), unread, now=now)
+            except Exception as exc:  # one job's surprise must not stop every job's cycle
+                facts, judgement = self._judge_failed(document, job, exc, unread, now=now)
+            if facts is not None:
+                jobs.append(facts)
+            if judgement is not None:
+                judged[uid] = judgement
+        return Admitting(jobs=jobs, judged=judged)
+
+    def _judge_one(
+        self,
+        document: Document,
+        job: JobFacts | None,
+        problem: str | None,
+        unread: Mapping[tuple[str, str], JobFacts],
+        *,
+        now: datetime,
+        fresh: bool = False,
+    ) -> Judged:
+        """One job as the cycle is to see it, and its judgement if it is judged now (``fresh``:
+        whatever the status records; ``problem``: what makes it Invalid, if known already)."""
+        meta = document.get("metadata") or {}
+        previous = kube_jobs.job_phase(document)
+        status = document.get("status") or {}
+        generation = meta.get("generation")
+        done = recorded(
+            observed_generation=status.get("observedGeneration"), generation=generation, phase=previous
+        )
+        # A spec that cannot be read is judged again unless the status says Invalid (or finished):
+        # one that was read before (an older operator read more) must not stay planned unread.
+        settled = (
+            job is not None or previous is JobPhase.INVALID or (previous is not None and previous.finished)
+        )
+        if done and settled and not fresh:
+            return (job if job is not None else self._unread_facts(document, unread)), None
+        judgement = judge(
+            job,
+            problem=problem,
+            previous=previous,
+            generation=generation,
+            size=self._size,
+            check=self._check,
+        )
+        facts = judgement.job
+        if facts is None:  # seen as its status says, as admitted: Invalid, its pods rolled back
+            unread_facts = self._unread_facts(document, unread)
+            facts = replace(unread_facts, observed_generation=unread_facts.generation, phase=judgement.phase)
+        return facts, (judgement, judgement.patch(status, now=now))
+
+    def _judge_failed(
+        self,
+        document: Document,
+        job: JobFacts | None,
+        exc: Exception,
+        unread: Mapping[tuple[str, str], JobFacts],
+        *,
+        now: datetime,
+    ) -> Judged:
+        """Judging the job raised: it is Invalid, saying so (a bug of ours, logged with its
+        traceback), and the other jobs go on; if even that fails, it sits this cycle out."""
+        meta = document.get("metadata") or {}
+        where = f"{meta.get('namespace')}/{meta.get('name')}"
+        logger.exception("%s: judging the spec failed", where)
+        self._metrics.record_attempt(str(meta.get("namespace", "")), AttemptResult.ERROR)
+        try:
+            problem = f"internal error judging the spec: {exc}"
+            return self._judge_one(document, job, problem, unread, now=now, fresh=True)
+        except Exception:
+            logger.exception("%s: left out of this cycle", where)
+            return None, None
+
+    def _unread_facts(self, document: Document, unread: Mapping[tuple[str, str], JobFacts]) -> JobFacts:
+        """The job from its metadata and status alone, built once per version of it."""
+        meta = document.get("metadata") or {}
+        key = (str(meta.get("uid")), str(meta.get("resourceVersion")))
+        facts = unread.get(key) or kube_jobs.unread_job_facts(document)
+        self._unread[key] = facts
+        return facts
 
     def _size(self, job: JobFacts) -> Sizing:
         version = self._view.node_set_version  # read before the nodes: a change meanwhile rebuilds
@@ -150,15 +216,6 @@ class AdmittingWriter(StatusWriter):
         finally:
             with self._lock:
                 self._carried.pop(uid, None)
-
-    def admit_alone(self, document: Document, judged: Mapping[str, tuple[Judgement, JsonObject]]) -> None:
-        """A job that is not planned (its spec cannot be read): its admission alone."""
-        try:
-            with self.carrying(document, judged[str((document.get("metadata") or {}).get("uid"))]):
-                pass
-        except ClusterError as exc:  # a conflict, a lost Lease, an error: judged again next cycle
-            meta = document.get("metadata") or {}
-            logger.info("%s/%s: admission not written (%s)", meta.get("namespace"), meta.get("name"), exc)
 
     def patch(self, job: Mapping[str, Any], status: Mapping[str, object]) -> JsonObject:
         # The carried patch is taken before the write: one attempt carries it, and a 409 leaves

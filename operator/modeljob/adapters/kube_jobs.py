@@ -22,6 +22,7 @@ from modeljob.api.v1alpha1 import ModelJobSpec, TopologyMode, describe_validatio
 from modeljob.core.affinity import TemplateRules
 from modeljob.core.cluster_state import TaintEffect, Toleration
 from modeljob.core.job_state import ConditionType, JobFacts, JobPhase, Placed
+from modeljob.core.jobs import MIN_PARAMETERS, JobShape, ModelShape
 from modeljob.core.resources import QuantityError, Resources, parse_bytes, parse_quantity
 from modeljob.core.status import restarts as status_restarts
 
@@ -100,7 +101,8 @@ def spec_hash(spec: Mapping[str, Any]) -> str:
 
 
 def job_facts(job: Mapping[str, Any], spec: ModelJobSpec | None = None) -> JobFacts:
-    """A ModelJob as JobFacts; ObjectError if its spec is not valid (the handlers mark it Invalid)."""
+    """A ModelJob as JobFacts; ObjectError if its spec is not valid (admission marks it Invalid,
+    and the loop sees it as ``unread_job_facts``)."""
     meta = job.get("metadata") or {}
     spec = spec if spec is not None else parse_spec(job)
     created = parse_time(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
@@ -114,6 +116,35 @@ def job_facts(job: Mapping[str, Any], spec: ModelJobSpec | None = None) -> JobFa
         spec_hash=spec_hash(job.get("spec") or {}),
         rules=_rules(spec.template, namespace=namespace, name=name, uid=uid),
         **_spec_facts(spec),
+        **_status_facts(job, created),
+    )
+
+
+# What stands in for the spec of a job whose spec cannot be read: JobFacts needs a shape, and no
+# node type offers this accelerator, so the job is sized for none (its charge is its pods' requests).
+UNREAD_SHAPE = JobShape(model=ModelShape(parameters=MIN_PARAMETERS, name="unread"))
+UNREAD_ACCELERATOR = ""
+
+
+def unread_job_facts(job: Mapping[str, Any]) -> JobFacts:
+    """A ModelJob whose spec cannot be read, from its metadata and status alone (and the queue its
+    spec names, if that much can be read), so the loop still sees what it holds: an Invalid job's
+    placement is rolled back and its pods deleted, and its queue charged for them until then."""
+    meta = job.get("metadata") or {}
+    created = parse_time(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
+    spec = job.get("spec")
+    scheduling = spec.get("scheduling") if isinstance(spec, Mapping) else None
+    queue = scheduling.get("queue") if isinstance(scheduling, Mapping) else None
+    return JobFacts(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        generation=int(meta.get("generation") or 1),
+        created=created,
+        shape=UNREAD_SHAPE,
+        spec_hash=spec_hash(spec if isinstance(spec, Mapping) else {}),
+        queue=queue if isinstance(queue, str) and queue else "default",
+        accelerator=UNREAD_ACCELERATOR,
         **_status_facts(job, created),
     )
 

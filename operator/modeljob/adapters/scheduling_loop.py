@@ -88,7 +88,7 @@ class SchedulingLoop:
         self._sizing_cache: SizingCache = {}
         self._memory = CycleMemory()  # what a cycle leaves for the next; a restart starts empty
         self._parsed = ParsedJobs()
-        self._admissions = Admissions(view, self._sizing_cache)
+        self._admissions = Admissions(view, self._sizing_cache, metrics=metrics)
         self._rewrites = ReasonRewrites()
         self.cycles = 0
         self.acting = False
@@ -180,7 +180,6 @@ class SchedulingLoop:
             if step.job.uid not in backing_off
             and self._does_something(step, documents[step.job.key], now, admitted=step.job.uid in judged)
         ]
-        futures += [self._jobs_pool.submit(self._status.admit_alone, d, judged) for d in admitting.unreadable]
         for future in futures:
             future.result()
         timing = f"plan {planned - started:.3f} s, act {time.perf_counter() - planned:.3f} s"
