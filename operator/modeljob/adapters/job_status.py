@@ -47,10 +47,10 @@ class StatusWriter:
         same_generation: bool,
     ) -> JsonObject:
         """Write what ``build`` makes of the job's status after an act that already changed the
-        cluster (pods bound, pods deleted). If something else wrote the job meanwhile (kopf's
-        annotations, a new generation admitted) and its placement is still the one acted on (and,
-        with ``same_generation``, its spec too), write it on the current version rather than leave
-        the next cycle to guess from the pods what happened, and why."""
+        cluster (pods bound, pods deleted). If something else wrote the job meanwhile (its owner's
+        labels or annotations, a new generation admitted) and its placement is still the one acted
+        on (and, with ``same_generation``, its spec too), write it on the current version rather
+        than leave the next cycle to guess from the pods what happened, and why."""
         try:
             return self.patch(job, build(job.get("status") or {}))
         except ClusterError as exc:

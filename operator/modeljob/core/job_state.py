@@ -126,7 +126,7 @@ class JobFacts:
 
     @property
     def admitted(self) -> bool:
-        """The handlers have validated and sized the current generation."""
+        """Admission has judged the current generation (core/spec_admission.py ``recorded``)."""
         return self.observed_generation == self.generation and self.phase not in (None, JobPhase.PENDING)
 
     @property
