@@ -25,7 +25,8 @@ Running, their pods bound where placed), as the loop's binding would. Two phases
   p50/p99/max are over these cycles (p99 by nearest rank: over 100 cycles, the second largest).
 
 Memory: the process's peak RSS and the cycle's own peak allocation (tracemalloc, on one extra
-cycle). The collector runs as in the operator: no collection forced between cycles.
+cycle). The collector runs as in the operator: what is alive after the first cycle is frozen
+(``keep_long_lived``), no collection is forced between cycles.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ sys.path[:0] = [str(REPO / "operator")]
 from report import write_section  # noqa: E402
 
 from modeljob.adapters import kube_jobs, kube_nodes, node_catalog  # noqa: E402
+from modeljob.adapters.scheduling_loop import keep_long_lived  # noqa: E402
 from modeljob.core.cluster_state import NodeFacts, PodFacts, PodPhase  # noqa: E402
 from modeljob.core.job_state import JobFacts, JobPhase, Placed  # noqa: E402
 from modeljob.core.resources import GIB, TIB, Resources  # noqa: E402
@@ -261,6 +263,8 @@ def run(bench: Bench, *, cycles: int, churn: int, rng: random.Random) -> Run:
     drain_placed: list[int] = []
     while len(drain) < DRAIN_CYCLES_MAX and (not drain_placed or drain_placed[-1]):
         seconds, placed = bench.cycle()
+        if not drain:
+            keep_long_lived()  # as the operator's loop does after its first cycle
         drain.append(seconds)
         drain_placed.append(placed)
         log(f"drain cycle {len(drain)}: {seconds * 1000:.0f} ms, {placed} placed")

@@ -13,6 +13,7 @@ Events go through the one recorder, pods through the binder.
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import threading
 import time
@@ -53,6 +54,17 @@ class LoopSettings:
     scheduling: SchedulingSettings  # the loop's own section (MODELJOB_SCHEDULING__*)
     product_label: str
     cycle: CycleSettings
+
+
+def keep_long_lived() -> None:
+    """Take every object alive now out of the collector's sight (``gc.freeze``), once, after the
+    first cycle: the watches' caches and what that cycle worked out (CycleMemory) mostly live on,
+    and every full collection would walk them again. Measured with 10,000 queued jobs on 5,000
+    nodes (bench/deep_queue.py's cluster, 5 jobs ending and 5 arriving per cycle): collection time
+    per cycle 0.14 s -> 0.08 s. Frozen objects are still freed when no longer referenced; only
+    garbage cycles among them would stay, and only these, once."""
+    gc.collect()
+    gc.freeze()
 
 
 class SchedulingLoop:
@@ -129,6 +141,8 @@ class SchedulingLoop:
                 continue
             try:
                 self.run_once()
+                if self.cycles == 1:
+                    keep_long_lived()
             except Exception:
                 logger.exception("scheduling cycle failed; trying again at the next change")
                 changed.set()
