@@ -13,10 +13,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import bench.chaos  # noqa: F401  (sys.path: modeljob, tests, bench/)
-from bench.chaos import faults, hostile, invariants, outcome, report, workload
-from bench.chaos.env import HOSTILE_NAMESPACE, NAMESPACE, PLANE, Api, log, set_up
+from bench.chaos import faults, hostile, outcome, report, workload
+from bench.chaos.checker import Checker, Watcher
+from bench.chaos.delays import CycleClock, Delays
+from bench.chaos.env import HOSTILE_NAMESPACE, NAMESPACE, PLANE, Api, Node, log, set_up
+from bench.chaos.invariants import take, vacuous_quota_checks
 from failover import Replicas
 
 from modeljob.adapters.cluster import Watched
@@ -56,7 +61,7 @@ def operator_settings(args: argparse.Namespace) -> dict[str, str]:
     }
 
 
-def plans(args: argparse.Namespace, rng: random.Random, nodes: list[object]) -> dict[str, object]:
+def plans(args: argparse.Namespace, rng: random.Random, nodes: list[Node]) -> dict[str, Any]:
     span = args.minutes * 60
     kills = ["leader"] * args.leader_kills + ["standby"] * args.standby_kills
     rng.shuffle(kills)
@@ -95,22 +100,38 @@ def settle(
     wrong: list[str] = ["not looked yet"]
     while wrong and time.monotonic() < deadline:
         operators.check_alive()
-        wrong = outcome.wrong_ends(jobs, invariants.take(api), NAMESPACE)
+        wrong = outcome.wrong_ends(jobs, take(api), NAMESPACE)
         if wrong:
             log(f"settling: {len(wrong)} jobs not at their end yet, e.g. {wrong[0]}")
             time.sleep(10)
     return wrong
 
 
-def soak(args: argparse.Namespace) -> report.Result:
-    rng = random.Random(args.seed)
+@dataclass
+class Soak:
+    """What one soak runs with: its plan, the operator replicas, the checker and the clocks."""
+
+    args: argparse.Namespace
+    api: Api
+    plan: dict[str, Any]
+    ledger: faults.Ledger
+    replicas: Replicas
+    operators: faults.Operators
+    checker: Checker
+    watcher: Watcher
+    delays: Delays
+    stop: threading.Event = field(default_factory=threading.Event)
+    began: float = field(default_factory=time.monotonic)
+
+
+def start(args: argparse.Namespace) -> Soak:
+    """A fresh control plane with its nodes and queues, both replicas, the watching checker."""
     with contextlib.suppress(ControlPlaneError):
         PLANE.run("down.sh")
     PLANE.run("up.sh")
     api = Api()
     nodes = set_up(api, h100_nodes=args.h100_nodes, l4_nodes=args.l4_nodes)
     hostile.create_queues(api)
-    plan = plans(args, rng, nodes)
     ledger = faults.Ledger()
     replicas = Replicas(
         PLANE.state / "logs",
@@ -120,18 +141,29 @@ def soak(args: argparse.Namespace) -> report.Result:
     )
     operators = faults.Operators(replicas, ledger)
     operators.start_all()
-    checker = invariants.Checker()
-    checker.start()
-    stop, began = threading.Event(), time.monotonic()
-    results: dict[str, object] = {}
+    checker, delays = Checker(), Delays(CycleClock(replicas))
+    watcher = Watcher(checker, on_job=delays.on_job)
+    watcher.start()
+    plan = plans(args, random.Random(args.seed), nodes)
+    return Soak(args, api, plan, ledger, replicas, operators, checker, watcher, delays)
+
+
+def run_tasks(soak: Soak) -> dict[str, object]:
+    """The workload, the hostile input and the faults, each in its thread, until all are done."""
+    args, plan, stop, ledger = soak.args, soak.plan, soak.stop, soak.ledger
     span = args.minutes * 60
-    tasks = {
-        "workload": lambda: workload.run(plan["jobs"], random.Random(args.seed + 1), stop),
+    tasks: dict[str, Callable[[], object]] = {
+        "workload": lambda: workload.run(
+            plan["jobs"], random.Random(args.seed + 1), stop, soak.delays.creating
+        ),
         "hostile": lambda: create_hostile(Api(), plan["hostile"], span, random.Random(args.seed + 2), stop),
-        "kills": lambda: faults.kill_operators(operators, plan["kills"], random.Random(args.seed + 3), stop),
+        "kills": lambda: faults.kill_operators(
+            soak.operators, plan["kills"], random.Random(args.seed + 3), stop
+        ),
         "restarts": lambda: faults.restart_control_plane(plan["restarts"], ledger, stop),
         "flaps": lambda: faults.flap_nodes(plan["flaps"], ledger, random.Random(args.seed + 4), stop),
     }
+    results: dict[str, object] = {}
 
     def run(name: str, task: Callable[[], object]) -> None:
         try:
@@ -140,40 +172,62 @@ def soak(args: argparse.Namespace) -> report.Result:
             ledger.problem(f"the {name} thread failed: {exc!r}")
 
     threads = [threading.Thread(target=run, args=(n, t), name=n, daemon=True) for n, t in tasks.items()]
+    clock = threading.Thread(target=soak.delays.clock.run, args=(stop,), name="cycles", daemon=True)
+    for thread in [*threads, clock]:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def finish(soak: Soak, results: dict[str, object]) -> report.Result:
+    """Settle, stop the watches (joined: nothing checks after), check once more at rest, report."""
+    log(f"faults and workload done after {(time.monotonic() - soak.began) / 60:.1f} min; settling")
+    wrong = settle(soak.args, soak.api, soak.plan["jobs"], soak.operators)
+    soak.watcher.stop()
+    final = take(soak.api)
+    soak.checker.check(final, at_rest=True)
+    found = {
+        j["metadata"]["name"]: j
+        for j in final.jobs
+        if j["metadata"]["namespace"] in (NAMESPACE, HOSTILE_NAMESPACE)
+    }
+    refusals: dict[str, str] = results.get("hostile") or {}  # type: ignore[assignment]
+    hostile_wrong = hostile.unexplained_jobs(soak.plan["hostile"], found, refusals)
+    hostile_wrong += hostile.unexplained_queues(soak.api.list(Watched.QUEUES))
+    checker = soak.checker
+    return report.Result(
+        args=soak.args,
+        minutes=(time.monotonic() - soak.began) / 60,
+        faults=Counter(soak.ledger.counts),
+        actions=results.get("workload") or Counter(),  # type: ignore[arg-type]
+        shapes=Counter(p.shape for p in soak.plan["jobs"]),
+        hostile=Counter(j.kind for j in soak.plan["hostile"]),
+        phases=outcome.phases(soak.plan["jobs"], final, NAMESPACE),
+        violations=checker.violations,
+        wrong_ends=wrong,
+        hostile_wrong=hostile_wrong,
+        problems=soak.ledger.problems,
+        checks=checker.checks,
+        watch=soak.watcher.stats,
+        longest_half_bound_seconds=checker.longest_half_bound_seconds,
+        half_bound_seen=checker.half_bound_seen,
+        longest_lingering_seconds=checker.longest_lingering_seconds,
+        vacuous_quota=vacuous_quota_checks(final),
+        delays=soak.delays.summary(),
+        hostile_mixed=sum(1 for j in soak.plan["hostile"] if j.mixed),
+        peak_rss_mib=soak.ledger.peak_rss_mib,
+    )
+
+
+def soak(args: argparse.Namespace) -> report.Result:
+    running = start(args)
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        log(f"faults and workload done after {(time.monotonic() - began) / 60:.1f} min; settling")
-        wrong = settle(args, api, plan["jobs"], operators)
-        checker.stop()
-        final = invariants.take(api)
-        checker.check(final, at_rest=True)
-        hostile_found = invariants.jobs_in(final, HOSTILE_NAMESPACE)
-        hostile_wrong = hostile.unexplained_jobs(plan["hostile"], hostile_found, results.get("hostile") or {})
-        hostile_wrong += hostile.unexplained_queues(api.list(Watched.QUEUES))
-        return report.Result(
-            args=args,
-            minutes=(time.monotonic() - began) / 60,
-            faults=Counter(ledger.counts),
-            actions=results.get("workload") or Counter(),
-            shapes=Counter(p.shape for p in plan["jobs"]),
-            hostile=Counter(j.kind for j in plan["hostile"]),
-            phases=outcome.phases(plan["jobs"], final, NAMESPACE),
-            violations=checker.violations,
-            wrong_ends=wrong,
-            hostile_wrong=hostile_wrong,
-            problems=ledger.problems,
-            samples=checker.samples,
-            longest_half_bound_seconds=checker.longest_half_bound_seconds,
-            half_bound_seen=checker.half_bound_seen,
-            peak_rss_mib=ledger.peak_rss_mib,
-        )
+        return finish(running, run_tasks(running))
     finally:
-        stop.set()
-        checker.stop()
-        replicas.stop_all()
+        running.stop.set()
+        running.watcher.stop()
+        running.replicas.stop_all()
         if not args.keep:
             with contextlib.suppress(ControlPlaneError):
                 PLANE.run("down.sh")

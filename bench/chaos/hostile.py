@@ -1,8 +1,11 @@
 """Hostile input mixed into the soak: schema-valid but absurd ModelJobs (1e14 parameters, 10,000
 replicas, 4,096 GPUs a replica, 64 unknown products) and Queues (a 40-deep chain, a parent cycle,
-a missing parent, children above their parent's nominal), in a namespace and queue tree of their
-own. Each must end with a clear reason (a phase and a message, a Queue condition); a ModelJob the
-API server refuses (256 products is over the schema's 64) must be refused with its message."""
+a missing parent, children above their parent's nominal), most in a namespace and queue tree of
+their own, a share (MIXED_SHARE) among the well-formed jobs, in their namespace and queues, where
+they could hold those up. Each must end with a clear reason (a phase and a message, a Queue
+condition; one among the well-formed jobs Invalid or Unschedulable, never waiting in their queues);
+a ModelJob the API server refuses (256 products is over the schema's 64) must be refused with its
+message."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from bench.chaos.env import GPU, H100_PRODUCT, HOSTILE_NAMESPACE, Api
+from bench.chaos.env import GPU, H100_PRODUCT, HOSTILE_NAMESPACE, NAMESPACE, Api
 from bench.chaos.workload import manifest
 
 from modeljob.adapters.cluster import ClusterError
@@ -45,6 +48,9 @@ QUEUE_CHOICES = (
     "hostile-big-child",
 )
 KINDS = ("parameters", "replicas", "gpus", "products", "refused")
+MIXED_SHARE = 0.2  # of the hostile jobs the API server accepts: created among the well-formed ones
+MIXED_QUEUES = ("chaos-a", "chaos-b")
+NEVER_RUN = ("Unschedulable", "Invalid")
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,12 @@ class HostileJob:
     name: str
     kind: str
     manifest: dict[str, Any]
+    namespace: str = HOSTILE_NAMESPACE
+
+    @property
+    def mixed(self) -> bool:
+        """Among the well-formed jobs, in their namespace and queues."""
+        return self.namespace == NAMESPACE
 
 
 def plan_hostile(count: int, rng: random.Random) -> list[HostileJob]:
@@ -59,9 +71,9 @@ def plan_hostile(count: int, rng: random.Random) -> list[HostileJob]:
     for index in range(count):
         kind = KINDS[index % len(KINDS)]
         name = f"hostile-{kind}-{index:04d}"
-        body = manifest(
-            name, queue=rng.choice(QUEUE_CHOICES), replicas=1, gpus=1, product=H100_PRODUCT, trains=False
-        )
+        mixed = kind != "refused" and rng.random() < MIXED_SHARE
+        queue = rng.choice(MIXED_QUEUES if mixed else QUEUE_CHOICES)
+        body = manifest(name, queue=queue, replicas=1, gpus=1, product=H100_PRODUCT, trains=False)
         spec = body["spec"]
         if kind == "parameters":
             spec["model"]["parameters"] = "100T"  # 1e14
@@ -74,7 +86,7 @@ def plan_hostile(count: int, rng: random.Random) -> list[HostileJob]:
             spec["accelerator"]["products"] = [f"NVIDIA-NO-SUCH-GPU-{i}" for i in range(64)]
         else:
             spec["accelerator"]["products"] = [f"NVIDIA-NO-SUCH-GPU-{i}" for i in range(256)]
-        jobs.append(HostileJob(name, kind, body))
+        jobs.append(HostileJob(name, kind, body, NAMESPACE if mixed else HOSTILE_NAMESPACE))
     return jobs
 
 
@@ -86,7 +98,7 @@ def create_queues(api: Api) -> None:
 def create(api: Api, job: HostileJob) -> str | None:
     """Create one hostile job; the API server's message when it refuses it (422), else None."""
     try:
-        api.create_job(HOSTILE_NAMESPACE, job.manifest)
+        api.create_job(job.namespace, job.manifest)
     except ClusterError as exc:
         if exc.status == 422:
             return exc.detail
@@ -97,8 +109,9 @@ def create(api: Api, job: HostileJob) -> str | None:
 def unexplained_jobs(
     jobs: list[HostileJob], found: dict[str, dict[str, Any]], refusals: dict[str, str]
 ) -> list[str]:
-    """Hostile jobs without a clear reason: not refused and without a waiting phase and message,
-    or refused when they should have been accepted (or the reverse)."""
+    """Hostile jobs without a clear reason: not refused and without a waiting phase and message
+    (among the well-formed jobs: Invalid or Unschedulable, not waiting in their queues), or
+    refused when they should have been accepted (or the reverse). ``found``: by name."""
     problems = []
     for job in jobs:
         if job.kind == "refused":
@@ -110,9 +123,16 @@ def unexplained_jobs(
             continue
         status = (found.get(job.name) or {}).get("status") or {}
         messages = [status.get("message")] + [c.get("message") for c in status.get("conditions") or []]
-        if status.get("phase") not in ("Queued", "Unschedulable", "Invalid") or not any(messages):
+        allowed = NEVER_RUN if job.mixed else ("Queued", *NEVER_RUN)
+        if status.get("phase") not in allowed or not any(messages):
+            where = (
+                f"among the well-formed jobs, in {job.manifest['spec']['scheduling']['queue']}"
+                if job.mixed
+                else ""
+            )
             problems.append(
-                f"{job.name} ({job.kind}): phase {status.get('phase')}, message {status.get('message')!r}"
+                f"{job.name} ({job.kind}{', ' + where if where else ''}): phase {status.get('phase')}, "
+                f"message {status.get('message')!r}"
             )
     return problems
 

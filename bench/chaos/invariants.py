@@ -1,90 +1,156 @@
-"""The invariant checker: a thread lists jobs, pods and nodes every second or so while the soak
-runs, and the same checks, plus each job's final state, run once more at rest.
-
-Held at every sample: no pod's nodeName ever changes; no two live pods of one job hold the same
-replica and member of one spec; no node's bound, live pods ask for more GPUs than it has; no
-queue uses more than its nominal plus what it may borrow; and no gang (or multi-node group) stays
-partly bound for longer than HALF_BOUND_LIMIT_SECONDS. At rest: none is partly bound at all."""
+"""The invariants, each a pure function of one view of the cluster (jobs, pods, nodes): no node
+over-committed, no replica member held by two pods (but a rolling update's old and new pod), no
+queue over its nominal plus what it may borrow, no gang or group partly bound. The checker
+(bench/chaos/checker.py) runs them on every watch event and once more at rest."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from bench.chaos.env import GPU, NAMESPACE, QUEUES, Api, log
+from bench.chaos.env import GPU, NAMESPACE, QUEUES, Api
 
 from modeljob.adapters import kube_pods
 from modeljob.adapters.cluster import Watched
 from modeljob.adapters.node_catalog import LABEL_GPU_PRODUCT
+from modeljob.core.resources import Resources, parse_bytes, parse_cpu_milli, parse_quantity
 
-# A leader SIGKILLed mid-bind leaves a gang partly bound until the standby takes the Lease over
-# (at most one lease duration) and finishes or undoes it in its next cycle; an API server restart
-# in between adds its own downtime. 90 s covers both on this 2-core machine with room to spare.
-HALF_BOUND_LIMIT_SECONDS = 90.0
 FINISHED = ("Succeeded", "Failed")
+# Only serving jobs are rolled (docs/operator.md, "Updates without an outage"); training jobs are
+# replaced whole, so two pods of one training replica member are never right.
+SERVING = "Inference"
+Json = dict[str, Any]
 
 
 @dataclass
 class Snapshot:
-    jobs: list[dict[str, Any]]
-    pods: list[dict[str, Any]]
-    nodes: list[dict[str, Any]]
+    jobs: list[Json]
+    pods: list[Json]
+    nodes: list[Json]
 
 
 def take(api: Api) -> Snapshot:
     return Snapshot(api.list(Watched.MODELJOBS), api.list(Watched.PODS), api.list(Watched.NODES))
 
 
-def live_bound(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Pods that hold their node's resources: bound, not finished, not being deleted."""
+def holding(pods: list[Json]) -> list[Json]:
+    """Pods that hold their node's resources: bound and not finished, terminating or not (a pod
+    being deleted runs until it is gone; the operator counts it so: PodFacts.holds_resources)."""
     return [
-        p
-        for p in pods
-        if p["spec"].get("nodeName")
-        and (p.get("status") or {}).get("phase") not in FINISHED
-        and not p["metadata"].get("deletionTimestamp")
+        p for p in pods if p["spec"].get("nodeName") and (p.get("status") or {}).get("phase") not in FINISHED
     ]
 
 
-def _gpus(pod: Mapping[str, Any]) -> int:
-    return kube_pods.pod_requests(pod["spec"])[0].gpus
+def live_bound(pods: list[Json]) -> list[Json]:
+    """Pods that hold their node's resources and are not being deleted: the pods a job runs on."""
+    return [p for p in holding(pods) if not p["metadata"].get("deletionTimestamp")]
+
+
+def requests(pod: Mapping[str, Any]) -> Resources:
+    return kube_pods.pod_requests(pod["spec"])[0]
+
+
+def allocatable(node: Mapping[str, Any]) -> Resources:
+    found = (node.get("status") or {}).get("allocatable") or {}
+    return Resources(
+        cpu_milli=parse_cpu_milli(found.get("cpu", 0)),
+        memory_bytes=parse_bytes(found.get("memory", 0)),
+        gpus=int(parse_quantity(found.get(GPU, 0))),
+    )
+
+
+def used_by_node(pods: list[Json]) -> dict[str, Resources]:
+    cpu: Counter[str] = Counter()
+    memory: Counter[str] = Counter()
+    gpus: Counter[str] = Counter()
+    for pod in holding(pods):
+        node, asked = pod["spec"]["nodeName"], requests(pod)
+        cpu[node] += asked.cpu_milli
+        memory[node] += asked.memory_bytes
+        gpus[node] += asked.gpus
+    return {n: Resources(cpu_milli=cpu[n], memory_bytes=memory[n], gpus=gpus[n]) for n in gpus | cpu | memory}
 
 
 def overcommitted(snapshot: Snapshot) -> list[str]:
-    allocatable = {
-        n["metadata"]["name"]: int(((n.get("status") or {}).get("allocatable") or {}).get(GPU, 0))
-        for n in snapshot.nodes
-    }
-    used: Counter[str] = Counter()
-    for pod in live_bound(snapshot.pods):
-        used[pod["spec"]["nodeName"]] += _gpus(pod)
-    return [
-        f"node {node} over-committed: {gpus} GPUs bound, {allocatable[node]} allocatable"
-        for node, gpus in used.items()
-        if node in allocatable and gpus > allocatable[node]
-    ]
+    """Nodes whose holding pods ask for more GPUs, CPU or memory than the node has."""
+    nodes = {n["metadata"]["name"]: allocatable(n) for n in snapshot.nodes}
+    found = []
+    for node, used in used_by_node(snapshot.pods).items():
+        has = nodes.get(node)
+        if has is None:
+            continue  # deleted: its pods are being collected
+        for what, asked, there in (
+            ("GPUs", used.gpus, has.gpus),
+            ("milli-CPU", used.cpu_milli, has.cpu_milli),
+            ("bytes of memory", used.memory_bytes, has.memory_bytes),
+        ):
+            if asked > there:
+                found.append(f"node {node} over-committed: {asked} {what} bound, {there} allocatable")
+    return found
 
 
-def duplicates(snapshot: Snapshot) -> list[str]:
-    seen: Counter[tuple[str, ...]] = Counter()
+def _member_key(pod: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    labels = pod["metadata"].get("labels") or {}
+    if kube_pods.LABEL_JOB_UID not in labels:
+        return None
+    return (
+        str(labels[kube_pods.LABEL_JOB_UID]),
+        str(labels.get(kube_pods.LABEL_REPLICA)),
+        str(labels.get(kube_pods.LABEL_GROUP_MEMBER, "0")),
+    )
+
+
+def _spec_hash(pod: Mapping[str, Any]) -> str:
+    return str((pod["metadata"].get("annotations") or {}).get(kube_pods.ANNOTATION_SPEC_HASH))
+
+
+def surge_pair(job: Mapping[str, Any] | None, pods: list[Json]) -> bool:
+    """Whether two pods of one replica member are a rolling update's old and new pod: the job
+    serves, exactly one of the two is in its placement, and the other (the outgoing pod, kept
+    serving until the new one runs, then deleted as a stray) was made from another spec."""
+    if job is None or len(pods) != 2:
+        return False
+    if ((job.get("spec") or {}).get("workload") or {}).get("type", SERVING) != SERVING:
+        return False
+    placed = {e.get("pod") for e in (job.get("status") or {}).get("placement") or []}
+    inside = [p for p in pods if p["metadata"]["name"] in placed]
+    return len(inside) == 1 and _spec_hash(pods[0]) != _spec_hash(pods[1])
+
+
+def updating(job: Mapping[str, Any] | None) -> bool:
+    """The job's Updating condition is True: its rolling update is under way."""
+    conditions = (job or {}).get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Updating" and c.get("status") == "True" for c in conditions)
+
+
+def duplicates(snapshot: Snapshot) -> tuple[list[str], dict[tuple[str, str], str]]:
+    """(violations, lingering): two or more live bound pods of one job's replica member, whatever
+    spec they were made from. A rolling update's old and new pod are no violation while the
+    update is under way; once the job says it is done they are *lingering* (the stray is deleted
+    just after that status write, or by the next leader after a kill: bounded in flight, like a
+    partly bound gang), keyed like partly_bound's."""
+    groups: dict[tuple[str, str, str], list[Json]] = defaultdict(list)
     for pod in live_bound(snapshot.pods):
-        meta = pod["metadata"]
-        labels, notes = meta.get("labels") or {}, meta.get("annotations") or {}
-        if kube_pods.LABEL_JOB_UID not in labels:
+        key = _member_key(pod)
+        if key is not None:
+            groups[key].append(pod)
+    jobs = {str(j["metadata"].get("uid")): j for j in snapshot.jobs}
+    violations, lingering = [], {}
+    for (uid, replica, member), pods in sorted(groups.items()):
+        if len(pods) < 2:
             continue
-        key = (
-            f"{meta.get('namespace')}/{labels.get(kube_pods.LABEL_JOB)}",
-            str(labels.get(kube_pods.LABEL_JOB_UID)),
-            str(notes.get(kube_pods.ANNOTATION_SPEC_HASH)),
-            str(labels.get(kube_pods.LABEL_REPLICA)),
-            str(labels.get(kube_pods.LABEL_GROUP_MEMBER)),
-        )
-        seen[key] += 1
-    return [f"{k[0]}: {n} live pods for replica {k[3]} member {k[4]}" for k, n in seen.items() if n > 1]
+        job, meta = jobs.get(uid), pods[0]["metadata"]
+        names = ", ".join(sorted(f"{p['metadata']['name']}@{p['spec']['nodeName']}" for p in pods))
+        job_name = f"{meta['namespace']}/{(meta.get('labels') or {}).get(kube_pods.LABEL_JOB)}"
+        text = f"{job_name}: {len(pods)} live pods for replica {replica} member {member} ({names})"
+        if surge_pair(job, pods):
+            if not updating(job):
+                lingering[(uid, f"{replica}/{member}")] = f"rolling update done, old pod still bound: {text}"
+            continue
+        violations.append(text)
+    return violations, lingering
 
 
 def quota_limits() -> dict[tuple[str, str], int]:
@@ -105,25 +171,51 @@ def quota_limits() -> dict[tuple[str, str], int]:
     return limits
 
 
-def over_quota(snapshot: Snapshot) -> list[str]:
-    queue_of = {
-        (j["metadata"]["namespace"], j["metadata"]["name"]): str(
+def nominal(queue: str, product: str) -> int | None:
+    for entry in QUEUES.get(queue, {}).get("quota", []):
+        if product in entry["products"]:
+            return int(entry["nominal"])
+    return None
+
+
+def queue_usage(snapshot: Snapshot, queue_of: Mapping[str, str] | None = None) -> Counter[tuple[str, str]]:
+    """GPUs held per (queue, product) by the holding pods, charged to their job's queue (by job
+    uid; ``queue_of`` remembers the queues of jobs deleted since, whose pods may still run)."""
+    queues = dict(queue_of or {})
+    for j in snapshot.jobs:
+        queues[str(j["metadata"].get("uid"))] = str(
             ((j.get("spec") or {}).get("scheduling") or {}).get("queue", "default")
         )
-        for j in snapshot.jobs
-    }
     product_of = {
         n["metadata"]["name"]: (n["metadata"].get("labels") or {}).get(LABEL_GPU_PRODUCT)
         for n in snapshot.nodes
     }
     used: Counter[tuple[str, str]] = Counter()
-    for pod in live_bound(snapshot.pods):
-        job = (pod["metadata"]["namespace"], (pod["metadata"].get("labels") or {}).get(kube_pods.LABEL_JOB))
-        used[(queue_of.get(job, "?"), str(product_of.get(pod["spec"]["nodeName"])))] += _gpus(pod)
+    for pod in holding(snapshot.pods):
+        uid = (pod["metadata"].get("labels") or {}).get(kube_pods.LABEL_JOB_UID)
+        used[(queues.get(str(uid), "?"), str(product_of.get(pod["spec"]["nodeName"])))] += requests(pod).gpus
+    return used
+
+
+def over_quota(snapshot: Snapshot, queue_of: Mapping[str, str] | None = None) -> list[str]:
+    used = queue_usage(snapshot, queue_of)
     return [
         f"queue {queue} holds {used[(queue, product)]} {product} GPUs, limit {limit}"
         for (queue, product), limit in quota_limits().items()
         if used[(queue, product)] > limit
+    ]
+
+
+def vacuous_quota_checks(snapshot: Snapshot) -> list[str]:
+    """The (queue, product) limits no queue could pass on this cluster: at least every GPU of the
+    product on the nodes (over-commit, checked apart, is then the only way to exceed them)."""
+    capacity: Counter[str] = Counter()
+    for n in snapshot.nodes:
+        capacity[str((n["metadata"].get("labels") or {}).get(LABEL_GPU_PRODUCT))] += allocatable(n).gpus
+    return [
+        f"{queue} {product} (limit {limit}, the cluster has {capacity[product]})"
+        for (queue, product), limit in sorted(quota_limits().items())
+        if limit >= capacity[product]
     ]
 
 
@@ -153,61 +245,5 @@ def partly_bound(snapshot: Snapshot) -> dict[tuple[str, str], str]:
     return found
 
 
-@dataclass
-class Checker:
-    """Samples the cluster until stopped; violations are kept, each once."""
-
-    violations: list[str] = field(default_factory=list)
-    samples: int = 0
-    longest_half_bound_seconds: float = 0.0
-    half_bound_seen: int = 0
-    _nodes_of: dict[str, str] = field(default_factory=dict)
-    _half_since: dict[tuple[str, str], float] = field(default_factory=dict)
-    _seen: set[str] = field(default_factory=set)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def violate(self, text: str) -> None:
-        if text not in self._seen:
-            self._seen.add(text)
-            self.violations.append(text)
-            log(f"VIOLATION: {text}")
-
-    def check(self, snapshot: Snapshot, *, at_rest: bool = False) -> None:
-        now = time.monotonic()
-        for pod in snapshot.pods:
-            uid, node = pod["metadata"]["uid"], pod["spec"].get("nodeName")
-            if node and self._nodes_of.setdefault(uid, node) != node:
-                self.violate(f"pod {pod['metadata']['name']} bound twice: {self._nodes_of[uid]}, then {node}")
-        for text in overcommitted(snapshot) + duplicates(snapshot) + over_quota(snapshot):
-            self.violate(text)
-        half = partly_bound(snapshot)
-        self.half_bound_seen += len(set(half) - set(self._half_since))
-        for key, text in half.items():
-            since = self._half_since.setdefault(key, now)
-            self.longest_half_bound_seconds = max(self.longest_half_bound_seconds, now - since)
-            if now - since > HALF_BOUND_LIMIT_SECONDS:
-                self.violate(f"partly bound for over {HALF_BOUND_LIMIT_SECONDS:.0f} s: {text}")
-            if at_rest:
-                self.violate(f"partly bound at rest: {text}")
-        self._half_since = {k: v for k, v in self._half_since.items() if k in half}
-        self.samples += 1
-
-    def watch(self) -> None:
-        api = Api()
-        while not self._stop.wait(1.0):
-            try:
-                self.check(take(api))
-            except Exception as exc:  # a sample lost to a restart is skipped, never fatal
-                log(f"checker: sample skipped ({type(exc).__name__}: {str(exc)[:160]})")
-
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.watch, name="checker", daemon=True)
-        thread.start()
-        return thread
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-def jobs_in(snapshot: Snapshot, namespace: str = NAMESPACE) -> dict[str, dict[str, Any]]:
+def jobs_in(snapshot: Snapshot, namespace: str = NAMESPACE) -> dict[str, Json]:
     return {j["metadata"]["name"]: j for j in snapshot.jobs if j["metadata"]["namespace"] == namespace}

@@ -10,9 +10,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from bench.chaos.checker import IN_FLIGHT_LIMIT_SECONDS, WatchStats
 from bench.chaos.env import REPO
-from bench.chaos.invariants import HALF_BOUND_LIMIT_SECONDS
+from bench.chaos.hostile import HOSTILE_QUEUES, MIXED_SHARE
 
 DOCUMENT = REPO / "docs" / "reliability.md"
 
@@ -30,15 +32,28 @@ class Result:
     wrong_ends: list[str]
     hostile_wrong: list[str]
     problems: list[str]
-    samples: int
+    checks: int
+    watch: WatchStats
     longest_half_bound_seconds: float
     half_bound_seen: int
+    longest_lingering_seconds: float
+    vacuous_quota: list[str]
+    delays: dict[str, Any]
+    hostile_mixed: int
     peak_rss_mib: float
     notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return not (self.violations or self.wrong_ends or self.hostile_wrong or self.problems)
+        held = self.delays.get("held_by_hostile") or []
+        return not (
+            self.violations
+            or self.wrong_ends
+            or self.hostile_wrong
+            or self.problems
+            or held
+            or self.watch.errors
+        )
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -63,6 +78,10 @@ def _counts(counter: Counter[str] | dict[str, int]) -> str:
 
 
 def render(result: Result) -> str:
+    return "\n".join((_header(result), _did(result), _invariants(result), _delays(result), _found(result)))
+
+
+def _header(result: Result) -> str:
     args, load = result.args, os.getloadavg()
     verdict = "every invariant held" if result.passed else "VIOLATIONS FOUND (below)"
     return f"""# Reliability: the chaos soak
@@ -71,7 +90,7 @@ This run: `{_command(args)}` (`make chaos` runs the defaults, `--seed 17`). A co
 (`tests/cluster.py`'s "chaos" plane), two `modeljob run` replicas with leader election, {args.h100_nodes}
 H100 and {args.l4_nodes} L4 kwok nodes in two zones, two Queues under one parent (borrowing, a
 borrowingLimit, a lendingLimit, reclaimBorrowed preemption), a seeded stream of ModelJobs and a
-seeded schedule of faults, watched by an invariant checker (`bench/chaos/invariants.py`) from
+seeded schedule of faults, watched by an invariant checker (`bench/chaos/checker.py`) from
 start to end. Anyone can rerun it with the same seed; the moments are the seed's, the machine's
 timing is not, so a rerun is the same schedule, not the same interleaving.
 
@@ -82,43 +101,100 @@ Last run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()} Linux, {o
 The Lease timings are {args.lease[0]:g} s / {args.lease[1]:g} s / {args.lease[2]:g} s (duration, renew
 deadline, retry period) rather than the chart's 15 / 10 / 2, so that {args.leader_kills} leader kills fit
 in the run; `--lease 15 10 2` soaks the chart's defaults.
+"""
 
-## What it did
+
+def _did(result: Result) -> str:
+    args, watch = result.args, result.watch
+    mixed = (
+        f"{result.hostile_mixed} of them (about {MIXED_SHARE:.0%} of those the API server accepts) among "
+        "the well-formed jobs, in their namespace and queues"
+    )
+    gap, queues = watch.longest_gap_seconds, len(HOSTILE_QUEUES)
+    resumed = f"each resumed from its last resourceVersion; the longest down {gap:.1f} s"
+    return f"""## What it did
 
 | | count |
 | --- | --- |
 | well-formed ModelJobs | {args.jobs} ({_counts(result.shapes)}) |
 | what was done to them | {_counts(result.actions)} |
-| hostile ModelJobs | {args.hostile} ({_counts(result.hostile)}), plus 47 hostile Queues |
+| hostile ModelJobs | {args.hostile} ({_counts(result.hostile)}), {mixed}; plus {queues} hostile Queues |
 | faults | {_counts(result.faults)} |
-| checker samples | {result.samples} |
+| invariant checks | {result.checks} (one per pod or ModelJob watch event, and after each list) |
+| watch events | {_counts(watch.events)} |
+| watches broken (API server restarts) | {_counts(watch.breaks)}; {resumed} |
+| lists after 410 Gone (and the first) | {_counts(watch.relists)} |
 | largest operator RSS seen | {result.peak_rss_mib:.0f} MiB |
 
 Final phases of the well-formed jobs: {_counts(result.phases)}.
+"""
 
-## Invariants
 
-Checked at every sample and once more at rest:
+def _invariants(result: Result) -> str:
+    args = result.args
+    vacuous = "; ".join(result.vacuous_quota) or "none"
+    return f"""## Invariants
 
-1. **No pod bound twice**: a pod's `nodeName`, once set, never changes; no two live pods of one
-   job hold the same replica and member of one spec.
-2. **No node over-committed**: the GPUs asked by the bound, live pods of a node never exceed its
-   allocatable.
-3. **Quotas held**: the GPUs a queue's bound, live pods hold, per product, never exceed its
-   nominal plus what it may borrow (its borrowingLimit, and at most what the other team lends).
-4. **No gang or group half-bound** for longer than {HALF_BOUND_LIMIT_SECONDS:.0f} s while faults run, and
+Checked on every pod and ModelJob event of the checker's watches (a copy of the cluster kept by
+watching pods, ModelJobs and nodes; a broken watch resumes from its last resourceVersion, so the API
+server replays what it missed, and lists again on 410 Gone, then checks), and once more at rest on a
+fresh list. Only while a watch is down (above) can a state go unseen, and only if it is gone by the
+time the watch is back without a 410.
+
+1. **No replica member held twice**: no two bound, live pods of one job (by its uid) hold the same
+   replica and group member, whatever spec they were made from; the one exception is a serving
+   job's rolling update (docs/operator.md), whose old pod, outside the placement and made from
+   another spec, serves beside the new one while the `Updating` condition is True, and after that
+   for at most {IN_FLIGHT_LIMIT_SECONDS:.0f} s (its deletion follows the status write; longest seen
+   {result.longest_lingering_seconds:.1f} s), never at rest.
+2. **No node over-committed**: the GPUs, CPU and memory asked by the pods bound to a node and not
+   finished (terminating ones too: they hold their resources until gone) never exceed its allocatable.
+3. **Quotas held**: the GPUs a queue's unfinished bound pods hold (terminating too, charged to their
+   job's queue even after the job is deleted), per product, never exceed its nominal plus what it may
+   borrow (its borrowingLimit, and at most what the other team lends). Checks that cannot fail on this
+   cluster, their limit being the product's whole capacity: {vacuous}.
+4. **No gang or group half-bound** for longer than {IN_FLIGHT_LIMIT_SECONDS:.0f} s while faults run, and
    none at all at rest. Partly bound gangs seen in flight: {result.half_bound_seen}; the longest
    lasted {result.longest_half_bound_seconds:.1f} s.
 5. **No job lost or stuck, every end right** (at rest, within {args.settle_minutes:g} minutes of the
    last fault): a deleted job is gone with its pods; a training job has Succeeded (its pods end
-   through a kwok Stage); a serving job Runs on every pod of its placement, or waits Queued with
-   a reason; and a job whose nodes were lost more often than `failurePolicy.maxRestarts` allows
-   has Failed saying so (docs/operator.md: a lost node is a failure; the soak fails no pod).
+   through a kwok Stage); a serving job Runs on every pod of its placement, or waits Queued for a
+   reason that holds at rest: its pods (their shape from its status estimate: GPUs a pod, pods a
+   replica) do not fit the free room of the Ready nodes of its products, or its queue has no quota
+   for it, or it waits behind a job that so waits; a job waiting for quota while its queue holds
+   less than its nominal less what it needs is stuck. A job whose nodes were lost more often than
+   `failurePolicy.maxRestarts` allows has Failed saying so (docs/operator.md: a lost node is a
+   failure; the soak fails no pod).
 6. **Hostile input explained**: each hostile ModelJob is refused by the API server with its reason
-   (256 products) or ends Queued, Unschedulable or Invalid with a message; each broken Queue shows
+   (256 products) or ends Queued, Unschedulable or Invalid with a message, and one among the
+   well-formed jobs Unschedulable or Invalid (never waiting in their queues); each broken Queue shows
    its condition (ParentCycle, ParentMissing, ChildrenAboveNominal); no replica exits by itself.
+"""
 
-Violations:
+
+def _delays(result: Result) -> str:
+    d = result.delays
+    return f"""## Well-formed jobs beside hostile ones
+
+Cycles: {d["cycles"]:.0f} run by the leaders, {d["cycle_mean_seconds"] * 1000:.0f} ms on average, the
+99th percentile in the histogram bucket up to {d["cycle_p99_bucket"]} s (the replicas' /metrics).
+Of {d["created"]} well-formed jobs created, {d["placed"]} were placed; {d["placed_first"]} by their
+first status write (never seen waiting), {d["waited"]} after waiting for room or quota. For those
+placed at once, the most cycles that completed between the moment before the create call and the
+moment the placement was seen on the watch: **{d["worst_cycles"]:.0f}** ({d["worst_job"]}). A
+count of N means between N - 2 and N cycles passed it by (the cycle in flight at its creation may
+have read the cluster before it existed; the placing cycle counts once it has recorded itself): N
+of at most 1 shows the issue's bound (no job delayed by more than one cycle) held, 4 or more that it
+did not, and 2 or 3 cannot tell them apart. In seconds:
+median {d["median_seconds"]:.2f} s, worst {d["worst_seconds"]:.1f} s (leader kills and API server
+restarts included; cycles are not counted while nobody leads). How it is measured:
+`bench/chaos/delays.py`. Well-formed jobs whose waiting reason named a hostile job (held by one):
+{_list(d["held_by_hostile"], "none")}
+"""
+
+
+def _found(result: Result) -> str:
+    return f"""Violations:
 {_list(result.violations, "none")}
 
 Jobs not at their right end:
@@ -127,8 +203,8 @@ Jobs not at their right end:
 Hostile input without a clear reason:
 {_list(result.hostile_wrong, "none")}
 
-Operator crashes and fault problems:
-{_list(result.problems, "none")}
+Operator crashes, fault and checker problems:
+{_list(result.problems + result.watch.errors, "none")}
 {"".join(chr(10) + n for n in result.notes)}"""
 
 

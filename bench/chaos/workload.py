@@ -10,6 +10,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,8 +162,14 @@ def _changed(plan: JobPlan, rng: random.Random) -> dict[str, Any]:
     return {"spec": {"resources": {"gpus": new}}}
 
 
-def run(plans: list[JobPlan], rng: random.Random, stop: threading.Event) -> Counter[str]:
-    """Create each job at its moment and carry out its actions; counts of what was done."""
+def run(
+    plans: list[JobPlan],
+    rng: random.Random,
+    stop: threading.Event,
+    creating: Callable[[str], None] | None = None,
+) -> Counter[str]:
+    """Create each job at its moment and carry out its actions; counts of what was done.
+    ``creating`` is told each job's name just before its create call (bench/chaos/delays.py)."""
     api = Api()
     done: Counter[str] = Counter()
     began = time.monotonic()
@@ -176,6 +183,8 @@ def run(plans: list[JobPlan], rng: random.Random, stop: threading.Event) -> Coun
         at, _, action, plan = heapq.heappop(queue)
         if stop.wait(max(0.0, began + at - time.monotonic())):
             break
+        if action == "create" and creating is not None:
+            creating(plan.name)
         try:
             _do(api, action, plan, rng)
         except (ClusterError, TimeoutError) as exc:
