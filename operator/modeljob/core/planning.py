@@ -267,13 +267,20 @@ def best(attempts: Sequence[Attempt]) -> tuple[Candidate, Placement] | None:
 def target_workload(waiting: Sequence[Sizing], pods: Sequence[PodFacts]) -> TargetWorkload:
     """What the fragmentation scorer should keep room for: the shapes of the jobs waiting now
     and of the GPU pods running, most frequent first (FGD's target workload)."""
-    shapes = [
-        TaskShape(cpu_milli=c.request.resources.cpu_milli, gpu_milli=1000, gpus=c.estimate.gpus)
-        for sizing in waiting
-        for c in sizing.candidates[:1]
-    ]
+    # Thousands of waiting jobs share a few sizings (the cycle sizes each template once), and
+    # thousands of pods the same few requests: each distinct one is shaped once.
+    shape_of_candidate: dict[int, TaskShape] = {}
+    shapes: list[TaskShape] = []
+    for sizing in waiting:
+        for c in sizing.candidates[:1]:
+            shape = shape_of_candidate.get(id(c))
+            if shape is None:
+                shape = TaskShape(
+                    cpu_milli=c.request.resources.cpu_milli, gpu_milli=1000, gpus=c.estimate.gpus
+                )
+                shape_of_candidate[id(c)] = shape
+            shapes.append(shape)
     # One rule for a pod's shape, the extender cache's (core/fragmentation.py): None without GPUs.
-    # Thousands of pods ask the same few requests: each distinct one is shaped once.
     shape_of = {r: TaskShape.of_running_pod(r) for r in {p.requests for p in pods if p.holds_resources}}
     running = (shape_of[p.requests] for p in pods if p.holds_resources)
     shapes += [shape for shape in running if shape is not None]
