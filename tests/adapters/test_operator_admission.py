@@ -455,3 +455,33 @@ def test_an_admission_the_api_server_keeps_refusing_is_logged_counted_and_backed
     loop.run_once()
     assert _status(api)["phase"] == "Invalid"
     assert _reasons(api, loop) == ["InvalidSpec"]
+
+
+def test_a_placed_job_whose_new_generation_cannot_be_judged_keeps_running(
+    api: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modeljob.adapters import job_admission
+
+    original = job_admission.ClusterNodeTypes
+
+    class Broken(original):  # type: ignore[misc, valid-type]
+        def size(self, job: Any, **kwargs: Any) -> Any:
+            if job.generation > 1:
+                raise RuntimeError("a bug in sizing")
+            return super().size(job, **kwargs)
+
+    monkeypatch.setattr(job_admission, "ClusterNodeTypes", Broken)
+    loop, view = start_operator(api)
+    loop.run_once()
+    assert _status(api)["phase"] == "Scheduled"
+    bound = {p["metadata"]["name"]: p["spec"].get("nodeName") for p in api.pods()}
+    assert len(bound) == 4
+    _change_spec(api, view, lambda spec: spec.setdefault("scheduling", {}).update(priority=5))
+    loop.run_once()
+    loop.run_once()
+    assert {p["metadata"]["name"]: p["spec"].get("nodeName") for p in api.pods()} == bound, (
+        "our bug deletes no running pod"
+    )
+    status = _status(api)
+    assert (status["phase"], status["observedGeneration"]) == ("Scheduled", 1), "generation 2 not admitted"
+    assert _errors(loop) == 2.0, "counted each cycle it fails"

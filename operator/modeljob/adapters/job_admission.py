@@ -67,6 +67,8 @@ class Admissions:
         self._problems: dict[JobShape, str | None] = {}
         # Each version of each job whose spec cannot be read, as the cycle sees it (one snapshot).
         self._unread: dict[tuple[str, str], JobFacts] = {}
+        # (uid, generation) whose judgement raised, newest last; bounded like the shapes.
+        self._failed: dict[tuple[str, str], None] = {}
 
     def judge(self, documents: Iterable[Document], parsed: ParsedJobs, *, now: datetime) -> Admitting:
         documents = list(documents)
@@ -137,12 +139,22 @@ class Admissions:
         *,
         now: datetime,
     ) -> Judged:
-        """Judging the job raised: it is Invalid, saying so (a bug of ours, logged with its
-        traceback), and the other jobs go on; if even that fails, it sits this cycle out."""
+        """Judging the job raised (a bug of ours, logged with its traceback) and the other jobs go
+        on. A job that holds a placement keeps it, seen as its status records it (its new
+        generation not admitted, as if not yet judged): our bug must not delete a running
+        workload's pods; it is judged again each cycle. Any other job is Invalid, saying so; if
+        even that fails, it sits this cycle out."""
         meta = document.get("metadata") or {}
         where = f"{meta.get('namespace')}/{meta.get('name')}"
-        logger.exception("%s: judging the spec failed", where)
+        key = (str(meta.get("uid")), str(meta.get("generation")))
+        if key not in self._failed:  # once per generation: it fails alike every cycle
+            logger.exception("%s: judging the spec failed", where)
+            if len(self._failed) > SHAPES_REMEMBERED:
+                self._failed.clear()
+            self._failed[key] = None
         self._metrics.record_attempt(str(meta.get("namespace", "")), AttemptResult.ERROR)
+        if job is not None and job.placement:
+            return job, None  # its status does not record this generation: not admitted
         try:
             problem = f"internal error judging the spec: {exc}"
             return self._judge_one(document, job, problem, unread, now=now, fresh=True)
