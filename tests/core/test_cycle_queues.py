@@ -322,6 +322,28 @@ def test_a_preemptor_waits_while_its_victims_pods_go_then_is_placed_first() -> N
     assert all(isinstance(step_of(result, j.name), Wait) for j in evicted)  # team-a's wait for quota
 
 
+def test_a_preemptor_holds_its_quota_while_its_victims_go_and_who_waits_for_it_is_told_its_name() -> None:
+    """b1 is not running yet but its victims are being evicted: it keeps its charge (else a3 would
+    be admitted again into the room b1 made), and a3's reason names the reservation it counts."""
+    jobs, pods = team_a_borrowing_all_16()
+    evicted = [
+        replace(j, placement=(), phase=JobPhase.QUEUED, preempted_by=("ml/b1",), started=None)
+        for j in jobs[2:]
+    ]
+    going = [replace(p, terminating=True) for p in pods if p.job_uid in {j.uid for j in evicted}]
+    kept = [p for p in pods if p not in going]
+    result = cycle([*jobs[:2], *evicted, b1_with_a_plan()], [*kept, *going])
+    assert isinstance(step_of(result, "b1"), Wait)
+    a3 = step_of(result, "a3")
+    assert isinstance(a3, Wait), a3
+    assert a3.message.startswith(f"queue team-a: needs 4 {H100} GPUs, nominal 8, used 8; can borrow 0"), (
+        a3.message
+    )
+    assert f"; counted as in use: 8 {H100} GPUs reserved by ml/b1 for its preemption;" in a3.message
+    assert result.queues is not None
+    assert result.queues.usage.of("team-b", GPU_H100) == 0, "the Queue's status shows what runs"
+
+
 def test_a_job_whose_nodes_are_all_kept_for_a_preemption_waits_and_is_not_unschedulable() -> None:
     """b1's plan keeps both nodes while a4 is still to be evicted; a3, evicted already and admitted
     again by borrowing what b1 has not taken yet, sees no node: that is "not now", not "never"."""

@@ -12,17 +12,17 @@ from modeljob.core.quota import (
     QuotaRequest,
     Usage,
     admit,
-    admit_pending,
     borrowed_uses,
-    dominant_share,
     reclaimable_by,
     usage_of,
 )
+from modeljob.core.quota_rounds import admit_pending, dominant_share
 from modeljob.core.quota_status import KeyReport, queue_report
 from modeljob.core.quota_tree import CPU, MEMORY, QueueSpec, QueueTree, QuotaEntry, QuotaKey, build_tree
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 A100 = "NVIDIA-A100-SXM4-80GB"
+L4 = "NVIDIA-L4"
 GPU = "nvidia.com/gpu"
 H100_KEY = QuotaKey(GPU, frozenset({H100}))
 GIB = 2**30
@@ -305,6 +305,45 @@ def test_a_head_waiting_for_quota_holds_the_jobs_behind_it_in_its_queue_only() -
     assert {a.job: a.reason for a in result.waiting}[
         "small"
     ] == "queue team-b: behind huge, which waits for quota"
+
+
+def test_a_head_waiting_for_quota_does_not_hold_a_job_asking_for_none_of_its_keys() -> None:
+    """huge waits for H100 quota; the L4 job behind it asks for nothing huge could be charged to,
+    so it goes on; the H100 job behind it waits for huge (kueue#534)."""
+    tree = build_tree([queue("q", gpus(8), gpus(4, product=L4))])
+    l4_job = QuotaRequest("l4", "q", "ns", gpus=2, gpu_products=frozenset({L4}))
+    result = admit_pending([job("huge", "q", 16), job("small", "q", 1), l4_job], tree, Usage())
+    assert [a.job for a in result.admitted] == ["l4"]
+    waiting = {a.job: a for a in result.waiting}
+    assert waiting["huge"].competes_for == frozenset({H100_KEY})
+    assert (waiting["small"].behind, waiting["small"].reason) == (
+        "huge",
+        "queue q: behind huge, which waits for quota",
+    )
+
+
+def test_a_job_admitted_but_not_placed_gives_its_charge_back_before_the_next_is_admitted() -> None:
+    """group borrows the last 4 of team-a's nominal and is not placed: team-b's next job is
+    admitted against what is held, not against the group's charge."""
+    tree = two_teams()
+    usage = holding(tree, job("a0", "team-a", 8))
+    pending = [job("group", "team-b", 12), job("b-next", "team-b", 4), job("a1", "team-a", 4)]
+    tried: list[str] = []
+
+    def place(decision: Admission) -> bool:
+        tried.append(decision.job)
+        return decision.job != "group"
+
+    result = admit_pending(pending, tree, usage, place=place)
+    assert [a.job for a in result.unplaced] == ["group"]
+    assert [a.job for a in result.admitted] == ["a1", "b-next"]
+    assert tried == ["a1", "group", "b-next"]  # within nominal first, then borrowers
+    assert not result.waiting
+    assert result.usage == holding(
+        tree, job("a0", "team-a", 8), job("a1", "team-a", 4), job("b-next", "team-b", 4)
+    )
+    # Charged anyway (no placement asked), the group leaves no room for b-next.
+    assert [a.job for a in admit_pending(pending, tree, usage).waiting] == ["b-next"]
 
 
 def test_jobs_within_nominal_go_before_borrowers() -> None:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modeljob.core.quota import Admission, QuotaRequest, Usage, admit, admit_pending
+from modeljob.core.quota import Admission, QuotaRequest, Usage, admit
+from modeljob.core.quota_rounds import admit_pending
 from modeljob.core.quota_tree import QueueSpec, QueueTree, QuotaEntry, QuotaKey, build_tree
 
 H100 = "NVIDIA-H100-80GB-HBM3"

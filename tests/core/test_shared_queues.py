@@ -121,6 +121,21 @@ def test_a_job_no_quota_of_its_tree_can_ever_admit_never_starts_and_holds_nobody
     assert started(run, "a-0") == 1
 
 
+def test_a_job_admitted_but_not_placed_holds_no_quota_against_the_jobs_after_it() -> None:
+    """team-b's filler runs 5 + 5 GPUs for 10 h; team-a's 4-GPU job is admitted (its nominal 6) but
+    no node has 4 free. It gives its charge back: team-a's 3-GPU job and team-b's, refused against
+    that charge before, start on arrival, as the operator places them."""
+    jobs = [
+        synthetic("b-filler", at=0, queue="team-b", gpus=5, replicas=2, hours=10),
+        synthetic("a-big", at=HOUR, queue="team-a", gpus=4),
+        synthetic("a-small", at=HOUR + 1, queue="team-a", gpus=3),
+        synthetic("b-small", at=HOUR + 2, queue="team-b", gpus=3),
+    ]
+    run = run_shared_queues(jobs, TWO_NODES, settings=SharingSettings(queues=two_teams(6, 10)))
+    assert (started(run, "a-small"), started(run, "b-small")) == (HOUR + 1, HOUR + 2)
+    assert started(run, "a-big") == 10 * HOUR  # once the filler's room frees
+
+
 def test_a_reclaiming_queue_takes_back_only_what_was_borrowed_from_its_own_parent() -> None:
     # Two subtrees: team-c (under "other") borrows nothing from research, so team-b's claim
     # cannot touch it; only team-a's borrowed job is reclaimed.

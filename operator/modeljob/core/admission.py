@@ -9,14 +9,15 @@ as before queues had quotas.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from modeljob.core.job_state import JobFacts
 from modeljob.core.node_types import Candidate, NodeType
 from modeljob.core.preemption_rules import PreemptionRules
 from modeljob.core.queueing import QueuedJob, QueueOrder, QueuePolicy, QueueSettings, queue_policy
-from modeljob.core.quota import Admission, Charge, QuotaRequest, Usage, admit_pending, usage_of
+from modeljob.core.quota import Admission, Charge, QuotaRequest, Usage, amount_text, usage_of
+from modeljob.core.quota_rounds import admit_pending
 from modeljob.core.quota_tree import QueueSpec, QueueTree, build_tree
 from modeljob.core.resources import Resources
 
@@ -65,18 +66,59 @@ class Waiting:
 
 @dataclass(frozen=True, slots=True)
 class AdmissionPlan:
-    """Who may be placed this cycle, in placement order, and why the others wait.
+    """The cycle's admission: made by ``settle``, which tries each admitted job's placement
+    before admitting the next, then says who was admitted, in order, and why the others wait.
 
     ``running`` are the charges of the placed jobs, oldest run first (the youngest hold what is
-    borrowed); ``usage`` is theirs plus the charges of the jobs admitted now.
+    borrowed); ``usage`` is theirs, then (once settled) plus the charges of the jobs admitted now
+    and kept: placed, or preempting for room. Before ``settle``, ``order`` is every waiting job
+    in placement order when no Queue exists (``tree`` None), and empty otherwise.
     """
 
-    order: tuple[str, ...]  # admitted jobs ("ns/name"), in placement order
+    order: tuple[str, ...]  # jobs ("ns/name"), in placement order
     refused: Mapping[str, Admission]
-    products: Mapping[str, frozenset[str]]  # the GPU products an admitted job's key allows
+    products: Mapping[str, frozenset[str]]  # the GPU products a job accepts, or its key allows
     running: tuple[Admission, ...] = ()
     usage: Usage = field(default_factory=Usage)
-    admitted: Mapping[str, Admission] = field(default_factory=dict)
+    admitted: Mapping[str, Admission] = field(default_factory=dict)  # kept their charge
+    tree: QueueTree | None = None
+    pending: tuple[QuotaRequest, ...] = ()  # each queue's waiting jobs, in its order
+    first: frozenset[str] = frozenset()  # preemptors whose plan is written, placed first
+
+    def settle(self, place: Callable[[str, frozenset[str]], bool]) -> AdmissionPlan:
+        """Place the jobs quota admits, each (with the products it may use) before the next is
+        admitted. A job ``place`` does not keep (not placed, no preemption started for it)
+        gives its charge back at once, so quota is charged to the jobs that run or are being
+        placed, and an admitted job no node fits holds neither its queue nor what it borrowed
+        (``admit_pending``)."""
+        if self.tree is None:
+            for ref in self.order:
+                place(ref, self.products[ref])
+            return self
+        products = dict(self.products)
+
+        def tried(decision: Admission) -> bool:
+            products[decision.job] = decision.products
+            return place(decision.job, decision.products)
+
+        result = admit_pending(self.pending, self.tree, self.usage, place=tried, first=self.first)
+        return replace(
+            self,
+            order=tuple(a.job for a in result.admitted),
+            refused={a.job: a for a in result.waiting},
+            products=products,
+            usage=result.usage,
+            admitted={a.job: a for a in result.admitted},
+        )
+
+    def naming(self, reserving: Collection[str]) -> AdmissionPlan:
+        """Each quota refusal that counts the charge of an admitted job not running yet (a
+        preemptor whose victims are going: nothing else holds quota without running) names it."""
+        held = [self.admitted[ref] for ref in sorted(reserving) if ref in self.admitted]
+        if self.tree is None or not held:
+            return self
+        tree = self.tree
+        return replace(self, refused={ref: _naming(a, held, tree) for ref, a in self.refused.items()})
 
 
 def quota_request(
@@ -159,8 +201,9 @@ def admit_waiting(
     policy_for: Mapping[str, QueuePolicy],
     now_seconds: float,
 ) -> AdmissionPlan:
-    """Order each queue's jobs by its own policy (a preemptor whose victims are going first), admit
-    by quota, and interleave the queues' admitted jobs round-robin for placement."""
+    """Order each queue's jobs by its own policy (a preemptor whose victims are going first). With
+    no Queue objects, every job is placed, the queues' jobs interleaved round-robin; with Queues,
+    the cycle admits and places them together (``AdmissionPlan.settle``)."""
     by_queue: dict[str, list[Waiting]] = {}
     for item in waiting:
         by_queue.setdefault(item.job.queue, []).append(item)
@@ -173,19 +216,15 @@ def admit_waiting(
     products = {w.job.ref: w.request.gpu_products for w in waiting}
     if queues.tree.unlimited:
         return AdmissionPlan(order=_round_robin(lines, set(products)), refused={}, products=products)
-    pending = [w.request for line in lines.values() for w in line]
-    result = admit_pending(pending, queues.tree, usage_of(running))
-    admitted = {a.job: a for a in result.admitted}
-    for decision in result.admitted:
-        if decision.products:
-            products[decision.job] = decision.products
     return AdmissionPlan(
-        order=_round_robin(lines, set(admitted)),
-        refused={a.job: a for a in result.waiting},
+        order=(),
+        refused={},
         products=products,
         running=tuple(running),
-        usage=result.usage,
-        admitted=admitted,
+        usage=usage_of(running),
+        tree=queues.tree,
+        pending=tuple(w.request for line in lines.values() for w in line),
+        first=frozenset(w.job.ref for w in waiting if w.job.preempting),
     )
 
 
@@ -198,6 +237,24 @@ def _round_robin(lines: Mapping[str, Sequence[Waiting]], keep: set[str]) -> tupl
         order.extend(line[turn] for line in kept if turn < len(line))
     nominated = {w.job.ref for line in lines.values() for w in line if w.job.preempting}
     return tuple(sorted(order, key=lambda ref: ref not in nominated))
+
+
+def _naming(refusal: Admission, reserving: Sequence[Admission], tree: QueueTree) -> Admission:
+    """A quota refusal with the reservations it counts named: charges on the keys it competes
+    for, held by jobs of its tree that do not run yet."""
+    if not refusal.competes_for:
+        return refusal
+    root = tree.root_of(refusal.queue)
+    named = [
+        f"{amount_text(charge.key, charge.amount)} reserved by {held.job} for its preemption"
+        for held in reserving
+        if held.queue in tree.queues and tree.root_of(held.queue) == root
+        for charge in held.charges
+        if charge.key in refusal.competes_for and charge.amount > 0
+    ]
+    if not named:
+        return refusal
+    return replace(refusal, reason=f"{refusal.reason}; counted as in use: {', '.join(named)}")
 
 
 def policies(

@@ -87,36 +87,37 @@ class CycleQueue:
         """``requests``: each waiting job's quota request (``waiting_item``'s), as admission saw it."""
         self.waiting, self.cluster, self.planner = waiting, cluster, planner
         self.preempting, self.admission, self.requests = preempting, admission, requests
+        self.products = dict(admission.products)  # narrowed to its quota key once admitted
 
     def plan(self, *, strict: bool) -> tuple[list[Step], dict[str, int]]:
-        steps: list[Step] = []
-        queue_lengths: dict[str, int] = defaultdict(int)
-        blocked_by: JobFacts | None = None
-        # The admitted in placement order, then those quota keeps waiting, in their queues' order.
-        order = [*self.admission.order, *(r for r in self.admission.refused if r in self.waiting)]
-        tried_reclaim: set[str] = set()
+        line = _Line(strict=strict)
         # Preemptions planned before (a crash, or victims' pods still going) first: their nodes
         # are kept before any other job is planned, whatever the queue order.
-        resumed = {ref: found for ref in order if (found := self._resumed(self.waiting[ref])) is not None}
-        for ref in order:
-            waiting = self.waiting[ref]
-            step: _Decided | None = resumed.get(ref)
-            if step is None and ref in self.admission.refused:
-                step = self._refused(waiting, self.admission.refused[ref], tried_reclaim)
-            elif step is None:
-                step = self._decide(waiting, blocked_by=blocked_by)
-            assert step is not None
-            roll = waiting.plan.roll
-            if roll is not None and not isinstance(step, Preempt):  # never waits in the queue itself
-                steps.append(settle(step, roll, waiting.plan.phase, behind=blocked_by is not None))
-                continue
-            if isinstance(step, Wait | Preempt):
-                queue_lengths[step.job.queue] += 1
-                step = replace(step, queue_position=sum(queue_lengths.values()))
-                if strict and blocked_by is None and isinstance(step, Wait):
-                    blocked_by = step.job
-            steps.append(step)
-        return steps, dict(queue_lengths)
+        resumed = {
+            ref: found for ref in self.waiting if (found := self._resumed(self.waiting[ref])) is not None
+        }
+        reserving: set[str] = set()
+
+        def place(ref: str, products: frozenset[str]) -> bool:
+            """An admitted job planned; whether it keeps its quota charge (core/admission.py)."""
+            self.products[ref] = products
+            found = resumed.get(ref)
+            step = found if found is not None else self._decide(self.waiting[ref], blocked_by=line.blocked_by)
+            line.add(step, self.waiting[ref])
+            if isinstance(step, Preempt) or (isinstance(step, Wait) and step.keeps_plan):
+                reserving.add(ref)  # holds quota while its victims go
+            return isinstance(step, Place) or ref in reserving
+
+        self.admission = self.admission.settle(place).naming(reserving)
+        self.preempting.admission = self.admission  # a reclaim's quota test: only what is held
+        for ref, refusal in self.admission.refused.items():  # in their queues' order
+            if ref in self.waiting:
+                found = resumed.get(ref)
+                line.add(
+                    found if found is not None else self._refused(self.waiting[ref], refusal),
+                    self.waiting[ref],
+                )
+        return line.steps, dict(line.lengths)
 
     def _resumed(self, waiting: Planned) -> Preempt | Wait | None:
         """A preemptor's written plan, carried on; its nodes are kept for it meanwhile.
@@ -135,8 +136,9 @@ class CycleQueue:
             return replace(step, candidate=_first(waiting.sizing), phase=waiting.plan.phase)
         return step
 
-    def _refused(self, waiting: Planned, refusal: Admission, tried: set[str]) -> _Decided:
-        """Quota keeps the job waiting; the head of its queue may take quota back by preemption."""
+    def _refused(self, waiting: Planned, refusal: Admission) -> _Decided:
+        """Quota keeps the job waiting; a head waiting for quota may take it back by preemption
+        (not the jobs behind it: they wait for it)."""
         job = waiting.job
         if not waiting.sizing.candidates:
             return self._decide(waiting, blocked_by=None)  # Unschedulable, whatever its quota
@@ -148,9 +150,8 @@ class CycleQueue:
             phase=waiting.plan.phase,
             delete_pods=waiting.plan.delete_pods,
         )
-        if not refusal.blocks_queue or job.queue in tried:
+        if not refusal.blocks_queue or refusal.behind:
             return step
-        tried.add(job.queue)  # only the head: the jobs behind it wait for it
         return self._preempt(step, waiting, quota_refused=True)
 
     def _preempt(self, step: Wait, waiting: Planned, *, quota_refused: bool) -> Wait | Preempt:
@@ -187,7 +188,7 @@ class CycleQueue:
     def _candidates(self, waiting: Planned) -> tuple[Candidate, ...]:
         """The job's candidates on the products its quota key allows (all, if none is left)."""
         found = candidates_for(waiting.job, waiting.sizing, self.cluster.by_name)
-        products = self.admission.products.get(waiting.job.ref) or frozenset()
+        products = self.products.get(waiting.job.ref) or frozenset()
         allowed = tuple(c for c in found if not products or c.node_type.product in products)
         return allowed or found
 
@@ -234,6 +235,29 @@ class CycleQueue:
         if isinstance(step, Wait) and blocked_by is None and roll is None:
             return self._preempt(step, waiting, quota_refused=False)
         return step
+
+
+@dataclass
+class _Line:
+    """The cycle's steps as decided, numbered in the queue; under strict order, the first job
+    that waits holds every job after it."""
+
+    strict: bool
+    steps: list[Step] = field(default_factory=list)
+    lengths: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    blocked_by: JobFacts | None = None
+
+    def add(self, step: _Decided, waiting: Planned) -> None:
+        roll = waiting.plan.roll
+        if roll is not None and not isinstance(step, Preempt):  # never waits in the queue itself
+            self.steps.append(settle(step, roll, waiting.plan.phase, behind=self.blocked_by is not None))
+            return
+        if isinstance(step, Wait | Preempt):
+            self.lengths[step.job.queue] += 1
+            step = replace(step, queue_position=sum(self.lengths.values()))
+            if self.strict and self.blocked_by is None and isinstance(step, Wait):
+                self.blocked_by = step.job
+        self.steps.append(step)
 
 
 def _first(sizing: Sizing) -> Candidate | None:

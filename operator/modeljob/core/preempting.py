@@ -86,6 +86,9 @@ class Preempting:
                 self.pods_by_uid[pod.job_uid].append(pod)
         self._pods, self._settled, self._devices = pods, settled, devices_per_node or {}
         self._candidates: dict[str, RunningJob] | None = None
+        # Per queue, its candidates (marked for reclaim) until a victim is chosen: every admitted
+        # job not placed asks, and the running jobs' charges do not change within a cycle.
+        self._by_queue: dict[str, list[RunningJob]] = {}
         self.history = PreemptionHistory(
             edges=frozenset((p, job.ref) for job in jobs for p in job.preempted_by),
             counts={job.ref: job.preemptions for job in jobs if job.preemptions},
@@ -105,6 +108,7 @@ class Preempting:
         if undone:
             evictions = tuple(self._evict(v, job, self._rule(job, v)) for v in undone)
             self.chosen.update(v.ref for v in undone)
+            self._by_queue.clear()
             return Preempt(
                 job=job,
                 victims=evictions,
@@ -138,15 +142,9 @@ class Preempting:
         rules = self.queues.rules(job.queue)
         if not preempts(rules) or self.victims_left <= 0:
             return None
-        reclaim = self._reclaimable(job.queue) if rules.reclaim_borrowed else frozenset()
-        candidates = [
-            replace(running, borrows_from_lender=ref in reclaim)
-            for ref, running in self.running.items()
-            if ref not in self.chosen
-        ]
         found = choose_victims(
             _preemptor(job),
-            candidates,
+            self._candidates_for(job.queue, rules),
             table=table,
             fits=fits,
             rules=rules,
@@ -154,6 +152,7 @@ class Preempting:
             now_seconds=self.now_seconds,
             victims_left=self.victims_left,
             admits=self._admits(request) if quota_refused else None,
+            unfit_now=True,  # planned on this table and not placed, or refused by quota as it is
         )
         if isinstance(found, NoPreemption):
             return found.reason
@@ -162,6 +161,7 @@ class Preempting:
         victims = [self.jobs[v.name] for v in found.victims]
         self.victims_left -= len(victims)
         self.chosen.update(v.ref for v in victims)
+        self._by_queue.clear()
         evictions = tuple(self._evict(self.jobs[v.name], job, v.reason) for v in found.victims)
         nodes = tuple(sorted({pod.node for v in found.victims for pod in self.running[v.name].pods}))
         lost = found.lost_gpu_hours
@@ -172,6 +172,17 @@ class Preempting:
             message=f"preempting {_names(victims)} ({_rules(found.victims)}) to make room on "
             f"{', '.join(nodes)}; {lost:.2f} GPU-hours of work lost",
         )
+
+    def _candidates_for(self, queue: str, rules: PreemptionRules) -> list[RunningJob]:
+        """The running jobs not chosen yet, marked when ``queue`` may reclaim from them."""
+        if queue not in self._by_queue:
+            reclaim = self._reclaimable(queue) if rules.reclaim_borrowed else frozenset()
+            self._by_queue[queue] = [
+                replace(running, borrows_from_lender=ref in reclaim)
+                for ref, running in self.running.items()
+                if ref not in self.chosen
+            ]
+        return self._by_queue[queue]
 
     def _admits(self, request: QuotaRequest) -> QuotaTest:
         running = {charge.job: charge for charge in self.admission.running}

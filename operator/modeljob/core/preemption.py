@@ -126,6 +126,7 @@ def choose_victims(
     victims_left: int | None = None,
     order: VictimOrder = VictimOrder.LEAST_LOST_WORK,
     admits: QuotaTest | None = None,
+    unfit_now: bool = False,
 ) -> Preemption | NoPreemption:
     """The set of whole jobs whose eviction lets ``preemptor`` fit on ``table``, losing the
     fewest GPU-hours of work; under ``ShorterRemainingTime`` the jobs with the longest remaining
@@ -137,9 +138,12 @@ def choose_victims(
     the victims of this cycle. An empty ``Preemption`` means it fits without evicting anyone.
     ``admits``, when given, must also hold: the preemptor's quota admits it once the victims'
     charges are released (quota is taken back by the same whole-job evictions).
+    ``unfit_now``: the caller knows the check fails without evictions (the job was just planned
+    on this table and not placed, or its quota refuses it as it is), so it is not tried again:
+    the cycle asks for every admitted job it could not place.
     """
     check = _and_quota(fits, admits)
-    if check(_Ledger(table)):
+    if not unfit_now and check(_Ledger(table)):
         return Preemption(preemptor=preemptor.name, victims=())
     allowed, refused = _split(preemptor, candidates, rules=rules, history=history, now_seconds=now_seconds)
     if not allowed:

@@ -6,13 +6,12 @@ the first key of its queue's tree, in the queue's own order, whose products the 
 and where it fits; a resource (and products) no queue of the tree declares is not limited.
 What a queue may use for a key follows Kueue's hierarchical `available` (pkg/cache/
 resource_node.go): its own guaranteed part, then what its parent can give within its
-borrowingLimit, recursively. Across queues, borrowers are admitted in the order of weighted
-dominant-resource fairness (`admit_pending`); docs/queues.md states the rules.
+borrowingLimit, recursively. A cycle's round over every waiting job (queue order, fair sharing
+among borrowers, placement) is core/quota_rounds.py's; docs/queues.md states the rules.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -60,7 +59,9 @@ class Charge:
 class Admission:
     """The decision for one job. `products` narrows where it may be placed (the GPU key's
     products; empty = what the job accepts); `blocks_queue` is true when quota, not the job's
-    own namespace, keeps it waiting, so the jobs behind it in its queue wait too."""
+    own namespace, keeps it waiting, so the jobs behind it in its queue that compete with it wait
+    too. A refusal for quota names the keys it ``competes_for`` (every key its request could be
+    charged to); a job held behind such a head names it (``behind``)."""
 
     job: str
     queue: str
@@ -69,6 +70,8 @@ class Admission:
     charges: tuple[Charge, ...] = ()
     products: frozenset[str] = frozenset()
     blocks_queue: bool = False
+    competes_for: frozenset[QuotaKey] = frozenset()
+    behind: str = ""
 
     @property
     def borrowed(self) -> int:
@@ -102,7 +105,7 @@ def usage_of(admitted: Iterable[Admission]) -> Usage:
     return usage
 
 
-class _KeyView:
+class KeyView:
     """One key's usage read against the tree: subtree usage and what each level can give."""
 
     def __init__(self, tree: QueueTree, usage: Usage, key: QuotaKey, *, lending: bool = True) -> None:
@@ -165,19 +168,37 @@ def admit(request: QuotaRequest, tree: QueueTree, usage: Usage) -> Admission:
         if not candidates:
             continue  # nothing in this tree limits the resource (or these products)
         chosen = next(
-            (key for key in candidates if amount <= _KeyView(tree, usage, key).available(request.queue)),
+            (key for key in candidates if amount <= KeyView(tree, usage, key).available(request.queue)),
             None,
         )
         if chosen is None:
             reason = _quota_reason(request.queue, candidates[0], amount, tree, usage)
-            return Admission(request.job, request.queue, admitted=False, reason=reason, blocks_queue=True)
-        view = _KeyView(tree, usage, chosen)
+            competes = competing_keys(request, tree)
+            return Admission(
+                request.job,
+                request.queue,
+                admitted=False,
+                reason=reason,
+                blocks_queue=True,
+                competes_for=competes,
+            )
+        view = KeyView(tree, usage, chosen)
         nominal, used = view.level(request.queue).total, view.used(request.queue)
         borrowed = max(0, used + amount - nominal) - max(0, used - nominal)
         charges.append(Charge(chosen, amount, borrowed))
         if chosen.products:
             products = chosen.products & accepted if accepted else chosen.products
     return Admission(request.job, request.queue, admitted=True, charges=tuple(charges), products=products)
+
+
+def competing_keys(request: QuotaRequest, tree: QueueTree) -> frozenset[QuotaKey]:
+    """Every key of its queue's tree the request could be charged to: what it competes for."""
+    demands = request.demands()
+    return frozenset(
+        key
+        for key in tree.keys_in_tree(request.queue)
+        if any(key.resource == resource and key.covers(accepted) for resource, _, accepted in demands)
+    )
 
 
 # Whether a waiting job's quota admits it once the running jobs named are evicted.
@@ -222,7 +243,7 @@ def _queue_refusal(request: QuotaRequest, tree: QueueTree) -> Admission | None:
 
 def _quota_reason(queue: str, key: QuotaKey, amount: int, tree: QueueTree, usage: Usage) -> str:
     """ "queue team-a: needs 8 H100 GPUs, nominal 16, used 12; can borrow 2 from research (lendingLimit)"."""
-    view = _KeyView(tree, usage, key)
+    view = KeyView(tree, usage, key)
     level, used, available = view.level(queue), view.used(queue), view.available(queue)
     nominal, held = amount_text(key, level.total, unit=False), amount_text(key, used, unit=False)
     head = f"queue {queue}: needs {amount_text(key, amount)}, nominal {nominal}, used {held}"
@@ -236,7 +257,7 @@ def _quota_reason(queue: str, key: QuotaKey, amount: int, tree: QueueTree, usage
     if parent is None:
         return f"{head}; no parent to borrow from"
     can = amount_text(key, available - room, unit=False)
-    if _KeyView(tree, usage, key, lending=False).available(queue) > available:
+    if KeyView(tree, usage, key, lending=False).available(queue) > available:
         why = "lendingLimit"
     elif view.available(queue, borrowing=False) > available:
         why = "borrowingLimit"
@@ -257,77 +278,6 @@ def amount_text(key: QuotaKey, amount: int, *, unit: bool = True) -> str:
     if key.products:
         return f"{amount} {'/'.join(sorted(key.products))} GPUs"
     return f"{amount} {key.resource}"
-
-
-# --- fair sharing among borrowers --------------------------------------------------------------
-
-
-def dominant_share(queue: str, tree: QueueTree, usage: Usage) -> float:
-    """Weighted dominant share of what the tree lends: max over keys of the queue's use above its
-    nominal divided by its root's pool, divided by its weight (0 while it borrows nothing)."""
-    share = 0.0
-    root = tree.root_of(queue)
-    for key in tree.keys_in_tree(queue):
-        view = _KeyView(tree, usage, key)
-        lendable = view.level(root).pool
-        if lendable > 0:
-            share = max(share, max(0, view.used(queue) - view.level(queue).total) / lendable)
-    return share / tree.queues[queue].weight
-
-
-@dataclass(frozen=True, slots=True)
-class AdmissionRound:
-    """One round over everything pending: who is admitted (in order), who waits and why."""
-
-    admitted: tuple[Admission, ...]
-    waiting: tuple[Admission, ...]
-    usage: Usage
-
-
-def admit_pending(pending: Sequence[QuotaRequest], tree: QueueTree, usage: Usage) -> AdmissionRound:
-    """Admit what fits, each queue in its own order (`pending` lists each queue's jobs in it).
-
-    A queue's head that waits for quota holds the jobs behind it (no small job overtakes a large
-    one for quota, so large jobs do not starve; kueue#534). Among the queues' heads, those that
-    fit without borrowing go first, then borrowers by the smallest weighted dominant share after
-    admission (ties: queue name, then job); so borrowers share what is lent by weight.
-    """
-    lines: dict[str, deque[QuotaRequest]] = {}
-    for request in pending:
-        lines.setdefault(request.queue, deque()).append(request)
-    admitted: list[Admission] = []
-    waiting: list[Admission] = []
-    while lines:
-        ready: list[tuple[tuple[int, float, str, str], Admission]] = []
-        for queue in sorted(lines):
-            decision = admit(lines[queue][0], tree, usage)
-            if decision.admitted:
-                after = (
-                    dominant_share(queue, tree, usage.plus(queue, decision.charges))
-                    if decision.borrowed
-                    else 0.0
-                )
-                ready.append(((int(decision.borrowed > 0), after, queue, decision.job), decision))
-                continue
-            lines[queue].popleft()
-            waiting.append(decision)
-            if decision.blocks_queue:
-                waiting.extend(_behind(decision, lines.pop(queue)))
-            elif not lines[queue]:
-                del lines[queue]
-        if ready:
-            decision = min(ready, key=lambda item: item[0])[1]
-            admitted.append(decision)
-            usage = usage.plus(decision.queue, decision.charges)
-            lines[decision.queue].popleft()
-            if not lines[decision.queue]:
-                del lines[decision.queue]
-    return AdmissionRound(tuple(admitted), tuple(waiting), usage)
-
-
-def _behind(head: Admission, rest: Iterable[QuotaRequest]) -> list[Admission]:
-    reason = f"queue {head.queue}: behind {head.job}, which waits for quota"
-    return [Admission(r.job, r.queue, admitted=False, reason=reason, blocks_queue=True) for r in rest]
 
 
 # --- borrowed quota, for preemption ------------------------------------------------------------
@@ -355,7 +305,7 @@ def borrowed_uses(tree: QueueTree, running: Sequence[Admission]) -> tuple[Borrow
         if not job.admitted or job.queue not in tree.queues:
             continue
         for charge in job.charges:
-            view = _KeyView(tree, usage, charge.key)
+            view = KeyView(tree, usage, charge.key)
             below = view.used(job.queue) - usage.of(job.queue, charge.key)  # its subtree's, first
             before = held.get((job.queue, charge.key), below)
             held[job.queue, charge.key] = before + charge.amount
@@ -366,7 +316,7 @@ def borrowed_uses(tree: QueueTree, running: Sequence[Admission]) -> tuple[Borrow
     return tuple(found)
 
 
-def _lenders(view: _KeyView, borrower: str) -> tuple[str, ...]:
+def _lenders(view: KeyView, borrower: str) -> tuple[str, ...]:
     tree = view.tree
     mine = {*tree.subtree(borrower), *tree.ancestors(borrower)}
     members = tree.subtree(tree.root_of(borrower))
@@ -382,7 +332,7 @@ def reclaimable_by(claimant: str, tree: QueueTree, running: Sequence[Admission])
     ancestors = set(tree.ancestors(claimant))
     result = []
     for use in borrowed_uses(tree, running):
-        view = _KeyView(tree, usage, use.key)
+        view = KeyView(tree, usage, use.key)
         below_nominal = view.used(claimant) < view.level(claimant).total
         same_tree = tree.root_of(use.queue) == tree.root_of(claimant)
         if below_nominal and same_tree and use.queue != claimant and use.queue not in ancestors:

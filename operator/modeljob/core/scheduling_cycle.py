@@ -185,7 +185,7 @@ def run_cycle(
         workload=workload,
         host_demand=demand,
         fragmentation=_fragmentation(at_start, compiled) if workload.shapes else 0.0,
-        queues=None if setup.tree.unlimited else _outcome(setup, admission, queued, victims),
+        queues=None if setup.tree.unlimited else _outcome(setup, queue.admission, queued, victims),
     )
 
 

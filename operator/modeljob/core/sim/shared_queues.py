@@ -47,7 +47,7 @@ from modeljob.core.preemption_rules import (
     kept_seconds,
 )
 from modeljob.core.queueing import QueuedJob, QueueSettings, order_queues, queue_policy
-from modeljob.core.quota import Admission, QuotaTest
+from modeljob.core.quota import QuotaTest
 from modeljob.core.quota_tree import QueueSpec
 from modeljob.core.scoring.ranking import ScoringContext
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
@@ -193,26 +193,32 @@ class _SharedReplay:
     # --- placing, preempting --------------------------------------------------------------------
 
     def _place_waiting(self, now: float) -> None:
-        """The operator's cycle: admit by quota, place the admitted in order (preempting for one
-        that does not fit), then let the head of each queue quota holds back preempt for quota."""
+        """The operator's cycle: admit by quota, each admitted job placed (or preempted for)
+        before the next is admitted and charged only if it was, then let each head quota holds
+        back preempt for quota."""
         ordered = order_queues(self.waiting, policy=queue_policy(self.settings.queue), now_seconds=now)
-        refused: dict[str, Admission] = {}
-        if not self.books.unlimited:
-            admission = self.books.admission_round(ordered)
-            refused = {decision.job: decision for decision in admission.waiting}
+        by_name = {job.name: job for job in ordered}
         self.attempts_left = self.settings.preemption_attempts_per_cycle
-        for job in [job for job in ordered if job.name not in refused]:
-            if self._try_place(job, now) or self._try_preempt(job, now, quota_refused=False):
-                continue
-            if not self.settings.backfill:
-                break
-        tried: set[str] = set()
+        stopped = False  # without backfill, the first admitted job that is not placed stops the rest
+
+        def place(job: QueuedJob) -> bool:
+            nonlocal stopped
+            if stopped:
+                return False
+            placed = self._try_place(job, now) or self._try_preempt(job, now, quota_refused=False)
+            stopped = not placed and not self.settings.backfill
+            return placed
+
+        if self.books.unlimited:
+            for job in ordered:
+                place(job)
+            return
+        admission = self.books.admission_round(ordered, place=lambda decision: place(by_name[decision.job]))
+        refused = {refusal.job: refusal for refusal in admission.waiting}
         for job in ordered:
             refusal = refused.get(job.name)
-            if refusal is None or not refusal.blocks_queue or job.queue in tried:
-                continue
-            tried.add(job.queue)  # only the head: the jobs behind it wait for it
-            self._try_preempt(job, now, quota_refused=True)
+            if refusal is not None and refusal.blocks_queue and not refusal.behind:  # not those behind it
+                self._try_preempt(job, now, quota_refused=True)
 
     def _try_place(self, job: QueuedJob, now: float) -> bool:
         item = self.by_name[job.name]

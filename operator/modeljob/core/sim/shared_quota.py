@@ -1,7 +1,8 @@
 """The shared-queue simulator's quota: the operator's own admission over a Queue tree, for synthetic jobs.
 
 Every decision is the operator's core: ``admit_pending`` admits a cycle's waiting jobs (each
-queue in its order, borrowers by weighted dominant share), ``charged`` is what a running job
+queue in its order, borrowers by weighted dominant share, each placed before the next is
+admitted and charged only if placed), ``charged`` is what a running job
 holds, ``reclaimable_by`` says which running jobs use quota borrowed from a queue, and the
 preemptor's quota test is ``admits_once_released``, as ``core/preempting.py`` asks it. This
 module only turns synthetic jobs into quota requests and keeps the books between the
@@ -17,16 +18,15 @@ from modeljob.core.admission import charged
 from modeljob.core.queueing import QueuedJob
 from modeljob.core.quota import (
     Admission,
-    AdmissionRound,
     QuotaRequest,
     QuotaTest,
     Usage,
     admit,
-    admit_pending,
     admits_once_released,
     usage_of,
 )
 from modeljob.core.quota import reclaimable_by as borrowed_from
+from modeljob.core.quota_rounds import AdmissionRound, Placing, admit_pending
 from modeljob.core.quota_status import queue_report
 from modeljob.core.quota_tree import CPU, EPHEMERAL_STORAGE, MEMORY, QueueSpec, QueueTree, build_tree
 from modeljob.core.sim.workload_generator import SyntheticJob
@@ -73,9 +73,13 @@ class QuotaBooks:
         """Admitted on an idle cluster; a job that is not waits forever, so it never joins."""
         return admit(self.requests[name], self.tree, Usage()).admitted
 
-    def admission_round(self, ordered: Sequence[QueuedJob]) -> AdmissionRound:
-        """The cycle's admission: ``ordered`` lists each queue's jobs in that queue's order."""
-        return admit_pending([self.requests[job.name] for job in ordered], self.tree, self.usage())
+    def admission_round(
+        self, ordered: Sequence[QueuedJob], *, place: Placing | None = None
+    ) -> AdmissionRound:
+        """The cycle's admission: ``ordered`` lists each queue's jobs in that queue's order; each
+        admitted job is ``place``d before the next is admitted, and keeps its charge only if placed."""
+        requests = [self.requests[job.name] for job in ordered]
+        return admit_pending(requests, self.tree, self.usage(), place=place)
 
     def start(self, name: str) -> None:
         self.running[name] = charged(self.requests[name], self.tree)
