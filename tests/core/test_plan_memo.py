@@ -5,6 +5,7 @@ same under any scores."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 from hypothesis import HealthCheck, example, given, settings
@@ -17,6 +18,7 @@ from modeljob.core.gang_placement import GangRequest, ReplicaRequests, Unplaceab
 from modeljob.core.job_state import JobFacts
 from modeljob.core.jobs import Overrides
 from modeljob.core.nodes import NodeTable, PodRequest
+from modeljob.core.plan_memo import RECHECKED_PLACEMENTS
 from modeljob.core.scheduling_cycle import CycleResult, CycleSettings, run_cycle
 from modeljob.core.scoring.ranking import ScoringContext
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
@@ -208,3 +210,20 @@ def test_a_verdict_that_read_no_scores_is_the_same_under_any_scores(
     for name, result in results.items():
         if isinstance(result, Unplaceable) and not result.read_scores:
             assert all(other == result for other in results.values()), name
+
+
+def test_a_cycle_that_places_more_jobs_than_are_checked_again_still_decides_as_afresh() -> None:
+    """Past RECHECKED_PLACEMENTS placements in a cycle, a placement forgets its type's results
+    instead of checking them again: the jobs after still get what planning afresh gives them."""
+    nodes = [make_node(f"h100-{i}") for i in range(12)]
+    pods = [make_pod(f"other-{i}", node=f"h100-{i}", gpus=i % 4) for i in range(12)]
+    count = RECHECKED_PLACEMENTS + 10
+    jobs = [
+        replace(
+            make_job(f"job-{i:03d}", created=i), shape=replace(make_job().shape, overrides=Overrides(gpus=g))
+        )
+        for i, g in zip(range(count), itertools.cycle((1, 1, 2, 8)), strict=False)
+    ]
+    remembered = cycle(jobs, nodes, pods, remember=True)
+    assert sum(isinstance(s, Place) for s in remembered.steps) > RECHECKED_PLACEMENTS
+    assert remembered.steps == cycle(jobs, nodes, pods, remember=False).steps

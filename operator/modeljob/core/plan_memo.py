@@ -38,6 +38,12 @@ _JobPlan = tuple[str, tuple[tuple[int, Result], ...]]
 _CarriedJob = tuple[tuple[NodeType, ...], _JobPlan, bool]
 _ByType = dict[NodeType, dict[Hashable, Remembered]]
 
+# Placements in one cycle after which what was planned on a type is forgotten at a placement
+# there rather than checked again (``PlanMemo.placed_on``). A live queue's cycle places a few;
+# a cycle that places hundreds would check each type's results hundreds of times (~2 ms each
+# time on 5,000 nodes), and a plan made again costs about as much as one such check.
+RECHECKED_PLACEMENTS = 32
+
 
 @dataclass(eq=False)
 class CarriedPlans:
@@ -113,6 +119,7 @@ class PlanMemo:
     _earlier_by_type: _ByType = field(default_factory=dict)
     _earlier_jobs: dict[Hashable, _CarriedJob] = field(default_factory=dict)
     _planned_on: NodeTable = field(init=False)  # the ledger as the results kept were checked on
+    _placements: int = 0  # placements this cycle
 
     def __post_init__(self) -> None:
         self._planned_on = self.table.working_copy()
@@ -228,19 +235,23 @@ class PlanMemo:
 
     def placed_on(self, nodes: Iterable[str]) -> None:
         """A placement was reserved on ``nodes``: what was planned on their types holds only
-        where core/plan_validity.py says it does."""
+        where core/plan_validity.py says it does. A cycle that places many jobs (the first one,
+        or one after a large node freed) forgets instead, past ``RECHECKED_PLACEMENTS``: checking
+        every result of a type at each placement would cost it more than the plans it saves."""
         touched = {t for node in nodes if (t := self.node_type_of.get(node)) is not None}
         if touched:
-            self._recheck(touched)
+            self._placements += 1
+            self._recheck(touched, forget=self._placements > RECHECKED_PLACEMENTS)
 
-    def _recheck(self, types: set[NodeType]) -> None:
-        """Keep of ``types``' results what holds on the ledger now (and plan their subsets anew)."""
-        change = LedgerChange(self._planned_on, self.table)
+    def _recheck(self, types: set[NodeType], *, forget: bool = False) -> None:
+        """Keep of ``types``' results what holds on the ledger now (none, with ``forget``), and
+        make their subsets anew."""
+        change = None if forget else LedgerChange(self._planned_on, self.table)
         for node_type in types:
             for results in (self._by_type, self._earlier_by_type):
                 kept: dict[Hashable, Remembered] = {}
                 for key, found in results.pop(node_type, {}).items():
-                    still = change.still(found, scored_alike=True)
+                    still = None if change is None else change.still(found, scored_alike=True)
                     if still is not None:
                         kept[key] = still
                 if kept:
