@@ -127,20 +127,66 @@ def test_a_pod_that_succeeded_is_not_restarted() -> None:
 # --- lost nodes and pods under the policy --------------------------------------------------------
 
 
-def test_a_lost_node_counts_as_a_failure() -> None:
-    job = _job()
+def test_a_lost_node_counts_as_a_failure_of_a_training_job() -> None:
+    job = _job(training=True)
     step = _reconcile(job, pods_of(job), {"gpu-h100-0": NODES["gpu-h100-0"]})
     assert isinstance(step, RollBack)
     assert (step.requeue, step.restart) == (Requeue.NODE_LOST, True)
     assert step.message.endswith("the whole gang goes back to the queue (restart 1 of 3)")
 
 
-def test_a_lost_node_with_restarts_used_up_fails_the_job() -> None:
-    job = _job(restarts=3)
+def test_a_lost_node_with_restarts_used_up_fails_a_training_job() -> None:
+    job = _job(training=True, restarts=3)
     step = _reconcile(job, pods_of(job), {"gpu-h100-0": NODES["gpu-h100-0"]})
     assert isinstance(step, SetPhase)
     assert step.phase is JobPhase.FAILED
     assert step.message.startswith("node gpu-h100-1 of replica 1 was deleted; not recreated")
+
+
+EVICTED = Termination(reason="Evicted")  # the kubelet's node-pressure eviction: the pod's own reason
+
+
+@pytest.mark.parametrize("disruption", ["node deleted", "pod evicted"], ids=["lost-node", "evicted-pod"])
+def test_a_serving_job_is_recreated_uncounted_after_a_disruption_even_with_restarts_used_up(
+    disruption: str,
+) -> None:
+    """Deployments and LeaderWorkerSets never give up on lost nodes: nothing of the service failed."""
+    job = _job(restarts=3, max_restarts=3)  # Inference
+    if disruption == "node deleted":
+        step = _reconcile(job, pods_of(job), {"gpu-h100-0": NODES["gpu-h100-0"]})
+    else:
+        pods = [
+            replace(p, phase=PodPhase.FAILED, termination=EVICTED) if p.replica == 1 else p
+            for p in pods_of(job)
+        ]
+        step = _reconcile(job, pods)
+    assert isinstance(step, RollBack), step
+    assert step.restart is False
+    assert step.message.endswith(
+        "the whole gang goes back to the queue "
+        "(not counted against failurePolicy.maxRestarts: a serving job outlives lost nodes and evictions)"
+    )
+
+
+def test_an_evicted_pod_of_a_training_job_counts_as_a_failure() -> None:
+    job = _job(training=True, restarts=3, max_restarts=3)
+    pods = [
+        replace(p, phase=PodPhase.FAILED, termination=EVICTED) if p.replica == 1 else p for p in pods_of(job)
+    ]
+    step = _reconcile(job, pods)
+    assert isinstance(step, SetPhase)
+    assert step.phase is JobPhase.FAILED
+    assert step.message.startswith("pod job-1-abcde of replica 1 failed: the pod Evicted; not recreated")
+
+
+def test_a_serving_jobs_own_failure_still_counts_with_a_lost_node_beside_it() -> None:
+    job = _job(restarts=3, max_restarts=3)
+    pods = [
+        replace(p, phase=PodPhase.FAILED, termination=EXIT_1) if p.replica == 0 else p for p in pods_of(job)
+    ]
+    step = _reconcile(job, pods, {"gpu-h100-0": NODES["gpu-h100-0"]})  # replica 1's node is gone too
+    assert isinstance(step, SetPhase)
+    assert step.phase is JobPhase.FAILED
 
 
 def test_a_lost_node_under_a_plan_still_being_bound_is_no_failure_of_the_work() -> None:

@@ -149,7 +149,7 @@ def _reconcile_placed(
     if not job.binding:
         lost += _failed_entries(job, by_name, {entry for entry, _, _ in lost})
     if lost:
-        return _recover(job, lost, all_pods, strays)
+        return _recover(job, lost, all_pods, strays, evicted=_evicted(job, by_name))
     if job.binding:
         return Complete(
             job=job,
@@ -164,20 +164,40 @@ def _reconcile_placed(
     return rolled or _from_pods(job, [by_name[entry.pod] for entry in job.placement], strays)
 
 
+# What a serving job's NodeLost / PodFailed Event says of a disruption it is recreated after.
+NOT_COUNTED = "not counted against failurePolicy.maxRestarts: a serving job outlives lost nodes and evictions"
+
+
 def _recover(
     job: JobFacts,
     lost: Sequence[tuple[Placed, Requeue, str]],
     all_pods: Sequence[str],
     strays: tuple[str, ...],
+    *,
+    evicted: frozenset[Placed] = frozenset(),
 ) -> RollBack | SetPhase:
     """Replicas that cannot go on where they are, back to the queue by the failure policy: the
     whole job or only those replicas (``JobFacts.scope``). A failed pod or a lost node of a bound
     placement is a failure: it counts one restart, and with ``maxRestarts`` used up the job is
     Failed instead. A deleted pod or a plan that could not be bound is no failure of the work's
-    (someone deleted it; the operator stopped midway), so it is recreated uncounted."""
+    (someone deleted it; the operator stopped midway), so it is recreated uncounted.
+
+    A serving job is also recreated uncounted after a disruption: a lost node, or a pod the
+    kubelet evicted (``evicted``). Nothing of its own failed, and a service is kept up for as
+    long as it is wanted, as Deployments and LeaderWorkerSets are; a training job keeps the Job
+    convention (a lost node counts), since its run restarts from a checkpoint at best."""
     first_reason = lost[0][1]
     message = "; ".join(text for _, _, text in lost)
-    failure = not job.binding and any(r in (Requeue.NODE_LOST, Requeue.POD_FAILED) for _, r, _ in lost)
+    serving = not job.shape.workload.type.trains
+    disrupted = [
+        entry
+        for entry, reason, _ in lost
+        if serving and (reason is Requeue.NODE_LOST or (reason is Requeue.POD_FAILED and entry in evicted))
+    ]
+    failure = not job.binding and any(
+        reason in (Requeue.NODE_LOST, Requeue.POD_FAILED) and entry not in disrupted
+        for entry, reason, _ in lost
+    )
     if failure and job.restarts >= job.max_restarts:
         return SetPhase(
             job=job,
@@ -196,6 +216,8 @@ def _recover(
         else "those replicas go back to the queue"
     )
     counted = f" (restart {job.restarts + 1} of {job.max_restarts})" if failure else ""
+    if disrupted and not failure and not job.binding:
+        counted = f" ({NOT_COUNTED})"
     kept = {entry.pod for entry in keep}
     return evict(
         job,
@@ -208,6 +230,18 @@ def _recover(
         keep=keep,
         restart=failure,
     )
+
+
+def _evicted(job: JobFacts, by_name: Mapping[str, PodFacts]) -> frozenset[Placed]:
+    """The placed replicas whose pod the kubelet evicted (phase Failed, the pod's own reason
+    Evicted, no container's): a disruption of the node, not a failure of the work."""
+    found = set()
+    for entry in job.placement:
+        pod = by_name.get(entry.pod)
+        ended = pod.termination if pod is not None and pod.phase is PodPhase.FAILED else None
+        if ended is not None and not ended.container and ended.reason == "Evicted":
+            found.add(entry)
+    return frozenset(found)
 
 
 def _failed_entries(
