@@ -82,10 +82,11 @@ def test_without_queue_objects_every_job_is_admitted_as_before() -> None:
 
 
 def test_a_job_above_its_queues_quota_waits_naming_the_queue_and_the_numbers() -> None:
-    result = cycle([gpu_job("big", queue="solo", gpus=8)], queues=[queue("solo", 4)])
+    busy, pods = running(gpu_job("busy", queue="solo", gpus=2), "gpu-h100-0", started=100, gpus=2)
+    result = cycle([busy, gpu_job("big", queue="solo", gpus=4)], pods, queues=[queue("solo", 4)])
     step = step_of(result, "big")
     assert isinstance(step, Wait)
-    assert step.message.startswith(f"queue solo: needs 8 {H100} GPUs, nominal 4, used 0; no parent")
+    assert step.message.startswith(f"queue solo: needs 4 {H100} GPUs, nominal 4, used 2; no parent")
     assert result.queues is not None
     assert result.queues.pending == {"solo": 1}
 

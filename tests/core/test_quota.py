@@ -221,14 +221,19 @@ def test_the_borrowing_limit_caps_what_a_queue_takes_and_is_named() -> None:
     assert admit(job("j", "team-a", 10), tree, Usage()).admitted
     decision = admit(job("j", "team-a", 11), tree, Usage())
     assert decision.reason == (
-        f"queue team-a: needs 11 {H100} GPUs, nominal 8, used 0; can borrow 2 from research (borrowingLimit)"
+        f"queue team-a: needs 11 {H100} GPUs, nominal 8, used 0; can borrow 2 from research "
+        "(borrowingLimit); more than queue team-a may ever hold (10, borrowing included)"
     )
+    assert decision.never, "no running job's end would make room: it holds no one behind it"
 
 
 def test_a_root_queue_has_no_one_to_borrow_from() -> None:
     tree = build_tree([queue("solo", gpus(8))])
     decision = admit(job("j", "solo", 9), tree, Usage())
-    assert decision.reason == f"queue solo: needs 9 {H100} GPUs, nominal 8, used 0; no parent to borrow from"
+    assert decision.reason == (
+        f"queue solo: needs 9 {H100} GPUs, nominal 8, used 0; no parent to borrow from; "
+        "more than queue solo may ever hold (8, borrowing included)"
+    )
 
 
 def test_nominal_lent_to_a_borrower_is_named_as_in_use_by_others() -> None:
@@ -277,7 +282,10 @@ def test_cpu_and_memory_are_counted_in_their_units_and_named_as_written() -> Non
     )
     assert admit(job("j", "q", 0, cpu_milli=64_000, memory_bytes=512 * GIB), tree, Usage()).admitted
     decision = admit(job("j", "q", 0, cpu_milli=1_000, memory_bytes=600 * GIB), tree, Usage())
-    assert decision.reason == "queue q: needs 600Gi memory, nominal 512Gi, used 0; no parent to borrow from"
+    assert decision.reason == (
+        "queue q: needs 600Gi memory, nominal 512Gi, used 0; no parent to borrow from; "
+        "more than queue q may ever hold (512Gi, borrowing included)"
+    )
 
 
 def test_a_job_accepting_two_products_takes_the_first_key_with_room_and_is_narrowed_to_it() -> None:
@@ -299,8 +307,9 @@ def test_a_queue_below_its_nominal_is_admitted_while_nobody_borrows() -> None:
 
 def test_a_head_waiting_for_quota_holds_the_jobs_behind_it_in_its_queue_only() -> None:
     tree = two_teams()
-    pending = [job("huge", "team-b", 40), job("small", "team-b", 1), job("other", "team-a", 2)]
-    result = admit_pending(pending, tree, Usage())
+    usage = holding(tree, job("b-running", "team-b", 4))  # huge (21 of the 24 team-b may hold) waits for it
+    pending = [job("huge", "team-b", 21), job("small", "team-b", 1), job("other", "team-a", 2)]
+    result = admit_pending(pending, tree, usage)
     assert [a.job for a in result.admitted] == ["other"]
     assert {a.job: a.reason for a in result.waiting}[
         "small"
@@ -312,7 +321,8 @@ def test_a_head_waiting_for_quota_does_not_hold_a_job_asking_for_none_of_its_key
     so it goes on; the H100 job behind it waits for huge (kueue#534)."""
     tree = build_tree([queue("q", gpus(8), gpus(4, product=L4))])
     l4_job = QuotaRequest("l4", "q", "ns", gpus=2, gpu_products=frozenset({L4}))
-    result = admit_pending([job("huge", "q", 16), job("small", "q", 1), l4_job], tree, Usage())
+    usage = holding(tree, job("running", "q", 2))  # huge (all 8) waits for it
+    result = admit_pending([job("huge", "q", 8), job("small", "q", 1), l4_job], tree, usage)
     assert [a.job for a in result.admitted] == ["l4"]
     waiting = {a.job: a for a in result.waiting}
     assert waiting["huge"].competes_for == frozenset({H100_KEY})

@@ -124,12 +124,14 @@ def test_a_job_of_another_product_is_placed_behind_a_head_waiting_for_quota() ->
     """The head waits for H100 quota; the L4 job asks for nothing the head waits for, so it does not
     wait behind it. The H100 job behind the head still does (large jobs do not starve: kueue#534)."""
     solo = [queue("solo", QuotaEntry(GPU_H100, 8), QuotaEntry(GPU_L4, 8))]
+    busy, busy_pods = running("h100-running", queue="solo", gpus=2, node="gpu-h100-0")
     jobs = [
-        gpu_job("h100-huge", queue="solo", gpus=16, created=1000),
+        busy,
+        gpu_job("h100-huge", queue="solo", gpus=8, created=1000),  # 2 + 8 > 8: until busy ends
         gpu_job("h100-small", queue="solo", gpus=2, created=1001),
         gpu_job("l4-small", queue="solo", gpus=2, created=1002, product=L4),
     ]
-    result = cycle(jobs, [], nodes=[*h100_nodes(2), *l4_nodes(2)], queues=solo)
+    result = cycle(jobs, busy_pods, nodes=[*h100_nodes(2), *l4_nodes(2)], queues=solo)
     assert isinstance(step_of(result, "h100-huge"), Wait)
     behind = step_of(result, "h100-small")
     assert isinstance(behind, Wait)

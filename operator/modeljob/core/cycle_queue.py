@@ -142,6 +142,13 @@ class CycleQueue:
         job = waiting.job
         if not waiting.sizing.candidates:
             return self._decide(waiting, blocked_by=None)  # Unschedulable, whatever its quota
+        if refusal.never:  # no quota will ever admit it: it says so, and holds no one
+            return Unschedulable(
+                job=job,
+                message=refusal.reason,
+                candidate=waiting.sizing.candidates[0],
+                delete_pods=waiting.plan.delete_pods,
+            )
         step = Wait(
             job=job,
             message=refusal.reason,

@@ -61,7 +61,9 @@ class Admission:
     products; empty = what the job accepts); `blocks_queue` is true when quota, not the job's
     own namespace, keeps it waiting, so the jobs behind it in its queue that compete with it wait
     too. A refusal for quota names the keys it ``competes_for`` (every key its request could be
-    charged to); a job held behind such a head names it (``behind``)."""
+    charged to); a job held behind such a head names it (``behind``). A job that asks for more
+    than its queue could hold with nothing else running (``never``) holds no one: it can never be
+    admitted, so waiting behind it would be waiting forever."""
 
     job: str
     queue: str
@@ -72,6 +74,7 @@ class Admission:
     blocks_queue: bool = False
     competes_for: frozenset[QuotaKey] = frozenset()
     behind: str = ""
+    never: bool = False
 
     @property
     def borrowed(self) -> int:
@@ -173,6 +176,12 @@ def admit(request: QuotaRequest, tree: QueueTree, usage: Usage) -> Admission:
         )
         if chosen is None:
             reason = _quota_reason(request.queue, candidates[0], amount, tree, usage)
+            ever = max(KeyView(tree, Usage(), key).available(request.queue) for key in candidates)
+            if amount > ever:
+                most = amount_text(candidates[0], ever, unit=False)
+                queue = request.queue
+                reason = f"{reason}; more than queue {queue} may ever hold ({most}, borrowing included)"
+                return Admission(request.job, request.queue, admitted=False, reason=reason, never=True)
             competes = competing_keys(request, tree)
             return Admission(
                 request.job,
