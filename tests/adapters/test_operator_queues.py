@@ -185,7 +185,7 @@ def test_a_preemptor_backing_off_after_a_refused_eviction_keeps_its_nodes_from_t
 
     api.calls.clear()
     during, _ = operator(api)  # the same moment, the same back-off: b1 sits it out
-    during._backoff = first._backoff
+    during._backoff = during._actions._backoff = first._backoff
     during.run_once()
     assert pods_of(api, "a3") == [], "a3 is kept off the nodes b1's plan nominated"
     assert not [c for c in api.calls if c.startswith("patch b1")], "b1 is not acted on while backing off"

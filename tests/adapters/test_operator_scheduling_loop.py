@@ -489,7 +489,7 @@ def test_one_jobs_unexpected_error_does_not_stop_the_cycle(api: FakeApiServer, m
     def broken(*_: object, **__: object) -> None:
         raise ValueError("a bug in one step")
 
-    monkeypatch.setattr(loop, "_place", broken)
+    monkeypatch.setattr(loop._actions, "_place", broken)
     loop.run_once()
     assert loop.cycles == 1, "the cycle ran to its end and counted itself"
     text = loop._metrics.exposition().decode()

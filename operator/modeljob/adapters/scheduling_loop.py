@@ -3,11 +3,9 @@
 Runs in its own thread, only while this replica holds the leader Lease (adapters/lease.py), woken
 by any change the watches see (after a short debounce) and at least every resync period. Each new
 generation of a spec is admitted here and written with the job's first step (adapters/
-job_admission.py). A placement is acted on plan first (docs/operator.md, "Keeping decisions
-safe"): `status.placement` with a Binding condition (conditional on the job's resourceVersion),
-then the pods created and bound, then the job marked Scheduled. A crash at any point leaves a
-written plan the next cycle completes or rolls back. What each step writes is core/status.py's;
-Events go through the one recorder, pods through the binder.
+job_admission.py). What acting on each kind of step writes, and in what order, is
+adapters/step_actions.py's; the loop decides which steps to act on, acts on them in parallel, and
+keeps the back-off of jobs whose steps keep failing.
 """
 
 from __future__ import annotations
@@ -17,27 +15,25 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, assert_never
 
-from modeljob.adapters import kube_jobs, kube_queues, kube_services, kube_writes
-from modeljob.adapters.binder import Binder, BindingError, PodRefusedError, PodSettings
+from modeljob.adapters import kube_jobs, kube_queues
+from modeljob.adapters.binder import Binder, PodSettings
 from modeljob.adapters.cluster import ClusterError, ClusterGateway, NotFoundError, NotLeaderError
 from modeljob.adapters.cluster_view import ClusterView, ParsedJobs, object_key
 from modeljob.adapters.events import EventRecorder
 from modeljob.adapters.job_admission import Admissions, AdmittingWriter
 from modeljob.adapters.job_status import JsonObject, ReasonRewrites, WriteBackoff
 from modeljob.adapters.metrics import AttemptResult, OperatorMetrics
-from modeljob.core import preemption_status, status, steps
+from modeljob.adapters.step_actions import Document, StepActions
+from modeljob.core import status, steps
 from modeljob.core.cluster_state import merge_assumed
-from modeljob.core.job_state import JobFacts, JobPhase, Placed
-from modeljob.core.node_types import Candidate
 from modeljob.core.scheduling_cycle import CycleMemory, CycleResult, CycleSettings, SizingCache, run_cycle
 from modeljob.core.spec_admission import Judgement
-from modeljob.core.steps import Place, RollBack, Step, Unschedulable, Wait
+from modeljob.core.steps import Step, Unschedulable, Wait
 from modeljob.settings import SchedulingSettings
 
 logger = logging.getLogger(__name__)
@@ -45,7 +41,6 @@ logger = logging.getLogger(__name__)
 # Estimates are kept per (job shape, device); past this many the cache starts over.
 SIZING_CACHE_ENTRIES = 10_000
 
-Document = Mapping[str, Any]
 UTC_NOW: Callable[[], datetime] = functools.partial(datetime.now, UTC)
 
 
@@ -102,6 +97,16 @@ class SchedulingLoop:
         self._parsed = ParsedJobs()
         self._admissions = Admissions(view, self._sizing_cache, metrics=metrics)
         self._rewrites = ReasonRewrites()
+        self._actions = StepActions(
+            view=view,
+            status_writer=self._status,
+            binder=self._binder,
+            metrics=metrics,
+            events=self.events,
+            backoff=self._backoff,
+            rewrites=self._rewrites,
+            clock=clock,
+        )
         self.cycles = 0
         self.acting = False
 
@@ -211,7 +216,7 @@ class SchedulingLoop:
     def _does_something(self, step: Step, document: Document, now: datetime, *, admitted: bool) -> bool:
         """Whether acting on ``step`` writes or deletes anything: a job admitted now always (its
         admission is written with its step), a Keep only with pods to delete, a Wait or
-        Unschedulable only if its status is not already what it would write (``_wait``)."""
+        Unschedulable only if its status is not already what it would write (``StepActions._wait``)."""
         if admitted or step.delete_pods:
             return True
         if isinstance(step, steps.Keep):
@@ -232,7 +237,7 @@ class SchedulingLoop:
         job = step.job
         try:
             with self._status.carrying(document, judged) as admitted:
-                placed = self._dispatch(step, admitted, now)
+                placed = self._actions.act(step, admitted, now)
             if placed:
                 self._backoff.succeeded(job.uid)
         except NotFoundError:
@@ -255,188 +260,3 @@ class SchedulingLoop:
                 "%s/%s: acting on %s failed; trying again in %.0f s", *job.key, type(step).__name__, delay
             )
             self._metrics.record_attempt(job.namespace, AttemptResult.ERROR)
-
-    def _dispatch(self, step: Step, document: Document, now: datetime) -> bool:
-        """Act on ``step``; False when its pods could not be bound (the plan is rolled back)."""
-        if step.delete_pods and not isinstance(step, RollBack):
-            self._binder.delete_pods(step.job.namespace, step.delete_pods, grace_zero=False)
-        match step:
-            case Place():
-                return self._place(step, document, now=now)
-            case steps.Complete():
-                return self._complete(step, document, now=now)
-            case Wait() | Unschedulable():
-                self._wait(step, document, now=now)
-            case RollBack():
-                self._roll_back(step, document, now=now)
-            case steps.SetPhase():
-                self._set_phase(step, document)
-            case steps.Update():
-                self._update(step, document, now=now)
-            case steps.Preempt():
-                self._preempt(step, document, now=now)
-            case steps.Keep():
-                pass
-            case _:
-                assert_never(step)
-        return True
-
-    # --- the steps ----------------------------------------------------------------------------
-
-    def _place(self, step: Place, document: Document, *, now: datetime) -> bool:
-        job = step.job
-        nonce = kube_writes.placement_nonce(
-            job.uid, str((document.get("metadata") or {}).get("resourceVersion", ""))
-        )
-        group = step.candidate.pods_per_replica  # pods are named by their index in the job
-        names = {
-            (p.replica, p.member): kube_writes.pod_name(job.name, p.replica * group + p.member, nonce)
-            for p in step.placement
-        }
-        entries = steps.placed_entries(step, names)
-        endpoint = kube_services.serve_endpoint(document)
-        patch = status.planned(step, entries, document.get("status") or {}, now=now, endpoint=endpoint)
-        if job.preempting:
-            patch |= preemption_status.placed_again()  # the room it preempted for is taken
-        written = self._status.patch(document, patch)
-        if not (document.get("status") or {}).get("estimate"):
-            self._metrics.record_estimate(step.candidate.estimate)  # sized here first (see _wait)
-        new = [e for e in entries if (e.replica, e.member) in names]
-        if not self._bind(written, job, new, step.candidate, existing=set(), keep=job.placement):
-            return False
-        self._finish(written, job, entries, step.candidate, now=now, place=step)
-        if step.replaces is not None:
-            self.events.record(document, "Updating", step.replaces.surge([a.node for a in step.placement]))
-        return True
-
-    def _complete(self, step: steps.Complete, document: Document, *, now: datetime) -> bool:
-        if step.to_bind:
-            assert step.candidate is not None  # the cycle rolls back a placement it cannot size
-            existing = {entry.pod for entry in step.to_bind} - set(step.to_create)
-            if not self._bind(document, step.job, step.to_bind, step.candidate, existing=existing):
-                return False
-        self._finish(document, step.job, step.job.placement, step.candidate, now=now)
-        return True
-
-    def _bind(
-        self,
-        document: Document,
-        job: JobFacts,
-        entries: Sequence[Placed],
-        candidate: Candidate,
-        *,
-        existing: set[str],
-        keep: Sequence[Placed] = (),
-    ) -> bool:
-        """Create and bind the pods; if any fails, undo the written placement and say so: the job
-        is Invalid if the API server refused its pods, else back in the queue after a back-off."""
-        try:
-            self._binder.bind_all(document, entries, candidate, existing=existing)
-        except BindingError as exc:
-            now = self._clock()
-            current = self._view.jobs.get(job.key) or document
-            placement = kube_jobs.placement_of(current)
-            if isinstance(exc, PodRefusedError):
-                self._metrics.record_attempt(job.namespace, AttemptResult.REFUSED)
-                self._roll_back(steps.pods_refused(job, placement, str(exc)), current, now=now)
-            else:
-                self._roll_back(steps.binding_failed(job, placement, str(exc), keep=keep), current, now=now)
-                self._backoff.failed(job.uid, now)
-            return False
-        return True
-
-    def _finish(
-        self,
-        document: Document,
-        job: JobFacts,
-        entries: Sequence[Placed],
-        candidate: Candidate | None,
-        *,
-        now: datetime,
-        place: Place | None = None,
-    ) -> None:
-        """Mark the job Scheduled: a new placement (``place``) or a completed interrupted one."""
-        node_type = candidate.node_type if candidate is not None else None
-        self._status.patch_through(
-            document,
-            lambda current: status.scheduled(
-                current,
-                entries=entries,
-                node_type=node_type,
-                generation=job.generation,
-                now=now,
-                place=place,
-            ),
-            same_generation=True,
-        )
-        waited = (now - (job.queued_since or job.created)).total_seconds()
-        scores = [e.score for e in entries if e.score is not None]
-        self._metrics.record_placement(
-            namespace=job.namespace, queue=job.queue, waited_seconds=waited, scores=scores, pods=len(entries)
-        )
-        self.events.record(document, "Scheduled", status.scheduled_event(entries, node_type, place=place))
-
-    def _wait(self, step: Wait | Unschedulable, document: Document, *, now: datetime) -> None:
-        previous = document.get("status") or {}
-        uid = step.job.uid
-        patch = status.waiting(step, previous, now=now, refresh=self._rewrites.due(uid))
-        if patch is None:
-            return
-        self._rewrites.written(uid)
-        self._status.patch(document, patch)
-        if step.candidate is not None and "estimate" in patch and not previous.get("estimate"):
-            # Admission could not size it (no node of its type was known yet): this is the first.
-            self._metrics.record_estimate(step.candidate.estimate)
-        if previous.get("phase") != patch["phase"]:
-            unschedulable = isinstance(step, Unschedulable)
-            result = AttemptResult.UNSCHEDULABLE if unschedulable else AttemptResult.WAITING
-            self._metrics.record_attempt(step.job.namespace, result)
-            self.events.record(
-                document, "Unschedulable" if unschedulable else "Waiting", step.message, warning=unschedulable
-            )
-
-    def _roll_back(self, step: RollBack, document: Document, *, now: datetime) -> None:
-        # Status first, then the pods (core/steps.py, RollBack): a crash in between leaves pods
-        # outside the placement, which the next cycle deletes as strays, and a restart counted
-        # once. A newer generation admitted meanwhile still gets this record, unless the record is
-        # that the spec is invalid (a newer spec is judged afresh).
-        build = status.rolled_back if step.preempted_by is None else preemption_status.preempted
-        self._status.patch_through(
-            document,
-            lambda current: build(step, current, now=now),
-            same_generation=step.invalid_spec,
-        )
-        self._binder.delete_pods(step.job.namespace, step.delete_pods, grace_zero=step.grace_zero)
-        if step.requeue is not None:
-            self._metrics.record_requeue(step.job.namespace, step.requeue)
-        if step.preempted_by is not None:
-            self._metrics.record_preemption(step.job.queue, step.preemption_rule)
-        self.events.record(document, step.reason, step.message, warning=step.warning)
-
-    def _preempt(self, step: steps.Preempt, document: Document, *, now: datetime) -> None:
-        """The plan on the preemptor first (its victims, their nodes), then each victim evicted
-        whole (core/steps.py, Preempt): a crash in between leaves a plan the next cycle finishes."""
-        self._status.patch(
-            document, preemption_status.preempting(step, document.get("status") or {}, now=now)
-        )
-        self.events.record(document, "Preempting", step.message, warning=False)
-        for victim in step.victims:
-            current = self._view.jobs.get(victim.job.key)
-            if current is None:
-                continue  # deleted meanwhile: nothing left to evict
-            self._roll_back(victim, current, now=now)
-
-    def _update(self, step: steps.Update, document: Document, *, now: datetime) -> None:
-        """Where a rolling update stands; an Event each time that changes (core/rolling.py)."""
-        patch = status.updated(step, document.get("status") or {}, now=now)
-        if patch is not None:
-            self._status.patch(document, patch)
-            self.events.record(document, status.update_reason(step), step.message, warning=step.blocked)
-
-    def _set_phase(self, step: steps.SetPhase, document: Document) -> None:
-        patch = status.phase_set(step, document.get("status") or {})
-        if patch is not None:
-            self._status.patch(document, patch)
-            self.events.record(
-                document, step.phase.value, step.message, warning=step.phase is JobPhase.FAILED
-            )
