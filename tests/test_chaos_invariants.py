@@ -222,19 +222,20 @@ def ends(one: dict[str, Any], pods: list[dict[str, Any]], nodes: list[dict[str, 
     return wrong_ends([SERVING], Snapshot([one], pods, nodes), "chaos")
 
 
-def test_a_failed_job_is_a_right_end_only_when_lost_nodes_used_its_restarts_up() -> None:
+def test_a_failed_training_job_is_a_right_end_only_when_lost_nodes_used_its_restarts_up() -> None:
     policy = "not recreated: failurePolicy.maxRestarts is 3 and the job was recreated 3 time(s)"
     lost = f"node n2 of replica 3 was deleted; {policy}"
     crashed = f"pod s-0 of replica 0 failed: container m Error (exit code 1); {policy}"
+    training = JobPlan("s", "train", {"spec": {}}, 0.0)
 
-    def failed(message: str, restarts: int) -> list[str]:
-        return ends(job("s", "chaos-a", [], phase="Failed", message=message, restarts=restarts), [], [])
+    def failed(message: str, restarts: int, plan: JobPlan = training) -> list[str]:
+        one = job("s", "chaos-a", [], phase="Failed", message=message, restarts=restarts, workload="Training")
+        return wrong_ends([plan], Snapshot([one], [], []), "chaos")
 
     assert failed(lost, 3) == []
-    assert failed(crashed, 3) == [
-        f"s: serving job Failed ({crashed}), neither Running nor Queued with a reason"
-    ]
+    assert failed(crashed, 3) == [f"s: training job Failed ({crashed}), not Succeeded"]
     assert failed(lost, 1) != [], "a node lost with restarts left is recreated, not Failed"
+    assert failed(lost, 3, SERVING) != [], "a serving job outlives lost nodes (docs/operator.md)"
 
 
 def test_a_job_queued_at_rest_while_its_gpus_idle_on_ready_nodes_is_stuck() -> None:

@@ -1,8 +1,8 @@
 """Each well-formed job's end, from its plan: a deleted job is gone with its pods, a training job
 has Succeeded, a serving job Runs on all of its placed pods or waits Queued for a reason that holds
 at rest (no room for its shape on Ready nodes of its products, or no quota for it, or behind a job
-that so waits); and any job may have Failed by its failure policy once node losses used its
-restarts up."""
+that so waits); and a training job may have Failed by its failure policy once node losses used
+its restarts up (a serving job outlives lost nodes)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def wrong_ends(plans: list[JobPlan], snapshot: Snapshot, namespace: str) -> list
             continue
         status = job.get("status") or {}
         phase, message = status.get("phase"), status.get("message")
-        if phase == "Failed" and failed_by_lost_nodes(status):
+        if phase == "Failed" and plan.trains and failed_by_lost_nodes(status):
             continue  # the failure policy's end: more nodes lost under it than maxRestarts allows
         if plan.trains:
             if phase != "Succeeded":
@@ -72,9 +72,10 @@ def wrong_ends(plans: list[JobPlan], snapshot: Snapshot, namespace: str) -> list
     return problems
 
 
-# docs/operator.md, "Failures and restarts": a lost node of a bound placement is a failure of the
-# job's, counted against failurePolicy.maxRestarts (default 3); the soak fails no pod itself, so
-# a Failed job is right only when node losses (the flaps) used its restarts up.
+# docs/operator.md, "Failures and restarts": a lost node of a bound placement is a failure of a
+# training job's, counted against failurePolicy.maxRestarts (default 3); the soak fails no pod
+# itself, so a Failed training job is right only when node losses (the flaps) used its restarts
+# up. A serving job is recreated after a lost node without counting it: it never ends Failed here.
 LOST_NODE = re.compile(r"^node \S+ of replica \d+ (was deleted|is NotReady); not recreated: failurePolicy")
 
 

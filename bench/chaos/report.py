@@ -162,9 +162,10 @@ time the watch is back without a 410.
    reason that holds at rest: its pods (their shape from its status estimate: GPUs a pod, pods a
    replica) do not fit the free room of the Ready nodes of its products, or its queue has no quota
    for it, or it waits behind a job that so waits; a job waiting for quota while its queue holds
-   less than its nominal less what it needs is stuck. A job whose nodes were lost more often than
-   `failurePolicy.maxRestarts` allows has Failed saying so (docs/operator.md: a lost node is a
-   failure; the soak fails no pod).
+   less than its nominal less what it needs is stuck. A training job whose nodes were lost more
+   often than `failurePolicy.maxRestarts` allows has Failed saying so (docs/operator.md: a lost node
+   is a training job's failure; the soak fails no pod); a serving job never ends Failed here (it is
+   recreated after a lost node without counting it).
 6. **Hostile input explained**: each hostile ModelJob is refused by the API server with its reason
    (256 products) or ends Queued, Unschedulable or Invalid with a message, and one among the
    well-formed jobs Unschedulable or Invalid (never waiting in their queues); each broken Queue shows
