@@ -138,40 +138,17 @@ def run_cycle(
     workload = target_workload(sizings, pods)
     demand = host_demand(sizings, pods)
     compiled = compile_workload(workload, cluster.table.products)
-    planner = Planner(
-        table=cluster.table,
-        type_masks=cluster.type_masks,
-        weights=settings.weights,
-        context=ScoringContext(workload=compiled, host_demand=demand),
-        pods=PodIndex(cluster.nodes, pods),
-        node_labels={node.name: node.labels for node in cluster.nodes},
-        topology_key=settings.topology_key,
-        memo=PlanMemo(
-            cluster.table,
-            node_type_of=cluster.type_of,
-            carried=memory.plans,
-            # All else a plan reads: the nodes (by the generation of what was worked out from
-            # them) and the settings; and, for results that read scores, the scoring context.
-            context=(cluster.memory.generation, settings.topology_key),
-            scoring=(workload, demand, settings.weights),
-            type_masks=cluster.type_masks,
-        )
+    scoring = ScoringContext(workload=compiled, host_demand=demand)
+    memo = (
+        _plan_memo(cluster, memory, settings=settings, workload=workload, demand=demand)
         if remember_plans
-        else None,
+        else None
     )
+    planner = _planner(cluster, pods, scoring, settings=settings, memo=memo)
     setup = queues_of(queues)
     items = memory.waiting.of(waiting, cluster)
     admission = _admission(jobs, items, cluster, pods, setup, settings=settings, now=now)
-    settled = {s.job.ref for s in steps if isinstance(s, Keep | SetPhase) and not s.delete_pods}
-    preempting = Preempting(
-        jobs,
-        pods,
-        queues=setup,
-        admission=admission,
-        now=now,
-        settled=frozenset(settled),
-        devices_per_node={v.name: v.allocatable.gpus for v in cluster.views},
-    )
+    preempting = _preempting(jobs, pods, steps, cluster, setup=setup, admission=admission, now=now)
     requests = {ref: item.request for ref, item in items.items()}
     queue = CycleQueue(waiting, cluster, planner, preempting, admission, requests=requests)
     queued, queue_lengths = queue.plan(strict=settings.strict)
@@ -186,6 +163,72 @@ def run_cycle(
         host_demand=demand,
         fragmentation=_fragmentation(at_start, compiled) if workload.shapes else 0.0,
         queues=None if setup.tree.unlimited else _outcome(setup, queue.admission, queued, victims),
+    )
+
+
+def _plan_memo(
+    cluster: Cluster,
+    memory: CycleMemory,
+    *,
+    settings: CycleSettings,
+    workload: TargetWorkload,
+    demand: HostDemand,
+) -> PlanMemo:
+    """The plans remembered on ``cluster``'s ledger, carried over from earlier cycles."""
+    return PlanMemo(
+        cluster.table,
+        node_type_of=cluster.type_of,
+        carried=memory.plans,
+        # All else a plan reads: the nodes (by the generation of what was worked out from
+        # them) and the settings; and, for results that read scores, the scoring context.
+        context=(cluster.memory.generation, settings.topology_key),
+        scoring=(workload, demand, settings.weights),
+        type_masks=cluster.type_masks,
+    )
+
+
+def _planner(
+    cluster: Cluster,
+    pods: Sequence[PodFacts],
+    scoring: ScoringContext,
+    *,
+    settings: CycleSettings,
+    memo: PlanMemo | None,
+) -> Planner:
+    """Plans gangs on ``cluster``'s ledger, scored in ``scoring`` (``memo``: None plans afresh)."""
+    return Planner(
+        table=cluster.table,
+        type_masks=cluster.type_masks,
+        weights=settings.weights,
+        context=scoring,
+        pods=PodIndex(cluster.nodes, pods),
+        node_labels={node.name: node.labels for node in cluster.nodes},
+        topology_key=settings.topology_key,
+        memo=memo,
+    )
+
+
+def _preempting(
+    jobs: Sequence[JobFacts],
+    pods: Sequence[PodFacts],
+    steps: Sequence[Step],
+    cluster: Cluster,
+    *,
+    setup: Queues,
+    admission: AdmissionPlan,
+    now: datetime,
+) -> Preempting:
+    """Preemption for this cycle; jobs whose step already settles them (a Keep or SetPhase deleting
+    no pods) are ``settled``."""
+    settled = {s.job.ref for s in steps if isinstance(s, Keep | SetPhase) and not s.delete_pods}
+    return Preempting(
+        jobs,
+        pods,
+        queues=setup,
+        admission=admission,
+        now=now,
+        settled=frozenset(settled),
+        devices_per_node={v.name: v.allocatable.gpus for v in cluster.views},
     )
 
 
