@@ -172,7 +172,7 @@ def _plan_memo(
     *,
     settings: CycleSettings,
     workload: TargetWorkload,
-    demand: HostDemand,
+    demand: HostDemand | None,
 ) -> PlanMemo:
     """The plans remembered on ``cluster``'s ledger, carried over from earlier cycles."""
     return PlanMemo(
