@@ -64,59 +64,96 @@ def admit_pending(
     no job waits for quota that an admitted job holds without running (Kueue's BestEffortFIFO).
     Without ``place`` every admitted job keeps its charge.
     """
-    lines: dict[str, deque[QuotaRequest]] = {}
-    for request in pending:
-        lines.setdefault(request.queue, deque()).append(request)
-    heads: dict[str, list[Admission]] = {}  # per queue, its heads waiting for quota
-    turns = dict.fromkeys(lines, 0)
-    # Each queue's admitted head with its rank, valid while usage is unchanged: a job not placed
-    # changes nothing, so the other heads' decisions stand.
-    decided: dict[str, tuple[tuple[int, int, float, str, str], Admission]] = {}
-    admitted: list[Admission] = []
-    unplaced: list[Admission] = []
-    waiting: list[Admission] = []
-    while lines:
-        ready: list[tuple[tuple[int, int, float, str, str], Admission]] = []
-        for queue in sorted(lines):
-            line = lines[queue]
-            waiting.extend(_held_behind(line, heads.get(queue, ()), tree))
-            if not line:
-                del lines[queue]
-                continue
-            found = decided.get(queue)
-            if found is None or found[1].job != line[0].job:
-                decision = admit(line[0], tree, usage)
-                if not decision.admitted:
-                    line.popleft()
-                    waiting.append(decision)
-                    if decision.blocks_queue:
-                        heads.setdefault(queue, []).append(decision)
-                    if not line:
-                        del lines[queue]
-                    continue
-                found = decided[queue] = (_rank(decision, tree, usage, turns, first), decision)
-            ready.append(found)
-        if not ready:
-            continue
-        decision = min(ready, key=lambda item: item[0])[1]
+    round_ = _Round(pending, tree, usage, first=first)
+    while round_.lines:
+        ready = round_.admitted_heads()
+        if ready:
+            round_.take(min(ready, key=lambda item: item[0])[1], place)
+    return AdmissionRound(tuple(round_.admitted), tuple(round_.waiting), round_.usage, tuple(round_.unplaced))
+
+
+# Named first, within nominal or borrowing, turns or share after, queue, job: the smallest goes first.
+Rank = tuple[int, int, float, str, str]
+
+
+class _Round:
+    """Where one ``admit_pending`` round stands: each queue's line of jobs not yet decided, its
+    heads waiting for quota, its turns so far, and who is admitted, unplaced or waiting."""
+
+    def __init__(
+        self, pending: Sequence[QuotaRequest], tree: QueueTree, usage: Usage, *, first: Collection[str]
+    ) -> None:
+        self.lines: dict[str, deque[QuotaRequest]] = {}
+        for request in pending:
+            self.lines.setdefault(request.queue, deque()).append(request)
+        self.tree = tree
+        self.usage = usage  # what the jobs holding quota hold, those admitted this round included
+        self.first = first
+        self.heads: dict[str, list[Admission]] = {}  # per queue, its heads waiting for quota
+        self.turns = dict.fromkeys(self.lines, 0)
+        # Each queue's admitted head with its rank, valid while usage is unchanged: a job not
+        # placed changes nothing, so the other heads' decisions stand.
+        self.decided: dict[str, tuple[Rank, Admission]] = {}
+        self.admitted: list[Admission] = []
+        self.unplaced: list[Admission] = []
+        self.waiting: list[Admission] = []
+
+    def admitted_heads(self) -> list[tuple[Rank, Admission]]:
+        """Each queue's head that quota admits now, with its rank (queues by name); a head it
+        refuses waits, and the jobs behind one waiting for quota that compete with it wait too."""
+        ready: list[tuple[Rank, Admission]] = []
+        for queue in sorted(self.lines):
+            found = self._admitted_head(queue)
+            if found is not None:
+                ready.append(found)
+        return ready
+
+    def take(self, decision: Admission, place: Placing | None) -> None:
+        """The head chosen: placed, it keeps its charge (and every head is judged again against
+        the usage it changed); not placed, it gives the charge back and decides nothing else."""
         queue = decision.queue
-        lines[queue].popleft()
-        if not lines[queue]:
-            del lines[queue]
-        turns[queue] += 1
-        del decided[queue]
+        self._pop(queue)
+        self.turns[queue] += 1
+        del self.decided[queue]
         if place is None or place(decision):
-            admitted.append(decision)
-            usage = usage.plus(queue, decision.charges)
-            decided.clear()
+            self.admitted.append(decision)
+            self.usage = self.usage.plus(queue, decision.charges)
+            self.decided.clear()
         else:
-            unplaced.append(decision)
-    return AdmissionRound(tuple(admitted), tuple(waiting), usage, tuple(unplaced))
+            self.unplaced.append(decision)
+
+    def _admitted_head(self, queue: str) -> tuple[Rank, Admission] | None:
+        line = self.lines[queue]
+        self.waiting.extend(_held_behind(line, self.heads.get(queue, ()), self.tree))
+        if not line:
+            del self.lines[queue]
+            return None
+        found = self.decided.get(queue)
+        if found is None or found[1].job != line[0].job:
+            decision = admit(line[0], self.tree, self.usage)
+            if not decision.admitted:
+                self._pop(queue)
+                self.waiting.append(decision)
+                if decision.blocks_queue:
+                    self.heads.setdefault(queue, []).append(decision)
+                return None
+            found = self.decided[queue] = (
+                _rank(decision, self.tree, self.usage, self.turns, self.first),
+                decision,
+            )
+        return found
+
+    def _pop(self, queue: str) -> None:
+        """The queue's head is decided: off its line, and the line gone once empty."""
+        line = self.lines[queue]
+        line.popleft()
+        if not line:
+            del self.lines[queue]
 
 
 def _rank(
     decision: Admission, tree: QueueTree, usage: Usage, turns: dict[str, int], first: Collection[str]
-) -> tuple[int, int, float, str, str]:
+) -> Rank:
     """Named first, then within nominal (queues by turns), then borrowers by share after."""
     queue = decision.queue
     if decision.borrowed:
