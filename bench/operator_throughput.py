@@ -179,20 +179,23 @@ def add_nodes(gateway: ClusterGateway, count: int) -> None:
         raise SystemExit("the fake nodes did not become Ready")
 
 
+@dataclass(frozen=True)
+class Binding:
+    """One scheduler's run: seconds until every pod was bound, CPU seconds per process and the API
+    server's requests meanwhile."""
+
+    seconds: float
+    cpu: dict[str, float]
+    requests: Counter[str]
+
+
 def run_size(gateway: ClusterGateway, nodes: int, pods: int, *, top_up_to: int) -> SizeRun:
     """kube-scheduler binds ``pods`` plain pods, then a fresh operator binds as many pods of
     4-replica ModelJobs, on the same ``nodes``; the operator's memory after topping the cluster up
     to ``top_up_to`` pods (if more than it holds)."""
     log(f"{nodes} nodes: kube-scheduler, {pods} pods")
     add_nodes(gateway, nodes)
-    namespace = f"bench-kube-scheduler-{nodes}"
-    create_ready_namespace(gateway, namespace)
-    cpu_before, requests_before = control_plane_cpu(), api_requests()
-    started = time.monotonic()
-    in_parallel(lambda i: gateway.create_pod(namespace, plain_pod(f"p-{i:05d}")), list(range(pods)))
-    scheduler_seconds = wait_all_bound(gateway, namespace, pods) - started
-    scheduler_cpu = {k: v - cpu_before[k] for k, v in control_plane_cpu().items()}
-    scheduler_requests = api_requests() - requests_before
+    scheduler = _scheduler_binds(gateway, nodes, pods)
 
     log(f"{nodes} nodes: starting the operator")
     operator_log = STATE / "logs" / f"modeljob-operator-{nodes}.log"
@@ -202,39 +205,20 @@ def run_size(gateway: ClusterGateway, nodes: int, pods: int, *, top_up_to: int) 
     )
     try:
         idle_rss = rss_mib(operator.process.pid)
-        jobs = pods // REPLICAS
-        log(f"{nodes} nodes: operator, {jobs} ModelJobs x {REPLICAS} replicas")
-        namespace = f"bench-operator-{nodes}"
-        create_ready_namespace(gateway, namespace)
-        manifests = [model_job(f"job-{i:05d}") for i in range(jobs)]
-        cpu_before, requests_before = control_plane_cpu(), api_requests()
-        operator_cpu_before = cpu_seconds(operator.process.pid)
-        started = time.monotonic()
-        in_parallel(lambda m: create_modeljob(gateway, namespace, m), manifests)
-        operator_seconds = wait_all_bound(gateway, namespace, jobs * REPLICAS) - started
-        operator_cpu = {k: v - cpu_before[k] for k, v in control_plane_cpu().items()}
-        operator_cpu["modeljob operator"] = cpu_seconds(operator.process.pid) - operator_cpu_before
-        operator_requests = api_requests() - requests_before
-
-        extra = top_up_to - len(gateway.list_pods())
-        if extra > 0:
-            log(f"topping the cluster up to {top_up_to} pods")
-            namespace = f"bench-extra-{nodes}"
-            create_ready_namespace(gateway, namespace)
-            in_parallel(lambda i: gateway.create_pod(namespace, plain_pod(f"x-{i:05d}")), list(range(extra)))
-            wait_all_bound(gateway, namespace, extra)
+        ours = _operator_binds(gateway, operator.process.pid, nodes, pods)
+        _top_up(gateway, nodes, top_up_to)
         log("letting the watches settle")
         time.sleep(20)
         text = operator.metrics()
         return SizeRun(
             nodes=nodes,
             pods=pods,
-            scheduler_seconds=scheduler_seconds,
-            operator_seconds=operator_seconds,
-            scheduler_cpu=scheduler_cpu,
-            operator_cpu=operator_cpu,
-            scheduler_requests=scheduler_requests,
-            operator_requests=operator_requests,
+            scheduler_seconds=scheduler.seconds,
+            operator_seconds=ours.seconds,
+            scheduler_cpu=scheduler.cpu,
+            operator_cpu=ours.cpu,
+            scheduler_requests=scheduler.requests,
+            operator_requests=ours.requests,
             cycles=sample_sum(text, "modeljob_scheduling_cycle_duration_seconds_count"),
             cycle_mean=mean(text, "modeljob_scheduling_cycle_duration_seconds"),
             binding_mean=mean(text, "modeljob_binding_duration_seconds"),
@@ -246,6 +230,47 @@ def run_size(gateway: ClusterGateway, nodes: int, pods: int, *, top_up_to: int) 
         if operator.process.poll() is None:
             operator.process.send_signal(signal.SIGTERM)
             operator.process.wait(timeout=60)
+
+
+def _scheduler_binds(gateway: ClusterGateway, nodes: int, pods: int) -> Binding:
+    """kube-scheduler binds ``pods`` plain pods in a namespace of their own."""
+    namespace = f"bench-kube-scheduler-{nodes}"
+    create_ready_namespace(gateway, namespace)
+    cpu_before, requests_before = control_plane_cpu(), api_requests()
+    started = time.monotonic()
+    in_parallel(lambda i: gateway.create_pod(namespace, plain_pod(f"p-{i:05d}")), list(range(pods)))
+    seconds = wait_all_bound(gateway, namespace, pods) - started
+    cpu = {k: v - cpu_before[k] for k, v in control_plane_cpu().items()}
+    return Binding(seconds, cpu, api_requests() - requests_before)
+
+
+def _operator_binds(gateway: ClusterGateway, pid: int, nodes: int, pods: int) -> Binding:
+    """The operator (process ``pid``) binds ``pods`` pods of 4-replica ModelJobs; its own CPU
+    seconds are counted beside the control plane's."""
+    jobs = pods // REPLICAS
+    log(f"{nodes} nodes: operator, {jobs} ModelJobs x {REPLICAS} replicas")
+    namespace = f"bench-operator-{nodes}"
+    create_ready_namespace(gateway, namespace)
+    manifests = [model_job(f"job-{i:05d}") for i in range(jobs)]
+    cpu_before, requests_before = control_plane_cpu(), api_requests()
+    operator_cpu_before = cpu_seconds(pid)
+    started = time.monotonic()
+    in_parallel(lambda m: create_modeljob(gateway, namespace, m), manifests)
+    seconds = wait_all_bound(gateway, namespace, jobs * REPLICAS) - started
+    cpu = {k: v - cpu_before[k] for k, v in control_plane_cpu().items()}
+    cpu["modeljob operator"] = cpu_seconds(pid) - operator_cpu_before
+    return Binding(seconds, cpu, api_requests() - requests_before)
+
+
+def _top_up(gateway: ClusterGateway, nodes: int, top_up_to: int) -> None:
+    """Plain pods until the cluster holds ``top_up_to`` (none if it holds that many already)."""
+    extra = top_up_to - len(gateway.list_pods())
+    if extra > 0:
+        log(f"topping the cluster up to {top_up_to} pods")
+        namespace = f"bench-extra-{nodes}"
+        create_ready_namespace(gateway, namespace)
+        in_parallel(lambda i: gateway.create_pod(namespace, plain_pod(f"x-{i:05d}")), list(range(extra)))
+        wait_all_bound(gateway, namespace, extra)
 
 
 def main() -> int:
