@@ -302,17 +302,7 @@ def render(runs: list[Run], node_bytes: int) -> str:
         " | ratio | pods/s: alone | with extender |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for n in sizes:
-        alone, with_ = by.get((n, False)), by.get((n, True))
-        if alone is None or with_ is None:
-            continue
-        lines.append(
-            f"| {n} | {alone.algorithm_ms:.1f} | {with_.algorithm_ms:.1f} | "
-            f"{with_.algorithm_ms / alone.algorithm_ms:.2f} | "
-            f"{alone.attempt_ms:.1f} | {with_.attempt_ms:.1f} | "
-            f"{with_.attempt_ms / alone.attempt_ms:.2f} | {alone.pods / alone.wall_seconds:.0f} | "
-            f"{with_.pods / with_.wall_seconds:.0f} |"
-        )
+    lines += _comparison_rows(by, sizes)
     lines += [
         "",
         "The extender's answer time per verb (its `modeljob_extender_request_seconds` histogram, from",
@@ -321,13 +311,7 @@ def render(runs: list[Run], node_bytes: int) -> str:
         "| nodes | verb | requests | p50 ms | p99 ms |",
         "| ---: | --- | ---: | ---: | ---: |",
     ]
-    for n in sizes:
-        with_ = by.get((n, True))
-        if with_ is None:
-            continue
-        for verb in VERBS:
-            p50, p99, requests = with_.latency.get(verb, (float("nan"), float("nan"), 0))
-            lines.append(f"| {n} | {verb} | {requests} | {p50:.2f} | {p99:.2f} |")
+    lines += _latency_rows(by, sizes)
     lines += [
         "",
         f"One Node object as the API server serves it here is {node_bytes:,} bytes: what each node",
@@ -344,6 +328,36 @@ def render(runs: list[Run], node_bytes: int) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _comparison_rows(by: dict[tuple[int, bool], Run], sizes: list[int]) -> list[str]:
+    """Per node count run both ways: kube-scheduler's per-pod times alone and with the extender."""
+    rows = []
+    for n in sizes:
+        alone, with_ = by.get((n, False)), by.get((n, True))
+        if alone is None or with_ is None:
+            continue
+        rows.append(
+            f"| {n} | {alone.algorithm_ms:.1f} | {with_.algorithm_ms:.1f} | "
+            f"{with_.algorithm_ms / alone.algorithm_ms:.2f} | "
+            f"{alone.attempt_ms:.1f} | {with_.attempt_ms:.1f} | "
+            f"{with_.attempt_ms / alone.attempt_ms:.2f} | {alone.pods / alone.wall_seconds:.0f} | "
+            f"{with_.pods / with_.wall_seconds:.0f} |"
+        )
+    return rows
+
+
+def _latency_rows(by: dict[tuple[int, bool], Run], sizes: list[int]) -> list[str]:
+    """Per node count run with the extender: its answer time per verb."""
+    rows = []
+    for n in sizes:
+        with_ = by.get((n, True))
+        if with_ is None:
+            continue
+        for verb in VERBS:
+            p50, p99, requests = with_.latency.get(verb, (float("nan"), float("nan"), 0))
+            rows.append(f"| {n} | {verb} | {requests} | {p50:.2f} | {p99:.2f} |")
+    return rows
 
 
 def main() -> int:
