@@ -400,21 +400,22 @@ watches left out; kinds under 5% of the pod count not shown, but counted in *all
 
 
 PROSE = f"""kube-scheduler binds pods someone else created (here: this script, {WORKERS} threads); the
-operator
-also creates them (one POST per pod, then pods/binding), and each job costs the plan (written
-before any pod exists, so a crash never leaves a half-bound gang unknown, and carrying the job's
-admission: validated, sized, queued), Scheduled and Running. Those are custom-resource writes, JSON
-only, validated against the CRD's schema and CEL rules, with managed fields: a CPU profile of the
-API server during the operator's run (`kubectl get --raw /debug/pprof/profile`) put 22% of its
-time in custom-resource handling. The ratio depends on what else the machine runs: on an
-otherwise idle machine, two runs on 2026-11-23 measured 0.85x and 0.77x, and the run in this
-table (2026-12-03, after the loop was split into steps, a status module and a binder, and plans
-began to carry what set each node apart) 0.80x; eight runs on 2026-11-23 beside two CPU-bound
-trace replays (at nice 19) measured 18 to 23 pods/s for the operator against 43 to 51 for
-kube-scheduler (0.40-0.50x). The operator's chain of writes
-per job is more sensitive to CPU contention than kube-scheduler's one binding per pod; more
-workers (MODELJOB_SCHEDULING__JOB_WORKERS=32, BIND_WORKERS=64) did not help under contention.
-docs/operator.md says what would shorten the chain.
+operator also creates them (one POST per pod, then pods/binding) and each job's headless Service
+(the pods' DNS names for rendezvous, whose Endpoints and EndpointSlices the controllers then
+write), and each job costs three status writes: the plan (written before any pod exists, so a
+crash never leaves a half-bound gang unknown, and carrying the job's admission: validated,
+sized, queued), Scheduled and Running. Those are custom-resource writes, JSON only, validated
+against the CRD's schema and CEL rules, with managed fields: a CPU profile of the API server
+during an earlier run (`kubectl get --raw /debug/pprof/profile`) put 22% of its time in
+custom-resource handling. The ratio depends on what else the machine runs. Earlier runs at 1,000
+nodes, before admission moved into the loop (each job then also cost kopf's annotation patch and
+a separate admission write): 0.85x and 0.77x on an otherwise idle machine (2026-11-23), 0.80x
+(morning of 2026-12-03), 0.53x with the Services' endpoint writes and other work on the machine
+(afternoon of 2026-12-03), and 0.40-0.50x in eight runs beside two CPU-bound trace replays
+(2026-11-23). The operator's chain of writes per job is more sensitive to CPU contention than
+kube-scheduler's one binding per pod; more workers (MODELJOB_SCHEDULING__JOB_WORKERS=32,
+BIND_WORKERS=64) did not help under contention. docs/operator.md says what would shorten the
+chain.
 """
 
 
