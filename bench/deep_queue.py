@@ -46,14 +46,14 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "operator")]
+sys.path[:0] = [str(REPO / "operator"), str(REPO)]  # modeljob, and tests.operator_builders
 
 from report import write_section  # noqa: E402
 
 from modeljob.adapters import kube_jobs, kube_nodes, node_catalog  # noqa: E402
 from modeljob.adapters.scheduling_loop import keep_long_lived  # noqa: E402
 from modeljob.core.cluster_state import NodeFacts, PodFacts, PodPhase  # noqa: E402
-from modeljob.core.job_state import JobFacts, JobPhase, Placed  # noqa: E402
+from modeljob.core.job_state import JobFacts, JobPhase  # noqa: E402
 from modeljob.core.resources import GIB, TIB, Resources  # noqa: E402
 from modeljob.core.scheduling_cycle import (  # noqa: E402
     CycleMemory,
@@ -63,6 +63,7 @@ from modeljob.core.scheduling_cycle import (  # noqa: E402
     run_cycle,
 )
 from modeljob.core.steps import Place  # noqa: E402
+from tests.operator_builders import bound  # noqa: E402
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 GPU = "nvidia.com/gpu"
@@ -186,32 +187,9 @@ def bind(result: CycleResult, jobs: list[JobFacts], pods: list[PodFacts], now: d
         step = placed.get(job.ref)
         if step is None:
             continue
-        entries = tuple(
-            Placed(replica=a.replica, pod=f"{job.name}-{a.replica}-{a.member}", node=a.node, member=a.member)
-            for a in step.placement
-        )
-        jobs[index] = replace(
-            job,
-            placement=entries,
-            placed_generation=job.generation,
-            phase=JobPhase.RUNNING,
-            started=now,
-            queued_since=None,
-        )
-        pods += [
-            PodFacts(
-                namespace=job.namespace,
-                name=entry.pod,
-                requests=step.candidate.request.resources,
-                accelerator=step.candidate.request.accelerator,
-                node=entry.node,
-                phase=PodPhase.RUNNING,
-                job_uid=job.uid,
-                replica=entry.replica,
-                spec_hash=job.spec_hash,
-            )
-            for entry in entries
-        ]
+        running, new = bound(job, step, now=now)
+        jobs[index] = replace(running, queued_since=None)
+        pods += new
     return len(placed)
 
 

@@ -17,6 +17,7 @@ from modeljob.core.job_state import JobFacts, JobPhase, Placed
 from modeljob.core.jobs import JobShape, ModelShape, Workload
 from modeljob.core.nodes import NodeView
 from modeljob.core.resources import GIB, TIB, Resources
+from modeljob.core.steps import Place
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "crds" / "examples"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -180,6 +181,37 @@ def pods_of(job: JobFacts, *, phase: PodPhase = PodPhase.RUNNING, gpus: int = 1)
         )
         for e in job.placement
     ]
+
+
+def bound(job: JobFacts, step: Place, *, now: datetime) -> tuple[JobFacts, list[PodFacts]]:
+    """What the loop's binding leaves of a Place step: the job Running on its placement (added to
+    any it held) and its pods bound and running where the step says, with the step's requests."""
+    entries = tuple(
+        Placed(replica=a.replica, pod=f"{job.name}-{a.replica}-{a.member}", node=a.node, member=a.member)
+        for a in step.placement
+    )
+    running = replace(
+        job,
+        placement=(*job.placement, *entries),
+        placed_generation=job.generation,
+        phase=JobPhase.RUNNING,
+        started=now,
+    )
+    pods = [
+        PodFacts(
+            namespace=job.namespace,
+            name=entry.pod,
+            requests=step.candidate.request.resources,
+            accelerator=step.candidate.request.accelerator,
+            node=entry.node,
+            phase=PodPhase.RUNNING,
+            job_uid=job.uid,
+            replica=entry.replica,
+            spec_hash=job.spec_hash,
+        )
+        for entry in entries
+    ]
+    return running, pods
 
 
 # --- Kubernetes dicts ---------------------------------------------------------------------------

@@ -19,15 +19,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modeljob.core.admission import QueueConfig
-from modeljob.core.cluster_state import NodeFacts, PodFacts, PodPhase
-from modeljob.core.job_state import JobFacts, JobPhase, Placed
+from modeljob.core.cluster_state import NodeFacts, PodFacts
+from modeljob.core.job_state import JobFacts, JobPhase
 from modeljob.core.jobs import Overrides
 from modeljob.core.preemption_rules import PreemptionRules, WithinQueue
 from modeljob.core.quota_tree import QueueSpec, QuotaEntry, QuotaKey
 from modeljob.core.scheduling_cycle import CycleMemory, CycleResult, CycleSettings, run_cycle
 from modeljob.core.steps import Place, Wait
 from tests.core.test_plan_memo import HOST, ZONE, clusters, queues, shapes
-from tests.operator_builders import H100, L4, at, make_job, make_node, make_pod
+from tests.operator_builders import H100, L4, at, bound, make_job, make_node, make_pod
 
 RUNS = settings(max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -79,35 +79,9 @@ class World:
         placed = {s.job.ref: s for s in result.steps if isinstance(s, Place)}
         for index, job in enumerate(self.jobs):
             step = placed.get(job.ref)
-            if step is None:
-                continue
-            entries = tuple(
-                Placed(
-                    replica=a.replica, pod=f"{job.name}-{a.replica}-{a.member}", node=a.node, member=a.member
-                )
-                for a in step.placement
-            )
-            self.jobs[index] = replace(
-                job,
-                placement=(*job.placement, *entries),
-                placed_generation=job.generation,
-                phase=JobPhase.RUNNING,
-                started=at(now),
-            )
-            self.pods += [
-                PodFacts(
-                    namespace=job.namespace,
-                    name=entry.pod,
-                    requests=step.candidate.request.resources,
-                    accelerator=step.candidate.request.accelerator,
-                    node=entry.node,
-                    phase=PodPhase.RUNNING,
-                    job_uid=job.uid,
-                    replica=entry.replica,
-                    spec_hash=job.spec_hash,
-                )
-                for entry in entries
-            ]
+            if step is not None:
+                self.jobs[index], pods = bound(job, step, now=at(now))
+                self.pods += pods
 
     def change(self, change: Change) -> None:
         what, *args = change

@@ -11,15 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modeljob.core.admission import QueueConfig
-from modeljob.core.cluster_state import NodeFacts, PodFacts, PodPhase
-from modeljob.core.job_state import JobFacts, JobPhase, Placed
+from modeljob.core.cluster_state import NodeFacts, PodFacts
+from modeljob.core.job_state import JobFacts
 from modeljob.core.jobs import Overrides
 from modeljob.core.preemption_rules import PreemptionRules
 from modeljob.core.quota_tree import QueueSpec, QuotaEntry, QuotaKey
 from modeljob.core.scheduling_cycle import CycleResult, CycleSettings, run_cycle
 from modeljob.core.steps import Place, Step, Wait
 from tests.core.test_plan_memo import clusters
-from tests.operator_builders import H100, L4, at, h100_nodes, l4_nodes, make_job, placed, pods_of
+from tests.operator_builders import H100, L4, at, bound, h100_nodes, l4_nodes, make_job, placed, pods_of
 
 B = 10**9
 GPU_H100 = QuotaKey("nvidia.com/gpu", frozenset({H100}))
@@ -188,40 +188,16 @@ def bind(
 ) -> tuple[list[JobFacts], list[PodFacts]]:
     """Each placed job running where it was placed, as the loop's binding leaves it."""
     placed_now = {s.job.ref: s for s in result.steps if isinstance(s, Place)}
-    bound, new_pods = [], list(pods)
+    jobs_now, pods_now = [], list(pods)
     for job in jobs:
         step = placed_now.get(job.ref)
         if step is None:
-            bound.append(job)
+            jobs_now.append(job)
             continue
-        entries = tuple(
-            Placed(replica=a.replica, pod=f"{job.name}-{a.replica}-{a.member}", node=a.node, member=a.member)
-            for a in step.placement
-        )
-        bound.append(
-            replace(
-                job,
-                placement=entries,
-                placed_generation=job.generation,
-                phase=JobPhase.RUNNING,
-                started=at(5),
-            )
-        )
-        new_pods += [
-            PodFacts(
-                namespace=job.namespace,
-                name=entry.pod,
-                requests=step.candidate.request.resources,
-                accelerator=step.candidate.request.accelerator,
-                node=entry.node,
-                phase=PodPhase.RUNNING,
-                job_uid=job.uid,
-                replica=entry.replica,
-                spec_hash=job.spec_hash,
-            )
-            for entry in entries
-        ]
-    return bound, new_pods
+        running, new = bound(job, step, now=at(5))
+        jobs_now.append(running)
+        pods_now += new
+    return jobs_now, pods_now
 
 
 @settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
