@@ -77,6 +77,8 @@ def _assert_each_job_placed_once(cluster: Cluster, namespace: str, jobs: dict[st
     """Every job has exactly its one pod, bound, placed by the replica named, and one Scheduled Event."""
     for name, by in jobs.items():
         assert _bound(cluster, namespace, name), f"{name}: {job_pods(cluster, namespace, name)}"
+        # The Event is posted after the binding, from the recorder's own thread: wait for it.
+        wait_for(lambda name=name: bool(_scheduled_by(cluster, namespace, name)), f"{name}'s Scheduled Event")
         assert _scheduled_by(cluster, namespace, name) == [by]
     assert len(job_pods(cluster, namespace)) == len(jobs)
 
