@@ -42,13 +42,13 @@ sys.path[:0] = [str(REPO / "operator"), str(REPO)]  # modeljob, and tests.cluste
 
 from report import write_section  # noqa: E402
 
-from modeljob.adapters import node_catalog  # noqa: E402
 from modeljob.adapters.cluster import ClusterGateway  # noqa: E402
 from modeljob.commands.nodes import apply_nodes  # noqa: E402
 from tests.cluster import (  # noqa: E402
     CONTROL_PLANES,
     create_ready_namespace,
     free_ports,
+    gpu_node_manifests,
     http_get,
     kubectl,
     kwok_pod,
@@ -128,19 +128,8 @@ def gpu_pod(name: str) -> dict[str, Any]:
 
 def add_nodes(gateway: ClusterGateway, count: int) -> int:
     """Grow the cluster to ``count`` 8-GPU nodes; returns the bytes of one Node as the API serves it."""
-    template = node_catalog.PRESETS["mixed"][0].nodes()[0]
-    specs = [
-        node_catalog.NodeSpec(
-            name=f"bench-{i:05d}",
-            cpu_milli=template.cpu_milli,
-            memory_bytes=template.memory_bytes,
-            ephemeral_storage_bytes=template.ephemeral_storage_bytes,
-            gpus=template.gpus,
-            gpu=template.gpu,
-        )
-        for i in range(count)
-    ]
-    apply_nodes(gateway, [node_catalog.node_manifest(s) for s in specs], workers=WORKERS)
+    names = [f"bench-{i:05d}" for i in range(count)]
+    apply_nodes(gateway, gpu_node_manifests(names), workers=WORKERS)
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         nodes = gateway.list_nodes(label_selector="type=kwok")

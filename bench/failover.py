@@ -35,7 +35,6 @@ sys.path[:0] = [str(REPO / "operator"), str(REPO)]  # modeljob, and tests.cluste
 
 from report import write_section  # noqa: E402
 
-from modeljob.adapters import node_catalog  # noqa: E402
 from modeljob.adapters.cluster import ClusterGateway  # noqa: E402
 from modeljob.commands.nodes import apply_nodes, wait_until_ready  # noqa: E402
 from tests.cluster import (  # noqa: E402
@@ -44,6 +43,7 @@ from tests.cluster import (  # noqa: E402
     ControlPlaneError,
     OperatorProcess,
     create_ready_namespace,
+    gpu_node_manifests,
     kubectl,
     poll,
     sample_sum,
@@ -214,20 +214,9 @@ def main() -> int:
         gateway = PLANE.gateway(connections=8)
         for crd in ("modeljob.dev_modeljobs.yaml", "modeljob.dev_queues.yaml"):
             kubectl(PLANE.kubeconfig, "apply", "--server-side", "-f", str(REPO / "crds" / crd))
-        template = node_catalog.PRESETS["mixed"][0].nodes()[0]
-        specs = [
-            node_catalog.NodeSpec(
-                name=f"failover-{i}",
-                cpu_milli=template.cpu_milli,
-                memory_bytes=template.memory_bytes,
-                ephemeral_storage_bytes=template.ephemeral_storage_bytes,
-                gpus=template.gpus,
-                gpu=template.gpu,
-            )
-            for i in range(NODES)
-        ]
-        apply_nodes(gateway, [node_catalog.node_manifest(s) for s in specs], workers=4)
-        if wait_until_ready(gateway, {s.name for s in specs}, timeout_seconds=120) != {s.name for s in specs}:
+        names = [f"failover-{i}" for i in range(NODES)]
+        apply_nodes(gateway, gpu_node_manifests(names), workers=4)
+        if wait_until_ready(gateway, set(names), timeout_seconds=120) != set(names):
             raise SystemExit("the fake nodes did not become Ready")
         create_ready_namespace(gateway, NAMESPACE)
         replicas.start("replica-0")

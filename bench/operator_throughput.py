@@ -35,7 +35,6 @@ sys.path[:0] = [str(REPO / "operator"), str(REPO)]  # modeljob, and tests.cluste
 
 from report import write_section  # noqa: E402
 
-from modeljob.adapters import node_catalog  # noqa: E402
 from modeljob.adapters.cluster import ClusterGateway  # noqa: E402
 from modeljob.commands.nodes import apply_nodes, wait_until_ready  # noqa: E402
 from tests.cluster import (  # noqa: E402
@@ -43,6 +42,7 @@ from tests.cluster import (  # noqa: E402
     KWOK_IMAGE,
     ControlPlaneError,
     create_ready_namespace,
+    gpu_node_manifests,
     kubectl,
     kwok_pod,
     sample_sum,
@@ -161,21 +161,9 @@ class SizeRun:
 
 def add_nodes(gateway: ClusterGateway, count: int) -> None:
     """Fake 8-GPU nodes bench-00000 .. up to ``count`` (those there already are kept), Ready."""
-    template = node_catalog.PRESETS["mixed"][0].nodes()[0]
-    specs = [
-        node_catalog.NodeSpec(
-            name=f"bench-{i:05d}",
-            cpu_milli=template.cpu_milli,
-            memory_bytes=template.memory_bytes,
-            ephemeral_storage_bytes=template.ephemeral_storage_bytes,
-            gpus=template.gpus,
-            gpu=template.gpu,
-        )
-        for i in range(count)
-    ]
-    apply_nodes(gateway, [node_catalog.node_manifest(s) for s in specs], workers=WORKERS)
-    names = {s.name for s in specs}
-    if wait_until_ready(gateway, names, timeout_seconds=1800) != names:
+    names = [f"bench-{i:05d}" for i in range(count)]
+    apply_nodes(gateway, gpu_node_manifests(names), workers=WORKERS)
+    if wait_until_ready(gateway, set(names), timeout_seconds=1800) != set(names):
         raise SystemExit("the fake nodes did not become Ready")
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modeljob.adapters import node_catalog
 from modeljob.adapters.cluster import ClusterGateway, NotFoundError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -214,6 +215,25 @@ def create_ready_namespace(
         f"the default service account of namespace {name}",
         timeout_seconds=60,
     )
+
+
+def gpu_node_manifests(names: Iterable[str]) -> list[dict[str, Any]]:
+    """Fake 8-GPU nodes of these names, each like the `mixed` preset's first node (its CPU, memory,
+    storage and GPUs; none of its labels beyond what every fake node gets): the benchmarks' nodes."""
+    template = node_catalog.PRESETS["mixed"][0].nodes()[0]
+    return [
+        node_catalog.node_manifest(
+            node_catalog.NodeSpec(
+                name=name,
+                cpu_milli=template.cpu_milli,
+                memory_bytes=template.memory_bytes,
+                ephemeral_storage_bytes=template.ephemeral_storage_bytes,
+                gpus=template.gpus,
+                gpu=template.gpu,
+            )
+        )
+        for name in names
+    ]
 
 
 def kwok_pod(
