@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Callable, Mapping
+import socket
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from modeljob.adapters.cluster import (
     NotLeaderError,
 )
 from modeljob.adapters.lease import FencedGateway, LeaderElector, lease_manifest, lease_record
-from modeljob.core.leadership import Election, LeaseRecord, LeaseTiming
+from modeljob.core.leadership import MIN_CALL_TIMEOUT_SECONDS, Election, LeaseRecord, LeaseTiming
 from tests.operator_builders import at
 
 TIMING = LeaseTiming(duration_seconds=15, renew_deadline_seconds=10, retry_period_seconds=2)
@@ -30,19 +31,27 @@ class FakeLeases:
     """Leases as the API server keeps them: a resourceVersion per write, create refused if it exists,
     update refused (409) unless it names the current resourceVersion."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
         self.leases: dict[tuple[str, str], dict[str, Any]] = {}
         self.versions = itertools.count(1)
         self.writes: list[str] = []  # holderIdentity of each accepted write
         self.before_write: Callable[[], None] | None = None
         self.failing = False  # every call fails as if the API server were unreachable
+        # Every call hangs (a dead connection) until the client gives it up at its timeout.
+        self.hanging = False
+        self.clock = clock
+        self.timeouts: list[float] = []  # the timeout each call was sent with
 
-    def _check(self) -> None:
+    def _check(self, timeout_seconds: float) -> None:
+        self.timeouts.append(timeout_seconds)
+        if self.hanging:
+            self.clock.seconds += timeout_seconds
+            raise ClusterError("cannot reach the API server: read timed out")
         if self.failing:
             raise ClusterError("cannot reach the API server")
 
-    def read_lease(self, namespace: str, name: str) -> dict[str, Any]:
-        self._check()
+    def read_lease(self, namespace: str, name: str, *, timeout_seconds: float) -> dict[str, Any]:
+        self._check(timeout_seconds)
         if (namespace, name) not in self.leases:
             raise NotFoundError("not found", status=404)
         return copy.deepcopy(self.leases[(namespace, name)])
@@ -59,15 +68,19 @@ class FakeLeases:
         if hook is not None:
             hook()
 
-    def create_lease(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
-        self._check()
+    def create_lease(
+        self, namespace: str, manifest: Mapping[str, Any], *, timeout_seconds: float
+    ) -> dict[str, Any]:
+        self._check(timeout_seconds)
         self._hook()
         if (namespace, manifest["metadata"]["name"]) in self.leases:
             raise AlreadyExistsError("exists", status=409, reason="AlreadyExists")
         return self._store(namespace, manifest)
 
-    def replace_lease(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
-        self._check()
+    def replace_lease(
+        self, namespace: str, manifest: Mapping[str, Any], *, timeout_seconds: float
+    ) -> dict[str, Any]:
+        self._check(timeout_seconds)
         self._hook()
         current = self.leases.get((namespace, manifest["metadata"]["name"]))
         if current is None:
@@ -89,8 +102,8 @@ class Clock:
 
 
 @pytest.fixture
-def api() -> FakeLeases:
-    return FakeLeases()
+def api(clock: Clock) -> FakeLeases:
+    return FakeLeases(clock)
 
 
 @pytest.fixture
@@ -179,6 +192,32 @@ def test_a_leader_that_cannot_renew_stops_acting_at_the_renew_deadline(api: Fake
     assert changes == [True, False]
     api.failing = False
     a.try_once()  # the Lease is still its own: renewing it proves leadership again
+    assert a.leads()
+    assert changes == [True, False, True]
+
+
+def test_a_leader_whose_renewal_hangs_gives_it_up_and_stops_leading_by_the_renew_deadline(
+    api: FakeLeases, clock: Clock
+) -> None:
+    """A connection that never answers must not hold the election past the proof: each Lease
+    call is given up by the moment the leader's proof runs out, counts as a failed renewal, and
+    the replica says it stopped leading then (its gauge, the loop's wake-up); then it campaigns
+    again with the renew deadline as the timeout, and wins back its own Lease once answered."""
+    changes: list[bool] = []
+    a = replica(api, clock, "a", changes)
+    a.try_once()
+    renewed = clock.seconds
+    clock.seconds += TIMING.retry_period_seconds
+    api.hanging = True
+    a.try_once()  # the read hangs: given up when the proof runs out
+    assert clock.seconds <= renewed + TIMING.renew_deadline_seconds + MIN_CALL_TIMEOUT_SECONDS
+    assert not a.leads()
+    assert changes == [True, False]
+    assert api.timeouts[-1] == TIMING.renew_deadline_seconds - TIMING.retry_period_seconds
+    a.try_once()  # no longer leading: its calls are bounded by the renew deadline
+    assert api.timeouts[-1] == TIMING.renew_deadline_seconds
+    api.hanging = False
+    a.try_once()
     assert a.leads()
     assert changes == [True, False, True]
 
@@ -305,3 +344,49 @@ def test_the_write_budget_is_the_rest_of_the_proof_plus_the_fencing_margin() -> 
     assert leader.write_budget_seconds(100.0, TIMING) == 8.0 + 5.0
     assert leader.write_budget_seconds(108.0, TIMING) is None  # the proof has run out
     assert Election("me").write_budget_seconds(100.0, TIMING) is None
+
+
+# --- the gateway's Lease calls ----------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_server() -> Iterator[socket.socket]:
+    """An API server that accepts connections and never answers: each one waits in the backlog."""
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as server:
+        yield server
+
+
+def _connections(server: socket.socket) -> int:
+    """How many connections the client opened (each call, and each repetition of one, opens one)."""
+    server.setblocking(False)
+    opened = 0
+    while True:
+        try:
+            connection, _ = server.accept()
+        except BlockingIOError:
+            return opened
+        connection.close()
+        opened += 1
+
+
+LEASE_CALLS: list[tuple[str, Callable[[ClusterGateway], object]]] = [
+    ("get", lambda g: g.read_lease(NAMESPACE, NAME, timeout_seconds=0.2)),
+    ("create", lambda g: g.create_lease(NAMESPACE, {"metadata": {"name": NAME}}, timeout_seconds=0.2)),
+    ("update", lambda g: g.replace_lease(NAMESPACE, {"metadata": {"name": NAME}}, timeout_seconds=0.2)),
+]
+
+
+@pytest.mark.parametrize("call", [c for _, c in LEASE_CALLS], ids=[name for name, _ in LEASE_CALLS])
+def test_a_lease_call_the_server_does_not_answer_is_given_up_once_at_its_timeout(
+    silent_server: socket.socket, call: Callable[[ClusterGateway], object]
+) -> None:
+    """Sent once, not repeated: the HTTP client's retries would give a GET or PUT its whole
+    timeout again three more times, past the leader's proof."""
+    configuration = client.Configuration()
+    configuration.host = f"http://127.0.0.1:{silent_server.getsockname()[1]}"
+    with (
+        ClusterGateway(client.ApiClient(configuration)) as gateway,
+        pytest.raises(ClusterError, match="cannot reach the API server"),
+    ):
+        call(gateway)
+    assert _connections(silent_server) == 1

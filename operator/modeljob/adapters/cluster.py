@@ -8,6 +8,7 @@ of nodes.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator, Mapping
 from enum import StrEnum
@@ -89,6 +90,7 @@ class ClusterGateway:
         self._api = api_client
         self._core = client.CoreV1Api(api_client)
         self.server = str(api_client.configuration.host)
+        self._leases: client.CoordinationV1Api | None = None  # made on the first Lease call
 
     @classmethod
     def from_kubeconfig(
@@ -115,6 +117,8 @@ class ClusterGateway:
 
     def close(self) -> None:
         self._api.close()  # type: ignore[no-untyped-call]
+        if self._leases is not None:
+            self._leases.api_client.close()
 
     def __enter__(self) -> ClusterGateway:
         return self
@@ -412,26 +416,59 @@ class ClusterGateway:
         )
 
     # --- leader election: the operator's Lease (adapters/lease.py) -----------------------------
+    # Each Lease call is bounded by its ``timeout_seconds`` (None: the client's own, none), sent on
+    # a client of its own that never repeats a call: urllib3 retries a GET or PUT that timed out
+    # three more times by default, each with the whole timeout again, so a renewal given 8 s could
+    # hang 32. The elector tries again every retry period itself, as client-go does.
 
-    def read_lease(self, namespace: str, name: str) -> JsonObject:
-        api = client.CoordinationV1Api(self._api)
-        return self._call(f"get lease {namespace}/{name}", api.read_namespaced_lease, name, namespace)
+    def _lease_api(self) -> client.CoordinationV1Api:
+        api = self._leases
+        if api is None:
+            configuration = copy.copy(self._api.configuration)
+            configuration.retries = False
+            api = self._leases = client.CoordinationV1Api(client.ApiClient(configuration))
+        return api
 
-    def create_lease(self, namespace: str, manifest: Mapping[str, Any]) -> JsonObject:
+    def read_lease(self, namespace: str, name: str, *, timeout_seconds: float | None = None) -> JsonObject:
+        return self._call(
+            f"get lease {namespace}/{name}",
+            self._lease_api().read_namespaced_lease,
+            name,
+            namespace,
+            **_timeout(timeout_seconds),
+        )
+
+    def create_lease(
+        self, namespace: str, manifest: Mapping[str, Any], *, timeout_seconds: float | None = None
+    ) -> JsonObject:
         """POST a Lease; AlreadyExistsError if another replica created it first."""
-        api = client.CoordinationV1Api(self._api)
         name = manifest.get("metadata", {}).get("name", "?")
         return self._call(
-            f"create lease {namespace}/{name}", api.create_namespaced_lease, namespace, dict(manifest)
+            f"create lease {namespace}/{name}",
+            self._lease_api().create_namespaced_lease,
+            namespace,
+            dict(manifest),
+            **_timeout(timeout_seconds),
         )
 
-    def replace_lease(self, namespace: str, manifest: Mapping[str, Any]) -> JsonObject:
+    def replace_lease(
+        self, namespace: str, manifest: Mapping[str, Any], *, timeout_seconds: float | None = None
+    ) -> JsonObject:
         """PUT a Lease; its metadata.resourceVersion makes it conditional (409 if it changed)."""
-        api = client.CoordinationV1Api(self._api)
         name = str(manifest.get("metadata", {}).get("name", "?"))
         return self._call(
-            f"update lease {namespace}/{name}", api.replace_namespaced_lease, name, namespace, dict(manifest)
+            f"update lease {namespace}/{name}",
+            self._lease_api().replace_namespaced_lease,
+            name,
+            namespace,
+            dict(manifest),
+            **_timeout(timeout_seconds),
         )
+
+
+def _timeout(seconds: float | None) -> dict[str, float]:
+    """The generated client's per-call timeout (it reads 0 as none, hence the floor)."""
+    return {} if seconds is None else {"_request_timeout": max(seconds, 0.001)}
 
 
 # --- operator: what it lists and watches ------------------------------------------------------

@@ -32,11 +32,16 @@ JsonObject = dict[str, Any]
 
 
 class LeaseApi(Protocol):
-    """The three calls an election makes (ClusterGateway's; a fake in tests)."""
+    """The three calls an election makes (ClusterGateway's; a fake in tests). Each is given up
+    after ``timeout_seconds`` with a ClusterError, as any call the server did not answer."""
 
-    def read_lease(self, namespace: str, name: str) -> JsonObject: ...
-    def create_lease(self, namespace: str, manifest: Mapping[str, Any]) -> JsonObject: ...
-    def replace_lease(self, namespace: str, manifest: Mapping[str, Any]) -> JsonObject: ...
+    def read_lease(self, namespace: str, name: str, *, timeout_seconds: float) -> JsonObject: ...
+    def create_lease(
+        self, namespace: str, manifest: Mapping[str, Any], *, timeout_seconds: float
+    ) -> JsonObject: ...
+    def replace_lease(
+        self, namespace: str, manifest: Mapping[str, Any], *, timeout_seconds: float
+    ) -> JsonObject: ...
 
 
 # --- translation ----------------------------------------------------------------------------------
@@ -175,7 +180,7 @@ class LeaderElector:
 
     def _read(self) -> None:
         try:
-            lease = self._leases.read_lease(self._namespace, self._name)
+            lease = self._leases.read_lease(self._namespace, self._name, timeout_seconds=self._call_timeout())
         except NotFoundError:
             self._election = leadership.observe(self._election, None, version="", now_seconds=self._clock())
             return
@@ -194,14 +199,16 @@ class LeaderElector:
 
     def _send(self, decision: Decision) -> JsonObject | None:
         """The Lease as written, or None if the write was refused: another replica wrote first (409)
-        or the server could not be reached; the next read says who holds it."""
+        or the server could not be reached or did not answer in time; the next read says who holds
+        it."""
         assert decision.record is not None
         manifest = lease_manifest(self._namespace, self._name, decision.record, version=decision.version)
+        timeout = self._call_timeout()
         try:
             if decision.action is Action.CREATE:
-                reply = self._leases.create_lease(self._namespace, manifest)
+                reply = self._leases.create_lease(self._namespace, manifest, timeout_seconds=timeout)
             else:
-                reply = self._leases.replace_lease(self._namespace, manifest)
+                reply = self._leases.replace_lease(self._namespace, manifest, timeout_seconds=timeout)
         except (AlreadyExistsError, NotFoundError):
             return None  # created or deleted by another meanwhile: read it again next period
         except ClusterError as exc:
@@ -209,6 +216,11 @@ class LeaderElector:
             logger.log(level, "cannot %s the leader Lease: %s", decision.action.value, exc)
             return None
         return reply
+
+    def _call_timeout(self) -> float:
+        """A Lease call hung on a dead connection must not hold this thread (and the election's
+        lock) past the leader's proof: it fails then, as a refused renewal does."""
+        return self._election.call_timeout_seconds(self._clock(), self._timing)
 
     def _report(self) -> None:
         leading = self.leads()

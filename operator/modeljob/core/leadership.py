@@ -24,6 +24,10 @@ from enum import StrEnum
 # renewal retried at jittered intervals must get several tries before the deadline.
 RETRY_JITTER_FACTOR = 1.2
 
+# The shortest timeout a Lease call is sent with: a call with less time than this cannot be
+# answered, and an HTTP client reads a timeout of 0 as none at all.
+MIN_CALL_TIMEOUT_SECONDS = 0.1
+
 
 @dataclass(frozen=True, slots=True)
 class LeaseTiming:
@@ -104,6 +108,16 @@ class Election:
             return None
         assert self.proven_until_seconds is not None
         return self.proven_until_seconds - now_seconds + timing.fencing_margin_seconds
+
+    def call_timeout_seconds(self, now_seconds: float, timing: LeaseTiming) -> float:
+        """How long one Lease call (read or write) sent at ``now_seconds`` may take before it is
+        given up as failed. The leader's: what is left of its proof, so a renewal that cannot be
+        answered in time fails by the moment the proof runs out, and the replica reports that it
+        stopped leading then, not whenever a hung connection gives up. Anyone else's: the renew
+        deadline, as client-go's leader-election client's timeout (kube-scheduler's)."""
+        if self.proven_until_seconds is None or not self.leads(now_seconds):
+            return timing.renew_deadline_seconds
+        return max(self.proven_until_seconds - now_seconds, MIN_CALL_TIMEOUT_SECONDS)
 
 
 def observe(election: Election, record: LeaseRecord | None, *, version: str, now_seconds: float) -> Election:
