@@ -75,6 +75,11 @@ def test_pod_requests_exactly_the_estimate_and_is_owned_by_its_job() -> None:
     assert (facts.job_uid, facts.replica) == ("uid-llama-3.1-8b-inference", 1)
 
 
+def test_a_pod_given_its_node_is_bound_by_its_creation() -> None:
+    assert _pod(modeljob_dict(), node="gpu-h100-1")["spec"]["nodeName"] == "gpu-h100-1"
+    assert "nodeName" not in _pod(modeljob_dict())["spec"], "without a node, left to pods/binding"
+
+
 def test_pod_is_pinned_to_the_gpu_product_within_the_templates_own_affinity() -> None:
     own_term = {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}
     template = {

@@ -214,11 +214,11 @@ def test_a_crash_after_the_admitting_plan_is_completed_without_admitting_again(a
     def crash(_: str) -> None:
         raise Crash
 
-    api.before["bind"] = crash
+    api.before["create"] = crash  # after the plan, before its first pod
     loop, _ = start_operator(api)
     with pytest.raises(Crash):
         loop.run_once()
-    del api.before["bind"]
+    del api.before["create"]
     assert _status(api)["observedGeneration"] == 1, "the plan's write recorded the admission"
     restarted, _ = start_operator(api)
     restarted.run_once()

@@ -171,6 +171,15 @@ def api() -> FakeApiServer:
     return server
 
 
+def _watch_deletions(api: FakeApiServer, view: ClusterView) -> None:
+    """What the pod watch shows once deleted pods are gone: the view forgets them (their creation
+    put them in it bound, so until then they hold their nodes, as terminating pods do)."""
+    names = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in api.pods()}
+    for facts in list(view.pods.values()):
+        if facts.key not in names:
+            view.pods._apply("DELETED", {"metadata": {"namespace": facts.namespace, "name": facts.name}})
+
+
 def _bound_pods(api: FakeApiServer) -> dict[str, str]:
     return {p["metadata"]["name"]: p["spec"].get("nodeName") for p in api.pods()}
 
@@ -181,7 +190,7 @@ def test_the_plan_is_written_before_any_pod_exists_and_the_job_is_scheduled_afte
     verbs = [call.split()[0] for call in api.calls]
     assert verbs[0] == "patch"
     assert "placement=True" in api.calls[0]
-    assert verbs[1:10] == ["service", *["create", "bind"] * 4]
+    assert verbs[1:6] == ["service", *["create"] * 4], "each pod is bound by its creation"
     assert api.calls[-1].startswith("patch llama-2-13b-sft phase=Scheduled")
     status = api.job("ml", "llama-2-13b-sft")["status"]
     assert status["phase"] == "Scheduled"
@@ -203,14 +212,14 @@ def test_a_write_by_someone_else_while_binding_still_ends_scheduled_with_the_pla
             job["metadata"].setdefault("annotations", {})["kopf"] = "handled"
             api.put("modeljobs", job)
 
-    api.before["bind"] = lambda what: annotate(what.split("->")[0].rsplit("-", 1)[0])
+    api.before["create"] = lambda what: annotate(what.rsplit("-", 1)[0])
     loop.run_once()
     assert api.job("ml", "llama-2-13b-sft")["metadata"]["annotations"] == {"kopf": "handled"}
     status = api.job("ml", "llama-2-13b-sft")["status"]
     assert status["phase"] == "Scheduled"
     scheduled = next(c for c in status["conditions"] if c["type"] == "Scheduled")
     assert scheduled["message"].startswith("4 pod(s) bound on NVIDIA-H100-80GB-HBM3")
-    assert len([c for c in api.calls if c.startswith("bind")]) == 4, "nothing bound twice"
+    assert len([c for c in api.calls if c.startswith(("create", "bind"))]) == 4, "nothing bound twice"
     loop.events.drain()
     assert "planned on each node type the job was sized for" in api.events[-1]["message"]
 
@@ -223,23 +232,28 @@ def test_the_next_cycle_does_not_plan_again_from_a_stale_watch(api: FakeApiServe
     assert [c for c in api.calls[calls:] if c.startswith(("create", "bind"))] == []
 
 
-@pytest.mark.parametrize("crash_before", ["create", "bind"])
-@pytest.mark.parametrize("after_calls", [0, 1, 2, 3])
-def test_a_crash_while_binding_is_completed_by_the_next_operator(
-    api: FakeApiServer, crash_before: str, after_calls: int
-) -> None:
+def _crash_before_create(api: FakeApiServer, after_calls: int) -> None:
+    """An operator that dies before its ``after_calls``-th pod creation (counting from 0)."""
     seen = itertools.count()
 
     def crash(_: str) -> None:
         if next(seen) == after_calls:
             raise Crash
 
-    api.before[crash_before] = crash
+    api.before["create"] = crash
     loop, _ = start_operator(api)
     with pytest.raises(Crash):
         loop.run_once()
-    del api.before[crash_before]
+    del api.before["create"]
     assert api.job("ml", "llama-2-13b-sft")["status"]["placement"], "the plan was written first"
+
+
+@pytest.mark.parametrize("after_calls", [0, 1, 2, 3])
+def test_a_crash_while_binding_is_completed_by_the_next_operator(
+    api: FakeApiServer, after_calls: int
+) -> None:
+    _crash_before_create(api, after_calls)
+    assert all(_bound_pods(api).values()), "a pod is bound by its creation: none exists unbound"
 
     restarted, _ = start_operator(api)
     restarted.run_once()
@@ -252,26 +266,50 @@ def test_a_crash_while_binding_is_completed_by_the_next_operator(
     assert "completed an interrupted binding" in api.events[-1]["message"]
 
 
-def test_already_assigned_to_our_node_counts_as_bound(api: FakeApiServer) -> None:
-    original = api.bind_pod
+@pytest.mark.parametrize("after_calls", [1, 3])
+def test_pods_an_older_operator_created_unbound_are_bound_through_pods_binding(
+    api: FakeApiServer, after_calls: int
+) -> None:
+    _crash_before_create(api, after_calls)
+    unbound = api.pods()
+    for pod in unbound:  # as an operator that created pods first and bound them after left them
+        del pod["spec"]["nodeName"]
+    calls = len(api.calls)
 
-    def bind_twice(namespace: str, name: str, node: str) -> None:
-        original(namespace, name, node)
-        original(namespace, name, node)  # the first reply was lost; the retry sees 409
+    restarted, _ = start_operator(api)
+    restarted.run_once()
+    status = api.job("ml", "llama-2-13b-sft")["status"]
+    assert status["phase"] == "Scheduled"
+    assert _bound_pods(api) == {e["pod"]: e["node"] for e in status["placement"]}
+    verbs = [call.split()[0] for call in api.calls[calls:]]
+    assert 0 < len(unbound) < 4
+    assert (verbs.count("bind"), verbs.count("create")) == (len(unbound), 4 - len(unbound))
 
-    api.bind_pod = bind_twice  # type: ignore[method-assign]
+
+def test_a_create_whose_reply_was_lost_finds_its_pod_bound_to_our_node(api: FakeApiServer) -> None:
+    original = api.create_pod
+
+    def create_twice(namespace: str, manifest: Json) -> Json:
+        original(namespace, manifest)
+        return original(namespace, manifest)  # the first reply was lost; the retry sees AlreadyExists
+
+    api.create_pod = create_twice  # type: ignore[method-assign]
     loop, _ = start_operator(api)
     loop.run_once()
-    assert api.job("ml", "llama-2-13b-sft")["status"]["phase"] == "Scheduled"
+    status = api.job("ml", "llama-2-13b-sft")["status"]
+    assert status["phase"] == "Scheduled"
+    assert _bound_pods(api) == {e["pod"]: e["node"] for e in status["placement"]}
+    assert len([c for c in api.calls if c.startswith("bind")]) == 4, "pods/binding said: already ours"
 
 
-def test_a_binding_refused_for_another_node_rolls_the_whole_gang_back(api: FakeApiServer) -> None:
-    def steal(what: str) -> None:
-        name = what.split("->", maxsplit=1)[0]
-        if "-sft-2-" in name:
-            api.objects[("pods", "ml", name)]["spec"]["nodeName"] = "somewhere-else"
+def test_a_pod_found_bound_to_another_node_rolls_the_whole_gang_back(api: FakeApiServer) -> None:
+    def taken(name: str) -> None:
+        if "-sft-2-" in name:  # a pod of that name exists already, on another node
+            api.put(
+                "pods", {"metadata": {"name": name, "namespace": "ml"}, "spec": {"nodeName": "elsewhere"}}
+            )
 
-    api.before["bind"] = steal
+    api.before["create"] = taken
     loop, _ = start_operator(api)
     loop.run_once()
     status = api.job("ml", "llama-2-13b-sft")["status"]
@@ -521,6 +559,7 @@ def test_the_job_owns_one_headless_service_created_before_its_first_pod_and_only
     job["status"]["observedGeneration"] = 2
     view.jobs.observe(api.put("modeljobs", job))
     loop.run_once()  # the old pods go
+    _watch_deletions(api, view)
     loop.run_once()  # the new ones come
     assert len([c for c in api.calls if c.startswith("create")]) == 8, "the gang was placed again"
     assert [c for c in api.calls if c.startswith("service")] == ["service llama-2-13b-sft"]
@@ -530,11 +569,17 @@ def test_a_new_operator_finds_the_jobs_service_already_there_and_places_the_job(
     def crash(_: str) -> None:
         raise Crash
 
-    api.before["bind"] = crash  # the operator dies after its Service and first pod were created
+    created = itertools.count()
+
+    def crash_after_the_first_pod(_: str) -> None:  # the Service and one pod exist when it dies
+        if next(created):
+            raise Crash
+
+    api.before["create"] = crash_after_the_first_pod
     loop, _ = start_operator(api)
     with pytest.raises(Crash):
         loop.run_once()
-    del api.before["bind"]
+    del api.before["create"]
     restarted, _ = start_operator(api)
     restarted.run_once()  # completes the binding; the Service answers 409 and is this job's
     assert [c for c in api.calls if c.startswith("service")] == ["service llama-2-13b-sft"] * 2

@@ -1,10 +1,14 @@
 """Creating and binding a placement's pods (in parallel), and deleting pods the loop gives up.
 
-A pod is created from the job's template with the estimate as its requests, assumed on its node
-(kube-scheduler's assume cache, so the next cycle counts it before the watch shows it), then bound
-through pods/binding. A 409 "already assigned" to our node counts as bound. Before its first pod,
-a job gets its Services (kube_services: the headless one, and an Inference job's serve Service),
-once per operator process.
+A pod is created from the job's template with the estimate as its requests and `spec.nodeName`
+set to its planned node, so its creation binds it: one request per pod instead of a create and a
+pods/binding (a pod with a node is no scheduler's to place; the kubelet admits it as a bound one).
+It is assumed on its node (kube-scheduler's assume cache, so the next cycle counts it before the
+watch shows it). A pod that exists already (one an operator before this left unbound after a crash,
+or a create whose reply was lost) is bound through pods/binding, where a 409 "already assigned"
+to our node counts as bound and to another node fails the placement. Before its first pod, a job
+gets its Services (kube_services: the headless one, and an Inference job's serve Service), once
+per operator process.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -158,11 +162,14 @@ class Binder:
             product=candidate.node_type.product or None,
             scheduler_name=self._pods.scheduler_name,
             product_label=self._pods.product_label,
+            node=entry.node,
         )
         facts = kube_pods.pod_facts(manifest)
-        if not exists:
-            self._create(namespace, manifest, entry.pod)
-        self._view.assume(replace(facts, node=entry.node), now=self._clock())
+        self._view.assume(facts, now=self._clock())  # counted on its node before the watch shows it
+        # The leader's fence guards the create as it guarded pods/binding: the create binds now.
+        if not exists and self._create(namespace, manifest, facts.key):
+            self._metrics.record_binding(BindingResult.BOUND, seconds=time.perf_counter() - started)
+            return
         try:
             self._gateway.bind_pod(namespace, entry.pod, entry.node)
         except ClusterError as exc:
@@ -176,16 +183,20 @@ class Binder:
             raise BindingError(f"cannot bind pod {entry.pod} to {entry.node}: {exc}") from None
         self._metrics.record_binding(BindingResult.BOUND, seconds=time.perf_counter() - started)
 
-    def _create(self, namespace: str, manifest: Mapping[str, Any], name: str) -> None:
+    def _create(self, namespace: str, manifest: Mapping[str, Any], key: tuple[str, str]) -> bool:
+        """Create the pod on its node: True when created (so bound), False when a pod of that name
+        exists already (bound who knows where: the caller binds it, which tells)."""
         try:
             self._view.pods.observe(self._gateway.create_pod(namespace, manifest))
         except ClusterError as exc:
             if exc.reason == "AlreadyExists":
-                return
+                return False
+            self._view.forget(key)
             self._metrics.record_binding(BindingResult.ERROR)
             if exc.refused:
                 raise PodRefusedError(kube_writes.refused_pod_message(exc.detail)) from None
-            raise BindingError(f"cannot create pod {name}: {exc}") from None
+            raise BindingError(f"cannot create pod {key[1]}: {exc}") from None
+        return True
 
 
 def _already_bound_to(exc: ClusterError, node: str) -> bool:

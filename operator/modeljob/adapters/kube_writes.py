@@ -81,11 +81,13 @@ def pod_manifest(
     product: str | None,
     scheduler_name: str,
     product_label: str,
+    node: str | None = None,
 ) -> JsonObject:
     """The Pod for one replica (or pod ``member`` of a replica that spans nodes): the job's template
     with the estimate as the first container's requests (GPU and memory also as limits), its
     stable hostname, the rendezvous and layout env and /dev/shm in every container, owned by the
-    job, pinned to the chosen GPU product."""
+    job, pinned to the chosen GPU product, and bound to ``node`` by its creation when one is given
+    (the binder's pods: one request instead of a create and a pods/binding)."""
     spec_dict: Mapping[str, Any] = job.get("spec") or {}
     template: Mapping[str, Any] = spec_dict.get("template") or {}
     pod_spec: JsonObject = copy.deepcopy(dict(template.get("spec") or {}))
@@ -93,7 +95,9 @@ def pod_manifest(
     _request(containers[0], requests, accelerator=accelerator)
     pod_spec["containers"] = containers
     pod_spec["schedulerName"] = scheduler_name
-    pod_spec.pop("nodeName", None)
+    pod_spec.pop("nodeName", None)  # the operator chooses the node, never the template
+    if node is not None:
+        pod_spec["nodeName"] = node
     job_name = str((job.get("metadata") or {}).get("name", ""))
     pod_spec["hostname"] = pod_hostname(job_name, pod_index(replica, member, layout))
     pod_spec["subdomain"] = job_dns_label(job_name)

@@ -106,10 +106,17 @@ class OperatorMetrics:
         )
         self._bindings = counter(
             "bindings_total",
-            *_by("Pods bound through pods/binding", "result", BindingResult, per_job=False),
+            *_by(
+                "Pods bound (created on their node, or through pods/binding)",
+                "result",
+                BindingResult,
+                per_job=False,
+            ),
         )
         self._binding_latency = histogram(
-            "binding_duration_seconds", "Creating and binding one pod.", buckets=_LATENCY_BUCKETS
+            "binding_duration_seconds",
+            "Creating one pod on its node (and binding it, if it existed).",
+            buckets=_LATENCY_BUCKETS,
         )
         self._score = histogram(
             "placement_score",
