@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from modeljob.core.admission import QueueConfig
 from modeljob.core.cluster_state import NodeFacts, PodFacts
 from modeljob.core.job_state import JobFacts
-from modeljob.core.jobs import Overrides
+from modeljob.core.jobs import Overrides, WorkloadType
 from modeljob.core.preemption_rules import PreemptionRules
 from modeljob.core.quota_tree import QueueSpec, QuotaEntry, QuotaKey
 from modeljob.core.scheduling_cycle import CycleResult, CycleSettings, run_cycle
@@ -49,8 +49,15 @@ def group(name: str, *, queue: str, created: float) -> JobFacts:
     return make_job(name, parameters=405 * B, queue=queue, products=(H100,), created=created)
 
 
+def training(job: JobFacts) -> JobFacts:
+    """The job as a training job: it ends by itself (when, unknown: it declares no duration)."""
+    workload = replace(job.shape.workload, type=WorkloadType.TRAINING)
+    return replace(job, shape=replace(job.shape, workload=workload))
+
+
 def running(name: str, *, queue: str, gpus: int, node: str) -> tuple[JobFacts, list[PodFacts]]:
-    job = replace(placed(gpu_job(name, queue=queue, gpus=gpus, created=0), node), started=at(10))
+    """A training job running on ``node`` since t=10 s; it may end at any moment."""
+    job = replace(placed(training(gpu_job(name, queue=queue, gpus=gpus, created=0)), node), started=at(10))
     return job, pods_of(job, gpus=gpus)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from modeljob.core.backfill import UNTIL_DELETED, Holder
 from modeljob.core.job_state import JobFacts
 from modeljob.core.node_types import Candidate, NodeType
 from modeljob.core.preemption_rules import PreemptionRules
@@ -84,6 +85,7 @@ class AdmissionPlan:
     tree: QueueTree | None = None
     pending: tuple[QuotaRequest, ...] = ()  # each queue's waiting jobs, in its order
     first: frozenset[str] = frozenset()  # preemptors whose plan is written, placed first
+    holders: tuple[Holder, ...] | None = None  # the running jobs with their expected hold (backfill)
 
     def settle(self, place: Callable[[str, frozenset[str]], bool]) -> AdmissionPlan:
         """Place the jobs quota admits, each (with the products it may use) before the next is
@@ -101,7 +103,9 @@ class AdmissionPlan:
             products[decision.job] = decision.products
             return place(decision.job, decision.products)
 
-        result = admit_pending(self.pending, self.tree, self.usage, place=tried, first=self.first)
+        result = admit_pending(
+            self.pending, self.tree, self.usage, place=tried, first=self.first, holders=self.holders
+        )
         return replace(
             self,
             order=tuple(a.job for a in result.admitted),
@@ -127,7 +131,7 @@ def quota_request(
     """The job's whole request as quota counts it, sized for its preferred node type: every pod of
     every replica (or of ``pods_left`` pods); the products are those of the node types sized alike."""
     if not candidates:
-        return QuotaRequest(job=job.ref, queue=job.queue, namespace=job.namespace)
+        return QuotaRequest(job=job.ref, queue=job.queue, namespace=job.namespace, seconds=hold_seconds(job))
     preferred = candidates[0]
     pods = pods_left if pods_left is not None else job.replicas * preferred.pods_per_replica
     wants = preferred.request.resources
@@ -142,7 +146,23 @@ def quota_request(
         gpu_products=frozenset(p for p in alike if p),
         cpu_milli=pods * wants.cpu_milli,
         memory_bytes=pods * wants.memory_bytes,
+        seconds=hold_seconds(job),
     )
+
+
+def hold_seconds(job: JobFacts, *, now_seconds: float | None = None) -> float | None:
+    """How much longer the job is expected to hold its quota (what backfill compares,
+    core/backfill.py): a serving job until it is deleted; a training job its expectedDuration
+    less the work done, kept from earlier runs and, running (``now_seconds`` given), of this run;
+    None when it declares no duration. A job past its expected end may end at any moment: 0."""
+    if not job.shape.workload.type.trains:
+        return UNTIL_DELETED
+    if job.expected_duration_seconds is None:
+        return None
+    done = job.run_before_seconds
+    if now_seconds is not None and job.started is not None:
+        done += max(0.0, now_seconds - job.started.timestamp())
+    return max(0.0, job.expected_duration_seconds - done)
 
 
 def held(job: JobFacts, node_type: NodeType | None, per_pod: Resources) -> QuotaRequest:
@@ -200,10 +220,13 @@ def admit_waiting(
     *,
     policy_for: Mapping[str, QueuePolicy],
     now_seconds: float,
+    holds: Mapping[str, float | None] | None = None,
 ) -> AdmissionPlan:
     """Order each queue's jobs by its own policy (a preemptor whose victims are going first). With
     no Queue objects, every job is placed, the queues' jobs interleaved round-robin; with Queues,
-    the cycle admits and places them together (``AdmissionPlan.settle``)."""
+    the cycle admits and places them together (``AdmissionPlan.settle``). ``holds`` says how much
+    longer each running job is expected to hold its quota (``hold_seconds``); without it a head
+    waiting for quota holds the jobs behind it strictly (no backfill)."""
     by_queue: dict[str, list[Waiting]] = {}
     for item in waiting:
         by_queue.setdefault(item.job.queue, []).append(item)
@@ -225,6 +248,7 @@ def admit_waiting(
         tree=queues.tree,
         pending=tuple(w.request for line in lines.values() for w in line),
         first=frozenset(w.job.ref for w in waiting if w.job.preempting),
+        holders=None if holds is None else tuple(Holder(a, holds.get(a.job)) for a in running),
     )
 
 

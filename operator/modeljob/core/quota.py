@@ -34,6 +34,9 @@ class QuotaRequest:
     gpu_products: frozenset[str] = frozenset()
     cpu_milli: int = 0
     memory_bytes: int = 0
+    # How long it expects to hold its quota once admitted: None when unknown, math.inf for a job
+    # that runs until deleted (serving). Only backfill reads it (core/backfill.py).
+    seconds: float | None = None
 
     def demands(self) -> tuple[tuple[str, int, frozenset[str]], ...]:
         """(resource, amount, accepted products) for each resource the job asks for."""

@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
+from modeljob.core.backfill import Holder, earliest_start, goes_first
 from modeljob.core.quota import Admission, KeyView, QuotaRequest, Usage, admit, competing_keys
 from modeljob.core.quota_tree import QueueTree, QuotaKey
 
@@ -48,6 +49,7 @@ def admit_pending(
     *,
     place: Placing | None = None,
     first: Collection[str] = (),
+    holders: Sequence[Holder] | None = None,
 ) -> AdmissionRound:
     """Admit what fits, each queue in its own order (`pending` lists each queue's jobs in it).
 
@@ -63,8 +65,13 @@ def admit_pending(
     next is admitted; one that is not placed gives its charge back at once (``unplaced``), so
     no job waits for quota that an admitted job holds without running (Kueue's BestEffortFIFO).
     Without ``place`` every admitted job keeps its charge.
+
+    ``holders`` (the jobs holding ``usage``, with how long each is expected to hold it) bound
+    the hold: a job behind a waiting head goes first when it cannot delay the head's earliest
+    start (core/backfill.py: EASY backfill), and a job that can never be admitted is refused as
+    such rather than held. Without ``holders``, ends are unknown and the hold is strict.
     """
-    round_ = _Round(pending, tree, usage, first=first)
+    round_ = _Round(pending, tree, usage, first=first, holders=holders)
     while round_.lines:
         ready = round_.admitted_heads()
         if ready:
@@ -81,11 +88,25 @@ class _Round:
     heads waiting for quota, its turns so far, and who is admitted, unplaced or waiting."""
 
     def __init__(
-        self, pending: Sequence[QuotaRequest], tree: QueueTree, usage: Usage, *, first: Collection[str]
+        self,
+        pending: Sequence[QuotaRequest],
+        tree: QueueTree,
+        usage: Usage,
+        *,
+        first: Collection[str],
+        holders: Sequence[Holder] | None,
     ) -> None:
         self.lines: dict[str, deque[QuotaRequest]] = {}
+        self.requests: dict[str, QuotaRequest] = {}
         for request in pending:
             self.lines.setdefault(request.queue, deque()).append(request)
+            self.requests[request.job] = request
+        # Who holds quota and for how long (None: unknown, hold strictly); each waiting head's
+        # earliest start, worked out once a round: what is admitted later in the round only
+        # moves it later, so a job behind judged against it cannot delay the head.
+        self.holders = list(holders) if holders is not None else None
+        self.starts: dict[str, float] = {}
+        self.never: dict[tuple[str, tuple[tuple[str, int, frozenset[str]], ...]], bool] = {}
         self.tree = tree
         self.usage = usage  # what the jobs holding quota hold, those admitted this round included
         self.first = first
@@ -119,12 +140,14 @@ class _Round:
             self.admitted.append(decision)
             self.usage = self.usage.plus(queue, decision.charges)
             self.decided.clear()
+            if self.holders is not None:
+                self.holders.append(Holder(decision, self.requests[decision.job].seconds))
         else:
             self.unplaced.append(decision)
 
     def _admitted_head(self, queue: str) -> tuple[Rank, Admission] | None:
         line = self.lines[queue]
-        self.waiting.extend(_held_behind(line, self.heads.get(queue, ()), self.tree))
+        self._hold_behind_heads(queue)
         if not line:
             del self.lines[queue]
             return None
@@ -143,6 +166,48 @@ class _Round:
             )
         return found
 
+    def _hold_behind_heads(self, queue: str) -> None:
+        """The jobs at the front of a queue's line that compete with a head waiting for quota
+        wait behind it, unless they go first without delaying it (backfill) or can never be
+        admitted (then ``admit`` refuses them as such: they hold no one)."""
+        line, heads = self.lines[queue], self.heads.get(queue, ())
+        while line and heads:
+            request = line[0]
+            keys: frozenset[QuotaKey] = competing_keys(request, self.tree)
+            competing = [head for head in heads if head.competes_for & keys]
+            if not competing or self._never(request):
+                return
+            if self.holders is not None and all(
+                goes_first(request.seconds, self._start(head)) for head in competing
+            ):
+                return
+            line.popleft()
+            head = competing[0]
+            self.waiting.append(
+                Admission(
+                    request.job,
+                    request.queue,
+                    admitted=False,
+                    reason=f"queue {request.queue}: behind {head.job}, which waits for quota",
+                    blocks_queue=True,
+                    behind=head.job,
+                )
+            )
+
+    def _start(self, head: Admission) -> float:
+        """The head's earliest start, in seconds from now (core/backfill.py)."""
+        if head.job not in self.starts:
+            holders = self.holders or ()
+            self.starts[head.job] = earliest_start(self.requests[head.job], self.tree, self.usage, holders)
+        return self.starts[head.job]
+
+    def _never(self, request: QuotaRequest) -> bool:
+        """Whether no quota would ever admit the request (asked once per queue and shape)."""
+        shape = (request.queue, request.demands())
+        if shape not in self.never:
+            self.never[shape] = admit(request, self.tree, Usage()).never
+        return self.never[shape]
+
     def _pop(self, queue: str) -> None:
         """The queue's head is decided: off its line, and the line gone once empty."""
         line = self.lines[queue]
@@ -160,21 +225,3 @@ def _rank(
         after = dominant_share(queue, tree, usage.plus(queue, decision.charges))
         return (int(decision.job not in first), 1, after, queue, decision.job)
     return (int(decision.job not in first), 0, float(turns[queue]), queue, decision.job)
-
-
-def _held_behind(line: deque[QuotaRequest], heads: Sequence[Admission], tree: QueueTree) -> list[Admission]:
-    """The jobs at the front of a queue's line that compete with a head waiting for quota."""
-    held: list[Admission] = []
-    while line and heads:
-        keys: frozenset[QuotaKey] = competing_keys(line[0], tree)
-        head = next((h for h in heads if h.competes_for & keys), None)
-        if head is None:
-            break
-        request = line.popleft()
-        reason = f"queue {request.queue}: behind {head.job}, which waits for quota"
-        held.append(
-            Admission(
-                request.job, request.queue, admitted=False, reason=reason, blocks_queue=True, behind=head.job
-            )
-        )
-    return held

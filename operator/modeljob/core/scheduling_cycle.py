@@ -23,6 +23,7 @@ from modeljob.core.admission import (
     admit_waiting,
     charged,
     held,
+    hold_seconds,
     policies,
     queues_of,
 )
@@ -297,7 +298,12 @@ def _admission(
         usage=_usage_by_namespace(pods) if fair else {},
     )
     return admit_waiting(
-        list(waiting.values()), running, setup, policy_for=policy_for, now_seconds=now.timestamp()
+        list(waiting.values()),
+        running,
+        setup,
+        policy_for=policy_for,
+        now_seconds=now.timestamp(),
+        holds={job.ref: hold_seconds(job, now_seconds=now.timestamp()) for job in placed},
     )
 
 

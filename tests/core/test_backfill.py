@@ -1,0 +1,69 @@
+"""A waiting head's earliest start (core/backfill.py) against its definition: the soonest moment
+at which quota admits it with every job that will have ended by then released, jobs of unknown
+end counted as ending now, serving jobs never."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modeljob.core.backfill import UNTIL_DELETED, Holder, earliest_start, goes_first
+from modeljob.core.quota import QuotaRequest, Usage, admit
+from tests.core.test_quota import job, two_teams
+
+TREE = two_teams(lending=6)
+ENDS = st.one_of(st.none(), st.just(UNTIL_DELETED), st.integers(0, 10).map(lambda h: h * 600.0))
+
+
+def released(usage: Usage, holders: Sequence[Holder], by_seconds: float, *, inclusive: bool) -> Usage:
+    """``usage`` with the holders that will have ended by then (unknown ends: ended) released."""
+    for holder in holders:
+        seconds = holder.seconds
+        ended = seconds is None or (seconds <= by_seconds if inclusive else seconds < by_seconds)
+        if ended and seconds != UNTIL_DELETED:
+            usage = usage.plus(holder.admission.queue, holder.admission.charges, sign=-1)
+    return usage
+
+
+@st.composite
+def held_quota(draw: st.DrawFn) -> tuple[Usage, list[Holder], QuotaRequest]:
+    """Jobs of both teams admitted one by one while quota admits them, each with an end."""
+    usage, holders = Usage(), []
+    for index in range(draw(st.integers(0, 8))):
+        team = draw(st.sampled_from(("team-a", "team-b")))
+        decision = admit(job(f"h{index}", team, draw(st.integers(1, 8))), TREE, usage)
+        if decision.admitted:
+            usage = usage.plus(team, decision.charges)
+            holders.append(Holder(decision, draw(ENDS)))
+    request = job("head", draw(st.sampled_from(("team-a", "team-b"))), draw(st.integers(1, 24)))
+    return usage, holders, request
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(held_quota())
+def test_the_earliest_start_is_the_first_end_after_which_quota_admits_the_head(
+    case: tuple[Usage, list[Holder], QuotaRequest],
+) -> None:
+    usage, holders, request = case
+    start = earliest_start(request, TREE, usage, holders)
+    if start == UNTIL_DELETED:
+        everything_ending = released(usage, holders, UNTIL_DELETED, inclusive=False)
+        assert not admit(request, TREE, everything_ending).admitted
+        return
+    assert admit(request, TREE, released(usage, holders, start, inclusive=True)).admitted
+    if start > 0:
+        assert not admit(request, TREE, released(usage, holders, start, inclusive=False)).admitted
+
+
+def test_what_goes_first_behind_a_head() -> None:
+    """Behind a head waiting for serving jobs, anything; behind one that starts in an hour, only
+    jobs known to end within the hour."""
+    assert goes_first(None, UNTIL_DELETED)
+    assert goes_first(UNTIL_DELETED, UNTIL_DELETED)
+    assert goes_first(1800.0, 3600.0)
+    assert goes_first(3600.0, 3600.0)
+    assert not goes_first(3601.0, 3600.0)
+    assert not goes_first(None, 3600.0)
+    assert not goes_first(UNTIL_DELETED, 3600.0)
