@@ -10,7 +10,8 @@ import numpy as np
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from modeljob.adapters.extender.cache import ClusterCache, FragmentationMemo, attach_to_view
+from modeljob.adapters.extender.cache import ClusterCache, attach_to_view
+from modeljob.adapters.extender.fragmentation_memo import FragmentationMemo
 from modeljob.core.cluster_state import AssumedPod, NodeFacts, PodFacts, PodPhase, account, merge_assumed
 from modeljob.core.fragmentation import (
     TargetWorkload,
@@ -20,7 +21,9 @@ from modeljob.core.fragmentation import (
     learn_target_workload,
 )
 from modeljob.core.nodes import NodeTable, PodRequest, build_node_table
+from modeljob.core.resources import Resources
 from modeljob.core.scoring.scorers.cpu_balance import learn_host_demand
+from modeljob.core.scoring.scorers.gpu_fragmentation import fragmentation_after
 from tests.operator_builders import H100, L4, at, make_node, make_pod
 
 TTL_SECONDS = 30.0
@@ -116,6 +119,13 @@ TARGETS = (  # the first is sensitive to every GPU taken (a 4-GPU shape strands 
 )
 
 
+PLACED = (  # pod shapes whose "after" fragmentation the memo keeps: whole devices, or none
+    PodRequest(resources=Resources(cpu_milli=500, gpus=1)),
+    PodRequest(resources=Resources(cpu_milli=4000, gpus=4)),
+    PodRequest(resources=Resources(cpu_milli=2000)),
+)
+
+
 def check_snapshot(
     cache: ClusterCache,
     model: Model,
@@ -123,15 +133,31 @@ def check_snapshot(
     memo: FragmentationMemo,
     targets: tuple[TargetWorkload, ...],
 ) -> None:
-    """The table is the core's; the remembered fragmentation is what the core would compute now
-    (rows changed since the memo's last call recomputed, or all of them for another target)."""
+    """The table is the core's; the remembered fragmentation, before and after placing each pod
+    shape, is what the core would compute now (rows changed since the memo's last call
+    recomputed, or all of them for another target)."""
     snapshot = cache.snapshot()
     assert_same_table(snapshot.table, model.table(clock.seconds))
     table = snapshot.table
+    every_row = np.arange(len(table))
     for target in targets:
         workload = compile_workload(target, table.products)
         fresh = fragmentation_milli(table.cpu_free_milli, table.gpu_free_milli, table.product_index, workload)
         np.testing.assert_array_equal(memo.before(snapshot, target, workload), fresh)
+        for request in PLACED:
+            after = memo.after(snapshot, target, workload, request)
+            np.testing.assert_array_equal(after, fragmentation_after(table, every_row, request, workload))
+
+
+def test_no_after_is_kept_for_a_share_of_one_device() -> None:
+    """A share is scored per device (the scorer picks the device), so no per-row value exists."""
+    cache = ClusterCache(assume_seconds=TTL_SECONDS)
+    cache.replace_nodes([make_node("n0")])
+    cache.replace_pods([])
+    snapshot = cache.snapshot()
+    workload = compile_workload(TARGETS[0], snapshot.table.products)
+    share = PodRequest(resources=Resources(cpu_milli=500, gpus=1, gpu_milli=300))
+    assert FragmentationMemo().after(snapshot, TARGETS[0], workload, share) is None
 
 
 def apply(

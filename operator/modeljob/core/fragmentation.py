@@ -11,7 +11,7 @@ often they occur. Scheduling a pod where fragmentation grows least is FGD.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,12 +70,21 @@ def learn_target_workload(
     share, then GPU count, then products label), which is the artifact's order, so the cut at
     ``coverage`` keeps the same shapes it keeps.
     """
-    counts = Counter(shapes)
-    total = float(sum(counts.values()))
+    return learn_target_workload_from_counts(Counter(shapes), coverage=coverage)
+
+
+def learn_target_workload_from_counts(
+    counts: Mapping[TaskShape, int], *, coverage: float = DEFAULT_COVERAGE
+) -> TargetWorkload:
+    """`learn_target_workload` from each shape's count (a caller that keeps the counts as pods come
+    and go learns in O(shapes), not O(pods)). Equally ranked shapes keep ``counts``' order; a
+    count of 0 or less is no shape, as in `Counter.elements`."""
+    positive = {shape: count for shape, count in counts.items() if count > 0}
+    total = float(sum(positive.values()))
     if total == 0:
         return TargetWorkload(shapes=(), weights=())
     ranked = sorted(
-        counts.items(),
+        positive.items(),
         key=lambda item: (
             item[1],
             item[0].cpu_milli,

@@ -362,7 +362,9 @@ def plan_gang(
             reason=f"{gang.job}: a gang needs at least one replica", never_fits=True, read_scores=False
         )
     # Cached per-row fragmentation goes stale as the plan places replicas: let the scorer recompute.
-    context = dataclasses.replace(context or ScoringContext(), fragmentation_before=None)
+    context = dataclasses.replace(
+        context or ScoringContext(), fragmentation_before=None, fragmentation_after=None
+    )
     outcome = _plan(table, gang, weights=weights, context=context)
     if isinstance(outcome, Placement):
         return outcome

@@ -29,14 +29,8 @@ from modeljob.adapters import kube_nodes
 from modeljob.adapters.cluster import ClusterGateway
 from modeljob.adapters.cluster_view import Informer, node_and_pod_informers
 from modeljob.core.cluster_state import NodeFacts, PodFacts, account
-from modeljob.core.fragmentation import (
-    CompiledWorkload,
-    TargetWorkload,
-    TaskShape,
-    fragmentation_milli,
-    learn_target_workload,
-)
-from modeljob.core.nodes import FloatArray, IntArray, NodeTable, build_node_table
+from modeljob.core.fragmentation import TargetWorkload, TaskShape, learn_target_workload_from_counts
+from modeljob.core.nodes import IntArray, NodeTable, build_node_table
 from modeljob.core.resources import Resources
 from modeljob.core.scoring.scorers.cpu_balance import DemandSums, HostDemand
 
@@ -205,7 +199,7 @@ class ClusterCache:
             version = self._shapes_version
         if extra is not None:
             shapes[extra] += 1
-        learned = learn_target_workload(shapes.elements())
+        learned = learn_target_workload_from_counts(shapes)
         with self._lock:
             self._workload = (version, extra, learned)
         return learned
@@ -374,41 +368,6 @@ def _copy_row(single: NodeTable, table: NodeTable, row: int) -> None:
     width = min(single.gpu_free_milli.shape[1], table.gpu_free_milli.shape[1])
     table.gpu_free_milli[row, :] = 0
     table.gpu_free_milli[row, :width] = single.gpu_free_milli[0, :width]
-
-
-class FragmentationMemo:
-    """Each row's current FGD fragmentation (`fragmentation_milli`), kept between requests and
-    recomputed only for rows that changed: the "before" half of the gpu-fragmentation scorer,
-    passed to the core as ScoringContext.fragmentation_before. Exact, not an approximation: the
-    core computes each row's value on its own (its docstring), so a row's value depends only on
-    that row and the target workload."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._key: tuple[TargetWorkload, tuple[str, ...]] | None = None
-        self._stamps: IntArray = np.zeros(0, dtype=np.int64)
-        self._values: FloatArray = np.zeros(0, dtype=np.float64)
-
-    def before(self, snapshot: Snapshot, target: TargetWorkload, workload: CompiledWorkload) -> FloatArray:
-        """Per row of ``snapshot.table``, for ``workload`` (``target`` compiled to its products)."""
-        table = snapshot.table
-        key = (target, table.products)
-        with self._lock:
-            if key != self._key or len(self._stamps) != len(snapshot.stamps):
-                rows = np.arange(len(table))
-                values = np.zeros(len(table), dtype=np.float64)
-            else:
-                rows = np.flatnonzero(self._stamps != snapshot.stamps)
-                values = self._values.copy()
-            if len(rows):
-                values[rows] = fragmentation_milli(
-                    table.cpu_free_milli[rows],
-                    table.gpu_free_milli[rows],
-                    table.product_index[rows],
-                    workload,
-                )
-            self._key, self._stamps, self._values = key, snapshot.stamps, values
-            return values
 
 
 class ClusterFeed:

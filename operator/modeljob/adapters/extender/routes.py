@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from modeljob.adapters.cluster import ClusterError
-from modeljob.adapters.extender.cache import ClusterCache, FragmentationMemo
+from modeljob.adapters.extender.cache import ClusterCache
 from modeljob.adapters.extender.decisions import (
     UNKNOWN_NODE,
     decide_filter,
@@ -36,6 +36,7 @@ from modeljob.adapters.extender.decisions import (
     group_size,
     refuse_group,
 )
+from modeljob.adapters.extender.fragmentation_memo import FragmentationMemo
 from modeljob.adapters.extender.metrics import ExtenderMetrics
 from modeljob.adapters.extender.settings import ExtenderSettings
 from modeljob.adapters.extender.wire import (
@@ -181,14 +182,11 @@ async def answer_prioritize(service: ExtenderService, body: bytes) -> bytes:
     snapshot = service.cache.snapshot()
     target = service.cache.workload(args.pod)
     workload = compile_workload(target, snapshot.table.products)
-    before = (
-        service.fragmentation.before(snapshot, target, workload)
-        if service.weights.gpu_fragmentation
-        else None
-    )
+    memo, fragmentation = service.fragmentation, service.weights.gpu_fragmentation
     context = ScoringContext(
         workload=workload,
-        fragmentation_before=before,
+        fragmentation_before=memo.before(snapshot, target, workload) if fragmentation else None,
+        fragmentation_after=memo.after(snapshot, target, workload, args.request) if fragmentation else None,
         host_demand=service.cache.host_demand(args.pod) if service.weights.cpu_balance else None,
     )
     priorities = decide_priorities(

@@ -20,6 +20,9 @@ class ScoringContext:
     ``workload``: the target workload for gpu-fragmentation (aligned to the table's products);
     ``host_demand``: CPU and memory expected per GPU, for cpu-balance (without it, it scores 1);
     ``fragmentation_before``: each table row's current fragmentation, if the caller caches it;
+    ``fragmentation_after``: each table row's fragmentation once this pod (whole devices) is
+    placed there (gpu_fragmentation.fragmentation_after), if the caller caches it; a share of
+    one device ignores it;
     ``seed``: for random; ``last_chosen``: the node round-robin continues after;
     ``preferences``: per table row, 0..1, how well the node meets the pod template's preferred
     rules (core/template_rules.py), for template-preferences; None when the template prefers
@@ -29,6 +32,7 @@ class ScoringContext:
     workload: CompiledWorkload | None = None
     host_demand: HostDemand | None = None
     fragmentation_before: FloatArray | None = None
+    fragmentation_after: FloatArray | None = None
     seed: int = 0
     last_chosen: str | None = None
     preferences: FloatArray | None = None

@@ -40,47 +40,68 @@ def score_gpu_fragmentation(
     *,
     workload: CompiledWorkload,
     before: FloatArray | None = None,
+    after: FloatArray | None = None,
 ) -> FragmentationScores:
     """0..1 per row, and the device to use for a GPU share.
 
     ``before`` is each row's current fragmentation (a cache the caller keeps); computed when None.
+    ``after``, for a request of whole devices (or none), is each row's fragmentation once the
+    pod is placed there (`fragmentation_after`, which a caller may also keep); computed when None.
     """
     wants = request.resources
-    cpu_after = table.cpu_free_milli[rows] - wants.cpu_milli
     free = table.gpu_free_milli[rows]
     products = table.product_index[rows]
     if before is None:
         before = fragmentation_milli(table.cpu_free_milli[rows], free, products, workload)
-    share = request.uses_accelerator and wants.gpus == 1 and wants.gpu_milli < 1000
-    if share:
+    if takes_a_share(request):
+        cpu_after = table.cpu_free_milli[rows] - wants.cpu_milli
         # One candidate per distinct free amount on a node: devices with equal free milli give
         # equal results, and the first of them is the one chosen anyway.
         candidate = free >= wants.gpu_milli
         for device in range(1, free.shape[1]):
             candidate[:, device] &= (free[:, :device] != free[:, device : device + 1]).all(axis=1)
         row_index, device_index = np.nonzero(candidate)
-        after = free[row_index].copy()
-        after[np.arange(len(row_index)), device_index] -= wants.gpu_milli
-        after_fragmentation = fragmentation_milli(cpu_after[row_index], after, products[row_index], workload)
+        free_after = free[row_index].copy()
+        free_after[np.arange(len(row_index)), device_index] -= wants.gpu_milli
+        after_fragmentation = fragmentation_milli(
+            cpu_after[row_index], free_after, products[row_index], workload
+        )
         per_device = np.full(free.shape, -1.0)
         per_device[row_index, device_index] = _points(before[row_index] - after_fragmentation)
         best: IntArray = np.argmax(per_device, axis=1)
         return FragmentationScores(scores=per_device[np.arange(len(rows)), best], devices=best)
-    ascending = np.sort(free, axis=1)
+    if after is None:
+        after = fragmentation_after(table, rows, request, workload)
+    return FragmentationScores(scores=_points(before - after), devices=np.full(len(rows), -1, dtype=np.int64))
+
+
+def takes_a_share(request: PodRequest) -> bool:
+    """A share of one device: scored per device (the device is chosen here), never per row alone."""
+    wants = request.resources
+    return request.uses_accelerator and wants.gpus == 1 and wants.gpu_milli < 1000
+
+
+def fragmentation_after(
+    table: NodeTable, rows: IntArray, request: PodRequest, workload: CompiledWorkload
+) -> FloatArray:
+    """Each row's fragmentation once ``request`` (whole devices, or none) is placed there, best fit.
+
+    A row's value depends only on that row, the request and the workload (`fragmentation_milli`
+    is batch-independent), so a caller may keep it per row until the row changes."""
+    wants = request.resources
+    ascending = np.sort(table.gpu_free_milli[rows], axis=1)
     if request.uses_accelerator:
         fits = ascending >= wants.gpu_milli
         taken = fits & (np.cumsum(fits, axis=1) <= wants.gpus)
         ascending = ascending - taken * wants.gpu_milli
-    after_fragmentation = fragmentation_milli(cpu_after, ascending, products, workload)
-    return FragmentationScores(
-        scores=_points(before - after_fragmentation), devices=np.full(len(rows), -1, dtype=np.int64)
-    )
+    cpu_after = table.cpu_free_milli[rows] - wants.cpu_milli
+    return fragmentation_milli(cpu_after, ascending, table.product_index[rows], workload)
 
 
 @dataclass(frozen=True, slots=True)
 class GpuFragmentationScorer:
-    """The plug-in: reads the context's target workload and, if the caller caches it, each row's
-    fragmentation before placing; the only scorer that also picks a GPU share's device."""
+    """The plug-in: reads the context's target workload and, if the caller caches them, each row's
+    fragmentation before and after placing; the only scorer that also picks a GPU share's device."""
 
     name: str = "gpu-fragmentation"
     position: int = 4
@@ -92,7 +113,10 @@ class GpuFragmentationScorer:
         if context.workload is None:
             raise ValueError("the gpu-fragmentation scorer needs a target workload in the scoring context")
         before = None if context.fragmentation_before is None else context.fragmentation_before[rows]
-        result = score_gpu_fragmentation(table, rows, request, workload=context.workload, before=before)
+        after = None if context.fragmentation_after is None else context.fragmentation_after[rows]
+        result = score_gpu_fragmentation(
+            table, rows, request, workload=context.workload, before=before, after=after
+        )
         return PartScores(values=result.scores, devices=result.devices)
 
     def normalise(self, values: FloatArray) -> FloatArray:
