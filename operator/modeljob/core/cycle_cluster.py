@@ -89,6 +89,9 @@ class Cluster:
             }
         self.type_of, self.type_masks = self.memory.type_of, self.memory.type_masks
         self.reserved: dict[str, BoolArray] = {}  # preemptor "ns/name" -> the nodes kept for it
+        # usable(): by eligibility and the holder excepted, until the next reserve_nodes. One
+        # array per answer also lets the plan memo key by the array (PlanMemo.mask_key).
+        self._usable: dict[tuple[tuple[object, ...], str | None], BoolArray] = {}
         self._cache = cache
         self._eligible = self.memory.eligible
         self._types = self.memory.types
@@ -122,13 +125,21 @@ class Cluster:
     def usable(self, job: JobFacts) -> BoolArray:
         """The eligible nodes less those kept for another job's preemption."""
         mask = self.eligible(job)
-        for holder, kept in self.reserved.items():
-            if holder != job.ref:
-                mask = mask & ~kept
-        return mask
+        if not self.reserved:
+            return mask
+        own = job.ref if job.ref in self.reserved else None
+        key = (self._key(job), own)
+        found = self._usable.get(key)
+        if found is None:
+            for holder, kept in self.reserved.items():
+                if holder != own:
+                    mask = mask & ~kept
+            self._usable[key] = found = mask
+        return found
 
     def reserve_nodes(self, holder: str, nodes: Sequence[str]) -> None:
         self.reserved[holder] = np.array([n.name in nodes for n in self.nodes], dtype=np.bool_)
+        self._usable = {}
 
     def sizing(self, job: JobFacts) -> Sizing:
         found_for_job = self.memory.by_job.get(job.uid) or self._sized_before.get(job.uid)

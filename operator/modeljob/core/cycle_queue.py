@@ -102,7 +102,11 @@ class CycleQueue:
             """An admitted job planned; whether it keeps its quota charge (core/admission.py)."""
             self.products[ref] = products
             found = resumed.get(ref)
-            step = found if found is not None else self._decide(self.waiting[ref], blocked_by=line.blocked_by)
+            step = (
+                found
+                if found is not None
+                else self._decide(self.waiting[ref], blocked_by=line.blocked_by, position=line.next_position)
+            )
             line.add(step, self.waiting[ref])
             if isinstance(step, Preempt) or (isinstance(step, Wait) and step.keeps_plan):
                 reserving.add(ref)  # holds quota while its victims go
@@ -199,7 +203,9 @@ class CycleQueue:
         allowed = tuple(c for c in found if not products or c.node_type.product in products)
         return allowed or found
 
-    def _decide(self, waiting: Planned, *, blocked_by: JobFacts | None) -> _Decided:
+    def _decide(self, waiting: Planned, *, blocked_by: JobFacts | None, position: int = 0) -> _Decided:
+        """``position``: the number a Wait gets in the queue, if the line takes it next (0: numbered
+        when it does)."""
         job, sizing, strays = waiting.job, waiting.sizing, waiting.plan.delete_pods
         cluster = self.cluster
         if not sizing.candidates:
@@ -238,7 +244,9 @@ class CycleQueue:
             )
         eligible = cluster.eligible(job)
         kept = usable is not eligible and bool((eligible & ~usable).any())
-        step = _not_placed(waiting, candidates[0], attempts, blocked_by=blocked_by, kept_away=kept)
+        step = _not_placed(
+            waiting, candidates[0], attempts, blocked_by=blocked_by, kept_away=kept, position=position
+        )
         if isinstance(step, Wait) and blocked_by is None and roll is None:
             return self._preempt(step, waiting, quota_refused=False)
         return step
@@ -253,6 +261,12 @@ class _Line:
     steps: list[Step] = field(default_factory=list)
     lengths: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     blocked_by: JobFacts | None = None
+    numbered: int = 0  # the jobs numbered so far, every queue's
+
+    @property
+    def next_position(self) -> int:
+        """The number the next job that waits gets: a step built with it is not built again."""
+        return self.numbered + 1
 
     def add(self, step: _Decided, waiting: Planned) -> None:
         roll = waiting.plan.roll
@@ -261,7 +275,9 @@ class _Line:
             return
         if isinstance(step, Wait | Preempt):
             self.lengths[step.job.queue] += 1
-            step = replace(step, queue_position=sum(self.lengths.values()))
+            self.numbered += 1
+            if step.queue_position != self.numbered:
+                step = replace(step, queue_position=self.numbered)
             if self.strict and self.blocked_by is None and isinstance(step, Wait):
                 self.blocked_by = step.job
         self.steps.append(step)
@@ -278,11 +294,13 @@ def _not_placed(
     *,
     blocked_by: JobFacts | None,
     kept_away: bool = False,
+    position: int = 0,
 ) -> Wait | Unschedulable:
     """Why a sized job was not placed: never on this cluster, or not now (and what it waits for).
 
     ``kept_away``: nodes the job may use were kept for another job's preemption this cycle; the
-    planner saw the cluster without them, so its "never fits" means only "not now".
+    planner saw the cluster without them, so its "never fits" means only "not now". ``position``:
+    a Wait's number in the queue (0: numbered by ``_Line.add``).
     """
     job, plan = waiting.job, waiting.plan
     failures = [a.result for a in attempts if isinstance(a.result, Unplaceable)]
@@ -290,7 +308,7 @@ def _not_placed(
         return Wait(
             job=job,
             message="waiting for room: the nodes that fit it are kept for another job's preemption",
-            queue_position=0,
+            queue_position=position,
             candidate=preferred,
             phase=plan.phase,
             delete_pods=plan.delete_pods,
@@ -311,7 +329,7 @@ def _not_placed(
     return Wait(
         job=job,
         message=message,
-        queue_position=0,  # numbered in queue order by _plan_queue
+        queue_position=position,
         candidate=preferred,
         phase=plan.phase,  # a non-gang job with some replicas placed keeps the phase its pods give it
         delete_pods=plan.delete_pods,

@@ -43,6 +43,7 @@ _ByType = dict[NodeType, dict[Hashable, Remembered]]
 # a cycle that places hundreds would check each type's results hundreds of times (~2 ms each
 # time on 5,000 nodes), and a plan made again costs about as much as one such check.
 RECHECKED_PLACEMENTS = 32
+_MASKS_KEPT = 64
 
 
 @dataclass(eq=False)
@@ -120,6 +121,9 @@ class PlanMemo:
     _earlier_jobs: dict[Hashable, _CarriedJob] = field(default_factory=dict)
     _planned_on: NodeTable = field(init=False)  # the ledger as the results kept were checked on
     _placements: int = 0  # placements this cycle
+    # Each node mask's bytes, by the array (held here, so its id is not another's): thousands of
+    # jobs share the few masks the cycle keeps (Cluster.usable), each 5,000 bytes on 5,000 nodes.
+    _masks: dict[int, tuple[BoolArray, bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._planned_on = self.table.working_copy()
@@ -143,6 +147,16 @@ class PlanMemo:
             return (0,) * len(types)
         return tuple(self._epochs.get(t, 0) for t in types)
 
+    def mask_key(self, mask: BoolArray) -> bytes:
+        """``mask.tobytes()``, worked out once per array: what a key holds of the nodes a job may use.
+        Masks are never written in place (the cycle makes a new one for a change)."""
+        found = self._masks.get(id(mask))
+        if found is None or found[0] is not mask:
+            if len(self._masks) >= _MASKS_KEPT:  # a caller making a mask per job: no use keeping them
+                self._masks.clear()
+            found = self._masks[id(mask)] = (mask, mask.tobytes())
+        return found[1]
+
     def key(
         self,
         candidate: Candidate,
@@ -156,7 +170,7 @@ class PlanMemo:
             candidate.request,
             candidate.pods_per_replica,
             replicas,
-            eligible.tobytes(),
+            self.mask_key(eligible),
             rules,
             topology,
         )

@@ -99,7 +99,7 @@ class Planner:
             # their identity stands for what planning reads of them (type, request, group size).
             tuple(id(c) for c in candidates),
             len(pending),
-            eligible.tobytes(),
+            memo.mask_key(eligible),
             rules,
             (job.topology_key or self.topology_key, job.topology_required),
         )
