@@ -278,8 +278,10 @@ def _shape(node: NodeFacts) -> object:
 
 class ParsedJobs:
     """Each version of each ModelJob parsed once: parsing a spec (pydantic) costs more than
-    planning it. Versions that are no longer current drop out at every snapshot. A spec that
-    cannot be read is kept as what is wrong with it, naming the field (admission writes it)."""
+    planning it. Versions that are no longer current drop out at every snapshot. A job whose
+    spec, metadata or status cannot be read is kept as what is wrong with it, naming the field
+    (admission writes it); one that makes the parser itself fail (a bug of ours, logged with its
+    traceback once per version) is kept as that, so no document stops every job's cycle."""
 
     def __init__(self) -> None:
         self._cache: dict[tuple[str, str], JobFacts | str] = {}
@@ -296,6 +298,10 @@ class ParsedJobs:
                     facts = kube_jobs.job_facts(document)
                 except kube_jobs.ObjectError as exc:
                     facts = str(exc)
+                except Exception as exc:
+                    meta = document.get("metadata") or {}
+                    logger.exception("%s/%s: reading the job failed", meta.get("namespace"), meta.get("name"))
+                    facts = f"internal error reading the job: {type(exc).__name__}: {exc}"
             current[key] = facts
             if not isinstance(facts, str):
                 jobs.append(facts)

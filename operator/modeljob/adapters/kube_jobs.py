@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -17,14 +18,13 @@ from pydantic import ValidationError
 
 from modeljob.adapters.kube_affinity import RuleError, template_rules
 from modeljob.adapters.kube_pods import LABEL_JOB, LABEL_JOB_UID, pod_requests
-from modeljob.adapters.kube_values import parse_time
+from modeljob.adapters.kube_values import MAX_QUANTITY, parse_time
 from modeljob.api.v1alpha1 import ModelJobSpec, TopologyMode, describe_validation_error
 from modeljob.core.affinity import TemplateRules
 from modeljob.core.cluster_state import TaintEffect, Toleration
 from modeljob.core.job_state import ConditionType, JobFacts, JobPhase, Placed
 from modeljob.core.jobs import MIN_PARAMETERS, JobShape, ModelShape
 from modeljob.core.resources import QuantityError, Resources, parse_bytes, parse_quantity
-from modeljob.core.status import restarts as status_restarts
 
 
 class ObjectError(ValueError):
@@ -49,19 +49,16 @@ def check_template(template: Mapping[str, Any]) -> None:
     containers = spec.get("containers")
     if not isinstance(containers, list) or not containers:
         raise ObjectError("spec.template.spec.containers: at least one container is required")
-    for index, container in enumerate(containers):
-        where = f"spec.template.spec.containers[{index}]"
-        if not isinstance(container, Mapping):
-            raise ObjectError(f"{where}: expected a container object")
-        if not container.get("name") or not container.get("image"):
-            raise ObjectError(f"{where}: name and image are required")
-        resources = container.get("resources") or {}
-        for kind in ("requests", "limits"):
-            for name, value in (resources.get(kind) or {}).items():
-                try:
-                    parse_quantity(value)
-                except QuantityError as exc:
-                    raise ObjectError(f"{where}.resources.{kind}.{name}: {exc}") from None
+    _check_containers(containers, "spec.template.spec.containers")
+    inits = _listed(spec.get("initContainers"), "spec.template.spec.initContainers")
+    _check_containers(inits, "spec.template.spec.initContainers", named=False)
+    _check_quantities(spec.get("overhead"), "spec.template.spec.overhead")
+    for index, toleration in enumerate(_listed(spec.get("tolerations"), "spec.template.spec.tolerations")):
+        if not isinstance(toleration, Mapping):
+            raise ObjectError(f"spec.template.spec.tolerations[{index}]: expected an object")
+    metadata = template.get("metadata") or {}
+    if not isinstance(metadata, Mapping) or not isinstance(metadata.get("labels") or {}, Mapping):
+        raise ObjectError("spec.template.metadata.labels: expected a map of label -> value")
     if "nodeName" in spec:
         raise ObjectError("spec.template.spec.nodeName: must not be set; the operator chooses the node")
     for name in ("hostname", "subdomain"):
@@ -73,6 +70,40 @@ def check_template(template: Mapping[str, Any]) -> None:
     if not isinstance(selector, Mapping):
         raise ObjectError("spec.template.spec.nodeSelector: expected a map of label -> value")
     _rules(template, namespace="", name="", uid="")  # what the planner cannot honour is refused here
+
+
+def _listed(value: object, where: str) -> list[Any]:
+    if value is None or isinstance(value, list):
+        return value or []
+    raise ObjectError(f"{where}: expected a list")
+
+
+def _check_containers(containers: list[Any], where: str, *, named: bool = True) -> None:
+    """Each container an object with readable requests and limits (what the planner sums, as
+    kube-scheduler does) and, ``named``, a name and an image."""
+    for index, container in enumerate(containers):
+        at = f"{where}[{index}]"
+        if not isinstance(container, Mapping):
+            raise ObjectError(f"{at}: expected a container object")
+        if named and (not container.get("name") or not container.get("image")):
+            raise ObjectError(f"{at}: name and image are required")
+        resources = container.get("resources") or {}
+        if not isinstance(resources, Mapping):
+            raise ObjectError(f"{at}.resources: expected an object with requests and limits")
+        for kind in ("requests", "limits"):
+            _check_quantities(resources.get(kind), f"{at}.resources.{kind}")
+
+
+def _check_quantities(value: object, where: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise ObjectError(f"{where}: expected a map of resource -> quantity")
+    for name, quantity in value.items():
+        try:
+            parse_quantity(quantity)
+        except QuantityError as exc:
+            raise ObjectError(f"{where}.{name}: {exc}") from None
 
 
 def _rules(template: Mapping[str, Any], *, namespace: str, name: str, uid: str) -> TemplateRules:
@@ -101,22 +132,23 @@ def spec_hash(spec: Mapping[str, Any]) -> str:
 
 
 def job_facts(job: Mapping[str, Any], spec: ModelJobSpec | None = None) -> JobFacts:
-    """A ModelJob as JobFacts; ObjectError if its spec is not valid (admission marks it Invalid,
-    and the loop sees it as ``unread_job_facts``)."""
-    meta = job.get("metadata") or {}
+    """A ModelJob as JobFacts; ObjectError if its spec, metadata or status cannot be read, naming
+    the field (admission marks it Invalid, and the loop sees it as ``unread_job_facts``)."""
+    fields = _Fields(strict=True)
+    meta = fields.mapping(job.get("metadata"), "metadata")
     spec = spec if spec is not None else parse_spec(job)
-    created = parse_time(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
+    created = fields.created(meta)
     namespace, name, uid = str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", ""))
     return JobFacts(
         namespace=namespace,
         name=name,
         uid=uid,
-        generation=int(meta.get("generation") or 1),
+        generation=fields.count(meta.get("generation"), "metadata.generation") or 1,
         created=created,
         spec_hash=spec_hash(job.get("spec") or {}),
         rules=_rules(spec.template, namespace=namespace, name=name, uid=uid),
         **_spec_facts(spec),
-        **_status_facts(job, created),
+        **_status_facts(job, created, fields),
     )
 
 
@@ -129,9 +161,11 @@ UNREAD_ACCELERATOR = ""
 def unread_job_facts(job: Mapping[str, Any]) -> JobFacts:
     """A ModelJob whose spec cannot be read, from its metadata and status alone (and the queue its
     spec names, if that much can be read), so the loop still sees what it holds: an Invalid job's
-    placement is rolled back and its pods deleted, and its queue charged for them until then."""
-    meta = job.get("metadata") or {}
-    created = parse_time(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
+    placement is rolled back and its pods deleted, and its queue charged for them until then.
+    Metadata and status fields that cannot be read are read as unset (``job_facts`` said which)."""
+    fields = _Fields(strict=False)
+    meta = fields.mapping(job.get("metadata"), "metadata")
+    created = fields.created(meta)
     spec = job.get("spec")
     scheduling = spec.get("scheduling") if isinstance(spec, Mapping) else None
     queue = scheduling.get("queue") if isinstance(scheduling, Mapping) else None
@@ -139,13 +173,13 @@ def unread_job_facts(job: Mapping[str, Any]) -> JobFacts:
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
         uid=str(meta.get("uid", "")),
-        generation=int(meta.get("generation") or 1),
+        generation=fields.count(meta.get("generation"), "metadata.generation") or 1,
         created=created,
         shape=UNREAD_SHAPE,
         spec_hash=spec_hash(spec if isinstance(spec, Mapping) else {}),
         queue=queue if isinstance(queue, str) and queue else "default",
         accelerator=UNREAD_ACCELERATOR,
-        **_status_facts(job, created),
+        **_status_facts(job, created, fields),
     )
 
 
@@ -178,54 +212,136 @@ def _spec_facts(spec: ModelJobSpec) -> dict[str, Any]:
     }
 
 
-def _status_facts(job: Mapping[str, Any], created: datetime) -> dict[str, Any]:
+def _status_facts(job: Mapping[str, Any], created: datetime, fields: _Fields) -> dict[str, Any]:
     """What the operator wrote in the status, read back (nothing is remembered between cycles)."""
-    status = job.get("status") or {}
-    conditions = {str(c.get("type")): c for c in status.get("conditions") or [] if isinstance(c, Mapping)}
+    status = fields.mapping(job.get("status"), "status")
+    items = fields.items(status.get("conditions"), "status.conditions")
+    conditions = {str(c.get("type")): c for c in items if isinstance(c, Mapping)}
     binding = conditions.get(ConditionType.BINDING.value) or {}
     scheduled = conditions.get(ConditionType.SCHEDULED.value) or {}
-    placed_generation = binding.get("observedGeneration")
     scheduled_since = parse_time(scheduled.get("lastTransitionTime"))
     is_scheduled = scheduled.get("status") == "True"
     return {
         "phase": job_phase(job),
-        "observed_generation": status.get("observedGeneration"),
-        "placement": placement_of(job),
+        "observed_generation": fields.count(status.get("observedGeneration"), "status.observedGeneration"),
+        "placement": _placement(status, fields),
         "binding": binding.get("status") == "True",
-        "placed_generation": int(placed_generation) if placed_generation is not None else None,
+        "placed_generation": fields.count(
+            binding.get("observedGeneration"), "status.conditions[Binding].observedGeneration"
+        ),
         "queued_since": (scheduled_since if not is_scheduled else None) or created,
-        "restarts": status_restarts(status),
+        "restarts": fields.count(status.get("restarts"), "status.restarts") or 0,
         "updating": (conditions.get(ConditionType.UPDATING.value) or {}).get("status") == "True",
         "started": scheduled_since if is_scheduled else None,
-        "preemptions": int(status.get("preemptions") or 0),
-        "run_before_seconds": float(status.get("checkpointedSeconds") or 0),
-        "preempted_by": _names(status.get("preemptedBy")),
-        "preempting": _names(status.get("preempting")),
-        "nominated_nodes": _names(status.get("nominatedNodes")),
+        "preemptions": fields.count(status.get("preemptions"), "status.preemptions") or 0,
+        "run_before_seconds": fields.seconds(status.get("checkpointedSeconds"), "status.checkpointedSeconds"),
+        "preempted_by": fields.names(status.get("preemptedBy"), "status.preemptedBy"),
+        "preempting": fields.names(status.get("preempting"), "status.preempting"),
+        "nominated_nodes": fields.names(status.get("nominatedNodes"), "status.nominatedNodes"),
     }
 
 
-def _names(value: object) -> tuple[str, ...]:
-    return tuple(str(item) for item in value) if isinstance(value, list) else ()
+# No status count or duration the operator writes comes near 2^53 (kube_values.MAX_QUANTITY): a
+# larger one is no record of ours, and would overflow the int64 columns and sums it ends up in.
+MAX_STATUS_NUMBER = MAX_QUANTITY
+
+
+class _Fields:
+    """Reads a ModelJob's metadata and status fields, each checked. ``strict``: one of the wrong
+    type or out of range raises ObjectError naming it, so the job is Invalid saying why and every
+    other job is scheduled; else (a job known to be unreadable) it reads as unset."""
+
+    def __init__(self, *, strict: bool) -> None:
+        self.strict = strict
+
+    def _bad(self, where: str, expected: str) -> None:
+        if self.strict:
+            raise ObjectError(f"{where}: expected {expected}")
+
+    def mapping(self, value: object, where: str) -> Mapping[str, Any]:
+        if value is None or isinstance(value, Mapping):
+            return value or {}
+        self._bad(where, "an object")
+        return {}
+
+    def items(self, value: object, where: str) -> list[Any]:
+        if value is None or isinstance(value, list):
+            return value or []
+        self._bad(where, "a list")
+        return []
+
+    def count(self, value: object, where: str) -> int | None:
+        """A whole number from 0 to MAX_STATUS_NUMBER; None if unset (or unreadable, lenient)."""
+        if value is None:
+            return None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON has one number type; 2.0 is 2
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_STATUS_NUMBER:
+            return value
+        self._bad(where, f"a whole number from 0 to 2^53, not {value!r:.40}")
+        return None
+
+    def seconds(self, value: object, where: str) -> float:
+        if value is None:
+            return 0.0
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_STATUS_NUMBER:
+            return float(value)  # NaN fails the comparison: refused with the rest
+        self._bad(where, f"a number of seconds from 0 to 2^53, not {value!r:.40}")
+        return 0.0
+
+    def names(self, value: object, where: str) -> tuple[str, ...]:
+        items = self.items(value, where)
+        for index, item in enumerate(items):
+            if not isinstance(item, str):
+                self._bad(f"{where}[{index}]", "a name")
+        return tuple(item for item in items if isinstance(item, str))
+
+    def created(self, meta: Mapping[str, Any]) -> datetime:
+        """metadata.creationTimestamp (the epoch when unset: queue order is by it, oldest first)."""
+        text = meta.get("creationTimestamp")
+        created = parse_time(text)
+        if created is None and text is not None:
+            self._bad("metadata.creationTimestamp", "an RFC 3339 time")
+        return created or datetime.fromtimestamp(0, UTC)
+
+    def placed(self, entry: object, where: str) -> Placed | None:
+        """One status.placement entry (None: unreadable, lenient)."""
+        if not isinstance(entry, Mapping):
+            self._bad(where, "an object with replica, pod and node")
+            return None
+        replica, member = (
+            self.count(entry.get("replica", 0), f"{where}.replica"),
+            self.count(entry.get("member"), f"{where}.member"),
+        )
+        pod, node, score = entry.get("pod"), entry.get("node"), entry.get("score")
+        for field, value in (("pod", pod), ("node", node)):
+            if not isinstance(value, str) or not value:
+                self._bad(f"{where}.{field}", "a name")
+                return None
+        if score is not None and (not isinstance(score, int | float) or not math.isfinite(score)):
+            self._bad(f"{where}.score", "a number")
+            score = None
+        if replica is None:
+            return None
+        return Placed(replica=replica, pod=str(pod), node=str(node), score=score, member=member or 0)
+
+
+def _placement(status: Mapping[str, Any], fields: _Fields) -> tuple[Placed, ...]:
+    entries = fields.items(status.get("placement"), "status.placement")
+    placed = (fields.placed(entry, f"status.placement[{index}]") for index, entry in enumerate(entries))
+    return tuple(entry for entry in placed if entry is not None)
 
 
 def placement_of(job: Mapping[str, Any]) -> tuple[Placed, ...]:
-    """status.placement of a ModelJob (read without its spec)."""
-    return tuple(
-        Placed(
-            replica=int(entry.get("replica", 0)),
-            pod=str(entry.get("pod", "")),
-            node=str(entry.get("node", "")),
-            score=entry.get("score"),
-            member=int(entry.get("member") or 0),
-        )
-        for entry in (job.get("status") or {}).get("placement") or []
-    )
+    """status.placement of a ModelJob (read without its spec; entries that cannot be read left out)."""
+    fields = _Fields(strict=False)
+    return _placement(fields.mapping(job.get("status"), "status"), fields)
 
 
 def job_phase(job: Mapping[str, Any]) -> JobPhase | None:
     """status.phase of a ModelJob, whether or not its spec can be read; None if unset or unknown."""
-    text = (job.get("status") or {}).get("phase")
+    status = job.get("status")
+    text = status.get("phase") if isinstance(status, Mapping) else None
     try:
         return JobPhase(str(text)) if text else None
     except ValueError:
