@@ -1,14 +1,21 @@
-"""What the scheduling cycle keeps so a deep queue costs less (the node masks jobs share, each
-mask's key) gives what working it out again gives: a changed input is seen at once."""
+"""What the scheduling cycle keeps or counts so a deep queue costs less (the node masks jobs share,
+each mask's key, the work counted by distinct request) gives what working it out again gives: a
+changed input is seen at once."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from modeljob.core.cluster_state import PodFacts, PodPhase
 from modeljob.core.cycle_cluster import Cluster
-from modeljob.core.nodes import build_node_table
+from modeljob.core.fragmentation import TaskShape, learn_target_workload
+from modeljob.core.nodes import PodRequest, build_node_table
 from modeljob.core.plan_memo import PlanMemo
-from tests.operator_builders import make_job, make_node
+from modeljob.core.planning import count_work, host_demand, target_workload
+from modeljob.core.resources import GIB
+from modeljob.core.scoring.scorers.cpu_balance import learn_host_demand
+from tests.operator_builders import make_job, make_node, make_pod
 
 
 def _cluster() -> Cluster:
@@ -53,3 +60,57 @@ def test_a_masks_key_is_its_bytes_and_another_mask_gets_its_own() -> None:
     for index in range(200):  # many short-lived masks (ids come round again): each keyed by its own
         fresh = np.array([index % 2 == 0, index % 3 == 0, False, True])
         assert memo.mask_key(fresh) == fresh.tobytes()
+
+
+def _pods() -> list[PodFacts]:
+    """GPU pods of a few requests (some alike), a CPU pod, and pods that hold nothing."""
+    return [
+        make_pod("a", node="gpu-0", gpus=1, cpu_milli=8000),
+        make_pod("b", node="gpu-1", gpus=2, cpu_milli=16_000, memory_bytes=64 * GIB),
+        make_pod("c", node="gpu-2", gpus=1, cpu_milli=8000),
+        make_pod("cpu", node="gpu-2", cpu_milli=4000),
+        make_pod("done", node="gpu-3", gpus=8, phase=PodPhase.SUCCEEDED),
+        make_pod("unbound", gpus=4),
+        make_pod("d", node="gpu-3", gpus=1, cpu_milli=8000),
+    ]
+
+
+def _one_by_one(cluster: Cluster, jobs: list[str], pods: list[PodFacts]) -> tuple[object, object]:
+    """The target workload and host demand learned from every waiting job and pod, one by one."""
+    preferred = [
+        cluster.sizing(make_job(name, parameters=size)).candidates[0] for name, size in _JOBS if name in jobs
+    ]
+    shapes = [
+        TaskShape(cpu_milli=c.request.resources.cpu_milli, gpu_milli=1000, gpus=c.estimate.gpus)
+        for c in preferred
+    ]
+    holding = [p for p in pods if p.holds_resources]
+    shapes += [s for p in holding if (s := TaskShape.of_running_pod(p.requests)) is not None]
+    requests = [c.request for c in preferred] + [
+        PodRequest(resources=p.requests) for p in holding if p.requests.gpus
+    ]
+    return learn_target_workload(shapes), learn_host_demand(requests)
+
+
+_JOBS = [("small", 1 * 10**9), ("mid", 8 * 10**9), ("mid-2", 8 * 10**9), ("large", 70 * 10**9)]
+
+
+@pytest.mark.parametrize(
+    "jobs", [["small", "mid", "mid-2", "large"], ["mid", "mid-2"], []], ids=["mixed", "alike", "none waiting"]
+)
+def test_the_work_counted_by_distinct_request_teaches_what_each_job_and_pod_one_by_one_does(
+    jobs: list[str],
+) -> None:
+    cluster, pods = _cluster(), _pods()
+    sizings = [cluster.sizing(make_job(name, parameters=size)) for name, size in _JOBS if name in jobs]
+    work = count_work(sizings, pods)
+    assert (target_workload(work), host_demand(work)) == _one_by_one(cluster, jobs, pods)
+
+
+def test_a_pod_that_stops_holding_its_node_is_no_longer_counted() -> None:
+    cluster, pods = _cluster(), _pods()
+    before = count_work([], pods)
+    pods[1] = make_pod("b", node="gpu-1", gpus=2, cpu_milli=16_000, phase=PodPhase.FAILED)
+    after = count_work([], pods)
+    assert after != before
+    assert (target_workload(after), host_demand(after)) == _one_by_one(cluster, [], pods)

@@ -7,13 +7,14 @@ node table's ledger (core/nodes.py): nothing here counts capacity by hand.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from modeljob.core.cluster_state import PodFacts
-from modeljob.core.fragmentation import TargetWorkload, TaskShape, learn_target_workload
+from modeljob.core.fragmentation import TargetWorkload, TaskShape, learn_target_workload_from_counts
 from modeljob.core.gang_placement import (
     Assignment,
     GangRequest,
@@ -26,8 +27,9 @@ from modeljob.core.job_state import JobFacts
 from modeljob.core.node_types import Candidate, NodeType, Sizing
 from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, subset
 from modeljob.core.plan_memo import PlanMemo, read_scores
+from modeljob.core.resources import Resources
 from modeljob.core.scoring.plugin import ScoringContext
-from modeljob.core.scoring.scorers.cpu_balance import HostDemand, learn_host_demand
+from modeljob.core.scoring.scorers.cpu_balance import HostDemand, learn_host_demand_counted
 from modeljob.core.scoring.weights import ScoringWeights
 from modeljob.core.steps import NodeTypeTried
 from modeljob.core.template_rules import JobRules, PodIndex
@@ -264,32 +266,55 @@ def best(attempts: Sequence[Attempt]) -> tuple[Candidate, Placement] | None:
     return chosen
 
 
-def target_workload(waiting: Sequence[Sizing], pods: Sequence[PodFacts]) -> TargetWorkload:
+@dataclass(frozen=True, slots=True)
+class WorkSeen:
+    """The work the target workload and host demand are learned from, counted once per cycle:
+    each waiting job's preferred candidate, and the requests of the pods holding resources, each
+    distinct one with how many there are, in the order first seen. Thousands of waiting jobs share
+    the few sizings the cycle makes (a candidate is told by its object), and thousands of pods the
+    same few requests: each distinct one is then shaped once."""
+
+    waiting: tuple[tuple[Candidate, int], ...]
+    running: tuple[tuple[Resources, int], ...]
+
+
+def count_work(waiting: Sequence[Sizing], pods: Sequence[PodFacts]) -> WorkSeen:
+    """``waiting``: the waiting jobs' sizings; ``pods``: the cluster's pods."""
+    preferred: dict[int, tuple[Candidate, list[int]]] = {}
+    for sizing in waiting:
+        if sizing.candidates:
+            candidate = sizing.candidates[0]
+            found = preferred.get(id(candidate))
+            if found is None:
+                preferred[id(candidate)] = (candidate, [1])
+            else:
+                found[1][0] += 1
+    running = Counter(p.requests for p in pods if p.holds_resources)
+    return WorkSeen(
+        waiting=tuple((candidate, count[0]) for candidate, count in preferred.values()),
+        running=tuple(running.items()),
+    )
+
+
+def target_workload(work: WorkSeen) -> TargetWorkload:
     """What the fragmentation scorer should keep room for: the shapes of the jobs waiting now
     and of the GPU pods running, most frequent first (FGD's target workload)."""
-    # Thousands of waiting jobs share a few sizings (the cycle sizes each template once), and
-    # thousands of pods the same few requests: each distinct one is shaped once.
-    shape_of_candidate: dict[int, TaskShape] = {}
-    shapes: list[TaskShape] = []
-    for sizing in waiting:
-        for c in sizing.candidates[:1]:
-            shape = shape_of_candidate.get(id(c))
-            if shape is None:
-                shape = TaskShape(
-                    cpu_milli=c.request.resources.cpu_milli, gpu_milli=1000, gpus=c.estimate.gpus
-                )
-                shape_of_candidate[id(c)] = shape
-            shapes.append(shape)
-    # One rule for a pod's shape, the extender cache's (core/fragmentation.py): None without GPUs.
-    shape_of = {r: TaskShape.of_running_pod(r) for r in {p.requests for p in pods if p.holds_resources}}
-    running = (shape_of[p.requests] for p in pods if p.holds_resources)
-    shapes += [shape for shape in running if shape is not None]
-    return learn_target_workload(shapes)
+    counts: Counter[TaskShape] = Counter()
+    for c, count in work.waiting:
+        counts[TaskShape(cpu_milli=c.request.resources.cpu_milli, gpu_milli=1000, gpus=c.estimate.gpus)] += (
+            count
+        )
+    for requests, count in work.running:
+        # One rule for a pod's shape, the extender cache's (core/fragmentation.py): None without GPUs.
+        shape = TaskShape.of_running_pod(requests)
+        if shape is not None:
+            counts[shape] += count
+    return learn_target_workload_from_counts(counts)
 
 
-def host_demand(waiting: Sequence[Sizing], pods: Sequence[PodFacts]) -> HostDemand | None:
+def host_demand(work: WorkSeen) -> HostDemand | None:
     """What cpu-balance keeps beside idle GPUs: CPU and memory per GPU requested by the same work
     the target workload is learned from (the jobs waiting now and the GPU pods running)."""
-    requests = [c.request for sizing in waiting for c in sizing.candidates[:1]]
-    requests += [PodRequest(resources=p.requests) for p in pods if p.holds_resources and p.requests.gpus > 0]
-    return learn_host_demand(requests)
+    counted = [(c.request, count) for c, count in work.waiting]
+    counted += [(PodRequest(resources=r), count) for r, count in work.running if r.gpus > 0]
+    return learn_host_demand_counted(counted)

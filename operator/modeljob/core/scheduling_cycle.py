@@ -40,7 +40,7 @@ from modeljob.core.job_state import JobFacts
 from modeljob.core.lifecycle import Plan, reconcile_job
 from modeljob.core.nodes import NodeTable, NodeView
 from modeljob.core.plan_memo import CarriedPlans, PlanMemo
-from modeljob.core.planning import Planner, host_demand, target_workload
+from modeljob.core.planning import Planner, count_work, host_demand, target_workload
 from modeljob.core.preempting import Preempting, victims_of
 from modeljob.core.queueing import QueueOrder, QueueSettings, add_resources
 from modeljob.core.quota import Admission, QuotaRequest, Usage, usage_of
@@ -124,20 +124,25 @@ def run_cycle(
     queues: Sequence[QueueConfig] = (),
     remember_plans: bool = True,
     memory: CycleMemory | None = None,
+    sitting_out: Sequence[JobFacts] = (),
 ) -> CycleResult:
     """Decide, for every job, what to do now.
 
     ``remember_plans=False`` plans every job afresh (core/plan_memo.py): the same steps, slower;
     what the tests compare the remembered plans against. ``memory``: what earlier cycles left
-    (``CycleMemory``); the same steps as without it.
+    (``CycleMemory``); the same steps as without it. ``sitting_out``: jobs given no step this
+    cycle (the loop's back-off of jobs whose writes keep failing); one that holds a placement is
+    still charged to its queue for it, as its pods run on, so no other job is admitted into
+    quota it holds. One that holds none is charged nothing and keeps its place in the queue (its
+    order is read from its spec and status), as Kueue requeues an evicted workload with back-off.
     """
     memory = memory if memory is not None else CycleMemory()
     cluster = Cluster(nodes, pods, sizing_cache if sizing_cache is not None else {}, memory.nodes)
     at_start = cluster.table.working_copy()  # completions and plans reserve on cluster.table
     steps, waiting = _reconcile_all(jobs, pods, cluster, now=now, settings=settings)
-    sizings = [w.sizing for w in waiting.values()]
-    workload = target_workload(sizings, pods)
-    demand = host_demand(sizings, pods)
+    work = count_work([w.sizing for w in waiting.values()], pods)
+    workload = target_workload(work)
+    demand = host_demand(work)
     compiled = compile_workload(workload, cluster.table.products)
     scoring = ScoringContext(workload=compiled, host_demand=demand)
     memo = (
@@ -148,7 +153,8 @@ def run_cycle(
     planner = _planner(cluster, pods, scoring, settings=settings, memo=memo)
     setup = queues_of(queues)
     items = memory.waiting.of(waiting, cluster)
-    admission = _admission(jobs, items, cluster, pods, setup, settings=settings, now=now)
+    charged_jobs = [*jobs, *(job for job in sitting_out if job.placement)]
+    admission = _admission(charged_jobs, items, cluster, pods, setup, settings=settings, now=now)
     preempting = _preempting(jobs, pods, steps, cluster, setup=setup, admission=admission, now=now)
     requests = {ref: item.request for ref, item in items.items()}
     queue = CycleQueue(waiting, cluster, planner, preempting, admission, requests=requests)

@@ -59,10 +59,17 @@ class DemandSums:
 
 def learn_host_demand(requests: Iterable[PodRequest]) -> HostDemand | None:
     """Requested CPU and memory per requested GPU over the GPU pods among ``requests`` (None if none)."""
+    return learn_host_demand_counted((request, 1) for request in requests)
+
+
+def learn_host_demand_counted(counted: Iterable[tuple[PodRequest, int]]) -> HostDemand | None:
+    """``learn_host_demand`` over each distinct request with how many pods make it (a cycle sees
+    thousands of pods of a few requests): ``count`` pods alike add ``count`` times one's requests,
+    integers, so the sums are the same."""
     sums = DemandSums()
-    for request in requests:
-        if request.uses_accelerator:
-            sums = sums.plus(request.resources)
+    for request, count in counted:
+        if request.uses_accelerator and count > 0:
+            sums = sums.plus(request.resources, sign=count)
     return sums.demand()
 
 
