@@ -165,11 +165,15 @@ class SchedulingLoop:
         admitting = self._admissions.judge(documents.values(), self._parsed, now=now)
         parsed, judged = admitting.jobs, admitting.judged
         self._backoff.forget_except({job.uid for job in parsed})
-        # A job in back-off sits this cycle out: planned, it would hold nodes it cannot use. A
-        # preemptor with a written plan is planned all the same, so the nodes its victims free stay
-        # kept for it (an evicted victim would take them back), but not acted on until it is over.
+        # A job in back-off sits this cycle out, charged to its queue for what it holds and no more:
+        # planned, it would hold nodes it cannot use. A preemptor with a written plan is planned all
+        # the same, so the nodes its victims free stay kept for it (an evicted victim would take
+        # them back), but not acted on until it is over.
         backing_off = {job.uid for job in parsed if not self._backoff.ready(job.uid, now)}
-        jobs = [job for job in parsed if job.uid not in backing_off or (job.preempting and not job.placement)]
+        sits_out = {
+            job.uid for job in parsed if job.uid in backing_off and not (job.preempting and not job.placement)
+        }
+        jobs = [job for job in parsed if job.uid not in sits_out]
         pods = merge_assumed(
             self._view.pods.values(),
             self._view.assumed(),
@@ -188,6 +192,7 @@ class SchedulingLoop:
             sizing_cache=self._sizing_cache,
             queues=queues,
             memory=self._memory,
+            sitting_out=[job for job in parsed if job.uid in sits_out],
         )
         planned = time.perf_counter()
         # Each step touches only its own job and pods, and the cycle already accounted for all of
