@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -299,12 +300,27 @@ def test_node_heartbeats_that_change_nothing_keep_the_table() -> None:
     assert cache.snapshot().table.names is first.names
 
 
-def test_snapshots_do_not_share_free_columns_with_the_cache() -> None:
+def test_snapshots_are_read_only_and_later_changes_do_not_reach_them() -> None:
     cache = ClusterCache(assume_seconds=TTL_SECONDS)
     cache.replace_nodes([make_node("gpu-a")])
     cache.replace_pods([])
-    cache.snapshot().table.gpu_free_milli[0, :] = 0
-    assert int(cache.snapshot().table.gpu_free_milli[0].sum()) == 8000
+    before = cache.snapshot()
+    with pytest.raises(ValueError, match="read-only"):
+        before.table.gpu_free_milli[0, :] = 0
+    cache.pod_event("MODIFIED", make_pod("p", node="gpu-a", gpus=2), ("ml", "p"))
+    after = cache.snapshot()
+    assert int(after.table.gpu_free_milli[0].sum()) == 6000
+    assert int(before.table.gpu_free_milli[0].sum()) == 8000, "the earlier snapshot is unchanged"
+    assert int(after.stamps[0]) != int(before.stamps[0])
+
+
+def test_requests_with_nothing_changed_between_them_share_one_snapshot() -> None:
+    cache = ClusterCache(assume_seconds=TTL_SECONDS)
+    cache.replace_nodes([make_node("gpu-a"), make_node("gpu-b")])
+    cache.replace_pods([])
+    first = cache.snapshot()
+    cache.forget(("ml", "never-assumed"))
+    assert cache.snapshot() is first
 
 
 def test_the_cache_follows_the_operators_informers_without_replacing_their_callbacks() -> None:

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,9 @@ Clock = Callable[[], float]
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """The cluster at one moment: rows sorted by name; the free columns are this snapshot's own."""
+    """The cluster at one moment: rows sorted by name. Read-only (its arrays refuse writes): the
+    cache rewrites rows in a copy once it has handed a table out, so a snapshot never changes and
+    requests in a row with nothing changed between them share one, with no copy each."""
 
     table: NodeTable
     row_of: Mapping[str, int]
@@ -81,6 +83,7 @@ class ClusterCache:
         self._changed_nodes: set[str] = set()  # rows whose node changed
         self._stamp = 0
         self._stamps: IntArray = np.zeros(0, dtype=np.int64)
+        self._published: Snapshot | None = None  # the last snapshot handed out (of self._table)
         self.nodes_synced = threading.Event()
         self.pods_synced = threading.Event()
 
@@ -182,8 +185,12 @@ class ClusterCache:
             else:
                 self._refresh_dirty_rows()
             assert self._table is not None
-            table = self._table
-            return Snapshot(table=table.detached(), row_of=self._row_of, stamps=self._stamps.copy())
+            if not self._handed_out():
+                self._published = Snapshot(
+                    table=_read_only(self._table), row_of=self._row_of, stamps=_read_only_array(self._stamps)
+                )
+            assert self._published is not None
+            return self._published
 
     def workload(self, pod: PodFacts | None = None) -> TargetWorkload:
         """FGD's target workload: the GPU pods running or waiting (``pod`` included if the watch has
@@ -218,6 +225,17 @@ class ClusterCache:
         return sums.demand()
 
     # --- bookkeeping (lock held) ----------------------------------------------------------------
+
+    def _handed_out(self) -> bool:
+        return self._published is not None and self._published.table is self._table
+
+    def _writable(self) -> NodeTable:
+        """The table to rewrite rows of in place: a copy of its own once a snapshot has it."""
+        assert self._table is not None
+        if self._handed_out():
+            self._table = self._table.detached()
+            self._stamps = self._stamps.copy()
+        return self._table
 
     def _recount(self, key: Key) -> None:
         """Put ``key`` where it counts now (its node, or nowhere) and its shape into the workload."""
@@ -284,8 +302,7 @@ class ClusterCache:
         the table when a node's accelerator or product changed or it outgrew the device columns:
         the table stays exactly the one `account()` and `build_node_table()` make from scratch
         (their product and accelerator indices included)."""
-        table = self._table
-        assert table is not None
+        table = self._writable()
         refreshed: set[str] = set()
         for name in self._changed_nodes:
             row = self._row_of.get(name)
@@ -312,8 +329,9 @@ class ClusterCache:
 
     def _refresh_dirty_rows(self) -> None:
         """Re-account only the nodes whose pods changed (same core functions, one row each)."""
-        table = self._table
-        assert table is not None
+        if not self._dirty:
+            return
+        table = self._writable()
         for name in self._dirty:
             row = self._row_of.get(name)
             node = self._nodes.get(name)
@@ -329,6 +347,20 @@ class ClusterCache:
             self._stamp += 1
             self._stamps[row] = self._stamp
         self._dirty.clear()
+
+
+def _read_only(table: NodeTable) -> NodeTable:
+    """``table``, its arrays refusing writes from now on: it is shared with every snapshot."""
+    for item in fields(table):
+        value = getattr(table, item.name)
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+    return table
+
+
+def _read_only_array(array: IntArray) -> IntArray:
+    array.flags.writeable = False
+    return array
 
 
 def _accounted(node: NodeFacts) -> tuple[object, ...]:
