@@ -369,6 +369,12 @@ def _connections(server: socket.socket) -> int:
         opened += 1
 
 
+def _gateway_to(server: socket.socket) -> ClusterGateway:
+    configuration = client.Configuration()
+    configuration.host = f"http://127.0.0.1:{server.getsockname()[1]}"
+    return ClusterGateway(client.ApiClient(configuration))
+
+
 LEASE_CALLS: list[tuple[str, Callable[[ClusterGateway], object]]] = [
     ("get", lambda g: g.read_lease(NAMESPACE, NAME, timeout_seconds=0.2)),
     ("create", lambda g: g.create_lease(NAMESPACE, {"metadata": {"name": NAME}}, timeout_seconds=0.2)),
@@ -382,11 +388,21 @@ def test_a_lease_call_the_server_does_not_answer_is_given_up_once_at_its_timeout
 ) -> None:
     """Sent once, not repeated: the HTTP client's retries would give a GET or PUT its whole
     timeout again three more times, past the leader's proof."""
-    configuration = client.Configuration()
-    configuration.host = f"http://127.0.0.1:{silent_server.getsockname()[1]}"
     with (
-        ClusterGateway(client.ApiClient(configuration)) as gateway,
+        _gateway_to(silent_server) as gateway,
         pytest.raises(ClusterError, match="cannot reach the API server"),
     ):
         call(gateway)
+    assert _connections(silent_server) == 1
+
+
+@pytest.mark.parametrize("write", [w for _, w in WRITES], ids=[name for name, _ in WRITES])
+def test_a_fenced_write_the_server_does_not_answer_is_sent_once(
+    silent_server: socket.socket, write: Callable[[FencedGateway], object]
+) -> None:
+    """Given up at its write budget and never sent again: a pod deletion repeated after its
+    timeout (urllib3's retries) could land after a standby may have acted."""
+    gateway = FencedGateway(_gateway_to(silent_server), leads=lambda: True, write_budget=lambda: 0.2)
+    with pytest.raises(ClusterError, match="cannot reach the API server"):
+        write(gateway)
     assert _connections(silent_server) == 1

@@ -112,8 +112,18 @@ class ClusterGateway:
 
     @property
     def api_client(self) -> client.ApiClient:
-        """The HTTP client, shared with a gateway that wraps this one (adapters/lease.py's fencing)."""
+        """The HTTP client."""
         return self._api
+
+    def unretried_client(self) -> client.ApiClient:
+        """A client to the same server with the same credentials, on connections of its own, that
+        never repeats a call, so a call's timeout bounds when it can land (the Lease, fenced
+        writes): urllib3 by default sends a GET, PUT or DELETE that timed out, and any call that
+        could not connect, up to three more times, each with the whole timeout again. Their
+        callers try again themselves (the next retry period, the next cycle)."""
+        configuration = copy.copy(self._api.configuration)
+        configuration.retries = False
+        return client.ApiClient(configuration)
 
     def close(self) -> None:
         self._api.close()  # type: ignore[no-untyped-call]
@@ -416,18 +426,14 @@ class ClusterGateway:
         )
 
     # --- leader election: the operator's Lease (adapters/lease.py) -----------------------------
-    # Each Lease call is bounded by its ``timeout_seconds`` (None: the client's own, none), sent on
-    # a client of its own that never repeats a call: urllib3 retries a GET or PUT that timed out
-    # three more times by default, each with the whole timeout again, so a renewal given 8 s could
-    # hang 32. The elector tries again every retry period itself, as client-go does.
+    # Each Lease call is bounded by its ``timeout_seconds`` (None: the client's own, none), sent
+    # on ``unretried_client``: a renewal given 8 s could otherwise hang 32. The elector tries
+    # again every retry period itself, as client-go does.
 
     def _lease_api(self) -> client.CoordinationV1Api:
-        api = self._leases
-        if api is None:
-            configuration = copy.copy(self._api.configuration)
-            configuration.retries = False
-            api = self._leases = client.CoordinationV1Api(client.ApiClient(configuration))
-        return api
+        if self._leases is None:
+            self._leases = client.CoordinationV1Api(self.unretried_client())
+        return self._leases
 
     def read_lease(self, namespace: str, name: str, *, timeout_seconds: float | None = None) -> JsonObject:
         return self._call(

@@ -243,7 +243,9 @@ class FencedGateway(ClusterGateway):
     """The gateway the scheduling loop writes through: each write that places, binds, evicts or
     records a decision first checks, in memory, that this replica still proves it holds the Lease,
     and is not sent otherwise. Reads pass through; so do Events, which decide nothing. Every write
-    stays conditional on the resourceVersion its caller read, as with the plain gateway."""
+    stays conditional on the resourceVersion its caller read, as with the plain gateway. Its calls
+    go on a client that never repeats one (ClusterGateway.unretried_client): a pod deletion
+    repeated after its timeout could land long after the proof and the fencing margin ran out."""
 
     def __init__(
         self,
@@ -252,7 +254,7 @@ class FencedGateway(ClusterGateway):
         leads: Callable[[], bool],
         write_budget: Callable[[], float | None] | None = None,
     ) -> None:
-        super().__init__(gateway.api_client)
+        super().__init__(gateway.unretried_client())
         self._leads = leads
         self._write_budget = write_budget
         # The deadline of the fenced write this thread is sending (the loop's workers send in
