@@ -188,9 +188,11 @@ def test_the_plan_is_written_before_any_pod_exists_and_the_job_is_scheduled_afte
     loop, _ = start_operator(api)
     loop.run_once()
     verbs = [call.split()[0] for call in api.calls]
-    assert verbs[0] == "patch"
-    assert "placement=True" in api.calls[0]
-    assert verbs[1:6] == ["service", *["create"] * 4], "each pod is bound by its creation"
+    first_pod = verbs.index("create")
+    # The plan and the Service are sent side by side (the Service decides nothing), both before any pod.
+    assert sorted(verbs[:first_pod]) == ["patch", "service"]
+    assert "placement=True" in api.calls[verbs.index("patch")]
+    assert verbs[first_pod : first_pod + 4] == ["create"] * 4, "each pod is bound by its creation"
     assert api.calls[-1].startswith("patch llama-2-13b-sft phase=Scheduled")
     status = api.job("ml", "llama-2-13b-sft")["status"]
     assert status["phase"] == "Scheduled"
@@ -329,6 +331,20 @@ def test_a_job_changed_meanwhile_is_left_for_the_next_cycle(api: FakeApiServer) 
     view.jobs.observe(copy.deepcopy(api.job("ml", "llama-2-13b-sft")))
     loop.run_once()
     assert len(api.pods()) == 4
+
+
+def test_a_plan_whose_write_fails_creates_no_pod_and_its_service_serves_the_next_attempt(
+    api: FakeApiServer,
+) -> None:
+    loop, view = start_operator(api)
+    api.put("modeljobs", api.job("ml", "llama-2-13b-sft"))  # the plan's write will get 409
+    loop.run_once()
+    assert api.pods() == []
+    view.jobs.observe(copy.deepcopy(api.job("ml", "llama-2-13b-sft")))
+    loop.run_once()
+    assert len(api.pods()) == 4
+    # Sent beside the first plan's write, the Service is the job's, so it is not made again.
+    assert [c for c in api.calls if c.startswith("service")] == ["service llama-2-13b-sft"]
 
 
 def test_pod_manifests_carry_the_placement_generation_and_estimate(api: FakeApiServer) -> None:

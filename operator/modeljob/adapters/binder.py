@@ -8,7 +8,7 @@ watch shows it). A pod that exists already (one an operator before this left unb
 or a create whose reply was lost) is bound through pods/binding, where a 409 "already assigned"
 to our node counts as bound and to another node fails the placement. Before its first pod, a job
 gets its Services (kube_services: the headless one, and an Inference job's serve Service), once
-per operator process.
+per operator process, sent beside the job's plan (``start_services``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -73,18 +73,39 @@ class Binder:
         self._pods = pods
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bind")
+        # Services on their own threads, so one sent beside a plan never queues behind other
+        # jobs' pods (their threads start only when needed: most jobs' Services are known).
+        self._services_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="service")
         self._services: dict[tuple[str, str], None] = {}  # (job uid, Service name), insertion-ordered
         self._services_lock = threading.Lock()
 
     def stop(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._services_pool.shutdown(wait=False, cancel_futures=True)
+
+    def start_services(self, job: Mapping[str, Any]) -> Future[None]:
+        """Create the job's Services (unless this process knows they exist) on a thread, so that
+        they are sent beside the plan's status write instead of after it: a Service decides nothing
+        (no pod is created until both are done), and if the plan's write fails it waits, owned by
+        the job, for the next attempt. Pass the future to ``bind_all``, which waits for it."""
+        return self._services_pool.submit(self._ensure_services, job)
 
     def bind_all(
-        self, job: Mapping[str, Any], entries: Sequence[Placed], candidate: Candidate, *, existing: set[str]
+        self,
+        job: Mapping[str, Any],
+        entries: Sequence[Placed],
+        candidate: Candidate,
+        *,
+        existing: set[str],
+        services: Future[None] | None = None,
     ) -> None:
-        """Create (unless in ``existing``) and bind every entry's pod; BindingError names each failure,
-        PodRefusedError if the API server refused a pod (or one of the job's Services) as invalid."""
-        self._ensure_services(job)
+        """Create (unless in ``existing``) and bind every entry's pod, once the job's Services exist
+        (``services``, else created now); BindingError names each failure, PodRefusedError if the
+        API server refused a pod (or one of the job's Services) as invalid."""
+        if services is None:
+            self._ensure_services(job)
+        else:
+            services.result()  # no pod before the job's Services are its own
         futures = [
             self._pool.submit(self._create_and_bind, job, entry, candidate, entry.pod in existing)
             for entry in entries

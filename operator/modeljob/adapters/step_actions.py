@@ -11,6 +11,7 @@ steps to act on and handles their errors.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Any, assert_never
 
@@ -97,11 +98,14 @@ class StepActions:
         patch = status.planned(step, entries, document.get("status") or {}, now=now, endpoint=endpoint)
         if job.preempting:
             patch |= preemption_status.placed_again()  # the room it preempted for is taken
+        services = self._binder.start_services(document)  # one round trip less: see start_services
         written = self._status.patch(document, patch)
         if not (document.get("status") or {}).get("estimate"):
             self._metrics.record_estimate(step.candidate.estimate)  # sized here first (see _wait)
         new = [e for e in entries if (e.replica, e.member) in names]
-        if not self._bind(written, job, new, step.candidate, existing=set(), keep=job.placement):
+        if not self._bind(
+            written, job, new, step.candidate, existing=set(), keep=job.placement, services=services
+        ):
             return False
         self._finish(written, job, entries, step.candidate, now=now, place=step)
         if step.replaces is not None:
@@ -126,11 +130,12 @@ class StepActions:
         *,
         existing: set[str],
         keep: Sequence[Placed] = (),
+        services: Future[None] | None = None,
     ) -> bool:
         """Create and bind the pods; if any fails, undo the written placement and say so: the job
         is Invalid if the API server refused its pods, else back in the queue after a back-off."""
         try:
-            self._binder.bind_all(document, entries, candidate, existing=existing)
+            self._binder.bind_all(document, entries, candidate, existing=existing, services=services)
         except BindingError as exc:
             now = self._clock()
             current = self._view.jobs.get(job.key) or document
