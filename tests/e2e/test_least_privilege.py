@@ -140,7 +140,7 @@ def test_the_operator_runs_its_whole_lifecycle_as_the_charts_service_account(
     # patch status (Invalid with the field), create an Event
     wait_phase(cluster, namespace, "nonsense", "Invalid")
     wait_event(cluster, namespace, "nonsense", "InvalidSpec")
-    # create the job's Service and pods, bind them (pods/binding), list and watch nodes and pods,
+    # create the job's Service and its pods on their nodes, list and watch nodes and pods,
     # patch status
     wait_phase(cluster, namespace, "gang", "Running")
     first = {p["metadata"]["name"] for p in job_pods(cluster, namespace, "gang")}
