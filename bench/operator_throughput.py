@@ -9,7 +9,7 @@ it at the end, so a development cluster and its tests are left alone.
 
 Throughput is "pods bound per second from the first submission": kube-scheduler gets N plain
 pods (1 GPU each) created by this script; the operator gets N / 4 ModelJobs of 4 replicas (1 GPU
-each), and itself creates every pod and binds it through pods/binding. Both are timed from the
+each), and itself creates every pod on its node (the create binds it). Both are timed from the
 first create to the moment the API server lists no unbound pod in the namespace (polled).
 """
 
@@ -388,7 +388,8 @@ watches left out; kinds under 5% of the pod count not shown, but counted in *all
 
 
 PROSE = f"""kube-scheduler binds pods someone else created (here: this script, {WORKERS} threads); the
-operator also creates them (one POST per pod, then pods/binding) and each job's headless Service
+operator also creates them (one POST per pod, made on its node so that the create binds it; the
+runs before 2026-12-03 evening also posted a pods/binding per pod) and each job's headless Service
 (the pods' DNS names for rendezvous, whose Endpoints and EndpointSlices the controllers then
 write), and each job costs three status writes: the plan (written before any pod exists, so a
 crash never leaves a half-bound gang unknown, and carrying the job's admission: validated,
