@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from modeljob.adapters.extender.wire import (
     FilterReply,
@@ -111,6 +113,43 @@ def test_filter_reply_in_whole_nodes_mode_returns_the_objects_and_no_names() -> 
     reply = json.loads(FilterReply(passed=["gpu-h100-0"], items=[node]).to_json())
     assert reply["NodeNames"] is None
     assert reply["Nodes"] == {"metadata": {}, "items": [node]}
+
+
+def compact(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+# Any text: node names are DNS names in a real cluster, but a request may carry quotes, escapes
+# and non-ASCII; the same name asked for again comes from the memo of quoted names.
+names = st.lists(st.text(max_size=8), max_size=12)
+
+
+@given(
+    passed=names,
+    failed=st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=12),
+    unresolvable=st.dictionaries(st.text(max_size=8), st.sampled_from(["never", 'a "why"', "é\n"])),
+    error=st.text(max_size=8),
+)
+def test_filter_reply_is_what_json_dumps_writes(
+    passed: list[str], failed: dict[str, str], unresolvable: dict[str, str], error: str
+) -> None:
+    reply = FilterReply(passed=passed, failed=failed, unresolvable=unresolvable, error=error)
+    assert reply.to_json() == compact(
+        {
+            "Nodes": None,
+            "NodeNames": passed,
+            "FailedNodes": failed,
+            "FailedAndUnresolvableNodes": unresolvable,
+            "Error": error,
+        }
+    )
+
+
+@given(st.lists(st.tuples(st.text(max_size=8), st.integers(0, 10)), max_size=12))
+def test_priorities_are_what_json_dumps_writes(entries: list[tuple[str, int]]) -> None:
+    hosts, scores = [host for host, _ in entries], [score for _, score in entries]
+    expected = compact([{"Host": host, "Score": score} for host, score in entries])
+    assert encode_priorities(hosts, scores) == expected
 
 
 def test_priorities_and_binding_results_use_the_go_field_names() -> None:

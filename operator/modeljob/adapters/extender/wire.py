@@ -10,6 +10,7 @@ names the field (`Pod.spec.containers.0.resources.requests.cpu: ...`), and the r
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,42 +252,73 @@ class FilterReply:
     error: str = ""
 
     def to_json(self) -> bytes:
-        nodes = None if self.items is None else {"metadata": {}, "items": list(self.items)}
-        return _dumps(
-            {
-                "Nodes": nodes,
-                "NodeNames": None if self.items is not None else list(self.passed),
-                "FailedNodes": dict(self.failed),
-                "FailedAndUnresolvableNodes": dict(self.unresolvable),
-                "Error": self.error,
-            }
-        )
+        """What json.dumps writes (compact), byte for byte; without nodes in full, the names and
+        reasons are joined from cached pieces (`_NamePieces`), 5,000 of them in C-level maps."""
+        if self.items is not None:
+            return _dumps(
+                {
+                    "Nodes": {"metadata": {}, "items": list(self.items)},
+                    "NodeNames": None,
+                    "FailedNodes": dict(self.failed),
+                    "FailedAndUnresolvableNodes": dict(self.unresolvable),
+                    "Error": self.error,
+                }
+            )
+        return (
+            '{"Nodes":null,"NodeNames":['
+            + ",".join(map(_QUOTED.__getitem__, self.passed))
+            + '],"FailedNodes":'
+            + _reasons_json(self.failed)
+            + ',"FailedAndUnresolvableNodes":'
+            + _reasons_json(self.unresolvable)
+            + ',"Error":'
+            + json.dumps(self.error)
+            + "}"
+        ).encode()
 
 
-_SCORE_TAILS = {score: f"{score}}}" for score in range(11)}
-
-
-class _HostPrefixes(dict[str, str]):
-    """'{"Host":"<name>","Score":' per node name, made once: looked up by a C-level map below.
-    Bounded: names come from requests, so a flood of new names only empties it."""
+class _NamePieces(dict[str, str]):
+    """``before + json.dumps(name) + after`` per node name, made once and then looked up by
+    C-level maps: json.dumps of thousands of names, or of thousands of small objects, costs more
+    than filtering or scoring them. Bounded: names come from requests, so a flood of new names
+    only empties it."""
 
     limit = 1 << 16
 
-    def __missing__(self, host: str) -> str:
+    def __init__(self, before: str = "", after: str = "") -> None:
+        super().__init__()
+        self._before, self._after = before, after
+
+    def __missing__(self, name: str) -> str:
         if len(self) >= self.limit:
             self.clear()
-        prefix = self[host] = '{"Host":' + json.dumps(host) + ',"Score":'
-        return prefix
+        piece = self[name] = self._before + json.dumps(name) + self._after
+        return piece
 
 
-_HOST_PREFIXES = _HostPrefixes()
+_QUOTED = _NamePieces()
+_QUOTED_KEYS = _NamePieces(after=":")
+# '{"Host":"<name>","Score":<score>}' by score, then name: kube-scheduler's scores are 0..10.
+_HOST_SCORES = tuple(_NamePieces(before='{"Host":', after=f',"Score":{score}}}') for score in range(11))
+
+
+def _reasons_json(reasons: Mapping[str, str]) -> str:
+    """A node -> reason map as a JSON object; the reasons are a few strings, quoted once each."""
+    if not reasons:
+        return "{}"
+    quoted = {reason: json.dumps(reason) for reason in set(reasons.values())}
+    pairs = map(
+        str.__add__, map(_QUOTED_KEYS.__getitem__, reasons), map(quoted.__getitem__, reasons.values())
+    )
+    return "{" + ",".join(pairs) + "}"
 
 
 def encode_priorities(hosts: Sequence[str], scores: Sequence[int]) -> bytes:
-    """HostPriorityList: [{"Host": node, "Score": 0..10}, ...]. Joined from cached pieces by C-level
-    maps: json.dumps of 5,000 small objects costs more than scoring them."""
-    pieces = map(str.__add__, map(_HOST_PREFIXES.__getitem__, hosts), map(_SCORE_TAILS.__getitem__, scores))
-    return ("[" + ",".join(pieces) + "]").encode()
+    """HostPriorityList: [{"Host": node, "Score": 0..10}, ...], as json.dumps writes it (compact)."""
+    if not hosts:
+        return b"[]"
+    tables = operator.itemgetter(*scores)(_HOST_SCORES) if len(scores) > 1 else (_HOST_SCORES[scores[0]],)
+    return ("[" + ",".join(map(dict.__getitem__, tables, hosts)) + "]").encode()
 
 
 def encode_binding_result(error: str = "") -> bytes:
