@@ -1,13 +1,15 @@
 """What the scheduling cycle keeps or counts so a deep queue costs less (the node masks jobs share,
-each mask's key, the work counted by distinct request) gives what working it out again gives: a
-changed input is seen at once."""
+each mask's key, the work counted by distinct request, the nodes' views, the pod rules' entries)
+gives what working it out again gives: a changed input is seen at once."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from modeljob.core.cluster_state import PodFacts, PodPhase
+from modeljob.core.cluster_state import AccountedViews, PodFacts, PodPhase, account
 from modeljob.core.cycle_cluster import Cluster
 from modeljob.core.fragmentation import TaskShape, learn_target_workload
 from modeljob.core.nodes import PodRequest, build_node_table
@@ -15,6 +17,7 @@ from modeljob.core.plan_memo import PlanMemo
 from modeljob.core.planning import count_work, host_demand, target_workload
 from modeljob.core.resources import GIB
 from modeljob.core.scoring.scorers.cpu_balance import learn_host_demand
+from modeljob.core.template_rules import IndexedPods, PodIndex
 from tests.operator_builders import make_job, make_node, make_pod
 
 
@@ -114,3 +117,40 @@ def test_a_pod_that_stops_holding_its_node_is_no_longer_counted() -> None:
     after = count_work([], pods)
     assert after != before
     assert (target_workload(after), host_demand(after)) == _one_by_one(cluster, [], pods)
+
+
+def test_a_nodes_view_is_accounted_again_when_its_pods_or_the_node_change() -> None:
+    nodes = [make_node(f"gpu-{i}") for i in range(3)]
+    pods = [make_pod("a", node="gpu-0", gpus=2), make_pod("b", node="gpu-1", gpus=1)]
+    known: AccountedViews = {}
+    first = account(nodes, pods, known=known)
+    again = account(nodes, pods, known=known)
+    assert [a is b for a, b in zip(first, again, strict=True)] == [True, True, True]
+    pods.append(make_pod("c", node="gpu-1", gpus=4))  # gpu-1's use changed
+    nodes[2] = make_node("gpu-2", schedulable=False)  # gpu-2 is another object (cordoned)
+    changed = account(nodes, pods, known=known)
+    assert changed == account(nodes, pods)  # as accounted from scratch
+    assert [v.requested.gpus for v in changed] == [2, 5, 0]
+    assert changed[0] is first[0]
+    assert not changed[2].ready
+    assert sorted(known) == [n.name for n in nodes]
+    account(nodes[:1], pods, known=known)  # nodes gone: forgotten
+    assert sorted(known) == ["gpu-0"]
+
+
+def test_the_pod_rules_index_sees_a_pod_that_changed_or_went() -> None:
+    nodes = [make_node(f"gpu-{i}") for i in range(2)]
+    job = make_job("served")
+    pods = [make_pod("a", node="gpu-0", job=job), make_pod("b", node="gpu-1", job=job)]
+    known: IndexedPods = {}
+    first = PodIndex(nodes, pods, known=known)
+    assert sorted(p.name for p in first.pods) == ["a", "b"]
+    pods[1] = make_pod("b", node="gpu-1", job=job, phase=PodPhase.SUCCEEDED)  # finished: holds nothing
+    pods.append(replace(make_pod("c", node="gpu-1"), labels={"role": "head"}))
+    index = PodIndex(nodes, pods, known=known)
+    assert [(p.name, p.node, dict(p.labels)) for p in index.pods] == [
+        (p.name, p.node, dict(p.labels)) for p in PodIndex(nodes, pods).pods
+    ]
+    assert [p.name for p in index.pods] == ["a", "c"]
+    assert index.by_job[job.uid] == ["gpu-0"]
+    assert len(known) == 2

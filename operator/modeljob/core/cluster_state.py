@@ -175,11 +175,20 @@ def merge_assumed(
     return merged
 
 
-def account(nodes: Sequence[NodeFacts], pods: Iterable[PodFacts]) -> list[NodeView]:
+# Views accounted before, by node name: the node each was made from, the use it counted
+# (CPU, memory, storage, GPUs), and the view.
+AccountedViews = dict[str, tuple[NodeFacts, tuple[int, int, int, int], NodeView]]
+
+
+def account(
+    nodes: Sequence[NodeFacts], pods: Iterable[PodFacts], *, known: AccountedViews | None = None
+) -> list[NodeView]:
     """NodeViews with ``requested`` and per-device GPU use filled in from the pods bound to each node.
 
     Nodes come back sorted by name (ties break by name downstream). A node is offered as
-    ``ready`` only if it is Ready and not cordoned.
+    ``ready`` only if it is Ready and not cordoned. ``known``: the views an earlier call made
+    (kept for the next, of these nodes only); one is given again for the same node object with
+    the same use, as a scheduling loop sees most nodes from one cycle to the next.
     """
     cpu: dict[str, int] = defaultdict(int)
     memory: dict[str, int] = defaultdict(int)
@@ -196,24 +205,33 @@ def account(nodes: Sequence[NodeFacts], pods: Iterable[PodFacts]) -> list[NodeVi
         if pod.requests.gpus > 0 and pod.accelerator is not None and pod.accelerator == node.view.accelerator:
             gpus[node.name] += pod.requests.gpus
     views = []
+    before: AccountedViews = dict(known) if known is not None else {}
+    if known is not None:
+        known.clear()
     for node in sorted(nodes, key=lambda n: n.name):
         name = node.name
         devices = node.view.allocatable.gpus
-        used = min(devices, gpus[name])
-        views.append(
-            replace(
-                node.view,
-                requested=Resources(
-                    cpu_milli=cpu[name],
-                    memory_bytes=memory[name],
-                    ephemeral_storage_bytes=storage[name],
-                    gpus=used,
-                ),
-                gpu_free_milli=(0,) * used + (MILLI_PER_DEVICE,) * (devices - used) if devices else (),
-                ready=node.ready and node.schedulable,
-            )
-        )
+        use = (cpu[name], memory[name], storage[name], min(devices, gpus[name]))
+        found = before.get(name)
+        if found is None or found[0] is not node or found[1] != use:
+            found = (node, use, _accounted(node, use))
+        if known is not None:
+            known[name] = found
+        views.append(found[2])
     return views
+
+
+def _accounted(node: NodeFacts, use: tuple[int, int, int, int]) -> NodeView:
+    cpu_milli, memory_bytes, storage_bytes, used = use
+    devices = node.view.allocatable.gpus
+    return replace(
+        node.view,
+        requested=Resources(
+            cpu_milli=cpu_milli, memory_bytes=memory_bytes, ephemeral_storage_bytes=storage_bytes, gpus=used
+        ),
+        gpu_free_milli=(0,) * used + (MILLI_PER_DEVICE,) * (devices - used) if devices else (),
+        ready=node.ready and node.schedulable,
+    )
 
 
 def admits(node: NodeFacts, *, node_selector: Mapping[str, str], tolerations: Sequence[Toleration]) -> bool:

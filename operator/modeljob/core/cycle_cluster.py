@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from modeljob.core.cluster_state import NodeFacts, PodFacts, account, admits
+from modeljob.core.cluster_state import AccountedViews, NodeFacts, PodFacts, account, admits
 from modeljob.core.job_state import JobFacts, JobPhase, Requeue
 from modeljob.core.jobs import JobShape
 from modeljob.core.node_types import NodeType, Sizing, node_type_of, node_types, size_job, type_prices
@@ -45,6 +45,9 @@ class NodeSetMemory:
     sizings: dict[tuple[object, ...], Sizing] = field(default_factory=dict)
     # uid -> the job object, its sizing and which nodes it may use (``Cluster._key``)
     by_job: dict[str, tuple[JobFacts, Sizing, tuple[object, ...]]] = field(default_factory=dict)
+    # The nodes' views as accounted last cycle (account()): kept by node object and its use, so
+    # through changes of the node set too.
+    views: AccountedViews = field(default_factory=dict)
 
     def start(self, nodes: list[NodeFacts]) -> None:
         """Keep what was worked out if ``nodes`` are the ones it was worked out for, else start over."""
@@ -77,7 +80,7 @@ class Cluster:
         self.memory = memory if memory is not None else NodeSetMemory()
         self.memory.start(self.nodes)
         self.by_name = {n.name: n for n in self.nodes}
-        self.views = account(self.nodes, pods)
+        self.views = account(self.nodes, pods, known=self.memory.views)
         self.table: NodeTable = build_node_table(self.views)
         self.row_of = {name: row for row, name in enumerate(self.table.names)}
         if not self.memory.type_of:  # a node's type is read from its devices, not its pods

@@ -49,7 +49,7 @@ from modeljob.core.scoring.plugin import ScoringContext
 from modeljob.core.scoring.scorers.cpu_balance import HostDemand
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
 from modeljob.core.steps import Complete, Keep, Place, Preempt, SetPhase, Step, Wait
-from modeljob.core.template_rules import PodIndex
+from modeljob.core.template_rules import IndexedPods, PodIndex
 from modeljob.core.topology import DEFAULT_TOPOLOGY_KEY
 
 __all__ = [
@@ -83,6 +83,7 @@ class CycleMemory:
     nodes: NodeSetMemory = field(default_factory=NodeSetMemory)
     waiting: WaitingItems = field(default_factory=WaitingItems)
     plans: CarriedPlans = field(default_factory=CarriedPlans)
+    pods: IndexedPods = field(default_factory=dict)  # the pod rules' entry of each pod (PodIndex)
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,9 @@ def run_cycle(
         if remember_plans
         else None
     )
-    planner = _planner(cluster, pods, scoring, settings=settings, memo=memo)
+    planner = _planner(
+        cluster, PodIndex(cluster.nodes, pods, known=memory.pods), scoring, settings=settings, memo=memo
+    )
     setup = queues_of(queues)
     items = memory.waiting.of(waiting, cluster)
     charged_jobs = [*jobs, *(job for job in sitting_out if job.placement)]
@@ -196,7 +199,7 @@ def _plan_memo(
 
 def _planner(
     cluster: Cluster,
-    pods: Sequence[PodFacts],
+    pods: PodIndex,
     scoring: ScoringContext,
     *,
     settings: CycleSettings,
@@ -208,7 +211,7 @@ def _planner(
         type_masks=cluster.type_masks,
         weights=settings.weights,
         context=scoring,
-        pods=PodIndex(cluster.nodes, pods),
+        pods=pods,
         node_labels={node.name: node.labels for node in cluster.nodes},
         topology_key=settings.topology_key,
         memo=memo,

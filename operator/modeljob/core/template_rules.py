@@ -42,19 +42,36 @@ class IndexedPod:
     anti_affinity: tuple[PodAffinityTerm, ...] = ()
 
 
+# Pods indexed before, by the pod object (held, so its id is no other's): the pod and its entry.
+IndexedPods = dict[int, tuple[PodFacts, IndexedPod]]
+
+
+def _indexed(pod: PodFacts, node: str) -> IndexedPod:
+    return IndexedPod(pod.namespace, pod.name, node, pod.labels, pod.job_uid, pod.anti_affinity)
+
+
 class PodIndex:
     """The cycle's pods on nodes, node labels, and the pods the cycle has planned so far."""
 
-    def __init__(self, nodes: Iterable[NodeFacts], pods: Iterable[PodFacts]) -> None:
+    def __init__(
+        self, nodes: Iterable[NodeFacts], pods: Iterable[PodFacts], *, known: IndexedPods | None = None
+    ) -> None:
+        """``known``: the entries an earlier index made (kept for the next, of these pods only);
+        an unchanged pod is the same object from one cycle to the next (a changed one is another)."""
         self.node_labels: dict[str, Mapping[str, str]] = {n.name: n.labels for n in nodes}
         self.pods: list[IndexedPod] = []
         self.guarded: list[IndexedPod] = []  # pods with a required anti-affinity of their own
         self.by_job: dict[str, list[str]] = defaultdict(list)  # job uid -> nodes of its pods
+        known = known if known is not None else {}
+        before = dict(known)
+        known.clear()
         for pod in pods:
             if pod.holds_resources and pod.node is not None:
-                self._add(
-                    IndexedPod(pod.namespace, pod.name, pod.node, pod.labels, pod.job_uid, pod.anti_affinity)
-                )
+                found = before.get(id(pod))
+                if found is None or found[0] is not pod:
+                    found = (pod, _indexed(pod, pod.node))
+                known[id(pod)] = found
+                self._add(found[1])
 
     def _add(self, pod: IndexedPod) -> None:
         self.pods.append(pod)
