@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from modeljob.core.leadership import (
+    MIN_CALL_TIMEOUT_SECONDS,
     Action,
     Election,
     LeaseRecord,
@@ -226,3 +227,20 @@ def test_times_written_are_the_wall_clock_given() -> None:
 def test_a_standby_reads_again_the_moment_the_lease_expires(holder: str, now: float, wait: float) -> None:
     election = seen("a", held_by(holder), at_seconds=100)
     assert next_try_seconds(election, timing=KUBE_SCHEDULER, now_seconds=now) == wait
+
+
+@pytest.mark.parametrize(
+    ("election", "now", "timeout"),
+    [
+        (leader(sent=100.0), 102.0, 8.0),
+        (leader(sent=100.0), 109.95, MIN_CALL_TIMEOUT_SECONDS),
+        (leader(sent=100.0), 110.0, 10.0),
+        (seen("b", held_by("a"), at_seconds=100.0), 102.0, 10.0),
+        (Election("a"), 0.0, 10.0),
+    ],
+    ids=["leader", "leader-at-the-last-instant", "proof-ran-out", "standby", "nothing-read-yet"],
+)
+def test_a_lease_call_is_given_up_when_the_leaders_proof_runs_out_else_after_the_renew_deadline(
+    election: Election, now: float, timeout: float
+) -> None:
+    assert election.call_timeout_seconds(now, KUBE_SCHEDULER) == pytest.approx(timeout)
