@@ -1,6 +1,7 @@
 """What the scheduling cycle keeps or counts so a deep queue costs less (the node masks jobs share,
-each mask's key, the work counted by distinct request, the nodes' views, the pod rules' entries)
-gives what working it out again gives: a changed input is seen at once."""
+each mask's key, the work counted by distinct request, the nodes' views, the pod rules' entries,
+the steps of jobs with no placement and no pods) gives what working it out again gives: a changed
+input is seen at once."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ import pytest
 from modeljob.core.cluster_state import AccountedViews, PodFacts, PodPhase, account
 from modeljob.core.cycle_cluster import Cluster
 from modeljob.core.fragmentation import TaskShape, learn_target_workload
+from modeljob.core.job_state import JobFacts, JobPhase
 from modeljob.core.nodes import PodRequest, build_node_table
 from modeljob.core.plan_memo import PlanMemo
 from modeljob.core.planning import count_work, host_demand, target_workload
 from modeljob.core.resources import GIB
+from modeljob.core.scheduling_cycle import CycleMemory, CycleSettings, run_cycle
 from modeljob.core.scoring.scorers.cpu_balance import learn_host_demand
+from modeljob.core.steps import RollBack, Step, Wait
 from modeljob.core.template_rules import IndexedPods, PodIndex
-from tests.operator_builders import make_job, make_node, make_pod
+from tests.operator_builders import at, make_job, make_node, make_pod
 
 
 def _cluster() -> Cluster:
@@ -154,3 +158,27 @@ def test_the_pod_rules_index_sees_a_pod_that_changed_or_went() -> None:
     assert [p.name for p in index.pods] == ["a", "c"]
     assert index.by_job[job.uid] == ["gpu-0"]
     assert len(known) == 2
+
+
+def _cycle(job: JobFacts, pods: list[PodFacts], memory: CycleMemory) -> Step:
+    """The step the cycle gives ``job`` on one full 8-GPU node, with ``memory`` and without."""
+    nodes, full = [make_node("gpu-0")], [make_pod("other", node="gpu-0", gpus=8)]
+    with_memory = run_cycle([job], nodes, full + pods, now=at(60), settings=CycleSettings(), memory=memory)
+    afresh = run_cycle([job], nodes, full + pods, now=at(60), settings=CycleSettings())
+    assert with_memory.steps == afresh.steps
+    (step,) = with_memory.steps
+    return step
+
+
+def test_a_waiting_job_that_changed_or_got_pods_is_reconciled_again() -> None:
+    memory, job = CycleMemory(), make_job("queued")
+    assert isinstance(_cycle(job, [], memory), Wait)
+    assert isinstance(_cycle(job, [], memory), Wait)  # the same job object: its step kept
+    stray = make_pod("queued-0-0", job=job)  # a pod of an earlier attempt, not bound
+    step = _cycle(job, [stray], memory)
+    assert isinstance(step, Wait)
+    assert step.delete_pods == ("queued-0-0",)
+    suspended = replace(job, suspend=True)  # a new object: the spec changed
+    step = _cycle(suspended, [], memory)
+    assert isinstance(step, RollBack)
+    assert step.phase is JobPhase.SUSPENDED

@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 
 from modeljob.core.admission import (
     AdmissionPlan,
@@ -37,7 +38,7 @@ from modeljob.core.fragmentation import (
     fragmentation_milli,
 )
 from modeljob.core.job_state import JobFacts
-from modeljob.core.lifecycle import Plan, reconcile_job
+from modeljob.core.lifecycle import Plan, Reconciled, reconcile_job
 from modeljob.core.nodes import NodeTable, NodeView
 from modeljob.core.plan_memo import CarriedPlans, PlanMemo
 from modeljob.core.planning import Planner, count_work, host_demand, target_workload
@@ -84,6 +85,10 @@ class CycleMemory:
     waiting: WaitingItems = field(default_factory=WaitingItems)
     plans: CarriedPlans = field(default_factory=CarriedPlans)
     pods: IndexedPods = field(default_factory=dict)  # the pod rules' entry of each pod (PodIndex)
+    # uid -> a job with neither a placement nor pods, the step reconcile_job gave it, and that
+    # step as planned (with its sizing) when it is a Plan: of such a job reconcile_job reads
+    # nothing else (core/lifecycle.py), so the same job object gets the same step.
+    unplaced: dict[str, tuple[JobFacts, Reconciled, Planned | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,7 @@ def run_cycle(
     memory = memory if memory is not None else CycleMemory()
     cluster = Cluster(nodes, pods, sizing_cache if sizing_cache is not None else {}, memory.nodes)
     at_start = cluster.table.working_copy()  # completions and plans reserve on cluster.table
-    steps, waiting = _reconcile_all(jobs, pods, cluster, now=now, settings=settings)
+    steps, waiting = _reconcile_all(jobs, pods, cluster, now=now, settings=settings, memory=memory)
     work = count_work([w.sizing for w in waiting.values()], pods)
     workload = target_workload(work)
     demand = host_demand(work)
@@ -258,6 +263,7 @@ def _reconcile_all(
     *,
     now: datetime,
     settings: CycleSettings,
+    memory: CycleMemory,
 ) -> tuple[list[Step], dict[str, Planned]]:
     """Every job compared with its pods and nodes: the steps decided already, and the jobs to plan."""
     pods_by_job: dict[str, list[PodFacts]] = defaultdict(list)
@@ -266,17 +272,34 @@ def _reconcile_all(
             pods_by_job[pod.job_uid].append(pod)
     steps: list[Step] = []
     waiting: dict[str, Planned] = {}
-    for job in sorted(jobs, key=lambda j: j.key):
+    before, memory.unplaced = memory.unplaced, {}
+    for job in sorted(jobs, key=attrgetter("namespace", "name")):  # by job.key
         job_pods = pods_by_job.get(job.uid, [])
-        step = reconcile_job(
-            job, job_pods, cluster.by_name, now=now, node_lost_after_seconds=settings.node_lost_after_seconds
-        )
+        unplaced = not job_pods and not job.placement
+        found = before.get(job.uid) if unplaced else None
+        if found is None or found[0] is not job:
+            step = reconcile_job(
+                job,
+                job_pods,
+                cluster.by_name,
+                now=now,
+                node_lost_after_seconds=settings.node_lost_after_seconds,
+            )
+            found = (job, step, None)
+        step = found[1]
         if isinstance(step, Plan):
-            waiting[job.ref] = Planned(step, cluster.sizing(job))
+            sizing = cluster.sizing(job)
+            planned = (
+                found[2] if found[2] is not None and found[2].sizing is sizing else Planned(step, sizing)
+            )
+            waiting[job.ref] = planned
+            found = (job, step, planned)
         elif isinstance(step, Complete):
             steps.append(complete(step, job_pods, cluster))
         else:
             steps.append(step)
+        if unplaced:
+            memory.unplaced[job.uid] = found
     return steps, waiting
 
 
