@@ -106,12 +106,13 @@ class Unplaceable:
 
 def _classes(table: NodeTable, requests: ReplicaRequests) -> list[tuple[PodRequest, IntArray]]:
     """Nodes grouped by the request a replica would make there (one group per device memory)."""
-    groups: dict[PodRequest, list[int]] = {}
+    groups: dict[PodRequest, list[IntArray]] = {}
     for memory in np.unique(table.gpu_memory_bytes):
         request = requests.for_device_memory(int(memory))
         if request is not None:
-            groups.setdefault(request, []).extend(np.flatnonzero(table.gpu_memory_bytes == memory).tolist())
-    return [(request, np.array(sorted(rows), dtype=np.int64)) for request, rows in groups.items()]
+            groups.setdefault(request, []).append(np.flatnonzero(table.gpu_memory_bytes == memory))
+    # Each part ascends already; numpy joins and sorts them (a plan makes this for every table).
+    return [(request, np.sort(np.concatenate(parts)).astype(np.int64)) for request, parts in groups.items()]
 
 
 @dataclass(slots=True)
