@@ -1,7 +1,7 @@
 """What the scheduling cycle keeps or counts so a deep queue costs less (the node masks jobs share,
 each mask's key, the work counted by distinct request, the nodes' views, the pod rules' entries,
-the steps of jobs with no placement and no pods) gives what working it out again gives: a changed
-input is seen at once."""
+the steps of jobs with no placement and no pods, whether a gang fits the nodes emptied) gives
+what working it out again gives: a changed input is seen at once."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from modeljob.core.planning import count_work, host_demand, target_workload
 from modeljob.core.resources import GIB
 from modeljob.core.scheduling_cycle import CycleMemory, CycleSettings, run_cycle
 from modeljob.core.scoring.scorers.cpu_balance import learn_host_demand
-from modeljob.core.steps import RollBack, Step, Wait
+from modeljob.core.steps import RollBack, Step, Unschedulable, Wait
 from modeljob.core.template_rules import IndexedPods, PodIndex
 from tests.operator_builders import at, make_job, make_node, make_pod
 
@@ -160,11 +160,15 @@ def test_the_pod_rules_index_sees_a_pod_that_changed_or_went() -> None:
     assert len(known) == 2
 
 
-def _cycle(job: JobFacts, pods: list[PodFacts], memory: CycleMemory) -> Step:
-    """The step the cycle gives ``job`` on one full 8-GPU node, with ``memory`` and without."""
-    nodes, full = [make_node("gpu-0")], [make_pod("other", node="gpu-0", gpus=8)]
-    with_memory = run_cycle([job], nodes, full + pods, now=at(60), settings=CycleSettings(), memory=memory)
-    afresh = run_cycle([job], nodes, full + pods, now=at(60), settings=CycleSettings())
+def _cycle(
+    job: JobFacts, pods: list[PodFacts], memory: CycleMemory, *, ready: bool = True, free: int = 0
+) -> Step:
+    """The step the cycle gives ``job`` on two 2-GPU nodes, ``free`` GPUs free on the first, the
+    second full (and Ready or not), with ``memory`` and without."""
+    nodes = [make_node("gpu-0", gpus=2), make_node("gpu-1", gpus=2, ready=ready)]
+    others = [make_pod("other-0", node="gpu-0", gpus=2 - free), make_pod("other-1", node="gpu-1", gpus=2)]
+    with_memory = run_cycle([job], nodes, others + pods, now=at(60), settings=CycleSettings(), memory=memory)
+    afresh = run_cycle([job], nodes, others + pods, now=at(60), settings=CycleSettings())
     assert with_memory.steps == afresh.steps
     (step,) = with_memory.steps
     return step
@@ -182,3 +186,13 @@ def test_a_waiting_job_that_changed_or_got_pods_is_reconciled_again() -> None:
     step = _cycle(suspended, [], memory)
     assert isinstance(step, RollBack)
     assert step.phase is JobPhase.SUSPENDED
+
+
+def test_whether_a_gang_fits_the_nodes_emptied_is_asked_again_once_the_nodes_change() -> None:
+    memory, job = CycleMemory(), make_job("three", replicas=3)  # a GPU a replica
+    assert isinstance(_cycle(job, [], memory), Wait)  # fits once the nodes empty
+    assert isinstance(_cycle(job, [], memory, free=1), Wait)  # planned again: the answer kept
+    step = _cycle(job, [], memory, ready=False)  # a node lost: it never fits
+    assert isinstance(step, Unschedulable)
+    assert "do not fit even on an empty cluster" in step.message
+    assert isinstance(_cycle(job, [], memory, free=1), Wait)

@@ -349,6 +349,7 @@ def plan_gang(
     weights: ScoringWeights = DEFAULT_WEIGHTS,
     context: ScoringContext | None = None,
     check_never_fits: bool = True,
+    fits_empty: bool | None = None,
 ) -> Placement | Unplaceable:
     """Place all ``gang.replicas`` at once on ``table`` (left untouched), or say why not.
 
@@ -356,7 +357,9 @@ def plan_gang(
     so the plan accounts for its own earlier replicas. All or nothing: a replica with no node
     makes the whole gang Unplaceable, and nothing of the partial plan is returned.
     ``check_never_fits=False`` skips the second plan on an empty cluster (callers that already
-    know the gang fits there); ``never_fits`` is then False.
+    know the gang fits there); ``never_fits`` is then False. ``fits_empty``: that plan's answer,
+    where the caller knows it from a verdict on the same nodes that read no scores (the answer
+    reads only the nodes' allocatable and the gang, so it holds as long as they do).
     """
     if gang.replicas <= 0:
         return Unplaceable(
@@ -376,11 +379,12 @@ def plan_gang(
             never_fits=True,
             read_scores=outcome.chose_nodes,
         )
-    fits, empty_read_scores = (
-        _fits_empty(table.emptied(), gang, classes, weights=weights, context=context)
-        if check_never_fits
-        else (True, False)
-    )
+    if fits_empty is not None or not check_never_fits:
+        fits, empty_read_scores = fits_empty is not False, False
+    else:
+        fits, empty_read_scores = _fits_empty(
+            table.emptied(), gang, classes, weights=weights, context=context
+        )
     read_scores = outcome.chose_nodes or empty_read_scores
     needs = needs_per_replica(classes, table, group_size=gang.group_size)
     where = largest_block(table, classes)

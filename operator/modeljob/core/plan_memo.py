@@ -37,6 +37,8 @@ _JobPlan = tuple[str, tuple[tuple[int, Result], ...]]
 # A job's planning carried: its candidates' types, the plan, and whether any result it saw read scores.
 _CarriedJob = tuple[tuple[NodeType, ...], _JobPlan, bool]
 _ByType = dict[NodeType, dict[Hashable, Remembered]]
+# Whether a demand fits its node type's rows with every node emptied, by type and demand.
+_Empty = dict[tuple[NodeType, Hashable], bool]
 
 # Placements in one cycle after which what was planned on a type is forgotten at a placement
 # there rather than checked again (``PlanMemo.placed_on``). A live queue's cycle places a few;
@@ -58,6 +60,7 @@ class CarriedPlans:
     scoring: Hashable = None
     by_type: _ByType = field(default_factory=dict)
     jobs: dict[Hashable, _CarriedJob] = field(default_factory=dict)
+    empty: _Empty = field(default_factory=dict)  # see PlanMemo.fits_empty
 
     def start(
         self,
@@ -66,13 +69,14 @@ class CarriedPlans:
         context: Hashable,
         scoring: Hashable,
         type_masks: Mapping[NodeType, BoolArray],
-    ) -> tuple[_ByType, dict[Hashable, _CarriedJob]]:
+    ) -> tuple[_ByType, dict[Hashable, _CarriedJob], _Empty]:
         """A new cycle on ``ledger``: what earlier cycles left that still holds on it, handed back."""
-        before, by_type, jobs = self.ledger, self.by_type, self.jobs
+        before, by_type, jobs, empty = self.ledger, self.by_type, self.jobs, self.empty
         same_context, scored_alike = context == self.context, scoring == self.scoring
         self.ledger, self.context, self.scoring, self.by_type, self.jobs = None, context, scoring, {}, {}
+        self.empty = {}
         if before is None or not same_context:
-            return {}, {}
+            return {}, {}, {}
         change = LedgerChange(before, ledger)
         held: _ByType = {}
         for node_type, results in by_type.items():
@@ -87,7 +91,7 @@ class CarriedPlans:
             for key, found in jobs.items()
             if all(t in untouched for t in found[0]) and (scored_alike or not found[2])
         }
-        return held, kept
+        return held, kept, empty  # the nodes' allocatable alone, the same in the same context
 
 
 @dataclass(eq=False)
@@ -119,6 +123,8 @@ class PlanMemo:
     # (and so carried on) only if a job asks.
     _earlier_by_type: _ByType = field(default_factory=dict)
     _earlier_jobs: dict[Hashable, _CarriedJob] = field(default_factory=dict)
+    _empty: _Empty = field(default_factory=dict)  # as _by_type and _earlier_by_type
+    _earlier_empty: _Empty = field(default_factory=dict)
     _planned_on: NodeTable = field(init=False)  # the ledger as the results kept were checked on
     _placements: int = 0  # placements this cycle
     # Each node mask's bytes, by the array (held here, so its id is not another's): thousands of
@@ -128,7 +134,7 @@ class PlanMemo:
     def __post_init__(self) -> None:
         self._planned_on = self.table.working_copy()
         if self.carried is not None:
-            self._earlier_by_type, self._earlier_jobs = self.carried.start(
+            self._earlier_by_type, self._earlier_jobs, self._earlier_empty = self.carried.start(
                 self.table, context=self.context, scoring=self.scoring, type_masks=self.type_masks
             )
 
@@ -182,6 +188,21 @@ class PlanMemo:
             if found is not None:
                 self._by_type.setdefault(node_type, {})[key] = found
         return None if found is None else _renamed(found.result, found.job, job)
+
+    def fits_empty(self, node_type: NodeType, key: Hashable) -> bool | None:
+        """Whether the demand ``key`` fits its rows of ``node_type`` with every node emptied, if a
+        verdict that read no scores told it (plan_gang's ``fits_empty``): that reads only the
+        nodes' allocatable and readiness, the same while ``context`` is, placements or not."""
+        found = self._empty.get((node_type, key))
+        if found is None:
+            found = self._earlier_empty.pop((node_type, key), None)
+            if found is not None:
+                self._empty[(node_type, key)] = found
+        return found
+
+    def remember_empty(self, node_type: NodeType, key: Hashable, result: Result) -> None:
+        if isinstance(result, Unplaceable) and not result.read_scores:
+            self._empty[(node_type, key)] = not result.never_fits
 
     def remember(
         self,
@@ -283,7 +304,7 @@ class PlanMemo:
         if changed.any():
             self._recheck({t for t, mask in self.type_masks.items() if changed[mask].any()})
         self.carried.ledger = self.table.working_copy()
-        self.carried.by_type = self._by_type
+        self.carried.by_type, self.carried.empty = self._by_type, self._empty
         self.carried.jobs = {
             key: (types, (job, attempts), read)
             for key, (at, types, job, attempts, read) in self._jobs.items()

@@ -213,7 +213,8 @@ class Planner:
         )
         rows = eligible & of_type
         nodes = memo.subset(candidate.node_type, rows) if memo is not None else subset(table, rows)
-        result = plan_gang(nodes, gang, weights=self.weights, context=self.context)
+        empty = memo.fits_empty(candidate.node_type, key) if memo is not None and key is not None else None
+        result = plan_gang(nodes, gang, weights=self.weights, context=self.context, fits_empty=empty)
         not_admitted = int(np.count_nonzero(of_type & ~eligible))
         if isinstance(result, Unplaceable) and not_admitted:
             result = replace(
@@ -227,6 +228,7 @@ class Planner:
                 # Room alone can be checked again for one pod per replica (core/plan_validity.py).
                 again = candidate.request if candidate.pods_per_replica == 1 else None
                 memo.remember(candidate.node_type, key, job_name, result, rows=rows, request=again)
+                memo.remember_empty(candidate.node_type, key, result)
         return Attempt(candidate, result)
 
 
