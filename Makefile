@@ -102,6 +102,7 @@ bench: venv
 	$(PY) bench/failover.py
 	$(PY) bench/extender.py
 	bench/cluster.sh "$(PY)"
+	$(PY) bench/deep_queue_cluster.py
 
 # --- the chaos soak: not part of `make test` (it runs for most of an hour) ------------------------
 # Leader and standby kills, kube-apiserver and etcd restarts and node flaps under a stream of

@@ -135,6 +135,7 @@ CONTROL_PLANES = {
     "bench-operator": ControlPlane(CACHE / "cluster-bench-operator", 4000),
     "bench-extender": ControlPlane(CACHE / "cluster-bench-extender", 5000),
     "chaos": ControlPlane(CACHE / "cluster-chaos", 6000),  # bench/chaos (make chaos)
+    "bench-deep-queue": ControlPlane(CACHE / "cluster-bench-deep-queue", 7000),  # bench/deep_queue_cluster.py
 }
 
 
