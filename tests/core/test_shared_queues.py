@@ -136,6 +136,24 @@ def test_a_job_admitted_but_not_placed_holds_no_quota_against_the_jobs_after_it(
     assert started(run, "a-big") == 10 * HOUR  # once the filler's room frees
 
 
+def test_behind_a_head_waiting_for_quota_only_a_job_that_ends_before_it_could_start_goes_first() -> None:
+    """team-a may hold 8 (no borrowing). a-head (8 GPUs) waits for a-long to end at 4 h; a-short
+    declares 1 h and goes first (it ends long before); a-longer declares 6 h and waits behind the
+    head (it would delay it), as the operator's backfill decides (core/backfill.py)."""
+    jobs = [
+        synthetic("a-long", at=0, queue="team-a", gpus=4, hours=4),
+        synthetic("a-head", at=1, queue="team-a", gpus=8),
+        synthetic("a-short", at=2, queue="team-a", gpus=2, hours=1),
+        synthetic("a-longer", at=3, queue="team-a", gpus=2, hours=6),
+    ]
+    run = run_shared_queues(jobs, TWO_NODES, settings=SharingSettings(queues=two_teams(a_borrowing_limit=0)))
+    assert (started(run, "a-short"), started(run, "a-head"), started(run, "a-longer")) == (
+        2,
+        4 * HOUR,
+        8 * HOUR,
+    )
+
+
 def test_a_reclaiming_queue_takes_back_only_what_was_borrowed_from_its_own_parent() -> None:
     # Two subtrees: team-c (under "other") borrows nothing from research, so team-b's claim
     # cannot touch it; only team-a's borrowed job is reclaimed.

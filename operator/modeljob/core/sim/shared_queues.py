@@ -213,7 +213,9 @@ class _SharedReplay:
             for job in ordered:
                 place(job)
             return
-        admission = self.books.admission_round(ordered, place=lambda decision: place(by_name[decision.job]))
+        admission = self.books.admission_round(
+            ordered, now_seconds=now, place=lambda decision: place(by_name[decision.job])
+        )
         refused = {refusal.job: refusal for refusal in admission.waiting}
         for job in ordered:
             refusal = refused.get(job.name)
@@ -243,7 +245,7 @@ class _SharedReplay:
         self.running[job.name] = run
         self.ledgers.first_start.setdefault(job.name, now)
         if not self.books.unlimited:
-            self.books.start(job.name)
+            self.books.start(job, now_seconds=now)
             self.overruns += bool(self.books.breaches())
         heapq.heappush(self.completions, (run.ends_at_seconds, job.name))
         if self.rules is not None:

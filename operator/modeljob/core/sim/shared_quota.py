@@ -12,9 +12,10 @@ simulator's events.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from modeljob.core.admission import charged
+from modeljob.core.backfill import Holder
 from modeljob.core.queueing import QueuedJob
 from modeljob.core.quota import (
     Admission,
@@ -48,6 +49,13 @@ def quota_request(item: SyntheticJob) -> QuotaRequest:
     )
 
 
+def _declared_left(job: QueuedJob) -> float | None:
+    """What the job declares it has left to run: its expected duration less the work it kept."""
+    if job.expected_duration_seconds is None:
+        return None
+    return max(0.0, job.expected_duration_seconds - job.run_seconds)
+
+
 @dataclass(frozen=True, slots=True)
 class QuotaBreach:
     """A number the Queue's status would show beyond a limit: must never happen."""
@@ -64,6 +72,7 @@ class QuotaBooks:
         self.tree: QueueTree = build_tree(queues)
         self.requests = {item.job.name: quota_request(item) for item in jobs}
         self.running: dict[str, Admission] = {}  # insertion order: start order
+        self.ends: dict[str, float | None] = {}  # each running job's declared end, if it declares one
 
     @property
     def unlimited(self) -> bool:
@@ -74,18 +83,29 @@ class QuotaBooks:
         return admit(self.requests[name], self.tree, Usage()).admitted
 
     def admission_round(
-        self, ordered: Sequence[QueuedJob], *, place: Placing | None = None
+        self, ordered: Sequence[QueuedJob], *, now_seconds: float, place: Placing | None = None
     ) -> AdmissionRound:
         """The cycle's admission: ``ordered`` lists each queue's jobs in that queue's order; each
-        admitted job is ``place``d before the next is admitted, and keeps its charge only if placed."""
-        requests = [self.requests[job.name] for job in ordered]
-        return admit_pending(requests, self.tree, self.usage(), place=place)
+        admitted job is ``place``d before the next is admitted, and keeps its charge only if placed.
+        Backfill behind a head waiting for quota reads the jobs' declared durations, as the
+        operator reads ``expectedDuration`` (``admission.hold_seconds``)."""
+        requests = [replace(self.requests[job.name], seconds=_declared_left(job)) for job in ordered]
+        holders = [Holder(charge, self._left(name, now_seconds)) for name, charge in self.running.items()]
+        return admit_pending(requests, self.tree, self.usage(), place=place, holders=holders)
 
-    def start(self, name: str) -> None:
-        self.running[name] = charged(self.requests[name], self.tree)
+    def start(self, job: QueuedJob, *, now_seconds: float) -> None:
+        """The job runs from now: it holds its charge until its declared end (if it declares one)."""
+        self.running[job.name] = charged(self.requests[job.name], self.tree)
+        left = _declared_left(job)
+        self.ends[job.name] = None if left is None else now_seconds + left
 
     def stop(self, name: str) -> None:
         del self.running[name]
+        del self.ends[name]
+
+    def _left(self, name: str, now_seconds: float) -> float | None:
+        end = self.ends[name]
+        return None if end is None else max(0.0, end - now_seconds)
 
     def usage(self) -> Usage:
         """What the running jobs hold."""
