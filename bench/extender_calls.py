@@ -167,7 +167,8 @@ def main() -> None:
         ordered = sorted(seconds[1:])  # the first call builds the table and the fragmentation memo
         p90 = ordered[int(0.9 * (len(ordered) - 1))]
         print(
-            f"{verb:>14}: median {1000 * statistics.median(ordered):.2f} ms, p90 {1000 * p90:.2f} ms, "
+            f"{verb:>14}: median {1000 * statistics.median(ordered):.2f} ms, "
+            f"mean {1000 * statistics.fmean(ordered):.2f} ms, p90 {1000 * p90:.2f} ms, "
             f"first {1000 * seconds[0]:.1f} ms ({args.nodes} nodes, {len(seconds)} calls)"
         )
     if profile is not None:
