@@ -25,7 +25,9 @@ the series it reads: well under a millisecond of the operator's time each). Its 
 histogram: a phase's p50 and p99 are given as the bucket holding them, and the cycles within 1 s
 (a bucket bound) counted exactly. Where one scrape interval held one cycle alone, the rise of the
 histogram's sum is that cycle's own time (long cycles are likelier alone: these lean high).
-Memory: VmRSS after the drain and at the end, VmHWM (the peak) at the end.
+Memory: VmRSS after the drain and at the end, VmHWM (the peak) at the end. ModelJob status writes
+in each phase: the API server's own count (apiserver_request_total), as bench/operator_throughput.py
+reads it; a cycle waits for its writes, so they bound how short it can be.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ sys.path[:0] = [str(REPO / "operator"), str(REPO)]  # modeljob, and tests.cluste
 
 from cycle_metrics import CYCLE, SCRAPE_SECONDS, Cycles, Scrape, cycle_rows, scrape  # noqa: E402
 from deep_queue import job_manifest, running_pods  # noqa: E402
-from operator_throughput import WORKERS, cpu_seconds, in_parallel, rss_mib  # noqa: E402
+from operator_throughput import WORKERS, api_requests, cpu_seconds, in_parallel, rss_mib  # noqa: E402
 from report import write_section  # noqa: E402
 
 from modeljob.adapters import kube_jobs, kube_nodes  # noqa: E402
@@ -200,6 +202,12 @@ class Outcome:
     memory_mib: tuple[float, float, float]  # VmRSS after the drain, VmRSS at the end, VmHWM
     cpu_seconds: float
     phases: Counter[str]  # every ModelJob by status phase at the end
+    status_writes: tuple[int, int]  # ModelJob status writes the API server served in the drain, live
+
+
+def status_writes(before: Counter[str], after: Counter[str]) -> int:
+    """ModelJob status writes (PATCH or PUT modeljobs/status) between two api_requests readings."""
+    return sum(n for kind, n in (after - before).items() if kind.endswith(" modeljobs/status"))
 
 
 def job_phases(gateway: ClusterGateway) -> Counter[str]:
@@ -235,6 +243,7 @@ def measure(gateway: ClusterGateway, args: argparse.Namespace, rng: random.Rando
     log(f"created in {create_seconds:.1f} s; starting the operator")
     settings = {"MODELJOB_LOGGING__LEVEL": os.environ.get("MODELJOB_LOGGING__LEVEL", "WARNING")}
     log_path = PLANE.state / "logs" / "modeljob-operator.log"
+    requests = [api_requests(PLANE.kubeconfig)]
     started = time.monotonic()
     operator = start_operator(PLANE.kubeconfig, log_path, settings, timeout_seconds=900)
     pid = operator.process.pid
@@ -242,7 +251,7 @@ def measure(gateway: ClusterGateway, args: argparse.Namespace, rng: random.Rando
         healthy = time.monotonic() - started
         drained, placed_at = drain(operator, started, timeout_seconds=args.drain_timeout)
         log(f"drain over after {drained[-1].at_seconds:.0f} s: {drained[-1].placed} placed")
-        rss_drained = rss_mib(pid)
+        rss_drained, requests = rss_mib(pid), [*requests, api_requests(PLANE.kubeconfig)]
         lived = live(
             gateway,
             operator,
@@ -254,6 +263,8 @@ def measure(gateway: ClusterGateway, args: argparse.Namespace, rng: random.Rando
             timeout_seconds=args.live_timeout,
         )
         memory = (rss_drained, rss_mib(pid), rss_mib(pid, "VmHWM"))
+        requests.append(api_requests(PLANE.kubeconfig))
+        writes = (status_writes(*requests[:2]), status_writes(*requests[1:]))
         return Outcome(
             len(others),
             create_seconds,
@@ -264,6 +275,7 @@ def measure(gateway: ClusterGateway, args: argparse.Namespace, rng: random.Rando
             memory,
             cpu_seconds(pid),
             job_phases(gateway),
+            writes,
         )
     finally:
         operator.process.send_signal(signal.SIGTERM)
@@ -273,7 +285,9 @@ def measure(gateway: ClusterGateway, args: argparse.Namespace, rng: random.Rando
 
 def render(args: argparse.Namespace, outcome: Outcome) -> str:
     drained, lived, (rss_drained, rss_end, peak) = outcome.drained, outcome.lived, outcome.memory_mib
-    last = drained[-1]
+    last, live_cycles = drained[-1], Cycles.between(lived)
+    drain_writes, live_writes = outcome.status_writes
+    writes_text = f"{drain_writes}, {live_writes} ({live_writes / max(1, live_cycles.count):.0f})"
     placed = (
         f"{outcome.placed_seconds:.1f} s ({last.placed} jobs; seen over at {last.at_seconds:.0f} s)"
         if outcome.placed_seconds is not None
@@ -284,10 +298,9 @@ def render(args: argparse.Namespace, outcome: Outcome) -> str:
         ("operator start to /healthz (initial lists)", f"{outcome.healthy_seconds:.1f} s"),
         ("operator start to every fitting job placed", placed),
         *cycle_rows("drain", Cycles.between(drained)),
-        *cycle_rows(
-            f"live queue ({lived[-1].at_seconds - lived[0].at_seconds:.0f} s)", Cycles.between(lived)
-        ),
+        *cycle_rows(f"live queue ({lived[-1].at_seconds - lived[0].at_seconds:.0f} s)", live_cycles),
         ("live queue: jobs placed", f"{lived[-1].placed - lived[0].placed}"),
+        ("ModelJob status writes: drain, live queue (per live cycle)", writes_text),
         (
             "operator resident memory (VmRSS) after the drain, at the end",
             f"{rss_drained:.0f}, {rss_end:.0f} MiB",
@@ -301,15 +314,18 @@ def render(args: argparse.Namespace, outcome: Outcome) -> str:
     return f"""## Deep queue (control plane)
 
 Measured by `bench/deep_queue_cluster.py --nodes {args.nodes} --jobs {args.jobs} --fill {args.fill}
---churn {args.churn} --live-cycles {args.live_cycles} --seed {args.seed}` (`make bench`) on
+--churn {args.churn} --live-cycles {args.live_cycles} --live-timeout {args.live_timeout} --seed
+{args.seed}` (`make bench`) on
 {datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} /
 {load[2]:.1f} at the end; its own local control plane, `modeljob run` as a process (watches and
 all). {args.nodes} fake 8-GPU nodes, {outcome.other_pods} bound pods of other work (about
 {args.fill:.0%} of the nodes full, the rest partly used), and {args.jobs} ModelJobs of mixed shapes
 created before the operator starts. The drain: from its start until two whole cycles place nothing
 and every job is admitted. Then the live queue: every second {args.churn} pods of other work end
-and {args.churn} ModelJobs arrive, for {args.live_cycles} cycles. A cycle is the operator's whole
-loop: snapshot, plan, and the API writes of every step it acts on (admissions, plans, pods). p50
+and {args.churn} ModelJobs arrive, until {args.live_cycles} cycles have run or {args.live_timeout} s
+passed. A cycle is the operator's whole loop: snapshot, plan, and the API writes of every step it
+acts on (admissions, plans, pods, and each waiting job whose status changes, its queue position
+too); the status writes counted are the API server's own count. p50
 and p99 are given as the bucket of the operator's histogram (`{CYCLE}`) that holds them; exact
 times for the cycles alone between two scrapes of its /metrics (every {SCRAPE_SECONDS} s). Target:
 cycle p99 under 1 s, resident memory under 1 GiB.

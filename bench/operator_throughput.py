@@ -63,11 +63,11 @@ def log(message: str) -> None:
 REQUEST = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$", re.M)
 
 
-def api_requests() -> Counter[str]:
+def api_requests(kubeconfig: Path = PLANE.kubeconfig) -> Counter[str]:
     """Requests the API server has served so far, by verb, resource and subresource (its metrics).
     Watches and the long-running calls are left out: they are not work per pod."""
     counts: Counter[str] = Counter()
-    for match in REQUEST.finditer(kubectl(PLANE.kubeconfig, "get", "--raw", "/metrics").stdout):
+    for match in REQUEST.finditer(kubectl(kubeconfig, "get", "--raw", "/metrics").stdout):
         labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group("labels")))
         if labels.get("verb") in ("WATCH", "CONNECT"):
             continue
