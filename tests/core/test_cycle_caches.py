@@ -196,3 +196,13 @@ def test_whether_a_gang_fits_the_nodes_emptied_is_asked_again_once_the_nodes_cha
     assert isinstance(step, Unschedulable)
     assert "do not fit even on an empty cluster" in step.message
     assert isinstance(_cycle(job, [], memory, free=1), Wait)
+
+
+def test_a_jobs_ref_is_made_once_with_its_facts_and_anew_when_its_name_changes() -> None:
+    job = make_job("a", namespace="team")
+    assert job.ref == "team/a"
+    assert replace(job, name="b").ref == "team/b"
+    assert replace(job, namespace="other").ref == "other/a"
+    # Not part of what the job is: equal facts are equal, and the repr is the facts'.
+    assert replace(job, priority=job.priority) == job
+    assert "ref=" not in repr(job)

@@ -17,12 +17,14 @@ from modeljob.core.fragmentation import TaskShape, compile_workload, learn_targe
 from modeljob.core.gang_placement import GangRequest, ReplicaRequests, Unplaceable, plan_gang
 from modeljob.core.job_state import JobFacts
 from modeljob.core.jobs import Overrides
+from modeljob.core.node_types import node_types, size_job
 from modeljob.core.nodes import NodeTable, PodRequest
 from modeljob.core.plan_memo import RECHECKED_PLACEMENTS
+from modeljob.core.planning import Attempt
 from modeljob.core.scheduling_cycle import CycleResult, CycleSettings, run_cycle
 from modeljob.core.scoring.ranking import ScoringContext
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
-from modeljob.core.steps import Place, Wait
+from modeljob.core.steps import Place, Unschedulable, Wait
 from tests import builders
 from tests.core.test_gang_capacity import tables
 from tests.operator_builders import H100, L4, at, make_job, make_node, make_pod
@@ -227,3 +229,26 @@ def test_a_cycle_that_places_more_jobs_than_are_checked_again_still_decides_as_a
     remembered = cycle(jobs, nodes, pods, remember=True)
     assert sum(isinstance(s, Place) for s in remembered.steps) > RECHECKED_PLACEMENTS
     assert remembered.steps == cycle(jobs, nodes, pods, remember=False).steps
+
+
+def test_a_job_like_one_that_never_fits_is_refused_with_its_own_name_in_every_reason() -> None:
+    # Recalled verdicts keep the first job's name until a reason is read (planning.Attempt.result).
+    first, second = (
+        make_job(name, created=t, parameters=70 * B, replicas=3) for name, t in (("first", 0), ("second", 1))
+    )
+    result = cycle([first, second], [make_node("l4-0", gpus=1, product=L4, memory_gib=24)], [], remember=True)
+    refused = [s for s in result.steps if isinstance(s, Unschedulable)]
+    assert [s.job.name for s in refused] == ["first", "second"]
+    assert refused[1].message == refused[0].message.replace("ml/first", "ml/second")
+    assert "ml/first" not in refused[1].message
+    assert "ml/second" in refused[1].message
+
+
+def test_a_recalled_attempt_names_the_job_it_is_for_and_keeps_what_was_planned() -> None:
+    verdict = Unplaceable(reason="ml/first: no room", never_fits=False, read_scores=False)
+    candidate = size_job(make_job(), node_types([make_node("h100-0").view])).candidates[0]
+    recalled = Attempt(candidate, verdict, "ml/first", "ml/second")
+    assert recalled.result == replace(verdict, reason="ml/second: no room")
+    assert recalled.reason == "ml/second: no room"
+    assert recalled.planned is verdict
+    assert Attempt(candidate, verdict).result is verdict

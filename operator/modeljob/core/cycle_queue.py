@@ -303,8 +303,10 @@ def _not_placed(
     a Wait's number in the queue (0: numbered by ``_Line.add``).
     """
     job, plan = waiting.job, waiting.plan
-    failures = [a.result for a in attempts if isinstance(a.result, Unplaceable)]
-    if kept_away and failures and all(f.never_fits for f in failures):
+    # Judged on the results as planned (never_fits is the same whichever job they name); only a
+    # reason put in the message is asked for as this job's (a recalled one names another job).
+    failed = [(a, a.planned) for a in attempts if isinstance(a.planned, Unplaceable)]
+    if kept_away and failed and all(f.never_fits for _, f in failed):
         return Wait(
             job=job,
             message="waiting for room: the nodes that fit it are kept for another job's preemption",
@@ -313,8 +315,8 @@ def _not_placed(
             phase=plan.phase,
             delete_pods=plan.delete_pods,
         )
-    if failures and all(f.never_fits for f in failures):
-        reasons = [f.reason for f in failures] + list(waiting.sizing.rejected)
+    if failed and all(f.never_fits for _, f in failed):
+        reasons = [a.reason for a, _ in failed] + list(waiting.sizing.rejected)
         return Unschedulable(
             job=job,
             message="the job can never fit this cluster: " + "; ".join(reasons),
@@ -324,7 +326,7 @@ def _not_placed(
     if blocked_by is not None:
         message = f"waiting behind {blocked_by.namespace}/{blocked_by.name} (strict queue order)"
     else:
-        first = next((f for f in failures if not f.never_fits), None)
+        first = next((a for a, f in failed if not f.never_fits), None)
         message = "waiting for room: " + (first.reason if first is not None else "no node fits now")
     return Wait(
         job=job,

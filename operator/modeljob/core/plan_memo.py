@@ -30,7 +30,7 @@ from modeljob.core.node_types import Candidate, NodeType
 from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, subset
 from modeljob.core.plan_validity import LedgerChange, Remembered, Result, changed_rows, read_scores
 
-__all__ = ["CarriedPlans", "PlanMemo", "read_scores"]
+__all__ = ["CarriedPlans", "PlanMemo", "read_scores", "renamed"]
 
 # A job's whole planning: the job it was made for, and per attempt the candidate's position and result.
 _JobPlan = tuple[str, tuple[tuple[int, Result], ...]]
@@ -113,12 +113,15 @@ class PlanMemo:
     _by_type: _ByType = field(default_factory=dict)
     _subsets: dict[NodeType, dict[bytes, NodeTable]] = field(default_factory=dict)
     _epochs: dict[NodeType, int] = field(default_factory=dict)  # placements on each type so far
-    # A job's whole planning, by its demand: the epochs of its candidates' types it was made at,
-    # those types, the job it was made for, per attempt the candidate's position and the result,
-    # and whether any result its planning saw read scores.
+    # A job's whole planning, by its demand: the stamp and the epochs of its candidates' types it
+    # was made (or last found to hold) at, those types, the job it was made for, per attempt the
+    # candidate's position and the result, and whether any result its planning saw read scores.
     _jobs: dict[
-        Hashable, tuple[tuple[int, ...], tuple[NodeType, ...], str, tuple[tuple[int, Result], ...], bool]
+        Hashable,
+        tuple[int, tuple[int, ...], tuple[NodeType, ...], str, tuple[tuple[int, Result], ...], bool],
     ] = field(default_factory=dict)
+    # Moves with every epoch: an entry made at this stamp holds without counting its types' epochs.
+    _stamp: int = 0
     # Earlier cycles' results that hold on the ledger (checked again at each placement), used
     # (and so carried on) only if a job asks.
     _earlier_by_type: _ByType = field(default_factory=dict)
@@ -187,7 +190,7 @@ class PlanMemo:
             found = self._earlier_by_type.get(node_type, {}).pop(key, None)
             if found is not None:
                 self._by_type.setdefault(node_type, {})[key] = found
-        return None if found is None else _renamed(found.result, found.job, job)
+        return None if found is None else renamed(found.result, found.job, job)
 
     def fits_empty(self, node_type: NodeType, key: Hashable) -> bool | None:
         """Whether the demand ``key`` fits its rows of ``node_type`` with every node emptied, if a
@@ -220,21 +223,27 @@ class PlanMemo:
             self._by_type.setdefault(node_type, {})[key] = Remembered(job, result, rows, request)
 
     def recall_job(
-        self, key: Hashable, types: Sequence[NodeType], job: str
-    ) -> list[tuple[int, Result]] | None:
-        """A job's attempts remembered by its demand (candidate positions and results), if no
-        placement on any of its ``types`` came since."""
+        self, key: Hashable, types: Sequence[NodeType]
+    ) -> tuple[str, tuple[tuple[int, Result], ...]] | None:
+        """A job's attempts remembered by its demand, if no placement on any of its ``types`` came
+        since: the job they were planned for (whose name an Unplaceable's reason holds: ``renamed``
+        gives another job's), and per attempt the candidate's position and result."""
         found = self._jobs.get(key)
-        if found is None or found[0] != self._at(types):
+        if found is not None and found[0] != self._stamp:
+            if found[1] == self._at(types):  # placements since, none on its types: it holds
+                found = self._jobs[key] = (self._stamp, *found[1:])
+            else:
+                found = None
+        if found is None:
             earlier = self._earlier_jobs.get(key) if self._unplaced(types) else None
             if earlier is None or earlier[0] != tuple(types):
                 return None
             self._keep_job(key, types, *earlier[1], read=earlier[2])
             found = self._jobs[key]
-        _, _, planned_for, attempts, read = found
+        _, _, _, planned_for, attempts, read = found
         if read:
             self.scored += 1
-        return [(index, _renamed(result, planned_for, job)) for index, result in attempts]
+        return planned_for, attempts
 
     def remember_job(
         self,
@@ -258,7 +267,7 @@ class PlanMemo:
         *,
         read: bool,
     ) -> None:
-        self._jobs[key] = (self._at(types), tuple(types), job, attempts, read)
+        self._jobs[key] = (self._stamp, self._at(types), tuple(types), job, attempts, read)
 
     def subset(self, node_type: NodeType, rows: BoolArray) -> NodeTable:
         """``subset(table, rows)`` of the rows of ``node_type``, kept until a placement there."""
@@ -293,6 +302,7 @@ class PlanMemo:
                     results[node_type] = kept
             self._subsets.pop(node_type, None)
             self._epochs[node_type] = self._epochs.get(node_type, 0) + 1
+        self._stamp += 1
         self._planned_on = self.table.working_copy()
 
     def close(self) -> None:
@@ -307,7 +317,7 @@ class PlanMemo:
         self.carried.by_type, self.carried.empty = self._by_type, self._empty
         self.carried.jobs = {
             key: (types, (job, attempts), read)
-            for key, (at, types, job, attempts, read) in self._jobs.items()
+            for key, (_, at, types, job, attempts, read) in self._jobs.items()
             if at == self._at(types)
         }
 
@@ -319,7 +329,8 @@ def _renameable(result: Result, job: str) -> bool:
     )
 
 
-def _renamed(result: Result, planned_for: str, job: str) -> Result:
+def renamed(result: Result, planned_for: str, job: str) -> Result:
+    """``result``, planned for ``planned_for``, as ``job``'s: an Unplaceable's reason names the job."""
     if isinstance(result, Unplaceable) and planned_for != job:
         # Built directly: dataclasses.replace costs more than the rest of a recall together.
         reason = job + result.reason[len(planned_for) :]

@@ -26,7 +26,7 @@ from modeljob.core.gang_placement import (
 from modeljob.core.job_state import JobFacts
 from modeljob.core.node_types import Candidate, NodeType, Sizing
 from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, subset
-from modeljob.core.plan_memo import PlanMemo, read_scores
+from modeljob.core.plan_memo import PlanMemo, read_scores, renamed
 from modeljob.core.resources import Resources
 from modeljob.core.scoring.plugin import ScoringContext
 from modeljob.core.scoring.scorers.cpu_balance import HostDemand, learn_host_demand_counted
@@ -38,16 +38,35 @@ from modeljob.core.topology import DEFAULT_TOPOLOGY_KEY, GroupTopology
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
+    """``planned``: the result as planned; a recalled one was planned for another job of the same
+    demand (``planned_for``), whose name an Unplaceable's reason holds until ``result`` is asked
+    for: most recalled verdicts are only looked at (``never_fits``), their reason never read."""
+
     candidate: Candidate
-    result: Placement | Unplaceable
+    planned: Placement | Unplaceable
+    planned_for: str = ""
+    job: str = ""  # the job it is for, where it differs from ``planned_for``
+
+    @property
+    def result(self) -> Placement | Unplaceable:
+        """The result, its reason naming the job it is for."""
+        if self.planned_for == self.job:
+            return self.planned
+        return renamed(self.planned, self.planned_for, self.job)
+
+    @property
+    def reason(self) -> str:
+        """Why it failed, naming the job it is for ("" for a placement)."""
+        result = self.result
+        return result.reason if isinstance(result, Unplaceable) else ""
 
     @property
     def tried(self) -> NodeTypeTried:
         node_type, gpus = self.candidate.node_type, self.candidate.gpus_per_replica
         price = self.candidate.price_per_replica_hour
-        if isinstance(self.result, Placement):
-            return NodeTypeTried(node_type, gpus, mean_score(self.result), price_per_replica_hour=price)
-        return NodeTypeTried(node_type, gpus, None, self.result.reason, price_per_replica_hour=price)
+        if isinstance(self.planned, Placement):
+            return NodeTypeTried(node_type, gpus, mean_score(self.planned), price_per_replica_hour=price)
+        return NodeTypeTried(node_type, gpus, None, self.reason, price_per_replica_hour=price)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +124,10 @@ class Planner:
             rules,
             (job.topology_key or self.topology_key, job.topology_required),
         )
-        found = memo.recall_job(key, types, name)
+        found = memo.recall_job(key, types)
         if found is not None:
-            return [Attempt(candidates[index], result) for index, result in found]
+            planned_for, recalled = found
+            return [Attempt(candidates[index], result, planned_for, name) for index, result in recalled]
         scored_before = memo.scored
         attempts = plan(job, candidates, eligible=eligible, pending=pending)
         position = {id(c): index for index, c in enumerate(candidates)}
@@ -261,10 +281,10 @@ def best(attempts: Sequence[Attempt]) -> tuple[Candidate, Placement] | None:
     """The placement with the best mean score; ties go to the preferred (cheaper) node type."""
     chosen: tuple[Candidate, Placement] | None = None
     for attempt in attempts:
-        if isinstance(attempt.result, Placement) and (
-            chosen is None or mean_score(attempt.result) > mean_score(chosen[1])
+        if isinstance(attempt.planned, Placement) and (  # a Placement names no job
+            chosen is None or mean_score(attempt.planned) > mean_score(chosen[1])
         ):
-            chosen = (attempt.candidate, attempt.result)
+            chosen = (attempt.candidate, attempt.planned)
     return chosen
 
 
