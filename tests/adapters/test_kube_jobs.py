@@ -101,8 +101,19 @@ def test_spec_hash_ignores_scheduling_but_not_the_model() -> None:
             "spec.template.spec.containers[0].resources.requests.cpu:",
         ),
         ({"spec": {"containers": [container()], "nodeName": "n"}}, "spec.template.spec.nodeName:"),
+        (
+            {"spec": {"containers": [container()], "schedulingGates": [{"name": "example.com/quota"}]}},
+            "spec.template.spec.schedulingGates: must not be set; the operator places the job's pods",
+        ),
     ],
-    ids=["no-pod-spec", "no-containers", "container-without-image", "bad-quantity", "node-name-set"],
+    ids=[
+        "no-pod-spec",
+        "no-containers",
+        "container-without-image",
+        "bad-quantity",
+        "node-name-set",
+        "scheduling-gates-set",
+    ],
 )
 def test_template_the_schema_cannot_judge_is_rejected_naming_the_field(
     template: dict[str, Any], field: str

@@ -6,8 +6,10 @@ translation: no client, no clock.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -25,6 +27,8 @@ from modeljob.core.cluster_state import TaintEffect, Toleration
 from modeljob.core.job_state import ConditionType, JobFacts, JobPhase, Placed
 from modeljob.core.jobs import MIN_PARAMETERS, JobShape, ModelShape
 from modeljob.core.resources import QuantityError, Resources, parse_bytes, parse_quantity
+
+logger = logging.getLogger(__name__)
 
 
 class ObjectError(ValueError):
@@ -61,6 +65,11 @@ def check_template(template: Mapping[str, Any]) -> None:
         raise ObjectError("spec.template.metadata.labels: expected a map of label -> value")
     if "nodeName" in spec:
         raise ObjectError("spec.template.spec.nodeName: must not be set; the operator chooses the node")
+    if spec.get("schedulingGates"):  # else refused at bind time, saying nothing of the template
+        raise ObjectError(
+            "spec.template.spec.schedulingGates: must not be set; the operator places the job's pods"
+            " itself, creating each on its node, which the API server refuses for a gated pod"
+        )
     for name in ("hostname", "subdomain"):
         if name in spec:
             raise ObjectError(
@@ -133,12 +142,17 @@ def spec_hash(spec: Mapping[str, Any]) -> str:
 
 def job_facts(job: Mapping[str, Any], spec: ModelJobSpec | None = None) -> JobFacts:
     """A ModelJob as JobFacts; ObjectError if its spec, metadata or status cannot be read, naming
-    the field (admission marks it Invalid, and the loop sees it as ``unread_job_facts``)."""
+    the field (admission marks it Invalid, and the loop sees it as ``unread_job_facts``). A status
+    number that cannot be read (status.restarts: -1) reads as unset, logged as a warning naming it:
+    a garbled count of ours must not make a running job Invalid and roll its pods back."""
     fields = _Fields(strict=True)
     meta = fields.mapping(job.get("metadata"), "metadata")
     spec = spec if spec is not None else parse_spec(job)
     created = fields.created(meta)
     namespace, name, uid = str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", ""))
+    status_facts = _status_facts(job, created, fields)
+    for problem in fields.ignored:
+        logger.warning("%s/%s: %s; read as unset until the operator writes it", namespace, name, problem)
     return JobFacts(
         namespace=namespace,
         name=name,
@@ -148,7 +162,7 @@ def job_facts(job: Mapping[str, Any], spec: ModelJobSpec | None = None) -> JobFa
         spec_hash=spec_hash(job.get("spec") or {}),
         rules=_rules(spec.template, namespace=namespace, name=name, uid=uid),
         **_spec_facts(spec),
-        **_status_facts(job, created, fields),
+        **status_facts,
     )
 
 
@@ -221,20 +235,26 @@ def _status_facts(job: Mapping[str, Any], created: datetime, fields: _Fields) ->
     scheduled = conditions.get(ConditionType.SCHEDULED.value) or {}
     scheduled_since = parse_time(scheduled.get("lastTransitionTime"))
     is_scheduled = scheduled.get("status") == "True"
+    # The counts the operator keeps read leniently (_Fields): its next write of one (admission's
+    # observedGeneration, a restart's or preemption's count) replaces it. The placement, the record
+    # of the job's pods, stays strict.
+    count = functools.partial(fields.count, lenient=True)
     return {
         "phase": job_phase(job),
-        "observed_generation": fields.count(status.get("observedGeneration"), "status.observedGeneration"),
+        "observed_generation": count(status.get("observedGeneration"), "status.observedGeneration"),
         "placement": _placement(status, fields),
         "binding": binding.get("status") == "True",
-        "placed_generation": fields.count(
+        "placed_generation": count(
             binding.get("observedGeneration"), "status.conditions[Binding].observedGeneration"
         ),
         "queued_since": (scheduled_since if not is_scheduled else None) or created,
-        "restarts": fields.count(status.get("restarts"), "status.restarts") or 0,
+        "restarts": count(status.get("restarts"), "status.restarts") or 0,
         "updating": (conditions.get(ConditionType.UPDATING.value) or {}).get("status") == "True",
         "started": scheduled_since if is_scheduled else None,
-        "preemptions": fields.count(status.get("preemptions"), "status.preemptions") or 0,
-        "run_before_seconds": fields.seconds(status.get("checkpointedSeconds"), "status.checkpointedSeconds"),
+        "preemptions": count(status.get("preemptions"), "status.preemptions") or 0,
+        "run_before_seconds": fields.seconds(
+            status.get("checkpointedSeconds"), "status.checkpointedSeconds", lenient=True
+        ),
         "preempted_by": fields.names(status.get("preemptedBy"), "status.preemptedBy"),
         "preempting": fields.names(status.get("preempting"), "status.preempting"),
         "nominated_nodes": fields.names(status.get("nominatedNodes"), "status.nominatedNodes"),
@@ -249,13 +269,17 @@ MAX_STATUS_NUMBER = MAX_QUANTITY
 class _Fields:
     """Reads a ModelJob's metadata and status fields, each checked. ``strict``: one of the wrong
     type or out of range raises ObjectError naming it, so the job is Invalid saying why and every
-    other job is scheduled; else (a job known to be unreadable) it reads as unset."""
+    other job is scheduled; else (a job known to be unreadable) it reads as unset. A field read
+    ``lenient`` reads as unset either way, its problem kept in ``ignored`` (strict) to be logged."""
 
     def __init__(self, *, strict: bool) -> None:
         self.strict = strict
+        self.ignored: list[str] = []
 
-    def _bad(self, where: str, expected: str) -> None:
-        if self.strict:
+    def _bad(self, where: str, expected: str, *, lenient: bool = False) -> None:
+        if self.strict and lenient:
+            self.ignored.append(f"{where}: expected {expected}")
+        elif self.strict:
             raise ObjectError(f"{where}: expected {expected}")
 
     def mapping(self, value: object, where: str) -> Mapping[str, Any]:
@@ -270,7 +294,7 @@ class _Fields:
         self._bad(where, "a list")
         return []
 
-    def count(self, value: object, where: str) -> int | None:
+    def count(self, value: object, where: str, *, lenient: bool = False) -> int | None:
         """A whole number from 0 to MAX_STATUS_NUMBER; None if unset (or unreadable, lenient)."""
         if value is None:
             return None
@@ -278,15 +302,15 @@ class _Fields:
             value = int(value)  # JSON has one number type; 2.0 is 2
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_STATUS_NUMBER:
             return value
-        self._bad(where, f"a whole number from 0 to 2^53, not {value!r:.40}")
+        self._bad(where, f"a whole number from 0 to 2^53, not {value!r:.40}", lenient=lenient)
         return None
 
-    def seconds(self, value: object, where: str) -> float:
+    def seconds(self, value: object, where: str, *, lenient: bool = False) -> float:
         if value is None:
             return 0.0
         if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_STATUS_NUMBER:
             return float(value)  # NaN fails the comparison: refused with the rest
-        self._bad(where, f"a number of seconds from 0 to 2^53, not {value!r:.40}")
+        self._bad(where, f"a number of seconds from 0 to 2^53, not {value!r:.40}", lenient=lenient)
         return 0.0
 
     def names(self, value: object, where: str) -> tuple[str, ...]:
