@@ -331,3 +331,20 @@ def test_a_queued_job_whose_status_count_is_garbled_is_scheduled() -> None:
     start_operator(api)[0].run_once()
     assert api.job("ml", "queued")["status"]["phase"] == "Scheduled"
     assert len(api.pods()) == 4
+
+
+def test_a_gated_pod_template_is_invalid_at_admission_saying_why_and_no_pod_is_made() -> None:
+    """Each pod is created on its node, which the API server refuses while a gate is set."""
+    api = FakeApiServer()
+    for index in (0, 1):
+        api.put("nodes", node_dict(index))
+    job = _gang("gated")
+    job["spec"]["template"]["spec"]["schedulingGates"] = [{"name": "example.com/quota"}]
+    api.put("modeljobs", job)
+    start_operator(api)[0].run_once()
+    status = api.job("ml", "gated")["status"]
+    assert status["phase"] == "Invalid"
+    assert status["message"].startswith(
+        "spec.template.spec.schedulingGates: must not be set; the operator places"
+    )
+    assert api.pods() == []
