@@ -17,10 +17,13 @@ TREE = two_teams(lending=6)
 ENDS = st.one_of(st.none(), st.just(UNTIL_DELETED), st.integers(0, 10).map(lambda h: h * 600.0))
 
 
-def released(usage: Usage, holders: Sequence[Holder], by_seconds: float, *, inclusive: bool) -> Usage:
-    """``usage`` with the holders that will have ended by then (unknown ends: ended) released."""
+def released(
+    usage: Usage, holders: Sequence[Holder], by_seconds: float, *, inclusive: bool, evictable: frozenset[str]
+) -> Usage:
+    """``usage`` with the holders that will have ended by then released (unknown ends and those
+    the head may preempt: ended now; serving jobs: never)."""
     for holder in holders:
-        seconds = holder.seconds
+        seconds = None if holder.admission.job in evictable else holder.seconds
         ended = seconds is None or (seconds <= by_seconds if inclusive else seconds < by_seconds)
         if ended and seconds != UNTIL_DELETED:
             usage = usage.plus(holder.admission.queue, holder.admission.charges, sign=-1)
@@ -28,8 +31,9 @@ def released(usage: Usage, holders: Sequence[Holder], by_seconds: float, *, incl
 
 
 @st.composite
-def held_quota(draw: st.DrawFn) -> tuple[Usage, list[Holder], QuotaRequest]:
-    """Jobs of both teams admitted one by one while quota admits them, each with an end."""
+def held_quota(draw: st.DrawFn) -> tuple[Usage, list[Holder], QuotaRequest, frozenset[str]]:
+    """Jobs of both teams admitted one by one while quota admits them, each with an end; some of
+    them the head may preempt."""
     usage, holders = Usage(), []
     for index in range(draw(st.integers(0, 8))):
         team = draw(st.sampled_from(("team-a", "team-b")))
@@ -38,30 +42,34 @@ def held_quota(draw: st.DrawFn) -> tuple[Usage, list[Holder], QuotaRequest]:
             usage = usage.plus(team, decision.charges)
             holders.append(Holder(decision, draw(ENDS)))
     request = job("head", draw(st.sampled_from(("team-a", "team-b"))), draw(st.integers(1, 24)))
-    return usage, holders, request
+    evictable = frozenset(h.admission.job for h in holders if draw(st.booleans()))
+    return usage, holders, request, evictable
 
 
 @settings(max_examples=400, deadline=None, database=None)
 @given(held_quota())
 def test_the_earliest_start_is_the_first_end_after_which_quota_admits_the_head(
-    case: tuple[Usage, list[Holder], QuotaRequest],
+    case: tuple[Usage, list[Holder], QuotaRequest, frozenset[str]],
 ) -> None:
-    usage, holders, request = case
-    start = earliest_start(request, TREE, usage, holders)
+    usage, holders, request, evictable = case
+    start = earliest_start(request, TREE, usage, holders, evictable=evictable)
     if start == UNTIL_DELETED:
-        everything_ending = released(usage, holders, UNTIL_DELETED, inclusive=False)
-        assert not admit(request, TREE, everything_ending).admitted
+        ending = released(usage, holders, UNTIL_DELETED, inclusive=False, evictable=evictable)
+        assert not admit(request, TREE, ending).admitted
         return
-    assert admit(request, TREE, released(usage, holders, start, inclusive=True)).admitted
+    by_start = released(usage, holders, start, inclusive=True, evictable=evictable)
+    assert admit(request, TREE, by_start).admitted
     if start > 0:
-        assert not admit(request, TREE, released(usage, holders, start, inclusive=False)).admitted
+        before = released(usage, holders, start, inclusive=False, evictable=evictable)
+        assert not admit(request, TREE, before).admitted
 
 
 def test_what_goes_first_behind_a_head() -> None:
-    """Behind a head waiting for serving jobs, anything; behind one that starts in an hour, only
-    jobs known to end within the hour."""
+    """Behind a head waiting for serving jobs, any job that ends by itself; behind one that starts
+    in an hour, only jobs known to end within the hour; a serving job never."""
     assert goes_first(None, UNTIL_DELETED)
-    assert goes_first(UNTIL_DELETED, UNTIL_DELETED)
+    assert goes_first(7200.0, UNTIL_DELETED)
+    assert not goes_first(UNTIL_DELETED, UNTIL_DELETED)
     assert goes_first(1800.0, 3600.0)
     assert goes_first(3600.0, 3600.0)
     assert not goes_first(3601.0, 3600.0)

@@ -11,8 +11,8 @@ from modeljob.core.cluster_state import PodFacts
 from modeljob.core.job_state import JobFacts
 from modeljob.core.jobs import ModelShape
 from modeljob.core.quota_tree import QuotaEntry
-from modeljob.core.steps import Place, Unschedulable, Wait
-from tests.core.test_quota_deadlock import GPU_H100, cycle, gpu_job, group, queue, step_of, training
+from modeljob.core.steps import Place, Preempt, Unschedulable, Wait
+from tests.core.test_quota_deadlock import GPU_H100, bind, cycle, gpu_job, group, queue, step_of, training
 from tests.operator_builders import at, h100_nodes, placed, pods_of
 
 HOUR = 3600.0
@@ -123,3 +123,53 @@ def test_a_training_job_of_unknown_end_keeps_the_strict_hold() -> None:
     ]
     result = cycle(jobs, pods + pods_of(holder, gpus=8), nodes=h100_nodes(4), queues=SOLO)
     assert isinstance(step_of(result, "short"), Wait), step_of(result, "short")
+
+
+def test_behind_a_head_that_can_reclaim_now_nothing_goes_first() -> None:
+    """team-b runs three 8-GPU jobs for 10 h, 8 GPUs of them borrowed from team-a; team-a's head,
+    a 16-GPU group, may take them back (reclaimBorrowed). The 1 h job behind it would end long
+    before team-b's jobs, but the head need not wait for them: it preempts now, and the job behind
+    it waits, so the free node and team-a's quota stay the head's."""
+    jobs: list[JobFacts] = []
+    pods: list[PodFacts] = []
+    for index in range(3):
+        job = replace(trainer(f"b-run-{index}", gpus=8, created=0, hours=10), queue="team-b")
+        job = replace(placed(job, f"gpu-h100-{index}"), started=at(10 + index))
+        jobs.append(job)
+        pods += pods_of(job, gpus=8)
+    head = group("a-head", queue="team-a", created=1000)
+    short = replace(trainer("a-short", gpus=8, created=1001, hours=1), queue="team-a")
+    result = cycle([*jobs, head, short], pods, nodes=h100_nodes(4))
+    assert isinstance(step_of(result, "a-head"), Preempt), step_of(result, "a-head")
+    held = step_of(result, "a-short")
+    assert isinstance(held, Wait), held
+    assert held.message == "queue team-a: behind ml/a-head, which waits for quota"
+
+
+def test_a_serving_job_never_goes_first_and_a_freed_share_is_the_heads() -> None:
+    """Behind a head waiting for serving jobs to be deleted, a serving job waits (what it took it
+    would keep); the training job of unknown length goes. Once a serving job is deleted the head
+    could start when that training job ends, so the next job behind it waits for the head."""
+    serving, pods = serving_fleet(3)
+    head = group("group-head", queue="solo", created=1000)
+    jobs = [
+        *serving,
+        head,
+        gpu_job("serve-behind", queue="solo", gpus=1, created=1001),
+        trainer("train-behind", gpus=1, created=1002, hours=None),
+    ]
+    result = cycle(jobs, pods, nodes=h100_nodes(4), queues=SOLO)
+    assert isinstance(step_of(result, "serve-behind"), Wait), step_of(result, "serve-behind")
+    first = step_of(result, "train-behind")
+    assert isinstance(first, Place), first
+
+    jobs, pods = bind(jobs, pods, result)
+    deleted = serving[0]
+    jobs = [j for j in jobs if j.ref != deleted.ref and j.name != "serve-behind"]
+    pods = [p for p in pods if p.job_uid != deleted.uid]
+    later = trainer("train-later", gpus=1, created=1003, hours=None)
+    result = cycle([*jobs, later], pods, nodes=h100_nodes(4), queues=SOLO)
+    assert isinstance(step_of(result, "group-head"), Wait)
+    held = step_of(result, "train-later")
+    assert isinstance(held, Wait), held
+    assert held.message == "queue solo: behind ml/group-head, which waits for quota"

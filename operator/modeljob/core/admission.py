@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, replace
 from modeljob.core.backfill import UNTIL_DELETED, Holder
 from modeljob.core.job_state import JobFacts
 from modeljob.core.node_types import Candidate, NodeType
-from modeljob.core.preemption_rules import PreemptionRules
+from modeljob.core.preemption_rules import PreemptionRules, WithinQueue
 from modeljob.core.queueing import QueuedJob, QueueOrder, QueuePolicy, QueueSettings, queue_policy
-from modeljob.core.quota import Admission, Charge, QuotaRequest, Usage, amount_text, usage_of
+from modeljob.core.quota import Admission, Charge, QuotaRequest, Usage, amount_text, reclaimable_by, usage_of
 from modeljob.core.quota_rounds import admit_pending
 from modeljob.core.quota_tree import QueueSpec, QueueTree, build_tree
 from modeljob.core.resources import Resources
@@ -86,6 +86,7 @@ class AdmissionPlan:
     pending: tuple[QuotaRequest, ...] = ()  # each queue's waiting jobs, in its order
     first: frozenset[str] = frozenset()  # preemptors whose plan is written, placed first
     holders: tuple[Holder, ...] | None = None  # the running jobs with their expected hold (backfill)
+    evictable: Callable[[str], frozenset[str]] | None = None  # a queue's head may preempt these
 
     def settle(self, place: Callable[[str, frozenset[str]], bool]) -> AdmissionPlan:
         """Place the jobs quota admits, each (with the products it may use) before the next is
@@ -104,7 +105,13 @@ class AdmissionPlan:
             return place(decision.job, decision.products)
 
         result = admit_pending(
-            self.pending, self.tree, self.usage, place=tried, first=self.first, holders=self.holders
+            self.pending,
+            self.tree,
+            self.usage,
+            place=tried,
+            first=self.first,
+            holders=self.holders,
+            evictable=self.evictable,
         )
         return replace(
             self,
@@ -249,7 +256,23 @@ def admit_waiting(
         pending=tuple(w.request for line in lines.values() for w in line),
         first=frozenset(w.job.ref for w in waiting if w.job.preempting),
         holders=None if holds is None else tuple(Holder(a, holds.get(a.job)) for a in running),
+        evictable=lambda queue: evictable_by(queue, queues.rules(queue), queues.tree, running),
     )
+
+
+def evictable_by(
+    queue: str, rules: PreemptionRules, tree: QueueTree, running: Sequence[Admission]
+) -> frozenset[str]:
+    """The running jobs a head of ``queue`` may be able to preempt by its ``rules``: its own
+    queue's (within-queue preemption, time slices) and those using quota borrowed from it
+    (reclaim). More than preemption may take (no minRuntime, priority or margin asked): backfill
+    counts them as ending now, so what it lets go first can only be less."""
+    found: set[str] = set()
+    if rules.within_queue is not WithinQueue.NEVER or rules.time_slice_seconds:
+        found.update(a.job for a in running if a.queue == queue)
+    if rules.reclaim_borrowed:
+        found.update(use.job for use in reclaimable_by(queue, tree, running))
+    return frozenset(found)
 
 
 def _round_robin(lines: Mapping[str, Sequence[Waiting]], keep: set[str]) -> tuple[str, ...]:

@@ -10,18 +10,21 @@ earliest start is when quota would admit it as the jobs holding quota end, in th
 expected ends come; a job behind it goes first only if it cannot delay that start:
 
 - the head waits for no job that will end (only for jobs that run until deleted, or for a change
-  of quota): nothing behind it delays a start that no end brings, so whatever fits goes;
+  of quota): a job behind it that ends by itself goes, since the head's start comes only with a
+  deletion, whenever that is, and then waits at most for what went first to end;
 - else a job behind it goes only if it is expected to end by the head's earliest start.
 
-A job whose end is unknown (no ``expectedDuration``) may end at any moment as far as the head
-knows, so it counts as ending now; one behind the head whose end is unknown never goes first
-past a head whose start is near. Pure: requests, usage and holders in, seconds out.
+A serving job never goes first: what it takes it keeps until deleted. A job whose end is unknown
+(no ``expectedDuration``) may end at any moment as far as the head knows, and so may a job the
+head's queue may preempt: both count as ending now, so behind a head that could start now by
+preemption nothing goes first, and preemption takes what the head needs. Pure: requests, usage
+and holders in, seconds out.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from modeljob.core.quota import Admission, QuotaRequest, Usage, admit, competing_keys
@@ -40,17 +43,29 @@ class Holder:
     seconds: float | None
 
 
-def earliest_start(request: QuotaRequest, tree: QueueTree, usage: Usage, holders: Sequence[Holder]) -> float:
+def earliest_start(
+    request: QuotaRequest,
+    tree: QueueTree,
+    usage: Usage,
+    holders: Sequence[Holder],
+    *,
+    evictable: Collection[str] = (),
+) -> float:
     """Seconds until quota would admit ``request`` as the ``holders`` that will end do, in the
-    order they are expected to (those of unknown end first: they may end now); ``UNTIL_DELETED``
-    when even all of them ending would not (it waits for a serving job or a quota change).
+    order they are expected to (those of unknown end first: they may end now, and so may those
+    the head's queue may preempt, ``evictable``); ``UNTIL_DELETED`` when even all of them ending
+    would not (it waits for a serving job to be deleted or a quota change).
 
     ``usage`` is everything held; ``holders`` those of it whose ends are known, or known unknown.
     Only holders charged on a key the request competes for matter; admission is monotone in what
     is released, so the start is found by bisection over the release order."""
     keys = competing_keys(request, tree)
     ending = sorted(
-        (h for h in holders if h.seconds != UNTIL_DELETED and _charged_on(h, keys)),
+        (
+            Holder(h.admission, None) if h.admission.job in evictable else h
+            for h in holders
+            if (h.seconds != UNTIL_DELETED or h.admission.job in evictable) and _charged_on(h, keys)
+        ),
         key=_end_order,
     )
     if not admit(request, tree, _released(usage, ending)).admitted:
@@ -69,8 +84,12 @@ def earliest_start(request: QuotaRequest, tree: QueueTree, usage: Usage, holders
 
 
 def goes_first(seconds: float | None, head_start: float) -> bool:
-    """Whether a job behind a head may go first: the head waits for no end, or the job (expected
-    to hold its quota ``seconds``) ends by the head's earliest start."""
+    """Whether a job behind a head may go first, expected to hold its quota ``seconds``: a job
+    that ends by itself when the head waits for no end (the head's start comes with a serving
+    job's deletion, whenever that is, and then waits at most for what went first to end); any job
+    that ends by the head's earliest start. A serving job never goes first: what it takes it keeps."""
+    if seconds == UNTIL_DELETED:
+        return False
     if head_start == UNTIL_DELETED:
         return True
     return seconds is not None and seconds <= head_start

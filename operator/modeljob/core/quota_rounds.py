@@ -50,6 +50,7 @@ def admit_pending(
     place: Placing | None = None,
     first: Collection[str] = (),
     holders: Sequence[Holder] | None = None,
+    evictable: Callable[[str], Collection[str]] | None = None,
 ) -> AdmissionRound:
     """Admit what fits, each queue in its own order (`pending` lists each queue's jobs in it).
 
@@ -70,8 +71,9 @@ def admit_pending(
     the hold: a job behind a waiting head goes first when it cannot delay the head's earliest
     start (core/backfill.py: EASY backfill), and a job that can never be admitted is refused as
     such rather than held. Without ``holders``, ends are unknown and the hold is strict.
+    ``evictable`` names, for a queue, the holders its head may preempt: they may end now.
     """
-    round_ = _Round(pending, tree, usage, first=first, holders=holders)
+    round_ = _Round(pending, tree, usage, first=first, holders=holders, evictable=evictable)
     while round_.lines:
         ready = round_.admitted_heads()
         if ready:
@@ -95,6 +97,7 @@ class _Round:
         *,
         first: Collection[str],
         holders: Sequence[Holder] | None,
+        evictable: Callable[[str], Collection[str]] | None,
     ) -> None:
         self.lines: dict[str, deque[QuotaRequest]] = {}
         self.requests: dict[str, QuotaRequest] = {}
@@ -106,6 +109,7 @@ class _Round:
         # moves it later, so a job behind judged against it cannot delay the head.
         self.holders = list(holders) if holders is not None else None
         self.starts: dict[str, float] = {}
+        self.evictable = evictable
         self.never: dict[tuple[str, tuple[tuple[str, int, frozenset[str]], ...]], bool] = {}
         self.tree = tree
         self.usage = usage  # what the jobs holding quota hold, those admitted this round included
@@ -198,7 +202,11 @@ class _Round:
         """The head's earliest start, in seconds from now (core/backfill.py)."""
         if head.job not in self.starts:
             holders = self.holders or ()
-            self.starts[head.job] = earliest_start(self.requests[head.job], self.tree, self.usage, holders)
+            evictable = self.evictable(head.queue) if self.evictable is not None else ()
+            request = self.requests[head.job]
+            self.starts[head.job] = earliest_start(
+                request, self.tree, self.usage, holders, evictable=evictable
+            )
         return self.starts[head.job]
 
     def _never(self, request: QuotaRequest) -> bool:

@@ -214,7 +214,7 @@ class _SharedReplay:
                 place(job)
             return
         admission = self.books.admission_round(
-            ordered, now_seconds=now, place=lambda decision: place(by_name[decision.job])
+            ordered, now_seconds=now, place=lambda decision: place(by_name[decision.job]), rules=self.rules
         )
         refused = {refusal.job: refusal for refusal in admission.waiting}
         for job in ordered:
