@@ -5,8 +5,10 @@ set to its planned node, so its creation binds it: one request per pod instead o
 pods/binding (a pod with a node is no scheduler's to place; the kubelet admits it as a bound one).
 It is assumed on its node (kube-scheduler's assume cache, so the next cycle counts it before the
 watch shows it). A pod that exists already (one an operator before this left unbound after a crash,
-or a create whose reply was lost) is bound through pods/binding, where a 409 "already assigned"
-to our node counts as bound and to another node fails the placement. Before its first pod, a job
+or one the view does not show yet, so its create is answered AlreadyExists) is bound through
+pods/binding, where a 409 "already assigned" to our node counts as bound and to another node fails
+the placement. A create whose reply is lost is never sent again (the fenced gateway sends once): it
+fails the placement, which the loop rolls back. Before its first pod, a job
 gets its Services (kube_services: the headless one, and an Inference job's serve Service), once
 per operator process, sent beside the job's plan (``start_services``).
 """
