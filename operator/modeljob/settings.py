@@ -182,6 +182,13 @@ class SchedulingSettings(_Section):
     resync_seconds: float = seconds(10.0, "Plan at least this often even when nothing changed.", at_most=3600)
     bind_workers: int = workers(16, "Pods created and bound in parallel within one plan.")
     job_workers: int = workers(8, "Jobs acted on in parallel within one scheduling cycle.")
+    status_refreshes_per_cycle: int = Field(
+        default=50,
+        ge=1,
+        le=100_000,
+        description="Waiting jobs whose status.queuePosition or reason alone changed that are rewritten "
+        "per cycle, those refreshed longest ago first (phase changes are written at once).",
+    )
     assume_seconds: float = assume_seconds(
         "How long a pod we bound counts from our own plan before the watch must show it."
     )

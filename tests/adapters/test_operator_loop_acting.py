@@ -74,3 +74,34 @@ def test_a_wait_that_moves_in_the_queue_is_acted_on(
     loop.run_once()
     assert acted == ["second: Wait"]
     assert api.job("ml", "second")["status"]["queuePosition"] == 1
+
+
+def test_positions_that_shift_are_refreshed_within_the_cycles_budget(
+    api: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("third", "fourth", "fifth"):
+        api.put("modeljobs", _gang(name))
+    loop, _ = start_operator(api)
+    loop.run_once()  # one placed; the other four written Queued with positions 1-4, at once
+    names = ["fifth", "first", "fourth", "second", "third"]
+    positions = {name: api.job("ml", name)["status"].get("queuePosition") for name in names}
+    waiting = sorted(name for name in names if positions[name] is not None)
+    assert sorted(positions[name] for name in waiting) == [1, 2, 3, 4]
+    for name in waiting:
+        stale = api.job("ml", name)
+        stale["status"]["queuePosition"] += 10  # as if each had stood further back
+        api.put("modeljobs", stale)
+    loop, _ = start_operator(api, refreshes_per_cycle=2)  # a view that sees them so
+    acted = _acted_on(loop, monkeypatch)
+    loop.run_once()
+    # None refreshed yet by this operator: equally stale, so by uid (named after the job here).
+    assert sorted(acted) == [f"{name}: Wait" for name in waiting[:2]], "two at most a cycle"
+    acted.clear()
+    loop.run_once()
+    assert sorted(acted) == [f"{name}: Wait" for name in waiting[2:]], "then the two left"
+    acted.clear()
+    loop.run_once()
+    assert acted == []
+    assert {name: api.job("ml", name)["status"]["queuePosition"] for name in waiting} == {
+        name: positions[name] for name in waiting
+    }

@@ -12,6 +12,7 @@ from modeljob.core.node_types import node_types, size_job
 from modeljob.core.sizing import Device, size_replica
 from modeljob.core.status import (
     CONDITION_MESSAGE_MAX,
+    WaitingWrite,
     admitted,
     estimate_status,
     planned,
@@ -20,6 +21,7 @@ from modeljob.core.status import (
     scheduled_event,
     set_condition,
     waiting,
+    waiting_write,
 )
 from modeljob.core.steps import (
     NodeTypeTried,
@@ -150,13 +152,97 @@ def test_the_scheduled_condition_is_one_short_line_and_the_event_has_every_node_
     assert "replica 1 -> gpu-h100-1 (score 0.25)" in event
 
 
-def test_a_waiting_job_that_moved_in_the_queue_is_rewritten_at_once() -> None:
+def test_a_waiting_job_that_only_moved_in_the_queue_is_rewritten_only_when_a_refresh_is_granted() -> None:
+    # Every placement ahead shifts every position behind it: rewriting them all each cycle would
+    # cost a write per queued job, so the new number waits for the caller's refresh budget.
     step = Wait(job=make_job(), message="waiting for room: x", queue_position=2)
     first = waiting(step, {}, now=at(0), refresh=False)
-    assert first is not None
+    assert first is not None, "a newly waiting job's first status is written at once"
     assert (first["phase"], first["queuePosition"]) == ("Queued", 2)
     assert waiting(step, {**first}, now=at(0), refresh=True) is None, "nothing changed"
-    assert waiting(replace(step, queue_position=1), {**first}, now=at(0), refresh=False) is not None
+    moved = replace(step, queue_position=1)
+    assert waiting_write(moved, first) is WaitingWrite.REFRESH
+    assert waiting(moved, {**first}, now=at(0), refresh=False) is None
+    patch = waiting(moved, {**first}, now=at(0), refresh=True)
+    assert patch is not None
+    assert patch["queuePosition"] == 1
+
+
+PLAN = {"preempting": {"victims": ["ml/x"]}, "nominatedNodes": "gpu-h100-0"}
+
+
+@pytest.mark.parametrize(
+    ("written", "step", "write"),
+    [
+        ({}, Wait(job=make_job(), message="m", queue_position=3), WaitingWrite.CHANGE),
+        ({"phase": "Pending"}, Wait(job=make_job(), message="m", queue_position=3), WaitingWrite.CHANGE),
+        (
+            {"phase": "Queued", "queuePosition": 3, "message": "m"},
+            Unschedulable(job=make_job(), message="m"),
+            WaitingWrite.CHANGE,
+        ),
+        (
+            {"phase": "Unschedulable", "message": "m"},
+            Wait(job=make_job(), message="m", queue_position=3),
+            WaitingWrite.CHANGE,
+        ),
+        (
+            {"phase": "Queued", "message": "m"},
+            Wait(job=make_job(), message="m", queue_position=3),
+            WaitingWrite.CHANGE,
+        ),
+        (
+            {"phase": "Queued", "queuePosition": 3, "message": "m", **PLAN},
+            Wait(job=make_job(), message="m", queue_position=3),
+            WaitingWrite.CHANGE,
+        ),
+        (
+            {"phase": "Queued", "queuePosition": 3, "message": "m", **PLAN},
+            Wait(job=make_job(), message="m", queue_position=3, keeps_plan=True),
+            WaitingWrite.NONE,
+        ),
+        (
+            {"phase": "Queued", "queuePosition": 3, "message": "m"},
+            Wait(job=make_job(), message="m", queue_position=3),
+            WaitingWrite.NONE,
+        ),
+        (
+            {"phase": "Queued", "queuePosition": 3, "message": "m"},
+            Wait(job=make_job(), message="m", queue_position=9),
+            WaitingWrite.REFRESH,
+        ),
+        (
+            {"phase": "Queued", "queuePosition": 3, "message": "m"},
+            Wait(job=make_job(), message="n", queue_position=3),
+            WaitingWrite.REFRESH,
+        ),
+        (
+            {"phase": "Unschedulable", "message": "m"},
+            Unschedulable(job=make_job(), message="n"),
+            WaitingWrite.REFRESH,
+        ),
+    ],
+    ids=[
+        "first write",
+        "newly waiting",
+        "queued to unschedulable",
+        "unschedulable to queued",
+        "a position appears",
+        "a plan to clear",
+        "a preemptor keeps its plan",
+        "nothing changed",
+        "position number only",
+        "reason only",
+        "unschedulable reason only",
+    ],
+)
+def test_what_a_waiting_write_changes(
+    written: dict[str, object], step: Wait | Unschedulable, write: WaitingWrite
+) -> None:
+    # A change of what the job is goes out at once; a refresh only when the caller grants it.
+    assert waiting_write(step, written) is write
+    assert (waiting(step, written, now=at(0), refresh=False) is not None) == (write is WaitingWrite.CHANGE)
+    assert (waiting(step, written, now=at(0), refresh=True) is not None) == (write is not WaitingWrite.NONE)
 
 
 @pytest.mark.parametrize("refresh_due", [False, True])

@@ -6,9 +6,10 @@ job changed: the next cycle looks again) and goes into the watched copy at once 
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ JsonObject = dict[str, Any]
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
 REASON_REFRESH_SECONDS = 10.0
-REMEMBERED_JOBS = 10_000  # past this many, ReasonRewrites starts over (at worst, one early rewrite each)
+REFRESHES_PER_CYCLE = 50  # settings.py, MODELJOB_SCHEDULING__STATUS_REFRESHES_PER_CYCLE
 
 
 class StatusWriter:
@@ -112,22 +113,44 @@ class WriteBackoff:
 
 
 class ReasonRewrites:
-    """When each waiting job's reason was last written. The reason names free blocks, which change
-    with every pod in the cluster, so it is rewritten at most every ``every_seconds`` unless the
-    job moved in the queue (core/status.py decides with the ``refresh`` flag this gives)."""
+    """Which waiting jobs may have their status refreshed this cycle (core/status.py,
+    ``waiting_write``): only the position's number or the reason text changed. Positions shift with
+    every placement ahead and reasons name free blocks, so without a budget every queued job would
+    be rewritten every cycle (10,000 writes a cycle at 10,000 queued jobs, at the API server's
+    50-70 writes/s). Each cycle ``begin_cycle`` grants at most ``per_cycle`` refreshes, to the
+    jobs refreshed longest ago (never refreshed first), and none to a job written less than
+    ``every_seconds`` ago: a queue of n jobs wanting refreshes is refreshed within about
+    n / per_cycle cycles. Writes that change what a job is are not counted here."""
 
     def __init__(
-        self, *, every_seconds: float = REASON_REFRESH_SECONDS, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        every_seconds: float = REASON_REFRESH_SECONDS,
+        per_cycle: int = REFRESHES_PER_CYCLE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._every_seconds = every_seconds
+        self._per_cycle = per_cycle
         self._clock = clock
-        self._written: dict[str, float] = {}  # job uid -> when (clock seconds)
+        self._written: dict[str, float] = {}  # job uid -> when its status was last written (clock s)
+        self._granted: frozenset[str] = frozenset()
 
-    def due(self, uid: str) -> bool:
-        last = self._written.get(uid)
-        return last is None or self._clock() - last >= self._every_seconds
+    def begin_cycle(self, *, waiting: Iterable[str], stale: Iterable[str]) -> frozenset[str]:
+        """Grant this cycle's refreshes among ``stale`` (waiting jobs whose status would be
+        refreshed); forget jobs no longer ``waiting`` (one waiting again is written at once, as a
+        change of phase). Returns the jobs granted."""
+        keep = set(waiting)
+        self._written = {uid: at for uid, at in self._written.items() if uid in keep}
+        due_before = self._clock() - self._every_seconds
+        due = [uid for uid in stale if self._written.get(uid, -math.inf) <= due_before]
+        due.sort(key=lambda uid: (self._written.get(uid, -math.inf), uid))
+        self._granted = frozenset(due[: self._per_cycle])
+        return self._granted
+
+    def allowed(self, uid: str) -> bool:
+        """Whether this cycle may refresh the job's status (``begin_cycle`` granted it)."""
+        return uid in self._granted
 
     def written(self, uid: str) -> None:
-        if len(self._written) > REMEMBERED_JOBS:
-            self._written.clear()
+        """The job's waiting status was written (a change or a refresh): it is current now."""
         self._written[uid] = self._clock()

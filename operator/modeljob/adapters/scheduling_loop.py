@@ -15,7 +15,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from modeljob.adapters import kube_jobs, kube_queues
 from modeljob.adapters.binder import Binder, PodSettings
 from modeljob.adapters.cluster import ClusterError, ClusterGateway, NotFoundError, NotLeaderError
-from modeljob.adapters.cluster_view import ClusterView, ParsedJobs, object_key
+from modeljob.adapters.cluster_view import ClusterView, Key, ParsedJobs, object_key
 from modeljob.adapters.events import EventRecorder
 from modeljob.adapters.job_admission import Admissions, AdmittingWriter
 from modeljob.adapters.job_status import JsonObject, ReasonRewrites, WriteBackoff
@@ -33,6 +33,7 @@ from modeljob.core import status, steps
 from modeljob.core.cluster_state import merge_assumed
 from modeljob.core.scheduling_cycle import CycleMemory, CycleResult, CycleSettings, SizingCache, run_cycle
 from modeljob.core.spec_admission import Judgement
+from modeljob.core.status import WaitingWrite
 from modeljob.core.steps import Step, Unschedulable, Wait
 from modeljob.settings import SchedulingSettings
 
@@ -96,7 +97,7 @@ class SchedulingLoop:
         self._memory = CycleMemory()  # what a cycle leaves for the next; a restart starts empty
         self._parsed = ParsedJobs()
         self._admissions = Admissions(view, self._sizing_cache, metrics=metrics)
-        self._rewrites = ReasonRewrites()
+        self._rewrites = ReasonRewrites(per_cycle=scheduling.status_refreshes_per_cycle)
         self._actions = StepActions(
             view=view,
             status_writer=self._status,
@@ -195,6 +196,7 @@ class SchedulingLoop:
             sitting_out=[job for job in parsed if job.uid in sits_out],
         )
         planned = time.perf_counter()
+        self._budget_refreshes(result.steps, documents)
         # Each step touches only its own job and pods, and the cycle already accounted for all of
         # them together, so they are acted on in parallel; a deep queue's steps mostly change
         # nothing, and are left out here rather than queued for the pool by the thousand.
@@ -227,10 +229,23 @@ class SchedulingLoop:
         if isinstance(step, steps.Keep):
             return False
         if isinstance(step, Wait | Unschedulable):
-            previous = document.get("status") or {}
-            refresh = self._rewrites.due(step.job.uid)
-            return status.waiting(step, previous, now=now, refresh=refresh) is not None
+            write = status.waiting_write(step, document.get("status") or {})
+            return write is WaitingWrite.CHANGE or (
+                write is WaitingWrite.REFRESH and self._rewrites.allowed(step.job.uid)
+            )
         return True
+
+    def _budget_refreshes(self, cycle_steps: Sequence[Step], documents: Mapping[Key, Document]) -> None:
+        """Choose, once for the cycle, which waiting jobs may have their position or reason
+        refreshed (adapters/job_status.py, ReasonRewrites): the cycle's writes stay bounded
+        whatever the depth of the queue."""
+        waits = [step for step in cycle_steps if isinstance(step, Wait | Unschedulable)]
+        stale = [
+            step.job.uid
+            for step in waits
+            if status.waiting_write(step, documents[step.job.key].get("status") or {}) is WaitingWrite.REFRESH
+        ]
+        self._rewrites.begin_cycle(waiting=[step.job.uid for step in waits], stale=stale)
 
     def _act(
         self, step: Step, document: Document, now: datetime, judged: tuple[Judgement, JsonObject] | None

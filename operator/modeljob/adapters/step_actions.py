@@ -33,7 +33,8 @@ Document = Mapping[str, Any]
 class StepActions:
     """The writes of each kind of step, for the loop to call one step at a time (in parallel across
     jobs: each step touches only its own job and pods). Shares the loop's back-off (a binding that
-    failed counts as a failed step) and reason rewrites (``_wait`` writes only when due)."""
+    failed counts as a failed step) and reason rewrites (``_wait`` refreshes a status only when
+    the cycle granted it)."""
 
     def __init__(
         self,
@@ -183,7 +184,7 @@ class StepActions:
     def _wait(self, step: Wait | Unschedulable, document: Document, *, now: datetime) -> None:
         previous = document.get("status") or {}
         uid = step.job.uid
-        patch = status.waiting(step, previous, now=now, refresh=self._rewrites.due(uid))
+        patch = status.waiting(step, previous, now=now, refresh=self._rewrites.allowed(uid))
         if patch is None:
             return
         self._rewrites.written(uid)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from enum import Enum
 
 from modeljob.core.job_state import ConditionType, JobPhase, Placed
 from modeljob.core.node_types import NodeType
@@ -138,24 +139,47 @@ def admitted(
 # --- the scheduling loop ------------------------------------------------------------------------
 
 
-def waiting(
-    step: Wait | Unschedulable, status: Mapping[str, object], *, now: datetime, refresh: bool
-) -> Json | None:
-    """Queued (with its position) or Unschedulable, and why; None if the status says so already.
+class WaitingWrite(Enum):
+    """What writing a waiting job's status would change (``waiting_write``)."""
 
-    The reason a job waits mentions free blocks, which change with every pod in the cluster: a
-    new reason alone is written only when ``refresh`` says enough time has passed.
-    """
-    unschedulable = isinstance(step, Unschedulable)
-    over = {} if isinstance(step, Wait) and step.keeps_plan else plan_over(status)
+    NONE = "none"  # the status says so already
+    REFRESH = "refresh"  # only the position's number and/or the reason: the caller budgets these
+    CHANGE = "change"  # what the job IS: written at once
+
+
+def waiting_write(step: Wait | Unschedulable, status: Mapping[str, object]) -> WaitingWrite:
+    """A refresh keeps the phase, has a position before and after (its number moved with the jobs
+    placed ahead) and/or a new reason (it names free blocks, which change with every pod). A new
+    phase, a position appearing or going, a plan to clear or a first sizing is a change."""
     phase, position = (
         (JobPhase.UNSCHEDULABLE, None)
         if isinstance(step, Unschedulable)
         else (step.phase, step.queue_position)
     )
-    same_place = status.get("phase") == phase.value and status.get("queuePosition") == position
-    if same_place and (status.get("message") == step.message or not refresh) and not over:
+    over = not (isinstance(step, Wait) and step.keeps_plan) and bool(plan_over(status))
+    first_sizing = step.candidate is not None and not step.job.placement and not status.get("estimate")
+    written, same_phase = status.get("queuePosition"), status.get("phase") == phase.value
+    if same_phase and not over and written == position and status.get("message") == step.message:
+        return WaitingWrite.NONE
+    if over or first_sizing or not same_phase or (written is None) != (position is None):
+        return WaitingWrite.CHANGE
+    return WaitingWrite.REFRESH
+
+
+def waiting(
+    step: Wait | Unschedulable, status: Mapping[str, object], *, now: datetime, refresh: bool
+) -> Json | None:
+    """Queued (with its position) or Unschedulable, and why; None if the status says so already,
+    or if it would only be refreshed (``waiting_write``) and ``refresh`` is False: rewriting every
+    queued job's position and reason each cycle would cost a write per job, so the caller budgets
+    refreshes (adapters/job_status.py, ReasonRewrites)."""
+    write = waiting_write(step, status)
+    if write is WaitingWrite.NONE or (write is WaitingWrite.REFRESH and not refresh):
         return None
+    unschedulable = isinstance(step, Unschedulable)
+    over = {} if isinstance(step, Wait) and step.keeps_plan else plan_over(status)
+    position = None if isinstance(step, Unschedulable) else step.queue_position
+    phase = JobPhase.UNSCHEDULABLE if isinstance(step, Unschedulable) else step.phase
     conditions = set_condition(
         _conditions(status),
         type_=ConditionType.SCHEDULED,

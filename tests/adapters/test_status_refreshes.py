@@ -1,0 +1,127 @@
+"""A deep queue's status writes per cycle are bounded: refreshes (a position's number, a reason's
+text) are budgeted to the jobs refreshed longest ago, while what changes what a job is (its phase,
+its first status) is written at once."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from modeljob.adapters.job_status import ReasonRewrites
+from modeljob.core.status import WaitingWrite, waiting, waiting_write
+from modeljob.core.steps import Unschedulable, Wait
+from tests.operator_builders import at, make_job
+
+JOBS = 1_000
+PER_CYCLE = 50
+INTERVAL_SECONDS = 10.0
+CYCLE_SECONDS = INTERVAL_SECONDS  # a cycle at least every resync (10 s): the interval never binds here
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+class Queue:
+    """Waiting jobs' written statuses, acted on as the scheduling loop acts on a cycle's waits."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.rewrites = ReasonRewrites(every_seconds=INTERVAL_SECONDS, per_cycle=PER_CYCLE, clock=self.clock)
+        self.statuses: dict[str, dict[str, object]] = {}
+
+    def cycle(
+        self, waits: Sequence[Wait | Unschedulable], *, seconds: float = CYCLE_SECONDS
+    ) -> dict[WaitingWrite, list[str]]:
+        """One cycle: the budget chosen once, then each job's write (or none); who got which."""
+        stale = [w.job.uid for w in waits if waiting_write(w, self.status(w)) is WaitingWrite.REFRESH]
+        self.rewrites.begin_cycle(waiting=[w.job.uid for w in waits], stale=stale)
+        written: dict[WaitingWrite, list[str]] = {WaitingWrite.CHANGE: [], WaitingWrite.REFRESH: []}
+        for step in waits:
+            uid = step.job.uid
+            kind = waiting_write(step, self.status(step))
+            patch = waiting(step, self.status(step), now=at(0), refresh=self.rewrites.allowed(uid))
+            if patch is not None:
+                written[kind].append(uid)
+                self.statuses[uid] = self.status(step) | patch
+                self.rewrites.written(uid)
+        self.clock.seconds += seconds
+        return written
+
+    def status(self, step: Wait | Unschedulable) -> dict[str, object]:
+        return self.statuses.get(step.job.uid, {})
+
+
+JOB_NAMES = [f"job-{index:04d}" for index in range(JOBS)]
+QUEUED = [make_job(name) for name in JOB_NAMES]
+
+
+def _shifted(cycle: int) -> list[Wait | Unschedulable]:
+    """Every position moves every cycle, as when a job ahead is placed and another arrives."""
+    return [
+        Wait(job=job, message=f"waiting for room: {cycle} free blocks", queue_position=(i + cycle) % JOBS + 1)
+        for i, job in enumerate(QUEUED)
+    ]
+
+
+def test_a_thousand_shifting_positions_cost_at_most_the_budget_each_cycle_and_each_is_refreshed_in_turn() -> (
+    None
+):
+    queue = Queue()
+    first = queue.cycle(_shifted(0))
+    assert len(first[WaitingWrite.CHANGE]) == JOBS, "every newly waiting job's first status at once"
+    refreshed_at: dict[str, list[int]] = {name: [] for name in JOB_NAMES}
+    cycles = 3 * math.ceil(JOBS / PER_CYCLE)
+    for cycle in range(1, cycles + 1):
+        written = queue.cycle(_shifted(cycle))
+        assert written[WaitingWrite.CHANGE] == []
+        assert len(written[WaitingWrite.REFRESH]) <= PER_CYCLE
+        for uid in written[WaitingWrite.REFRESH]:
+            refreshed_at[uid.removeprefix("uid-ml-")].append(cycle)
+    within = math.ceil(JOBS / PER_CYCLE)
+    for name, at_cycles in refreshed_at.items():
+        gaps = [b - a for a, b in zip([0, *at_cycles], at_cycles, strict=False)]
+        assert at_cycles, f"{name} never refreshed"
+        assert max(gaps) <= within, f"{name} refreshed at cycles {at_cycles}"
+        assert min(gaps) * CYCLE_SECONDS >= INTERVAL_SECONDS, f"{name} refreshed too often: {at_cycles}"
+
+
+def test_phase_changes_and_new_jobs_are_written_at_once_however_spent_the_budget() -> None:
+    queue = Queue()
+    queue.cycle(_shifted(0))
+    shifted = _shifted(1)
+    # A tenth of the queue is found Unschedulable and one job arrives, in a cycle where every
+    # other position moved: the refresh budget does not hold them back.
+    turned = {step.job.uid for step in shifted[::10]}
+    newcomer = Wait(job=make_job("newcomer"), message="waiting for room", queue_position=JOBS + 1)
+    waits = [
+        Unschedulable(job=step.job, message="never fits") if step.job.uid in turned else step
+        for step in shifted
+    ]
+    written = queue.cycle([*waits, newcomer])
+    assert set(written[WaitingWrite.CHANGE]) == turned | {newcomer.job.uid}
+    assert len(written[WaitingWrite.REFRESH]) == PER_CYCLE
+    assert queue.statuses[newcomer.job.uid]["queuePosition"] == JOBS + 1
+    assert {queue.statuses[uid]["phase"] for uid in turned} == {"Unschedulable"}
+
+
+def test_a_refresh_waits_for_the_interval_even_with_budget_to_spare() -> None:
+    queue = Queue()
+    few = QUEUED[:3]
+    moved = [Wait(job=job, message="m", queue_position=i + 1) for i, job in enumerate(few)]
+    queue.cycle(moved, seconds=1.0)
+    back = [Wait(job=job, message="m", queue_position=i + 2) for i, job in enumerate(few)]
+    for _ in range(int(INTERVAL_SECONDS) - 1):
+        assert queue.cycle(back, seconds=1.0)[WaitingWrite.REFRESH] == [], "written under 10 s ago"
+    assert len(queue.cycle(back, seconds=1.0)[WaitingWrite.REFRESH]) == 3
+
+
+def test_a_job_that_stops_waiting_is_forgotten() -> None:
+    rewrites = ReasonRewrites(per_cycle=PER_CYCLE, clock=Clock())
+    rewrites.written("gone")
+    rewrites.begin_cycle(waiting=["stays"], stale=[])
+    assert rewrites.begin_cycle(waiting=["gone"], stale=["gone"]) == {"gone"}, "never refreshed since"
