@@ -215,6 +215,8 @@ def test_any_status_is_read_or_refused_naming_a_field_never_crashing(
     else:
         refused = None
     assert refused is None or re.match(r"^(status|metadata)[\w.\[\]]*: expected ", refused), refused
+    counts = tuple(f"{field}: " for _, _, field in GARBLED_NUMBERS)
+    assert refused is None or not refused.startswith(counts), f"a garbled count refused: {refused}"
     kube_jobs.unread_job_facts(document)
     kube_jobs.count_by_phase([document])
 
