@@ -196,7 +196,7 @@ class SchedulingLoop:
             sitting_out=[job for job in parsed if job.uid in sits_out],
         )
         planned = time.perf_counter()
-        self._budget_refreshes(result.steps, documents)
+        self._budget_refreshes(result.steps, documents, backing_off=backing_off)
         # Each step touches only its own job and pods, and the cycle already accounted for all of
         # them together, so they are acted on in parallel; a deep queue's steps mostly change
         # nothing, and are left out here rather than queued for the pool by the thousand.
@@ -235,15 +235,19 @@ class SchedulingLoop:
             )
         return True
 
-    def _budget_refreshes(self, cycle_steps: Sequence[Step], documents: Mapping[Key, Document]) -> None:
+    def _budget_refreshes(
+        self, cycle_steps: Sequence[Step], documents: Mapping[Key, Document], *, backing_off: set[str]
+    ) -> None:
         """Choose, once for the cycle, which waiting jobs may have their position or reason
         refreshed (adapters/job_status.py, ReasonRewrites): the cycle's writes stay bounded
-        whatever the depth of the queue."""
+        whatever the depth of the queue. A job in back-off is not acted on: it takes no refresh."""
         waits = [step for step in cycle_steps if isinstance(step, Wait | Unschedulable)]
         stale = [
             step.job.uid
             for step in waits
-            if status.waiting_write(step, documents[step.job.key].get("status") or {}) is WaitingWrite.REFRESH
+            if step.job.uid not in backing_off
+            and status.waiting_write(step, documents[step.job.key].get("status") or {})
+            is WaitingWrite.REFRESH
         ]
         self._rewrites.begin_cycle(waiting=[step.job.uid for step in waits], stale=stale)
 
