@@ -18,10 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from modeljob.core import gang_placement, planning
 from modeljob.core.admission import QueueConfig
 from modeljob.core.cluster_state import NodeFacts, PodFacts
+from modeljob.core.gang_placement import GangRequest, Placement, Unplaceable
 from modeljob.core.job_state import JobFacts, JobPhase
 from modeljob.core.jobs import Overrides
+from modeljob.core.nodes import NodeTable
 from modeljob.core.preemption_rules import PreemptionRules, WithinQueue
 from modeljob.core.quota_tree import QueueSpec, QuotaEntry, QuotaKey
 from modeljob.core.scheduling_cycle import CycleMemory, CycleResult, CycleSettings, run_cycle
@@ -292,3 +295,33 @@ def test_a_verdict_is_planned_again_when_its_node_changed_but_not_its_largest_bl
     second = decide(world, 1010, memory)
     assert [type(s) for s in second.steps] == after
     assert second.steps == decide(world, 1010, None).steps
+
+
+def test_a_verdict_whose_counts_changed_while_no_node_has_room_is_restated_not_planned_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three 2-GPU jobs wait on an H100 node whose CPU other work holds (and 7 of its GPUs); the
+    CPU comes free, the GPUs do not: the node now counts under another check, still without room.
+    The verdict is kept with its counts said anew (core/plan_validity.py), word for word what a
+    cycle planning afresh says, and nothing is planned again."""
+    shape = replace(make_job().shape, overrides=Overrides(gpus=2))
+    job = replace(make_job(products=(H100,)), shape=shape)
+    jobs = [replace(job, name=f"j{i}", uid=f"u{i}", created=at(i), queued_since=at(i)) for i in range(3)]
+    busy = [make_pod("gpus", node="h100-0", gpus=7)]
+    world = World([make_node("h100-0")], [*busy, make_pod("hog", node="h100-0", cpu_milli=190_000)], jobs)
+    memory = CycleMemory()
+    first = decide(world, 1000, memory)
+    assert all(isinstance(s, Wait) and "(1 × not enough CPU)" in s.message for s in first.steps)
+    world.pods = busy
+    afresh = decide(world, 1010, None)
+    planned: list[GangRequest] = []
+
+    def plan_gang(table: NodeTable, gang: GangRequest, **kwargs: Any) -> Placement | Unplaceable:
+        planned.append(gang)
+        return gang_placement.plan_gang(table, gang, **kwargs)
+
+    monkeypatch.setattr(planning, "plan_gang", plan_gang)
+    second = decide(world, 1010, memory)
+    assert second.steps == afresh.steps
+    assert all(isinstance(s, Wait) and "(1 × not enough free GPUs)" in s.message for s in second.steps)
+    assert planned == []

@@ -19,9 +19,11 @@ import numpy as np
 from modeljob.core.gang_placement import Placement, Unplaceable
 from modeljob.core.gang_reasons import largest_block
 from modeljob.core.nodes import BoolArray, IntArray, NodeTable, PodRequest
-from modeljob.core.scoring.filters import first_failures
+from modeljob.core.scoring.filters import Rejection, first_failures
 
 Result = Placement | Unplaceable
+# Per row, the index of the first filter check it fails (-1: none), and the checks' reasons.
+_Failures = tuple[IntArray, tuple[Rejection, ...]]
 
 
 def read_scores(result: Result) -> bool:
@@ -65,6 +67,10 @@ class LedgerChange:
         self._failures: dict[PodRequest, tuple[IntArray, IntArray]] = {}
         # Many demands share a request and rows (replicas and gang aside): their blocks are one.
         self._blocks: dict[tuple[PodRequest, bytes], tuple[str, str]] = {}
+        # Each request's first failures on every row, before and after (once counts must be said
+        # anew), and the counts said, by request and rows.
+        self._whole: dict[PodRequest, tuple[_Failures, _Failures]] = {}
+        self._explained: dict[tuple[PodRequest, bytes], tuple[str, str]] = {}
 
     @property
     def any(self) -> bool:
@@ -83,18 +89,44 @@ class LedgerChange:
         if request is None or not isinstance(result, Unplaceable) or result.read_scores:
             return None
         before, after = self._first_failures(request)
-        # The nodes counted under each reason changed (a node with room now counts under none).
+        reason = result.reason
         if not np.array_equal(np.sort(before[touched]), np.sort(after[touched])):
-            return None
+            # The nodes counted under each reason changed. No node had room for the first replica;
+            # none has now if every changed row still fails a check (a node with room now counts
+            # under none: planned again), and the verdict stands, its counts said anew (plan_gang's
+            # "... ({counts})"). A row whose readiness changed is planned again: the empty-cluster
+            # check reads readiness.
+            rows = self._where[touched]
+            if (after[touched] < 0).any() or (self.before.ready[rows] != self.after.ready[rows]).any():
+                return None
+            counted, recounted = self._counts(request, remembered.rows)
+            if reason.count(f"({counted})") != 1:
+                return None
+            reason = reason.replace(f"({counted})", f"({recounted})")
         was, now = self._largest_blocks(request, remembered.rows)
-        if was == now:
+        if was != now:
+            # Its reason names the largest free block (plan_gang's "{job}: {needs}; {block}; ..."),
+            # which is said anew.
+            if reason.count(f"; {was}; ") != 1:
+                return None
+            reason = reason.replace(f"; {was}; ", f"; {now}; ")
+        if reason == result.reason:
             return remembered
-        # The verdict stands; its reason names the largest free block (plan_gang's "{job}: {needs};
-        # {block}; ..."), which is said anew.
-        if result.reason.count(f"; {was}; ") != 1:
-            return None
-        reason = result.reason.replace(f"; {was}; ", f"; {now}; ")
         return replace(remembered, result=replace(result, reason=reason))
+
+    def _counts(self, request: PodRequest, rows: BoolArray) -> tuple[str, str]:
+        """How many of ``rows`` fail each filter check for ``request``, before and after, as
+        ``filter_nodes(...).explain()`` says it on those rows (the check orders are the same)."""
+        key = (request, rows.tobytes())
+        if key not in self._explained:
+            if request not in self._whole:
+                self._whole[request] = (
+                    first_failures(self.before, request),
+                    first_failures(self.after, request),
+                )
+            (before, reasons), (after, _) = self._whole[request]
+            self._explained[key] = (_explain(before[rows], reasons), _explain(after[rows], reasons))
+        return self._explained[key]
 
     def _largest_blocks(self, request: PodRequest, rows: BoolArray) -> tuple[str, str]:
         key = (request, rows.tobytes())
@@ -111,6 +143,13 @@ class LedgerChange:
             before, after = self._tables
             self._failures[request] = (first_failures(before, request)[0], first_failures(after, request)[0])
         return self._failures[request]
+
+
+def _explain(first: IntArray, reasons: tuple[Rejection, ...]) -> str:
+    """``FilterResult.explain()`` from each row's first failure (-1: none)."""
+    counts = np.bincount(first + 1, minlength=len(reasons) + 1)[1:].tolist()
+    said = [f"{count} × {reason.value}" for reason, count in zip(reasons, counts, strict=True) if count]
+    return "; ".join(said) if said else "no node filtered out"
 
 
 def _rows(table: NodeTable, where: IntArray) -> NodeTable:
