@@ -377,3 +377,22 @@ def test_a_preemptors_nodes_stay_kept_in_the_cycle_that_finds_its_victims_gone()
     a3 = step_of(result, "a3")
     assert isinstance(a3, Wait), a3
     assert "kept for another job's preemption" in a3.message
+
+
+def test_without_queue_objects_the_queues_take_turns_each_in_its_own_order() -> None:
+    """Nothing fits now (both nodes held): the queue numbers show the order the jobs were tried
+    in, team-a's and team-b's in turn, and one queue alone in its own order."""
+    jobs = [
+        gpu_job(n, queue=q, gpus=8, created=at(t))
+        for t, (n, q) in enumerate([("a1", "team-a"), ("a2", "team-a"), ("a3", "team-a"), ("b1", "team-b")])
+    ]
+
+    def numbers(result: CycleResult) -> list[tuple[str, int]]:
+        waits = [s for s in result.steps if isinstance(s, Wait)]
+        return sorted(((s.job.name, s.queue_position) for s in waits), key=lambda item: item[1])
+
+    hold, pods = running(
+        gpu_job("hold", queue="other", gpus=8, replicas=2), "gpu-h100-0", "gpu-h100-1", started=0, gpus=8
+    )
+    assert numbers(cycle([hold, *jobs], pods, queues=())) == [("a1", 1), ("b1", 2), ("a2", 3), ("a3", 4)]
+    assert numbers(cycle([hold, *jobs[:3]], pods, queues=())) == [("a1", 1), ("a2", 2), ("a3", 3)]

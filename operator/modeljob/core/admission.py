@@ -242,10 +242,12 @@ def admit_waiting(
         items = {w.job.ref: w for w in by_queue[name]}
         ordered = policy_for[name].order([w.queued for w in items.values()], now_seconds=now_seconds)
         line = [items[q.name] for q in ordered]
-        lines[name] = sorted(line, key=lambda w: not w.job.preempting)  # stable: nominated first
+        if any(w.job.preempting for w in line):
+            line.sort(key=lambda w: not w.job.preempting)  # stable: nominated first
+        lines[name] = line
     products = {w.job.ref: w.request.gpu_products for w in waiting}
     if queues.tree.unlimited:
-        return AdmissionPlan(order=_round_robin(lines, set(products)), refused={}, products=products)
+        return AdmissionPlan(order=_round_robin(lines), refused={}, products=products)
     return AdmissionPlan(
         order=(),
         refused={},
@@ -275,14 +277,19 @@ def evictable_by(
     return frozenset(found)
 
 
-def _round_robin(lines: Mapping[str, Sequence[Waiting]], keep: set[str]) -> tuple[str, ...]:
+def _round_robin(lines: Mapping[str, Sequence[Waiting]]) -> tuple[str, ...]:
     """The queues take turns, each in its own order; a preemptor whose victims are gone goes
     before everything, so the room it made is its own."""
-    kept = [[w.job.ref for w in lines[name] if w.job.ref in keep] for name in sorted(lines)]
-    order: list[str] = []
-    for turn in range(max((len(line) for line in kept), default=0)):
-        order.extend(line[turn] for line in kept if turn < len(line))
+    kept = [[w.job.ref for w in lines[name]] for name in sorted(lines)]
+    if len(kept) == 1:  # one queue: its own order (a deep queue's common case, without the turns)
+        order = kept[0]
+    else:
+        order = []
+        for turn in range(max((len(line) for line in kept), default=0)):
+            order.extend(line[turn] for line in kept if turn < len(line))
     nominated = {w.job.ref for line in lines.values() for w in line if w.job.preempting}
+    if not nominated:
+        return tuple(order)
     return tuple(sorted(order, key=lambda ref: ref not in nominated))
 
 
