@@ -166,6 +166,8 @@ class CycleQueue:
         return self._preempt(step, waiting, quota_refused=True)
 
     def _preempt(self, step: Wait, waiting: Planned, *, quota_refused: bool) -> Wait | Preempt:
+        if not self.preempting.may_preempt(waiting.job.queue):  # as preempt() would say (None)
+            return step
         found = self.preempting.preempt(
             waiting.job,
             self.requests[waiting.job.ref],
@@ -199,8 +201,10 @@ class CycleQueue:
     def _candidates(self, waiting: Planned) -> tuple[Candidate, ...]:
         """The job's candidates on the products its quota key allows (all, if none is left)."""
         found = candidates_for(waiting.job, waiting.sizing, self.cluster.by_name)
-        products = self.products.get(waiting.job.ref) or frozenset()
-        allowed = tuple(c for c in found if not products or c.node_type.product in products)
+        products = self.products.get(waiting.job.ref)
+        if not products:
+            return found
+        allowed = tuple(c for c in found if c.node_type.product in products)
         return allowed or found
 
     def _decide(self, waiting: Planned, *, blocked_by: JobFacts | None, position: int = 0) -> _Decided:

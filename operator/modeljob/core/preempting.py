@@ -134,14 +134,19 @@ class Preempting:
 
     # --- a new preemption ---------------------------------------------------------------------
 
+    def may_preempt(self, queue: str) -> bool:
+        """Whether a job of ``queue`` may preempt now: its rules can, and the cycle's bound on
+        victims is not spent (else ``preempt`` gives None, whatever the job)."""
+        return self.victims_left > 0 and preempts(self.queues.rules(queue))
+
     def preempt(
         self, job: JobFacts, request: QuotaRequest, *, table: NodeTable, fits: FitTest, quota_refused: bool
     ) -> Preempt | str | None:
         """Victims that let ``job`` fit (and, when quota refused it, be admitted); the reason
         there are none; or None when its queue never preempts."""
-        rules = self.queues.rules(job.queue)
-        if not preempts(rules) or self.victims_left <= 0:
+        if not self.may_preempt(job.queue):
             return None
+        rules = self.queues.rules(job.queue)
         found = choose_victims(
             _preemptor(job),
             self._candidates_for(job.queue, rules),
