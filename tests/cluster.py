@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from modeljob.adapters import node_catalog
-from modeljob.adapters.cluster import ClusterGateway, NotFoundError
+from modeljob.adapters.cluster import ClusterGateway
+from modeljob.adapters.cluster_errors import NotFoundError
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "hack" / "control-plane"

@@ -14,7 +14,8 @@ from bench.chaos.delays import Delays
 from bench.chaos.hostile import HOSTILE_QUEUES
 from bench.chaos.report import Result, render
 
-from modeljob.adapters.cluster import ClusterError, Watched
+from modeljob.adapters.cluster import Watched
+from modeljob.adapters.cluster_errors import ClusterError
 from tests.test_chaos_invariants import job, node, pod
 
 # --- the watching checker ------------------------------------------------------------------------

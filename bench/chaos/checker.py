@@ -16,7 +16,8 @@ from typing import Any
 from bench.chaos.env import Api, log
 from bench.chaos.invariants import Snapshot, duplicates, over_quota, overcommitted, partly_bound
 
-from modeljob.adapters.cluster import ClusterError, Watched
+from modeljob.adapters.cluster import Watched
+from modeljob.adapters.cluster_errors import ClusterError
 
 # A leader SIGKILLed mid-bind leaves a gang partly bound until the standby takes the Lease over
 # (at most one lease duration) and finishes or undoes it in its next cycle; an API server restart

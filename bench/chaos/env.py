@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 from kubernetes import client  # type: ignore[import-untyped]
 
 from modeljob.adapters import node_catalog
-from modeljob.adapters.cluster import AlreadyExistsError, ClusterError, ClusterGateway, NotFoundError, Watched
+from modeljob.adapters.cluster import ClusterGateway, Watched
+from modeljob.adapters.cluster_errors import AlreadyExistsError, ClusterError, NotFoundError
 from modeljob.commands.nodes import apply_nodes, wait_until_ready
 from tests.cluster import CONTROL_PLANES, REPO, create_ready_namespace, kubectl
 

@@ -15,7 +15,7 @@ from bench.chaos.env import Api, Node, add_nodes, log, restart_component, retry
 from failover import Replicas
 from kubernetes import client  # type: ignore[import-untyped]
 
-from modeljob.adapters.cluster import ClusterError, NotFoundError
+from modeljob.adapters.cluster_errors import ClusterError, NotFoundError
 
 IDENTITIES = ("replica-0", "replica-1")
 NOT_READY_LABEL = "node-not-ready.stage.kwok.x-k8s.io"

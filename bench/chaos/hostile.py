@@ -16,7 +16,7 @@ from typing import Any
 from bench.chaos.env import GPU, H100_PRODUCT, HOSTILE_NAMESPACE, NAMESPACE, Api
 from bench.chaos.workload import manifest
 
-from modeljob.adapters.cluster import ClusterError
+from modeljob.adapters.cluster_errors import ClusterError
 
 DEPTH = 40
 HOSTILE_QUEUES: dict[str, dict[str, Any]] = {

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from bench.chaos.env import FINISH_LABEL, H100_PRODUCT, L4_PRODUCT, NAMESPACE, Api, log
 
-from modeljob.adapters.cluster import ClusterError
+from modeljob.adapters.cluster_errors import ClusterError
 from tests.cluster import KWOK_IMAGE
 from tests.e2e.test_multinode import EXAMPLE as GROUP_EXAMPLE
 

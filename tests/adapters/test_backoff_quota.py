@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from modeljob.adapters.cluster import ClusterError
+from modeljob.adapters.cluster_errors import ClusterError
 from modeljob.adapters.cluster_view import ClusterView
 from modeljob.adapters.scheduling_loop import SchedulingLoop
 from tests.adapters.test_operator_queues import QueueApiServer, job, pods_of, queue

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modeljob.adapters.cluster import ClusterError
+from modeljob.adapters.cluster_errors import ClusterError
 from modeljob.adapters.extender.cache import ClusterCache
 from modeljob.adapters.extender.metrics import ExtenderMetrics
 from modeljob.adapters.extender.routes import ExtenderService, build_app

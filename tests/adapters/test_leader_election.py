@@ -12,13 +12,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from modeljob.adapters.cluster import (
-    AlreadyExistsError,
-    ClusterError,
-    ClusterGateway,
-    NotFoundError,
-    NotLeaderError,
-)
+from modeljob.adapters.cluster import ClusterGateway
+from modeljob.adapters.cluster_errors import AlreadyExistsError, ClusterError, NotFoundError, NotLeaderError
 from modeljob.adapters.lease import FencedGateway, LeaderElector, lease_manifest, lease_record
 from modeljob.core.leadership import MIN_CALL_TIMEOUT_SECONDS, Election, LeaseRecord, LeaseTiming
 from tests.operator_builders import at

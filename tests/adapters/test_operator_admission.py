@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from modeljob.adapters import kopf_handlers
-from modeljob.adapters.cluster import ClusterError
+from modeljob.adapters.cluster_errors import ClusterError
 from modeljob.adapters.cluster_view import ClusterView
 from modeljob.adapters.scheduling_loop import SchedulingLoop
 from tests.adapters.test_operator_queues import QueueApiServer, queue

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from modeljob.adapters.cluster import ClusterError
+from modeljob.adapters.cluster_errors import ClusterError
 from modeljob.adapters.events import EventRecorder
 from tests.operator_builders import at, modeljob_dict
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from modeljob.adapters.cluster import ClusterError, NotFoundError
+from modeljob.adapters.cluster_errors import ClusterError, NotFoundError
 from modeljob.adapters.cluster_view import ClusterView
 from modeljob.adapters.scheduling_loop import SchedulingLoop
 from tests.adapters.test_operator_scheduling_loop import Crash, FakeApiServer, start_operator

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from modeljob.adapters import kube_pods
-from modeljob.adapters.cluster import AlreadyExistsError, ClusterError, NotFoundError
+from modeljob.adapters.cluster_errors import AlreadyExistsError, ClusterError, NotFoundError
 from modeljob.adapters.cluster_view import ClusterView
 from modeljob.adapters.kube_nodes import NodeLabelKeys
 from modeljob.adapters.metrics import OperatorMetrics

@@ -31,7 +31,8 @@ from typing import Any
 import pytest
 
 from modeljob.adapters import node_catalog
-from modeljob.adapters.cluster import ClusterGateway, NotFoundError
+from modeljob.adapters.cluster import ClusterGateway
+from modeljob.adapters.cluster_errors import NotFoundError
 from modeljob.commands.nodes import apply_nodes, wait_until_ready
 from tests.cluster import (
     CONTROL_PLANES,

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from modeljob.adapters import node_catalog
-from modeljob.adapters.cluster import ClusterError, NotFoundError
+from modeljob.adapters.cluster_errors import ClusterError, NotFoundError
 from modeljob.commands.nodes import apply_nodes, wait_until_ready
 from tests.cluster import KWOK_IMAGE, ControlPlaneError, OperatorProcess, kwok_pod, sample_sum, start_operator
 from tests.e2e.kube import Cluster, wait_for

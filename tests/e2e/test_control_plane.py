@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from modeljob.adapters import node_catalog
-from modeljob.adapters.cluster import ClusterGateway, ForbiddenError, NotFoundError
+from modeljob.adapters.cluster import ClusterGateway
+from modeljob.adapters.cluster_errors import ForbiddenError, NotFoundError
 from modeljob.commands.nodes import is_ready
 from tests.cluster import exists, kwok_pod
 from tests.e2e.kube import Cluster, wait_for

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from modeljob.adapters import kube_services
-from modeljob.adapters.cluster import NotFoundError
+from modeljob.adapters.cluster_errors import NotFoundError
 from tests.cluster import exists
 from tests.e2e.kube import Cluster, wait_for
 from tests.e2e.operator_fixtures import (

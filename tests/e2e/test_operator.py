@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from modeljob.adapters import kube_pods, node_catalog
-from modeljob.adapters.cluster import NotFoundError
+from modeljob.adapters.cluster_errors import NotFoundError
 from modeljob.commands.nodes import apply_nodes, wait_until_ready
 from modeljob.core.resources import MIB
 from tests.cluster import sample_sum

@@ -8,7 +8,8 @@ import threading
 from typing import Any
 
 from modeljob.adapters import kube_jobs, kube_pods
-from modeljob.adapters.cluster import ClusterError, Watched
+from modeljob.adapters.cluster import Watched
+from modeljob.adapters.cluster_errors import ClusterError
 from tests.e2e.kube import Cluster, wait_for
 from tests.e2e.operator_fixtures import Pool, apply, get_job, model_job, status, wait_event, wait_phase
 

@@ -25,7 +25,8 @@ from datetime import datetime
 from typing import Any
 
 from modeljob.adapters import kube_pods, kube_services, kube_writes, pod_env
-from modeljob.adapters.cluster import AlreadyExistsError, ClusterError, ClusterGateway, NotFoundError
+from modeljob.adapters.cluster import ClusterGateway
+from modeljob.adapters.cluster_errors import AlreadyExistsError, ClusterError, NotFoundError
 from modeljob.adapters.cluster_view import ClusterView
 from modeljob.adapters.metrics import BindingResult, OperatorMetrics
 from modeljob.core.job_state import Placed

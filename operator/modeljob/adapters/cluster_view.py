@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from modeljob.adapters import kube_jobs, kube_nodes, kube_pods
-from modeljob.adapters.cluster import ClusterError, ClusterGateway, Watched
+from modeljob.adapters.cluster import ClusterGateway, Watched
+from modeljob.adapters.cluster_errors import ClusterError
 from modeljob.core.cluster_state import AssumedPod, NodeFacts, PodFacts
 from modeljob.core.job_state import JobFacts
 from modeljob.core.node_types import node_type_of

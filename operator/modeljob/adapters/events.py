@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from modeljob.adapters import kube_writes
-from modeljob.adapters.cluster import ClusterError, ClusterGateway
+from modeljob.adapters.cluster import ClusterGateway
+from modeljob.adapters.cluster_errors import ClusterError
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from modeljob.adapters.cluster import ClusterError, ClusterGateway
+from modeljob.adapters.cluster import ClusterGateway
+from modeljob.adapters.cluster_errors import ClusterError
 from modeljob.adapters.cluster_view import ClusterView
 
 JsonObject = dict[str, Any]

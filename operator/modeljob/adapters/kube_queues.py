@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modeljob.adapters.cluster import ClusterError, ClusterGateway
+from modeljob.adapters.cluster import ClusterGateway
+from modeljob.adapters.cluster_errors import ClusterError
 from modeljob.adapters.cluster_view import Informer
 from modeljob.api.quantities import parse_duration
 from modeljob.api.v1alpha1_queue import DEFAULT_MIN_RUNTIME, parse_queue

@@ -15,13 +15,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from modeljob.adapters.cluster import (
-    AlreadyExistsError,
-    ClusterError,
-    ClusterGateway,
-    NotFoundError,
-    NotLeaderError,
-)
+from modeljob.adapters.cluster import ClusterGateway
+from modeljob.adapters.cluster_errors import AlreadyExistsError, ClusterError, NotFoundError, NotLeaderError
 from modeljob.adapters.kube_values import parse_time
 from modeljob.core import leadership
 from modeljob.core.leadership import Action, Decision, Election, LeaseRecord, LeaseTiming

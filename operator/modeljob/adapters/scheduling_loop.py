@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 
 from modeljob.adapters import kube_jobs, kube_queues
 from modeljob.adapters.binder import Binder, PodSettings
-from modeljob.adapters.cluster import ClusterError, ClusterGateway, NotFoundError, NotLeaderError
+from modeljob.adapters.cluster import ClusterGateway
+from modeljob.adapters.cluster_errors import ClusterError, NotFoundError, NotLeaderError
 from modeljob.adapters.cluster_view import ClusterView, Key, ParsedJobs, object_key
 from modeljob.adapters.events import EventRecorder
 from modeljob.adapters.job_admission import Admissions, AdmittingWriter

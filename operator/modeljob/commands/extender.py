@@ -55,7 +55,7 @@ def extender_settings(settings: Settings, args: argparse.Namespace) -> ExtenderS
 def _run(args: argparse.Namespace) -> int:
     # Imported here: `modeljob estimate` and friends need neither aiohttp nor the client.
     from modeljob import wiring  # noqa: PLC0415
-    from modeljob.adapters.cluster import ClusterError  # noqa: PLC0415
+    from modeljob.adapters.cluster_errors import ClusterError  # noqa: PLC0415
     from modeljob.adapters.extender import server  # noqa: PLC0415
 
     settings = load_settings(args)

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from modeljob.adapters import node_catalog
-from modeljob.adapters.cluster import AlreadyExistsError, ClusterError, ClusterGateway, NotFoundError
+from modeljob.adapters.cluster import ClusterGateway
+from modeljob.adapters.cluster_errors import AlreadyExistsError, ClusterError, NotFoundError
 from modeljob.adapters.node_catalog import CatalogError, NodeSpec
 from modeljob.adapters.trace_files import TraceFileError, read_trace_nodes
 from modeljob.commands import UsageError

@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from modeljob.adapters.cluster import ClusterError
+from modeljob.adapters.cluster_errors import ClusterError
 from modeljob.adapters.extender.cache import ClusterCache
 from modeljob.adapters.extender.decisions import (
     UNKNOWN_NODE,
