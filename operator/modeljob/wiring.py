@@ -15,7 +15,8 @@ from modeljob.adapters import kopf_handlers
 from modeljob.adapters.cluster import ClusterGateway
 from modeljob.adapters.cluster_view import ClusterView
 from modeljob.adapters.events import EventRecorder
-from modeljob.adapters.extender.cache import ClusterCache, attach_to_view
+from modeljob.adapters.extender.cache import ClusterCache
+from modeljob.adapters.extender.cache_feed import attach_to_view
 from modeljob.adapters.extender.metrics import ExtenderMetrics
 from modeljob.adapters.extender.routes import build_app
 from modeljob.adapters.extender.server import ExtenderServer, build_service

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from modeljob.adapters.extender.cache import ClusterCache, attach_to_view
+from modeljob.adapters.extender.cache import ClusterCache
+from modeljob.adapters.extender.cache_feed import attach_to_view
 from modeljob.adapters.extender.fragmentation_memo import FragmentationMemo
 from modeljob.core.cluster_state import AssumedPod, NodeFacts, PodFacts, PodPhase, account, merge_assumed
 from modeljob.core.fragmentation import (

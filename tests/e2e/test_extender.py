@@ -21,7 +21,8 @@ import yaml
 
 from modeljob.adapters import node_catalog
 from modeljob.adapters.cluster import ClusterGateway
-from modeljob.adapters.extender.cache import ClusterCache, ClusterFeed
+from modeljob.adapters.extender.cache import ClusterCache
+from modeljob.adapters.extender.cache_feed import ClusterFeed
 from modeljob.adapters.extender.metrics import ExtenderMetrics
 from modeljob.adapters.extender.routes import build_app
 from modeljob.adapters.extender.server import ExtenderServer, build_service

@@ -1,11 +1,12 @@
 """The extender's picture of the cluster: watched nodes and pods as the node table the core scores.
 
-Fed by list+watch (cluster_view.Informer, kube_nodes' and kube_pods' translations), never by listing
-the API per request. The accounting is the core's (`cluster_state.account`, `nodes.build_node_table`),
-applied incrementally: a pod event re-accounts only its node's row, a changed node rewrites its
-row (taints and labels, which kube-scheduler checks itself, change nothing), and only a node added
-or removed rebuilds the table. A request at 5,000 nodes costs a few row copies, not a re-account of
-the whole cluster (~150 ms), even while kcm lifts the not-ready taint from thousands of new nodes.
+Fed by list+watch (cache_feed.py: cluster_view.Informer, kube_nodes' and kube_pods' translations),
+never by listing the API per request. The accounting is the core's (`cluster_state.account`,
+`nodes.build_node_table`), applied incrementally: a pod event re-accounts only its node's row, a
+changed node rewrites its row (taints and labels, which kube-scheduler checks itself, change
+nothing), and only a node added or removed rebuilds the table. A request at 5,000 nodes costs a few
+row copies, not a re-account of the whole cluster (~150 ms), even while kcm lifts the not-ready
+taint from thousands of new nodes.
 
 Pods the extender chose (prioritize) or is binding count on their node at once, before the pod
 watch shows them there: kube-scheduler starts the next pod's cycle while the previous pod's bind
@@ -20,14 +21,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from modeljob.adapters import kube_nodes
-from modeljob.adapters.cluster import ClusterGateway
-from modeljob.adapters.cluster_view import Informer, node_and_pod_informers
+from modeljob.adapters.extender.table_rows import copy_row, named, read_only, read_only_array
 from modeljob.core.cluster_state import NodeFacts, PodFacts, account
 from modeljob.core.fragmentation import TargetWorkload, TaskShape, learn_target_workload_from_counts
 from modeljob.core.nodes import IntArray, NodeTable, build_node_table
@@ -187,7 +185,7 @@ class ClusterCache:
             assert self._table is not None
             if not self._handed_out():
                 self._published = Snapshot(
-                    table=_read_only(self._table), row_of=self._row_of, stamps=_read_only_array(self._stamps)
+                    table=read_only(self._table), row_of=self._row_of, stamps=read_only_array(self._stamps)
                 )
             assert self._published is not None
             return self._published
@@ -312,15 +310,15 @@ class ClusterCache:
                 break
             single = build_node_table(account([node], self._on_node.get(name, {}).values()))
             if (
-                _named(single.accelerators, single.accelerator_index[0])
-                != _named(table.accelerators, table.accelerator_index[row])
-                or _named(single.products, single.product_index[0])
-                != _named(table.products, table.product_index[row])
+                named(single.accelerators, single.accelerator_index[0])
+                != named(table.accelerators, table.accelerator_index[row])
+                or named(single.products, single.product_index[0])
+                != named(table.products, table.product_index[row])
                 or int(single.gpu_count[0]) > table.gpu_free_milli.shape[1]
             ):
                 self._table = None
                 break
-            _copy_row(single, table, row)
+            copy_row(single, table, row)
             self._stamp += 1
             self._stamps[row] = self._stamp
             refreshed.add(name)
@@ -349,123 +347,6 @@ class ClusterCache:
         self._dirty.clear()
 
 
-def _read_only(table: NodeTable) -> NodeTable:
-    """``table``, its arrays refusing writes from now on: it is shared with every snapshot."""
-    for item in fields(table):
-        value = getattr(table, item.name)
-        if isinstance(value, np.ndarray):
-            value.flags.writeable = False
-    return table
-
-
-def _read_only_array(array: IntArray) -> IntArray:
-    array.flags.writeable = False
-    return array
-
-
 def _accounted(node: NodeFacts) -> tuple[object, ...]:
     """What `account()` reads of a node: a change elsewhere (taints, labels) leaves its row alone."""
     return (node.view, node.ready, node.schedulable)
-
-
-# Every per-row column of a NodeTable: a changed node rewrites them.
-_ROW_COLUMNS = (
-    "cpu_allocatable_milli",
-    "cpu_free_milli",
-    "memory_allocatable_bytes",
-    "memory_free_bytes",
-    "storage_allocatable_bytes",
-    "storage_free_bytes",
-    "gpu_count",
-    "gpu_free_milli",
-    "accelerator_index",
-    "product_index",
-    "gpu_memory_bytes",
-    "price_per_hour",
-    "ready",
-)
-
-
-def _named(names: tuple[str, ...], index: np.integer[Any] | int) -> str | None:
-    return names[int(index)] if int(index) >= 0 else None
-
-
-def _copy_row(single: NodeTable, table: NodeTable, row: int) -> None:
-    """Row 0 of a one-node table into ``row`` of ``table``, whose accelerator and product are the
-    same (their indices stay), devices padded to the table's width."""
-    for column in _ROW_COLUMNS:
-        if column in ("gpu_free_milli", "accelerator_index", "product_index"):
-            continue
-        getattr(table, column)[row] = getattr(single, column)[0]
-    width = min(single.gpu_free_milli.shape[1], table.gpu_free_milli.shape[1])
-    table.gpu_free_milli[row, :] = 0
-    table.gpu_free_milli[row, :width] = single.gpu_free_milli[0, :width]
-
-
-class ClusterFeed:
-    """List+watch of nodes and pods (the operator's Informer, kube_nodes' and kube_pods'
-    translations) feeding a ClusterCache: `modeljob extender` on its own."""
-
-    def __init__(
-        self, gateway: ClusterGateway, cache: ClusterCache, *, labels: kube_nodes.NodeLabelKeys
-    ) -> None:
-        self._cache = cache
-        self.nodes, self.pods = node_and_pod_informers(
-            gateway, labels=labels, on_node=self._node_changed, on_pod=self._pod_changed
-        )
-
-    def start(self) -> None:
-        self.nodes.start()
-        self.pods.start()
-
-    def stop(self) -> None:
-        self.nodes.stop()
-        self.pods.stop()
-
-    def wait_synced(self, timeout_seconds: float) -> bool:
-        deadline = time.monotonic() + timeout_seconds
-        return self._cache.nodes_synced.wait(timeout_seconds) and self._cache.pods_synced.wait(
-            max(0.0, deadline - time.monotonic())
-        )
-
-    def _node_changed(self, kind_of_event: str, value: NodeFacts | None, key: Key) -> None:
-        if kind_of_event == "RELISTED":
-            self._cache.replace_nodes(self.nodes.values())
-        else:
-            self._cache.node_event(kind_of_event, value, key)
-
-    def _pod_changed(self, kind_of_event: str, value: PodFacts | None, key: Key) -> None:
-        if kind_of_event == "RELISTED":
-            self._cache.replace_pods(self.pods.values())
-        else:
-            self._cache.pod_event(kind_of_event, value, key)
-
-
-def follow(
-    informer: Informer[Any], listener: Callable[[str, Any, Key], None], relisted: Callable[[], None]
-) -> None:
-    """Also tell ``listener`` about every change ``informer`` sees (and ``relisted`` about a fresh
-    list), keeping its own callback: how `modeljob run` shares the operator's watches with the
-    extender instead of opening a second pair. Call before the informer starts."""
-    previous = informer.on_change
-
-    def both(kind_of_event: str, value: Any, key: Key) -> None:
-        previous(kind_of_event, value, key)
-        if kind_of_event == "RELISTED":
-            relisted()
-        else:
-            listener(kind_of_event, value, key)
-
-    informer.on_change = both
-
-
-def attach_to_view(cache: ClusterCache, nodes: Informer[NodeFacts], pods: Informer[PodFacts]) -> None:
-    """Feed ``cache`` from the operator's node and pod informers (ClusterView.nodes / .pods), before
-    or after they start: an informer that has already listed is copied at once, one that has not
-    yet will tell the cache when it has (until then the extender answers 503)."""
-    follow(nodes, cache.node_event, lambda: cache.replace_nodes(nodes.values()))
-    follow(pods, cache.pod_event, lambda: cache.replace_pods(pods.values()))
-    if nodes.synced.is_set():
-        cache.replace_nodes(nodes.values())
-    if pods.synced.is_set():
-        cache.replace_pods(pods.values())

@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from modeljob.adapters.cluster import ClusterGateway
-from modeljob.adapters.extender.cache import ClusterCache, ClusterFeed
+from modeljob.adapters.extender.cache import ClusterCache
+from modeljob.adapters.extender.cache_feed import ClusterFeed
 from modeljob.adapters.extender.metrics import ExtenderMetrics
 from modeljob.adapters.extender.routes import ExtenderService, build_app
 from modeljob.adapters.extender.settings import ExtenderSettings

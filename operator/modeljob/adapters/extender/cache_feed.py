@@ -1,0 +1,83 @@
+"""Feeding the extender's ClusterCache from list+watch: its own node and pod watches (`modeljob
+extender` on its own), or the operator's, shared (`modeljob run`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from modeljob.adapters import kube_nodes
+from modeljob.adapters.cluster import ClusterGateway
+from modeljob.adapters.cluster_view import Informer, node_and_pod_informers
+from modeljob.adapters.extender.cache import ClusterCache, Key
+from modeljob.core.cluster_state import NodeFacts, PodFacts
+
+
+class ClusterFeed:
+    """List+watch of nodes and pods (the operator's Informer, kube_nodes' and kube_pods'
+    translations) feeding a ClusterCache: `modeljob extender` on its own."""
+
+    def __init__(
+        self, gateway: ClusterGateway, cache: ClusterCache, *, labels: kube_nodes.NodeLabelKeys
+    ) -> None:
+        self._cache = cache
+        self.nodes, self.pods = node_and_pod_informers(
+            gateway, labels=labels, on_node=self._node_changed, on_pod=self._pod_changed
+        )
+
+    def start(self) -> None:
+        self.nodes.start()
+        self.pods.start()
+
+    def stop(self) -> None:
+        self.nodes.stop()
+        self.pods.stop()
+
+    def wait_synced(self, timeout_seconds: float) -> bool:
+        deadline = time.monotonic() + timeout_seconds
+        return self._cache.nodes_synced.wait(timeout_seconds) and self._cache.pods_synced.wait(
+            max(0.0, deadline - time.monotonic())
+        )
+
+    def _node_changed(self, kind_of_event: str, value: NodeFacts | None, key: Key) -> None:
+        if kind_of_event == "RELISTED":
+            self._cache.replace_nodes(self.nodes.values())
+        else:
+            self._cache.node_event(kind_of_event, value, key)
+
+    def _pod_changed(self, kind_of_event: str, value: PodFacts | None, key: Key) -> None:
+        if kind_of_event == "RELISTED":
+            self._cache.replace_pods(self.pods.values())
+        else:
+            self._cache.pod_event(kind_of_event, value, key)
+
+
+def follow(
+    informer: Informer[Any], listener: Callable[[str, Any, Key], None], relisted: Callable[[], None]
+) -> None:
+    """Also tell ``listener`` about every change ``informer`` sees (and ``relisted`` about a fresh
+    list), keeping its own callback: how `modeljob run` shares the operator's watches with the
+    extender instead of opening a second pair. Call before the informer starts."""
+    previous = informer.on_change
+
+    def both(kind_of_event: str, value: Any, key: Key) -> None:
+        previous(kind_of_event, value, key)
+        if kind_of_event == "RELISTED":
+            relisted()
+        else:
+            listener(kind_of_event, value, key)
+
+    informer.on_change = both
+
+
+def attach_to_view(cache: ClusterCache, nodes: Informer[NodeFacts], pods: Informer[PodFacts]) -> None:
+    """Feed ``cache`` from the operator's node and pod informers (ClusterView.nodes / .pods), before
+    or after they start: an informer that has already listed is copied at once, one that has not
+    yet will tell the cache when it has (until then the extender answers 503)."""
+    follow(nodes, cache.node_event, lambda: cache.replace_nodes(nodes.values()))
+    follow(pods, cache.pod_event, lambda: cache.replace_pods(pods.values()))
+    if nodes.synced.is_set():
+        cache.replace_nodes(nodes.values())
+    if pods.synced.is_set():
+        cache.replace_pods(pods.values())
