@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from modeljob.adapters import kube_jobs
 from modeljob.adapters.cluster_view import ParsedJobs
-from modeljob.adapters.kube_jobs import ObjectError
+from modeljob.adapters.job_fields import ObjectError
 from tests.adapters.test_operator_scheduling_loop import FakeApiServer, start_operator
 from tests.operator_builders import modeljob_dict, node_dict
 

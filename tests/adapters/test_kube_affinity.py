@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from modeljob.adapters import kube_affinity, kube_jobs, kube_pods, kube_writes
-from modeljob.adapters.kube_jobs import ObjectError
+from modeljob.adapters.job_fields import ObjectError
 from modeljob.core.affinity import SelectorOperator, WhenUnsatisfiable
 from modeljob.core.resources import GIB, Resources
 from modeljob.core.sizing import Device, size_replica

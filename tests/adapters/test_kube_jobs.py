@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from modeljob.adapters import kube_jobs
-from modeljob.adapters.kube_jobs import ObjectError
+from modeljob.adapters.job_fields import ObjectError
 from modeljob.core.job_state import JobPhase, Placed
 from tests.operator_builders import container, modeljob_dict
 

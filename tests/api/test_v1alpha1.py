@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from modeljob.adapters.kube_jobs import ObjectError, parse_spec
+from modeljob.adapters.job_fields import ObjectError
+from modeljob.adapters.kube_jobs import parse_spec
 from modeljob.api.quantities import parse_duration
 from modeljob.api.v1alpha1 import describe_validation_error, parse_model_job
 from modeljob.core.job_state import RestartScope

@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 from modeljob.adapters import kube_jobs, kube_nodes, kube_pods
 from modeljob.adapters.cluster import ClusterGateway, Watched
 from modeljob.adapters.cluster_errors import ClusterError
+from modeljob.adapters.job_fields import ObjectError
 from modeljob.core.cluster_state import AssumedPod, NodeFacts, PodFacts
 from modeljob.core.job_state import JobFacts
 from modeljob.core.node_types import node_type_of
@@ -297,7 +298,7 @@ class ParsedJobs:
             if facts is None:
                 try:
                     facts = kube_jobs.job_facts(document)
-                except kube_jobs.ObjectError as exc:
+                except ObjectError as exc:
                     facts = str(exc)
                 except Exception as exc:
                     meta = document.get("metadata") or {}

@@ -10,17 +10,17 @@ import functools
 import hashlib
 import json
 import logging
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
+from modeljob.adapters.job_fields import JobFields, ObjectError
 from modeljob.adapters.kube_affinity import RuleError, template_rules
 from modeljob.adapters.kube_pods import LABEL_JOB, LABEL_JOB_UID, pod_requests
-from modeljob.adapters.kube_values import MAX_QUANTITY, parse_time
+from modeljob.adapters.kube_values import parse_time
 from modeljob.api.v1alpha1 import ModelJobSpec, TopologyMode, describe_validation_error
 from modeljob.core.affinity import TemplateRules
 from modeljob.core.cluster_state import TaintEffect, Toleration
@@ -29,10 +29,6 @@ from modeljob.core.jobs import MIN_PARAMETERS, JobShape, ModelShape
 from modeljob.core.resources import QuantityError, Resources, parse_bytes, parse_quantity
 
 logger = logging.getLogger(__name__)
-
-
-class ObjectError(ValueError):
-    """An object the operator cannot use; the message names the field (spec.template.spec...)."""
 
 
 def parse_spec(job: Mapping[str, Any]) -> ModelJobSpec:
@@ -145,7 +141,7 @@ def job_facts(job: Mapping[str, Any], spec: ModelJobSpec | None = None) -> JobFa
     the field (admission marks it Invalid, and the loop sees it as ``unread_job_facts``). A status
     number that cannot be read (status.restarts: -1) reads as unset, logged as a warning naming it:
     a garbled count of ours must not make a running job Invalid and roll its pods back."""
-    fields = _Fields(strict=True)
+    fields = JobFields(strict=True)
     meta = fields.mapping(job.get("metadata"), "metadata")
     spec = spec if spec is not None else parse_spec(job)
     created = fields.created(meta)
@@ -177,7 +173,7 @@ def unread_job_facts(job: Mapping[str, Any]) -> JobFacts:
     spec names, if that much can be read), so the loop still sees what it holds: an Invalid job's
     placement is rolled back and its pods deleted, and its queue charged for them until then.
     Metadata and status fields that cannot be read are read as unset (``job_facts`` said which)."""
-    fields = _Fields(strict=False)
+    fields = JobFields(strict=False)
     meta = fields.mapping(job.get("metadata"), "metadata")
     created = fields.created(meta)
     spec = job.get("spec")
@@ -226,7 +222,7 @@ def _spec_facts(spec: ModelJobSpec) -> dict[str, Any]:
     }
 
 
-def _status_facts(job: Mapping[str, Any], created: datetime, fields: _Fields) -> dict[str, Any]:
+def _status_facts(job: Mapping[str, Any], created: datetime, fields: JobFields) -> dict[str, Any]:
     """What the operator wrote in the status, read back (nothing is remembered between cycles)."""
     status = fields.mapping(job.get("status"), "status")
     items = fields.items(status.get("conditions"), "status.conditions")
@@ -235,7 +231,7 @@ def _status_facts(job: Mapping[str, Any], created: datetime, fields: _Fields) ->
     scheduled = conditions.get(ConditionType.SCHEDULED.value) or {}
     scheduled_since = parse_time(scheduled.get("lastTransitionTime"))
     is_scheduled = scheduled.get("status") == "True"
-    # The counts the operator keeps read leniently (_Fields): its next write of one (admission's
+    # The counts the operator keeps read leniently (JobFields): its next write of one (admission's
     # observedGeneration, a restart's or preemption's count) replaces it. The placement, the record
     # of the job's pods, stays strict.
     count = functools.partial(fields.count, lenient=True)
@@ -261,96 +257,7 @@ def _status_facts(job: Mapping[str, Any], created: datetime, fields: _Fields) ->
     }
 
 
-# No status count or duration the operator writes comes near 2^53 (kube_values.MAX_QUANTITY): a
-# larger one is no record of ours, and would overflow the int64 columns and sums it ends up in.
-MAX_STATUS_NUMBER = MAX_QUANTITY
-
-
-class _Fields:
-    """Reads a ModelJob's metadata and status fields, each checked. ``strict``: one of the wrong
-    type or out of range raises ObjectError naming it, so the job is Invalid saying why and every
-    other job is scheduled; else (a job known to be unreadable) it reads as unset. A field read
-    ``lenient`` reads as unset either way, its problem kept in ``ignored`` (strict) to be logged."""
-
-    def __init__(self, *, strict: bool) -> None:
-        self.strict = strict
-        self.ignored: list[str] = []
-
-    def _bad(self, where: str, expected: str, *, lenient: bool = False) -> None:
-        if self.strict and lenient:
-            self.ignored.append(f"{where}: expected {expected}")
-        elif self.strict:
-            raise ObjectError(f"{where}: expected {expected}")
-
-    def mapping(self, value: object, where: str) -> Mapping[str, Any]:
-        if value is None or isinstance(value, Mapping):
-            return value or {}
-        self._bad(where, "an object")
-        return {}
-
-    def items(self, value: object, where: str) -> list[Any]:
-        if value is None or isinstance(value, list):
-            return value or []
-        self._bad(where, "a list")
-        return []
-
-    def count(self, value: object, where: str, *, lenient: bool = False) -> int | None:
-        """A whole number from 0 to MAX_STATUS_NUMBER; None if unset (or unreadable, lenient)."""
-        if value is None:
-            return None
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)  # JSON has one number type; 2.0 is 2
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_STATUS_NUMBER:
-            return value
-        self._bad(where, f"a whole number from 0 to 2^53, not {value!r:.40}", lenient=lenient)
-        return None
-
-    def seconds(self, value: object, where: str, *, lenient: bool = False) -> float:
-        if value is None:
-            return 0.0
-        if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_STATUS_NUMBER:
-            return float(value)  # NaN fails the comparison: refused with the rest
-        self._bad(where, f"a number of seconds from 0 to 2^53, not {value!r:.40}", lenient=lenient)
-        return 0.0
-
-    def names(self, value: object, where: str) -> tuple[str, ...]:
-        items = self.items(value, where)
-        for index, item in enumerate(items):
-            if not isinstance(item, str):
-                self._bad(f"{where}[{index}]", "a name")
-        return tuple(item for item in items if isinstance(item, str))
-
-    def created(self, meta: Mapping[str, Any]) -> datetime:
-        """metadata.creationTimestamp (the epoch when unset: queue order is by it, oldest first)."""
-        text = meta.get("creationTimestamp")
-        created = parse_time(text)
-        if created is None and text is not None:
-            self._bad("metadata.creationTimestamp", "an RFC 3339 time")
-        return created or datetime.fromtimestamp(0, UTC)
-
-    def placed(self, entry: object, where: str) -> Placed | None:
-        """One status.placement entry (None: unreadable, lenient)."""
-        if not isinstance(entry, Mapping):
-            self._bad(where, "an object with replica, pod and node")
-            return None
-        replica, member = (
-            self.count(entry.get("replica", 0), f"{where}.replica"),
-            self.count(entry.get("member"), f"{where}.member"),
-        )
-        pod, node, score = entry.get("pod"), entry.get("node"), entry.get("score")
-        for field, value in (("pod", pod), ("node", node)):
-            if not isinstance(value, str) or not value:
-                self._bad(f"{where}.{field}", "a name")
-                return None
-        if score is not None and (not isinstance(score, int | float) or not math.isfinite(score)):
-            self._bad(f"{where}.score", "a number")
-            score = None
-        if replica is None:
-            return None
-        return Placed(replica=replica, pod=str(pod), node=str(node), score=score, member=member or 0)
-
-
-def _placement(status: Mapping[str, Any], fields: _Fields) -> tuple[Placed, ...]:
+def _placement(status: Mapping[str, Any], fields: JobFields) -> tuple[Placed, ...]:
     entries = fields.items(status.get("placement"), "status.placement")
     placed = (fields.placed(entry, f"status.placement[{index}]") for index, entry in enumerate(entries))
     return tuple(entry for entry in placed if entry is not None)
@@ -358,7 +265,7 @@ def _placement(status: Mapping[str, Any], fields: _Fields) -> tuple[Placed, ...]
 
 def placement_of(job: Mapping[str, Any]) -> tuple[Placed, ...]:
     """status.placement of a ModelJob (read without its spec; entries that cannot be read left out)."""
-    fields = _Fields(strict=False)
+    fields = JobFields(strict=False)
     return _placement(fields.mapping(job.get("status"), "status"), fields)
 
 
