@@ -32,6 +32,7 @@ from modeljob.adapters.metrics import AttemptResult, OperatorMetrics
 from modeljob.adapters.step_actions import Document, StepActions
 from modeljob.core import status, steps
 from modeljob.core.cluster_state import merge_assumed
+from modeljob.core.job_state import JobFacts
 from modeljob.core.scheduling_cycle import CycleMemory, CycleResult, CycleSettings, SizingCache, run_cycle
 from modeljob.core.spec_admission import Judgement
 from modeljob.core.status import WaitingWrite
@@ -167,6 +168,20 @@ class SchedulingLoop:
         admitting = self._admissions.judge(documents.values(), self._parsed, now=now)
         parsed, judged = admitting.jobs, admitting.judged
         self._backoff.forget_except({job.uid for job in parsed})
+        backing_off, sits_out = self._backing_off(parsed, now)
+        jobs = [job for job in parsed if job.uid not in sits_out]
+        result = self._plan(jobs, [job for job in parsed if job.uid in sits_out], now)
+        planned = time.perf_counter()
+        acted = self._act_on(result, documents, judged, backing_off=backing_off, now=now)
+        timing = f"plan {planned - started:.3f} s, act {time.perf_counter() - planned:.3f} s"
+        logger.debug("cycle: %d jobs, %d acted on, %s", len(jobs), acted, timing)
+        self._record(result, parsed, now)
+        self.cycles += 1
+        self._metrics.record_cycle(time.perf_counter() - started)
+        return result
+
+    def _backing_off(self, parsed: Sequence[JobFacts], now: datetime) -> tuple[set[str], set[str]]:
+        """The jobs in back-off, and those of them that sit this cycle out."""
         # A job in back-off sits this cycle out, charged to its queue for what it holds and no more:
         # planned, it would hold nodes it cannot use. A preemptor with a written plan is planned all
         # the same, so the nodes its victims free stay kept for it (an evicted victim would take
@@ -175,28 +190,38 @@ class SchedulingLoop:
         sits_out = {
             job.uid for job in parsed if job.uid in backing_off and not (job.preempting and not job.placement)
         }
-        jobs = [job for job in parsed if job.uid not in sits_out]
+        return backing_off, sits_out
+
+    def _plan(self, jobs: Sequence[JobFacts], sitting_out: Sequence[JobFacts], now: datetime) -> CycleResult:
+        """One core cycle over the watched cluster, pods assumed but not yet watched included."""
         pods = merge_assumed(
             self._view.pods.values(),
             self._view.assumed(),
             now=now,
             ttl_seconds=self._settings.scheduling.assume_seconds,
         )
-        nodes = self._view.nodes.values()
-        cycle = self._settings.cycle
-        queues = kube_queues.queue_configs(self._view.queues.values())
-        result = run_cycle(
+        return run_cycle(
             jobs,
-            nodes,
+            self._view.nodes.values(),
             pods,
             now=now,
-            settings=cycle,
+            settings=self._settings.cycle,
             sizing_cache=self._sizing_cache,
-            queues=queues,
+            queues=kube_queues.queue_configs(self._view.queues.values()),
             memory=self._memory,
-            sitting_out=[job for job in parsed if job.uid in sits_out],
+            sitting_out=sitting_out,
         )
-        planned = time.perf_counter()
+
+    def _act_on(
+        self,
+        result: CycleResult,
+        documents: Mapping[Key, Document],
+        judged: Mapping[str, tuple[Judgement, JsonObject]],
+        *,
+        backing_off: set[str],
+        now: datetime,
+    ) -> int:
+        """Act on the cycle's steps that change something; how many were acted on."""
         self._budget_refreshes(result.steps, documents, backing_off=backing_off)
         # Each step touches only its own job and pods, and the cycle already accounted for all of
         # them together, so they are acted on in parallel; a deep queue's steps mostly change
@@ -209,17 +234,16 @@ class SchedulingLoop:
         ]
         for future in futures:
             future.result()
-        timing = f"plan {planned - started:.3f} s, act {time.perf_counter() - planned:.3f} s"
-        logger.debug("cycle: %d jobs, %d acted on, %s", len(jobs), len(futures), timing)
+        return len(futures)
+
+    def _record(self, result: CycleResult, parsed: Sequence[JobFacts], now: datetime) -> None:
+        """The cycle's metrics, and the Queues' statuses it computed."""
         # Every job by its status phase as written now, its spec readable or not.
         phases = kube_jobs.count_by_phase(self._view.jobs.values())
         self._metrics.record_cluster(result, jobs=phases, queues={job.queue for job in parsed})
         if result.queues is not None:
             kube_queues.write_statuses(self._gateway, self._view.queues, result.queues, now=now)
             self._metrics.record_quota(result.queues)
-        self.cycles += 1
-        self._metrics.record_cycle(time.perf_counter() - started)
-        return result
 
     def _does_something(self, step: Step, document: Document, now: datetime, *, admitted: bool) -> bool:
         """Whether acting on ``step`` writes or deletes anything: a job admitted now always (its
