@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from modeljob.adapters import kube_jobs, kube_pods, kube_writes, pod_env
+from modeljob.adapters.job_fields import ObjectError
 from modeljob.core.resources import GIB, MIB, TIB, Resources, parse_bytes
 from modeljob.core.sizing import Device, Estimate, size_replica
 from tests.operator_builders import H100, at, container, modeljob_dict
@@ -228,7 +229,7 @@ def test_long_or_dotted_job_names_are_cut_to_dns_labels_keeping_the_index(
 @pytest.mark.parametrize("field", ["hostname", "subdomain"])
 def test_a_template_that_names_its_pods_itself_is_refused_naming_the_field(field: str) -> None:
     template = {"spec": {"containers": [container()], field: "mine"}}
-    with pytest.raises(kube_jobs.ObjectError, match=rf"^spec\.template\.spec\.{field}: must not be set"):
+    with pytest.raises(ObjectError, match=rf"^spec\.template\.spec\.{field}: must not be set"):
         kube_jobs.parse_spec(modeljob_dict(template=template))
 
 
