@@ -113,7 +113,7 @@ class Planner:
         rules = self._rules_key(job)
         if memo is None or rules is None:
             return plan(job, candidates, eligible=eligible, pending=pending)
-        name, types = f"{job.namespace}/{job.name}", [c.node_type for c in candidates]
+        name, types = job.ref, [c.node_type for c in candidates]
         key = (
             job.gang,
             # The cycle sizes each template once and keeps its candidates (Cluster.sizing), so
@@ -203,7 +203,7 @@ class Planner:
         rules: JobRules | None = None,
         planned: tuple[str, ...] = (),
     ) -> Attempt:
-        job_name = f"{job.namespace}/{job.name}"
+        job_name = job.ref
         memo = self.memo if self.memo is not None and table is self.memo.table else None
         remembered = _remembered(job, rules, planned) if memo is not None else None
         key = None
