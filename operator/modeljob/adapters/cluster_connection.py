@@ -122,14 +122,19 @@ class ApiConnection:
 
     # --- plumbing ----------------------------------------------------------------------------
 
-    def _call(self, action: str, method: Any, *args: Any, **kwargs: Any) -> JsonObject:
-        """Call one generated client method and decode its JSON reply as a dict."""
+    def _send(self, action: str, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """Send one generated client method's request; its reply unread (the caller releases it).
+        API errors and an unreachable server become ClusterErrors naming ``action``."""
         try:
-            response = method(*args, _preload_content=False, **kwargs)
+            return method(*args, _preload_content=False, **kwargs)
         except ApiException as exc:
             raise _translate(exc, action) from None
         except urllib3.exceptions.HTTPError as exc:
             raise ClusterError(f"{action}: cannot reach the API server at {self.server}: {exc}") from None
+
+    def _call(self, action: str, method: Any, *args: Any, **kwargs: Any) -> JsonObject:
+        """Call one generated client method and decode its JSON reply as a dict."""
+        response = self._send(action, method, *args, **kwargs)
         try:
             decoded = json.loads(response.data)
         finally:
@@ -159,12 +164,7 @@ class ApiConnection:
     ) -> Iterator[tuple[str, JsonObject]]:
         """Call one generated client method as a watch and yield its (type, object) events until
         the server closes it; an ERROR event becomes a ClusterError with the event's status."""
-        try:
-            response = method(*args, _preload_content=False, **kwargs)
-        except ApiException as exc:
-            raise _translate(exc, action) from None
-        except urllib3.exceptions.HTTPError as exc:
-            raise ClusterError(f"{action}: cannot reach the API server at {self.server}: {exc}") from None
+        response = self._send(action, method, *args, **kwargs)
         try:
             buffer = b""
             for chunk in response.stream(amt=None, decode_content=True):
