@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
@@ -221,12 +223,79 @@ def test_times_written_are_the_wall_clock_given() -> None:
 
 @pytest.mark.parametrize(
     ("holder", "now", "wait"),
-    [("b", 101, 2), ("b", 113.5, 1.5), ("b", 115, 2), ("a", 113.5, 2)],
-    ids=["far-from-expiry", "expires-within-a-period", "expired-and-not-taken", "own-lease"],
+    [("b", 101, 0.5), ("b", 114.75, 0.25), ("b", 115, 2), ("a", 113.5, 2), (None, 100, 2)],
+    ids=["far-from-expiry", "expires-within-a-read-period", "expired-and-not-taken", "own-lease", "no-lease"],
 )
-def test_a_standby_reads_again_the_moment_the_lease_expires(holder: str, now: float, wait: float) -> None:
-    election = seen("a", held_by(holder), at_seconds=100)
-    assert next_try_seconds(election, timing=KUBE_SCHEDULER, now_seconds=now) == wait
+def test_a_standby_reads_four_times_a_retry_period_and_again_the_moment_the_lease_expires(
+    holder: str | None, now: float, wait: float
+) -> None:
+    election = seen("a", None if holder is None else held_by(holder), at_seconds=100)
+    assert next_try_seconds(election, timing=KUBE_SCHEDULER, now_seconds=now) == pytest.approx(wait)
+
+
+def test_a_standby_reads_the_lease_a_quarter_of_a_retry_period_apart() -> None:
+    assert KUBE_SCHEDULER.standby_read_period_seconds == 0.5
+    assert LeaseTiming(60, 40, 8).standby_read_period_seconds == 2
+
+
+# --- how soon a standby sees renewals, and takes over ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Watched:
+    first_seen_seconds: dict[float, float]  # each renewal's send time -> when the standby first saw it
+    takeover_seconds: float
+
+
+def standby_watching(renewals: Sequence[float], *, first_read_seconds: float) -> Watched:
+    """A standby reading when ``next_try_seconds`` says, while the leader's renewals (sent at the
+    given times, each visible from then on) go through until the last one: the leader then dies."""
+    election, now = Election("b"), first_read_seconds
+    first_seen: dict[float, float] = {}
+    while True:
+        sent = max(t for t in renewals if t <= now)
+        election = observe(election, held_by("a", renewed=sent), version=str(sent), now_seconds=now)
+        assert election.observed is not None
+        first_seen.setdefault(sent, election.observed.since_seconds)
+        if decide(election, timing=KUBE_SCHEDULER, now_seconds=now, wall=at(now)).action is Action.ACQUIRE:
+            return Watched(first_seen, now)
+        now += next_try_seconds(election, timing=KUBE_SCHEDULER, now_seconds=now)
+
+
+EVERY_RETRY_PERIOD = [100.0 + 2.0 * n for n in range(10)]
+SLOW_RENEWALS = [100.0 + 2.37 * n for n in range(10)]  # each read and write taking its time
+
+
+@pytest.mark.parametrize(
+    ("renewals", "first_read"),
+    [
+        (EVERY_RETRY_PERIOD, 100.0),
+        (EVERY_RETRY_PERIOD, 100.01),
+        (EVERY_RETRY_PERIOD, 100.49),
+        (EVERY_RETRY_PERIOD, 101.99),
+        (SLOW_RENEWALS, 100.2),
+        (SLOW_RENEWALS, 101.7),
+    ],
+    ids=["in-step", "just-after", "just-before-the-next-read", "a-period-out", "slow-early", "slow-late"],
+)
+def test_a_standby_sees_each_renewal_within_its_read_period_and_takes_over_a_duration_after(
+    renewals: list[float], first_read: float
+) -> None:
+    watched = standby_watching(renewals, first_read_seconds=first_read)
+    read_period = KUBE_SCHEDULER.retry_period_seconds / 4
+    lags = {sent: seen - sent for sent, seen in watched.first_seen_seconds.items() if sent >= first_read}
+    assert lags, "the standby saw no renewal after its first read"
+    assert all(0 <= lag <= read_period + 1e-9 for lag in lags.values()), lags
+    last_sent = renewals[-1]
+    last_seen = watched.first_seen_seconds[last_sent]
+    # Never before a whole duration after it first saw the last renewal (safety: however often it
+    # reads, it sees a renewal only after it was sent, so the fencing margin stays whole) ...
+    assert watched.takeover_seconds >= last_seen + KUBE_SCHEDULER.duration_seconds
+    assert watched.takeover_seconds - (last_sent + KUBE_SCHEDULER.renew_deadline_seconds) >= (
+        KUBE_SCHEDULER.fencing_margin_seconds
+    )
+    # ... and no later than a read period after the duration from when the leader sent it.
+    assert watched.takeover_seconds <= last_sent + KUBE_SCHEDULER.duration_seconds + read_period + 1e-9
 
 
 @pytest.mark.parametrize(
