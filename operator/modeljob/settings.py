@@ -75,7 +75,10 @@ class LeaderElectionSettings(_Section):
         10.0, "The leader stops acting this long after its last renewal was sent.", at_most=3600
     )
     retry_period_seconds: float = seconds(
-        2.0, "How often every replica reads the Lease and the leader renews it.", at_most=600
+        2.0,
+        "How often the leader reads and renews the Lease; a standby reads it 4 times as often "
+        "(it sees each renewal within a quarter of this).",
+        at_most=600,
     )
     identity: str | None = Field(
         default=None,

@@ -1,4 +1,4 @@
-"""Leader election against the API server: the Lease read and written each retry period, and fencing.
+"""Leader election against the API server: the Lease read (and the leader's renewed), and fencing.
 
 The decisions are core/leadership.py's; this module reads the Lease, writes what was decided
 (create, or update conditional on the resourceVersion read, so two candidates cannot both take
@@ -84,8 +84,9 @@ def _version(lease: Mapping[str, Any]) -> str:
 
 
 class LeaderElector:
-    """One replica's candidacy: a thread that reads the Lease every retry period and writes what the
-    core decides; ``on_change(leads)`` is called (from that thread) when leadership starts or ends."""
+    """One replica's candidacy: a thread that reads the Lease when the core says (the leader each
+    retry period, a standby four times as often) and writes what the core decides;
+    ``on_change(leads)`` is called (from that thread) when leadership starts or ends."""
 
     def __init__(
         self,
@@ -149,7 +150,7 @@ class LeaderElector:
         self._report()
 
     def try_once(self) -> None:
-        """Read the Lease, decide, write: one retry period's work (tests call it directly)."""
+        """Read the Lease, decide, write: one read period's work (tests call it directly)."""
         with self._lock:
             try:
                 self._read()
