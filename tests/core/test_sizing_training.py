@@ -123,6 +123,24 @@ def test_the_qlora_scripts_keep_adapters_and_embeddings_in_bf16() -> None:
     assert scripts.gradients_bytes * 2 == peft.gradients_bytes
 
 
+def test_torchtunes_qlora_holds_at_least_the_load_time_nf4_quantization_peak() -> None:
+    # torchao's to_nf4 holds 68 B per element of the linear it quantizes (two 16-wide bf16
+    # distance tensors and the bf16 source twice); Llama-3.1-8B's largest is an MLP linear.
+    scratch = 68 * 4096 * 14_336
+    short = job(WorkloadType.QLORA, framework=Framework.TORCHTUNE, batch_size=1)
+    short = replace(short, workload=replace(short.workload, sequence_length=128))
+    small_step = size_replica(short, H100)
+    tensors = states(small_step) + small_step.activations_bytes
+    assert tensors < small_step.weights_bytes + scratch
+    assert (
+        small_step.gpu_memory_per_gpu_bytes - small_step.runtime_per_gpu_bytes
+        >= small_step.weights_bytes + scratch
+    )
+    assert "load-time NF4 quantization" in rule(small_step, "overheadBytes")
+    transformers = size_replica(replace(short, workload=replace(short.workload, framework=None)), H100)
+    assert "load-time NF4 quantization" not in rule(transformers, "overheadBytes")
+
+
 # --- offload -------------------------------------------------------------------------------------------
 
 

@@ -761,7 +761,11 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         ),
         note="config at @0914d5cf: NF4 base for q, k, v, o and MLP, LoRA rank 8, batch 2, AC, "
         "torch AdamW, full cross-entropy, no compile, pure bf16; alpaca_cleaned unpacked, "
-        "max_seq_len 512 (upper bound); max_memory_reserved; GB = 10^9 bytes (logger divides by 1e9)",
+        "max_seq_len 512 (upper bound); max_memory_reserved; GB = 10^9 bytes (logger divides by 1e9). "
+        "The same table gives 9.13 GB reserved after model init: the peak is set while loading, "
+        "when torchao 0.1's to_nf4 quantizes each bf16 linear on the GPU through a (numel x 16) "
+        "distance tensor (NF4Tensor.quantize_tensor_nearest), and memory_stats_log's "
+        "reset_peak_memory_stats keeps the reserved blocks; training adds 0.16 GB",
     ),
     # ---- torchtitan, Llama 3.1 on H100 (Dec 2024) ------------------------------------------------
     Figure(
@@ -1223,8 +1227,12 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             offload=Offload.OPTIMIZER_AND_PARAMETERS,
         ),
         note=PEFT_README_NOTE + "; DeepSpeed ZeRO-3 on one GPU with parameter and optimizer offload "
-        "to CPU (the accelerate config is not in the repository at that commit: offload of both "
-        "assumed from the PEFT DeepSpeed docs' ds_zero3_cpu example)",
+        "to CPU, as the README at @73d7224b prints its accelerate config (ds_zero3_cpu.yaml: "
+        "offload_optimizer_device cpu, offload_param_device cpu, zero3_init_flag true, "
+        "mixed_precision 'no', DeepSpeed with PR #2653 for frozen weights). Parameters kept on the "
+        "GPU are ruled out: 7,069,016,064 x 4 B = 26.3 GiB > 18.1 GiB, and 16-bit ones (13.2 GiB) "
+        "contradict mixed_precision 'no' and the 35 GB CPU column (26.3 GiB of fp32 parameters in "
+        "host RAM + the 3.8 GB the PyTorch column's process holds)",
     ),
     # ---- Hugging Face transformers: bert-large-uncased on one V100 16GB ---------------------------
     Figure(

@@ -127,6 +127,14 @@ FSDP_BYTES_PER_GATHERED_PARAM = 4
 # Under pipeline parallelism (gpu_memory._zero_buffers says why): 2 B gathered + 4 B fp32 gradient.
 FSDP_PP_BYTES_PER_STAGE_PARAM = 6
 
+# torchao's NF4 quantizer (NF4Tensor.quantize_tensor_nearest, unchanged from torchao v0.1 of April
+# 2024 through v0.5 and after) finds each element's nearest of the 16 NF4 levels by
+# `(value.unsqueeze(-1) - nf4).abs()`: two (numel x 16) bf16 tensors alive at once, 64 B per
+# element, beside the bf16 source on the GPU and its block-scaled copy (2 B + 2 B). torchtune
+# quantizes one linear at a time, so the peak is the quantized model plus this for its largest
+# quantized linear (its shard under FSDP: load_from_full_model_state_dict quantizes per shard).
+TORCHAO_NF4_QUANTIZE_BYTES_PER_ELEMENT = 68
+
 QUANTIZED = frozenset({Precision.FP8, Precision.INT8, Precision.INT4, Precision.NF4})
 
 

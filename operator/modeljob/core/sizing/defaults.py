@@ -49,6 +49,11 @@ class Stack:
     # default 1e9) and builds that sub-group's fp32 gradients on the GPU for the step; FSDP steps
     # on its sharded fp32 gradients directly.
     zero3_step_buffer: bool
+    # QLoRA: the base is quantized to NF4 on the GPU by torchao's to_nf4 as the model is built and
+    # loaded (torchtune's LoRALinear and its NF4 copy_), whose nearest-level search materialises
+    # a 16-wide distance tensor per element (constants.TORCHAO_NF4_QUANTIZE_BYTES_PER_ELEMENT);
+    # bitsandbytes (Transformers) quantizes in a CUDA kernel that writes the packed 4 bits directly.
+    quantizes_with_torchao: bool
 
 
 # Logits and loss, bytes per value:
@@ -80,6 +85,7 @@ TRANSFORMERS = Stack(
     quantize_only_adapted=False,
     adapter_bytes=4,
     zero3_step_buffer=True,
+    quantizes_with_torchao=False,
 )
 TORCHTUNE = Stack(
     # recipes/configs/llama3_1/*: enable_activation_checkpointing: True; lora_rank: 8; LoRA on
@@ -97,6 +103,7 @@ TORCHTUNE = Stack(
     quantize_only_adapted=True,
     adapter_bytes=2,
     zero3_step_buffer=False,
+    quantizes_with_torchao=True,
 )
 # torchtitan: FSDP2 keeps fp32 sharded parameters and steps on sharded fp32 gradients (no
 # DeepSpeed sub-group buffer); train_configs/llama3_*.toml: activation_checkpoint.mode =
