@@ -158,6 +158,31 @@ def test_when_the_leader_dies_the_standby_takes_over_within_duration_plus_retry(
     assert not a.leads()  # its proof ran out long before b acted
 
 
+@pytest.mark.parametrize("standby_starts_seconds", [0.0, 0.3, 1.1, 1.9], ids=lambda s: f"standby-at-{s}")
+def test_a_standby_reading_when_it_says_takes_a_dead_leaders_lease_within_the_duration_and_a_quarter_period(
+    api: FakeLeases, clock: Clock, standby_starts_seconds: float
+) -> None:
+    """The leader renews each retry period; the standby reads when it says it will (its thread's
+    waits), so it first sees each renewal within 0.5 s and takes over that soon after the
+    duration, counted from the last renewal the leader sent before it died."""
+    a, b = replica(api, clock, "a"), replica(api, clock, "b")
+    a.try_once()
+    next_a, next_b = clock.seconds + TIMING.retry_period_seconds, clock.seconds + standby_starts_seconds
+    last_renewal, dies = clock.seconds, clock.seconds + 21.0
+    while not b.leads():
+        if next_a < dies and next_a <= next_b:
+            clock.seconds = next_a
+            a.try_once()
+            last_renewal, next_a = clock.seconds, clock.seconds + TIMING.retry_period_seconds
+        else:
+            clock.seconds = next_b
+            b.try_once()
+            next_b = clock.seconds + b.next_try_seconds()
+    took = clock.seconds - last_renewal
+    assert TIMING.duration_seconds <= took <= TIMING.duration_seconds + TIMING.retry_period_seconds / 4 + 1e-9
+    assert api.holder() == "b"
+
+
 def test_of_two_standbys_racing_for_an_expired_lease_exactly_one_wins(api: FakeLeases, clock: Clock) -> None:
     a, b, c = replica(api, clock, "a"), replica(api, clock, "b"), replica(api, clock, "c")
     a.try_once()

@@ -165,14 +165,18 @@ class LeaderElector:
                     self._write(decision)
         self._report()
 
+    def next_try_seconds(self) -> float:
+        """How long the thread waits before its next ``try_once``: a retry period while leading, a
+        quarter of one standing by, less when the Lease it sees expires sooner (the core decides)."""
+        return leadership.next_try_seconds(self._election, timing=self._timing, now_seconds=self._clock())
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.try_once()
             except Exception:
                 logger.exception("leader election failed; trying again")
-            wait = leadership.next_try_seconds(self._election, timing=self._timing, now_seconds=self._clock())
-            self._stop.wait(wait)
+            self._stop.wait(self.next_try_seconds())
 
     def _read(self) -> None:
         try:
