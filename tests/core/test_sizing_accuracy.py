@@ -142,9 +142,11 @@ KNOWN_UNDER = {
         "fp32 with parameter and optimizer offload, as the README's config states; DeepSpeed's stage3 "
         "(Jan 2023) adds on the GPU its reduce bucket at the model's dtype (5e8 x 4 B = 1.86 GiB; we "
         "count 2 B) and fp32 activations (no autocast; we count 16-bit, as the spec cannot tell fp32 "
-        "compute from fp32 weights under bf16 mixed precision); with those about 5 GiB stays "
-        "unexplained (max_live_parameters and max_reuse_distance keep no layer beyond the 1.03e9-"
-        "parameter tied embedding we count)"
+        "compute from fp32 weights under bf16 mixed precision), and fetching an offloaded parameter "
+        "copies its partition to the GPU beside the gathered buffer (partition_parameters."
+        "all_gather_coalesced: the 1.03e9-parameter tied embedding twice at one GPU); with those "
+        "about 3-4 GiB stays unexplained (max_live_parameters and max_reuse_distance keep no "
+        "201M-parameter layer beyond that embedding)"
     ),
 }
 
