@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
+from modeljob.core.admission import QueueConfig
 from modeljob.core.cluster_state import PodFacts
 from modeljob.core.job_state import JobFacts
 from modeljob.core.jobs import ModelShape
+from modeljob.core.preemption_rules import WithinQueue
 from modeljob.core.quota_tree import QuotaEntry
 from modeljob.core.steps import Place, Preempt, Unschedulable, Wait
 from tests.core.test_quota_deadlock import GPU_H100, bind, cycle, gpu_job, group, queue, step_of, training
@@ -59,6 +63,45 @@ def test_a_head_waiting_for_serving_jobs_holds_no_one_behind_it() -> None:
     assert isinstance(head, Wait)
     assert head.message.startswith("queue solo: needs 16"), head.message
     assert isinstance(step_of(result, "train-behind"), Place), step_of(result, "train-behind")
+
+
+def solo_within(within: WithinQueue) -> list[QueueConfig]:
+    """The solo queue, preempting within itself by ``within``."""
+    (config,) = SOLO
+    return [replace(config, rules=replace(config.rules, within_queue=within))]
+
+
+@pytest.mark.parametrize("within", [WithinQueue.LOWER_PRIORITY, WithinQueue.SHORTER_REMAINING_TIME])
+def test_holders_a_head_may_not_evict_do_not_hold_the_jobs_behind_it(within: WithinQueue) -> None:
+    """The head's queue preempts within itself, but the serving jobs are of the head's priority (and
+    their remaining time is unknown), so it can evict none of them: it still waits for a deletion,
+    and the training job behind it runs now. (Counting every job of its own queue as ending now, a
+    review found, made the head look startable and held the job behind for as long as they served.)"""
+    serving, pods = serving_fleet(3)
+    jobs = [
+        *serving,
+        group("group-head", queue="solo", created=1000),
+        trainer("train-behind", gpus=1, created=1001, hours=None),
+    ]
+    result = cycle(jobs, pods, nodes=h100_nodes(4), queues=solo_within(within))
+    assert isinstance(step_of(result, "group-head"), Wait), step_of(result, "group-head")
+    assert isinstance(step_of(result, "train-behind"), Place), step_of(result, "train-behind")
+
+
+def test_holders_a_head_may_evict_count_as_ending_now() -> None:
+    """The same queue and fleet, the head of higher priority: it preempts serving jobs now, so
+    the job behind it waits and the room made is the head's."""
+    serving, pods = serving_fleet(3)
+    jobs = [
+        *serving,
+        replace(group("group-head", queue="solo", created=1000), priority=10),
+        trainer("train-behind", gpus=1, created=1001, hours=None),
+    ]
+    result = cycle(jobs, pods, nodes=h100_nodes(4), queues=solo_within(WithinQueue.LOWER_PRIORITY))
+    assert isinstance(step_of(result, "group-head"), Preempt), step_of(result, "group-head")
+    held = step_of(result, "train-behind")
+    assert isinstance(held, Wait), held
+    assert held.message == "queue solo: behind ml/group-head, which waits for quota"
 
 
 def with_training_holder(*behind: JobFacts) -> list[JobFacts]:

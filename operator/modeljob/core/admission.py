@@ -9,13 +9,20 @@ as before queues had quotas.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from modeljob.core.backfill import UNTIL_DELETED, Holder
-from modeljob.core.job_state import JobFacts
+from modeljob.core.job_state import JobFacts, JobPhase
 from modeljob.core.node_types import Candidate, NodeType
-from modeljob.core.preemption_rules import PreemptionRules, WithinQueue
+from modeljob.core.preemption_rules import (
+    PodSlot,
+    PreemptionReason,
+    PreemptionRules,
+    Preemptor,
+    RunningJob,
+    eligibility,
+)
 from modeljob.core.queueing import QueuedJob, QueueOrder, QueuePolicy, QueueSettings, queue_policy
 from modeljob.core.quota import Admission, Charge, QuotaRequest, Usage, amount_text, reclaimable_by, usage_of
 from modeljob.core.quota_rounds import admit_pending
@@ -228,12 +235,15 @@ def admit_waiting(
     policy_for: Mapping[str, QueuePolicy],
     now_seconds: float,
     holds: Mapping[str, float | None] | None = None,
+    candidates: Sequence[RunningJob] = (),
 ) -> AdmissionPlan:
     """Order each queue's jobs by its own policy (a preemptor whose victims are going first). With
     no Queue objects, every job is placed, the queues' jobs interleaved round-robin; with Queues,
     the cycle admits and places them together (``AdmissionPlan.settle``). ``holds`` says how much
     longer each running job is expected to hold its quota (``hold_seconds``); without it a head
-    waiting for quota holds the jobs behind it strictly (no backfill)."""
+    waiting for quota holds the jobs behind it strictly (no backfill). ``candidates`` are the
+    running jobs preemption could evict (``holder_candidate``): those a head may evict by its
+    queue's rules count as ending now for its backfill."""
     by_queue: dict[str, list[Waiting]] = {}
     for item in waiting:
         by_queue.setdefault(item.job.queue, []).append(item)
@@ -258,23 +268,95 @@ def admit_waiting(
         pending=tuple(w.request for line in lines.values() for w in line),
         first=frozenset(w.job.ref for w in waiting if w.job.preempting),
         holders=None if holds is None else tuple(Holder(a, holds.get(a.job)) for a in running),
-        evictable=lambda queue: evictable_by(queue, queues.rules(queue), queues.tree, running),
+        evictable=_evictable_for(waiting, queues, running, candidates, now_seconds=now_seconds),
     )
 
 
+def _evictable_for(
+    waiting: Sequence[Waiting],
+    queues: Queues,
+    running: Sequence[Admission],
+    candidates: Sequence[RunningJob],
+    *,
+    now_seconds: float,
+) -> Callable[[str], frozenset[str]]:
+    """For a head (by name), the running jobs it may evict now (``evictable_by``)."""
+    heads = {w.job.ref: w.job for w in waiting}
+
+    def evictable(head: str) -> frozenset[str]:
+        job = heads[head]
+        rules = queues.rules(job.queue)
+        borrowed = reclaimable_by(job.queue, queues.tree, running) if rules.reclaim_borrowed else ()
+        reclaimable = frozenset(use.job for use in borrowed)
+        return evictable_by(
+            preemptor_of(job), rules, candidates, reclaimable=reclaimable, now_seconds=now_seconds
+        )
+
+    return evictable
+
+
 def evictable_by(
-    queue: str, rules: PreemptionRules, tree: QueueTree, running: Sequence[Admission]
+    head: Preemptor,
+    rules: PreemptionRules,
+    candidates: Iterable[RunningJob],
+    *,
+    reclaimable: Collection[str],
+    now_seconds: float,
 ) -> frozenset[str]:
-    """The running jobs a head of ``queue`` may be able to preempt by its ``rules``: its own
-    queue's (within-queue preemption, time slices) and those using quota borrowed from it
-    (reclaim). More than preemption may take (no minRuntime, priority or margin asked): backfill
-    counts them as ending now, so what it lets go first can only be less."""
-    found: set[str] = set()
-    if rules.within_queue is not WithinQueue.NEVER or rules.time_slice_seconds:
-        found.update(a.job for a in running if a.queue == queue)
-    if rules.reclaim_borrowed:
-        found.update(use.job for use in reclaimable_by(queue, tree, running))
-    return frozenset(found)
+    """The running jobs ``head`` may preempt now by its queue's ``rules``, asked as preemption
+    asks (``eligibility``: priority, minRuntime, the remaining-time margin, time slices, reclaim
+    of the ``reclaimable`` borrowers): backfill counts them as ending now. A holder the head may
+    not evict (one of equal priority, say) is not counted so, or the head would look startable now
+    and hold every job behind it for as long as that holder runs (a serving job: for ever).
+    Preemption's history (a job it preempted earlier) is not asked: counting such a job as ending
+    now only lets less go first."""
+    return frozenset(
+        job.name
+        for job in candidates
+        if isinstance(
+            eligibility(
+                head,
+                replace(job, borrows_from_lender=job.name in reclaimable),
+                rules=rules,
+                preempted_before=frozenset(),
+                now_seconds=now_seconds,
+            ),
+            PreemptionReason,
+        )
+    )
+
+
+def preemptor_of(job: JobFacts) -> Preemptor:
+    """A waiting job as preemption sees it; its remaining time counts the work its earlier runs
+    kept (status.checkpointedSeconds), as the victims' does and the queue simulator's."""
+    return Preemptor(
+        job.ref,
+        job.queue,
+        job.priority,
+        expected_duration_seconds=job.expected_duration_seconds,
+        run_before_seconds=job.run_before_seconds,
+    )
+
+
+def evictable_phase(job: JobFacts) -> bool:
+    """Whether a placed job may be a preemption candidate: its plan bound and its pods running
+    (a plan still binding is not one, nor is a finished job)."""
+    return bool(job.placement) and not job.binding and job.phase in (JobPhase.SCHEDULED, JobPhase.RUNNING)
+
+
+def holder_candidate(job: JobFacts, pods: tuple[PodSlot, ...] = ()) -> RunningJob:
+    """A placed job as preemption sees it (``pods``: the slots it holds, where those matter)."""
+    started = job.started or job.created
+    return RunningJob(
+        name=job.ref,
+        queue=job.queue,
+        priority=job.priority,
+        started_at_seconds=started.timestamp(),
+        pods=pods,
+        expected_duration_seconds=job.expected_duration_seconds,
+        run_before_seconds=job.run_before_seconds,
+        checkpoint_interval_seconds=job.checkpoint_interval_seconds,
+    )
 
 
 def _round_robin(lines: Mapping[str, Sequence[Waiting]]) -> tuple[str, ...]:

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from modeljob.core.admission import AdmissionPlan, Queues
+from modeljob.core.admission import AdmissionPlan, Queues, evictable_phase, holder_candidate, preemptor_of
 from modeljob.core.cluster_state import PodFacts
 from modeljob.core.job_state import JobFacts, JobPhase, Requeue
 from modeljob.core.nodes import NodeTable, PodRequest
@@ -38,7 +38,6 @@ from modeljob.core.preemption_rules import (
     PreemptionHistory,
     PreemptionReason,
     PreemptionRules,
-    Preemptor,
     RunningJob,
     WithinQueue,
     eligibility,
@@ -148,7 +147,7 @@ class Preempting:
             return None
         rules = self.queues.rules(job.queue)
         found = choose_victims(
-            _preemptor(job),
+            preemptor_of(job),
             self._candidates_for(job.queue, rules),
             table=table,
             fits=fits,
@@ -202,7 +201,7 @@ class Preempting:
         if running is None:
             return "Resumed"
         return eligibility(
-            _preemptor(preemptor),
+            preemptor_of(preemptor),
             replace(running, borrows_from_lender=victim.ref in self._reclaimable(preemptor.queue)),
             rules=self.queues.rules(preemptor.queue),
             preempted_before=frozenset(),
@@ -235,7 +234,7 @@ class Preempting:
         if rule is PreemptionReason.SHORTER_REMAINING_TIME:
             running = self.running.get(victim.ref)
             theirs = running.remaining_seconds(self.now_seconds) if running is not None else None
-            ours = _preemptor(preemptor).remaining_seconds
+            ours = preemptor_of(preemptor).remaining_seconds
             return f"{_seconds(theirs)} remaining against the preemptor's {_seconds(ours)}"
         return str(rule)
 
@@ -254,7 +253,7 @@ class Preempting:
 
     def _running(self, job: JobFacts, all_slots: Mapping[tuple[str, str], PodSlot]) -> RunningJob | None:
         """A candidate: a placed job whose pods run (a plan still binding is not one)."""
-        if not job.placement or job.binding or job.phase not in (JobPhase.SCHEDULED, JobPhase.RUNNING):
+        if not evictable_phase(job):
             return None
         placed = {entry.pod for entry in job.placement}
         slots = tuple(
@@ -264,29 +263,7 @@ class Preempting:
         )
         if not slots:
             return None
-        started = job.started or job.created
-        return RunningJob(
-            name=job.ref,
-            queue=job.queue,
-            priority=job.priority,
-            started_at_seconds=started.timestamp(),
-            pods=slots,
-            expected_duration_seconds=job.expected_duration_seconds,
-            run_before_seconds=job.run_before_seconds,
-            checkpoint_interval_seconds=job.checkpoint_interval_seconds,
-        )
-
-
-def _preemptor(job: JobFacts) -> Preemptor:
-    """A waiting job as preemption sees it; its remaining time counts the work its earlier runs
-    kept (status.checkpointedSeconds), as the victims' does and the queue simulator's."""
-    return Preemptor(
-        job.ref,
-        job.queue,
-        job.priority,
-        expected_duration_seconds=job.expected_duration_seconds,
-        run_before_seconds=job.run_before_seconds,
-    )
+        return holder_candidate(job, slots)
 
 
 def _not_evicted_for(preemptor: JobFacts, victim: JobFacts) -> bool:

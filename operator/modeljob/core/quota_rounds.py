@@ -71,7 +71,7 @@ def admit_pending(
     the hold: a job behind a waiting head goes first when it cannot delay the head's earliest
     start (core/backfill.py: EASY backfill), and a job that can never be admitted is refused as
     such rather than held. Without ``holders``, ends are unknown and the hold is strict.
-    ``evictable`` names, for a queue, the holders its head may preempt: they may end now.
+    ``evictable`` names, for a head (by its job), the holders it may preempt: they may end now.
     """
     round_ = _Round(pending, tree, usage, first=first, holders=holders, evictable=evictable)
     while round_.lines:
@@ -202,7 +202,7 @@ class _Round:
         """The head's earliest start, in seconds from now (core/backfill.py)."""
         if head.job not in self.starts:
             holders = self.holders or ()
-            evictable = self.evictable(head.queue) if self.evictable is not None else ()
+            evictable = self.evictable(head.job) if self.evictable is not None else ()
             request = self.requests[head.job]
             self.starts[head.job] = earliest_start(
                 request, self.tree, self.usage, holders, evictable=evictable

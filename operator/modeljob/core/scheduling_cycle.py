@@ -23,8 +23,10 @@ from modeljob.core.admission import (
     Waiting,
     admit_waiting,
     charged,
+    evictable_phase,
     held,
     hold_seconds,
+    holder_candidate,
     policies,
     queues_of,
 )
@@ -336,6 +338,7 @@ def _admission(
         policy_for=policy_for,
         now_seconds=now.timestamp(),
         holds={job.ref: hold_seconds(job, now_seconds=now.timestamp()) for job in placed},
+        candidates=[holder_candidate(job) for job in placed if evictable_phase(job)],
     )
 
 

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict
 
+from modeljob.core.admission import evictable_by
 from modeljob.core.fragmentation import compile_workload, learn_target_workload
 from modeljob.core.gang_placement import Placement, plan_gang
 from modeljob.core.nodes import NodeTable, NodeView, build_node_table
@@ -214,7 +215,10 @@ class _SharedReplay:
                 place(job)
             return
         admission = self.books.admission_round(
-            ordered, now_seconds=now, place=lambda decision: place(by_name[decision.job]), rules=self.rules
+            ordered,
+            now_seconds=now,
+            place=lambda decision: place(by_name[decision.job]),
+            evictable=None if self.rules is None else lambda head: self._evictable(by_name[head], now),
         )
         refused = {refusal.job: refusal for refusal in admission.waiting}
         for job in ordered:
@@ -260,13 +264,7 @@ class _SharedReplay:
             return False
         self.attempts_left -= 1
         item = self.by_name[job.name]
-        preemptor = Preemptor(
-            name=job.name,
-            queue=job.queue,
-            priority=job.priority,
-            expected_duration_seconds=job.expected_duration_seconds,
-            run_before_seconds=job.run_seconds,
-        )
+        preemptor = self._preemptor(job)
         reclaim = self.books.reclaimable_by(job.queue) if self.rules.reclaim_borrowed else frozenset()
         candidates = [self._candidate(name, reclaimable=name in reclaim) for name in sorted(self.running)]
         arguments = _ChooseArguments(
@@ -298,6 +296,25 @@ class _SharedReplay:
         placed = self._try_place(job, now)
         self.misfits += not placed
         return placed
+
+    def _evictable(self, head: QueuedJob, now: float) -> frozenset[str]:
+        """The running jobs ``head`` may preempt now: backfill counts them as ending now."""
+        assert self.rules is not None
+        reclaim = self.books.reclaimable_by(head.queue) if self.rules.reclaim_borrowed else frozenset()
+        candidates = [self._candidate(name, reclaimable=False) for name in sorted(self.running)]
+        return evictable_by(
+            self._preemptor(head), self.rules, candidates, reclaimable=reclaim, now_seconds=now
+        )
+
+    @staticmethod
+    def _preemptor(job: QueuedJob) -> Preemptor:
+        return Preemptor(
+            name=job.name,
+            queue=job.queue,
+            priority=job.priority,
+            expected_duration_seconds=job.expected_duration_seconds,
+            run_before_seconds=job.run_seconds,
+        )
 
     def _candidate(self, name: str, *, reclaimable: bool) -> RunningJob:
         run = self.running[name]

@@ -11,12 +11,11 @@ simulator's events.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from modeljob.core.admission import charged, evictable_by
+from modeljob.core.admission import charged
 from modeljob.core.backfill import Holder
-from modeljob.core.preemption_rules import PreemptionRules
 from modeljob.core.queueing import QueuedJob
 from modeljob.core.quota import (
     Admission,
@@ -89,17 +88,15 @@ class QuotaBooks:
         *,
         now_seconds: float,
         place: Placing | None = None,
-        rules: PreemptionRules | None = None,
+        evictable: Callable[[str], Collection[str]] | None = None,
     ) -> AdmissionRound:
         """The cycle's admission: ``ordered`` lists each queue's jobs in that queue's order; each
         admitted job is ``place``d before the next is admitted, and keeps its charge only if placed.
         Backfill behind a head waiting for quota reads the jobs' declared durations, as the
         operator reads ``expectedDuration`` (``admission.hold_seconds``), and counts the jobs a
-        head may preempt by ``rules`` as ending now, as the operator does."""
+        head may preempt (``evictable``, by the head's name) as ending now, as the operator does."""
         requests = [replace(self.requests[job.name], seconds=_declared_left(job)) for job in ordered]
         holders = [Holder(charge, self._left(name, now_seconds)) for name, charge in self.running.items()]
-        running = tuple(self.running.values())
-        evictable = None if rules is None else (lambda queue: evictable_by(queue, rules, self.tree, running))
         return admit_pending(
             requests, self.tree, self.usage(), place=place, holders=holders, evictable=evictable
         )
