@@ -9,20 +9,14 @@ as before queues had quotas.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from modeljob.core.backfill import UNTIL_DELETED, Holder
-from modeljob.core.job_state import JobFacts, JobPhase
+from modeljob.core.job_state import JobFacts
 from modeljob.core.node_types import Candidate, NodeType
-from modeljob.core.preemption_rules import (
-    PodSlot,
-    PreemptionReason,
-    PreemptionRules,
-    Preemptor,
-    RunningJob,
-    eligibility,
-)
+from modeljob.core.preemption_rules import PreemptionRules, RunningJob
+from modeljob.core.preemption_view import evictable_by, preemptor_of
 from modeljob.core.queueing import QueuedJob, QueueOrder, QueuePolicy, QueueSettings, queue_policy
 from modeljob.core.quota import Admission, Charge, QuotaRequest, Usage, amount_text, reclaimable_by, usage_of
 from modeljob.core.quota_rounds import admit_pending
@@ -293,70 +287,6 @@ def _evictable_for(
         )
 
     return evictable
-
-
-def evictable_by(
-    head: Preemptor,
-    rules: PreemptionRules,
-    candidates: Iterable[RunningJob],
-    *,
-    reclaimable: Collection[str],
-    now_seconds: float,
-) -> frozenset[str]:
-    """The running jobs ``head`` may preempt now by its queue's ``rules``, asked as preemption
-    asks (``eligibility``: priority, minRuntime, the remaining-time margin, time slices, reclaim
-    of the ``reclaimable`` borrowers): backfill counts them as ending now. A holder the head may
-    not evict (one of equal priority, say) is not counted so, or the head would look startable now
-    and hold every job behind it for as long as that holder runs (a serving job: for ever).
-    Preemption's history (a job it preempted earlier) is not asked: counting such a job as ending
-    now only lets less go first."""
-    return frozenset(
-        job.name
-        for job in candidates
-        if isinstance(
-            eligibility(
-                head,
-                replace(job, borrows_from_lender=job.name in reclaimable),
-                rules=rules,
-                preempted_before=frozenset(),
-                now_seconds=now_seconds,
-            ),
-            PreemptionReason,
-        )
-    )
-
-
-def preemptor_of(job: JobFacts) -> Preemptor:
-    """A waiting job as preemption sees it; its remaining time counts the work its earlier runs
-    kept (status.checkpointedSeconds), as the victims' does and the queue simulator's."""
-    return Preemptor(
-        job.ref,
-        job.queue,
-        job.priority,
-        expected_duration_seconds=job.expected_duration_seconds,
-        run_before_seconds=job.run_before_seconds,
-    )
-
-
-def evictable_phase(job: JobFacts) -> bool:
-    """Whether a placed job may be a preemption candidate: its plan bound and its pods running
-    (a plan still binding is not one, nor is a finished job)."""
-    return bool(job.placement) and not job.binding and job.phase in (JobPhase.SCHEDULED, JobPhase.RUNNING)
-
-
-def holder_candidate(job: JobFacts, pods: tuple[PodSlot, ...] = ()) -> RunningJob:
-    """A placed job as preemption sees it (``pods``: the slots it holds, where those matter)."""
-    started = job.started or job.created
-    return RunningJob(
-        name=job.ref,
-        queue=job.queue,
-        priority=job.priority,
-        started_at_seconds=started.timestamp(),
-        pods=pods,
-        expected_duration_seconds=job.expected_duration_seconds,
-        run_before_seconds=job.run_before_seconds,
-        checkpoint_interval_seconds=job.checkpoint_interval_seconds,
-    )
 
 
 def _round_robin(lines: Mapping[str, Sequence[Waiting]]) -> tuple[str, ...]:

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from modeljob.core.admission import AdmissionPlan, Queues, evictable_phase, holder_candidate, preemptor_of
+from modeljob.core.admission import AdmissionPlan, Queues
 from modeljob.core.cluster_state import PodFacts
 from modeljob.core.job_state import JobFacts, JobPhase, Requeue
 from modeljob.core.nodes import NodeTable, PodRequest
@@ -42,6 +42,7 @@ from modeljob.core.preemption_rules import (
     WithinQueue,
     eligibility,
 )
+from modeljob.core.preemption_view import evictable_phase, holder_candidate, preemptor_of
 from modeljob.core.quota import QuotaRequest, QuotaTest, admits_once_released, reclaimable_by
 from modeljob.core.steps import Preempt, RollBack, Wait, evict
 

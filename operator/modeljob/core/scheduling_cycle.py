@@ -23,10 +23,8 @@ from modeljob.core.admission import (
     Waiting,
     admit_waiting,
     charged,
-    evictable_phase,
     held,
     hold_seconds,
-    holder_candidate,
     policies,
     queues_of,
 )
@@ -45,6 +43,7 @@ from modeljob.core.nodes import NodeTable, NodeView
 from modeljob.core.plan_memo import CarriedPlans, PlanMemo
 from modeljob.core.planning import Planner, count_work, host_demand, target_workload
 from modeljob.core.preempting import Preempting, victims_of
+from modeljob.core.preemption_view import evictable_phase, holder_candidate
 from modeljob.core.queueing import QueueOrder, QueueSettings, add_resources
 from modeljob.core.quota import Admission, QuotaRequest, Usage, usage_of
 from modeljob.core.resources import Resources

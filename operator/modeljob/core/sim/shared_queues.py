@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict
 
-from modeljob.core.admission import evictable_by
 from modeljob.core.fragmentation import compile_workload, learn_target_workload
 from modeljob.core.gang_placement import Placement, plan_gang
 from modeljob.core.nodes import NodeTable, NodeView, build_node_table
@@ -47,6 +46,7 @@ from modeljob.core.preemption_rules import (
     RunningJob,
     kept_seconds,
 )
+from modeljob.core.preemption_view import evictable_by
 from modeljob.core.queueing import QueuedJob, QueueSettings, order_queues, queue_policy
 from modeljob.core.quota import QuotaTest
 from modeljob.core.quota_tree import QueueSpec
