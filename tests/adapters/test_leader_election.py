@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import socket
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -14,9 +15,16 @@ from kubernetes.client.exceptions import ApiException
 
 from modeljob.adapters.cluster import ClusterGateway
 from modeljob.adapters.cluster_errors import AlreadyExistsError, ClusterError, NotFoundError, NotLeaderError
+from modeljob.adapters.cluster_view import ClusterView
+from modeljob.adapters.kube_nodes import NodeLabelKeys
 from modeljob.adapters.lease import FencedGateway, LeaderElector, lease_manifest, lease_record
+from modeljob.adapters.metrics import OperatorMetrics
+from modeljob.adapters.scheduling_loop import LoopSettings, SchedulingLoop
 from modeljob.core.leadership import MIN_CALL_TIMEOUT_SECONDS, Election, LeaseRecord, LeaseTiming
-from tests.operator_builders import at
+from modeljob.core.scheduling_cycle import CycleSettings
+from modeljob.settings import SchedulingSettings
+from tests.adapters.test_operator_scheduling_loop import FakeApiServer
+from tests.operator_builders import at, modeljob_dict, node_dict
 
 TIMING = LeaseTiming(duration_seconds=15, renew_deadline_seconds=10, retry_period_seconds=2)
 NAMESPACE, NAME = "modeljob-system", "modeljob-operator"
@@ -426,3 +434,39 @@ def test_a_fenced_write_the_server_does_not_answer_is_sent_once(
     with pytest.raises(ClusterError, match="cannot reach the API server"):
         write(gateway)
     assert _connections(silent_server) == 1
+
+
+# --- taking over ----------------------------------------------------------------------------------
+
+
+def test_a_replica_that_takes_the_lease_over_plans_at_once_without_the_debounce() -> None:
+    """The standby's view is whole already: waiting out the debounce (10 s here) would only be
+    added to the failover. A leader keeps debouncing changes."""
+    server = FakeApiServer()
+    view = ClusterView(server, labels=NodeLabelKeys())  # type: ignore[arg-type]
+    for index in (0, 1):  # as the standby's watches show them
+        view.nodes.observe(server.put("nodes", node_dict(index)))
+    view.jobs.observe(server.put("modeljobs", modeljob_dict("llama-2-13b-training-zero3")))
+    leads = threading.Event()
+    planned = threading.Event()
+    server.before["patch"] = lambda _: planned.set()
+    loop = SchedulingLoop(
+        gateway=server,  # type: ignore[arg-type]
+        view=view,
+        metrics=OperatorMetrics(),
+        settings=LoopSettings(
+            scheduling=SchedulingSettings(debounce_seconds=10, resync_seconds=60),
+            product_label="nvidia.com/gpu.product",
+            cycle=CycleSettings(node_lost_after_seconds=30),
+        ),
+        identity="b",
+        acts=leads.is_set,
+    )
+    view.changed.clear()  # the standby has nothing new to look at
+    loop.start()
+    try:
+        leads.set()  # as LeaderElector's on_change does, through wiring
+        view.changed.set()
+        assert planned.wait(timeout=5), "the new leader waited before planning"
+    finally:
+        loop.stop()

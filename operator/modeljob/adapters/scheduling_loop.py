@@ -141,7 +141,9 @@ class SchedulingLoop:
             changed.wait(timeout=resync if retry is None else min(resync, retry))
             if self._stop.is_set():
                 return
-            if self._settings.scheduling.debounce_seconds:
+            # A replica that has just taken the Lease over plans at once: its watched view is whole
+            # already, and every moment waited here is added to the failover.
+            if self._settings.scheduling.debounce_seconds and (self.acting or not self._acts()):
                 time.sleep(self._settings.scheduling.debounce_seconds)
             changed.clear()
             self.acting = self._acts()
