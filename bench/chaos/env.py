@@ -45,6 +45,9 @@ QUEUES: Mapping[str, Mapping[str, Any]] = {
     },
     "chaos-b": {
         "parent": "chaos-research",
+        # Preempting within itself too: a head's backfill then asks which of its own queue's
+        # jobs it may really evict (the review of af563c9 found all of them counted).
+        "preemption": {"reclaimBorrowed": True, "minRuntime": "0s", "withinQueue": "LowerPriority"},
         "quota": [
             {"resource": GPU, "products": [H100_PRODUCT], "nominal": 32, "borrowingLimit": 8},
             {"resource": GPU, "products": [L4_PRODUCT], "nominal": 12, "borrowingLimit": 4},

@@ -89,7 +89,8 @@ def _header(result: Result) -> str:
 This run: `{_command(args)}` (`make chaos` runs the defaults, `--seed 17`). A control plane of its own
 (`tests/cluster.py`'s "chaos" plane), two `modeljob run` replicas with leader election, {args.h100_nodes}
 H100 and {args.l4_nodes} L4 kwok nodes in two zones, two Queues under one parent (borrowing, a
-borrowingLimit, a lendingLimit, reclaimBorrowed preemption), a seeded stream of ModelJobs and a
+borrowingLimit, a lendingLimit, reclaimBorrowed preemption, and one preempting lower priorities
+within itself), a seeded stream of ModelJobs and a
 seeded schedule of faults, watched by an invariant checker (`bench/chaos/checker.py`) from
 start to end. Anyone can rerun it with the same seed; the moments are the seed's, the machine's
 timing is not, so a rerun is the same schedule, not the same interleaving.
