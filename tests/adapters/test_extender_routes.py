@@ -154,6 +154,29 @@ def test_filter_with_whole_node_objects_sends_the_passing_objects_back(extender:
     assert reply["Nodes"]["items"] == [nodes[1]]
 
 
+def as_go_writes(document: dict[str, Any]) -> bytes:
+    """The body as kube-scheduler's json.Marshal writes it: no spaces, Go's field order."""
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize(
+    ("gpus", "candidates", "passing"),
+    [(1, ALL[:3], list(ALL[:3])), (4, ALL, ["gpu-b"])],
+    ids=["every-node-passes", "some-fail"],
+)
+def test_kube_schedulers_own_encoding_gets_the_same_answers(
+    gpus: int, candidates: tuple[str, ...], passing: list[str]
+) -> None:
+    answers = []
+    for encode in (as_go_writes, lambda document: json.dumps(document).encode()):
+        for running in serve():
+            request = encode(args(gpu_pod(gpus=gpus), *candidates))
+            answers.append((running.post(FILTER, request), running.post(PRIORITIZE, request)))
+    assert answers[0] == answers[1]
+    (_, filtered), _ = answers[0]
+    assert filtered["NodeNames"] == passing
+
+
 def test_prioritize_gives_10_to_the_core_choice_and_counts_the_pod_there_at_once(extender: Running) -> None:
     status, reply = extender.post(PRIORITIZE, args(gpu_pod("first", gpus=2), "gpu-a", "gpu-b"))
     assert status == 200

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -90,6 +92,86 @@ def test_unreadable_requests_are_refused_naming_the_field(document: bytes, messa
         decode_scheduling_args(document)
 
 
+def as_go_writes(pod_json: bytes, names_json: bytes) -> bytes:
+    """ExtenderArgs as kube-scheduler's json.Marshal writes it with nodeCacheCapable: true."""
+    return b'{"Pod":' + pod_json + b',"Nodes":null,"NodeNames":' + names_json + b"}"
+
+
+def go_json(document: Any, *, ascii_only: bool = True) -> bytes:
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=ascii_only).encode()
+
+
+@given(names=st.lists(st.text(max_size=8), max_size=12), ascii_only=st.booleans())
+def test_a_body_as_kube_scheduler_writes_it_reads_as_the_same_body_spelled_otherwise(
+    names: list[str], ascii_only: bool
+) -> None:
+    as_sent = decode_scheduling_args(as_go_writes(go_json(GPU_POD), go_json(names, ascii_only=ascii_only)))
+    spaced = decode_scheduling_args(body({"Pod": GPU_POD, "Nodes": None, "NodeNames": names}))
+    assert replace(as_sent, candidates=replace(as_sent.candidates, names_json=None)) == spaced
+    assert as_sent.candidates.names_json in (None, go_json(names))
+
+
+def test_kube_schedulers_names_are_kept_as_sent_for_the_reply() -> None:
+    names = [f"kwok-node-{i}" for i in range(5)]
+    args = decode_scheduling_args(as_go_writes(go_json(GPU_POD), go_json(names)))
+    assert args.candidates.names == tuple(names)
+    assert args.candidates.names_json == go_json(names)
+
+
+def test_names_sent_with_escapes_are_read_but_not_kept_as_sent() -> None:
+    args = decode_scheduling_args(as_go_writes(go_json(GPU_POD), b'["a","\\u0062"]'))
+    assert args.candidates.names == ("a", "b")
+    assert args.candidates.names_json is None
+
+
+def test_a_pod_holding_the_names_marker_does_not_confuse_the_reader() -> None:
+    pod = {**GPU_POD, "extra": {"Nodes": None, "NodeNames": ["not-a-candidate"]}}
+    args = decode_scheduling_args(as_go_writes(go_json(pod), go_json(["a"])))
+    assert args.candidates.names == ("a",)
+
+
+BAD_QUANTITY_POD = pod_dict(containers=[container(requests={"cpu": "lots"})])
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (as_go_writes(go_json(BAD_QUANTITY_POD), b"[]"), "Pod.spec.containers.0.resources.requests"),
+        (as_go_writes(go_json({**GPU_POD, "metadata": {"name": ""}}), b"[]"), "Pod.metadata.name"),
+        (as_go_writes(go_json(GPU_POD), b"[1]"), "NodeNames.0: Input should be a valid string"),
+        (as_go_writes(go_json(GPU_POD), b'["a",]'), "body: not JSON"),
+        (as_go_writes(go_json(GPU_POD), b"[NaN]"), "body: not JSON"),
+        (as_go_writes(go_json(GPU_POD)[:-1], b"[]"), "body: not JSON"),
+        (as_go_writes(b"\xef\xbb\xbf" + go_json(GPU_POD), b"[]"), "body: not JSON"),
+        (as_go_writes(go_json(GPU_POD), b'["\xff"]'), "body: not JSON"),
+        (as_go_writes(go_json(GPU_POD), b"{}"), "NodeNames: Input should be a valid list"),
+        (
+            as_go_writes(
+                go_json(pod_dict(containers=[container(limits={"nvidia.com/gpu": str(2**53)})])), b"[]"
+            ),
+            "GPUs request of 2^53 or more",
+        ),
+    ],
+    ids=[
+        "bad-quantity",
+        "empty-pod-name",
+        "name-not-string",
+        "trailing-comma",
+        "nan",
+        "pod-swallows-the-names",
+        "byte-order-mark-inside",
+        "not-utf8",
+        "names-not-a-list",
+        "absurd-request",
+    ],
+)
+def test_a_bad_body_as_kube_scheduler_writes_it_is_refused_naming_the_field(
+    document: bytes, message: str
+) -> None:
+    with pytest.raises(WireError, match=re.escape(message)):
+        decode_scheduling_args(document)
+
+
 def test_binding_args_use_the_go_field_names() -> None:
     args = decode_binding_args(body({"PodName": "p", "PodNamespace": "ml", "PodUID": "u-1", "Node": "n"}))
     assert (args.pod_namespace, args.pod_name, args.pod_uid, args.node) == ("ml", "p", "u-1", "n")
@@ -113,6 +195,12 @@ def test_filter_reply_in_whole_nodes_mode_returns_the_objects_and_no_names() -> 
     reply = json.loads(FilterReply(passed=["gpu-h100-0"], items=[node]).to_json())
     assert reply["NodeNames"] is None
     assert reply["Nodes"] == {"metadata": {}, "items": [node]}
+
+
+def test_filter_reply_with_the_names_as_sent_is_the_same_reply() -> None:
+    names = ["gpu-a", "gpu-b"]
+    as_sent = FilterReply(passed=names, failed={"c": "why"}, passed_json=go_json(names))
+    assert as_sent.to_json() == FilterReply(passed=names, failed={"c": "why"}).to_json()
 
 
 def compact(document: Any) -> bytes:

@@ -116,10 +116,16 @@ def refuse_group(candidates: Sequence[str], size: int) -> FilterDecision:
 
 
 def decide_filter(
-    table: NodeTable, request: PodRequest, candidates: Sequence[str], *, row_of: Mapping[str, int]
+    table: NodeTable,
+    request: PodRequest,
+    candidates: Sequence[str],
+    *,
+    row_of: Mapping[str, int],
+    rows: IntArray | None = None,
 ) -> FilterDecision:
-    """The core's filter on the candidates kube-scheduler sends."""
-    rows = candidate_rows(candidates, row_of)
+    """The core's filter on the candidates kube-scheduler sends (``rows``: their
+    `candidate_rows`, if the caller has them already)."""
+    rows = candidate_rows(candidates, row_of) if rows is None else rows
     first, reasons = first_failures(table, request)
     known = rows >= 0
     failure = np.where(known, first[np.where(known, rows, 0)], -2)  # -2: not in the table
@@ -167,9 +173,11 @@ def decide_priorities(
     row_of: Mapping[str, int],
     weights: ScoringWeights,
     context: ScoringContext,
+    rows: IntArray | None = None,
 ) -> Priorities:
-    """Score the candidates as the operator scores a replica's nodes; infeasible ones get 0."""
-    rows = candidate_rows(candidates, row_of)
+    """Score the candidates as the operator scores a replica's nodes; infeasible ones get 0
+    (``rows``: their `candidate_rows`, if the caller has them already)."""
+    rows = candidate_rows(candidates, row_of) if rows is None else rows
     known = rows >= 0
     ranking = rank_candidates(table, request, rows[known], weights=weights, context=context)
     score_of_row = np.full(len(table), MIN_PRIORITY, dtype=np.int64)

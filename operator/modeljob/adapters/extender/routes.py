@@ -38,13 +38,13 @@ from modeljob.adapters.extender.decisions import (
 )
 from modeljob.adapters.extender.fragmentation_memo import FragmentationMemo
 from modeljob.adapters.extender.metrics import ExtenderMetrics
+from modeljob.adapters.extender.request_memo import RequestMemo
 from modeljob.adapters.extender.settings import ExtenderSettings
 from modeljob.adapters.extender.wire import (
     FilterReply,
     SchedulingArgs,
     WireError,
     decode_binding_args,
-    decode_scheduling_args,
     encode_binding_result,
     encode_error,
     encode_priorities,
@@ -75,6 +75,7 @@ class ExtenderService:
     # out keeps its thread until the client gives up, and binds arrive in parallel.
     calls: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(16, "extender-bind"))
     fragmentation: FragmentationMemo = field(default_factory=FragmentationMemo)
+    requests: RequestMemo = field(default_factory=RequestMemo)
 
 
 SERVICE = web.AppKey("service", ExtenderService)
@@ -147,7 +148,7 @@ def verb(name: str, answer: Answer) -> Callable[[web.Request], Awaitable[web.Res
 
 
 async def answer_filter(service: ExtenderService, body: bytes) -> bytes:
-    args = decode_scheduling_args(body)
+    args = service.requests.decode(body)
     _require_synced(service)
     # A new attempt for this pod: whatever we chose for it before did not stick.
     service.cache.forget(args.key)
@@ -158,7 +159,8 @@ async def answer_filter(service: ExtenderService, body: bytes) -> bytes:
     if size > 1:
         decision = refuse_group(names, size)
     else:
-        decision = decide_filter(snapshot.table, args.request, names, row_of=snapshot.row_of)
+        rows = service.requests.rows(names, snapshot.row_of)
+        decision = decide_filter(snapshot.table, args.request, names, row_of=snapshot.row_of, rows=rows)
     _refuse_unknown(args, decision.unknown)
     if len(decision.passed) == 1:
         # kube-scheduler skips scoring when one node is left, so this is where the pod goes.
@@ -172,12 +174,14 @@ async def answer_filter(service: ExtenderService, body: bytes) -> bytes:
         failed={**decision.failed, **dict.fromkeys(decision.unknown, UNKNOWN_NODE)},
         unresolvable=decision.unresolvable,
         items=items,
+        # Every node passed (passed is a subsequence of names): the names as the request wrote them.
+        passed_json=args.candidates.names_json if len(decision.passed) == len(names) else None,
     )
     return reply.to_json()
 
 
 async def answer_prioritize(service: ExtenderService, body: bytes) -> bytes:
-    args = decode_scheduling_args(body)
+    args = service.requests.decode(body)
     _require_synced(service)
     snapshot = service.cache.snapshot()
     target = service.cache.workload(args.pod)
@@ -196,6 +200,7 @@ async def answer_prioritize(service: ExtenderService, body: bytes) -> bytes:
         row_of=snapshot.row_of,
         weights=service.weights,
         context=context,
+        rows=service.requests.rows(args.candidates.names, snapshot.row_of),
     )
     _refuse_unknown(args, priorities.unknown)
     if priorities.chosen is not None:

@@ -5,6 +5,10 @@ The Go structs have no JSON tags, so the keys on the wire are the Go field names
 case-insensitively; we read exactly the names kube-scheduler writes and write exactly the names it
 reads. Requests are validated here, once: anything malformed becomes a WireError whose message
 names the field (`Pod.spec.containers.0.resources.requests.cpu: ...`), and the routes answer 400.
+
+Filter and prioritize bodies are read the way kube-scheduler writes them when it can be (`_read_as_sent`):
+at 5,000 nodes a body is ~110 KB of node names, and keeping the names' own JSON text lets the filter
+send it back as is when every node passes, instead of encoding 5,000 names again.
 """
 
 from __future__ import annotations
@@ -136,6 +140,9 @@ class Candidates:
 
     names: tuple[str, ...]
     items: tuple[JsonObject, ...] | None = None
+    # The request's NodeNames array as it came, when that text is exactly json.dumps's compact
+    # encoding of ``names`` (kube-scheduler's always is): a reply naming all of them can reuse it.
+    names_json: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,12 +193,14 @@ def pod_request(pod_spec: Mapping[str, Any]) -> PodRequest:
 
 def decode_scheduling_args(body: bytes) -> SchedulingArgs:
     """An ExtenderArgs body (filter, prioritize) -> the pod and the candidate nodes."""
+    as_sent = _read_as_sent(body)
+    if as_sent is not None:
+        return _scheduling_args(*as_sent)
     document = _load_object(body)
     try:
         args = ExtenderArgs.model_validate(document)
     except ValidationError as exc:
         raise WireError(_describe(exc)) from None
-    pod = args.pod.clean()
     if args.node_names is not None:
         candidates = Candidates(names=tuple(args.node_names))
     elif args.nodes is not None:
@@ -203,11 +212,62 @@ def decode_scheduling_args(body: bytes) -> SchedulingArgs:
         raise WireError(
             "NodeNames: required (nodeCacheCapable: true), or Nodes (nodeCacheCapable: false); both are null"
         )
+    return _scheduling_args(args.pod, candidates)
+
+
+def _scheduling_args(pod_model: Pod, candidates: Candidates) -> SchedulingArgs:
+    pod = pod_model.clean()
     facts = kube_pods.pod_facts(pod)
     request = pod_request(pod["spec"])
     for wants in (facts.requests, request.resources):
         _within_reason(wants)
-    return SchedulingArgs(pod=facts, request=request, candidates=candidates, uid=args.pod.metadata.uid)
+    return SchedulingArgs(pod=facts, request=request, candidates=candidates, uid=pod_model.metadata.uid)
+
+
+# What Go's json.Marshal writes for ExtenderArgs with nodeCacheCapable: true: the struct's fields in
+# order, no spaces, Nodes null.
+_AS_SENT_START = '{"Pod":'
+_AS_SENT_NAMES = ',"Nodes":null,"NodeNames":['
+
+
+def _read_as_sent(body: bytes) -> tuple[Pod, Candidates] | None:
+    """A body written as kube-scheduler writes it, read as its two values: the Pod and the NodeNames
+    array. Exactly when both parts are complete JSON values is the whole body the object
+    {"Pod": pod, "Nodes": null, "NodeNames": names}, so this reads what `_load_object` and
+    ExtenderArgs would, and keeps the names' text. None for anything else, valid or not (other
+    spacing or order, Nodes in full, a bad value): the general path then reads it, and words any
+    refusal the same way whichever path met the body first."""
+    if not (body.startswith(_AS_SENT_START.encode()) and body.endswith(b"]}")):
+        return None
+    try:
+        # Decoded once as a whole, as json.loads does for a body opening with '{': a part alone
+        # could pass for UTF-16 or open with a byte-order mark that json.loads would skip.
+        text = body.decode()
+    except UnicodeDecodeError:
+        return None
+    at = text.rfind(_AS_SENT_NAMES)
+    if at < 0:
+        return None
+    names_text = text[at + len(_AS_SENT_NAMES) - 1 : -1]
+    try:
+        pod = Pod.model_validate(json.loads(text[len(_AS_SENT_START) : at], parse_constant=_reject_constant))
+        names = json.loads(names_text, parse_constant=_reject_constant)
+    except (RecursionError, ValueError):  # ValidationError and JSONDecodeError are ValueErrors
+        return None
+    if type(names) is not list or not set(map(type, names)) <= {str}:
+        return None
+    return pod, Candidates(names=tuple(names), names_json=_compact_json(names, names_text))
+
+
+def _compact_json(names: Sequence[str], text: str) -> bytes | None:
+    """``text`` (a JSON array that decodes to ``names``) as bytes if it is what json.dumps(names,
+    compact) writes, else None. With no escapes and only ASCII, each name's text is the name itself,
+    so the array is compact exactly when it has no character besides the names, their quotes, the
+    commas and the brackets."""
+    if "\\" in text or not text.isascii():
+        return None
+    compact_length = sum(map(len, names)) + 3 * len(names) + 1 if names else 2
+    return text.encode() if len(text) == compact_length else None
 
 
 def _within_reason(wants: Resources) -> None:
@@ -250,11 +310,15 @@ class FilterReply:
     unresolvable: Mapping[str, str] = field(default_factory=dict)
     items: Sequence[JsonObject] | None = None  # the passing Node objects, in the nodes-in-full mode
     error: str = ""
+    # ``passed`` as json.dumps writes it (compact), when the caller has that text already: the
+    # request's own NodeNames when every node passes (Candidates.names_json).
+    passed_json: bytes | None = None
 
     def to_json(self) -> bytes:
         """What json.dumps writes (compact), byte for byte. Without nodes in full, the reasons per
         failing node are joined from cached pieces (`_NamePieces`) by C-level maps; the names that
-        pass stay json.dumps's (its C encoder streams a list of names faster than lookups do)."""
+        pass are ``passed_json`` if given, else json.dumps's (its C encoder streams a list of names
+        faster than lookups do)."""
         if self.items is not None:
             return _dumps(
                 {
@@ -265,17 +329,24 @@ class FilterReply:
                     "Error": self.error,
                 }
             )
-        return (
-            '{"Nodes":null,"NodeNames":'
-            + json.dumps(list(self.passed), separators=(",", ":"))
-            + ',"FailedNodes":'
-            + _reasons_json(self.failed)
-            + ',"FailedAndUnresolvableNodes":'
-            + _reasons_json(self.unresolvable)
-            + ',"Error":'
-            + json.dumps(self.error)
-            + "}"
-        ).encode()
+        names = self.passed_json
+        if names is None:
+            names = json.dumps(list(self.passed), separators=(",", ":")).encode()
+        return b"".join(
+            (
+                b'{"Nodes":null,"NodeNames":',
+                names,
+                (
+                    ',"FailedNodes":'
+                    + _reasons_json(self.failed)
+                    + ',"FailedAndUnresolvableNodes":'
+                    + _reasons_json(self.unresolvable)
+                    + ',"Error":'
+                    + json.dumps(self.error)
+                    + "}"
+                ).encode(),
+            )
+        )
 
 
 class _NamePieces(dict[str, str]):
