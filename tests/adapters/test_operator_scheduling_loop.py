@@ -269,6 +269,83 @@ def test_a_crash_while_binding_is_completed_by_the_next_operator(
     assert "completed an interrupted binding" in api.events[-1]["message"]
 
 
+def _pods_start_at_once(api: FakeApiServer) -> None:
+    """Pods whose node starts them as soon as they are created (kwok's do, often), as their
+    creation's reply already shows them."""
+    original = api.create_pod
+
+    def create_running(namespace: str, manifest: Json) -> Json:
+        created = original(namespace, manifest)
+        pod = api.objects[("pods", namespace, created["metadata"]["name"])]
+        pod["status"] = {"phase": "Running", "podIP": "10.0.0.1"}
+        return api.put("pods", pod)
+
+    api.create_pod = create_running  # type: ignore[method-assign]
+
+
+def _status_writes(api: FakeApiServer, since: int = 0) -> list[str]:
+    return [call.split(" ", 2)[2] for call in api.calls[since:] if call.startswith("patch")]
+
+
+def test_a_job_whose_pods_already_run_when_bound_is_written_running_in_the_write_that_ends_binding(
+    api: FakeApiServer,
+) -> None:
+    _pods_start_at_once(api)
+    loop, _ = start_operator(api)
+    loop.run_once()
+    loop.run_once()  # nothing left to say: no Running write of its own
+    assert _status_writes(api) == ["phase=None placement=True", "phase=Running placement=False"]
+    status = api.job("ml", "llama-2-13b-sft")["status"]
+    assert status["message"] == "all 4 pods are running"
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert (conditions["Binding"]["status"], conditions["Binding"]["reason"]) == ("False", "Bound")
+    assert conditions["Scheduled"]["message"].startswith("4 pod(s) bound on NVIDIA-H100-80GB-HBM3")
+    loop.events.drain()
+    assert [e["reason"] for e in api.events] == ["Scheduled", "Running"], "the Events of both phases"
+
+
+def test_a_crash_after_every_pod_is_bound_but_before_it_is_marked_recovers_to_the_phase_its_pods_show(
+    api: FakeApiServer,
+) -> None:
+    writes = itertools.count()
+
+    def crash_at_second_write(_: str) -> None:  # the plan went through; Scheduled is never sent
+        if next(writes) == 1:
+            raise Crash
+
+    api.before["patch"] = crash_at_second_write
+    loop, _ = start_operator(api)
+    with pytest.raises(Crash):
+        loop.run_once()
+    del api.before["patch"]
+    assert len(_bound_pods(api)) == 4
+    assert all(_bound_pods(api).values()), "every pod bound by its creation"
+    for pod in api.pods():  # the pods started meanwhile
+        pod["status"] = {"phase": "Running", "podIP": "10.0.0.1"}
+        api.put("pods", pod)
+    calls = len(api.calls)
+
+    restarted, _ = start_operator(api)
+    restarted.run_once()
+    restarted.run_once()
+    assert _status_writes(api, calls) == ["phase=Running placement=False"], "one write, to Running"
+    assert not [c for c in api.calls[calls:] if c.startswith(("create", "bind"))], "nothing bound again"
+    binding = next(
+        c for c in api.job("ml", "llama-2-13b-sft")["status"]["conditions"] if c["type"] == "Binding"
+    )
+    assert binding["status"] == "False"
+
+
+def test_a_job_whose_pods_do_not_run_yet_is_scheduled_then_running(api: FakeApiServer) -> None:
+    loop, view = start_operator(api)
+    loop.run_once()
+    for pod in api.pods():
+        pod["status"] = {"phase": "Running"}
+        view.pods.observe(api.put("pods", pod))
+    loop.run_once()
+    assert _status_writes(api)[1:] == ["phase=Scheduled placement=False", "phase=Running placement=False"]
+
+
 @pytest.mark.parametrize("after_calls", [1, 3])
 def test_pods_an_older_operator_created_unbound_are_bound_through_pods_binding(
     api: FakeApiServer, after_calls: int

@@ -10,7 +10,14 @@ import pytest
 from modeljob.core.cluster_state import NodeFacts, PodFacts, PodPhase, Termination
 from modeljob.core.job_state import JobFacts, JobPhase, Placed, Requeue
 from modeljob.core.jobs import JobShape, ModelShape, Overrides, Precision, Workload, WorkloadType
-from modeljob.core.lifecycle import Plan, Reconciled, admission_phase, reconcile_job, spec_problem
+from modeljob.core.lifecycle import (
+    Plan,
+    Reconciled,
+    admission_phase,
+    phase_once_bound,
+    reconcile_job,
+    spec_problem,
+)
 from modeljob.core.steps import Complete, Keep, RollBack, SetPhase
 from tests.operator_builders import at, h100_nodes, make_job, make_node, make_pod, placed, pods_of
 
@@ -291,3 +298,58 @@ def test_a_failed_job_names_the_pod_the_container_the_reason_and_the_exit_code()
         "pod gang-1-abcde of replica 1 failed: container server OOMKilled (exit code 137); "
         "not recreated: failurePolicy.maxRestarts is 0 and the job was recreated 0 time(s)"
     )
+
+
+# --- the write that ends a binding ----------------------------------------------------------------
+
+
+def _two_replicas_bound(*, training: bool = False) -> tuple[JobFacts, tuple[Placed, ...]]:
+    """A 2-replica job as it was planned (no placement in its facts yet) and its placement."""
+    job = make_job(replicas=2)
+    if training:
+        job = replace(
+            job, shape=replace(job.shape, workload=Workload(type=WorkloadType.TRAINING, replicas=2))
+        )
+    return job, placed(job, "gpu-h100-0", "gpu-h100-1").placement
+
+
+def _pods(job: JobFacts, entries: Sequence[Placed], *phases: PodPhase | None) -> list[PodFacts | None]:
+    return [
+        None if phase is None else make_pod(e.pod, node=e.node, phase=phase, job=job, replica=e.replica)
+        for e, phase in zip(entries, phases, strict=True)
+    ]
+
+
+RUNNING, PENDING, SUCCEEDED, FAILED = PodPhase.RUNNING, PodPhase.PENDING, PodPhase.SUCCEEDED, PodPhase.FAILED
+
+
+@pytest.mark.parametrize(
+    ("phases", "training", "expected"),
+    [
+        ((RUNNING, RUNNING), False, (JobPhase.RUNNING, "all 2 pods are running")),
+        ((RUNNING, PENDING), False, (JobPhase.SCHEDULED, "")),
+        ((RUNNING, None), False, (JobPhase.SCHEDULED, "")),
+        ((RUNNING, FAILED), False, (JobPhase.SCHEDULED, "")),
+        ((SUCCEEDED, SUCCEEDED), True, (JobPhase.SUCCEEDED, "all 2 pods succeeded")),
+        ((SUCCEEDED, RUNNING), True, (JobPhase.RUNNING, "all 2 pods are running")),
+    ],
+    ids=[
+        "all-running",
+        "one-still-pending",
+        "one-not-seen-yet",
+        "one-failed-left-to-the-policy",
+        "a-run-already-done",
+        "a-run-partly-done-still-runs",
+    ],
+)
+def test_the_write_that_ends_binding_says_the_phase_the_pods_already_give(
+    phases: tuple[PodPhase | None, ...], training: bool, expected: tuple[JobPhase, str]
+) -> None:
+    job, entries = _two_replicas_bound(training=training)
+    assert phase_once_bound(job, entries, _pods(job, entries, *phases)) == expected
+
+
+def test_a_partly_placed_job_is_scheduled_whatever_its_placed_pods_show() -> None:
+    job, entries = _two_replicas_bound()
+    job = replace(job, replicas=3, gang=False)
+    assert phase_once_bound(job, entries, _pods(job, entries, RUNNING, RUNNING)) == (JobPhase.SCHEDULED, "")

@@ -22,7 +22,7 @@ from modeljob.adapters.events import EventRecorder
 from modeljob.adapters.job_admission import AdmittingWriter
 from modeljob.adapters.job_status import ReasonRewrites, WriteBackoff
 from modeljob.adapters.metrics import AttemptResult, OperatorMetrics
-from modeljob.core import preemption_status, status, steps
+from modeljob.core import lifecycle, preemption_status, status, steps
 from modeljob.core.job_state import JobFacts, JobPhase, Placed
 from modeljob.core.node_types import Candidate
 from modeljob.core.steps import Place, RollBack, Step, Unschedulable, Wait
@@ -160,8 +160,14 @@ class StepActions:
         now: datetime,
         place: Place | None = None,
     ) -> None:
-        """Mark the job Scheduled: a new placement (``place``) or a completed interrupted one."""
+        """Mark the job Scheduled: a new placement (``place``) or a completed interrupted one; or
+        Running (Succeeded) at once when its pods, as the watch shows them now, already are
+        (core/lifecycle.py, ``phase_once_bound``): one write, not a Scheduled one and the next
+        cycle's. A rolling update's surge keeps the job's phase (core/status.py)."""
         node_type = candidate.node_type if candidate is not None else None
+        pods = [self._view.pods.get((job.namespace, entry.pod)) for entry in entries]
+        surge = place is not None and place.replaces is not None
+        phase, message = (JobPhase.SCHEDULED, "") if surge else lifecycle.phase_once_bound(job, entries, pods)
         self._status.patch_through(
             document,
             lambda current: status.scheduled(
@@ -171,6 +177,8 @@ class StepActions:
                 generation=job.generation,
                 now=now,
                 place=place,
+                phase=phase,
+                phase_message=message,
             ),
             same_generation=True,
         )
@@ -180,6 +188,8 @@ class StepActions:
             namespace=job.namespace, queue=job.queue, waited_seconds=waited, scores=scores, pods=len(entries)
         )
         self.events.record(document, "Scheduled", status.scheduled_event(entries, node_type, place=place))
+        if phase is not JobPhase.SCHEDULED:
+            self.events.record(document, phase.value, message)  # as the SetPhase it stands for would
 
     def _wait(self, step: Wait | Unschedulable, document: Document, *, now: datetime) -> None:
         previous = document.get("status") or {}

@@ -10,7 +10,7 @@ is the job's step (core/steps.py) with its reason, or ``Plan`` for a job the cyc
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from modeljob.core import rolling
@@ -322,6 +322,23 @@ def _from_pods(
         phase=phase,
         delete_pods=strays,
     )
+
+
+def phase_once_bound(
+    job: JobFacts, entries: Sequence[Placed], pods: Sequence[PodFacts | None]
+) -> tuple[JobPhase, str]:
+    """The phase the write that ends a binding records (every pod of ``entries`` bound; ``pods``
+    their pods as last seen, None where not seen yet), with its message ("" for Scheduled: the
+    placement's own line says it). Scheduled, unless the pods already give the job the phase the
+    next cycle would write (``_from_pods``: Running, or Succeeded for a finished run), which is
+    then written at once: one write instead of two. Only a whole placement (every replica placed)
+    whose pods are all seen and none failed; a failure is left to the next cycle's policy."""
+    seen = [pod for pod in pods if pod is not None]
+    whole = {entry.replica for entry in entries} == set(range(job.replicas))
+    if not whole or len(seen) != len(pods) or any(p.phase is PodPhase.FAILED for p in seen):
+        return JobPhase.SCHEDULED, ""
+    phase = _phase_from_pods(replace(job, placement=tuple(entries)), seen)
+    return phase, "" if phase is JobPhase.SCHEDULED else _phase_message(phase, seen)
 
 
 def _entry_lost(

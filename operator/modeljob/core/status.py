@@ -273,8 +273,12 @@ def scheduled(
     generation: int | None,
     now: datetime,
     place: Place | None = None,
+    phase: JobPhase = JobPhase.SCHEDULED,
+    phase_message: str = "",
 ) -> Json:
-    """Every pod of the placement is bound: Binding=False/Bound, Scheduled=True, phase Scheduled."""
+    """Every pod of the placement is bound: Binding=False/Bound, Scheduled=True, phase Scheduled,
+    or the phase the pods already give the job (``phase``, with its ``phase_message``:
+    core/lifecycle.py, ``phase_once_bound``), so that no second write is needed to say so."""
     message = scheduled_message(entries, node_type, place=place)
     conditions = set_condition(
         _conditions(status),
@@ -290,7 +294,7 @@ def scheduled(
     )
     if place is not None and place.replaces is not None:
         return {"conditions": conditions, "message": message}  # the old pods serve on: phase kept
-    return {"phase": JobPhase.SCHEDULED.value, "conditions": conditions, "message": message}
+    return {"phase": phase.value, "conditions": conditions, "message": phase_message or message}
 
 
 def rolled_back(step: RollBack, status: Mapping[str, object], *, now: datetime) -> Json:
