@@ -6,9 +6,8 @@ case-insensitively; we read exactly the names kube-scheduler writes and write ex
 reads. Requests are validated here, once: anything malformed becomes a WireError whose message
 names the field (`Pod.spec.containers.0.resources.requests.cpu: ...`), and the routes answer 400.
 
-Filter and prioritize bodies are read the way kube-scheduler writes them when it can be (`_read_as_sent`):
-at 5,000 nodes a body is ~110 KB of node names, and keeping the names' own JSON text lets the filter
-send it back as is when every node passes, instead of encoding 5,000 names again.
+A body as kube-scheduler writes it is read in two parts (`_read_as_sent`), keeping the NodeNames
+text (~110 KB at 5,000 nodes) for a filter reply that passes every node to send back as is.
 """
 
 from __future__ import annotations
@@ -224,8 +223,7 @@ def _scheduling_args(pod_model: Pod, candidates: Candidates) -> SchedulingArgs:
     return SchedulingArgs(pod=facts, request=request, candidates=candidates, uid=pod_model.metadata.uid)
 
 
-# What Go's json.Marshal writes for ExtenderArgs with nodeCacheCapable: true: the struct's fields in
-# order, no spaces, Nodes null.
+# Go's json.Marshal of ExtenderArgs (nodeCacheCapable: true): fields in order, no spaces, Nodes null.
 _AS_SENT_START = '{"Pod":'
 _AS_SENT_NAMES = ',"Nodes":null,"NodeNames":['
 
