@@ -7,6 +7,7 @@ import itertools
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -434,6 +435,61 @@ def test_a_fenced_write_the_server_does_not_answer_is_sent_once(
     with pytest.raises(ClusterError, match="cannot reach the API server"):
         write(gateway)
     assert _connections(silent_server) == 1
+
+
+class _CountingApiServer(ThreadingHTTPServer):
+    """Answers every call `{}` on keep-alive connections, counting the connections opened."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _AnswerEmpty)
+        self.opened = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.opened += 1
+        super().process_request(request, client_address)
+
+
+class _AnswerEmpty(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_PATCH(self) -> None:
+        self._answer()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_a_new_leaders_first_write_goes_on_the_connection_its_lease_reads_kept_open() -> None:
+    """No new connection (a TLS handshake in a cluster) on the failover's path: the fenced writes
+    and the Lease calls share the one client that never repeats a call."""
+    server = _CountingApiServer()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        configuration = client.Configuration()
+        configuration.host = f"http://127.0.0.1:{server.server_address[1]}"
+        gateway = ClusterGateway(client.ApiClient(configuration))
+        fenced = FencedGateway(gateway, leads=lambda: True, write_budget=lambda: 5.0)
+        for _ in range(3):  # standing by
+            gateway.read_lease(NAMESPACE, NAME, timeout_seconds=5)
+        fenced.patch_modeljob_status("ml", "job", {"status": {}})  # leading
+        gateway.read_lease(NAMESPACE, NAME, timeout_seconds=5)
+        assert server.opened == 1
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # --- taking over ----------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ class ApiConnection:
     def __init__(self, api_client: client.ApiClient) -> None:
         self._api = api_client
         self.server = str(api_client.configuration.host)
+        self._unretried: client.ApiClient | None = None  # made on the first call for it
 
     @classmethod
     def from_kubeconfig(
@@ -100,10 +101,14 @@ class ApiConnection:
         never repeats a call, so a call's timeout bounds when it can land (the Lease, fenced
         writes): urllib3 by default sends a GET, PUT or DELETE that timed out, and any call that
         could not connect, up to three more times, each with the whole timeout again. Their
-        callers try again themselves (the next retry period, the next cycle)."""
-        configuration = copy.copy(self._api.configuration)
-        configuration.retries = False
-        return client.ApiClient(configuration)
+        callers try again themselves (the next retry period, the next cycle). One client for
+        them all: a standby's Lease reads keep open the connection its first fenced write goes
+        on when it takes over, instead of a new TLS handshake added to the failover."""
+        if self._unretried is None:
+            configuration = copy.copy(self._api.configuration)
+            configuration.retries = False
+            self._unretried = client.ApiClient(configuration)
+        return self._unretried
 
     def connection(self) -> dict[str, Any]:
         """How this gateway reaches the API server, as kopf.ConnectionInfo's fields, so kopf's own
