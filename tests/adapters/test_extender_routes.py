@@ -170,11 +170,13 @@ def test_kube_schedulers_own_encoding_gets_the_same_answers(
     answers = []
     for encode in (as_go_writes, lambda document: json.dumps(document).encode()):
         for running in serve():
-            request = encode(args(gpu_pod(gpus=gpus), *candidates))
-            answers.append((running.post(FILTER, request), running.post(PRIORITIZE, request)))
+            status, filtered = running.post(FILTER, encode(args(gpu_pod(gpus=gpus), *candidates)))
+            # As kube-scheduler does: prioritize the nodes the filter kept, in its order.
+            scored = running.post(PRIORITIZE, encode(args(gpu_pod(gpus=gpus), *filtered["NodeNames"])))
+            answers.append(((status, filtered), scored))
     assert answers[0] == answers[1]
-    (_, filtered), _ = answers[0]
-    assert filtered["NodeNames"] == passing
+    (_, filtered), (status, _) = answers[0]
+    assert (filtered["NodeNames"], status) == (passing, 200)
 
 
 def test_prioritize_gives_10_to_the_core_choice_and_counts_the_pod_there_at_once(extender: Running) -> None:

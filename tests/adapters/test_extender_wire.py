@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from modeljob.adapters.extender.replies import FilterReply, encode_binding_result, encode_priorities
 from modeljob.adapters.extender.wire import (
-    FilterReply,
+    Candidates,
     WireError,
+    as_sent,
     decode_binding_args,
     decode_scheduling_args,
-    encode_binding_result,
-    encode_priorities,
 )
 from modeljob.core.resources import GIB
 from tests.operator_builders import container, node_dict, pod_dict
@@ -105,10 +105,11 @@ def go_json(document: Any, *, ascii_only: bool = True) -> bytes:
 def test_a_body_as_kube_scheduler_writes_it_reads_as_the_same_body_spelled_otherwise(
     names: list[str], ascii_only: bool
 ) -> None:
-    as_sent = decode_scheduling_args(as_go_writes(go_json(GPU_POD), go_json(names, ascii_only=ascii_only)))
+    read = decode_scheduling_args(as_go_writes(go_json(GPU_POD), go_json(names, ascii_only=ascii_only)))
     spaced = decode_scheduling_args(body({"Pod": GPU_POD, "Nodes": None, "NodeNames": names}))
-    assert replace(as_sent, candidates=replace(as_sent.candidates, names_json=None)) == spaced
-    assert as_sent.candidates.names_json in (None, go_json(names))
+    read_alike = replace(read, candidates=replace(read.candidates, names_json=None), pod_json=None)
+    assert read_alike == spaced
+    assert read.candidates.names_json in (None, go_json(names))
 
 
 def test_kube_schedulers_names_are_kept_as_sent_for_the_reply() -> None:
@@ -116,6 +117,30 @@ def test_kube_schedulers_names_are_kept_as_sent_for_the_reply() -> None:
     args = decode_scheduling_args(as_go_writes(go_json(GPU_POD), go_json(names)))
     assert args.candidates.names == tuple(names)
     assert args.candidates.names_json == go_json(names)
+
+
+@given(
+    chosen=st.lists(
+        st.tuples(st.text(alphabet="abz09.-", min_size=1, max_size=6), st.booleans()), max_size=12
+    )
+)
+def test_the_body_foreseen_for_some_of_the_names_reads_as_foreseen(chosen: list[tuple[str, bool]]) -> None:
+    """What the filter relies on to foresee kube-scheduler's prioritize body: the Pod's text as
+    sent, and ``some_as_json`` of the passing names, make a body that decodes to the same pod and
+    those names."""
+    names, kept = [name for name, _ in chosen], [name for name, keep in chosen if keep]
+    args = decode_scheduling_args(as_go_writes(go_json(GPU_POD), go_json(names)))
+    kept_json = args.candidates.some_as_json(kept)
+    assert kept_json == go_json(kept)
+    assert args.pod_json is not None
+    foreseen = decode_scheduling_args(as_sent(args.pod_json, kept_json))
+    assert foreseen == replace(args, candidates=Candidates(names=tuple(kept), names_json=kept_json))
+
+
+def test_names_sent_otherwise_are_not_rewritten_by_joining() -> None:
+    args = decode_scheduling_args(body({"Pod": GPU_POD, "Nodes": None, "NodeNames": ['a"b', "c"]}))
+    assert args.candidates.some_as_json(['a"b']) is None
+    assert args.pod_json is None
 
 
 def test_names_sent_with_escapes_are_read_but_not_kept_as_sent() -> None:
@@ -199,8 +224,8 @@ def test_filter_reply_in_whole_nodes_mode_returns_the_objects_and_no_names() -> 
 
 def test_filter_reply_with_the_names_as_sent_is_the_same_reply() -> None:
     names = ["gpu-a", "gpu-b"]
-    as_sent = FilterReply(passed=names, failed={"c": "why"}, passed_json=go_json(names))
-    assert as_sent.to_json() == FilterReply(passed=names, failed={"c": "why"}).to_json()
+    reply = FilterReply(passed=names, failed={"c": "why"}, passed_json=go_json(names))
+    assert reply.to_json() == FilterReply(passed=names, failed={"c": "why"}).to_json()
 
 
 def compact(document: Any) -> bytes:

@@ -43,6 +43,7 @@ class FilterDecision:
     failed: Mapping[str, str]
     unresolvable: Mapping[str, str]
     unknown: tuple[str, ...]
+    passed_rows: IntArray  # the table row of each passing node, in ``passed``'s order
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +113,13 @@ def refuse_group(candidates: Sequence[str], size: int) -> FilterDecision:
         f"a pod of a replica that spans {size} nodes: the modeljob operator places its group whole, "
         "the extender never places one pod of it"
     )
-    return FilterDecision(passed=(), failed={}, unresolvable=dict.fromkeys(candidates, why), unknown=())
+    return FilterDecision(
+        passed=(),
+        failed={},
+        unresolvable=dict.fromkeys(candidates, why),
+        unknown=(),
+        passed_rows=np.zeros(0, dtype=np.int64),
+    )
 
 
 def decide_filter(
@@ -139,6 +146,7 @@ def decide_filter(
         failed=_reasons(candidates, failing[~hard], messages, checks[~hard]),
         unresolvable=_reasons(candidates, failing[hard], messages, checks[hard]),
         unknown=_unknown(candidates, rows),
+        passed_rows=rows[passing],
     )
 
 

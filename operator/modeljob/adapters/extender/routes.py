@@ -38,16 +38,20 @@ from modeljob.adapters.extender.decisions import (
 )
 from modeljob.adapters.extender.fragmentation_memo import FragmentationMemo
 from modeljob.adapters.extender.metrics import ExtenderMetrics
-from modeljob.adapters.extender.request_memo import RequestMemo
-from modeljob.adapters.extender.settings import ExtenderSettings
-from modeljob.adapters.extender.wire import (
+from modeljob.adapters.extender.replies import (
     FilterReply,
-    SchedulingArgs,
-    WireError,
-    decode_binding_args,
     encode_binding_result,
     encode_error,
     encode_priorities,
+)
+from modeljob.adapters.extender.request_memo import RequestMemo
+from modeljob.adapters.extender.settings import ExtenderSettings
+from modeljob.adapters.extender.wire import (
+    Candidates,
+    SchedulingArgs,
+    WireError,
+    as_sent,
+    decode_binding_args,
 )
 from modeljob.core.fragmentation import compile_workload
 from modeljob.core.scoring.ranking import ScoringContext
@@ -169,14 +173,22 @@ async def answer_filter(service: ExtenderService, body: bytes) -> bytes:
     if args.candidates.items is not None:
         passed = set(decision.passed)
         items = [item for item, name in zip(args.candidates.items, names, strict=True) if name in passed]
+    passed_json = args.candidates.some_as_json(decision.passed)
     reply = FilterReply(
         passed=decision.passed,
         failed={**decision.failed, **dict.fromkeys(decision.unknown, UNKNOWN_NODE)},
         unresolvable=decision.unresolvable,
         items=items,
-        # Every node passed (passed is a subsequence of names): the names as the request wrote them.
-        passed_json=args.candidates.names_json if len(decision.passed) == len(names) else None,
+        passed_json=passed_json,
     )
+    if passed_json is not None and args.pod_json is not None and len(decision.passed) > 1:
+        # kube-scheduler's prioritize body for this pod (it skips prioritize for one node).
+        service.requests.expect(
+            as_sent(args.pod_json, passed_json),
+            dataclasses.replace(args, candidates=Candidates(names=decision.passed, names_json=passed_json)),
+            rows=decision.passed_rows,
+            row_of=snapshot.row_of,
+        )
     return reply.to_json()
 
 

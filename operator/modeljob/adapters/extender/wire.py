@@ -2,8 +2,8 @@
 
 The Go structs have no JSON tags, so the keys on the wire are the Go field names (`Pod`,
 `NodeNames`, `FailedAndUnresolvableNodes`, `Host`, `Score`, ...). Go decodes keys
-case-insensitively; we read exactly the names kube-scheduler writes and write exactly the names it
-reads. Requests are validated here, once: anything malformed becomes a WireError whose message
+case-insensitively; we read exactly the names kube-scheduler writes and write (replies.py) exactly
+the names it reads. Requests are validated here, once: anything malformed becomes a WireError whose message
 names the field (`Pod.spec.containers.0.resources.requests.cpu: ...`), and the routes answer 400.
 
 A body as kube-scheduler writes it is read in two parts (`_read_as_sent`), keeping the NodeNames
@@ -13,9 +13,8 @@ text (~110 KB at 5,000 nodes) for a filter reply that passes every node to send 
 from __future__ import annotations
 
 import json
-import operator
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -140,8 +139,17 @@ class Candidates:
     names: tuple[str, ...]
     items: tuple[JsonObject, ...] | None = None
     # The request's NodeNames array as it came, when that text is exactly json.dumps's compact
-    # encoding of ``names`` (kube-scheduler's always is): a reply naming all of them can reuse it.
+    # encoding of ``names`` (kube-scheduler's is): each name is then its own JSON text.
     names_json: bytes | None = None
+
+    def some_as_json(self, some: Sequence[str]) -> bytes | None:
+        """``some`` of the names, in the order given, as json.dumps writes them (compact), or None
+        if the names came otherwise. Joined, not encoded: each name is its own JSON text."""
+        if self.names_json is None:
+            return None
+        if len(some) == len(self.names):
+            return self.names_json
+        return ('["' + '","'.join(some) + '"]').encode() if some else b"[]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +160,7 @@ class SchedulingArgs:
     request: PodRequest
     candidates: Candidates
     uid: str = ""
+    pod_json: bytes | None = None  # the Pod's text, when the body came as kube-scheduler writes it
 
     @property
     def key(self) -> tuple[str, str]:
@@ -214,13 +223,15 @@ def decode_scheduling_args(body: bytes) -> SchedulingArgs:
     return _scheduling_args(args.pod, candidates)
 
 
-def _scheduling_args(pod_model: Pod, candidates: Candidates) -> SchedulingArgs:
+def _scheduling_args(pod_model: Pod, candidates: Candidates, pod_json: bytes | None = None) -> SchedulingArgs:
     pod = pod_model.clean()
     facts = kube_pods.pod_facts(pod)
     request = pod_request(pod["spec"])
     for wants in (facts.requests, request.resources):
         _within_reason(wants)
-    return SchedulingArgs(pod=facts, request=request, candidates=candidates, uid=pod_model.metadata.uid)
+    return SchedulingArgs(
+        pod=facts, request=request, candidates=candidates, uid=pod_model.metadata.uid, pod_json=pod_json
+    )
 
 
 # Go's json.Marshal of ExtenderArgs (nodeCacheCapable: true): fields in order, no spaces, Nodes null.
@@ -228,7 +239,12 @@ _AS_SENT_START = '{"Pod":'
 _AS_SENT_NAMES = ',"Nodes":null,"NodeNames":['
 
 
-def _read_as_sent(body: bytes) -> tuple[Pod, Candidates] | None:
+def as_sent(pod_json: bytes, names_json: bytes) -> bytes:
+    """The body kube-scheduler writes for this Pod text and this NodeNames text."""
+    return b"".join((_AS_SENT_START.encode(), pod_json, _AS_SENT_NAMES[:-1].encode(), names_json, b"}"))
+
+
+def _read_as_sent(body: bytes) -> tuple[Pod, Candidates, bytes] | None:
     """A body written as kube-scheduler writes it, read as its two values: the Pod and the NodeNames
     array. Exactly when both parts are complete JSON values is the whole body the object
     {"Pod": pod, "Nodes": null, "NodeNames": names}, so this reads what `_load_object` and
@@ -252,20 +268,17 @@ def _read_as_sent(body: bytes) -> tuple[Pod, Candidates] | None:
         names = json.loads(names_text, parse_constant=_reject_constant)
     except (RecursionError, ValueError):  # ValidationError and JSONDecodeError are ValueErrors
         return None
-    if type(names) is not list or not set(map(type, names)) <= {str}:
+    if type(names) is not list:
         return None
-    return pod, Candidates(names=tuple(names), names_json=_compact_json(names, names_text))
-
-
-def _compact_json(names: Sequence[str], text: str) -> bytes | None:
-    """``text`` (a JSON array that decodes to ``names``) as bytes if it is what json.dumps(names,
-    compact) writes, else None. With no escapes and only ASCII, each name's text is the name itself,
-    so the array is compact exactly when it has no character besides the names, their quotes, the
-    commas and the brackets."""
-    if "\\" in text or not text.isascii():
+    try:
+        joined = '["' + '","'.join(names) + '"]' if names else "[]"
+    except TypeError:  # a name that is not a string
         return None
-    compact_length = sum(map(len, names)) + 3 * len(names) + 1 if names else 2
-    return text.encode() if len(text) == compact_length else None
+    # Without escapes (no backslash) and in ASCII, each name's text is the name itself, and
+    # json.dumps(names, compact) writes exactly ``joined``: the request's text is that when equal.
+    compact = "\\" not in names_text and names_text.isascii() and joined == names_text
+    candidates = Candidates(names=tuple(names), names_json=names_text.encode() if compact else None)
+    return pod, candidates, text[len(_AS_SENT_START) : at].encode()
 
 
 def _within_reason(wants: Resources) -> None:
@@ -289,112 +302,3 @@ def decode_binding_args(body: bytes) -> ExtenderBindingArgs:
         return ExtenderBindingArgs.model_validate(document)
     except ValidationError as exc:
         raise WireError(_describe(exc)) from None
-
-
-# --- replies ----------------------------------------------------------------------------------------
-
-
-def _dumps(document: object) -> bytes:
-    return json.dumps(document, separators=(",", ":")).encode()
-
-
-@dataclass(frozen=True, slots=True)
-class FilterReply:
-    """ExtenderFilterResult. With nodeCacheCapable: true kube-scheduler reads NodeNames; with false
-    it reads Nodes.items (returning only NodeNames there would mean "no node passes")."""
-
-    passed: Sequence[str]
-    failed: Mapping[str, str] = field(default_factory=dict)
-    unresolvable: Mapping[str, str] = field(default_factory=dict)
-    items: Sequence[JsonObject] | None = None  # the passing Node objects, in the nodes-in-full mode
-    error: str = ""
-    # ``passed`` as json.dumps writes it (compact), when the caller has that text already: the
-    # request's own NodeNames when every node passes (Candidates.names_json).
-    passed_json: bytes | None = None
-
-    def to_json(self) -> bytes:
-        """What json.dumps writes (compact), byte for byte. Without nodes in full, the reasons per
-        failing node are joined from cached pieces (`_NamePieces`) by C-level maps; the names that
-        pass are ``passed_json`` if given, else json.dumps's (its C encoder streams a list of names
-        faster than lookups do)."""
-        if self.items is not None:
-            return _dumps(
-                {
-                    "Nodes": {"metadata": {}, "items": list(self.items)},
-                    "NodeNames": None,
-                    "FailedNodes": dict(self.failed),
-                    "FailedAndUnresolvableNodes": dict(self.unresolvable),
-                    "Error": self.error,
-                }
-            )
-        names = self.passed_json
-        if names is None:
-            names = json.dumps(list(self.passed), separators=(",", ":")).encode()
-        return b"".join(
-            (
-                b'{"Nodes":null,"NodeNames":',
-                names,
-                (
-                    ',"FailedNodes":'
-                    + _reasons_json(self.failed)
-                    + ',"FailedAndUnresolvableNodes":'
-                    + _reasons_json(self.unresolvable)
-                    + ',"Error":'
-                    + json.dumps(self.error)
-                    + "}"
-                ).encode(),
-            )
-        )
-
-
-class _NamePieces(dict[str, str]):
-    """``before + json.dumps(name) + after`` per node name, made once and then looked up by
-    C-level maps: json.dumps of thousands of names, or of thousands of small objects, costs more
-    than filtering or scoring them. Bounded: names come from requests, so a flood of new names
-    only empties it."""
-
-    limit = 1 << 16
-
-    def __init__(self, before: str = "", after: str = "") -> None:
-        super().__init__()
-        self._before, self._after = before, after
-
-    def __missing__(self, name: str) -> str:
-        if len(self) >= self.limit:
-            self.clear()
-        piece = self[name] = self._before + json.dumps(name) + self._after
-        return piece
-
-
-_QUOTED_KEYS = _NamePieces(after=":")
-# '{"Host":"<name>","Score":<score>}' by score, then name: kube-scheduler's scores are 0..10.
-_HOST_SCORES = tuple(_NamePieces(before='{"Host":', after=f',"Score":{score}}}') for score in range(11))
-
-
-def _reasons_json(reasons: Mapping[str, str]) -> str:
-    """A node -> reason map as a JSON object; the reasons are a few strings, quoted once each."""
-    if not reasons:
-        return "{}"
-    quoted = {reason: json.dumps(reason) for reason in set(reasons.values())}
-    pairs = map(
-        str.__add__, map(_QUOTED_KEYS.__getitem__, reasons), map(quoted.__getitem__, reasons.values())
-    )
-    return "{" + ",".join(pairs) + "}"
-
-
-def encode_priorities(hosts: Sequence[str], scores: Sequence[int]) -> bytes:
-    """HostPriorityList: [{"Host": node, "Score": 0..10}, ...], as json.dumps writes it (compact)."""
-    if not hosts:
-        return b"[]"
-    tables = operator.itemgetter(*scores)(_HOST_SCORES) if len(scores) > 1 else (_HOST_SCORES[scores[0]],)
-    return ("[" + ",".join(map(dict.__getitem__, tables, hosts)) + "]").encode()
-
-
-def encode_binding_result(error: str = "") -> bytes:
-    """ExtenderBindingResult: an empty Error means bound."""
-    return _dumps({"Error": error})
-
-
-def encode_error(message: str) -> bytes:
-    """The body of a 4xx/5xx reply. kube-scheduler only sees the status code; people see this."""
-    return _dumps({"Error": message})
