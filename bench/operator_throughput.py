@@ -166,6 +166,37 @@ def add_nodes(gateway: ClusterGateway, count: int) -> None:
     apply_nodes(gateway, gpu_node_manifests(names), workers=WORKERS)
     if wait_until_ready(gateway, set(names), timeout_seconds=1800) != set(names):
         raise SystemExit("the fake nodes did not become Ready")
+    wait_schedulable(gateway, set(names))
+
+
+# Taints kcm's node lifecycle controller puts on a node that is (or was) not Ready, and lifts some
+# time after it is: until then neither scheduler may place pods there.
+UNSCHEDULABLE_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+
+def wait_schedulable(gateway: ClusterGateway, names: set[str], timeout: float = 1800) -> None:
+    """Until none of ``names`` carries a not-ready or unreachable taint. kcm lifts them a few nodes a
+    second, behind its own writes (a restarted control plane taints every node again): a run begun
+    before would measure that, and the first scheduler would take the few nodes free of them (one
+    run at 1,000 nodes found 359 still tainted three minutes after they were all Ready, and the
+    operator's jobs waiting for room)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tainted = [
+            node["metadata"]["name"]
+            for node in gateway.list_nodes()
+            if node["metadata"]["name"] in names
+            and any(
+                t.get("key") in UNSCHEDULABLE_TAINTS for t in (node.get("spec") or {}).get("taints") or []
+            )
+        ]
+        if not tainted:
+            return
+        if time.monotonic() >= deadline:
+            raise SystemExit(
+                f"{len(tainted)} nodes still tainted not-ready or unreachable, e.g. {tainted[0]}"
+            )
+        time.sleep(1.0)
 
 
 @dataclass(frozen=True)
@@ -194,6 +225,7 @@ def run_size(gateway: ClusterGateway, nodes: int, pods: int, *, top_up_to: int) 
     )
     try:
         idle_rss = rss_mib(operator.process.pid)
+        wait_schedulable(gateway, {f"bench-{i:05d}" for i in range(nodes)})  # none flapped meanwhile
         ours = _operator_binds(gateway, operator.process.pid, nodes, pods)
         _top_up(gateway, nodes, top_up_to)
         log("letting the watches settle")
