@@ -175,28 +175,41 @@ UNSCHEDULABLE_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unre
 
 
 def wait_schedulable(gateway: ClusterGateway, names: set[str], timeout: float = 1800) -> None:
-    """Until none of ``names`` carries a not-ready or unreachable taint. kcm lifts them a few nodes a
-    second, behind its own writes (a restarted control plane taints every node again): a run begun
-    before would measure that, and the first scheduler would take the few nodes free of them (one
-    run at 1,000 nodes found 359 still tainted three minutes after they were all Ready, and the
-    operator's jobs waiting for room)."""
+    """Until every node of ``names`` has been Ready for SETTLE_SECONDS and none carries a not-ready
+    or unreachable taint. kcm taints a node it sees not Ready (a restarted control plane's kwok
+    turns every node's Ready over again) and lifts the taint a few nodes a second, behind its own
+    writes: a run begun before would measure that, and the first scheduler would take the few nodes
+    free of them (one run at 1,000 nodes found 359 still tainted three minutes after they were all
+    Ready, and the operator's jobs waiting for room; another began while kcm had not tainted them
+    yet, and 912 were tainted 30 s later)."""
     deadline = time.monotonic() + timeout
     while True:
-        tainted = [
+        now = datetime.now(UTC)
+        unsettled = [
             node["metadata"]["name"]
             for node in gateway.list_nodes()
-            if node["metadata"]["name"] in names
-            and any(
-                t.get("key") in UNSCHEDULABLE_TAINTS for t in (node.get("spec") or {}).get("taints") or []
-            )
+            if node["metadata"]["name"] in names and not _settled(node, now)
         ]
-        if not tainted:
+        if not unsettled:
             return
         if time.monotonic() >= deadline:
-            raise SystemExit(
-                f"{len(tainted)} nodes still tainted not-ready or unreachable, e.g. {tainted[0]}"
-            )
+            raise SystemExit(f"{len(unsettled)} nodes not settled Ready and untainted, e.g. {unsettled[0]}")
         time.sleep(1.0)
+
+
+SETTLE_SECONDS = 20.0  # kcm's node lifecycle controller looks at each node every 5 s
+
+
+def _settled(node: dict[str, Any], now: datetime) -> bool:
+    if any(t.get("key") in UNSCHEDULABLE_TAINTS for t in (node.get("spec") or {}).get("taints") or []):
+        return False
+    ready = next(
+        (c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None
+    )
+    if ready is None or ready.get("status") != "True":
+        return False
+    since = datetime.fromisoformat(str(ready.get("lastTransitionTime", "")).replace("Z", "+00:00"))
+    return (now - since).total_seconds() >= SETTLE_SECONDS
 
 
 @dataclass(frozen=True)
