@@ -265,6 +265,26 @@ def test_priorities_are_what_json_dumps_writes(entries: list[tuple[str, int]]) -
     assert encode_priorities(hosts, scores) == expected
 
 
+@given(
+    st.lists(
+        st.tuples(st.text(alphabet="abz09.-", min_size=1, max_size=6), st.sampled_from([0, 3, 9, 10])),
+        max_size=80,
+    )
+)
+def test_priorities_of_plain_names_are_what_json_dumps_writes(entries: list[tuple[str, int]]) -> None:
+    hosts, scores = [host for host, _ in entries], [score for _, score in entries]
+    expected = compact([{"Host": host, "Score": score} for host, score in entries])
+    assert encode_priorities(hosts, scores, plain=True) == expected
+
+
+def test_thousands_of_alike_scores_are_what_json_dumps_writes() -> None:
+    hosts = [f"node-{i}" for i in range(5000)]
+    scores = [9] * 5000
+    scores[1234] = 10
+    expected = compact([{"Host": host, "Score": score} for host, score in zip(hosts, scores, strict=True)])
+    assert encode_priorities(hosts, scores, plain=True) == expected
+
+
 def test_priorities_and_binding_results_use_the_go_field_names() -> None:
     assert json.loads(encode_priorities(["a", 'b "quoted"'], [10, 3])) == [
         {"Host": "a", "Score": 10},

@@ -60,12 +60,14 @@ class Priorities:
     def scores(self) -> tuple[tuple[str, int], ...]:
         return tuple(zip(self.hosts, self.values.tolist(), strict=True))
 
-    def above_zero(self) -> tuple[tuple[str, ...], list[int]]:
+    def above_zero(self) -> tuple[tuple[str, ...], IntArray]:
         """The candidates scored above 0, and their scores: what the reply needs to list, since
         kube-scheduler counts a node missing from the list as 0 (schedule_one.go prioritizeNodes).
         On a cluster of many alike nodes that is a handful of entries instead of thousands."""
         positive = np.flatnonzero(self.values > MIN_PRIORITY)
-        return _pick(self.hosts, positive), self.values[positive].tolist()
+        if len(positive) == len(self.values):
+            return tuple(self.hosts), self.values
+        return _pick(self.hosts, positive), self.values[positive]
 
 
 def candidate_rows(names: Sequence[str], row_of: Mapping[str, int]) -> IntArray:

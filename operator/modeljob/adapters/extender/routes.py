@@ -218,7 +218,8 @@ async def answer_prioritize(service: ExtenderService, body: bytes) -> bytes:
     if priorities.chosen is not None:
         # Our 10 makes this kube-scheduler's choice; count it now, before its bind (async) arrives.
         service.cache.assume(dataclasses.replace(args.pod, node=priorities.chosen))
-    return encode_priorities(*priorities.above_zero())
+    hosts, scores = priorities.above_zero()
+    return encode_priorities(hosts, scores, plain=args.candidates.names_json is not None)
 
 
 async def answer_bind(service: ExtenderService, body: bytes) -> bytes:
