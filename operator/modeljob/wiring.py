@@ -9,6 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import kopf
+
+# numpy 2 imports numpy.ma on the first np.unique call (30-70 ms here): loaded at start-up, it is
+# not paid by the first cycle of a replica that has just taken the Lease over.
+import numpy.ma  # noqa: F401
 from prometheus_client import start_http_server
 
 from modeljob.adapters import kopf_handlers
