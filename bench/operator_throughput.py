@@ -450,7 +450,11 @@ a separate admission write): 0.85x and 0.77x on an otherwise idle machine (2026-
 (2026-11-23). The operator's chain of writes per job is more sensitive to CPU contention than
 kube-scheduler's one binding per pod; more workers (MODELJOB_SCHEDULING__JOB_WORKERS=32,
 BIND_WORKERS=64) did not help under contention. docs/operator.md says what would shorten the
-chain.
+chain. Each scheduler's run starts once every node has been Ready for 20 s and carries no
+not-ready or unreachable taint: runs before 2026-12-03 22:00 began while kcm was still lifting the
+taints it put on every node of the restarted control plane (a few nodes a second, behind its own
+writes), so the operator, running second, often found the few untainted nodes filled by
+kube-scheduler's pods and its jobs waiting for room (378 status writes of one run were such waits).
 """
 
 
