@@ -183,12 +183,16 @@ def wait_schedulable(gateway: ClusterGateway, names: set[str], timeout: float = 
     Ready, and the operator's jobs waiting for room; another began while kcm had not tainted them
     yet, and 912 were tainted 30 s later)."""
     deadline = time.monotonic() + timeout
+    turned_over_by = time.monotonic() + TURN_OVER_SECONDS
     while True:
         now = datetime.now(UTC)
+        # A restarted control plane's nodes still show the Ready of the last run until kwok turns
+        # them over, and kcm taints them as it does: wait for that, unless it does not come.
+        since = PLANE_STARTED if time.monotonic() < turned_over_by else None
         unsettled = [
             node["metadata"]["name"]
             for node in gateway.list_nodes()
-            if node["metadata"]["name"] in names and not _settled(node, now)
+            if node["metadata"]["name"] in names and not _settled(node, now, since=since)
         ]
         if not unsettled:
             return
@@ -198,9 +202,12 @@ def wait_schedulable(gateway: ClusterGateway, names: set[str], timeout: float = 
 
 
 SETTLE_SECONDS = 20.0  # kcm's node lifecycle controller looks at each node every 5 s
+TURN_OVER_SECONDS = 120.0  # kcm marks a node it has not heard of for 40 s not Ready
+PLANE_STARTED = datetime.now(UTC)  # set again as main() starts the control plane
 
 
-def _settled(node: dict[str, Any], now: datetime) -> bool:
+def _settled(node: dict[str, Any], now: datetime, *, since: datetime | None = None) -> bool:
+    """Ready (turned so after ``since``, if given) for SETTLE_SECONDS, and free of kcm's taints."""
     if any(t.get("key") in UNSCHEDULABLE_TAINTS for t in (node.get("spec") or {}).get("taints") or []):
         return False
     ready = next(
@@ -208,8 +215,8 @@ def _settled(node: dict[str, Any], now: datetime) -> bool:
     )
     if ready is None or ready.get("status") != "True":
         return False
-    since = datetime.fromisoformat(str(ready.get("lastTransitionTime", "")).replace("Z", "+00:00"))
-    return (now - since).total_seconds() >= SETTLE_SECONDS
+    turned = datetime.fromisoformat(str(ready.get("lastTransitionTime", "")).replace("Z", "+00:00"))
+    return (since is None or turned >= since) and (now - turned).total_seconds() >= SETTLE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -322,6 +329,8 @@ def main() -> int:
     sizes = sorted(int(n) for n in args.nodes.split(","))
 
     log(f"starting a bench control plane in {STATE}")
+    global PLANE_STARTED  # noqa: PLW0603 - this run's start, which wait_schedulable reads
+    PLANE_STARTED = datetime.now(UTC)
     PLANE.run("up.sh")
     try:
         gateway = PLANE.gateway(connections=WORKERS)
