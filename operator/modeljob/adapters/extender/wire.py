@@ -274,9 +274,13 @@ def _read_as_sent(body: bytes) -> tuple[Pod, Candidates, bytes] | None:
         joined = '["' + '","'.join(names) + '"]' if names else "[]"
     except TypeError:  # a name that is not a string
         return None
-    # Without escapes (no backslash) and in ASCII, each name's text is the name itself, and
-    # json.dumps(names, compact) writes exactly ``joined``: the request's text is that when equal.
-    compact = "\\" not in names_text and names_text.isascii() and joined == names_text
+    # Without escapes (no backslash) and in printable ASCII (json.dumps escapes DEL, 0x7f, as it
+    # does everything past it; json.loads refuses raw control characters), each name's text is the
+    # name itself and json.dumps(names, compact) writes exactly ``joined``: the request's text is
+    # that when equal.
+    compact = (
+        "\\" not in names_text and names_text.isascii() and "\x7f" not in names_text and joined == names_text
+    )
     candidates = Candidates(names=tuple(names), names_json=names_text.encode() if compact else None)
     return pod, candidates, text[len(_AS_SENT_START) : at].encode()
 
