@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 from modeljob.core.backfill import UNTIL_DELETED, Holder
 from modeljob.core.job_state import JobFacts
 from modeljob.core.node_types import Candidate, NodeType
-from modeljob.core.preemption_rules import PreemptionRules, RunningJob, WithinQueue
-from modeljob.core.preemption_view import evictable_by, preemptor_of
+from modeljob.core.preemption_rules import PreemptionRules, RunningJob
+from modeljob.core.preemption_view import CandidatePool, preemptor_of
 from modeljob.core.queueing import QueuedJob, QueueOrder, QueuePolicy, QueueSettings, queue_policy
 from modeljob.core.quota import Admission, Charge, QuotaRequest, Usage, amount_text, reclaimable_by, usage_of
 from modeljob.core.quota_rounds import admit_pending
@@ -274,26 +274,16 @@ def _evictable_for(
     *,
     now_seconds: float,
 ) -> Callable[[str], frozenset[str]]:
-    """For a head (by name), the running jobs it may evict now (``evictable_by``). Only its own
-    queue's jobs (when the queue preempts within itself) and the borrowers it may reclaim are asked:
-    no rule lets it evict any other, and a deep queue asks this for many heads a cycle."""
+    """For a head (by name), the running jobs it may evict now (``CandidatePool.evictable``)."""
     heads = {w.job.ref: w.job for w in waiting}
-    by_queue: dict[str, list[RunningJob]] = {}
-    for candidate in candidates:
-        by_queue.setdefault(candidate.queue, []).append(candidate)
-    by_name = {candidate.name: candidate for candidate in candidates}
+    pool = CandidatePool.of(candidates)
 
     def evictable(head: str) -> frozenset[str]:
         job = heads[head]
         rules = queues.rules(job.queue)
         borrowed = reclaimable_by(job.queue, queues.tree, running) if rules.reclaim_borrowed else ()
         reclaimable = frozenset(use.job for use in borrowed)
-        within = rules.within_queue is not WithinQueue.NEVER or rules.time_slice_seconds is not None
-        asked = [
-            *(by_queue.get(job.queue, ()) if within else ()),
-            *(by_name[n] for n in reclaimable if n in by_name),
-        ]
-        return evictable_by(preemptor_of(job), rules, asked, reclaimable=reclaimable, now_seconds=now_seconds)
+        return pool.evictable(preemptor_of(job), rules, reclaimable=reclaimable, now_seconds=now_seconds)
 
     return evictable
 

@@ -3,8 +3,8 @@ victim, and which running jobs a head may evict now (so backfill may count them 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
-from dataclasses import replace
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from modeljob.core.job_state import JobFacts, JobPhase
 from modeljob.core.preemption_rules import (
@@ -13,6 +13,7 @@ from modeljob.core.preemption_rules import (
     PreemptionRules,
     Preemptor,
     RunningJob,
+    WithinQueue,
     eligibility,
 )
 
@@ -46,6 +47,37 @@ def evictable_by(
             PreemptionReason,
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CandidatePool:
+    """The running jobs a head may be asked to evict, by queue and by name, so each head asks only
+    those some rule could let it evict (``evictable``): a deep queue asks for many heads a cycle."""
+
+    by_queue: Mapping[str, Sequence[RunningJob]]
+    by_name: Mapping[str, RunningJob]
+
+    @staticmethod
+    def of(candidates: Iterable[RunningJob]) -> CandidatePool:
+        by_queue: dict[str, list[RunningJob]] = {}
+        by_name: dict[str, RunningJob] = {}
+        for candidate in candidates:
+            by_queue.setdefault(candidate.queue, []).append(candidate)
+            by_name[candidate.name] = candidate
+        return CandidatePool(by_queue, by_name)
+
+    def evictable(
+        self, head: Preemptor, rules: PreemptionRules, *, reclaimable: Collection[str], now_seconds: float
+    ) -> frozenset[str]:
+        """``evictable_by`` asked only of the head's own queue's jobs (when its queue preempts
+        within itself: a lower priority, a shorter remaining time or a used time slice) and of the
+        ``reclaimable`` borrowers: ``eligibility`` lets no rule evict any other job."""
+        within = rules.within_queue is not WithinQueue.NEVER or rules.time_slice_seconds is not None
+        asked = [
+            *(self.by_queue.get(head.queue, ()) if within else ()),
+            *(self.by_name[name] for name in reclaimable if name in self.by_name),
+        ]
+        return evictable_by(head, rules, asked, reclaimable=reclaimable, now_seconds=now_seconds)
 
 
 def preemptor_of(job: JobFacts) -> Preemptor:

@@ -46,7 +46,7 @@ from modeljob.core.preemption_rules import (
     RunningJob,
     kept_seconds,
 )
-from modeljob.core.preemption_view import evictable_by
+from modeljob.core.preemption_view import CandidatePool
 from modeljob.core.queueing import QueuedJob, QueueSettings, order_queues, queue_policy
 from modeljob.core.quota import QuotaTest
 from modeljob.core.quota_tree import QueueSpec
@@ -301,10 +301,8 @@ class _SharedReplay:
         """The running jobs ``head`` may preempt now: backfill counts them as ending now."""
         assert self.rules is not None
         reclaim = self.books.reclaimable_by(head.queue) if self.rules.reclaim_borrowed else frozenset()
-        candidates = [self._candidate(name, reclaimable=False) for name in sorted(self.running)]
-        return evictable_by(
-            self._preemptor(head), self.rules, candidates, reclaimable=reclaim, now_seconds=now
-        )
+        pool = CandidatePool.of(self._candidate(name, reclaimable=False) for name in sorted(self.running))
+        return pool.evictable(self._preemptor(head), self.rules, reclaimable=reclaim, now_seconds=now)
 
     @staticmethod
     def _preemptor(job: QueuedJob) -> Preemptor:
