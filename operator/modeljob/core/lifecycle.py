@@ -177,27 +177,12 @@ def _recover(
     evicted: frozenset[Placed] = frozenset(),
 ) -> RollBack | SetPhase:
     """Replicas that cannot go on where they are, back to the queue by the failure policy: the
-    whole job or only those replicas (``JobFacts.scope``). A failed pod or a lost node of a bound
-    placement is a failure: it counts one restart, and with ``maxRestarts`` used up the job is
-    Failed instead. A deleted pod or a plan that could not be bound is no failure of the work's
-    (someone deleted it; the operator stopped midway), so it is recreated uncounted.
-
-    A serving job is also recreated uncounted after a disruption: a lost node, or a pod the
-    kubelet evicted (``evicted``). Nothing of its own failed, and a service is kept up for as
-    long as it is wanted, as Deployments and LeaderWorkerSets are; a training job keeps the Job
-    convention (a lost node counts), since its run restarts from a checkpoint at best."""
+    whole job or only those replicas (``JobFacts.scope``). A failure (``_counted``) counts one
+    restart, and with ``maxRestarts`` used up the job is Failed instead; anything else is
+    recreated uncounted."""
     first_reason = lost[0][1]
     message = "; ".join(text for _, _, text in lost)
-    serving = not job.shape.workload.type.trains
-    disrupted = [
-        entry
-        for entry, reason, _ in lost
-        if serving and (reason is Requeue.NODE_LOST or (reason is Requeue.POD_FAILED and entry in evicted))
-    ]
-    failure = not job.binding and any(
-        reason in (Requeue.NODE_LOST, Requeue.POD_FAILED) and entry not in disrupted
-        for entry, reason, _ in lost
-    )
+    failure, disrupted = _counted(job, lost, evicted)
     if failure and job.restarts >= job.max_restarts:
         return SetPhase(
             job=job,
@@ -230,6 +215,31 @@ def _recover(
         keep=keep,
         restart=failure,
     )
+
+
+def _counted(
+    job: JobFacts, lost: Sequence[tuple[Placed, Requeue, str]], evicted: frozenset[Placed]
+) -> tuple[bool, bool]:
+    """Whether losing these replicas is a failure that counts a restart, and whether any of them
+    was a serving job's disruption (recreated uncounted, and said so).
+
+    A failed pod or a lost node of a bound placement is a failure. A deleted pod or a plan that
+    could not be bound is no failure of the work's (someone deleted it; the operator stopped
+    midway). A serving job's disruption, a lost node or a pod the kubelet evicted (``evicted``),
+    is none either: nothing of its own failed, and a service is kept up for as long as it is
+    wanted, as Deployments and LeaderWorkerSets are; a training job keeps the Job convention (a
+    lost node counts), since its run restarts from a checkpoint at best."""
+    serving = not job.shape.workload.type.trains
+    disrupted = [
+        entry
+        for entry, reason, _ in lost
+        if serving and (reason is Requeue.NODE_LOST or (reason is Requeue.POD_FAILED and entry in evicted))
+    ]
+    failure = not job.binding and any(
+        reason in (Requeue.NODE_LOST, Requeue.POD_FAILED) and entry not in disrupted
+        for entry, reason, _ in lost
+    )
+    return failure, bool(disrupted)
 
 
 def _evicted(job: JobFacts, by_name: Mapping[str, PodFacts]) -> frozenset[Placed]:
