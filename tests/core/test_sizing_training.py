@@ -159,6 +159,44 @@ def test_offloading_parameters_too_leaves_no_model_state_on_the_gpu() -> None:
     assert states(estimate) == 0
 
 
+# An fp32 checkpoint with a tied 250,880 x 4096 embedding, its largest layer (bigscience/bloomz-7b1).
+FP32_BIG_VOCAB = ModelShape(
+    parameters=7_069_016_064,
+    precision=Precision.FP32,
+    architecture=Architecture(30, 4096, 32, vocab_size=250_880, intermediate_size=16_384),
+)
+
+
+def test_zero3_steps_the_optimizer_where_it_runs_and_on_the_trainable_parameters_only() -> None:
+    lora = rule(
+        size_replica(one_gpu(job(WorkloadType.LORA, zero_stage=3, replicas=8)), H100), "overheadBytes"
+    )
+    full = rule(size_replica(one_gpu(job(zero_stage=3, replicas=8)), H100), "overheadBytes")
+    offloaded = rule(
+        size_replica(one_gpu(job(zero_stage=3, replicas=8, offload=Offload.OPTIMIZER)), H100), "overheadBytes"
+    )
+    assert "sub-group of the trainable parameters (851,968 params x 4 B)" in lora  # 6,815,744 adapters / 8
+    assert "(1,000,000,000 params x 4 B)" in full  # sub_group_size caps the 1.0e9-parameter partition
+    assert "fp32 gradients live with the offloaded optimizer in host memory" in offloaded
+
+
+def test_zero3_buffers_are_at_the_models_dtype_and_an_offloaded_layer_is_copied_in_beside_its_gather() -> (
+    None
+):
+    work = Workload(
+        WorkloadType.LORA,
+        sequence_length=64,
+        batch_size=8,
+        zero_stage=3,
+        offload=Offload.OPTIMIZER_AND_PARAMETERS,
+    )
+    estimate = size_replica(JobShape(FP32_BIG_VOCAB, work, Overrides(gpus=1)), H100)
+    slack = -(-estimate.activations_bytes * 10 // 100)  # the only tensors left on the GPU
+    buffers = estimate.overhead_bytes - estimate.runtime_per_gpu_bytes - slack
+    bucket, embedding = 500_000_000 * 4, 250_880 * 4096 * 4
+    assert buffers == bucket + 2 * embedding  # the gathered fp32 embedding and its partition's copy
+
+
 # --- activations -------------------------------------------------------------------------------------
 
 
@@ -167,6 +205,21 @@ def test_selective_checkpointing_keeps_less_than_none_and_more_than_full() -> No
         return size_replica(one_gpu(job(activation_checkpointing=mode)), H100).activations_bytes
 
     assert acts(Checkpointing.FULL) < acts(Checkpointing.SELECTIVE) < acts(Checkpointing.NONE)
+
+
+def test_an_fp32_checkpoint_computes_in_fp32_unless_qlora_quantizes_it() -> None:
+    fp32 = replace(LLAMA_8B, precision=Precision.FP32)
+    logits = 2048 * 128_256  # values at the loss for one sequence
+    for kind in (WorkloadType.TRAINING, WorkloadType.LORA):
+        bf16 = size_replica(one_gpu(job(kind)), H100).activations_bytes
+        full = size_replica(one_gpu(job(kind, model=fp32)), H100).activations_bytes
+        # fp32 saved activations, and fp32 logits and logit gradients (12 B -> 16 B per value)
+        assert full == 2 * (bf16 - 12 * logits) + 16 * logits, kind
+    qlora = [
+        size_replica(one_gpu(job(WorkloadType.QLORA, model=model)), H100).activations_bytes
+        for model in (LLAMA_8B, fp32)
+    ]
+    assert qlora[0] == qlora[1]
 
 
 def test_tensor_parallel_training_splits_every_activation_with_sequence_parallelism() -> None:

@@ -1136,7 +1136,9 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
             extra="per_device_train_batch_size 8, non-reentrant checkpointing, FSDP FULL_SHARD over "
             "8 H100 80GB, use_orig_params false, no offload, bf16 mixed precision; a range is "
             "printed: recorded at its top (80 GB), which the page says includes a rise at the end "
-            "from saving a FULL_STATE_DICT; device-level screenshot"
+            "from saving a FULL_STATE_DICT; device-level screenshot. The spec cannot state bf16 "
+            "mixed precision over an fp32 checkpoint: we size fp32 compute (the Trainer's and "
+            "Accelerate's default), so over"
         ),
     ),
     Figure(
@@ -1232,7 +1234,10 @@ TRAINING_FIGURES: tuple[Figure, ...] = (
         "mixed_precision 'no', DeepSpeed with PR #2653 for frozen weights). Parameters kept on the "
         "GPU are ruled out: 7,069,016,064 x 4 B = 26.3 GiB > 18.1 GiB, and 16-bit ones (13.2 GiB) "
         "contradict mixed_precision 'no' and the 35 GB CPU column (26.3 GiB of fp32 parameters in "
-        "host RAM + the 3.8 GB the PyTorch column's process holds)",
+        "host RAM + the 3.8 GB the PyTorch column's process holds). The README's log of the T0_3B "
+        "script under the same config (1916 MiB allocated before training: the 5e8 x 4 B reduce "
+        "bucket and the LoRA weights; 9404 MiB peak) does not reproduce its table row (9.8GB), so "
+        "the table's counter is not surely the script's",
     ),
     # ---- Hugging Face transformers: bert-large-uncased on one V100 16GB ---------------------------
     Figure(

@@ -81,11 +81,16 @@ def _training(job: JobShape, shape: Shape, layout: Layout) -> Part:
     else:
         saved = layers * one_layer
         layers_text = f"{layers} layers x {formula} = {format_bytes(one_layer)} per layer"
-    scale = 2 if job.model.precision is Precision.FP32 and work.type is WorkloadType.TRAINING else 1
+    # fp32 weights without mixed precision compute in fp32: full training and LoRA over an fp32
+    # base (no autocast) save fp32 activations and produce fp32 logits and logit gradients. QLoRA
+    # computes in its 16-bit compute dtype whatever the checkpoint's.
+    fp32 = job.model.precision is Precision.FP32 and work.type is not WorkloadType.QLORA
+    scale = 2 if fp32 else 1
     # Logits are vocab-parallel under Megatron-style TP. Under pipeline parallelism 1F1B keeps up
     # to PP micro-batches in flight on the first stage, which holds layers/PP of each: as much as
     # all layers of one micro-batch; the last stage adds the logits, so the sum bounds both.
-    logit_bytes = recipe(work).stack.logit_bytes
+    stack = recipe(work).stack
+    logit_bytes = stack.logit_bytes + (stack.logit_model_dtype_bytes if fp32 else 0)
     logits = ceil_div(logit_bytes * tokens * shape.vocab_size, t)
     per_gpu = scale * saved + logits
     text = (

@@ -110,17 +110,33 @@ DISK_CHECKPOINT_FACTOR_NUM, DISK_CHECKPOINT_FACTOR_DEN = 5, 2
 DISK_FIXED_BYTES = 48 * GIB
 DISK_ROUNDING_BYTES = 10 * GIB
 
-# ZeRO communication buffers per GPU. EleutherAI's calculator (cookbook calc_transformer_mem.py)
-# charges DeepSpeed's default all-gather bucket (5e8 elements) at the weights' 2 bytes for every
-# ZeRO stage. Stage 3 / FSDP full shard also holds gathered parameters: DeepSpeed's default
-# stage3_max_live_parameters (1e9 elements, 2 B) or its estimator's 4 B x the largest layer, and
-# FSDP's current and prefetched layer (forward_prefetch / BACKWARD_PRE) unsharded, with their
-# 16-bit gradients before the reduce-scatter: 2 layers x (2 + 2) B. We take the largest.
-ZERO_ALLGATHER_BUCKET_ELEMENTS = 500_000_000
+# ZeRO communication buffers per GPU, each at the model's dtype on the GPU (2 B, or 4 B when the
+# weights are fp32 and no mixed precision is on: DeepSpeed's engine casts the module only for
+# fp16/bf16, and stage3.py sets self.dtype from the first trainable parameter and allocates its
+# reduce bucket with dtype=self.dtype; stage_1_and_2.py's ipg buffer likewise). EleutherAI's
+# calculator (cookbook calc_transformer_mem.py) charges the 5e8-element bucket at 2 B for every
+# stage; DeepSpeed's defaults are reduce_bucket_size = allgather_bucket_size = 5e8
+# (runtime/zero/config.py), and stage 3 allocates its reduce bucket whole at start-up
+# (contiguous_gradients, default on), whatever the world size.
+ZERO_BUCKET_ELEMENTS = 500_000_000
+# Stage 3 / FSDP full shard also holds gathered parameters; we take the largest of:
+# - DeepSpeed's stage3_max_live_parameters (1e9 elements) at the model's dtype: parameters whose
+#   next use is within stage3_max_reuse_distance (1e9) stay gathered, so at the turn from forward
+#   to backward the last modules of the forward stay (partitioned_param_coordinator.py
+#   __params_to_release); prefetch fills up to max_live;
+# - the largest layer gathered (DeepSpeed's estimator: 4 B = 2 B gathered + 2 B gradient, memory.rst
+#   "largest_layer_memory"), at the model's dtype, its gradient only where the layer trains (a
+#   frozen LoRA base has none). With parameter offload the rank's partition of it is copied from
+#   host to GPU beside the gathered buffer (partition_parameters.py all_gather_coalesced:
+#   param.ds_tensor.to(cuda) then the all-gather into a full-size buffer), 1/N of it more;
+# - FSDP's current and prefetched layer (forward_prefetch / BACKWARD_PRE) unsharded, with their
+#   16-bit gradients before the reduce-scatter: 2 layers x (2 + 2) B.
 ZERO3_MAX_LIVE_PARAMETERS = 1_000_000_000
-ZERO3_GATHER_BYTES_PER_PARAM = 4
 # DeepSpeed stage 3's sub_group_size default: the fp32 gradients of this many parameters (at most
-# the rank's partition) are built for each optimizer step (stage3.py _prepare_fp32_grad_for_sub_group).
+# the rank's partition of the trainable ones: since DeepSpeed PR #2653 of January 2023 frozen
+# parameters get no fp32 partition) are built on the GPU for each optimizer step
+# (stage3.py initialize_optimizer_states: gradient_buffer on self.device). With the optimizer
+# offloaded self.device is the CPU and the buffer lives in host memory.
 ZERO3_SUB_GROUP_PARAMETERS = 1_000_000_000
 FSDP_LAYERS_IN_FLIGHT = 2
 FSDP_BYTES_PER_GATHERED_PARAM = 4

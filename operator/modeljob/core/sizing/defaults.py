@@ -31,8 +31,11 @@ class Stack:
     # AMP) or fp32 sharded parameters computed in bf16 (FSDP2 in torchtitan); pure bf16 training
     # (torchtune's dtype: bf16) keeps weights, gradients and optimizer states all in bf16.
     fp32_master: bool
-    # Bytes per (token x vocabulary) value alive at the loss (see the note after this class).
+    # Bytes per (token x vocabulary) value alive at the loss (see the note after this class), and
+    # how many of them are at the model's 16-bit dtype (the logits, their gradient): an fp32 model
+    # holds those at 4 B, twice as many.
     logit_bytes: int
+    logit_model_dtype_bytes: int
     # QLoRA: the 16-bit parameters that are not quantized (embeddings, lm_head) are cast to fp32
     # by PEFT's prepare_model_for_kbit_training (recent PEFT skips GPTQ checkpoints; Qwen's
     # measured Q-LoRA profile over GPTQ bases matches the upcast, so we keep it), or stay bf16
@@ -45,9 +48,10 @@ class Stack:
     # (nn.Linear's default dtype, kept by autocast_adapter_dtype=True and beside a 4-bit base);
     # torchtune keeps everything in bf16.
     adapter_bytes: int
-    # DeepSpeed's ZeRO-3 optimizer steps one sub-group of parameters at a time (sub_group_size,
-    # default 1e9) and builds that sub-group's fp32 gradients on the GPU for the step; FSDP steps
-    # on its sharded fp32 gradients directly.
+    # DeepSpeed's ZeRO-3 optimizer steps one sub-group of the trainable parameters at a time
+    # (sub_group_size, default 1e9) and builds that sub-group's fp32 gradients where the optimizer
+    # runs: on the GPU, or in host memory when it is offloaded; FSDP steps on its sharded fp32
+    # gradients directly.
     zero3_step_buffer: bool
     # QLoRA: the base is quantized to NF4 on the GPU by torchao's to_nf4 as the model is built and
     # loaded (torchtune's LoRALinear and its NF4 copy_), whose nearest-level search materialises
@@ -81,6 +85,7 @@ TRANSFORMERS = Stack(
     lora_targets={WorkloadType.LORA: LoraTargets.ATTENTION, WorkloadType.QLORA: LoraTargets.ALL_LINEAR},
     fp32_master=True,
     logit_bytes=12,
+    logit_model_dtype_bytes=4,
     upcast_unquantized=True,
     quantize_only_adapted=False,
     adapter_bytes=4,
@@ -99,6 +104,7 @@ TORCHTUNE = Stack(
     },
     fp32_master=False,
     logit_bytes=3,
+    logit_model_dtype_bytes=2,
     upcast_unquantized=False,
     quantize_only_adapted=True,
     adapter_bytes=2,

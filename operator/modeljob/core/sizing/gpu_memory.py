@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modeljob.core.jobs import JobShape, LoraTargets, Precision, WorkloadType
+from modeljob.core.jobs import JobShape, LoraTargets, Offload, Precision, WorkloadType
 from modeljob.core.resources import format_bytes
 from modeljob.core.sizing.activations import activations
 from modeljob.core.sizing.constants import (
@@ -20,16 +20,15 @@ from modeljob.core.sizing.constants import (
     QUANTIZED,
     TORCHAO_NF4_QUANTIZE_BYTES_PER_ELEMENT,
     TRAINING_SLACK_PERCENT,
-    ZERO3_GATHER_BYTES_PER_PARAM,
     ZERO3_MAX_LIVE_PARAMETERS,
     ZERO3_SUB_GROUP_PARAMETERS,
-    ZERO_ALLGATHER_BUCKET_ELEMENTS,
+    ZERO_BUCKET_ELEMENTS,
     ceil_div,
 )
 from modeljob.core.sizing.defaults import recipe
 from modeljob.core.sizing.inputs import Shape
 from modeljob.core.sizing.layout import Layout
-from modeljob.core.sizing.model_states import ModelStates, Part, model_states
+from modeljob.core.sizing.model_states import ModelStates, Part, adapter_parameters, model_states
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +98,21 @@ def _runtime(job: JobShape, shape: Shape, layout: Layout) -> tuple[int, list[str
     return total, [f"runtime {format_bytes(total)} per GPU: {text}"]
 
 
+def _model_element_bytes(job: JobShape) -> int:
+    """Bytes of one element of the model as a ZeRO/FSDP stack holds it on the GPU: fp32 weights
+    train in fp32 (no mixed precision, so the engine leaves the module fp32), else 16-bit."""
+    return 4 if job.model.precision is Precision.FP32 else 2
+
+
 def _zero_buffers(job: JobShape, shape: Shape, layout: Layout) -> tuple[int, list[str]]:
     work = job.workload
     # DeepSpeed allocates its buckets whatever the world size (a single-GPU ZeRO run has them too).
     stage = work.zero_stage if work.type.trains else 0
     if stage == 0:
         return 0, []
-    size = 2 * ZERO_ALLGATHER_BUCKET_ELEMENTS
-    texts = [f"ZeRO all-gather bucket {ZERO_ALLGATHER_BUCKET_ELEMENTS:.0e} elements x 2 B"]
+    element = _model_element_bytes(job)
+    size = element * ZERO_BUCKET_ELEMENTS
+    texts = [f"ZeRO gradient bucket {ZERO_BUCKET_ELEMENTS:.0e} elements x {element} B (the model's dtype)"]
     if stage < 3:
         return size, texts
     if layout.pipeline > 1:
@@ -121,21 +127,55 @@ def _zero_buffers(job: JobShape, shape: Shape, layout: Layout) -> tuple[int, lis
             f"accumulate unsharded (2 B + 4 B fp32 x its share of {shape.parameters:,} params)"
         )
         return size + stage_bytes, texts
-    if recipe(work).stack.zero3_step_buffer:
-        partition = ceil_div(shape.parameters, work.replicas * layout.gpus)
-        step = min(partition, ZERO3_SUB_GROUP_PARAMETERS)
-        size += 4 * step
-        texts.append(f"ZeRO-3 optimizer step: fp32 gradients of one sub-group ({step:,} params x 4 B)")
-    largest = ZERO3_GATHER_BYTES_PER_PARAM * shape.largest_layer_parameters
-    live = 2 * ZERO3_MAX_LIVE_PARAMETERS
+    step, step_text = _zero3_step_buffer(job, shape, layout)
+    gathered, gathered_text = _zero3_gathered(job, shape, element)
+    return size + step + gathered, [*texts, step_text, gathered_text]
+
+
+def _zero3_step_buffer(job: JobShape, shape: Shape, layout: Layout) -> tuple[int, str]:
+    """The fp32 gradients of one optimizer sub-group, built where DeepSpeed's optimizer steps."""
+    work = job.workload
+    chosen = recipe(work)
+    if not chosen.stack.zero3_step_buffer:
+        return 0, "ZeRO-3 optimizer step: on the sharded fp32 gradients (no sub-group buffer)"
+    if chosen.offload is not Offload.NONE:
+        return 0, (
+            "ZeRO-3 optimizer step: the sub-groups' fp32 gradients live with the offloaded optimizer "
+            "in host memory"
+        )
+    if work.type is WorkloadType.TRAINING:
+        trainable = shape.parameters
+    else:
+        trainable, _ = adapter_parameters(shape, chosen)
+    partition = ceil_div(trainable, work.replicas * layout.gpus)
+    step = min(partition, ZERO3_SUB_GROUP_PARAMETERS)
+    return 4 * step, (
+        f"ZeRO-3 optimizer step: fp32 gradients of one sub-group of the trainable parameters "
+        f"({step:,} params x 4 B)"
+    )
+
+
+def _zero3_gathered(job: JobShape, shape: Shape, element: int) -> tuple[int, str]:
+    """Parameters a ZeRO-3/FSDP rank holds gathered at its peak: the largest of three bounds."""
+    work = job.workload
+    largest = shape.largest_layer_parameters
+    # The gathered layer and, where it trains, its gradient before the reduce-scatter.
+    per_param, per_text = (2 * element, f"({element} B + {element} B gradient)")
+    if work.type is not WorkloadType.TRAINING:
+        per_param, per_text = element, f"{element} B (frozen: no gradient)"
+    largest_bytes = per_param * largest
+    if recipe(work).offload is Offload.OPTIMIZER_AND_PARAMETERS:
+        largest_bytes += ceil_div(element * largest, work.replicas)
+        per_text += f" + its 1/{work.replicas} partition copied in from host memory"
+    live = element * ZERO3_MAX_LIVE_PARAMETERS
     layer = shape.linear_parameters // shape.layers
     in_flight = FSDP_LAYERS_IN_FLIGHT * FSDP_BYTES_PER_GATHERED_PARAM * layer
-    texts.append(
-        f"ZeRO-3/FSDP gathered parameters: max(4 B x {shape.largest_layer_parameters:,} largest-layer "
-        f"params, {ZERO3_MAX_LIVE_PARAMETERS:.0e} live params x 2 B, {FSDP_LAYERS_IN_FLIGHT} layers x "
+    text = (
+        f"ZeRO-3/FSDP gathered parameters: max({largest:,} largest-layer params x {per_text}, "
+        f"{ZERO3_MAX_LIVE_PARAMETERS:.0e} live params x {element} B, {FSDP_LAYERS_IN_FLIGHT} layers x "
         f"{layer:,} params x (2 B + 2 B gradient))"
     )
-    return size + max(largest, live, in_flight), texts
+    return max(largest_bytes, live, in_flight), text
 
 
 def _quantize_on_load(job: JobShape, shape: Shape, layout: Layout) -> tuple[int, str]:
