@@ -17,11 +17,11 @@ from modeljob.core.job_state import JobFacts, JobPhase
 from modeljob.core.nodes import PodRequest, build_node_table
 from modeljob.core.plan_memo import PlanMemo
 from modeljob.core.planning import count_work, host_demand, target_workload
+from modeljob.core.pod_index import IndexedPods, PodIndex
 from modeljob.core.resources import GIB
 from modeljob.core.scheduling_cycle import CycleMemory, CycleSettings, run_cycle
 from modeljob.core.scoring.scorers.cpu_balance import learn_host_demand
 from modeljob.core.steps import RollBack, Step, Unschedulable, Wait
-from modeljob.core.template_rules import IndexedPods, PodIndex
 from tests.operator_builders import at, make_job, make_node, make_pod
 
 

@@ -27,12 +27,13 @@ from modeljob.core.job_state import JobFacts
 from modeljob.core.node_types import Candidate, NodeType, Sizing
 from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, subset
 from modeljob.core.plan_memo import PlanMemo, read_scores, renamed
+from modeljob.core.pod_index import PodIndex
 from modeljob.core.resources import Resources
 from modeljob.core.scoring.plugin import ScoringContext
 from modeljob.core.scoring.scorers.cpu_balance import HostDemand, learn_host_demand_counted
 from modeljob.core.scoring.weights import ScoringWeights
 from modeljob.core.steps import NodeTypeTried
-from modeljob.core.template_rules import JobRules, PodIndex
+from modeljob.core.template_rules import JobRules
 from modeljob.core.topology import DEFAULT_TOPOLOGY_KEY, GroupTopology
 
 

@@ -42,6 +42,7 @@ from modeljob.core.lifecycle import Plan, Reconciled, reconcile_job
 from modeljob.core.nodes import NodeTable, NodeView
 from modeljob.core.plan_memo import CarriedPlans, PlanMemo
 from modeljob.core.planning import Planner, count_work, host_demand, target_workload
+from modeljob.core.pod_index import IndexedPods, PodIndex
 from modeljob.core.preempting import Preempting, victims_of
 from modeljob.core.preemption_view import evictable_phase, holder_candidate
 from modeljob.core.queueing import QueueOrder, QueueSettings, add_resources
@@ -51,7 +52,6 @@ from modeljob.core.scoring.plugin import ScoringContext
 from modeljob.core.scoring.scorers.cpu_balance import HostDemand
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS, ScoringWeights
 from modeljob.core.steps import Complete, Keep, Place, Preempt, SetPhase, Step, Wait
-from modeljob.core.template_rules import IndexedPods, PodIndex
 from modeljob.core.topology import DEFAULT_TOPOLOGY_KEY
 
 __all__ = [

@@ -1,114 +1,31 @@
 """What a job's template rules (core/affinity.py) make of the cluster: the pods they see, the nodes left.
 
 Kubernetes' InterPodAffinity and PodTopologySpread plugins, for a whole gang at once: a
-``PodIndex`` (built once per cycle) holds the pods on nodes and the pods planned this cycle;
-``JobRules`` (once per job) counts the pods each of the job's terms selects; a ``RuleTracker``
-(once per plan, on the plan's node table) turns those counts into per-row arrays and updates
-them as the plan puts the job's own pods on nodes, so filtering the next replica costs a few
-numpy operations over the rows, not a walk over pods.
+``PodIndex`` (core/pod_index.py; built once per cycle) holds the pods on nodes and the pods
+planned this cycle; ``JobRules`` (once per job) counts the pods each of the job's terms selects;
+a ``RuleTracker`` (once per plan, on the plan's node table) turns those counts into per-row
+arrays and updates them as the plan puts the job's own pods on nodes, so filtering the next
+replica costs a few numpy operations over the rows, not a walk over pods.
 """
 
 from __future__ import annotations
 
 import copy
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
 from modeljob.core.affinity import (
     PodAffinityTerm,
     SpreadConstraint,
-    TemplateRules,
     WeightedPodAffinityTerm,
     WhenUnsatisfiable,
 )
-from modeljob.core.cluster_state import NodeFacts, PodFacts
 from modeljob.core.nodes import BoolArray, FloatArray, IntArray, NodeTable
+from modeljob.core.pod_index import IndexedPod, JobIdentity, PodIndex
 from modeljob.core.scoring.scorers.template_preferences import SpreadCounts, min_max, spread_part
-
-
-@dataclass(frozen=True, slots=True)
-class IndexedPod:
-    """A pod on a node (bound, or planned this cycle) as pod rules see it."""
-
-    namespace: str
-    name: str
-    node: str
-    labels: Mapping[str, str]
-    job_uid: str | None = None
-    anti_affinity: tuple[PodAffinityTerm, ...] = ()
-
-
-# Pods indexed before, by the pod object (held, so its id is no other's): the pod and its entry.
-IndexedPods = dict[int, tuple[PodFacts, IndexedPod]]
-
-
-def _indexed(pod: PodFacts, node: str) -> IndexedPod:
-    return IndexedPod(pod.namespace, pod.name, node, pod.labels, pod.job_uid, pod.anti_affinity)
-
-
-class PodIndex:
-    """The cycle's pods on nodes, node labels, and the pods the cycle has planned so far."""
-
-    def __init__(
-        self, nodes: Iterable[NodeFacts], pods: Iterable[PodFacts], *, known: IndexedPods | None = None
-    ) -> None:
-        """``known``: the entries an earlier index made (kept for the next, of these pods only);
-        an unchanged pod is the same object from one cycle to the next (a changed one is another)."""
-        self.node_labels: dict[str, Mapping[str, str]] = {n.name: n.labels for n in nodes}
-        self.pods: list[IndexedPod] = []
-        self.guarded: list[IndexedPod] = []  # pods with a required anti-affinity of their own
-        self.by_job: dict[str, list[str]] = defaultdict(list)  # job uid -> nodes of its pods
-        known = known if known is not None else {}
-        before = dict(known)
-        known.clear()
-        for pod in pods:
-            if pod.holds_resources and pod.node is not None:
-                found = before.get(id(pod))
-                if found is None or found[0] is not pod:
-                    found = (pod, _indexed(pod, pod.node))
-                known[id(pod)] = found
-                self._add(found[1])
-
-    def _add(self, pod: IndexedPod) -> None:
-        self.pods.append(pod)
-        if pod.anti_affinity:
-            self.guarded.append(pod)
-        if pod.job_uid is not None:
-            self.by_job[pod.job_uid].append(pod.node)
-
-    def record(self, job: JobIdentity, nodes: Sequence[str]) -> None:
-        """Pods planned this cycle count for the jobs planned after them, as bound ones do."""
-        for index, node in enumerate(nodes):
-            self._add(
-                IndexedPod(
-                    job.namespace,
-                    f"{job.name} (planned replica {index})",
-                    node,
-                    dict(job.rules.pod_labels),
-                    job.uid,
-                    job.rules.anti_affinity,
-                )
-            )
-
-
-class JobIdentity(Protocol):
-    """Who is being placed: enough of a job for its rules (JobFacts is one)."""
-
-    @property
-    def namespace(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def uid(self) -> str: ...
-
-    @property
-    def rules(self) -> TemplateRules: ...
 
 
 @dataclass(frozen=True, slots=True)
