@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import pytest
 
+from modeljob.core.conditions import CONDITION_MESSAGE_MAX, set_condition
 from modeljob.core.gang_placement import Assignment
 from modeljob.core.job_state import ConditionType, JobPhase, Placed, Requeue
 from modeljob.core.node_types import node_types, size_job
 from modeljob.core.sizing import Device, size_replica
 from modeljob.core.status import (
-    CONDITION_MESSAGE_MAX,
     WaitingWrite,
     admitted,
     estimate_status,
@@ -19,7 +19,6 @@ from modeljob.core.status import (
     rolled_back,
     scheduled,
     scheduled_event,
-    set_condition,
     waiting,
     waiting_write,
 )

@@ -38,8 +38,8 @@ from modeljob.adapters.pod_env import (
     workload_type,
 )
 from modeljob.api.v1alpha1 import API_VERSION, KIND
+from modeljob.core.conditions import format_time
 from modeljob.core.resources import Resources, format_cpu
-from modeljob.core.status import format_time
 
 JsonObject = dict[str, Any]
 

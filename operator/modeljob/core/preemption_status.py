@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from modeljob.core.conditions import Json, set_condition
 from modeljob.core.job_state import ConditionType, JobPhase
 from modeljob.core.preempting import PREEMPTED_BY_KEPT
 from modeljob.core.preemption_rules import PreemptionReason, kept_seconds
-from modeljob.core.status import Json, rolled_back, set_condition
+from modeljob.core.status import rolled_back
 from modeljob.core.steps import Preempt, RollBack
 
 

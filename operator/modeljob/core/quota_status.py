@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from modeljob.core.conditions import set_condition
 from modeljob.core.job_state import ConditionType
 from modeljob.core.quota import Usage, amount_text
 from modeljob.core.quota_tree import QueueTree, QuotaKey
-from modeljob.core.status import set_condition
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,11 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from modeljob.core.conditions import Json
 from modeljob.core.job_state import JobFacts, JobPhase
 from modeljob.core.jobs import JobShape
 from modeljob.core.lifecycle import admission_phase, spec_problem
 from modeljob.core.node_types import Candidate, Sizing
-from modeljob.core.status import Json, admitted
+from modeljob.core.status import admitted
 
 
 def recorded(*, observed_generation: object, generation: object, phase: JobPhase | None) -> bool:

@@ -3,62 +3,26 @@
 The scheduling loop writes one patch per step (core/steps.py); a job admitted in the same cycle
 (a new spec generation judged, core/spec_admission.py) has its admission patch ride on the first.
 Patches are JSON merge patches of the status subresource: a None value removes the field.
-Conditions follow the Kubernetes convention: one entry per type, sorted by type, and
-lastTransitionTime moves only when the status flips. The Scheduled condition stays one short
-line; the detail behind it (every node type tried, with its score or why it failed) goes in the
-Scheduled Event (docs/operator.md, "Observability").
+Conditions follow the Kubernetes convention (core/conditions.py). The Scheduled condition stays
+one short line; the detail behind it (every node type tried, with its score or why it failed)
+goes in the Scheduled Event (docs/operator.md, "Observability").
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 
+from modeljob.core.conditions import Json, conditions_of, set_condition
 from modeljob.core.job_state import ConditionType, JobPhase, Placed
 from modeljob.core.node_types import NodeType
 from modeljob.core.rolling import UPDATING
 from modeljob.core.sizing import Estimate
 from modeljob.core.steps import Place, RollBack, SetPhase, Unschedulable, Update, Wait, pod_of_group
 
-Json = dict[str, object]
-
-# The API server's limit on a condition message.
-CONDITION_MESSAGE_MAX = 32768
 # status.estimate.explanation: one line per sizing rule, at most this many.
 EXPLANATION_LINES_MAX = 64
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC, to the second, as the API server writes timestamps."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def set_condition(
-    conditions: Sequence[Mapping[str, object]],
-    *,
-    type_: ConditionType,
-    status: bool,
-    reason: str,
-    message: str,
-    now: datetime,
-    generation: int | None = None,
-) -> list[Json]:
-    """The conditions list with one condition set; lastTransitionTime moves only when status flips."""
-    text = "True" if status else "False"
-    previous = next((c for c in conditions if c.get("type") == type_.value), None)
-    since = previous.get("lastTransitionTime") if previous and previous.get("status") == text else None
-    condition: Json = {
-        "type": type_.value,
-        "status": text,
-        "reason": reason,
-        "message": message[:CONDITION_MESSAGE_MAX],
-        "lastTransitionTime": since or format_time(now),
-    }
-    if generation is not None:
-        condition["observedGeneration"] = generation
-    others = [dict(c) for c in conditions if c.get("type") != type_.value]
-    return sorted([*others, condition], key=lambda c: str(c.get("type")))
 
 
 def estimate_status(estimate: Estimate) -> Json:
@@ -96,11 +60,6 @@ def placement_status(entries: Sequence[Placed]) -> list[Json]:
     ]
 
 
-def _conditions(status: Mapping[str, object]) -> list[Mapping[str, object]]:
-    found = status.get("conditions")
-    return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
-
-
 # --- admission ----------------------------------------------------------------------------------
 
 
@@ -117,7 +76,7 @@ def admitted(
 ) -> Json:
     """One generation of the spec judged: Valid (sized, maybe Queued) or Invalid naming the field."""
     conditions = set_condition(
-        _conditions(status),
+        conditions_of(status),
         type_=ConditionType.VALID,
         status=problem is None,
         reason="Valid" if problem is None else "InvalidSpec",
@@ -181,7 +140,7 @@ def waiting(
     position = None if isinstance(step, Unschedulable) else step.queue_position
     phase = JobPhase.UNSCHEDULABLE if isinstance(step, Unschedulable) else step.phase
     conditions = set_condition(
-        _conditions(status),
+        conditions_of(status),
         type_=ConditionType.SCHEDULED,
         status=False,
         reason="Unschedulable" if unschedulable else "Waiting",
@@ -212,7 +171,7 @@ def planned(
     new = len(step.placement)
     message = f"binding {new} pod(s) on {step.candidate.node_type.describe()}"
     conditions = set_condition(
-        _conditions(status),
+        conditions_of(status),
         type_=ConditionType.BINDING,
         status=True,
         reason="Binding",
@@ -281,7 +240,7 @@ def scheduled(
     core/lifecycle.py, ``phase_once_bound``), so that no second write is needed to say so."""
     message = scheduled_message(entries, node_type, place=place)
     conditions = set_condition(
-        _conditions(status),
+        conditions_of(status),
         type_=ConditionType.BINDING,
         status=False,
         reason="Bound",
@@ -305,7 +264,7 @@ def rolled_back(step: RollBack, status: Mapping[str, object], *, now: datetime) 
     more in status.restarts.
     """
     conditions = set_condition(
-        _conditions(status),
+        conditions_of(status),
         type_=ConditionType.BINDING,
         status=False,
         reason="RolledBack" if step.was_binding else "NotBinding",
@@ -377,14 +336,16 @@ def updated(step: Update, status: Mapping[str, object], *, now: datetime) -> Jso
     """Where a rolling update stands (the Updating condition) and the phase its pods give the job;
     None if the status says so already."""
     reason = update_reason(step)
-    current = next((c for c in _conditions(status) if c.get("type") == ConditionType.UPDATING.value), None)
+    current = next((c for c in conditions_of(status) if c.get("type") == ConditionType.UPDATING.value), None)
     said = (current or {}).get("status"), (current or {}).get("reason"), (current or {}).get("message")
     if (
         said == ("False" if step.done else "True", reason, step.message)
         and status.get("phase") == step.phase.value
     ):
         return None
-    conditions = _updating(_conditions(status), reason=reason, message=step.message, now=now, done=step.done)
+    conditions = _updating(
+        conditions_of(status), reason=reason, message=step.message, now=now, done=step.done
+    )
     return {"phase": step.phase.value, "conditions": conditions, "message": step.message}
 
 
