@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from modeljob.core import gang_placement, planning
 from modeljob.core.admission import QueueConfig
 from modeljob.core.cluster_state import NodeFacts, PodFacts
-from modeljob.core.gang_placement import GangRequest, Placement, Unplaceable
+from modeljob.core.gang_request import GangRequest, Placement, Unplaceable
 from modeljob.core.job_state import JobFacts, JobPhase
 from modeljob.core.jobs import Overrides
 from modeljob.core.nodes import NodeTable

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from modeljob.core.fragmentation import TaskShape, compile_workload, learn_target_workload
 from modeljob.core.gang_capacity import replicas_held, surely_placed
-from modeljob.core.gang_placement import GangRequest, Placement, ReplicaRequests, plan_gang
+from modeljob.core.gang_placement import plan_gang
+from modeljob.core.gang_request import GangRequest, Placement, ReplicaRequests
 from modeljob.core.nodes import NodeTable, PodRequest
 from modeljob.core.scoring.ranking import ScoringContext
 from tests.builders import make_node, make_pod, make_table

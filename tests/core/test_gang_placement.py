@@ -7,7 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from modeljob.core.gang_placement import GangRequest, Placement, ReplicaRequests, Unplaceable, plan_gang
+from modeljob.core.gang_placement import plan_gang
+from modeljob.core.gang_request import GangRequest, Placement, ReplicaRequests, Unplaceable
 from modeljob.core.node_choice import apart, figures
 from modeljob.core.scoring.weights import ScoringWeights
 from tests.builders import make_node, make_pod, make_table

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from modeljob.core.gang_placement import GangRequest, Placement, ReplicaRequests, Unplaceable, plan_gang
+from modeljob.core.gang_placement import plan_gang
+from modeljob.core.gang_request import GangRequest, Placement, ReplicaRequests, Unplaceable
 from modeljob.core.scoring.weights import ScoringWeights
 from modeljob.core.topology import GroupTopology
 from tests.builders import make_node, make_pod, make_table

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from modeljob.core.affinity import LabelSelector, PodAffinityTerm, TemplateRules
 from modeljob.core.cluster_state import NodeFacts, PodFacts
 from modeljob.core.fragmentation import TaskShape, compile_workload, learn_target_workload
-from modeljob.core.gang_placement import GangRequest, ReplicaRequests, Unplaceable, plan_gang
+from modeljob.core.gang_placement import plan_gang
+from modeljob.core.gang_request import GangRequest, ReplicaRequests, Unplaceable
 from modeljob.core.job_state import JobFacts
 from modeljob.core.jobs import Overrides
 from modeljob.core.node_types import node_types, size_job

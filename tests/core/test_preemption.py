@@ -8,7 +8,8 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from modeljob.core.gang_placement import GangRequest, Placement, ReplicaRequests, plan_gang
+from modeljob.core.gang_placement import plan_gang
+from modeljob.core.gang_request import GangRequest, Placement, ReplicaRequests
 from modeljob.core.nodes import NodeTable
 from modeljob.core.preemption import (
     NoPreemption,

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from modeljob.core.conditions import CONDITION_MESSAGE_MAX, set_condition
-from modeljob.core.gang_placement import Assignment
+from modeljob.core.gang_request import Assignment
 from modeljob.core.job_state import ConditionType, JobPhase, Placed, Requeue
 from modeljob.core.node_types import node_types, size_job
 from modeljob.core.sizing import Device, size_replica

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from modeljob.core.admission import AdmissionPlan, Waiting, queued_job, quota_request
 from modeljob.core.cluster_state import NodeFacts, refusals
 from modeljob.core.cycle_cluster import Cluster
-from modeljob.core.gang_placement import Unplaceable
+from modeljob.core.gang_request import Unplaceable
 from modeljob.core.job_state import JobFacts
 from modeljob.core.lifecycle import Plan
 from modeljob.core.node_types import Candidate, Sizing, node_type_of

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from modeljob.core.gang_placement import Unplaceable
+from modeljob.core.gang_request import Unplaceable
 from modeljob.core.node_types import Candidate, NodeType
 from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, subset
 from modeljob.core.plan_validity import LedgerChange, Remembered, Result, changed_rows, read_scores

@@ -16,8 +16,8 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from modeljob.core.gang_placement import Placement, Unplaceable
 from modeljob.core.gang_reasons import largest_block
+from modeljob.core.gang_request import Placement, Unplaceable
 from modeljob.core.nodes import BoolArray, IntArray, NodeTable, PodRequest
 from modeljob.core.scoring.filters import Rejection, first_failures
 

@@ -15,14 +15,8 @@ import numpy as np
 
 from modeljob.core.cluster_state import PodFacts
 from modeljob.core.fragmentation import TargetWorkload, TaskShape, learn_target_workload_from_counts
-from modeljob.core.gang_placement import (
-    Assignment,
-    GangRequest,
-    Placement,
-    ReplicaRequests,
-    Unplaceable,
-    plan_gang,
-)
+from modeljob.core.gang_placement import plan_gang
+from modeljob.core.gang_request import Assignment, GangRequest, Placement, ReplicaRequests, Unplaceable
 from modeljob.core.job_state import JobFacts
 from modeljob.core.node_types import Candidate, NodeType, Sizing
 from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, subset

@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from modeljob.core.gang_placement import GangRequest, Placement, plan_gang
+from modeljob.core.gang_placement import plan_gang
+from modeljob.core.gang_request import GangRequest, Placement
 from modeljob.core.nodes import NodeTable
 from modeljob.core.preemption_rules import (
     NO_HISTORY,

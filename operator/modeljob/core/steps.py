@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from modeljob.core.gang_placement import Assignment
+from modeljob.core.gang_request import Assignment
 from modeljob.core.job_state import JobFacts, JobPhase, Placed, Requeue
 from modeljob.core.node_choice import figures
 from modeljob.core.node_types import Candidate, NodeType

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from modeljob.core.fragmentation import TaskShape, compile_workload, learn_target_workload
-from modeljob.core.gang_placement import GangRequest, Placement, ReplicaRequests, plan_gang
+from modeljob.core.gang_placement import plan_gang
+from modeljob.core.gang_request import GangRequest, Placement, ReplicaRequests
 from modeljob.core.nodes import NodeTable, NodeView, PodRequest, build_node_table
 from modeljob.core.queueing import (
     QueuedJob,

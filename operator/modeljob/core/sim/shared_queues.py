@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import TypedDict
 
 from modeljob.core.fragmentation import compile_workload, learn_target_workload
-from modeljob.core.gang_placement import Placement, plan_gang
+from modeljob.core.gang_placement import plan_gang
+from modeljob.core.gang_request import Placement
 from modeljob.core.nodes import NodeTable, NodeView, build_node_table
 from modeljob.core.preempting import preempts
 from modeljob.core.preemption import (
