@@ -111,7 +111,7 @@ def test_filter_passes_exactly_the_nodes_the_core_filter_keeps(
 
 @settings(max_examples=100, deadline=None)
 @given(node_states, st.integers(1, 8))
-def test_the_node_scored_10_is_the_node_the_core_chooses(
+def test_the_node_with_the_top_score_alone_is_the_node_the_core_chooses(
     states: list[tuple[int, int, bool, str]], gpus: int
 ) -> None:
     table = table_from(states)
@@ -126,13 +126,17 @@ def test_the_node_scored_10_is_the_node_the_core_chooses(
         context=context,
     )
     choice = choose_node(table, request, weights=DEFAULT_WEIGHTS, context=context)
-    tens = [name for name, score in priorities.scores if score == MAX_PRIORITY]
+    top = int(priorities.values.max())
+    tops = [name for name, score in priorities.scores if score == top]
+    assert priorities.values.min() == 0, "scores are stated from the lowest candidate's"
     if isinstance(choice, NodeChoice):
         assert priorities.chosen == choice.node
-        assert tens == [choice.node]
+        assert tops == [choice.node]
+        if len(table) > 1:  # a lone candidate is its own lowest (kube-scheduler does not ask then)
+            assert top in (1, MAX_PRIORITY), "10, or 1 when every other candidate ties with it"
     else:
         assert priorities.chosen is None
-        assert tens == []
+        assert top == 0
     assert [name for name, _ in priorities.scores] == list(reversed(table.names)), (
         "answered in the order asked"
     )
@@ -153,6 +157,27 @@ def test_the_extender_scale_keeps_the_cores_order_and_gives_10_to_the_winner_alo
         for b in range(len(values)):
             if values[a] > values[b]:
                 assert scaled[a] >= scaled[b]
+
+
+def test_when_every_candidate_ties_the_reply_names_the_winner_alone_and_kube_scheduler_picks_it() -> None:
+    table = make_table(*(make_node(f"n{i:04d}") for i in range(300)))
+    context = context_for(table, TaskShape(cpu_milli=1000, gpu_milli=1000, gpus=1))
+    priorities = decide_priorities(
+        table,
+        make_pod(gpus=1),
+        list(table.names),
+        row_of=rows_of(table),
+        weights=DEFAULT_WEIGHTS,
+        context=context,
+    )
+    hosts, scores = priorities.above_zero()
+    assert (hosts, scores.tolist()) == ((priorities.chosen,), [1])
+    # kube-scheduler: its own plugins' total (alike nodes: equal) + score x weight 50 x (100 / 10),
+    # a node left out of the reply counting 0. The winner leads by 500, as 10 against 9 did.
+    listed = dict(zip(hosts, scores.tolist(), strict=True))
+    totals = {name: 200 + listed.get(name, 0) * 50 * 10 for name in table.names}
+    assert max(totals, key=lambda name: totals[name]) == priorities.chosen
+    assert sorted(set(totals.values()))[-2:] == [200, 700]
 
 
 def test_infeasible_candidates_score_0_and_unknown_names_are_listed() -> None:

@@ -4,7 +4,7 @@ Pure (numpy and core only; no I/O). The core decides (`filters.first_failures`,
 `ranking.rank_candidates`: the checks and scoring the operator's gang placement runs for each
 replica); this module only translates: candidate names to table rows and back, a rejection to
 the reason text, and the core's 0..1 totals to 0..10 integer scores in which the node the core
-would choose is the only one with 10.
+would choose is the only one with the top score.
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ class FilterDecision:
 
 @dataclass(frozen=True, slots=True)
 class Priorities:
-    """0..10 per candidate (``values[i]`` for ``hosts[i]``, in the order asked); ``chosen`` is the
-    node the core picks, the only one scored 10."""
+    """0..10 per candidate (``values[i]`` for ``hosts[i]``, in the order asked), the lowest 0;
+    ``chosen`` is the node the core picks, the only one with the top score (10, or 1 when every
+    other candidate ties with it)."""
 
     hosts: Sequence[str]
     values: IntArray
@@ -186,7 +187,14 @@ def decide_priorities(
     rows: IntArray | None = None,
 ) -> Priorities:
     """Score the candidates as the operator scores a replica's nodes; infeasible ones get 0
-    (``rows``: their `candidate_rows`, if the caller has them already)."""
+    (``rows``: their `candidate_rows`, if the caller has them already).
+
+    kube-scheduler adds our score (times the weight) to each node's total and compares totals,
+    so only the differences between the candidates mean anything: the scores are stated from the
+    lowest candidate's, which becomes 0 and is left out of the reply. This matters when every
+    candidate ties (a cluster of alike nodes): the winner's 10 against everyone else's 9 becomes
+    1 against 0, the same choice, and the reply one entry instead of thousands, which
+    kube-scheduler decodes on its own time (5.6 ms for 5,000 entries; docs/benchmarks.md)."""
     rows = candidate_rows(candidates, row_of) if rows is None else rows
     known = rows >= 0
     ranking = rank_candidates(table, request, rows[known], weights=weights, context=context)
@@ -196,6 +204,8 @@ def decide_priorities(
         chosen = table.names[int(ranking.rows[ranking.winner])]
         score_of_row[ranking.rows] = to_extender_scale(ranking.total, ranking.winner)
     per_candidate = np.where(known, score_of_row[np.where(known, rows, 0)], MIN_PRIORITY)
+    if len(per_candidate):
+        per_candidate -= per_candidate.min()
     return Priorities(
         hosts=candidates,
         values=per_candidate,

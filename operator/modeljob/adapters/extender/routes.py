@@ -216,7 +216,7 @@ async def answer_prioritize(service: ExtenderService, body: bytes) -> bytes:
     )
     _refuse_unknown(args, priorities.unknown)
     if priorities.chosen is not None:
-        # Our 10 makes this kube-scheduler's choice; count it now, before its bind (async) arrives.
+        # Our top score makes this kube-scheduler's choice; count it now, before its bind (async) arrives.
         service.cache.assume(dataclasses.replace(args.pod, node=priorities.chosen))
     hosts, scores = priorities.above_zero()
     return encode_priorities(hosts, scores, plain=args.candidates.names_json is not None)
