@@ -7,10 +7,12 @@ it at the end, so a development cluster and its tests are left alone.
 The extender runs as a separate process (`modeljob extender`), configured by
 hack/extender/extenders.yaml (nodeCacheCapable: true) pointed at its port.
 
-    python bench/extender.py [--nodes 1000,5000] [--pods 400] [--keep]
+    python bench/extender.py [--nodes 1000,5000] [--pods 400] [--rounds 2] [--keep]
 
-For each node count, kube-scheduler is restarted without and then with the extender, and gets the
-same batch of pods (1 GPU, 1 CPU, 1 GiB each) from an empty cluster. Per-pod time is read from
+For each node count, kube-scheduler is restarted without and with the extender, in the order
+alone, with, with, alone (two rounds: a drift in the machine's load over the minutes of a size
+weighs on both alike), and each run gets the same batch of pods (1 GPU, 1 CPU, 1 GiB each) from
+an empty cluster; the table pools the runs of each kind. Per-pod time is read from
 kube-scheduler's own histograms: scheduling_algorithm_duration_seconds (filter + score, extender
 calls included: the time the scheduling queue waits per pod) and scheduling_attempt_duration_seconds
 (algorithm + binding). The extender's p50/p99 per verb come from its request histogram (bucket
@@ -61,6 +63,11 @@ STATE = PLANE.state
 EXTENDERS = REPO / "hack" / "extender" / "extenders.yaml"
 SECTION = "## Scheduler extender"
 WORKERS = 16
+# kwok renews each fake node's Lease every quarter of this (150 s, not a kubelet's 10 s): 5,000
+# fake kubelets renewing every 10 s are ~500 writes a second, served here on the 2 CPUs the
+# schedulers are measured on, where a real control plane serves them on machines of its own.
+# Both runs of a row see the same; hack/control-plane/up.sh reads it (MODELJOB_NODE_LEASE_SECONDS).
+NODE_LEASE_SECONDS = 600
 POLL_SECONDS = 0.5
 VERBS = ("filter", "prioritize", "bind")
 
@@ -147,19 +154,68 @@ def add_nodes(gateway: ClusterGateway, count: int) -> int:
     raise SystemExit(f"fewer than {count} nodes Ready after 900 s")
 
 
+Buckets = list[tuple[float, float]]  # (upper bound, cumulative count), in order
+
+
 @dataclass
 class Run:
+    """One batch, or several of one kind pooled (`pooled`): sums, so pooling is adding."""
+
     nodes: int
     extender: bool
     pods: int
     wall_seconds: float
-    algorithm_ms: float  # mean per pod
-    attempt_ms: float
-    latency: dict[str, tuple[float, float, int]]  # verb -> p50 ms, p99 ms, requests
+    algorithm_seconds: float  # kube-scheduler's histogram sums and counts over the batch
+    algorithms: float
+    attempt_seconds: float
+    attempts: float
+    answers: dict[str, Buckets]  # verb -> the extender's answer-time buckets over the batch
+    repeat: int = 0  # which round (pooled: the first's)
+
+    @property
+    def algorithm_ms(self) -> float:  # mean per pod
+        return 1000 * self.algorithm_seconds / max(self.algorithms, 1)
+
+    @property
+    def attempt_ms(self) -> float:
+        return 1000 * self.attempt_seconds / max(self.attempts, 1)
+
+    def latency(self, verb: str) -> tuple[float, float, int]:
+        """The extender's p50 ms, p99 ms and requests for ``verb``."""
+        counts = self.answers.get(verb) or []
+        requests = int(counts[-1][1]) if counts else 0
+        return 1000 * quantile(0.5, [], counts), 1000 * quantile(0.99, [], counts), requests
 
 
-def schedule_batch(gateway: ClusterGateway, *, nodes: int, pods: int, extender_base: str | None) -> Run:
-    namespace = f"bench-{nodes}-{'with' if extender_base else 'without'}"
+def pooled(runs: list[Run]) -> Run:
+    """Runs of one kind (node count, with or without the extender) as one."""
+    first = runs[0]
+    answers: dict[str, Buckets] = {}
+    for run in runs:
+        for verb, counts in run.answers.items():
+            sums = answers.get(verb) or [(bound, 0.0) for bound, _ in counts]
+            answers[verb] = [(bound, a + b) for (bound, a), (_, b) in zip(sums, counts, strict=True)]
+    return Run(
+        nodes=first.nodes,
+        extender=first.extender,
+        pods=sum(r.pods for r in runs),
+        wall_seconds=sum(r.wall_seconds for r in runs),
+        algorithm_seconds=sum(r.algorithm_seconds for r in runs),
+        algorithms=sum(r.algorithms for r in runs),
+        attempt_seconds=sum(r.attempt_seconds for r in runs),
+        attempts=sum(r.attempts for r in runs),
+        answers=answers,
+    )
+
+
+def namespace_of(nodes: int, extender: bool, repeat: int) -> str:
+    return f"bench-{nodes}-{'with' if extender else 'without'}-{repeat}"
+
+
+def schedule_batch(
+    gateway: ClusterGateway, *, nodes: int, pods: int, extender_base: str | None, repeat: int
+) -> Run:
+    namespace = namespace_of(nodes, extender_base is not None, repeat)
     create_ready_namespace(gateway, namespace)
     ours_before = http_get(f"{extender_base}/metrics") if extender_base else ""  # the server root
     started = time.monotonic()
@@ -179,29 +235,28 @@ def schedule_batch(gateway: ClusterGateway, *, nodes: int, pods: int, extender_b
     attempt = sample_sum(theirs, "scheduler_scheduling_attempt_duration_seconds_sum", scheduled)
     algorithm = sample_sum(theirs, "scheduler_scheduling_algorithm_duration_seconds_sum")
     algorithm_count = sample_sum(theirs, "scheduler_scheduling_algorithm_duration_seconds_count")
-    latency: dict[str, tuple[float, float, int]] = {}
+    answers: dict[str, Buckets] = {}
     if extender_base:
         ours_after = http_get(f"{extender_base}/metrics")
         for verb in VERBS:
             name = "modeljob_extender_request_seconds"
-            before, after = (
-                buckets(ours_before, name, {"verb": verb}),
-                buckets(ours_after, name, {"verb": verb}),
-            )
-            requests = int(after[-1][1] - (before[-1][1] if before else 0)) if after else 0
-            latency[verb] = (
-                1000 * quantile(0.5, before, after),
-                1000 * quantile(0.99, before, after),
-                requests,
-            )
+            before = buckets(ours_before, name, {"verb": verb})
+            after = buckets(ours_after, name, {"verb": verb})
+            answers[verb] = [
+                (bound, a - b)
+                for (bound, a), (_, b) in zip(after, before or [(x, 0.0) for x, _ in after], strict=True)
+            ]
     return Run(
         nodes=nodes,
         extender=extender_base is not None,
         pods=pods,
         wall_seconds=wall,
-        algorithm_ms=1000 * algorithm / max(algorithm_count, 1),
-        attempt_ms=1000 * attempt / max(count, 1),
-        latency=latency,
+        algorithm_seconds=algorithm,
+        algorithms=algorithm_count,
+        attempt_seconds=attempt,
+        attempts=count,
+        answers=answers,
+        repeat=repeat,
     )
 
 
@@ -267,8 +322,11 @@ def wait_extender_nodes(base: str, count: int) -> None:
     poll(lambda: cached() >= count, f"the extender's cache to reach {count} nodes", timeout_seconds=300)
 
 
-def render(runs: list[Run], node_bytes: int) -> str:
-    by = {(r.nodes, r.extender): r for r in runs}
+def render(runs: list[Run], node_bytes: int, *, rounds: int) -> str:
+    by = {
+        (n, e): pooled([r for r in runs if (r.nodes, r.extender) == (n, e)])
+        for n, e in {(r.nodes, r.extender) for r in runs}
+    }
     sizes = sorted({r.nodes for r in runs})
     cpus = os.cpu_count()
     lines = [
@@ -282,7 +340,13 @@ def render(runs: list[Run], node_bytes: int) -> str:
         "each; they tolerate the not-ready taint that kcm lifts from new nodes only a few per second, so",
         "every Ready node is a candidate in both runs). The control plane, kwok, the extender and this",
         "script share the machine's CPUs, with whatever else ran on it: compare the two columns of a row,",
-        "not rows of different days.",
+        "not rows of different days. kwok renews each node's Lease every",
+        f"{NODE_LEASE_SECONDS // 4} s (a {NODE_LEASE_SECONDS} s Lease) instead of a kubelet's 10 s:",
+        "the fake kubelets of 5,000 nodes renewing every 10 s are ~500 writes a second that the API",
+        "server and etcd would serve on the CPUs the schedulers are measured on, where a real control",
+        "plane serves them on machines of its own; both runs see the same.",
+        f"Each row pools {rounds} rounds of the two runs, in the order alone, with, with, alone, ... so",
+        "a drift of the machine's load over the minutes of a row weighs on both alike.",
         "",
         "Per-pod time is kube-scheduler's own mean: *algorithm* = filter + score (extender calls included),",
         "the time its queue waits per pod; *attempt* = algorithm + binding.",
@@ -292,6 +356,7 @@ def render(runs: list[Run], node_bytes: int) -> str:
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     lines += _comparison_rows(by, sizes)
+    lines += ["", "The algorithm ratio of each round alone: " + _round_ratios(runs, sizes) + "."]
     lines += [
         "",
         "The extender's answer time per verb (its `modeljob_extender_request_seconds` histogram, from",
@@ -336,6 +401,20 @@ def _comparison_rows(by: dict[tuple[int, bool], Run], sizes: list[int]) -> list[
     return rows
 
 
+def _round_ratios(runs: list[Run], sizes: list[int]) -> str:
+    """Per node count, with / alone of each round's two runs: how far the rounds agree."""
+    parts = []
+    for n in sizes:
+        by_round = {(r.repeat, r.extender): r for r in runs if r.nodes == n}
+        ratios = [
+            f"{by_round[k, True].algorithm_ms / by_round[k, False].algorithm_ms:.2f}"
+            for k in sorted({k for k, _ in by_round})
+            if (k, True) in by_round and (k, False) in by_round
+        ]
+        parts.append(f"{n:,} nodes {', '.join(ratios)}")
+    return "; ".join(parts)
+
+
 def _latency_rows(by: dict[tuple[int, bool], Run], sizes: list[int]) -> list[str]:
     """Per node count run with the extender: its answer time per verb."""
     rows = []
@@ -344,7 +423,7 @@ def _latency_rows(by: dict[tuple[int, bool], Run], sizes: list[int]) -> list[str
         if with_ is None:
             continue
         for verb in VERBS:
-            p50, p99, requests = with_.latency.get(verb, (float("nan"), float("nan"), 0))
+            p50, p99, requests = with_.latency(verb)
             rows.append(f"| {n} | {verb} | {requests} | {p50:.2f} | {p99:.2f} |")
     return rows
 
@@ -355,11 +434,15 @@ def main() -> int:
     )
     parser.add_argument("--nodes", default="1000,5000", help="comma-separated node counts, ascending")
     parser.add_argument("--pods", type=int, default=400, help="pods per run")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="per node count: alone then with, the next round reversed"
+    )
     parser.add_argument("--keep", action="store_true", help="leave the bench cluster running")
     args = parser.parse_args()
     sizes = [int(n) for n in args.nodes.split(",")]
 
     log(f"starting a bench control plane in {STATE}")
+    os.environ["MODELJOB_NODE_LEASE_SECONDS"] = str(NODE_LEASE_SECONDS)  # the plane's scripts read it
     control_plane("down.sh")
     control_plane("up.sh")
     [port] = free_ports(1)
@@ -379,18 +462,25 @@ def main() -> int:
             log(f"growing the cluster to {size} nodes")
             node_bytes = add_nodes(gateway, size)
             wait_extender_nodes(base, size)
-            for with_extender in (False, True):
-                control_plane("up.sh", extenders if with_extender else None)  # restarts kube-scheduler
-                time.sleep(3)  # its informers list the nodes before it schedules anything
-                log(f"{size} nodes, {'with' if with_extender else 'without'} the extender: {args.pods} pods")
-                run = schedule_batch(
-                    gateway, nodes=size, pods=args.pods, extender_base=base if with_extender else None
-                )
-                log(f"  algorithm {run.algorithm_ms:.1f} ms/pod, attempt {run.attempt_ms:.1f} ms/pod")
-                log(f"  extender latency (p50 ms, p99 ms, requests): {run.latency}")
-                runs.append(run)
-                clear(f"bench-{size}-{'with' if with_extender else 'without'}", gateway)
-        text = render(runs, node_bytes)
+            for repeat in range(args.rounds):
+                for with_extender in (False, True) if repeat % 2 == 0 else (True, False):
+                    control_plane("up.sh", extenders if with_extender else None)  # restarts kube-scheduler
+                    time.sleep(3)  # its informers list the nodes before it schedules anything
+                    kind = "with" if with_extender else "without"
+                    log(f"{size} nodes, {kind} the extender: {args.pods} pods")
+                    run = schedule_batch(
+                        gateway,
+                        nodes=size,
+                        pods=args.pods,
+                        extender_base=base if with_extender else None,
+                        repeat=repeat,
+                    )
+                    log(f"  algorithm {run.algorithm_ms:.1f} ms/pod, attempt {run.attempt_ms:.1f} ms/pod")
+                    if with_extender:
+                        log(f"  extender (p50 ms, p99 ms, requests): { {v: run.latency(v) for v in VERBS} }")
+                    runs.append(run)
+                    clear(namespace_of(size, with_extender, repeat), gateway)
+        text = render(runs, node_bytes, rounds=args.rounds)
         print(text)
         log(f"wrote {SECTION!r} in {write_section(text)}")
     finally:

@@ -19,6 +19,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh
 source "$here/lib.sh"
 timeout="${MODELJOB_CLUSTER_TIMEOUT:-120}"
+# How long a fake node's Lease lasts; kwok renews it every quarter of that (10 s by default, as a
+# kubelet does). A benchmark of the schedulers alone may lengthen it: 5,000 fake kubelets renewing
+# every 10 s are ~500 writes a second that a real control plane serves on machines of its own.
+node_lease_seconds="${MODELJOB_NODE_LEASE_SECONDS:-40}"
 # One up.sh/down.sh at a time (two test sessions starting together would race for the ports).
 mkdir -p "$(dirname "$state")"
 exec 9>"$state.lock"
@@ -198,9 +202,9 @@ args_kube_controller_manager=(
   --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key"
   # Its default is under /usr/libexec, which it would otherwise create on this machine.
   --flex-volume-plugin-dir="$state/flexvolume"
-  # Node lifecycle: kwok renews each node's Lease every 10 s (a quarter of its 40 s duration),
-  # well inside the 50 s grace period, so fake nodes stay Ready and untainted.
-  --node-monitor-period=5s --node-monitor-grace-period=50s
+  # Node lifecycle: kwok renews each node's Lease every quarter of its duration (10 s of 40 s by
+  # default), well inside the grace period (the duration + 10 s), so fake nodes stay Ready and untainted.
+  --node-monitor-period=5s --node-monitor-grace-period="$((node_lease_seconds + 10))s"
 )
 args_kube_scheduler=(
   --config="$scheduler_config"
@@ -215,7 +219,7 @@ args_kwok=(
   --enable-crds=Stage
   # Keep a Lease per node (renewed every duration/4) so kcm's node lifecycle controller sees
   # healthy nodes; the heartbeat-with-lease stage then refreshes conditions only every ~10 min.
-  --node-lease-duration-seconds=40
+  --node-lease-duration-seconds="$node_lease_seconds"
   --cidr=10.244.0.0/16 --server-address="127.0.0.1:$KWOK_PORT"
 )
 
