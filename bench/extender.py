@@ -80,14 +80,26 @@ def control_plane(script: str, extenders: Path | None = None) -> None:
     PLANE.run(script, extenders=extenders)
 
 
-def scheduler_metrics() -> str:
-    """kube-scheduler's /metrics, as the admin user (system:masters passes its delegated authz)."""
+def scheduler_get(path: str) -> str:
+    """GET a kube-scheduler endpoint as the admin user (system:masters passes its delegated authz)."""
     pki = STATE / "pki"
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # its self-signed serving cert; loopback only
     context.load_cert_chain(pki / "admin.crt", pki / "admin.key")
-    return http_get(f"https://127.0.0.1:{PLANE.ports()['MODELJOB_SCHEDULER_PORT']}/metrics", context=context)
+    return http_get(f"https://127.0.0.1:{PLANE.ports()['MODELJOB_SCHEDULER_PORT']}{path}", context=context)
+
+
+def scheduler_metrics() -> str:
+    return scheduler_get("/metrics")
+
+
+def scheduler_ready() -> bool:
+    """/readyz: its informers have listed and its event handlers synced (sched-handler-sync)."""
+    try:
+        return scheduler_get("/readyz").strip() == "ok"
+    except OSError:  # HTTPError (not ready yet: 500) and refused connections
+        return False
 
 
 def buckets(text: str, name: str, labels: Mapping[str, str]) -> list[tuple[float, float]]:
@@ -465,7 +477,7 @@ def main() -> int:
             for repeat in range(args.rounds):
                 for with_extender in (False, True) if repeat % 2 == 0 else (True, False):
                     control_plane("up.sh", extenders if with_extender else None)  # restarts kube-scheduler
-                    time.sleep(3)  # its informers list the nodes before it schedules anything
+                    poll(scheduler_ready, "kube-scheduler's /readyz", timeout_seconds=120)
                     kind = "with" if with_extender else "without"
                     log(f"{size} nodes, {kind} the extender: {args.pods} pods")
                     run = schedule_batch(
