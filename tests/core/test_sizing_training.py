@@ -167,20 +167,41 @@ FP32_BIG_VOCAB = ModelShape(
 )
 
 
+def overhead_with(estimate: Estimate, buffers: int) -> int:
+    """The overhead an estimate must show when its ZeRO/FSDP buffers are ``buffers`` bytes: the
+    runtime, the buffers, and the 10% training slack over the tensors and the buffers."""
+    tensors = states(estimate) + estimate.activations_bytes + estimate.kv_cache_bytes
+    return estimate.runtime_per_gpu_bytes + buffers + -(-(tensors + buffers) * 10 // 100)
+
+
+# Llama-3.1-8B's largest layer (the 128,256 x 4096 embedding) and one decoder layer (what is not
+# the embedding or lm_head, over 32 layers).
+LLAMA_8B_EMBEDDING = 128_256 * 4096
+LLAMA_8B_LAYER = (8_030_261_248 - 2 * LLAMA_8B_EMBEDDING) // 32
+BUCKET = 500_000_000  # DeepSpeed's reduce_bucket_size
+
+
 def test_zero3_steps_the_optimizer_where_it_runs_and_on_the_trainable_parameters_only() -> None:
-    lora = rule(
-        size_replica(one_gpu(job(WorkloadType.LORA, zero_stage=3, replicas=8)), H100), "overheadBytes"
-    )
-    full = rule(size_replica(one_gpu(job(zero_stage=3, replicas=8)), H100), "overheadBytes")
-    offloaded = rule(
-        size_replica(one_gpu(job(zero_stage=3, replicas=8, offload=Offload.OPTIMIZER)), H100), "overheadBytes"
-    )
-    assert "sub-group of the trainable parameters (851,968 params x 4 B)" in lora  # 6,815,744 adapters / 8
-    assert "(1,000,000,000 params x 4 B)" in full  # sub_group_size caps the 1.0e9-parameter partition
-    assert "fp32 gradients live with the offloaded optimizer in host memory" in offloaded
+    lora = size_replica(one_gpu(job(WorkloadType.LORA, zero_stage=3, replicas=8)), H100)
+    full = size_replica(one_gpu(job(zero_stage=3, replicas=8)), H100)
+    offloaded = size_replica(one_gpu(job(zero_stage=3, replicas=8, offload=Offload.OPTIMIZER)), H100)
+    adapters = 6_815_744  # rank 8 on q, k, v, o of 32 layers
+    # bf16: the bucket, its reduce-scatter copy (at most the trainable parameters) and the step's
+    # sub-group (the rank's share of the trainable parameters, capped by sub_group_size 1e9)
+    # flattened at 2 B and made fp32 at 4 B; gathered: the larger of DeepSpeed's 1e9 live
+    # parameters, the largest layer (the embedding, frozen under LoRA) and FSDP's two layers.
+    step = (adapters // 8) * (2 + 4)
+    lora_gathered = max(2 * 10**9, 2 * LLAMA_8B_EMBEDDING, 2 * 2 * 2 * LLAMA_8B_LAYER)
+    assert lora.overhead_bytes == overhead_with(lora, 2 * BUCKET + 2 * adapters + step + lora_gathered)
+    full_gathered = max(2 * 10**9, (2 + 2) * LLAMA_8B_EMBEDDING, 2 * 2 * 2 * LLAMA_8B_LAYER)
+    full_step = 10**9 * (2 + 4)
+    assert full.overhead_bytes == overhead_with(full, 2 * BUCKET + 2 * BUCKET + full_step + full_gathered)
+    # The optimizer steps in host memory: no sub-group buffer on the GPU.
+    assert offloaded.overhead_bytes == overhead_with(offloaded, 2 * BUCKET + 2 * BUCKET + full_gathered)
+    assert "sub-group of the trainable parameters flattened and made fp32" in rule(lora, "overheadBytes")
 
 
-def test_zero3_buffers_are_at_the_models_dtype_and_an_offloaded_layer_is_copied_in_beside_its_gather() -> (
+def test_zero3_buffers_are_at_the_compute_dtype_and_an_offloaded_layer_is_copied_in_beside_its_gather() -> (
     None
 ):
     work = Workload(
@@ -191,10 +212,13 @@ def test_zero3_buffers_are_at_the_models_dtype_and_an_offloaded_layer_is_copied_
         offload=Offload.OPTIMIZER_AND_PARAMETERS,
     )
     estimate = size_replica(JobShape(FP32_BIG_VOCAB, work, Overrides(gpus=1)), H100)
-    slack = -(-estimate.activations_bytes * 10 // 100)  # the only tensors left on the GPU
-    buffers = estimate.overhead_bytes - estimate.runtime_per_gpu_bytes - slack
-    bucket, embedding = 500_000_000 * 4, 250_880 * 4096 * 4
-    assert buffers == bucket + 2 * embedding  # the gathered fp32 embedding and its partition's copy
+    # An fp32 checkpoint under Transformers computes in fp32: every buffer at 4 B.
+    adapters = 30 * 8 * 4 * (4096 + 4096)  # rank 8 on q, k, v, o of 30 layers
+    embedding = 250_880 * 4096
+    # the bucket and its reduce-scatter copy; no step buffer (the optimizer is in host memory); the
+    # gathered fp32 embedding and its partition's copy from host memory
+    buffers = 4 * BUCKET + 4 * adapters + 2 * 4 * embedding
+    assert estimate.overhead_bytes == overhead_with(estimate, buffers)
 
 
 # --- activations -------------------------------------------------------------------------------------
@@ -207,19 +231,28 @@ def test_selective_checkpointing_keeps_less_than_none_and_more_than_full() -> No
     assert acts(Checkpointing.FULL) < acts(Checkpointing.SELECTIVE) < acts(Checkpointing.NONE)
 
 
-def test_an_fp32_checkpoint_computes_in_fp32_unless_qlora_quantizes_it() -> None:
+def test_an_fp32_checkpoint_computes_in_fp32_under_transformers_only() -> None:
     fp32 = replace(LLAMA_8B, precision=Precision.FP32)
-    logits = 2048 * 128_256  # values at the loss for one sequence
     for kind in (WorkloadType.TRAINING, WorkloadType.LORA):
         bf16 = size_replica(one_gpu(job(kind)), H100).activations_bytes
         full = size_replica(one_gpu(job(kind, model=fp32)), H100).activations_bytes
-        # fp32 saved activations, and fp32 logits and logit gradients (12 B -> 16 B per value)
-        assert full == 2 * (bf16 - 12 * logits) + 16 * logits, kind
-    qlora = [
-        size_replica(one_gpu(job(WorkloadType.QLORA, model=model)), H100).activations_bytes
-        for model in (LLAMA_8B, fp32)
-    ]
-    assert qlora[0] == qlora[1]
+        # fp32 saved activations; the loss holds 12 B per logit either way (fp32 logits, a no-op
+        # upcast, the fp32 log-softmax and an fp32 gradient against 2 + 4 + 4 + 2)
+        logits = 12 * 2048 * 128_256
+        assert full == 2 * (bf16 - logits) + logits, kind
+    # QLoRA computes in its 16-bit compute dtype, torchtune and torchtitan in bf16, whatever the
+    # checkpoint: the same activations either way.
+    for kind, framework in [
+        (WorkloadType.QLORA, None),
+        (WorkloadType.LORA, Framework.TORCHTUNE),
+        (WorkloadType.TRAINING, Framework.TORCHTUNE),
+        (WorkloadType.TRAINING, Framework.TORCHTITAN),
+    ]:
+        acts = [
+            size_replica(one_gpu(job(kind, model=model, framework=framework)), H100).activations_bytes
+            for model in (LLAMA_8B, fp32)
+        ]
+        assert acts[0] == acts[1], (kind, framework)
 
 
 def test_tensor_parallel_training_splits_every_activation_with_sequence_parallelism() -> None:

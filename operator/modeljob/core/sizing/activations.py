@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from modeljob.core.jobs import Checkpointing, JobShape, Precision, WorkloadType
+from modeljob.core.jobs import Checkpointing, JobShape
 from modeljob.core.resources import format_bytes
 from modeljob.core.sizing.constants import PREFILL_TOKEN_BUDGET, ceil_div
-from modeljob.core.sizing.defaults import recipe
+from modeljob.core.sizing.defaults import compute_bytes, recipe
 from modeljob.core.sizing.inputs import Shape
 from modeljob.core.sizing.layout import Layout
 from modeljob.core.sizing.model_states import Part
@@ -81,16 +81,13 @@ def _training(job: JobShape, shape: Shape, layout: Layout) -> Part:
     else:
         saved = layers * one_layer
         layers_text = f"{layers} layers x {formula} = {format_bytes(one_layer)} per layer"
-    # fp32 weights without mixed precision compute in fp32: full training and LoRA over an fp32
-    # base (no autocast) save fp32 activations and produce fp32 logits and logit gradients. QLoRA
-    # computes in its 16-bit compute dtype whatever the checkpoint's.
-    fp32 = job.model.precision is Precision.FP32 and work.type is not WorkloadType.QLORA
-    scale = 2 if fp32 else 1
+    # Computing in fp32 (defaults.compute_bytes: an fp32 checkpoint under Transformers) saves fp32
+    # activations. The loss holds the same bytes per logit either way (defaults.Stack.logit_bytes).
+    scale = 2 if compute_bytes(job) == 4 else 1
     # Logits are vocab-parallel under Megatron-style TP. Under pipeline parallelism 1F1B keeps up
     # to PP micro-batches in flight on the first stage, which holds layers/PP of each: as much as
     # all layers of one micro-batch; the last stage adds the logits, so the sum bounds both.
-    stack = recipe(work).stack
-    logit_bytes = stack.logit_bytes + (stack.logit_model_dtype_bytes if fp32 else 0)
+    logit_bytes = recipe(work).stack.logit_bytes
     logits = ceil_div(logit_bytes * tokens * shape.vocab_size, t)
     per_gpu = scale * saved + logits
     text = (

@@ -110,10 +110,12 @@ DISK_CHECKPOINT_FACTOR_NUM, DISK_CHECKPOINT_FACTOR_DEN = 5, 2
 DISK_FIXED_BYTES = 48 * GIB
 DISK_ROUNDING_BYTES = 10 * GIB
 
-# ZeRO communication buffers per GPU, each at the model's dtype on the GPU (2 B, or 4 B when the
-# weights are fp32 and no mixed precision is on: DeepSpeed's engine casts the module only for
-# fp16/bf16, and stage3.py sets self.dtype from the first trainable parameter and allocates its
-# reduce bucket with dtype=self.dtype; stage_1_and_2.py's ipg buffer likewise). EleutherAI's
+# ZeRO communication buffers per GPU, each at the compute dtype (defaults.compute_bytes: 2 B, or
+# 4 B for an fp32 checkpoint under Transformers, where no mixed precision is on: DeepSpeed's
+# engine casts the module only for fp16/bf16, and stage3.py sets self.dtype from the first
+# trainable parameter and allocates its reduce bucket with dtype=self.dtype; stage_1_and_2.py's
+# ipg buffer likewise). The bucket, the sub-group step buffer and the live window are DeepSpeed's:
+# charged only where DeepSpeed may run (defaults.Stack.may_run_deepspeed). EleutherAI's
 # calculator (cookbook calc_transformer_mem.py) charges the 5e8-element bucket at 2 B for every
 # stage; DeepSpeed's defaults are reduce_bucket_size = allgather_bucket_size = 5e8
 # (runtime/zero/config.py), and stage 3 allocates its reduce bucket whole at start-up
@@ -129,8 +131,9 @@ ZERO_BUCKET_ELEMENTS = 500_000_000
 #   frozen LoRA base has none). With parameter offload the rank's partition of it is copied from
 #   host to GPU beside the gathered buffer (partition_parameters.py all_gather_coalesced:
 #   param.ds_tensor.to(cuda) then the all-gather into a full-size buffer), 1/N of it more;
-# - FSDP's current and prefetched layer (forward_prefetch / BACKWARD_PRE) unsharded, with their
-#   16-bit gradients before the reduce-scatter: 2 layers x (2 + 2) B.
+# - FSDP's current and prefetched layer (forward_prefetch / BACKWARD_PRE) unsharded at the compute
+#   dtype (MixedPrecision's param_dtype, or the parameters' own without it), with their gradients
+#   at that dtype before the reduce-scatter: 2 layers x (e + e) B, 2 x (4 + 4) B computing in fp32.
 ZERO3_MAX_LIVE_PARAMETERS = 1_000_000_000
 # DeepSpeed stage 3's sub_group_size default: the fp32 gradients of this many parameters (at most
 # the rank's partition of the trainable ones: since DeepSpeed PR #2653 of January 2023 frozen
@@ -139,9 +142,9 @@ ZERO3_MAX_LIVE_PARAMETERS = 1_000_000_000
 # offloaded self.device is the CPU and the buffer lives in host memory.
 ZERO3_SUB_GROUP_PARAMETERS = 1_000_000_000
 FSDP_LAYERS_IN_FLIGHT = 2
-FSDP_BYTES_PER_GATHERED_PARAM = 4
-# Under pipeline parallelism (gpu_memory._zero_buffers says why): 2 B gathered + 4 B fp32 gradient.
-FSDP_PP_BYTES_PER_STAGE_PARAM = 6
+# Under pipeline parallelism (gpu_memory._zero_buffers says why): the gathered stage at the compute
+# dtype + its gradients accumulated unsharded in fp32.
+FSDP_PP_GRADIENT_BYTES_PER_PARAM = 4
 
 # torchao's NF4 quantizer (NF4Tensor.quantize_tensor_nearest, unchanged from torchao v0.1 of April
 # 2024 through v0.5 and after) finds each element's nearest of the 16 NF4 levels by

@@ -12,9 +12,11 @@ from dataclasses import dataclass, replace
 from modeljob.core.jobs import (
     Checkpointing,
     Framework,
+    JobShape,
     LoraTargets,
     Offload,
     Optimizer,
+    Precision,
     Workload,
     WorkloadType,
 )
@@ -31,11 +33,14 @@ class Stack:
     # AMP) or fp32 sharded parameters computed in bf16 (FSDP2 in torchtitan); pure bf16 training
     # (torchtune's dtype: bf16) keeps weights, gradients and optimizer states all in bf16.
     fp32_master: bool
-    # Bytes per (token x vocabulary) value alive at the loss (see the note after this class), and
-    # how many of them are at the model's 16-bit dtype (the logits, their gradient): an fp32 model
-    # holds those at 4 B, twice as many.
+    # The stack computes in bf16 whatever the checkpoint's dtype: torchtune builds the model in its
+    # config's `dtype: bf16`; torchtitan's FSDP2 MixedPrecisionPolicy casts its fp32 sharded
+    # parameters to bf16 (`mixed_precision_param = "bfloat16"`). Otherwise the model computes in
+    # the checkpoint's dtype: the Trainer's `bf16`/`fp16` and Accelerate's `mixed_precision`
+    # default off (see compute_bytes).
+    computes_in_bf16: bool
+    # Bytes per (token x vocabulary) value alive at the loss (see the note after this class).
     logit_bytes: int
-    logit_model_dtype_bytes: int
     # QLoRA: the 16-bit parameters that are not quantized (embeddings, lm_head) are cast to fp32
     # by PEFT's prepare_model_for_kbit_training (recent PEFT skips GPTQ checkpoints; Qwen's
     # measured Q-LoRA profile over GPTQ bases matches the upcast, so we keep it), or stay bf16
@@ -48,11 +53,11 @@ class Stack:
     # (nn.Linear's default dtype, kept by autocast_adapter_dtype=True and beside a 4-bit base);
     # torchtune keeps everything in bf16.
     adapter_bytes: int
-    # DeepSpeed's ZeRO-3 optimizer steps one sub-group of the trainable parameters at a time
-    # (sub_group_size, default 1e9) and builds that sub-group's fp32 gradients where the optimizer
-    # runs: on the GPU, or in host memory when it is offloaded; FSDP steps on its sharded fp32
-    # gradients directly.
-    zero3_step_buffer: bool
+    # `zeroStage` may run on DeepSpeed. Under Transformers it is DeepSpeed ZeRO or FSDP (the
+    # Trainer's `deepspeed` or `fsdp` argument, Accelerate's config file), which the spec does not
+    # say: we charge the buffers of both (gpu_memory._zero_buffers), the safe side. torchtune and
+    # torchtitan shard with FSDP only: no DeepSpeed bucket, sub-group step buffer or live window.
+    may_run_deepspeed: bool
     # QLoRA: the base is quantized to NF4 on the GPU by torchao's to_nf4 as the model is built and
     # loaded (torchtune's LoRALinear and its NF4 copy_), whose nearest-level search materialises
     # a 16-wide distance tensor per element (constants.TORCHAO_NF4_QUANTIZE_BYTES_PER_ELEMENT);
@@ -64,6 +69,8 @@ class Stack:
 # - Transformers: the causal-LM loss upcasts the 16-bit logits (2 B) to fp32 (4 B) and
 #   cross-entropy keeps its fp32 log-softmax (4 B); the backward adds a 16-bit gradient (2 B).
 #   (transformers loss_utils.ForCausalLMLoss; the vram.asmirnov.xyz calculator counts 8.)
+#   Computing in fp32 it is 12 B too: fp32 logits (4 B), `logits.float()` a no-op on them (0 B),
+#   the log-softmax (4 B) and an fp32 gradient (4 B).
 # - torchtune: CEWithChunkedOutputLoss keeps the bf16 logits (2 B) and upcasts one of 8 chunks at
 #   a time (fp32 value and log-softmax, 8 B / 8 chunks): 3 B.
 # - torchtitan: cross_entropy over pred.float(), as Transformers: 12 B.
@@ -84,12 +91,12 @@ TRANSFORMERS = Stack(
     lora_rank={WorkloadType.LORA: 8, WorkloadType.QLORA: 64},
     lora_targets={WorkloadType.LORA: LoraTargets.ATTENTION, WorkloadType.QLORA: LoraTargets.ALL_LINEAR},
     fp32_master=True,
+    computes_in_bf16=False,
     logit_bytes=12,
-    logit_model_dtype_bytes=4,
     upcast_unquantized=True,
     quantize_only_adapted=False,
     adapter_bytes=4,
-    zero3_step_buffer=True,
+    may_run_deepspeed=True,
     quantizes_with_torchao=False,
 )
 TORCHTUNE = Stack(
@@ -103,21 +110,22 @@ TORCHTUNE = Stack(
         WorkloadType.QLORA: LoraTargets.ATTENTION_AND_MLP,
     },
     fp32_master=False,
+    computes_in_bf16=True,
     logit_bytes=3,
-    logit_model_dtype_bytes=2,
     upcast_unquantized=False,
     quantize_only_adapted=True,
     adapter_bytes=2,
-    zero3_step_buffer=False,
+    may_run_deepspeed=False,
     quantizes_with_torchao=True,
 )
-# torchtitan: FSDP2 keeps fp32 sharded parameters and steps on sharded fp32 gradients (no
-# DeepSpeed sub-group buffer); train_configs/llama3_*.toml: activation_checkpoint.mode =
+# torchtitan: FSDP2 keeps fp32 sharded parameters, computes in bf16 and steps on sharded fp32
+# gradients (no DeepSpeed buffers); train_configs/llama3_*.toml: activation_checkpoint.mode =
 # "selective". It has no LoRA recipes.
 TORCHTITAN = replace(
     TRANSFORMERS,
     checkpointing={kind: Checkpointing.SELECTIVE for kind in WorkloadType if kind.trains},
-    zero3_step_buffer=False,
+    computes_in_bf16=True,
+    may_run_deepspeed=False,
 )
 # The QLoRA scripts: the Transformers stack, then qlora.py casts the LoRA layers and lm_head /
 # embed_tokens to bf16 (with --bf16) after PEFT's fp32 upcast, and pages the optimizer states
@@ -165,3 +173,21 @@ def recipe(work: Workload) -> Recipe:
         lora_targets=work.lora_targets or stack.lora_targets.get(kind, LoraTargets.ALL_LINEAR),
         offload=work.offload,
     )
+
+
+def compute_bytes(job: JobShape) -> int:
+    """Bytes of one element as the GPU computes: activations, logits, gathered parameters and the
+    ZeRO/FSDP buffers. One place for the rule (docs/sizing.md, "Compute dtype"):
+    - QLoRA computes in its 16-bit compute dtype (bnb_4bit_compute_dtype; torchtune's bf16) over
+      the NF4 base, whatever the checkpoint was;
+    - torchtune and torchtitan compute in bf16 whatever the checkpoint (Stack.computes_in_bf16);
+    - Transformers (and the QLoRA scripts) compute in the checkpoint's dtype: mixed precision is
+      off unless asked for, and the spec cannot ask for it, so an fp32 checkpoint computes in fp32
+      (the safe side when the run did use bf16 mixed precision).
+    """
+    work = job.workload
+    if not work.type.trains:
+        return 4 if job.model.precision is Precision.FP32 else 2
+    if work.type is WorkloadType.QLORA or recipe(work).stack.computes_in_bf16:
+        return 2
+    return 4 if job.model.precision is Precision.FP32 else 2

@@ -11,9 +11,8 @@ from modeljob.core.sizing.constants import (
     CUDA_CONTEXT_BYTES,
     CUDA_GRAPH_BYTES_PER_LAYER,
     FALLBACK_KV_HEADS,
-    FSDP_BYTES_PER_GATHERED_PARAM,
     FSDP_LAYERS_IN_FLIGHT,
-    FSDP_PP_BYTES_PER_STAGE_PARAM,
+    FSDP_PP_GRADIENT_BYTES_PER_PARAM,
     INFERENCE_SLACK_PERCENT,
     LIBRARY_WORKSPACE_BYTES,
     NCCL_BUFFER_BYTES,
@@ -25,7 +24,7 @@ from modeljob.core.sizing.constants import (
     ZERO_BUCKET_ELEMENTS,
     ceil_div,
 )
-from modeljob.core.sizing.defaults import recipe
+from modeljob.core.sizing.defaults import compute_bytes, recipe
 from modeljob.core.sizing.inputs import Shape
 from modeljob.core.sizing.layout import Layout
 from modeljob.core.sizing.model_states import ModelStates, Part, adapter_parameters, model_states
@@ -98,84 +97,109 @@ def _runtime(job: JobShape, shape: Shape, layout: Layout) -> tuple[int, list[str
     return total, [f"runtime {format_bytes(total)} per GPU: {text}"]
 
 
-def _model_element_bytes(job: JobShape) -> int:
-    """Bytes of one element of the model as a ZeRO/FSDP stack holds it on the GPU: fp32 weights
-    train in fp32 (no mixed precision, so the engine leaves the module fp32), else 16-bit."""
-    return 4 if job.model.precision is Precision.FP32 else 2
-
-
 def _zero_buffers(job: JobShape, shape: Shape, layout: Layout) -> tuple[int, list[str]]:
+    """ZeRO/FSDP buffers at the compute dtype (defaults.compute_bytes). Under Transformers the spec
+    cannot tell DeepSpeed from FSDP, so both frameworks' buffers are charged (the safe side); the
+    FSDP-only stacks (torchtune, torchtitan) get FSDP's alone."""
     work = job.workload
     # DeepSpeed allocates its buckets whatever the world size (a single-GPU ZeRO run has them too).
     stage = work.zero_stage if work.type.trains else 0
     if stage == 0:
         return 0, []
-    element = _model_element_bytes(job)
-    size = element * ZERO_BUCKET_ELEMENTS
-    texts = [f"ZeRO gradient bucket {ZERO_BUCKET_ELEMENTS:.0e} elements x {element} B (the model's dtype)"]
+    element = compute_bytes(job)
+    deepspeed = recipe(work).stack.may_run_deepspeed
+    size, texts = 0, []
+    if deepspeed:
+        size = element * ZERO_BUCKET_ELEMENTS
+        texts.append(
+            f"DeepSpeed gradient bucket {ZERO_BUCKET_ELEMENTS:.0e} elements x {element} B (the compute dtype)"
+        )
     if stage < 3:
         return size, texts
     if layout.pipeline > 1:
         # With pipeline stages, FSDP keeps a stage's parameters gathered across its micro-batches
         # (torchtitan sets reshard_after_forward=False under PP) and accumulates their unsharded
         # gradients until the last micro-batch, upcast to the fp32 reduce dtype (FSDP2's
-        # to_accumulated_grad_if_needed): 2 B + 4 B per parameter of the stage.
+        # to_accumulated_grad_if_needed): e B + 4 B per parameter of the stage.
+        per_param = element + FSDP_PP_GRADIENT_BYTES_PER_PARAM
         share_num, share_den = layout.busiest_share(shape.layers)
-        stage_bytes = ceil_div(FSDP_PP_BYTES_PER_STAGE_PARAM * shape.parameters * share_num, share_den)
+        stage_bytes = ceil_div(per_param * shape.parameters * share_num, share_den)
         texts.append(
             f"FSDP under PP {layout.pipeline}: the stage's parameters stay gathered and their gradients "
-            f"accumulate unsharded (2 B + 4 B fp32 x its share of {shape.parameters:,} params)"
+            f"accumulate unsharded ({element} B + 4 B fp32 x its share of {shape.parameters:,} params)"
         )
         return size + stage_bytes, texts
+    if deepspeed:
+        # Stage 3 reduce-scatters a full bucket through reduce_scatter_coalesced, whose torch.cat
+        # interleaves the bucket's gradients into a new tensor of the same size
+        # (runtime/comm/coalesced_collectives.py): as many elements as the bucket holds, at most
+        # the GPU's trainable parameters.
+        copy = min(ZERO_BUCKET_ELEMENTS, ceil_div(_trainable_parameters(job, shape), layout.gpus))
+        size += element * copy
+        texts.append(f"ZeRO-3 reduce-scatter copy of the bucket ({copy:,} elements x {element} B)")
     step, step_text = _zero3_step_buffer(job, shape, layout)
     gathered, gathered_text = _zero3_gathered(job, shape, element)
     return size + step + gathered, [*texts, step_text, gathered_text]
+
+
+def _trainable_parameters(job: JobShape, shape: Shape) -> int:
+    if job.workload.type is WorkloadType.TRAINING:
+        return shape.parameters
+    trainable, _ = adapter_parameters(shape, recipe(job.workload))
+    return trainable
 
 
 def _zero3_step_buffer(job: JobShape, shape: Shape, layout: Layout) -> tuple[int, str]:
     """The fp32 gradients of one optimizer sub-group, built where DeepSpeed's optimizer steps."""
     work = job.workload
     chosen = recipe(work)
-    if not chosen.stack.zero3_step_buffer:
-        return 0, "ZeRO-3 optimizer step: on the sharded fp32 gradients (no sub-group buffer)"
+    if not chosen.stack.may_run_deepspeed:
+        return 0, "FSDP steps on its sharded fp32 gradients (no sub-group step buffer)"
     if chosen.offload is not Offload.NONE:
         return 0, (
             "ZeRO-3 optimizer step: the sub-groups' fp32 gradients live with the offloaded optimizer "
             "in host memory"
         )
-    if work.type is WorkloadType.TRAINING:
-        trainable = shape.parameters
-    else:
-        trainable, _ = adapter_parameters(shape, chosen)
-    partition = ceil_div(trainable, work.replicas * layout.gpus)
+    partition = ceil_div(_trainable_parameters(job, shape), work.replicas * layout.gpus)
     step = min(partition, ZERO3_SUB_GROUP_PARAMETERS)
-    return 4 * step, (
-        f"ZeRO-3 optimizer step: fp32 gradients of one sub-group of the trainable parameters "
-        f"({step:,} params x 4 B)"
+    # _prepare_fp32_grad_for_sub_group flattens the sub-group's gradient partitions (a new tensor
+    # at the gradient dtype) and converts that to fp32 (a no-op when it is fp32 already): both are
+    # alive at the conversion.
+    element = compute_bytes(job)
+    per_param, per_text = (element + 4, f"{element} B flattened + 4 B fp32") if element != 4 else (4, "4 B")
+    return per_param * step, (
+        f"ZeRO-3 optimizer step: the gradients of one sub-group of the trainable parameters "
+        f"flattened and made fp32 ({step:,} params x {per_text})"
     )
 
 
 def _zero3_gathered(job: JobShape, shape: Shape, element: int) -> tuple[int, str]:
-    """Parameters a ZeRO-3/FSDP rank holds gathered at its peak: the largest of three bounds."""
+    """Parameters a ZeRO-3/FSDP rank holds gathered at its peak: the largest of the bounds that
+    apply (DeepSpeed's live window only where DeepSpeed may run)."""
     work = job.workload
+    chosen = recipe(work)
     largest = shape.largest_layer_parameters
     # The gathered layer and, where it trains, its gradient before the reduce-scatter.
     per_param, per_text = (2 * element, f"({element} B + {element} B gradient)")
     if work.type is not WorkloadType.TRAINING:
         per_param, per_text = element, f"{element} B (frozen: no gradient)"
     largest_bytes = per_param * largest
-    if recipe(work).offload is Offload.OPTIMIZER_AND_PARAMETERS:
+    if chosen.offload is Offload.OPTIMIZER_AND_PARAMETERS:
         largest_bytes += ceil_div(element * largest, work.replicas)
         per_text += f" + its 1/{work.replicas} partition copied in from host memory"
-    live = element * ZERO3_MAX_LIVE_PARAMETERS
+    bounds = [(largest_bytes, f"{largest:,} largest-layer params x {per_text}")]
+    if chosen.stack.may_run_deepspeed:
+        live = element * ZERO3_MAX_LIVE_PARAMETERS
+        bounds.append((live, f"DeepSpeed's {ZERO3_MAX_LIVE_PARAMETERS:.0e} live params x {element} B"))
+    # FSDP's current and prefetched layer, gathered at the compute dtype with a gradient of it
+    # before the reduce-scatter (for LoRA too: FSDP with use_orig_params and mixed requires_grad
+    # allocates the gradient of the whole flat parameter, frozen parts included).
     layer = shape.linear_parameters // shape.layers
-    in_flight = FSDP_LAYERS_IN_FLIGHT * FSDP_BYTES_PER_GATHERED_PARAM * layer
-    text = (
-        f"ZeRO-3/FSDP gathered parameters: max({largest:,} largest-layer params x {per_text}, "
-        f"{ZERO3_MAX_LIVE_PARAMETERS:.0e} live params x {element} B, {FSDP_LAYERS_IN_FLIGHT} layers x "
-        f"{layer:,} params x (2 B + 2 B gradient))"
-    )
-    return max(largest_bytes, live, in_flight), text
+    in_flight = FSDP_LAYERS_IN_FLIGHT * 2 * element * layer
+    layers_text = f"FSDP's {FSDP_LAYERS_IN_FLIGHT} layers x {layer:,} params"
+    bounds.append((in_flight, f"{layers_text} x ({element} B + {element} B gradient)"))
+    text = "ZeRO-3/FSDP gathered parameters: max(" + ", ".join(what for _, what in bounds) + ")"
+    return max(size for size, _ in bounds), text
 
 
 def _quantize_on_load(job: JobShape, shape: Shape, layout: Layout) -> tuple[int, str]:
@@ -213,12 +237,15 @@ def memory(job: JobShape, shape: Shape, layout: Layout) -> Memory:
     # The peak is the larger of loading (weights and the quantizer's scratch) and training.
     scratch, scratch_text = _quantize_on_load(job, shape, layout)
     load_extra = max(0, states.weights.per_gpu + scratch - tensors)
-    slack = ceil_div((tensors + load_extra) * slack_percent, 100)
     runtime, runtime_texts = _runtime(job, shape, layout)
     buffers, buffer_texts = _zero_buffers(job, shape, layout)
+    # The ZeRO/FSDP buffers are tensors of the caching allocator too (the gathered parameters are
+    # allocated and freed every step, on DeepSpeed's all-gather stream, whose blocks no other
+    # stream reuses), so the slack covers them as it covers the rest.
+    slack = ceil_div((tensors + buffers + load_extra) * slack_percent, 100)
     texts = [
         *runtime_texts,
-        f"allocator slack {slack_percent}% of the tensors ({format_bytes(slack)} per GPU)",
+        f"allocator slack {slack_percent}% of the tensors and buffers ({format_bytes(slack)} per GPU)",
         *buffer_texts,
     ]
     if load_extra:

@@ -19,7 +19,7 @@ from modeljob.core.sizing.constants import (
     WEIGHT_RATES,
     ceil_div,
 )
-from modeljob.core.sizing.defaults import Recipe, recipe
+from modeljob.core.sizing.defaults import Recipe, compute_bytes, recipe
 from modeljob.core.sizing.inputs import Shape
 from modeljob.core.sizing.layout import Layout
 
@@ -132,10 +132,11 @@ def adapter_parameters(shape: Shape, chosen: Recipe) -> tuple[int, str]:
 def _full_training_states(job: JobShape, shape: Shape, chosen: Recipe) -> list[_State]:
     p = shape.parameters
     opt, param = Offload.OPTIMIZER, Offload.OPTIMIZER_AND_PARAMETERS
-    fp32_params = job.model.precision is Precision.FP32 or chosen.framework is Framework.TORCHTITAN
+    # fp32 training (an fp32 checkpoint computing in fp32, defaults.compute_bytes), FSDP2 with
+    # fp32 sharded parameters computing in bf16 (torchtitan), or pure bf16 training (torchtune,
+    # whatever the checkpoint): weights, gradients and optimizer states in one precision.
+    fp32_params = compute_bytes(job) == 4 or chosen.framework is Framework.TORCHTITAN
     if fp32_params or not chosen.stack.fp32_master:
-        # fp32 training, FSDP2 with fp32 sharded parameters computing in bf16 (torchtitan), or pure
-        # bf16 training (torchtune): weights, gradients and optimizer states in one precision.
         element = 4 if fp32_params else 2
         moments, moments_text = _moment_bytes(chosen.optimizer, element=element)
         dtype = "fp32" if fp32_params else "bf16, no fp32 master copy"
@@ -168,6 +169,11 @@ def _full_training_states(job: JobShape, shape: Shape, chosen: Recipe) -> list[_
 
 def _adapter_states(job: JobShape, shape: Shape, chosen: Recipe) -> list[_State]:
     base, base_text = base_weights(job, shape)
+    fp32_checkpoint = job.model.precision is Precision.FP32 and job.workload.type is WorkloadType.LORA
+    if fp32_checkpoint and compute_bytes(job) == 2:
+        # A stack that computes in bf16 (torchtune) loads the fp32 checkpoint into bf16.
+        base = BF16.of(shape.parameters)
+        base_text = f"{shape.parameters:,} params x {BF16.label} (loaded in bf16)"
     adapters, adapter_text = adapter_parameters(shape, chosen)
     # Adapters are fp32 or bf16 by stack (defaults.Stack.adapter_bytes), their gradients alike, and
     # the optimizer steps on them directly (no master copy), its moments fp32 unless the stack
