@@ -104,8 +104,11 @@ class Model(_Model):
     )
     precision: Precision = Field(
         default=Precision.BF16,
-        description="Weight format: fp32, bf16 (default), fp16, fp8, int8 (GPTQ), int4 (GPTQ/AWQ) "
-        "or nf4 (bitsandbytes 4-bit).",
+        description="The checkpoint's weight format: fp32, bf16 (default), fp16, fp8, int8 (GPTQ), "
+        "int4 (GPTQ/AWQ) or nf4 (bitsandbytes 4-bit). Training under the Transformers framework "
+        "computes in it (an fp32 checkpoint trains in fp32: bf16 mixed precision over it cannot "
+        "be stated); torchtune and torchtitan compute in bf16 and QLoRA in its 16-bit compute "
+        "dtype, whatever the checkpoint.",
     )
     architecture: Architecture | None = Field(
         default=None,
@@ -213,10 +216,11 @@ class Workload(_Model):
     framework: Framework | None = Field(
         default=None,
         description="Training only: the stack that runs it, whose memory habits the estimate "
-        "follows: Transformers (default: the Trainer, TRL, PEFT, with DeepSpeed or FSDP; mixed "
-        "precision with an fp32 master copy), torchtune (pure bf16, chunked loss), torchtitan "
-        "(FSDP2 with fp32 sharded parameters) or QLoRAScripts (the QLoRA paper's qlora.py: LoRA "
-        "layers and embeddings cast to bf16).",
+        "follows: Transformers (default: the Trainer, TRL, PEFT, with DeepSpeed or FSDP, which "
+        "zeroStage does not tell apart, so the buffers of both are counted; computes in the "
+        "checkpoint's dtype, a 16-bit one with an fp32 master copy), torchtune (pure bf16 whatever "
+        "the checkpoint, chunked loss), torchtitan (FSDP2: fp32 sharded parameters, bf16 compute) "
+        "or QLoRAScripts (the QLoRA paper's qlora.py: LoRA layers and embeddings cast to bf16).",
     )
     offload: Offload | None = Field(
         default=None,

@@ -119,15 +119,17 @@ DISK_ROUNDING_BYTES = 10 * GIB
 # calculator (cookbook calc_transformer_mem.py) charges the 5e8-element bucket at 2 B for every
 # stage; DeepSpeed's defaults are reduce_bucket_size = allgather_bucket_size = 5e8
 # (runtime/zero/config.py), and stage 3 allocates its reduce bucket whole at start-up
-# (contiguous_gradients, default on), whatever the world size.
+# (contiguous_gradients, default on), whatever the world size. Stage 3 reduce-scatters it with
+# reduce_scatter_coalesced (runtime/comm/coalesced_collectives.py), whose torch.cat interleaves
+# the bucket's gradients into a copy as large as what the bucket holds.
 ZERO_BUCKET_ELEMENTS = 500_000_000
 # Stage 3 / FSDP full shard also holds gathered parameters; we take the largest of:
-# - DeepSpeed's stage3_max_live_parameters (1e9 elements) at the model's dtype: parameters whose
+# - DeepSpeed's stage3_max_live_parameters (1e9 elements) at the compute dtype: parameters whose
 #   next use is within stage3_max_reuse_distance (1e9) stay gathered, so at the turn from forward
 #   to backward the last modules of the forward stay (partitioned_param_coordinator.py
 #   __params_to_release); prefetch fills up to max_live;
 # - the largest layer gathered (DeepSpeed's estimator: 4 B = 2 B gathered + 2 B gradient, memory.rst
-#   "largest_layer_memory"), at the model's dtype, its gradient only where the layer trains (a
+#   "largest_layer_memory"), at the compute dtype, its gradient only where the layer trains (a
 #   frozen LoRA base has none). With parameter offload the rank's partition of it is copied from
 #   host to GPU beside the gathered buffer (partition_parameters.py all_gather_coalesced:
 #   param.ds_tensor.to(cuda) then the all-gather into a full-size buffer), 1/N of it more;
@@ -135,11 +137,11 @@ ZERO_BUCKET_ELEMENTS = 500_000_000
 #   dtype (MixedPrecision's param_dtype, or the parameters' own without it), with their gradients
 #   at that dtype before the reduce-scatter: 2 layers x (e + e) B, 2 x (4 + 4) B computing in fp32.
 ZERO3_MAX_LIVE_PARAMETERS = 1_000_000_000
-# DeepSpeed stage 3's sub_group_size default: the fp32 gradients of this many parameters (at most
-# the rank's partition of the trainable ones: since DeepSpeed PR #2653 of January 2023 frozen
-# parameters get no fp32 partition) are built on the GPU for each optimizer step
-# (stage3.py initialize_optimizer_states: gradient_buffer on self.device). With the optimizer
-# offloaded self.device is the CPU and the buffer lives in host memory.
+# DeepSpeed stage 3's sub_group_size default: the optimizer steps this many parameters at a time
+# (at most the rank's partition of the trainable ones: since DeepSpeed PR #2653 of January 2023
+# frozen parameters get no fp32 partition). stage3.py _prepare_fp32_grad_for_sub_group flattens
+# their gradients (at the compute dtype) and converts the result to fp32, both alive at once; with
+# the optimizer offloaded that happens in host memory (self.device is the CPU).
 ZERO3_SUB_GROUP_PARAMETERS = 1_000_000_000
 FSDP_LAYERS_IN_FLIGHT = 2
 # Under pipeline parallelism (gpu_memory._zero_buffers says why): the gathered stage at the compute

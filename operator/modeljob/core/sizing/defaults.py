@@ -29,9 +29,10 @@ class Stack:
     checkpointing: dict[WorkloadType, Checkpointing]
     lora_rank: dict[WorkloadType, int]
     lora_targets: dict[WorkloadType, LoraTargets]
-    # Mixed precision keeps an fp32 master copy beside 16-bit weights (DeepSpeed, the Trainer's
-    # AMP) or fp32 sharded parameters computed in bf16 (FSDP2 in torchtitan); pure bf16 training
-    # (torchtune's dtype: bf16) keeps weights, gradients and optimizer states all in bf16.
+    # Computing in 16 bits, mixed precision keeps an fp32 master copy beside 16-bit weights
+    # (DeepSpeed, the Trainer's AMP) or fp32 sharded parameters computed in bf16 (FSDP2 in
+    # torchtitan); pure bf16 training (torchtune's dtype: bf16) keeps weights, gradients and
+    # optimizer states all in bf16. Computing in fp32 (compute_bytes), everything is fp32.
     fp32_master: bool
     # The stack computes in bf16 whatever the checkpoint's dtype: torchtune builds the model in its
     # config's `dtype: bf16`; torchtitan's FSDP2 MixedPrecisionPolicy casts its fp32 sharded
