@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modeljob.core.jobs import JobShape, LoraTargets, Offload, Precision, WorkloadType
+from modeljob.core.jobs import JobShape, LoraTargets, Offload, WorkloadType
 from modeljob.core.resources import format_bytes
 from modeljob.core.sizing.activations import activations
 from modeljob.core.sizing.constants import (
@@ -54,7 +54,7 @@ def kv_cache(job: JobShape, shape: Shape, layout: Layout) -> Part:
     work = job.workload
     if work.type.trains:
         return Part(0, ("training runs without a KV cache (use_cache=False)",))
-    element = 4 if job.model.precision is Precision.FP32 else 2
+    element = compute_bytes(job)
     per_token = 2 * shape.layers * shape.kv_heads * shape.head_dim * element
     total = per_token * work.sequence_length * work.batch_size
     # Each GPU of a tensor-parallel group holds kv/t heads, or one replicated head when t > kv;
