@@ -68,10 +68,13 @@ class Stack:
 
 # Logits and loss, bytes per value:
 # - Transformers: the causal-LM loss upcasts the 16-bit logits (2 B) to fp32 (4 B) and
-#   cross-entropy keeps its fp32 log-softmax (4 B); the backward adds a 16-bit gradient (2 B).
-#   (transformers loss_utils.ForCausalLMLoss; the vram.asmirnov.xyz calculator counts 8.)
-#   Computing in fp32 it is 12 B too: fp32 logits (4 B), `logits.float()` a no-op on them (0 B),
-#   the log-softmax (4 B) and an fp32 gradient (4 B).
+#   cross-entropy keeps its fp32 log-softmax (4 B); the log-softmax's backward, the peak, holds
+#   that output, the NLL gradient and its own gradient, all fp32 (12 B). (transformers
+#   loss_utils.ForCausalLMLoss; the vram.asmirnov.xyz calculator counts 8.) Computing in fp32 it
+#   is 12 B too. Older losses that shift a contiguous copy of the logits first (remote code such
+#   as Qwen v1's) peak at the same 12 B under the Trainer's autocast and at 6 B under DeepSpeed
+#   fp16/bf16; Transformers from 4.46 until PR #35646 held 14 B in the forward, not charged
+#   (sources, and why not: docs/sizing.md, "Logits and loss").
 # - torchtune: CEWithChunkedOutputLoss keeps the bf16 logits (2 B) and upcasts one of 8 chunks at
 #   a time (fp32 value and log-softmax, 8 B / 8 chunks): 3 B.
 # - torchtitan: cross_entropy over pred.float(), as Transformers: 12 B.
