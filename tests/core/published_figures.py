@@ -60,6 +60,9 @@ class Kind(StrEnum):
 
     FORMULA = "same formula"
     MEASURED = "measured peak"
+    # A measured peak whose run held a lighter loss than the stack we size, as its own source shows
+    # (see QWEN_LIGHTER_LOSS): ours is over by what we charge above that loss.
+    MEASURED_LIGHTER_LOSS = "measured peak, lighter loss"
     ESTIMATE = "source's own estimate"
     RULE_OF_THUMB = "rule of thumb"
     UPPER_BOUND = "a bound the run stayed under"
@@ -86,6 +89,10 @@ class Tolerance:
 #   a GPU in three. (The acceptance bar of the sizing issue.)
 # - ESTIMATE: a paper's or tool's own accounting (ZeRO, DeepSpeed's estimator, LoRA/QLoRA papers):
 #   the same bar as a measurement, since these are what users plan with.
+# - MEASURED_LIGHTER_LOSS: the run's loss held fewer bytes per logit than the stack's peak we must
+#   charge (a spec cannot say which version or remote loss runs). Under stays held at -5%; over is
+#   held to the sizing issue's band for measured training peaks, at most 1.5x (its extra 1 GiB,
+#   there for a small model's CUDA context, is not granted).
 # - RULE_OF_THUMB: "x GB per billion parameters" tables that state neither sequence length, batch
 #   nor framework, and are floors reached with the authors' own optimisations (Unsloth kernels,
 #   no fp32 upcasts). We size a default Hugging Face/PEFT/DeepSpeed stack, so we may sit well
@@ -93,6 +100,7 @@ class Tolerance:
 TOLERANCES = {
     Kind.FORMULA: Tolerance(2, 2),
     Kind.MEASURED: Tolerance(5, 35),
+    Kind.MEASURED_LIGHTER_LOSS: Tolerance(5, 50),
     Kind.ESTIMATE: Tolerance(5, 35),
     Kind.RULE_OF_THUMB: Tolerance(20, 100),
     # "It fit a 48 GB GPU": ours must fit under the bound too, and not far below what fit.
@@ -719,6 +727,18 @@ QWEN_FT_GRID = (
 )
 
 
+# Qwen's Q-LoRA profile ran under DeepSpeed fp16 (finetune_qlora_single_gpu.sh @e8e1596: --fp16
+# --deepspeed ds_config_zero2.json), whose engine casts the model and leaves autocast off, so
+# Qwen's remote loss holds 6 B per logit (16-bit logits, shifted copy, log-softmax) where we charge
+# the Transformers stack's 14 (docs/sizing.md, "Logits and loss"). At 6 B the cells would be -1% to
+# +19%; at 14 they are over by the difference, which grows with the sequence length.
+QWEN_LIGHTER_LOSS = frozenset({QwenMethod.QLORA})
+
+
+def qwen_kind(row: QwenRow) -> Kind:
+    return Kind.MEASURED_LIGHTER_LOSS if row.method in QWEN_LIGHTER_LOSS else Kind.MEASURED
+
+
 def qwen_job(row: QwenRow, sequence_length: int) -> JobShape:
     """The Qwen profile's setting: batch 1, gradient checkpointing, LoRA rank 64 on the attention
     and MLP linears (finetune.py: lora_target_modules c_attn, c_proj, w1, w2)."""
@@ -757,15 +777,21 @@ def _qwen_figure(row: QwenRow) -> Figure:
     length = QWEN_FT_SEQUENCE_LENGTHS[index]
     printed = row.figures[index]
     summed = f", summed over {row.gpus} GPUs (ours: {row.gpus} replicas)" if row.gpus > 1 else ""
+    lighter = (
+        "; run under DeepSpeed fp16, whose loss holds 6 B per logit where we charge 14: held to "
+        "-5% / +50% (the sizing issue's 1.5x for measured training peaks)"
+        if qwen_kind(row) is Kind.MEASURED_LIGHTER_LOSS
+        else ""
+    )
     return Figure(
         f"{row.model.name} {row.method.value}, seq {length}",
         QWEN_FT + summed,
         printed,
         gib(printed.removesuffix("G")),
         Measure.TOTAL,
-        Kind.MEASURED,
+        qwen_kind(row),
         qwen_job(row, length),
-        note="unit not stated; read as GiB (the stricter reading for under-estimates)",
+        note="unit not stated; read as GiB (the stricter reading for under-estimates)" + lighter,
         replicas_summed=row.gpus,
     )
 

@@ -32,6 +32,7 @@ from tests.core.published_figures import (
     measured,
     qlora_paper,
     qwen_job,
+    qwen_kind,
 )
 from tests.core.training_figures import TRAINING_FIGURES
 
@@ -97,17 +98,29 @@ def test_measured_peaks_are_held_to_the_oom_bar() -> None:
     assert any(figure.kind is Kind.MEASURED for figure in FIGURES)
 
 
+def test_only_runs_with_a_documented_lighter_loss_get_the_wider_bar_and_never_below_the_floor() -> None:
+    assert TOLERANCES[Kind.MEASURED_LIGHTER_LOSS] == Tolerance(below_percent=5, above_percent=50)
+    lighter = [figure for figure in FIGURES if figure.kind is Kind.MEASURED_LIGHTER_LOSS]
+    assert lighter
+    assert all("Q-LoRA" in figure.case and "DeepSpeed fp16" in figure.note for figure in lighter)
+
+
 # The Qwen fine-tuning grid, every cell. Only one column is held to the measured-peak bar (see
-# published_figures.QWEN_FT_CHECKED_LENGTH); the rest guard against regressions with a band as
-# wide as the misses we know of and document: 1.8B LoRA at 2k-4k tokens (-3% and -7%; not the
-# loss's shifted copy, which costs nothing above our 12 B per logit under the Trainer's autocast)
-# and Q-LoRA at 4k-8k tokens (up to +47%: Qwen's Q-LoRA script runs under DeepSpeed fp16, whose
-# loss holds 6 B per logit, where we charge 12 because a spec cannot say so). docs/sizing.md,
-# "Logits and loss".
-GRID_GUARD = Tolerance(below_percent=10, above_percent=50)
+# published_figures.QWEN_FT_CHECKED_LENGTH); the rest guard against regressions, per kind of row.
+# Under is held at the measured-peak floor (-5%): no cell is under since the Transformers loss is
+# charged at its 14 B peak. Over: +50%, as wide as the misses we know of (the 7B full fine-tune at
+# 256 tokens, +40%); the Q-LoRA rows, whose run held a 6 B loss where we charge 14
+# (published_figures.QWEN_LIGHTER_LOSS), +65%: over by up to +63% (1.8B at 8192 tokens; at 6 B
+# per logit it would be -1%). Two of those cells, 1.8B and 14B at 8192 tokens, are past even the
+# issue's 1.5x + 1 GiB for measured training peaks (1.63x and 1.56x where it allows 1.56x and
+# 1.54x), so that band cannot be the guard there. docs/sizing.md, "Logits and loss".
+GRID_GUARDS = {
+    Kind.MEASURED: Tolerance(below_percent=5, above_percent=50),
+    Kind.MEASURED_LIGHTER_LOSS: Tolerance(below_percent=5, above_percent=65),
+}
 
 
-def grid_cells() -> list[tuple[str, float]]:
+def grid_cells() -> list[tuple[str, float, Tolerance]]:
     cells = []
     for row in QWEN_FT_GRID:
         for length, printed in zip(QWEN_FT_SEQUENCE_LENGTHS, row.figures, strict=True):
@@ -116,12 +129,14 @@ def grid_cells() -> list[tuple[str, float]]:
             estimate = size_replica(qwen_job(row, length), GPU_80GIB)
             published = gib(printed.removesuffix("G"))
             error = (estimate.total_bytes * row.gpus - published) / published * 100
-            cells.append((f"{row.model.name} {row.method.value} seq {length}", error))
+            cells.append(
+                (f"{row.model.name} {row.method.value} seq {length}", error, GRID_GUARDS[qwen_kind(row)])
+            )
     return cells
 
 
 def test_the_whole_qwen_fine_tuning_grid_stays_inside_the_regression_band() -> None:
-    outside = [(cell, round(error, 1)) for cell, error in grid_cells() if not GRID_GUARD.admits(error)]
+    outside = [(cell, round(error, 1)) for cell, error, guard in grid_cells() if not guard.admits(error)]
     assert not outside
 
 
@@ -152,12 +167,12 @@ KNOWN_UNDER = {
         "the CPU under offload_optimizer). About 1.6 GiB stays unexplained: max_reuse_distance "
         "(1e9) keeps nothing but that embedding across the turn to the backward, and "
         "prefetch_bucket_size (5e7) adds at most one 67M-parameter linear. Nor is it the loss's "
-        "shifted copy: in fp32 the forward holds logits, copy and log-softmax (12 B per logit, as "
-        "we count); the script keeps `outputs` through accelerator.backward (lines 247-250), so "
-        "the log-softmax's backward holds 16 B: 0.48 GiB more at most, 0.94x if charged. The "
-        "counter is unsure: the README's only log of this family of scripts (T0_3B, same "
-        "config) prints 9404 MiB max_memory_allocated where its table says 9.8GB; against our "
-        "total (a reserved or device-level reading) we are at 1.00x"
+        "shifted copy: in fp32 the forward holds logits, copy and log-softmax (12 B per logit, "
+        "under the 14 B we charge); the script keeps `outputs` through accelerator.backward (lines "
+        "247-250), so the log-softmax's backward holds 16 B: 0.24 GiB over our 14 B, 0.94x if "
+        "charged. The counter is unsure: the README's only log of this family of scripts (T0_3B, "
+        "same config) prints 9404 MiB max_memory_allocated where its table says 9.8GB; against "
+        "our total (a reserved or device-level reading) we are at 1.01x"
     ),
 }
 
@@ -246,7 +261,7 @@ def markdown() -> str:
         f"| model, method | {header} |",
         "|---|" + "---|" * len(QWEN_FT_SEQUENCE_LENGTHS),
     ]
-    errors = dict(grid_cells())
+    errors = {cell: error for cell, error, _ in grid_cells()}
     for row in QWEN_FT_GRID:
         cells = []
         for length, printed in zip(QWEN_FT_SEQUENCE_LENGTHS, row.figures, strict=True):

@@ -85,13 +85,28 @@ def test_full_training_model_states_follow_the_stacks_precision(
     assert states(estimate) == bytes_per_parameter * B
 
 
-def test_torchtunes_chunked_loss_holds_a_quarter_of_the_logits_transformers_does() -> None:
+# Bytes per logit at each stack's loss peak (defaults.py, "Logits and loss"): Transformers is
+# charged the 14 B of its 4.46-4.48 ForCausalLMLoss, since a spec cannot rule those versions out;
+# torchtitan's and the QLoRA scripts' (pinned transformers 4.31.0) losses peak at 12 B, torchtune's
+# chunked loss at 3 B.
+@pytest.mark.parametrize(
+    ("framework", "bytes_per_logit"),
+    [
+        (Framework.TRANSFORMERS, 14),
+        (Framework.TORCHTITAN, 12),
+        (Framework.QLORA_SCRIPTS, 12),
+        (Framework.TORCHTUNE, 3),
+    ],
+)
+def test_each_stack_is_charged_its_own_loss_peak_per_logit(
+    framework: Framework, bytes_per_logit: int
+) -> None:
     def logits_part(framework: Framework) -> int:
         shape = job(WorkloadType.LORA, framework=framework, activation_checkpointing=Checkpointing.FULL)
-        return size_replica(shape, H100).activations_bytes
+        return size_replica(one_gpu(shape), H100).activations_bytes
 
     layers_part = logits_part(Framework.TORCHTUNE) - 3 * 2048 * 128_256
-    assert logits_part(Framework.TRANSFORMERS) - layers_part == 12 * 2048 * 128_256
+    assert logits_part(framework) - layers_part == bytes_per_logit * 2048 * 128_256
 
 
 # --- LoRA and QLoRA --------------------------------------------------------------------------------
@@ -236,9 +251,9 @@ def test_an_fp32_checkpoint_computes_in_fp32_under_transformers_only() -> None:
     for kind in (WorkloadType.TRAINING, WorkloadType.LORA):
         bf16 = size_replica(one_gpu(job(kind)), H100).activations_bytes
         full = size_replica(one_gpu(job(kind, model=fp32)), H100).activations_bytes
-        # fp32 saved activations; the loss holds 12 B per logit either way (fp32 logits, a no-op
-        # upcast, the fp32 log-softmax and an fp32 gradient against 2 + 4 + 4 + 2)
-        logits = 12 * 2048 * 128_256
+        # fp32 saved activations; the loss is charged 14 B per logit either way (the 16-bit peak of
+        # Transformers 4.46-4.48; in fp32 that loss holds 12 B, the upcast a no-op: the safe side)
+        logits = 14 * 2048 * 128_256
         assert full == 2 * (bf16 - logits) + logits, kind
     # QLoRA computes in its 16-bit compute dtype, torchtune and torchtitan in bf16, whatever the
     # checkpoint: the same activations either way.

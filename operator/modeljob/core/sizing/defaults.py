@@ -66,18 +66,24 @@ class Stack:
     quantizes_with_torchao: bool
 
 
-# Logits and loss, bytes per value:
-# - Transformers: the causal-LM loss upcasts the 16-bit logits (2 B) to fp32 (4 B) and
-#   cross-entropy keeps its fp32 log-softmax (4 B); the log-softmax's backward, the peak, holds
-#   that output, the NLL gradient and its own gradient, all fp32 (12 B). (transformers
-#   loss_utils.ForCausalLMLoss; the vram.asmirnov.xyz calculator counts 8.) Computing in fp32 it
-#   is 12 B too. Older losses that shift a contiguous copy of the logits first (remote code such
-#   as Qwen v1's) peak at the same 12 B under the Trainer's autocast and at 6 B under DeepSpeed
-#   fp16/bf16; Transformers from 4.46 until PR #35646 held 14 B in the forward, not charged
-#   (sources, and why not: docs/sizing.md, "Logits and loss").
+# Logits and loss, bytes per value, at the loss's peak (sources: docs/sizing.md, "Logits and loss"):
+# - Transformers: 14 B, the peak of the versions a spec cannot rule out. From v4.46 until PR
+#   huggingface/transformers#35646 (merged January 2025) src/transformers/loss/loss_utils.py
+#   ForCausalLMLoss upcast the 16-bit logits (`logits.float()`, 4 B) and then took a contiguous
+#   shifted copy of the upcast (`logits[..., :-1, :].contiguous()`, 4 B) while the model still held
+#   its 16-bit logits (2 B), and cross-entropy kept its fp32 log-softmax (4 B): 14 B in the forward.
+#   Other versions peak at 12 B (the log-softmax's backward: its saved output, the NLL gradient and
+#   its own gradient, all fp32), Qwen (v1)'s remote loss under DeepSpeed fp16 at 6 B and an fp32
+#   model at 12 B: charging less than 14 would run such a job out of memory, so every Transformers
+#   job is charged 14 (the vram.asmirnov.xyz calculator counts 8).
 # - torchtune: CEWithChunkedOutputLoss keeps the bf16 logits (2 B) and upcasts one of 8 chunks at
 #   a time (fp32 value and log-softmax, 8 B / 8 chunks): 3 B.
-# - torchtitan: cross_entropy over pred.float(), as Transformers: 12 B.
+# - torchtitan: 12 B. cross_entropy over pred.float() on labels shifted by the data loader (no
+#   shifted copy), and torchtitan/train.py (@000204a4, forward_backward_step) deletes `pred`
+#   before loss.backward(): 10 B in the forward, the 12 B backward of the log-softmax above.
+# - The QLoRA scripts: 12 B. artidoro/qlora's requirements.txt (@01b09624) pins transformers
+#   4.31.0, whose Llama head upcasts its logits (`logits.float()`, the 16-bit output freed) and
+#   shifts a copy under the Trainer's autocast: 4 + 4 + 4 B in the forward, 12 B in the backward.
 TRANSFORMERS = Stack(
     # PEFT's prepare_model_for_kbit_training turns gradient checkpointing on (use_gradient_
     # checkpointing=True) and the QLoRA scripts pass --gradient_checkpointing True; full training
@@ -96,7 +102,7 @@ TRANSFORMERS = Stack(
     lora_targets={WorkloadType.LORA: LoraTargets.ATTENTION, WorkloadType.QLORA: LoraTargets.ALL_LINEAR},
     fp32_master=True,
     computes_in_bf16=False,
-    logit_bytes=12,
+    logit_bytes=14,
     upcast_unquantized=True,
     quantize_only_adapted=False,
     adapter_bytes=4,
@@ -130,11 +136,13 @@ TORCHTITAN = replace(
     checkpointing={kind: Checkpointing.SELECTIVE for kind in WorkloadType if kind.trains},
     computes_in_bf16=True,
     may_run_deepspeed=False,
+    logit_bytes=12,  # cross_entropy(pred.float()), `del pred` before the backward (above)
 )
 # The QLoRA scripts: the Transformers stack, then qlora.py casts the LoRA layers and lm_head /
 # embed_tokens to bf16 (with --bf16) after PEFT's fp32 upcast, and pages the optimizer states
-# (--optim paged_adamw_32bit: say offload Optimizer).
-QLORA_SCRIPTS = replace(TRANSFORMERS, upcast_unquantized=False, adapter_bytes=2)
+# (--optim paged_adamw_32bit: say offload Optimizer). Their pinned transformers==4.31.0 loss holds
+# 12 B per logit (above).
+QLORA_SCRIPTS = replace(TRANSFORMERS, upcast_unquantized=False, adapter_bytes=2, logit_bytes=12)
 STACKS = {
     Framework.TRANSFORMERS: TRANSFORMERS,
     Framework.TORCHTUNE: TORCHTUNE,
