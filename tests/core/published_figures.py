@@ -779,7 +779,7 @@ def _qwen_figure(row: QwenRow) -> Figure:
     summed = f", summed over {row.gpus} GPUs (ours: {row.gpus} replicas)" if row.gpus > 1 else ""
     lighter = (
         "; run under DeepSpeed fp16, whose loss holds 6 B per logit where we charge 14: held to "
-        "-5% / +50% (the sizing issue's 1.5x for measured training peaks)"
+        "-5% / +50%, the sizing issue's 1.5x for measured training peaks"
         if qwen_kind(row) is Kind.MEASURED_LIGHTER_LOSS
         else ""
     )
