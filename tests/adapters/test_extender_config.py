@@ -66,3 +66,12 @@ def test_the_scheduler_waits_longer_than_our_bind_takes_to_give_up() -> None:
     assert ExtenderSettings().bind_timeout_seconds < http_timeout
     assert entry["nodeCacheCapable"] is True
     assert yaml.safe_load(FULL.read_text())["percentageOfNodesToScore"] == 100
+
+
+def test_the_extender_knows_the_weight_kube_scheduler_gives_it() -> None:
+    """The filter's shortlist is computed from this weight: a mismatch would pass too few nodes
+    (overruling the pod's preferences) or too many."""
+    [entry] = extenders(FULL)
+    assert ExtenderSettings().scheduler_weight == entry["weight"]
+    # The shipped profile is kube-scheduler's default one, whose score plugins sum to the default range.
+    assert "plugins" not in yaml.safe_load(FULL.read_text())["profiles"][0]

@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 from modeljob.adapters.extender.decisions import (
     MAX_PRIORITY,
     UNRESOLVABLE,
+    Priorities,
     decide_filter,
     decide_priorities,
+    reach_points,
     to_extender_scale,
 )
 from modeljob.core.fragmentation import TaskShape, compile_workload, learn_target_workload
@@ -195,3 +197,25 @@ def test_infeasible_candidates_score_0_and_unknown_names_are_listed() -> None:
     )
     assert priorities.scores == (("full", 0), ("free", 10), ("cpu", 0), ("ghost", 0))
     assert priorities.unknown == ("ghost",)
+
+
+def test_kube_schedulers_plugins_make_up_whole_points_of_ours_only() -> None:
+    # 1500 plugin points at weight 50 (500 per point): three points can be made up, a fourth not;
+    # exactly three is a tie kube-scheduler may break for the other node, so it counts.
+    assert reach_points(1500, 50) == 3
+    assert reach_points(1499, 50) == 2
+    assert reach_points(0, 50) == 0
+    assert reach_points(1500, 1) == 150  # a light extender: every node stays a contender
+
+
+def test_contenders_are_the_nodes_within_reach_of_the_top_scored_the_same() -> None:
+    priorities = Priorities(
+        hosts=("a", "b", "c", "d", "e"), values=np.array([7, 10, 6, 0, 9]), chosen="b", unknown=()
+    )
+    kept = priorities.contenders(3)
+    assert kept.tolist() == [0, 1, 4]
+    shortlist = priorities.keeping(kept)
+    # The same differences, from the lowest of the shortlist: a 0 that kube-scheduler need not read.
+    assert shortlist.scores == (("a", 0), ("b", 3), ("e", 2))
+    assert shortlist.chosen == "b"
+    assert priorities.contenders(10).tolist() == [0, 1, 2, 3, 4]

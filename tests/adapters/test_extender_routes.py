@@ -77,7 +77,7 @@ class Running:
             connection.close()
 
 
-def serve(*, synced: bool = True, bind_timeout_seconds: float = 2.5) -> Iterator[Running]:
+def serve(*, synced: bool = True, **settings: Any) -> Iterator[Running]:
     cache = ClusterCache(assume_seconds=30)
     if synced:
         cache.replace_nodes(
@@ -90,7 +90,7 @@ def serve(*, synced: bool = True, bind_timeout_seconds: float = 2.5) -> Iterator
         cache=cache,
         weights=DEFAULT_WEIGHTS,
         metrics=metrics,
-        settings=ExtenderSettings(bind_timeout_seconds=bind_timeout_seconds),
+        settings=ExtenderSettings(**settings),
         bind=api.bind,
         read_pod=api.read_pod,
     )
@@ -161,8 +161,8 @@ def as_go_writes(document: dict[str, Any]) -> bytes:
 
 @pytest.mark.parametrize(
     ("gpus", "candidates", "passing"),
-    [(1, ALL[:3], list(ALL[:3])), (4, ALL, ["gpu-b"])],
-    ids=["every-node-passes", "some-fail"],
+    [(1, ALL[:3], ["gpu-a", "gpu-c"]), (4, ALL, ["gpu-b"])],
+    ids=["every-node-fits", "some-fail"],
 )
 def test_kube_schedulers_own_encoding_gets_the_same_answers(
     gpus: int, candidates: tuple[str, ...], passing: list[str]
@@ -179,6 +179,37 @@ def test_kube_schedulers_own_encoding_gets_the_same_answers(
     assert (filtered["NodeNames"], status) == (passing, 200)
 
 
+def test_filter_passes_only_the_nodes_kube_scheduler_could_still_choose() -> None:
+    """One GPU: gpu-c (its only GPU) and gpu-a (2 of 8 left) leave no GPU stranded; the empty gpu-b
+    trails them by more than kube-scheduler's own plugins can make up (1500 points at weight 50),
+    so the filter leaves it out and kube-scheduler scores two nodes, not three. It is not failed
+    either: it fits, and the pod's event would never name it."""
+    pod = gpu_pod(gpus=1)
+    for running in serve():
+        _, filtered = running.post(FILTER, args(pod, "gpu-a", "gpu-b", "gpu-c"))
+        assert (filtered["NodeNames"], filtered["FailedNodes"]) == (["gpu-a", "gpu-c"], {})
+        # Prioritize answers the scores taken over all three, from the lowest of the two.
+        _, scored = running.post(PRIORITIZE, args(pod, *filtered["NodeNames"]))
+        _, unfiltered = running.post(PRIORITIZE, args(pod, "gpu-a", "gpu-b", "gpu-c"))
+        full = {entry["Host"]: entry["Score"] for entry in unfiltered}
+        low = min(full.get(name, 0) for name in ("gpu-a", "gpu-c"))
+        expected = {name: full[name] - low for name in ("gpu-a", "gpu-c") if full[name] > low}
+        assert {entry["Host"]: entry["Score"] for entry in scored} == expected
+        assert full.get("gpu-b", 0) < max(full.values()) - 3
+    # A profile that weighs its plugins more: the filter passes every node that fits.
+    for running in serve(plugin_score_range=100_000):
+        _, filtered = running.post(FILTER, args(pod, "gpu-a", "gpu-b", "gpu-c"))
+        assert filtered["NodeNames"] == ["gpu-a", "gpu-b", "gpu-c"]
+
+
+def test_filter_keeps_every_node_tied_for_the_top() -> None:
+    """Alike empty nodes tie: kube-scheduler's plugins (the pod's preferences) may pick any, so all pass."""
+    for running in serve():
+        running.cache.replace_pods([])
+        _, filtered = running.post(FILTER, args(gpu_pod(gpus=8), "gpu-a", "gpu-b"))
+        assert filtered["NodeNames"] == ["gpu-a", "gpu-b"]
+
+
 def test_prioritize_gives_10_to_the_core_choice_and_counts_the_pod_there_at_once(extender: Running) -> None:
     status, reply = extender.post(PRIORITIZE, args(gpu_pod("first", gpus=2), "gpu-a", "gpu-b"))
     assert status == 200
@@ -193,7 +224,8 @@ def test_prioritize_gives_10_to_the_core_choice_and_counts_the_pod_there_at_once
 def test_a_new_filter_for_the_same_pod_drops_what_was_chosen_for_it_before(extender: Running) -> None:
     extender.post(PRIORITIZE, args(gpu_pod("retry", gpus=2), "gpu-a", "gpu-b"))
     _, again = extender.post(FILTER, args(gpu_pod("retry", gpus=2), "gpu-a", "gpu-b"))
-    assert again["NodeNames"] == ["gpu-a", "gpu-b"]
+    # gpu-a's 2 free GPUs are free again, and it is still the best node (gpu-b trails out of reach).
+    assert again["NodeNames"] == ["gpu-a"]
 
 
 def test_bind_posts_the_binding_and_counts_the_pod_on_that_node(extender: Running) -> None:

@@ -9,6 +9,7 @@ would choose is the only one with the top score.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,9 +23,11 @@ from modeljob.core.scoring.ranking import ScoringContext, rank_candidates
 from modeljob.core.scoring.weights import ScoringWeights
 
 # kube-scheduler's extender score range (k8s.io/kube-scheduler/extender/v1 MinExtenderPriority,
-# MaxExtenderPriority); it multiplies a score by the extender's weight and by 100 / 10.
+# MaxExtenderPriority); it multiplies a score by the extender's weight and by 100 / 10
+# (MaxNodeScore / MaxExtenderPriority, schedule_one.go prioritizeNodes).
 MIN_PRIORITY = 0
 MAX_PRIORITY = 10
+PLUGIN_POINTS_PER_PRIORITY = 100 // MAX_PRIORITY
 REASON_PREFIX = "modeljob: "
 UNKNOWN_NODE = f"{REASON_PREFIX}node not in the extender's cache yet (its watch lags the scheduler's)"
 
@@ -45,6 +48,16 @@ class FilterDecision:
     unknown: tuple[str, ...]
     passed_rows: IntArray  # the table row of each passing node, in ``passed``'s order
 
+    def keeping(self, positions: IntArray) -> FilterDecision:
+        """Only the passing nodes at ``positions`` (of ``passed``) still pass; the others are left
+        out of the reply altogether, neither passed nor failed (kube-scheduler drops a node the
+        reply does not name, schedule_one.go findNodesThatPassExtenders)."""
+        if len(positions) == len(self.passed):
+            return self
+        return dataclasses.replace(
+            self, passed=_pick(self.passed, positions), passed_rows=self.passed_rows[positions]
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Priorities:
@@ -61,6 +74,27 @@ class Priorities:
     def scores(self) -> tuple[tuple[str, int], ...]:
         return tuple(zip(self.hosts, self.values.tolist(), strict=True))
 
+    def contenders(self, reach: int) -> IntArray:
+        """Positions of the candidates kube-scheduler could still choose: those at most ``reach``
+        points below the top score (`reach_points`). Every other candidate trails our choice by
+        more than kube-scheduler's own plugins can make up, so it cannot win; ties are kept whole."""
+        if not len(self.values):
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(self.values >= int(self.values.max()) - reach)
+
+    def keeping(self, positions: IntArray) -> Priorities:
+        """The scores of the candidates at ``positions`` alone, stated again from the lowest of
+        them: the same differences, so the same totals for kube-scheduler to compare."""
+        if len(positions) == len(self.hosts):
+            return self
+        values = self.values[positions]
+        return Priorities(
+            hosts=_pick(self.hosts, positions),
+            values=values - values.min() if len(values) else values,
+            chosen=self.chosen,
+            unknown=(),
+        )
+
     def above_zero(self) -> tuple[tuple[str, ...], IntArray]:
         """The candidates scored above 0, and their scores: what the reply needs to list, since
         kube-scheduler counts a node missing from the list as 0 (schedule_one.go prioritizeNodes).
@@ -69,6 +103,15 @@ class Priorities:
         if len(positive) == len(self.values):
             return tuple(self.hosts), self.values
         return _pick(self.hosts, positive), self.values[positive]
+
+
+def reach_points(plugin_score_range: int, weight: int) -> int:
+    """How many of our points kube-scheduler's own score plugins can make up. Each point we give a
+    node adds ``weight`` x 10 to its total; the plugins together can prefer one node over another by
+    at most ``plugin_score_range`` (their weights x 100, summed). A node that trails our best by
+    ``d`` points is still a contender while ``d x weight x 10 <= plugin_score_range`` (equal totals
+    are a coin toss kube-scheduler may win for it)."""
+    return plugin_score_range // (weight * PLUGIN_POINTS_PER_PRIORITY)
 
 
 def candidate_rows(names: Sequence[str], row_of: Mapping[str, int]) -> IntArray:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from modeljob.adapters.extender.decisions import candidate_rows
+from modeljob.adapters.extender.decisions import Priorities, candidate_rows
 from modeljob.adapters.extender.wire import SchedulingArgs, decode_scheduling_args
 from modeljob.core.nodes import IntArray
 
@@ -22,6 +22,12 @@ from modeljob.core.nodes import IntArray
 class _Decoded:
     body: bytes
     args: SchedulingArgs
+
+
+@dataclass(frozen=True, slots=True)
+class _Scores:
+    pod: tuple[str, str]
+    priorities: Priorities
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +45,7 @@ class RequestMemo:
     def __init__(self) -> None:
         self._decoded: _Decoded | None = None
         self._rows: _Rows | None = None
+        self._scores: _Scores | None = None
 
     def decode(self, body: bytes) -> SchedulingArgs:
         last = self._decoded
@@ -54,6 +61,18 @@ class RequestMemo:
         rows.flags.writeable = False
         self._decoded = _Decoded(body, args)
         self._rows = _Rows(args.candidates.names, row_of, rows)
+
+    def remember_scores(self, pod: tuple[str, str], priorities: Priorities | None) -> None:
+        """The filter's scores for ``pod`` (namespace, name) over the nodes it passed; None: it
+        scored none, forget the last ones."""
+        self._scores = None if priorities is None else _Scores(pod, priorities)
+
+    def scores_for(self, pod: tuple[str, str], names: tuple[str, ...]) -> Priorities | None:
+        """The filter's scores, if its last call was for ``pod`` and passed exactly ``names``."""
+        last = self._scores
+        if last is None or last.pod != pod or tuple(last.priorities.hosts) != names:
+            return None
+        return last.priorities
 
     def rows(self, names: tuple[str, ...], row_of: Mapping[str, int]) -> IntArray:
         """Rows of ``names`` in a table whose name -> row map is ``row_of``. The same tuple and the

@@ -28,12 +28,15 @@ from typing import Any
 from aiohttp import web
 
 from modeljob.adapters.cluster_errors import ClusterError
-from modeljob.adapters.extender.cache import ClusterCache
+from modeljob.adapters.extender.cache import ClusterCache, Snapshot
 from modeljob.adapters.extender.decisions import (
     UNKNOWN_NODE,
+    FilterDecision,
+    Priorities,
     decide_filter,
     decide_priorities,
     group_size,
+    reach_points,
     refuse_group,
 )
 from modeljob.adapters.extender.fragmentation_memo import FragmentationMemo
@@ -54,6 +57,7 @@ from modeljob.adapters.extender.wire import (
     decode_binding_args,
 )
 from modeljob.core.fragmentation import compile_workload
+from modeljob.core.nodes import IntArray
 from modeljob.core.scoring.ranking import ScoringContext
 from modeljob.core.scoring.weights import ScoringWeights
 
@@ -160,11 +164,15 @@ async def answer_filter(service: ExtenderService, body: bytes) -> bytes:
     service.metrics.record_cached_nodes(len(snapshot.row_of))
     names = args.candidates.names
     size = group_size(args.pod.labels)
+    priorities: Priorities | None = None
     if size > 1:
         decision = refuse_group(names, size)
     else:
         rows = service.requests.rows(names, snapshot.row_of)
         decision = decide_filter(snapshot.table, args.request, names, row_of=snapshot.row_of, rows=rows)
+        if len(decision.passed) > 1:
+            decision, priorities = _shortlist(service, snapshot, args, decision)
+    service.requests.remember_scores(args.key, priorities)
     _refuse_unknown(args, decision.unknown)
     if len(decision.passed) == 1:
         # kube-scheduler skips scoring when one node is left, so this is where the pod goes.
@@ -192,10 +200,27 @@ async def answer_filter(service: ExtenderService, body: bytes) -> bytes:
     return reply.to_json()
 
 
-async def answer_prioritize(service: ExtenderService, body: bytes) -> bytes:
-    args = service.requests.decode(body)
-    _require_synced(service)
-    snapshot = service.cache.snapshot()
+def _shortlist(
+    service: ExtenderService, snapshot: Snapshot, args: SchedulingArgs, decision: FilterDecision
+) -> tuple[FilterDecision, Priorities]:
+    """Score the nodes that fit now and pass only those kube-scheduler could still choose
+    (`Priorities.contenders`): it runs its own score plugins on each node the filter passes, so
+    on a cluster of alike nodes it scores a handful instead of thousands, and picks the same node.
+    The scores, taken over every node that fits, are what prioritize answers for the shortlist."""
+    settings = service.settings
+    priorities = _priorities(service, snapshot, args, decision.passed, decision.passed_rows)
+    keep = priorities.contenders(reach_points(settings.plugin_score_range, settings.scheduler_weight))
+    return decision.keeping(keep), priorities.keeping(keep)
+
+
+def _priorities(
+    service: ExtenderService,
+    snapshot: Snapshot,
+    args: SchedulingArgs,
+    names: tuple[str, ...],
+    rows: IntArray,
+) -> Priorities:
+    """The core's scores of ``names`` (table ``rows``) for the pod of ``args``."""
     target = service.cache.workload(args.pod)
     workload = compile_workload(target, snapshot.table.products)
     memo, fragmentation = service.fragmentation, service.weights.gpu_fragmentation
@@ -205,15 +230,28 @@ async def answer_prioritize(service: ExtenderService, body: bytes) -> bytes:
         fragmentation_after=memo.after(snapshot, target, workload, args.request) if fragmentation else None,
         host_demand=service.cache.host_demand(args.pod) if service.weights.cpu_balance else None,
     )
-    priorities = decide_priorities(
+    return decide_priorities(
         snapshot.table,
         args.request,
-        args.candidates.names,
+        names,
         row_of=snapshot.row_of,
         weights=service.weights,
         context=context,
-        rows=service.requests.rows(args.candidates.names, snapshot.row_of),
+        rows=rows,
     )
+
+
+async def answer_prioritize(service: ExtenderService, body: bytes) -> bytes:
+    args = service.requests.decode(body)
+    _require_synced(service)
+    # The filter's scores, if it shortlisted these very nodes: taken over every node that fit, they
+    # keep the differences kube-scheduler must see (scoring the shortlist alone would stretch them).
+    priorities = service.requests.scores_for(args.key, args.candidates.names)
+    if priorities is None:
+        snapshot = service.cache.snapshot()
+        names = args.candidates.names
+        rows = service.requests.rows(names, snapshot.row_of)
+        priorities = _priorities(service, snapshot, args, names, rows)
     _refuse_unknown(args, priorities.unknown)
     if priorities.chosen is not None:
         # Our top score makes this kube-scheduler's choice; count it now, before its bind (async) arrives.

@@ -48,6 +48,30 @@ class ExtenderSettings(BaseModel):
     bind_workers: int = workers(
         16, "pods/binding calls in flight at once (kube-scheduler binds pods in parallel)."
     )
+    scheduler_weight: int = Field(
+        default=50,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "This extender's `weight` in kube-scheduler's configuration (hack/extender/"
+            "kube-scheduler-config.yaml: 50). With plugin_score_range it says which nodes kube-scheduler "
+            "could still prefer to ours."
+        ),
+    )
+    plugin_score_range: int = Field(
+        default=1500,
+        ge=0,
+        le=100_000_000,
+        description=(
+            "The most kube-scheduler's own score plugins can add to one node over another: their weights "
+            "x 100, summed: 1500 for v1.36's default profile (TaintToleration 3; NodeAffinity, "
+            "PodTopologySpread, InterPodAffinity, DynamicResources 2; NodeResourcesFit, "
+            "NodeResourcesBalancedAllocation, ImageLocality, VolumeBinding 1). The filter passes only "
+            "the nodes close enough to our best for those plugins to make up the difference, so "
+            "kube-scheduler scores a few nodes, not every one; set your profile's sum if it weighs "
+            "plugins more (a large value passes every node that fits)."
+        ),
+    )
     sync_timeout_seconds: float = seconds(
         60.0,
         "`modeljob extender` start-up: wait this long for the first list of nodes and pods.",
