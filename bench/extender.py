@@ -138,11 +138,19 @@ def quantile(q: float, before: list[tuple[float, float]], after: list[tuple[floa
     return float("nan")
 
 
-def gpu_pod(name: str) -> dict[str, Any]:
+# The pods of a run, by name: each asks for the GPUs of its turn in the cycle, and 1 CPU and 1 GiB
+# per GPU. "uniform": 1 GPU each, every empty node alike to both schedulers. "mixed": 1, 2, 4 and
+# 8 GPUs in turn, as jobs of several sizes share a cluster (where scores tell nodes apart).
+WORKLOADS = {"uniform": (1,), "mixed": (1, 2, 4, 8)}
+
+
+def gpu_pod(name: str, index: int, workload: str) -> dict[str, Any]:
     # kcm lifts the not-ready taint it finds on new nodes at a few nodes per second (minutes at
     # 5,000); tolerating it keeps every Ready node feasible in both runs alike.
     not_ready = {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}
-    return kwok_pod(name, gpus=1, cpu="1", memory="1Gi", tolerations=[not_ready])
+    cycle = WORKLOADS[workload]
+    gpus = cycle[index % len(cycle)]
+    return kwok_pod(name, gpus=gpus, cpu=str(gpus), memory=f"{gpus}Gi", tolerations=[not_ready])
 
 
 def add_nodes(gateway: ClusterGateway, count: int) -> int:
@@ -174,6 +182,7 @@ class Run:
     """One batch, or several of one kind pooled (`pooled`): sums, so pooling is adding."""
 
     nodes: int
+    workload: str
     extender: bool
     pods: int
     wall_seconds: float
@@ -200,7 +209,7 @@ class Run:
 
 
 def pooled(runs: list[Run]) -> Run:
-    """Runs of one kind (node count, with or without the extender) as one."""
+    """Runs of one kind (node count, workload, with or without the extender) as one."""
     first = runs[0]
     answers: dict[str, Buckets] = {}
     for run in runs:
@@ -209,6 +218,7 @@ def pooled(runs: list[Run]) -> Run:
             answers[verb] = [(bound, a + b) for (bound, a), (_, b) in zip(sums, counts, strict=True)]
     return Run(
         nodes=first.nodes,
+        workload=first.workload,
         extender=first.extender,
         pods=sum(r.pods for r in runs),
         wall_seconds=sum(r.wall_seconds for r in runs),
@@ -220,19 +230,27 @@ def pooled(runs: list[Run]) -> Run:
     )
 
 
-def namespace_of(nodes: int, extender: bool, repeat: int) -> str:
-    return f"bench-{nodes}-{'with' if extender else 'without'}-{repeat}"
+def namespace_of(nodes: int, workload: str, extender: bool, repeat: int) -> str:
+    return f"bench-{nodes}-{workload}-{'with' if extender else 'without'}-{repeat}"
 
 
 def schedule_batch(
-    gateway: ClusterGateway, *, nodes: int, pods: int, extender_base: str | None, repeat: int
+    gateway: ClusterGateway,
+    *,
+    nodes: int,
+    workload: str,
+    pods: int,
+    extender_base: str | None,
+    repeat: int,
 ) -> Run:
-    namespace = namespace_of(nodes, extender_base is not None, repeat)
+    namespace = namespace_of(nodes, workload, extender_base is not None, repeat)
     create_ready_namespace(gateway, namespace)
     ours_before = http_get(f"{extender_base}/metrics") if extender_base else ""  # the server root
     started = time.monotonic()
     with ThreadPoolExecutor(WORKERS) as pool:
-        list(pool.map(lambda i: gateway.create_pod(namespace, gpu_pod(f"p-{i:05d}")), range(pods)))
+        list(
+            pool.map(lambda i: gateway.create_pod(namespace, gpu_pod(f"p-{i:05d}", i, workload)), range(pods))
+        )
     while True:
         unbound = gateway.list_pods(namespace, field_selector="spec.nodeName=")
         if not unbound:
@@ -260,6 +278,7 @@ def schedule_batch(
             ]
     return Run(
         nodes=nodes,
+        workload=workload,
         extender=extender_base is not None,
         pods=pods,
         wall_seconds=wall,
@@ -336,10 +355,11 @@ def wait_extender_nodes(base: str, count: int) -> None:
 
 def render(runs: list[Run], node_bytes: int, *, rounds: int) -> str:
     by = {
-        (n, e): pooled([r for r in runs if (r.nodes, r.extender) == (n, e)])
-        for n, e in {(r.nodes, r.extender) for r in runs}
+        (n, w, e): pooled([r for r in runs if (r.nodes, r.workload, r.extender) == (n, w, e)])
+        for n, w, e in {(r.nodes, r.workload, r.extender) for r in runs}
     }
-    sizes = sorted({r.nodes for r in runs})
+    order = list(WORKLOADS)
+    rows = sorted({(r.nodes, r.workload) for r in runs}, key=lambda row: (row[0], order.index(row[1])))
     cpus = os.cpu_count()
     lines = [
         SECTION,
@@ -348,9 +368,11 @@ def render(runs: list[Run], node_bytes: int, *, rounds: int) -> str:
         f"{cpus} CPUs, against its own local control plane (Kubernetes v1.36.3, kwok v0.8.0) with fake",
         "8-GPU nodes, `percentageOfNodesToScore: 100`, and hack/extender/extenders.yaml",
         "(nodeCacheCapable: true, weight 50, bind through the extender). Each run starts from an empty",
-        f"cluster, restarts kube-scheduler, and schedules the same {runs[0].pods} pods (1 GPU, 1 CPU, 1 GiB",
-        "each; they tolerate the not-ready taint that kcm lifts from new nodes only a few per second, so",
-        "every Ready node is a candidate in both runs). The control plane, kwok, the extender and this",
+        f"cluster, restarts kube-scheduler, and schedules the same {runs[0].pods} pods: *uniform*, 1 GPU,",
+        "1 CPU and 1 GiB each (every empty node alike); *mixed*, 1, 2, 4 and 8 GPUs in turn with 1 CPU",
+        "and 1 GiB per GPU, as jobs of several sizes share a cluster. They tolerate the not-ready",
+        "taint that kcm lifts from new nodes only a few per second, so every Ready node is a candidate",
+        "in both runs. The control plane, kwok, the extender and this",
         "script share the machine's CPUs, with whatever else ran on it: compare the two columns of a row,",
         "not rows of different days. kwok renews each node's Lease every",
         f"{NODE_LEASE_SECONDS // 4} s (a {NODE_LEASE_SECONDS} s Lease) instead of a kubelet's 10 s:",
@@ -363,21 +385,21 @@ def render(runs: list[Run], node_bytes: int, *, rounds: int) -> str:
         "Per-pod time is kube-scheduler's own mean: *algorithm* = filter + score (extender calls included),",
         "the time its queue waits per pod; *attempt* = algorithm + binding.",
         "",
-        "| nodes | algorithm ms/pod: alone | with extender | ratio | attempt ms/pod: alone | with extender"
-        " | ratio | pods/s: alone | with extender |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| nodes | pods | algorithm ms/pod: alone | with extender | ratio | attempt ms/pod: alone"
+        " | with extender | ratio | pods/s: alone | with extender |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    lines += _comparison_rows(by, sizes)
-    lines += ["", "The algorithm ratio of each round alone: " + _round_ratios(runs, sizes) + "."]
+    lines += _comparison_rows(by, rows)
+    lines += ["", "The algorithm ratio of each round alone: " + _round_ratios(runs, rows) + "."]
     lines += [
         "",
         "The extender's answer time per verb (its `modeljob_extender_request_seconds` histogram, from",
         "reading the request to the reply; bind includes the pods/binding call to the API server):",
         "",
-        "| nodes | verb | requests | p50 ms | p99 ms |",
-        "| ---: | --- | ---: | ---: | ---: |",
+        "| nodes | pods | verb | requests | p50 ms | p99 ms |",
+        "| ---: | --- | --- | ---: | ---: | ---: |",
     ]
-    lines += _latency_rows(by, sizes)
+    lines += _latency_rows(by, rows)
     lines += [
         "",
         f"One Node object as the API server serves it here is {node_bytes:,} bytes: what each node",
@@ -396,48 +418,79 @@ def render(runs: list[Run], node_bytes: int, *, rounds: int) -> str:
     return "\n".join(lines)
 
 
-def _comparison_rows(by: dict[tuple[int, bool], Run], sizes: list[int]) -> list[str]:
-    """Per node count run both ways: kube-scheduler's per-pod times alone and with the extender."""
-    rows = []
-    for n in sizes:
-        alone, with_ = by.get((n, False)), by.get((n, True))
+Row = tuple[int, str]  # node count, workload
+Pooled = dict[tuple[int, str, bool], Run]
+
+
+def _comparison_rows(by: Pooled, rows: list[Row]) -> list[str]:
+    """Per row run both ways: kube-scheduler's per-pod times alone and with the extender."""
+    lines = []
+    for n, workload in rows:
+        alone, with_ = by.get((n, workload, False)), by.get((n, workload, True))
         if alone is None or with_ is None:
             continue
-        rows.append(
-            f"| {n} | {alone.algorithm_ms:.1f} | {with_.algorithm_ms:.1f} | "
+        lines.append(
+            f"| {n} | {workload} | {alone.algorithm_ms:.1f} | {with_.algorithm_ms:.1f} | "
             f"{with_.algorithm_ms / alone.algorithm_ms:.2f} | "
             f"{alone.attempt_ms:.1f} | {with_.attempt_ms:.1f} | "
             f"{with_.attempt_ms / alone.attempt_ms:.2f} | {alone.pods / alone.wall_seconds:.0f} | "
             f"{with_.pods / with_.wall_seconds:.0f} |"
         )
-    return rows
+    return lines
 
 
-def _round_ratios(runs: list[Run], sizes: list[int]) -> str:
-    """Per node count, with / alone of each round's two runs: how far the rounds agree."""
+def _round_ratios(runs: list[Run], rows: list[Row]) -> str:
+    """Per row, with / alone of each round's two runs: how far the rounds agree."""
     parts = []
-    for n in sizes:
-        by_round = {(r.repeat, r.extender): r for r in runs if r.nodes == n}
+    for n, workload in rows:
+        by_round = {(r.repeat, r.extender): r for r in runs if (r.nodes, r.workload) == (n, workload)}
         ratios = [
             f"{by_round[k, True].algorithm_ms / by_round[k, False].algorithm_ms:.2f}"
             for k in sorted({k for k, _ in by_round})
             if (k, True) in by_round and (k, False) in by_round
         ]
-        parts.append(f"{n:,} nodes {', '.join(ratios)}")
+        parts.append(f"{n:,} nodes {workload} {', '.join(ratios)}")
     return "; ".join(parts)
 
 
-def _latency_rows(by: dict[tuple[int, bool], Run], sizes: list[int]) -> list[str]:
-    """Per node count run with the extender: its answer time per verb."""
-    rows = []
-    for n in sizes:
-        with_ = by.get((n, True))
+def _latency_rows(by: Pooled, rows: list[Row]) -> list[str]:
+    """Per row run with the extender: its answer time per verb."""
+    lines = []
+    for n, workload in rows:
+        with_ = by.get((n, workload, True))
         if with_ is None:
             continue
         for verb in VERBS:
             p50, p99, requests = with_.latency(verb)
-            rows.append(f"| {n} | {verb} | {requests} | {p50:.2f} | {p99:.2f} |")
-    return rows
+            lines.append(f"| {n} | {workload} | {verb} | {requests} | {p50:.2f} | {p99:.2f} |")
+    return lines
+
+
+def run_rounds(
+    gateway: ClusterGateway, base: str, extenders: Path, *, size: int, workload: str, pods: int, rounds: int
+) -> list[Run]:
+    """One row: ``rounds`` rounds of the two runs, alone then with, the next round reversed."""
+    runs = []
+    for repeat in range(rounds):
+        for with_extender in (False, True) if repeat % 2 == 0 else (True, False):
+            control_plane("up.sh", extenders if with_extender else None)  # restarts kube-scheduler
+            poll(scheduler_ready, "kube-scheduler's /readyz", timeout_seconds=120)
+            kind = "with" if with_extender else "without"
+            log(f"{size} nodes, {workload}, {kind} the extender: {pods} pods")
+            run = schedule_batch(
+                gateway,
+                nodes=size,
+                workload=workload,
+                pods=pods,
+                extender_base=base if with_extender else None,
+                repeat=repeat,
+            )
+            log(f"  algorithm {run.algorithm_ms:.1f} ms/pod, attempt {run.attempt_ms:.1f} ms/pod")
+            if with_extender:
+                log(f"  extender (p50 ms, p99 ms, requests): { {v: run.latency(v) for v in VERBS} }")
+            runs.append(run)
+            clear(namespace_of(size, workload, with_extender, repeat), gateway)
+    return runs
 
 
 def main() -> int:
@@ -447,11 +500,17 @@ def main() -> int:
     parser.add_argument("--nodes", default="1000,5000", help="comma-separated node counts, ascending")
     parser.add_argument("--pods", type=int, default=400, help="pods per run")
     parser.add_argument(
+        "--workloads", default=",".join(WORKLOADS), help=f"comma-separated, of {', '.join(WORKLOADS)}"
+    )
+    parser.add_argument(
         "--rounds", type=int, default=2, help="per node count: alone then with, the next round reversed"
     )
     parser.add_argument("--keep", action="store_true", help="leave the bench cluster running")
     args = parser.parse_args()
     sizes = [int(n) for n in args.nodes.split(",")]
+    workloads = args.workloads.split(",")
+    if unknown := set(workloads) - set(WORKLOADS):
+        parser.error(f"--workloads: no such workload {', '.join(sorted(unknown))}")
 
     log(f"starting a bench control plane in {STATE}")
     os.environ["MODELJOB_NODE_LEASE_SECONDS"] = str(NODE_LEASE_SECONDS)  # the plane's scripts read it
@@ -474,24 +533,10 @@ def main() -> int:
             log(f"growing the cluster to {size} nodes")
             node_bytes = add_nodes(gateway, size)
             wait_extender_nodes(base, size)
-            for repeat in range(args.rounds):
-                for with_extender in (False, True) if repeat % 2 == 0 else (True, False):
-                    control_plane("up.sh", extenders if with_extender else None)  # restarts kube-scheduler
-                    poll(scheduler_ready, "kube-scheduler's /readyz", timeout_seconds=120)
-                    kind = "with" if with_extender else "without"
-                    log(f"{size} nodes, {kind} the extender: {args.pods} pods")
-                    run = schedule_batch(
-                        gateway,
-                        nodes=size,
-                        pods=args.pods,
-                        extender_base=base if with_extender else None,
-                        repeat=repeat,
-                    )
-                    log(f"  algorithm {run.algorithm_ms:.1f} ms/pod, attempt {run.attempt_ms:.1f} ms/pod")
-                    if with_extender:
-                        log(f"  extender (p50 ms, p99 ms, requests): { {v: run.latency(v) for v in VERBS} }")
-                    runs.append(run)
-                    clear(namespace_of(size, with_extender, repeat), gateway)
+            for workload in workloads:
+                runs += run_rounds(
+                    gateway, base, extenders, size=size, workload=workload, pods=args.pods, rounds=args.rounds
+                )
         text = render(runs, node_bytes, rounds=args.rounds)
         print(text)
         log(f"wrote {SECTION!r} in {write_section(text)}")
