@@ -6,7 +6,7 @@ the source describes it, with the recipe or config the source links read at the 
 a ``Workload`` cannot express (torch.compile, chunked cross-entropy, packing, activation offloading,
 optimizer-in-backward, Float8, context parallel, the allocator counter) is said in ``note``.
 
-Conventions (tests/core/published_figures.py): ``gb`` is 10^9 bytes, ``gib`` 2^30; FSDP full shard
+Conventions (tests/core/figure_records.py): ``gb`` is 10^9 bytes, ``gib`` 2^30; FSDP full shard
 is ``zero_stage=3``, DDP is ``zero_stage=0``; ``replicas`` is the number of data-parallel ranks that
 shard the model states; ``Overrides(gpus=...)`` is the GPUs inside one data-parallel rank (tensor
 and pipeline parallel). ``Measure.PEAK_PER_GPU_ALLOCATED`` is torch's allocated/active peak (no
@@ -52,7 +52,7 @@ Framework facts the notes rely on:
 # Looked at and not used:
 # - Qwen1.5 / Qwen2 / Qwen2.5: no fine-tuning memory profile like Qwen (v1)'s README table
 #   (QwenLM/Qwen2.5 docs/source/training/* describe scripts and frameworks, no measured memory);
-#   the Qwen (v1) table is already in published_figures.py (summed over GPUs, not per GPU).
+#   the Qwen (v1) table is already in qwen_profile.py (summed over GPUs, not per GPU).
 # - torchtune README @30b8519e: "Llama 3.1 8B Full finetune 1x A6000 37.4 GiB" and "LoRA 1x A6000
 #   30.3 GiB": the README does not say what differs from the 4090 rows (18.9 / 16.2 GiB with the
 #   same recipe defaults), so the settings are unknown.
@@ -83,17 +83,8 @@ from modeljob.core.jobs import (
 )
 from modeljob.core.resources import GIB
 from modeljob.core.sizing import Device
-from tests.core.published_figures import (
-    LLAMA31_8B,
-    LLAMA31_70B,
-    LLAMA31_405B,
-    Figure,
-    Kind,
-    Measure,
-    gb,
-    gib,
-    with_precision,
-)
+from tests.core.figure_records import Figure, Kind, Measure, gb, gib
+from tests.core.figure_shapes import LLAMA31_8B, LLAMA31_70B, LLAMA31_405B, with_precision
 
 # --- devices ---------------------------------------------------------------------------------------
 
@@ -104,7 +95,7 @@ H100_96GB = Device(memory_bytes=gb("96"))  # torchtitan's Grand Teton H100: "96G
 H200 = Device(memory_bytes=gb("141"))  # H200 as sold: 141 GB
 V100_16GB = Device(memory_bytes=16_160 * 2**20)  # nvidia-smi in the HF page: 16160MiB
 
-# --- architectures not in published_figures.py (config.json on each model card) -------------------
+# --- architectures not in figure_shapes.py (config.json on each model card) ----------------------
 
 LLAMA2_7B = ModelShape(
     name="Llama-2-7b",
