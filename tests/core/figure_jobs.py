@@ -6,6 +6,7 @@ from modeljob.core.jobs import (
     Checkpointing,
     Framework,
     JobShape,
+    LoraTargets,
     ModelShape,
     Offload,
     Optimizer,
@@ -13,6 +14,7 @@ from modeljob.core.jobs import (
     Workload,
     WorkloadType,
 )
+from tests.core.figure_records import Kind, Measure
 
 
 def serve(model: ModelShape, *, sequence_length: int = 4096, batch_size: int = 1) -> JobShape:
@@ -64,3 +66,54 @@ def qlora_paper(model: ModelShape) -> JobShape:
             framework=Framework.QLORA_SCRIPTS,
         ),
     )
+
+
+# --- measured training runs: every setting stated, as the run's source gives it -------------------
+
+
+def training_run(
+    model: ModelShape,
+    kind: WorkloadType,
+    *,
+    sequence_length: int,
+    batch_size: int,
+    checkpointing: Checkpointing,
+    optimizer: Optimizer = Optimizer.ADAMW,
+    zero_stage: int = 0,
+    replicas: int = 1,
+    lora_rank: int | None = None,
+    lora_targets: LoraTargets | None = None,
+    offload: Offload = Offload.NONE,
+    gpus: int = 1,
+    framework: Framework = Framework.TRANSFORMERS,
+) -> JobShape:
+    """A measured run's setting, every choice stated; ``gpus`` is the GPUs in one data-parallel rank."""
+    return JobShape(
+        model,
+        Workload(
+            type=kind,
+            sequence_length=sequence_length,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            zero_stage=zero_stage,
+            activation_checkpointing=checkpointing,
+            lora_rank=lora_rank,
+            lora_targets=lora_targets,
+            offload=offload,
+            replicas=replicas,
+            framework=framework,
+        ),
+        Overrides(gpus=gpus),
+    )
+
+
+# Shorthand for the measured-run tables.
+FULL = WorkloadType.TRAINING
+LORA = WorkloadType.LORA
+QLORA = WorkloadType.QLORA
+NO_AC = Checkpointing.NONE
+SELECTIVE_AC = Checkpointing.SELECTIVE
+FULL_AC = Checkpointing.FULL
+RESERVED = Measure.PEAK_PER_GPU_RESERVED
+ALLOCATED = Measure.PEAK_PER_GPU_ALLOCATED
+MEASURED = Kind.MEASURED

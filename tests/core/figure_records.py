@@ -26,6 +26,12 @@ def gib(text: str) -> int:
 # --- devices ---------------------------------------------------------------------------------------
 
 GPU_80GIB = Device(memory_bytes=80 * GIB)  # A100/H100 80 GB (80 GiB usable as sold: 81,920 MiB)
+RTX_4090 = Device(memory_bytes=24 * GIB)  # 24 GiB (24,564 MiB usable)
+GPU_40GIB = Device(memory_bytes=40 * GIB)  # A100 40 GB
+GPU_24GIB = Device(memory_bytes=24 * GIB)  # RTX 3090 / 4090
+H100_96GB = Device(memory_bytes=gb("96"))  # torchtitan's Grand Teton H100: "96GB HBM2e"
+H200 = Device(memory_bytes=gb("141"))  # H200 as sold: 141 GB
+V100_16GB = Device(memory_bytes=16_160 * 2**20)  # nvidia-smi in the HF page: 16160MiB
 
 
 class Measure(StrEnum):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from modeljob.core.jobs import Architecture, ModelShape, Precision
 
+# --- models the published figures name (Llama 3.1 also the training runs) -------------------------
+
 LLAMA31_8B = ModelShape(
     name="Llama-3.1-8B",
     parameters=8_030_261_248,
@@ -83,6 +85,40 @@ LLAMA_33B = ModelShape(
 # Parameter counts only, as the DeepSpeed memory docs and the ZeRO paper give them.
 T5_3B = ModelShape(name="t5-3b", parameters=2_851_000_000)
 GPT2_1_5B = ModelShape(name="GPT-2 1.5B", parameters=1_500_000_000, precision=Precision.FP16)
+
+# --- models only the measured training runs name --------------------------------------------------
+
+LLAMA2_7B = ModelShape(
+    name="Llama-2-7b",
+    parameters=6_738_415_616,
+    architecture=Architecture(32, 4096, 32, kv_heads=32, vocab_size=32_000, intermediate_size=11_008),
+)
+LLAMA2_70B = ModelShape(
+    name="Llama-2-70b",
+    parameters=68_976_648_192,
+    architecture=Architecture(80, 8192, 64, kv_heads=8, vocab_size=32_000, intermediate_size=28_672),
+)
+# Tied input/output embeddings (tie_word_embeddings: true); head_dim 128 = 3072 / 24.
+LLAMA32_3B = ModelShape(
+    name="Llama-3.2-3B",
+    parameters=3_212_749_824,
+    architecture=Architecture(28, 3072, 24, kv_heads=8, vocab_size=128_256, intermediate_size=8192),
+)
+# Encoder-only, GELU MLP (not gated), 2-way classification head: no vocabulary-sized logits.
+# 335,141,888 for BertModel + 2,050 for the classifier.
+BERT_LARGE_CLS = ModelShape(
+    name="bert-large-uncased (sequence classification)",
+    parameters=335_143_938,
+    precision=Precision.FP32,
+    architecture=Architecture(24, 1024, 16, vocab_size=30_522, intermediate_size=4096),
+)
+# BLOOM: GELU MLP (not gated), ALiBi, fused query_key_value; loaded in fp32 by the PEFT script.
+BLOOMZ_7B1 = ModelShape(
+    name="bloomz-7b1",
+    parameters=7_069_016_064,
+    precision=Precision.FP32,
+    architecture=Architecture(30, 4096, 32, vocab_size=250_880, intermediate_size=16_384),
+)
 
 
 def with_precision(model: ModelShape, precision: Precision) -> ModelShape:
