@@ -12,7 +12,7 @@ removed at the end.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,11 @@ class LocalExtender:
         assert self.feed.wait_synced(30), "the extender's watches did not list nodes and pods"
         self.start_http()
 
-    def start_http(self) -> None:
+    def start_http(self, **settings: Any) -> None:
+        """Serve (again), with ``settings`` changed from those it has."""
+        if settings:
+            self.settings = self.settings.model_copy(update=settings)
+            self.service = replace(self.service, settings=self.settings)
         self.server = ExtenderServer(build_app(self.service), host="127.0.0.1", port=EXTENDER_PORT)
         self.server.start_in_thread()
 
@@ -205,8 +209,22 @@ def test_with_the_extender_the_same_pod_lands_where_our_scoring_prefers(setup: S
     cluster.gateway.create_pod(NAMESPACE, pod("with-extender", gpus=1))
     assert scheduled(cluster, "with-extender") == "gpu-a", "FGD packs it where 2 GPUs were left"
     text = extender.metrics.exposition().decode()
-    assert 'modeljob_extender_requests_total{code="200",verb="prioritize"}' in text
+    assert 'modeljob_extender_requests_total{code="200",verb="filter"} 1.0' in text
+    # The empty gpu-b trails gpu-a by more than kube-scheduler's plugins can make up: the filter
+    # passed gpu-a alone, so kube-scheduler scored nothing and never called prioritize.
+    assert 'verb="prioritize"' not in text
     assert 'modeljob_extender_bindings_total{result="bound"} 1.0' in text, "our bind verb bound it"
+    # A profile whose plugins could make up any lead: both nodes pass, kube-scheduler scores them
+    # with us, and our top score still decides (gpu-a's last GPU).
+    extender.stop_http()
+    extender.start_http(plugin_score_range=1_000_000)
+    cluster.gateway.create_pod(NAMESPACE, pod("scored-by-both", gpus=1))
+    assert scheduled(cluster, "scored-by-both") == "gpu-a"
+    text = extender.metrics.exposition().decode()
+    assert 'modeljob_extender_requests_total{code="200",verb="prioritize"} 1.0' in text
+    extender.stop_http()
+    extender.start_http(plugin_score_range=ExtenderSettings().plugin_score_range)
+    delete_and_wait(cluster, "scored-by-both")  # the next tests find gpu-a with one GPU left
 
 
 def test_a_pod_that_fits_no_node_stays_pending_with_our_reason(setup: Setup) -> None:
