@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from modeljob.core.conditions import Json, set_condition
+from modeljob.core.conditions import Json, conditions_of, set_condition
 from modeljob.core.job_state import ConditionType, JobPhase
 from modeljob.core.preempting import PREEMPTED_BY_KEPT
 from modeljob.core.preemption_rules import PreemptionReason, kept_seconds
@@ -27,7 +27,7 @@ def preempting(step: Preempt, status: Mapping[str, object], *, now: datetime) ->
     replaces one written before (whose victims are all gone, or it would have been carried on);
     a plan carried on after a restart names the victims it named."""
     conditions = set_condition(
-        _conditions(status),
+        conditions_of(status),
         type_=ConditionType.SCHEDULED,
         status=False,
         reason="Preempting",
@@ -82,8 +82,3 @@ def placed_again() -> Json:
 
 def _names(value: object) -> list[str]:
     return [str(item) for item in value] if isinstance(value, list) else []
-
-
-def _conditions(status: Mapping[str, object]) -> list[Mapping[str, object]]:
-    found = status.get("conditions")
-    return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
