@@ -19,7 +19,7 @@ from modeljob.core.jobs import (
 from modeljob.core.resources import GIB
 from modeljob.core.sizing import Device, size_replica
 from modeljob.core.sizing.defaults import compute_bytes
-from tests.core.test_sizing_training import (
+from tests.core.sizing_readings import (
     LLAMA_8B,
     LLAMA_8B_EMBEDDING,
     LLAMA_8B_LAYER,

@@ -20,27 +20,23 @@ from modeljob.core.jobs import (
     WorkloadType,
 )
 from modeljob.core.resources import GIB
-from modeljob.core.sizing import Device, Estimate, size_replica
+from modeljob.core.sizing import Device, size_replica
 from modeljob.core.sizing.defaults import recipe
+from tests.core.sizing_readings import (
+    LLAMA_8B,
+    LLAMA_8B_EMBEDDING,
+    LLAMA_8B_LAYER,
+    overhead_with,
+    rule,
+    states,
+)
 
 H100 = Device(memory_bytes=80 * GIB)
 B = 1_000_000_000
-LLAMA_8B = ModelShape(
-    parameters=8_030_261_248,
-    architecture=Architecture(32, 4096, 32, kv_heads=8, vocab_size=128_256, intermediate_size=14_336),
-)
 
 
 def job(kind: WorkloadType = WorkloadType.TRAINING, model: ModelShape = LLAMA_8B, **work: object) -> JobShape:
     return JobShape(model, Workload(kind, sequence_length=2048, **work))  # type: ignore[arg-type]
-
-
-def states(estimate: Estimate) -> int:
-    return estimate.weights_bytes + estimate.gradients_bytes + estimate.optimizer_states_bytes
-
-
-def rule(estimate: Estimate, field: str) -> str:
-    return {r.field: r.explanation for r in estimate.rules}[field]
 
 
 def one_gpu(shape: JobShape) -> JobShape:
@@ -182,17 +178,6 @@ FP32_BIG_VOCAB = ModelShape(
 )
 
 
-def overhead_with(estimate: Estimate, buffers: int) -> int:
-    """The overhead an estimate must show when its ZeRO/FSDP buffers are ``buffers`` bytes: the
-    runtime, the buffers, and the 10% training slack over the tensors and the buffers."""
-    tensors = states(estimate) + estimate.activations_bytes + estimate.kv_cache_bytes
-    return estimate.runtime_per_gpu_bytes + buffers + -(-(tensors + buffers) * 10 // 100)
-
-
-# Llama-3.1-8B's largest layer (the 128,256 x 4096 embedding) and one decoder layer (what is not
-# the embedding or lm_head, over 32 layers).
-LLAMA_8B_EMBEDDING = 128_256 * 4096
-LLAMA_8B_LAYER = (8_030_261_248 - 2 * LLAMA_8B_EMBEDDING) // 32
 BUCKET = 500_000_000  # DeepSpeed's reduce_bucket_size
 
 
