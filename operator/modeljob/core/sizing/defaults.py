@@ -74,8 +74,9 @@ class Stack:
 #   its 16-bit logits (2 B), and cross-entropy kept its fp32 log-softmax (4 B): 14 B in the forward.
 #   Other versions peak at 12 B (the log-softmax's backward: its saved output, the NLL gradient and
 #   its own gradient, all fp32), Qwen (v1)'s remote loss under DeepSpeed fp16 at 6 B and an fp32
-#   model at 12 B: charging less than 14 would run such a job out of memory, so every Transformers
-#   job is charged 14 (the vram.asmirnov.xyz calculator counts 8).
+#   model at 12 B. A spec cannot say which version runs, and charging less than 14 could run a
+#   4.46-4.48 job out of memory (the worst case), so every Transformers job is charged 14 (the
+#   vram.asmirnov.xyz calculator counts 8).
 # - torchtune: CEWithChunkedOutputLoss keeps the bf16 logits (2 B) and upcasts one of 8 chunks at
 #   a time (fp32 value and log-softmax, 8 B / 8 chunks): 3 B.
 # - torchtitan: 12 B. cross_entropy over pred.float() on labels shifted by the data loader (no
