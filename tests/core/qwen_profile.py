@@ -110,7 +110,7 @@ def _qwen_figure(row: QwenRow) -> Figure:
         Measure.TOTAL,
         qwen_kind(row),
         qwen_job(row, length),
-        note="unit not stated; read as GiB (the stricter reading for under-estimates)" + lighter,
+        note="unit not stated; read as GiB, the stricter reading for under-estimates" + lighter,
         replicas_summed=row.gpus,
     )
 
