@@ -7,12 +7,15 @@ it at the end, so a development cluster and its tests are left alone.
 The extender runs as a separate process (`modeljob extender`), configured by
 hack/extender/extenders.yaml (nodeCacheCapable: true) pointed at its port.
 
-    python bench/extender.py [--nodes 1000,5000] [--pods 400] [--rounds 2] [--keep]
+    python bench/extender.py [--nodes 1000,5000] [--workloads uniform,mixed] [--pods 400]
+                             [--rounds 2] [--keep]
 
-For each node count, kube-scheduler is restarted without and with the extender, in the order
-alone, with, with, alone (two rounds: a drift in the machine's load over the minutes of a size
-weighs on both alike), and each run gets the same batch of pods (1 GPU, 1 CPU, 1 GiB each) from
-an empty cluster; the table pools the runs of each kind. Per-pod time is read from
+For each node count and workload (uniform: 1 GPU, 1 CPU, 1 GiB each; mixed: 1, 2, 4 and 8 GPUs in
+turn, 1 CPU and 1 GiB per GPU), kube-scheduler is restarted without and with the extender, in the
+order alone, with, with, alone (two rounds: a drift in the machine's load over the minutes of a
+row weighs on both alike), and each run gets the same batch of pods from an empty cluster (created
+by 16 threads at once, so kube-scheduler meets them in an order that differs from run to run); the
+table pools the runs of each kind. Per-pod time is read from
 kube-scheduler's own histograms: scheduling_algorithm_duration_seconds (filter + score, extender
 calls included: the time the scheduling queue waits per pod) and scheduling_attempt_duration_seconds
 (algorithm + binding). The extender's p50/p99 per verb come from its request histogram (bucket

@@ -13,6 +13,13 @@ VERBS = ("filter", "prioritize", "bind")
 # per GPU. "uniform": 1 GPU each, every empty node alike to both schedulers. "mixed": 1, 2, 4 and
 # 8 GPUs in turn, as jobs of several sizes share a cluster (where scores tell nodes apart).
 WORKLOADS = {"uniform": (1,), "mixed": (1, 2, 4, 8)}
+WORKLOAD_TEXT = {
+    "uniform": "*uniform*, 1 GPU, 1 CPU and 1 GiB each (every empty node alike)",
+    "mixed": (
+        "*mixed*, 1, 2, 4 and 8 GPUs in turn with 1 CPU and 1 GiB per GPU, as jobs of several sizes "
+        "share a cluster"
+    ),
+}
 
 
 Buckets = list[tuple[float, float]]  # (upper bound, cumulative count), in order
@@ -32,7 +39,7 @@ class Run:
     attempt_seconds: float
     attempts: float
     answers: dict[str, Buckets]  # verb -> the extender's answer-time buckets over the batch
-    repeat: int = 0  # which round (pooled: the first's)
+    repeat: int = 0  # which round (pooled runs: 0)
 
     @property
     def algorithm_ms(self) -> float:  # mean per pod
@@ -105,10 +112,11 @@ def render(runs: list[Run], node_bytes: int, *, rounds: int, node_lease_seconds:
         f"{cpus} CPUs, against its own local control plane (Kubernetes v1.36.3, kwok v0.8.0) with fake",
         "8-GPU nodes, `percentageOfNodesToScore: 100`, and hack/extender/extenders.yaml",
         "(nodeCacheCapable: true, weight 50, bind through the extender). Each run starts from an empty",
-        f"cluster, restarts kube-scheduler, and schedules the same {runs[0].pods} pods: *uniform*, 1 GPU,",
-        "1 CPU and 1 GiB each (every empty node alike); *mixed*, 1, 2, 4 and 8 GPUs in turn with 1 CPU",
-        "and 1 GiB per GPU, as jobs of several sizes share a cluster. They tolerate the not-ready",
-        "taint that kcm lifts from new nodes only a few per second, so every Ready node is a candidate",
+        f"cluster, restarts kube-scheduler, and schedules the same {runs[0].pods} pods: "
+        + "; ".join(WORKLOAD_TEXT[w] for w in WORKLOADS if any(r.workload == w for r in runs))
+        + ". They are created by 16 threads at once, so kube-scheduler meets them in an order that",
+        "differs from run to run. They tolerate the not-ready taint that kcm lifts from new nodes only",
+        "a few per second, so every Ready node is a candidate",
         "in both runs. The control plane, kwok, the extender and this",
         "script share the machine's CPUs, with whatever else ran on it: compare the two columns of a row,",
         "not rows of different days. kwok renews each node's Lease every",

@@ -20,7 +20,7 @@ from modeljob.adapters.extender.metrics import ExtenderMetrics
 from modeljob.adapters.extender.routes import ExtenderService, build_app
 from modeljob.adapters.extender.server import ExtenderServer
 from modeljob.adapters.extender.settings import ExtenderSettings
-from modeljob.core.cluster_state import PodPhase
+from modeljob.core.cluster_state import PodPhase, Taint, TaintEffect
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS
 from tests.operator_builders import container, make_node, make_pod, node_dict, pod_dict
 
@@ -186,11 +186,12 @@ def test_filter_passes_only_the_nodes_kube_scheduler_could_still_choose() -> Non
     either: it fits, and the pod's event would never name it."""
     pod = gpu_pod(gpus=1)
     for running in serve():
+        # The scores of all three first (the filter that follows forgets where this put the pod).
+        _, unfiltered = running.post(PRIORITIZE, args(pod, "gpu-a", "gpu-b", "gpu-c"))
         _, filtered = running.post(FILTER, args(pod, "gpu-a", "gpu-b", "gpu-c"))
         assert (filtered["NodeNames"], filtered["FailedNodes"]) == (["gpu-a", "gpu-c"], {})
         # Prioritize answers the scores taken over all three, from the lowest of the two.
         _, scored = running.post(PRIORITIZE, args(pod, *filtered["NodeNames"]))
-        _, unfiltered = running.post(PRIORITIZE, args(pod, "gpu-a", "gpu-b", "gpu-c"))
         full = {entry["Host"]: entry["Score"] for entry in unfiltered}
         low = min(full.get(name, 0) for name in ("gpu-a", "gpu-c"))
         expected = {name: full[name] - low for name in ("gpu-a", "gpu-c") if full[name] > low}
@@ -202,12 +203,106 @@ def test_filter_passes_only_the_nodes_kube_scheduler_could_still_choose() -> Non
         assert filtered["NodeNames"] == ["gpu-a", "gpu-b", "gpu-c"]
 
 
-def test_filter_keeps_every_node_tied_for_the_top() -> None:
-    """Alike empty nodes tie: kube-scheduler's plugins (the pod's preferences) may pick any, so all pass."""
+def test_whole_node_objects_are_shortlisted_alike() -> None:
+    nodes = [{**node_dict(0), "metadata": {**node_dict(0)["metadata"], "name": name}} for name in ALL[:3]]
     for running in serve():
-        running.cache.replace_pods([])
-        _, filtered = running.post(FILTER, args(gpu_pod(gpus=8), "gpu-a", "gpu-b"))
-        assert filtered["NodeNames"] == ["gpu-a", "gpu-b"]
+        _, reply = running.post(FILTER, {"Pod": gpu_pod(gpus=1), "Nodes": {"metadata": {}, "items": nodes}})
+        assert [item["metadata"]["name"] for item in reply["Nodes"]["items"]] == ["gpu-a", "gpu-c"]
+
+
+def with_spec(pod: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {**pod, "spec": {**pod["spec"], **spec}}
+
+
+PREFERS_GPU_B = {
+    "nodeAffinity": {
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {
+                "weight": 100,
+                "preference": {
+                    "matchFields": [{"key": "metadata.name", "operator": "In", "values": ["gpu-b"]}]
+                },
+            }
+        ]
+    }
+}
+
+
+@pytest.mark.parametrize(
+    "pod",
+    [
+        with_spec(gpu_pod(gpus=1), affinity=PREFERS_GPU_B),
+        with_spec(
+            gpu_pod(gpus=1),
+            topologySpreadConstraints=[
+                {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}
+            ],
+        ),
+        {
+            **gpu_pod(gpus=1),
+            "metadata": {
+                **gpu_pod()["metadata"],
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "ReplicaSet",
+                        "name": "rs",
+                        "uid": "u",
+                        "controller": True,
+                    }
+                ],
+            },
+        },
+    ],
+    ids=["preferred-node-affinity", "topology-spread", "replicaset-pod"],
+)
+def test_a_pod_whose_scores_depend_on_the_nodes_scored_gets_every_node_that_fits(pod: dict[str, Any]) -> None:
+    """kube-scheduler scales those scores over the nodes it scores: fewer nodes could weigh the
+    pod's preferences differently, so nothing that fits is left out."""
+    for running in serve():
+        _, filtered = running.post(FILTER, args(pod, "gpu-a", "gpu-b", "gpu-c"))
+        assert filtered["NodeNames"] == ["gpu-a", "gpu-b", "gpu-c"]
+
+
+def test_a_prefer_no_schedule_node_or_a_pod_with_affinity_anywhere_turns_the_shortlist_off() -> None:
+    pod = gpu_pod(gpus=1)
+    for running in serve():
+        tainted = make_node("cpu-1", gpus=0, taints=(Taint("dedicated", TaintEffect.PREFER_NO_SCHEDULE),))
+        running.cache.node_event("ADDED", tainted, ("", "cpu-1"))
+        _, filtered = running.post(FILTER, args(pod, "gpu-a", "gpu-b", "gpu-c"))
+        assert filtered["NodeNames"] == ["gpu-a", "gpu-b", "gpu-c"]
+        running.cache.node_event("DELETED", None, ("", "cpu-1"))
+        attracting = replace(make_pod("attracts", node="gpu-b", gpus=0), pod_affinity=True)
+        running.cache.pod_event("ADDED", attracting, attracting.key)
+        _, filtered = running.post(FILTER, args(pod, "gpu-a", "gpu-b", "gpu-c"))
+        assert filtered["NodeNames"] == ["gpu-a", "gpu-b", "gpu-c"]
+        running.cache.pod_event("DELETED", None, attracting.key)
+        _, filtered = running.post(FILTER, args(pod, "gpu-a", "gpu-b", "gpu-c"))
+        assert filtered["NodeNames"] == ["gpu-a", "gpu-c"]
+
+
+def test_prioritize_rescoring_follows_the_cluster_and_the_pod() -> None:
+    """The filter's remembered scores answer only its own pod, and are taken again over every node
+    that fit when the cluster changed in between."""
+    first = gpu_pod("first", gpus=1)
+    for running in serve():
+        running.post(FILTER, args(first, "gpu-a", "gpu-b", "gpu-c"))
+        # Another pod asks about the same nodes: its own scores, not the first pod's.
+        other = gpu_pod("other", gpus=2)
+        _, theirs = running.post(PRIORITIZE, args(other, "gpu-a", "gpu-c"))
+        for fresh in serve():
+            _, expected = fresh.post(PRIORITIZE, args(other, "gpu-a", "gpu-c"))
+        assert theirs == expected
+    for running in serve():
+        running.post(FILTER, args(first, "gpu-a", "gpu-b", "gpu-c"))
+        # gpu-a's last 2 GPUs are taken before prioritize: gpu-c, the runner-up, is the choice now.
+        taken = make_pod("took-gpu-a", node="gpu-a", gpus=2)
+        running.cache.pod_event("ADDED", taken, taken.key)
+        _, scored = running.post(PRIORITIZE, args(first, "gpu-a", "gpu-c"))
+        assert scored == [{"Host": "gpu-c", "Score": max(entry["Score"] for entry in scored)}]
+        chosen = running.cache.assumed(("ml", "first"))
+        assert chosen is not None
+        assert chosen.node == "gpu-c"
 
 
 def test_prioritize_gives_10_to_the_core_choice_and_counts_the_pod_there_at_once(extender: Running) -> None:

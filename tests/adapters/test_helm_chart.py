@@ -225,6 +225,28 @@ def test_second_scheduler_profile_calls_the_extender_service(helm: Path) -> None
     )
 
 
+def test_the_second_schedulers_weight_is_the_one_the_extender_reckons_with(helm: Path) -> None:
+    manifests = render(
+        helm, "scheduler.enabled=true", "scheduler.extenderWeight=20", "settings.extender.schedulerWeight=20"
+    )
+    config = yaml.safe_load(find(manifests, "ConfigMap", "scheduler")["data"]["config.yaml"])
+    assert config["extenders"][0]["weight"] == 20
+    mismatch = run_helm(
+        helm,
+        "template",
+        "mj",
+        str(CHART),
+        "--set",
+        "scheduler.enabled=true",
+        "--set",
+        "scheduler.extenderWeight=20",
+    )
+    assert mismatch.returncode != 0
+    assert (
+        "scheduler.extenderWeight (20) must equal settings.extender.schedulerWeight (50)" in mismatch.stderr
+    )
+
+
 def _ingress_by_port(helm: Path, *sets: str) -> dict[str, list[dict[str, Any]] | None]:
     policy = find(render(helm, "networkPolicy.enabled=true", *sets), "NetworkPolicy")
     assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"

@@ -261,3 +261,17 @@ def _spread(value: Any, where: str, pod_labels: Mapping[str, str]) -> tuple[Spre
             )
         )
     return tuple(found)
+
+
+def has_pod_affinity(pod_spec: Mapping[str, Any]) -> bool:
+    """Any pod affinity or anti-affinity term, required or preferred: what InterPodAffinity weighs,
+    for the pod it schedules and for the pods already running."""
+    affinity = pod_spec.get("affinity") or {}
+    return any(
+        (affinity.get(kind) or {}).get(rule)
+        for kind in ("podAffinity", "podAntiAffinity")
+        for rule in (
+            "requiredDuringSchedulingIgnoredDuringExecution",
+            "preferredDuringSchedulingIgnoredDuringExecution",
+        )
+    )

@@ -135,6 +135,9 @@ class PodFacts:
     termination: Termination | None = None  # set on a failed pod: which container, why, exit code
     labels: Mapping[str, str] = field(default_factory=dict)
     anti_affinity: tuple[PodAffinityTerm, ...] = ()
+    # Any pod affinity or anti-affinity term, required or preferred: kube-scheduler's InterPodAffinity
+    # weighs those of running pods when it scores a node for another pod (the extender's shortlist).
+    pod_affinity: bool = False
 
     @property
     def key(self) -> tuple[str, str]:

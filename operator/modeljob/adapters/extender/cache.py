@@ -22,11 +22,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from modeljob.adapters.extender.table_rows import copy_row, named, read_only, read_only_array
-from modeljob.core.cluster_state import NodeFacts, PodFacts, account
+from modeljob.core.cluster_state import NodeFacts, PodFacts, TaintEffect, account
 from modeljob.core.fragmentation import TargetWorkload, TaskShape, learn_target_workload_from_counts
 from modeljob.core.nodes import IntArray, NodeTable, build_node_table
 from modeljob.core.resources import Resources
@@ -78,6 +79,10 @@ class ClusterCache:
         self._table: NodeTable | None = None
         self._row_of: dict[str, int] = {}
         self._dirty: set[str] = set()  # rows whose pods changed
+        # What makes kube-scheduler's scores depend on the nodes it scores (shortlist_rules):
+        # nodes with a PreferNoSchedule taint, and pods with pod affinity terms.
+        self._preferring_nodes: set[str] = set()
+        self._affinity_pods: set[Key] = set()
         self._changed_nodes: set[str] = set()  # rows whose node changed
         self._stamp = 0
         self._stamps: IntArray = np.zeros(0, dtype=np.int64)
@@ -94,6 +99,11 @@ class ClusterCache:
     def node_event(self, kind_of_event: str, value: NodeFacts | None, key: Key) -> None:
         name = key[1]
         with self._lock:
+            _mark(
+                self._preferring_nodes,
+                name,
+                value is not None and kind_of_event != "DELETED" and _prefers(value),
+            )
             if kind_of_event == "DELETED" or value is None:
                 if self._nodes.pop(name, None) is not None:
                     self._table = None
@@ -108,6 +118,11 @@ class ClusterCache:
 
     def pod_event(self, kind_of_event: str, value: PodFacts | None, key: Key) -> None:
         with self._lock:
+            _mark(
+                self._affinity_pods,
+                key,
+                value is not None and kind_of_event != "DELETED" and value.pod_affinity,
+            )
             if kind_of_event == "DELETED" or value is None:
                 self._pods.pop(key, None)
                 self._assumed.pop(key, None)
@@ -121,12 +136,14 @@ class ClusterCache:
         """A fresh list (the watch started over)."""
         with self._lock:
             self._nodes = {node.name: node for node in nodes}
+            self._preferring_nodes = {name for name, node in self._nodes.items() if _prefers(node)}
             self._table = None
         self.nodes_synced.set()
 
     def replace_pods(self, pods: Iterable[PodFacts]) -> None:
         with self._lock:
             self._pods = {pod.key: pod for pod in pods}
+            self._affinity_pods = {key for key, pod in self._pods.items() if pod.pod_affinity}
             for key in [k for k, pod in self._pods.items() if pod.node is not None]:
                 self._assumed.pop(key, None)
             self._on_node.clear()
@@ -162,6 +179,18 @@ class ClusterCache:
     def pod(self, key: Key) -> PodFacts | None:
         with self._lock:
             return self._pods.get(key)
+
+    def scoring_reason(self) -> str | None:
+        """Why kube-scheduler's scores may depend on which nodes it scores, whatever the pod: a node
+        with a PreferNoSchedule taint (TaintToleration), a pod with pod affinity terms
+        (InterPodAffinity). None: neither (shortlist_rules)."""
+        with self._lock:
+            if self._preferring_nodes:
+                return f"node {min(self._preferring_nodes)} has a PreferNoSchedule taint"
+            if self._affinity_pods:
+                namespace, name = min(self._affinity_pods)
+                return f"pod {namespace}/{name} has pod affinity terms"
+            return None
 
     def has_node(self, name: str) -> bool:
         with self._lock:
@@ -350,3 +379,14 @@ class ClusterCache:
 def _accounted(node: NodeFacts) -> tuple[object, ...]:
     """What `account()` reads of a node: a change elsewhere (taints, labels) leaves its row alone."""
     return (node.view, node.ready, node.schedulable)
+
+
+def _prefers(node: NodeFacts) -> bool:
+    return any(taint.effect is TaintEffect.PREFER_NO_SCHEDULE for taint in node.taints)
+
+
+def _mark(members: set[Any], member: Any, present: bool) -> None:
+    if present:
+        members.add(member)
+    else:
+        members.discard(member)

@@ -88,11 +88,12 @@ class Priorities:
         if len(positions) == len(self.hosts):
             return self
         values = self.values[positions]
+        hosts = _pick(self.hosts, positions)
+        chosen = self.chosen
+        if chosen not in hosts:  # the best of those kept: its top score makes it the choice
+            chosen = hosts[int(np.argmax(values))] if len(values) else None
         return Priorities(
-            hosts=_pick(self.hosts, positions),
-            values=values - values.min() if len(values) else values,
-            chosen=self.chosen,
-            unknown=(),
+            hosts=hosts, values=values - values.min() if len(values) else values, chosen=chosen, unknown=()
         )
 
     def above_zero(self) -> tuple[tuple[str, ...], IntArray]:

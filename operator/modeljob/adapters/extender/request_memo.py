@@ -10,6 +10,8 @@ that is not the one foreseen is decoded as usual: one entry, and comparing is a 
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -25,9 +27,14 @@ class _Decoded:
 
 
 @dataclass(frozen=True, slots=True)
-class _Scores:
-    pod: tuple[str, str]
-    priorities: Priorities
+class FilterScores:
+    """What the filter scored for one pod: every node that fit (``full``, on ``snapshot``) and the
+    nodes it passed (``kept``: the same scores, stated from the lowest of them)."""
+
+    fits: tuple[str, ...]
+    snapshot: object  # the cache snapshot scored on, by identity
+    full: Priorities
+    kept: Priorities
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +44,19 @@ class _Rows:
     rows: IntArray
 
 
+REMEMBERED = 64
+
+
 class RequestMemo:
     """``decode`` and ``rows`` as wire.decode_scheduling_args and decisions.candidate_rows, answered
     from the last call when it had the same input. Each entry is replaced whole (one reference), so
     requests served from several threads at once can only miss it, never see half of one."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._decoded: _Decoded | None = None
         self._rows: _Rows | None = None
-        self._scores: _Scores | None = None
+        self._scores: OrderedDict[tuple[str, str], FilterScores] = OrderedDict()
 
     def decode(self, body: bytes) -> SchedulingArgs:
         last = self._decoded
@@ -62,17 +73,20 @@ class RequestMemo:
         self._decoded = _Decoded(body, args)
         self._rows = _Rows(args.candidates.names, row_of, rows)
 
-    def remember_scores(self, pod: tuple[str, str], priorities: Priorities | None) -> None:
-        """The filter's scores for ``pod`` (namespace, name) over the nodes it passed; None: it
-        scored none, forget the last ones."""
-        self._scores = None if priorities is None else _Scores(pod, priorities)
+    def remember_scores(self, pod: tuple[str, str], scores: FilterScores | None) -> None:
+        """The filter's scores for ``pod`` (namespace, name); None: it scored none, forget them.
+        The last REMEMBERED pods are kept: a prioritize follows its filter at once, but more than
+        one scheduler may call."""
+        with self._lock:
+            self._scores.pop(pod, None)
+            if scores is not None:
+                self._scores[pod] = scores
+                while len(self._scores) > REMEMBERED:
+                    self._scores.popitem(last=False)
 
-    def scores_for(self, pod: tuple[str, str], names: tuple[str, ...]) -> Priorities | None:
-        """The filter's scores, if its last call was for ``pod`` and passed exactly ``names``."""
-        last = self._scores
-        if last is None or last.pod != pod or tuple(last.priorities.hosts) != names:
-            return None
-        return last.priorities
+    def scores_of(self, pod: tuple[str, str]) -> FilterScores | None:
+        with self._lock:
+            return self._scores.get(pod)
 
     def rows(self, names: tuple[str, ...], row_of: Mapping[str, int]) -> IntArray:
         """Rows of ``names`` in a table whose name -> row map is ``row_of``. The same tuple and the

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from aiohttp import web
 
 from modeljob.adapters.cluster_errors import ClusterError
@@ -33,6 +34,7 @@ from modeljob.adapters.extender.decisions import (
     UNKNOWN_NODE,
     FilterDecision,
     Priorities,
+    candidate_rows,
     decide_filter,
     decide_priorities,
     group_size,
@@ -47,7 +49,7 @@ from modeljob.adapters.extender.replies import (
     encode_error,
     encode_priorities,
 )
-from modeljob.adapters.extender.request_memo import RequestMemo
+from modeljob.adapters.extender.request_memo import FilterScores, RequestMemo
 from modeljob.adapters.extender.settings import ExtenderSettings
 from modeljob.adapters.extender.wire import (
     Candidates,
@@ -164,15 +166,14 @@ async def answer_filter(service: ExtenderService, body: bytes) -> bytes:
     service.metrics.record_cached_nodes(len(snapshot.row_of))
     names = args.candidates.names
     size = group_size(args.pod.labels)
-    priorities: Priorities | None = None
+    service.requests.remember_scores(args.key, None)
     if size > 1:
         decision = refuse_group(names, size)
     else:
         rows = service.requests.rows(names, snapshot.row_of)
         decision = decide_filter(snapshot.table, args.request, names, row_of=snapshot.row_of, rows=rows)
         if len(decision.passed) > 1:
-            decision, priorities = _shortlist(service, snapshot, args, decision)
-    service.requests.remember_scores(args.key, priorities)
+            decision = _shortlist(service, snapshot, args, decision)
     _refuse_unknown(args, decision.unknown)
     if len(decision.passed) == 1:
         # kube-scheduler skips scoring when one node is left, so this is where the pod goes.
@@ -202,15 +203,22 @@ async def answer_filter(service: ExtenderService, body: bytes) -> bytes:
 
 def _shortlist(
     service: ExtenderService, snapshot: Snapshot, args: SchedulingArgs, decision: FilterDecision
-) -> tuple[FilterDecision, Priorities]:
-    """Score the nodes that fit now and pass only those kube-scheduler could still choose
-    (`Priorities.contenders`): it runs its own score plugins on each node the filter passes, so
-    on a cluster of alike nodes it scores a handful instead of thousands, and picks the same node.
-    The scores, taken over every node that fits, are what prioritize answers for the shortlist."""
+) -> FilterDecision:
+    """Score the nodes that fit and pass only those kube-scheduler could still choose
+    (`Priorities.contenders`), when its own scores for the pod cannot depend on which nodes it
+    scores (shortlist_rules): it runs its score plugins on each node the filter passes, so on a
+    cluster whose nodes our scores tell apart it scores a handful instead of thousands, and picks
+    as it would have. The scores are remembered for the prioritize to come."""
     settings = service.settings
-    priorities = _priorities(service, snapshot, args, decision.passed, decision.passed_rows)
-    keep = priorities.contenders(reach_points(settings.plugin_score_range, settings.scheduler_weight))
-    return decision.keeping(keep), priorities.keeping(keep)
+    full = _priorities(service, snapshot, args, decision.passed, decision.passed_rows)
+    keep = np.arange(len(decision.passed))
+    if args.scoring_reason is None and service.cache.scoring_reason() is None:
+        keep = full.contenders(reach_points(settings.plugin_score_range, settings.scheduler_weight))
+    decision = decision.keeping(keep)
+    service.requests.remember_scores(
+        args.key, FilterScores(fits=tuple(full.hosts), snapshot=snapshot, full=full, kept=full.keeping(keep))
+    )
+    return decision
 
 
 def _priorities(
@@ -244,20 +252,40 @@ def _priorities(
 async def answer_prioritize(service: ExtenderService, body: bytes) -> bytes:
     args = service.requests.decode(body)
     _require_synced(service)
-    # The filter's scores, if it shortlisted these very nodes: taken over every node that fit, they
-    # keep the differences kube-scheduler must see (scoring the shortlist alone would stretch them).
-    priorities = service.requests.scores_for(args.key, args.candidates.names)
-    if priorities is None:
-        snapshot = service.cache.snapshot()
+    snapshot = service.cache.snapshot()
+    priorities = _remembered(service, snapshot, args)
+    if priorities is None:  # no filter of ours before it (a restart between the two): score these
         names = args.candidates.names
-        rows = service.requests.rows(names, snapshot.row_of)
-        priorities = _priorities(service, snapshot, args, names, rows)
+        priorities = _priorities(
+            service, snapshot, args, names, service.requests.rows(names, snapshot.row_of)
+        )
     _refuse_unknown(args, priorities.unknown)
     if priorities.chosen is not None:
         # Our top score makes this kube-scheduler's choice; count it now, before its bind (async) arrives.
         service.cache.assume(dataclasses.replace(args.pod, node=priorities.chosen))
     hosts, scores = priorities.above_zero()
     return encode_priorities(hosts, scores, plain=args.candidates.names_json is not None)
+
+
+def _remembered(service: ExtenderService, snapshot: Snapshot, args: SchedulingArgs) -> Priorities | None:
+    """The scores of the candidates as the filter took them, over every node that fit: scoring the
+    shortlist alone would stretch the differences between its nodes (min-max over fewer nodes).
+    Scored again over every node that fit if the cluster changed since. None: the filter did not
+    score this pod, or passed other nodes."""
+    scores = service.requests.scores_of(args.key)
+    names = args.candidates.names
+    if scores is None:
+        return None
+    if scores.snapshot is snapshot and tuple(scores.kept.hosts) == names:
+        return scores.kept
+    position = {name: i for i, name in enumerate(scores.fits)}
+    if not all(name in position for name in names):
+        return None
+    full = scores.full
+    if scores.snapshot is not snapshot:
+        rows = candidate_rows(scores.fits, snapshot.row_of)
+        full = _priorities(service, snapshot, args, scores.fits, rows)
+    return full.keeping(np.array([position[name] for name in names], dtype=np.int64))
 
 
 async def answer_bind(service: ExtenderService, body: bytes) -> bytes:

@@ -66,10 +66,11 @@ class ExtenderSettings(BaseModel):
             "The most kube-scheduler's own score plugins can add to one node over another: their weights "
             "x 100, summed: 1500 for v1.36's default profile (TaintToleration 3; NodeAffinity, "
             "PodTopologySpread, InterPodAffinity, DynamicResources 2; NodeResourcesFit, "
-            "NodeResourcesBalancedAllocation, ImageLocality, VolumeBinding 1). The filter passes only "
-            "the nodes close enough to our best for those plugins to make up the difference, so "
-            "kube-scheduler scores a few nodes, not every one; set your profile's sum if it weighs "
-            "plugins more (a large value passes every node that fits)."
+            "NodeResourcesBalancedAllocation, ImageLocality, VolumeBinding 1). For a pod whose "
+            "kube-scheduler scores do not depend on the nodes scored (docs/extender.md), the filter "
+            "passes only the nodes close enough to our best for those plugins to make up the "
+            "difference, so kube-scheduler scores a few nodes, not every one; set your profile's sum "
+            "if it weighs plugins more (a large value passes every node that fits)."
         ),
     )
     sync_timeout_seconds: float = seconds(

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from modeljob.adapters import kube_pods, kube_values
+from modeljob.adapters.extender import shortlist_rules
 from modeljob.core.cluster_state import PodFacts
 from modeljob.core.nodes import DEFAULT_ACCELERATOR, PodRequest
 from modeljob.core.resources import QuantityError, Resources, parse_quantity
@@ -68,6 +69,11 @@ class PodSpec(_Wire):
     overhead: dict[str, str | int | float] | None = None
     node_name: str | None = Field(default=None, alias="nodeName")
     scheduler_name: str | None = Field(default=None, alias="schedulerName")
+    # Read as they come, only to tell whether kube-scheduler's scores for the pod depend on which
+    # nodes it scores (shortlist_rules.pod_reason); the API server has validated them.
+    affinity: dict[str, Any] | None = None
+    topology_spread_constraints: list[Any] | None = Field(default=None, alias="topologySpreadConstraints")
+    resource_claims: list[Any] | None = Field(default=None, alias="resourceClaims")
 
     _quantities = field_validator("overhead")(_check_quantities)
 
@@ -76,6 +82,7 @@ class OwnerReference(_Wire):
     api_version: str = Field(default="", alias="apiVersion")
     kind: str = ""
     uid: str = ""
+    controller: bool | None = None
 
 
 class ObjectMeta(_Wire):
@@ -161,6 +168,9 @@ class SchedulingArgs:
     candidates: Candidates
     uid: str = ""
     pod_json: bytes | None = None  # the Pod's text, when the body came as kube-scheduler writes it
+    # Why kube-scheduler's scores for this pod depend on which nodes it scores (None: they do not,
+    # as far as the pod shows): the filter then passes every node that fits.
+    scoring_reason: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -230,7 +240,12 @@ def _scheduling_args(pod_model: Pod, candidates: Candidates, pod_json: bytes | N
     for wants in (facts.requests, request.resources):
         _within_reason(wants)
     return SchedulingArgs(
-        pod=facts, request=request, candidates=candidates, uid=pod_model.metadata.uid, pod_json=pod_json
+        pod=facts,
+        request=request,
+        candidates=candidates,
+        uid=pod_model.metadata.uid,
+        pod_json=pod_json,
+        scoring_reason=shortlist_rules.pod_reason(pod),
     )
 
 
