@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
+from unittest.mock import patch
 
 from modeljob.core.jobs import JobShape
 from modeljob.core.resources import GIB
-from modeljob.core.sizing import Device, Estimate
+from modeljob.core.sizing import Device, Estimate, size_replica
+from modeljob.core.sizing.defaults import STACKS, recipe
 
 # Units are kept as the source printed them: ``gb(...)`` is 10^9 bytes, ``gib(...)`` is 2^30 bytes;
 # where a source writes "GB" but computes GiB (Qwen's speed benchmark divides by 1024^3, DeepSpeed's
@@ -54,7 +56,8 @@ class Kind(StrEnum):
     FORMULA = "same formula"
     MEASURED = "measured peak"
     # A measured peak whose run held a lighter loss than the stack we size, as its own source shows
-    # (see qwen_profile.QWEN_LIGHTER_LOSS): ours is over by what we charge above that loss.
+    # (Figure.run_logit_bytes; qwen_profile.QWEN_QLORA_LOGIT_BYTES): ours is over by what we charge
+    # above that loss.
     MEASURED_LIGHTER_LOSS = "measured peak, lighter loss"
     ESTIMATE = "source's own estimate"
     RULE_OF_THUMB = "rule of thumb"
@@ -85,7 +88,9 @@ class Tolerance:
 # - MEASURED_LIGHTER_LOSS: the run's loss held fewer bytes per logit than the stack's peak we must
 #   charge (a spec cannot say which version or remote loss runs). Under stays held at -5%; over is
 #   held to the sizing issue's band for measured training peaks, at most 1.5x (its extra 1 GiB,
-#   there for a small model's CUDA context, is not granted).
+#   there for a small model's CUDA context, is not granted). The width must be that loss and
+#   nothing else: the tests also hold each such figure, sized with its run's loss
+#   (Figure.run_logit_bytes), to the MEASURED bar.
 # - RULE_OF_THUMB: "x GB per billion parameters" tables that state neither sequence length, batch
 #   nor framework, and are floors reached with the authors' own optimisations (Unsloth kernels,
 #   no fp32 upcasts). We size a default Hugging Face/PEFT/DeepSpeed stack, so we may sit well
@@ -115,9 +120,17 @@ class Figure:
     replicas_summed: int = 1  # the source summed this many data-parallel replicas' GPUs
     # Why the estimator does not model this run ("" = it does): shown in the tables, not checked.
     outside: str = ""
+    # Bytes per logit the run's loss held, where its source shows less than the stack's charge
+    # (defaults.Stack.logit_bytes); set exactly on Kind.MEASURED_LIGHTER_LOSS figures, whose bar
+    # the tests justify by sizing the job at this loss (size_with_logit_bytes).
+    run_logit_bytes: int | None = None
     tolerance: Tolerance = field(init=False)
 
     def __post_init__(self) -> None:
+        if (self.kind is Kind.MEASURED_LIGHTER_LOSS) != (self.run_logit_bytes is not None):
+            raise ValueError(
+                f"{self.case}: a lighter-loss figure, and only one, states its run's bytes per logit"
+            )
         object.__setattr__(self, "tolerance", TOLERANCES[self.kind])
 
 
@@ -144,3 +157,13 @@ def _per_replica(figure: Figure, estimate: Estimate) -> int:
         Measure.PEAK_PER_GPU_RESERVED: estimate.gpu_memory_per_gpu_bytes,
     }
     return by_measure[figure.measure]
+
+
+def size_with_logit_bytes(job: JobShape, device: Device, logit_bytes: int) -> Estimate:
+    """The estimate of ``job`` with its stack's loss charged at ``logit_bytes`` per logit, every
+    other habit of the stack as it is: what a run whose loss held that much would be sized at."""
+    chosen = recipe(job.workload)
+    # The estimator reads a job's stack from defaults.STACKS by its framework and takes no stack of
+    # its own, so the entry is swapped for this one estimate and restored on the way out.
+    with patch.dict(STACKS, {chosen.framework: replace(chosen.stack, logit_bytes=logit_bytes)}):
+        return size_replica(job, device)

@@ -12,7 +12,17 @@ their order, and the names they import.
 from __future__ import annotations
 
 from tests.core.figure_jobs import qlora_paper
-from tests.core.figure_records import GPU_80GIB, TOLERANCES, Figure, Kind, Measure, Tolerance, gib, measured
+from tests.core.figure_records import (
+    GPU_80GIB,
+    TOLERANCES,
+    Figure,
+    Kind,
+    Measure,
+    Tolerance,
+    gib,
+    measured,
+    size_with_logit_bytes,
+)
 from tests.core.figure_shapes import LLAMA_33B, LLAMA_65B
 from tests.core.inference_figures import INFERENCE_FIGURES
 from tests.core.qwen_profile import (
@@ -20,9 +30,11 @@ from tests.core.qwen_profile import (
     QWEN_FT_FIGURES,
     QWEN_FT_GRID,
     QWEN_FT_SEQUENCE_LENGTHS,
-    QWEN_LIGHTER_LOSS,
+    QWEN_LORA_LOGIT_BYTES,
+    QwenMethod,
+    QwenRow,
     qwen_job,
-    qwen_kind,
+    qwen_run_logit_bytes,
 )
 from tests.core.training_estimates import TRAINING_ESTIMATES
 
@@ -34,17 +46,20 @@ __all__ = [
     "QWEN_FT_CHECKED_LENGTH",
     "QWEN_FT_GRID",
     "QWEN_FT_SEQUENCE_LENGTHS",
-    "QWEN_LIGHTER_LOSS",
+    "QWEN_LORA_LOGIT_BYTES",
     "TOLERANCES",
     "Figure",
     "Kind",
     "Measure",
+    "QwenMethod",
+    "QwenRow",
     "Tolerance",
     "gib",
     "measured",
     "qlora_paper",
     "qwen_job",
-    "qwen_kind",
+    "qwen_run_logit_bytes",
+    "size_with_logit_bytes",
 ]
 
 FIGURES: tuple[Figure, ...] = INFERENCE_FIGURES + TRAINING_ESTIMATES + QWEN_FT_FIGURES

@@ -23,16 +23,20 @@ from tests.core.published_figures import (
     LLAMA_65B,
     QWEN_FT_GRID,
     QWEN_FT_SEQUENCE_LENGTHS,
+    QWEN_LORA_LOGIT_BYTES,
     TOLERANCES,
     Figure,
     Kind,
     Measure,
+    QwenMethod,
+    QwenRow,
     Tolerance,
     gib,
     measured,
     qlora_paper,
     qwen_job,
-    qwen_kind,
+    qwen_run_logit_bytes,
+    size_with_logit_bytes,
 )
 from tests.core.training_figures import TRAINING_FIGURES
 
@@ -51,8 +55,12 @@ class Comparison:
         return self.figure.tolerance.admits(self.error_percent)
 
 
-def compare(figure: Figure) -> Comparison:
-    return Comparison(figure, measured(figure, size_replica(figure.job, figure.device)))
+def compare(figure: Figure, logit_bytes: int | None = None) -> Comparison:
+    """Ours against the figure; with ``logit_bytes``, the job's loss charged at that many bytes per
+    logit instead of its stack's."""
+    if logit_bytes is None:
+        return Comparison(figure, measured(figure, size_replica(figure.job, figure.device)))
+    return Comparison(figure, measured(figure, size_with_logit_bytes(figure.job, figure.device, logit_bytes)))
 
 
 @pytest.mark.parametrize("figure", FIGURES, ids=[figure.case for figure in FIGURES])
@@ -98,46 +106,88 @@ def test_measured_peaks_are_held_to_the_oom_bar() -> None:
     assert any(figure.kind is Kind.MEASURED for figure in FIGURES)
 
 
-def test_only_runs_with_a_documented_lighter_loss_get_the_wider_bar_and_never_below_the_floor() -> None:
-    assert TOLERANCES[Kind.MEASURED_LIGHTER_LOSS] == Tolerance(below_percent=5, above_percent=50)
+# A lighter-loss figure is over by what we charge above its run's loss, and by nothing else: sized
+# with its run's own loss it meets the ordinary measured-peak bar, and at our charge it is never
+# under that bar's floor (docs/sizing-accuracy.md, "Tolerances").
+def test_a_lighter_loss_figure_meets_the_measured_bar_at_its_runs_loss_and_the_floor_at_ours() -> None:
+    bar = TOLERANCES[Kind.MEASURED]
     lighter = [figure for figure in FIGURES if figure.kind is Kind.MEASURED_LIGHTER_LOSS]
     assert lighter
-    assert all("Q-LoRA" in figure.case and "DeepSpeed fp16" in figure.note for figure in lighter)
+    misses = {}
+    for figure in lighter:
+        assert figure.run_logit_bytes is not None, figure.case
+        at_run = compare(figure, figure.run_logit_bytes).error_percent
+        at_ours = compare(figure).error_percent
+        if not bar.admits(at_run) or at_ours < -bar.below_percent:
+            misses[figure.case] = (round(at_run, 1), round(at_ours, 1))
+    assert not misses, f"(error at the run's loss, at ours) outside {bar}: {misses}"
 
 
 # The Qwen fine-tuning grid, every cell. Only one column is held to the measured-peak bar (see
-# published_figures.QWEN_FT_CHECKED_LENGTH); the rest guard against regressions, per kind of row.
-# Under is held at the measured-peak floor (-5%): no cell is under since the Transformers loss is
-# charged at its 14 B peak. Over: +50%, as wide as the misses we know of (the 7B full fine-tune at
-# 256 tokens, +40%); the Q-LoRA rows, whose run held a 6 B loss where we charge 14
-# (published_figures.QWEN_LIGHTER_LOSS), +65%: over by up to +63% (1.8B at 8192 tokens; at 6 B
-# per logit it would be -1%). Two of those cells, 1.8B and 14B at 8192 tokens, are past even the
-# issue's 1.5x + 1 GiB for measured training peaks (1.63x and 1.56x where it allows 1.56x and
-# 1.54x), so that band cannot be the guard there. docs/sizing.md, "Logits and loss".
-GRID_GUARDS = {
-    Kind.MEASURED: Tolerance(below_percent=5, above_percent=50),
-    Kind.MEASURED_LIGHTER_LOSS: Tolerance(below_percent=5, above_percent=65),
-}
+# published_figures.QWEN_FT_CHECKED_LENGTH); the rest guard against regressions with one band for
+# every row, each cell at the loss its run held where that is lighter and widens its bar (the
+# Q-LoRA rows at 6 B per logit, qwen_profile.qwen_run_logit_bytes; docs/sizing.md, "Logits and
+# loss"), otherwise at our charge. The table shows every cell at our charge.
+# Over: +50%, as wide as the misses we know of (the 7B full fine-tune at 256 tokens, +40%).
+# Under: the sizing issue's floor for measured peaks, -5%. It holds at our charge only because
+# Transformers is charged its worst case, 14 B per logit: the Qwen-1.8B LoRA cells at 2048 and
+# 4096 tokens held 12 B and are under at 12 B for reasons not known (COVERED_ONLY_BY_THE_CHARGE).
+# The floor is kept there, not widened to admit them, so that a change that lowers what we charge
+# brings back that unexplained under-estimate as a failure here.
+GRID_GUARD = Tolerance(below_percent=5, above_percent=50)
 
 
-def grid_cells() -> list[tuple[str, float, Tolerance]]:
-    cells = []
-    for row in QWEN_FT_GRID:
-        for length, printed in zip(QWEN_FT_SEQUENCE_LENGTHS, row.figures, strict=True):
-            if printed == "-":
-                continue
-            estimate = size_replica(qwen_job(row, length), GPU_80GIB)
-            published = gib(printed.removesuffix("G"))
-            error = (estimate.total_bytes * row.gpus - published) / published * 100
-            cells.append(
-                (f"{row.model.name} {row.method.value} seq {length}", error, GRID_GUARDS[qwen_kind(row)])
-            )
-    return cells
+@dataclass(frozen=True, slots=True)
+class GridCell:
+    name: str
+    row: QwenRow
+    length: int
+    published_bytes: int
+
+    def error_percent(self, logit_bytes: int | None = None) -> float:
+        """Ours against the cell; with ``logit_bytes``, the loss charged at that many bytes per logit."""
+        job = qwen_job(self.row, self.length)
+        estimate = (
+            size_replica(job, GPU_80GIB)
+            if logit_bytes is None
+            else size_with_logit_bytes(job, GPU_80GIB, logit_bytes)
+        )
+        return (estimate.total_bytes * self.row.gpus - self.published_bytes) / self.published_bytes * 100
+
+    @property
+    def guarded_error_percent(self) -> float:
+        return self.error_percent(qwen_run_logit_bytes(self.row))
+
+
+def grid_cells() -> list[GridCell]:
+    return [
+        GridCell(
+            f"{row.model.name} {row.method.value} seq {length}", row, length, gib(printed.removesuffix("G"))
+        )
+        for row in QWEN_FT_GRID
+        for length, printed in zip(QWEN_FT_SEQUENCE_LENGTHS, row.figures, strict=True)
+        if printed != "-"
+    ]
 
 
 def test_the_whole_qwen_fine_tuning_grid_stays_inside_the_regression_band() -> None:
-    outside = [(cell, round(error, 1)) for cell, error, guard in grid_cells() if not guard.admits(error)]
+    errors = {cell.name: cell.guarded_error_percent for cell in grid_cells()}
+    outside = {name: round(error, 1) for name, error in errors.items() if not GRID_GUARD.admits(error)}
     assert not outside
+
+
+# The grid cells that are under at their run's own loss and clear the floor only because we charge
+# the Transformers loss its worst case: Qwen's LoRA runs held 12 B per logit (transformers 4.32.0
+# under the Trainer's autocast, qwen_profile.QWEN_LORA_LOGIT_BYTES), and at 12 B these two are
+# under for reasons not known; what was ruled out is in docs/sizing-accuracy.md. The set stays
+# true: the test fails when a LoRA cell joins it or one of these leaves it.
+COVERED_ONLY_BY_THE_CHARGE = {"Qwen-1.8B LoRA seq 2048", "Qwen-1.8B LoRA seq 4096"}
+
+
+def test_only_the_named_lora_cells_are_under_at_their_runs_loss() -> None:
+    lora = [cell for cell in grid_cells() if cell.row.method is QwenMethod.LORA]
+    under = {cell.name for cell in lora if cell.error_percent(QWEN_LORA_LOGIT_BYTES) < 0}
+    assert under == COVERED_ONLY_BY_THE_CHARGE
 
 
 # --- measured training and fine-tuning peaks, per GPU ------------------------------------------------
@@ -261,7 +311,7 @@ def markdown() -> str:
         f"| model, method | {header} |",
         "|---|" + "---|" * len(QWEN_FT_SEQUENCE_LENGTHS),
     ]
-    errors = {cell: error for cell, error, _ in grid_cells()}
+    errors = {cell.name: cell.error_percent() for cell in grid_cells()}
     for row in QWEN_FT_GRID:
         cells = []
         for length, printed in zip(QWEN_FT_SEQUENCE_LENGTHS, row.figures, strict=True):
