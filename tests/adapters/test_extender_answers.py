@@ -138,7 +138,7 @@ def test_answers_equal_the_cores_from_scratch_pod_after_pod(seed: int) -> None:
         cache=cache,
         weights=DEFAULT_WEIGHTS,
         metrics=ExtenderMetrics(),
-        settings=ExtenderSettings(),
+        settings=ExtenderSettings(shortlist=True),
         bind=lambda *_: None,
         read_pod=lambda *_: {},
     )

@@ -161,8 +161,8 @@ def as_go_writes(document: dict[str, Any]) -> bytes:
 
 @pytest.mark.parametrize(
     ("gpus", "candidates", "passing"),
-    [(1, ALL[:3], ["gpu-a", "gpu-c"]), (4, ALL, ["gpu-b"])],
-    ids=["every-node-fits", "some-fail"],
+    [(1, ALL[:3], list(ALL[:3])), (4, ALL, ["gpu-b"])],
+    ids=["every-node-passes", "some-fail"],
 )
 def test_kube_schedulers_own_encoding_gets_the_same_answers(
     gpus: int, candidates: tuple[str, ...], passing: list[str]
@@ -182,10 +182,10 @@ def test_kube_schedulers_own_encoding_gets_the_same_answers(
 def test_filter_passes_only_the_nodes_kube_scheduler_could_still_choose() -> None:
     """One GPU: gpu-c (its only GPU) and gpu-a (2 of 8 left) leave no GPU stranded; the empty gpu-b
     trails them by more than kube-scheduler's own plugins can make up (1500 points at weight 50),
-    so the filter leaves it out and kube-scheduler scores two nodes, not three. It is not failed
-    either: it fits, and the pod's event would never name it."""
+    so with the shortlist on the filter leaves it out and kube-scheduler scores two nodes, not
+    three. It is not failed either: it fits, and the pod's event would never name it."""
     pod = gpu_pod(gpus=1)
-    for running in serve():
+    for running in serve(shortlist=True):
         # The scores of all three first (the filter that follows forgets where this put the pod).
         _, unfiltered = running.post(PRIORITIZE, args(pod, "gpu-a", "gpu-b", "gpu-c"))
         _, filtered = running.post(FILTER, args(pod, "gpu-a", "gpu-b", "gpu-c"))
@@ -197,15 +197,26 @@ def test_filter_passes_only_the_nodes_kube_scheduler_could_still_choose() -> Non
         expected = {name: full[name] - low for name in ("gpu-a", "gpu-c") if full[name] > low}
         assert {entry["Host"]: entry["Score"] for entry in scored} == expected
         assert full.get("gpu-b", 0) < max(full.values()) - 3
-    # A profile that weighs its plugins more: the filter passes every node that fits.
-    for running in serve(plugin_score_range=100_000):
+    # Off (the default), or a profile that weighs its plugins more: every node that fits passes.
+    for running in serve():
+        _, filtered = running.post(FILTER, args(pod, "gpu-a", "gpu-b", "gpu-c"))
+        assert filtered["NodeNames"] == ["gpu-a", "gpu-b", "gpu-c"]
+    for running in serve(shortlist=True, plugin_score_range=100_000):
         _, filtered = running.post(FILTER, args(pod, "gpu-a", "gpu-b", "gpu-c"))
         assert filtered["NodeNames"] == ["gpu-a", "gpu-b", "gpu-c"]
 
 
+def test_filter_keeps_every_node_tied_for_the_top() -> None:
+    """Alike empty nodes tie: kube-scheduler's plugins (the pod's preferences) may pick any, so all pass."""
+    for running in serve(shortlist=True):
+        running.cache.replace_pods([])
+        _, filtered = running.post(FILTER, args(gpu_pod(gpus=8), "gpu-a", "gpu-b"))
+        assert filtered["NodeNames"] == ["gpu-a", "gpu-b"]
+
+
 def test_whole_node_objects_are_shortlisted_alike() -> None:
     nodes = [{**node_dict(0), "metadata": {**node_dict(0)["metadata"], "name": name}} for name in ALL[:3]]
-    for running in serve():
+    for running in serve(shortlist=True):
         _, reply = running.post(FILTER, {"Pod": gpu_pod(gpus=1), "Nodes": {"metadata": {}, "items": nodes}})
         assert [item["metadata"]["name"] for item in reply["Nodes"]["items"]] == ["gpu-a", "gpu-c"]
 
@@ -259,14 +270,14 @@ PREFERS_GPU_B = {
 def test_a_pod_whose_scores_depend_on_the_nodes_scored_gets_every_node_that_fits(pod: dict[str, Any]) -> None:
     """kube-scheduler scales those scores over the nodes it scores: fewer nodes could weigh the
     pod's preferences differently, so nothing that fits is left out."""
-    for running in serve():
+    for running in serve(shortlist=True):
         _, filtered = running.post(FILTER, args(pod, "gpu-a", "gpu-b", "gpu-c"))
         assert filtered["NodeNames"] == ["gpu-a", "gpu-b", "gpu-c"]
 
 
 def test_a_prefer_no_schedule_node_or_a_pod_with_affinity_anywhere_turns_the_shortlist_off() -> None:
     pod = gpu_pod(gpus=1)
-    for running in serve():
+    for running in serve(shortlist=True):
         tainted = make_node("cpu-1", gpus=0, taints=(Taint("dedicated", TaintEffect.PREFER_NO_SCHEDULE),))
         running.cache.node_event("ADDED", tainted, ("", "cpu-1"))
         _, filtered = running.post(FILTER, args(pod, "gpu-a", "gpu-b", "gpu-c"))
@@ -285,15 +296,15 @@ def test_prioritize_rescoring_follows_the_cluster_and_the_pod() -> None:
     """The filter's remembered scores answer only its own pod, and are taken again over every node
     that fit when the cluster changed in between."""
     first = gpu_pod("first", gpus=1)
-    for running in serve():
+    for running in serve(shortlist=True):
         running.post(FILTER, args(first, "gpu-a", "gpu-b", "gpu-c"))
         # Another pod asks about the same nodes: its own scores, not the first pod's.
         other = gpu_pod("other", gpus=2)
         _, theirs = running.post(PRIORITIZE, args(other, "gpu-a", "gpu-c"))
-        for fresh in serve():
+        for fresh in serve(shortlist=True):
             _, expected = fresh.post(PRIORITIZE, args(other, "gpu-a", "gpu-c"))
         assert theirs == expected
-    for running in serve():
+    for running in serve(shortlist=True):
         running.post(FILTER, args(first, "gpu-a", "gpu-b", "gpu-c"))
         # gpu-a's last 2 GPUs are taken before prioritize: gpu-c, the runner-up, is the choice now.
         taken = make_pod("took-gpu-a", node="gpu-a", gpus=2)
@@ -319,8 +330,7 @@ def test_prioritize_gives_10_to_the_core_choice_and_counts_the_pod_there_at_once
 def test_a_new_filter_for_the_same_pod_drops_what_was_chosen_for_it_before(extender: Running) -> None:
     extender.post(PRIORITIZE, args(gpu_pod("retry", gpus=2), "gpu-a", "gpu-b"))
     _, again = extender.post(FILTER, args(gpu_pod("retry", gpus=2), "gpu-a", "gpu-b"))
-    # gpu-a's 2 free GPUs are free again, and it is still the best node (gpu-b trails out of reach).
-    assert again["NodeNames"] == ["gpu-a"]
+    assert again["NodeNames"] == ["gpu-a", "gpu-b"]
 
 
 def test_bind_posts_the_binding_and_counts_the_pod_on_that_node(extender: Running) -> None:

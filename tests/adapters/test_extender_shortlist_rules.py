@@ -81,6 +81,16 @@ def test_what_makes_kube_schedulers_scores_depend_on_the_nodes_it_scores(
     assert reason in found
 
 
+def test_a_modeljobs_pod_is_spread_by_default_for_its_jobs_headless_service() -> None:
+    pod = gpu_pod()
+    pod["metadata"]["labels"] = {"modeljob.dev/job-uid": "u-1"}
+    assert "headless Service" in (pod_reason(pod) or "")
+
+
+def test_a_malformed_affinity_is_no_reason_and_no_crash() -> None:
+    assert pod_reason(gpu_pod(affinity={"nodeAffinity": "?", "podAffinity": ["?"]})) is None
+
+
 def test_an_owner_that_is_not_the_controller_does_not_spread_the_pod() -> None:
     assert pod_reason(owned_by("ReplicaSet", controller=False)) is None
 

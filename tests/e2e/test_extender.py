@@ -209,22 +209,20 @@ def test_with_the_extender_the_same_pod_lands_where_our_scoring_prefers(setup: S
     cluster.gateway.create_pod(NAMESPACE, pod("with-extender", gpus=1))
     assert scheduled(cluster, "with-extender") == "gpu-a", "FGD packs it where 2 GPUs were left"
     text = extender.metrics.exposition().decode()
-    assert 'modeljob_extender_requests_total{code="200",verb="filter"} 1.0' in text
-    # The empty gpu-b trails gpu-a by more than kube-scheduler's plugins can make up: the filter
-    # passed gpu-a alone, so kube-scheduler scored nothing and never called prioritize.
-    assert 'verb="prioritize"' not in text
+    assert 'modeljob_extender_requests_total{code="200",verb="prioritize"} 1.0' in text
     assert 'modeljob_extender_bindings_total{result="bound"} 1.0' in text, "our bind verb bound it"
-    # A profile whose plugins could make up any lead: both nodes pass, kube-scheduler scores them
-    # with us, and our top score still decides (gpu-a's last GPU).
+    # With the shortlist on: the empty gpu-b trails gpu-a by more than kube-scheduler's plugins can
+    # make up, so the filter passes gpu-a alone and kube-scheduler scores nothing, no prioritize.
     extender.stop_http()
-    extender.start_http(plugin_score_range=1_000_000)
-    cluster.gateway.create_pod(NAMESPACE, pod("scored-by-both", gpus=1))
-    assert scheduled(cluster, "scored-by-both") == "gpu-a"
+    extender.start_http(shortlist=True)
+    cluster.gateway.create_pod(NAMESPACE, pod("shortlisted", gpus=1))
+    assert scheduled(cluster, "shortlisted") == "gpu-a"
     text = extender.metrics.exposition().decode()
+    assert 'modeljob_extender_requests_total{code="200",verb="filter"} 2.0' in text
     assert 'modeljob_extender_requests_total{code="200",verb="prioritize"} 1.0' in text
     extender.stop_http()
-    extender.start_http(plugin_score_range=ExtenderSettings().plugin_score_range)
-    delete_and_wait(cluster, "scored-by-both")  # the next tests find gpu-a with one GPU left
+    extender.start_http(shortlist=False)
+    delete_and_wait(cluster, "shortlisted")  # the next tests find gpu-a with one GPU left
 
 
 def test_a_pod_that_fits_no_node_stays_pending_with_our_reason(setup: Setup) -> None:

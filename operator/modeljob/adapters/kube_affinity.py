@@ -266,9 +266,11 @@ def _spread(value: Any, where: str, pod_labels: Mapping[str, str]) -> tuple[Spre
 def has_pod_affinity(pod_spec: Mapping[str, Any]) -> bool:
     """Any pod affinity or anti-affinity term, required or preferred: what InterPodAffinity weighs,
     for the pod it schedules and for the pods already running."""
-    affinity = pod_spec.get("affinity") or {}
+    affinity = pod_spec.get("affinity")
+    if not isinstance(affinity, Mapping):
+        return False
     return any(
-        (affinity.get(kind) or {}).get(rule)
+        isinstance(terms := affinity.get(kind), Mapping) and terms.get(rule)
         for kind in ("podAffinity", "podAntiAffinity")
         for rule in (
             "requiredDuringSchedulingIgnoredDuringExecution",

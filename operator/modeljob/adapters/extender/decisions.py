@@ -90,8 +90,9 @@ class Priorities:
         values = self.values[positions]
         hosts = _pick(self.hosts, positions)
         chosen = self.chosen
-        if chosen not in hosts:  # the best of those kept: its top score makes it the choice
-            chosen = hosts[int(np.argmax(values))] if len(values) else None
+        if chosen not in hosts:  # the best of those kept, if one alone has the top score
+            top = np.flatnonzero(values == values.max()) if len(values) else values
+            chosen = hosts[int(top[0])] if len(top) == 1 else None
         return Priorities(
             hosts=hosts, values=values - values.min() if len(values) else values, chosen=chosen, unknown=()
         )

@@ -204,21 +204,25 @@ async def answer_filter(service: ExtenderService, body: bytes) -> bytes:
 def _shortlist(
     service: ExtenderService, snapshot: Snapshot, args: SchedulingArgs, decision: FilterDecision
 ) -> FilterDecision:
-    """Score the nodes that fit and pass only those kube-scheduler could still choose
-    (`Priorities.contenders`), when its own scores for the pod cannot depend on which nodes it
-    scores (shortlist_rules): it runs its score plugins on each node the filter passes, so on a
-    cluster whose nodes our scores tell apart it scores a handful instead of thousands, and picks
-    as it would have. The scores are remembered for the prioritize to come."""
+    """With `shortlist` on, and kube-scheduler's own scores for the pod independent of which nodes
+    it scores (shortlist_rules): score the nodes that fit and pass only those kube-scheduler could
+    still choose (`Priorities.contenders`). It runs its score plugins on each node the filter
+    passes, so where our scores tell nodes apart it scores a handful instead of thousands. The
+    scores are remembered for the prioritize to come. Otherwise every node that fits passes and
+    prioritize scores them, as it always did."""
     settings = service.settings
+    if (
+        not settings.shortlist
+        or args.scoring_reason is not None
+        or service.cache.scoring_reason() is not None
+    ):
+        return decision
     full = _priorities(service, snapshot, args, decision.passed, decision.passed_rows)
-    keep = np.arange(len(decision.passed))
-    if args.scoring_reason is None and service.cache.scoring_reason() is None:
-        keep = full.contenders(reach_points(settings.plugin_score_range, settings.scheduler_weight))
-    decision = decision.keeping(keep)
+    keep = full.contenders(reach_points(settings.plugin_score_range, settings.scheduler_weight))
     service.requests.remember_scores(
         args.key, FilterScores(fits=tuple(full.hosts), snapshot=snapshot, full=full, kept=full.keeping(keep))
     )
-    return decision
+    return decision.keeping(keep)
 
 
 def _priorities(

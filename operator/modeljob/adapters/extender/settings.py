@@ -48,6 +48,15 @@ class ExtenderSettings(BaseModel):
     bind_workers: int = workers(
         16, "pods/binding calls in flight at once (kube-scheduler binds pods in parallel)."
     )
+    shortlist: bool = Field(
+        default=False,
+        description=(
+            "The filter passes only the nodes kube-scheduler could still choose, for pods whose "
+            "kube-scheduler scores do not depend on the nodes scored as far as the extender sees "
+            "(docs/extender.md). Off by default: a Service that selects the pod, which the extender "
+            "does not watch, makes kube-scheduler's default spreading weigh the kept nodes differently."
+        ),
+    )
     scheduler_weight: int = Field(
         default=50,
         ge=1,

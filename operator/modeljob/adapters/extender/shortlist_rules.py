@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from modeljob.adapters.kube_affinity import has_pod_affinity
+from modeljob.adapters.kube_pods import LABEL_JOB_UID
 
 # kube-scheduler's default topology spreading (PodTopologySpread's system defaults) applies to the
 # pods of these controllers (helper.DefaultSelector), and to pods a Service selects.
@@ -28,8 +29,10 @@ SPREAD_BY_DEFAULT = frozenset({"ReplicaSet", "StatefulSet", "ReplicationControll
 def pod_reason(pod: Mapping[str, Any]) -> str | None:
     """Why kube-scheduler's scores for this Pod depend on which nodes it scores, or None."""
     spec = pod.get("spec") or {}
-    affinity = spec.get("affinity") or {}
-    if (affinity.get("nodeAffinity") or {}).get("preferredDuringSchedulingIgnoredDuringExecution"):
+    affinity = _mapping(spec.get("affinity"))
+    if LABEL_JOB_UID in ((pod.get("metadata") or {}).get("labels") or {}):
+        return "a ModelJob's pod: its job's headless Service selects it (spread by default)"
+    if _mapping(affinity.get("nodeAffinity")).get("preferredDuringSchedulingIgnoredDuringExecution"):
         return "the pod prefers nodes (preferred node affinity)"
     if has_pod_affinity(spec):
         return "the pod has pod affinity terms"
@@ -41,3 +44,7 @@ def pod_reason(pod: Mapping[str, Any]) -> str | None:
         if owner.get("controller") and owner.get("kind") in SPREAD_BY_DEFAULT:
             return f"the pod is a {owner['kind']}'s (spread by default)"
     return None
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
