@@ -94,7 +94,10 @@ class Priorities:
             top = np.flatnonzero(values == values.max()) if len(values) else values
             chosen = hosts[int(top[0])] if len(top) == 1 else None
         return Priorities(
-            hosts=hosts, values=values - values.min() if len(values) else values, chosen=chosen, unknown=()
+            hosts=hosts,
+            values=values - values.min() if len(values) else values,
+            chosen=chosen,
+            unknown=tuple(name for name in self.unknown if name in hosts),
         )
 
     def above_zero(self) -> tuple[tuple[str, ...], IntArray]:

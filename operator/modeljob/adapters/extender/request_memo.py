@@ -32,7 +32,9 @@ class FilterScores:
     nodes it passed (``kept``: the same scores, stated from the lowest of them)."""
 
     fits: tuple[str, ...]
-    snapshot: object  # the cache snapshot scored on, by identity
+    # The cache snapshot scored on, by identity; held, so up to REMEMBERED tables stay alive (a
+    # few MB each at 5,000 nodes), only while the shortlist is on.
+    snapshot: object
     full: Priorities
     kept: Priorities
 

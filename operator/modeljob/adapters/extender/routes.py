@@ -258,7 +258,7 @@ async def answer_prioritize(service: ExtenderService, body: bytes) -> bytes:
     _require_synced(service)
     snapshot = service.cache.snapshot()
     priorities = _remembered(service, snapshot, args)
-    if priorities is None:  # no filter of ours before it (a restart between the two): score these
+    if priorities is None:  # the filter scored nothing (no shortlist) or other nodes: score these
         names = args.candidates.names
         priorities = _priorities(
             service, snapshot, args, names, service.requests.rows(names, snapshot.row_of)
