@@ -99,15 +99,12 @@ class ClusterCache:
     def node_event(self, kind_of_event: str, value: NodeFacts | None, key: Key) -> None:
         name = key[1]
         with self._lock:
-            _mark(
-                self._preferring_nodes,
-                name,
-                value is not None and kind_of_event != "DELETED" and _prefers(value),
-            )
             if kind_of_event == "DELETED" or value is None:
+                self._preferring_nodes.discard(name)
                 if self._nodes.pop(name, None) is not None:
                     self._table = None
             else:
+                _mark(self._preferring_nodes, name, _prefers(value))
                 before = self._nodes.get(name)
                 self._nodes[name] = value
                 if before is None:
@@ -118,15 +115,12 @@ class ClusterCache:
 
     def pod_event(self, kind_of_event: str, value: PodFacts | None, key: Key) -> None:
         with self._lock:
-            _mark(
-                self._affinity_pods,
-                key,
-                value is not None and kind_of_event != "DELETED" and value.pod_affinity,
-            )
             if kind_of_event == "DELETED" or value is None:
+                self._affinity_pods.discard(key)
                 self._pods.pop(key, None)
                 self._assumed.pop(key, None)
             else:
+                _mark(self._affinity_pods, key, value.pod_affinity)
                 self._pods[key] = value
                 if value.node is not None:
                     self._assumed.pop(key, None)  # the watched copy counts from now on
