@@ -6,8 +6,9 @@ the highest, InterPodAffinity and PodTopologySpread between the lowest and the h
 plugins' NormalizeScore). Scoring fewer nodes could then weigh a pod's preferences differently
 among the nodes kept. Those plugins score every node alike, and the shortlist changes nothing,
 when none of their inputs is there: the pod states no preferred node affinity, no pod affinity,
-no topology spread, no resource claims, and is not a ReplicaSet's, StatefulSet's or
-ReplicationController's (whose pods kube-scheduler spreads by default), no node has a
+no topology spread, no resource claims, and is not a ModelJob's (its job's headless Service
+selects it), a ReplicaSet's, a StatefulSet's or a ReplicationController's (whose pods
+kube-scheduler spreads by default), no node has a
 PreferNoSchedule taint and no pod on the cluster has pod affinity terms (kube-scheduler weighs
 those of the pods already running too). What a pod's spec does not show is a Service that selects
 it, which kube-scheduler's default spreading also reads: docs/extender.md says so.
