@@ -20,7 +20,7 @@ from modeljob.adapters.cluster import ClusterGateway
 from modeljob.adapters.cluster_view import ClusterView
 from modeljob.adapters.events import EventRecorder
 from modeljob.adapters.extender.cache import ClusterCache
-from modeljob.adapters.extender.cache_feed import attach_to_view
+from modeljob.adapters.extender.cache_feed import attach_to_view, service_informer
 from modeljob.adapters.extender.metrics import ExtenderMetrics
 from modeljob.adapters.extender.routes import build_app
 from modeljob.adapters.extender.server import ExtenderServer, build_service
@@ -236,6 +236,7 @@ def start_extender(
     section = settings.extender
     cache = ClusterCache(assume_seconds=section.assume_seconds)
     attach_to_view(cache, view.nodes, view.pods)
+    service_informer(gateway, cache).start()  # the operator watches no Services: the shortlist's own
     service = build_service(
         gateway,
         cache,

@@ -134,6 +134,7 @@ def test_answers_equal_the_cores_from_scratch_pod_after_pod(seed: int) -> None:
     cache = ClusterCache(assume_seconds=30)
     cache.replace_nodes(nodes)
     cache.replace_pods(pods)
+    cache.replace_services([])
     service = ExtenderService(
         cache=cache,
         weights=DEFAULT_WEIGHTS,

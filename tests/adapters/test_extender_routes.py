@@ -20,7 +20,7 @@ from modeljob.adapters.extender.metrics import ExtenderMetrics
 from modeljob.adapters.extender.routes import ExtenderService, build_app
 from modeljob.adapters.extender.server import ExtenderServer
 from modeljob.adapters.extender.settings import ExtenderSettings
-from modeljob.core.cluster_state import PodPhase, Taint, TaintEffect
+from modeljob.core.cluster_state import PodPhase
 from modeljob.core.scoring.weights import DEFAULT_WEIGHTS
 from tests.operator_builders import container, make_node, make_pod, node_dict, pod_dict
 
@@ -77,13 +77,17 @@ class Running:
             connection.close()
 
 
-def serve(*, synced: bool = True, **settings: Any) -> Iterator[Running]:
+def serve(*, synced: bool = True, services: bool = True, **settings: Any) -> Iterator[Running]:
+    """The extender on a port of its own, its cache listed (``synced``): three GPU nodes, a CPU
+    node, 6 of gpu-a's GPUs taken, and no Services (``services`` False: not listed yet)."""
     cache = ClusterCache(assume_seconds=30)
     if synced:
         cache.replace_nodes(
             [make_node("gpu-a"), make_node("gpu-b"), make_node("gpu-c", gpus=1), make_node("cpu-0", gpus=0)]
         )
         cache.replace_pods([make_pod("running", node="gpu-a", gpus=6)])
+        if services:
+            cache.replace_services([])
     api = FakeApi()
     metrics = ExtenderMetrics()
     service = ExtenderService(
@@ -273,23 +277,6 @@ def test_a_pod_whose_scores_depend_on_the_nodes_scored_gets_every_node_that_fits
     for running in serve(shortlist=True):
         _, filtered = running.post(FILTER, args(pod, "gpu-a", "gpu-b", "gpu-c"))
         assert filtered["NodeNames"] == ["gpu-a", "gpu-b", "gpu-c"]
-
-
-def test_a_prefer_no_schedule_node_or_a_pod_with_affinity_anywhere_turns_the_shortlist_off() -> None:
-    pod = gpu_pod(gpus=1)
-    for running in serve(shortlist=True):
-        tainted = make_node("cpu-1", gpus=0, taints=(Taint("dedicated", TaintEffect.PREFER_NO_SCHEDULE),))
-        running.cache.node_event("ADDED", tainted, ("", "cpu-1"))
-        _, filtered = running.post(FILTER, args(pod, "gpu-a", "gpu-b", "gpu-c"))
-        assert filtered["NodeNames"] == ["gpu-a", "gpu-b", "gpu-c"]
-        running.cache.node_event("DELETED", None, ("", "cpu-1"))
-        attracting = replace(make_pod("attracts", node="gpu-b", gpus=0), pod_affinity=True)
-        running.cache.pod_event("ADDED", attracting, attracting.key)
-        _, filtered = running.post(FILTER, args(pod, "gpu-a", "gpu-b", "gpu-c"))
-        assert filtered["NodeNames"] == ["gpu-a", "gpu-b", "gpu-c"]
-        running.cache.pod_event("DELETED", None, attracting.key)
-        _, filtered = running.post(FILTER, args(pod, "gpu-a", "gpu-b", "gpu-c"))
-        assert filtered["NodeNames"] == ["gpu-a", "gpu-c"]
 
 
 def test_prioritize_rescoring_follows_the_cluster_and_the_pod() -> None:

@@ -52,6 +52,7 @@ class Extender:
         self.cache = ClusterCache(assume_seconds=30)
         self.cache.replace_nodes(nodes)
         self.cache.replace_pods(pods)
+        self.cache.replace_services([])
         service = ExtenderService(
             cache=self.cache,
             weights=weights,

@@ -95,7 +95,40 @@ def test_an_owner_that_is_not_the_controller_does_not_spread_the_pod() -> None:
     assert pod_reason(owned_by("ReplicaSet", controller=False)) is None
 
 
-def test_a_watched_pod_with_any_pod_affinity_term_is_marked_for_the_extenders_cache() -> None:
-    anti = gpu_pod(affinity={"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [TERM]}})
-    assert kube_pods.pod_facts(anti).pod_affinity
-    assert not kube_pods.pod_facts(gpu_pod()).pod_affinity
+def test_a_watched_pod_keeps_the_terms_interpodaffinity_scores_other_pods_by() -> None:
+    """Its required and preferred pod affinity and its preferred anti-affinity, each looking in the
+    pod's own namespace unless it names others; not its required anti-affinity (a filter only)."""
+    weighted = [{"weight": 10, "podAffinityTerm": TERM}]
+    pod = gpu_pod(
+        affinity={
+            "podAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [TERM],
+                "preferredDuringSchedulingIgnoredDuringExecution": weighted,
+            },
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [{**TERM, "namespaces": ["other"]}],
+                "preferredDuringSchedulingIgnoredDuringExecution": weighted,
+            },
+        }
+    )
+    terms = kube_pods.pod_facts(pod).scoring_terms
+    assert [t.field.rsplit(".", 1)[-1] for t in terms] == [
+        "requiredDuringSchedulingIgnoredDuringExecution[0]",
+        "preferredDuringSchedulingIgnoredDuringExecution[0]",
+        "preferredDuringSchedulingIgnoredDuringExecution[0]",
+    ]
+    assert all(t.selects("ml", {"app": "x"}) for t in terms)
+    assert not any(t.selects("other", {"app": "x"}) or t.selects("ml", {"app": "y"}) for t in terms)
+    assert kube_pods.pod_facts(gpu_pod()).scoring_terms == ()
+
+
+def test_a_term_the_extender_cannot_read_exactly_selects_more_pods_never_fewer() -> None:
+    chosen = {**TERM, "namespaceSelector": {"matchLabels": {"team": "a"}}, "matchLabelKeys": ["v"]}
+    broken = {"labelSelector": {"matchExpressions": [{"key": "app", "operator": "Gt"}]}}
+    pod = gpu_pod(
+        affinity={"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [chosen, broken]}}
+    )
+    by_namespace, anything = kube_pods.pod_facts(pod).scoring_terms
+    assert by_namespace.selects("any-namespace", {"app": "x"})
+    assert not by_namespace.selects("any-namespace", {"app": "y"})  # its labelSelector still holds
+    assert anything.selects("any-namespace", {})

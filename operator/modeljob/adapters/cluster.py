@@ -137,6 +137,8 @@ class ClusterGateway(ApiConnection):
             return self._core.list_node, ()
         if kind is Watched.PODS:
             return self._core.list_pod_for_all_namespaces, ()
+        if kind is Watched.SERVICES:
+            return self._core.list_service_for_all_namespaces, ()
         if kind is Watched.MODELJOBS:
             return client.CustomObjectsApi(self._api).list_cluster_custom_object, MODELJOB_API
         return client.CustomObjectsApi(self._api).list_cluster_custom_object, QUEUE_API
@@ -306,3 +308,4 @@ class Watched(StrEnum):
     PODS = "pods"
     MODELJOBS = "modeljobs"
     QUEUES = "queues"
+    SERVICES = "services"  # the extender's shortlist: which pods a Service selects

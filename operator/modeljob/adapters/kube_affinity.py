@@ -263,6 +263,49 @@ def _spread(value: Any, where: str, pod_labels: Mapping[str, str]) -> tuple[Spre
     return tuple(found)
 
 
+# A term of a running pod that cannot be read exactly: taken as selecting every pod, everywhere.
+_SELECTS_EVERY_POD = LabelSelector()
+
+
+def scoring_terms(pod_spec: Mapping[str, Any], namespace: str) -> tuple[PodAffinityTerm, ...]:
+    """The terms by which this pod, once on a node, makes kube-scheduler's InterPodAffinity score
+    nodes for another pod: its required pod affinity (weighted by hardPodAffinityWeight), its
+    preferred pod affinity and its preferred pod anti-affinity (interpodaffinity/scoring.go,
+    processExistingPod; its required anti-affinity only filters). Read as kube-scheduler reads them
+    (framework.newAffinityTerm): labelSelector and namespaces, matchLabelKeys ignored (the API
+    server merged them into labelSelector). Read leniently, erring towards "selects": a
+    namespaceSelector with terms selects every namespace (namespaces' labels are not watched), and
+    a term that cannot be read selects every pod."""
+    affinity = pod_spec.get("affinity")
+    if not isinstance(affinity, Mapping):
+        return ()
+    found: list[PodAffinityTerm] = []
+    for kind, rule, weighted in (
+        ("podAffinity", REQUIRED, False),
+        ("podAffinity", PREFERRED, True),
+        ("podAntiAffinity", PREFERRED, True),
+    ):
+        terms = affinity.get(kind)
+        items = terms.get(rule) if isinstance(terms, Mapping) else None
+        for index, item in enumerate(items if isinstance(items, list) else ()):
+            where = f"spec.affinity.{kind}.{rule}[{index}]"
+            raw = item.get("podAffinityTerm") if weighted and isinstance(item, Mapping) else item
+            found.append(_scoring_term(raw, where, namespace))
+    return tuple(found)
+
+
+def _scoring_term(raw: Any, where: str, namespace: str) -> PodAffinityTerm:
+    try:
+        term = {
+            k: v for k, v in _mapping(raw, where).items() if k not in ("matchLabelKeys", "mismatchLabelKeys")
+        }
+        if term.get("namespaceSelector") is not None:
+            term["namespaceSelector"] = {}
+        return _term(term, where, namespace)
+    except (RuleError, AttributeError, TypeError, ValueError):
+        return PodAffinityTerm(topology_key="", selector=_SELECTS_EVERY_POD, all_namespaces=True, field=where)
+
+
 def has_pod_affinity(pod_spec: Mapping[str, Any]) -> bool:
     """Any pod affinity or anti-affinity term, required or preferred: what InterPodAffinity weighs,
     for the pod it schedules and for the pods already running."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modeljob.adapters.kube_affinity import has_pod_affinity, required_anti_affinity
+from modeljob.adapters.kube_affinity import required_anti_affinity, scoring_terms
 from modeljob.adapters.kube_values import accelerator_of, quantity_int
 from modeljob.api.v1alpha1 import KIND
 from modeljob.core.cluster_state import PodFacts, PodPhase, Termination
@@ -107,7 +107,7 @@ def pod_facts(pod: Mapping[str, Any]) -> PodFacts:
         termination=_termination(status) if phase is PodPhase.FAILED else None,
         labels={str(k): str(v) for k, v in labels.items()},
         anti_affinity=required_anti_affinity(spec, str(meta.get("namespace", ""))),
-        pod_affinity=has_pod_affinity(spec),
+        scoring_terms=scoring_terms(spec, str(meta.get("namespace", ""))),
     )
 
 

@@ -135,9 +135,10 @@ class PodFacts:
     termination: Termination | None = None  # set on a failed pod: which container, why, exit code
     labels: Mapping[str, str] = field(default_factory=dict)
     anti_affinity: tuple[PodAffinityTerm, ...] = ()
-    # Any pod affinity or anti-affinity term, required or preferred: kube-scheduler's InterPodAffinity
-    # weighs those of running pods when it scores a node for another pod (the extender's shortlist).
-    pod_affinity: bool = False
+    # The terms by which kube-scheduler's InterPodAffinity weighs this pod, once on a node, when it
+    # scores nodes for another pod (read leniently: an unreadable term selects every pod). The
+    # extender's shortlist is off for a pod one of them selects.
+    scoring_terms: tuple[PodAffinityTerm, ...] = ()
 
     @property
     def key(self) -> tuple[str, str]:

@@ -20,14 +20,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from modeljob.adapters.extender.scoring_inputs import ScoringInputs, ServiceSelector
+from modeljob.adapters.extender.shortlist_rules import PodToleration
 from modeljob.adapters.extender.table_rows import copy_row, named, read_only, read_only_array
-from modeljob.core.cluster_state import NodeFacts, PodFacts, TaintEffect, account
+from modeljob.core.cluster_state import NodeFacts, PodFacts, account
 from modeljob.core.fragmentation import TargetWorkload, TaskShape, learn_target_workload_from_counts
 from modeljob.core.nodes import IntArray, NodeTable, build_node_table
 from modeljob.core.resources import Resources
@@ -79,10 +80,9 @@ class ClusterCache:
         self._table: NodeTable | None = None
         self._row_of: dict[str, int] = {}
         self._dirty: set[str] = set()  # rows whose pods changed
-        # What makes kube-scheduler's scores depend on the nodes it scores (shortlist_rules):
-        # nodes with a PreferNoSchedule taint, and pods with pod affinity terms.
-        self._preferring_nodes: set[str] = set()
-        self._affinity_pods: set[Key] = set()
+        # What, beyond the pod, makes kube-scheduler's scores depend on the nodes it scores
+        # (shortlist_rules): PreferNoSchedule taints, running pods' affinity terms, Services.
+        self.scoring_inputs = ScoringInputs()
         self._changed_nodes: set[str] = set()  # rows whose node changed
         self._stamp = 0
         self._stamps: IntArray = np.zeros(0, dtype=np.int64)
@@ -100,11 +100,11 @@ class ClusterCache:
         name = key[1]
         with self._lock:
             if kind_of_event == "DELETED" or value is None:
-                self._preferring_nodes.discard(name)
+                self.scoring_inputs.node_changed(name, None)
                 if self._nodes.pop(name, None) is not None:
                     self._table = None
             else:
-                _mark(self._preferring_nodes, name, _prefers(value))
+                self.scoring_inputs.node_changed(name, value)
                 before = self._nodes.get(name)
                 self._nodes[name] = value
                 if before is None:
@@ -116,11 +116,11 @@ class ClusterCache:
     def pod_event(self, kind_of_event: str, value: PodFacts | None, key: Key) -> None:
         with self._lock:
             if kind_of_event == "DELETED" or value is None:
-                self._affinity_pods.discard(key)
+                self.scoring_inputs.pod_changed(key, None)
                 self._pods.pop(key, None)
                 self._assumed.pop(key, None)
             else:
-                _mark(self._affinity_pods, key, value.pod_affinity)
+                self.scoring_inputs.pod_changed(key, value)
                 self._pods[key] = value
                 if value.node is not None:
                     self._assumed.pop(key, None)  # the watched copy counts from now on
@@ -130,14 +130,14 @@ class ClusterCache:
         """A fresh list (the watch started over)."""
         with self._lock:
             self._nodes = {node.name: node for node in nodes}
-            self._preferring_nodes = {name for name, node in self._nodes.items() if _prefers(node)}
+            self.scoring_inputs.replace_nodes(self._nodes.values())
             self._table = None
         self.nodes_synced.set()
 
     def replace_pods(self, pods: Iterable[PodFacts]) -> None:
         with self._lock:
             self._pods = {pod.key: pod for pod in pods}
-            self._affinity_pods = {key for key, pod in self._pods.items() if pod.pod_affinity}
+            self.scoring_inputs.replace_pods(self._pods.values())
             for key in [k for k, pod in self._pods.items() if pod.node is not None]:
                 self._assumed.pop(key, None)
             self._on_node.clear()
@@ -151,6 +151,14 @@ class ClusterCache:
                 self._recount(key)
             self._table = None
         self.pods_synced.set()
+
+    def service_event(self, kind_of_event: str, value: ServiceSelector | None, key: Key) -> None:
+        """Services matter only to the shortlist's rules (ScoringInputs), not to the table."""
+        self.scoring_inputs.service_event(kind_of_event, value, key)
+
+    def replace_services(self, services: Iterable[ServiceSelector]) -> None:
+        """A fresh list of Services: until the first, the shortlist is off."""
+        self.scoring_inputs.replace_services(services)
 
     # --- assumed pods ---------------------------------------------------------------------------
 
@@ -174,17 +182,12 @@ class ClusterCache:
         with self._lock:
             return self._pods.get(key)
 
-    def scoring_reason(self) -> str | None:
-        """Why kube-scheduler's scores may depend on which nodes it scores, whatever the pod: a node
-        with a PreferNoSchedule taint (TaintToleration), a pod with pod affinity terms
-        (InterPodAffinity). None: neither (shortlist_rules)."""
-        with self._lock:
-            if self._preferring_nodes:
-                return f"node {min(self._preferring_nodes)} has a PreferNoSchedule taint"
-            if self._affinity_pods:
-                namespace, name = min(self._affinity_pods)
-                return f"pod {namespace}/{name} has pod affinity terms"
-            return None
+    def scoring_reason(
+        self, pod: PodFacts, tolerations: tuple[PodToleration, ...], fits: Collection[str]
+    ) -> str | None:
+        """Why kube-scheduler's scores for ``pod`` may depend on which of ``fits`` (the nodes that
+        fit it) it scores, from what the cluster holds (ScoringInputs.reason); None: nothing does."""
+        return self.scoring_inputs.reason(pod, tolerations, fits)
 
     def has_node(self, name: str) -> bool:
         with self._lock:
@@ -373,14 +376,3 @@ class ClusterCache:
 def _accounted(node: NodeFacts) -> tuple[object, ...]:
     """What `account()` reads of a node: a change elsewhere (taints, labels) leaves its row alone."""
     return (node.view, node.ready, node.schedulable)
-
-
-def _prefers(node: NodeFacts) -> bool:
-    return any(taint.effect is TaintEffect.PREFER_NO_SCHEDULE for taint in node.taints)
-
-
-def _mark(members: set[Any], member: Any, present: bool) -> None:
-    if present:
-        members.add(member)
-    else:
-        members.discard(member)

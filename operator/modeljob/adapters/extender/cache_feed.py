@@ -1,5 +1,6 @@
 """Feeding the extender's ClusterCache from list+watch: its own node and pod watches (`modeljob
-extender` on its own), or the operator's, shared (`modeljob run`)."""
+extender` on its own), or the operator's, shared (`modeljob run`); and a Service watch of its own
+in both (the operator does not watch Services), which only the shortlist reads."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ from collections.abc import Callable
 from typing import Any
 
 from modeljob.adapters import kube_nodes
-from modeljob.adapters.cluster import ClusterGateway
+from modeljob.adapters.cluster import ClusterGateway, Watched
 from modeljob.adapters.cluster_view import Informer, node_and_pod_informers
 from modeljob.adapters.extender.cache import ClusterCache, Key
+from modeljob.adapters.extender.scoring_inputs import ServiceSelector, service_selector
 from modeljob.core.cluster_state import NodeFacts, PodFacts
 
 
 class ClusterFeed:
-    """List+watch of nodes and pods (the operator's Informer, kube_nodes' and kube_pods'
+    """List+watch of nodes, pods and Services (the operator's Informer, kube_nodes' and kube_pods'
     translations) feeding a ClusterCache: `modeljob extender` on its own."""
 
     def __init__(
@@ -25,14 +27,17 @@ class ClusterFeed:
         self.nodes, self.pods = node_and_pod_informers(
             gateway, labels=labels, on_node=self._node_changed, on_pod=self._pod_changed
         )
+        self.services = service_informer(gateway, cache)
 
     def start(self) -> None:
         self.nodes.start()
         self.pods.start()
+        self.services.start()
 
     def stop(self) -> None:
         self.nodes.stop()
         self.pods.stop()
+        self.services.stop()
 
     def wait_synced(self, timeout_seconds: float) -> bool:
         deadline = time.monotonic() + timeout_seconds
@@ -81,3 +86,18 @@ def attach_to_view(cache: ClusterCache, nodes: Informer[NodeFacts], pods: Inform
         cache.replace_nodes(nodes.values())
     if pods.synced.is_set():
         cache.replace_pods(pods.values())
+
+
+def service_informer(gateway: ClusterGateway, cache: ClusterCache) -> Informer[ServiceSelector]:
+    """List+watch of Services (namespace, name and selector kept) into ``cache`` (its ScoringInputs).
+    Until it has listed, and if it cannot (an install whose RBAC predates it), the shortlist is
+    off, with that reason; filter, prioritize and bind do not wait for it."""
+
+    def changed(kind_of_event: str, value: ServiceSelector | None, key: Key) -> None:
+        if kind_of_event == "RELISTED":
+            cache.replace_services(services.values())
+        else:
+            cache.service_event(kind_of_event, value, key)
+
+    services: Informer[ServiceSelector] = Informer(gateway, Watched.SERVICES, service_selector, changed)
+    return services

@@ -205,16 +205,16 @@ def _shortlist(
     service: ExtenderService, snapshot: Snapshot, args: SchedulingArgs, decision: FilterDecision
 ) -> FilterDecision:
     """With `shortlist` on, and kube-scheduler's own scores for the pod independent of which nodes
-    it scores (shortlist_rules): score the nodes that fit and pass only those kube-scheduler could
-    still choose (`Priorities.contenders`). It runs its score plugins on each node the filter
-    passes, so where our scores tell nodes apart it scores a handful instead of thousands. The
-    scores are remembered for the prioritize to come. Otherwise every node that fits passes and
-    prioritize scores them, as it always did."""
+    it scores (shortlist_rules: by the pod's spec, and by the cluster among the nodes that fit):
+    score the nodes that fit and pass only those kube-scheduler could still choose
+    (`Priorities.contenders`). It runs its score plugins on each node the filter passes, so where
+    our scores tell nodes apart it scores a handful instead of thousands. The scores are remembered
+    for the prioritize to come. Otherwise every node that fits passes and prioritize scores them."""
     settings = service.settings
     if (
         not settings.shortlist
         or args.scoring_reason is not None
-        or service.cache.scoring_reason() is not None
+        or service.cache.scoring_reason(args.pod, args.tolerations, decision.passed) is not None
     ):
         return decision
     full = _priorities(service, snapshot, args, decision.passed, decision.passed_rows)

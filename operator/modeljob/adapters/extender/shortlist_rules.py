@@ -5,22 +5,29 @@ their scores over the nodes they are given (NodeAffinity, TaintToleration and Dy
 the highest, InterPodAffinity and PodTopologySpread between the lowest and the highest; v1.36's
 plugins' NormalizeScore). Scoring fewer nodes could then weigh a pod's preferences differently
 among the nodes kept. Those plugins score every node alike, and the shortlist changes nothing,
-when none of their inputs is there: the pod states no preferred node affinity, no pod affinity,
-no topology spread, no resource claims, and is not a ModelJob's (its job's headless Service
-selects it), a ReplicaSet's, a StatefulSet's or a ReplicationController's (whose pods
-kube-scheduler spreads by default), no node has a
-PreferNoSchedule taint and no pod on the cluster has pod affinity terms (kube-scheduler weighs
-those of the pods already running too). What a pod's spec does not show is a Service that selects
-it, which kube-scheduler's default spreading also reads: docs/extender.md says so.
+when none of their inputs is there:
+
+- from the pod's own spec (`pod_reason`): no preferred node affinity, no pod affinity, no topology
+  spread, no resource claims, and not a ModelJob's (its job's headless Service selects it), a
+  ReplicaSet's, a StatefulSet's or a ReplicationController's (whose pods kube-scheduler spreads by
+  default: helper.DefaultSelector);
+- from the cluster (scoring_inputs.ScoringInputs): no Service in the pod's namespace selects it
+  (`service_selects`, as helper.GetPodServices: a Service's labels join the default spreading's
+  selector), no running pod's InterPodAffinity scoring terms select it (kube_affinity.scoring_terms),
+  and no node that fits carries a PreferNoSchedule taint the pod does not tolerate
+  (`PodToleration.tolerates`, as TaintToleration's countIntolerableTaintsPreferNoSchedule: with
+  none, every node scores 0 and DefaultNormalizeScore gives each the maximum).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from modeljob.adapters.kube_affinity import has_pod_affinity
 from modeljob.adapters.kube_pods import LABEL_JOB_UID
+from modeljob.core.cluster_state import Taint, TaintEffect
 
 # kube-scheduler's default topology spreading (PodTopologySpread's system defaults) applies to the
 # pods of these controllers (helper.DefaultSelector), and to pods a Service selects.
@@ -49,3 +56,54 @@ def pod_reason(pod: Mapping[str, Any]) -> str | None:
 
 def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class PodToleration:
+    """One of the pod's tolerations, as written (core's Toleration folds unknown operators into
+    Equal, which would be wrong here)."""
+
+    key: str = ""
+    operator: str = ""
+    value: str = ""
+    effect: str = ""
+
+    def tolerates(self, taint: Taint) -> bool:
+        """v1.Toleration.ToleratesTaint. Lt and Gt (behind the TaintTolerationComparisonOperators
+        gate) count as not tolerating: that can only keep the shortlist off."""
+        if self.effect and self.effect != taint.effect.value:
+            return False
+        if self.key and self.key != taint.key:
+            return False
+        if self.operator in ("", "Equal"):
+            return self.value == taint.value
+        return self.operator == "Exists"
+
+
+def pod_tolerations(items: object) -> tuple[PodToleration, ...]:
+    """A pod's spec.tolerations (the API server has validated them); anything else is none."""
+    found = []
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, Mapping):
+            key, operator, value, effect = (
+                str(item.get(f) or "") for f in ("key", "operator", "value", "effect")
+            )
+            found.append(PodToleration(key=key, operator=operator, value=value, effect=effect))
+    return tuple(found)
+
+
+def untolerated(taints: tuple[Taint, ...], tolerations: tuple[PodToleration, ...]) -> Taint | None:
+    """The first PreferNoSchedule taint no toleration tolerates (TaintToleration's Score counts them)."""
+    for taint in taints:
+        if taint.effect is TaintEffect.PREFER_NO_SCHEDULE and not any(
+            t.tolerates(taint) for t in tolerations
+        ):
+            return taint
+    return None
+
+
+def service_selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    """Whether a Service with this selector makes kube-scheduler spread the pod (helper.DefaultSelector
+    merges the selectors of the Services helper.GetPodServices finds): a nil selector selects no pod,
+    and an empty one adds nothing to spread by."""
+    return bool(selector) and all(labels.get(key) == value for key, value in selector.items())

@@ -74,6 +74,7 @@ class PodSpec(_Wire):
     affinity: dict[str, Any] | None = None
     topology_spread_constraints: list[Any] | None = Field(default=None, alias="topologySpreadConstraints")
     resource_claims: list[Any] | None = Field(default=None, alias="resourceClaims")
+    tolerations: list[Any] | None = None
 
     _quantities = field_validator("overhead")(_check_quantities)
 
@@ -171,6 +172,8 @@ class SchedulingArgs:
     # Why kube-scheduler's scores for this pod depend on which nodes it scores (None: they do not,
     # as far as the pod shows): the filter then passes every node that fits.
     scoring_reason: str | None = None
+    # Its tolerations as written: which PreferNoSchedule taints TaintToleration holds against it.
+    tolerations: tuple[shortlist_rules.PodToleration, ...] = ()
 
     @property
     def key(self) -> tuple[str, str]:
@@ -246,6 +249,7 @@ def _scheduling_args(pod_model: Pod, candidates: Candidates, pod_json: bytes | N
         uid=pod_model.metadata.uid,
         pod_json=pod_json,
         scoring_reason=shortlist_rules.pod_reason(pod),
+        tolerations=shortlist_rules.pod_tolerations(pod["spec"].get("tolerations")),
     )
 
 
