@@ -184,7 +184,10 @@ class SchedulingSettings(_Section):
     )
     resync_seconds: float = seconds(10.0, "Plan at least this often even when nothing changed.", at_most=3600)
     bind_workers: int = workers(16, "Pods created and bound in parallel within one plan.")
-    job_workers: int = workers(8, "Jobs acted on in parallel within one scheduling cycle.")
+    job_workers: int = workers(
+        8,
+        "Jobs acted on in parallel within one scheduling cycle (and waiting jobs' status writes beside it).",
+    )
     status_refreshes_per_cycle: int = Field(
         default=50,
         ge=1,

@@ -125,3 +125,12 @@ def test_a_job_that_stops_waiting_is_forgotten() -> None:
     rewrites.written("gone")
     rewrites.begin_cycle(waiting=["stays"], stale=[])
     assert rewrites.begin_cycle(waiting=["gone"], stale=["gone"]) == {"gone"}, "never refreshed since"
+
+
+def test_writes_still_pending_take_their_share_of_the_budget() -> None:
+    """The loop passes ``limit``: the budget less the waiting writes the API server has not yet
+    taken (adapters/waiting_writes.py), so a backlog is never fed more refreshes than it drains."""
+    rewrites = ReasonRewrites(every_seconds=INTERVAL_SECONDS, per_cycle=PER_CYCLE, clock=Clock())
+    assert rewrites.begin_cycle(waiting=JOB_NAMES, stale=JOB_NAMES, limit=0) == frozenset()
+    assert len(rewrites.begin_cycle(waiting=JOB_NAMES, stale=JOB_NAMES, limit=7)) == 7
+    assert len(rewrites.begin_cycle(waiting=JOB_NAMES, stale=JOB_NAMES, limit=10 * PER_CYCLE)) == PER_CYCLE

@@ -135,17 +135,22 @@ class ReasonRewrites:
         self._clock = clock
         self._written: dict[str, float] = {}  # job uid -> when its status was last written (clock s)
         self._granted: frozenset[str] = frozenset()
+        self._lock = threading.Lock()  # waiting writes land beside the next cycle's begin_cycle
 
-    def begin_cycle(self, *, waiting: Iterable[str], stale: Iterable[str]) -> frozenset[str]:
+    def begin_cycle(
+        self, *, waiting: Iterable[str], stale: Iterable[str], limit: int | None = None
+    ) -> frozenset[str]:
         """Grant this cycle's refreshes among ``stale`` (waiting jobs whose status would be
-        refreshed); forget jobs no longer ``waiting`` (one waiting again is written at once, as a
-        change of phase). Returns the jobs granted."""
+        refreshed), at most ``limit`` if smaller than ``per_cycle``; forget jobs no longer
+        ``waiting`` (one waiting again is written at once, as a change of phase). Returns the jobs
+        granted."""
         keep = set(waiting)
-        self._written = {uid: at for uid, at in self._written.items() if uid in keep}
+        with self._lock:
+            self._written = written = {uid: at for uid, at in self._written.items() if uid in keep}
         due_before = self._clock() - self._every_seconds
-        due = [uid for uid in stale if self._written.get(uid, -math.inf) <= due_before]
-        due.sort(key=lambda uid: (self._written.get(uid, -math.inf), uid))
-        self._granted = frozenset(due[: self._per_cycle])
+        due = [uid for uid in stale if written.get(uid, -math.inf) <= due_before]
+        due.sort(key=lambda uid: (written.get(uid, -math.inf), uid))
+        self._granted = frozenset(due[: self._per_cycle if limit is None else min(limit, self._per_cycle)])
         return self._granted
 
     def allowed(self, uid: str) -> bool:
@@ -154,4 +159,5 @@ class ReasonRewrites:
 
     def written(self, uid: str) -> None:
         """The job's waiting status was written (a change or a refresh): it is current now."""
-        self._written[uid] = self._clock()
+        with self._lock:
+            self._written[uid] = self._clock()

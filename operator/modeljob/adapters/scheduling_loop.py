@@ -30,6 +30,7 @@ from modeljob.adapters.job_admission import Admissions, AdmittingWriter
 from modeljob.adapters.job_status import JsonObject, ReasonRewrites, WriteBackoff
 from modeljob.adapters.metrics import AttemptResult, OperatorMetrics
 from modeljob.adapters.step_actions import Document, StepActions
+from modeljob.adapters.waiting_writes import WaitingWrites
 from modeljob.core import status, steps
 from modeljob.core.cluster_state import merge_assumed
 from modeljob.core.job_state import JobFacts
@@ -95,6 +96,7 @@ class SchedulingLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._jobs_pool = ThreadPoolExecutor(max_workers=scheduling.job_workers, thread_name_prefix="job")
+        self._waiting = WaitingWrites(workers=scheduling.job_workers)
         self._sizing_cache: SizingCache = {}
         self._memory = CycleMemory()  # what a cycle leaves for the next; a restart starts empty
         self._parsed = ParsedJobs()
@@ -126,6 +128,7 @@ class SchedulingLoop:
             self._thread.join(timeout=10)
         self._binder.stop()
         self._jobs_pool.shutdown(wait=False, cancel_futures=True)
+        self._waiting.stop()
         self.events.drain()  # Events already decided are still posted (bounded wait)
 
     @property
@@ -150,7 +153,7 @@ class SchedulingLoop:
             if not self.acting:
                 continue
             try:
-                self.run_once()
+                self.run_once(settle=False)
                 if self.cycles == 1:
                     keep_long_lived()
             except Exception:
@@ -160,8 +163,11 @@ class SchedulingLoop:
 
     # --- one cycle ----------------------------------------------------------------------------
 
-    def run_once(self) -> CycleResult:
-        """Snapshot, decide, act. Public so tests can drive cycles one at a time."""
+    def run_once(self, *, settle: bool = True) -> CycleResult:
+        """Snapshot, decide, act. Public so tests can drive cycles one at a time: they look at what
+        was written, so ``settle`` waits for the waiting jobs' writes too; the loop's own thread
+        plans on while those land (adapters/waiting_writes.py). The cycle's measured time ends
+        before that wait either way."""
         started = time.perf_counter()
         now = self._clock()
         if len(self._sizing_cache) > SIZING_CACHE_ENTRIES:
@@ -180,6 +186,8 @@ class SchedulingLoop:
         self._record(result, parsed, now)
         self.cycles += 1
         self._metrics.record_cycle(time.perf_counter() - started)
+        if settle:
+            self._waiting.settle()
         return result
 
     def _backing_off(self, parsed: Sequence[JobFacts], now: datetime) -> tuple[set[str], set[str]]:
@@ -223,20 +231,40 @@ class SchedulingLoop:
         backing_off: set[str],
         now: datetime,
     ) -> int:
-        """Act on the cycle's steps that change something; how many were acted on."""
+        """Act on the cycle's steps that change something; how many were acted on. Decisions are
+        acted on before the cycle ends; waiting jobs' writes are handed to ``_waiting`` and land
+        beside the next cycles (adapters/waiting_writes.py), one pending per job at most."""
         self._budget_refreshes(result.steps, documents, backing_off=backing_off)
         # Each step touches only its own job and pods, and the cycle already accounted for all of
         # them together, so they are acted on in parallel; a deep queue's steps mostly change
         # nothing, and are left out here rather than queued for the pool by the thousand.
-        futures = [
-            self._jobs_pool.submit(self._act, step, documents[step.job.key], now, judged.get(step.job.uid))
+        acting = [
+            step
             for step in result.steps
             if step.job.uid not in backing_off
+            and (self._decides(step, documents[step.job.key]) or not self._waiting.pending(step.job.uid))
             and self._does_something(step, documents[step.job.key], now, admitted=step.job.uid in judged)
         ]
+        futures = []
+        for step in acting:
+            act = functools.partial(self._act, step, documents[step.job.key], now, judged.get(step.job.uid))
+            if self._decides(step, documents[step.job.key]):
+                self._waiting.cancel(step.job.uid)  # not started: this step writes the job itself
+                futures.append(self._jobs_pool.submit(act))
+            else:
+                self._waiting.submit(step.job.uid, act)
         for future in futures:
             future.result()
-        return len(futures)
+        return len(acting)
+
+    @staticmethod
+    def _decides(step: Step, document: Document) -> bool:
+        """Whether a later cycle reads back what acting on ``step`` writes: anything but a waiting
+        job's status (a preemptor waiting for its victims, or one whose plan is cleared, decides
+        too: the next cycle plans from that plan), so it is written before the cycle ends."""
+        if not isinstance(step, Wait | Unschedulable) or step.delete_pods or step.job.placement:
+            return True
+        return bool(step.job.preempting or status.plan_over(document.get("status") or {}))
 
     def _record(self, result: CycleResult, parsed: Sequence[JobFacts], now: datetime) -> None:
         """The cycle's metrics, and the Queues' statuses it computed."""
@@ -267,16 +295,20 @@ class SchedulingLoop:
     ) -> None:
         """Choose, once for the cycle, which waiting jobs may have their position or reason
         refreshed (adapters/job_status.py, ReasonRewrites): the cycle's writes stay bounded
-        whatever the depth of the queue. A job in back-off is not acted on: it takes no refresh."""
+        whatever the depth of the queue, and fewer while earlier waiting writes are still pending.
+        A job in back-off, or with a write pending, takes no refresh."""
         waits = [step for step in cycle_steps if isinstance(step, Wait | Unschedulable)]
         stale = [
             step.job.uid
             for step in waits
             if step.job.uid not in backing_off
+            and not self._waiting.pending(step.job.uid)
             and status.waiting_write(step, documents[step.job.key].get("status") or {})
             is WaitingWrite.REFRESH
         ]
-        self._rewrites.begin_cycle(waiting=[step.job.uid for step in waits], stale=stale)
+        # Writes still pending take their share: the API server is behind, and more would queue.
+        room = max(0, self._settings.scheduling.status_refreshes_per_cycle - len(self._waiting))
+        self._rewrites.begin_cycle(waiting=[step.job.uid for step in waits], stale=stale, limit=room)
 
     def _act(
         self, step: Step, document: Document, now: datetime, judged: tuple[Judgement, JsonObject] | None

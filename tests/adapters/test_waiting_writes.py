@@ -1,0 +1,119 @@
+"""Waiting jobs' status writes land beside the next cycles instead of holding up the one that made
+them: a job that fits is placed while the API server is still behind on others' Queued writes,
+a job never has two waiting writes pending, and a step that places a job drops its waiting write
+that had not started."""
+
+from __future__ import annotations
+
+import copy
+import threading
+
+import pytest
+
+from modeljob.adapters.waiting_writes import WaitingWrites
+from tests.adapters.test_operator_scheduling_loop import FakeApiServer, Json, start_operator
+from tests.operator_builders import modeljob_dict, node_dict
+
+GANG = "llama-2-13b-sft"  # crds/examples/llama-2-13b-training-zero3.yaml: 4 replicas of 2 H100s
+
+
+def _api(*, cordoned: bool, server: FakeApiServer | None = None) -> FakeApiServer:
+    server = server if server is not None else FakeApiServer()
+    for index in (0, 1):
+        server.put("nodes", node_dict(index, unschedulable=cordoned))
+    job = modeljob_dict("llama-2-13b-training-zero3", status={"phase": "Queued", "observedGeneration": 1})
+    job["spec"]["accelerator"] = {"products": ["NVIDIA-H100-80GB-HBM3"]}
+    server.put("modeljobs", job)
+    return server
+
+
+def _too_big(server: FakeApiServer, name: str) -> None:
+    """A new job (not yet admitted) that no node set here can hold: it waits."""
+    job = modeljob_dict("llama-2-13b-training-zero3")
+    job["metadata"].update(name=name, uid=f"uid-{name}")
+    job["spec"]["accelerator"] = {"products": ["NVIDIA-H100-80GB-HBM3"]}
+    job["spec"]["replicas"] = 64
+    server.put("modeljobs", job)
+
+
+class Blocker:
+    """Holds the loop's only waiting-write worker until released: the API server falling behind."""
+
+    def __init__(self, writes: WaitingWrites) -> None:
+        self.release = threading.Event()
+        self.running = threading.Event()
+        writes.submit("blocker", self._hold)
+        assert self.running.wait(5)
+
+    def _hold(self) -> None:
+        self.running.set()
+        self.release.wait(10)
+
+
+def _patches(api: FakeApiServer, name: str) -> list[str]:
+    return [call for call in api.calls if call.startswith(f"patch {name} ")]
+
+
+def test_a_job_that_fits_is_placed_while_another_jobs_waiting_write_is_still_pending() -> None:
+    api = _api(cordoned=False)
+    _too_big(api, "huge")
+    loop, _ = start_operator(api)  # one worker for waiting writes
+    blocker = Blocker(loop._waiting)
+
+    loop.run_once(settle=False)
+    assert api.job("ml", GANG)["status"]["phase"] == "Scheduled", "placed in the cycle itself"
+    assert _patches(api, "huge") == [], "its Queued write waits behind the API server's backlog"
+
+    loop.run_once(settle=False)  # the same wait again: not handed over a second time
+    blocker.release.set()
+    loop._waiting.settle()
+    assert len(_patches(api, "huge")) == 1
+    status = api.job("ml", "huge")["status"]
+    assert status["phase"] == "Unschedulable", "64 replicas of 2 GPUs fit no two nodes"
+    assert status["observedGeneration"] == 1, "its admission went with that write"
+    assert status["message"], "the user reads why it waits"
+
+
+class CountingApiServer(FakeApiServer):
+    """Counts every status write sent, those refused as stale (409) too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[str] = []
+
+    def patch_modeljob_status(self, namespace: str, name: str, patch: Json) -> Json:
+        self.sent.append(f"{name} phase={patch['status'].get('phase')}")
+        return super().patch_modeljob_status(namespace, name, patch)
+
+
+def test_a_job_placed_before_its_waiting_write_started_is_never_written_as_waiting() -> None:
+    api = _api(cordoned=True, server=CountingApiServer())
+    loop, view = start_operator(api)
+    blocker = Blocker(loop._waiting)
+
+    loop.run_once(settle=False)  # both nodes cordoned: the gang waits, its write queued (not started)
+    assert _patches(api, GANG) == []
+    for index in (0, 1):  # uncordoned, as the node watch shows it
+        node = copy.deepcopy(node_dict(index))
+        view.nodes.observe(api.put("nodes", node))
+    loop.run_once(settle=False)
+    blocker.release.set()
+    loop._waiting.settle()
+
+    assert api.job("ml", GANG)["status"]["phase"] == "Scheduled"
+    assert isinstance(api, CountingApiServer)
+    waiting = [sent for sent in api.sent if sent.endswith(("phase=Queued", "phase=Unschedulable"))]
+    assert waiting == [], "the waiting write was dropped, never sent to be refused"
+
+
+def test_a_write_that_escapes_its_own_error_handling_is_raised_when_settling() -> None:
+    writes = WaitingWrites(workers=1)
+
+    def dies() -> None:
+        raise KeyboardInterrupt
+
+    writes.submit("job", dies)
+    with pytest.raises(KeyboardInterrupt):
+        writes.settle()
+    assert not writes.pending("job")
+    writes.stop()
