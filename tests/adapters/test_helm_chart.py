@@ -316,6 +316,14 @@ def test_the_lease_rules_grant_exactly_create_and_get_update_on_its_own_lease(he
     assert not [rule for rule in cluster_rules if "coordination.k8s.io" in rule["apiGroups"]]
 
 
+@pytest.mark.parametrize("enabled", [True, False], ids=["extender", "no-extender"])
+def test_services_are_listed_and_watched_only_for_the_extenders_shortlist(helm: Path, enabled: bool) -> None:
+    manifests = render(helm, f"settings.extender.enabled={str(enabled).lower()}")
+    rules = [r for r in find(manifests, "ClusterRole")["rules"] if "services" in r["resources"]]
+    verbs = sorted(verb for rule in rules for verb in rule["verbs"])
+    assert verbs == (["create", "get", "list", "watch"] if enabled else ["create", "get"])
+
+
 def test_every_cluster_role_rule_says_why() -> None:
     lines = (CHART / "templates" / "rbac.yaml").read_text(encoding="utf-8").splitlines()
     rules = [i for i, line in enumerate(lines) if line.strip().startswith("- apiGroups:")]
