@@ -106,6 +106,33 @@ def test_a_job_placed_before_its_waiting_write_started_is_never_written_as_waiti
     assert waiting == [], "the waiting write was dropped, never sent to be refused"
 
 
+def test_a_job_whose_waiting_write_is_landing_is_placed_by_the_next_cycle_not_beside_it() -> None:
+    api = _api(cordoned=True, server=CountingApiServer())
+    loop, view = start_operator(api)
+    landing, release = threading.Event(), threading.Event()
+
+    def slow_waiting_write(what: str) -> None:
+        if what.startswith(f"{GANG} phase=Unschedulable"):
+            landing.set()
+            release.wait(10)
+
+    api.before["patch"] = slow_waiting_write
+    loop.run_once(settle=False)  # cordoned: the gang waits, and its write is under way
+    assert landing.wait(5)
+    for index in (0, 1):
+        view.nodes.observe(api.put("nodes", copy.deepcopy(node_dict(index))))
+    loop.run_once(settle=False)  # it would fit now, but its own write is still landing
+    release.set()
+    loop._waiting.settle()
+    assert isinstance(api, CountingApiServer)
+    assert api.sent == [f"{GANG} phase=Unschedulable"], "no plan sent to race its own write"
+    assert view.changed.is_set(), "the loop is woken to place it"
+
+    loop.run_once()
+    assert api.job("ml", GANG)["status"]["phase"] == "Scheduled"
+    assert api.sent[1:] == [f"{GANG} phase=None", f"{GANG} phase=Scheduled"], "planned once, not refused"
+
+
 def test_a_write_that_escapes_its_own_error_handling_is_raised_when_settling() -> None:
     writes = WaitingWrites(workers=1)
 

@@ -245,17 +245,19 @@ class SchedulingLoop:
             and (self._decides(step, documents[step.job.key]) or not self._waiting.pending(step.job.uid))
             and self._does_something(step, documents[step.job.key], now, admitted=step.job.uid in judged)
         ]
-        futures = []
+        futures, left = [], 0
         for step in acting:
             act = functools.partial(self._act, step, documents[step.job.key], now, judged.get(step.job.uid))
-            if self._decides(step, documents[step.job.key]):
-                self._waiting.cancel(step.job.uid)  # not started: this step writes the job itself
-                futures.append(self._jobs_pool.submit(act))
-            else:
+            if not self._decides(step, documents[step.job.key]):
                 self._waiting.submit(step.job.uid, act)
+            elif self._waiting.cancel(step.job.uid):  # none under way: this step writes the job
+                futures.append(self._jobs_pool.submit(act))
+            else:  # its waiting write is landing: the next cycle decides on what it left
+                self._view.changed.set()
+                left += 1
         for future in futures:
             future.result()
-        return len(acting)
+        return len(acting) - left
 
     @staticmethod
     def _decides(step: Step, document: Document) -> bool:

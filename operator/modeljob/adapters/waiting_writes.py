@@ -14,7 +14,8 @@ One write per job at a time: a job with a write pending is not handed another un
 (the next cycle then sees it, written through into the watched copy). Every write stays
 conditional on the resourceVersion it was decided from, so a write that lands after the job
 changed is refused (409) and the next cycle looks again. A step that decides something for a job
-cancels the job's waiting write if it has not started (the step writes the job itself).
+cancels the job's waiting write if it has not started (the step writes the job itself), and waits
+for the next cycle if it has.
 """
 
 from __future__ import annotations
@@ -52,13 +53,13 @@ class WaitingWrites:
         future.add_done_callback(lambda done: self._forget(uid, done))
         return True
 
-    def cancel(self, uid: str) -> None:
-        """The job's write, if it has not started: a step that decides for the job writes it. One
-        under way is left to finish; the step's own write is then refused (409) if it lost."""
+    def cancel(self, uid: str) -> bool:
+        """Drop the job's write if it has not started (a step that decides for the job writes the
+        job itself); False if one is under way: that step waits for the next cycle, which sees
+        what the write left, rather than race it (two writes of one job at once, one refused)."""
         with self._lock:
             future = self._pending.get(uid)
-        if future is not None:
-            future.cancel()  # its done-callback forgets it
+        return future is None or future.cancel() or future.done()  # a cancelled one is forgotten
 
     def settle(self) -> None:
         """Wait until every write pending now is done (tests driving one cycle at a time). A write
