@@ -173,7 +173,7 @@ def test_kube_schedulers_own_encoding_gets_the_same_answers(
 ) -> None:
     answers = []
     for encode in (as_go_writes, lambda document: json.dumps(document).encode()):
-        for running in serve():
+        for running in serve(shortlist=False):
             status, filtered = running.post(FILTER, encode(args(gpu_pod(gpus=gpus), *candidates)))
             # As kube-scheduler does: prioritize the nodes the filter kept, in its order.
             scored = running.post(PRIORITIZE, encode(args(gpu_pod(gpus=gpus), *filtered["NodeNames"])))
@@ -201,8 +201,8 @@ def test_filter_passes_only_the_nodes_kube_scheduler_could_still_choose() -> Non
         expected = {name: full[name] - low for name in ("gpu-a", "gpu-c") if full[name] > low}
         assert {entry["Host"]: entry["Score"] for entry in scored} == expected
         assert full.get("gpu-b", 0) < max(full.values()) - 3
-    # Off (the default), or a profile that weighs its plugins more: every node that fits passes.
-    for running in serve():
+    # Off, or a profile that weighs its plugins more: every node that fits passes.
+    for running in serve(shortlist=False):
         _, filtered = running.post(FILTER, args(pod, "gpu-a", "gpu-b", "gpu-c"))
         assert filtered["NodeNames"] == ["gpu-a", "gpu-b", "gpu-c"]
     for running in serve(shortlist=True, plugin_score_range=100_000):
@@ -314,10 +314,11 @@ def test_prioritize_gives_10_to_the_core_choice_and_counts_the_pod_there_at_once
     assert second["NodeNames"] == ["gpu-b"]
 
 
-def test_a_new_filter_for_the_same_pod_drops_what_was_chosen_for_it_before(extender: Running) -> None:
-    extender.post(PRIORITIZE, args(gpu_pod("retry", gpus=2), "gpu-a", "gpu-b"))
-    _, again = extender.post(FILTER, args(gpu_pod("retry", gpus=2), "gpu-a", "gpu-b"))
-    assert again["NodeNames"] == ["gpu-a", "gpu-b"]
+def test_a_new_filter_for_the_same_pod_drops_what_was_chosen_for_it_before() -> None:
+    for extender in serve(shortlist=False):  # every node that fits passes: gpu-a's 2 GPUs too
+        extender.post(PRIORITIZE, args(gpu_pod("retry", gpus=2), "gpu-a", "gpu-b"))
+        _, again = extender.post(FILTER, args(gpu_pod("retry", gpus=2), "gpu-a", "gpu-b"))
+        assert again["NodeNames"] == ["gpu-a", "gpu-b"]
 
 
 def test_bind_posts_the_binding_and_counts_the_pod_on_that_node(extender: Running) -> None:

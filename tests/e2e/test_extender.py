@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from modeljob.adapters import node_catalog
+from modeljob.adapters import kube_pods, node_catalog
 from modeljob.adapters.cluster import ClusterGateway
 from modeljob.adapters.extender.cache import ClusterCache
 from modeljob.adapters.extender.cache_feed import ClusterFeed
@@ -47,6 +47,12 @@ EXTENDERS = REPO / "hack" / "extender" / "extenders.yaml"
 PLANE = CONTROL_PLANES["e2e-extender"]
 EXTENDER_PORT = 18888  # below the ephemeral range, and in no control plane's port table
 NAMESPACE = "extender-e2e"
+SPREADING_SERVICE = {
+    "apiVersion": "v1",
+    "kind": "Service",
+    "metadata": {"name": "spread-me"},
+    "spec": {"clusterIP": "None", "selector": {"app": "spread-me"}, "ports": [{"port": 80}]},
+}
 
 
 def control_plane(script: str, *, extenders: Path | None = None) -> str:
@@ -71,7 +77,9 @@ class LocalExtender:
     """The extender's watches and HTTP server in this process; HTTP can be stopped and restarted."""
 
     def __init__(self, gateway: ClusterGateway) -> None:
-        self.settings = ExtenderSettings(host="127.0.0.1", port=EXTENDER_PORT)
+        # The shortlist off at first (every node that fits passes, kube-scheduler calls prioritize);
+        # the test turns it on, as it is by default, where it is about it.
+        self.settings = ExtenderSettings(host="127.0.0.1", port=EXTENDER_PORT, shortlist=False)
         self.cache = ClusterCache(assume_seconds=self.settings.assume_seconds)
         self.feed = ClusterFeed(gateway, self.cache, labels=NodeLabelKeys())
         self.metrics = ExtenderMetrics()
@@ -211,8 +219,9 @@ def test_with_the_extender_the_same_pod_lands_where_our_scoring_prefers(setup: S
     text = extender.metrics.exposition().decode()
     assert 'modeljob_extender_requests_total{code="200",verb="prioritize"} 1.0' in text
     assert 'modeljob_extender_bindings_total{result="bound"} 1.0' in text, "our bind verb bound it"
-    # With the shortlist on: the empty gpu-b trails gpu-a by more than kube-scheduler's plugins can
-    # make up, so the filter passes gpu-a alone and kube-scheduler scores nothing, no prioritize.
+    # With the shortlist on (the default): the empty gpu-b trails gpu-a by more than kube-scheduler's
+    # plugins can make up, so the filter passes gpu-a alone and kube-scheduler scores nothing, no
+    # prioritize.
     extender.stop_http()
     extender.start_http(shortlist=True)
     cluster.gateway.create_pod(NAMESPACE, pod("shortlisted", gpus=1))
@@ -220,9 +229,23 @@ def test_with_the_extender_the_same_pod_lands_where_our_scoring_prefers(setup: S
     text = extender.metrics.exposition().decode()
     assert 'modeljob_extender_requests_total{code="200",verb="filter"} 2.0' in text
     assert 'modeljob_extender_requests_total{code="200",verb="prioritize"} 1.0' in text
-    extender.stop_http()
-    extender.start_http(shortlist=False)
-    delete_and_wait(cluster, "shortlisted")  # the next tests find gpu-a with one GPU left
+    delete_and_wait(cluster, "shortlisted")
+    # A Service selecting the pod makes kube-scheduler spread it by default, over the nodes it is
+    # given: the extender's Service watch sees it, and every node that fits passes again.
+    spread = pod("behind-a-service", gpus=1)
+    spread["metadata"]["labels"] = {"app": "spread-me"}
+    cluster.gateway.create_service(NAMESPACE, SPREADING_SERVICE)
+    wait_for(
+        lambda: extender.cache.scoring_reason(kube_pods.pod_facts(spread), (), ()) is not None,
+        "the extender's Service watch to see the Service",
+    )
+    cluster.gateway.create_pod(NAMESPACE, spread)
+    assert scheduled(cluster, "behind-a-service") == "gpu-a"
+    text = extender.metrics.exposition().decode()
+    assert 'modeljob_extender_requests_total{code="200",verb="filter"} 3.0' in text
+    assert 'modeljob_extender_requests_total{code="200",verb="prioritize"} 2.0' in text
+    delete_and_wait(cluster, "behind-a-service")  # the next tests find gpu-a with one GPU left
+    cluster.kubectl("-n", NAMESPACE, "delete", "service", "spread-me")
 
 
 def test_a_pod_that_fits_no_node_stays_pending_with_our_reason(setup: Setup) -> None:

@@ -49,12 +49,13 @@ class ExtenderSettings(BaseModel):
         16, "pods/binding calls in flight at once (kube-scheduler binds pods in parallel)."
     )
     shortlist: bool = Field(
-        default=False,
+        default=True,
         description=(
             "The filter passes only the nodes kube-scheduler could still choose, for pods whose "
-            "kube-scheduler scores do not depend on the nodes scored as far as the extender sees "
-            "(docs/extender.md). Off by default: a Service that selects the pod, which the extender "
-            "does not watch, makes kube-scheduler's default spreading weigh the kept nodes differently."
+            "kube-scheduler scores do not depend on the nodes scored (docs/extender.md: no Service, "
+            "running pod's affinity term or untolerated PreferNoSchedule taint weighs on them, and "
+            "the pod states no preference of its own). Off: every node that fits passes, as with "
+            "another prioritizing extender or score plugins the extender cannot see."
         ),
     )
     scheduler_weight: int = Field(
