@@ -233,7 +233,7 @@ def test_with_the_extender_the_same_pod_lands_where_our_scoring_prefers(setup: S
     # A Service selecting the pod makes kube-scheduler spread it by default, over the nodes it is
     # given: the extender's Service watch sees it, and every node that fits passes again.
     spread = pod("behind-a-service", gpus=1)
-    spread["metadata"]["labels"] = {"app": "spread-me"}
+    spread["metadata"].update(namespace=NAMESPACE, labels={"app": "spread-me"})
     cluster.gateway.create_service(NAMESPACE, SPREADING_SERVICE)
     wait_for(
         lambda: extender.cache.scoring_reason(kube_pods.pod_facts(spread), (), ()) is not None,
