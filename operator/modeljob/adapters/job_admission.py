@@ -3,8 +3,10 @@
 
 A job that fits at once is thus planned in the write that admits it; one that waits is written
 Queued (or Unschedulable) with its reason in one write. Only the leader's loop runs this, so a
-standby writes nothing. The judgement is not remembered: until a write that carries it goes
-through, the status does not record the generation and the next cycle judges it again.
+standby writes nothing. Until a write that carries the judgement goes through, the status does not
+record the generation and each cycle judges the job again: from one cycle to the next only the
+unchanged version of it is recalled (same resourceVersion, same node set), never a judgement
+another process or a restart made.
 
 A job whose spec cannot be read is still seen by the cycle, from its metadata and status
 (kube_jobs.unread_job_facts): Invalid, so a placement it holds is rolled back and its pods deleted
@@ -69,6 +71,12 @@ class Admissions:
         self._unread: dict[tuple[str, str], JobFacts] = {}
         # (uid, generation) whose judgement raised, newest last; bounded like the shapes.
         self._failed: dict[tuple[str, str], None] = {}
+        # Each job judged in the last snapshot, by the version of it and of the node set judged on:
+        # until a write records its admission (written beside the next cycles, adapters/
+        # waiting_writes.py, minutes behind for a burst of thousands), the same version is judged
+        # the same way, to the same JobFacts object the cycle's caches know it by.
+        self._judged: dict[tuple[str, str, int], Judged] = {}
+        self._judged_before: dict[tuple[str, str, int], Judged] = {}
 
     def judge(self, documents: Iterable[Document], parsed: ParsedJobs, *, now: datetime) -> Admitting:
         documents = list(documents)
@@ -76,6 +84,7 @@ class Admissions:
         jobs: list[JobFacts] = []
         judged: dict[str, tuple[Judgement, JsonObject]] = {}
         unread, self._unread = self._unread, {}
+        self._judged_before, self._judged = self._judged, {}
         for document in documents:
             meta = document.get("metadata") or {}
             uid = str(meta.get("uid"))
@@ -116,6 +125,28 @@ class Admissions:
         )
         if done and settled and not fresh:
             return (job if job is not None else self._unread_facts(document, unread)), None
+        # Read before sizing (as _size does): a node change meanwhile is judged again next cycle.
+        key = (str(meta.get("uid")), str(meta.get("resourceVersion")), self._view.node_set_version)
+        if not fresh and (found := self._judged_before.get(key)) is not None:
+            self._judged[key] = found
+            return found
+        found = self._judge_afresh(document, job, problem, previous, unread, now=now)
+        if not fresh:
+            self._judged[key] = found
+        return found
+
+    def _judge_afresh(
+        self,
+        document: Document,
+        job: JobFacts | None,
+        problem: str | None,
+        previous: JobPhase | None,
+        unread: Mapping[tuple[str, str], JobFacts],
+        *,
+        now: datetime,
+    ) -> Judged:
+        status = document.get("status") or {}
+        generation = (document.get("metadata") or {}).get("generation")
         judgement = judge(
             job,
             problem=problem,
