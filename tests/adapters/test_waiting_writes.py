@@ -10,9 +10,10 @@ import threading
 
 import pytest
 
+from modeljob.adapters.cluster_errors import ClusterError
 from modeljob.adapters.waiting_writes import WaitingWrites
 from tests.adapters.test_operator_scheduling_loop import FakeApiServer, Json, start_operator
-from tests.operator_builders import modeljob_dict, node_dict
+from tests.operator_builders import at, modeljob_dict, node_dict
 
 GANG = "llama-2-13b-sft"  # crds/examples/llama-2-13b-training-zero3.yaml: 4 replicas of 2 H100s
 
@@ -122,15 +123,108 @@ def test_a_job_whose_waiting_write_is_landing_is_placed_by_the_next_cycle_not_be
     for index in (0, 1):
         view.nodes.observe(api.put("nodes", copy.deepcopy(node_dict(index))))
     loop.run_once(settle=False)  # it would fit now, but its own write is still landing
+    view.changed.clear()
     release.set()
     loop._waiting.settle()
     assert isinstance(api, CountingApiServer)
     assert api.sent == [f"{GANG} phase=Unschedulable"], "no plan sent to race its own write"
-    assert view.changed.is_set(), "the loop is woken to place it"
+    assert view.changed.is_set(), "the write, landing, wakes the loop to place it"
 
     loop.run_once()
     assert api.job("ml", GANG)["status"]["phase"] == "Scheduled"
     assert api.sent[1:] == [f"{GANG} phase=None", f"{GANG} phase=Scheduled"], "planned once, not refused"
+
+
+@pytest.mark.parametrize("room", [False, True], ids=["still-waiting", "fits-now"])
+def test_a_write_that_lands_while_the_cycle_plans_leaves_the_job_to_the_next_cycle(room: bool) -> None:
+    """Pending at the snapshot, landed before the cycle acts: acting on the snapshot's version would
+    only be refused (a second waiting write, or a plan that loses a cycle and idles its nodes)."""
+    api = _api(cordoned=True, server=CountingApiServer())
+    loop, view = start_operator(api)
+    landing, release = threading.Event(), threading.Event()
+
+    def slow_waiting_write(what: str) -> None:
+        if what.startswith(f"{GANG} phase=Unschedulable"):
+            landing.set()
+            release.wait(10)
+
+    api.before["patch"] = slow_waiting_write
+    loop.run_once(settle=False)
+    assert landing.wait(5)
+    if room:
+        for index in (0, 1):
+            view.nodes.observe(api.put("nodes", copy.deepcopy(node_dict(index))))
+    planning = loop._plan
+
+    def plan_while_it_lands(*args: object) -> object:
+        result = planning(*args)  # type: ignore[arg-type]
+        release.set()
+        loop._waiting.settle()  # landed, written through, before this cycle acts
+        return result
+
+    loop._plan = plan_while_it_lands  # type: ignore[method-assign]
+    loop.run_once(settle=False)
+    assert isinstance(api, CountingApiServer)
+    assert api.sent == [f"{GANG} phase=Unschedulable"], "nothing sent on the version the write replaced"
+    loop._plan = planning  # type: ignore[method-assign]
+    loop.run_once()
+    if room:
+        assert api.sent[1:] == [f"{GANG} phase=None", f"{GANG} phase=Scheduled"], "placed once, never refused"
+    else:
+        assert api.sent == [f"{GANG} phase=Unschedulable"], "written once: it still says why it waits"
+
+
+def test_a_waiting_write_that_fails_late_backs_off_from_when_it_failed() -> None:
+    api = _api(cordoned=True)
+    moment = [at(100)]
+    loop, _ = start_operator(api, clock=lambda: moment[0])
+    blocker = Blocker(loop._waiting)
+
+    def unavailable(what: str) -> None:
+        if what.startswith(f"{GANG} phase=Unschedulable"):
+            raise ClusterError("503 Service Unavailable", status=503)
+
+    api.before["patch"] = unavailable
+    loop.run_once(settle=False)  # decided at t=100, queued behind the backlog
+    moment[0] = at(160)
+    blocker.release.set()
+    loop._waiting.settle()  # fails at t=160
+    uid = api.job("ml", GANG)["metadata"]["uid"]
+    assert not loop._backoff.ready(uid, at(160)), "left alone after the failure, not before"
+    assert loop._backoff.ready(uid, at(161))
+
+
+def test_a_replica_that_stops_drops_queued_writes_and_waits_for_the_one_under_way() -> None:
+    writes = WaitingWrites(workers=1)
+    started, release, landed, queued_ran = threading.Event(), threading.Event(), threading.Event(), []
+
+    def under_way() -> None:
+        started.set()
+        release.wait(5)
+        landed.set()
+
+    writes.submit("first", under_way)
+    writes.submit("second", lambda: queued_ran.append(True))
+    assert started.wait(5)
+    stopping = threading.Thread(target=writes.stop, kwargs={"wait_seconds": 5})
+    stopping.start()
+    release.set()
+    stopping.join()
+    assert landed.is_set(), "stop() returns once the write under way has landed"
+    assert queued_ran == [], "a write not started is dropped"
+
+
+def test_losing_the_lease_drops_the_writes_not_started() -> None:
+    writes = WaitingWrites(workers=1)
+    release, ran = threading.Event(), []
+    writes.submit("first", lambda: release.wait(5))
+    writes.submit("second", lambda: ran.append("second"))
+    writes.drop_queued()
+    release.set()
+    writes.settle()
+    assert ran == []
+    assert writes.pending() == frozenset()
+    writes.stop(wait_seconds=1)
 
 
 def test_a_write_that_escapes_its_own_error_handling_is_raised_when_settling() -> None:
@@ -142,5 +236,5 @@ def test_a_write_that_escapes_its_own_error_handling_is_raised_when_settling() -
     writes.submit("job", dies)
     with pytest.raises(KeyboardInterrupt):
         writes.settle()
-    assert not writes.pending("job")
-    writes.stop()
+    assert writes.pending() == frozenset()
+    writes.stop(wait_seconds=1)

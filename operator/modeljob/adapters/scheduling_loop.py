@@ -15,7 +15,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 # Estimates are kept per (job shape, device); past this many the cache starts over.
 SIZING_CACHE_ENTRIES = 10_000
+# On stop, how long waiting jobs' writes under way may take to land before the Lease is given up.
+WAITING_WRITES_STOP_SECONDS = 5.0
 
 UTC_NOW: Callable[[], datetime] = functools.partial(datetime.now, UTC)
 
@@ -128,7 +130,7 @@ class SchedulingLoop:
             self._thread.join(timeout=10)
         self._binder.stop()
         self._jobs_pool.shutdown(wait=False, cancel_futures=True)
-        self._waiting.stop()
+        self._waiting.stop(wait_seconds=WAITING_WRITES_STOP_SECONDS)
         self.events.drain()  # Events already decided are still posted (bounded wait)
 
     @property
@@ -151,6 +153,7 @@ class SchedulingLoop:
             changed.clear()
             self.acting = self._acts()
             if not self.acting:
+                self._waiting.drop_queued()  # the leader writes what is true by then
                 continue
             try:
                 self.run_once(settle=False)
@@ -172,6 +175,7 @@ class SchedulingLoop:
         now = self._clock()
         if len(self._sizing_cache) > SIZING_CACHE_ENTRIES:
             self._sizing_cache.clear()
+        pending = self._waiting.pending()  # before the snapshot: see WaitingWrites.pending
         documents = {object_key(doc): doc for doc in self._view.jobs.values()}
         admitting = self._admissions.judge(documents.values(), self._parsed, now=now)
         parsed, judged = admitting.jobs, admitting.judged
@@ -180,7 +184,7 @@ class SchedulingLoop:
         jobs = [job for job in parsed if job.uid not in sits_out]
         result = self._plan(jobs, [job for job in parsed if job.uid in sits_out], now)
         planned = time.perf_counter()
-        acted = self._act_on(result, documents, judged, backing_off=backing_off, now=now)
+        acted = self._act_on(result, documents, judged, backing_off=backing_off, pending=pending, now=now)
         timing = f"plan {planned - started:.3f} s, act {time.perf_counter() - planned:.3f} s"
         logger.debug("cycle: %d jobs, %d acted on, %s", len(jobs), acted, timing)
         self._record(result, parsed, now)
@@ -229,12 +233,15 @@ class SchedulingLoop:
         judged: Mapping[str, tuple[Judgement, JsonObject]],
         *,
         backing_off: set[str],
+        pending: frozenset[str],
         now: datetime,
     ) -> int:
         """Act on the cycle's steps that change something; how many were acted on. Decisions are
         acted on before the cycle ends; waiting jobs' writes are handed to ``_waiting`` and land
-        beside the next cycles (adapters/waiting_writes.py), one pending per job at most."""
-        self._budget_refreshes(result.steps, documents, backing_off=backing_off)
+        beside the next cycles (adapters/waiting_writes.py), one pending per job at most. A job
+        whose write was ``pending`` at the snapshot is left to a later cycle, which sees what the
+        write left, unless a decision for it drops that write before it started."""
+        self._budget_refreshes(result.steps, documents, skip=backing_off | pending)
         # Each step touches only its own job and pods, and the cycle already accounted for all of
         # them together, so they are acted on in parallel; a deep queue's steps mostly change
         # nothing, and are left out here rather than queued for the pool by the thousand.
@@ -242,22 +249,26 @@ class SchedulingLoop:
             step
             for step in result.steps
             if step.job.uid not in backing_off
-            and (self._decides(step, documents[step.job.key]) or not self._waiting.pending(step.job.uid))
             and self._does_something(step, documents[step.job.key], now, admitted=step.job.uid in judged)
+            and (
+                step.job.uid not in pending
+                or (self._decides(step, documents[step.job.key]) and self._waiting.cancel(step.job.uid))
+            )
         ]
-        futures, left = [], 0
+        futures = []
         for step in acting:
-            act = functools.partial(self._act, step, documents[step.job.key], now, judged.get(step.job.uid))
-            if not self._decides(step, documents[step.job.key]):
-                self._waiting.submit(step.job.uid, act)
-            elif self._waiting.cancel(step.job.uid):  # none under way: this step writes the job
+            uid = step.job.uid
+            # Whether a waiting job's status may be refreshed is this cycle's budget's, decided now.
+            act = functools.partial(
+                self._act, step, documents[step.job.key], now, judged.get(uid), self._rewrites.allowed(uid)
+            )
+            if self._decides(step, documents[step.job.key]):
                 futures.append(self._jobs_pool.submit(act))
-            else:  # its waiting write is landing: the next cycle decides on what it left
-                self._view.changed.set()
-                left += 1
+            else:
+                self._waiting.submit(uid, act)
         for future in futures:
             future.result()
-        return len(acting) - left
+        return len(acting)
 
     @staticmethod
     def _decides(step: Step, document: Document) -> bool:
@@ -293,18 +304,17 @@ class SchedulingLoop:
         return True
 
     def _budget_refreshes(
-        self, cycle_steps: Sequence[Step], documents: Mapping[Key, Document], *, backing_off: set[str]
+        self, cycle_steps: Sequence[Step], documents: Mapping[Key, Document], *, skip: Set[str]
     ) -> None:
         """Choose, once for the cycle, which waiting jobs may have their position or reason
         refreshed (adapters/job_status.py, ReasonRewrites): the cycle's writes stay bounded
         whatever the depth of the queue, and fewer while earlier waiting writes are still pending.
-        A job in back-off, or with a write pending, takes no refresh."""
+        A job in back-off, or with a write pending (``skip``), takes no refresh."""
         waits = [step for step in cycle_steps if isinstance(step, Wait | Unschedulable)]
         stale = [
             step.job.uid
             for step in waits
-            if step.job.uid not in backing_off
-            and not self._waiting.pending(step.job.uid)
+            if step.job.uid not in skip
             and status.waiting_write(step, documents[step.job.key].get("status") or {})
             is WaitingWrite.REFRESH
         ]
@@ -313,16 +323,22 @@ class SchedulingLoop:
         self._rewrites.begin_cycle(waiting=[step.job.uid for step in waits], stale=stale, limit=room)
 
     def _act(
-        self, step: Step, document: Document, now: datetime, judged: tuple[Judgement, JsonObject] | None
+        self,
+        step: Step,
+        document: Document,
+        now: datetime,
+        judged: tuple[Judgement, JsonObject] | None,
+        refresh: bool,
     ) -> None:
-        """Act on one step (``judged``: the job's admission, carried by the step's first write);
+        """Act on one step (``judged``: the job's admission, carried by the step's first write;
+        ``refresh``: a waiting job's status may be refreshed, as its cycle's budget granted);
         API errors are logged and leave the job for the next cycle, and a job whose steps keep
         failing (not a conflict: an error) is left alone for longer each time, until one goes
         through. Nothing one job does stops the others' steps or the cycle."""
         job = step.job
         try:
             with self._status.carrying(document, judged) as admitted:
-                placed = self._actions.act(step, admitted, now)
+                placed = self._actions.act(step, admitted, now, refresh=refresh)
             if placed:
                 self._backoff.succeeded(job.uid)
         except NotFoundError:
@@ -336,11 +352,11 @@ class SchedulingLoop:
                 logger.info("%s/%s changed while we acted; next cycle", job.namespace, job.name)
                 self._metrics.record_attempt(job.namespace, AttemptResult.CONFLICT)
                 return
-            delay = self._backoff.failed(job.uid, now)
+            delay = self._backoff.failed(job.uid, self._clock())  # a waiting write may land late
             logger.warning("%s/%s: %s; trying again in %.0f s", job.namespace, job.name, exc, delay)
             self._metrics.record_attempt(job.namespace, AttemptResult.ERROR)
         except Exception:
-            delay = self._backoff.failed(job.uid, now)
+            delay = self._backoff.failed(job.uid, self._clock())  # a waiting write may land late
             logger.exception(
                 "%s/%s: acting on %s failed; trying again in %.0f s", *job.key, type(step).__name__, delay
             )

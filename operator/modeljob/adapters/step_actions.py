@@ -57,8 +57,10 @@ class StepActions:
         self._rewrites = rewrites
         self._clock = clock
 
-    def act(self, step: Step, document: Document, now: datetime) -> bool:
-        """Act on ``step``; False when its pods could not be bound (the plan is rolled back)."""
+    def act(self, step: Step, document: Document, now: datetime, *, refresh: bool = False) -> bool:
+        """Act on ``step``; False when its pods could not be bound (the plan is rolled back).
+        ``refresh``: a waiting job's status may be rewritten for a new position or reason alone
+        (its cycle's budget granted it: adapters/job_status.py, ReasonRewrites)."""
         if step.delete_pods and not isinstance(step, RollBack):
             self._binder.delete_pods(step.job.namespace, step.delete_pods, grace_zero=False)
         match step:
@@ -67,7 +69,7 @@ class StepActions:
             case steps.Complete():
                 return self._complete(step, document, now=now)
             case Wait() | Unschedulable():
-                self._wait(step, document, now=now)
+                self._wait(step, document, now=now, refresh=refresh)
             case RollBack():
                 self._roll_back(step, document, now=now)
             case steps.SetPhase():
@@ -191,10 +193,10 @@ class StepActions:
         if phase is not JobPhase.SCHEDULED:
             self.events.record(document, phase.value, message)  # as the SetPhase it stands for would
 
-    def _wait(self, step: Wait | Unschedulable, document: Document, *, now: datetime) -> None:
+    def _wait(self, step: Wait | Unschedulable, document: Document, *, now: datetime, refresh: bool) -> None:
         previous = document.get("status") or {}
         uid = step.job.uid
-        patch = status.waiting(step, previous, now=now, refresh=self._rewrites.allowed(uid))
+        patch = status.waiting(step, previous, now=now, refresh=refresh)
         if patch is None:
             return
         self._rewrites.written(uid)

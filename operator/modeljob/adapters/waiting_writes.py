@@ -1,7 +1,8 @@
 """Waiting jobs' status writes, off the scheduling cycle's path.
 
 A job that waits (Queued with its position, or Unschedulable, and why) is written so `kubectl get`
-tells its user where it stands; no later decision reads that write back. A deep queue has many
+tells its user where it stands; no later decision depends on that write (until an admission lands,
+the loop recalls the job's judgement each cycle and carries it again). A deep queue has many
 of them: every job that arrives is admitted with one, and positions move with every placement.
 At the API server's 20-70 writes a second on a small control plane, waiting for them made the
 cycle itself take seconds (docs/benchmarks.md, "Deep queue (control plane)"). So the loop hands
@@ -13,13 +14,15 @@ routine), for the same reason.
 One write per job at a time: a job with a write pending is not handed another until it is done
 (the next cycle then sees it, written through into the watched copy). Every write stays
 conditional on the resourceVersion it was decided from, so a write that lands after the job
-changed is refused (409) and the next cycle looks again. A step that decides something for a job
-cancels the job's waiting write if it has not started (the step writes the job itself), and waits
-for the next cycle if it has.
+changed is refused (409) and the next cycle looks again. A job whose write was pending when the
+cycle took its snapshot is acted on by a later cycle, which sees what the write left; except that a
+step deciding something for it drops its write if that has not started (the step writes the job
+itself).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Callable
@@ -35,9 +38,12 @@ class WaitingWrites:
         self._escaped: BaseException | None = None  # the first a write did not handle, for ``settle``
         self._lock = threading.Lock()
 
-    def pending(self, uid: str) -> bool:
+    def pending(self) -> frozenset[str]:
+        """The jobs with a write pending now. The loop reads this before its snapshot: a job whose
+        write lands after that is acted on by the next cycle, which sees what the write left
+        (acting on the snapshot's older version would only be refused)."""
         with self._lock:
-            return uid in self._pending
+            return frozenset(self._pending)
 
     def __len__(self) -> int:
         with self._lock:
@@ -54,12 +60,21 @@ class WaitingWrites:
         return True
 
     def cancel(self, uid: str) -> bool:
-        """Drop the job's write if it has not started (a step that decides for the job writes the
-        job itself); False if one is under way: that step waits for the next cycle, which sees
-        what the write left, rather than race it (two writes of one job at once, one refused)."""
+        """Drop the job's write if it has not started: True if so (a step that decides for the job
+        then writes the job itself, on the version the write would have changed). False if it is
+        under way or done: that step waits for the next cycle, rather than race it or act on the
+        version it replaced."""
         with self._lock:
             future = self._pending.get(uid)
-        return future is None or future.cancel() or future.done()  # a cancelled one is forgotten
+        return future is not None and future.cancel()  # a cancelled one is forgotten
+
+    def drop_queued(self) -> None:
+        """Drop every write not started (this replica stopped leading: the leader writes what is
+        true now); those under way finish, fenced (adapters/lease.py)."""
+        with self._lock:
+            futures = list(self._pending.values())
+        for future in futures:
+            future.cancel()
 
     def settle(self) -> None:
         """Wait until every write pending now is done (tests driving one cycle at a time). A write
@@ -74,9 +89,14 @@ class WaitingWrites:
         if escaped is not None:
             raise escaped
 
-    def stop(self) -> None:
-        """Writes not started are dropped: the next leader's cycles write what is still true."""
+    def stop(self, *, wait_seconds: float) -> None:
+        """Drop the writes not started (the next leader's cycles write what is still true) and wait
+        up to ``wait_seconds`` for those under way, so that nothing this replica decided lands
+        after it gives up the Lease (each is one API call, under the client's own timeout)."""
+        with self._lock:
+            futures = list(self._pending.values())
         self._pool.shutdown(wait=False, cancel_futures=True)
+        concurrent.futures.wait(futures, timeout=wait_seconds)
 
     def _forget(self, uid: str, done: Future[None]) -> None:
         escaped = None if done.cancelled() else done.exception()
