@@ -10,8 +10,13 @@ import threading
 
 import pytest
 
+from modeljob.adapters import kube_jobs
 from modeljob.adapters.cluster_errors import ClusterError
+from modeljob.adapters.cluster_view import ClusterView
+from modeljob.adapters.scheduling_loop import SchedulingLoop
 from modeljob.adapters.waiting_writes import WaitingWrites
+from modeljob.core.status import WaitingWrite, waiting_write
+from modeljob.core.steps import Wait
 from tests.adapters.test_operator_scheduling_loop import FakeApiServer, Json, start_operator
 from tests.operator_builders import at, modeljob_dict, node_dict
 
@@ -94,9 +99,7 @@ def test_a_job_placed_before_its_waiting_write_started_is_never_written_as_waiti
 
     loop.run_once(settle=False)  # both nodes cordoned: the gang waits, its write queued (not started)
     assert _patches(api, GANG) == []
-    for index in (0, 1):  # uncordoned, as the node watch shows it
-        node = copy.deepcopy(node_dict(index))
-        view.nodes.observe(api.put("nodes", node))
+    _uncordon(api, view)
     loop.run_once(settle=False)
     blocker.release.set()
     loop._waiting.settle()
@@ -107,9 +110,9 @@ def test_a_job_placed_before_its_waiting_write_started_is_never_written_as_waiti
     assert waiting == [], "the waiting write was dropped, never sent to be refused"
 
 
-def test_a_job_whose_waiting_write_is_landing_is_placed_by_the_next_cycle_not_beside_it() -> None:
-    api = _api(cordoned=True, server=CountingApiServer())
-    loop, view = start_operator(api)
+def _gang_waiting_with_its_write_under_way(api: FakeApiServer, loop: SchedulingLoop) -> threading.Event:
+    """A first cycle on cordoned nodes: the gang waits, and its write is held under way until the
+    returned event is set (the API server slow to answer it)."""
     landing, release = threading.Event(), threading.Event()
 
     def slow_waiting_write(what: str) -> None:
@@ -118,10 +121,21 @@ def test_a_job_whose_waiting_write_is_landing_is_placed_by_the_next_cycle_not_be
             release.wait(10)
 
     api.before["patch"] = slow_waiting_write
-    loop.run_once(settle=False)  # cordoned: the gang waits, and its write is under way
+    loop.run_once(settle=False)
     assert landing.wait(5)
-    for index in (0, 1):
+    return release
+
+
+def _uncordon(api: FakeApiServer, view: ClusterView) -> None:
+    for index in (0, 1):  # as the node watch shows it
         view.nodes.observe(api.put("nodes", copy.deepcopy(node_dict(index))))
+
+
+def test_a_job_whose_waiting_write_is_landing_is_placed_by_the_next_cycle_not_beside_it() -> None:
+    api = _api(cordoned=True, server=CountingApiServer())
+    loop, view = start_operator(api)
+    release = _gang_waiting_with_its_write_under_way(api, loop)
+    _uncordon(api, view)
     loop.run_once(settle=False)  # it would fit now, but its own write is still landing
     view.changed.clear()
     release.set()
@@ -141,19 +155,9 @@ def test_a_write_that_lands_while_the_cycle_plans_leaves_the_job_to_the_next_cyc
     only be refused (a second waiting write, or a plan that loses a cycle and idles its nodes)."""
     api = _api(cordoned=True, server=CountingApiServer())
     loop, view = start_operator(api)
-    landing, release = threading.Event(), threading.Event()
-
-    def slow_waiting_write(what: str) -> None:
-        if what.startswith(f"{GANG} phase=Unschedulable"):
-            landing.set()
-            release.wait(10)
-
-    api.before["patch"] = slow_waiting_write
-    loop.run_once(settle=False)
-    assert landing.wait(5)
+    release = _gang_waiting_with_its_write_under_way(api, loop)
     if room:
-        for index in (0, 1):
-            view.nodes.observe(api.put("nodes", copy.deepcopy(node_dict(index))))
+        _uncordon(api, view)
     planning = loop._plan
 
     def plan_while_it_lands(*args: object) -> object:
@@ -238,3 +242,20 @@ def test_a_write_that_escapes_its_own_error_handling_is_raised_when_settling() -
         writes.settle()
     assert writes.pending() == frozenset()
     writes.stop(wait_seconds=1)
+
+
+@pytest.mark.parametrize("granted", [True, False])
+def test_a_refresh_is_written_as_its_cycle_granted_it_whenever_the_write_runs(granted: bool) -> None:
+    """A waiting write runs beside later cycles, whose budgets no longer name the job (it had a
+    write pending): what its own cycle granted is what counts, or a backlog would drop every
+    refresh it was handed and positions would stop moving."""
+    api = FakeApiServer()
+    written = {"phase": "Queued", "observedGeneration": 1, "queuePosition": 3, "message": "waiting for room"}
+    document = api.put("modeljobs", modeljob_dict("llama-2-13b-training-zero3", status=written))
+    loop, _ = start_operator(api)
+    job = kube_jobs.job_facts(document)
+    step = Wait(job=job, message="waiting for room", queue_position=2)
+    assert waiting_write(step, document["status"]) is WaitingWrite.REFRESH
+    loop._rewrites.begin_cycle(waiting=[job.uid], stale=[], limit=0)  # a later cycle: none granted
+    loop._act(step, document, at(100), None, granted)
+    assert api.job("ml", job.name)["status"]["queuePosition"] == (2 if granted else 3)
