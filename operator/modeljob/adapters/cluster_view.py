@@ -31,6 +31,11 @@ Key = tuple[str, str]
 
 WATCH_TIMEOUT_SECONDS = 240
 RETRY_SECONDS = 1.0
+# A list or watch that keeps failing (a Forbidden from RBAC that predates a watch, an API server
+# down) is tried again after 1, 2, 4, 8, then every 10 seconds; a watch that delivers anything, or
+# ends normally, starts it over. client-go's reflectors back off likewise but up to 30 s; 10 s keeps
+# an API server restart noticed within seconds of its return (the chaos soak restarts it).
+RETRY_MAX_SECONDS = 10.0
 OPTIONAL_RETRY_SECONDS = 30.0
 
 
@@ -50,6 +55,11 @@ def _version(obj: Mapping[str, Any]) -> int | None:
 class _Entry(Generic[T]):
     value: T
     version: int | None
+
+
+def retry_seconds(failures: int) -> float:
+    """How long to wait after the n-th failure in a row of a list or watch."""
+    return min(RETRY_MAX_SECONDS, RETRY_SECONDS * 2.0 ** min(failures - 1, 16))
 
 
 @dataclass
@@ -133,7 +143,7 @@ class Informer(Generic[T]):
         return version
 
     def _run(self) -> None:
-        version = ""
+        version, failures = "", 0
         while not self._stop.is_set():
             try:
                 if not version:
@@ -141,6 +151,7 @@ class Informer(Generic[T]):
                 for kind_of_event, obj in self.gateway.watch_collection(
                     self.kind, resource_version=version, timeout_seconds=WATCH_TIMEOUT_SECONDS
                 ):
+                    failures = 0
                     if self._stop.is_set():
                         return
                     version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
@@ -150,6 +161,7 @@ class Informer(Generic[T]):
                         self._apply(kind_of_event, obj)
                     except Exception:
                         logger.exception("cannot read %s %s", self.kind.value, object_key(obj))
+                failures = 0  # the watch ran its course
             except ClusterError as exc:
                 if exc.status == 404 and self.optional:
                     with self._lock:
@@ -159,14 +171,17 @@ class Informer(Generic[T]):
                 elif exc.status == 410:
                     logger.info("watch of %s expired; listing again", self.kind.value)
                 else:
+                    failures += 1
+                    delay = retry_seconds(failures)
                     logger.warning(
-                        "watch of %s failed: %s; listing again in %.0f s", self.kind.value, exc, RETRY_SECONDS
+                        "watch of %s failed: %s; listing again in %.0f s", self.kind.value, exc, delay
                     )
-                    self._stop.wait(RETRY_SECONDS)
+                    self._stop.wait(delay)
                 version = ""
             except Exception:
+                failures += 1
                 logger.exception("watch of %s crashed; listing again", self.kind.value)
-                self._stop.wait(RETRY_SECONDS)
+                self._stop.wait(retry_seconds(failures))
                 version = ""
 
 
