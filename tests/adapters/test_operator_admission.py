@@ -15,7 +15,6 @@ from modeljob.adapters.scheduling_loop import SchedulingLoop
 from tests.adapters.test_operator_queues import QueueApiServer, queue
 from tests.adapters.test_operator_queues import operator as queue_operator
 from tests.adapters.test_operator_scheduling_loop import Crash, FakeApiServer, start_operator
-from tests.adapters.test_waiting_writes import Blocker
 from tests.operator_builders import at, modeljob_dict, node_dict
 
 Json = dict[str, Any]
@@ -271,44 +270,6 @@ def test_node_types_are_computed_once_per_node_set(
     _change_spec(api, view, lambda spec: spec.update(resources={"gpus": 2}))
     loop.run_once()
     assert built == [2, 2]
-
-
-def test_a_job_whose_admission_is_not_yet_written_is_judged_once_per_version_and_node_set(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Its waiting write lands beside the next cycles (a burst of thousands: minutes behind); until
-    then each cycle sees the same version, judged the same way, as the same JobFacts object that
-    the cycle's own caches know it by (judging 10,000 jobs again took seconds a cycle)."""
-    from modeljob.adapters import job_admission
-
-    judged: list[str] = []
-    original = job_admission.judge
-
-    def counting(job: Any, **kwargs: Any) -> Any:
-        judged.append(job.name)
-        return original(job, **kwargs)
-
-    monkeypatch.setattr(job_admission, "judge", counting)
-    server = FakeApiServer()
-    for index in (0, 1):
-        server.put("nodes", node_dict(index, unschedulable=True))  # cordoned: every job waits
-    for index in range(3):
-        job = _new_job(replicas=1)
-        job["metadata"].update(name=f"job-{index}", uid=f"uid-job-{index}")
-        server.put("modeljobs", job)
-    loop, view = start_operator(server)
-    blocker = Blocker(loop._waiting)  # the API server behind: no admission lands meanwhile
-    loop.run_once(settle=False)
-    loop.run_once(settle=False)
-    assert sorted(judged) == ["job-0", "job-1", "job-2"]
-    node = copy.deepcopy(server.objects[("nodes", "", node_dict(0)["metadata"]["name"])])
-    node["metadata"]["labels"]["zone"] = "b"
-    view.nodes.observe(server.put("nodes", node))  # a new node set: sized again
-    loop.run_once(settle=False)
-    assert len(judged) == 6
-    blocker.release.set()
-    loop._waiting.settle()
-    assert all(_status(server, f"job-{i}")["observedGeneration"] == 1 for i in range(3))
 
 
 def test_a_burst_of_jobs_of_one_shape_is_checked_once(

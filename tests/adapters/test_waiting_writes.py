@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from typing import Any
 
 import pytest
 
@@ -259,3 +260,42 @@ def test_a_refresh_is_written_as_its_cycle_granted_it_whenever_the_write_runs(gr
     loop._rewrites.begin_cycle(waiting=[job.uid], stale=[], limit=0)  # a later cycle: none granted
     loop._act(step, document, at(100), None, granted)
     assert api.job("ml", job.name)["status"]["queuePosition"] == (2 if granted else 3)
+
+
+def test_a_job_whose_admission_is_not_yet_written_is_judged_once_per_version_and_node_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its waiting write lands beside the next cycles (a burst of thousands: minutes behind); until
+    then each cycle sees the same version, judged the same way, as the same JobFacts object that
+    the cycle's own caches know it by (judging 10,000 jobs again took seconds a cycle)."""
+    from modeljob.adapters import job_admission
+
+    judged: list[str] = []
+    original = job_admission.judge
+
+    def counting(job: Any, **kwargs: Any) -> Any:
+        judged.append(job.name)
+        return original(job, **kwargs)
+
+    monkeypatch.setattr(job_admission, "judge", counting)
+    server = FakeApiServer()
+    for index in (0, 1):
+        server.put("nodes", node_dict(index, unschedulable=True))  # cordoned: every job waits
+    for index in range(3):
+        job = modeljob_dict("llama-2-13b-training-zero3", replicas=1)  # new: no status yet
+        job["metadata"].update(name=f"job-{index}", uid=f"uid-job-{index}")
+        job["spec"]["accelerator"] = {"products": ["NVIDIA-H100-80GB-HBM3"]}
+        server.put("modeljobs", job)
+    loop, view = start_operator(server)
+    blocker = Blocker(loop._waiting)  # the API server behind: no admission lands meanwhile
+    loop.run_once(settle=False)
+    loop.run_once(settle=False)
+    assert sorted(judged) == ["job-0", "job-1", "job-2"]
+    node = copy.deepcopy(server.objects[("nodes", "", node_dict(0)["metadata"]["name"])])
+    node["metadata"]["labels"]["zone"] = "b"
+    view.nodes.observe(server.put("nodes", node))  # a new node set: sized again
+    loop.run_once(settle=False)
+    assert len(judged) == 6
+    blocker.release.set()
+    loop._waiting.settle()
+    assert all(server.job("ml", f"job-{i}")["status"]["observedGeneration"] == 1 for i in range(3))
