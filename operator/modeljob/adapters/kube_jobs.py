@@ -17,13 +17,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from modeljob.adapters import kube_values
 from modeljob.adapters.job_fields import JobFields, ObjectError
 from modeljob.adapters.kube_affinity import RuleError, template_rules
 from modeljob.adapters.kube_pods import LABEL_JOB, LABEL_JOB_UID, pod_requests
 from modeljob.adapters.kube_values import parse_time
 from modeljob.api.v1alpha1 import ModelJobSpec, TopologyMode, describe_validation_error
 from modeljob.core.affinity import TemplateRules
-from modeljob.core.cluster_state import TaintEffect, Toleration
 from modeljob.core.job_state import ConditionType, JobFacts, JobPhase, Placed
 from modeljob.core.jobs import MIN_PARAMETERS, JobShape, ModelShape
 from modeljob.core.resources import QuantityError, Resources, parse_bytes, parse_quantity
@@ -212,7 +212,7 @@ def _spec_facts(spec: ModelJobSpec) -> dict[str, Any]:
         "memory_per_device_bytes": parse_bytes(memory) if memory is not None else None,
         "extra_requests": _sidecar_requests(template_spec),
         "node_selector": {str(k): str(v) for k, v in (template_spec.get("nodeSelector") or {}).items()},
-        "tolerations": tuple(_tolerations(template_spec.get("tolerations") or [])),
+        "tolerations": tuple(kube_values.tolerations(template_spec.get("tolerations") or [])),
         "max_restarts": spec.failure_policy.max_restarts,
         "restart_scope": spec.failure_policy.restart_scope,
         "suspend": spec.suspend,
@@ -302,18 +302,3 @@ def _sidecar_requests(template_spec: Mapping[str, Any]) -> Resources:
     others = {**template_spec, "containers": containers[1:]}
     requests, _ = pod_requests(others)
     return requests
-
-
-def _tolerations(items: Iterable[Mapping[str, Any]]) -> Iterable[Toleration]:
-    for item in items:
-        effect_text = item.get("effect") or ""
-        try:
-            effect = TaintEffect(effect_text) if effect_text else None
-        except ValueError:
-            continue
-        yield Toleration(
-            key=str(item.get("key") or ""),
-            operator_exists=item.get("operator") == "Exists",
-            value=str(item.get("value") or ""),
-            effect=effect,
-        )

@@ -7,10 +7,11 @@ translation: no client, no clock.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from modeljob.core.cluster_state import TaintEffect, Toleration
 from modeljob.core.resources import QuantityError, parse_quantity
 
 # Extended resources that are accelerators, checked in this order when a node has several; any
@@ -18,6 +19,22 @@ from modeljob.core.resources import QuantityError, parse_quantity
 KNOWN_ACCELERATORS = ("nvidia.com/gpu", "amd.com/gpu", "intel.com/gpu", "google.com/tpu", "habana.ai/gaudi")
 _NOT_ACCELERATOR = re.compile(r"^(hugepages-|.*kubernetes\.io/|.*k8s\.io/)")
 _BASE_RESOURCES = ("cpu", "memory", "ephemeral-storage", "pods")
+
+
+def tolerations(items: Iterable[Mapping[str, Any]]) -> Iterator[Toleration]:
+    """spec.tolerations as core's Toleration; one with an effect we do not know is left out."""
+    for item in items:
+        effect_text = item.get("effect") or ""
+        try:
+            effect = TaintEffect(effect_text) if effect_text else None
+        except ValueError:
+            continue
+        yield Toleration(
+            key=str(item.get("key") or ""),
+            operator_exists=item.get("operator") == "Exists",
+            value=str(item.get("value") or ""),
+            effect=effect,
+        )
 
 
 def parse_time(text: object) -> datetime | None:

@@ -26,9 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from modeljob.adapters.extender.scoring_inputs import ScoringInputs, ServiceSelector
-from modeljob.adapters.extender.shortlist_rules import PodToleration
 from modeljob.adapters.extender.table_rows import copy_row, named, read_only, read_only_array
-from modeljob.core.cluster_state import NodeFacts, PodFacts, account
+from modeljob.core.cluster_state import NodeFacts, PodFacts, Toleration, account
 from modeljob.core.fragmentation import TargetWorkload, TaskShape, learn_target_workload_from_counts
 from modeljob.core.nodes import IntArray, NodeTable, build_node_table
 from modeljob.core.resources import Resources
@@ -183,7 +182,7 @@ class ClusterCache:
             return self._pods.get(key)
 
     def scoring_reason(
-        self, pod: PodFacts, tolerations: tuple[PodToleration, ...], fits: Collection[str]
+        self, pod: PodFacts, tolerations: tuple[Toleration, ...], fits: Collection[str]
     ) -> str | None:
         """Why kube-scheduler's scores for ``pod`` may depend on which of ``fits`` (the nodes that
         fit it) it scores, from what the cluster holds (ScoringInputs.reason); None: nothing does."""

@@ -15,9 +15,9 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modeljob.adapters.extender.shortlist_rules import PodToleration, service_selects, untolerated
+from modeljob.adapters.extender.shortlist_rules import service_selects, untolerated
 from modeljob.core.affinity import PodAffinityTerm
-from modeljob.core.cluster_state import NodeFacts, PodFacts, Taint, TaintEffect
+from modeljob.core.cluster_state import NodeFacts, PodFacts, Taint, TaintEffect, Toleration
 
 Key = tuple[str, str]
 
@@ -119,9 +119,7 @@ class ScoringInputs:
 
     # --- the rule -------------------------------------------------------------------------------
 
-    def reason(
-        self, pod: PodFacts, tolerations: tuple[PodToleration, ...], fits: Collection[str]
-    ) -> str | None:
+    def reason(self, pod: PodFacts, tolerations: tuple[Toleration, ...], fits: Collection[str]) -> str | None:
         """Why kube-scheduler's scores for ``pod`` may depend on which of the nodes that fit it
         (``fits``) it scores, from what the cluster holds; None: nothing does."""
         if not self.services_synced.is_set():

@@ -15,19 +15,19 @@ when none of their inputs is there:
   (`service_selects`, as helper.GetPodServices: a Service's labels join the default spreading's
   selector), no running pod's InterPodAffinity scoring terms select it (kube_affinity.scoring_terms),
   and no node that fits carries a PreferNoSchedule taint the pod does not tolerate
-  (`PodToleration.tolerates`, as TaintToleration's countIntolerableTaintsPreferNoSchedule: with
+  (core's `Toleration.tolerates`, as TaintToleration's countIntolerableTaintsPreferNoSchedule: with
   none, every node scores 0 and DefaultNormalizeScore gives each the maximum).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from modeljob.adapters import kube_values
 from modeljob.adapters.kube_affinity import has_pod_affinity
 from modeljob.adapters.kube_pods import LABEL_JOB_UID
-from modeljob.core.cluster_state import Taint, TaintEffect
+from modeljob.core.cluster_state import Taint, TaintEffect, Toleration
 
 # kube-scheduler's default topology spreading (PodTopologySpread's system defaults) applies to the
 # pods of these controllers (helper.DefaultSelector), and to pods a Service selects.
@@ -58,41 +58,19 @@ def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-@dataclass(frozen=True, slots=True)
-class PodToleration:
-    """One of the pod's tolerations, as written (core's Toleration folds unknown operators into
-    Equal, which would be wrong here)."""
-
-    key: str = ""
-    operator: str = ""
-    value: str = ""
-    effect: str = ""
-
-    def tolerates(self, taint: Taint) -> bool:
-        """v1.Toleration.ToleratesTaint. Lt and Gt (behind the TaintTolerationComparisonOperators
-        gate) count as not tolerating: that can only keep the shortlist off."""
-        if self.effect and self.effect != taint.effect.value:
-            return False
-        if self.key and self.key != taint.key:
-            return False
-        if self.operator in ("", "Equal"):
-            return self.value == taint.value
-        return self.operator == "Exists"
+def pod_tolerations(items: object) -> tuple[Toleration, ...]:
+    """A pod's spec.tolerations as kube-scheduler matches them (core's Toleration.tolerates, as
+    v1.Toleration.ToleratesTaint). Lt and Gt (behind the TaintTolerationComparisonOperators gate)
+    are left out, as tolerating nothing: that can only keep the shortlist off."""
+    known = [
+        item
+        for item in (items if isinstance(items, list) else ())
+        if isinstance(item, Mapping) and (item.get("operator") or "Equal") in ("Equal", "Exists")
+    ]
+    return tuple(kube_values.tolerations(known))
 
 
-def pod_tolerations(items: object) -> tuple[PodToleration, ...]:
-    """A pod's spec.tolerations (the API server has validated them); anything else is none."""
-    found = []
-    for item in items if isinstance(items, list) else ():
-        if isinstance(item, Mapping):
-            key, operator, value, effect = (
-                str(item.get(f) or "") for f in ("key", "operator", "value", "effect")
-            )
-            found.append(PodToleration(key=key, operator=operator, value=value, effect=effect))
-    return tuple(found)
-
-
-def untolerated(taints: tuple[Taint, ...], tolerations: tuple[PodToleration, ...]) -> Taint | None:
+def untolerated(taints: tuple[Taint, ...], tolerations: tuple[Toleration, ...]) -> Taint | None:
     """The first PreferNoSchedule taint no toleration tolerates (TaintToleration's Score counts them)."""
     for taint in taints:
         if taint.effect is TaintEffect.PREFER_NO_SCHEDULE and not any(

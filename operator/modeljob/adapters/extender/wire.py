@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from modeljob.adapters import kube_pods, kube_values
 from modeljob.adapters.extender import shortlist_rules
-from modeljob.core.cluster_state import PodFacts
+from modeljob.core.cluster_state import PodFacts, Toleration
 from modeljob.core.nodes import DEFAULT_ACCELERATOR, PodRequest
 from modeljob.core.resources import QuantityError, Resources, parse_quantity
 
@@ -172,8 +172,8 @@ class SchedulingArgs:
     # Why kube-scheduler's scores for this pod depend on which nodes it scores (None: they do not,
     # as far as the pod shows): the filter then passes every node that fits.
     scoring_reason: str | None = None
-    # Its tolerations as written: which PreferNoSchedule taints TaintToleration holds against it.
-    tolerations: tuple[shortlist_rules.PodToleration, ...] = ()
+    # Its tolerations: which PreferNoSchedule taints TaintToleration holds against it.
+    tolerations: tuple[Toleration, ...] = ()
 
     @property
     def key(self) -> tuple[str, str]:
