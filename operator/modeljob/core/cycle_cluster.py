@@ -12,7 +12,7 @@ from modeljob.core.cluster_state import AccountedViews, NodeFacts, PodFacts, acc
 from modeljob.core.job_state import JobFacts, JobPhase, Requeue
 from modeljob.core.jobs import JobShape
 from modeljob.core.node_types import NodeType, Sizing, node_type_of, node_types, size_job, type_prices
-from modeljob.core.nodes import BoolArray, NodeTable, build_node_table
+from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, build_node_table
 from modeljob.core.scoring.filters import feasible_nodes
 from modeljob.core.sizing import Device, Estimate, size_replica
 from modeljob.core.steps import Complete, RollBack
@@ -92,6 +92,9 @@ class Cluster:
             }
         self.type_of, self.type_masks = self.memory.type_of, self.memory.type_masks
         self.reserved: dict[str, BoolArray] = {}  # preemptor "ns/name" -> the nodes kept for it
+        # Counts the changes to what a plan reads this cycle: room taken on the ledger (``take``),
+        # nodes kept for a preemptor (``reserve_nodes``). Equal versions: equal plans.
+        self.version = 0
         # usable(): by eligibility and the holder excepted, until the next reserve_nodes. One
         # array per answer also lets the plan memo key by the array (PlanMemo.mask_key).
         self._usable: dict[tuple[tuple[object, ...], str | None], BoolArray] = {}
@@ -143,6 +146,12 @@ class Cluster:
     def reserve_nodes(self, holder: str, nodes: Sequence[str]) -> None:
         self.reserved[holder] = np.array([n.name in nodes for n in self.nodes], dtype=np.bool_)
         self._usable = {}
+        self.version += 1
+
+    def take(self, node: str, request: PodRequest, devices: Sequence[int] = ()) -> None:
+        """A pod's room taken on the cycle's ledger: the jobs planned after it see it gone."""
+        self.table.reserve(self.row_of[node], request, devices)
+        self.version += 1
 
     def sizing(self, job: JobFacts) -> Sizing:
         found_for_job = self.memory.by_job.get(job.uid) or self._sized_before.get(job.uid)
@@ -206,7 +215,7 @@ def complete(step: Complete, job_pods: Sequence[PodFacts], cluster: Cluster) -> 
             return _cannot_complete(
                 job, job_pods, f"node {entry.node} no longer has room for replica {entry.replica}"
             )
-        cluster.table.reserve(row, candidate.request)
+        cluster.take(entry.node, candidate.request)
     return replace(step, candidate=candidate)
 
 

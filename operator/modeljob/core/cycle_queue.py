@@ -10,7 +10,8 @@ from dataclasses import dataclass, field, replace
 from modeljob.core.admission import AdmissionPlan, Waiting, queued_job, quota_request
 from modeljob.core.cluster_state import NodeFacts, refusals
 from modeljob.core.cycle_cluster import Cluster
-from modeljob.core.gang_request import Unplaceable
+from modeljob.core.demand_classes import DemandClasses, named_for_class
+from modeljob.core.gang_request import Placement, Unplaceable
 from modeljob.core.job_state import JobFacts
 from modeljob.core.lifecycle import Plan
 from modeljob.core.node_types import Candidate, Sizing, node_type_of
@@ -88,6 +89,7 @@ class CycleQueue:
         self.waiting, self.cluster, self.planner = waiting, cluster, planner
         self.preempting, self.admission, self.requests = preempting, admission, requests
         self.products = dict(admission.products)  # narrowed to its quota key once admitted
+        self.classes = DemandClasses(cluster, planner)
 
     def plan(self, *, strict: bool) -> tuple[list[Step], dict[str, int]]:
         line = _Line(strict=strict)
@@ -225,35 +227,52 @@ class CycleQueue:
                 message = sizing.explain_unschedulable()
             return Unschedulable(job=job, message=message, delete_pods=strays)
         roll = waiting.plan.roll
-        pending = [roll.replica] if roll is not None else pending_replicas(job)
         candidates = self._candidates(waiting)
-        usable = cluster.usable(job)
-        attempts = self.planner.attempts(job, candidates, eligible=usable, pending=pending)
-        chosen = best(attempts) if blocked_by is None else None
-        if chosen is not None:
-            candidate, placement = chosen
-            for assignment in placement.assignments:
-                cluster.table.reserve(cluster.row_of[assignment.node], candidate.request, assignment.devices)
-            self.planner.record(job, [a.node for a in placement.assignments])
-            return Place(
-                job=job,
-                candidate=candidate,
-                placement=tuple(
-                    replace(a, replica=pending[a.replica], score=round(a.score, 4))
-                    for a in placement.assignments
-                ),
-                tried=tuple(a.tried for a in attempts),
-                delete_pods=strays,
-                replaces=roll,
+        key = self.classes.key(waiting.plan, candidates, blocked_by=blocked_by)
+        verdict = self.classes.recall(key) if key is not None else None
+        if verdict is not None:  # decided for an earlier job of its class, nothing changed since
+            step: Wait | Unschedulable = verdict.step_for(waiting.plan, position=position)
+        else:
+            pending = [roll.replica] if roll is not None else pending_replicas(job)
+            usable = cluster.usable(job)
+            attempts = self.planner.attempts(job, candidates, eligible=usable, pending=pending)
+            chosen = best(attempts) if blocked_by is None else None
+            if chosen is not None:
+                return self._place(waiting, chosen, attempts, pending)
+            eligible = cluster.eligible(job)
+            kept = usable is not eligible and bool((eligible & ~usable).any())
+            step = _not_placed(
+                waiting, candidates[0], attempts, blocked_by=blocked_by, kept_away=kept, position=position
             )
-        eligible = cluster.eligible(job)
-        kept = usable is not eligible and bool((eligible & ~usable).any())
-        step = _not_placed(
-            waiting, candidates[0], attempts, blocked_by=blocked_by, kept_away=kept, position=position
-        )
+            named = named_for_class(attempts, job.ref) if key is not None else None
+            if key is not None and named is not None:
+                template = _not_placed(waiting, candidates[0], named, blocked_by=blocked_by, kept_away=kept)
+                self.classes.remember(key, step, template)
         if isinstance(step, Wait) and blocked_by is None and roll is None:
             return self._preempt(step, waiting, quota_refused=False)
         return step
+
+    def _place(
+        self,
+        waiting: Planned,
+        chosen: tuple[Candidate, Placement],
+        attempts: Sequence[Attempt],
+        pending: Sequence[int],
+    ) -> Place:
+        job, (candidate, placement) = waiting.job, chosen
+        for assignment in placement.assignments:
+            self.cluster.take(assignment.node, candidate.request, assignment.devices)
+        self.planner.record(job, [a.node for a in placement.assignments])
+        return Place(
+            job=job,
+            candidate=candidate,
+            placement=tuple(
+                replace(a, replica=pending[a.replica], score=round(a.score, 4)) for a in placement.assignments
+            ),
+            tried=tuple(a.tried for a in attempts),
+            delete_pods=waiting.plan.delete_pods,
+            replaces=waiting.plan.roll,
+        )
 
 
 @dataclass

@@ -30,7 +30,7 @@ from modeljob.core.node_types import Candidate, NodeType
 from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, subset
 from modeljob.core.plan_validity import LedgerChange, Remembered, Result, changed_rows, read_scores
 
-__all__ = ["CarriedPlans", "PlanMemo", "read_scores", "renamed"]
+__all__ = ["CarriedPlans", "PlanMemo", "read_scores", "renameable", "renamed"]
 
 # A job's whole planning: the job it was made for, and per attempt the candidate's position and result.
 _JobPlan = tuple[str, tuple[tuple[int, Result], ...]]
@@ -219,7 +219,7 @@ class PlanMemo:
     ) -> None:
         """``result`` planned for ``job`` on ``rows`` of the ledger; ``request``: its pod request
         where room alone can be checked again (core/plan_validity.py), else None."""
-        if _renameable(result, job):
+        if renameable(result, job):
             self._by_type.setdefault(node_type, {})[key] = Remembered(job, result, rows, request)
 
     def recall_job(
@@ -255,7 +255,7 @@ class PlanMemo:
         read: bool,
     ) -> None:
         """``read``: whether any result the job's planning saw (not only those kept) read scores."""
-        if all(_renameable(result, job) for _, result in attempts):
+        if all(renameable(result, job) for _, result in attempts):
             self._keep_job(key, types, job, tuple(attempts), read=read)
 
     def _keep_job(
@@ -322,7 +322,7 @@ class PlanMemo:
         }
 
 
-def _renameable(result: Result, job: str) -> bool:
+def renameable(result: Result, job: str) -> bool:
     """Only a reason that names the job once, at its start, can be given another job's name."""
     return not isinstance(result, Unplaceable) or (
         result.reason.startswith(f"{job}:") and result.reason.count(job) == 1

@@ -105,7 +105,7 @@ class Planner:
         remembered by its demand for the jobs after it that ask the same (core/plan_memo.py)."""
         plan = self.try_node_types if job.gang else self.try_one_by_one
         memo = self.memo if self.memo is not None and self.table is self.memo.table else None
-        rules = self._rules_key(job)
+        rules = self.rules_key(job)
         if memo is None or rules is None:
             return plan(job, candidates, eligible=eligible, pending=pending)
         name, types = job.ref, [c.node_type for c in candidates]
@@ -132,7 +132,7 @@ class Planner:
         memo.remember_job(key, types, name, kept, read=read)
         return attempts
 
-    def _rules_key(self, job: JobFacts) -> Hashable | None:
+    def rules_key(self, job: JobFacts) -> Hashable | None:
         """What ``rules_for(job)`` is, told without counting pods, for a job whose rules cannot
         depend on other pods or its own; None for any other job."""
         if self.pods is None:

@@ -1,0 +1,125 @@
+"""What the cycle decided for one job of a demand class, given to the others of the class.
+
+A deep queue holds thousands of waiting jobs of a few shapes. Once the first job of a class
+(the jobs that ask the same of the same nodes: the same sizing, quota products, usable nodes,
+replica count, gang, pod rules and topology, behind the same job) is not placed, every other job
+of the class would be planned to the same verdict until the cluster's ledger changes (a placement
+taken, nodes kept for a preemptor: ``Cluster.version``). The plan memo (core/plan_memo.py) already
+spares them the planning; this spares them the recall too: the verdict, its message with the
+job's name put in, its place in the queue set by the caller.
+
+Only a job with nothing of its own in play is given a class's verdict: nothing placed, no rolling
+update, no preemption under way, pod rules that cannot look at other pods (the same jobs the plan
+memo remembers by their demand). Any other job is decided on its own, as before; and every job
+is, in a cycle that remembers no plans (``run_cycle(remember_plans=False)``, which the tests
+hold the remembering cycle's steps against).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+from modeljob.core.cycle_cluster import Cluster
+from modeljob.core.gang_request import Unplaceable
+from modeljob.core.job_state import JobFacts
+from modeljob.core.lifecycle import Plan
+from modeljob.core.node_types import Candidate
+from modeljob.core.plan_memo import renameable
+from modeljob.core.planning import Attempt, Planner
+from modeljob.core.steps import Unschedulable, Wait
+
+# Put where the job's name goes while a verdict's message is split; never in a name (a ref is
+# "namespace/name", DNS labels: no control characters).
+_NAME = "\x00job\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A class's verdict on the ledger as ``version`` left it: a Wait or an Unschedulable, its
+    message split where the job's name goes, and the candidate it names."""
+
+    version: int
+    unschedulable: bool
+    parts: tuple[str, ...]
+    candidate: Candidate
+
+    def step_for(self, plan: Plan, *, position: int) -> Wait | Unschedulable:
+        """The verdict as ``plan``'s job's step (a Wait numbered ``position``)."""
+        job = plan.job
+        message = job.ref.join(self.parts)
+        if self.unschedulable:
+            return Unschedulable(
+                job=job, message=message, candidate=self.candidate, delete_pods=plan.delete_pods
+            )
+        return Wait(
+            job=job,
+            message=message,
+            queue_position=position,
+            candidate=self.candidate,
+            phase=plan.phase,
+            delete_pods=plan.delete_pods,
+        )
+
+
+class DemandClasses:
+    """The verdicts of one cycle's classes, each good while the ledger is as it left it."""
+
+    def __init__(self, cluster: Cluster, planner: Planner) -> None:
+        self.cluster, self.planner = cluster, planner
+        self._verdicts: dict[Hashable, Verdict] = {}
+
+    def key(
+        self, plan: Plan, candidates: tuple[Candidate, ...], *, blocked_by: JobFacts | None
+    ) -> Hashable | None:
+        """The job's class (``candidates``: its own, on the products its quota allows), or None
+        when something of its own is in play and it must be decided alone."""
+        job = plan.job
+        if self.planner.memo is None:  # a cycle that remembers no plans decides every job alone
+            return None
+        if job.placement or plan.roll is not None or job.preempting or not candidates:
+            return None
+        rules = self.planner.rules_key(job)
+        if rules is None:
+            return None
+        return (
+            tuple(id(c) for c in candidates),  # the cycle sizes each template once (Cluster.sizing)
+            id(self.cluster.usable(job)),  # one array per answer until the nodes kept change
+            job.replicas,
+            job.gang,
+            rules,
+            job.topology_key,
+            job.topology_required,
+            None if blocked_by is None else blocked_by.ref,
+        )
+
+    def recall(self, key: Hashable) -> Verdict | None:
+        found = self._verdicts.get(key)
+        return found if found is not None and found.version == self.cluster.version else None
+
+    def remember(self, key: Hashable, step: Wait | Unschedulable, template: Wait | Unschedulable) -> None:
+        """``step``, decided for its job, kept for the job's class: ``template`` is the same step
+        decided from the attempts ``named_for_class`` gave (the job's name a placeholder)."""
+        if template.candidate is None:
+            return
+        parts = tuple(template.message.split(_NAME))
+        if step.job.ref.join(parts) != step.message:  # never expected: then decided job by job
+            return
+        self._verdicts[key] = Verdict(
+            version=self.cluster.version,
+            unschedulable=isinstance(template, Unschedulable),
+            parts=parts,
+            candidate=template.candidate,
+        )
+
+
+def named_for_class(attempts: Sequence[Attempt], own_name: str) -> list[Attempt] | None:
+    """``attempts`` (of the job named ``own_name``) with a placeholder where their reasons name the
+    job, or None if a reason names it otherwise than once at its start (``renamed``'s rule)."""
+    named: list[Attempt] = []
+    for attempt in attempts:
+        source = attempt.planned_for or own_name  # a plan made for the job names the job itself
+        if isinstance(attempt.planned, Unplaceable) and not renameable(attempt.planned, source):
+            return None
+        named.append(Attempt(attempt.candidate, attempt.planned, source, _NAME))
+    return named
