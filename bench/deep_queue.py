@@ -25,8 +25,9 @@ Running, their pods bound where placed), as the loop's binding would. Two phases
   p50/p99/max are over these cycles (p99 by nearest rank: over 100 cycles, the second largest).
 
 Memory: the process's peak RSS and the cycle's own peak allocation (tracemalloc, on one extra
-cycle). The collector runs as in the operator: what is alive after the first cycle is frozen
-(``keep_long_lived``), no collection is forced between cycles.
+cycle). The collector runs as in the operator: after each cycle, and outside its time, the young
+generations are collected and what is left frozen, the whole heap collected once every ten
+minutes (adapters/heap.py).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ sys.path[:0] = [str(REPO / "operator"), str(REPO)]  # modeljob, and tests.operat
 from report import write_section  # noqa: E402
 
 from modeljob.adapters import kube_jobs, kube_nodes, node_catalog  # noqa: E402
-from modeljob.adapters.scheduling_loop import keep_long_lived  # noqa: E402
+from modeljob.adapters.heap import LongLivedHeap  # noqa: E402
 from modeljob.core.cluster_state import NodeFacts, PodFacts, PodPhase  # noqa: E402
 from modeljob.core.job_state import JobFacts, JobPhase  # noqa: E402
 from modeljob.core.resources import GIB, TIB, Resources  # noqa: E402
@@ -218,6 +219,7 @@ class Bench:
     settings: CycleSettings = field(default_factory=CycleSettings)
     cache: SizingCache = field(default_factory=dict)
     memory: CycleMemory = field(default_factory=CycleMemory)  # kept across cycles, as the loop keeps it
+    heap: LongLivedHeap = field(default_factory=LongLivedHeap)  # after each cycle, as the loop does
 
     def cycle(self) -> tuple[float, int]:
         """One cycle at ``now`` (a second after the last), its placements bound: seconds, placed."""
@@ -233,7 +235,9 @@ class Bench:
             memory=self.memory,
         )
         seconds = time.perf_counter() - started
-        return seconds, bind(result, self.jobs, self.pods, self.now)
+        placed = bind(result, self.jobs, self.pods, self.now)
+        self.heap.cycle_done()
+        return seconds, placed
 
 
 def run(bench: Bench, *, cycles: int, churn: int, rng: random.Random) -> Run:
@@ -241,8 +245,6 @@ def run(bench: Bench, *, cycles: int, churn: int, rng: random.Random) -> Run:
     drain_placed: list[int] = []
     while len(drain) < DRAIN_CYCLES_MAX and (not drain_placed or drain_placed[-1]):
         seconds, placed = bench.cycle()
-        if not drain:
-            keep_long_lived()  # as the operator's loop does after its first cycle
         drain.append(seconds)
         drain_placed.append(placed)
         log(f"drain cycle {len(drain)}: {seconds * 1000:.0f} ms, {placed} placed")

@@ -1,0 +1,56 @@
+"""The garbage collector kept off what lives long: the watches' caches and the cycle's memory.
+
+With 10,000 ModelJobs watched, the caches hold millions of objects (each job's document, parsed
+facts, sizing and queue entry). CPython's collector walks every object it tracks in a full
+collection, and a cycle allocates enough to start several: on the real control plane's deep
+queue (bench/deep_queue_cluster.py, py-spy attached to the operator with --gil --native) the
+collector took about 30% of the time the operator held the interpreter, most of it walking
+documents the watches had replaced since the last freeze.
+
+So after each cycle the loop collects the young generations (cheap: only what was allocated
+since, which is where reference cycles of a cycle's own work end up) and freezes what is left
+(``gc.freeze``: no collection walks it again; objects freed by their reference counts are freed
+all the same, frozen or not). Garbage that forms a reference cycle only after it reached the old
+generation would be frozen with the rest and never freed, so every ``FULL_EVERY_SECONDS`` the
+loop unfreezes everything and collects it all once (measured in docs/benchmarks.md), then freezes
+again. Instagram's services freeze their heap the same way (the reason ``gc.freeze`` exists:
+CPython issue 31558).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+# How often the whole heap is collected once (see the module docstring): a garbage cycle frozen
+# by mistake lives at most this long.
+FULL_EVERY_SECONDS = 600.0
+
+
+class LongLivedHeap:
+    """Called after each cycle: young garbage collected, the rest frozen, and the whole heap
+    collected when the last full collection is ``full_every`` seconds old (or there was none)."""
+
+    def __init__(
+        self, *, full_every: float = FULL_EVERY_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._full_every, self._clock = full_every, clock
+        self._last_full: float | None = None
+        self.full_collections = 0
+
+    def cycle_done(self) -> None:
+        now = self._clock()
+        if self._last_full is None or now - self._last_full >= self._full_every:
+            started = time.perf_counter()
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+            self._last_full, self.full_collections = now, self.full_collections + 1
+            logger.debug("full collection: %.3f s", time.perf_counter() - started)
+            return
+        gc.collect(1)
+        gc.freeze()
