@@ -90,6 +90,7 @@ class CycleQueue:
         self.preempting, self.admission, self.requests = preempting, admission, requests
         self.products = dict(admission.products)  # narrowed to its quota key once admitted
         self.classes = DemandClasses(cluster, planner)
+        self._allowed: dict[tuple[int, frozenset[str] | None], tuple[Sizing, tuple[Candidate, ...]]] = {}
 
     def plan(self, *, strict: bool) -> tuple[list[Step], dict[str, int]]:
         line = _Line(strict=strict)
@@ -201,13 +202,16 @@ class CycleQueue:
         return fits
 
     def _candidates(self, waiting: Planned) -> tuple[Candidate, ...]:
-        """The job's candidates on the products its quota key allows (all, if none is left)."""
-        found = candidates_for(waiting.job, waiting.sizing, self.cluster.by_name)
+        """The job's candidates on the products its quota key allows (all, if none is left); one
+        tuple per sizing and products for the jobs with nothing placed (most of a deep queue)."""
         products = self.products.get(waiting.job.ref)
-        if not products:
-            return found
-        allowed = tuple(c for c in found if c.node_type.product in products)
-        return allowed or found
+        if waiting.job.placement:
+            return _allowed(candidates_for(waiting.job, waiting.sizing, self.cluster.by_name), products)
+        key = (id(waiting.sizing), products)
+        found = self._allowed.get(key)
+        if found is None or found[0] is not waiting.sizing:
+            found = self._allowed[key] = (waiting.sizing, _allowed(waiting.sizing.candidates, products))
+        return found[1]
 
     def _decide(self, waiting: Planned, *, blocked_by: JobFacts | None, position: int = 0) -> _Decided:
         """``position``: the number a Wait gets in the queue, if the line takes it next (0: numbered
@@ -304,6 +308,12 @@ class _Line:
             if self.strict and self.blocked_by is None and isinstance(step, Wait):
                 self.blocked_by = step.job
         self.steps.append(step)
+
+
+def _allowed(candidates: tuple[Candidate, ...], products: frozenset[str] | None) -> tuple[Candidate, ...]:
+    if not products:
+        return candidates
+    return tuple(c for c in candidates if c.node_type.product in products) or candidates
 
 
 def _first(sizing: Sizing) -> Candidate | None:

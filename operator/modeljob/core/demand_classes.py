@@ -83,7 +83,9 @@ class DemandClasses:
         if rules is None:
             return None
         return (
-            tuple(id(c) for c in candidates),  # the cycle sizes each template once (Cluster.sizing)
+            # One tuple per sizing and quota products (CycleQueue._candidates), and the cycle
+            # sizes each template once (Cluster.sizing): the tuple stands for both.
+            id(candidates),
             id(self.cluster.usable(job)),  # one array per answer until the nodes kept change
             job.replicas,
             job.gang,
