@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from modeljob.core import gang_placement, planning
 from modeljob.core.admission import QueueConfig
-from modeljob.core.cluster_state import NodeFacts, PodFacts
+from modeljob.core.cluster_state import NodeFacts, PodFacts, Taint, TaintEffect, Toleration
 from modeljob.core.gang_request import GangRequest, Placement, Unplaceable
 from modeljob.core.job_state import JobFacts, JobPhase
 from modeljob.core.jobs import Overrides
@@ -53,8 +53,18 @@ def changes() -> st.SearchStrategy[Change]:
         st.tuples(st.just("gpus"), index, st.sampled_from((1, 2, 4, 8))),
         st.tuples(st.just("same job, new object"), index),
         st.tuples(st.just("quota"), st.sampled_from((None, 4, 8, 16, 32))),
+        # A node that stays, changed otherwise than by its pods (core/node_set_memory.py).
+        st.tuples(st.just("taint"), index),
+        st.tuples(st.just("ready"), index),
+        st.tuples(st.just("cordon"), index),
+        st.tuples(st.just("zone"), index, st.sampled_from("abc")),
+        st.tuples(st.just("price"), index, st.sampled_from((None, 1.0, 2.0))),
+        st.tuples(st.just("tolerate"), index),
         st.tuples(st.just("nothing")),
     )
+
+
+LAGGING = Taint(key="lagging", effect=TaintEffect.NO_SCHEDULE)
 
 
 class World:
@@ -127,6 +137,12 @@ class World:
             self._change_job(args[0] % len(self.jobs), what, args[1:])
         elif what == "quota":
             self.quota = args[0]
+        elif what in ("taint", "ready", "cordon", "zone", "price"):
+            index = args[0] % len(self.nodes)
+            node = changed_node(self.nodes[index], what, args[1:])
+            self.nodes = [*self.nodes[:index], node, *self.nodes[index + 1 :]]
+        elif what == "tolerate" and self.jobs:
+            self._change_job(args[0] % len(self.jobs), what, args[1:])
 
     def _add_like(self, job: JobFacts) -> None:
         """A new job of ``job``'s template, queued: the same demand, a new name."""
@@ -151,6 +167,9 @@ class World:
         job = self.jobs[index]
         if what == "priority":
             job = replace(job, priority=args[0])
+        elif what == "tolerate" and not job.placement:
+            tolerated = () if job.tolerations else (Toleration(key="lagging", operator_exists=True),)
+            job = replace(job, tolerations=tolerated, spec_hash=f"tolerates-{bool(tolerated)}")
         elif what == "gpus" and not job.placement:  # a placed job's spec change is a rolling matter
             job = replace(
                 job, shape=replace(job.shape, overrides=Overrides(gpus=args[0])), spec_hash=f"gpus-{args[0]}"
@@ -158,6 +177,22 @@ class World:
         else:
             job = replace(job)
         self.jobs = [*self.jobs[:index], job, *self.jobs[index + 1 :]]
+
+
+def changed_node(node: NodeFacts, what: str, args: list[Any]) -> NodeFacts:
+    """``node`` tainted or not, Ready or not, cordoned or not, in another zone or at another price,
+    as the watch would show it (a Node's readiness and cordon both make its view unready)."""
+    if what == "taint":
+        taints = () if node.taints else (LAGGING,)
+        return replace(node, taints=taints)
+    if what in ("ready", "cordon"):
+        ready = not node.ready if what == "ready" else node.ready
+        schedulable = not node.schedulable if what == "cordon" else node.schedulable
+        view = replace(node.view, ready=ready and schedulable)
+        return replace(node, view=view, ready=ready, schedulable=schedulable, not_ready_since=None)
+    if what == "zone":
+        return replace(node, labels={**node.labels, ZONE: args[0]})
+    return replace(node, view=replace(node.view, price_per_hour=args[0]))
 
 
 def decide(world: World, now: int, memory: CycleMemory | None) -> CycleResult:

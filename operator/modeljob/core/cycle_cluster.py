@@ -4,58 +4,21 @@ per-cycle lookups, and the completion (or roll back) of placements a crash left 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 
-from modeljob.core.cluster_state import AccountedViews, NodeFacts, PodFacts, account, admits
+from modeljob.core.cluster_state import NodeFacts, PodFacts, account
 from modeljob.core.job_state import JobFacts, JobPhase, Requeue
 from modeljob.core.jobs import JobShape
-from modeljob.core.node_types import NodeType, Sizing, node_type_of, node_types, size_job, type_prices
+from modeljob.core.node_set_memory import Admitting, NodeSetMemory, types_of
+from modeljob.core.node_types import NodeType, Sizing, node_type_of, size_job
 from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, build_node_table
 from modeljob.core.scoring.filters import feasible_nodes
 from modeljob.core.sizing import Device, Estimate, size_replica
 from modeljob.core.steps import Complete, RollBack
 
 SizingCache = dict[tuple[JobShape, int, int], Estimate]
-
-# Templates sized per node set; past this many the memory starts over (a stream of distinct
-# hostile shapes cannot grow it without bound).
-SIZINGS_KEPT = 10_000
-
-_Types = tuple[list[NodeType], dict[NodeType, float]]
-
-
-@dataclass(eq=False)
-class NodeSetMemory:
-    """What a cycle works out from the nodes alone (not from their pods), kept for the next cycle
-    while the nodes are the same (compared whole: labels, taints, devices, readiness): which nodes
-    each template may use, their types and prices, each template's sizing, and each job's sizing
-    by the job object it was made for (the loop keeps a job's facts while its resourceVersion
-    stands, so an unchanged job is the same object). Memory only: a restart starts empty and
-    works the same out again. ``generation`` moves whenever it starts over, so what others keep
-    by its sizings' identity (core/plan_memo.py) is never matched to new ones."""
-
-    nodes: list[NodeFacts] | None = None
-    generation: int = 0
-    type_of: dict[str, NodeType | None] = field(default_factory=dict)
-    type_masks: dict[NodeType, BoolArray] = field(default_factory=dict)
-    eligible: dict[tuple[object, ...], BoolArray] = field(default_factory=dict)
-    types: dict[tuple[object, ...], _Types] = field(default_factory=dict)
-    sizings: dict[tuple[object, ...], Sizing] = field(default_factory=dict)
-    # uid -> the job object, its sizing and which nodes it may use (``Cluster._key``)
-    by_job: dict[str, tuple[JobFacts, Sizing, tuple[object, ...]]] = field(default_factory=dict)
-    # The nodes' views as accounted last cycle (account()): kept by node object and its use, so
-    # through changes of the node set too.
-    views: AccountedViews = field(default_factory=dict)
-
-    def start(self, nodes: list[NodeFacts]) -> None:
-        """Keep what was worked out if ``nodes`` are the ones it was worked out for, else start over."""
-        if self.nodes is not None and len(self.sizings) <= SIZINGS_KEPT and self.nodes == nodes:
-            return
-        self.nodes, self.generation = nodes, self.generation + 1
-        self.type_of, self.type_masks, self.eligible, self.types, self.sizings = {}, {}, {}, {}, {}
-        self.by_job = {}
 
 
 class Cluster:
@@ -117,15 +80,8 @@ class Cluster:
         required node affinity (the product affinity the operator adds is ANDed into that one)."""
         key = self._key(job)
         if key not in self._eligible:
-            affinity = job.rules.node_affinity
-            self._eligible[key] = np.array(
-                [
-                    admits(n, node_selector=job.node_selector, tolerations=job.tolerations)
-                    and affinity.admits(n.name, n.labels)
-                    for n in self.nodes
-                ],
-                dtype=np.bool_,
-            )
+            admitting = self.memory.admitting[key] = Admitting.of(job)
+            self._eligible[key] = admitting.mask(self.nodes)
         return self._eligible[key]
 
     def usable(self, job: JobFacts) -> BoolArray:
@@ -177,8 +133,7 @@ class Cluster:
         if found is not None:
             return found
         if key not in self._types:
-            usable = [v for v, ok in zip(self.views, self.eligible(job), strict=True) if ok]
-            self._types[key] = (node_types(usable), type_prices(usable))
+            self._types[key] = types_of(self.nodes, self.eligible(job))
         types, prices = self._types[key]
         self._sizings[sized_as] = sizing = size_job(job, types, prices=prices, size=self._size)
         return sizing

@@ -28,7 +28,14 @@ from dataclasses import dataclass, field
 from modeljob.core.gang_request import Unplaceable
 from modeljob.core.node_types import Candidate, NodeType
 from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, subset
-from modeljob.core.plan_validity import LedgerChange, Remembered, Result, changed_rows, read_scores
+from modeljob.core.plan_validity import (
+    LedgerChange,
+    Remembered,
+    Result,
+    changed_rows,
+    emptied_differently,
+    read_scores,
+)
 
 __all__ = ["CarriedPlans", "PlanMemo", "read_scores", "renameable", "renamed"]
 
@@ -91,7 +98,17 @@ class CarriedPlans:
             for key, found in jobs.items()
             if all(t in untouched for t in found[0]) and (scored_alike or not found[2])
         }
-        return held, kept, empty  # the nodes' allocatable alone, the same in the same context
+        # Whether a demand fits the nodes emptied reads their allocatable and readiness alone: it
+        # holds unless one of its type's nodes changed those (a node's Ready flapping keeps the
+        # context, core/node_set_memory.py).
+        moved = emptied_differently(before, ledger)
+        if moved.any():
+            empty = {
+                k: fits
+                for k, fits in empty.items()
+                if (rows := type_masks.get(k[0])) is not None and not moved[rows].any()
+            }
+        return held, kept, empty
 
 
 @dataclass(eq=False)

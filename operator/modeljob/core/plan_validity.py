@@ -55,6 +55,18 @@ def changed_rows(before: NodeTable, after: NodeTable) -> BoolArray:
     return changed
 
 
+def emptied_differently(before: NodeTable, after: NodeTable) -> BoolArray:
+    """Rows (of the same nodes) that would differ with every pod gone: allocatable or readiness."""
+    moved: BoolArray = (
+        (before.cpu_allocatable_milli != after.cpu_allocatable_milli)
+        | (before.memory_allocatable_bytes != after.memory_allocatable_bytes)
+        | (before.storage_allocatable_bytes != after.storage_allocatable_bytes)
+        | (before.gpu_count != after.gpu_count)
+        | (before.ready != after.ready)
+    )
+    return moved
+
+
 class LedgerChange:
     """Two ledgers of the same nodes and the rows that differ: what each remembered result is
     checked against (each pod request's filter verdicts on those rows worked out once)."""

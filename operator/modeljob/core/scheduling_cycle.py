@@ -29,7 +29,7 @@ from modeljob.core.admission import (
     queues_of,
 )
 from modeljob.core.cluster_state import NodeFacts, PodFacts
-from modeljob.core.cycle_cluster import Cluster, NodeSetMemory, SizingCache, complete
+from modeljob.core.cycle_cluster import Cluster, SizingCache, complete
 from modeljob.core.cycle_queue import CycleQueue, Planned, WaitingItems
 from modeljob.core.fragmentation import (
     CompiledWorkload,
@@ -39,6 +39,7 @@ from modeljob.core.fragmentation import (
 )
 from modeljob.core.job_state import JobFacts
 from modeljob.core.lifecycle import Plan, Reconciled, reconcile_job
+from modeljob.core.node_set_memory import NodeSetMemory
 from modeljob.core.nodes import NodeTable, NodeView
 from modeljob.core.plan_memo import CarriedPlans, PlanMemo
 from modeljob.core.planning import Planner, count_work, host_demand, target_workload
