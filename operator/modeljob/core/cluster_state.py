@@ -161,16 +161,20 @@ class AssumedPod:
 def merge_assumed(
     pods: Iterable[PodFacts], assumed: Iterable[AssumedPod], *, now: datetime, ttl_seconds: float
 ) -> list[PodFacts]:
-    """The pods to account: the watched ones, plus assumed pods the watch does not show bound yet.
+    """The pods to account: the watched ones (one per key, as a watch's cache holds them), plus
+    assumed pods the watch does not show bound yet.
 
     An assumed pod stops counting once the watch shows it bound (the watched copy counts
     instead), and after ``ttl_seconds`` (the binding failed or the pod was deleted unseen).
     """
-    watched = {pod.key: pod for pod in pods}
-    merged = list(watched.values())
-    for entry in assumed:
-        if (now - entry.since).total_seconds() > ttl_seconds:
-            continue
+    merged = list(pods)  # one per key already (a watch's cache)
+    live = [entry for entry in assumed if (now - entry.since).total_seconds() <= ttl_seconds]
+    if not live:
+        return merged
+    # Only the pods named like an assumed one are looked up by key: thousands watched, a few assumed.
+    names = {entry.pod.name for entry in live}
+    watched = {pod.key: pod for pod in merged if pod.name in names}
+    for entry in live:
         seen = watched.get(entry.pod.key)
         if seen is None or seen.node is None:
             if seen is not None:

@@ -190,11 +190,12 @@ class RuleTracker:
                         counts[domains.position[value]] += 1
             self._spread.append((constraint, domains, counts, constraint.selects(namespace, namespace, own)))
         self.own_count: IntArray = np.zeros(len(table), dtype=np.int64)
-        row_of = {name: row for row, name in enumerate(table.names)}
-        if with_pods:
-            for node in rules.index.by_job.get(rules.job.uid, []):
-                if node in row_of:
-                    self.own_count[row_of[node]] += 1
+        own_nodes = rules.index.by_job.get(rules.job.uid, []) if with_pods else []
+        # Most plans have neither pods of the job nor nodes planned already: no map of 5,000 rows.
+        row_of = {name: row for row, name in enumerate(table.names)} if own_nodes or planned else {}
+        for node in own_nodes:
+            if node in row_of:
+                self.own_count[row_of[node]] += 1
         self._node_preference: FloatArray | None = None
         if stated.node_affinity.preferred:
             self._node_preference = np.array(
