@@ -76,16 +76,30 @@ class Admissions:
         # waiting_writes.py, minutes behind for a burst of thousands), the same version is judged
         # the same way, to the same JobFacts object the cycle's caches know it by.
         self._judged: dict[tuple[str, str, int], Judged] = {}
+        # id(document) -> the document and its job, for each one judged settled last snapshot.
+        self._settled: dict[int, tuple[Document, JobFacts]] = {}
         self._judged_before: dict[tuple[str, str, int], Judged] = {}
 
     def judge(self, documents: Iterable[Document], parsed: ParsedJobs, *, now: datetime) -> Admitting:
-        documents = list(documents)
-        readable = {job.uid: job for job in parsed.parse(documents)}
-        jobs: list[JobFacts] = []
+        # A document the last snapshot held, whose status recorded its generation and whose spec
+        # was read, is the same job object again: nothing here reads more than the document (the
+        # watch replaces a changed one with a new object). Most of a deep queue, every cycle.
+        settled, self._settled = self._settled, {}
+        slots: list[JobFacts | None] = []  # the documents' jobs, in the documents' order
+        rest: list[tuple[int, Document]] = []
+        for document in documents:
+            found = settled.get(id(document))
+            if found is not None and found[0] is document:
+                self._settled[id(document)] = found
+                slots.append(found[1])
+            else:
+                rest.append((len(slots), document))
+                slots.append(None)
+        readable = {job.uid: job for job in parsed.parse(document for _, document in rest)}
         judged: dict[str, tuple[Judgement, JsonObject]] = {}
         unread, self._unread = self._unread, {}
         self._judged_before, self._judged = self._judged, {}
-        for document in documents:
+        for index, document in rest:
             meta = document.get("metadata") or {}
             uid = str(meta.get("uid"))
             job = readable.get(uid)
@@ -93,10 +107,10 @@ class Admissions:
                 facts, judgement = self._judge_one(document, job, parsed.problem(document), unread, now=now)
             except Exception as exc:  # one job's surprise must not stop every job's cycle
                 facts, judgement = self._judge_failed(document, job, exc, unread, now=now)
-            if facts is not None:
-                jobs.append(facts)
+            slots[index] = facts
             if judgement is not None:
                 judged[uid] = judgement
+        jobs = [job for job in slots if job is not None]
         return Admitting(jobs=jobs, judged=judged)
 
     def _judge_one(
@@ -124,7 +138,10 @@ class Admissions:
             job is not None or previous is JobPhase.INVALID or (previous is not None and previous.finished)
         )
         if done and settled and not fresh:
-            return (job if job is not None else self._unread_facts(document, unread)), None
+            if job is None:
+                return self._unread_facts(document, unread), None
+            self._settled[id(document)] = (document, job)
+            return job, None
         # Read before sizing (as _size does): a node change meanwhile is judged again next cycle.
         key = (str(meta.get("uid")), str(meta.get("resourceVersion")), self._view.node_set_version)
         if not fresh and (found := self._judged_before.get(key)) is not None:
