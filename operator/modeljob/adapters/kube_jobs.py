@@ -269,14 +269,16 @@ def placement_of(job: Mapping[str, Any]) -> tuple[Placed, ...]:
     return _placement(fields.mapping(job.get("status"), "status"), fields)
 
 
+# By value: read for every watched job several times a cycle, where JobPhase(text) costs an
+# enum lookup and, for an unknown text, an exception.
+_PHASES = {phase.value: phase for phase in JobPhase}
+
+
 def job_phase(job: Mapping[str, Any]) -> JobPhase | None:
     """status.phase of a ModelJob, whether or not its spec can be read; None if unset or unknown."""
     status = job.get("status")
     text = status.get("phase") if isinstance(status, Mapping) else None
-    try:
-        return JobPhase(str(text)) if text else None
-    except ValueError:
-        return None
+    return _PHASES.get(text) if isinstance(text, str) else None
 
 
 def count_by_phase(jobs: Iterable[Mapping[str, Any]]) -> Counter[tuple[str, JobPhase]]:

@@ -230,7 +230,14 @@ class SchedulingLoop:
         beside the next cycles (adapters/waiting_writes.py), one pending per job at most. A job
         whose write was ``pending`` at the snapshot is left to a later cycle, which sees what the
         write left, unless a decision for it drops that write before it started."""
-        self._budget_refreshes(result.steps, documents, skip=backing_off | pending)
+        # What each waiting job's step would write, worked out once: the budget and the choice
+        # of steps acted on both read it.
+        writes = {
+            step.job.uid: status.waiting_write(step, documents[step.job.key].get("status") or {})
+            for step in result.steps
+            if isinstance(step, Wait | Unschedulable)
+        }
+        self._budget_refreshes(writes, skip=backing_off | pending)
         # Each step touches only its own job and pods, and the cycle already accounted for all of
         # them together, so they are acted on in parallel; a deep queue's steps mostly change
         # nothing, and are left out here rather than queued for the pool by the thousand.
@@ -238,7 +245,7 @@ class SchedulingLoop:
             step
             for step in result.steps
             if step.job.uid not in backing_off
-            and self._does_something(step, documents[step.job.key], now, admitted=step.job.uid in judged)
+            and self._does_something(step, writes.get(step.job.uid), admitted=step.job.uid in judged)
             and (
                 step.job.uid not in pending
                 or (self._decides(step, documents[step.job.key]) and self._waiting.cancel(step.job.uid))
@@ -277,39 +284,31 @@ class SchedulingLoop:
             kube_queues.write_statuses(self._gateway, self._view.queues, result.queues, now=now)
             self._metrics.record_quota(result.queues)
 
-    def _does_something(self, step: Step, document: Document, now: datetime, *, admitted: bool) -> bool:
+    def _does_something(self, step: Step, write: WaitingWrite | None, *, admitted: bool) -> bool:
         """Whether acting on ``step`` writes or deletes anything: a job admitted now always (its
         admission is written with its step), a Keep only with pods to delete, a Wait or
-        Unschedulable only if its status is not already what it would write (``StepActions._wait``)."""
+        Unschedulable only if its status is not already what it would write (``write``, as
+        ``StepActions._wait`` would find it)."""
         if admitted or step.delete_pods:
             return True
         if isinstance(step, steps.Keep):
             return False
         if isinstance(step, Wait | Unschedulable):
-            write = status.waiting_write(step, document.get("status") or {})
             return write is WaitingWrite.CHANGE or (
                 write is WaitingWrite.REFRESH and self._rewrites.allowed(step.job.uid)
             )
         return True
 
-    def _budget_refreshes(
-        self, cycle_steps: Sequence[Step], documents: Mapping[Key, Document], *, skip: Set[str]
-    ) -> None:
+    def _budget_refreshes(self, writes: Mapping[str, WaitingWrite], *, skip: Set[str]) -> None:
         """Choose, once for the cycle, which waiting jobs may have their position or reason
         refreshed (adapters/job_status.py, ReasonRewrites): the cycle's writes stay bounded
         whatever the depth of the queue, and fewer while earlier waiting writes are still pending.
-        A job in back-off, or with a write pending (``skip``), takes no refresh."""
-        waits = [step for step in cycle_steps if isinstance(step, Wait | Unschedulable)]
-        stale = [
-            step.job.uid
-            for step in waits
-            if step.job.uid not in skip
-            and status.waiting_write(step, documents[step.job.key].get("status") or {})
-            is WaitingWrite.REFRESH
-        ]
+        ``writes``: what each waiting job's step would write, in the steps' order. A job in
+        back-off, or with a write pending (``skip``), takes no refresh."""
+        stale = [uid for uid, write in writes.items() if write is WaitingWrite.REFRESH and uid not in skip]
         # Writes still pending take their share: the API server is behind, and more would queue.
         room = max(0, self._settings.scheduling.status_refreshes_per_cycle - len(self._waiting))
-        self._rewrites.begin_cycle(waiting=[step.job.uid for step in waits], stale=stale, limit=room)
+        self._rewrites.begin_cycle(waiting=list(writes), stale=stale, limit=room)
 
     def _act(
         self,
