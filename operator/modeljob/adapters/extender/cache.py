@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from modeljob.adapters.extender.likeness import NodeInputs, NodeLikeness, PodCounts
 from modeljob.adapters.extender.scoring_inputs import ScoringInputs, ServiceSelector
 from modeljob.adapters.extender.table_rows import copy_row, named, read_only, read_only_array
 from modeljob.core.cluster_state import NodeFacts, PodFacts, Toleration, account
@@ -46,6 +47,7 @@ class Snapshot:
     table: NodeTable
     row_of: Mapping[str, int]
     stamps: IntArray  # per row: when its columns last changed (a counter); new table, new stamps
+    likeness: IntArray  # per row: its class of nodes kube-scheduler's plugins cannot tell apart
 
 
 @dataclass(slots=True)
@@ -85,6 +87,8 @@ class ClusterCache:
         self._changed_nodes: set[str] = set()  # rows whose node changed
         self._stamp = 0
         self._stamps: IntArray = np.zeros(0, dtype=np.int64)
+        self._likeness = NodeLikeness()
+        self._likeness_ids: IntArray = np.zeros(0, dtype=np.int64)
         self._published: Snapshot | None = None  # the last snapshot handed out (of self._table)
         self.nodes_synced = threading.Event()
         self.pods_synced = threading.Event()
@@ -100,6 +104,7 @@ class ClusterCache:
         with self._lock:
             if kind_of_event == "DELETED" or value is None:
                 self.scoring_inputs.node_changed(name, None)
+                self._likeness.node_read(name, None)
                 if self._nodes.pop(name, None) is not None:
                     self._table = None
             else:
@@ -116,6 +121,7 @@ class ClusterCache:
         with self._lock:
             if kind_of_event == "DELETED" or value is None:
                 self.scoring_inputs.pod_changed(key, None)
+                self._likeness.pod_gone(key)
                 self._pods.pop(key, None)
                 self._assumed.pop(key, None)
             else:
@@ -130,6 +136,7 @@ class ClusterCache:
         with self._lock:
             self._nodes = {node.name: node for node in nodes}
             self.scoring_inputs.replace_nodes(self._nodes.values())
+            self._likeness.keep_nodes(self._nodes)
             self._table = None
         self.nodes_synced.set()
 
@@ -137,6 +144,7 @@ class ClusterCache:
         with self._lock:
             self._pods = {pod.key: pod for pod in pods}
             self.scoring_inputs.replace_pods(self._pods.values())
+            self._likeness.keep_pods(self._pods)
             for key in [k for k, pod in self._pods.items() if pod.node is not None]:
                 self._assumed.pop(key, None)
             self._on_node.clear()
@@ -158,6 +166,17 @@ class ClusterCache:
     def replace_services(self, services: Iterable[ServiceSelector]) -> None:
         """A fresh list of Services: until the first, the shortlist is off."""
         self.scoring_inputs.replace_services(services)
+
+    def node_read(self, name: str, inputs: NodeInputs | None) -> None:
+        """What kube-scheduler's per-node plugins read of a node (likeness; None: not known)."""
+        with self._lock:
+            if self._likeness.node_read(name, inputs):
+                self._dirty.add(name)
+
+    def pod_read(self, key: Key, counts: PodCounts | None) -> None:
+        """A pod's cpu and memory as kube-scheduler counts them; its `pod_event` follows."""
+        with self._lock:
+            self._likeness.pod_read(key, counts)
 
     # --- assumed pods ---------------------------------------------------------------------------
 
@@ -210,7 +229,10 @@ class ClusterCache:
             assert self._table is not None
             if not self._handed_out():
                 self._published = Snapshot(
-                    table=read_only(self._table), row_of=self._row_of, stamps=read_only_array(self._stamps)
+                    table=read_only(self._table),
+                    row_of=self._row_of,
+                    stamps=read_only_array(self._stamps),
+                    likeness=read_only_array(self._likeness_ids),
                 )
             assert self._published is not None
             return self._published
@@ -258,6 +280,7 @@ class ClusterCache:
         if self._handed_out():
             self._table = self._table.detached()
             self._stamps = self._stamps.copy()
+            self._likeness_ids = self._likeness_ids.copy()
         return self._table
 
     def _recount(self, key: Key) -> None:
@@ -319,6 +342,9 @@ class ClusterCache:
         self._changed_nodes.clear()
         self._stamp += 1
         self._stamps = np.full(len(self._table), self._stamp, dtype=np.int64)
+        self._likeness_ids = self._likeness.rebuild(
+            [self._likeness.key(name, self._on_node.get(name, {})) for name in self._table.names]
+        )
 
     def _refresh_changed_nodes(self) -> None:
         """Rewrite the rows of nodes whose facts changed (Ready flipped, cordoned, resized), or drop
@@ -344,8 +370,7 @@ class ClusterCache:
                 self._table = None
                 break
             copy_row(single, table, row)
-            self._stamp += 1
-            self._stamps[row] = self._stamp
+            self._restamp(name, row)
             refreshed.add(name)
         self._changed_nodes.clear()
         self._dirty -= refreshed  # rewritten whole, free columns included
@@ -367,9 +392,15 @@ class ClusterCache:
             width = min(single.gpu_free_milli.shape[1], table.gpu_free_milli.shape[1])
             table.gpu_free_milli[row, :] = 0
             table.gpu_free_milli[row, :width] = single.gpu_free_milli[0, :width]
-            self._stamp += 1
-            self._stamps[row] = self._stamp
+            self._restamp(name, row)
         self._dirty.clear()
+
+    def _restamp(self, name: str, row: int) -> None:
+        """Row ``row`` (node ``name``) changed: a new stamp, and its likeness class again."""
+        self._stamp += 1
+        self._stamps[row] = self._stamp
+        key = self._likeness.key(name, self._on_node.get(name, {}))
+        self._likeness_ids = self._likeness.update(self._likeness_ids, row, key)
 
 
 def _accounted(node: NodeFacts) -> tuple[object, ...]:

@@ -1,19 +1,24 @@
 """Feeding the extender's ClusterCache from list+watch: its own node and pod watches (`modeljob
 extender` on its own), or the operator's, shared (`modeljob run`); and a Service watch of its own
-in both (the operator does not watch Services), which only the shortlist reads."""
+in both (the operator does not watch Services), which only the shortlist reads. Beside each node's
+and pod's translation, the cache is also given what kube-scheduler's per-node score plugins read of
+it (likeness.node_inputs, likeness.pod_counts), read from the same object."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from modeljob.adapters import kube_nodes
 from modeljob.adapters.cluster import ClusterGateway, Watched
-from modeljob.adapters.cluster_view import Informer, node_and_pod_informers
+from modeljob.adapters.cluster_view import Informer, node_and_pod_informers, object_key
 from modeljob.adapters.extender.cache import ClusterCache, Key
+from modeljob.adapters.extender.likeness import node_inputs, pod_counts
 from modeljob.adapters.extender.scoring_inputs import ServiceSelector, service_selector
 from modeljob.core.cluster_state import NodeFacts, PodFacts
+
+T = TypeVar("T")
 
 
 class ClusterFeed:
@@ -27,6 +32,7 @@ class ClusterFeed:
         self.nodes, self.pods = node_and_pod_informers(
             gateway, labels=labels, on_node=self._node_changed, on_pod=self._pod_changed
         )
+        read_beside(self.nodes, self.pods, cache)
         self.services = service_informer(gateway, cache)
 
     def start(self) -> None:
@@ -76,10 +82,42 @@ def follow(
     informer.on_change = both
 
 
+def read_beside(nodes: Informer[NodeFacts], pods: Informer[PodFacts], cache: ClusterCache) -> None:
+    """Have the informers also hand ``cache`` what kube-scheduler's per-node score plugins read of
+    each node and pod they translate, before they tell of the change (the informer's thread, as
+    its translation). Call before they start: objects listed before are not read, and their nodes
+    stay classes of their own (likeness) until they change."""
+    _also(nodes, lambda obj: cache.node_read(object_key(obj)[1], _or_none(node_inputs, obj)))
+    _also(pods, lambda obj: cache.pod_read(object_key(obj), _or_none(pod_counts, obj)))
+
+
+def _also(informer: Informer[T], read: Callable[[Mapping[str, Any]], None]) -> None:
+    translate: Callable[[Mapping[str, Any]], T] | None = getattr(informer, "translate", None)
+    if translate is None:  # a stand-in without one (tests): nothing to read
+        return
+
+    def both(obj: Mapping[str, Any]) -> T:
+        value = translate(obj)
+        read(obj)
+        return value
+
+    informer.translate = both
+
+
+def _or_none(read: Callable[[Mapping[str, Any]], T], obj: Mapping[str, Any]) -> T | None:
+    """What ``read`` finds, or None (not known) for an object it cannot read."""
+    try:
+        return read(obj)
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
 def attach_to_view(cache: ClusterCache, nodes: Informer[NodeFacts], pods: Informer[PodFacts]) -> None:
     """Feed ``cache`` from the operator's node and pod informers (ClusterView.nodes / .pods), before
     or after they start: an informer that has already listed is copied at once, one that has not
-    yet will tell the cache when it has (until then the extender answers 503)."""
+    yet will tell the cache when it has (until then the extender answers 503). What the extender
+    reads beside their translations (`read_beside`) is read only of objects they translate after."""
+    read_beside(nodes, pods, cache)
     follow(nodes, cache.node_event, lambda: cache.replace_nodes(nodes.values()))
     follow(pods, cache.pod_event, lambda: cache.replace_pods(pods.values()))
     if nodes.synced.is_set():

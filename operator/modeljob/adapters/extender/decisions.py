@@ -119,6 +119,23 @@ def reach_points(plugin_score_range: int, weight: int) -> int:
     return plugin_score_range // (weight * PLUGIN_POINTS_PER_PRIORITY)
 
 
+def one_of_each_class(
+    positions: IntArray, values: IntArray, *, likeness: IntArray, rng: np.random.Generator
+) -> IntArray:
+    """Of the candidates at ``positions``, one picked at random from each class of those with the
+    same ``likeness`` (kube-scheduler's per-node plugins cannot tell them apart; negative: a class
+    of its own) and the same score (``values``): kube-scheduler gives every member of a class the
+    same total, and breaks a tie among them at random. In ``positions``' order."""
+    if len(positions) < 2:
+        return positions
+    shuffled = positions[rng.permutation(len(positions))]
+    classes = likeness[shuffled] * (MAX_PRIORITY + 1) + values[shuffled]
+    _, first = np.unique(classes, return_index=True)  # the first of each class in a random order
+    if len(first) == len(positions):
+        return positions
+    return np.sort(shuffled[first])
+
+
 def candidate_rows(names: Sequence[str], row_of: Mapping[str, int]) -> IntArray:
     """The table row of each name, in the order given; -1 where the table has no such node."""
     if not names:

@@ -38,6 +38,7 @@ from modeljob.adapters.extender.decisions import (
     decide_filter,
     decide_priorities,
     group_size,
+    one_of_each_class,
     reach_points,
     refuse_group,
 )
@@ -86,6 +87,9 @@ class ExtenderService:
     calls: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(16, "extender-bind"))
     fragmentation: FragmentationMemo = field(default_factory=FragmentationMemo)
     requests: RequestMemo = field(default_factory=RequestMemo)
+    # Which of alike nodes the shortlist keeps (decisions.one_of_each_class); requests are answered
+    # on the event loop's one thread, so it is never drawn from by two at once.
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
 
 SERVICE = web.AppKey("service", ExtenderService)
@@ -208,8 +212,10 @@ def _shortlist(
     it scores (shortlist_rules: by the pod's spec, and by the cluster among the nodes that fit):
     score the nodes that fit and pass only those kube-scheduler could still choose
     (`Priorities.contenders`). It runs its score plugins on each node the filter passes, so where
-    our scores tell nodes apart it scores a handful instead of thousands. The scores are remembered
-    for the prioritize to come. Otherwise every node that fits passes and prioritize scores them."""
+    our scores tell nodes apart it scores a handful instead of thousands. Of nodes that our scores
+    tie and that its own per-node plugins cannot tell apart either (likeness), one is kept, picked
+    at random, unless the pod has volumes VolumeBinding scores. The scores are remembered for the
+    prioritize to come. Otherwise every node that fits passes and prioritize scores them."""
     settings = service.settings
     if (
         not settings.shortlist
@@ -219,6 +225,9 @@ def _shortlist(
         return decision
     full = _priorities(service, snapshot, args, decision.passed, decision.passed_rows)
     keep = full.contenders(reach_points(settings.plugin_score_range, settings.scheduler_weight))
+    if args.alike_reason is None:
+        likeness = snapshot.likeness[decision.passed_rows]
+        keep = one_of_each_class(keep, full.values, likeness=likeness, rng=service.rng)
     service.requests.remember_scores(
         args.key, FilterScores(fits=tuple(full.hosts), snapshot=snapshot, full=full, kept=full.keeping(keep))
     )

@@ -54,6 +54,16 @@ def pod_reason(pod: Mapping[str, Any]) -> str | None:
     return None
 
 
+def alike_reason(spec: Mapping[str, Any]) -> str | None:
+    """Why nodes alike in what kube-scheduler's per-node plugins read (likeness) may still score
+    apart for this pod, or None: VolumeBinding scores the nodes for a pod with a volume it binds
+    (a PersistentVolumeClaim or an ephemeral one), by what the extender does not watch."""
+    for volume in spec.get("volumes") or ():
+        if isinstance(volume, Mapping) and ("persistentVolumeClaim" in volume or "ephemeral" in volume):
+            return f"the pod's volume {volume.get('name')} is bound by VolumeBinding"
+    return None
+
+
 def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 

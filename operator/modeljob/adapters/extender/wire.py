@@ -75,6 +75,7 @@ class PodSpec(_Wire):
     topology_spread_constraints: list[Any] | None = Field(default=None, alias="topologySpreadConstraints")
     resource_claims: list[Any] | None = Field(default=None, alias="resourceClaims")
     tolerations: list[Any] | None = None
+    volumes: list[Any] | None = None
 
     _quantities = field_validator("overhead")(_check_quantities)
 
@@ -174,6 +175,8 @@ class SchedulingArgs:
     scoring_reason: str | None = None
     # Its tolerations: which PreferNoSchedule taints TaintToleration holds against it.
     tolerations: tuple[Toleration, ...] = ()
+    # Why the shortlist may not keep one node of each class of alike ones (None: it may).
+    alike_reason: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -250,6 +253,7 @@ def _scheduling_args(pod_model: Pod, candidates: Candidates, pod_json: bytes | N
         pod_json=pod_json,
         scoring_reason=shortlist_rules.pod_reason(pod),
         tolerations=shortlist_rules.pod_tolerations(pod["spec"].get("tolerations")),
+        alike_reason=shortlist_rules.alike_reason(pod["spec"]),
     )
 
 
