@@ -59,6 +59,7 @@ def changes() -> st.SearchStrategy[Change]:
         st.tuples(st.just("cordon"), index),
         st.tuples(st.just("zone"), index, st.sampled_from("abc")),
         st.tuples(st.just("price"), index, st.sampled_from((None, 1.0, 2.0))),
+        st.tuples(st.just("allocatable"), index, st.sampled_from((1_000, 96_000, 192_000))),
         st.tuples(st.just("tolerate"), index),
         st.tuples(st.just("nothing")),
     )
@@ -137,7 +138,7 @@ class World:
             self._change_job(args[0] % len(self.jobs), what, args[1:])
         elif what == "quota":
             self.quota = args[0]
-        elif what in ("taint", "ready", "cordon", "zone", "price"):
+        elif what in ("taint", "ready", "cordon", "zone", "price", "allocatable"):
             index = args[0] % len(self.nodes)
             node = changed_node(self.nodes[index], what, args[1:])
             self.nodes = [*self.nodes[:index], node, *self.nodes[index + 1 :]]
@@ -180,8 +181,9 @@ class World:
 
 
 def changed_node(node: NodeFacts, what: str, args: list[Any]) -> NodeFacts:
-    """``node`` tainted or not, Ready or not, cordoned or not, in another zone or at another price,
-    as the watch would show it (a Node's readiness and cordon both make its view unready)."""
+    """``node`` tainted or not, Ready or not, cordoned or not, in another zone, at another price or
+    with another CPU allocatable, as the watch would show it (a Node's readiness and cordon both
+    make its view unready)."""
     if what == "taint":
         taints = () if node.taints else (LAGGING,)
         return replace(node, taints=taints)
@@ -192,6 +194,9 @@ def changed_node(node: NodeFacts, what: str, args: list[Any]) -> NodeFacts:
         return replace(node, view=view, ready=ready, schedulable=schedulable, not_ready_since=None)
     if what == "zone":
         return replace(node, labels={**node.labels, ZONE: args[0]})
+    if what == "allocatable":
+        allocatable = replace(node.view.allocatable, cpu_milli=args[0])
+        return replace(node, view=replace(node.view, allocatable=allocatable))
     return replace(node, view=replace(node.view, price_per_hour=args[0]))
 
 

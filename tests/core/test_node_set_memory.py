@@ -125,3 +125,23 @@ def test_a_node_moved_into_the_zone_of_another_lets_a_group_that_needs_one_zone_
     result = decide([job], moved, [], memory)
     assert result.steps == decide([job], moved, [], None).steps
     assert isinstance(result.steps[0], Place)
+
+
+def test_a_node_whose_allocatable_shrank_is_judged_on_its_new_allocatable() -> None:
+    node = make_node("h100-0")
+    busy = [make_pod("cpu", node="h100-0", cpu_milli=192_000)]
+    allocatable = replace(node.view.allocatable, cpu_milli=1_000)
+    shrunk = replace(node, view=replace(node.view, allocatable=allocatable))
+    _, result = twice([gpus(1)], [node], [shrunk], busy)
+    (step,) = result.steps
+    assert isinstance(step, Unschedulable)
+
+
+def test_a_node_repriced_within_its_type_moves_what_the_cost_scorer_weighs() -> None:
+    nodes = [make_node("h100-0", price=1.0), make_node("h100-1", price=3.0), make_node("h100-2", price=3.0)]
+    repriced = [nodes[0], replace(nodes[1], view=replace(nodes[1].view, price_per_hour=2.0)), nodes[2]]
+    memory = CycleMemory()
+    decide([gpus(8)], nodes, [make_pod("a", node="h100-0", gpus=8)], memory)
+    generation = memory.nodes.generation
+    decide([gpus(8)], repriced, [make_pod("a", node="h100-0", gpus=8)], memory)
+    assert memory.nodes.generation == generation + 1  # plans that read scores are not carried

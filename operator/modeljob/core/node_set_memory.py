@@ -60,9 +60,12 @@ class NodeSetMemory:
     resourceVersion stands, so an unchanged job is the same object). Memory only: a restart
     starts empty and works the same out again.
 
-    ``generation`` moves whenever planning could read the nodes otherwise than before (their
-    labels, which topology and pod rules read) or a sizing is dropped: what others keep by the
-    identity of its sizings' candidates (core/plan_memo.py) is never matched to new ones."""
+    ``generation`` moves whenever planning could read the nodes otherwise than the ledger tells
+    (their labels, which topology and pod rules read; their prices, which the cost scorer reads) or
+    a sizing is dropped: what others keep by the identity of its sizings' candidates
+    (core/plan_memo.py) is never matched to new ones. A node's readiness, taints or allocatable
+    changing leaves it: eligibility is worked in here, and the plan memo compares the ledgers
+    (free room, allocatable and readiness) for what it carries."""
 
     nodes: list[NodeFacts] | None = None
     generation: int = 0
@@ -118,7 +121,7 @@ class NodeSetMemory:
         if dropped:
             self.sizings = {k: s for k, s in self.sizings.items() if k[0] not in dropped}
             self.by_job = {uid: e for uid, e in self.by_job.items() if e[2] not in dropped}
-        if relabelled or dropped:
+        if relabelled or repriced or dropped:  # the cost scorer reads every node's price
             self.generation += 1
 
 

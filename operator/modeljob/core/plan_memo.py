@@ -15,9 +15,11 @@ ledger changes (a placement this cycle, or anything between cycles: pods bound, 
 core/plan_validity.py says which results still hold: those whose rows did not change, and "does
 not fit" verdicts that room alone decided where the change left the verdict as it was. Across
 cycles (``CarriedPlans``, kept by the scheduling loop) the cycle's ledger at its end is compared
-with the next one's at its start, when nothing else planning reads changed (the nodes and
-settings: ``context``); a result that read scores also needs the same scoring context
-(``scoring``), which any pod bound or gone changes. Memory only: a restart plans afresh.
+with the next one's at its start, when nothing else planning reads changed (the nodes' labels,
+prices and the sizings, and the settings: ``context``); a result that read a node whose
+allocatable or readiness changed is planned again (whether a demand ever fits reads them); a
+result that read scores also needs the same scoring context (``scoring``), which any pod bound or
+gone changes. Memory only: a restart plans afresh.
 """
 
 from __future__ import annotations
@@ -85,23 +87,30 @@ class CarriedPlans:
         if before is None or not same_context:
             return {}, {}, {}
         change = LedgerChange(before, ledger)
+        # Whether a demand ever fits is planned on the nodes emptied, which reads their allocatable
+        # and readiness: a node's Ready flapping or its allocatable changing keeps the context
+        # (core/node_set_memory.py), so what read such a node is planned again, whatever the
+        # room now says.
+        moved = emptied_differently(before, ledger)
         held: _ByType = {}
         for node_type, results in by_type.items():
             for key, found in results.items():
+                if moved[found.rows].any():
+                    continue
                 still = change.still(found, scored_alike=scored_alike)
                 if still is not None:
                     held.setdefault(node_type, {})[key] = still
         # A job's whole planning holds where none of its types' rows changed.
-        untouched = {t for t, mask in type_masks.items() if not change.any or not change.changed[mask].any()}
+        untouched = {
+            t
+            for t, mask in type_masks.items()
+            if (not change.any or not change.changed[mask].any()) and not moved[mask].any()
+        }
         kept = {
             key: found
             for key, found in jobs.items()
             if all(t in untouched for t in found[0]) and (scored_alike or not found[2])
         }
-        # Whether a demand fits the nodes emptied reads their allocatable and readiness alone: it
-        # holds unless one of its type's nodes changed those (a node's Ready flapping keeps the
-        # context, core/node_set_memory.py).
-        moved = emptied_differently(before, ledger)
         if moved.any():
             empty = {
                 k: fits
