@@ -12,9 +12,13 @@ since, which is where reference cycles of a cycle's own work end up) and freezes
 (``gc.freeze``: no collection walks it again; objects freed by their reference counts are freed
 all the same, frozen or not). Garbage that forms a reference cycle only after it reached the old
 generation would be frozen with the rest and never freed, so every ``FULL_EVERY_SECONDS`` the
-loop unfreezes everything and collects it all once (measured in docs/benchmarks.md), then freezes
-again. Instagram's services freeze their heap the same way (the reason ``gc.freeze`` exists:
-CPython issue 31558).
+loop unfreezes everything and collects it all once, then freezes again: a pause of the loop (and,
+holding the interpreter, of the watches) between two cycles, logged with its length. At
+bench/deep_queue.py's size (10,000 jobs, 5,000 nodes, 14,110 pods: 333,000 tracked objects) it
+took 110 ms; the operator also holds its watched documents, a few times as many objects.
+Instagram's services freeze their heap the same way (the reason ``gc.freeze`` exists: CPython
+issue 31558). Written for CPython 3.11 (the image's): its ``gc.collect(1)`` collects the two young
+generations.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ class LongLivedHeap:
             gc.collect()
             gc.freeze()
             self._last_full, self.full_collections = now, self.full_collections + 1
-            logger.debug("full collection: %.3f s", time.perf_counter() - started)
+            logger.info("full collection of the heap: %.3f s", time.perf_counter() - started)
             return
         gc.collect(1)
         gc.freeze()
