@@ -84,11 +84,10 @@ class NodeSetMemory:
     def start(self, nodes: list[NodeFacts]) -> None:
         """Keep what was worked out as far as it holds for ``nodes``, else start over."""
         if self.nodes is not None and len(self.sizings) <= SIZINGS_KEPT:
-            if self.nodes == nodes:
-                return
-            changed = _changed(self.nodes, nodes)
+            changed = _changed(self.nodes, nodes)  # one pass over the nodes, every cycle
             if changed is not None:
-                self._work_in(nodes, changed)
+                if changed:
+                    self._work_in(nodes, changed)
                 return
         self.nodes, self.generation = nodes, self.generation + 1
         self.type_of, self.type_masks, self.eligible, self.admitting = {}, {}, {}, {}
@@ -100,7 +99,7 @@ class NodeSetMemory:
         assert before is not None
         relabelled = any(before[i].labels != nodes[i].labels for i in changed)
         rows = np.array(changed, dtype=np.intp)
-        before_masks = dict(self.eligible)
+        remasked: set[EligibilityKey] = set()
         for key, mask in list(self.eligible.items()):
             admitting = self.admitting[key]
             answers = np.array([admitting.admits(nodes[i]) for i in changed], dtype=np.bool_)
@@ -108,13 +107,14 @@ class NodeSetMemory:
                 moved = mask.copy()  # a new array: the plan memo keys masks by their identity
                 moved[rows] = answers
                 self.eligible[key] = moved
+                remasked.add(key)
         # Types and prices read the eligible nodes' devices (unchanged here) and prices.
         repriced = any(before[i].view.price_per_hour != nodes[i].view.price_per_hour for i in changed)
         dropped: set[EligibilityKey] = set()
         for key in list(self.types):
-            now = self.eligible.get(key)
-            if now is before_masks.get(key) and not repriced:
+            if key not in remasked and not repriced:
                 continue
+            now = self.eligible.get(key)
             if now is None or types_of(nodes, now) != self.types[key]:
                 dropped.add(key)
                 del self.types[key]
