@@ -5,6 +5,7 @@ placed once. Queue status is written when it changes."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -147,17 +148,36 @@ def test_a_crash_at_any_write_of_a_preemption_evicts_each_victim_once_and_places
     api: QueueApiServer, crash_at: int
 ) -> None:
     kept = {name: pods_of(api, name) for name in ("a1", "a2")}
-    writes = 0
+    writes, crashed = 0, False
 
-    def crash(what: str) -> None:
-        nonlocal writes
-        writes += 1
-        if writes == crash_at:
+    def dead(what: str) -> None:
+        if crashed:  # the process is gone: nothing it had under way in other threads is sent
+            api.calls.pop()  # (the fake records a call before its hook; every call now is such)
             raise Crash(what)
 
-    api.before = {"patch": crash, "delete": crash}
+    def crash(what: str) -> None:
+        nonlocal writes, crashed
+        dead(what)
+        writes += 1
+        if writes == crash_at:
+            crashed = True
+            raise Crash(what)
+
+    api.before = {"patch": crash, "delete": crash, "create": dead, "bind": dead, "service": dead}
+    loops: list[SchedulingLoop] = []
+
+    def cycles() -> None:
+        for _ in range(4):
+            loop, _ = operator(api)
+            loops.append(loop)
+            loop.run_once()
+
     with pytest.raises(Crash):  # cycles until the n-th write, whichever cycle makes it
-        settle(api, cycles=4)
+        cycles()
+    for loop in loops:  # its threads, each stopped at its next call
+        for pool in (loop._waiting, loop._binding):
+            with contextlib.suppress(Crash):
+                pool.settle()
     api.before = {}
     settle(api)
     assert_preempted_once_and_b1_placed(api, kept)
