@@ -1,7 +1,7 @@
 """A placement's plan is written within its cycle; its pods are created and bound beside the next
 cycles (as kube-scheduler binds off its scheduling cycle). Those cycles read the plan back: they
-neither plan the job again nor bind its pods twice, and a binding that has not started when one
-of them looks is done by that cycle instead, once."""
+neither plan the job again nor bind its pods twice, even while its binding waits for a worker;
+and stopping, the loop lets a binding under way finish before the binder stops."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_the_plan_is_written_in_its_cycle_and_the_pods_bound_beside_the_next_one
     _assert_bound_once(api)
 
 
-def test_a_binding_not_started_when_the_next_cycle_looks_is_done_by_that_cycle_once() -> None:
+def test_a_binding_waiting_for_a_worker_is_left_to_it_and_binds_as_its_placement_decided() -> None:
     api = _api(cordoned=False)
     loop, _ = start_operator(api)  # one worker binds
     blocker = Blocker(loop._binding)  # ... and is busy
@@ -65,9 +65,46 @@ def test_a_binding_not_started_when_the_next_cycle_looks_is_done_by_that_cycle_o
     loop.run_once(settle=False)
     assert api.job("ml", GANG)["status"].get("placement"), "planned"
     assert api.pods() == [], "its binding waits for the busy worker"
+    planned = list(_patches(api, GANG))
 
-    loop.run_once(settle=False)  # finds the plan with no pods: completes it itself
-    assert api.job("ml", GANG)["status"]["phase"] == "Scheduled"
+    loop.run_once(settle=False)  # finds the plan with no pods: the binding's, not the cycle's
+    assert api.pods() == []
+    assert _patches(api, GANG) == planned, "neither completed nor planned again by the cycle"
+
     blocker.release.set()
     loop._binding.settle()
+    assert api.job("ml", GANG)["status"]["phase"] == "Scheduled"
+    _assert_bound_once(api)
+    loop.events.drain()
+    scheduled = [e["message"] for e in api.events if e["reason"] == "Scheduled"]
+    assert len(scheduled) == 1
+    assert "planned on each node type the job was sized for" in scheduled[0], "the placement's own account"
+
+
+def test_stopping_lets_a_binding_under_way_finish_before_the_binder_stops() -> None:
+    api = _api(cordoned=False)
+    loop, _ = start_operator(api)
+    creating, release = threading.Event(), threading.Event()
+
+    def slow_create(_: str) -> None:
+        creating.set()
+        release.wait(10)
+
+    api.before["create"] = slow_create
+    loop.run_once(settle=False)
+    assert creating.wait(5), "the binding is under way, its other pods queued in the binder"
+    phase_when_binder_stopped: list[str] = []
+    stop_binder = loop._binder.stop
+
+    def binder_stops() -> None:
+        phase_when_binder_stopped.append(api.job("ml", GANG)["status"]["phase"])
+        stop_binder()
+
+    loop._binder.stop = binder_stops  # type: ignore[method-assign]
+    stopping = threading.Thread(target=loop.stop)
+    stopping.start()
+    assert loop._stop.wait(5)
+    release.set()
+    stopping.join(30)
+    assert phase_when_binder_stopped == ["Scheduled"], "the placement was finished first"
     _assert_bound_once(api)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -150,20 +151,21 @@ def test_a_crash_at_any_write_of_a_preemption_evicts_each_victim_once_and_places
     kept = {name: pods_of(api, name) for name in ("a1", "a2")}
     writes, crashed = 0, False
 
-    def dead(what: str) -> None:
-        if crashed:  # the process is gone: nothing it had under way in other threads is sent
-            api.calls.pop()  # (the fake records a call before its hook; every call now is such)
-            raise Crash(what)
+    def hook(verb: str) -> Callable[[str], None]:
+        def call(what: str) -> None:
+            nonlocal writes, crashed
+            if crashed:  # the process is gone: nothing it had under way in other threads is sent
+                api.calls.remove(f"{verb} {what}")  # (the fake records a call before its hook)
+                raise Crash(what)
+            if verb in ("patch", "delete"):
+                writes += 1
+                if writes == crash_at:
+                    crashed = True
+                    raise Crash(what)
 
-    def crash(what: str) -> None:
-        nonlocal writes, crashed
-        dead(what)
-        writes += 1
-        if writes == crash_at:
-            crashed = True
-            raise Crash(what)
+        return call
 
-    api.before = {"patch": crash, "delete": crash, "create": dead, "bind": dead, "service": dead}
+    api.before = {verb: hook(verb) for verb in ("patch", "delete", "create", "bind", "service")}
     loops: list[SchedulingLoop] = []
 
     def cycles() -> None:

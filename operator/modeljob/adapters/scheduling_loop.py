@@ -24,7 +24,7 @@ from modeljob.adapters import kube_jobs, kube_queues
 from modeljob.adapters.binder import Binder, PodSettings
 from modeljob.adapters.cluster import ClusterGateway
 from modeljob.adapters.cluster_errors import ClusterError, NotFoundError, NotLeaderError
-from modeljob.adapters.cluster_view import ClusterView, Key, ParsedJobs, object_key
+from modeljob.adapters.cluster_view import ClusterView, Key, ParsedJobs
 from modeljob.adapters.events import EventRecorder
 from modeljob.adapters.heap import LongLivedHeap
 from modeljob.adapters.job_admission import Admissions, AdmittingWriter
@@ -122,10 +122,12 @@ class SchedulingLoop:
         self._view.changed.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        # Placements under way finish (their pods through the binder, then Scheduled) before the
+        # binder stops; those not started are left, planned, for the next leader to complete.
+        self._binding.stop(wait_seconds=WAITING_WRITES_STOP_SECONDS)
+        self._waiting.stop(wait_seconds=WAITING_WRITES_STOP_SECONDS)
         self._binder.stop()
         self._jobs_pool.shutdown(wait=False, cancel_futures=True)
-        self._waiting.stop(wait_seconds=WAITING_WRITES_STOP_SECONDS)
-        self._binding.stop(wait_seconds=WAITING_WRITES_STOP_SECONDS)
         self.events.drain()  # Events already decided are still posted (bounded wait)
 
     @property
@@ -172,7 +174,7 @@ class SchedulingLoop:
             self._sizing_cache.clear()
         # Before the snapshot: see WaitingWrites.pending.
         pending = self._waiting.pending() | self._binding.pending()
-        documents = {object_key(doc): doc for doc in self._view.jobs.values()}
+        documents = self._view.jobs.snapshot()
         admitting = self._admissions.judge(documents.values(), self._parsed, now=now)
         parsed, judged = admitting.jobs, admitting.judged
         self._backoff.forget_except({job.uid for job in parsed})
@@ -240,7 +242,7 @@ class SchedulingLoop:
         waiting jobs' writes are handed to ``_waiting`` and land beside the next cycles
         (adapters/waiting_writes.py), one pending per job at most. A job whose write or binding
         was ``pending`` at the snapshot is left to a later cycle, which sees what it left, unless
-        a decision for it drops it before it started."""
+        a decision for it drops a waiting write before it started."""
         # What each waiting job's step would write, worked out once: the budget and the choice
         # of steps acted on both read it.
         writes = {
@@ -278,8 +280,11 @@ class SchedulingLoop:
         return len(acting)
 
     def _cancel(self, uid: str) -> bool:
-        """Drop the job's pending write or binding if it has not started (WaitingWrites.cancel)."""
-        return self._waiting.cancel(uid) or self._binding.cancel(uid)
+        """Drop the job's pending waiting write if it has not started (WaitingWrites.cancel). A
+        binding is never dropped for a cycle's step: the binding binds what its placement
+        decided (the replicas kept beside a new one, a rolling update's surge), where the cycle
+        could only complete the plan as after a crash, and would wait for its pods itself."""
+        return self._waiting.cancel(uid)
 
     @staticmethod
     def _decides(step: Step, document: Document) -> bool:
