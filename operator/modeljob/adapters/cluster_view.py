@@ -90,6 +90,11 @@ class Informer(Generic[T]):
         with self._lock:
             return [entry.value for entry in self._items.values()]
 
+    def snapshot(self) -> dict[Key, T]:
+        """Every object by its (namespace, name), as of now."""
+        with self._lock:
+            return {key: entry.value for key, entry in self._items.items()}
+
     def get(self, key: Key) -> T | None:
         with self._lock:
             entry = self._items.get(key)

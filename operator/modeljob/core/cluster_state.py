@@ -9,7 +9,7 @@ from the operator's own plan: the "assumed" pods, as kube-scheduler's cache keep
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -185,7 +185,8 @@ def merge_assumed(
 
 # Views accounted before, by node name: the node each was made from, the use it counted
 # (CPU, memory, storage, GPUs), and the view.
-AccountedViews = dict[str, tuple[NodeFacts, tuple[int, int, int, int], NodeView]]
+Use = tuple[int, int, int, int]  # CPU (milli), memory, storage requested on a node; devices taken
+AccountedViews = dict[str, tuple[NodeFacts, Use, NodeView]]
 
 
 def account(
@@ -212,24 +213,36 @@ def account(
         storage[node.name] += pod.requests.ephemeral_storage_bytes
         if pod.requests.gpus > 0 and pod.accelerator is not None and pod.accelerator == node.view.accelerator:
             gpus[node.name] += pod.requests.gpus
+
+    def use(node: NodeFacts) -> Use:
+        name = node.name
+        return (cpu[name], memory[name], storage[name], min(node.view.allocatable.gpus, gpus[name]))
+
+    return accounted_views(nodes, use, known=known)
+
+
+def accounted_views(
+    nodes: Sequence[NodeFacts], use: Callable[[NodeFacts], Use], *, known: AccountedViews | None = None
+) -> list[NodeView]:
+    """``account``'s views from each node's ``use`` as worked out already (core/pod_ledger.py
+    keeps it from one cycle to the next)."""
     views = []
     before: AccountedViews = dict(known) if known is not None else {}
     if known is not None:
         known.clear()
     for node in sorted(nodes, key=lambda n: n.name):
         name = node.name
-        devices = node.view.allocatable.gpus
-        use = (cpu[name], memory[name], storage[name], min(devices, gpus[name]))
+        counted = use(node)
         found = before.get(name)
-        if found is None or found[0] is not node or found[1] != use:
-            found = (node, use, _accounted(node, use))
+        if found is None or found[0] is not node or found[1] != counted:
+            found = (node, counted, _accounted(node, counted))
         if known is not None:
             known[name] = found
         views.append(found[2])
     return views
 
 
-def _accounted(node: NodeFacts, use: tuple[int, int, int, int]) -> NodeView:
+def _accounted(node: NodeFacts, use: Use) -> NodeView:
     cpu_milli, memory_bytes, storage_bytes, used = use
     devices = node.view.allocatable.gpus
     return replace(

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from modeljob.core.cluster_state import NodeFacts, PodFacts, account
+from modeljob.core.cluster_state import NodeFacts, PodFacts, accounted_views
 from modeljob.core.job_state import JobFacts, JobPhase, Requeue
 from modeljob.core.jobs import JobShape
 from modeljob.core.node_set_memory import Admitting, NodeSetMemory, types_of
@@ -43,7 +43,8 @@ class Cluster:
         self.memory = memory if memory is not None else NodeSetMemory()
         self.memory.start(self.nodes)
         self.by_name = {n.name: n for n in self.nodes}
-        self.views = account(self.nodes, pods, known=self.memory.views)
+        self.memory.pods.update(pods)
+        self.views = accounted_views(self.nodes, self.memory.pods.use, known=self.memory.views)
         self.table: NodeTable = build_node_table(self.views)
         self.row_of = {name: row for row, name in enumerate(self.table.names)}
         if not self.memory.type_of:  # a node's type is read from its devices, not its pods

@@ -22,6 +22,7 @@ from modeljob.core.cluster_state import AccountedViews, NodeFacts, Toleration, a
 from modeljob.core.job_state import JobFacts
 from modeljob.core.node_types import NodeType, Sizing, node_type_of, node_types, type_prices
 from modeljob.core.nodes import BoolArray
+from modeljob.core.pod_ledger import PodLedger
 
 # Templates sized per node set; past this many the memory starts over (a stream of distinct
 # hostile shapes cannot grow it without bound).
@@ -80,6 +81,8 @@ class NodeSetMemory:
     # The nodes' views as accounted last cycle (account()): kept by node object and its use, so
     # through changes of the node set too.
     views: AccountedViews = field(default_factory=dict)
+    # What the pods on each node request, worked in by the pods that changed (core/pod_ledger.py).
+    pods: PodLedger = field(default_factory=PodLedger)
 
     def start(self, nodes: list[NodeFacts]) -> None:
         """Keep what was worked out as far as it holds for ``nodes``, else start over."""
