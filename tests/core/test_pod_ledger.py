@@ -1,9 +1,11 @@
 """The pod ledger (core/pod_ledger.py) keeps each node's requested resources from one cycle to the
 next, worked in by the pods that came, went or changed: after any run of changes, every node reads
-what accounting all the pods from scratch (``account``) says."""
+what accounting all the pods from scratch (``account``) says, and the pods' requests are counted
+as the cycle counts them afresh for its target workload."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 
 from hypothesis import given, settings
@@ -55,6 +57,8 @@ def test_after_any_changes_each_node_reads_what_accounting_every_pod_afresh_says
                 pods[name] = make_pod(name, node=node, gpus=gpus, phase=phase, cpu_milli=250 * (index + 1))
         listed = list(pods.values())
         assert _ledger_views(ledger, NODES, listed) == account(NODES, listed)
+        counted = Counter(pod.requests for pod in listed if pod.holds_resources)
+        assert dict(ledger.running()) == counted, "the requests the target workload is learned from"
 
 
 def test_a_pod_given_twice_counts_twice_as_accounting_counts_it() -> None:

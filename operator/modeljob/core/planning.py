@@ -295,8 +295,15 @@ class WorkSeen:
     running: tuple[tuple[Resources, int], ...]
 
 
-def count_work(waiting: Sequence[Sizing], pods: Sequence[PodFacts]) -> WorkSeen:
-    """``waiting``: the waiting jobs' sizings; ``pods``: the cluster's pods."""
+def count_work(
+    waiting: Sequence[Sizing],
+    pods: Sequence[PodFacts],
+    *,
+    running: Sequence[tuple[Resources, int]] | None = None,
+) -> WorkSeen:
+    """``waiting``: the waiting jobs' sizings; ``pods``: the cluster's pods (``running``: their
+    requests counted already, core/pod_ledger.py, in any order: each shape's count is what is
+    learned from)."""
     preferred: dict[int, tuple[Candidate, list[int]]] = {}
     for sizing in waiting:
         if sizing.candidates:
@@ -306,10 +313,11 @@ def count_work(waiting: Sequence[Sizing], pods: Sequence[PodFacts]) -> WorkSeen:
                 preferred[id(candidate)] = (candidate, [1])
             else:
                 found[1][0] += 1
-    running = Counter(p.requests for p in pods if p.holds_resources)
+    if running is None:
+        running = tuple(Counter(p.requests for p in pods if p.holds_resources).items())
     return WorkSeen(
         waiting=tuple((candidate, count[0]) for candidate, count in preferred.values()),
-        running=tuple(running.items()),
+        running=tuple(running),
     )
 
 

@@ -5,15 +5,18 @@ cluster of 15,000 pods that is 15,000 additions a cycle, when a few pods came, w
 since the last one. The ledger keeps the sums, and the pods they were made from by object (a pod
 the watch changed is another object; it holds them, so an object's id stays its own), and works
 in only the pods that differ: those gone are taken off, those new added. The sums are exactly
-the ones ``account`` adds up from scratch: the same pods counted the same way.
+the ones ``account`` adds up from scratch: the same pods counted the same way. It counts the
+pods' distinct requests too, for the cycle's target workload (core/planning.py, count_work).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from modeljob.core.cluster_state import NodeFacts, PodFacts, Use
+from modeljob.core.resources import Resources
 
 # What a node's pods request: CPU (milli), memory, ephemeral storage; GPUs by device model.
 _CPU, _MEMORY, _STORAGE = 0, 1, 2
@@ -26,13 +29,14 @@ class PodLedger:
     _pods: dict[int, PodFacts] = field(default_factory=dict)  # id -> the pod, every pod counted
     _sums: dict[str, list[int]] = field(default_factory=dict)  # node -> [cpu, memory, storage]
     _gpus: dict[tuple[str, str], int] = field(default_factory=dict)  # (node, device model) -> GPUs
+    _requests: Counter[Resources] = field(default_factory=Counter)  # how many pods request each
 
     def update(self, pods: Sequence[PodFacts]) -> None:
         """The ledger of ``pods``: the pods that were not in the last one added, those no longer
         in it taken off."""
         current = {id(pod): pod for pod in pods}
         if len(current) != len(pods):  # one object given twice counts twice: start over
-            self._pods, self._sums, self._gpus = {}, {}, {}
+            self._pods, self._sums, self._gpus, self._requests = {}, {}, {}, Counter()
             for pod in pods:
                 self._add(pod, 1)
             return
@@ -54,11 +58,21 @@ class PodLedger:
             return (0, 0, 0, used)
         return (sums[_CPU], sums[_MEMORY], sums[_STORAGE], used)
 
+    def running(self) -> tuple[tuple[Resources, int], ...]:
+        """Each distinct request of the pods counted, with how many pods make it (in no set
+        order): what ``count_work`` counts of the pods (core/planning.py)."""
+        return tuple(self._requests.items())
+
     def _add(self, pod: PodFacts, sign: int) -> None:
         if not pod.holds_resources:
             return
         node = pod.node or ""
         requests = pod.requests
+        left = self._requests[requests] + sign
+        if left:
+            self._requests[requests] = left
+        else:
+            del self._requests[requests]
         sums = self._sums.get(node)
         if sums is None:
             sums = self._sums[node] = [0, 0, 0]

@@ -148,7 +148,7 @@ def run_cycle(
     cluster = Cluster(nodes, pods, sizing_cache if sizing_cache is not None else {}, memory.nodes)
     at_start = cluster.table.working_copy()  # completions and plans reserve on cluster.table
     steps, waiting = _reconcile_all(jobs, pods, cluster, now=now, settings=settings, memory=memory)
-    work = count_work([w.sizing for w in waiting.values()], pods)
+    work = count_work([w.sizing for w in waiting.values()], pods, running=cluster.memory.pods.running())
     workload = target_workload(work)
     demand = host_demand(work)
     compiled = compile_workload(workload, cluster.table.products)
