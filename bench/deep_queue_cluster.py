@@ -8,7 +8,8 @@ time until every fitting job is placed, with 10,000 queued ModelJobs on 5,000 fa
 bench/deep_queue.py times the core cycle in process; here `modeljob run` runs as a process on a
 control plane of its own ("bench-deep-queue" in tests/cluster.py), so a cycle also snapshots the
 watch caches, admits and writes, and the memory is the whole process's. The cluster is
-deep_queue.py's on real objects: 8-GPU kwok nodes, about --fill of them full and the rest partly
+deep_queue.py's on real objects: 8-GPU kwok nodes (their Leases renewed every 150 s, as in
+bench/extender.py: tests/cluster.py, BENCH_NODE_LEASE_SECONDS), about --fill of them full and the rest partly
 used by pods of other work (deep_queue.running_pods) created bound (spec.nodeName) and waited
 Running, then deep_queue.job_manifest's mixed shapes created by 32 threads (the Python client has
 no client-side rate limit; the API server keeps its default in-flight limits). The operator starts
@@ -27,7 +28,7 @@ histogram: a phase's p50 and p99 are given as the bucket holding them, and the c
 histogram's sum is that cycle's own time (long cycles are likelier alone: these lean high).
 Memory: VmRSS after the drain and at the end, VmHWM (the peak) at the end. ModelJob status writes
 in each phase: the API server's own count (apiserver_request_total), as bench/operator_throughput.py
-reads it; a cycle waits for its writes, so they bound how short it can be.
+reads it; a cycle waits for its decisions' writes, so they bound how short it can be.
 """
 
 from __future__ import annotations
@@ -59,8 +60,10 @@ from modeljob.adapters import kube_jobs, kube_nodes  # noqa: E402
 from modeljob.adapters.cluster import ClusterGateway, Watched  # noqa: E402
 from modeljob.commands.nodes import apply_nodes, wait_until_ready  # noqa: E402
 from tests.cluster import (  # noqa: E402
+    BENCH_NODE_LEASE_SECONDS,
     CONTROL_PLANES,
     KWOK_IMAGE,
+    NODE_LEASE_VARIABLE,
     ControlPlaneError,
     OperatorProcess,
     create_ready_namespace,
@@ -318,15 +321,17 @@ Measured by `bench/deep_queue_cluster.py --nodes {args.nodes} --jobs {args.jobs}
 {args.seed}` (`make bench`) on
 {datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} /
 {load[2]:.1f} at the end; its own local control plane, `modeljob run` as a process (watches and
-all). {args.nodes} fake 8-GPU nodes, {outcome.other_pods} bound pods of other work (about
+all). {args.nodes} fake 8-GPU nodes (kwok renews each one's Lease every
+{BENCH_NODE_LEASE_SECONDS // 4} s, not a kubelet's 10 s: tests/cluster.py says why),
+{outcome.other_pods} bound pods of other work (about
 {args.fill:.0%} of the nodes full, the rest partly used), and {args.jobs} ModelJobs of mixed shapes
 created before the operator starts. The drain: from its start until two whole cycles place nothing
 and every job is admitted. Then the live queue: every second {args.churn} pods of other work end
 and {args.churn} ModelJobs arrive, until {args.live_cycles} cycles have run or {args.live_timeout} s
 passed. A cycle is the operator's whole loop: snapshot, plan, and the API writes of every step it
-acts on that a later cycle reads (plans, pods, roll-backs, preemptions); waiting jobs' writes
-(admitted as Queued, positions, reasons) land beside the next cycles (docs/operator.md), and every
-status write is counted, by the API server's own count. p50
+acts on that a later cycle reads (plans, roll-backs, preemptions); a placement's pods and waiting
+jobs' writes (admitted as Queued, positions, reasons) land beside the next cycles
+(docs/operator.md), and every status write is counted, by the API server's own count. p50
 and p99 are given as the bucket of the operator's histogram (`{CYCLE}`) that holds them; exact
 times for the cycles alone between two scrapes of its /metrics (every {SCRAPE_SECONDS} s). Target:
 cycle p99 under 1 s, resident memory under 1 GiB.
@@ -347,6 +352,7 @@ def main() -> int:
     rng = random.Random(args.seed)
     with PLANE.held_by_this_process(wait_seconds=60):
         log(f"starting a bench control plane in {PLANE.state}")
+        os.environ[NODE_LEASE_VARIABLE] = str(BENCH_NODE_LEASE_SECONDS)  # up.sh reads it
         PLANE.run("up.sh")
         try:
             gateway = PLANE.gateway(connections=WORKERS)

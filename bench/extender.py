@@ -50,7 +50,9 @@ from report import write_section  # noqa: E402
 from modeljob.adapters.cluster import ClusterGateway  # noqa: E402
 from modeljob.commands.nodes import apply_nodes  # noqa: E402
 from tests.cluster import (  # noqa: E402
+    BENCH_NODE_LEASE_SECONDS,
     CONTROL_PLANES,
+    NODE_LEASE_VARIABLE,
     create_ready_namespace,
     free_ports,
     gpu_node_manifests,
@@ -65,11 +67,8 @@ PLANE = CONTROL_PLANES["bench-extender"]
 STATE = PLANE.state
 EXTENDERS = REPO / "hack" / "extender" / "extenders.yaml"
 WORKERS = 16
-# kwok renews each fake node's Lease every quarter of this (150 s, not a kubelet's 10 s): 5,000
-# fake kubelets renewing every 10 s are ~500 writes a second, served here on the 2 CPUs the
-# schedulers are measured on, where a real control plane serves them on machines of its own.
-# Both runs of a row see the same; hack/control-plane/up.sh reads it (MODELJOB_NODE_LEASE_SECONDS).
-NODE_LEASE_SECONDS = 600
+# The fake nodes' Lease (tests/cluster.py says why); both runs of a row see the same.
+NODE_LEASE_SECONDS = BENCH_NODE_LEASE_SECONDS
 POLL_SECONDS = 0.5
 
 
@@ -317,7 +316,7 @@ def main() -> int:
         parser.error(f"--workloads: no such workload {', '.join(sorted(unknown))}")
 
     log(f"starting a bench control plane in {STATE}")
-    os.environ["MODELJOB_NODE_LEASE_SECONDS"] = str(NODE_LEASE_SECONDS)  # the plane's scripts read it
+    os.environ[NODE_LEASE_VARIABLE] = str(NODE_LEASE_SECONDS)  # the plane's scripts read it
     control_plane("down.sh")
     control_plane("up.sh")
     [port] = free_ports(1)

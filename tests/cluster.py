@@ -127,6 +127,15 @@ def _locked(handle: Any) -> bool:
     return True
 
 
+# The benchmarks' fake nodes at 5,000: kwok renews each one's Lease every quarter of this (150 s,
+# not a kubelet's 10 s). 5,000 fake kubelets renewing every 10 s are ~500 writes a second, served
+# by the API server and etcd on the 2 CPUs the scheduler under test runs on, where a real control
+# plane serves them on machines of its own; and as they lag on such a loaded machine,
+# kube-controller-manager marks nodes NotReady and lifts it again, ~10 node writes a second more.
+# hack/control-plane/up.sh reads it (MODELJOB_NODE_LEASE_SECONDS).
+BENCH_NODE_LEASE_SECONDS = 600
+NODE_LEASE_VARIABLE = "MODELJOB_NODE_LEASE_SECONDS"
+
 # Every control plane besides `make cluster`'s, with its offset; tests/test_cluster.py checks that
 # no two share a port and that every port is below EPHEMERAL_PORTS_START.
 CONTROL_PLANES = {
