@@ -329,9 +329,9 @@ created before the operator starts. The drain: from its start until two whole cy
 and every job is admitted. Then the live queue: every second {args.churn} pods of other work end
 and {args.churn} ModelJobs arrive, until {args.live_cycles} cycles have run or {args.live_timeout} s
 passed. A cycle is the operator's whole loop: snapshot, plan, and the API writes of every step it
-acts on that a later cycle reads (plans, pods, roll-backs, preemptions); waiting jobs' writes
-(admitted as Queued, positions, reasons) land beside the next cycles (docs/operator.md), and every
-status write is counted, by the API server's own count. p50
+acts on that a later cycle reads (plans, roll-backs, preemptions); a placement's pods and waiting
+jobs' writes (admitted as Queued, positions, reasons) land beside the next cycles
+(docs/operator.md), and every status write is counted, by the API server's own count. p50
 and p99 are given as the bucket of the operator's histogram (`{CYCLE}`) that holds them; exact
 times for the cycles alone between two scrapes of its /metrics (every {SCRAPE_SECONDS} s). Target:
 cycle p99 under 1 s, resident memory under 1 GiB.
