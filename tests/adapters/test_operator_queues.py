@@ -5,7 +5,9 @@ placed once. Queue status is written when it changes."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -147,17 +149,37 @@ def test_a_crash_at_any_write_of_a_preemption_evicts_each_victim_once_and_places
     api: QueueApiServer, crash_at: int
 ) -> None:
     kept = {name: pods_of(api, name) for name in ("a1", "a2")}
-    writes = 0
+    writes, crashed = 0, False
 
-    def crash(what: str) -> None:
-        nonlocal writes
-        writes += 1
-        if writes == crash_at:
-            raise Crash(what)
+    def hook(verb: str) -> Callable[[str], None]:
+        def call(what: str) -> None:
+            nonlocal writes, crashed
+            if crashed:  # the process is gone: nothing it had under way in other threads is sent
+                api.calls.remove(f"{verb} {what}")  # (the fake records a call before its hook)
+                raise Crash(what)
+            if verb in ("patch", "delete"):
+                writes += 1
+                if writes == crash_at:
+                    crashed = True
+                    raise Crash(what)
 
-    api.before = {"patch": crash, "delete": crash}
+        return call
+
+    api.before = {verb: hook(verb) for verb in ("patch", "delete", "create", "bind", "service")}
+    loops: list[SchedulingLoop] = []
+
+    def cycles() -> None:
+        for _ in range(4):
+            loop, _ = operator(api)
+            loops.append(loop)
+            loop.run_once()
+
     with pytest.raises(Crash):  # cycles until the n-th write, whichever cycle makes it
-        settle(api, cycles=4)
+        cycles()
+    for loop in loops:  # its threads, each stopped at its next call
+        for pool in (loop._waiting, loop._binding):
+            with contextlib.suppress(Crash):
+                pool.settle()
     api.before = {}
     settle(api)
     assert_preempted_once_and_b1_placed(api, kept)

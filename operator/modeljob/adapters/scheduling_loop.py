@@ -10,11 +10,12 @@ keeps the back-off of jobs whose steps keep failing.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,7 +38,7 @@ from modeljob.core.job_state import JobFacts
 from modeljob.core.scheduling_cycle import CycleMemory, CycleResult, CycleSettings, SizingCache, run_cycle
 from modeljob.core.spec_admission import Judgement
 from modeljob.core.status import WaitingWrite
-from modeljob.core.steps import Step, Unschedulable, Wait
+from modeljob.core.steps import Place, Step, Unschedulable, Wait
 from modeljob.settings import SchedulingSettings
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,9 @@ class SchedulingLoop:
         self._thread: threading.Thread | None = None
         self._jobs_pool = ThreadPoolExecutor(max_workers=scheduling.job_workers, thread_name_prefix="job")
         self._waiting = WaitingWrites(workers=scheduling.job_workers)
+        # Placements' pods, created and bound off the cycle (``_act``): a pool of their own, so they
+        # never queue behind a deep queue's waiting writes.
+        self._binding = WaitingWrites(workers=scheduling.job_workers)
         self._sizing_cache: SizingCache = {}
         self._memory = CycleMemory()  # what a cycle leaves for the next; a restart starts empty
         self._parsed = ParsedJobs()
@@ -118,9 +122,12 @@ class SchedulingLoop:
         self._view.changed.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        # Placements under way finish (their pods through the binder, then Scheduled) before the
+        # binder stops; those not started are left, planned, for the next leader to complete.
+        self._binding.stop(wait_seconds=WAITING_WRITES_STOP_SECONDS)
+        self._waiting.stop(wait_seconds=WAITING_WRITES_STOP_SECONDS)
         self._binder.stop()
         self._jobs_pool.shutdown(wait=False, cancel_futures=True)
-        self._waiting.stop(wait_seconds=WAITING_WRITES_STOP_SECONDS)
         self.events.drain()  # Events already decided are still posted (bounded wait)
 
     @property
@@ -144,6 +151,7 @@ class SchedulingLoop:
             self.acting = self._acts()
             if not self.acting:
                 self._waiting.drop_queued()  # the leader writes what is true by then
+                self._binding.drop_queued()  # and completes the plans written
                 continue
             try:
                 self.run_once(settle=False)
@@ -164,7 +172,8 @@ class SchedulingLoop:
         now = self._clock()
         if len(self._sizing_cache) > SIZING_CACHE_ENTRIES:
             self._sizing_cache.clear()
-        pending = self._waiting.pending()  # before the snapshot: see WaitingWrites.pending
+        # Before the snapshot: see WaitingWrites.pending.
+        pending = self._waiting.pending() | self._binding.pending()
         documents = self._view.jobs.snapshot()
         admitting = self._admissions.judge(documents.values(), self._parsed, now=now)
         parsed, judged = admitting.jobs, admitting.judged
@@ -183,6 +192,7 @@ class SchedulingLoop:
         self._metrics.record_cycle(time.perf_counter() - started)
         if settle:
             self._waiting.settle()
+            self._binding.settle()
         return result
 
     def _backing_off(self, parsed: Sequence[JobFacts], now: datetime) -> tuple[set[str], set[str]]:
@@ -228,10 +238,11 @@ class SchedulingLoop:
         now: datetime,
     ) -> int:
         """Act on the cycle's steps that change something; how many were acted on. Decisions are
-        acted on before the cycle ends; waiting jobs' writes are handed to ``_waiting`` and land
-        beside the next cycles (adapters/waiting_writes.py), one pending per job at most. A job
-        whose write was ``pending`` at the snapshot is left to a later cycle, which sees what the
-        write left, unless a decision for it drops that write before it started."""
+        written before the cycle ends (a placement's plan; its pods are bound by ``_binding``);
+        waiting jobs' writes are handed to ``_waiting`` and land beside the next cycles
+        (adapters/waiting_writes.py), one pending per job at most. A job whose write or binding
+        was ``pending`` at the snapshot is left to a later cycle, which sees what it left, unless
+        a decision for it drops a waiting write before it started."""
         # What each waiting job's step would write, worked out once: the budget and the choice
         # of steps acted on both read it.
         writes = {
@@ -250,7 +261,7 @@ class SchedulingLoop:
             and self._does_something(step, writes.get(step.job.uid), admitted=step.job.uid in judged)
             and (
                 step.job.uid not in pending
-                or (self._decides(step, documents[step.job.key]) and self._waiting.cancel(step.job.uid))
+                or (self._decides(step, documents[step.job.key]) and self._cancel(step.job.uid))
             )
         ]
         futures = []
@@ -267,6 +278,13 @@ class SchedulingLoop:
         for future in futures:
             future.result()
         return len(acting)
+
+    def _cancel(self, uid: str) -> bool:
+        """Drop the job's pending waiting write if it has not started (WaitingWrites.cancel). A
+        binding is never dropped for a cycle's step: the binding binds what its placement
+        decided (the replicas kept beside a new one, a rolling update's surge), where the cycle
+        could only complete the plan as after a crash, and would wait for its pods itself."""
+        return self._waiting.cancel(uid)
 
     @staticmethod
     def _decides(step: Step, document: Document) -> bool:
@@ -321,16 +339,38 @@ class SchedulingLoop:
         refresh: bool,
     ) -> None:
         """Act on one step (``judged``: the job's admission, carried by the step's first write;
-        ``refresh``: a waiting job's status may be refreshed, as its cycle's budget granted);
-        API errors are logged and leave the job for the next cycle, and a job whose steps keep
-        failing (not a conflict: an error) is left alone for longer each time, until one goes
-        through. Nothing one job does stops the others' steps or the cycle."""
+        ``refresh``: a waiting job's status may be refreshed, as its cycle's budget granted).
+        A placement's plan is written here, within the cycle; its pods are created and bound
+        beside the next cycles, as kube-scheduler binds off its scheduling cycle: they read the
+        plan back, and keep its nodes for it until the pods are there."""
         job = step.job
-        try:
+        with self._handled(step):
             with self._status.carrying(document, judged) as admitted:
+                if isinstance(step, Place):
+                    bind = self._actions.plan(step, admitted, now=now)
+                    if not self._binding.submit(job.uid, functools.partial(self._bind_planned, step, bind)):
+                        self._bind_planned(step, bind)  # never expected: a placed job had nothing pending
+                    return
                 placed = self._actions.act(step, admitted, now, refresh=refresh)
             if placed:
                 self._backoff.succeeded(job.uid)
+
+    def _bind_planned(self, step: Place, bind: Callable[[], bool]) -> None:
+        """The rest of a placement whose plan is written: its pods created and bound, the job
+        marked Scheduled (or the plan rolled back)."""
+        with self._handled(step):
+            if bind():
+                self._backoff.succeeded(step.job.uid)
+
+    @contextlib.contextmanager
+    def _handled(self, step: Step) -> Iterator[None]:
+        """Around acting on a step: API errors are logged and leave the job for the next cycle,
+        and a job whose steps keep failing (not a conflict: an error) is left alone for longer
+        each time, until one goes through. Nothing one job does stops the others' steps or the
+        cycle."""
+        job = step.job
+        try:
+            yield
         except NotFoundError:
             logger.info("%s/%s was deleted while we acted", job.namespace, job.name)
         except NotLeaderError:

@@ -60,12 +60,13 @@ class StepActions:
     def act(self, step: Step, document: Document, now: datetime, *, refresh: bool = False) -> bool:
         """Act on ``step``; False when its pods could not be bound (the plan is rolled back).
         ``refresh``: a waiting job's status may be rewritten for a new position or reason alone
-        (its cycle's budget granted it: adapters/job_status.py, ReasonRewrites)."""
+        (its cycle's budget granted it: adapters/job_status.py, ReasonRewrites). A placement is
+        acted on whole here; `plan` splits it where the loop binds off its cycle."""
+        if isinstance(step, Place):
+            return self.plan(step, document, now=now)()
         if step.delete_pods and not isinstance(step, RollBack):
             self._binder.delete_pods(step.job.namespace, step.delete_pods, grace_zero=False)
         match step:
-            case Place():
-                return self._place(step, document, now=now)
             case steps.Complete():
                 return self._complete(step, document, now=now)
             case Wait() | Unschedulable():
@@ -86,7 +87,14 @@ class StepActions:
 
     # --- the steps ----------------------------------------------------------------------------
 
-    def _place(self, step: Place, document: Document, *, now: datetime) -> bool:
+    def plan(self, step: Place, document: Document, *, now: datetime) -> Callable[[], bool]:
+        """Write the placement (`status.placement` with its Binding condition): the decision, which
+        the next cycle reads back. Returns the rest, to run after it: the pods created and bound,
+        then the job marked Scheduled; False if they could not be bound (the plan is rolled back).
+        Until the rest is done, a cycle finds the job planned with pods missing: its nodes are
+        reserved (core/cycle_cluster.py, complete), as after a crash at this point."""
+        if step.delete_pods:
+            self._binder.delete_pods(step.job.namespace, step.delete_pods, grace_zero=False)
         job = step.job
         nonce = kube_writes.placement_nonce(
             job.uid, str((document.get("metadata") or {}).get("resourceVersion", ""))
@@ -106,14 +114,20 @@ class StepActions:
         if not (document.get("status") or {}).get("estimate"):
             self._metrics.record_estimate(step.candidate.estimate)  # sized here first (see _wait)
         new = [e for e in entries if (e.replica, e.member) in names]
-        if not self._bind(
-            written, job, new, step.candidate, existing=set(), keep=job.placement, services=services
-        ):
-            return False
-        self._finish(written, job, entries, step.candidate, now=now, place=step)
-        if step.replaces is not None:
-            self.events.record(document, "Updating", step.replaces.surge([a.node for a in step.placement]))
-        return True
+
+        def bind() -> bool:
+            if not self._bind(
+                written, job, new, step.candidate, existing=set(), keep=job.placement, services=services
+            ):
+                return False
+            self._finish(written, job, entries, step.candidate, now=now, place=step)
+            if step.replaces is not None:
+                self.events.record(
+                    document, "Updating", step.replaces.surge([a.node for a in step.placement])
+                )
+            return True
+
+        return bind
 
     def _complete(self, step: steps.Complete, document: Document, *, now: datetime) -> bool:
         if step.to_bind:

@@ -12,6 +12,10 @@ the cycle ends. kube-scheduler binds off its scheduling cycle, and Kueue's sched
 its admissions off its own (``Scheduler.admit``: assumed in its cache, written by the admission
 routine), for the same reason.
 
+The loop keeps a second pool of the same kind for placements: their plan is a decision, written
+within the cycle, but the pods created after it and the job marked Scheduled land beside the next
+cycles, as kube-scheduler's binding cycle does (docs/operator.md, "Keeping decisions safe").
+
 One write per job at a time: a job with a write pending is not handed another until it is done
 (the next cycle then sees it, written through into the watched copy). Every write stays
 conditional on the resourceVersion it was decided from, so a write that lands after the job
