@@ -83,6 +83,15 @@ def test_nodes_apart_in_what_the_node_states_are_kept_apart(inputs: NodeInputs) 
     assert filtered(extender) == list(NODES)
 
 
+def daemon_on_gpu_2(extender: ExtenderService, counts: PodCounts | None) -> None:
+    """A pod on gpu-2 whose requests are read as ``counts`` (None: not counted)."""
+    key = ("ml", "daemon-gpu-2")
+    extender.cache.pod_read(key, counts)
+    extender.cache.pod_event(
+        "MODIFIED", make_pod("daemon-gpu-2", node="gpu-2", cpu_milli=0, memory_bytes=0), key
+    )
+
+
 @pytest.mark.parametrize(
     "counts",
     [
@@ -95,12 +104,7 @@ def test_nodes_apart_in_what_the_node_states_are_kept_apart(inputs: NodeInputs) 
 )
 def test_nodes_apart_in_what_their_pods_request_are_kept_apart(counts: PodCounts) -> None:
     extender = service()
-    extender.cache.pod_read(("ml", "daemon-gpu-2"), counts)
-    extender.cache.pod_event(
-        "MODIFIED",
-        make_pod("daemon-gpu-2", node="gpu-2", cpu_milli=0, memory_bytes=0),
-        ("ml", "daemon-gpu-2"),
-    )
+    daemon_on_gpu_2(extender, counts)
     assert filtered(extender) == list(NODES)
 
 
@@ -109,12 +113,7 @@ def test_a_node_not_read_or_with_a_pod_not_counted_is_a_class_of_its_own() -> No
     extender.cache.node_read("gpu-2", None)
     assert filtered(extender) == list(NODES)
     extender = service()
-    extender.cache.pod_read(("ml", "daemon-gpu-2"), None)
-    extender.cache.pod_event(
-        "MODIFIED",
-        make_pod("daemon-gpu-2", node="gpu-2", cpu_milli=0, memory_bytes=0),
-        ("ml", "daemon-gpu-2"),
-    )
+    daemon_on_gpu_2(extender, None)
     assert filtered(extender) == list(NODES)
 
 
