@@ -206,6 +206,22 @@ def poll(
         time.sleep(interval_seconds)
 
 
+# kube-controller-manager's condition taints (node.kubernetes.io/not-ready, added to every node at
+# creation, lifted on its next node-monitor pass after Ready, up to 5 s later; unreachable).
+CONDITION_TAINT_PREFIX = "node.kubernetes.io/"
+
+
+def condition_taints_lifted(gateway: ClusterGateway, names: set[str]) -> bool:
+    """Whether no node of ``names`` carries a condition taint any more: until then a scheduler
+    skips it, Ready or not."""
+    return not any(
+        str(taint.get("key", "")).startswith(CONDITION_TAINT_PREFIX)
+        for node in gateway.list_nodes()
+        if node["metadata"]["name"] in names
+        for taint in node["spec"].get("taints") or []
+    )
+
+
 def exists(read: Callable[[], object]) -> bool:
     """Whether a read succeeds (False on 404)."""
     try:

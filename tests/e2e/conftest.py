@@ -40,6 +40,7 @@ from tests.cluster import (
     ControlPlane,
     ControlPlaneError,
     binaries,
+    condition_taints_lifted,
     create_ready_namespace,
 )
 from tests.e2e.kube import Cluster, wait_for
@@ -107,11 +108,10 @@ def preset_nodes(cluster: Cluster) -> tuple[node_catalog.NodeSpec, ...]:
 
     # kcm lifts the not-ready taint (added at creation) on its next node-monitor pass, up to 5 s
     # after Ready; until then the scheduler skips the node.
-    def untainted() -> bool:
-        live = cluster.gateway.list_nodes(label_selector="type=kwok")
-        return all(not n["spec"].get("taints") for n in live if n["metadata"]["name"] in names)
-
-    wait_for(untainted, "kcm to lift the not-ready taint from the preset nodes")
+    wait_for(
+        lambda: condition_taints_lifted(cluster.gateway, names),
+        "kcm to lift the not-ready taint from the preset nodes",
+    )
     return nodes
 
 

@@ -22,7 +22,15 @@ import pytest
 from modeljob.adapters import node_catalog
 from modeljob.adapters.cluster_errors import ClusterError, NotFoundError
 from modeljob.commands.nodes import apply_nodes, wait_until_ready
-from tests.cluster import KWOK_IMAGE, ControlPlaneError, OperatorProcess, kwok_pod, sample_sum, start_operator
+from tests.cluster import (
+    KWOK_IMAGE,
+    ControlPlaneError,
+    OperatorProcess,
+    condition_taints_lifted,
+    kwok_pod,
+    sample_sum,
+    start_operator,
+)
 from tests.e2e.kube import Cluster, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,6 +176,10 @@ class Pool:
         apply_nodes(self.cluster.gateway, manifests, workers=4)
         ready = wait_until_ready(self.cluster.gateway, set(names), timeout_seconds=60)
         assert ready == set(names), f"pool nodes not Ready: {sorted(set(names) - ready)}"
+        wait_for(
+            lambda: condition_taints_lifted(self.cluster.gateway, set(names)),
+            "kcm to lift the not-ready taint from the pool's new nodes",
+        )
         self.nodes.extend(names)
         return names
 
