@@ -150,6 +150,9 @@ def test_node_is_handed_to_kwok_and_findable_by_label() -> None:
     assert manifest["metadata"]["labels"]["kubernetes.io/hostname"] == "gpu-7"
     assert manifest["metadata"]["labels"]["kubernetes.io/os"] == "linux"
     assert manifest["metadata"]["labels"]["kubernetes.io/arch"] == "amd64"
+    # kube-controller-manager would add these to every node, one update each (node_manifest says why)
+    assert manifest["metadata"]["labels"]["beta.kubernetes.io/os"] == "linux"
+    assert manifest["metadata"]["labels"]["beta.kubernetes.io/arch"] == "amd64"
 
 
 @pytest.mark.parametrize("preset", sorted(node_catalog.PRESETS), ids=str)

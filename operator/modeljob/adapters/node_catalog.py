@@ -174,10 +174,16 @@ def price_node(node: NodeSpec) -> Decimal:
 
 def node_manifest(node: NodeSpec) -> dict[str, Any]:
     """A v1 Node for a create (POST): status is only accepted there, never on update."""
+    # The beta twins of os and arch too, as kube-controller-manager's node lifecycle controller
+    # keeps them on every node (labelReconcileInfo): left to it, it adds them a few nodes a second
+    # under its client's rate limit, so 5,000 new fake nodes were relabelled for many minutes,
+    # each a node update every watcher of nodes handles, where a real node has them from the start.
     labels = {
         "kubernetes.io/hostname": node.name,
         "kubernetes.io/os": "linux",
         "kubernetes.io/arch": "amd64",
+        "beta.kubernetes.io/os": "linux",
+        "beta.kubernetes.io/arch": "amd64",
         FAKE_NODE_LABEL[0]: FAKE_NODE_LABEL[1],
         LABEL_PRICE_PER_HOUR: str(price_node(node)),
     }

@@ -175,7 +175,9 @@ class SchedulingLoop:
         # Before the snapshot: see WaitingWrites.pending.
         pending = self._waiting.pending() | self._binding.pending()
         documents = self._view.jobs.snapshot()
+        snapshotted = time.perf_counter()
         admitting = self._admissions.judge(documents.values(), self._parsed, now=now)
+        judged_at = time.perf_counter()
         parsed, judged = admitting.jobs, admitting.judged
         self._backoff.forget_except({job.uid for job in parsed})
         backing_off, sits_out = self._backing_off(parsed, now)
@@ -186,7 +188,10 @@ class SchedulingLoop:
         done = time.perf_counter()
         self._record(result, parsed, now)
         recorded = time.perf_counter()
-        timing = f"plan {planned - started:.3f} s, act {done - planned:.3f} s, record {recorded - done:.3f} s"
+        timing = (
+            f"plan {planned - started:.3f} s (snapshot {snapshotted - started:.3f} s, judge "
+            f"{judged_at - snapshotted:.3f} s), act {done - planned:.3f} s, record {recorded - done:.3f} s"
+        )
         logger.debug("cycle: %d jobs, %d acted on, %s", len(jobs), acted, timing)
         self.cycles += 1
         self._metrics.record_cycle(time.perf_counter() - started)
