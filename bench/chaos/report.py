@@ -96,7 +96,7 @@ start to end. Anyone can rerun it with the same seed; the moments are the seed's
 timing is not, so a rerun is the same schedule, not the same interleaving.
 
 Last run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()} Linux, {os.cpu_count()} CPUs
-(shared with other work; load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} at the end),
+(load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} at the end; the Findings say what else ran),
 {result.minutes:.1f} minutes. Result: **{verdict}**.
 
 The Lease timings are {args.lease[0]:g} s / {args.lease[1]:g} s / {args.lease[2]:g} s (duration, renew

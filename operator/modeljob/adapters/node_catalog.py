@@ -175,9 +175,9 @@ def price_node(node: NodeSpec) -> Decimal:
 def node_manifest(node: NodeSpec) -> dict[str, Any]:
     """A v1 Node for a create (POST): status is only accepted there, never on update."""
     # The beta twins of os and arch too, as kube-controller-manager's node lifecycle controller
-    # keeps them on every node (labelReconcileInfo): left to it, it adds them a few nodes a second
-    # under its client's rate limit, so 5,000 new fake nodes were relabelled for many minutes,
-    # each a node update every watcher of nodes handles, where a real node has them from the start.
+    # keeps them on every node (labelReconcileInfo): left to it, it added them about 4 nodes a
+    # second, so 5,000 new fake nodes were relabelled for many minutes, each a node update every
+    # watcher of nodes handles, where a real node has them from the start.
     labels = {
         "kubernetes.io/hostname": node.name,
         "kubernetes.io/os": "linux",

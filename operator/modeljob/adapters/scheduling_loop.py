@@ -174,6 +174,7 @@ class SchedulingLoop:
             self._sizing_cache.clear()
         # Before the snapshot: see WaitingWrites.pending.
         pending = self._waiting.pending() | self._binding.pending()
+        snapshotting = time.perf_counter()
         documents = self._view.jobs.snapshot()
         snapshotted = time.perf_counter()
         admitting = self._admissions.judge(documents.values(), self._parsed, now=now)
@@ -189,7 +190,7 @@ class SchedulingLoop:
         self._record(result, parsed, now)
         recorded = time.perf_counter()
         timing = (
-            f"plan {planned - started:.3f} s (snapshot {snapshotted - started:.3f} s, judge "
+            f"plan {planned - started:.3f} s (snapshot {snapshotted - snapshotting:.3f} s, judge "
             f"{judged_at - snapshotted:.3f} s), act {done - planned:.3f} s, record {recorded - done:.3f} s"
         )
         logger.debug("cycle: %d jobs, %d acted on, %s", len(jobs), acted, timing)
