@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+from modeljob.adapters.scheduling_loop import SchedulingLoop
 from tests.adapters.test_operator_scheduling_loop import FakeApiServer, start_operator
 from tests.adapters.test_waiting_writes import GANG, Blocker, _api, _patches
 
@@ -16,6 +17,11 @@ def _creates_and_binds(api: FakeApiServer) -> tuple[Counter[str], Counter[str]]:
     creates = Counter(call.split()[1] for call in api.calls if call.startswith("create "))
     binds = Counter(call.split()[1].split("->")[0] for call in api.calls if call.startswith("bind "))
     return creates, binds
+
+
+def _handoffs(loop: SchedulingLoop, pool: str) -> float | None:
+    """``modeljob_handoffs_pending{pool}`` as a scrape would read it now."""
+    return loop._metrics.registry.get_sample_value("modeljob_handoffs_pending", {"pool": pool})
 
 
 def _assert_bound_once(api: FakeApiServer) -> None:
@@ -43,6 +49,7 @@ def test_the_plan_is_written_in_its_cycle_and_the_pods_bound_beside_the_next_one
     assert status.get("placement"), "the plan is written before the cycle ends"
     assert status["phase"] != "Scheduled"
     assert creating.wait(5), "its pods are being created off the cycle"
+    assert _handoffs(loop, "binding") == 1, "the binding under way is shown on /metrics"
 
     planned = list(_patches(api, GANG))
     loop.run_once(settle=False)  # the binding still under way: the job is left to it
@@ -52,6 +59,7 @@ def test_the_plan_is_written_in_its_cycle_and_the_pods_bound_beside_the_next_one
     release.set()
     loop._binding.settle()
     assert api.job("ml", GANG)["status"]["phase"] == "Scheduled"
+    assert _handoffs(loop, "binding") == 0
     _assert_bound_once(api)
     loop.run_once()
     _assert_bound_once(api)

@@ -235,6 +235,7 @@ def test_metrics_expose_the_design_series(
         "modeljob_queue_wait_seconds_bucket",
         "modeljob_scheduling_attempts_total",
         "modeljob_scheduling_cycle_duration_seconds_count",
+        "modeljob_handoffs_pending",
         "modeljob_bindings_total",
         "modeljob_placement_score_count",
         "modeljob_node_gpu_allocation_ratio",

@@ -10,7 +10,7 @@ text lists them from the same enums.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from functools import partial
 from typing import Any
@@ -97,6 +97,12 @@ class OperatorMetrics:
             "scheduling_cycle_duration_seconds",
             "One scheduling cycle: snapshot, plan and apply.",
             buckets=_LATENCY_BUCKETS,
+        )
+        self._handoffs = gauge(
+            "handoffs_pending",
+            "Jobs the scheduling loop handed to a pool that has not finished with them, by pool: "
+            "waiting (a waiting job's status write), binding (a placement's pods, once its plan is written).",
+            ["pool"],
         )
 
     def _define_placements(self, counter: Any, histogram: Any) -> None:
@@ -239,6 +245,10 @@ class OperatorMetrics:
 
     def record_cycle(self, seconds: float) -> None:
         self._cycle.observe(seconds)
+
+    def watch_handoffs(self, pool: str, pending: Callable[[], int]) -> None:
+        """``pending`` read at every scrape: how many jobs ``pool`` holds (queued or under way)."""
+        self._handoffs.labels(pool=pool).set_function(pending)
 
     # --- bindings ---------------------------------------------------------------------------
 

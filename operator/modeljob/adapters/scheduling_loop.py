@@ -92,6 +92,8 @@ class SchedulingLoop:
         # Placements' pods, created and bound off the cycle (``_act``): a pool of their own, so they
         # never queue behind a deep queue's waiting writes.
         self._binding = WaitingWrites(workers=scheduling.job_workers)
+        for pool, handed in (("waiting", self._waiting), ("binding", self._binding)):
+            metrics.watch_handoffs(pool, handed.__len__)
         self._sizing_cache: SizingCache = {}
         self._memory = CycleMemory()  # what a cycle leaves for the next; a restart starts empty
         self._parsed = ParsedJobs()
