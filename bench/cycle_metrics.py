@@ -27,10 +27,11 @@ from tests.cluster import OperatorProcess, http_get, sample_sum
 SCRAPE_SECONDS = 0.5  # often enough that most cycles of a deep queue are alone between two
 CYCLE = "modeljob_scheduling_cycle_duration_seconds"
 PLACED, JOBS = "modeljob_scheduling_attempts_total", "modeljob_jobs"
+HANDOFFS = "modeljob_handoffs_pending"
 # prometheus_client's `name[]` filter: only these series are rendered.
 SERIES = urlencode(
     [("name[]", f"{CYCLE}_{part}") for part in ("bucket", "count", "sum")]
-    + [("name[]", PLACED), ("name[]", JOBS)]
+    + [("name[]", PLACED), ("name[]", JOBS), ("name[]", HANDOFFS)]
 )
 BUCKET = re.compile(rf'^{CYCLE}_bucket\{{le="([^"]+)"\}} (\S+)$', re.M)
 
@@ -45,6 +46,7 @@ class Scrape:
     buckets: tuple[tuple[float, float], ...]  # (upper bound, cumulative count), ascending, +Inf last
     placed: int  # jobs whose whole placement was bound
     pending: int  # jobs not yet admitted, as the last cycle saw them
+    binding: int  # placements whose pods are still being created and bound (the binding pool's)
 
 
 def metrics_text(operator: OperatorProcess) -> str:
@@ -68,6 +70,7 @@ def scrape(operator: OperatorProcess, started: float) -> Scrape:
         buckets=tuple(sorted((float(bound), float(count)) for bound, count in BUCKET.findall(text))),
         placed=int(sample_sum(text, PLACED, {"result": "placed"})),
         pending=int(sample_sum(text, JOBS, {"phase": "Pending"})),
+        binding=int(sample_sum(text, HANDOFFS, {"pool": "binding"})),
     )
 
 

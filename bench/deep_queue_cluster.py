@@ -303,6 +303,10 @@ def render(args: argparse.Namespace, outcome: Outcome) -> str:
         *cycle_rows("drain", Cycles.between(drained)),
         *cycle_rows(f"live queue ({lived[-1].at_seconds - lived[0].at_seconds:.0f} s)", live_cycles),
         ("live queue: jobs placed", f"{lived[-1].placed - lived[0].placed}"),
+        (
+            "placements still binding (modeljob_handoffs_pending): live queue's start, most, end",
+            f"{lived[0].binding}, {max(s.binding for s in lived)}, {lived[-1].binding}",
+        ),
         ("ModelJob status writes: drain, live queue (per live cycle)", writes_text),
         (
             "operator resident memory (VmRSS) after the drain, at the end",

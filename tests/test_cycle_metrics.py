@@ -23,6 +23,7 @@ def scraped(at_seconds: float, cycles: int, total_seconds: float, *buckets: tupl
         buckets=buckets,
         placed=0,
         pending=0,
+        binding=0,
     )
 
 
