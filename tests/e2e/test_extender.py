@@ -36,6 +36,7 @@ from tests.cluster import (
     LOCK_WAIT_SECONDS,
     ControlPlaneError,
     binaries,
+    condition_taints_lifted,
     create_ready_namespace,
     exists,
     kwok_pod,
@@ -184,10 +185,11 @@ def _started(workdir: Path) -> Iterator[Setup]:
         names = {s.name for s in specs}
         assert wait_until_ready(gateway, names, timeout_seconds=60) == names
 
-        def untainted() -> bool:
-            return all(not n["spec"].get("taints") for n in gateway.list_nodes())
-
-        wait_for(untainted, "kcm to lift the not-ready taints", timeout_seconds=60)
+        wait_for(
+            lambda: condition_taints_lifted(gateway, names),
+            "kcm to lift the not-ready taints",
+            timeout_seconds=60,
+        )
         create_ready_namespace(gateway, NAMESPACE)
         # 6 of gpu-a's 8 GPUs (and a quarter of its CPUs) are taken, bound without any scheduler.
         gateway.create_pod(
