@@ -247,9 +247,9 @@ def test_node_types_are_computed_once_per_node_set(
     original = job_admission.ClusterNodeTypes
 
     class Counting(original):  # type: ignore[misc, valid-type]
-        def __init__(self, nodes: Any) -> None:
+        def __init__(self, nodes: Any, **kwargs: Any) -> None:
             built.append(len(list(nodes)))
-            super().__init__(nodes)
+            super().__init__(nodes, **kwargs)
 
     monkeypatch.setattr(job_admission, "ClusterNodeTypes", Counting)
     for index in range(3):
@@ -270,6 +270,40 @@ def test_node_types_are_computed_once_per_node_set(
     _change_spec(api, view, lambda spec: spec.update(resources={"gpus": 2}))
     loop.run_once()
     assert built == [2, 2]
+
+
+def test_a_job_not_admitted_yet_is_judged_again_only_when_the_node_types_it_may_use_change(
+    api: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modeljob.adapters import job_admission
+
+    judged: list[str] = []
+    original = job_admission.judge
+    monkeypatch.setattr(
+        job_admission, "judge", lambda job, **kw: judged.append(job.name) or original(job, **kw)
+    )
+
+    def unavailable(_: str) -> None:
+        raise ClusterError("patch status: 500 InternalError", status=500)
+
+    api.before["patch"] = unavailable  # its admission never lands: each cycle looks at it again
+    loop, view = start_operator(api)
+
+    def taint(index: int) -> None:
+        node = copy.deepcopy(api.objects[("nodes", "", node_dict(index)["metadata"]["name"])])
+        node["spec"]["taints"] = [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]
+        view.nodes.observe(api.put("nodes", node))
+
+    loop.run_once()
+    loop.run_once()
+    assert judged == [NAME], "the same version of it on the same nodes"
+    taint(0)  # a new node set, as kcm taints a node; the other H100 node still takes the job
+    loop.run_once()
+    assert judged == [NAME], "judged on the same node types"
+    taint(1)  # no H100 node it may use any more
+    loop.run_once()
+    assert judged == [NAME, NAME]
+    assert "status" not in api.job("ml", NAME), "never admitted: every write failed"
 
 
 def test_a_burst_of_jobs_of_one_shape_is_checked_once(

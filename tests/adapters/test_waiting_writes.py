@@ -265,12 +265,13 @@ def test_a_refresh_is_written_as_its_cycle_granted_it_whenever_the_write_runs(gr
     assert api.job("ml", job.name)["status"]["queuePosition"] == (2 if granted else 3)
 
 
-def test_a_job_whose_admission_is_not_yet_written_is_judged_once_per_version_and_node_set(
+def test_a_job_whose_admission_is_not_yet_written_is_judged_once_per_version_and_node_types(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Its waiting write lands beside the next cycles (a burst of thousands: minutes behind); until
     then each cycle sees the same version, judged the same way, as the same JobFacts object that
-    the cycle's own caches know it by (judging 10,000 jobs again took seconds a cycle)."""
+    the cycle's own caches know it by (judging 10,000 jobs again took seconds a cycle), while the
+    node types and prices it may use stand."""
     from modeljob.adapters import job_admission
 
     judged: list[str] = []
@@ -296,7 +297,12 @@ def test_a_job_whose_admission_is_not_yet_written_is_judged_once_per_version_and
     assert sorted(judged) == ["job-0", "job-1", "job-2"]
     node = copy.deepcopy(server.objects[("nodes", "", node_dict(0)["metadata"]["name"])])
     node["metadata"]["labels"]["zone"] = "b"
-    view.nodes.observe(server.put("nodes", node))  # a new node set: sized again
+    view.nodes.observe(server.put("nodes", node))  # a new node set, no label they select on
+    loop.run_once(settle=False)
+    assert len(judged) == 3
+    node = copy.deepcopy(node)
+    node["metadata"]["labels"]["modeljob.dev/price-per-hour"] = "1.00"
+    view.nodes.observe(server.put("nodes", node))  # a cheaper H100 node: sized again
     loop.run_once(settle=False)
     assert len(judged) == 6
     blocker.release.set()

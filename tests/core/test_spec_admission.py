@@ -15,6 +15,7 @@ from modeljob.core.affinity import (
     SelectorOperator,
     TemplateRules,
 )
+from modeljob.core.cluster_state import Taint, TaintEffect
 from modeljob.core.job_state import JobFacts, JobPhase
 from modeljob.core.jobs import JobShape, ModelShape, Overrides
 from modeljob.core.node_types import ClusterNodeTypes, Sizing, node_types, size_job, type_prices
@@ -127,3 +128,17 @@ def test_node_types_per_job_are_those_of_the_nodes_it_may_use() -> None:
     affinity = NodeAffinity(required=(NodeSelectorTerm(fields=(the_l4,)),))
     only_l4 = replace(anywhere, rules=TemplateRules(node_affinity=affinity))
     assert [c.node_type.product for c in types.size(only_l4).candidates] == [L4]
+
+
+def test_a_node_set_change_that_leaves_a_jobs_node_types_gives_the_same_types_object() -> None:
+    job = make_job(products=())
+    before = ClusterNodeTypes(NODES)
+    first = before.types_for(job)
+    not_ready = (Taint("node.kubernetes.io/not-ready", TaintEffect.NO_SCHEDULE),)
+    one_tainted = [replace(NODES[0], taints=not_ready), *NODES[1:]]
+    after = ClusterNodeTypes(one_tainted, previous=before)
+    assert after.types_for(job) is first, "the other H100 node is still usable"
+    h100s_tainted = [replace(n, taints=not_ready) for n in NODES[:2]] + NODES[2:]
+    later = ClusterNodeTypes(h100s_tainted, previous=after)
+    assert [t.product for t in later.types_for(job)[0]] == [L4]
+    assert ClusterNodeTypes(NODES, previous=later).types_for(job) == first

@@ -71,14 +71,15 @@ class Admissions:
         self._unread: dict[tuple[str, str], JobFacts] = {}
         # (uid, generation) whose judgement raised, newest last; bounded like the shapes.
         self._failed: dict[tuple[str, str], None] = {}
-        # Each job judged in the last snapshot, by the version of it and of the node set judged on:
-        # until a write records its admission (written beside the next cycles, adapters/
+        # Each job judged in the last snapshot, by the version of it, with the node types it was
+        # judged on (ClusterNodeTypes.types_for; for a job whose spec cannot be read, the node
+        # set's): until a write records its admission (written beside the next cycles, adapters/
         # waiting_writes.py, minutes behind for a burst of thousands), the same version is judged
-        # the same way, to the same JobFacts object the cycle's caches know it by.
-        self._judged: dict[tuple[str, str, int], Judged] = {}
+        # the same way while they stand, to the same JobFacts object the cycle's caches know it by.
+        self._judged: dict[tuple[str, str], tuple[object, Judged]] = {}
         # id(document) -> the document and its job, for each one judged settled last snapshot.
         self._settled: dict[int, tuple[Document, JobFacts]] = {}
-        self._judged_before: dict[tuple[str, str, int], Judged] = {}
+        self._judged_before: dict[tuple[str, str], tuple[object, Judged]] = {}
 
     def judge(self, documents: Iterable[Document], parsed: ParsedJobs, *, now: datetime) -> Admitting:
         # A document the last snapshot held, whose status recorded its generation and whose spec
@@ -143,14 +144,19 @@ class Admissions:
             self._settled[id(document)] = (document, job)
             return job, None
         # Read before sizing (as _size does): a node change meanwhile is judged again next cycle.
-        key = (str(meta.get("uid")), str(meta.get("resourceVersion")), self._view.node_set_version)
-        if not fresh and (found := self._judged_before.get(key)) is not None:
+        # A readable job's judgement reads of the nodes only the types it may use: a change of the
+        # node set that leaves them (kube-controller-manager lifting the not-ready taints of a
+        # thousand new nodes, many a second) leaves it.
+        types = self._node_types()
+        basis: object = types if job is None else types.types_for(job)
+        key = (str(meta.get("uid")), str(meta.get("resourceVersion")))
+        if not fresh and (found := self._judged_before.get(key)) is not None and found[0] is basis:
             self._judged[key] = found
-            return found
-        found = self._judge_afresh(document, job, problem, previous, unread, now=now)
+            return found[1]
+        judged = self._judge_afresh(document, job, problem, previous, unread, now=now)
         if not fresh:
-            self._judged[key] = found
-        return found
+            self._judged[key] = (basis, judged)
+        return judged
 
     def _judge_afresh(
         self,
@@ -219,10 +225,15 @@ class Admissions:
         return facts
 
     def _size(self, job: JobFacts) -> Sizing:
+        return self._node_types().size(job, size=self._estimate)
+
+    def _node_types(self) -> ClusterNodeTypes:
+        """The node types of the node set as it is, built once per version of it."""
         version = self._view.node_set_version  # read before the nodes: a change meanwhile rebuilds
         if self._types is None or self._types[0] != version:
-            self._types = (version, ClusterNodeTypes(self._view.nodes.values()))
-        return self._types[1].size(job, size=self._estimate)
+            previous = self._types[1] if self._types is not None else None
+            self._types = (version, ClusterNodeTypes(self._view.nodes.values(), previous=previous))
+        return self._types[1]
 
     def _check(self, shape: JobShape) -> str | None:
         if shape not in self._problems:

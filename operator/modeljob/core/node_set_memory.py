@@ -20,7 +20,7 @@ import numpy as np
 from modeljob.core.affinity import NodeAffinity
 from modeljob.core.cluster_state import AccountedViews, NodeFacts, Toleration, admits
 from modeljob.core.job_state import JobFacts
-from modeljob.core.node_types import NodeType, Sizing, node_type_of, node_types, type_prices
+from modeljob.core.node_types import NodeType, NodeTypes, Sizing, node_type_of, node_types, type_prices
 from modeljob.core.nodes import BoolArray
 from modeljob.core.pod_ledger import PodLedger
 
@@ -28,7 +28,6 @@ from modeljob.core.pod_ledger import PodLedger
 # hostile shapes cannot grow it without bound).
 SIZINGS_KEPT = 10_000
 
-NodeTypes = tuple[list[NodeType], dict[NodeType, float]]
 EligibilityKey = tuple[object, ...]
 
 

@@ -180,6 +180,10 @@ def _size_for_type(
     )
 
 
+# Node types and the lowest price of each: what sizing reads of the nodes a job may use.
+NodeTypes = tuple[list[NodeType], dict[NodeType, float]]
+
+
 class ClusterNodeTypes:
     """The node types, and their prices, among the nodes each job may use at all (nodeSelector,
     tolerations, required node affinity), for one set of nodes.
@@ -189,12 +193,18 @@ class ClusterNodeTypes:
     every job against it, rather than walking every node for every job.
     """
 
-    def __init__(self, nodes: Sequence[NodeFacts]) -> None:
+    def __init__(self, nodes: Sequence[NodeFacts], *, previous: ClusterNodeTypes | None = None) -> None:
+        """``previous``: the same, built before the node set changed; an answer of ``types_for``
+        that comes out as it was there is its object again."""
         self._nodes = tuple(nodes)
-        self._types: dict[tuple[object, ...], tuple[list[NodeType], dict[NodeType, float]]] = {}
+        self._types: dict[tuple[object, ...], NodeTypes] = {}
+        self._before = previous._types if previous is not None else {}
 
-    def size(self, job: JobFacts, *, size: Callable[[JobFacts, Device], Estimate] | None = None) -> Sizing:
-        """``job`` sized for the node types among the nodes it may use."""
+    def types_for(self, job: JobFacts) -> NodeTypes:
+        """The node types, and their prices, among the nodes ``job`` may use: all that sizing it
+        reads of the nodes. Across a change of the node set that leaves it as it was (a node tainted
+        or untainted while others of its type stay usable), the same object, so what was worked
+        out from it is known to hold by its identity."""
         key = (tuple(sorted(job.node_selector.items())), job.tolerations, job.rules.node_affinity.required)
         if key not in self._types:
             affinity = job.rules.node_affinity
@@ -204,8 +214,14 @@ class ClusterNodeTypes:
                 if admits(n, node_selector=job.node_selector, tolerations=job.tolerations)
                 and affinity.admits(n.name, n.labels)
             ]
-            self._types[key] = (node_types(usable), type_prices(usable))
-        types, prices = self._types[key]
+            found = (node_types(usable), type_prices(usable))
+            before = self._before.get(key)
+            self._types[key] = before if before == found else found
+        return self._types[key]
+
+    def size(self, job: JobFacts, *, size: Callable[[JobFacts, Device], Estimate] | None = None) -> Sizing:
+        """``job`` sized for the node types among the nodes it may use."""
+        types, prices = self.types_for(job)
         return size_job(job, types, prices=prices, size=size)
 
 
