@@ -88,6 +88,13 @@ def test_a_deleted_node_stops_reporting_its_gpu_allocation() -> None:
         if name == "modeljob_node_gpu_allocation_ratio"
     }
     assert ratios == {(("node", "b"),): 0.25}
+    metrics.record_gpu_allocation({"a": 0.5, "b": 0.25})  # back, as it was: its series again
+    ratios = {
+        labels: v
+        for (name, labels), v in samples(metrics).items()
+        if name == "modeljob_node_gpu_allocation_ratio"
+    }
+    assert ratios == {(("node", "a"),): 0.5, (("node", "b"),): 0.25}
 
 
 def test_each_operator_has_its_own_registry() -> None:

