@@ -13,10 +13,12 @@ bench/extender.py: tests/cluster.py, BENCH_NODE_LEASE_SECONDS), about --fill of 
 used by pods of other work (deep_queue.running_pods) created bound (spec.nodeName) and waited
 Running, then deep_queue.job_manifest's mixed shapes created by 32 threads (the Python client has
 no client-side rate limit; the API server keeps its default in-flight limits). The operator starts
-only then: the queue is there when it arrives (as after a restart or failover), so the time from
-its start counts its initial lists, admitting every job and placing those that fit, not how fast
-this script creates jobs. "Fits" is what it places with nothing finishing: the drain is over once
-`scheduling_attempts_total{result="placed"}` stayed put for two whole cycles and no job is Pending;
+only then, and once kube-controller-manager has lifted every node's not-ready taint
+(operator_throughput.wait_schedulable): the queue is there when it arrives (as after a restart or
+failover), so the time from its start counts its initial lists, admitting every job and placing
+those that fit, not how fast this script creates jobs. "Fits" is what it places with nothing
+finishing: the drain is over once `scheduling_attempts_total{result="placed"}` stayed put for two
+whole cycles and no job is Pending;
 the time reported is the first scrape showing the final count. Then the live queue, as in
 deep_queue.py: every second --churn pods of other work end and as many jobs arrive, until the
 operator has run --live-cycles cycles (or --live-timeout seconds passed).
@@ -53,7 +55,14 @@ sys.path[:0] = [str(REPO / "operator"), str(REPO)]  # modeljob, and tests.cluste
 
 from cycle_metrics import CYCLE, SCRAPE_SECONDS, Cycles, Scrape, cycle_rows, scrape  # noqa: E402
 from deep_queue import job_manifest, running_pods  # noqa: E402
-from operator_throughput import WORKERS, api_requests, cpu_seconds, in_parallel, rss_mib  # noqa: E402
+from operator_throughput import (  # noqa: E402
+    WORKERS,
+    api_requests,
+    cpu_seconds,
+    in_parallel,
+    rss_mib,
+    wait_schedulable,
+)
 from report import write_section  # noqa: E402
 
 from modeljob.adapters import kube_jobs, kube_nodes  # noqa: E402
@@ -66,7 +75,6 @@ from tests.cluster import (  # noqa: E402
     NODE_LEASE_VARIABLE,
     ControlPlaneError,
     OperatorProcess,
-    condition_taints_lifted,
     create_ready_namespace,
     gpu_node_manifests,
     kubectl,
@@ -239,26 +247,14 @@ def prepare(
     created = time.monotonic()
     in_parallel(lambda job: gateway.create_modeljob(*job), jobs[: args.jobs])
     create_seconds = time.monotonic() - created
-    wait_untainted(gateway, {node["metadata"]["name"] for node in nodes})
+    # kcm lifts the not-ready taint of new nodes 25-30 a second (229 in 8 s; 133 of 5,000 still
+    # tainted nine minutes after they were created, 20:11 UTC on 2026-12-04): until then the node
+    # set changes under the operator many times a second and a tainted node takes no job. Runs
+    # before this wait measured their drain, and some their live queue, in the middle of it.
+    waiting = time.monotonic()
+    wait_schedulable(gateway, {node["metadata"]["name"] for node in nodes})
+    log(f"every node Ready and untainted {time.monotonic() - waiting:.0f} s after the ModelJobs were created")
     return others, jobs, create_seconds
-
-
-def wait_untainted(gateway: ClusterGateway, names: set[str]) -> None:
-    """Until kube-controller-manager has lifted the not-ready taint every new node gets. Here it
-    lifted 229 in 8 s, and 133 of 5,000 nodes were still tainted nine minutes after they were
-    created (20:11 UTC on 2026-12-04, a run of this bench without the wait). Until then the node
-    set changes under the operator many times a second, and a tainted node takes no job: the runs
-    before this wait measured their drain, and some their live queue, while the cluster grew
-    under them. The bench measures a settled cluster, as bench/operator_throughput.py does
-    (``wait_schedulable``)."""
-    started = time.monotonic()
-    poll(
-        lambda: condition_taints_lifted(gateway, names),
-        "kube-controller-manager to lift the nodes' not-ready taints",
-        timeout_seconds=1800,
-        interval_seconds=5,
-    )
-    log(f"every node untainted {time.monotonic() - started:.0f} s after the ModelJobs were created")
 
 
 def measure(gateway: ClusterGateway, args: argparse.Namespace, rng: random.Random) -> Outcome:

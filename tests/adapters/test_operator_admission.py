@@ -435,16 +435,22 @@ def _errors(loop: SchedulingLoop) -> float:
     return value or 0.0
 
 
+@pytest.mark.parametrize("broken_step", ["size", "types_for"])
 def test_a_job_whose_judgement_raises_is_invalid_saying_so_and_the_others_are_admitted(
-    api: FakeApiServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    api: FakeApiServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, broken_step: str
 ) -> None:
     from modeljob.adapters import job_admission
 
     original = job_admission.ClusterNodeTypes
 
     class Broken(original):  # type: ignore[misc, valid-type]
+        def types_for(self, job: Any) -> Any:
+            if broken_step == "types_for" and job.name == "broken":
+                raise RuntimeError("a bug in sizing")
+            return super().types_for(job)
+
         def size(self, job: Any, **kwargs: Any) -> Any:
-            if job.name == "broken":
+            if broken_step == "size" and job.name == "broken":
                 raise RuntimeError("a bug in sizing")
             return super().size(job, **kwargs)
 

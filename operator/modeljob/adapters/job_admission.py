@@ -5,8 +5,8 @@ A job that fits at once is thus planned in the write that admits it; one that wa
 Queued (or Unschedulable) with its reason in one write. Only the leader's loop runs this, so a
 standby writes nothing. Until a write that carries the judgement goes through, the status does not
 record the generation and each cycle judges the job again: from one cycle to the next only the
-unchanged version of it is recalled (same resourceVersion, same node set), never a judgement
-another process or a restart made.
+unchanged version of it is recalled (same resourceVersion, same node types and prices it may use),
+never a judgement another process or a restart made.
 
 A job whose spec cannot be read is still seen by the cycle, from its metadata and status
 (kube_jobs.unread_job_facts): Invalid, so a placement it holds is rolled back and its pods deleted
@@ -33,7 +33,7 @@ from modeljob.core.cycle_cluster import SizingCache
 from modeljob.core.job_state import JobFacts, JobPhase
 from modeljob.core.jobs import JobShape
 from modeljob.core.lifecycle import spec_problem
-from modeljob.core.node_types import ClusterNodeTypes, Sizing
+from modeljob.core.node_types import ClusterNodeTypes, NodeTypes, Sizing
 from modeljob.core.sizing import Device, Estimate, size_replica
 from modeljob.core.spec_admission import Judgement, judge, recorded
 
@@ -65,6 +65,7 @@ class Admissions:
         self._estimates = estimates
         self._metrics = metrics
         self._types: tuple[int, ClusterNodeTypes] | None = None
+        self._pass_types = ClusterNodeTypes(())  # the node set the snapshot being judged is sized on
         # Judging a shape sizes it once (about a millisecond); a burst of jobs shares a few shapes.
         self._problems: dict[JobShape, str | None] = {}
         # Each version of each job whose spec cannot be read, as the cycle sees it (one snapshot).
@@ -72,20 +73,22 @@ class Admissions:
         # (uid, generation) whose judgement raised, newest last; bounded like the shapes.
         self._failed: dict[tuple[str, str], None] = {}
         # Each job judged in the last snapshot, by the version of it, with the node types it was
-        # judged on (ClusterNodeTypes.types_for; for a job whose spec cannot be read, the node
-        # set's): until a write records its admission (written beside the next cycles, adapters/
+        # judged on (ClusterNodeTypes.types_for; None for a job whose spec cannot be read): until
+        # a write records its admission (written beside the next cycles, adapters/
         # waiting_writes.py, minutes behind for a burst of thousands), the same version is judged
         # the same way while they stand, to the same JobFacts object the cycle's caches know it by.
-        self._judged: dict[tuple[str, str], tuple[object, Judged]] = {}
+        self._judged: dict[tuple[str, str], tuple[NodeTypes | None, Judged]] = {}
         # id(document) -> the document and its job, for each one judged settled last snapshot.
         self._settled: dict[int, tuple[Document, JobFacts]] = {}
-        self._judged_before: dict[tuple[str, str], tuple[object, Judged]] = {}
+        self._judged_before: dict[tuple[str, str], tuple[NodeTypes | None, Judged]] = {}
 
     def judge(self, documents: Iterable[Document], parsed: ParsedJobs, *, now: datetime) -> Admitting:
         # A document the last snapshot held, whose status recorded its generation and whose spec
         # was read, is the same job object again: nothing here reads more than the document (the
         # watch replaces a changed one with a new object). Most of a deep queue, every cycle.
         settled, self._settled = self._settled, {}
+        # One node set for the whole snapshot: a change while it is judged is seen next cycle.
+        self._pass_types = self._node_types()
         slots: list[JobFacts | None] = []  # the documents' jobs, in the documents' order
         rest: list[tuple[int, Document]] = []
         for document in documents:
@@ -143,19 +146,18 @@ class Admissions:
                 return self._unread_facts(document, unread), None
             self._settled[id(document)] = (document, job)
             return job, None
-        # Read before sizing (as _size does): a node change meanwhile is judged again next cycle.
-        # A readable job's judgement reads of the nodes only the types it may use: a change of the
-        # node set that leaves them (kube-controller-manager lifting the not-ready taints of a
-        # thousand new nodes, many a second) leaves it.
-        types = self._node_types()
-        basis: object = types if job is None else types.types_for(job)
+        if fresh:
+            return self._judge_afresh(document, job, problem, previous, unread, now=now)
+        # A readable job's judgement reads of the nodes only the types it may use (a change of the
+        # node set that leaves them, as kube-controller-manager lifting the not-ready taints of a
+        # thousand new nodes many a second, leaves it); an unreadable one's reads none.
+        basis = None if job is None else self._pass_types.types_for(job)
         key = (str(meta.get("uid")), str(meta.get("resourceVersion")))
-        if not fresh and (found := self._judged_before.get(key)) is not None and found[0] is basis:
+        if (found := self._judged_before.get(key)) is not None and found[0] is basis:
             self._judged[key] = found
             return found[1]
         judged = self._judge_afresh(document, job, problem, previous, unread, now=now)
-        if not fresh:
-            self._judged[key] = (basis, judged)
+        self._judged[key] = (basis, judged)
         return judged
 
     def _judge_afresh(
@@ -225,7 +227,7 @@ class Admissions:
         return facts
 
     def _size(self, job: JobFacts) -> Sizing:
-        return self._node_types().size(job, size=self._estimate)
+        return self._pass_types.size(job, size=self._estimate)
 
     def _node_types(self) -> ClusterNodeTypes:
         """The node types of the node set as it is, built once per version of it."""

@@ -20,7 +20,7 @@ import numpy as np
 from modeljob.core.affinity import NodeAffinity
 from modeljob.core.cluster_state import AccountedViews, NodeFacts, Toleration, admits
 from modeljob.core.job_state import JobFacts
-from modeljob.core.node_types import NodeType, NodeTypes, Sizing, node_type_of, node_types, type_prices
+from modeljob.core.node_types import NodeType, NodeTypes, Sizing, node_type_of, usable_types
 from modeljob.core.nodes import BoolArray
 from modeljob.core.pod_ledger import PodLedger
 
@@ -129,8 +129,7 @@ class NodeSetMemory:
 
 def types_of(nodes: Sequence[NodeFacts], mask: BoolArray) -> NodeTypes:
     """The node types, and their lowest prices, among the nodes ``mask`` lets a template use."""
-    usable = [n.view for n, ok in zip(nodes, mask, strict=True) if ok]
-    return node_types(usable), type_prices(usable)
+    return usable_types([n.view for n, ok in zip(nodes, mask, strict=True) if ok])
 
 
 def _changed(before: Sequence[NodeFacts], after: Sequence[NodeFacts]) -> list[int] | None:

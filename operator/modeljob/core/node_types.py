@@ -195,7 +195,9 @@ class ClusterNodeTypes:
 
     def __init__(self, nodes: Sequence[NodeFacts], *, previous: ClusterNodeTypes | None = None) -> None:
         """``previous``: the same, built before the node set changed; an answer of ``types_for``
-        that comes out as it was there is its object again."""
+        that comes out as it was there is its object again. Only ``previous``'s own answers are
+        looked at, never older ones: an object seen again means the answer held across every
+        change since (the callers tell what was worked out from it by its identity)."""
         self._nodes = tuple(nodes)
         self._types: dict[tuple[object, ...], NodeTypes] = {}
         self._before = previous._types if previous is not None else {}
@@ -214,7 +216,7 @@ class ClusterNodeTypes:
                 if admits(n, node_selector=job.node_selector, tolerations=job.tolerations)
                 and affinity.admits(n.name, n.labels)
             ]
-            found = (node_types(usable), type_prices(usable))
+            found = usable_types(usable)
             before = self._before.get(key)
             self._types[key] = before if before == found else found
         return self._types[key]
@@ -223,6 +225,11 @@ class ClusterNodeTypes:
         """``job`` sized for the node types among the nodes it may use."""
         types, prices = self.types_for(job)
         return size_job(job, types, prices=prices, size=size)
+
+
+def usable_types(views: Sequence[NodeView]) -> NodeTypes:
+    """The node types among ``views``, with the lowest price of each."""
+    return node_types(views), type_prices(views)
 
 
 def type_prices(nodes: Sequence[NodeView]) -> dict[NodeType, float]:
