@@ -65,7 +65,7 @@ class Admissions:
         self._estimates = estimates
         self._metrics = metrics
         self._types: tuple[int, ClusterNodeTypes] | None = None
-        self._pass_types = ClusterNodeTypes(())  # the node set the snapshot being judged is sized on
+        self._pass_types: ClusterNodeTypes | None = None  # what the snapshot being judged is sized on
         # Judging a shape sizes it once (about a millisecond); a burst of jobs shares a few shapes.
         self._problems: dict[JobShape, str | None] = {}
         # Each version of each job whose spec cannot be read, as the cycle sees it (one snapshot).
@@ -151,7 +151,7 @@ class Admissions:
         # A readable job's judgement reads of the nodes only the types it may use (a change of the
         # node set that leaves them, as kube-controller-manager lifting the not-ready taints of a
         # thousand new nodes many a second, leaves it); an unreadable one's reads none.
-        basis = None if job is None else self._pass_types.types_for(job)
+        basis = None if job is None else self._judging_types().types_for(job)
         key = (str(meta.get("uid")), str(meta.get("resourceVersion")))
         if (found := self._judged_before.get(key)) is not None and found[0] is basis:
             self._judged[key] = found
@@ -227,7 +227,12 @@ class Admissions:
         return facts
 
     def _size(self, job: JobFacts) -> Sizing:
-        return self._pass_types.size(job, size=self._estimate)
+        return self._judging_types().size(job, size=self._estimate)
+
+    def _judging_types(self) -> ClusterNodeTypes:
+        if self._pass_types is None:  # before any snapshot was judged: the node set as it is
+            self._pass_types = self._node_types()
+        return self._pass_types
 
     def _node_types(self) -> ClusterNodeTypes:
         """The node types of the node set as it is, built once per version of it."""
