@@ -247,10 +247,10 @@ def prepare(
     created = time.monotonic()
     in_parallel(lambda job: gateway.create_modeljob(*job), jobs[: args.jobs])
     create_seconds = time.monotonic() - created
-    # kcm lifts the not-ready taint of new nodes 25-30 a second (229 in 8 s; 133 of 5,000 still
-    # tainted nine minutes after they were created, 20:11 UTC on 2026-12-04): until then the node
-    # set changes under the operator many times a second and a tainted node takes no job. Runs
-    # before this wait measured their drain, and some their live queue, in the middle of it.
+    # kcm lifts the not-ready taint of new nodes for minutes (on 2026-12-04, 133 of 5,000 still
+    # tainted nine minutes after they were created; 229 lifted in one 8 s window): until then the
+    # node set changes under the operator many times a second and a tainted node takes no job.
+    # Runs before this wait measured their drain, and perhaps some their live queue, in it.
     waiting = time.monotonic()
     wait_schedulable(gateway, {node["metadata"]["name"] for node in nodes})
     log(f"every node Ready and untainted {time.monotonic() - waiting:.0f} s after the ModelJobs were created")
