@@ -195,9 +195,9 @@ class ClusterNodeTypes:
 
     def __init__(self, nodes: Sequence[NodeFacts], *, previous: ClusterNodeTypes | None = None) -> None:
         """``previous``: the same, built before the node set changed; an answer of ``types_for``
-        that comes out as it was there is its object again. Only ``previous``'s own answers are
-        looked at, never older ones: an object seen again means the answer held across every
-        change since (the callers tell what was worked out from it by its identity)."""
+        that comes out as it was there is its object again, so an object seen again is an answer
+        equal to the one it was made for (callers keep what they worked out from it by its
+        identity). Only ``previous``'s own answers are looked at, never older ones."""
         self._nodes = tuple(nodes)
         self._types: dict[tuple[object, ...], NodeTypes] = {}
         self._before = previous._types if previous is not None else {}
@@ -205,8 +205,8 @@ class ClusterNodeTypes:
     def types_for(self, job: JobFacts) -> NodeTypes:
         """The node types, and their prices, among the nodes ``job`` may use: all that sizing it
         reads of the nodes. Across a change of the node set that leaves it as it was (a node tainted
-        or untainted while others of its type stay usable), the same object, so what was worked
-        out from it is known to hold by its identity."""
+        or untainted while others of its type, at its price, stay usable), the same object, so
+        what was worked out from it is known to hold by its identity."""
         key = (tuple(sorted(job.node_selector.items())), job.tolerations, job.rules.node_affinity.required)
         if key not in self._types:
             affinity = job.rules.node_affinity
