@@ -230,8 +230,8 @@ class Admissions:
         return self._judging_types().size(job, size=self._estimate)
 
     def _judging_types(self) -> ClusterNodeTypes:
-        if self._pass_types is None:  # before any snapshot was judged: the node set as it is
-            self._pass_types = self._node_types()
+        """The node types the snapshot under way is judged on (``judge`` sets them first)."""
+        assert self._pass_types is not None, "a job judged outside judge()"
         return self._pass_types
 
     def _node_types(self) -> ClusterNodeTypes:
