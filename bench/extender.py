@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "operator"), str(REPO)]  # modeljob, and tests.cluster
 
 from extender_report import SECTION, VERBS, WORKLOADS, Buckets, Run, render  # noqa: E402
+from operator_throughput import wait_schedulable  # noqa: E402
 from report import write_section  # noqa: E402
 
 from modeljob.adapters.cluster import ClusterGateway  # noqa: E402
@@ -117,12 +118,9 @@ def buckets(text: str, name: str, labels: Mapping[str, str]) -> list[tuple[float
 
 
 def gpu_pod(name: str, index: int, workload: str) -> dict[str, Any]:
-    # kcm lifts the not-ready taint it finds on new nodes at a few nodes per second (minutes at
-    # 5,000); tolerating it keeps every Ready node feasible in both runs alike.
-    not_ready = {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}
     cycle = WORKLOADS[workload]
     gpus = cycle[index % len(cycle)]
-    return kwok_pod(name, gpus=gpus, cpu=str(gpus), memory=f"{gpus}Gi", tolerations=[not_ready])
+    return kwok_pod(name, gpus=gpus, cpu=str(gpus), memory=f"{gpus}Gi")
 
 
 def add_nodes(gateway: ClusterGateway, count: int) -> int:
@@ -141,6 +139,9 @@ def add_nodes(gateway: ClusterGateway, count: int) -> int:
             )
         ]
         if len(ready) >= count:
+            # kcm lifts the not-ready taint of new nodes a few a second (minutes at 5,000), and
+            # each lift is a node update both schedulers' caches take in while they are timed.
+            wait_schedulable(gateway, set(names))
             return len(json.dumps(ready[0], separators=(",", ":")))
         time.sleep(max(2.0, count / 500))  # each poll lists every node: ~20 MB at 5,000
     raise SystemExit(f"fewer than {count} nodes Ready after 900 s")

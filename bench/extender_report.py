@@ -115,9 +115,10 @@ def render(runs: list[Run], node_bytes: int, *, rounds: int, node_lease_seconds:
         f"cluster, restarts kube-scheduler, and schedules the same {runs[0].pods} pods: "
         + "; ".join(WORKLOAD_TEXT[w] for w in WORKLOADS if any(r.workload == w for r in runs))
         + ". They are created by 16 threads at once, so kube-scheduler meets them in an order that",
-        "differs from run to run. They tolerate the not-ready taint that kcm lifts from new nodes only",
-        "a few per second, so every Ready node is a candidate",
-        "in both runs. The control plane, kwok, the extender and this",
+        "differs from run to run. Each node count is measured only once kube-controller-manager has",
+        "lifted the not-ready taint of every new node (a few a second: minutes at 5,000) and every node",
+        "has been Ready for 20 s, so no node update streams through either scheduler while it is timed",
+        "and every node is a candidate in both runs. The control plane, kwok, the extender and this",
         "script share the machine's CPUs, with whatever else ran on it: compare the two columns of a row,",
         "not rows of different days. kwok renews each node's Lease every",
         f"{node_lease_seconds // 4} s (a {node_lease_seconds} s Lease) instead of a kubelet's 10 s:",
