@@ -74,7 +74,7 @@ class Cluster:
         found = self.memory.by_job.get(job.uid)
         if found is not None and found[0] is job:
             return found[2]
-        return (tuple(sorted(job.node_selector.items())), job.tolerations, job.rules.node_affinity.required)
+        return job.node_rules
 
     def eligible(self, job: JobFacts) -> BoolArray:
         """The nodes the template lets the job use at all: nodeSelector, tolerations and its

@@ -126,6 +126,13 @@ class JobFacts:
         return (self.namespace, self.name)
 
     @property
+    def node_rules(self) -> tuple[object, ...]:
+        """What decides which nodes the job may use (its nodeSelector, tolerations and required
+        node affinity), as one hashable value: jobs alike in it may use the same nodes."""
+        selector = tuple(sorted(self.node_selector.items()))
+        return (selector, self.tolerations, self.rules.node_affinity.required)
+
+    @property
     def admitted(self) -> bool:
         """Admission has judged the current generation (core/spec_admission.py ``recorded``)."""
         return self.observed_generation == self.generation and self.phase not in (None, JobPhase.PENDING)

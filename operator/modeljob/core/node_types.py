@@ -207,7 +207,7 @@ class ClusterNodeTypes:
         reads of the nodes. Across a change of the node set that leaves it as it was (a node tainted
         or untainted while others of its type, at its price, stay usable), the same object, so
         what was worked out from it is known to hold by its identity."""
-        key = (tuple(sorted(job.node_selector.items())), job.tolerations, job.rules.node_affinity.required)
+        key = job.node_rules
         if key not in self._types:
             affinity = job.rules.node_affinity
             usable = [
