@@ -188,12 +188,13 @@ class SchedulingSettings(_Section):
         8,
         "Jobs acted on in parallel within one scheduling cycle (and waiting jobs' status writes beside it).",
     )
-    status_refreshes_per_cycle: int = Field(
-        default=50,
-        ge=1,
-        le=100_000,
+    status_refreshes_per_second: float = Field(
+        default=5.0,
+        gt=0,
+        le=10_000,
         description="Waiting jobs whose status.queuePosition or reason alone changed that are rewritten "
-        "per cycle, those refreshed longest ago first (phase changes are written at once).",
+        "per second on average (unspent: carried over for up to 10 s), those refreshed longest ago "
+        "first (phase changes are written at once).",
     )
     assume_seconds: float = assume_seconds(
         "How long a pod we bound counts from our own plan before the watch must show it."

@@ -10,7 +10,7 @@ import pytest
 from modeljob.adapters.scheduling_loop import SchedulingLoop
 from modeljob.core.steps import Step
 from tests.adapters.test_operator_scheduling_loop import FakeApiServer, start_operator
-from tests.operator_builders import modeljob_dict, node_dict
+from tests.operator_builders import at, modeljob_dict, node_dict
 
 
 def _gang(name: str) -> dict[str, object]:
@@ -76,7 +76,7 @@ def test_a_wait_that_moves_in_the_queue_is_acted_on(
     assert api.job("ml", "second")["status"]["queuePosition"] == 1
 
 
-def test_positions_that_shift_are_refreshed_within_the_cycles_budget(
+def test_positions_that_shift_are_refreshed_at_the_loops_rate(
     api: FakeApiServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ("third", "fourth", "fifth"):
@@ -91,12 +91,18 @@ def test_positions_that_shift_are_refreshed_within_the_cycles_budget(
         stale = api.job("ml", name)
         stale["status"]["queuePosition"] += 10  # as if each had stood further back
         api.put("modeljobs", stale)
-    loop, _ = start_operator(api, refreshes_per_cycle=2)  # a view that sees them so
+    seconds = [100.0]
+    # A view that sees them so; refreshes at 0.2 a second: two at most (its burst, 10 s of it).
+    loop, _ = start_operator(api, lambda: at(seconds[0]), refreshes_per_second=0.2)
     acted = _acted_on(loop, monkeypatch)
     loop.run_once()
     # None refreshed yet by this operator: equally stale, so by uid (named after the job here).
-    assert sorted(acted) == [f"{name}: Wait" for name in waiting[:2]], "two at most a cycle"
+    assert sorted(acted) == [f"{name}: Wait" for name in waiting[:2]], "two at most at once"
     acted.clear()
+    seconds[0] += 2.0
+    loop.run_once()
+    assert acted == [], "2 s at 0.2 a second: not yet one refresh's worth"
+    seconds[0] += 10.0
     loop.run_once()
     assert sorted(acted) == [f"{name}: Wait" for name in waiting[2:]], "then the two left"
     acted.clear()

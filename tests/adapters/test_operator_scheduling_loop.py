@@ -132,7 +132,10 @@ class FakeApiServer:
 
 
 def start_operator(
-    api: FakeApiServer, clock: Callable[[], datetime] = lambda: at(100), *, refreshes_per_cycle: int = 50
+    api: FakeApiServer,
+    clock: Callable[[], datetime] = lambda: at(100),
+    *,
+    refreshes_per_second: float = 5.0,
 ) -> tuple[SchedulingLoop, ClusterView]:
     """A fresh operator: its view is what the API server holds now (as a first list would show)."""
     view = ClusterView(api, labels=NodeLabelKeys())  # type: ignore[arg-type]
@@ -148,7 +151,7 @@ def start_operator(
                 resync_seconds=1,
                 bind_workers=1,  # one at a time: a crash after the n-th call is deterministic
                 job_workers=1,
-                status_refreshes_per_cycle=refreshes_per_cycle,
+                status_refreshes_per_second=refreshes_per_second,
             ),
             product_label="nvidia.com/gpu.product",
             cycle=CycleSettings(node_lost_after_seconds=30),

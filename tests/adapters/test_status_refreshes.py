@@ -1,6 +1,6 @@
-"""A deep queue's status writes per cycle are bounded: refreshes (a position's number, a reason's
-text) are budgeted to the jobs refreshed longest ago, while what changes what a job is (its phase,
-its first status) is written at once."""
+"""A deep queue's status writes a second are bounded: refreshes (a position's number, a reason's
+text) are granted at a rate, whatever the cycles' length, to the jobs refreshed longest ago, while
+what changes what a job is (its phase, its first status) is written at once."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from modeljob.core.steps import Unschedulable, Wait
 from tests.operator_builders import at, make_job
 
 JOBS = 1_000
-PER_CYCLE = 50
+PER_SECOND = 5.0
 INTERVAL_SECONDS = 10.0
 CYCLE_SECONDS = INTERVAL_SECONDS  # a cycle at least every resync (10 s): the interval never binds here
+PER_CYCLE = int(PER_SECOND * CYCLE_SECONDS)  # what the bucket refills in such a cycle (its burst too)
 
 
 class Clock:
@@ -31,7 +32,7 @@ class Queue:
 
     def __init__(self) -> None:
         self.clock = Clock()
-        self.rewrites = ReasonRewrites(every_seconds=INTERVAL_SECONDS, per_cycle=PER_CYCLE, clock=self.clock)
+        self.rewrites = ReasonRewrites(every_seconds=INTERVAL_SECONDS, per_second=PER_SECOND, clock=self.clock)
         self.statuses: dict[str, dict[str, object]] = {}
 
     def cycle(
@@ -121,7 +122,7 @@ def test_a_refresh_waits_for_the_interval_even_with_budget_to_spare() -> None:
 
 
 def test_a_job_that_stops_waiting_is_forgotten() -> None:
-    rewrites = ReasonRewrites(per_cycle=PER_CYCLE, clock=Clock())
+    rewrites = ReasonRewrites(per_second=PER_SECOND, clock=Clock())
     rewrites.written("gone")
     rewrites.begin_cycle(waiting=["stays"], stale=[])
     assert rewrites.begin_cycle(waiting=["gone"], stale=["gone"]) == {"gone"}, "never refreshed since"
@@ -130,7 +131,42 @@ def test_a_job_that_stops_waiting_is_forgotten() -> None:
 def test_writes_still_pending_take_their_share_of_the_budget() -> None:
     """The loop passes ``limit``: the budget less the waiting writes the API server has not yet
     taken (adapters/waiting_writes.py), so a backlog is never fed more refreshes than it drains."""
-    rewrites = ReasonRewrites(every_seconds=INTERVAL_SECONDS, per_cycle=PER_CYCLE, clock=Clock())
+    clock = Clock()
+    rewrites = ReasonRewrites(every_seconds=INTERVAL_SECONDS, per_second=PER_SECOND, clock=clock)
     assert rewrites.begin_cycle(waiting=JOB_NAMES, stale=JOB_NAMES, limit=0) == frozenset()
     assert len(rewrites.begin_cycle(waiting=JOB_NAMES, stale=JOB_NAMES, limit=7)) == 7
+    clock.seconds += CYCLE_SECONDS  # the bucket full again
     assert len(rewrites.begin_cycle(waiting=JOB_NAMES, stale=JOB_NAMES, limit=10 * PER_CYCLE)) == PER_CYCLE
+
+
+def test_short_cycles_refresh_no_more_a_second_than_long_ones() -> None:
+    """Ten cycles a second for a minute refresh what six 10 s cycles would: the rate, not the cycles,
+    bounds the writes the API server takes."""
+    clock = Clock()
+    rewrites = ReasonRewrites(every_seconds=INTERVAL_SECONDS, per_second=PER_SECOND, clock=clock)
+    granted = []
+    for _ in range(600):
+        chosen = rewrites.begin_cycle(waiting=JOB_NAMES, stale=JOB_NAMES)
+        granted.append(len(chosen))
+        for uid in chosen:  # written, as the loop writes them
+            rewrites.written(uid)
+        clock.seconds += 0.1
+    assert sum(granted) <= PER_CYCLE + 60 * PER_SECOND, "the first burst, then the rate"
+    assert sum(granted) >= 60 * PER_SECOND
+    assert max(granted[100:]) <= 1, "a tenth of a second refills half a refresh"
+
+
+def test_a_fractional_rate_refreshes_now_and_then_and_an_idle_spell_refills_only_the_burst() -> None:
+    clock = Clock()
+    rewrites = ReasonRewrites(every_seconds=INTERVAL_SECONDS, per_second=0.5, clock=clock)
+    assert rewrites.burst == 5
+    assert len(rewrites.begin_cycle(waiting=JOB_NAMES, stale=JOB_NAMES)) == 5, "starts full"
+    per_cycle = []
+    for _ in range(8):
+        clock.seconds += 1.0
+        per_cycle.append(len(rewrites.begin_cycle(waiting=JOB_NAMES, stale=JOB_NAMES)))
+    assert per_cycle == [0, 1] * 4
+    clock.seconds += 3600.0
+    assert len(rewrites.begin_cycle(waiting=JOB_NAMES, stale=JOB_NAMES)) == 5, "an hour idle: the burst"
+    clock.seconds -= 60.0  # a clock set back refills nothing
+    assert rewrites.begin_cycle(waiting=JOB_NAMES, stale=JOB_NAMES) == frozenset()

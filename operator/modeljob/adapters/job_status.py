@@ -22,7 +22,7 @@ JsonObject = dict[str, Any]
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
 REASON_REFRESH_SECONDS = 10.0
-REFRESHES_PER_CYCLE = 50  # settings.py, MODELJOB_SCHEDULING__STATUS_REFRESHES_PER_CYCLE
+REFRESHES_PER_SECOND = 5.0  # settings.py, MODELJOB_SCHEDULING__STATUS_REFRESHES_PER_SECOND
 
 
 class StatusWriter:
@@ -118,21 +118,31 @@ class ReasonRewrites:
     ``waiting_write``): only the position's number or the reason text changed. Positions shift with
     every placement ahead and reasons name free blocks, so without a budget every queued job would
     be rewritten every cycle (10,000 writes a cycle at 10,000 queued jobs, at the API server's
-    50-70 writes/s). Each cycle ``begin_cycle`` grants at most ``per_cycle`` refreshes, to the
-    jobs refreshed longest ago (never refreshed first), and none to a job written less than
-    ``every_seconds`` ago: a queue of n jobs wanting refreshes is refreshed within about
-    n / per_cycle cycles. Writes that change what a job is are not counted here."""
+    50-70 writes/s). Refreshes are granted at ``per_second`` on average, as client-go's token
+    bucket limits a client's requests: what a cycle leaves unspent carries over, up to ``burst``
+    (``per_second`` x ``every_seconds`` unless given), so the rate holds whether cycles are short
+    or long. A budget per cycle would not: the shorter the cycles, the more refreshes a second,
+    and each is load on the API server the cycles wait on (50 a cycle were two thirds of a deep
+    queue's status writes and doubled its cycle times: docs/benchmarks.md). ``begin_cycle`` grants
+    refreshes to the jobs refreshed longest ago (never refreshed first), and none to a job written
+    less than ``every_seconds`` ago: a queue of n jobs wanting refreshes is refreshed within about
+    n / per_second seconds. Writes that change what a job is are not counted here. ``clock``: in
+    seconds (the scheduling loop's own clock)."""
 
     def __init__(
         self,
         *,
         every_seconds: float = REASON_REFRESH_SECONDS,
-        per_cycle: int = REFRESHES_PER_CYCLE,
+        per_second: float = REFRESHES_PER_SECOND,
+        burst: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._every_seconds = every_seconds
-        self._per_cycle = per_cycle
+        self._per_second = per_second
+        self.burst = burst if burst is not None else max(1, math.ceil(per_second * every_seconds))
         self._clock = clock
+        self._tokens = float(self.burst)  # full at the start, as client-go's bucket
+        self._filled_at: float | None = None
         self._written: dict[str, float] = {}  # job uid -> when its status was last written (clock s)
         self._granted: frozenset[str] = frozenset()
         self._lock = threading.Lock()  # waiting writes land beside the next cycle's begin_cycle
@@ -141,16 +151,22 @@ class ReasonRewrites:
         self, *, waiting: Iterable[str], stale: Iterable[str], limit: int | None = None
     ) -> frozenset[str]:
         """Grant this cycle's refreshes among ``stale`` (waiting jobs whose status would be
-        refreshed), at most ``limit`` if smaller than ``per_cycle``; forget jobs no longer
+        refreshed): as many as the bucket holds, at most ``limit``; forget jobs no longer
         ``waiting`` (one waiting again is written at once, as a change of phase). Returns the jobs
         granted."""
         keep = set(waiting)
         with self._lock:
             self._written = written = {uid: at for uid, at in self._written.items() if uid in keep}
-        due_before = self._clock() - self._every_seconds
+        now = self._clock()
+        if self._filled_at is not None:  # a clock set back adds nothing
+            self._tokens = min(float(self.burst), self._tokens + max(0.0, now - self._filled_at) * self._per_second)
+        self._filled_at = now
+        budget = int(self._tokens) if limit is None else min(int(self._tokens), max(0, limit))
+        due_before = now - self._every_seconds
         due = [uid for uid in stale if written.get(uid, -math.inf) <= due_before]
         due.sort(key=lambda uid: (written.get(uid, -math.inf), uid))
-        self._granted = frozenset(due[: self._per_cycle if limit is None else min(limit, self._per_cycle)])
+        self._granted = frozenset(due[:budget])
+        self._tokens -= len(self._granted)
         return self._granted
 
     def allowed(self, uid: str) -> bool:

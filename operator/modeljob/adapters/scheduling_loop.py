@@ -98,7 +98,9 @@ class SchedulingLoop:
         self._memory = CycleMemory()  # what a cycle leaves for the next; a restart starts empty
         self._parsed = ParsedJobs()
         self._admissions = Admissions(view, self._sizing_cache, metrics=metrics)
-        self._rewrites = ReasonRewrites(per_cycle=scheduling.status_refreshes_per_cycle)
+        self._rewrites = ReasonRewrites(
+            per_second=scheduling.status_refreshes_per_second, clock=lambda: self._clock().timestamp()
+        )
         self._actions = StepActions(
             view=view,
             status_writer=self._status,
@@ -329,13 +331,14 @@ class SchedulingLoop:
 
     def _budget_refreshes(self, writes: Mapping[str, WaitingWrite], *, skip: Set[str]) -> None:
         """Choose, once for the cycle, which waiting jobs may have their position or reason
-        refreshed (adapters/job_status.py, ReasonRewrites): the cycle's writes stay bounded
-        whatever the depth of the queue, and fewer while earlier waiting writes are still pending.
+        refreshed (adapters/job_status.py, ReasonRewrites): refreshes a second stay bounded
+        whatever the depth of the queue and the length of the cycles, and fewer are granted while
+        earlier waiting writes are still pending.
         ``writes``: what each waiting job's step would write, in the steps' order. A job in
         back-off, or with a write pending (``skip``), takes no refresh."""
         stale = [uid for uid, write in writes.items() if write is WaitingWrite.REFRESH and uid not in skip]
         # Writes still pending take their share: the API server is behind, and more would queue.
-        room = max(0, self._settings.scheduling.status_refreshes_per_cycle - len(self._waiting))
+        room = max(0, self._rewrites.burst - len(self._waiting))
         self._rewrites.begin_cycle(waiting=list(writes), stale=stale, limit=room)
 
     def _act(

@@ -94,10 +94,10 @@ class ModelJobStatus(_Model):
     placement: list[PlacementEntry] = Field(default_factory=list, description="Where each replica runs.")
     queue_position: int | None = Field(
         default=None,
-        description="Place in the queue while Queued (1 = next); refreshed a bounded number of jobs per "
-        "scheduling cycle (MODELJOB_SCHEDULING__STATUS_REFRESHES_PER_CYCLE, those refreshed longest ago "
-        "first) and at most every 10 s per job, so in a deep queue it may lag by about queue length / "
-        "that budget cycles. Its appearing and going (Queued or not) are written at once.",
+        description="Place in the queue while Queued (1 = next); refreshed for a bounded number of jobs a "
+        "second (MODELJOB_SCHEDULING__STATUS_REFRESHES_PER_SECOND, those refreshed longest ago first) and "
+        "at most every 10 s per job, so in a deep queue it may lag by about queue length / that rate "
+        "seconds. Its appearing and going (Queued or not) are written at once.",
     )
     gpus: int | None = Field(default=None, description="GPUs of the whole job (all replicas).")
     nodes: str | None = Field(default=None, description="Nodes the replicas are placed on, comma-separated.")
