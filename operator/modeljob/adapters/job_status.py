@@ -120,8 +120,7 @@ class ReasonRewrites:
     be rewritten every cycle (10,000 writes a cycle at 10,000 queued jobs, at the API server's
     50-70 writes/s). Refreshes are granted at ``per_second`` on average, as client-go's token
     bucket limits a client's requests: what a cycle leaves unspent carries over, up to ``burst``
-    (``per_second`` x ``every_seconds`` unless given), so the rate holds whether cycles are short
-    or long. A budget per cycle would not: the shorter the cycles, the more refreshes a second,
+    (``per_second`` x ``every_seconds``), so the rate holds whether cycles are short or long. A budget per cycle would not: the shorter the cycles, the more refreshes a second,
     and each is load on the API server the cycles wait on (50 a cycle were two thirds of a deep
     queue's status writes and doubled its cycle times: docs/benchmarks.md). ``begin_cycle`` grants
     refreshes to the jobs refreshed longest ago (never refreshed first), and none to a job written
@@ -134,12 +133,11 @@ class ReasonRewrites:
         *,
         every_seconds: float = REASON_REFRESH_SECONDS,
         per_second: float = REFRESHES_PER_SECOND,
-        burst: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._every_seconds = every_seconds
         self._per_second = per_second
-        self.burst = burst if burst is not None else max(1, math.ceil(per_second * every_seconds))
+        self.burst = max(1, math.ceil(per_second * every_seconds))
         self._clock = clock
         self._tokens = float(self.burst)  # full at the start, as client-go's bucket
         self._filled_at: float | None = None
