@@ -32,7 +32,9 @@ class Queue:
 
     def __init__(self) -> None:
         self.clock = Clock()
-        self.rewrites = ReasonRewrites(every_seconds=INTERVAL_SECONDS, per_second=PER_SECOND, clock=self.clock)
+        self.rewrites = ReasonRewrites(
+            every_seconds=INTERVAL_SECONDS, per_second=PER_SECOND, clock=self.clock
+        )
         self.statuses: dict[str, dict[str, object]] = {}
 
     def cycle(

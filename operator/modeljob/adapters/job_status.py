@@ -120,13 +120,14 @@ class ReasonRewrites:
     be rewritten every cycle (10,000 writes a cycle at 10,000 queued jobs, at the API server's
     50-70 writes/s). Refreshes are granted at ``per_second`` on average, as client-go's token
     bucket limits a client's requests: what a cycle leaves unspent carries over, up to ``burst``
-    (``per_second`` x ``every_seconds``), so the rate holds whether cycles are short or long. A budget per cycle would not: the shorter the cycles, the more refreshes a second,
-    and each is load on the API server the cycles wait on (50 a cycle were two thirds of a deep
-    queue's status writes and doubled its cycle times: docs/benchmarks.md). ``begin_cycle`` grants
-    refreshes to the jobs refreshed longest ago (never refreshed first), and none to a job written
-    less than ``every_seconds`` ago: a queue of n jobs wanting refreshes is refreshed within about
-    n / per_second seconds. Writes that change what a job is are not counted here. ``clock``: in
-    seconds (the scheduling loop's own clock)."""
+    (``per_second`` x ``every_seconds``), so the rate holds whether cycles are short or long. A
+    budget per cycle would not: the shorter the cycles, the more refreshes a second, each of them
+    load on the API server the cycles wait on (at 50 a cycle, up to two thirds of a deep queue's
+    status writes: docs/benchmarks.md). ``begin_cycle`` grants refreshes to the jobs refreshed
+    longest ago (never refreshed first), and none to a job written less than ``every_seconds`` ago:
+    a queue of n jobs wanting refreshes is refreshed within about n / per_second seconds. Writes
+    that change what a job is are not counted here. ``clock``: in seconds (the scheduling loop's
+    own clock)."""
 
     def __init__(
         self,
@@ -157,7 +158,8 @@ class ReasonRewrites:
             self._written = written = {uid: at for uid, at in self._written.items() if uid in keep}
         now = self._clock()
         if self._filled_at is not None:  # a clock set back adds nothing
-            self._tokens = min(float(self.burst), self._tokens + max(0.0, now - self._filled_at) * self._per_second)
+            refill = max(0.0, now - self._filled_at) * self._per_second
+            self._tokens = min(float(self.burst), self._tokens + refill)
         self._filled_at = now
         budget = int(self._tokens) if limit is None else min(int(self._tokens), max(0, limit))
         due_before = now - self._every_seconds
