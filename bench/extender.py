@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "operator"), str(REPO)]  # modeljob, and tests.cluster
 
 from extender_report import SECTION, VERBS, WORKLOADS, Buckets, Run, render  # noqa: E402
-from operator_throughput import wait_schedulable  # noqa: E402
+from operator_throughput import SETTLE_SECONDS, wait_schedulable  # noqa: E402
 from report import write_section  # noqa: E402
 
 from modeljob.adapters.cluster import ClusterGateway  # noqa: E402
@@ -341,7 +341,13 @@ def main() -> int:
                 runs += run_rounds(
                     gateway, base, extenders, size=size, workload=workload, pods=args.pods, rounds=args.rounds
                 )
-        text = render(runs, node_bytes, rounds=args.rounds, node_lease_seconds=NODE_LEASE_SECONDS)
+        text = render(
+            runs,
+            node_bytes,
+            rounds=args.rounds,
+            node_lease_seconds=NODE_LEASE_SECONDS,
+            settle_seconds=SETTLE_SECONDS,
+        )
         print(text)
         log(f"wrote {SECTION!r} in {write_section(text)}")
     finally:

@@ -96,8 +96,11 @@ def quantile(q: float, counts: Buckets) -> float:
     return float("nan")
 
 
-def render(runs: list[Run], node_bytes: int, *, rounds: int, node_lease_seconds: int) -> str:
-    """The `## Scheduler extender` section of docs/benchmarks.md for ``runs``."""
+def render(
+    runs: list[Run], node_bytes: int, *, rounds: int, node_lease_seconds: int, settle_seconds: float
+) -> str:
+    """The `## Scheduler extender` section of docs/benchmarks.md for ``runs``; ``settle_seconds``: how
+    long every node had been Ready before a node count was measured."""
     by = {
         (n, w, e): pooled([r for r in runs if (r.nodes, r.workload, r.extender) == (n, w, e)])
         for n, w, e in {(r.nodes, r.workload, r.extender) for r in runs}
@@ -117,7 +120,8 @@ def render(runs: list[Run], node_bytes: int, *, rounds: int, node_lease_seconds:
         + ". They are created by 16 threads at once, so kube-scheduler meets them in an order that",
         "differs from run to run. Each node count is measured only once kube-controller-manager has",
         "lifted the not-ready taint of every new node (a few a second: minutes at 5,000) and every node",
-        "has been Ready for 20 s, so no node update streams through either scheduler while it is timed",
+        f"has been Ready for {settle_seconds:.0f} s, so no node update streams through either scheduler "
+        "while it is timed",
         "and every node is a candidate in both runs. The control plane, kwok, the extender and this",
         "script share the machine's CPUs, with whatever else ran on it: compare the two columns of a row,",
         "not rows of different days. kwok renews each node's Lease every",

@@ -190,7 +190,7 @@ class SchedulingSettings(_Section):
     )
     status_refreshes_per_second: float = Field(
         default=5.0,
-        gt=0,
+        ge=0.1,
         le=10_000,
         description="Waiting jobs whose status.queuePosition or reason alone changed that are rewritten "
         "per second on average (unspent: carried over for up to 10 s), those refreshed longest ago "

@@ -16,7 +16,7 @@ JOBS = 1_000
 PER_SECOND = 5.0
 INTERVAL_SECONDS = 10.0
 CYCLE_SECONDS = INTERVAL_SECONDS  # a cycle at least every resync (10 s): the interval never binds here
-PER_CYCLE = int(PER_SECOND * CYCLE_SECONDS)  # what the bucket refills in such a cycle (its burst too)
+BURST = int(PER_SECOND * CYCLE_SECONDS)  # what the bucket refills in such a cycle (its burst too)
 
 
 class Clock:
@@ -78,14 +78,14 @@ def test_a_thousand_shifting_positions_cost_at_most_the_budget_each_cycle_and_ea
     first = queue.cycle(_shifted(0))
     assert len(first[WaitingWrite.CHANGE]) == JOBS, "every newly waiting job's first status at once"
     refreshed_at: dict[str, list[int]] = {name: [] for name in JOB_NAMES}
-    cycles = 3 * math.ceil(JOBS / PER_CYCLE)
+    cycles = 3 * math.ceil(JOBS / BURST)
     for cycle in range(1, cycles + 1):
         written = queue.cycle(_shifted(cycle))
         assert written[WaitingWrite.CHANGE] == []
-        assert len(written[WaitingWrite.REFRESH]) <= PER_CYCLE
+        assert len(written[WaitingWrite.REFRESH]) <= BURST
         for uid in written[WaitingWrite.REFRESH]:
             refreshed_at[uid.removeprefix("uid-ml-")].append(cycle)
-    within = math.ceil(JOBS / PER_CYCLE)
+    within = math.ceil(JOBS / BURST)
     for name, at_cycles in refreshed_at.items():
         gaps = [b - a for a, b in zip([0, *at_cycles], at_cycles, strict=False)]
         assert at_cycles, f"{name} never refreshed"
@@ -107,7 +107,7 @@ def test_phase_changes_and_new_jobs_are_written_at_once_however_spent_the_budget
     ]
     written = queue.cycle([*waits, newcomer])
     assert set(written[WaitingWrite.CHANGE]) == turned | {newcomer.job.uid}
-    assert len(written[WaitingWrite.REFRESH]) == PER_CYCLE
+    assert len(written[WaitingWrite.REFRESH]) == BURST
     assert queue.statuses[newcomer.job.uid]["queuePosition"] == JOBS + 1
     assert {queue.statuses[uid]["phase"] for uid in turned} == {"Unschedulable"}
 
@@ -138,7 +138,7 @@ def test_writes_still_pending_take_their_share_of_the_budget() -> None:
     assert rewrites.begin_cycle(waiting=JOB_NAMES, stale=JOB_NAMES, limit=0) == frozenset()
     assert len(rewrites.begin_cycle(waiting=JOB_NAMES, stale=JOB_NAMES, limit=7)) == 7
     clock.seconds += CYCLE_SECONDS  # the bucket full again
-    assert len(rewrites.begin_cycle(waiting=JOB_NAMES, stale=JOB_NAMES, limit=10 * PER_CYCLE)) == PER_CYCLE
+    assert len(rewrites.begin_cycle(waiting=JOB_NAMES, stale=JOB_NAMES, limit=10 * BURST)) == BURST
 
 
 def test_short_cycles_refresh_no_more_a_second_than_long_ones() -> None:
@@ -153,7 +153,7 @@ def test_short_cycles_refresh_no_more_a_second_than_long_ones() -> None:
         for uid in chosen:  # written, as the loop writes them
             rewrites.written(uid)
         clock.seconds += 0.1
-    assert sum(granted) <= PER_CYCLE + 60 * PER_SECOND, "the first burst, then the rate"
+    assert sum(granted) <= BURST + 60 * PER_SECOND, "the first burst, then the rate"
     assert sum(granted) >= 60 * PER_SECOND
     assert max(granted[100:]) <= 1, "a tenth of a second refills half a refresh"
 

@@ -122,12 +122,11 @@ class ReasonRewrites:
     bucket limits a client's requests: what a cycle leaves unspent carries over, up to ``burst``
     (``per_second`` x ``every_seconds``), so the rate holds whether cycles are short or long. A
     budget per cycle would not: the shorter the cycles, the more refreshes a second, each of them
-    load on the API server the cycles wait on (at 50 a cycle, up to two thirds of a deep queue's
-    status writes: docs/benchmarks.md). ``begin_cycle`` grants refreshes to the jobs refreshed
-    longest ago (never refreshed first), and none to a job written less than ``every_seconds`` ago:
-    a queue of n jobs wanting refreshes is refreshed within about n / per_second seconds. Writes
-    that change what a job is are not counted here. ``clock``: in seconds (the scheduling loop's
-    own clock)."""
+    load on the API server the cycles wait on (docs/operator.md). ``begin_cycle`` grants refreshes
+    to the jobs refreshed longest ago (never refreshed first), and none to a job written less than
+    ``every_seconds`` ago: a queue of n jobs wanting refreshes is refreshed within about
+    n / per_second seconds. Writes that change what a job is are not counted here. ``clock``: in
+    seconds (the scheduling loop's own clock)."""
 
     def __init__(
         self,
