@@ -193,8 +193,9 @@ class SchedulingSettings(_Section):
         ge=0.1,
         le=10_000,
         description="Waiting jobs whose status.queuePosition or reason alone changed that are rewritten "
-        "per second on average (unspent: carried over for up to 10 s), those refreshed longest ago "
-        "first (phase changes are written at once).",
+        "per second on average (unspent: carried over for up to 10 s): half to those whose shown "
+        "position is furthest off, relative to their place, the rest to those refreshed longest ago "
+        "(phase changes are written at once).",
     )
     assume_seconds: float = assume_seconds(
         "How long a pod we bound counts from our own plan before the watch must show it."

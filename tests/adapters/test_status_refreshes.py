@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from modeljob.adapters.job_status import ReasonRewrites
+from modeljob.adapters.job_status import ReasonRewrites, waiting_writes
 from modeljob.core.status import WaitingWrite, waiting, waiting_write
 from modeljob.core.steps import Unschedulable, Wait
 from tests.operator_builders import at, make_job
@@ -30,19 +30,23 @@ class Clock:
 class Queue:
     """Waiting jobs' written statuses, acted on as the scheduling loop acts on a cycle's waits."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, by_position: bool = True) -> None:
+        """``by_position``: half the refreshes to the positions furthest off, as the loop grants
+        them; else all by age."""
         self.clock = Clock()
         self.rewrites = ReasonRewrites(
             every_seconds=INTERVAL_SECONDS, per_second=PER_SECOND, clock=self.clock
         )
         self.statuses: dict[str, dict[str, object]] = {}
+        self.by_position = by_position
 
     def cycle(
         self, waits: Sequence[Wait | Unschedulable], *, seconds: float = CYCLE_SECONDS
     ) -> dict[WaitingWrite, list[str]]:
-        """One cycle: the budget chosen once, then each job's write (or none); who got which."""
-        stale = [w.job.uid for w in waits if waiting_write(w, self.status(w)) is WaitingWrite.REFRESH]
-        self.rewrites.begin_cycle(waiting=[w.job.uid for w in waits], stale=stale)
+        """One cycle: the refreshes granted once, then each job's write (or none); who got which."""
+        documents = {w.job.key: {"status": self.status(w)} for w in waits}
+        writes, off = waiting_writes(waits, documents)
+        self.rewrites.grant(writes, off if self.by_position else {}, skip=(), pending=0)
         written: dict[WaitingWrite, list[str]] = {WaitingWrite.CHANGE: [], WaitingWrite.REFRESH: []}
         for step in waits:
             uid = step.job.uid
@@ -85,7 +89,7 @@ def test_a_thousand_shifting_positions_cost_at_most_the_budget_each_cycle_and_ea
         assert len(written[WaitingWrite.REFRESH]) <= BURST
         for uid in written[WaitingWrite.REFRESH]:
             refreshed_at[uid.removeprefix("uid-ml-")].append(cycle)
-    within = math.ceil(JOBS / BURST)
+    within = 2 * math.ceil(JOBS / BURST)  # half the refreshes go by age
     for name, at_cycles in refreshed_at.items():
         gaps = [b - a for a, b in zip([0, *at_cycles], at_cycles, strict=False)]
         assert at_cycles, f"{name} never refreshed"
@@ -172,3 +176,63 @@ def test_a_fractional_rate_refreshes_now_and_then_and_an_idle_spell_refills_only
     assert len(rewrites.begin_cycle(waiting=JOB_NAMES, stale=JOB_NAMES)) == 5, "an hour idle: the burst"
     clock.seconds -= 60.0  # a clock set back refills nothing
     assert rewrites.begin_cycle(waiting=JOB_NAMES, stale=JOB_NAMES) == frozenset()
+
+
+def _moving_up(cycle: int) -> list[Wait | Unschedulable]:
+    """A queue whose head is placed every cycle, and a job arrives at its end: every job moves up
+    one place (the first ``cycle`` jobs have left)."""
+    return [
+        Wait(job=job, message="waiting for room", queue_position=i - cycle + 1)
+        for i, job in enumerate(QUEUED)
+        if i >= cycle
+    ]
+
+
+def _heads_shown(by_position: bool, *, heads: int, cycles: int) -> tuple[float, dict[str, list[int]]]:
+    """The queue of ``_moving_up`` for ``cycles`` cycles: the largest relative error of the
+    positions the first ``heads`` jobs were shown after each cycle, and when each job was refreshed."""
+    queue = Queue(by_position=by_position)
+    queue.cycle(_moving_up(0))
+    worst = 0.0
+    refreshed_at: dict[str, list[int]] = {}
+    for cycle in range(1, cycles + 1):
+        waits = _moving_up(cycle)
+        for uid in queue.cycle(waits)[WaitingWrite.REFRESH]:
+            refreshed_at.setdefault(uid, []).append(cycle)
+        for step in waits[:heads]:
+            shown = queue.status(step)["queuePosition"]
+            assert isinstance(shown, int)
+            assert isinstance(step, Wait)
+            worst = max(worst, abs(shown - step.queue_position) / step.queue_position)
+    return worst, refreshed_at
+
+
+def test_the_heads_of_a_moving_queue_are_shown_near_their_place_and_the_tail_still_gets_its_turn() -> None:
+    """Ten-second cycles, 50 refreshes each, 1,000 jobs moving up one place a cycle: by age alone a
+    job waits 20 cycles for its turn, so a head may be shown 20 places back; with half the
+    refreshes to the positions furthest off, each of the first 20 is shown within a quarter of its
+    place, and every job is still refreshed in turn."""
+    cycles, heads = 100, 20
+    by_age, _ = _heads_shown(False, heads=heads, cycles=cycles)
+    by_position, refreshed_at = _heads_shown(True, heads=heads, cycles=cycles)
+    assert by_age >= 1.0, "by age alone, a head is shown at least twice as far back as it is"
+    assert by_position <= 0.25, f"the heads are shown near their place (worst {by_position:.2f})"
+    within = 2 * math.ceil(JOBS / BURST)
+    for position in range(cycles + within, JOBS):  # still queued, and waited long enough
+        at_cycles = refreshed_at.get(QUEUED[position].uid, [])
+        gaps = [b - a for a, b in zip([0, *at_cycles], [*at_cycles, cycles], strict=True)]
+        assert max(gaps) <= within, f"{QUEUED[position].name} refreshed at cycles {at_cycles}"
+
+
+def test_a_position_furthest_off_goes_first_however_recently_written() -> None:
+    clock = Clock()
+    rewrites = ReasonRewrites(every_seconds=INTERVAL_SECONDS, per_second=0.4, clock=clock)  # 4 at once
+    assert rewrites.burst == 4
+    for uid in ("second", "third"):
+        rewrites.written(uid)
+    clock.seconds += INTERVAL_SECONDS  # written 10 s ago: due again, but later than the others
+    names = ["second", "third", *JOB_NAMES[:8]]
+    off = {"second": 0.5, "third": 0.01, **dict.fromkeys(JOB_NAMES[:8], 0.001)}
+    granted = rewrites.begin_cycle(waiting=names, stale=names, off=off)
+    # Two by how far off (second, third), two by age: never written first, then by uid.
+    assert granted == {"second", "third", JOB_NAMES[0], JOB_NAMES[1]}

@@ -9,13 +9,15 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from modeljob.adapters.cluster import ClusterGateway
 from modeljob.adapters.cluster_errors import ClusterError
-from modeljob.adapters.cluster_view import ClusterView
+from modeljob.adapters.cluster_view import ClusterView, Key
+from modeljob.core.status import WaitingWrite, position_off, waiting_write
+from modeljob.core.steps import Step, Unschedulable, Wait
 
 JsonObject = dict[str, Any]
 
@@ -122,11 +124,13 @@ class ReasonRewrites:
     bucket limits a client's requests: what a cycle leaves unspent carries over, up to ``burst``
     (``per_second`` x ``every_seconds``), so the rate holds whether cycles are short or long. A
     budget per cycle would not: the shorter the cycles, the more refreshes a second, each of them
-    load on the API server the cycles wait on (docs/operator.md). ``begin_cycle`` grants refreshes
-    to the jobs refreshed longest ago (never refreshed first), and none to a job written less than
-    ``every_seconds`` ago: a queue of n jobs wanting refreshes is refreshed within about
-    n / per_second seconds. Writes that change what a job is are not counted here. ``clock``: in
-    seconds (the scheduling loop's own clock)."""
+    load on the API server the cycles wait on (docs/operator.md). ``begin_cycle`` grants half of
+    them to the jobs whose shown position is furthest off (``off``: core/status.py
+    ``position_off``), so the heads of a queue, whose positions move the most for what they are,
+    are not left to wait their turn behind thousands; the rest to the jobs refreshed longest ago
+    (never refreshed first); none to a job written less than ``every_seconds`` ago. A queue of n
+    jobs wanting refreshes is refreshed within about 2 n / per_second seconds. Writes that change
+    what a job is are not counted here. ``clock``: in seconds (the scheduling loop's own clock)."""
 
     def __init__(
         self,
@@ -146,12 +150,18 @@ class ReasonRewrites:
         self._lock = threading.Lock()  # waiting writes land beside the next cycle's begin_cycle
 
     def begin_cycle(
-        self, *, waiting: Iterable[str], stale: Iterable[str], limit: int | None = None
+        self,
+        *,
+        waiting: Iterable[str],
+        stale: Iterable[str],
+        limit: int | None = None,
+        off: Mapping[str, float] | None = None,
     ) -> frozenset[str]:
         """Grant this cycle's refreshes among ``stale`` (waiting jobs whose status would be
-        refreshed): as many as the bucket holds, at most ``limit``; forget jobs no longer
-        ``waiting`` (one waiting again is written at once, as a change of phase). Returns the jobs
-        granted."""
+        refreshed): as many as the bucket holds, at most ``limit``, half of them by how far off
+        each one's shown position is (``off``, by uid; none given: all by age); forget jobs no
+        longer ``waiting`` (one waiting again is written at once, as a change of phase). Returns
+        the jobs granted."""
         keep = set(waiting)
         with self._lock:
             self._written = written = {uid: at for uid, at in self._written.items() if uid in keep}
@@ -162,11 +172,34 @@ class ReasonRewrites:
         self._filled_at = now
         budget = int(self._tokens) if limit is None else min(int(self._tokens), max(0, limit))
         due_before = now - self._every_seconds
+
+        def longest_ago(uid: str) -> tuple[float, str]:
+            return (written.get(uid, -math.inf), uid)
+
         due = [uid for uid in stale if written.get(uid, -math.inf) <= due_before]
-        due.sort(key=lambda uid: (written.get(uid, -math.inf), uid))
-        self._granted = frozenset(due[:budget])
+        moved = {uid: found for uid in due if (found := (off or {}).get(uid, 0.0)) > 0}
+        furthest = sorted(moved, key=lambda uid: (-moved[uid], *longest_ago(uid)))[: (budget + 1) // 2]
+        chosen = set(furthest)
+        rest = sorted((uid for uid in due if uid not in chosen), key=longest_ago)
+        self._granted = frozenset([*furthest, *rest[: budget - len(furthest)]])
         self._tokens -= len(self._granted)
         return self._granted
+
+    def grant(
+        self,
+        writes: Mapping[str, WaitingWrite],
+        off: Mapping[str, float],
+        *,
+        skip: Collection[str],
+        pending: int,
+    ) -> frozenset[str]:
+        """The scheduling loop's ``begin_cycle``: ``writes`` and ``off`` as ``waiting_writes``
+        gives them; the jobs in ``skip`` take no refresh; the ``pending`` waiting writes that have
+        not landed yet take their share of the burst (the API server is behind, and more would
+        queue)."""
+        stale = [uid for uid, write in writes.items() if write is WaitingWrite.REFRESH and uid not in skip]
+        room = max(0, self.burst - pending)
+        return self.begin_cycle(waiting=list(writes), stale=stale, limit=room, off=off)
 
     def allowed(self, uid: str) -> bool:
         """Whether this cycle may refresh the job's status (``begin_cycle`` granted it)."""
@@ -176,3 +209,20 @@ class ReasonRewrites:
         """The job's waiting status was written (a change or a refresh): it is current now."""
         with self._lock:
             self._written[uid] = self._clock()
+
+
+def waiting_writes(
+    steps: Iterable[Step], documents: Mapping[Key, Mapping[str, Any]]
+) -> tuple[dict[str, WaitingWrite], dict[str, float]]:
+    """What each waiting job's step would write over the status its document shows (core/status.py
+    ``waiting_write``), by uid in the steps' order; and how far off the shown position of each
+    refresh is (``position_off``)."""
+    writes: dict[str, WaitingWrite] = {}
+    off: dict[str, float] = {}
+    for step in steps:
+        if isinstance(step, Wait | Unschedulable):
+            shown = documents[step.job.key].get("status") or {}
+            writes[step.job.uid] = write = waiting_write(step, shown)
+            if write is WaitingWrite.REFRESH:
+                off[step.job.uid] = position_off(step, shown)
+    return writes, off

@@ -15,7 +15,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +28,7 @@ from modeljob.adapters.cluster_view import ClusterView, Key, ParsedJobs
 from modeljob.adapters.events import EventRecorder
 from modeljob.adapters.heap import LongLivedHeap
 from modeljob.adapters.job_admission import Admissions, AdmittingWriter
-from modeljob.adapters.job_status import JsonObject, ReasonRewrites, WriteBackoff
+from modeljob.adapters.job_status import JsonObject, ReasonRewrites, WriteBackoff, waiting_writes
 from modeljob.adapters.metrics import AttemptResult, OperatorMetrics
 from modeljob.adapters.step_actions import Document, StepActions
 from modeljob.adapters.waiting_writes import WaitingWrites
@@ -253,14 +253,11 @@ class SchedulingLoop:
         (adapters/waiting_writes.py), one pending per job at most. A job whose write or binding
         was ``pending`` at the snapshot is left to a later cycle, which sees what it left, unless
         a decision for it drops a waiting write before it started."""
-        # What each waiting job's step would write, worked out once: the budget and the choice
-        # of steps acted on both read it.
-        writes = {
-            step.job.uid: status.waiting_write(step, documents[step.job.key].get("status") or {})
-            for step in result.steps
-            if isinstance(step, Wait | Unschedulable)
-        }
-        self._budget_refreshes(writes, skip=backing_off | pending)
+        # What each waiting job's step would write, worked out once: the refreshes granted and
+        # the choice of steps acted on both read it. A job in back-off, or with a write pending,
+        # takes no refresh.
+        writes, off = waiting_writes(result.steps, documents)
+        self._rewrites.grant(writes, off, skip=backing_off | pending, pending=len(self._waiting))
         # Each step touches only its own job and pods, and the cycle already accounted for all of
         # them together, so they are acted on in parallel; a deep queue's steps mostly change
         # nothing, and are left out here rather than queued for the pool by the thousand.
@@ -328,18 +325,6 @@ class SchedulingLoop:
                 write is WaitingWrite.REFRESH and self._rewrites.allowed(step.job.uid)
             )
         return True
-
-    def _budget_refreshes(self, writes: Mapping[str, WaitingWrite], *, skip: Set[str]) -> None:
-        """Choose, once for the cycle, which waiting jobs may have their position or reason
-        refreshed (adapters/job_status.py, ReasonRewrites): refreshes a second stay bounded
-        whatever the depth of the queue and the length of the cycles, and fewer are granted while
-        earlier waiting writes are still pending.
-        ``writes``: what each waiting job's step would write, in the steps' order. A job in
-        back-off, or with a write pending (``skip``), takes no refresh."""
-        stale = [uid for uid, write in writes.items() if write is WaitingWrite.REFRESH and uid not in skip]
-        # Writes still pending take their share: the API server is behind, and more would queue.
-        room = max(0, self._rewrites.burst - len(self._waiting))
-        self._rewrites.begin_cycle(waiting=list(writes), stale=stale, limit=room)
 
     def _act(
         self,

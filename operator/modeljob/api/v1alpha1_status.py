@@ -95,9 +95,11 @@ class ModelJobStatus(_Model):
     queue_position: int | None = Field(
         default=None,
         description="Place in the queue while Queued (1 = next); refreshed for a bounded number of jobs a "
-        "second (MODELJOB_SCHEDULING__STATUS_REFRESHES_PER_SECOND, those refreshed longest ago first) and "
-        "at most every 10 s per job, so in a deep queue it may lag by about queue length / that rate "
-        "seconds. Its appearing and going (Queued or not) are written at once.",
+        "second (MODELJOB_SCHEDULING__STATUS_REFRESHES_PER_SECOND: half to the positions furthest off "
+        "relative to the job's place, so the heads of the queue stay near, the rest to those refreshed "
+        "longest ago) and at most every 10 s per job, so in a deep queue a job far back may lag by "
+        "about twice queue length / that rate seconds. Its appearing and going (Queued or not) are "
+        "written at once.",
     )
     gpus: int | None = Field(default=None, description="GPUs of the whole job (all replicas).")
     nodes: str | None = Field(default=None, description="Nodes the replicas are placed on, comma-separated.")

@@ -125,6 +125,17 @@ def waiting_write(step: Wait | Unschedulable, status: Mapping[str, object]) -> W
     return WaitingWrite.REFRESH
 
 
+def position_off(step: Wait | Unschedulable, status: Mapping[str, object]) -> float:
+    """How far the queue position ``status`` shows is from the step's, relative to the step's: 0.5
+    for a job shown 3rd that is 2nd, 0.002 for one shown 5,000th that is 4,990th; 0 when either has
+    none. What a refresh of the position is worth to whoever reads it."""
+    written = status.get("queuePosition")
+    position = step.queue_position if isinstance(step, Wait) else None
+    if not isinstance(written, int) or not position:
+        return 0.0
+    return abs(written - position) / position
+
+
 def waiting(
     step: Wait | Unschedulable, status: Mapping[str, object], *, now: datetime, refresh: bool
 ) -> Json | None:
