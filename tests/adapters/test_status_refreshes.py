@@ -1,6 +1,7 @@
 """A deep queue's status writes a second are bounded: refreshes (a position's number, a reason's
-text) are granted at a rate, whatever the cycles' length, to the jobs refreshed longest ago, while
-what changes what a job is (its phase, its first status) is written at once."""
+text) are granted at a rate, whatever the cycles' length, half to the jobs whose shown position is
+furthest off and half to those refreshed longest ago, while what changes what a job is (its phase,
+its first status) is written at once."""
 
 from __future__ import annotations
 
@@ -209,7 +210,7 @@ def _heads_shown(by_position: bool, *, heads: int, cycles: int) -> tuple[float, 
 
 def test_the_heads_of_a_moving_queue_are_shown_near_their_place_and_the_tail_still_gets_its_turn() -> None:
     """Ten-second cycles, 50 refreshes each, 1,000 jobs moving up one place a cycle: by age alone a
-    job waits 20 cycles for its turn, so a head may be shown 20 places back; with half the
+    job waits 20 cycles for its turn, so a head may be shown 19 places back; with half the
     refreshes to the positions furthest off, each of the first 20 is shown within a quarter of its
     place, and every job is still refreshed in turn."""
     cycles, heads = 100, 20
@@ -236,3 +237,24 @@ def test_a_position_furthest_off_goes_first_however_recently_written() -> None:
     granted = rewrites.begin_cycle(waiting=names, stale=names, off=off)
     # Two by how far off (second, third), two by age: never written first, then by uid.
     assert granted == {"second", "third", JOB_NAMES[0], JOB_NAMES[1]}
+
+
+def test_one_refresh_a_cycle_goes_by_position_and_by_age_in_turn() -> None:
+    """At one refresh a cycle (0.1 a second, 10 s cycles), a job whose reason alone changed (its
+    position did not move: nothing off) still gets its turn among jobs whose positions moved."""
+    clock = Clock()
+    rewrites = ReasonRewrites(every_seconds=INTERVAL_SECONDS, per_second=0.1, clock=clock)
+    assert rewrites.burst == 1
+    names = ["reason-only", *JOB_NAMES[:5]]
+    off = dict.fromkeys(JOB_NAMES[:5], 0.5)
+    for uid in off:  # refreshed before; the job whose reason changed never was
+        rewrites.written(uid)
+    clock.seconds += INTERVAL_SECONDS
+    granted = []
+    for _ in range(4):
+        [uid] = rewrites.begin_cycle(waiting=names, stale=names, off=off)
+        granted.append(uid)
+        rewrites.written(uid)
+        clock.seconds += INTERVAL_SECONDS
+    assert "reason-only" in granted, granted
+    assert set(granted) & set(off), granted

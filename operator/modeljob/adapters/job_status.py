@@ -145,6 +145,7 @@ class ReasonRewrites:
         self._clock = clock
         self._tokens = float(self.burst)  # full at the start, as client-go's bucket
         self._filled_at: float | None = None
+        self._odd_to_position = 0  # which half an odd grant goes to next (1: by position)
         self._written: dict[str, float] = {}  # job uid -> when its status was last written (clock s)
         self._granted: frozenset[str] = frozenset()
         self._lock = threading.Lock()  # waiting writes land beside the next cycle's begin_cycle
@@ -178,7 +179,11 @@ class ReasonRewrites:
 
         due = [uid for uid in stale if written.get(uid, -math.inf) <= due_before]
         moved = {uid: found for uid in due if (found := (off or {}).get(uid, 0.0)) > 0}
-        furthest = sorted(moved, key=lambda uid: (-moved[uid], *longest_ago(uid)))[: (budget + 1) // 2]
+        # Half by how far off; an odd grant to each half in turn, so a budget of one a cycle (short
+        # cycles, a low rate, writes pending) still reaches the jobs whose position did not move.
+        half = (budget + self._odd_to_position) // 2
+        self._odd_to_position ^= budget & 1
+        furthest = sorted(moved, key=lambda uid: (-moved[uid], *longest_ago(uid)))[:half]
         chosen = set(furthest)
         rest = sorted((uid for uid in due if uid not in chosen), key=longest_ago)
         self._granted = frozenset([*furthest, *rest[: budget - len(furthest)]])
