@@ -230,10 +230,15 @@ def waiting_writes(
     refresh is (``position_off``)."""
     writes: dict[str, WaitingWrite] = {}
     off: dict[str, float] = {}
-    for step in steps:
-        if isinstance(step, Wait | Unschedulable):
-            shown = documents[step.job.key].get("status") or {}
-            writes[step.job.uid] = write = waiting_write(step, shown)
-            if write is WaitingWrite.REFRESH:
-                off[step.job.uid] = position_off(step, shown)
+    refresh = WaitingWrite.REFRESH
+    for step in steps:  # a deep queue's every job, each cycle: kept to plain lookups
+        if isinstance(step, _WAITING):
+            job = step.job
+            shown = documents[(job.namespace, job.name)].get("status") or {}
+            writes[job.uid] = write = waiting_write(step, shown)
+            if write is refresh:
+                off[job.uid] = position_off(step, shown)
     return writes, off
+
+
+_WAITING = (Wait, Unschedulable)

@@ -80,10 +80,11 @@ class Cluster:
         """The nodes the template lets the job use at all: nodeSelector, tolerations and its
         required node affinity (the product affinity the operator adds is ANDed into that one)."""
         key = self._key(job)
-        if key not in self._eligible:
+        found = self._eligible.get(key)
+        if found is None:
             admitting = self.memory.admitting[key] = Admitting.of(job)
-            self._eligible[key] = admitting.mask(self.nodes)
-        return self._eligible[key]
+            self._eligible[key] = found = admitting.mask(self.nodes)
+        return found
 
     def usable(self, job: JobFacts) -> BoolArray:
         """The eligible nodes less those kept for another job's preemption."""

@@ -95,6 +95,7 @@ class Preempting:
         )
         self.victims_left = DEFAULT_MAX_VICTIMS_PER_CYCLE
         self.chosen: set[str] = set()
+        self._preempts: dict[str, bool] = {}  # by queue: its rules can ever preempt
 
     # --- a plan written earlier ---------------------------------------------------------------
 
@@ -137,7 +138,12 @@ class Preempting:
     def may_preempt(self, queue: str) -> bool:
         """Whether a job of ``queue`` may preempt now: its rules can, and the cycle's bound on
         victims is not spent (else ``preempt`` gives None, whatever the job)."""
-        return self.victims_left > 0 and preempts(self.queues.rules(queue))
+        if self.victims_left <= 0:
+            return False
+        found = self._preempts.get(queue)
+        if found is None:  # asked of every waiting job: its queue's answer kept for the cycle
+            found = self._preempts[queue] = preempts(self.queues.rules(queue))
+        return found
 
     def preempt(
         self, job: JobFacts, request: QuotaRequest, *, table: NodeTable, fits: FitTest, quota_refused: bool

@@ -116,10 +116,10 @@ def waiting_write(step: Wait | Unschedulable, status: Mapping[str, object]) -> W
         else (step.phase, step.queue_position)
     )
     over = not (isinstance(step, Wait) and step.keeps_plan) and bool(plan_over(status))
-    first_sizing = step.candidate is not None and not step.job.placement and not status.get("estimate")
     written, same_phase = status.get("queuePosition"), status.get("phase") == phase.value
     if same_phase and not over and written == position and status.get("message") == step.message:
         return WaitingWrite.NONE
+    first_sizing = step.candidate is not None and not step.job.placement and not status.get("estimate")
     if over or first_sizing or not same_phase or (written is None) != (position is None):
         return WaitingWrite.CHANGE
     return WaitingWrite.REFRESH
