@@ -286,17 +286,76 @@ def plan_gang(
     where the caller knows it from a verdict on the same nodes that read no scores (the answer
     reads only the nodes' allocatable and the gang, so it holds as long as they do).
     """
+    return plan_gang_with(
+        table,
+        gang,
+        weights=weights,
+        context=context,
+        check_never_fits=check_never_fits,
+        fits_empty=fits_empty,
+    )[0]
+
+
+def plan_gang_with(
+    table: NodeTable,
+    gang: GangRequest,
+    *,
+    weights: ScoringWeights = DEFAULT_WEIGHTS,
+    context: ScoringContext | None = None,
+    check_never_fits: bool = True,
+    fits_empty: bool | None = None,
+    first: FirstReplicaFailure | None = None,
+) -> tuple[Placement | Unplaceable, FirstReplicaFailure | None]:
+    """``plan_gang``, and where its plan stopped if no node took its first replica before any was
+    chosen: a gang of one pod per replica that asks the same of ``table`` (the same request per
+    replica and template rules, whatever its replica count) finds no node for its first replica
+    either, so a caller that knows one such failure on this very table passes it as ``first`` and
+    is spared the plan (core/planning.py, a demand class's replica counts)."""
     if gang.replicas <= 0:
-        return Unplaceable(
+        never = Unplaceable(
             reason=f"{gang.job}: a gang needs at least one replica", never_fits=True, read_scores=False
         )
+        return never, None
     # Cached per-row fragmentation goes stale as the plan places replicas: let the scorer recompute.
     context = dataclasses.replace(
         context or ScoringContext(), fragmentation_before=None, fragmentation_after=None
     )
-    outcome = _plan(table, gang, weights=weights, context=context)
+    outcome = first.failure if first is not None else _plan(table, gang, weights=weights, context=context)
     if isinstance(outcome, Placement):
-        return outcome
+        return outcome, None
+    if first is None and outcome.replica == 0 and not outcome.chose_nodes and gang.group_size == 1:
+        first = FirstReplicaFailure(outcome)
+    if not outcome.classes or fits_empty is not None or not check_never_fits:
+        fits, empty_read_scores = fits_empty is not False, False
+    else:
+        fits, empty_read_scores = _fits_empty(
+            table.emptied(), gang, outcome.classes, weights=weights, context=context
+        )
+    said = _unplaceable(table, gang, outcome, first, fits=fits, empty_read_scores=empty_read_scores)
+    return said, first
+
+
+@dataclass(eq=False, slots=True)
+class FirstReplicaFailure:
+    """A plan that found no node for a gang's first replica, before it chose any (``failure``), and
+    what its reason says of the table alone, worked out once: what a replica needs and the largest
+    free block (``said``)."""
+
+    failure: _Failure
+    said: str | None = None
+
+
+def _unplaceable(
+    table: NodeTable,
+    gang: GangRequest,
+    outcome: _Failure,
+    first: FirstReplicaFailure | None,
+    *,
+    fits: bool,
+    empty_read_scores: bool,
+) -> Unplaceable:
+    """Why the gang has no place, from where its plan stopped (``outcome``); ``fits``: whether it
+    fits an empty cluster (and whether that answer read scores)."""
     replica, why, classes = outcome.replica, outcome.why, outcome.classes
     if not classes:
         return Unplaceable(
@@ -304,16 +363,14 @@ def plan_gang(
             never_fits=True,
             read_scores=outcome.chose_nodes,
         )
-    if fits_empty is not None or not check_never_fits:
-        fits, empty_read_scores = fits_empty is not False, False
-    else:
-        fits, empty_read_scores = _fits_empty(
-            table.emptied(), gang, classes, weights=weights, context=context
-        )
     read_scores = outcome.chose_nodes or empty_read_scores
-    needs = needs_per_replica(classes, table, group_size=gang.group_size)
-    where = largest_block(table, classes)
-    prefix = f"{gang.job}: {needs}; {where}"
+    said = first.said if first is not None else None
+    if said is None:
+        needs = needs_per_replica(classes, table, group_size=gang.group_size)
+        said = f"{needs}; {largest_block(table, classes)}"
+        if first is not None:
+            first.said = said
+    prefix = f"{gang.job}: {said}"
     if not fits:
         return Unplaceable(
             reason=f"{prefix}; {gang.replicas} replicas do not fit even on an empty cluster ({why})",

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from modeljob.core.gang_placement import FirstReplicaFailure
 from modeljob.core.gang_request import Unplaceable
 from modeljob.core.node_types import Candidate, NodeType
 from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, subset
@@ -153,6 +154,9 @@ class PlanMemo:
     _earlier_by_type: _ByType = field(default_factory=dict)
     _earlier_jobs: dict[Hashable, _CarriedJob] = field(default_factory=dict)
     _empty: _Empty = field(default_factory=dict)  # as _by_type and _earlier_by_type
+    # This cycle's first-replica failures, by type and demand of any replica count, each with the
+    # placements on its type it was found at (first_failure): never carried to the next cycle.
+    _first: dict[tuple[NodeType, Hashable], tuple[int, FirstReplicaFailure]] = field(default_factory=dict)
     _earlier_empty: _Empty = field(default_factory=dict)
     _planned_on: NodeTable = field(init=False)  # the ledger as the results kept were checked on
     _placements: int = 0  # placements this cycle
@@ -196,11 +200,12 @@ class PlanMemo:
         self,
         candidate: Candidate,
         *,
-        replicas: int,
+        replicas: int | None,
         eligible: BoolArray,
         rules: Hashable,
-        topology: Hashable,
+        topology: Hashable = None,
     ) -> Hashable:
+        """What a plan of ``candidate`` reads of the job (``replicas`` None: any replica count)."""
         return (
             candidate.request,
             candidate.pods_per_replica,
@@ -209,6 +214,19 @@ class PlanMemo:
             rules,
             topology,
         )
+
+    def first_failure(self, node_type: NodeType, key: Hashable) -> FirstReplicaFailure | None:
+        """A plan's failure at its first replica on ``node_type`` (``key``: of any replica count),
+        if no placement on that type came since (``plan_gang_with``'s ``first``)."""
+        found = self._first.get((node_type, key))
+        if found is None or found[0] != self._epochs.get(node_type, 0):
+            return None
+        return found[1]
+
+    def remember_first_failure(
+        self, node_type: NodeType, key: Hashable, failure: FirstReplicaFailure
+    ) -> None:
+        self._first[(node_type, key)] = (self._epochs.get(node_type, 0), failure)
 
     def recall(self, node_type: NodeType, key: Hashable, job: str) -> Result | None:
         found = self._by_type.get(node_type, {}).get(key)

@@ -15,7 +15,7 @@ import numpy as np
 
 from modeljob.core.cluster_state import PodFacts
 from modeljob.core.fragmentation import TargetWorkload, TaskShape, learn_target_workload_from_counts
-from modeljob.core.gang_placement import plan_gang
+from modeljob.core.gang_placement import plan_gang_with
 from modeljob.core.gang_request import Assignment, GangRequest, Placement, ReplicaRequests, Unplaceable
 from modeljob.core.job_state import JobFacts
 from modeljob.core.node_types import Candidate, NodeType, Sizing
@@ -229,7 +229,19 @@ class Planner:
         rows = eligible & of_type
         nodes = memo.subset(candidate.node_type, rows) if memo is not None else subset(table, rows)
         empty = memo.fits_empty(candidate.node_type, key) if memo is not None and key is not None else None
-        result = plan_gang(nodes, gang, weights=self.weights, context=self.context, fits_empty=empty)
+        # A demand class's replica counts (2, 4, 8 of one request) share its first replica's failure.
+        first = None
+        if memo is not None and key is not None and candidate.pods_per_replica == 1:
+            first = (
+                candidate.node_type,
+                memo.key(candidate, replicas=None, eligible=eligible, rules=remembered),
+            )
+        known = memo.first_failure(*first) if memo is not None and first is not None else None
+        result, failed = plan_gang_with(
+            nodes, gang, weights=self.weights, context=self.context, fits_empty=empty, first=known
+        )
+        if memo is not None and first is not None and known is None and failed is not None:
+            memo.remember_first_failure(*first, failed)
         not_admitted = int(np.count_nonzero(of_type & ~eligible))
         if isinstance(result, Unplaceable) and not_admitted:
             result = replace(
