@@ -327,10 +327,11 @@ def policies(
     names: Sequence[str],
     base: QueueSettings,
     *,
-    capacity: Resources,
+    capacity: Resources | None,
     usage: Mapping[str, Resources],
 ) -> dict[str, QueuePolicy]:
-    """Each queue's ordering policy: its own spec.order, else the operator's setting."""
+    """Each queue's ordering policy: its own spec.order, else the operator's setting
+    (``capacity``: the cluster's, which only fair share reads)."""
     return {
         name: queue_policy(queues.settings(name, base), capacity=capacity, usage=usage) for name in set(names)
     }

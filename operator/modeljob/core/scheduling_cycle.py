@@ -322,13 +322,14 @@ def _admission(
         for job in sorted(placed, key=lambda j: ((j.started or j.created).timestamp(), j.key))
     ]
     names = {w.job.queue for w in waiting.values()}
-    # Only fair share orders by what each namespace uses: thousands of pods are summed for it alone.
+    # Only fair share orders by what each namespace uses and the cluster holds: thousands of pods
+    # and nodes are summed for it alone.
     fair = any(setup.settings(name, settings.queue).order is QueueOrder.FAIR_SHARE for name in names)
     policy_for = policies(
         setup,
         sorted(names),
         settings.queue,
-        capacity=_capacity(cluster.views),
+        capacity=_capacity(cluster.views) if fair else None,
         usage=_usage_by_namespace(pods) if fair else {},
     )
     return admit_waiting(
