@@ -29,7 +29,7 @@ def largest_block(table: NodeTable, classes: Sequence[tuple[PodRequest, IntArray
         eligible = rows[
             table.ready[rows]
             & (table.accelerator_index[rows] == accelerator)
-            & product_allowed(table, request)[rows]
+            & product_allowed(table, request, rows)
         ]
         if len(eligible) == 0:
             continue

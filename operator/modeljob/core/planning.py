@@ -161,7 +161,7 @@ class Planner:
         node type its placed replicas were sized for, or the best one)."""
         rules = self.rules_for(job)
         for candidate in candidates:
-            work = self.table.working_copy()
+            work: NodeTable | None = None  # copied once a replica is placed: most find no node
             assignments: list[Assignment] = []
             last: Unplaceable | None = None
             for index, replica in enumerate(pending):
@@ -169,7 +169,7 @@ class Planner:
                     job,
                     candidate,
                     # The first replica sees the table untouched: planned on it, it is remembered.
-                    work if assignments else self.table,
+                    work if work is not None else self.table,
                     eligible=eligible,
                     pending=[replica],
                     rules=rules,
@@ -178,6 +178,8 @@ class Planner:
                 if isinstance(attempt.result, Unplaceable):
                     last = attempt.result
                     break
+                if work is None:
+                    work = self.table.working_copy()
                 for placed in attempt.result.assignments:  # one pod, or a group's pods
                     work.reserve(work.names.index(placed.node), candidate.request, placed.devices)
                     assignments.append(replace(placed, replica=index))

@@ -41,13 +41,15 @@ class FilterResult:
         return "; ".join(f"{count} × {reason.value}" for reason, count in self.rejected)
 
 
-def product_allowed(table: NodeTable, request: PodRequest) -> BoolArray:
-    """Per node: is its GPU product one the pod allows (any product when the pod names none)."""
+def product_allowed(table: NodeTable, request: PodRequest, rows: IntArray | None = None) -> BoolArray:
+    """Per node (of ``rows`` only, if given): is its GPU product one the pod allows (any product
+    when the pod names none)."""
+    index = table.product_index if rows is None else table.product_index[rows]
     if not request.products:
-        return np.ones(len(table), dtype=np.bool_)
+        return np.ones(len(index), dtype=np.bool_)
     wanted = {p for p in request.products if p}
     lookup = np.array([p in wanted for p in table.products] + [False], dtype=np.bool_)
-    allowed: BoolArray = lookup[table.product_index]
+    allowed: BoolArray = lookup[index]
     return allowed
 
 
