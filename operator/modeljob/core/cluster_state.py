@@ -9,7 +9,7 @@ from the operator's own plan: the "assumed" pods, as kube-scheduler's cache keep
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -222,18 +222,28 @@ def account(
 
 
 def accounted_views(
-    nodes: Sequence[NodeFacts], use: Callable[[NodeFacts], Use], *, known: AccountedViews | None = None
+    nodes: Sequence[NodeFacts],
+    use: Callable[[NodeFacts], Use],
+    *,
+    known: AccountedViews | None = None,
+    touched: Collection[str] | None = None,
 ) -> list[NodeView]:
     """``account``'s views from each node's ``use`` as worked out already (core/pod_ledger.py
-    keeps it from one cycle to the next)."""
+    keeps it from one cycle to the next). ``touched``: the nodes whose use may have changed since
+    ``known`` was made (None: any), so a node object ``known`` holds, and not touched, keeps its view."""
     views = []
     before: AccountedViews = dict(known) if known is not None else {}
     if known is not None:
         known.clear()
     for node in sorted(nodes, key=lambda n: n.name):
         name = node.name
-        counted = use(node)
         found = before.get(name)
+        if found is not None and found[0] is node and touched is not None and name not in touched:
+            if known is not None:
+                known[name] = found
+            views.append(found[2])
+            continue
+        counted = use(node)
         if found is None or found[0] is not node or found[1] != counted:
             found = (node, counted, _accounted(node, counted))
         if known is not None:

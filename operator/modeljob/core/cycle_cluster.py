@@ -13,7 +13,7 @@ from modeljob.core.job_state import JobFacts, JobPhase, Requeue
 from modeljob.core.jobs import JobShape
 from modeljob.core.node_set_memory import Admitting, NodeSetMemory, types_of
 from modeljob.core.node_types import NodeType, Sizing, node_type_of, size_job
-from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, build_node_table
+from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, updated_node_table
 from modeljob.core.scoring.filters import feasible_nodes
 from modeljob.core.sizing import Device, Estimate, size_replica
 from modeljob.core.steps import Complete, RollBack
@@ -44,8 +44,14 @@ class Cluster:
         self.memory.start(self.nodes)
         self.by_name = {n.name: n for n in self.nodes}
         self.memory.pods.update(pods)
-        self.views = accounted_views(self.nodes, self.memory.pods.use, known=self.memory.views)
-        self.table: NodeTable = build_node_table(self.views)
+        self.views = accounted_views(
+            self.nodes, self.memory.pods.use, known=self.memory.views, touched=self.memory.pods.touched()
+        )
+        # Built from last cycle's table where most nodes' views are the same objects; the cycle
+        # reserves on a working copy of it.
+        built = updated_node_table(self.memory.table, self.memory.table_views, self.views)
+        self.memory.table, self.memory.table_views = built, self.views
+        self.table: NodeTable = built.working_copy()
         self.row_of = {name: row for row, name in enumerate(self.table.names)}
         if not self.memory.type_of:  # a node's type is read from its devices, not its pods
             types = [node_type_of(v) for v in self.views]

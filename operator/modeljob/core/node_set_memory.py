@@ -21,7 +21,7 @@ from modeljob.core.affinity import NodeAffinity
 from modeljob.core.cluster_state import AccountedViews, NodeFacts, Toleration, admits
 from modeljob.core.job_state import JobFacts
 from modeljob.core.node_types import NodeType, NodeTypes, Sizing, node_type_of, usable_types
-from modeljob.core.nodes import BoolArray
+from modeljob.core.nodes import BoolArray, NodeTable, NodeView
 from modeljob.core.pod_ledger import PodLedger
 
 # Templates sized per node set; past this many the memory starts over (a stream of distinct
@@ -82,6 +82,9 @@ class NodeSetMemory:
     views: AccountedViews = field(default_factory=dict)
     # What the pods on each node request, worked in by the pods that changed (core/pod_ledger.py).
     pods: PodLedger = field(default_factory=PodLedger)
+    # The node table as last built and the views it was built from (nodes.updated_node_table).
+    table: NodeTable | None = None
+    table_views: list[NodeView] = field(default_factory=list)
 
     def start(self, nodes: list[NodeFacts]) -> None:
         """Keep what was worked out as far as it holds for ``nodes``, else start over."""

@@ -251,3 +251,62 @@ def build_node_table(nodes: Sequence[NodeView]) -> NodeTable:
         ready=np.array([n.ready for n in nodes], dtype=np.bool_),
         sorted_by_name=all(a.name < b.name for a, b in itertools.pairwise(nodes)),
     )
+
+
+# Past this share of rows changed, a table is built afresh rather than rewritten row by row.
+_REWRITTEN_SHARE = 0.25
+# Columns whose values index into the table's own names (or, gpu_free_milli, are padded to its width).
+_REINDEXED = ("gpu_free_milli", "accelerator_index", "product_index")
+
+
+def updated_node_table(
+    before: NodeTable | None, before_views: Sequence[NodeView], views: Sequence[NodeView]
+) -> NodeTable:
+    """``build_node_table(views)``, made from ``before`` (``build_node_table(before_views)``, left
+    untouched) by rewriting only the rows whose view is another object: from one scheduling cycle
+    to the next most nodes' views are the same objects (core/cluster_state.py, accounted_views).
+    Built afresh when the nodes are not the same ones in the same order, or a rewritten row would
+    change the table's width, its accelerators or its products."""
+    if before is None or len(before_views) != len(views) or len(before.names) != len(views):
+        return build_node_table(views)
+    changed = [row for row, (old, new) in enumerate(zip(before_views, views, strict=True)) if old is not new]
+    if len(changed) > _REWRITTEN_SHARE * len(views):
+        return build_node_table(views)
+    if not changed:
+        return before.detached()
+    rows = build_node_table([views[row] for row in changed])
+    width = before.gpu_free_milli.shape[1]
+    if (
+        any(rows.names[i] != before.names[row] for i, row in enumerate(changed))
+        or rows.gpu_free_milli.shape[1] > width
+        or not set(rows.accelerators) <= set(before.accelerators)
+        or not set(rows.products) <= set(before.products)
+    ):
+        return build_node_table(views)
+    table = before.detached()
+    where = np.array(changed, dtype=np.int64)
+    for item in fields(table):
+        column = getattr(table, item.name)
+        if isinstance(column, np.ndarray) and item.name not in _REINDEXED:
+            column[where] = getattr(rows, item.name)
+    table.gpu_free_milli[where] = 0
+    table.gpu_free_milli[where, : rows.gpu_free_milli.shape[1]] = rows.gpu_free_milli
+    table.accelerator_index[where] = _reindexed(
+        rows.accelerator_index, rows.accelerators, before.accelerators
+    )
+    table.product_index[where] = _reindexed(rows.product_index, rows.products, before.products)
+    # What build_node_table would make otherwise: a narrower table, or a name no row has now.
+    if (
+        max(1, int(table.gpu_count.max())) != width
+        or len(np.unique(table.accelerator_index[table.accelerator_index >= 0])) != len(before.accelerators)
+        or len(np.unique(table.product_index[table.product_index >= 0])) != len(before.products)
+    ):
+        return build_node_table(views)
+    return table
+
+
+def _reindexed(index: IntArray, names: tuple[str, ...], into: tuple[str, ...]) -> IntArray:
+    """Indices into ``names`` as indices into ``into`` (which holds them all); -1 stays -1."""
+    lookup = np.array([into.index(name) for name in names] + [-1], dtype=np.int64)
+    moved: IntArray = lookup[index]
+    return moved

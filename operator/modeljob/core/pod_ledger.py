@@ -30,6 +30,8 @@ class PodLedger:
     _sums: dict[str, list[int]] = field(default_factory=dict)  # node -> [cpu, memory, storage]
     _gpus: dict[tuple[str, str], int] = field(default_factory=dict)  # (node, device model) -> GPUs
     _requests: Counter[Resources] = field(default_factory=Counter)  # how many pods request each
+    # Nodes whose sums changed since ``touched()`` was last asked; None: any may have (start over).
+    _touched: set[str] | None = None
 
     def update(self, pods: Sequence[PodFacts]) -> None:
         """The ledger of ``pods``: the pods that were not in the last one added, those no longer
@@ -37,6 +39,7 @@ class PodLedger:
         current = {id(pod): pod for pod in pods}
         if len(current) != len(pods):  # one object given twice counts twice: start over
             self._pods, self._sums, self._gpus, self._requests = {}, {}, {}, Counter()
+            self._touched = None
             for pod in pods:
                 self._add(pod, 1)
             return
@@ -58,6 +61,12 @@ class PodLedger:
             return (0, 0, 0, used)
         return (sums[_CPU], sums[_MEMORY], sums[_STORAGE], used)
 
+    def touched(self) -> set[str] | None:
+        """The nodes whose ``use`` may differ from when this was last asked (None: any node may),
+        and from now on none: a caller keeping each node's use asks ``use`` of these alone."""
+        found, self._touched = self._touched, set()
+        return found
+
     def running(self) -> tuple[tuple[Resources, int], ...]:
         """Each distinct request of the pods counted, with how many pods make it (in no set
         order): what ``count_work`` counts of the pods (core/planning.py)."""
@@ -67,6 +76,8 @@ class PodLedger:
         if not pod.holds_resources:
             return
         node = pod.node or ""
+        if self._touched is not None:
+            self._touched.add(node)
         requests = pod.requests
         left = self._requests[requests] + sign
         if left:
