@@ -11,7 +11,14 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modeljob.core.cluster_state import NodeFacts, PodFacts, PodPhase, account, accounted_views
+from modeljob.core.cluster_state import (
+    AccountedViews,
+    NodeFacts,
+    PodFacts,
+    PodPhase,
+    account,
+    accounted_views,
+)
 from modeljob.core.pod_ledger import PodLedger
 from tests.operator_builders import make_node, make_pod
 
@@ -25,9 +32,13 @@ PLACES = [None, "gpu-0", "gpu-1", "cpu-0", "other-0", "gone-node"]  # unbound; a
 PHASES = [PodPhase.PENDING, PodPhase.RUNNING, PodPhase.SUCCEEDED, PodPhase.FAILED]
 
 
-def _ledger_views(ledger: PodLedger, nodes: list[NodeFacts], pods: list[PodFacts]) -> list[object]:
+def _ledger_views(
+    ledger: PodLedger, nodes: list[NodeFacts], pods: list[PodFacts], known: AccountedViews
+) -> list[object]:
+    """As a cycle asks: the views kept from the last call, each node's use asked again only where
+    the ledger saw its pods change (PodLedger.touched)."""
     ledger.update(pods)
-    return accounted_views(nodes, ledger.use)
+    return accounted_views(nodes, ledger.use, known=known, touched=ledger.touched())
 
 
 pod_change = st.tuples(
@@ -45,6 +56,7 @@ def test_after_any_changes_each_node_reads_what_accounting_every_pod_afresh_says
     cycles: list[list[tuple[int, str, str | None, int, PodPhase]]],
 ) -> None:
     ledger = PodLedger()
+    known: AccountedViews = {}
     pods: dict[str, PodFacts] = {}
     for changes in cycles:
         for index, change, node, gpus, phase in changes:
@@ -56,7 +68,7 @@ def test_after_any_changes_each_node_reads_what_accounting_every_pod_afresh_says
             else:
                 pods[name] = make_pod(name, node=node, gpus=gpus, phase=phase, cpu_milli=250 * (index + 1))
         listed = list(pods.values())
-        assert _ledger_views(ledger, NODES, listed) == account(NODES, listed)
+        assert _ledger_views(ledger, NODES, listed, known) == account(NODES, listed)
         counted = Counter(pod.requests for pod in listed if pod.holds_resources)
         assert dict(ledger.running()) == counted, "the requests the target workload is learned from"
 
@@ -64,7 +76,8 @@ def test_after_any_changes_each_node_reads_what_accounting_every_pod_afresh_says
 def test_a_pod_given_twice_counts_twice_as_accounting_counts_it() -> None:
     pod = make_pod("twice", node="gpu-0", gpus=2)
     ledger = PodLedger()
-    assert _ledger_views(ledger, NODES, [pod]) == account(NODES, [pod])
-    views = _ledger_views(ledger, NODES, [pod, pod])
+    known: AccountedViews = {}
+    assert _ledger_views(ledger, NODES, [pod], known) == account(NODES, [pod])
+    views = _ledger_views(ledger, NODES, [pod, pod], known)  # the ledger starts over: every node asked
     assert views == account(NODES, [pod, pod])
     assert {view.name: view.requested.gpus for view in views}["gpu-0"] == 4

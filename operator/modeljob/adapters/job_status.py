@@ -222,6 +222,9 @@ class ReasonRewrites:
             self._written[uid] = self._clock()
 
 
+_WAITING = (Wait, Unschedulable)
+
+
 def waiting_writes(
     steps: Iterable[Step], documents: Mapping[Key, Mapping[str, Any]]
 ) -> tuple[dict[str, WaitingWrite], dict[str, float]]:
@@ -239,6 +242,3 @@ def waiting_writes(
             if write is refresh:
                 off[job.uid] = position_off(step, shown)
     return writes, off
-
-
-_WAITING = (Wait, Unschedulable)

@@ -310,7 +310,7 @@ def plan_gang_with(
     chosen: a gang of one pod per replica that asks the same of ``table`` (the same request per
     replica and template rules, whatever its replica count) finds no node for its first replica
     either, so a caller that knows one such failure on this very table passes it as ``first`` and
-    is spared the plan (core/planning.py, a demand class's replica counts)."""
+    is spared the plan (core/planning.py: one request at other replica counts)."""
     if gang.replicas <= 0:
         never = Unplaceable(
             reason=f"{gang.job}: a gang needs at least one replica", never_fits=True, read_scores=False

@@ -255,7 +255,8 @@ def build_node_table(nodes: Sequence[NodeView]) -> NodeTable:
 
 # Past this share of rows changed, a table is built afresh rather than rewritten row by row.
 _REWRITTEN_SHARE = 0.25
-# Columns whose values index into the table's own names (or, gpu_free_milli, are padded to its width).
+# Columns whose values index into the table's own accelerators and products (or, gpu_free_milli,
+# are padded to its width): rewritten apart.
 _REINDEXED = ("gpu_free_milli", "accelerator_index", "product_index")
 
 

@@ -154,10 +154,10 @@ class PlanMemo:
     _earlier_by_type: _ByType = field(default_factory=dict)
     _earlier_jobs: dict[Hashable, _CarriedJob] = field(default_factory=dict)
     _empty: _Empty = field(default_factory=dict)  # as _by_type and _earlier_by_type
+    _earlier_empty: _Empty = field(default_factory=dict)
     # This cycle's first-replica failures, by type and demand of any replica count, each with the
     # placements on its type it was found at (first_failure): never carried to the next cycle.
     _first: dict[tuple[NodeType, Hashable], tuple[int, FirstReplicaFailure]] = field(default_factory=dict)
-    _earlier_empty: _Empty = field(default_factory=dict)
     _planned_on: NodeTable = field(init=False)  # the ledger as the results kept were checked on
     _placements: int = 0  # placements this cycle
     # Each node mask's bytes, by the array (held here, so its id is not another's): thousands of
@@ -226,6 +226,7 @@ class PlanMemo:
     def remember_first_failure(
         self, node_type: NodeType, key: Hashable, failure: FirstReplicaFailure
     ) -> None:
+        """``failure``, found on ``node_type``'s rows as they are now, for the gangs of ``key``."""
         self._first[(node_type, key)] = (self._epochs.get(node_type, 0), failure)
 
     def recall(self, node_type: NodeType, key: Hashable, job: str) -> Result | None:

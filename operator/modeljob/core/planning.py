@@ -231,13 +231,8 @@ class Planner:
         rows = eligible & of_type
         nodes = memo.subset(candidate.node_type, rows) if memo is not None else subset(table, rows)
         empty = memo.fits_empty(candidate.node_type, key) if memo is not None and key is not None else None
-        # A demand class's replica counts (2, 4, 8 of one request) share its first replica's failure.
-        first = None
-        if memo is not None and key is not None and candidate.pods_per_replica == 1:
-            first = (
-                candidate.node_type,
-                memo.key(candidate, replicas=None, eligible=eligible, rules=remembered),
-            )
+        # One request at other replica counts (2, 4, 8) shares its first replica's failure.
+        first = _first_key(memo, candidate, eligible, remembered) if key is not None else None
         known = memo.first_failure(*first) if memo is not None and first is not None else None
         result, failed = plan_gang_with(
             nodes, gang, weights=self.weights, context=self.context, fits_empty=empty, first=known
@@ -259,6 +254,16 @@ class Planner:
                 memo.remember(candidate.node_type, key, job_name, result, rows=rows, request=again)
                 memo.remember_empty(candidate.node_type, key, result)
         return Attempt(candidate, result)
+
+
+def _first_key(
+    memo: PlanMemo | None, candidate: Candidate, eligible: BoolArray, rules: Hashable
+) -> tuple[NodeType, Hashable] | None:
+    """Where a plan of ``candidate``'s first replica is kept for gangs of any replica count: one
+    pod per replica alone (a group's first pod is planned within its topology)."""
+    if memo is None or candidate.pods_per_replica != 1:
+        return None
+    return candidate.node_type, memo.key(candidate, replicas=None, eligible=eligible, rules=rules)
 
 
 def _remembered(job: JobFacts, rules: JobRules | None, planned: tuple[str, ...]) -> Hashable | None:
