@@ -21,6 +21,7 @@ from modeljob.core.job_state import JobFacts
 from modeljob.core.node_types import Candidate, NodeType, Sizing
 from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, subset
 from modeljob.core.plan_memo import PlanMemo, read_scores, renamed
+from modeljob.core.plan_validity import Result
 from modeljob.core.pod_index import PodIndex
 from modeljob.core.resources import Resources
 from modeljob.core.scoring.plugin import ScoringContext
@@ -239,13 +240,7 @@ class Planner:
         )
         if memo is not None and first is not None and known is None and failed is not None:
             memo.remember_first_failure(*first, failed)
-        not_admitted = int(np.count_nonzero(of_type & ~eligible))
-        if isinstance(result, Unplaceable) and not_admitted:
-            result = replace(
-                result,
-                reason=f"{result.reason}; {not_admitted} more node(s) of this type do not admit the job "
-                "(spec.template.spec nodeSelector / affinity.nodeAffinity / tolerations)",
-            )
+        result = _not_admitted_said(result, int(np.count_nonzero(of_type & ~eligible)))
         if memo is not None:
             memo.saw(result)
             if key is not None:
@@ -254,6 +249,17 @@ class Planner:
                 memo.remember(candidate.node_type, key, job_name, result, rows=rows, request=again)
                 memo.remember_empty(candidate.node_type, key, result)
         return Attempt(candidate, result)
+
+
+def _not_admitted_said(result: Result, not_admitted: int) -> Result:
+    """An Unplaceable's reason with how many more nodes of its type the job's template refuses."""
+    if not isinstance(result, Unplaceable) or not not_admitted:
+        return result
+    return replace(
+        result,
+        reason=f"{result.reason}; {not_admitted} more node(s) of this type do not admit the job "
+        "(spec.template.spec nodeSelector / affinity.nodeAffinity / tolerations)",
+    )
 
 
 def _first_key(
