@@ -110,13 +110,13 @@ def waiting_write(step: Wait | Unschedulable, status: Mapping[str, object]) -> W
     """A refresh keeps the phase, has a position before and after (its number moved with the jobs
     placed ahead) and/or a new reason (it names free blocks, which change with every pod). A new
     phase, a position appearing or going, a plan to clear or a first sizing is a change."""
-    phase, position = (
-        (JobPhase.UNSCHEDULABLE, None)
-        if isinstance(step, Unschedulable)
-        else (step.phase, step.queue_position)
-    )
-    over = not (isinstance(step, Wait) and step.keeps_plan) and bool(plan_over(status))
-    written, same_phase = status.get("queuePosition"), status.get("phase") == phase.value
+    # Asked of every waiting job each cycle (adapters/job_status.py): plain reads only.
+    if isinstance(step, Unschedulable):
+        phase, position, keeps = JobPhase.UNSCHEDULABLE, None, False
+    else:
+        phase, position, keeps = step.phase, step.queue_position, step.keeps_plan
+    over = not keeps and plan_written(status)
+    written, same_phase = status.get("queuePosition"), status.get("phase") == phase  # a StrEnum: its text
     if same_phase and not over and written == position and status.get("message") == step.message:
         return WaitingWrite.NONE
     first_sizing = step.candidate is not None and not step.job.placement and not status.get("estimate")
@@ -318,9 +318,14 @@ def plan_over(status: Mapping[str, object]) -> Json:
     one. A plan lives from the Preempt step that writes it until any other step of the job but
     the wait for its victims' pods to go (core/preempting.py): placed, suspended, invalid,
     preempted in turn, or its victims gone and the job planned afresh."""
-    if status.get("preempting") or status.get("nominatedNodes"):
+    if plan_written(status):
         return {"preempting": None, "nominatedNodes": None}
     return {}
+
+
+def plan_written(status: Mapping[str, object]) -> bool:
+    """The status holds a preemptor's plan (status.preempting or status.nominatedNodes)."""
+    return bool(status.get("preempting") or status.get("nominatedNodes"))
 
 
 def restarts(status: Mapping[str, object]) -> int:
