@@ -255,8 +255,8 @@ def build_node_table(nodes: Sequence[NodeView]) -> NodeTable:
 
 # Past this share of rows changed, a table is built afresh rather than rewritten row by row.
 _REWRITTEN_SHARE = 0.25
-# Columns whose values index into the table's own accelerators and products (or, gpu_free_milli,
-# are padded to its width): rewritten apart.
+# Columns ``write_rows`` does not copy as they are: the indices into the table's own accelerators
+# and products, and gpu_free_milli (padded to the table's width).
 _REINDEXED = ("gpu_free_milli", "accelerator_index", "product_index")
 
 
@@ -286,12 +286,7 @@ def updated_node_table(
         return build_node_table(views)
     table = before.detached()
     where = np.array(changed, dtype=np.int64)
-    for item in fields(table):
-        column = getattr(table, item.name)
-        if isinstance(column, np.ndarray) and item.name not in _REINDEXED:
-            column[where] = getattr(rows, item.name)
-    table.gpu_free_milli[where] = 0
-    table.gpu_free_milli[where, : rows.gpu_free_milli.shape[1]] = rows.gpu_free_milli
+    write_rows(rows, table, where)
     table.accelerator_index[where] = _reindexed(
         rows.accelerator_index, rows.accelerators, before.accelerators
     )
@@ -304,6 +299,20 @@ def updated_node_table(
     ):
         return build_node_table(views)
     return table
+
+
+def write_rows(source: NodeTable, table: NodeTable, where: IntArray) -> None:
+    """``source``'s rows (one per entry of ``where``) into rows ``where`` of ``table``, in place:
+    every per-row column but the accelerator and product indices, which index each table's own
+    names (the caller maps them, or keeps them where they are the same), devices padded to
+    ``table``'s width."""
+    for item in fields(table):
+        column = getattr(table, item.name)
+        if isinstance(column, np.ndarray) and item.name not in _REINDEXED:
+            column[where] = getattr(source, item.name)
+    width = min(source.gpu_free_milli.shape[1], table.gpu_free_milli.shape[1])
+    table.gpu_free_milli[where] = 0
+    table.gpu_free_milli[where, :width] = source.gpu_free_milli[:, :width]
 
 
 def _reindexed(index: IntArray, names: tuple[str, ...], into: tuple[str, ...]) -> IntArray:

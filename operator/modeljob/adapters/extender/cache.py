@@ -27,10 +27,10 @@ import numpy as np
 
 from modeljob.adapters.extender.likeness import NodeInputs, NodeLikeness, PodCounts
 from modeljob.adapters.extender.scoring_inputs import ScoringInputs, ServiceSelector
-from modeljob.adapters.extender.table_rows import copy_row, named, read_only, read_only_array
+from modeljob.adapters.extender.table_rows import named, read_only, read_only_array
 from modeljob.core.cluster_state import NodeFacts, PodFacts, Toleration, account
 from modeljob.core.fragmentation import TargetWorkload, TaskShape, learn_target_workload_from_counts
-from modeljob.core.nodes import IntArray, NodeTable, build_node_table
+from modeljob.core.nodes import IntArray, NodeTable, build_node_table, write_rows
 from modeljob.core.resources import Resources
 from modeljob.core.scoring.scorers.cpu_balance import DemandSums, HostDemand
 
@@ -369,7 +369,7 @@ class ClusterCache:
             ):
                 self._table = None
                 break
-            copy_row(single, table, row)
+            write_rows(single, table, np.array([row]))  # accelerator and product: the same
             self._restamp(name, row)
             refreshed.add(name)
         self._changed_nodes.clear()

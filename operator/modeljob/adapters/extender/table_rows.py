@@ -1,5 +1,6 @@
-"""Rows of the extender's node table: what a changed node rewrites of its row, and sealing a table
-once snapshots share it (extender/cache.py's copy-on-write)."""
+"""Rows of the extender's node table: a row's names, and sealing a table once snapshots share it
+(extender/cache.py's copy-on-write). A changed node's row is rewritten by core/nodes.py's
+``write_rows``."""
 
 from __future__ import annotations
 
@@ -25,35 +26,5 @@ def read_only_array(array: IntArray) -> IntArray:
     return array
 
 
-# Every per-row column of a NodeTable: a changed node rewrites them.
-_ROW_COLUMNS = (
-    "cpu_allocatable_milli",
-    "cpu_free_milli",
-    "memory_allocatable_bytes",
-    "memory_free_bytes",
-    "storage_allocatable_bytes",
-    "storage_free_bytes",
-    "gpu_count",
-    "gpu_free_milli",
-    "accelerator_index",
-    "product_index",
-    "gpu_memory_bytes",
-    "price_per_hour",
-    "ready",
-)
-
-
 def named(names: tuple[str, ...], index: np.integer[Any] | int) -> str | None:
     return names[int(index)] if int(index) >= 0 else None
-
-
-def copy_row(single: NodeTable, table: NodeTable, row: int) -> None:
-    """Row 0 of a one-node table into ``row`` of ``table``, whose accelerator and product are the
-    same (their indices stay), devices padded to the table's width."""
-    for column in _ROW_COLUMNS:
-        if column in ("gpu_free_milli", "accelerator_index", "product_index"):
-            continue
-        getattr(table, column)[row] = getattr(single, column)[0]
-    width = min(single.gpu_free_milli.shape[1], table.gpu_free_milli.shape[1])
-    table.gpu_free_milli[row, :] = 0
-    table.gpu_free_milli[row, :width] = single.gpu_free_milli[0, :width]
