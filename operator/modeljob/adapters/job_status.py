@@ -210,7 +210,7 @@ class ReasonRewrites:
         queue)."""
         stale = [uid for uid, write in writes.items() if write is WaitingWrite.REFRESH and uid not in skip]
         room = max(0, self.burst - pending)
-        return self.begin_cycle(waiting=list(writes), stale=stale, limit=room, off=off)
+        return self.begin_cycle(waiting=writes.keys(), stale=stale, limit=room, off=off)
 
     def allowed(self, uid: str) -> bool:
         """Whether this cycle may refresh the job's status (``begin_cycle`` granted it)."""
@@ -237,7 +237,7 @@ def waiting_writes(
     for step in steps:  # a deep queue's every job, each cycle: kept to plain lookups
         if isinstance(step, _WAITING):
             job = step.job
-            shown = documents[(job.namespace, job.name)].get("status") or {}
+            shown = documents[job.key].get("status") or {}
             writes[job.uid] = write = waiting_write(step, shown)
             if write is refresh:
                 off[job.uid] = position_off(step, shown)

@@ -238,14 +238,12 @@ def accounted_views(
     for node in sorted(nodes, key=lambda n: n.name):
         name = node.name
         found = before.get(name)
-        if found is not None and found[0] is node and touched is not None and name not in touched:
-            if known is not None:
-                known[name] = found
-            views.append(found[2])
-            continue
-        counted = use(node)
-        if found is None or found[0] is not node or found[1] != counted:
-            found = (node, counted, _accounted(node, counted))
+        kept = found is not None and found[0] is node and touched is not None and name not in touched
+        if not kept:
+            counted = use(node)
+            if found is None or found[0] is not node or found[1] != counted:
+                found = (node, counted, _accounted(node, counted))
+        assert found is not None
         if known is not None:
             known[name] = found
         views.append(found[2])
