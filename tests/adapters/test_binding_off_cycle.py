@@ -1,7 +1,8 @@
-"""A placement's plan is written within its cycle; its pods are created and bound beside the next
-cycles (as kube-scheduler binds off its scheduling cycle). Those cycles read the plan back: they
-neither plan the job again nor bind its pods twice, even while its binding waits for a worker;
-and stopping, the loop lets a binding under way finish before the binder stops."""
+"""A placement's plan is written, then its pods created and bound, beside the next cycles (as
+kube-scheduler binds off its scheduling cycle; tests/adapters/test_assumed_plans.py has the plan's
+write). Those cycles read the plan back: they neither plan the job again nor bind its pods twice,
+even while its binding waits for a worker; and stopping, the loop lets a binding under way finish
+before the binder stops."""
 
 from __future__ import annotations
 
@@ -45,8 +46,9 @@ def test_the_plan_is_written_in_its_cycle_and_the_pods_bound_beside_the_next_one
 
     api.before["create"] = slow_create
     loop.run_once(settle=False)
+    loop._placing.settle()
     status = api.job("ml", GANG)["status"]
-    assert status.get("placement"), "the plan is written before the cycle ends"
+    assert status.get("placement"), "the plan is written first"
     assert status["phase"] != "Scheduled"
     assert creating.wait(5), "its pods are being created off the cycle"
     assert _handoffs(loop, "binding") == 1, "the binding under way is shown on /metrics"
@@ -71,6 +73,7 @@ def test_a_binding_waiting_for_a_worker_is_left_to_it_and_binds_as_its_placement
     blocker = Blocker(loop._binding)  # ... and is busy
 
     loop.run_once(settle=False)
+    loop._placing.settle()
     assert api.job("ml", GANG)["status"].get("placement"), "planned"
     assert api.pods() == [], "its binding waits for the busy worker"
     planned = list(_patches(api, GANG))

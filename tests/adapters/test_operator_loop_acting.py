@@ -4,6 +4,7 @@ thousands of waiting jobs whose status already says why they wait cost the cycle
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import pytest
 
@@ -36,14 +37,17 @@ def api() -> FakeApiServer:
 def _acted_on(loop: SchedulingLoop, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The steps the loop hands its pool, as "job: Step" (recorded, then acted on as usual)."""
     acted: list[str] = []
-    act = loop._act
+    for method in ("_act", "_hand_over"):  # every step, and placements (handed to their own pool)
+        monkeypatch.setattr(loop, method, _recording(getattr(loop, method), acted))
+    return acted
 
+
+def _recording(act: Callable[..., None], acted: list[str]) -> Callable[..., None]:
     def recording(step: Step, *args: object) -> None:
         acted.append(f"{step.job.name}: {type(step).__name__}")
-        act(step, *args)  # type: ignore[arg-type]
+        act(step, *args)
 
-    monkeypatch.setattr(loop, "_act", recording)
-    return acted
+    return recording
 
 
 def test_a_wait_the_status_already_says_is_not_acted_on(

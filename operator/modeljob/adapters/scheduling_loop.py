@@ -5,32 +5,33 @@ by any change the watches see (after a short debounce) and at least every resync
 generation of a spec is admitted here and written with the job's first step (adapters/
 job_admission.py). What acting on each kind of step writes, and in what order, is
 adapters/step_actions.py's; the loop decides which steps to act on, acts on them in parallel, and
-keeps the back-off of jobs whose steps keep failing.
+keeps the back-off of jobs whose steps keep failing. A placement's plan is written beside the next
+cycles, which read it as written until it is (adapters/assumed_plans.py); its pods are bound after.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from modeljob.adapters import kube_jobs, kube_queues
+from modeljob.adapters.assumed_plans import AssumedPlans, read_as_written
 from modeljob.adapters.binder import Binder, PodSettings
 from modeljob.adapters.cluster import ClusterGateway
-from modeljob.adapters.cluster_errors import ClusterError, NotFoundError, NotLeaderError
 from modeljob.adapters.cluster_view import ClusterView, Key, ParsedJobs
 from modeljob.adapters.events import EventRecorder
 from modeljob.adapters.heap import LongLivedHeap
-from modeljob.adapters.job_admission import Admissions, AdmittingWriter
+from modeljob.adapters.job_admission import Admissions, AdmittingWriter, with_status
 from modeljob.adapters.job_status import JsonObject, ReasonRewrites, WriteBackoff, waiting_writes
-from modeljob.adapters.metrics import AttemptResult, OperatorMetrics
-from modeljob.adapters.step_actions import Document, StepActions
+from modeljob.adapters.metrics import OperatorMetrics
+from modeljob.adapters.step_actions import Document, PlanWrite, StepActions
+from modeljob.adapters.step_errors import StepErrors
 from modeljob.adapters.waiting_writes import WaitingWrites
 from modeljob.core import status, steps
 from modeljob.core.cluster_state import merge_assumed
@@ -85,14 +86,22 @@ class SchedulingLoop:
         self._binder = Binder(gateway, view, metrics, workers=scheduling.bind_workers, pods=pods, clock=clock)
         self._status = AdmittingWriter(gateway, view, events=self.events, metrics=metrics)
         self._backoff = WriteBackoff()
+        self._handled = StepErrors(view=view, metrics=metrics, backoff=self._backoff, clock=clock).handled
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._jobs_pool = ThreadPoolExecutor(max_workers=scheduling.job_workers, thread_name_prefix="job")
         self._waiting = WaitingWrites(workers=scheduling.job_workers)
-        # Placements' pods, created and bound off the cycle (``_act``): a pool of their own, so they
-        # never queue behind a deep queue's waiting writes.
+        # Placements' plans, written off the cycle and read as written meanwhile (``_place``,
+        # adapters/assumed_plans.py), then their pods created and bound: pools of their own, so
+        # they never queue behind a deep queue's waiting writes.
+        self._placing = WaitingWrites(workers=scheduling.job_workers)
+        self._assumed = AssumedPlans()
         self._binding = WaitingWrites(workers=scheduling.job_workers)
-        for pool, handed in (("waiting", self._waiting), ("binding", self._binding)):
+        for pool, handed in (
+            ("waiting", self._waiting),
+            ("placing", self._placing),
+            ("binding", self._binding),
+        ):
             metrics.watch_handoffs(pool, handed.__len__)
         self._sizing_cache: SizingCache = {}
         self._memory = CycleMemory()  # what a cycle leaves for the next; a restart starts empty
@@ -126,8 +135,10 @@ class SchedulingLoop:
         self._view.changed.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        # Placements under way finish (their pods through the binder, then Scheduled) before the
+        # Plans under way land (those not started are dropped: the next leader plans afresh), and
+        # placements under way finish (their pods through the binder, then Scheduled) before the
         # binder stops; those not started are left, planned, for the next leader to complete.
+        self._placing.stop(wait_seconds=WAITING_WRITES_STOP_SECONDS)
         self._binding.stop(wait_seconds=WAITING_WRITES_STOP_SECONDS)
         self._waiting.stop(wait_seconds=WAITING_WRITES_STOP_SECONDS)
         self._binder.stop()
@@ -155,6 +166,7 @@ class SchedulingLoop:
             self.acting = self._acts()
             if not self.acting:
                 self._waiting.drop_queued()  # the leader writes what is true by then
+                self._placing.drop_queued()  # and plans afresh
                 self._binding.drop_queued()  # and completes the plans written
                 continue
             try:
@@ -176,10 +188,11 @@ class SchedulingLoop:
         now = self._clock()
         if len(self._sizing_cache) > SIZING_CACHE_ENTRIES:
             self._sizing_cache.clear()
-        # Before the snapshot: see WaitingWrites.pending.
-        pending = self._waiting.pending() | self._binding.pending()
+        # Before the snapshot, in this order: see WaitingWrites.pending and adapters/assumed_plans.py.
+        pending = self._waiting.pending() | self._placing.pending() | self._binding.pending()
+        assumed = self._assumed.of(pending)
         snapshotting = time.perf_counter()
-        documents = self._view.jobs.snapshot()
+        documents = read_as_written(self._view.jobs.snapshot(), assumed)
         snapshotted = time.perf_counter()
         admitting = self._admissions.judge(documents.values(), self._parsed, now=now)
         judged_at = time.perf_counter()
@@ -201,8 +214,9 @@ class SchedulingLoop:
         self.cycles += 1
         self._metrics.record_cycle(time.perf_counter() - started)
         if settle:
-            self._waiting.settle()
+            self._placing.settle()  # before the bindings: a plan written hands its pods over
             self._binding.settle()
+            self._waiting.settle()
         return result
 
     def _backing_off(self, parsed: Sequence[JobFacts], now: datetime) -> tuple[set[str], set[str]]:
@@ -247,12 +261,14 @@ class SchedulingLoop:
         pending: frozenset[str],
         now: datetime,
     ) -> int:
-        """Act on the cycle's steps that change something; how many were acted on. Decisions are
-        written before the cycle ends (a placement's plan; its pods are bound by ``_binding``);
-        waiting jobs' writes are handed to ``_waiting`` and land beside the next cycles
-        (adapters/waiting_writes.py), one pending per job at most. A job whose write or binding
-        was ``pending`` at the snapshot is left to a later cycle, which sees what it left, unless
-        a decision for it drops a waiting write before it started."""
+        """Act on the cycle's steps that change something; how many were acted on. A placement's
+        plan is handed to ``_placing``, and read as written by the next cycles until it is
+        (adapters/assumed_plans.py); its pods are then bound by ``_binding``. Other decisions are
+        written before the cycle ends. Waiting jobs' writes are handed to ``_waiting`` and land
+        beside the next cycles (adapters/waiting_writes.py), one pending per job at most. A job
+        whose plan, binding or write was ``pending`` at the snapshot is left to a later cycle,
+        which sees what it left, unless a decision for it drops a waiting write before it
+        started."""
         # What each waiting job's step would write, worked out once: the refreshes granted and
         # the choice of steps acted on both read it. A job in back-off, or with a write pending,
         # takes no refresh.
@@ -273,12 +289,15 @@ class SchedulingLoop:
         ]
         futures = []
         for step in acting:
-            uid = step.job.uid
+            uid, document = step.job.uid, documents[step.job.key]
+            if isinstance(step, Place):
+                self._hand_over(step, document, now, judged.get(uid))
+                continue
             # Whether a waiting job's status may be refreshed is this cycle's budget's, decided now.
             act = functools.partial(
-                self._act, step, documents[step.job.key], now, judged.get(uid), self._rewrites.allowed(uid)
+                self._act, step, document, now, judged.get(uid), self._rewrites.allowed(uid)
             )
-            if self._decides(step, documents[step.job.key]):
+            if self._decides(step, document):
                 futures.append(self._jobs_pool.submit(act))
             else:
                 self._waiting.submit(uid, act)
@@ -297,7 +316,8 @@ class SchedulingLoop:
     def _decides(step: Step, document: Document) -> bool:
         """Whether a later cycle reads back what acting on ``step`` writes: anything but a waiting
         job's status (a preemptor waiting for its victims, or one whose plan is cleared, decides
-        too: the next cycle plans from that plan), so it is written before the cycle ends."""
+        too: the next cycle plans from that plan), so it is written before the cycle ends (a
+        placement's plan is not asked: read as written meanwhile, ``_hand_over``)."""
         if not isinstance(step, Wait | Unschedulable) or step.delete_pods or step.job.placement:
             return True
         return bool(step.job.preempting or status.plan_over(document.get("status") or {}))
@@ -335,21 +355,45 @@ class SchedulingLoop:
         refresh: bool,
     ) -> None:
         """Act on one step (``judged``: the job's admission, carried by the step's first write;
-        ``refresh``: a waiting job's status may be refreshed, as its cycle's budget granted).
-        A placement's plan is written here, within the cycle; its pods are created and bound
-        beside the next cycles, as kube-scheduler binds off its scheduling cycle: they read the
-        plan back, and keep its nodes for it until the pods are there."""
-        job = step.job
+        ``refresh``: a waiting job's status may be refreshed, as its cycle's budget granted)."""
         with self._handled(step):
             with self._status.carrying(document, judged) as admitted:
-                if isinstance(step, Place):
-                    bind = self._actions.plan(step, admitted, now=now)
-                    if not self._binding.submit(job.uid, functools.partial(self._bind_planned, step, bind)):
-                        self._bind_planned(step, bind)  # never expected: a placed job had nothing pending
-                    return
-                placed = self._actions.act(step, admitted, now, refresh=refresh)
-            if placed:
-                self._backoff.succeeded(job.uid)
+                acted = self._actions.act(step, admitted, now, refresh=refresh)
+            if acted:
+                self._backoff.succeeded(step.job.uid)
+
+    def _hand_over(
+        self, step: Place, document: Document, now: datetime, judged: tuple[Judgement, JsonObject] | None
+    ) -> None:
+        """A placement's plan worked out here and written by ``_placing``: the next cycles read the
+        job as the write will leave it until it is done (adapters/assumed_plans.py), as
+        kube-scheduler assumes a pod while its binding cycle runs and Kueue an admission while
+        its admission routine writes it."""
+        admitted = document if judged is None else with_status(document, judged[1])
+        write = self._actions.plan_write(step, admitted, now=now)
+        self._assumed.assume(step.job.uid, step.job.key, admitted, write.patch)
+        place = functools.partial(self._place, step, document, write, now, judged)
+        if not self._placing.submit(step.job.uid, place):
+            self._assumed.drop(step.job.uid)  # never expected: a job with a write pending is not acted on
+
+    def _place(
+        self,
+        step: Place,
+        document: Document,
+        write: PlanWrite,
+        now: datetime,
+        judged: tuple[Judgement, JsonObject] | None,
+    ) -> None:
+        """The plan written (with the job's admission, if judged in its cycle), then its pods handed
+        to ``_binding``: created and bound, the job marked Scheduled. The assumption ends only once
+        the reply is in the watched copy, or the write failed."""
+        try:
+            with self._handled(step), self._status.carrying(document, judged) as admitted:
+                bind = self._actions.plan(step, admitted, write, now=now)
+                if not self._binding.submit(step.job.uid, functools.partial(self._bind_planned, step, bind)):
+                    self._bind_planned(step, bind)  # never expected: a placed job had nothing pending
+        finally:
+            self._assumed.drop(step.job.uid)
 
     def _bind_planned(self, step: Place, bind: Callable[[], bool]) -> None:
         """The rest of a placement whose plan is written: its pods created and bound, the job
@@ -357,33 +401,3 @@ class SchedulingLoop:
         with self._handled(step):
             if bind():
                 self._backoff.succeeded(step.job.uid)
-
-    @contextlib.contextmanager
-    def _handled(self, step: Step) -> Iterator[None]:
-        """Around acting on a step: API errors are logged and leave the job for the next cycle,
-        and a job whose steps keep failing (not a conflict: an error) is left alone for longer
-        each time, until one goes through. Nothing one job does stops the others' steps or the
-        cycle."""
-        job = step.job
-        try:
-            yield
-        except NotFoundError:
-            logger.info("%s/%s was deleted while we acted", job.namespace, job.name)
-        except NotLeaderError:
-            # Fenced: the Lease's proof ran out mid-step; the new leader completes or rolls back.
-            logger.info("%s/%s: left to the leader (this replica lost the Lease)", job.namespace, job.name)
-        except ClusterError as exc:
-            self._view.changed.set()
-            if exc.status == 409:
-                logger.info("%s/%s changed while we acted; next cycle", job.namespace, job.name)
-                self._metrics.record_attempt(job.namespace, AttemptResult.CONFLICT)
-                return
-            delay = self._backoff.failed(job.uid, self._clock())  # a waiting write may land late
-            logger.warning("%s/%s: %s; trying again in %.0f s", job.namespace, job.name, exc, delay)
-            self._metrics.record_attempt(job.namespace, AttemptResult.ERROR)
-        except Exception:
-            delay = self._backoff.failed(job.uid, self._clock())  # a waiting write may land late
-            logger.exception(
-                "%s/%s: acting on %s failed; trying again in %.0f s", *job.key, type(step).__name__, delay
-            )
-            self._metrics.record_attempt(job.namespace, AttemptResult.ERROR)

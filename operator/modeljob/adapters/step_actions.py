@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, assert_never
 
@@ -28,6 +29,16 @@ from modeljob.core.node_types import Candidate
 from modeljob.core.steps import Place, RollBack, Step, Unschedulable, Wait
 
 Document = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanWrite:
+    """A placement's plan as it is written: the status patch, every pod's entry, and the entries
+    of the pods it creates (``StepActions.plan_write``)."""
+
+    patch: Mapping[str, Any]
+    entries: tuple[Placed, ...]
+    new: tuple[Placed, ...]
 
 
 class StepActions:
@@ -63,7 +74,7 @@ class StepActions:
         (its cycle's budget granted it: adapters/job_status.py, ReasonRewrites). A placement is
         acted on whole here; `plan` splits it where the loop binds off its cycle."""
         if isinstance(step, Place):
-            return self.plan(step, document, now=now)()
+            return self.plan(step, document, self.plan_write(step, document, now=now), now=now)()
         if step.delete_pods and not isinstance(step, RollBack):
             self._binder.delete_pods(step.job.namespace, step.delete_pods, grace_zero=False)
         match step:
@@ -87,14 +98,10 @@ class StepActions:
 
     # --- the steps ----------------------------------------------------------------------------
 
-    def plan(self, step: Place, document: Document, *, now: datetime) -> Callable[[], bool]:
-        """Write the placement (`status.placement` with its Binding condition): the decision, which
-        the next cycle reads back. Returns the rest, to run after it: the pods created and bound,
-        then the job marked Scheduled; False if they could not be bound (the plan is rolled back).
-        Until the rest is done, a cycle finds the job planned with pods missing: its nodes are
-        reserved (core/cycle_cluster.py, complete), as after a crash at this point."""
-        if step.delete_pods:
-            self._binder.delete_pods(step.job.namespace, step.delete_pods, grace_zero=False)
+    def plan_write(self, step: Place, document: Document, *, now: datetime) -> PlanWrite:
+        """What writing ``step``'s plan on ``document`` writes: its pods' names and entries, and the
+        status patch. Worked out by the cycle that decides it, so the next cycles can read the plan
+        as written while the write is still under way (adapters/assumed_plans.py)."""
         job = step.job
         nonce = kube_writes.placement_nonce(
             job.uid, str((document.get("metadata") or {}).get("resourceVersion", ""))
@@ -109,11 +116,23 @@ class StepActions:
         patch = status.planned(step, entries, document.get("status") or {}, now=now, endpoint=endpoint)
         if job.preempting:
             patch |= preemption_status.placed_again()  # the room it preempted for is taken
+        new = tuple(e for e in entries if (e.replica, e.member) in names)
+        return PlanWrite(patch=patch, entries=tuple(entries), new=new)
+
+    def plan(self, step: Place, document: Document, write: PlanWrite, *, now: datetime) -> Callable[[], bool]:
+        """Write the placement (``write``: `status.placement` with its Binding condition, as
+        ``plan_write`` made it from ``document``): the decision, which the next cycle reads back.
+        Returns the rest, to run after it: the pods created and bound, then the job marked
+        Scheduled; False if they could not be bound (the plan is rolled back). Until the rest is
+        done, a cycle finds the job planned with pods missing: its nodes are reserved
+        (core/cycle_cluster.py, complete), as after a crash at this point."""
+        if step.delete_pods:
+            self._binder.delete_pods(step.job.namespace, step.delete_pods, grace_zero=False)
+        job, entries, new = step.job, write.entries, write.new
         services = self._binder.start_services(document)  # one round trip less: see start_services
-        written = self._status.patch(document, patch)
+        written = self._status.patch(document, write.patch)
         if not (document.get("status") or {}).get("estimate"):
             self._metrics.record_estimate(step.candidate.estimate)  # sized here first (see _wait)
-        new = [e for e in entries if (e.replica, e.member) in names]
 
         def bind() -> bool:
             if not self._bind(

@@ -7,14 +7,15 @@ of them: every job that arrives is admitted with one, and positions move with ev
 At the API server's 20-70 writes a second on a small control plane, waiting for them made the
 first cycle over 10,000 new jobs take 95 s (docs/benchmarks.md, "Deep queue (control plane)"),
 and every cycle wait for the API server rather than plan. So the loop hands
-them here and plans on; decisions (plans, pods, roll-backs, preemption) are still written before
+them here and plans on; other decisions (pods, roll-backs, preemption) are still written before
 the cycle ends. kube-scheduler binds off its scheduling cycle, and Kueue's scheduler writes even
 its admissions off its own (``Scheduler.admit``: assumed in its cache, written by the admission
 routine), for the same reason.
 
-The loop keeps a second pool of the same kind for placements: their plan is a decision, written
-within the cycle, but the pods created after it and the job marked Scheduled land beside the next
-cycles, as kube-scheduler's binding cycle does (docs/operator.md, "Keeping decisions safe").
+The loop keeps two more pools of the same kind for placements: one writes their plans, which the
+next cycles read as written meanwhile (adapters/assumed_plans.py); the other creates and binds the
+pods once a plan has landed and marks the job Scheduled, as kube-scheduler's binding cycle does
+(docs/operator.md, "Keeping decisions safe").
 
 One write per job at a time: a job with a write pending is not handed another until it is done
 (the next cycle then sees it, written through into the watched copy). Every write stays
