@@ -46,7 +46,7 @@ class Scrape:
     buckets: tuple[tuple[float, float], ...]  # (upper bound, cumulative count), ascending, +Inf last
     placed: int  # jobs whose whole placement was bound
     pending: int  # jobs not yet admitted, as the last cycle saw them
-    binding: int  # placements whose pods are still being created and bound (the binding pool's)
+    binding: int  # placements whose plan is being written or pods created and bound (placing, binding pools)
 
 
 def metrics_text(operator: OperatorProcess) -> str:
@@ -70,7 +70,7 @@ def scrape(operator: OperatorProcess, started: float) -> Scrape:
         buckets=tuple(sorted((float(bound), float(count)) for bound, count in BUCKET.findall(text))),
         placed=int(sample_sum(text, PLACED, {"result": "placed"})),
         pending=int(sample_sum(text, JOBS, {"phase": "Pending"})),
-        binding=int(sample_sum(text, HANDOFFS, {"pool": "binding"})),
+        binding=sum(int(sample_sum(text, HANDOFFS, {"pool": pool})) for pool in ("placing", "binding")),
     )
 
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from modeljob.adapters.assumed_plans import ASSUMED_VERSION_SUFFIX, AssumedPlans, read_as_written
 from modeljob.adapters.cluster_errors import ClusterError
 from modeljob.adapters.cluster_view import ClusterView
 from tests.adapters.test_binding_off_cycle import _assert_bound_once
 from tests.adapters.test_operator_scheduling_loop import FakeApiServer, start_operator
 from tests.adapters.test_waiting_writes import GANG, Blocker, _api, _patches
-from tests.operator_builders import modeljob_dict
+from tests.operator_builders import at, modeljob_dict
 
 RIVAL = "rival"  # asks for more GPUs than one node has, ahead of the gang in the queue
 
@@ -119,6 +121,21 @@ def test_a_plan_dropped_before_its_write_started_is_planned_afresh() -> None:
     assert len(_plans(api, GANG)) == 1, "planned again, and written this time"
     assert api.job("ml", GANG)["status"]["phase"] == "Scheduled"
     _assert_bound_once(api)
+
+
+def test_a_plan_that_cannot_be_handed_over_fails_alone_and_backs_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    api = _api(cordoned=False)
+    loop, _ = start_operator(api)
+
+    def broken(*_: object, **__: object) -> object:
+        raise ValueError("a bug of ours in working out the plan's write")
+
+    monkeypatch.setattr(loop._actions, "plan_write", broken)
+    loop.run_once()  # the cycle itself goes on
+    uid = api.job("ml", GANG)["metadata"]["uid"]
+    assert not loop._backoff.ready(uid, at(100)), "the job is left alone for a while, as after a failed write"
+    assert len(loop._assumed) == 0, "nothing is read as written"
+    assert "placement" not in api.job("ml", GANG)["status"]
 
 
 def _job(version: str) -> dict[str, object]:

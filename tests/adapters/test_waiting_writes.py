@@ -205,7 +205,7 @@ def test_a_waiting_write_that_fails_late_backs_off_from_when_it_failed() -> None
 
 
 def test_a_replica_that_stops_drops_queued_writes_and_waits_for_the_one_under_way() -> None:
-    writes = WaitingWrites(workers=1)
+    writes = WaitingWrites(workers=1, name="test")
     started, release, landed, queued_ran = threading.Event(), threading.Event(), threading.Event(), []
 
     def under_way() -> None:
@@ -225,7 +225,7 @@ def test_a_replica_that_stops_drops_queued_writes_and_waits_for_the_one_under_wa
 
 
 def test_losing_the_lease_drops_the_writes_not_started() -> None:
-    writes = WaitingWrites(workers=1)
+    writes = WaitingWrites(workers=1, name="test")
     release, ran = threading.Event(), []
     writes.submit("first", lambda: release.wait(5))
     writes.submit("second", lambda: ran.append("second"))
@@ -238,7 +238,7 @@ def test_losing_the_lease_drops_the_writes_not_started() -> None:
 
 
 def test_a_write_that_escapes_its_own_error_handling_is_raised_when_settling() -> None:
-    writes = WaitingWrites(workers=1)
+    writes = WaitingWrites(workers=1, name="test")
 
     def dies() -> None:
         raise KeyboardInterrupt

@@ -59,7 +59,7 @@ class AssumedPlans:
     def assume(self, uid: str, key: Key, document: Document, patch: Mapping[str, object]) -> None:
         """``document``, the version the plan was decided from, read as written with ``patch``."""
         meta = document.get("metadata") or {}
-        version = str(meta.get("resourceVersion", ""))
+        version = _version(document)
         planned = with_status(document, patch)
         planned["metadata"] = {**meta, "resourceVersion": version + ASSUMED_VERSION_SUFFIX}
         with self._lock:
@@ -87,9 +87,10 @@ def read_as_written(documents: Mapping[Key, Document], assumed: list[AssumedPlan
     read = dict(documents)
     for plan in assumed:
         current = read.get(plan.key)
-        if (
-            current is not None
-            and str((current.get("metadata") or {}).get("resourceVersion")) == plan.version
-        ):
+        if current is not None and _version(current) == plan.version:
             read[plan.key] = plan.document
     return read
+
+
+def _version(document: Document) -> str:
+    return str((document.get("metadata") or {}).get("resourceVersion", ""))

@@ -101,8 +101,8 @@ class OperatorMetrics:
         self._handoffs = gauge(
             "handoffs_pending",
             "Jobs the scheduling loop handed to a pool that has not finished with them, by pool: "
-            "waiting (a waiting job's status write), placing (a placement's plan, read as written meanwhile), "
-            "binding (a placement's pods, once its plan is written).",
+            "waiting (a waiting job's status write), placing (a placement's plan, read as written "
+            "meanwhile), binding (a placement's pods, once its plan is written).",
             ["pool"],
         )
 

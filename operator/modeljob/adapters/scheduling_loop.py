@@ -90,13 +90,15 @@ class SchedulingLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._jobs_pool = ThreadPoolExecutor(max_workers=scheduling.job_workers, thread_name_prefix="job")
-        self._waiting = WaitingWrites(workers=scheduling.job_workers)
+        self._waiting = WaitingWrites(workers=scheduling.job_workers, name="waiting-write")
         # Placements' plans, written off the cycle and read as written meanwhile (``_place``,
         # adapters/assumed_plans.py), then their pods created and bound: pools of their own, so
         # they never queue behind a deep queue's waiting writes.
-        self._placing = WaitingWrites(workers=scheduling.job_workers)
+        # A plan done (written or not) wakes the loop once the job is no longer pending: a cycle
+        # woken by its reply alone may have found it pending still, and left it.
+        self._placing = WaitingWrites(workers=scheduling.job_workers, name="placing", done=view.changed.set)
         self._assumed = AssumedPlans()
-        self._binding = WaitingWrites(workers=scheduling.job_workers)
+        self._binding = WaitingWrites(workers=scheduling.job_workers, name="binding")
         for pool, handed in (
             ("waiting", self._waiting),
             ("placing", self._placing),
@@ -138,9 +140,9 @@ class SchedulingLoop:
         # Plans under way land (those not started are dropped: the next leader plans afresh), and
         # placements under way finish (their pods through the binder, then Scheduled) before the
         # binder stops; those not started are left, planned, for the next leader to complete.
-        self._placing.stop(wait_seconds=WAITING_WRITES_STOP_SECONDS)
-        self._binding.stop(wait_seconds=WAITING_WRITES_STOP_SECONDS)
-        self._waiting.stop(wait_seconds=WAITING_WRITES_STOP_SECONDS)
+        deadline = time.monotonic() + WAITING_WRITES_STOP_SECONDS  # one wait for all three pools
+        for pool in (self._placing, self._binding, self._waiting):
+            pool.stop(wait_seconds=max(0.0, deadline - time.monotonic()))
         self._binder.stop()
         self._jobs_pool.shutdown(wait=False, cancel_futures=True)
         self.events.drain()  # Events already decided are still posted (bounded wait)
@@ -316,8 +318,8 @@ class SchedulingLoop:
     def _decides(step: Step, document: Document) -> bool:
         """Whether a later cycle reads back what acting on ``step`` writes: anything but a waiting
         job's status (a preemptor waiting for its victims, or one whose plan is cleared, decides
-        too: the next cycle plans from that plan), so it is written before the cycle ends (a
-        placement's plan is not asked: read as written meanwhile, ``_hand_over``)."""
+        too: the next cycle plans from that plan), so it is written before the cycle ends; a
+        placement is handed over (``_hand_over``), and read as written meanwhile."""
         if not isinstance(step, Wait | Unschedulable) or step.delete_pods or step.job.placement:
             return True
         return bool(step.job.preempting or status.plan_over(document.get("status") or {}))
@@ -369,12 +371,20 @@ class SchedulingLoop:
         job as the write will leave it until it is done (adapters/assumed_plans.py), as
         kube-scheduler assumes a pod while its binding cycle runs and Kueue an admission while
         its admission routine writes it."""
-        admitted = document if judged is None else with_status(document, judged[1])
-        write = self._actions.plan_write(step, admitted, now=now)
-        self._assumed.assume(step.job.uid, step.job.key, admitted, write.patch)
-        place = functools.partial(self._place, step, document, write, now, judged)
-        if not self._placing.submit(step.job.uid, place):
-            self._assumed.drop(step.job.uid)  # never expected: a job with a write pending is not acted on
+        uid = step.job.uid
+        with self._handled(step):  # a step that cannot even be handed over fails alone, as in a pool
+            admitted = document if judged is None else with_status(document, judged[1])
+            write = self._actions.plan_write(step, admitted, now=now)
+            self._assumed.assume(uid, step.job.key, admitted, write.patch)
+            try:
+                handed = self._placing.submit(
+                    uid, functools.partial(self._place, step, document, write, now, judged)
+                )
+            except BaseException:  # the pool stopped: never written, so never read as written
+                self._assumed.drop(uid)
+                raise
+            if not handed:  # never expected: a job with a write pending is not acted on
+                logger.warning("%s/%s: a plan is being written already; this one is dropped", *step.job.key)
 
     def _place(
         self,

@@ -72,7 +72,8 @@ class StepActions:
         """Act on ``step``; False when its pods could not be bound (the plan is rolled back).
         ``refresh``: a waiting job's status may be rewritten for a new position or reason alone
         (its cycle's budget granted it: adapters/job_status.py, ReasonRewrites). A placement is
-        acted on whole here; `plan` splits it where the loop binds off its cycle."""
+        acted on whole here; the loop calls ``plan_write`` in its cycle, then ``plan`` and its
+        binding off it."""
         if isinstance(step, Place):
             return self.plan(step, document, self.plan_write(step, document, now=now), now=now)()
         if step.delete_pods and not isinstance(step, RollBack):
@@ -121,7 +122,8 @@ class StepActions:
 
     def plan(self, step: Place, document: Document, write: PlanWrite, *, now: datetime) -> Callable[[], bool]:
         """Write the placement (``write``: `status.placement` with its Binding condition, as
-        ``plan_write`` made it from ``document``): the decision, which the next cycle reads back.
+        ``plan_write`` made it from ``document``): the decision, which the next cycles read back
+        (read as written until it is: adapters/assumed_plans.py).
         Returns the rest, to run after it: the pods created and bound, then the job marked
         Scheduled; False if they could not be bound (the plan is rolled back). Until the rest is
         done, a cycle finds the job planned with pods missing: its nodes are reserved

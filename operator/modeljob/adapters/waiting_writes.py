@@ -38,8 +38,11 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 class WaitingWrites:
     """A pool for waiting jobs' status writes, and which jobs have one pending."""
 
-    def __init__(self, *, workers: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="waiting-write")
+    def __init__(self, *, workers: int, name: str, done: Callable[[], None] | None = None) -> None:
+        """``name``: its threads' (in logs); ``done``: called after each write is done and its job
+        no longer pending."""
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._done = done
         self._pending: dict[str, Future[None]] = {}  # job uid -> its write, queued or under way
         self._escaped: BaseException | None = None  # the first a write did not handle, for ``settle``
         self._lock = threading.Lock()
@@ -111,3 +114,5 @@ class WaitingWrites:
                 del self._pending[uid]
             if escaped is not None and self._escaped is None:
                 self._escaped = escaped
+        if self._done is not None:
+            self._done()
