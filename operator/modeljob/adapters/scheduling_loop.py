@@ -93,9 +93,9 @@ class SchedulingLoop:
         self._waiting = WaitingWrites(workers=scheduling.job_workers, name="waiting-write")
         # Placements' plans, written off the cycle and read as written meanwhile (``_place``,
         # adapters/assumed_plans.py), then their pods created and bound: pools of their own, so
-        # they never queue behind a deep queue's waiting writes.
-        # A plan done (written or not) wakes the loop once the job is no longer pending: a cycle
-        # woken by its reply alone may have found it pending still, and left it.
+        # they never queue behind a deep queue's waiting writes. A plan done (written or not)
+        # wakes the loop once its job is no longer pending: a cycle woken by the reply alone may
+        # have found the job pending still, and left it.
         self._placing = WaitingWrites(workers=scheduling.job_workers, name="placing", done=view.changed.set)
         self._assumed = AssumedPlans()
         self._binding = WaitingWrites(workers=scheduling.job_workers, name="binding")
