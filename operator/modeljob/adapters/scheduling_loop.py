@@ -31,15 +31,14 @@ from modeljob.adapters.job_admission import Admissions, AdmittingWriter, with_st
 from modeljob.adapters.job_status import JsonObject, ReasonRewrites, WriteBackoff, waiting_writes
 from modeljob.adapters.metrics import OperatorMetrics
 from modeljob.adapters.step_actions import Document, PlanWrite, StepActions
+from modeljob.adapters.step_choice import decides, does_something
 from modeljob.adapters.step_errors import StepErrors
 from modeljob.adapters.waiting_writes import WaitingWrites
-from modeljob.core import status, steps
 from modeljob.core.cluster_state import merge_assumed
 from modeljob.core.job_state import JobFacts
 from modeljob.core.scheduling_cycle import CycleMemory, CycleResult, CycleSettings, SizingCache, run_cycle
 from modeljob.core.spec_admission import Judgement
-from modeljob.core.status import WaitingWrite
-from modeljob.core.steps import Place, Step, Unschedulable, Wait
+from modeljob.core.steps import Place, Step
 from modeljob.settings import SchedulingSettings
 
 logger = logging.getLogger(__name__)
@@ -204,13 +203,16 @@ class SchedulingLoop:
         jobs = [job for job in parsed if job.uid not in sits_out]
         result = self._plan(jobs, [job for job in parsed if job.uid in sits_out], now)
         planned = time.perf_counter()
-        acted = self._act_on(result, documents, judged, backing_off=backing_off, pending=pending, now=now)
+        acted, waited = self._act_on(
+            result, documents, judged, backing_off=backing_off, pending=pending, now=now
+        )
         done = time.perf_counter()
         self._record(result, parsed, now)
         recorded = time.perf_counter()
         timing = (
             f"plan {planned - started:.3f} s (snapshot {snapshotted - snapshotting:.3f} s, judge "
-            f"{judged_at - snapshotted:.3f} s), act {done - planned:.3f} s, record {recorded - done:.3f} s"
+            f"{judged_at - snapshotted:.3f} s), act {done - planned:.3f} s (waiting for its "
+            f"decisions' writes {waited:.3f} s), record {recorded - done:.3f} s"
         )
         logger.debug("cycle: %d jobs, %d acted on, %s", len(jobs), acted, timing)
         self.cycles += 1
@@ -262,8 +264,9 @@ class SchedulingLoop:
         backing_off: set[str],
         pending: frozenset[str],
         now: datetime,
-    ) -> int:
-        """Act on the cycle's steps that change something; how many were acted on. A placement's
+    ) -> tuple[int, float]:
+        """Act on the cycle's steps that change something: how many were acted on, and the seconds
+        spent waiting for the writes of decisions other than placements. A placement's
         plan is handed to ``_placing``, and read as written by the next cycles until it is
         (adapters/assumed_plans.py); its pods are then bound by ``_binding``. Other decisions are
         written before the cycle ends. Waiting jobs' writes are handed to ``_waiting`` and land
@@ -283,10 +286,12 @@ class SchedulingLoop:
             step
             for step in result.steps
             if step.job.uid not in backing_off
-            and self._does_something(step, writes.get(step.job.uid), admitted=step.job.uid in judged)
+            and does_something(
+                step, writes.get(step.job.uid), admitted=step.job.uid in judged, rewrites=self._rewrites
+            )
             and (
                 step.job.uid not in pending
-                or (self._decides(step, documents[step.job.key]) and self._cancel(step.job.uid))
+                or (decides(step, documents[step.job.key]) and self._cancel(step.job.uid))
             )
         ]
         futures = []
@@ -299,13 +304,14 @@ class SchedulingLoop:
             act = functools.partial(
                 self._act, step, document, now, judged.get(uid), self._rewrites.allowed(uid)
             )
-            if self._decides(step, document):
+            if decides(step, document):
                 futures.append(self._jobs_pool.submit(act))
             else:
                 self._waiting.submit(uid, act)
+        waiting = time.perf_counter()
         for future in futures:
             future.result()
-        return len(acting)
+        return len(acting), time.perf_counter() - waiting
 
     def _cancel(self, uid: str) -> bool:
         """Drop the job's pending waiting write if it has not started (WaitingWrites.cancel). A
@@ -313,16 +319,6 @@ class SchedulingLoop:
         decided (the replicas kept beside a new one, a rolling update's surge), where the cycle
         could only complete the plan as after a crash, and would wait for its pods itself."""
         return self._waiting.cancel(uid)
-
-    @staticmethod
-    def _decides(step: Step, document: Document) -> bool:
-        """Whether a later cycle reads back what acting on ``step`` writes: anything but a waiting
-        job's status (a preemptor waiting for its victims, or one whose plan is cleared, decides
-        too: the next cycle plans from that plan), so it is written before the cycle ends; a
-        placement is handed over (``_hand_over``), and read as written meanwhile."""
-        if not isinstance(step, Wait | Unschedulable) or step.delete_pods or step.job.placement:
-            return True
-        return bool(step.job.preempting or status.plan_over(document.get("status") or {}))
 
     def _record(self, result: CycleResult, parsed: Sequence[JobFacts], now: datetime) -> None:
         """The cycle's metrics, and the Queues' statuses it computed."""
@@ -332,21 +328,6 @@ class SchedulingLoop:
         if result.queues is not None:
             kube_queues.write_statuses(self._gateway, self._view.queues, result.queues, now=now)
             self._metrics.record_quota(result.queues)
-
-    def _does_something(self, step: Step, write: WaitingWrite | None, *, admitted: bool) -> bool:
-        """Whether acting on ``step`` writes or deletes anything: a job admitted now always (its
-        admission is written with its step), a Keep only with pods to delete, a Wait or
-        Unschedulable only if its status is not already what it would write (``write``, as
-        ``StepActions._wait`` would find it)."""
-        if admitted or step.delete_pods:
-            return True
-        if isinstance(step, steps.Keep):
-            return False
-        if isinstance(step, Wait | Unschedulable):
-            return write is WaitingWrite.CHANGE or (
-                write is WaitingWrite.REFRESH and self._rewrites.allowed(step.job.uid)
-            )
-        return True
 
     def _act(
         self,
