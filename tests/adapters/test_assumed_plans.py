@@ -5,6 +5,7 @@ neither planned nor acted on again; a plan refused or dropped unstarted is plann
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
@@ -138,7 +139,7 @@ def test_a_plan_that_cannot_be_handed_over_fails_alone_and_backs_off(monkeypatch
     assert "placement" not in api.job("ml", GANG)["status"]
 
 
-def _job(version: str) -> dict[str, object]:
+def _job(version: str) -> dict[str, Any]:
     return {"metadata": {"name": "a", "uid": "u", "resourceVersion": version}, "status": {"phase": "Queued"}}
 
 
@@ -147,14 +148,18 @@ def test_an_assumed_plan_is_read_only_over_the_version_it_was_decided_from() -> 
     plans.assume("u", ("ml", "a"), _job("7"), {"placement": [{"node": "n"}], "queuePosition": None})
     assumed = plans.of({"u"})
 
-    read = read_as_written({("ml", "a"): _job("7")}, assumed)
+    read = {("ml", "a"): _job("7")}
+    read_as_written(read, assumed)
     job = read[("ml", "a")]
     assert job["status"] == {"phase": "Queued", "placement": [{"node": "n"}]}, "as the write leaves it"
     assert job["metadata"]["resourceVersion"] == "7" + ASSUMED_VERSION_SUFFIX
 
-    changed = read_as_written({("ml", "a"): _job("8")}, assumed)
+    changed = {("ml", "a"): _job("8")}
+    read_as_written(changed, assumed)
     assert changed[("ml", "a")]["metadata"]["resourceVersion"] == "8", "changed since: read as it is"
-    assert read_as_written({}, assumed) == {}, "deleted since: not brought back"
+    deleted: dict[tuple[str, str], dict[str, Any]] = {}
+    read_as_written(deleted, assumed)
+    assert deleted == {}, "deleted since: not brought back"
 
 
 def test_an_assumed_plan_whose_write_is_no_longer_pending_is_forgotten() -> None:

@@ -23,7 +23,7 @@ before it started) no plan, and then the job is planned again.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, MutableMapping, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +42,7 @@ ASSUMED_VERSION_SUFFIX = "+planned"
 class AssumedPlan:
     key: Key
     version: str  # the resourceVersion the plan was decided from
-    document: Document  # the job as it reads once the plan is written
+    document: dict[str, Any]  # the job as it reads once the plan is written
 
 
 class AssumedPlans:
@@ -79,17 +79,14 @@ class AssumedPlans:
             return list(self._plans.values())
 
 
-def read_as_written(documents: Mapping[Key, Document], assumed: list[AssumedPlan]) -> Mapping[Key, Document]:
-    """``documents`` (a snapshot taken after ``assumed`` was read) with each assumed plan in place
-    of the version it was decided from; a job changed or deleted since is left as it is."""
-    if not assumed:
-        return documents
-    read = dict(documents)
+def read_as_written(documents: MutableMapping[Key, dict[str, Any]], assumed: list[AssumedPlan]) -> None:
+    """Each assumed plan put in ``documents`` (a snapshot of the caller's own, taken after
+    ``assumed`` was read) in place of the version it was decided from; a job changed or deleted
+    since is left as it is."""
     for plan in assumed:
-        current = read.get(plan.key)
+        current = documents.get(plan.key)
         if current is not None and _version(current) == plan.version:
-            read[plan.key] = plan.document
-    return read
+            documents[plan.key] = plan.document
 
 
 def _version(document: Document) -> str:
