@@ -4,13 +4,13 @@ cannot be, or left waiting with the reason (quota, room, strict order) and their
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from modeljob.core.admission import AdmissionPlan, Waiting, queued_job, quota_request
 from modeljob.core.cluster_state import NodeFacts, refusals
 from modeljob.core.cycle_cluster import Cluster
-from modeljob.core.demand_classes import DemandClasses, named_for_class
+from modeljob.core.demand_classes import DemandClasses, demand_stem, named_for_class
 from modeljob.core.gang_request import Placement, Unplaceable
 from modeljob.core.job_state import JobFacts
 from modeljob.core.lifecycle import Plan
@@ -26,10 +26,16 @@ from modeljob.core.steps import Place, Preempt, Step, Unschedulable, Wait
 
 @dataclass(frozen=True, slots=True)
 class Planned:
-    """A job the cycle plans: its lifecycle plan and its sizing per node type."""
+    """A job the cycle plans: its lifecycle plan and its sizing per node type; and what of its
+    demand class its job alone says (``demand_stem``), worked out once: the loop keeps a job's
+    Planned from cycle to cycle while the job and its sizing are unchanged."""
 
     plan: Plan
     sizing: Sizing
+    stem: Hashable | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stem", demand_stem(self.plan))
 
     @property
     def job(self) -> JobFacts:
@@ -232,13 +238,13 @@ class CycleQueue:
             return Unschedulable(job=job, message=message, delete_pods=strays)
         roll = waiting.plan.roll
         candidates = self._candidates(waiting)
-        key = self.classes.key(waiting.plan, candidates, blocked_by=blocked_by)
+        usable = cluster.usable(job)
+        key = self.classes.key(job, waiting.stem, candidates, usable, blocked_by=blocked_by)
         verdict = self.classes.recall(key) if key is not None else None
         if verdict is not None:  # decided for an earlier job of its class, nothing changed since
             step: Wait | Unschedulable = verdict.step_for(waiting.plan, position=position)
         else:
             pending = [roll.replica] if roll is not None else pending_replicas(job)
-            usable = cluster.usable(job)
             attempts = self.planner.attempts(job, candidates, eligible=usable, pending=pending)
             chosen = best(attempts) if blocked_by is None else None
             if chosen is not None:

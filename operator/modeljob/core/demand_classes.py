@@ -25,8 +25,9 @@ from modeljob.core.gang_request import Unplaceable
 from modeljob.core.job_state import JobFacts
 from modeljob.core.lifecycle import Plan
 from modeljob.core.node_types import Candidate
+from modeljob.core.nodes import BoolArray
 from modeljob.core.plan_memo import renameable
-from modeljob.core.planning import Attempt, Planner
+from modeljob.core.planning import Attempt, Planner, spreads_by_default
 from modeljob.core.steps import Unschedulable, Wait
 
 # Put where the job's name goes while a verdict's message is split; never in a name (a ref is
@@ -70,28 +71,30 @@ class DemandClasses:
         self._verdicts: dict[Hashable, Verdict] = {}
 
     def key(
-        self, plan: Plan, candidates: tuple[Candidate, ...], *, blocked_by: JobFacts | None
+        self,
+        job: JobFacts,
+        stem: Hashable | None,
+        candidates: tuple[Candidate, ...],
+        usable: BoolArray,
+        *,
+        blocked_by: JobFacts | None,
     ) -> Hashable | None:
-        """The job's class (``candidates``: its own, on the products its quota allows), or None
-        when something of its own is in play and it must be decided alone."""
-        job = plan.job
-        if self.planner.memo is None:  # a cycle that remembers no plans decides every job alone
+        """The job's class (``stem``: its ``demand_stem``; ``candidates``: its own, on the
+        products its quota allows; ``usable``: the nodes it may use now), or None when
+        something of its own is in play and it must be decided alone."""
+        if stem is None or not candidates or self.planner.memo is None:
+            # (a cycle that remembers no plans decides every job alone)
             return None
-        if job.placement or plan.roll is not None or job.preempting or not candidates:
-            return None
-        rules = self.planner.rules_key(job)
-        if rules is None:
+        pods = self.planner.pods
+        # As Planner.rules_key: other pods' required anti-affinity, or pods of its own, are read.
+        if pods is not None and (pods.guarded or pods.by_job.get(job.uid)):
             return None
         return (
             # One tuple per sizing and quota products (CycleQueue._candidates), and the cycle
             # sizes each template once (Cluster.sizing): the tuple stands for both.
             id(candidates),
-            id(self.cluster.usable(job)),  # one array per answer until the nodes kept change
-            job.replicas,
-            job.gang,
-            rules,
-            job.topology_key,
-            job.topology_required,
+            id(usable),  # one array per answer until the nodes kept change (Cluster.usable)
+            stem,
             None if blocked_by is None else blocked_by.ref,
         )
 
@@ -113,6 +116,20 @@ class DemandClasses:
             parts=parts,
             candidate=template.candidate,
         )
+
+
+def demand_stem(plan: Plan) -> Hashable | None:
+    """What of a job's class its job alone says, the same in every cycle while the job is: its
+    replicas, gang, the rules it is planned with (``Planner.rules_key``'s, but for the pods) and
+    topology; None for a job with something of its own in play (a placement, a rolling update,
+    a preemption, pod rules or preferences that read other pods or score nodes)."""
+    job = plan.job
+    if job.placement or plan.roll is not None or job.preempting:
+        return None
+    stated = job.rules
+    if stated.states_pod_rules or stated.node_affinity.preferred:
+        return None
+    return (job.replicas, job.gang, spreads_by_default(job), job.topology_key, job.topology_required)
 
 
 def named_for_class(attempts: Sequence[Attempt], own_name: str) -> list[Attempt] | None:
