@@ -1,5 +1,5 @@
 """A placement's plan is written beside the next cycles, which read the job as planned meanwhile
-(adapters/assumed_plans.py): its nodes stay kept for it, nothing is planned onto them, the job is
+(adapters/assumed_writes.py): its nodes stay kept for it, nothing is planned onto them, the job is
 neither planned nor acted on again; a plan refused or dropped unstarted is planned afresh."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from modeljob.adapters.assumed_plans import ASSUMED_VERSION_SUFFIX, AssumedPlans, read_as_written
+from modeljob.adapters.assumed_writes import ASSUMED_VERSION_SUFFIX, AssumedWrites, read_as_written
 from modeljob.adapters.cluster_errors import ClusterError
 from modeljob.adapters.cluster_view import ClusterView
 from tests.adapters.test_binding_off_cycle import _assert_bound_once
@@ -66,7 +66,7 @@ def test_a_plan_being_written_keeps_its_nodes_from_a_job_that_arrives_ahead_of_i
     assert len(_plans(api, GANG)) == 1, "planned once"
     assert api.job("ml", GANG)["status"]["phase"] == "Scheduled"
     _assert_bound_once(api)
-    assert len(loop._assumed) == 0, "nothing is assumed once the plan is written"
+    assert len(loop._handed.assumed) == 0, "nothing is assumed once the plan is written"
 
 
 def test_a_plan_being_written_is_not_acted_on_again() -> None:
@@ -98,7 +98,7 @@ def test_a_refused_plan_is_planned_afresh_by_the_next_cycle() -> None:
     loop.run_once()
     assert refused
     assert "placement" not in api.job("ml", GANG)["status"]
-    assert len(loop._assumed) == 0, "the assumption ended with the refused write"
+    assert len(loop._handed.assumed) == 0, "the assumption ended with the refused write"
     loop.run_once()
     assert api.job("ml", GANG)["status"]["phase"] == "Scheduled"
     _assert_bound_once(api)
@@ -109,12 +109,12 @@ def test_a_plan_dropped_before_its_write_started_is_planned_afresh() -> None:
     cycle reads them as written (its pods would be bound for a plan the API server never saw)."""
     api = _api(cordoned=False)
     loop, _ = start_operator(api)
-    blocker = Blocker(loop._placing)
+    blocker = Blocker(loop._handed.placing)
     loop.run_once(settle=False)  # the gang's plan waits behind the busy worker
-    assert len(loop._assumed) == 1
-    loop._placing.drop_queued()
+    assert len(loop._handed.assumed) == 1
+    loop._handed.placing.drop_queued()
     blocker.release.set()
-    loop._placing.settle()
+    loop._handed.placing.settle()
     assert api.pods() == []
     assert "placement" not in api.job("ml", GANG)["status"]
 
@@ -135,7 +135,7 @@ def test_a_plan_that_cannot_be_handed_over_fails_alone_and_backs_off(monkeypatch
     loop.run_once()  # the cycle itself goes on
     uid = api.job("ml", GANG)["metadata"]["uid"]
     assert not loop._backoff.ready(uid, at(100)), "the job is left alone for a while, as after a failed write"
-    assert len(loop._assumed) == 0, "nothing is read as written"
+    assert len(loop._handed.assumed) == 0, "nothing is read as written"
     assert "placement" not in api.job("ml", GANG)["status"]
 
 
@@ -144,7 +144,7 @@ def _job(version: str) -> dict[str, Any]:
 
 
 def test_an_assumed_plan_is_read_only_over_the_version_it_was_decided_from() -> None:
-    plans = AssumedPlans()
+    plans = AssumedWrites()
     plans.assume("u", ("ml", "a"), _job("7"), {"placement": [{"node": "n"}], "queuePosition": None})
     assumed = plans.of({"u"})
 
@@ -163,7 +163,7 @@ def test_an_assumed_plan_is_read_only_over_the_version_it_was_decided_from() -> 
 
 
 def test_an_assumed_plan_whose_write_is_no_longer_pending_is_forgotten() -> None:
-    plans = AssumedPlans()
+    plans = AssumedWrites()
     plans.assume("u", ("ml", "a"), _job("7"), {"placement": []})
     assert plans.of(set()) == []
     assert plans.of({"u"}) == [], "gone for good"

@@ -46,7 +46,7 @@ def test_the_plan_is_written_in_its_cycle_and_the_pods_bound_beside_the_next_one
 
     api.before["create"] = slow_create
     loop.run_once(settle=False)
-    loop._placing.settle()
+    loop._handed.placing.settle()
     status = api.job("ml", GANG)["status"]
     assert status.get("placement"), "the plan is written first"
     assert status["phase"] != "Scheduled"
@@ -59,7 +59,7 @@ def test_the_plan_is_written_in_its_cycle_and_the_pods_bound_beside_the_next_one
     assert sum(_creates_and_binds(api)[0].values()) == 1, "no second pod created beside the binding"
 
     release.set()
-    loop._binding.settle()
+    loop._handed.binding.settle()
     assert api.job("ml", GANG)["status"]["phase"] == "Scheduled"
     assert _handoffs(loop, "binding") == 0
     _assert_bound_once(api)
@@ -70,10 +70,10 @@ def test_the_plan_is_written_in_its_cycle_and_the_pods_bound_beside_the_next_one
 def test_a_binding_waiting_for_a_worker_is_left_to_it_and_binds_as_its_placement_decided() -> None:
     api = _api(cordoned=False)
     loop, _ = start_operator(api)  # one worker binds
-    blocker = Blocker(loop._binding)  # ... and is busy
+    blocker = Blocker(loop._handed.binding)  # ... and is busy
 
     loop.run_once(settle=False)
-    loop._placing.settle()
+    loop._handed.placing.settle()
     assert api.job("ml", GANG)["status"].get("placement"), "planned"
     assert api.pods() == [], "its binding waits for the busy worker"
     planned = list(_patches(api, GANG))
@@ -83,7 +83,7 @@ def test_a_binding_waiting_for_a_worker_is_left_to_it_and_binds_as_its_placement
     assert _patches(api, GANG) == planned, "neither completed nor planned again by the cycle"
 
     blocker.release.set()
-    loop._binding.settle()
+    loop._handed.binding.settle()
     assert api.job("ml", GANG)["status"]["phase"] == "Scheduled"
     _assert_bound_once(api)
     loop.events.drain()

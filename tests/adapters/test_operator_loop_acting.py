@@ -37,8 +37,8 @@ def api() -> FakeApiServer:
 def _acted_on(loop: SchedulingLoop, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The steps the loop hands its pool, as "job: Step" (recorded, then acted on as usual)."""
     acted: list[str] = []
-    for method in ("_act", "_hand_over"):  # every step, and placements (handed to their own pool)
-        monkeypatch.setattr(loop, method, _recording(getattr(loop, method), acted))
+    monkeypatch.setattr(loop, "_act", _recording(loop._act, acted))  # every step but placements
+    monkeypatch.setattr(loop._handed, "plan", _recording(loop._handed.plan, acted))  # handed over
     return acted
 
 

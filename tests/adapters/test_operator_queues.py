@@ -177,7 +177,7 @@ def test_a_crash_at_any_write_of_a_preemption_evicts_each_victim_once_and_places
     with pytest.raises(Crash):  # cycles until the n-th write, whichever cycle makes it
         cycles()
     for loop in loops:  # its threads, each stopped at its next call
-        for pool in (loop._waiting, loop._binding):
+        for pool in (loop._waiting, loop._handed.binding):
             with contextlib.suppress(Crash):
                 pool.settle()
     api.before = {}

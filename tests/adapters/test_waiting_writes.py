@@ -68,12 +68,12 @@ def test_a_job_that_fits_is_placed_while_another_jobs_waiting_write_is_still_pen
     blocker = Blocker(loop._waiting)
 
     loop.run_once(settle=False)
-    loop._placing.settle()
+    loop._handed.placing.settle()
     assert api.job("ml", GANG)["status"].get("placement"), "its plan written by a pool of its own"
     assert _patches(api, "huge") == [], "its Queued write waits behind the API server's backlog"
 
     loop.run_once(settle=False)  # the same wait again: not handed over a second time
-    loop._binding.settle()
+    loop._handed.binding.settle()
     assert api.job("ml", GANG)["status"]["phase"] == "Scheduled", "bound beside the backlog"
     blocker.release.set()
     loop._waiting.settle()
@@ -107,8 +107,8 @@ def test_a_job_placed_before_its_waiting_write_started_is_never_written_as_waiti
     loop.run_once(settle=False)
     blocker.release.set()
     loop._waiting.settle()
-    loop._placing.settle()
-    loop._binding.settle()
+    loop._handed.placing.settle()
+    loop._handed.binding.settle()
 
     assert api.job("ml", GANG)["status"]["phase"] == "Scheduled"
     assert isinstance(api, CountingApiServer)

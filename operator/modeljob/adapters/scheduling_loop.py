@@ -5,8 +5,9 @@ by any change the watches see (after a short debounce) and at least every resync
 generation of a spec is admitted here and written with the job's first step (adapters/
 job_admission.py). What acting on each kind of step writes, and in what order, is
 adapters/step_actions.py's; the loop decides which steps to act on, acts on them in parallel, and
-keeps the back-off of jobs whose steps keep failing. A placement's plan is written beside the next
-cycles, which read it as written until it is (adapters/assumed_plans.py); its pods are bound after.
+keeps the back-off of jobs whose steps keep failing. A placement's plan, and a placed job's new
+phase, are written beside the next cycles, which read them as written until they are (adapters/
+handed_writes.py); a placement's pods are bound after its plan.
 """
 
 from __future__ import annotations
@@ -21,16 +22,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from modeljob.adapters import kube_jobs, kube_queues
-from modeljob.adapters.assumed_plans import AssumedPlans, read_as_written
+from modeljob.adapters.assumed_writes import read_as_written
 from modeljob.adapters.binder import Binder, PodSettings
 from modeljob.adapters.cluster import ClusterGateway
 from modeljob.adapters.cluster_view import ClusterView, Key, ParsedJobs
 from modeljob.adapters.events import EventRecorder
+from modeljob.adapters.handed_writes import HandedWrites, handed_phase
 from modeljob.adapters.heap import LongLivedHeap
-from modeljob.adapters.job_admission import Admissions, AdmittingWriter, with_status
+from modeljob.adapters.job_admission import Admissions, AdmittingWriter
 from modeljob.adapters.job_status import JsonObject, ReasonRewrites, WriteBackoff, waiting_writes
 from modeljob.adapters.metrics import OperatorMetrics
-from modeljob.adapters.step_actions import Document, PlanWrite, StepActions
+from modeljob.adapters.step_actions import Document, StepActions
 from modeljob.adapters.step_choice import decides, does_something
 from modeljob.adapters.step_errors import StepErrors
 from modeljob.adapters.waiting_writes import WaitingWrites
@@ -90,20 +92,6 @@ class SchedulingLoop:
         self._thread: threading.Thread | None = None
         self._jobs_pool = ThreadPoolExecutor(max_workers=scheduling.job_workers, thread_name_prefix="job")
         self._waiting = WaitingWrites(workers=scheduling.job_workers, name="waiting-write")
-        # Placements' plans, written off the cycle and read as written meanwhile (``_place``,
-        # adapters/assumed_plans.py), then their pods created and bound: pools of their own, so
-        # they never queue behind a deep queue's waiting writes. A plan done (written or not)
-        # wakes the loop once its job is no longer pending: a cycle woken by the reply alone may
-        # have found the job pending still, and left it.
-        self._placing = WaitingWrites(workers=scheduling.job_workers, name="placing", done=view.changed.set)
-        self._assumed = AssumedPlans()
-        self._binding = WaitingWrites(workers=scheduling.job_workers, name="binding")
-        for pool, handed in (
-            ("waiting", self._waiting),
-            ("placing", self._placing),
-            ("binding", self._binding),
-        ):
-            metrics.watch_handoffs(pool, handed.__len__)
         self._sizing_cache: SizingCache = {}
         self._memory = CycleMemory()  # what a cycle leaves for the next; a restart starts empty
         self._parsed = ParsedJobs()
@@ -121,6 +109,17 @@ class SchedulingLoop:
             rewrites=self._rewrites,
             clock=clock,
         )
+        # Plans (then their pods) and phases, written off the cycle and read as written meanwhile.
+        self._handed = HandedWrites(
+            workers=scheduling.job_workers,
+            actions=self._actions,
+            status_writer=self._status,
+            handled=self._handled,
+            backoff=self._backoff,
+            wake=view.changed.set,
+        )
+        for name, pool in (("waiting", self._waiting), *self._handed.pools):
+            metrics.watch_handoffs(name, pool.__len__)
         self._heap = LongLivedHeap()  # what the cycles leave kept out of the collector's walks
         self.cycles = 0
         self.acting = False
@@ -136,12 +135,13 @@ class SchedulingLoop:
         self._view.changed.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        # Plans under way land (those not started are dropped: the next leader plans afresh), and
-        # placements under way finish (their pods through the binder, then Scheduled) before the
-        # binder stops; those not started are left, planned, for the next leader to complete.
-        deadline = time.monotonic() + WAITING_WRITES_STOP_SECONDS  # one wait for all three pools
-        for pool in (self._placing, self._binding, self._waiting):
-            pool.stop(wait_seconds=max(0.0, deadline - time.monotonic()))
+        # Plans and phases under way land (those not started are dropped: the next leader decides
+        # afresh), and placements under way finish (their pods through the binder, then
+        # Scheduled) before the binder stops; those not started are left, planned, for the next
+        # leader to complete.
+        deadline = time.monotonic() + WAITING_WRITES_STOP_SECONDS  # one wait for all the pools
+        self._handed.stop(deadline=deadline)
+        self._waiting.stop(wait_seconds=max(0.0, deadline - time.monotonic()))
         self._binder.stop()
         self._jobs_pool.shutdown(wait=False, cancel_futures=True)
         self.events.drain()  # Events already decided are still posted (bounded wait)
@@ -166,9 +166,8 @@ class SchedulingLoop:
             changed.clear()
             self.acting = self._acts()
             if not self.acting:
-                self._waiting.drop_queued()  # the leader writes what is true by then
-                self._placing.drop_queued()  # and plans afresh
-                self._binding.drop_queued()  # and completes the plans written
+                self._waiting.drop_queued()  # the leader writes what is true by then,
+                self._handed.drop_queued()  # plans afresh, and completes the plans written
                 continue
             try:
                 self.run_once(settle=False)
@@ -189,9 +188,9 @@ class SchedulingLoop:
         now = self._clock()
         if len(self._sizing_cache) > SIZING_CACHE_ENTRIES:
             self._sizing_cache.clear()
-        # Before the snapshot, in this order: see WaitingWrites.pending and adapters/assumed_plans.py.
-        pending = self._waiting.pending() | self._placing.pending() | self._binding.pending()
-        assumed = self._assumed.of(pending)
+        # Before the snapshot, in this order: see WaitingWrites.pending and adapters/assumed_writes.py.
+        pending = self._waiting.pending() | self._handed.pending()
+        assumed = self._handed.assumed.of(pending)
         snapshotting = time.perf_counter()
         documents = self._view.jobs.snapshot()
         read_as_written(documents, assumed)
@@ -219,8 +218,7 @@ class SchedulingLoop:
         self.cycles += 1
         self._metrics.record_cycle(time.perf_counter() - started)
         if settle:
-            self._placing.settle()  # before the bindings: a plan written hands its pods over
-            self._binding.settle()
+            self._handed.settle()
             self._waiting.settle()
         return result
 
@@ -267,14 +265,14 @@ class SchedulingLoop:
         now: datetime,
     ) -> tuple[int, float]:
         """Act on the cycle's steps that change something: how many were acted on, and the seconds
-        spent waiting for the writes of decisions other than placements. A placement's
-        plan is handed to ``_placing``, and read as written by the next cycles until it is
-        (adapters/assumed_plans.py); its pods are then bound by ``_binding``. Other decisions are
-        written before the cycle ends. Waiting jobs' writes are handed to ``_waiting`` and land
-        beside the next cycles (adapters/waiting_writes.py), one pending per job at most. A job
-        whose plan, binding or write was ``pending`` at the snapshot is left to a later cycle,
-        which sees what it left, unless a decision for it drops a waiting write before it
-        started."""
+        spent waiting for the writes of decisions it does not hand over. A placement's plan and
+        a placed job's new phase are handed over, and read as written by the next cycles until
+        they are (adapters/handed_writes.py); a placement's pods are bound after its plan. Other
+        decisions are written before the cycle ends. Waiting jobs' writes are handed to
+        ``_waiting`` and land beside the next cycles (adapters/waiting_writes.py). One write is
+        pending per job at most: a job whose write was ``pending`` at the snapshot is left to a
+        later cycle, which sees what it left, unless a decision for it drops a waiting write
+        before it started."""
         # What each waiting job's step would write, worked out once: the refreshes granted and
         # the choice of steps acted on both read it. A job in back-off, or with a write pending,
         # takes no refresh.
@@ -299,13 +297,15 @@ class SchedulingLoop:
         for step in acting:
             uid, document = step.job.uid, documents[step.job.key]
             if isinstance(step, Place):
-                self._hand_over(step, document, now, judged.get(uid))
+                self._handed.plan(step, document, now, judged.get(uid))
                 continue
             # Whether a waiting job's status may be refreshed is this cycle's budget's, decided now.
             act = functools.partial(
                 self._act, step, document, now, judged.get(uid), self._rewrites.allowed(uid)
             )
-            if decides(step, document):
+            if handed_phase(step):
+                self._handed.phase(step, document, judged.get(uid), act)
+            elif decides(step, document):
                 futures.append(self._jobs_pool.submit(act))
             else:
                 self._waiting.submit(uid, act)
@@ -344,52 +344,4 @@ class SchedulingLoop:
             with self._status.carrying(document, judged) as admitted:
                 acted = self._actions.act(step, admitted, now, refresh=refresh)
             if acted:
-                self._backoff.succeeded(step.job.uid)
-
-    def _hand_over(
-        self, step: Place, document: Document, now: datetime, judged: tuple[Judgement, JsonObject] | None
-    ) -> None:
-        """A placement's plan worked out here and written by ``_placing``: the next cycles read the
-        job as the write will leave it until it is done (adapters/assumed_plans.py), as
-        kube-scheduler assumes a pod while its binding cycle runs and Kueue an admission while
-        its admission routine writes it."""
-        uid = step.job.uid
-        with self._handled(step):  # a step that cannot even be handed over fails alone, as in a pool
-            admitted = document if judged is None else with_status(document, judged[1])
-            write = self._actions.plan_write(step, admitted, now=now)
-            self._assumed.assume(uid, step.job.key, admitted, write.patch)
-            try:
-                handed = self._placing.submit(
-                    uid, functools.partial(self._place, step, document, write, now, judged)
-                )
-            except BaseException:  # the pool stopped: never written, so never read as written
-                self._assumed.drop(uid)
-                raise
-            if not handed:  # never expected: a job with a write pending is not acted on
-                logger.warning("%s/%s: a plan is being written already; this one is dropped", *step.job.key)
-
-    def _place(
-        self,
-        step: Place,
-        document: Document,
-        write: PlanWrite,
-        now: datetime,
-        judged: tuple[Judgement, JsonObject] | None,
-    ) -> None:
-        """The plan written (with the job's admission, if judged in its cycle), then its pods handed
-        to ``_binding``: created and bound, the job marked Scheduled. The assumption ends only once
-        the reply is in the watched copy, or the write failed."""
-        try:
-            with self._handled(step), self._status.carrying(document, judged) as admitted:
-                bind = self._actions.plan(step, admitted, write, now=now)
-                if not self._binding.submit(step.job.uid, functools.partial(self._bind_planned, step, bind)):
-                    self._bind_planned(step, bind)  # never expected: a placed job had nothing pending
-        finally:
-            self._assumed.drop(step.job.uid)
-
-    def _bind_planned(self, step: Place, bind: Callable[[], bool]) -> None:
-        """The rest of a placement whose plan is written: its pods created and bound, the job
-        marked Scheduled (or the plan rolled back)."""
-        with self._handled(step):
-            if bind():
                 self._backoff.succeeded(step.job.uid)

@@ -102,7 +102,7 @@ class StepActions:
     def plan_write(self, step: Place, document: Document, *, now: datetime) -> PlanWrite:
         """What writing ``step``'s plan on ``document`` writes: its pods' names and entries, and the
         status patch. Worked out by the cycle that decides it, so the next cycles can read the plan
-        as written while the write is still under way (adapters/assumed_plans.py)."""
+        as written while the write is still under way (adapters/assumed_writes.py)."""
         job = step.job
         nonce = kube_writes.placement_nonce(
             job.uid, str((document.get("metadata") or {}).get("resourceVersion", ""))
@@ -123,7 +123,7 @@ class StepActions:
     def plan(self, step: Place, document: Document, write: PlanWrite, *, now: datetime) -> Callable[[], bool]:
         """Write the placement (``write``: `status.placement` with its Binding condition, as
         ``plan_write`` made it from ``document``): the decision, which the next cycles read back
-        (read as written until it is: adapters/assumed_plans.py).
+        (read as written until it is: adapters/assumed_writes.py).
         Returns the rest, to run after it: the pods created and bound, then the job marked
         Scheduled; False if they could not be bound (the plan is rolled back). Until the rest is
         done, a cycle finds the job planned with pods missing: its nodes are reserved

@@ -17,7 +17,7 @@ def decides(step: Step, document: Mapping[str, Any]) -> bool:
     """Whether a later cycle reads back what acting on ``step`` writes: anything but a waiting
     job's status (a preemptor waiting for its victims, or one whose plan is cleared, decides
     too: the next cycle plans from that plan), so it is written before the cycle ends; a
-    placement is handed over (``SchedulingLoop._hand_over``), and read as written meanwhile."""
+    placement is handed over (``HandedWrites.plan``), and read as written meanwhile."""
     if not isinstance(step, Wait | Unschedulable) or step.delete_pods or step.job.placement:
         return True
     return bool(step.job.preempting or status.plan_over(document.get("status") or {}))

@@ -12,9 +12,10 @@ the cycle ends. kube-scheduler binds off its scheduling cycle, and Kueue's sched
 its admissions off its own (``Scheduler.admit``: assumed in its cache, written by the admission
 routine), for the same reason.
 
-The loop keeps two more pools of the same kind for placements: one writes their plans, which the
-next cycles read as written meanwhile (adapters/assumed_plans.py); the other creates and binds the
-pods once a plan has landed and marks the job Scheduled, as kube-scheduler's binding cycle does
+The loop keeps three more pools of the same kind (adapters/handed_writes.py): one writes
+placements' plans and one placed jobs' new phases, both read as written by the next cycles
+meanwhile (adapters/assumed_writes.py); the third creates and binds a placement's pods once its
+plan has landed and marks the job Scheduled, as kube-scheduler's binding cycle does
 (docs/operator.md, "Keeping decisions safe").
 
 One write per job at a time: a job with a write pending is not handed another until it is done
