@@ -9,9 +9,9 @@ plan (core/cycle_cluster.py, complete) and no other job is placed on them; and t
 on, since its write is pending (adapters/waiting_writes.py). The pods are still created only after
 the plan has landed: a crash in between leaves no pod of a plan that was not written.
 
-A phase the pods give a placed job (Running, Succeeded, Failed with nothing to delete) is written
-the same way: the next cycles read the job in its new phase (a finished job holds no quota) while
-the write lands, and act on it again only once it has.
+A running job's new phase (Scheduled, Running: the job holds what it held) is written the same
+way: the next cycles read the job in its new phase while the write lands, and act on it again only
+once it has (adapters/handed_writes.py).
 
 What makes this exact, with no moment at which a cycle sees neither the write nor the assumption:
 - the loop reads the pending writes, then the assumptions, then its snapshot of the jobs;

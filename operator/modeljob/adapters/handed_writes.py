@@ -1,12 +1,12 @@
 """The decisions a cycle hands over to be written beside the next cycles: a placement's plan (then
-its pods' binding) and a placed job's new phase.
+its pods' binding) and a running job's new phase (Scheduled, Running).
 
 Each is assumed from the moment it is handed over until its write is done (adapters/
 assumed_writes.py): the next cycles read the job as written, so a plan's nodes stay kept for it,
-a finished job holds no quota, and the job is neither planned nor acted on again meanwhile (its
-write is pending). A waiting job's status is the loop's other hand-over (adapters/
-waiting_writes.py), read by no later decision. Every write is still conditional on the version it
-was decided from, and passes the leader's fence as before.
+and the job is neither planned nor acted on again meanwhile (its write is pending). A waiting
+job's status is the loop's other hand-over (adapters/waiting_writes.py), read by no later
+decision. Every write is still conditional on the version it was decided from, and passes the
+leader's fence as before.
 """
 
 from __future__ import annotations
@@ -35,9 +35,12 @@ Handled = Callable[[Step], AbstractContextManager[None]]
 
 
 def handed_phase(step: Step) -> TypeGuard[SetPhase]:
-    """Whether ``step`` is a phase the pods give a placed job, with no pod to delete: one status
-    write, read as written by the next cycles (``HandedWrites.phase``)."""
-    return isinstance(step, SetPhase) and not step.delete_pods
+    """Whether ``step`` is a phase the pods give a placed job that goes on holding what it holds
+    (Scheduled, Running), with no pod to delete: one status write, read as written by the next
+    cycles (``HandedWrites.phase``). A finished job's phase (Succeeded, Failed) frees its quota,
+    so it is written before its cycle ends: read as written and then refused, the quota given to
+    another job meanwhile would be charged twice, and a queue over its share is reclaimed from."""
+    return isinstance(step, SetPhase) and not step.delete_pods and not step.phase.finished
 
 
 class HandedWrites:
@@ -80,6 +83,8 @@ class HandedWrites:
         job as the write will leave it until it is done, as kube-scheduler assumes a pod while
         its binding cycle runs and Kueue an admission while its admission routine writes it."""
         with self._handled(step):  # a step that cannot even be handed over fails alone, as in a pool
+            if self._under_way(self.placing, step):
+                return
             admitted = document if judged is None else with_status(document, judged[1])
             write = self._actions.plan_write(step, admitted, now=now)
             self.assumed.assume(step.job.uid, step.job.key, admitted, write.patch)
@@ -88,12 +93,16 @@ class HandedWrites:
             )
 
     def phase(self, step: SetPhase, document: Document, judged: Judged, act: Callable[[], None]) -> None:
-        """A placed job's new phase, written by ``phases`` (``act``: the loop's acting on
+        """A running job's new phase, written by ``phases`` (``act``: the loop's acting on
         ``step``, which writes it and records its Event), read as written meanwhile."""
         with self._handled(step):
+            if self._under_way(self.phases, step):
+                return
             admitted = document if judged is None else with_status(document, judged[1])
             patch = status.phase_set(step, admitted.get("status") or {})
-            if patch is not None:  # else only an admission is written: read as the job is
+            # None is not expected (a SetPhase is decided only for a phase the status does not
+            # say): then at most an admission is written, and the job is read as it is.
+            if patch is not None:
                 self.assumed.assume(step.job.uid, step.job.key, admitted, patch)
             self._submit(self.phases, step, functools.partial(self._written, step, act))
 
@@ -112,15 +121,23 @@ class HandedWrites:
         for _, pool in self.pools:
             pool.settle()
 
+    @staticmethod
+    def _under_way(pool: WaitingWrites, step: Step) -> bool:
+        """Whether ``pool`` has a write of the job pending: never expected (a job with a write
+        pending is not acted on); then this one is dropped, and the pending one's assumption
+        left as it is."""
+        if step.job.uid not in pool.pending():
+            return False
+        logger.warning("%s/%s: a write is under way already; this one is dropped", *step.job.key)
+        return True
+
     def _submit(self, pool: WaitingWrites, step: Step, task: Callable[[], None]) -> None:
         uid = step.job.uid
         try:
-            handed = pool.submit(uid, task)
+            pool.submit(uid, task)  # nothing pending for the job (``_under_way``): taken
         except BaseException:  # the pool stopped: never written, so never read as written
             self.assumed.drop(uid)
             raise
-        if not handed:  # never expected: a job with a write pending is not acted on
-            logger.warning("%s/%s: a write is under way already; this one is dropped", *step.job.key)
 
     def _written(self, step: Step, act: Callable[[], None]) -> None:
         """``act`` run; the assumption ends once its reply is in the watched copy, or it failed."""

@@ -102,7 +102,7 @@ class OperatorMetrics:
             "handoffs_pending",
             "Jobs the scheduling loop handed to a pool that has not finished with them, by pool: "
             "waiting (a waiting job's status write), placing (a placement's plan, read as written "
-            "meanwhile), binding (a placement's pods, once its plan is written), phase (a placed job's "
+            "meanwhile), binding (a placement's pods, once its plan is written), phase (a running job's "
             "new phase, read as written meanwhile).",
             ["pool"],
         )

@@ -5,7 +5,7 @@ by any change the watches see (after a short debounce) and at least every resync
 generation of a spec is admitted here and written with the job's first step (adapters/
 job_admission.py). What acting on each kind of step writes, and in what order, is
 adapters/step_actions.py's; the loop decides which steps to act on, acts on them in parallel, and
-keeps the back-off of jobs whose steps keep failing. A placement's plan, and a placed job's new
+keeps the back-off of jobs whose steps keep failing. A placement's plan, and a running job's new
 phase, are written beside the next cycles, which read them as written until they are (adapters/
 handed_writes.py); a placement's pods are bound after its plan.
 """
@@ -184,7 +184,7 @@ class SchedulingLoop:
         was written, so ``settle`` waits for the waiting jobs' writes too; the loop's own thread
         plans on while those land (adapters/waiting_writes.py). The cycle's measured time ends
         before that wait either way."""
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         now = self._clock()
         if len(self._sizing_cache) > SIZING_CACHE_ENTRIES:
             self._sizing_cache.clear()
@@ -202,7 +202,7 @@ class SchedulingLoop:
         backing_off, sits_out = self._backing_off(parsed, now)
         jobs = [job for job in parsed if job.uid not in sits_out]
         result = self._plan(jobs, [job for job in parsed if job.uid in sits_out], now)
-        planned = time.perf_counter()
+        planned, planned_cpu = time.perf_counter(), time.thread_time()
         acted, waited = self._act_on(
             result, documents, judged, backing_off=backing_off, pending=pending, now=now
         )
@@ -211,8 +211,9 @@ class SchedulingLoop:
         recorded = time.perf_counter()
         timing = (
             f"plan {planned - started:.3f} s (snapshot {snapshotted - snapshotting:.3f} s, judge "
-            f"{judged_at - snapshotted:.3f} s), act {done - planned:.3f} s (waiting for its "
-            f"decisions' writes {waited:.3f} s), record {recorded - done:.3f} s"
+            f"{judged_at - snapshotted:.3f} s; on the CPU {planned_cpu - started_cpu:.3f} s), "
+            f"act {done - planned:.3f} s (waiting for its decisions' writes {waited:.3f} s), "
+            f"record {recorded - done:.3f} s"
         )
         logger.debug("cycle: %d jobs, %d acted on, %s", len(jobs), acted, timing)
         self.cycles += 1
@@ -266,7 +267,7 @@ class SchedulingLoop:
     ) -> tuple[int, float]:
         """Act on the cycle's steps that change something: how many were acted on, and the seconds
         spent waiting for the writes of decisions it does not hand over. A placement's plan and
-        a placed job's new phase are handed over, and read as written by the next cycles until
+        a running job's new phase are handed over, and read as written by the next cycles until
         they are (adapters/handed_writes.py); a placement's pods are bound after its plan. Other
         decisions are written before the cycle ends. Waiting jobs' writes are handed to
         ``_waiting`` and land beside the next cycles (adapters/waiting_writes.py). One write is

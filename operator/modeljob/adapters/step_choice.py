@@ -16,8 +16,9 @@ from modeljob.core.steps import Step, Unschedulable, Wait
 def decides(step: Step, document: Mapping[str, Any]) -> bool:
     """Whether a later cycle reads back what acting on ``step`` writes: anything but a waiting
     job's status (a preemptor waiting for its victims, or one whose plan is cleared, decides
-    too: the next cycle plans from that plan), so it is written before the cycle ends; a
-    placement is handed over (``HandedWrites.plan``), and read as written meanwhile."""
+    too: the next cycle plans from that plan), so it is written before the cycle ends, or
+    handed over and read as written meanwhile (a placement's plan, a running job's phase:
+    adapters/handed_writes.py)."""
     if not isinstance(step, Wait | Unschedulable) or step.delete_pods or step.job.placement:
         return True
     return bool(step.job.preempting or status.plan_over(document.get("status") or {}))

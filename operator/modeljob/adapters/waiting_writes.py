@@ -13,7 +13,7 @@ its admissions off its own (``Scheduler.admit``: assumed in its cache, written b
 routine), for the same reason.
 
 The loop keeps three more pools of the same kind (adapters/handed_writes.py): one writes
-placements' plans and one placed jobs' new phases, both read as written by the next cycles
+placements' plans and one running jobs' new phases, both read as written by the next cycles
 meanwhile (adapters/assumed_writes.py); the third creates and binds a placement's pods once its
 plan has landed and marks the job Scheduled, as kube-scheduler's binding cycle does
 (docs/operator.md, "Keeping decisions safe").
