@@ -14,7 +14,7 @@ from modeljob.adapters.cluster_errors import ClusterError
 from modeljob.adapters.cluster_view import ClusterView
 from tests.adapters.test_binding_off_cycle import _assert_bound_once
 from tests.adapters.test_operator_scheduling_loop import FakeApiServer, start_operator
-from tests.adapters.test_waiting_writes import GANG, Blocker, _api, _patches
+from tests.adapters.test_waiting_writes import GANG, Blocker, _api, _patches, held_patches
 from tests.operator_builders import at, modeljob_dict
 
 RIVAL = "rival"  # asks for more GPUs than one node has, ahead of the gang in the queue
@@ -35,15 +35,7 @@ def _add_rival(api: FakeApiServer, view: ClusterView) -> None:
 
 def _held_plan(api: FakeApiServer, name: str) -> tuple[threading.Event, threading.Event]:
     """``name``'s plan write held at the API server until the second event is set."""
-    writing, release = threading.Event(), threading.Event()
-
-    def slow_plan(what: str) -> None:
-        if what.startswith(f"{name} ") and what.endswith("placement=True"):
-            writing.set()
-            release.wait(10)
-
-    api.before["patch"] = slow_plan
-    return writing, release
+    return held_patches(api, lambda what: what.startswith(f"{name} ") and what.endswith("placement=True"))
 
 
 def test_a_plan_being_written_keeps_its_nodes_from_a_job_that_arrives_ahead_of_it() -> None:

@@ -11,21 +11,13 @@ from modeljob.adapters.cluster_errors import ClusterError
 from modeljob.adapters.cluster_view import ClusterView
 from tests.adapters.test_operator_queues import QueueApiServer, job, operator, queue
 from tests.adapters.test_operator_scheduling_loop import FakeApiServer, Json, start_operator
-from tests.adapters.test_waiting_writes import GANG, _api, _patches
+from tests.adapters.test_waiting_writes import GANG, _api, _patches, held_patches
 from tests.operator_builders import modeljob_dict, node_dict
 
 
 def _held_phase(api: FakeApiServer, name: str, phase: str) -> tuple[threading.Event, threading.Event]:
     """``name``'s write of ``phase`` held at the API server until the second event is set."""
-    writing, release = threading.Event(), threading.Event()
-
-    def slow_phase(what: str) -> None:
-        if what.startswith(f"{name} phase={phase} "):
-            writing.set()
-            release.wait(10)
-
-    api.before["patch"] = slow_phase
-    return writing, release
+    return held_patches(api, lambda what: what.startswith(f"{name} phase={phase} "))
 
 
 def _pods_go(api: FakeApiServer, view: ClusterView, name: str, phase: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -116,17 +117,27 @@ def test_a_job_placed_before_its_waiting_write_started_is_never_written_as_waiti
     assert waiting == [], "the waiting write was dropped, never sent to be refused"
 
 
+def held_patches(
+    api: FakeApiServer, matches: Callable[[str], bool]
+) -> tuple[threading.Event, threading.Event]:
+    """Each status patch ``matches`` takes (by the fake's "name phase=... placement=..." line) held
+    at the API server, the API server slow to answer it, until the second event is set; the first
+    is set once one arrives."""
+    arrived, release = threading.Event(), threading.Event()
+
+    def hold(what: str) -> None:
+        if matches(what):
+            arrived.set()
+            release.wait(10)
+
+    api.before["patch"] = hold
+    return arrived, release
+
+
 def _gang_waiting_with_its_write_under_way(api: FakeApiServer, loop: SchedulingLoop) -> threading.Event:
     """A first cycle on cordoned nodes: the gang waits, and its write is held under way until the
     returned event is set (the API server slow to answer it)."""
-    landing, release = threading.Event(), threading.Event()
-
-    def slow_waiting_write(what: str) -> None:
-        if what.startswith(f"{GANG} phase=Unschedulable"):
-            landing.set()
-            release.wait(10)
-
-    api.before["patch"] = slow_waiting_write
+    landing, release = held_patches(api, lambda what: what.startswith(f"{GANG} phase=Unschedulable"))
     loop.run_once(settle=False)
     assert landing.wait(5)
     return release
