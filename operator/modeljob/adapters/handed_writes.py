@@ -150,7 +150,8 @@ class HandedWrites:
         self, step: Place, document: Document, write: PlanWrite, now: datetime, judged: Judged
     ) -> None:
         """The plan written (with the job's admission, if judged in its cycle), then its pods handed
-        to ``binding``: created and bound, the job marked Scheduled."""
+        to ``binding``: created and bound, the job marked Scheduled. The assumption ends only once
+        the reply is in the watched copy, or the write failed."""
         try:
             with self._handled(step), self._status.carrying(document, judged) as admitted:
                 bind = self._actions.plan(step, admitted, write, now=now)

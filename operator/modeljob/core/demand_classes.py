@@ -122,7 +122,8 @@ def demand_stem(plan: Plan) -> Hashable | None:
     """What of a job's class its job alone says, the same in every cycle while the job is: its
     replicas, gang, the rules it is planned with (``Planner.rules_key``'s, but for the pods) and
     topology; None for a job with something of its own in play (a placement, a rolling update,
-    a preemption, pod rules or preferences that read other pods or score nodes)."""
+    a preemption, pod rules or preferences that read other pods or score nodes). Where no pod is
+    indexed (a trace replay) this is stricter than ``rules_key``: such jobs are decided alone."""
     job = plan.job
     if job.placement or plan.roll is not None or job.preempting:
         return None
