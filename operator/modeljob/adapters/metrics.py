@@ -61,6 +61,7 @@ _WAIT_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 7 
 _SCORE_BUCKETS = tuple(i / 10 for i in range(11))
 # Pods of one placement: 1 to 256 in powers of two (a replica that spans nodes has one per node).
 _POD_BUCKETS = tuple(float(2**i) for i in range(9))
+_ATTEMPT_BUCKETS = (1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0, 1000.0)  # 1: placed by the first cycle that saw it
 # Bytes: 1 GiB to 4 TiB in powers of two, the range of one replica's GPU memory.
 _BYTES_BUCKETS = tuple(float(2**30 * 2**i) for i in range(13))
 
@@ -130,6 +131,12 @@ class OperatorMetrics:
             "placement_score",
             "Normalised score (0..1) of the node each pod was placed on.",
             buckets=_SCORE_BUCKETS,
+        )
+        self._placement_attempts = histogram(
+            "placement_attempts",
+            "Scheduling cycles that decided for a job until one placed it, counted by the leader "
+            "(1: the first cycle that saw it; as kube-scheduler's scheduler_pod_scheduling_attempts).",
+            buckets=_ATTEMPT_BUCKETS,
         )
         self._placed_pods = histogram(
             "placement_pods",
@@ -211,10 +218,20 @@ class OperatorMetrics:
             self._queue_length.labels(queue=queue).set(length)
 
     def record_placement(
-        self, *, namespace: str, queue: str, waited_seconds: float, scores: Iterable[float], pods: int
+        self,
+        *,
+        namespace: str,
+        queue: str,
+        waited_seconds: float,
+        scores: Iterable[float],
+        pods: int,
+        attempt: int | None = None,
     ) -> None:
-        """A job's whole placement was bound: ``pods`` pods, each scored where its node was chosen."""
+        """A job's whole placement was bound: ``pods`` pods, each scored where its node was chosen;
+        ``attempt``: the scheduling attempt that placed it (core/attempts.py), for a new placement."""
         self._attempts.labels(namespace=namespace, result=AttemptResult.PLACED.value).inc()
+        if attempt is not None:
+            self._placement_attempts.observe(attempt)
         self._placed_pods.observe(pods)
         self._queue_wait.labels(namespace=namespace, queue=queue).observe(max(0.0, waited_seconds))
         for score in scores:

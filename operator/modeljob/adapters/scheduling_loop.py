@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from modeljob.adapters import kube_jobs, kube_queues
@@ -36,6 +36,7 @@ from modeljob.adapters.step_actions import Document, StepActions
 from modeljob.adapters.step_choice import decides, does_something
 from modeljob.adapters.step_errors import StepErrors
 from modeljob.adapters.waiting_writes import WaitingWrites
+from modeljob.core.attempts import AttemptTally
 from modeljob.core.cluster_state import merge_assumed
 from modeljob.core.job_state import JobFacts
 from modeljob.core.scheduling_cycle import CycleMemory, CycleResult, CycleSettings, SizingCache, run_cycle
@@ -94,6 +95,7 @@ class SchedulingLoop:
         self._waiting = WaitingWrites(workers=scheduling.job_workers, name="waiting-write")
         self._sizing_cache: SizingCache = {}
         self._memory = CycleMemory()  # what a cycle leaves for the next; a restart starts empty
+        self._attempts = AttemptTally()  # each placement's scheduling attempt (core/attempts.py)
         self._parsed = ParsedJobs()
         self._admissions = Admissions(view, self._sizing_cache, metrics=metrics)
         self._rewrites = ReasonRewrites(
@@ -202,6 +204,7 @@ class SchedulingLoop:
         backing_off, sits_out = self._backing_off(parsed, now)
         jobs = [job for job in parsed if job.uid not in sits_out]
         result = self._plan(jobs, [job for job in parsed if job.uid in sits_out], now)
+        result = replace(result, steps=self._attempts.count(result.steps, sitting_out=sits_out))
         planned, planned_cpu = time.perf_counter(), time.thread_time()
         acted, waited = self._act_on(
             result, documents, judged, backing_off=backing_off, pending=pending, now=now

@@ -222,7 +222,12 @@ class StepActions:
         waited = (now - (job.queued_since or job.created)).total_seconds()
         scores = [e.score for e in entries if e.score is not None]
         self._metrics.record_placement(
-            namespace=job.namespace, queue=job.queue, waited_seconds=waited, scores=scores, pods=len(entries)
+            namespace=job.namespace,
+            queue=job.queue,
+            waited_seconds=waited,
+            scores=scores,
+            pods=len(entries),
+            attempt=place.attempt if place is not None else None,
         )
         self.events.record(document, "Scheduled", status.scheduled_event(entries, node_type, place=place))
         if phase is not JobPhase.SCHEDULED:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 
+from modeljob.core.attempts import attempt_said
 from modeljob.core.conditions import Json, conditions_of, set_condition
 from modeljob.core.job_state import ConditionType, JobPhase, Placed
 from modeljob.core.node_types import NodeType
@@ -230,7 +231,11 @@ def scheduled_event(
         + (f" (score {e.score:.2f})" if e.score is not None else "")
         for e in entries
     )
-    parts = [scheduled_message(entries, node_type, place=place), place.message if place else where]
+    parts = [
+        scheduled_message(entries, node_type, place=place),
+        attempt_said(place) if place else "",
+        place.message if place else where,
+    ]
     prefix = "" if place is not None else "completed an interrupted binding: "
     return prefix + "; ".join(part for part in parts if part)
 
