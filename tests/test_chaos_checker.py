@@ -103,11 +103,20 @@ class Clock:
         return 10.0, 0.2, "0.5"
 
 
-def test_delays_count_cycles_from_creation_to_placement_and_name_hostile_holds() -> None:
-    delays = Delays(Clock(10, 11, 12))  # type: ignore[arg-type]
-    delays.creating("fast")
-    delays.creating("slow")
-    delays.on_job(job("fast", "chaos-a", [("fast-0", "n1")]))
+def _event(name: str, reason: str, message: str, at: str = "2026-12-05T08:00:00Z") -> dict[str, object]:
+    return {"involvedObject": {"name": name}, "reason": reason, "message": message, "firstTimestamp": at}
+
+
+PLANNED = "; planned on each node type the job was sized for: NVIDIA-H100 (chosen)"
+LATER = "2026-12-05T08:09:00Z"
+
+
+def test_delays_count_cycles_to_placement_for_jobs_placed_at_their_first_attempt_only() -> None:
+    delays = Delays(Clock(10, 10, 10, 10, 10, 12, 15, 16, 20))  # type: ignore[arg-type]
+    for name in ("fast", "dropped", "preemptor", "quiet", "slow"):
+        delays.creating(name)
+    for name in ("fast", "dropped", "preemptor", "quiet"):
+        delays.on_job(job(name, "chaos-a", [(f"{name}-0", "n1")]))
     delays.on_job(
         job(
             "slow",
@@ -117,11 +126,42 @@ def test_delays_count_cycles_from_creation_to_placement_and_name_hostile_holds()
             message="queue chaos-a: behind chaos/hostile-gpus-0002, which waits for quota",
         )
     )
+    delays.on_events(
+        [
+            _event("fast", "Scheduled", "1 replica on n1; placed at scheduling attempt 1" + PLANNED),
+            # Never seen waiting (its waiting write dropped), but the operator left it waiting twice.
+            _event(
+                "dropped",
+                "Scheduled",
+                "placed at scheduling attempt 3 (it waited: waiting for room: needs 8 GPUs (1 × taken))"
+                + PLANNED,
+            ),
+            _event("preemptor", "Preempting", "preempting chaos/train-0171 (ReclaimBorrowed)"),
+            _event(
+                "preemptor", "Scheduled", "placed at scheduling attempt 1" + PLANNED, "2026-12-05T08:00:09Z"
+            ),
+            _event("fast", "Scheduled", "placed at scheduling attempt 4" + PLANNED, LATER),  # placed again
+        ]
+    )
     summary = delays.summary()
-    assert (summary["worst_cycles"], summary["worst_job"], summary["waited"]) == (2.0, "fast", 0)
+    assert (summary["placed"], summary["placed_first"], summary["waited"]) == (4, 1, 2)
+    assert (summary["worst_cycles"], summary["worst_job"]) == (2.0, "fast"), "the only one at attempt 1"
+    assert summary["waited_for"] == {"waiting for room": 1, "preempting": 1}
+    assert summary["no_event"] == ["quiet"]
     assert summary["held_by_hostile"] == [
         "slow: queue chaos-a: behind chaos/hostile-gpus-0002, which waits for quota"
     ]
+
+
+def test_a_job_whose_last_waiting_reason_named_a_hostile_job_is_held_by_it() -> None:
+    delays = Delays(Clock(0, 1))  # type: ignore[arg-type]
+    delays.creating("held")
+    delays.on_job(job("held", "chaos-a", [("held-0", "n1")]))
+    reason = "waiting behind chaos/hostile-train-0003 (strict queue order)"
+    delays.on_events(
+        [_event("held", "Scheduled", f"placed at scheduling attempt 2 (it waited: {reason}){PLANNED}")]
+    )
+    assert delays.summary()["held_by_hostile"] == [f"held: {reason}"]
 
 
 def test_the_report_counts_the_hostile_queues_it_made() -> None:

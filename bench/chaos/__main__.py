@@ -186,6 +186,7 @@ def finish(soak: Soak, results: dict[str, object]) -> report.Result:
     wrong = settle(soak.args, soak.api, soak.plan["jobs"], soak.operators)
     soak.watcher.stop()
     final = take(soak.api)
+    soak.delays.on_events(soak.api.events(NAMESPACE))
     soak.checker.check(final, at_rest=True)
     found = {
         j["metadata"]["name"]: j

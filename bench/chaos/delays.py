@@ -2,14 +2,22 @@
 issue's "no well-formed job is delayed by more than one cycle" by hostile input mixed into its
 queues).
 
+Which jobs the operator left waiting is read from its own decisions: each placement's Scheduled
+Event names the scheduling attempt that made it and the reason the job was last given while it
+waited (core/attempts.py), whether or not that waiting status was ever written; a Preempting Event
+says the job waited for its victims. A job is also taken as having waited when the watch saw it
+waiting (a new leader counts attempts afresh, so a job it placed at once may have waited before).
+The Events are listed once, at the end of the soak.
+
 The clock is the cycle count of the replicas' /metrics histogram (only the leader runs cycles;
 each replica process counts from 0, so the total is the sum of each process's largest count seen,
-read every half second and at each measuring moment). A job's delay is the number of cycles that
-completed between the moment just before its creation and the moment its first placement is seen
-on the ModelJob watch. A job placed by the first cycle that saw it counts 0 to 2 there (the cycle
-in flight at its creation, which may have read the cluster before it existed, and the placing
-cycle itself once it has recorded); so a count of N means it missed at least N - 2 cycles. Jobs
-whose waiting reason names a hostile job were held by one outright, whatever the count."""
+read every half second and at each measuring moment). For a job placed at its first attempt, the
+count is the number of cycles that completed between the moment just before its creation and the
+moment its placement is seen on the ModelJob watch: the cycle in flight at its creation (which may
+have read the cluster before it existed), the placing cycle once it has recorded, and those that
+ran while its plan's write and binding landed beside them. No cycle that saw the job passed it
+over, so the count bounds how long the operator took to first see it and write its plan. Jobs whose
+waiting reason names a hostile job were held by one outright, whatever the count."""
 
 from __future__ import annotations
 
@@ -17,7 +25,8 @@ import re
 import statistics
 import threading
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +38,8 @@ from tests.cluster import sample_sum
 CYCLE = "modeljob_scheduling_cycle_duration_seconds"
 BUCKET = re.compile(rf'^{CYCLE}_bucket{{le="([^"]+)"}} (\S+)$', re.MULTILINE)
 HOSTILE_PREFIX = "hostile-"
+# The Scheduled Event's clause (core/attempts.py, attempt_said), before the placement's own account.
+ATTEMPT = re.compile(r"placed at scheduling attempt (\d+)(?: \(it waited: (.*?)\))?(?:; planned on |$)", re.S)
 
 
 class CycleClock:
@@ -75,13 +86,16 @@ class CycleClock:
 
 @dataclass
 class Delays:
-    """Each well-formed job's creation and first placement, in seconds and in cycles."""
+    """Each well-formed job's creation and first placement, in seconds and in cycles, and what the
+    operator decided for it while it waited."""
 
     clock: CycleClock
     created: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (monotonic, cycles)
     placed: dict[str, tuple[float, float]] = field(default_factory=dict)
-    waited: dict[str, str] = field(default_factory=dict)  # name -> its first waiting reason
+    waited: dict[str, str] = field(default_factory=dict)  # name -> its first waiting reason seen
     held_by_hostile: dict[str, str] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)  # name -> the attempt that first placed it
+    waited_for: dict[str, str] = field(default_factory=dict)  # name -> what it last waited for (Events)
 
     def creating(self, name: str) -> None:
         """Just before the job's create call."""
@@ -98,20 +112,50 @@ class Delays:
         message = str(status.get("message") or "")
         if message and status.get("phase") in ("Queued", "Unschedulable"):
             self.waited.setdefault(name, message)
-            if HOSTILE_PREFIX in message:
-                self.held_by_hostile.setdefault(name, message)
+            self._held(name, message)
+
+    def on_events(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """The operator's Events in the soak's namespace: each job's first Scheduled one (its
+        attempt, what it waited for) and its Preempting ones (it waited for victims)."""
+        ordered = sorted(events, key=lambda e: str(e.get("firstTimestamp") or e.get("eventTime") or ""))
+        for event in ordered:
+            name = str((event.get("involvedObject") or {}).get("name"))
+            if name not in self.created:
+                continue
+            message = str(event.get("message") or "")
+            if event.get("reason") == "Preempting":
+                self.waited_for.setdefault(name, f"preempting: {message}")
+                self._held(name, message)
+            elif event.get("reason") == "Scheduled" and name not in self.attempts:
+                found = ATTEMPT.search(message)
+                if found is None:
+                    continue
+                self.attempts[name] = int(found.group(1))
+                if found.group(2):
+                    self.waited_for.setdefault(name, found.group(2))
+                    self._held(name, found.group(2))
+
+    def _held(self, name: str, message: str) -> None:
+        if HOSTILE_PREFIX in message:
+            self.held_by_hostile.setdefault(name, message)
 
     def summary(self) -> dict[str, Any]:
-        prompt = [n for n in self.placed if n not in self.waited]
-        cycles = {n: self.placed[n][1] - self.created[n][1] for n in prompt}
-        seconds = {n: self.placed[n][0] - self.created[n][0] for n in prompt}
+        decided_waiting = {
+            n for n in self.placed if n in self.waited or n in self.waited_for or self.attempts.get(n, 1) > 1
+        }
+        first = [n for n in self.placed if n not in decided_waiting and n in self.attempts]
+        cycles = {n: self.placed[n][1] - self.created[n][1] for n in first}
+        seconds = {n: self.placed[n][0] - self.created[n][0] for n in first}
         worst = max(cycles, key=lambda n: cycles[n], default=None)
         count, mean, p99 = self.clock.durations()
+        kinds = Counter(_kind(self.waited_for.get(n) or self.waited.get(n, "")) for n in decided_waiting)
         return {
             "created": len(self.created),
             "placed": len(self.placed),
-            "placed_first": len(prompt),
-            "waited": len(self.placed) - len(prompt),
+            "placed_first": len(first),
+            "waited": len(decided_waiting),
+            "no_event": sorted(n for n in self.placed if n not in decided_waiting and n not in first),
+            "waited_for": dict(kinds.most_common()),
             "worst_cycles": cycles[worst] if worst else 0.0,
             "worst_job": worst or "none",
             "median_seconds": statistics.median(seconds.values()) if seconds else 0.0,
@@ -121,3 +165,8 @@ class Delays:
             "cycle_mean_seconds": mean,
             "cycle_p99_bucket": p99,
         }
+
+
+def _kind(reason: str) -> str:
+    """What a waiting reason waited for, by its first clause ("waiting for room", "preempting")."""
+    return reason.split(":", 1)[0].strip()[:60] or "unknown"

@@ -98,6 +98,17 @@ class Api:
     def list(self, kind: Watched) -> list[dict[str, Any]]:
         return retry(lambda: self.gateway.list_collection(kind)[0], f"list {kind.value}")
 
+    def events(self, namespace: str) -> list[dict[str, Any]]:
+        """Every core/v1 Event in ``namespace`` (the API server keeps them an hour)."""
+        core = client.CoreV1Api(self.gateway.api_client)
+
+        def fetch() -> list[dict[str, Any]]:
+            response = core.list_namespaced_event(namespace, _preload_content=False)
+            items: list[dict[str, Any]] = json.loads(response.data)["items"]
+            return items
+
+        return retry(fetch, "list events")
+
     def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> None:
         with contextlib.suppress(AlreadyExistsError):  # an earlier try landed before a restart
             retry(lambda: self.gateway.create_modeljob(namespace, manifest), "create a ModelJob")

@@ -180,19 +180,29 @@ def _delays(result: Result) -> str:
 
 Cycles: {d["cycles"]:.0f} run by the leaders, {d["cycle_mean_seconds"] * 1000:.0f} ms on average, the
 99th percentile in the histogram bucket up to {d["cycle_p99_bucket"]} s (the replicas' /metrics).
-Of {d["created"]} well-formed jobs created, {d["placed"]} were placed; {d["placed_first"]} by their
-first status write (never seen waiting), {d["waited"]} after waiting for room or quota. For those
-placed at once, the most cycles that completed between the moment before the create call and the
-moment the placement was seen on the watch: **{d["worst_cycles"]:.0f}** ({d["worst_job"]}). A
-count of N means between N - 2 and N cycles passed it by (the cycle in flight at its creation may
-have read the cluster before it existed; the placing cycle counts once it has recorded itself): N
-of at most 1 shows the issue's bound (no job delayed by more than one cycle) held, 4 or more that it
-did not, and 2 or 3 cannot tell them apart. In seconds:
-median {d["median_seconds"]:.2f} s, worst {d["worst_seconds"]:.1f} s (leader kills and API server
-restarts included; cycles are not counted while nobody leads). How it is measured:
+Of {d["created"]} well-formed jobs created, {d["placed"]} were placed: {d["placed_first"]} at their
+first scheduling attempt (the first leader cycle that decided for them placed them, by their
+Scheduled Events), {d["waited"]} after the operator left them waiting (a later attempt, a
+Preempting Event, or seen waiting on the watch), for: {_counts(d["waited_for"])}; placed with no
+attempt found in their Events (the Event's post failed, or it was lost): {_names(d["no_event"])}.
+For those placed at their first attempt, the most cycles that completed between the moment before
+the create call and the moment the placement was seen on the watch: **{d["worst_cycles"]:.0f}**
+({d["worst_job"]}). No cycle that decided for such a job passed it over; the count adds the cycle
+in flight at its creation, the cycles that ran while the watch brought it to the leader, and those
+that ran while its plan's write landed beside them (leader kills and API server restarts
+included). In seconds: median {d["median_seconds"]:.2f} s, worst {d["worst_seconds"]:.1f} s
+(cycles are not counted while nobody leads). How it is measured:
 `bench/chaos/delays.py`. Well-formed jobs whose waiting reason named a hostile job (held by one):
 {_list(d["held_by_hostile"], "none")}
 """
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "") or "none"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{kind} {count}" for kind, count in counts.items()) or "none"
 
 
 def _found(result: Result) -> str:
