@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from bench.chaos.__main__ import arguments
@@ -16,6 +17,9 @@ from bench.chaos.report import Result, render
 
 from modeljob.adapters.cluster import Watched
 from modeljob.adapters.cluster_errors import ClusterError
+from modeljob.core.job_state import Placed
+from modeljob.core.status import scheduled_event
+from tests.core.test_status import _place
 from tests.test_chaos_invariants import job, node, pod
 
 # --- the watching checker ------------------------------------------------------------------------
@@ -103,19 +107,33 @@ class Clock:
         return 10.0, 0.2, "0.5"
 
 
-def _event(name: str, reason: str, message: str, at: str = "2026-12-05T08:00:00Z") -> dict[str, object]:
-    return {"involvedObject": {"name": name}, "reason": reason, "message": message, "firstTimestamp": at}
+def _event(
+    name: str, reason: str, message: str, at: str = "2026-12-05T08:00:00Z", version: int = 1
+) -> dict[str, object]:
+    return {
+        "metadata": {"resourceVersion": str(version)},
+        "involvedObject": {"name": name},
+        "reason": reason,
+        "message": message,
+        "firstTimestamp": at,
+    }
 
 
-PLANNED = "; planned on each node type the job was sized for: NVIDIA-H100 (chosen)"
+def _scheduled(attempt: int, waited: str = "") -> str:
+    """The Scheduled Event's message as the operator builds it (core/status.py)."""
+    place = replace(_place(), attempt=attempt, waited=waited)
+    entries = tuple(Placed(a.replica, f"gang-{a.replica}-x", a.node, a.score) for a in place.placement)
+    return scheduled_event(entries, place.candidate.node_type, place=place)
+
+
 LATER = "2026-12-05T08:09:00Z"
 
 
 def test_delays_count_cycles_to_placement_for_jobs_placed_at_their_first_attempt_only() -> None:
-    delays = Delays(Clock(10, 10, 10, 10, 10, 12, 15, 16, 20))  # type: ignore[arg-type]
-    for name in ("fast", "dropped", "preemptor", "quiet", "slow"):
+    delays = Delays(Clock(10, 10, 10, 10, 10, 10, 12, 15, 16, 17, 20))  # type: ignore[arg-type]
+    for name in ("fast", "dropped", "preemptor", "quiet", "resumed", "slow"):
         delays.creating(name)
-    for name in ("fast", "dropped", "preemptor", "quiet"):
+    for name in ("fast", "dropped", "preemptor", "quiet", "resumed"):
         delays.on_job(job(name, "chaos-a", [(f"{name}-0", "n1")]))
     delays.on_job(
         job(
@@ -128,26 +146,23 @@ def test_delays_count_cycles_to_placement_for_jobs_placed_at_their_first_attempt
     )
     delays.on_events(
         [
-            _event("fast", "Scheduled", "1 replica on n1; placed at scheduling attempt 1" + PLANNED),
+            # Placed again later, after a requeue: a later attempt and a preemption for it count not.
+            _event("fast", "Scheduled", _scheduled(4), LATER),
+            _event("fast", "Preempting", "preempting chaos/hostile-train-0001", LATER),
+            _event("fast", "Scheduled", _scheduled(1)),
             # Never seen waiting (its waiting write dropped), but the operator left it waiting twice.
-            _event(
-                "dropped",
-                "Scheduled",
-                "placed at scheduling attempt 3 (it waited: waiting for room: needs 8 GPUs (1 × taken))"
-                + PLANNED,
-            ),
+            _event("dropped", "Scheduled", _scheduled(3, "waiting for room: needs 8 GPUs (1 × taken)")),
             _event("preemptor", "Preempting", "preempting chaos/train-0171 (ReclaimBorrowed)"),
-            _event(
-                "preemptor", "Scheduled", "placed at scheduling attempt 1" + PLANNED, "2026-12-05T08:00:09Z"
-            ),
-            _event("fast", "Scheduled", "placed at scheduling attempt 4" + PLANNED, LATER),  # placed again
+            _event("preemptor", "Scheduled", _scheduled(1), version=2),
+            _event("resumed", "Scheduled", "completed an interrupted binding: replica 0 -> n1"),
+            _event("resumed", "Scheduled", _scheduled(1), LATER),
         ]
     )
     summary = delays.summary()
-    assert (summary["placed"], summary["placed_first"], summary["waited"]) == (4, 1, 2)
+    assert (summary["placed"], summary["placed_first"], summary["waited"]) == (5, 1, 2)
     assert (summary["worst_cycles"], summary["worst_job"]) == (2.0, "fast"), "the only one at attempt 1"
     assert summary["waited_for"] == {"waiting for room": 1, "preempting": 1}
-    assert summary["no_event"] == ["quiet"]
+    assert summary["no_event"] == ["quiet", "resumed"]
     assert summary["held_by_hostile"] == [
         "slow: queue chaos-a: behind chaos/hostile-gpus-0002, which waits for quota"
     ]
@@ -158,10 +173,9 @@ def test_a_job_whose_last_waiting_reason_named_a_hostile_job_is_held_by_it() -> 
     delays.creating("held")
     delays.on_job(job("held", "chaos-a", [("held-0", "n1")]))
     reason = "waiting behind chaos/hostile-train-0003 (strict queue order)"
-    delays.on_events(
-        [_event("held", "Scheduled", f"placed at scheduling attempt 2 (it waited: {reason}){PLANNED}")]
-    )
+    delays.on_events([_event("held", "Scheduled", _scheduled(2, reason))])
     assert delays.summary()["held_by_hostile"] == [f"held: {reason}"]
+    assert delays.attempts == {"held": 2}
 
 
 def test_the_report_counts_the_hostile_queues_it_made() -> None:

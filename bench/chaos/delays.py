@@ -2,22 +2,25 @@
 issue's "no well-formed job is delayed by more than one cycle" by hostile input mixed into its
 queues).
 
-Which jobs the operator left waiting is read from its own decisions: each placement's Scheduled
-Event names the scheduling attempt that made it and the reason the job was last given while it
-waited (core/attempts.py), whether or not that waiting status was ever written; a Preempting Event
-says the job waited for its victims. A job is also taken as having waited when the watch saw it
-waiting (a new leader counts attempts afresh, so a job it placed at once may have waited before).
-The Events are listed once, at the end of the soak.
+Which jobs the operator left waiting is read from its own decisions: each new placement's
+Scheduled Event names the scheduling attempt that made it and the reason the job was last given
+while it waited (core/attempts.py), whether or not that waiting status was ever written; a
+Preempting Event before it says the job waited for its victims. A job is also taken as having
+waited when the watch saw it waiting. The Events are listed once, at the end of the soak; each
+job's first Scheduled Event is the one read (by time, then resourceVersion). A leader counts
+attempts from its own cycles, so a job another leader left waiting (its waiting write dropped)
+may read as placed at its first attempt: that count is a lower bound on the cycles that passed it
+over.
 
 The clock is the cycle count of the replicas' /metrics histogram (only the leader runs cycles;
 each replica process counts from 0, so the total is the sum of each process's largest count seen,
 read every half second and at each measuring moment). For a job placed at its first attempt, the
 count is the number of cycles that completed between the moment just before its creation and the
 moment its placement is seen on the ModelJob watch: the cycle in flight at its creation (which may
-have read the cluster before it existed), the placing cycle once it has recorded, and those that
-ran while its plan's write and binding landed beside them. No cycle that saw the job passed it
-over, so the count bounds how long the operator took to first see it and write its plan. Jobs whose
-waiting reason names a hostile job were held by one outright, whatever the count."""
+have read the cluster before it existed), the cycles that ran while the watch brought it to the
+leader, the placing cycle once it has recorded, and those that ran while its plan's write and
+binding landed beside them. Jobs whose waiting reason names a hostile job were held by one
+outright, whatever the count."""
 
 from __future__ import annotations
 
@@ -39,7 +42,11 @@ CYCLE = "modeljob_scheduling_cycle_duration_seconds"
 BUCKET = re.compile(rf'^{CYCLE}_bucket{{le="([^"]+)"}} (\S+)$', re.MULTILINE)
 HOSTILE_PREFIX = "hostile-"
 # The Scheduled Event's clause (core/attempts.py, attempt_said), before the placement's own account.
-ATTEMPT = re.compile(r"placed at scheduling attempt (\d+)(?: \(it waited: (.*?)\))?(?:; planned on |$)", re.S)
+ATTEMPT = re.compile(
+    r"placed at (?:its first scheduling attempt|scheduling attempt (\d+), after \d+ cycles? left it waiting"
+    r"(?: \(the last: (.*?)\))?)(?:; planned on |$)",
+    re.S,
+)
 
 
 class CycleClock:
@@ -94,7 +101,8 @@ class Delays:
     placed: dict[str, tuple[float, float]] = field(default_factory=dict)
     waited: dict[str, str] = field(default_factory=dict)  # name -> its first waiting reason seen
     held_by_hostile: dict[str, str] = field(default_factory=dict)
-    attempts: dict[str, int] = field(default_factory=dict)  # name -> the attempt that first placed it
+    # name -> the attempt its first Scheduled Event names (None: it names none)
+    attempts: dict[str, int | None] = field(default_factory=dict)
     waited_for: dict[str, str] = field(default_factory=dict)  # name -> what it last waited for (Events)
 
     def creating(self, name: str) -> None:
@@ -116,24 +124,29 @@ class Delays:
 
     def on_events(self, events: Iterable[Mapping[str, Any]]) -> None:
         """The operator's Events in the soak's namespace: each job's first Scheduled one (its
-        attempt, what it waited for) and its Preempting ones (it waited for victims)."""
-        ordered = sorted(events, key=lambda e: str(e.get("firstTimestamp") or e.get("eventTime") or ""))
+        attempt, what it waited for; None where it says no attempt, as an interrupted binding's),
+        and its Preempting ones up to that (it waited for victims)."""
+        ordered = sorted(events, key=_when)
+        scheduled: dict[str, tuple[str, int]] = {}
         for event in ordered:
             name = str((event.get("involvedObject") or {}).get("name"))
-            if name not in self.created:
+            if name not in self.created or event.get("reason") != "Scheduled" or name in scheduled:
                 continue
+            scheduled[name] = _when(event)
+            found = ATTEMPT.search(str(event.get("message") or ""))
+            self.attempts[name] = None if found is None else int(found.group(1) or 1)
+            if found is not None and found.group(2):
+                self.waited_for[name] = found.group(2)
+                self._held(name, found.group(2))
+        for event in ordered:
+            name = str((event.get("involvedObject") or {}).get("name"))
+            if name not in self.created or event.get("reason") != "Preempting":
+                continue
+            if name in scheduled and _when(event) > scheduled[name]:
+                continue  # for a later placement (requeued after its first)
             message = str(event.get("message") or "")
-            if event.get("reason") == "Preempting":
-                self.waited_for.setdefault(name, f"preempting: {message}")
-                self._held(name, message)
-            elif event.get("reason") == "Scheduled" and name not in self.attempts:
-                found = ATTEMPT.search(message)
-                if found is None:
-                    continue
-                self.attempts[name] = int(found.group(1))
-                if found.group(2):
-                    self.waited_for.setdefault(name, found.group(2))
-                    self._held(name, found.group(2))
+            self.waited_for.setdefault(name, f"preempting: {message}")
+            self._held(name, message)
 
     def _held(self, name: str, message: str) -> None:
         if HOSTILE_PREFIX in message:
@@ -141,9 +154,11 @@ class Delays:
 
     def summary(self) -> dict[str, Any]:
         decided_waiting = {
-            n for n in self.placed if n in self.waited or n in self.waited_for or self.attempts.get(n, 1) > 1
+            n
+            for n in self.placed
+            if n in self.waited or n in self.waited_for or (self.attempts.get(n) or 1) > 1
         }
-        first = [n for n in self.placed if n not in decided_waiting and n in self.attempts]
+        first = [n for n in self.placed if n not in decided_waiting and self.attempts.get(n) == 1]
         cycles = {n: self.placed[n][1] - self.created[n][1] for n in first}
         seconds = {n: self.placed[n][0] - self.created[n][0] for n in first}
         worst = max(cycles, key=lambda n: cycles[n], default=None)
@@ -165,6 +180,14 @@ class Delays:
             "cycle_mean_seconds": mean,
             "cycle_p99_bucket": p99,
         }
+
+
+def _when(event: Mapping[str, Any]) -> tuple[str, int]:
+    """An Event's time (whole seconds), then its resourceVersion: the order the API server wrote them."""
+    version = str((event.get("metadata") or {}).get("resourceVersion") or "0")
+    return str(event.get("firstTimestamp") or event.get("eventTime") or ""), int(
+        version
+    ) if version.isdigit() else 0
 
 
 def _kind(reason: str) -> str:

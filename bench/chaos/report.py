@@ -181,17 +181,19 @@ def _delays(result: Result) -> str:
 Cycles: {d["cycles"]:.0f} run by the leaders, {d["cycle_mean_seconds"] * 1000:.0f} ms on average, the
 99th percentile in the histogram bucket up to {d["cycle_p99_bucket"]} s (the replicas' /metrics).
 Of {d["created"]} well-formed jobs created, {d["placed"]} were placed: {d["placed_first"]} at their
-first scheduling attempt (the first leader cycle that decided for them placed them, by their
-Scheduled Events), {d["waited"]} after the operator left them waiting (a later attempt, a
-Preempting Event, or seen waiting on the watch), for: {_counts(d["waited_for"])}; placed with no
-attempt found in their Events (the Event's post failed, or it was lost): {_names(d["no_event"])}.
+first scheduling attempt (the first cycle of the leader that placed them that decided for them, by
+their Scheduled Events), {d["waited"]} after the operator left them waiting (a later attempt, a
+Preempting Event before the placement, or seen waiting on the watch), for: {_counts(d["waited_for"])};
+placed with no attempt in their first Scheduled Event (an interrupted binding completed by a new
+leader, or the Event's post failed): {_names(d["no_event"])}.
 For those placed at their first attempt, the most cycles that completed between the moment before
 the create call and the moment the placement was seen on the watch: **{d["worst_cycles"]:.0f}**
-({d["worst_job"]}). No cycle that decided for such a job passed it over; the count adds the cycle
-in flight at its creation, the cycles that ran while the watch brought it to the leader, and those
-that ran while its plan's write landed beside them (leader kills and API server restarts
-included). In seconds: median {d["median_seconds"]:.2f} s, worst {d["worst_seconds"]:.1f} s
-(cycles are not counted while nobody leads). How it is measured:
+({d["worst_job"]}). The count adds to the cycles that decided for it the cycle in flight at its
+creation, the cycles that ran while the watch brought it to the leader and while its plan's write
+landed, and, after a leader change, those of the leader before (which may have left it waiting:
+attempts are counted per leader); leader kills and API server restarts included. In seconds:
+median {d["median_seconds"]:.2f} s, worst {d["worst_seconds"]:.1f} s (cycles are not counted while
+nobody leads). How it is measured:
 `bench/chaos/delays.py`. Well-formed jobs whose waiting reason named a hostile job (held by one):
 {_list(d["held_by_hostile"], "none")}
 """

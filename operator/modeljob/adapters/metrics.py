@@ -134,8 +134,8 @@ class OperatorMetrics:
         )
         self._placement_attempts = histogram(
             "placement_attempts",
-            "Scheduling cycles that decided for a job until one placed it, counted by the leader "
-            "(1: the first cycle that saw it; as kube-scheduler's scheduler_pod_scheduling_attempts).",
+            "The scheduling attempt that placed a waiting job: 1 + the leader's cycles that left it "
+            "waiting (as kube-scheduler's scheduler_pod_scheduling_attempts; back-off not counted).",
             buckets=_ATTEMPT_BUCKETS,
         )
         self._placed_pods = histogram(
@@ -228,7 +228,7 @@ class OperatorMetrics:
         attempt: int | None = None,
     ) -> None:
         """A job's whole placement was bound: ``pods`` pods, each scored where its node was chosen;
-        ``attempt``: the scheduling attempt that placed it (core/attempts.py), for a new placement."""
+        ``attempt``: the scheduling attempt that placed it (core/attempts.py), where one is counted."""
         self._attempts.labels(namespace=namespace, result=AttemptResult.PLACED.value).inc()
         if attempt is not None:
             self._placement_attempts.observe(attempt)

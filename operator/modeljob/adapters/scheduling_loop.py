@@ -170,6 +170,7 @@ class SchedulingLoop:
             if not self.acting:
                 self._waiting.drop_queued()  # the leader writes what is true by then,
                 self._handed.drop_queued()  # plans afresh, and completes the plans written
+                self._attempts = AttemptTally()  # and counts attempts from its own cycles
                 continue
             try:
                 self.run_once(settle=False)

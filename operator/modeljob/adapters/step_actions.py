@@ -24,6 +24,7 @@ from modeljob.adapters.job_admission import AdmittingWriter
 from modeljob.adapters.job_status import ReasonRewrites, WriteBackoff
 from modeljob.adapters.metrics import AttemptResult, OperatorMetrics
 from modeljob.core import lifecycle, preemption_status, status, steps
+from modeljob.core.attempts import counts
 from modeljob.core.job_state import JobFacts, JobPhase, Placed
 from modeljob.core.node_types import Candidate
 from modeljob.core.steps import Place, RollBack, Step, Unschedulable, Wait
@@ -227,7 +228,7 @@ class StepActions:
             waited_seconds=waited,
             scores=scores,
             pods=len(entries),
-            attempt=place.attempt if place is not None else None,
+            attempt=place.attempt if place is not None and counts(place) else None,
         )
         self.events.record(document, "Scheduled", status.scheduled_event(entries, node_type, place=place))
         if phase is not JobPhase.SCHEDULED:
