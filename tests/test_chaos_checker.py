@@ -161,11 +161,31 @@ def test_delays_count_cycles_to_placement_for_jobs_placed_at_their_first_attempt
     summary = delays.summary()
     assert (summary["placed"], summary["placed_first"], summary["waited"]) == (5, 1, 2)
     assert (summary["worst_cycles"], summary["worst_job"]) == (2.0, "fast"), "the only one at attempt 1"
-    assert summary["waited_for"] == {"waiting for room": 1, "preempting": 1}
+    assert summary["waited_for"] == {"room": 1, "its victims (preempting)": 1}
     assert summary["no_event"] == ["quiet", "resumed"]
     assert summary["held_by_hostile"] == [
         "slow: queue chaos-a: behind chaos/hostile-gpus-0002, which waits for quota"
     ]
+
+
+def test_waits_are_counted_by_what_they_were_for() -> None:
+    delays = Delays(Clock(*range(8)))  # type: ignore[arg-type]
+    reasons = {
+        "quota": "queue chaos-a: needs 6 NVIDIA-H100-80GB-HBM3 GPUs, nominal 32, used 38",
+        "behind": "queue chaos-b: behind chaos/group-0026, which waits for quota",
+        "strict": "waiting behind chaos/train-0003 (strict queue order)",
+        "never": "the job can never fit this cluster: needs 16 GPUs",
+    }
+    for name in reasons:
+        delays.creating(name)
+        delays.on_job(job(name, "chaos-a", [(f"{name}-0", "n1")]))
+    delays.on_events([_event(name, "Scheduled", _scheduled(2, reason)) for name, reason in reasons.items()])
+    assert delays.summary()["waited_for"] == {
+        "quota": 1,
+        "quota, behind a job waiting for it": 1,
+        "a job ahead (strict queue order)": 1,
+        "nodes that fit (unschedulable)": 1,
+    }
 
 
 def test_a_job_whose_last_waiting_reason_named_a_hostile_job_is_held_by_it() -> None:

@@ -145,7 +145,7 @@ class Delays:
             if name in scheduled and _when(event) > scheduled[name]:
                 continue  # for a later placement (requeued after its first)
             message = str(event.get("message") or "")
-            self.waited_for.setdefault(name, f"preempting: {message}")
+            self.waited_for.setdefault(name, message)  # "preempting chaos/x (ReclaimBorrowed) ..."
             self._held(name, message)
 
     def _held(self, name: str, message: str) -> None:
@@ -190,6 +190,21 @@ def _when(event: Mapping[str, Any]) -> tuple[str, int]:
     ) if version.isdigit() else 0
 
 
+# What a waiting reason waited for, by how core/quota_status.py, core/cycle_queue.py and
+# core/preemption_status.py begin it.
+_KINDS = (
+    ("preempting ", "its victims (preempting)"),
+    ("waiting for room", "room"),
+    ("waiting behind ", "a job ahead (strict queue order)"),
+    ("the job can never fit", "nodes that fit (unschedulable)"),
+)
+
+
 def _kind(reason: str) -> str:
-    """What a waiting reason waited for, by its first clause ("waiting for room", "preempting")."""
-    return reason.split(":", 1)[0].strip()[:60] or "unknown"
+    """What a waiting reason waited for: room, quota, a job ahead of it, a preemption's victims."""
+    for start, kind in _KINDS:
+        if reason.startswith(start):
+            return kind
+    if reason.startswith("queue "):  # "queue chaos-a: needs ...", "queue chaos-a: behind x, which waits ..."
+        return "quota, behind a job waiting for it" if ": behind " in reason else "quota"
+    return "unknown"
