@@ -142,7 +142,9 @@ def run_operator(settings: Settings) -> int:
     metrics = OperatorMetrics()
     identity = own_identity(settings)
     view = ClusterView(gateway, labels=node_label_keys(settings))
-    events = EventRecorder(gateway, identity=identity, clock=lambda: datetime.now(UTC))
+    events = EventRecorder(
+        gateway, identity=identity, clock=lambda: datetime.now(UTC), on_dropped=metrics.record_event_dropped
+    )
     elector = build_elector(gateway, view, metrics, settings=settings, identity=identity)
     loop = build_loop(gateway, view, metrics, events, settings=settings, identity=identity, elector=elector)
     memo = kopf_handlers.OperatorMemo(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -91,3 +92,43 @@ def test_no_warning_for_an_event_in_a_namespace_being_deleted(caplog: pytest.Log
         events.record(modeljob_dict(), "NodeLost", "node gone", warning=True)
         events.drain()
     assert [r.levelno for r in caplog.records if "cannot post" in r.message] == []
+
+
+class Stuck(Events):
+    """An API server that holds every Event post until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def create_event(self, namespace: str, event: dict[str, Any]) -> dict[str, Any]:
+        self.release.wait(10)
+        return super().create_event(namespace, event)
+
+
+def test_events_past_the_backlog_are_dropped_counted_and_logged_once_then_posted_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="modeljob.adapters.events")
+    gateway, dropped = Stuck(), []
+    events = EventRecorder(
+        gateway,  # type: ignore[arg-type]
+        identity="op-1",
+        clock=lambda: at(0),
+        max_pending=3,
+        on_dropped=dropped.append,
+    )
+    for index in range(5):  # a burst: the API server is behind after the first three
+        events.record(modeljob_dict(), "Queued", f"queued {index}")
+    assert dropped == ["Queued", "Queued"]
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("dropping Events" in line for line in said) == 1, "one warning a burst"
+    assert sum("Queued: queued 4" in line for line in said) == 1, "the decision is logged all the same"
+
+    gateway.release.set()
+    events.drain()
+    assert [e["message"] for e in gateway.posted] == ["queued 0", "queued 1", "queued 2"]
+    events.record(modeljob_dict(), "Scheduled", "1 pod(s) bound")  # the backlog is gone
+    events.stop()
+    assert gateway.posted[-1]["reason"] == "Scheduled"
+    assert dropped == ["Queued", "Queued"]

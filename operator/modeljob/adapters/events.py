@@ -23,6 +23,11 @@ from modeljob.adapters.cluster_errors import ClusterError
 logger = logging.getLogger(__name__)
 
 POSTERS = 2
+# At most this many Events wait to be posted; more are dropped (their decision is still logged), as
+# client-go's event broadcaster queues at most 1,000 (maxQueuedEvents) and drops the rest. A burst
+# of decisions (10,000 jobs admitted at once: a Queued Event each) would otherwise keep the API
+# server and the posting threads busy for minutes, beside the cycles that place jobs.
+MAX_PENDING = 1000
 # What the API server's NamespaceLifecycle admission says when refusing anything new in a namespace
 # being deleted (a 403 Forbidden, with no RBAC involved).
 NAMESPACE_TERMINATING = "because it is being terminated"
@@ -31,10 +36,21 @@ NAMESPACE_TERMINATING = "because it is being terminated"
 class EventRecorder:
     """Logs each decision and posts it as a core/v1 Event on its ModelJob, in the background."""
 
-    def __init__(self, gateway: ClusterGateway, *, identity: str, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        gateway: ClusterGateway,
+        *,
+        identity: str,
+        clock: Callable[[], datetime],
+        max_pending: int = MAX_PENDING,
+        on_dropped: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        """``on_dropped``: told the reason of each Event dropped because ``max_pending`` wait."""
         self._gateway = gateway
         self._identity = identity
         self._clock = clock
+        self._max_pending, self._on_dropped = max_pending, on_dropped
+        self._dropping = False  # since the first Event dropped, until the backlog has halved
         self._posters = tuple(
             ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"event-{i}") for i in range(POSTERS)
         )
@@ -45,6 +61,8 @@ class EventRecorder:
         meta = job.get("metadata") or {}
         where = f"{meta.get('namespace')}/{meta.get('name')}"
         (logger.warning if warning else logger.info)("%s %s: %s", where, reason, message)
+        if self._backlogged(reason, where):
+            return
         manifest = kube_writes.event_manifest(
             job, warning=warning, reason=reason, message=message, now=self._clock(), instance=self._identity
         )
@@ -57,6 +75,26 @@ class EventRecorder:
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._posted)
+
+    def _backlogged(self, reason: str, where: str) -> bool:
+        """Whether the Event is dropped: ``max_pending`` are waiting to be posted."""
+        with self._lock:
+            pending = len(self._pending)
+            if self._dropping and pending <= self._max_pending // 2:
+                self._dropping = False
+            if pending < self._max_pending:
+                return False
+            first, self._dropping = not self._dropping, True
+        if first:
+            logger.warning(
+                "dropping Events: %d wait to be posted (the API server is behind); decisions are still "
+                "logged, one line each (this one: %s %s)",
+                pending,
+                where,
+                reason,
+            )
+        self._on_dropped(reason)
+        return True
 
     def drain(self, timeout_seconds: float = 10.0) -> None:
         """Wait until the Events recorded so far are posted (tests, and a graceful stop)."""

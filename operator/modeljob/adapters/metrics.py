@@ -18,6 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
+from modeljob.adapters.events import MAX_PENDING
 from modeljob.core.job_state import JobPhase, Requeue
 from modeljob.core.preemption_rules import PreemptionReason
 from modeljob.core.quota_status import queue_report
@@ -106,6 +107,12 @@ class OperatorMetrics:
             "meanwhile), binding (a placement's pods, once its plan is written), phase (a running job's "
             "new phase, read as written meanwhile).",
             ["pool"],
+        )
+        self._events_dropped = counter(
+            "events_dropped_total",
+            f"Events not posted because {MAX_PENDING:,} were waiting to be (the API server behind), by "
+            "reason; each decision is still logged.",
+            ["reason"],
         )
 
     def _define_placements(self, counter: Any, histogram: Any) -> None:
@@ -240,6 +247,10 @@ class OperatorMetrics:
     def record_attempt(self, namespace: str, result: AttemptResult) -> None:
         """A placement attempt that did not place (waiting, unschedulable, refused, conflict, error)."""
         self._attempts.labels(namespace=namespace, result=result.value).inc()
+
+    def record_event_dropped(self, reason: str) -> None:
+        """An Event of ``reason`` dropped: too many were waiting to be posted (adapters/events.py)."""
+        self._events_dropped.labels(reason=reason).inc()
 
     def record_requeue(self, namespace: str, reason: Requeue) -> None:
         self._requeues.labels(namespace=namespace, reason=reason.value).inc()
