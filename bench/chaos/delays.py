@@ -185,9 +185,8 @@ class Delays:
 def _when(event: Mapping[str, Any]) -> tuple[str, int]:
     """An Event's time (whole seconds), then its resourceVersion: the order the API server wrote them."""
     version = str((event.get("metadata") or {}).get("resourceVersion") or "0")
-    return str(event.get("firstTimestamp") or event.get("eventTime") or ""), int(
-        version
-    ) if version.isdigit() else 0
+    stamp = str(event.get("firstTimestamp") or event.get("eventTime") or "")
+    return stamp, int(version) if version.isdigit() else 0
 
 
 # What a waiting reason waited for, by how core/quota_status.py, core/cycle_queue.py and

@@ -117,8 +117,9 @@ class Place(_Step):
     placement: tuple[Assignment, ...]  # replica numbers of the job, scores rounded for status
     tried: tuple[NodeTypeTried, ...]  # every node type planned on, the chosen one among them
     replaces: Roll | None = None  # a rolling update's new pods, started beside the replica's old ones
-    # Which scheduling cycle to decide for the job placed it (1: the first), and what the job was
-    # last told while it waited: the loop counts them (core/attempts.py), the cycle never does.
+    # The scheduling attempt that placed the job (1 + the cycles that left it waiting; 1: the
+    # first), and what it was last told while it waited: the loop counts them (core/attempts.py),
+    # the cycle never does.
     attempt: int = 1
     waited: str = ""
 
