@@ -98,6 +98,17 @@ class ControlPlane:
     def gateway(self, **options: Any) -> ClusterGateway:
         return ClusterGateway.from_kubeconfig(self.kubeconfig, **options)
 
+    def component_report(self, name: str, *, lines: int = 30) -> str:
+        """Whether a component of this plane runs, and the end of its log: for a test's failure
+        message, written before the plane is stopped (down.sh removes the logs)."""
+        pid_file = self.state / "pids" / f"{name}.pid"
+        pid = pid_file.read_text().strip() if pid_file.exists() else ""
+        alive = bool(pid) and Path(f"/proc/{pid}").exists()
+        log = self.state / "logs" / f"{name}.log"
+        tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else ["(no log)"]
+        state = f"pid {pid}, {'running' if alive else 'not running'}" if pid else "no pid file"
+        return f"{name} ({state}); the end of {log}:\n" + "\n".join(tail)
+
     @contextlib.contextmanager
     def held_by_this_process(self, *, wait_seconds: float) -> Iterator[None]:
         """Hold <state>.session.lock while the block runs, so one test session or benchmark at a
@@ -146,6 +157,7 @@ CONTROL_PLANES = {
     "bench-extender": ControlPlane(CACHE / "cluster-bench-extender", 5000),
     "chaos": ControlPlane(CACHE / "cluster-chaos", 6000),  # bench/chaos (make chaos)
     "bench-deep-queue": ControlPlane(CACHE / "cluster-bench-deep-queue", 7000),  # bench/deep_queue_cluster.py
+    "e2e-taken-port": ControlPlane(CACHE / "cluster-taken-port-e2e", 8000),  # never gets to run
 }
 
 

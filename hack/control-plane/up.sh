@@ -246,12 +246,37 @@ start() { # start <component>
     return 0
   fi
   [ -f "$pids/$name.pid" ] && { log "$name: removing stale pid file"; rm -f "$pids/$name.pid"; }
+  # A process already listening on one of its ports would answer the health check in its place
+  # while this one exits, unable to bind: a leftover of another run that outlived its pid file.
+  local port
+  for port in $(ports_of "$name"); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      log "ERROR: port $port, which $name is to listen on, is taken: $(listener "$port")"
+      log "stop that process, or give this cluster other ports (MODELJOB_*_PORT, see lib.sh)"
+      exit 1
+    fi
+  done
   local -n args="args_${name//-/_}"
   log "starting $name (log: $logs/$name.log)"
   # setsid: the component outlives this script and the terminal or pytest session that ran it.
   # 9>&-: the component must not inherit (and so hold forever) the lock this script holds.
   setsid "$bin/$name" "${args[@]}" >>"$logs/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$pids/$name.pid"
+}
+
+ports_of() { # ports_of <component>: the loopback ports it listens on
+  case "$1" in
+    etcd) echo "$ETCD_PORT $ETCD_PEER_PORT" ;;
+    kube-apiserver) echo "$APISERVER_PORT" ;;
+    kube-controller-manager) echo "$KCM_PORT" ;;
+    kube-scheduler) echo "$SCHEDULER_PORT" ;;
+    kwok) echo "$KWOK_PORT" ;;
+  esac
+}
+listener() { # listener <port>: who listens there, as far as ss can tell
+  local who
+  who="$(ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:(.*)' || true)"
+  echo "${who:-a process ss cannot name}"
 }
 
 wait_healthy() { # wait_healthy <component>
@@ -296,6 +321,18 @@ kubectl apply --server-side --force-conflicts -f "$kwok_src/rbac/role.yaml" >/de
 kubectl create clusterrolebinding kwok-controller --clusterrole=kwok-controller --user=kwok-controller \
   --dry-run=client -o yaml | kubectl apply --server-side --force-conflicts -f - >/dev/null
 kubectl wait --for=condition=Established --timeout="${timeout}s" crd/stages.kwok.x-k8s.io >/dev/null
+# kwok is healthy before its stage controllers run: they start once its informer has listed the
+# Stages, and a list refused because the API server's authorizer has not seen the new binding yet
+# is retried with the informer's backoff, while the fake nodes wait. Start it once RBAC lets it in.
+kwok_can() { kubectl auth can-i "$@" --as=kwok-controller >/dev/null 2>&1; }
+deadline=$((SECONDS + timeout))
+until kwok_can list stages.kwok.x-k8s.io && kwok_can watch nodes && kwok_can patch nodes --subresource=status; do
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    log "ERROR: kwok-controller still may not list stages or watch nodes after ${timeout}s (RBAC)"
+    exit 1
+  fi
+  sleep 0.2
+done
 # kwok's default stages: initialize and keep nodes Ready (lease variant, see args_kwok), run pods
 # bound to fake nodes, finish Job-owned pods, and delete pods in place of a kubelet.
 for stage in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \

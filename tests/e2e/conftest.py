@@ -104,7 +104,10 @@ def preset_nodes(cluster: Cluster) -> tuple[node_catalog.NodeSpec, ...]:
     names = {n.name for n in nodes}
     ready = wait_until_ready(cluster.gateway, names, timeout_seconds=NODES_READY_TIMEOUT_SECONDS)
     if ready != names:
-        pytest.fail(f"fake nodes not Ready after {NODES_READY_TIMEOUT_SECONDS} s: {sorted(names - ready)}")
+        pytest.fail(
+            f"fake nodes not Ready after {NODES_READY_TIMEOUT_SECONDS} s: {sorted(names - ready)}\n"
+            + _control_plane().component_report("kwok")
+        )
 
     # kcm lifts the not-ready taint (added at creation) on its next node-monitor pass, up to 5 s
     # after Ready; until then the scheduler skips the node.

@@ -7,6 +7,8 @@ CSV-to-manifest translation it would exercise is unit-tested in tests/adapters.
 
 from __future__ import annotations
 
+import os
+import socket
 import ssl
 import urllib.error
 import urllib.request
@@ -18,7 +20,7 @@ from modeljob.adapters import node_catalog
 from modeljob.adapters.cluster import ClusterGateway
 from modeljob.adapters.cluster_errors import ForbiddenError, NotFoundError
 from modeljob.commands.nodes import is_ready
-from tests.cluster import exists, kwok_pod
+from tests.cluster import CONTROL_PLANES, LOCK_WAIT_SECONDS, ControlPlaneError, binaries, exists, kwok_pod
 from tests.e2e.kube import Cluster, wait_for
 
 PreparedNodes = tuple[node_catalog.NodeSpec, ...]
@@ -132,3 +134,22 @@ def test_rbac_refuses_kwok_what_its_cluster_role_does_not_grant(cluster: Cluster
 def test_gateway_reports_a_missing_object_as_not_found(cluster: Cluster, namespace: str) -> None:
     with pytest.raises(NotFoundError, match="no-such-pod"):
         cluster.gateway.read_pod(namespace, "no-such-pod")
+
+
+def test_up_refuses_to_start_a_component_whose_port_another_process_holds() -> None:
+    # A leftover that outlived its pid file would answer the health check in the new component's
+    # place (while the new one exits, unable to bind), and the plane would look up but not be.
+    plane = CONTROL_PLANES["e2e-taken-port"]
+    port = plane.ports()["MODELJOB_ETCD_PORT"]
+    binaries()  # built before the lock is taken, as every other test does
+    with plane.held_by_this_process(wait_seconds=LOCK_WAIT_SECONDS), socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        try:
+            with pytest.raises(ControlPlaneError) as refused:
+                plane.run("up.sh")
+        finally:
+            plane.run("down.sh")
+    message = str(refused.value)
+    assert f"port {port}, which etcd is to listen on, is taken" in message
+    assert f"pid={os.getpid()}" in message, "names the process that holds it"

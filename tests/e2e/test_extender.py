@@ -183,7 +183,8 @@ def _started(workdir: Path) -> Iterator[Setup]:
         specs = [gpu_node("gpu-a"), gpu_node("gpu-b"), node_catalog.NodeSpec("cpu-0", 32_000, 128 * GIB, TIB)]
         apply_nodes(gateway, [node_catalog.node_manifest(s) for s in specs], workers=3)
         names = {s.name for s in specs}
-        assert wait_until_ready(gateway, names, timeout_seconds=60) == names
+        ready = wait_until_ready(gateway, names, timeout_seconds=60)
+        assert ready == names, f"not Ready: {sorted(names - ready)}\n{PLANE.component_report('kwok')}"
 
         wait_for(
             lambda: condition_taints_lifted(gateway, names),
