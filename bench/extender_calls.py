@@ -34,6 +34,7 @@ sys.path[:0] = [str(REPO / "operator"), str(REPO)]
 
 from modeljob.adapters import kube_nodes, kube_pods  # noqa: E402
 from modeljob.adapters.extender.cache import ClusterCache  # noqa: E402
+from modeljob.adapters.extender.likeness import node_inputs, pod_counts  # noqa: E402
 from modeljob.adapters.extender.metrics import ExtenderMetrics  # noqa: E402
 from modeljob.adapters.extender.routes import (  # noqa: E402
     ExtenderService,
@@ -58,6 +59,11 @@ def cluster(nodes: int, *, seed: int, fill: float) -> tuple[list[str], ClusterCa
         manifest["status"]["conditions"] = [
             {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
         ]
+    # What kube-scheduler's per-node plugins read of each node and pod (likeness), read beside
+    # their translation as the extender's watches read it (cache_feed.read_beside): without it
+    # every node would be a class of its own and the shortlist would keep every node that ties.
+    for manifest in manifests:
+        cache.node_read(manifest["metadata"]["name"], node_inputs(manifest))
     cache.replace_nodes(kube_nodes.node_facts(manifest) for manifest in manifests)
     rng = random.Random(seed)
     pods: list[PodFacts] = []
@@ -72,9 +78,16 @@ def cluster(nodes: int, *, seed: int, fill: float) -> tuple[list[str], ClusterCa
             manifest["metadata"]["namespace"] = "bench"
             manifest["status"] = {"phase": "Running"}
             pods.append(kube_pods.pod_facts(manifest))
+            cache.pod_read(pods[-1].key, pod_counts(manifest))
     cache.replace_pods(pods)
     cache.replace_services([])  # none select the bench's pods (the shortlist waits for a list)
     return names, cache
+
+
+def watched(cache: ClusterCache, kind_of_event: str, pod: dict[str, Any], facts: PodFacts) -> None:
+    """A pod event as the extender's watch hands it over: read beside, then translated."""
+    cache.pod_read(facts.key, pod_counts(pod))
+    cache.pod_event(kind_of_event, facts, facts.key)
 
 
 def scheduler_pod(index: int) -> dict[str, Any]:
@@ -119,8 +132,7 @@ def run(
     pods = [scheduler_pod(index) for index in range(rounds)]
     if not arriving:
         for pod in pods:
-            facts = kube_pods.pod_facts(pod)
-            cache.pod_event("ADDED", facts, facts.key)
+            watched(cache, "ADDED", pod, kube_pods.pod_facts(pod))
     service = service_over(cache)
     loop = asyncio.new_event_loop()
     times: dict[str, list[float]] = {"filter": [], "prioritize": [], "filter cpu": [], "prioritize cpu": []}
@@ -138,15 +150,14 @@ def run(
 
     for pod in pods:
         if arriving:
-            facts = kube_pods.pod_facts(pod)
-            cache.pod_event("ADDED", facts, facts.key)
+            watched(cache, "ADDED", pod, kube_pods.pod_facts(pod))
         body = json.dumps({"Pod": pod, "Nodes": None, "NodeNames": names}).encode()
         passed = json.loads(timed("filter", lambda body=body: answer_filter(service, body)))["NodeNames"]
         body = json.dumps({"Pod": pod, "Nodes": None, "NodeNames": passed}).encode()
         scores = json.loads(timed("prioritize", lambda body=body: answer_prioritize(service, body)))
         chosen = max(scores, key=lambda entry: entry["Score"])["Host"]
         bound = dataclasses.replace(kube_pods.pod_facts(pod), node=chosen, phase=kube_pods.PodPhase.RUNNING)
-        cache.pod_event("MODIFIED", bound, bound.key)
+        watched(cache, "MODIFIED", pod, bound)
     loop.close()
     return times
 
