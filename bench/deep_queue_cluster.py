@@ -3,7 +3,7 @@ time until every fitting job is placed, with 10,000 queued ModelJobs on 5,000 fa
 `## Deep queue (control plane)` in docs/benchmarks.md, at the default sizes only.
 
     python bench/deep_queue_cluster.py [--nodes 5000] [--jobs 10000] [--fill 0.9] [--churn 5]
-        [--live-cycles 100] [--live-timeout 1800] [--seed 7] [--keep] [--no-write]
+        [--live-cycles 100] [--live-timeout 1800] [--seed 7] [--own-cpu] [--keep] [--no-write]
 
 bench/deep_queue.py times the core cycle in process; here `modeljob run` runs as a process on a
 control plane of its own ("bench-deep-queue" in tests/cluster.py), so a cycle also snapshots the
@@ -80,6 +80,7 @@ from tests.cluster import (  # noqa: E402
     gpu_node_manifests,
     kubectl,
     kwok_pod,
+    pin_process,
     poll,
     start_operator,
 )
@@ -266,7 +267,8 @@ def measure(gateway: ClusterGateway, args: argparse.Namespace, rng: random.Rando
     log_path = PLANE.state / "logs" / "modeljob-operator.log"
     requests = [api_requests(PLANE.kubeconfig)]
     started = time.monotonic()
-    operator = start_operator(PLANE.kubeconfig, log_path, settings, timeout_seconds=900)
+    cpus = own_cpu() if args.own_cpu else None
+    operator = start_operator(PLANE.kubeconfig, log_path, settings, timeout_seconds=900, cpus=cpus)
     pid = operator.process.pid
     try:
         healthy = time.monotonic() - started
@@ -302,6 +304,22 @@ def measure(gateway: ClusterGateway, args: argparse.Namespace, rng: random.Rando
         operator.process.send_signal(signal.SIGTERM)
         with contextlib.suppress(Exception):
             operator.process.wait(timeout=60)
+
+
+OWN_CPU = ", on one CPU alone, the control plane, kwok and this script on the others"
+
+
+def own_cpu() -> set[int]:
+    """One CPU for the operator alone: every thread of the control plane (kwok included) and of
+    this script is moved to the others, as a cluster runs the operator on a node of its own and the
+    control plane elsewhere. The operator's CPUs."""
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < 2:
+        raise SystemExit(f"--own-cpu: needs at least 2 CPUs, this process may use {len(usable)}")
+    operator, rest = {usable[0]}, set(usable[1:])
+    threads = PLANE.pin(rest) + pin_process(os.getpid(), rest)
+    log(f"the operator on CPU {usable[0]}; {threads} threads of the plane and this script on {sorted(rest)}")
+    return operator
 
 
 def render(args: argparse.Namespace, outcome: Outcome) -> str:
@@ -340,10 +358,10 @@ def render(args: argparse.Namespace, outcome: Outcome) -> str:
 
 Measured by `bench/deep_queue_cluster.py --nodes {args.nodes} --jobs {args.jobs} --fill {args.fill}
 --churn {args.churn} --live-cycles {args.live_cycles} --live-timeout {args.live_timeout} --seed
-{args.seed}` (`make bench`) on
+{args.seed}{" --own-cpu" if args.own_cpu else ""}` (`make bench`) on
 {datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} /
 {load[2]:.1f} at the end; its own local control plane, `modeljob run` as a process (watches and
-all). {args.nodes} fake 8-GPU nodes (kwok renews each one's Lease every
+all){OWN_CPU if args.own_cpu else ""}. {args.nodes} fake 8-GPU nodes (kwok renews each one's Lease every
 {BENCH_NODE_LEASE_SECONDS // 4} s, not a kubelet's 10 s: tests/cluster.py says why),
 {outcome.other_pods} bound pods of other work (about
 {args.fill:.0%} of the nodes full, the rest partly used), and {args.jobs} ModelJobs of mixed shapes
@@ -368,6 +386,11 @@ def main() -> int:
     )
     for flag, kind, default, what in OPTIONS:
         parser.add_argument(flag, type=kind, default=default, help=what)
+    parser.add_argument(
+        "--own-cpu",
+        action="store_true",
+        help="the operator on one CPU alone, the control plane and this script on the others",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the bench cluster running")
     parser.add_argument("--no-write", action="store_true", help="print the section, leave the docs alone")
     args = parser.parse_args()
@@ -386,8 +409,9 @@ def main() -> int:
                 with contextlib.suppress(ControlPlaneError):
                     PLANE.run("down.sh")
     section = render(args, outcome)
-    # Only the sizes the issue names go into the docs; smaller runs are for development.
-    if not args.no_write and (args.nodes, args.jobs) == (DEFAULT_NODES, DEFAULT_JOBS):
+    # Only the sizes the issue names, on the machine as it is shared, go into the docs; smaller
+    # runs are for development, and a run with --own-cpu is read beside one without.
+    if not args.no_write and not args.own_cpu and (args.nodes, args.jobs) == (DEFAULT_NODES, DEFAULT_JOBS):
         log(f"wrote {write_section(section)}")
     print(section)
     return 0

@@ -98,6 +98,14 @@ class ControlPlane:
     def gateway(self, **options: Any) -> ClusterGateway:
         return ClusterGateway.from_kubeconfig(self.kubeconfig, **options)
 
+    def pin(self, cpus: set[int]) -> int:
+        """Run every thread of this plane's running components on ``cpus`` alone (threads they
+        start later inherit it from the thread that starts them); how many threads were pinned."""
+        pinned = 0
+        for pid_file in (self.state / "pids").glob("*.pid"):
+            pinned += pin_process(int(pid_file.read_text()), cpus)
+        return pinned
+
     def component_report(self, name: str, *, lines: int = 30) -> str:
         """Whether a component of this plane runs, and the end of its log: for a test's failure
         message, written before the plane is stopped (down.sh removes the logs)."""
@@ -355,11 +363,28 @@ class OperatorProcess:
         return http_get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout_seconds=5)
 
 
+def pin_process(pid: int, cpus: set[int]) -> int:
+    """Run every thread of process ``pid`` on ``cpus`` alone (sched_setaffinity sets one thread's);
+    how many threads were pinned. Threads that end meanwhile are skipped."""
+    pinned = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), cpus)
+            pinned += 1
+    return pinned
+
+
 def start_operator(
-    kubeconfig: Path, log_path: Path, settings: Mapping[str, str], *, timeout_seconds: float = 60
+    kubeconfig: Path,
+    log_path: Path,
+    settings: Mapping[str, str],
+    *,
+    timeout_seconds: float = 60,
+    cpus: set[int] | None = None,
 ) -> OperatorProcess:
     """Start `modeljob run` on free loopback ports with ``settings`` (MODELJOB_* -> value) and
-    wait until its liveness endpoint answers; ControlPlaneError (with the log's end) otherwise."""
+    wait until its liveness endpoint answers; ControlPlaneError (with the log's end) otherwise.
+    ``cpus``: the only CPUs it runs on (all of its threads: set before it starts)."""
     liveness_port, metrics_port, extender_port = free_ports(3)
     env = {
         **os.environ,
@@ -372,10 +397,17 @@ def start_operator(
         "MODELJOB_EXTENDER__PORT": str(extender_port),
         **settings,
     }
+    own = os.sched_getaffinity(0)
     with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "modeljob", "run"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        # A child starts with the affinity of the thread that forks it: set this thread's for the
+        # fork, and take it back at once.
+        os.sched_setaffinity(0, own if cpus is None else cpus)
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "modeljob", "run"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        finally:
+            os.sched_setaffinity(0, own)
     started = OperatorProcess(process, liveness_port, metrics_port, extender_port)
     try:
         poll(
