@@ -158,6 +158,11 @@ if ! cmp -s "$scheduler_config.new" "$scheduler_config" 2>/dev/null; then
     log "scheduler configuration changed: restarting kube-scheduler (pid $pid)"
     kill "$pid"
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then  # else it would keep its port, and answer for the new one
+      log "kube-scheduler still running 10 s after SIGTERM: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
   fi
   mv "$scheduler_config.new" "$scheduler_config"
 else
