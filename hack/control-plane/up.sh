@@ -228,13 +228,23 @@ args_kwok=(
   --cidr=10.244.0.0/16 --server-address="127.0.0.1:$KWOK_PORT"
 )
 
-health_url() {
+ports_of() { # ports_of <component>: the loopback ports it listens on, the one it is checked on first
   case "$1" in
-    etcd) echo "http://127.0.0.1:$ETCD_PORT/health" ;;
-    kube-apiserver) echo "$server/readyz" ;;
-    kube-controller-manager) echo "https://127.0.0.1:$KCM_PORT/healthz" ;;
-    kube-scheduler) echo "https://127.0.0.1:$SCHEDULER_PORT/healthz" ;;
-    kwok) echo "http://127.0.0.1:$KWOK_PORT/healthz" ;;
+    etcd) echo "$ETCD_PORT $ETCD_PEER_PORT" ;;
+    kube-apiserver) echo "$APISERVER_PORT" ;;
+    kube-controller-manager) echo "$KCM_PORT" ;;
+    kube-scheduler) echo "$SCHEDULER_PORT" ;;
+    kwok) echo "$KWOK_PORT" ;;
+  esac
+}
+health_url() {
+  local port
+  read -r port _ <<<"$(ports_of "$1")"
+  case "$1" in
+    etcd) echo "http://127.0.0.1:$port/health" ;;
+    kube-apiserver) echo "https://127.0.0.1:$port/readyz" ;;
+    kube-controller-manager | kube-scheduler) echo "https://127.0.0.1:$port/healthz" ;;
+    kwok) echo "http://127.0.0.1:$port/healthz" ;;
   esac
 }
 healthy() {
@@ -269,15 +279,6 @@ start() { # start <component>
   echo $! >"$pids/$name.pid"
 }
 
-ports_of() { # ports_of <component>: the loopback ports it listens on
-  case "$1" in
-    etcd) echo "$ETCD_PORT $ETCD_PEER_PORT" ;;
-    kube-apiserver) echo "$APISERVER_PORT" ;;
-    kube-controller-manager) echo "$KCM_PORT" ;;
-    kube-scheduler) echo "$SCHEDULER_PORT" ;;
-    kwok) echo "$KWOK_PORT" ;;
-  esac
-}
 listener() { # listener <port>: who listens there, as far as ss can tell
   local who
   who="$(ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:(.*)' || true)"
