@@ -80,7 +80,7 @@ from tests.cluster import (  # noqa: E402
     gpu_node_manifests,
     kubectl,
     kwok_pod,
-    pin_process,
+    one_cpu_apart,
     poll,
     start_operator,
 )
@@ -267,7 +267,9 @@ def measure(gateway: ClusterGateway, args: argparse.Namespace, rng: random.Rando
     log_path = PLANE.state / "logs" / "modeljob-operator.log"
     requests = [api_requests(PLANE.kubeconfig)]
     started = time.monotonic()
-    cpus = own_cpu() if args.own_cpu else None
+    cpus = one_cpu_apart(PLANE) if args.own_cpu else None
+    if cpus is not None:
+        log(f"the operator on CPU {sorted(cpus)}; the control plane and this script on the others")
     operator = start_operator(PLANE.kubeconfig, log_path, settings, timeout_seconds=900, cpus=cpus)
     pid = operator.process.pid
     try:
@@ -307,19 +309,6 @@ def measure(gateway: ClusterGateway, args: argparse.Namespace, rng: random.Rando
 
 
 OWN_CPU = ", on one CPU alone, the control plane, kwok and this script on the others"
-
-
-def own_cpu() -> set[int]:
-    """One CPU for the operator alone: every thread of the control plane (kwok included) and of
-    this script is moved to the others, as a cluster runs the operator on a node of its own and the
-    control plane elsewhere. The operator's CPUs."""
-    usable = sorted(os.sched_getaffinity(0))
-    if len(usable) < 2:
-        raise SystemExit(f"--own-cpu: needs at least 2 CPUs, this process may use {len(usable)}")
-    operator, rest = {usable[0]}, set(usable[1:])
-    threads = PLANE.pin(rest) + pin_process(os.getpid(), rest)
-    log(f"the operator on CPU {usable[0]}; {threads} threads of the plane and this script on {sorted(rest)}")
-    return operator
 
 
 def render(args: argparse.Namespace, outcome: Outcome) -> str:

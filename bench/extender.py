@@ -8,7 +8,7 @@ The extender runs as a separate process (`modeljob extender`), configured by
 hack/extender/extenders.yaml (nodeCacheCapable: true) pointed at its port.
 
     python bench/extender.py [--nodes 1000,5000] [--workloads uniform,mixed] [--pods 400]
-                             [--rounds 2] [--keep]
+                             [--rounds 2] [--own-cpu] [--keep]
 
 For each node count and workload (uniform: 1 GPU, 1 CPU, 1 GiB each; mixed: 1, 2, 4 and 8 GPUs in
 turn, 1 CPU and 1 GiB per GPU), kube-scheduler is restarted without and with the extender, in the
@@ -60,7 +60,9 @@ from tests.cluster import (  # noqa: E402
     http_get,
     kubectl,
     kwok_pod,
+    one_cpu_apart,
     poll,
+    popen_on,
     sample_sum,
 )
 
@@ -225,7 +227,8 @@ def clear(namespace: str, gateway: ClusterGateway) -> None:
         time.sleep(POLL_SECONDS)
 
 
-def start_extender(port: int) -> subprocess.Popen[bytes]:
+def start_extender(port: int, cpus: set[int] | None) -> subprocess.Popen[bytes]:
+    """`modeljob extender` on ``port`` (on ``cpus`` alone, if given), once it answers /healthz."""
     environment = {
         **os.environ,
         "PYTHONPATH": str(REPO / "operator"),
@@ -233,7 +236,8 @@ def start_extender(port: int) -> subprocess.Popen[bytes]:
         "MODELJOB_LOGGING__LEVEL": "WARNING",
     }
     with (STATE / "logs" / "modeljob-extender.log").open("ab") as log_file:
-        process = subprocess.Popen(
+        process = popen_on(
+            cpus,
             [
                 sys.executable,
                 "-c",
@@ -309,6 +313,11 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=2, help="per node count: alone then with, the next round reversed"
     )
+    parser.add_argument(
+        "--own-cpu",
+        action="store_true",
+        help="the extender on one CPU alone, the control plane and this script on the others (prints only)",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the bench cluster running")
     args = parser.parse_args()
     sizes = [int(n) for n in args.nodes.split(",")]
@@ -331,7 +340,10 @@ def main() -> int:
     runs: list[Run] = []
     try:
         gateway = PLANE.gateway(connections=WORKERS)
-        extender = start_extender(port)
+        cpus = one_cpu_apart(PLANE) if args.own_cpu else None
+        if cpus is not None:
+            log(f"the extender on CPU {sorted(cpus)}; the control plane and this script on the others")
+        extender = start_extender(port, cpus)
         node_bytes = 0
         for size in sizes:
             log(f"growing the cluster to {size} nodes")
@@ -347,9 +359,11 @@ def main() -> int:
             rounds=args.rounds,
             node_lease_seconds=NODE_LEASE_SECONDS,
             settle_seconds=SETTLE_SECONDS,
+            own_cpu=args.own_cpu,
         )
         print(text)
-        log(f"wrote {SECTION!r} in {write_section(text)}")
+        if not args.own_cpu:  # the docs' section is the shared machine's; --own-cpu is read beside it
+            log(f"wrote {SECTION!r} in {write_section(text)}")
     finally:
         if extender is not None:
             extender.send_signal(signal.SIGTERM)

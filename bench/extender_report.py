@@ -97,10 +97,17 @@ def quantile(q: float, counts: Buckets) -> float:
 
 
 def render(
-    runs: list[Run], node_bytes: int, *, rounds: int, node_lease_seconds: int, settle_seconds: float
+    runs: list[Run],
+    node_bytes: int,
+    *,
+    rounds: int,
+    node_lease_seconds: int,
+    settle_seconds: float,
+    own_cpu: bool = False,
 ) -> str:
     """The `## Scheduler extender` section of docs/benchmarks.md for ``runs``; ``settle_seconds``: how
-    long every node had been Ready before a node count was measured."""
+    long every node had been Ready before a node count was measured; ``own_cpu``: the extender ran
+    on a CPU of its own, everything else on the others."""
     by = {
         (n, w, e): pooled([r for r in runs if (r.nodes, r.workload, r.extender) == (n, w, e)])
         for n, w, e in {(r.nodes, r.workload, r.extender) for r in runs}
@@ -122,8 +129,14 @@ def render(
         "lifted the not-ready taint of every new node (a few a second: minutes at 5,000) and every node",
         f"has been Ready for {settle_seconds:.0f} s, so no node update streams through either scheduler "
         "while it is timed",
-        "and every node is a candidate in both runs. The control plane, kwok, the extender and this",
-        "script share the machine's CPUs, with whatever else ran on it: compare the two columns of a row,",
+        "and every node is a candidate in both runs. "
+        + (
+            "The extender ran on one CPU alone (`--own-cpu`), the control plane, kwok and this script "
+            "on the others,"
+            if own_cpu
+            else "The control plane, kwok, the extender and this script share the machine's CPUs,"
+        ),
+        "with whatever else ran on it: compare the two columns of a row,",
         "not rows of different days. kwok renews each node's Lease every",
         f"{node_lease_seconds // 4} s (a {node_lease_seconds} s Lease) instead of a kubelet's 10 s:",
         "the fake kubelets of 5,000 nodes renewing every 10 s are ~500 writes a second that the API",

@@ -374,6 +374,32 @@ def pin_process(pid: int, cpus: set[int]) -> int:
     return pinned
 
 
+def popen_on(cpus: set[int] | None, command: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """subprocess.Popen, the child on ``cpus`` alone (None: as this thread runs). A child starts
+    with the affinity of the thread that forks it: this thread's is set for the fork and taken
+    back at once."""
+    own = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, own if cpus is None else cpus)
+    try:
+        return subprocess.Popen(command, **options)
+    finally:
+        os.sched_setaffinity(0, own)
+
+
+def one_cpu_apart(plane: ControlPlane) -> set[int]:
+    """One CPU for a process under test alone: every thread of ``plane``'s components and of
+    this process moves to the others (what this process starts later runs there too), as a
+    cluster runs an operator or an extender on a node of its own and the control plane elsewhere.
+    The CPUs set apart (give them to `popen_on`)."""
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < 2:
+        raise ControlPlaneError(f"a CPU of its own needs 2 CPUs or more; this process may use {len(usable)}")
+    apart, rest = {usable[0]}, set(usable[1:])
+    plane.pin(rest)
+    pin_process(os.getpid(), rest)
+    return apart
+
+
 def start_operator(
     kubeconfig: Path,
     log_path: Path,
@@ -397,17 +423,10 @@ def start_operator(
         "MODELJOB_EXTENDER__PORT": str(extender_port),
         **settings,
     }
-    own = os.sched_getaffinity(0)
     with log_path.open("ab") as log:
-        # A child starts with the affinity of the thread that forks it: set this thread's for the
-        # fork, and take it back at once.
-        os.sched_setaffinity(0, own if cpus is None else cpus)
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "modeljob", "run"], env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        finally:
-            os.sched_setaffinity(0, own)
+        process = popen_on(
+            cpus, [sys.executable, "-m", "modeljob", "run"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     started = OperatorProcess(process, liveness_port, metrics_port, extender_port)
     try:
         poll(
