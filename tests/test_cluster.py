@@ -1,9 +1,11 @@
-"""The control-plane registry tests and benchmarks share: ports that never clash, a pod builder."""
+"""What tests and benchmarks share of the control planes: ports that never clash, a pod builder,
+and a child process started on CPUs of its own."""
 
 from __future__ import annotations
 
 import itertools
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from tests.cluster import (
     ControlPlaneError,
     default_ports,
     kwok_pod,
+    popen_on,
     sample_sum,
 )
 
@@ -83,3 +86,15 @@ def test_a_control_plane_is_held_by_one_session_at_a_time_and_the_next_is_told_w
         pass
     with plane.held_by_this_process(wait_seconds=1):
         pass  # released when the first holder left
+
+
+def test_a_child_started_on_some_cpus_runs_there_and_its_parent_keeps_its_own() -> None:
+    before = os.sched_getaffinity(0)
+    first = {min(before)}
+    child = popen_on(first, [sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert os.sched_getaffinity(child.pid) == first
+        assert os.sched_getaffinity(0) == before
+    finally:
+        child.kill()
+        child.wait()
