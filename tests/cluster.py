@@ -378,8 +378,10 @@ def popen_on(cpus: set[int] | None, command: list[str], **options: Any) -> subpr
     """subprocess.Popen, the child on ``cpus`` alone (None: as this thread runs). A child starts
     with the affinity of the thread that forks it: this thread's is set for the fork and taken
     back at once."""
+    if cpus is None:
+        return subprocess.Popen(command, **options)
     own = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, own if cpus is None else cpus)
+    os.sched_setaffinity(0, cpus)
     try:
         return subprocess.Popen(command, **options)
     finally:
