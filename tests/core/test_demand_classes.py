@@ -16,7 +16,7 @@ from modeljob.core.planning import Planner
 from modeljob.core.scheduling_cycle import CycleResult, CycleSettings, run_cycle
 from modeljob.core.steps import Place, Wait
 from tests.core.test_plan_memo import SCENARIOS, clusters, queues
-from tests.operator_builders import at, make_job, make_node, make_pod
+from tests.operator_builders import H100, L4, at, make_job, make_node, make_pod
 
 
 def cycle(
@@ -83,3 +83,20 @@ def test_a_placement_between_two_jobs_alike_has_the_second_planned_again(
     assert [type(s).__name__ for s in result.steps] == ["Wait", "Place", "Wait"]
     assert isinstance(result.steps[1], Place)
     assert attempts_planned == ["big-0", "small", "big-1"]
+
+
+def test_a_placement_on_another_gpu_model_leaves_the_verdict_of_jobs_alike_standing(
+    attempts_planned: list[str],
+) -> None:
+    """Jobs alike that may use only H100 nodes wait; a job placed on an L4 node between two of
+    them takes no room they could use, so the second gets the first's verdict unplanned."""
+    big = [gpus(make_job(f"big-{i}", created=i * 2, products=(H100,)), 8) for i in range(2)]
+    small = gpus(make_job("small", created=1, parameters=10**9, products=(L4,)), 1)
+    nodes = [make_node("h100-0"), make_node("l4-0", product=L4, memory_gib=24)]
+    busy = [make_pod("other", node="h100-0", gpus=4)]
+    jobs = [big[0], small, big[1]]
+    result = cycle(jobs, nodes, busy, remember=True)
+    assert [type(s).__name__ for s in result.steps] == ["Wait", "Place", "Wait"]
+    assert result.steps[1].placement[0].node == "l4-0"  # type: ignore[attr-defined]
+    assert attempts_planned == ["big-0", "small"]
+    assert result.steps == cycle(jobs, nodes, busy, remember=False).steps

@@ -3,7 +3,7 @@ per-cycle lookups, and the completion (or roll back) of placements a crash left 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -62,9 +62,11 @@ class Cluster:
             }
         self.type_of, self.type_masks = self.memory.type_of, self.memory.type_masks
         self.reserved: dict[str, BoolArray] = {}  # preemptor "ns/name" -> the nodes kept for it
-        # Counts the changes to what a plan reads this cycle: room taken on the ledger (``take``),
-        # nodes kept for a preemptor (``reserve_nodes``). Equal versions: equal plans.
-        self.version = 0
+        # Counts the changes to what a plan reads this cycle: nodes kept for a preemptor
+        # (``reserve_nodes``), and room taken on the ledger (``take``) by node type: a plan on
+        # some types reads only their rows (core/plan_validity.py). Equal stamps: equal plans.
+        self._kept = 0
+        self._taken: dict[NodeType, int] = {}
         # usable(): by eligibility and the holder excepted, until the next reserve_nodes. One
         # array per answer also lets the plan memo key by the array (PlanMemo.mask_key).
         self._usable: dict[tuple[tuple[object, ...], str | None], BoolArray] = {}
@@ -110,12 +112,19 @@ class Cluster:
     def reserve_nodes(self, holder: str, nodes: Sequence[str]) -> None:
         self.reserved[holder] = np.array([n.name in nodes for n in self.nodes], dtype=np.bool_)
         self._usable = {}
-        self.version += 1
+        self._kept += 1
 
     def take(self, node: str, request: PodRequest, devices: Sequence[int] = ()) -> None:
         """A pod's room taken on the cycle's ledger: the jobs planned after it see it gone."""
         self.table.reserve(self.row_of[node], request, devices)
-        self.version += 1
+        node_type = self.type_of.get(node)
+        if node_type is not None:  # an untyped node is no candidate's (type_masks has no row of it)
+            self._taken[node_type] = self._taken.get(node_type, 0) + 1
+
+    def stamp(self, types: Iterable[NodeType]) -> tuple[int, ...]:
+        """What a plan on ``types`` reads has changed since an earlier stamp if this one differs:
+        nodes kept for a preemptor anywhere, room taken on a node of one of them."""
+        return (self._kept, *(self._taken.get(t, 0) for t in types))
 
     def sizing(self, job: JobFacts) -> Sizing:
         found_for_job = self.memory.by_job.get(job.uid) or self._sized_before.get(job.uid)

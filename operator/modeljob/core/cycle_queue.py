@@ -257,7 +257,7 @@ class CycleQueue:
             named = named_for_class(attempts, job.ref) if key is not None else None
             if key is not None and named is not None:
                 template = _not_placed(waiting, candidates[0], named, blocked_by=blocked_by, kept_away=kept)
-                self.classes.remember(key, step, template)
+                self.classes.remember(key, step, template, candidates)
         if isinstance(step, Wait) and blocked_by is None and roll is None:
             return self._preempt(step, waiting, quota_refused=False)
         return step

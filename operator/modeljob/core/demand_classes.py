@@ -3,10 +3,11 @@
 A deep queue holds thousands of waiting jobs of a few shapes. Once the first job of a class
 (the jobs that ask the same of the same nodes: the same sizing, quota products, usable nodes,
 replica count, gang, pod rules and topology, behind the same job) is not placed, every other job
-of the class would be planned to the same verdict until the cluster's ledger changes (a placement
-taken, nodes kept for a preemptor: ``Cluster.version``). The plan memo (core/plan_memo.py) already
-spares them the planning; this spares them the recall too: the verdict, its message with the
-job's name put in, its place in the queue set by the caller.
+of the class would be planned to the same verdict until what its plans read changes: room taken on
+a node of one of its candidates' types, or nodes kept for a preemptor (``Cluster.stamp``). A
+placement on other types leaves the verdict standing, as it leaves the plan memo's results. The
+plan memo (core/plan_memo.py) already spares them the planning; this spares them the recall too:
+the verdict, its message with the job's name put in, its place in the queue set by the caller.
 
 Only a job with nothing of its own in play is given a class's verdict: nothing placed, no rolling
 update, no preemption under way, pod rules that cannot look at other pods (the same jobs the plan
@@ -24,7 +25,7 @@ from modeljob.core.cycle_cluster import Cluster
 from modeljob.core.gang_request import Unplaceable
 from modeljob.core.job_state import JobFacts
 from modeljob.core.lifecycle import Plan
-from modeljob.core.node_types import Candidate
+from modeljob.core.node_types import Candidate, NodeType
 from modeljob.core.nodes import BoolArray
 from modeljob.core.plan_memo import renameable
 from modeljob.core.planning import Attempt, Planner, spreads_by_default
@@ -37,10 +38,12 @@ _NAME = "\x00job\x00"
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """A class's verdict on the ledger as ``version`` left it: a Wait or an Unschedulable, its
-    message split where the job's name goes, and the candidate it names."""
+    """A class's verdict on the ledger as ``stamp`` (``Cluster.stamp`` of ``types``, its
+    candidates' node types) left it: a Wait or an Unschedulable, its message split where the
+    job's name goes, and the candidate it names."""
 
-    version: int
+    types: tuple[NodeType, ...]
+    stamp: tuple[int, ...]
     unschedulable: bool
     parts: tuple[str, ...]
     candidate: Candidate
@@ -100,18 +103,27 @@ class DemandClasses:
 
     def recall(self, key: Hashable) -> Verdict | None:
         found = self._verdicts.get(key)
-        return found if found is not None and found.version == self.cluster.version else None
+        return found if found is not None and found.stamp == self.cluster.stamp(found.types) else None
 
-    def remember(self, key: Hashable, step: Wait | Unschedulable, template: Wait | Unschedulable) -> None:
-        """``step``, decided for its job, kept for the job's class: ``template`` is the same step
-        decided from the attempts ``named_for_class`` gave (the job's name a placeholder)."""
+    def remember(
+        self,
+        key: Hashable,
+        step: Wait | Unschedulable,
+        template: Wait | Unschedulable,
+        candidates: Sequence[Candidate],
+    ) -> None:
+        """``step``, decided for its job on ``candidates``, kept for the job's class: ``template``
+        is the same step decided from the attempts ``named_for_class`` gave (the job's name a
+        placeholder)."""
         if template.candidate is None:
             return
         parts = tuple(template.message.split(_NAME))
         if step.job.ref.join(parts) != step.message:  # never expected: then decided job by job
             return
+        types = tuple(dict.fromkeys(c.node_type for c in candidates))
         self._verdicts[key] = Verdict(
-            version=self.cluster.version,
+            types=types,
+            stamp=self.cluster.stamp(types),
             unschedulable=isinstance(template, Unschedulable),
             parts=parts,
             candidate=template.candidate,
