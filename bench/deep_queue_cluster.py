@@ -21,7 +21,8 @@ finishing: the drain is over once `scheduling_attempts_total{result="placed"}` s
 whole cycles and no job is Pending;
 the time reported is the first scrape showing the final count. Then the live queue, as in
 deep_queue.py: every second --churn pods of other work end and as many jobs arrive, until the
-operator has run --live-cycles cycles (or --live-timeout seconds passed).
+operator has run --live-cycles cycles (or --live-timeout seconds passed). It starts after a whole
+cycle that no reading of this script's overlapped (``quiet``).
 
 Cycle times come from the operator's /metrics, scraped every 0.5 s (bench/cycle_metrics.py, only
 the series it reads: well under a millisecond of the operator's time each). Its cycle metric is a
@@ -176,6 +177,17 @@ def drain(
     return scrapes, None
 
 
+def quiet(operator: OperatorProcess, started: float) -> None:
+    """Returns once the operator has run a whole cycle after this call. Reading the API server's
+    request counts (`kubectl get --raw /metrics`: megabytes rendered by the API server, read by
+    kubectl and parsed here) takes both CPUs for a moment; the cycle it overlapped is not the live
+    queue's (on 2026-12-05 the first live cycle, under that reading, was the live queue's
+    slowest: 1,256 ms, half of it waiting for a CPU)."""
+    first = scrape(operator, started)
+    while scrape(operator, started).cycles < first.cycles + SETTLED_CYCLES:
+        time.sleep(SCRAPE_SECONDS)
+
+
 def live(
     gateway: ClusterGateway,
     operator: OperatorProcess,
@@ -277,6 +289,7 @@ def measure(gateway: ClusterGateway, args: argparse.Namespace, rng: random.Rando
         drained, placed_at = drain(operator, started, timeout_seconds=args.drain_timeout)
         log(f"drain over after {drained[-1].at_seconds:.0f} s: {drained[-1].placed} placed")
         rss_drained, requests = rss_mib(pid), [*requests, api_requests(PLANE.kubeconfig)]
+        quiet(operator, started)
         lived = live(
             gateway,
             operator,
