@@ -67,6 +67,7 @@ class Cluster:
         # some types reads only their rows (core/plan_validity.py). Equal stamps: equal plans.
         self._kept = 0
         self._taken: dict[NodeType, int] = {}
+        self.version = 0  # any of them: an equal version is an equal stamp, whatever the types
         # usable(): by eligibility and the holder excepted, until the next reserve_nodes. One
         # array per answer also lets the plan memo key by the array (PlanMemo.mask_key).
         self._usable: dict[tuple[tuple[object, ...], str | None], BoolArray] = {}
@@ -113,6 +114,7 @@ class Cluster:
         self.reserved[holder] = np.array([n.name in nodes for n in self.nodes], dtype=np.bool_)
         self._usable = {}
         self._kept += 1
+        self.version += 1
 
     def take(self, node: str, request: PodRequest, devices: Sequence[int] = ()) -> None:
         """A pod's room taken on the cycle's ledger: the jobs planned after it see it gone."""
@@ -120,6 +122,7 @@ class Cluster:
         node_type = self.type_of.get(node)
         if node_type is not None:  # an untyped node is no candidate's (type_masks has no row of it)
             self._taken[node_type] = self._taken.get(node_type, 0) + 1
+        self.version += 1
 
     def stamp(self, types: Iterable[NodeType]) -> tuple[int, ...]:
         """What a plan on ``types`` reads has changed since an earlier stamp if this one differs:

@@ -36,7 +36,7 @@ from modeljob.core.steps import Unschedulable, Wait
 _NAME = "\x00job\x00"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Verdict:
     """A class's verdict on the ledger as ``stamp`` (``Cluster.stamp`` of ``types``, its
     candidates' node types) left it: a Wait or an Unschedulable, its message split where the
@@ -44,6 +44,7 @@ class Verdict:
 
     types: tuple[NodeType, ...]
     stamp: tuple[int, ...]
+    version: int  # ``Cluster.version`` when ``stamp`` was last found current
     unschedulable: bool
     parts: tuple[str, ...]
     candidate: Candidate
@@ -103,7 +104,12 @@ class DemandClasses:
 
     def recall(self, key: Hashable) -> Verdict | None:
         found = self._verdicts.get(key)
-        return found if found is not None and found.stamp == self.cluster.stamp(found.types) else None
+        if found is None or found.version == self.cluster.version:  # nothing changed since
+            return found
+        if found.stamp != self.cluster.stamp(found.types):
+            return None
+        found.version = self.cluster.version  # changes elsewhere only: the next recall is quick
+        return found
 
     def remember(
         self,
@@ -124,6 +130,7 @@ class DemandClasses:
         self._verdicts[key] = Verdict(
             types=types,
             stamp=self.cluster.stamp(types),
+            version=self.cluster.version,
             unschedulable=isinstance(template, Unschedulable),
             parts=parts,
             candidate=template.candidate,
