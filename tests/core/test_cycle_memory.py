@@ -365,3 +365,39 @@ def test_a_verdict_whose_counts_changed_while_no_node_has_room_is_restated_not_p
     assert second.steps == afresh.steps
     assert all(isinstance(s, Wait) and "(1 × not enough free GPUs)" in s.message for s in second.steps)
     assert planned == []
+
+
+def test_a_verdict_undone_by_room_come_free_holds_again_once_a_job_placed_there_took_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An 8-GPU job heads a queue of 4-GPU jobs, all waiting on two full H100 nodes. A pod on one
+    node ends: at the next cycle's start that node has room for a 4-GPU job, so the 4-GPU jobs'
+    verdict does not hold; the head is placed there and takes it all, and the verdict holds
+    again (plan_memo.Deferred). Only the head is planned; every job gets what a cycle planning
+    afresh gives it."""
+    head = replace(
+        make_job("head", created=0, products=(H100,)),
+        shape=replace(make_job().shape, overrides=Overrides(gpus=8)),
+    )
+    four = replace(make_job(products=(H100,)), shape=replace(make_job().shape, overrides=Overrides(gpus=4)))
+    jobs = [head] + [
+        replace(four, name=f"j{i}", uid=f"u{i}", created=at(i + 1), queued_since=at(i + 1)) for i in range(3)
+    ]
+    nodes = [make_node("h100-0"), make_node("h100-1")]
+    ending, staying = make_pod("ending", node="h100-0", gpus=8), make_pod("staying", node="h100-1", gpus=8)
+    world = World(nodes, [ending, staying], jobs)
+    memory = CycleMemory()
+    assert {type(s) for s in decide(world, 1000, memory).steps} == {Wait}
+    world.pods = [staying]
+    afresh = decide(world, 1010, None)
+    planned: list[str] = []
+
+    def plan_gang_with(table: NodeTable, gang: GangRequest, **kwargs: Any) -> tuple[Any, Any]:
+        planned.append(gang.job)
+        return gang_placement.plan_gang_with(table, gang, **kwargs)
+
+    monkeypatch.setattr(planning, "plan_gang_with", plan_gang_with)
+    second = decide(world, 1010, memory)
+    assert second.steps == afresh.steps
+    assert [type(s) for s in second.steps] == [Place, Wait, Wait, Wait]
+    assert planned == ["ml/head"]

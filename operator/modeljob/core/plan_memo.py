@@ -19,7 +19,9 @@ with the next one's at its start, when nothing else planning reads changed (the 
 prices and the sizings, and the settings: ``context``); a result that read a node whose
 allocatable or readiness changed is planned again (whether a demand ever fits reads them); a
 result that read scores also needs the same scoring context (``scoring``), which any pod bound or
-gone changes. Memory only: a restart plans afresh.
+gone changes. A verdict that read no scores and did not hold at the cycle's start (room came free
+where it looked) is checked again when a job asks for it, on the ledger as the cycle's placements
+have left it (``Deferred``). Memory only: a restart plans afresh.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from modeljob.core.node_types import Candidate, NodeType
 from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, subset
 from modeljob.core.plan_validity import (
     LedgerChange,
+    LedgerFacts,
     Remembered,
     Result,
     changed_rows,
@@ -79,14 +82,16 @@ class CarriedPlans:
         context: Hashable,
         scoring: Hashable,
         type_masks: Mapping[NodeType, BoolArray],
-    ) -> tuple[_ByType, dict[Hashable, _CarriedJob], _Empty]:
-        """A new cycle on ``ledger``: what earlier cycles left that still holds on it, handed back."""
+    ) -> tuple[_ByType, dict[Hashable, _CarriedJob], _Empty, Deferred | None]:
+        """A new cycle on ``ledger``: what earlier cycles left that still holds on it, handed back;
+        and what may hold again once the cycle's placements have taken the room that came free
+        (``Deferred``)."""
         before, by_type, jobs, empty = self.ledger, self.by_type, self.jobs, self.empty
         same_context, scored_alike = context == self.context, scoring == self.scoring
         self.ledger, self.context, self.scoring, self.by_type, self.jobs = None, context, scoring, {}, {}
         self.empty = {}
         if before is None or not same_context:
-            return {}, {}, {}
+            return {}, {}, {}, None
         change = LedgerChange(before, ledger)
         # Whether a demand ever fits is planned on the nodes emptied, which reads their allocatable
         # and readiness: a node's Ready flapping or its allocatable changing keeps the context
@@ -94,6 +99,7 @@ class CarriedPlans:
         # room now says.
         moved = emptied_differently(before, ledger)
         held: _ByType = {}
+        deferred = Deferred(change.earlier)
         for node_type, results in by_type.items():
             for key, found in results.items():
                 if moved[found.rows].any():
@@ -101,6 +107,8 @@ class CarriedPlans:
                 still = change.still(found, scored_alike=scored_alike)
                 if still is not None:
                     held.setdefault(node_type, {})[key] = still
+                elif not read_scores(found.result):
+                    deferred.keep(node_type, key, found)
         # A job's whole planning holds where none of its types' rows changed.
         untouched = {
             t
@@ -118,7 +126,34 @@ class CarriedPlans:
                 for k, fits in empty.items()
                 if (rows := type_masks.get(k[0])) is not None and not moved[rows].any()
             }
-        return held, kept, empty
+        return held, kept, empty, deferred
+
+
+class Deferred:
+    """Verdicts of the last cycle that did not hold on the new cycle's ledger as it started, kept
+    with the facts of the last cycle's ledger as it ended (``known``). In a deep queue a node
+    freed between two cycles has room for many demands, so their "no room" verdicts do not hold
+    at the start; once the cycle has placed a job there, most hold again. Each is checked
+    (core/plan_validity.py) on the ledger as it is when a job asks for it, and planned afresh
+    only if it does not hold then."""
+
+    def __init__(self, known: LedgerFacts) -> None:
+        self._known = known
+        self._results: _ByType = {}
+        self._change: tuple[int, LedgerChange] | None = None  # and the memo's stamp it was made at
+
+    def keep(self, node_type: NodeType, key: Hashable, found: Remembered) -> None:
+        self._results.setdefault(node_type, {})[key] = found
+
+    def take(self, node_type: NodeType, key: Hashable, table: NodeTable, stamp: int) -> Remembered | None:
+        """The verdict of ``key`` as it holds on ``table`` (the ledger at the memo's ``stamp``), if
+        it does; asked once (a verdict that does not hold is planned afresh, and remembered so)."""
+        found = self._results.get(node_type, {}).pop(key, None)
+        if found is None:
+            return None
+        if self._change is None or self._change[0] != stamp:
+            self._change = (stamp, LedgerChange(self._known.table, table, known=self._known))
+        return self._change[1].still(found, scored_alike=True)
 
 
 @dataclass(eq=False)
@@ -155,6 +190,7 @@ class PlanMemo:
     _earlier_jobs: dict[Hashable, _CarriedJob] = field(default_factory=dict)
     _empty: _Empty = field(default_factory=dict)  # as _by_type and _earlier_by_type
     _earlier_empty: _Empty = field(default_factory=dict)
+    _deferred: Deferred | None = None  # earlier verdicts that may hold again (``Deferred``)
     # This cycle's first-replica failures, by type and demand of any replica count, each with the
     # placements on its type it was found at (first_failure): never carried to the next cycle.
     _first: dict[tuple[NodeType, Hashable], tuple[int, FirstReplicaFailure]] = field(default_factory=dict)
@@ -167,8 +203,10 @@ class PlanMemo:
     def __post_init__(self) -> None:
         self._planned_on = self.table.working_copy()
         if self.carried is not None:
-            self._earlier_by_type, self._earlier_jobs, self._earlier_empty = self.carried.start(
-                self.table, context=self.context, scoring=self.scoring, type_masks=self.type_masks
+            self._earlier_by_type, self._earlier_jobs, self._earlier_empty, self._deferred = (
+                self.carried.start(
+                    self.table, context=self.context, scoring=self.scoring, type_masks=self.type_masks
+                )
             )
 
     def saw(self, result: Result) -> None:
@@ -233,6 +271,8 @@ class PlanMemo:
         found = self._by_type.get(node_type, {}).get(key)
         if found is None:
             found = self._earlier_by_type.get(node_type, {}).pop(key, None)
+            if found is None and self._deferred is not None:
+                found = self._deferred.take(node_type, key, self.table, self._stamp)
             if found is not None:
                 self._by_type.setdefault(node_type, {})[key] = found
         return None if found is None else renamed(found.result, found.job, job)

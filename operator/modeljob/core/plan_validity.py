@@ -67,22 +67,50 @@ def emptied_differently(before: NodeTable, after: NodeTable) -> BoolArray:
     return moved
 
 
+class LedgerFacts:
+    """What is read of one ledger alone when results are checked against another, worked out
+    once per request: each row's first failing filter check (counts must be said anew), and the
+    largest free block among some rows. One ``before`` ledger checked against several later
+    ones (plan_memo.Deferred) shares its facts."""
+
+    def __init__(self, table: NodeTable) -> None:
+        self.table = table
+        self._failures: dict[PodRequest, _Failures] = {}
+        # Many demands share a request and rows (replicas and gang aside): their blocks are one.
+        self._blocks: dict[tuple[PodRequest, bytes], str] = {}
+
+    def failures(self, request: PodRequest) -> _Failures:
+        if request not in self._failures:
+            self._failures[request] = first_failures(self.table, request)
+        return self._failures[request]
+
+    def block(self, request: PodRequest, rows: BoolArray, rows_key: bytes) -> str:
+        key = (request, rows_key)
+        if key not in self._blocks:
+            self._blocks[key] = largest_block(self.table, [(request, np.flatnonzero(rows))])
+        return self._blocks[key]
+
+
 class LedgerChange:
     """Two ledgers of the same nodes and the rows that differ: what each remembered result is
-    checked against (each pod request's filter verdicts on those rows worked out once)."""
+    checked against (each pod request's filter verdicts on those rows worked out once).
+    ``known``: the facts of ``before`` already worked out (``LedgerFacts``), if any."""
 
-    def __init__(self, before: NodeTable, after: NodeTable) -> None:
+    def __init__(self, before: NodeTable, after: NodeTable, *, known: LedgerFacts | None = None) -> None:
         self.before, self.after = before, after
         self.changed = changed_rows(before, after)
         self._where = np.flatnonzero(self.changed)
         self._tables: tuple[NodeTable, NodeTable] | None = None
         self._failures: dict[PodRequest, tuple[IntArray, IntArray]] = {}
-        # Many demands share a request and rows (replicas and gang aside): their blocks are one.
-        self._blocks: dict[tuple[PodRequest, bytes], tuple[str, str]] = {}
-        # Each request's first failures on every row, before and after (once counts must be said
-        # anew), and the counts said, by request and rows.
-        self._whole: dict[PodRequest, tuple[_Failures, _Failures]] = {}
+        self._earlier = known if known is not None and known.table is before else LedgerFacts(before)
+        self._later = LedgerFacts(after)
+        # The counts said, by request and rows.
         self._explained: dict[tuple[PodRequest, bytes], tuple[str, str]] = {}
+
+    @property
+    def earlier(self) -> LedgerFacts:
+        """The facts of ``before`` worked out so far, for another change from it."""
+        return self._earlier
 
     @property
     def any(self) -> bool:
@@ -131,21 +159,14 @@ class LedgerChange:
         ``filter_nodes(...).explain()`` says it on those rows (the check orders are the same)."""
         key = (request, rows.tobytes())
         if key not in self._explained:
-            if request not in self._whole:
-                self._whole[request] = (
-                    first_failures(self.before, request),
-                    first_failures(self.after, request),
-                )
-            (before, reasons), (after, _) = self._whole[request]
+            before, reasons = self._earlier.failures(request)
+            after, _ = self._later.failures(request)
             self._explained[key] = (_explain(before[rows], reasons), _explain(after[rows], reasons))
         return self._explained[key]
 
     def _largest_blocks(self, request: PodRequest, rows: BoolArray) -> tuple[str, str]:
-        key = (request, rows.tobytes())
-        if key not in self._blocks:
-            classes = [(request, np.flatnonzero(rows))]
-            self._blocks[key] = (largest_block(self.before, classes), largest_block(self.after, classes))
-        return self._blocks[key]
+        rows_key = rows.tobytes()
+        return self._earlier.block(request, rows, rows_key), self._later.block(request, rows, rows_key)
 
     def _first_failures(self, request: PodRequest) -> tuple[IntArray, IntArray]:
         """Per changed row, the first filter check it fails for ``request`` (-1: none), before and after."""
