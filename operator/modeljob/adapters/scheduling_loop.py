@@ -207,11 +207,17 @@ class SchedulingLoop:
         result = self._plan(jobs, [job for job in parsed if job.uid in sits_out], now)
         result = replace(result, steps=self._attempts.count(result.steps, sitting_out=sits_out))
         planned, planned_cpu = time.perf_counter(), time.thread_time()
-        acted, waited = self._act_on(
+        acted, waited, later = self._act_on(
             result, documents, judged, backing_off=backing_off, pending=pending, now=now
         )
         done = time.perf_counter()
-        self._record(result, parsed, now)
+        try:
+            self._record(result, parsed, now)
+        finally:
+            # Off the cycle's path (adapters/waiting_writes.py), and started after its last step:
+            # started in _act_on, their threads took the interpreter from the cycle's recording.
+            for uid, write in later:
+                self._waiting.submit(uid, write)
         recorded = time.perf_counter()
         timing = (
             f"plan {planned - started:.3f} s (snapshot {snapshotted - snapshotting:.3f} s, judge "
@@ -268,15 +274,16 @@ class SchedulingLoop:
         backing_off: set[str],
         pending: frozenset[str],
         now: datetime,
-    ) -> tuple[int, float]:
-        """Act on the cycle's steps that change something: how many were acted on, and the seconds
-        spent waiting for the writes of decisions it does not hand over. A placement's plan and
-        a running job's new phase are handed over, and read as written by the next cycles until
-        they are (adapters/handed_writes.py); a placement's pods are bound after its plan. Other
-        decisions are written before the cycle ends. Waiting jobs' writes are handed to
-        ``_waiting`` and land beside the next cycles (adapters/waiting_writes.py). One write is
-        pending per job at most: a job whose write was ``pending`` at the snapshot is left to a
-        later cycle, which sees what it left, unless a decision for it drops a waiting write
+    ) -> tuple[int, float, list[tuple[str, Callable[[], None]]]]:
+        """Act on the cycle's steps that change something: how many were acted on, the seconds
+        spent waiting for the writes of decisions it does not hand over, and the waiting jobs'
+        writes, by job uid. A placement's plan and a running job's new phase are handed over,
+        and read as written by the next cycles until they are (adapters/handed_writes.py); a
+        placement's pods are bound after its plan. Other decisions are written before the cycle
+        ends. Waiting jobs' writes are for ``_waiting``, the caller hands them over at the end of
+        the cycle, and they land beside the next cycles (adapters/waiting_writes.py). One write
+        is pending per job at most: a job whose write was ``pending`` at the snapshot is left to
+        a later cycle, which sees what it left, unless a decision for it drops a waiting write
         before it started."""
         # What each waiting job's step would write, worked out once: the refreshes granted and
         # the choice of steps acted on both read it. A job in back-off, or with a write pending,
@@ -299,6 +306,7 @@ class SchedulingLoop:
             )
         ]
         futures = []
+        later: list[tuple[str, Callable[[], None]]] = []
         for step in acting:
             uid, document = step.job.uid, documents[step.job.key]
             if isinstance(step, Place):
@@ -313,11 +321,11 @@ class SchedulingLoop:
             elif decides(step, document):
                 futures.append(self._jobs_pool.submit(act))
             else:
-                self._waiting.submit(uid, act)
+                later.append((uid, act))
         waiting = time.perf_counter()
         for future in futures:
             future.result()
-        return len(acting), time.perf_counter() - waiting
+        return len(acting), time.perf_counter() - waiting, later
 
     def _cancel(self, uid: str) -> bool:
         """Drop the job's pending waiting write if it has not started (WaitingWrites.cancel). A
