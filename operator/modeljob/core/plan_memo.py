@@ -271,7 +271,9 @@ class PlanMemo:
         found = self._by_type.get(node_type, {}).get(key)
         if found is None:
             found = self._earlier_by_type.get(node_type, {}).pop(key, None)
-            if found is None and self._deferred is not None:
+            # A deferred verdict did not hold on the rows as the cycle started (CarriedPlans.start
+            # checked it there): only a placement on its type since can make it hold.
+            if found is None and self._deferred is not None and self._epochs.get(node_type):
                 found = self._deferred.take(node_type, key, self.table, self._stamp)
             if found is not None:
                 self._by_type.setdefault(node_type, {})[key] = found
