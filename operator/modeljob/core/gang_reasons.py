@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from modeljob.core.nodes import IntArray, NodeTable, PodRequest
 from modeljob.core.resources import GIB, MIB
@@ -19,36 +20,59 @@ def describe_gpus(count: int, memory_bytes: int) -> str:
     return f"{count} × {size} GPU{'s' if count != 1 else ''}"
 
 
+class FreeBlock(NamedTuple):
+    """The node with the most devices free enough for a replica's share: how many (``devices``),
+    the node (name and row) and each device's memory."""
+
+    devices: int
+    name: str
+    row: int
+    memory_bytes: int
+
+
+def largest_free_block(table: NodeTable, request: PodRequest, rows: IntArray) -> FreeBlock | None:
+    """The largest free block among ``rows`` (ready nodes of the request's accelerator and
+    products); of equal ones, the node with the smallest name. None if no row offers one."""
+    if not request.uses_accelerator or request.accelerator not in table.accelerators:
+        return None
+    accelerator = table.accelerators.index(request.accelerator)
+    eligible = rows[
+        table.ready[rows]
+        & (table.accelerator_index[rows] == accelerator)
+        & product_allowed(table, request, rows)
+    ]
+    if len(eligible) == 0:
+        return None
+    blocks = (table.gpu_free_milli[eligible] >= request.resources.gpu_milli).sum(axis=1)
+    most = int(blocks.max())
+    tied = eligible[blocks == most]
+    # Rows ascend, so on a table in name order the first tied row has the smallest name.
+    row = int(tied[0]) if table.sorted_by_name else min((int(r) for r in tied), key=lambda r: table.names[r])
+    return FreeBlock(most, table.names[row], row, int(table.gpu_memory_bytes[row]))
+
+
+def larger(first: FreeBlock | None, second: FreeBlock | None) -> FreeBlock | None:
+    """The larger of two blocks; of equal ones, the one on the node with the smaller name."""
+    if first is None:
+        return second
+    if second is not None and (-second.devices, second.name) < (-first.devices, first.name):
+        return second
+    return first
+
+
+def describe_block(block: FreeBlock | None) -> str:
+    """e.g. 'the largest free block is 2 × 80 GiB GPUs on node-7'."""
+    if block is None:
+        return "no node offers this accelerator"
+    return f"the largest free block is {describe_gpus(block.devices, block.memory_bytes)} on {block.name}"
+
+
 def largest_block(table: NodeTable, classes: Sequence[tuple[PodRequest, IntArray]]) -> str:
     """The node with the most devices free enough for a replica's share, e.g. '2 × 80 GiB on node-7'."""
-    best: tuple[int, str, int] | None = None
+    best: FreeBlock | None = None
     for request, rows in classes:
-        if not request.uses_accelerator or request.accelerator not in table.accelerators:
-            continue
-        accelerator = table.accelerators.index(request.accelerator)
-        eligible = rows[
-            table.ready[rows]
-            & (table.accelerator_index[rows] == accelerator)
-            & product_allowed(table, request, rows)
-        ]
-        if len(eligible) == 0:
-            continue
-        blocks = (table.gpu_free_milli[eligible] >= request.resources.gpu_milli).sum(axis=1)
-        most = int(blocks.max())
-        tied = eligible[blocks == most]
-        # Rows ascend, so on a table in name order the first tied row has the smallest name.
-        row = (
-            int(tied[0])
-            if table.sorted_by_name
-            else min((int(r) for r in tied), key=lambda r: table.names[r])
-        )
-        name = table.names[row]
-        if best is None or most > best[0] or (most == best[0] and name < best[1]):
-            best = (most, name, int(table.gpu_memory_bytes[row]))
-    if best is None:
-        return "no node offers this accelerator"
-    block, name, memory = best
-    return f"the largest free block is {describe_gpus(block, memory)} on {name}"
+        best = larger(best, largest_free_block(table, request, rows))
+    return describe_block(best)
 
 
 def needs_per_replica(

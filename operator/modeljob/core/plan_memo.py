@@ -69,6 +69,7 @@ class CarriedPlans:
     types of its candidates). Each cycle keeps only what it used or made."""
 
     ledger: NodeTable | None = None
+    facts: LedgerFacts | None = None  # what the cycle's checks read of ``ledger``, to share
     context: Hashable = None
     scoring: Hashable = None
     by_type: _ByType = field(default_factory=dict)
@@ -82,17 +83,17 @@ class CarriedPlans:
         context: Hashable,
         scoring: Hashable,
         type_masks: Mapping[NodeType, BoolArray],
-    ) -> tuple[_ByType, dict[Hashable, _CarriedJob], _Empty, Deferred | None]:
+    ) -> tuple[_ByType, dict[Hashable, _CarriedJob], _Empty, Deferred | None, LedgerFacts | None]:
         """A new cycle on ``ledger``: what earlier cycles left that still holds on it, handed back;
-        and what may hold again once the cycle's placements have taken the room that came free
-        (``Deferred``)."""
-        before, by_type, jobs, empty = self.ledger, self.by_type, self.jobs, self.empty
+        what may hold again once the cycle's placements have taken the room that came free
+        (``Deferred``); and what checking it read of ``ledger``, for the checks after."""
+        before, known, by_type, jobs, empty = self.ledger, self.facts, self.by_type, self.jobs, self.empty
         same_context, scored_alike = context == self.context, scoring == self.scoring
-        self.ledger, self.context, self.scoring, self.by_type, self.jobs = None, context, scoring, {}, {}
-        self.empty = {}
+        self.ledger, self.facts, self.context, self.scoring = None, None, context, scoring
+        self.by_type, self.jobs, self.empty = {}, {}, {}
         if before is None or not same_context:
-            return {}, {}, {}, None
-        change = LedgerChange(before, ledger)
+            return {}, {}, {}, None, None
+        change = LedgerChange(before, ledger, known=known)
         # Whether a demand ever fits is planned on the nodes emptied, which reads their allocatable
         # and readiness: a node's Ready flapping or its allocatable changing keeps the context
         # (core/node_set_memory.py), so what read such a node is planned again, whatever the
@@ -126,7 +127,7 @@ class CarriedPlans:
                 for k, fits in empty.items()
                 if (rows := type_masks.get(k[0])) is not None and not moved[rows].any()
             }
-        return held, kept, empty, deferred
+        return held, kept, empty, deferred, change.later
 
 
 class Deferred:
@@ -195,6 +196,7 @@ class PlanMemo:
     # placements on its type it was found at (first_failure): never carried to the next cycle.
     _first: dict[tuple[NodeType, Hashable], tuple[int, FirstReplicaFailure]] = field(default_factory=dict)
     _planned_on: NodeTable = field(init=False)  # the ledger as the results kept were checked on
+    _planned_facts: LedgerFacts | None = None  # what the last recheck read of _planned_on
     _placements: int = 0  # placements this cycle
     # Each node mask's bytes, by the array (held here, so its id is not another's): thousands of
     # jobs share the few masks the cycle keeps (Cluster.usable), each 5,000 bytes on 5,000 nodes.
@@ -203,10 +205,14 @@ class PlanMemo:
     def __post_init__(self) -> None:
         self._planned_on = self.table.working_copy()
         if self.carried is not None:
-            self._earlier_by_type, self._earlier_jobs, self._earlier_empty, self._deferred = (
-                self.carried.start(
-                    self.table, context=self.context, scoring=self.scoring, type_masks=self.type_masks
-                )
+            (
+                self._earlier_by_type,
+                self._earlier_jobs,
+                self._earlier_empty,
+                self._deferred,
+                self._planned_facts,
+            ) = self.carried.start(
+                self._planned_on, context=self.context, scoring=self.scoring, type_masks=self.type_masks
             )
 
     def saw(self, result: Result) -> None:
@@ -377,7 +383,10 @@ class PlanMemo:
     def _recheck(self, types: set[NodeType], *, forget: bool = False) -> None:
         """Keep of ``types``' results what holds on the ledger now (none, with ``forget``), and
         make their subsets anew."""
-        change = None if forget else LedgerChange(self._planned_on, self.table)
+        # The ledger now, as a copy: the ``before`` of the next placement's recheck, whose facts
+        # (largest blocks, filter checks) this one works out as its ``after``.
+        now = self.table.working_copy()
+        change = None if forget else LedgerChange(self._planned_on, now, known=self._planned_facts)
         for node_type in types:
             for results in (self._by_type, self._earlier_by_type):
                 kept: dict[Hashable, Remembered] = {}
@@ -390,7 +399,7 @@ class PlanMemo:
             self._subsets.pop(node_type, None)
             self._epochs[node_type] = self._epochs.get(node_type, 0) + 1
         self._stamp += 1
-        self._planned_on = self.table.working_copy()
+        self._planned_on, self._planned_facts = now, None if change is None else change.later
 
     def close(self) -> None:
         """The cycle is over: what holds on its ledger as it ends is left for the next."""
@@ -400,7 +409,8 @@ class PlanMemo:
         changed = changed_rows(self._planned_on, self.table)
         if changed.any():
             self._recheck({t for t, mask in self.type_masks.items() if changed[mask].any()})
-        self.carried.ledger = self.table.working_copy()
+        # As the last recheck left it: the ledger now, and the facts its checks read of it.
+        self.carried.ledger, self.carried.facts = self._planned_on, self._planned_facts
         self.carried.by_type, self.carried.empty = self._by_type, self._empty
         self.carried.jobs = {
             key: (types, (job, attempts), read)

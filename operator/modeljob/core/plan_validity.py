@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from modeljob.core.gang_reasons import largest_block
+from modeljob.core.gang_reasons import FreeBlock, describe_block, larger, largest_free_block
 from modeljob.core.gang_request import Placement, Unplaceable
 from modeljob.core.nodes import BoolArray, IntArray, NodeTable, PodRequest
 from modeljob.core.scoring.filters import Rejection, first_failures
@@ -70,24 +70,41 @@ def emptied_differently(before: NodeTable, after: NodeTable) -> BoolArray:
 class LedgerFacts:
     """What is read of one ledger alone when results are checked against another, worked out
     once per request: each row's first failing filter check (counts must be said anew), and the
-    largest free block among some rows. One ``before`` ledger checked against several later
-    ones (plan_memo.Deferred) shares its facts."""
+    largest free block among some rows. One ledger checked against several others shares its
+    facts: a Deferred's ``before`` checked against the ledger at each placement, and the memo's
+    ledger after one placement (``after``) as the ``before`` of the next."""
 
     def __init__(self, table: NodeTable) -> None:
         self.table = table
         self._failures: dict[PodRequest, _Failures] = {}
         # Many demands share a request and rows (replicas and gang aside): their blocks are one.
-        self._blocks: dict[tuple[PodRequest, bytes], str] = {}
+        self._blocks: dict[tuple[PodRequest, bytes], FreeBlock | None] = {}
 
     def failures(self, request: PodRequest) -> _Failures:
         if request not in self._failures:
             self._failures[request] = first_failures(self.table, request)
         return self._failures[request]
 
-    def block(self, request: PodRequest, rows: BoolArray, rows_key: bytes) -> str:
+    def block(self, request: PodRequest, rows: BoolArray, rows_key: bytes) -> FreeBlock | None:
         key = (request, rows_key)
         if key not in self._blocks:
-            self._blocks[key] = largest_block(self.table, [(request, np.flatnonzero(rows))])
+            self._blocks[key] = largest_free_block(self.table, request, np.flatnonzero(rows))
+        return self._blocks[key]
+
+    def block_after(
+        self, change: LedgerChange, request: PodRequest, rows: BoolArray, rows_key: bytes
+    ) -> FreeBlock | None:
+        """``block`` on this ledger, ``change.after``, from ``change.before``'s: a row that did not
+        change offers the block it did, so where the largest block before lies on an unchanged row
+        (or no row offered one), the largest now is the larger of it and the changed rows' own.
+        A few rows change between two ledgers, and a block over thousands costs a scan of them all."""
+        key = (request, rows_key)
+        if key not in self._blocks:
+            was = change.earlier.block(request, rows, rows_key)
+            if was is not None and change.changed[was.row]:
+                return self.block(request, rows, rows_key)
+            moved = largest_free_block(self.table, request, np.flatnonzero(rows & change.changed))
+            self._blocks[key] = larger(was, moved)
         return self._blocks[key]
 
 
@@ -111,6 +128,11 @@ class LedgerChange:
     def earlier(self) -> LedgerFacts:
         """The facts of ``before`` worked out so far, for another change from it."""
         return self._earlier
+
+    @property
+    def later(self) -> LedgerFacts:
+        """The facts of ``after`` worked out so far, for a change from it."""
+        return self._later
 
     @property
     def any(self) -> bool:
@@ -166,7 +188,8 @@ class LedgerChange:
 
     def _largest_blocks(self, request: PodRequest, rows: BoolArray) -> tuple[str, str]:
         rows_key = rows.tobytes()
-        return self._earlier.block(request, rows, rows_key), self._later.block(request, rows, rows_key)
+        was = self._earlier.block(request, rows, rows_key)
+        return describe_block(was), describe_block(self._later.block_after(self, request, rows, rows_key))
 
     def _first_failures(self, request: PodRequest) -> tuple[IntArray, IntArray]:
         """Per changed row, the first filter check it fails for ``request`` (-1: none), before and after."""
