@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from modeljob.core.nodes import IntArray, NodeTable, PodRequest
+import numpy as np
+
+from modeljob.core.nodes import BoolArray, IntArray, NodeTable, PodRequest
 from modeljob.core.resources import GIB, MIB
 from modeljob.core.scoring.filters import product_allowed
 
@@ -33,21 +35,37 @@ class FreeBlock(NamedTuple):
 def largest_free_block(table: NodeTable, request: PodRequest, rows: IntArray) -> FreeBlock | None:
     """The largest free block among ``rows`` (ready nodes of the request's accelerator and
     products); of equal ones, the node with the smallest name. None if no row offers one."""
+    among = np.zeros(len(table), dtype=np.bool_)
+    among[rows] = True
+    return largest_offered(table, blocks_offered(table, request), among)
+
+
+def blocks_offered(table: NodeTable, request: PodRequest) -> IntArray | None:
+    """Per row, how many of its devices are free enough for a replica's share, or -1 where the
+    node is not ready or does not offer the request's accelerator and products: worked out once,
+    a table's largest free block among any rows costs one mask (``largest_offered``). None where
+    the request asks for no accelerator the table has."""
     if not request.uses_accelerator or request.accelerator not in table.accelerators:
         return None
     accelerator = table.accelerators.index(request.accelerator)
-    eligible = rows[
-        table.ready[rows]
-        & (table.accelerator_index[rows] == accelerator)
-        & product_allowed(table, request, rows)
-    ]
-    if len(eligible) == 0:
+    offers = table.ready & (table.accelerator_index == accelerator) & product_allowed(table, request)
+    fitting = (table.gpu_free_milli >= request.resources.gpu_milli).sum(axis=1)
+    offered: IntArray = np.where(offers, fitting, -1)
+    return offered
+
+
+def largest_offered(table: NodeTable, offered: IntArray | None, rows: BoolArray) -> FreeBlock | None:
+    """The largest block ``offered`` (``blocks_offered``) among ``rows``; of equal ones, the node
+    with the smallest name. None if no row offers one."""
+    if offered is None:
         return None
-    blocks = (table.gpu_free_milli[eligible] >= request.resources.gpu_milli).sum(axis=1)
-    most = int(blocks.max())
-    tied = eligible[blocks == most]
-    # Rows ascend, so on a table in name order the first tied row has the smallest name.
-    row = int(tied[0]) if table.sorted_by_name else min((int(r) for r in tied), key=lambda r: table.names[r])
+    among = np.where(rows, offered, -1)
+    row = int(among.argmax())  # the first of the largest: the smallest name, on a table in name order
+    most = int(among[row])
+    if most < 0:
+        return None
+    if not table.sorted_by_name:
+        row = min(np.flatnonzero(among == most).tolist(), key=lambda r: table.names[r])
     return FreeBlock(most, table.names[row], row, int(table.gpu_memory_bytes[row]))
 
 

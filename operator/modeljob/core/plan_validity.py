@@ -13,10 +13,11 @@ block is the same: a finished pod on a full node, a placement on a node it could
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 
-from modeljob.core.gang_reasons import FreeBlock, describe_block, larger, largest_free_block
+from modeljob.core.gang_reasons import FreeBlock, blocks_offered, describe_block, largest_offered
 from modeljob.core.gang_request import Placement, Unplaceable
 from modeljob.core.nodes import BoolArray, IntArray, NodeTable, PodRequest
 from modeljob.core.scoring.filters import Rejection, first_failures
@@ -79,6 +80,8 @@ class LedgerFacts:
         self._failures: dict[PodRequest, _Failures] = {}
         # Many demands share a request and rows (replicas and gang aside): their blocks are one.
         self._blocks: dict[tuple[PodRequest, bytes], FreeBlock | None] = {}
+        # Per request shape (accelerator, products, share of a device): each row's block.
+        self._offered: dict[tuple[bool, str, tuple[str, ...], int], IntArray | None] = {}
 
     def failures(self, request: PodRequest) -> _Failures:
         if request not in self._failures:
@@ -88,23 +91,15 @@ class LedgerFacts:
     def block(self, request: PodRequest, rows: BoolArray, rows_key: bytes) -> FreeBlock | None:
         key = (request, rows_key)
         if key not in self._blocks:
-            self._blocks[key] = largest_free_block(self.table, request, np.flatnonzero(rows))
-        return self._blocks[key]
-
-    def block_after(
-        self, change: LedgerChange, request: PodRequest, rows: BoolArray, rows_key: bytes
-    ) -> FreeBlock | None:
-        """``block`` on this ledger, ``change.after``, from ``change.before``'s: a row that did not
-        change offers the block it did, so where the largest block before lies on an unchanged row
-        (or no row offered one), the largest now is the larger of it and the changed rows' own.
-        A few rows change between two ledgers, and a block over thousands costs a scan of them all."""
-        key = (request, rows_key)
-        if key not in self._blocks:
-            was = change.earlier.block(request, rows, rows_key)
-            if was is not None and change.changed[was.row]:
-                return self.block(request, rows, rows_key)
-            moved = largest_free_block(self.table, request, np.flatnonzero(rows & change.changed))
-            self._blocks[key] = larger(was, moved)
+            shape = (
+                request.uses_accelerator,
+                request.accelerator,
+                request.products,
+                request.resources.gpu_milli,
+            )
+            if shape not in self._offered:
+                self._offered[shape] = blocks_offered(self.table, request)
+            self._blocks[key] = largest_offered(self.table, self._offered[shape], rows)
         return self._blocks[key]
 
 
@@ -117,7 +112,7 @@ class LedgerChange:
         self.before, self.after = before, after
         self.changed = changed_rows(before, after)
         self._where = np.flatnonzero(self.changed)
-        self._tables: tuple[NodeTable, NodeTable] | None = None
+        self._stacked: NodeTable | None = None  # the changed rows, before then after
         self._failures: dict[PodRequest, tuple[IntArray, IntArray]] = {}
         self._earlier = known if known is not None and known.table is before else LedgerFacts(before)
         self._later = LedgerFacts(after)
@@ -188,16 +183,17 @@ class LedgerChange:
 
     def _largest_blocks(self, request: PodRequest, rows: BoolArray) -> tuple[str, str]:
         rows_key = rows.tobytes()
-        was = self._earlier.block(request, rows, rows_key)
-        return describe_block(was), describe_block(self._later.block_after(self, request, rows, rows_key))
+        was, now = self._earlier.block(request, rows, rows_key), self._later.block(request, rows, rows_key)
+        return describe_block(was), describe_block(now)
 
     def _first_failures(self, request: PodRequest) -> tuple[IntArray, IntArray]:
         """Per changed row, the first filter check it fails for ``request`` (-1: none), before and after."""
         if request not in self._failures:
-            if self._tables is None:
-                self._tables = (_rows(self.before, self._where), _rows(self.after, self._where))
-            before, after = self._tables
-            self._failures[request] = (first_failures(before, request)[0], first_failures(after, request)[0])
+            if self._stacked is None:
+                self._stacked = _stacked(self.before, self.after, self._where)
+            first, _ = first_failures(self._stacked, request)
+            count = len(self._where)
+            self._failures[request] = (first[:count], first[count:])
         return self._failures[request]
 
 
@@ -208,11 +204,14 @@ def _explain(first: IntArray, reasons: tuple[Rejection, ...]) -> str:
     return "; ".join(said) if said else "no node filtered out"
 
 
-def _rows(table: NodeTable, where: IntArray) -> NodeTable:
-    """``subset`` by row numbers: a few rows of a large table, without walking all its names."""
-    columns = {
-        item.name: getattr(table, item.name)[where]
-        for item in fields(table)
-        if isinstance(getattr(table, item.name), np.ndarray)
+def _stacked(before: NodeTable, after: NodeTable, where: IntArray) -> NodeTable:
+    """The rows ``where`` of ``before``, then the same rows of ``after``, as one table: a filter
+    check reads each row alone, so one pass over both says what a pass over each would (a few
+    rows of a large table, taken without walking all its names)."""
+    columns: dict[str, Any] = {
+        item.name: np.concatenate((getattr(before, item.name)[where], getattr(after, item.name)[where]))
+        for item in fields(before)
+        if isinstance(getattr(before, item.name), np.ndarray)
     }
-    return replace(table, names=tuple(table.names[row] for row in where.tolist()), **columns)
+    names = tuple(before.names[row] for row in where.tolist())
+    return replace(before, names=names + names, sorted_by_name=False, **columns)
