@@ -367,6 +367,35 @@ def test_a_verdict_whose_counts_changed_while_no_node_has_room_is_restated_not_p
     assert planned == []
 
 
+def test_a_verdict_carried_through_a_quiet_cycle_is_still_checked_not_planned_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As above, with a cycle between in which nothing changed (the jobs' whole planning was
+    recalled, not the verdicts it was made of): when the CPU comes free after it, the verdict is
+    still there to be checked, and nothing is planned again. A deep queue after a quiet spell
+    would otherwise plan every one of its demands again at the first change."""
+    shape = replace(make_job().shape, overrides=Overrides(gpus=2))
+    job = replace(make_job(products=(H100,)), shape=shape)
+    jobs = [replace(job, name=f"j{i}", uid=f"u{i}", created=at(i), queued_since=at(i)) for i in range(3)]
+    busy = [make_pod("gpus", node="h100-0", gpus=7)]
+    world = World([make_node("h100-0")], [*busy, make_pod("hog", node="h100-0", cpu_milli=190_000)], jobs)
+    memory = CycleMemory()
+    first = decide(world, 1000, memory)
+    planned: list[GangRequest] = []
+
+    def plan_gang_with(table: NodeTable, gang: GangRequest, **kwargs: Any) -> tuple[Any, Any]:
+        planned.append(gang)
+        return gang_placement.plan_gang_with(table, gang, **kwargs)
+
+    monkeypatch.setattr(planning, "plan_gang_with", plan_gang_with)
+    assert decide(world, 1005, memory).steps == first.steps
+    world.pods = busy
+    third = decide(world, 1010, memory)
+    assert planned == []
+    assert all(isinstance(s, Wait) and "(1 × not enough free GPUs)" in s.message for s in third.steps)
+    assert third.steps == decide(world, 1010, None).steps
+
+
 def test_a_verdict_undone_by_room_come_free_holds_again_once_a_job_placed_there_took_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -45,11 +45,18 @@ from modeljob.core.plan_validity import (
 
 __all__ = ["CarriedPlans", "PlanMemo", "read_scores", "renameable", "renamed"]
 
-# A job's whole planning: the job it was made for, and per attempt the candidate's position and result.
-_JobPlan = tuple[str, tuple[tuple[int, Result], ...]]
+# A result kept by type and demand: its node type and demand key.
+_Part = tuple[NodeType, Hashable]
+# A job's whole planning: the job it was made for, per attempt the candidate's position and result,
+# and the results by type and demand it was made of (kept with it: they are its ledger's facts).
+_JobPlan = tuple[str, tuple[tuple[int, Result], ...], tuple[_Part, ...]]
 # A job's planning carried: its candidates' types, the plan, and whether any result it saw read scores.
 _CarriedJob = tuple[tuple[NodeType, ...], _JobPlan, bool]
 _ByType = dict[NodeType, dict[Hashable, Remembered]]
+# A job's planning kept within a cycle (PlanMemo._jobs says what each part is).
+_KeptJob = tuple[
+    int, tuple[int, ...], tuple[NodeType, ...], str, tuple[tuple[int, Result], ...], bool, tuple[_Part, ...]
+]
 # Whether a demand fits its node type's rows with every node emptied, by type and demand.
 _Empty = dict[tuple[NodeType, Hashable], bool]
 
@@ -178,11 +185,10 @@ class PlanMemo:
     _epochs: dict[NodeType, int] = field(default_factory=dict)  # placements on each type so far
     # A job's whole planning, by its demand: the stamp and the epochs of its candidates' types it
     # was made (or last found to hold) at, those types, the job it was made for, per attempt the
-    # candidate's position and the result, and whether any result its planning saw read scores.
-    _jobs: dict[
-        Hashable,
-        tuple[int, tuple[int, ...], tuple[NodeType, ...], str, tuple[tuple[int, Result], ...], bool],
-    ] = field(default_factory=dict)
+    # candidate's position and the result, whether any result its planning saw read scores, and
+    # the results by type and demand it was made of.
+    _jobs: dict[Hashable, _KeptJob] = field(default_factory=dict)
+    _reading: list[_Part] | None = None  # the results a job's planning read so far (``begin_job``)
     # Moves with every epoch: an entry made at this stamp holds without counting its types' epochs.
     _stamp: int = 0
     # Earlier cycles' results that hold on the ledger (checked again at each placement), used
@@ -275,6 +281,8 @@ class PlanMemo:
 
     def recall(self, node_type: NodeType, key: Hashable, job: str) -> Result | None:
         found = self._by_type.get(node_type, {}).get(key)
+        if self._reading is not None:
+            self._reading.append((node_type, key))
         if found is None:
             found = self._earlier_by_type.get(node_type, {}).pop(key, None)
             # A deferred verdict did not hold on the rows as the cycle started (CarriedPlans.start
@@ -312,6 +320,8 @@ class PlanMemo:
     ) -> None:
         """``result`` planned for ``job`` on ``rows`` of the ledger; ``request``: its pod request
         where room alone can be checked again (core/plan_validity.py), else None."""
+        if self._reading is not None:
+            self._reading.append((node_type, key))
         if renameable(result, job):
             self._by_type.setdefault(node_type, {})[key] = Remembered(job, result, rows, request)
 
@@ -333,7 +343,8 @@ class PlanMemo:
                 return None
             self._keep_job(key, types, *earlier[1], read=earlier[2])
             found = self._jobs[key]
-        _, _, _, planned_for, attempts, read = found
+            self._use(found[6])
+        _, _, _, planned_for, attempts, read, _ = found
         if read:
             self.scored += 1
         return planned_for, attempts
@@ -347,9 +358,28 @@ class PlanMemo:
         *,
         read: bool,
     ) -> None:
-        """``read``: whether any result the job's planning saw (not only those kept) read scores."""
+        """``read``: whether any result the job's planning saw (not only those kept) read scores.
+        Kept with the results by type and demand its planning read since ``begin_job``."""
+        parts, self._reading = tuple(self._reading or ()), None
         if all(renameable(result, job) for _, result in attempts):
-            self._keep_job(key, types, job, tuple(attempts), read=read)
+            self._keep_job(key, types, job, tuple(attempts), parts, read=read)
+
+    def begin_job(self) -> None:
+        """A job's planning starts: the results by type and demand it reads from here on are what
+        its whole planning (``remember_job``) is made of."""
+        self._reading = []
+
+    def _use(self, parts: Iterable[_Part]) -> None:
+        """A job's whole planning, carried from the last cycle, is used: so are the results it was
+        made of (else, unused themselves, they would not be carried on, and a change to its rows
+        later would plan its jobs afresh rather than check them: every demand, after a quiet spell)."""
+        for node_type, key in parts:
+            found = self._earlier_by_type.get(node_type, {}).pop(key, None)
+            if found is not None:
+                self._by_type.setdefault(node_type, {}).setdefault(key, found)
+            fits = self._earlier_empty.pop((node_type, key), None)
+            if fits is not None:
+                self._empty.setdefault((node_type, key), fits)
 
     def _keep_job(
         self,
@@ -357,10 +387,11 @@ class PlanMemo:
         types: Sequence[NodeType],
         job: str,
         attempts: tuple[tuple[int, Result], ...],
+        parts: tuple[_Part, ...],
         *,
         read: bool,
     ) -> None:
-        self._jobs[key] = (self._stamp, self._at(types), tuple(types), job, attempts, read)
+        self._jobs[key] = (self._stamp, self._at(types), tuple(types), job, attempts, read, parts)
 
     def subset(self, node_type: NodeType, rows: BoolArray) -> NodeTable:
         """``subset(table, rows)`` of the rows of ``node_type``, kept until a placement there."""
@@ -413,8 +444,8 @@ class PlanMemo:
         self.carried.ledger, self.carried.facts = self._planned_on, self._planned_facts
         self.carried.by_type, self.carried.empty = self._by_type, self._empty
         self.carried.jobs = {
-            key: (types, (job, attempts), read)
-            for key, (_, at, types, job, attempts, read) in self._jobs.items()
+            key: (types, (job, attempts, parts), read)
+            for key, (_, at, types, job, attempts, read, parts) in self._jobs.items()
             if at == self._at(types)
         }
 

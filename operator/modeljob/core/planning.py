@@ -125,6 +125,7 @@ class Planner:
             planned_for, recalled = found
             return [Attempt(candidates[index], result, planned_for, name) for index, result in recalled]
         scored_before = memo.scored
+        memo.begin_job()
         attempts = plan(job, candidates, eligible=eligible, pending=pending)
         position = {id(c): index for index, c in enumerate(candidates)}
         # Results the plan saw but dropped steered it too (try_one_by_one moves on past them).
