@@ -73,7 +73,8 @@ class CarriedPlans:
     """What a cycle leaves for the next (see the module's docstring): the ledger as it ended
     (``ledger``), the ``context`` and ``scoring`` it planned with, and the results that held on
     that ledger, by type and demand (``by_type``) and by a job's whole demand (``jobs``, with the
-    types of its candidates). Each cycle keeps only what it used or made."""
+    types of its candidates). Each cycle keeps only what it used or made (a job's whole planning used
+    counts the results it was made of as used)."""
 
     ledger: NodeTable | None = None
     facts: LedgerFacts | None = None  # what the cycle's checks read of ``ledger``, to share
@@ -360,7 +361,7 @@ class PlanMemo:
     ) -> None:
         """``read``: whether any result the job's planning saw (not only those kept) read scores.
         Kept with the results by type and demand its planning read since ``begin_job``."""
-        parts, self._reading = tuple(self._reading or ()), None
+        parts, self._reading = tuple(dict.fromkeys(self._reading or ())), None
         if all(renameable(result, job) for _, result in attempts):
             self._keep_job(key, types, job, tuple(attempts), parts, read=read)
 
