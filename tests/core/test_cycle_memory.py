@@ -337,23 +337,19 @@ def test_a_verdict_is_planned_again_when_its_node_changed_but_not_its_largest_bl
     assert second.steps == decide(world, 1010, None).steps
 
 
-def test_a_verdict_whose_counts_changed_while_no_node_has_room_is_restated_not_planned_again(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Three 2-GPU jobs wait on an H100 node whose CPU other work holds (and 7 of its GPUs); the
-    CPU comes free, the GPUs do not: the node now counts under another check, still without room.
-    The verdict is kept with its counts said anew (core/plan_validity.py), word for word what a
-    cycle planning afresh says, and nothing is planned again."""
+def cpu_held_world() -> tuple[World, list[PodFacts]]:
+    """Three 2-GPU jobs waiting on an H100 node whose CPU other work holds ("hog"), and 7 of its
+    GPUs ("gpus", returned: the pods left once the CPU comes free)."""
     shape = replace(make_job().shape, overrides=Overrides(gpus=2))
     job = replace(make_job(products=(H100,)), shape=shape)
     jobs = [replace(job, name=f"j{i}", uid=f"u{i}", created=at(i), queued_since=at(i)) for i in range(3)]
     busy = [make_pod("gpus", node="h100-0", gpus=7)]
     world = World([make_node("h100-0")], [*busy, make_pod("hog", node="h100-0", cpu_milli=190_000)], jobs)
-    memory = CycleMemory()
-    first = decide(world, 1000, memory)
-    assert all(isinstance(s, Wait) and "(1 × not enough CPU)" in s.message for s in first.steps)
-    world.pods = busy
-    afresh = decide(world, 1010, None)
+    return world, busy
+
+
+def counted_plans(monkeypatch: pytest.MonkeyPatch) -> list[GangRequest]:
+    """Every gang planned from now on (not recalled from the memo), in order."""
     planned: list[GangRequest] = []
 
     def plan_gang_with(table: NodeTable, gang: GangRequest, **kwargs: Any) -> tuple[Any, Any]:
@@ -361,6 +357,23 @@ def test_a_verdict_whose_counts_changed_while_no_node_has_room_is_restated_not_p
         return gang_placement.plan_gang_with(table, gang, **kwargs)
 
     monkeypatch.setattr(planning, "plan_gang_with", plan_gang_with)
+    return planned
+
+
+def test_a_verdict_whose_counts_changed_while_no_node_has_room_is_restated_not_planned_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three 2-GPU jobs wait on an H100 node whose CPU other work holds (and 7 of its GPUs); the
+    CPU comes free, the GPUs do not: the node now counts under another check, still without room.
+    The verdict is kept with its counts said anew (core/plan_validity.py), word for word what a
+    cycle planning afresh says, and nothing is planned again."""
+    world, busy = cpu_held_world()
+    memory = CycleMemory()
+    first = decide(world, 1000, memory)
+    assert all(isinstance(s, Wait) and "(1 × not enough CPU)" in s.message for s in first.steps)
+    world.pods = busy
+    afresh = decide(world, 1010, None)
+    planned = counted_plans(monkeypatch)
     second = decide(world, 1010, memory)
     assert second.steps == afresh.steps
     assert all(isinstance(s, Wait) and "(1 × not enough free GPUs)" in s.message for s in second.steps)
@@ -374,20 +387,10 @@ def test_a_verdict_carried_through_a_quiet_cycle_is_still_checked_not_planned_ag
     recalled, not the verdicts it was made of): when the CPU comes free after it, the verdict is
     still there to be checked, and nothing is planned again. A deep queue after a quiet spell
     would otherwise plan every one of its demands again at the first change."""
-    shape = replace(make_job().shape, overrides=Overrides(gpus=2))
-    job = replace(make_job(products=(H100,)), shape=shape)
-    jobs = [replace(job, name=f"j{i}", uid=f"u{i}", created=at(i), queued_since=at(i)) for i in range(3)]
-    busy = [make_pod("gpus", node="h100-0", gpus=7)]
-    world = World([make_node("h100-0")], [*busy, make_pod("hog", node="h100-0", cpu_milli=190_000)], jobs)
+    world, busy = cpu_held_world()
     memory = CycleMemory()
     first = decide(world, 1000, memory)
-    planned: list[GangRequest] = []
-
-    def plan_gang_with(table: NodeTable, gang: GangRequest, **kwargs: Any) -> tuple[Any, Any]:
-        planned.append(gang)
-        return gang_placement.plan_gang_with(table, gang, **kwargs)
-
-    monkeypatch.setattr(planning, "plan_gang_with", plan_gang_with)
+    planned = counted_plans(monkeypatch)
     assert decide(world, 1005, memory).steps == first.steps
     world.pods = busy
     third = decide(world, 1010, memory)
@@ -419,14 +422,8 @@ def test_a_verdict_undone_by_room_come_free_holds_again_once_a_job_placed_there_
     assert {type(s) for s in decide(world, 1000, memory).steps} == {Wait}
     world.pods = [staying]
     afresh = decide(world, 1010, None)
-    planned: list[str] = []
-
-    def plan_gang_with(table: NodeTable, gang: GangRequest, **kwargs: Any) -> tuple[Any, Any]:
-        planned.append(gang.job)
-        return gang_placement.plan_gang_with(table, gang, **kwargs)
-
-    monkeypatch.setattr(planning, "plan_gang_with", plan_gang_with)
+    planned = counted_plans(monkeypatch)
     second = decide(world, 1010, memory)
     assert second.steps == afresh.steps
     assert [type(s) for s in second.steps] == [Place, Wait, Wait, Wait]
-    assert planned == ["ml/head"]
+    assert [gang.job for gang in planned] == ["ml/head"]
