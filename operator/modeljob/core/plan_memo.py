@@ -285,14 +285,22 @@ class PlanMemo:
         if self._reading is not None:
             self._reading.append((node_type, key))
         if found is None:
-            found = self._earlier_by_type.get(node_type, {}).pop(key, None)
-            # A deferred verdict did not hold on the rows as the cycle started (CarriedPlans.start
-            # checked it there): only a placement on its type since can make it hold.
-            if found is None and self._deferred is not None and self._epochs.get(node_type):
-                found = self._deferred.take(node_type, key, self.table, self._stamp)
+            found = self._carry(node_type, key)
+        # A deferred verdict did not hold on the rows as the cycle started (CarriedPlans.start
+        # checked it there): only a placement on its type since can make it hold.
+        if found is None and self._deferred is not None and self._epochs.get(node_type):
+            found = self._deferred.take(node_type, key, self.table, self._stamp)
             if found is not None:
                 self._by_type.setdefault(node_type, {})[key] = found
         return None if found is None else renamed(found.result, found.job, job)
+
+    def _carry(self, node_type: NodeType, key: Hashable) -> Remembered | None:
+        """An earlier cycle's result of ``key`` on ``node_type``, used now: this cycle's from here
+        on, and so carried to the next."""
+        found = self._earlier_by_type.get(node_type, {}).pop(key, None)
+        if found is not None:
+            self._by_type.setdefault(node_type, {})[key] = found
+        return found
 
     def fits_empty(self, node_type: NodeType, key: Hashable) -> bool | None:
         """Whether the demand ``key`` fits its rows of ``node_type`` with every node emptied, if a
@@ -375,12 +383,8 @@ class PlanMemo:
         made of (else, unused themselves, they would not be carried on, and a change to its rows
         later would plan its jobs afresh rather than check them: every demand, after a quiet spell)."""
         for node_type, key in parts:
-            found = self._earlier_by_type.get(node_type, {}).pop(key, None)
-            if found is not None:
-                self._by_type.setdefault(node_type, {}).setdefault(key, found)
-            fits = self._earlier_empty.pop((node_type, key), None)
-            if fits is not None:
-                self._empty.setdefault((node_type, key), fits)
+            self._carry(node_type, key)
+            self.fits_empty(node_type, key)
 
     def _keep_job(
         self,
