@@ -138,3 +138,18 @@ def test_jobs_are_counted_by_phase_whether_or_not_their_spec_can_be_read() -> No
         ("ml", JobPhase.PENDING): 1,
         ("team-b", JobPhase.RUNNING): 1,
     }
+
+
+def test_a_loop_counting_every_cycle_sees_a_new_version_and_a_deleted_job() -> None:
+    queued = modeljob_dict(namespace="team-a", status={"phase": "Queued"})
+    running = modeljob_dict(namespace="team-b", status={"phase": "Running"})
+    phases = kube_jobs.PhaseCounts()
+    first = phases.count([queued, running])
+    assert first == {("team-a", JobPhase.QUEUED): 1, ("team-b", JobPhase.RUNNING): 1}
+    # the watch's next version of the first job: another object
+    scheduled = modeljob_dict(namespace="team-a", status={"phase": "Scheduled"})
+    assert phases.count([scheduled, running]) == {
+        ("team-a", JobPhase.SCHEDULED): 1,
+        ("team-b", JobPhase.RUNNING): 1,
+    }
+    assert phases.count([scheduled]) == kube_jobs.count_by_phase([scheduled])

@@ -284,10 +284,30 @@ def job_phase(job: Mapping[str, Any]) -> JobPhase | None:
 def count_by_phase(jobs: Iterable[Mapping[str, Any]]) -> Counter[tuple[str, JobPhase]]:
     """ModelJobs by (namespace, status.phase), whether or not their spec can be read; no phase
     counts as Pending."""
-    return Counter(
-        (str((job.get("metadata") or {}).get("namespace", "")), job_phase(job) or JobPhase.PENDING)
-        for job in jobs
-    )
+    return Counter(_namespace_phase(job) for job in jobs)
+
+
+class PhaseCounts:
+    """``count_by_phase`` for a loop that counts the watched jobs every cycle: each document read
+    once. The watch replaces a document with a new object at every change, so an object seen
+    before (held here, so its id is no other's) has the namespace and phase it had."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[Mapping[str, Any], tuple[str, JobPhase]]] = {}
+
+    def count(self, jobs: Iterable[Mapping[str, Any]]) -> Counter[tuple[str, JobPhase]]:
+        before, known = self._known, {}
+        for job in jobs:
+            found = before.get(id(job))
+            if found is None or found[0] is not job:
+                found = (job, _namespace_phase(job))
+            known[id(job)] = found
+        self._known = known
+        return Counter(found[1] for found in known.values())
+
+
+def _namespace_phase(job: Mapping[str, Any]) -> tuple[str, JobPhase]:
+    return (str((job.get("metadata") or {}).get("namespace", "")), job_phase(job) or JobPhase.PENDING)
 
 
 def _duration_seconds(text: str) -> float:

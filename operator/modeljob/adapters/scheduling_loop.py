@@ -123,6 +123,7 @@ class SchedulingLoop:
         for name, pool in (("waiting", self._waiting), *self._handed.pools):
             metrics.watch_handoffs(name, pool.__len__)
         self._heap = LongLivedHeap()  # what the cycles leave kept out of the collector's walks
+        self._phases = kube_jobs.PhaseCounts()  # the jobs by namespace and phase, for the metrics
         self.cycles = 0
         self.acting = False
 
@@ -337,7 +338,7 @@ class SchedulingLoop:
     def _record(self, result: CycleResult, parsed: Sequence[JobFacts], now: datetime) -> None:
         """The cycle's metrics, and the Queues' statuses it computed."""
         # Every job by its status phase as written now, its spec readable or not.
-        phases = kube_jobs.count_by_phase(self._view.jobs.values())
+        phases = self._phases.count(self._view.jobs.values())
         self._metrics.record_cluster(result, jobs=phases, queues={job.queue for job in parsed})
         if result.queues is not None:
             kube_queues.write_statuses(self._gateway, self._view.queues, result.queues, now=now)
