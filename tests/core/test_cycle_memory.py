@@ -253,6 +253,21 @@ def test_a_deep_queues_verdicts_are_kept_until_their_node_types_room_changes() -
     assert [type(s).__name__ for s in third.steps][:2] == ["Place", "Wait"]
 
 
+def test_a_running_job_on_a_node_gone_not_ready_is_requeued_once_the_grace_has_passed() -> None:
+    """The same job, pod and node objects in both cycles: only the clock moved (node lost after
+    30 s NotReady, the cycle's default), so the step the first cycle gave cannot be kept."""
+    node = make_node("h100-0", labels={HOST: "h100-0"})
+    world = World([node], [], [make_job()])
+    memory = CycleMemory()
+    world.bind(decide(world, 1000, memory), 1000)
+    assert [type(s).__name__ for s in decide(world, 1010, memory).steps] == ["Keep"]
+    world.nodes = [replace(node, ready=False, not_ready_since=at(1015))]
+    assert [type(s).__name__ for s in decide(world, 1020, memory).steps] == ["Keep"]
+    requeued = decide(world, 1050, memory).steps
+    assert [type(s).__name__ for s in requeued] == ["RollBack"]
+    assert requeued == decide(world, 1050, None).steps
+
+
 def test_a_placement_remembered_from_the_last_cycle_is_not_given_once_its_nodes_filled() -> None:
     """j0 and j1 ask the same of one 8-GPU node: j0 is placed; the next cycle, with j0 running
     there, j1 still waits (the plan that placed j0 was made on rows that have changed since)."""

@@ -87,10 +87,12 @@ class CycleMemory:
     waiting: WaitingItems = field(default_factory=WaitingItems)
     plans: CarriedPlans = field(default_factory=CarriedPlans)
     pods: IndexedPods = field(default_factory=dict)  # the pod rules' entry of each pod (PodIndex)
-    # uid -> a job with neither a placement nor pods, the step reconcile_job gave it, and that
-    # step as planned (with its sizing) when it is a Plan: of such a job reconcile_job reads
-    # nothing else (core/lifecycle.py), so the same job object gets the same step.
-    unplaced: dict[str, tuple[JobFacts, Reconciled, Planned | None]] = field(default_factory=dict)
+    # uid -> a job, what reconcile_job read of it (``_read``), the step it gave, and that step as
+    # planned (with its sizing) when it is a Plan: the same job object, pods and nodes get the
+    # same step.
+    reconciled: dict[str, tuple[JobFacts, tuple[object, ...], Reconciled, Planned | None]] = field(
+        default_factory=dict
+    )
 
 
 @dataclass(frozen=True)
@@ -274,14 +276,14 @@ def _reconcile_all(
             pods_by_job[pod.job_uid].append(pod)
     steps: list[Step] = []
     waiting: dict[str, Planned] = {}
-    before, memory.unplaced = memory.unplaced, {}
+    before, memory.reconciled = memory.reconciled, {}
     # In the order of the jobs' refs ("namespace/name"): one string each, made with the facts, so
     # 15,000 jobs sort in 2 ms where (namespace, name) tuples took 15-40 ms a cycle.
     for job in sorted(jobs, key=attrgetter("ref")):
-        job_pods = pods_by_job.get(job.uid, [])
-        unplaced = not job_pods and not job.placement
-        found = before.get(job.uid) if unplaced else None
-        if found is None or found[0] is not job:
+        job_pods = pods_by_job.get(job.uid, ())
+        read = _read(job, job_pods, cluster.by_name)
+        found = before.get(job.uid) if read is not None else None
+        if found is None or found[0] is not job or not _same(found[1], read):
             step = reconcile_job(
                 job,
                 job_pods,
@@ -289,22 +291,49 @@ def _reconcile_all(
                 now=now,
                 node_lost_after_seconds=settings.node_lost_after_seconds,
             )
-            found = (job, step, None)
-        step = found[1]
+            found = (job, read or (), step, None)
+        step = found[2]
         if isinstance(step, Plan):
             sizing = cluster.sizing(job)
             planned = (
-                found[2] if found[2] is not None and found[2].sizing is sizing else Planned(step, sizing)
+                found[3] if found[3] is not None and found[3].sizing is sizing else Planned(step, sizing)
             )
             waiting[job.ref] = planned
-            found = (job, step, planned)
+            found = (*found[:3], planned)
         elif isinstance(step, Complete):
             steps.append(complete(step, job_pods, cluster))
         else:
             steps.append(step)
-        if unplaced:
-            memory.unplaced[job.uid] = found
+        if read is not None:
+            memory.reconciled[job.uid] = found
     return steps, waiting
+
+
+def _read(
+    job: JobFacts, pods: Sequence[PodFacts], nodes: Mapping[str, NodeFacts]
+) -> tuple[object, ...] | None:
+    """All that ``reconcile_job`` reads of a job but the job itself: its pods, and the nodes its
+    pods and placement name (None for one gone); or None when the clock may change its step too:
+    one of those nodes is NotReady, and is lost once it has been for the grace period. A job with
+    neither pods nor a placement reads nothing else (core/lifecycle.py)."""
+    if not pods and not job.placement:
+        return ()
+    names = {entry.node for entry in job.placement}
+    names.update(pod.node for pod in pods if pod.node is not None)
+    read: list[object] = [*pods]
+    for name in sorted(names):
+        node = nodes.get(name)
+        if node is not None and not node.ready:
+            return None
+        read.append(node)
+    return tuple(read)
+
+
+def _same(before: tuple[object, ...], now: tuple[object, ...] | None) -> bool:
+    """The same objects (an unchanged pod or node is the same object from cycle to cycle)."""
+    if now is None or len(before) != len(now):
+        return False
+    return all(a is b for a, b in zip(before, now, strict=True))
 
 
 def _admission(
