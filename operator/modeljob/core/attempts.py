@@ -42,11 +42,11 @@ class AttemptTally:
         # Asked of every waiting job each cycle: plain reads only (steps are final classes).
         for index, step in enumerate(steps):
             if type(step) in _WAITING:
-                if not step.job.placement:
-                    uid = step.job.uid
-                    waits = before[uid][0] if uid in before else 0
+                job = step.job
+                if not job.placement:
+                    found = before.get(job.uid)
                     message = step.message  # type: ignore[union-attr]  # every _WAITING step has one
-                    waiting[uid] = (waits + 1, message)
+                    waiting[job.uid] = (found[0] + 1 if found is not None else 1, message)
             elif isinstance(step, Place) and (found := before.get(step.job.uid)) is not None:
                 waiting[step.job.uid] = found
                 if counts(step):

@@ -33,13 +33,11 @@ class Planned:
     plan: Plan
     sizing: Sizing
     stem: Hashable | None = field(init=False)
+    job: JobFacts = field(init=False, repr=False, compare=False)  # the plan's, read a dozen times a cycle
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stem", demand_stem(self.plan))
-
-    @property
-    def job(self) -> JobFacts:
-        return self.plan.job
+        object.__setattr__(self, "job", self.plan.job)
 
 
 @dataclass(eq=False)
