@@ -420,7 +420,7 @@ def test_a_verdict_undone_by_room_come_free_holds_again_once_a_job_placed_there_
     """An 8-GPU job heads a queue of 4-GPU jobs, all waiting on two full H100 nodes. A pod on one
     node ends: at the next cycle's start that node has room for a 4-GPU job, so the 4-GPU jobs'
     verdict does not hold; the head is placed there and takes it all, and the verdict holds
-    again (plan_memo.Deferred). Only the head is planned; every job gets what a cycle planning
+    again (plan_carry.Deferred). Only the head is planned; every job gets what a cycle planning
     afresh gives it."""
     head = replace(
         make_job("head", created=0, products=(H100,)),

@@ -14,14 +14,8 @@ Only a plan on the cycle's own ledger is remembered. Each result keeps the rows 
 ledger changes (a placement this cycle, or anything between cycles: pods bound, finished, moved),
 core/plan_validity.py says which results still hold: those whose rows did not change, and "does
 not fit" verdicts that room alone decided where the change left the verdict as it was. Across
-cycles (``CarriedPlans``, kept by the scheduling loop) the cycle's ledger at its end is compared
-with the next one's at its start, when nothing else planning reads changed (the nodes' labels,
-prices and the sizings, and the settings: ``context``); a result that read a node whose
-allocatable or readiness changed is planned again (whether a demand ever fits reads them); a
-result that read scores also needs the same scoring context (``scoring``), which any pod bound or
-gone changes. A verdict that read no scores and did not hold at the cycle's start (room came free
-where it looked) is checked again when a job asks for it, on the ledger as the cycle's placements
-have left it (``Deferred``). Memory only: a restart plans afresh.
+cycles, what still holds on the next cycle's ledger is handed over by core/plan_carry.py
+(``CarriedPlans``, kept by the scheduling loop). Memory only: a restart plans afresh.
 """
 
 from __future__ import annotations
@@ -33,136 +27,28 @@ from modeljob.core.gang_placement import FirstReplicaFailure
 from modeljob.core.gang_request import Unplaceable
 from modeljob.core.node_types import Candidate, NodeType
 from modeljob.core.nodes import BoolArray, NodeTable, PodRequest, subset
+from modeljob.core.plan_carry import ByType, CarriedJob, CarriedPlans, Deferred, EmptyFits, Part
 from modeljob.core.plan_validity import (
     LedgerChange,
     LedgerFacts,
     Remembered,
     Result,
     changed_rows,
-    emptied_differently,
     read_scores,
 )
 
-__all__ = ["CarriedPlans", "PlanMemo", "read_scores", "renameable", "renamed"]
+__all__ = ["PlanMemo", "read_scores", "renameable", "renamed"]
 
-# A result kept by type and demand: its node type and demand key.
-_Part = tuple[NodeType, Hashable]
-# A job's whole planning: the job it was made for, per attempt the candidate's position and result,
-# and the results by type and demand it was made of (kept with it: they are its ledger's facts).
-_JobPlan = tuple[str, tuple[tuple[int, Result], ...], tuple[_Part, ...]]
-# A job's planning carried: its candidates' types, the plan, and whether any result it saw read scores.
-_CarriedJob = tuple[tuple[NodeType, ...], _JobPlan, bool]
-_ByType = dict[NodeType, dict[Hashable, Remembered]]
 # A job's planning kept within a cycle (PlanMemo._jobs says what each part is).
 _KeptJob = tuple[
-    int, tuple[int, ...], tuple[NodeType, ...], str, tuple[tuple[int, Result], ...], bool, tuple[_Part, ...]
+    int, tuple[int, ...], tuple[NodeType, ...], str, tuple[tuple[int, Result], ...], bool, tuple[Part, ...]
 ]
-# Whether a demand fits its node type's rows with every node emptied, by type and demand.
-_Empty = dict[tuple[NodeType, Hashable], bool]
-
 # Placements in one cycle after which what was planned on a type is forgotten at a placement
 # there rather than checked again (``PlanMemo.placed_on``). A live queue's cycle places a few;
 # a cycle that places hundreds would check each type's results hundreds of times (~2 ms each
 # time on 5,000 nodes), and a plan made again costs about as much as one such check.
 RECHECKED_PLACEMENTS = 32
 _MASKS_KEPT = 64
-
-
-@dataclass(eq=False)
-class CarriedPlans:
-    """What a cycle leaves for the next (see the module's docstring): the ledger as it ended
-    (``ledger``), the ``context`` and ``scoring`` it planned with, and the results that held on
-    that ledger, by type and demand (``by_type``) and by a job's whole demand (``jobs``, with the
-    types of its candidates). Each cycle keeps only what it used or made (a job's whole planning used
-    counts the results it was made of as used)."""
-
-    ledger: NodeTable | None = None
-    facts: LedgerFacts | None = None  # what the cycle's checks read of ``ledger``, to share
-    context: Hashable = None
-    scoring: Hashable = None
-    by_type: _ByType = field(default_factory=dict)
-    jobs: dict[Hashable, _CarriedJob] = field(default_factory=dict)
-    empty: _Empty = field(default_factory=dict)  # see PlanMemo.fits_empty
-
-    def start(
-        self,
-        ledger: NodeTable,
-        *,
-        context: Hashable,
-        scoring: Hashable,
-        type_masks: Mapping[NodeType, BoolArray],
-    ) -> tuple[_ByType, dict[Hashable, _CarriedJob], _Empty, Deferred | None, LedgerFacts | None]:
-        """A new cycle on ``ledger``: what earlier cycles left that still holds on it, handed back;
-        what may hold again once the cycle's placements have taken the room that came free
-        (``Deferred``); and what checking it read of ``ledger``, for the checks after."""
-        before, known, by_type, jobs, empty = self.ledger, self.facts, self.by_type, self.jobs, self.empty
-        same_context, scored_alike = context == self.context, scoring == self.scoring
-        self.ledger, self.facts, self.context, self.scoring = None, None, context, scoring
-        self.by_type, self.jobs, self.empty = {}, {}, {}
-        if before is None or not same_context:
-            return {}, {}, {}, None, None
-        change = LedgerChange(before, ledger, known=known)
-        # Whether a demand ever fits is planned on the nodes emptied, which reads their allocatable
-        # and readiness: a node's Ready flapping or its allocatable changing keeps the context
-        # (core/node_set_memory.py), so what read such a node is planned again, whatever the
-        # room now says.
-        moved = emptied_differently(before, ledger)
-        held: _ByType = {}
-        deferred = Deferred(change.earlier)
-        for node_type, results in by_type.items():
-            for key, found in results.items():
-                if moved[found.rows].any():
-                    continue
-                still = change.still(found, scored_alike=scored_alike)
-                if still is not None:
-                    held.setdefault(node_type, {})[key] = still
-                elif not read_scores(found.result):
-                    deferred.keep(node_type, key, found)
-        # A job's whole planning holds where none of its types' rows changed.
-        untouched = {
-            t
-            for t, mask in type_masks.items()
-            if (not change.any or not change.changed[mask].any()) and not moved[mask].any()
-        }
-        kept = {
-            key: found
-            for key, found in jobs.items()
-            if all(t in untouched for t in found[0]) and (scored_alike or not found[2])
-        }
-        if moved.any():
-            empty = {
-                k: fits
-                for k, fits in empty.items()
-                if (rows := type_masks.get(k[0])) is not None and not moved[rows].any()
-            }
-        return held, kept, empty, deferred, change.later
-
-
-class Deferred:
-    """Verdicts of the last cycle that did not hold on the new cycle's ledger as it started, kept
-    with the facts of the last cycle's ledger as it ended (``known``). In a deep queue a node
-    freed between two cycles has room for many demands, so their "no room" verdicts do not hold
-    at the start; once the cycle has placed a job there, most hold again. Each is checked
-    (core/plan_validity.py) on the ledger as it is when a job asks for it, and planned afresh
-    only if it does not hold then."""
-
-    def __init__(self, known: LedgerFacts) -> None:
-        self._known = known
-        self._results: _ByType = {}
-        self._change: tuple[int, LedgerChange] | None = None  # and the memo's stamp it was made at
-
-    def keep(self, node_type: NodeType, key: Hashable, found: Remembered) -> None:
-        self._results.setdefault(node_type, {})[key] = found
-
-    def take(self, node_type: NodeType, key: Hashable, table: NodeTable, stamp: int) -> Remembered | None:
-        """The verdict of ``key`` as it holds on ``table`` (the ledger at the memo's ``stamp``), if
-        it does; asked once (a verdict that does not hold is planned afresh, and remembered so)."""
-        found = self._results.get(node_type, {}).pop(key, None)
-        if found is None:
-            return None
-        if self._change is None or self._change[0] != stamp:
-            self._change = (stamp, LedgerChange(self._known.table, table, known=self._known))
-        return self._change[1].still(found, scored_alike=True)
 
 
 @dataclass(eq=False)
@@ -181,7 +67,7 @@ class PlanMemo:
     scoring: Hashable = None
     type_masks: Mapping[NodeType, BoolArray] = field(default_factory=dict)
     scored: int = 0
-    _by_type: _ByType = field(default_factory=dict)
+    _by_type: ByType = field(default_factory=dict)
     _subsets: dict[NodeType, dict[bytes, NodeTable]] = field(default_factory=dict)
     _epochs: dict[NodeType, int] = field(default_factory=dict)  # placements on each type so far
     # A job's whole planning, by its demand: the stamp and the epochs of its candidates' types it
@@ -189,15 +75,15 @@ class PlanMemo:
     # candidate's position and the result, whether any result its planning saw read scores, and
     # the results by type and demand it was made of.
     _jobs: dict[Hashable, _KeptJob] = field(default_factory=dict)
-    _reading: list[_Part] | None = None  # the results a job's planning read so far (``begin_job``)
+    _reading: list[Part] | None = None  # the results a job's planning read so far (``begin_job``)
     # Moves with every epoch: an entry made at this stamp holds without counting its types' epochs.
     _stamp: int = 0
     # Earlier cycles' results that hold on the ledger (checked again at each placement), used
     # (and so carried on) only if a job asks.
-    _earlier_by_type: _ByType = field(default_factory=dict)
-    _earlier_jobs: dict[Hashable, _CarriedJob] = field(default_factory=dict)
-    _empty: _Empty = field(default_factory=dict)  # as _by_type and _earlier_by_type
-    _earlier_empty: _Empty = field(default_factory=dict)
+    _earlier_by_type: ByType = field(default_factory=dict)
+    _earlier_jobs: dict[Hashable, CarriedJob] = field(default_factory=dict)
+    _empty: EmptyFits = field(default_factory=dict)  # as _by_type and _earlier_by_type
+    _earlier_empty: EmptyFits = field(default_factory=dict)
     _deferred: Deferred | None = None  # earlier verdicts that may hold again (``Deferred``)
     # This cycle's first-replica failures, by type and demand of any replica count, each with the
     # placements on its type it was found at (first_failure): never carried to the next cycle.
@@ -378,7 +264,7 @@ class PlanMemo:
         its whole planning (``remember_job``) is made of."""
         self._reading = []
 
-    def _use(self, parts: Iterable[_Part]) -> None:
+    def _use(self, parts: Iterable[Part]) -> None:
         """A job's whole planning, carried from the last cycle, is used: so are the results it was
         made of (else, unused themselves, they would not be carried on, and a change to its rows
         later would plan its jobs afresh rather than check them: every demand, after a quiet spell)."""
@@ -392,7 +278,7 @@ class PlanMemo:
         types: Sequence[NodeType],
         job: str,
         attempts: tuple[tuple[int, Result], ...],
-        parts: tuple[_Part, ...],
+        parts: tuple[Part, ...],
         *,
         read: bool,
     ) -> None:

@@ -41,7 +41,8 @@ from modeljob.core.job_state import JobFacts
 from modeljob.core.lifecycle import Plan, Reconciled, reconcile_job
 from modeljob.core.node_set_memory import NodeSetMemory
 from modeljob.core.nodes import NodeTable, NodeView
-from modeljob.core.plan_memo import CarriedPlans, PlanMemo
+from modeljob.core.plan_carry import CarriedPlans
+from modeljob.core.plan_memo import PlanMemo
 from modeljob.core.planning import Planner, count_work, host_demand, target_workload
 from modeljob.core.pod_index import IndexedPods, PodIndex
 from modeljob.core.preempting import Preempting, victims_of
