@@ -194,8 +194,8 @@ class ReasonRewrites:
         furthest = heapq.nsmallest(half, near, key=lambda uid: (-moved[uid], *longest_ago(uid)))
         chosen = set(furthest)
         left = budget - len(furthest)
-        # (when last written, uid) made in one pass, then compared as plain tuples
-        by_age = [(written.get(uid, -math.inf), uid) for uid in due if uid not in chosen] if left else []
+        # the keys listed, then selected as plain tuples
+        by_age = [longest_ago(uid) for uid in due if uid not in chosen] if left else []
         rest = [uid for _, uid in heapq.nsmallest(left, by_age)]
         self._granted = frozenset([*furthest, *rest])
         self._tokens -= len(self._granted)
