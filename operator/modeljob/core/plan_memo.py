@@ -270,7 +270,7 @@ class PlanMemo:
         later would plan its jobs afresh rather than check them: every demand, after a quiet spell)."""
         for node_type, key in parts:
             self._carry(node_type, key)
-            self.fits_empty(node_type, key)
+            self.fits_empty(node_type, key)  # asking carries its emptied-nodes answer on too
 
     def _keep_job(
         self,
