@@ -117,13 +117,13 @@ class JobFacts:
     # The job as "namespace/name": how queues, quota and preemption name it. Made once with the
     # facts (a cycle asks it of each of 10,000 waiting jobs several times); replace() makes it anew.
     ref: str = field(init=False, repr=False, compare=False)
+    # (namespace, name): how the loop's snapshot keys the job's document, looked up by every pass
+    # over the waiting jobs; made once too.
+    key: tuple[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ref", f"{self.namespace}/{self.name}")
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.namespace, self.name)
+        object.__setattr__(self, "key", (self.namespace, self.name))
 
     @property
     def node_rules(self) -> tuple[object, ...]:
