@@ -112,13 +112,14 @@ class CycleQueue:
         def place(ref: str, products: frozenset[str]) -> bool:
             """An admitted job planned; whether it keeps its quota charge (core/admission.py)."""
             self.products[ref] = products
+            waiting = self.waiting[ref]
             found = resumed.get(ref)
             step = (
                 found
                 if found is not None
-                else self._decide(self.waiting[ref], blocked_by=line.blocked_by, position=line.next_position)
+                else self._decide(waiting, blocked_by=line.blocked_by, position=line.next_position)
             )
-            line.add(step, self.waiting[ref])
+            line.add(step, waiting)
             if isinstance(step, Preempt) or (isinstance(step, Wait) and step.keeps_plan):
                 reserving.add(ref)  # holds quota while its victims go
             return isinstance(step, Place) or ref in reserving
@@ -212,9 +213,12 @@ class CycleQueue:
     def _candidates(self, waiting: Planned) -> tuple[Candidate, ...]:
         """The job's candidates on the products its quota key allows (all, if none is left); one
         tuple per sizing and products for the jobs with nothing placed (most of a deep queue)."""
-        products = self.products.get(waiting.job.ref)
-        if waiting.job.placement:
-            return _allowed(candidates_for(waiting.job, waiting.sizing, self.cluster.by_name), products)
+        job = waiting.job
+        products = self.products.get(job.ref)
+        if job.placement:
+            return _allowed(candidates_for(job, waiting.sizing, self.cluster.by_name), products)
+        if not products:  # (``_allowed`` keeps them all)
+            return waiting.sizing.candidates
         key = (id(waiting.sizing), products)
         found = self._allowed.get(key)
         if found is None or found[0] is not waiting.sizing:
