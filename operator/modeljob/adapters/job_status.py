@@ -109,6 +109,12 @@ class WriteBackoff:
         with self._lock:
             self._failures.pop(uid, None)
 
+    def left_alone(self, now: datetime) -> set[str]:
+        """The jobs in back-off at ``now`` (those ``ready`` says are not): a few, where asking
+        ``ready`` of every job would take the lock once per job."""
+        with self._lock:
+            return {uid for uid, (_, until) in self._failures.items() if now < until}
+
     def forget_except(self, uids: set[str]) -> None:
         """Drop jobs that no longer exist."""
         with self._lock:

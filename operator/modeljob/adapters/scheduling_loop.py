@@ -202,8 +202,9 @@ class SchedulingLoop:
         admitting = self._admissions.judge(documents.values(), self._parsed, now=now)
         judged_at = time.perf_counter()
         parsed, judged = admitting.jobs, admitting.judged
-        self._backoff.forget_except({job.uid for job in parsed})
-        backing_off, sits_out = self._backing_off(parsed, now)
+        uids = {job.uid for job in parsed}
+        self._backoff.forget_except(uids)
+        backing_off, sits_out = self._backing_off(parsed, uids, now)
         jobs = [job for job in parsed if job.uid not in sits_out]
         result = self._plan(jobs, [job for job in parsed if job.uid in sits_out], now)
         result = replace(result, steps=self._attempts.count(result.steps, sitting_out=sits_out))
@@ -234,13 +235,18 @@ class SchedulingLoop:
             self._waiting.settle()
         return result
 
-    def _backing_off(self, parsed: Sequence[JobFacts], now: datetime) -> tuple[set[str], set[str]]:
-        """The jobs in back-off, and those of them that sit this cycle out."""
+    def _backing_off(
+        self, parsed: Sequence[JobFacts], uids: set[str], now: datetime
+    ) -> tuple[set[str], set[str]]:
+        """The jobs in back-off (of ``uids``, the ``parsed`` jobs'), and those of them that sit this
+        cycle out."""
         # A job in back-off sits this cycle out, charged to its queue for what it holds and no more:
         # planned, it would hold nodes it cannot use. A preemptor with a written plan is planned all
         # the same, so the nodes its victims free stay kept for it (an evicted victim would take
         # them back), but not acted on until it is over.
-        backing_off = {job.uid for job in parsed if not self._backoff.ready(job.uid, now)}
+        backing_off = self._backoff.left_alone(now) & uids
+        if not backing_off:
+            return backing_off, set()
         sits_out = {
             job.uid for job in parsed if job.uid in backing_off and not (job.preempting and not job.placement)
         }
