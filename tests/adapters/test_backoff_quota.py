@@ -69,6 +69,7 @@ def test_a_waiting_job_backing_off_holds_no_quota_and_is_admitted_in_its_place_a
     assert pods_of(api, "b1") == []
     _add(api, view, job("b2", "team-a", replicas=1))
     loop.run_once()
+    assert pods_of(api, "b1") == [], "b1 sits the cycles of its back-off out: not planned, not placed"
     assert pods_of(api, "b2") != [], "b1, holding nothing, is charged nothing: b2 fits team-a's 8"
     younger = job("a3", "team-a", replicas=1)  # first by name, last by creation
     younger["metadata"]["creationTimestamp"] = "2026-01-01T00:00:30Z"
