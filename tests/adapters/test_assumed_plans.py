@@ -126,7 +126,9 @@ def test_a_plan_that_cannot_be_handed_over_fails_alone_and_backs_off(monkeypatch
     monkeypatch.setattr(loop._actions, "plan_write", broken)
     loop.run_once()  # the cycle itself goes on
     uid = api.job("ml", GANG)["metadata"]["uid"]
-    assert not loop._backoff.ready(uid, at(100)), "the job is left alone for a while, as after a failed write"
+    assert uid in loop._backoff.left_alone(at(100)), (
+        "the job is left alone for a while, as after a failed write"
+    )
     assert len(loop._handed.assumed) == 0, "nothing is read as written"
     assert "placement" not in api.job("ml", GANG)["status"]
 

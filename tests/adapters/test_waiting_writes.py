@@ -211,8 +211,8 @@ def test_a_waiting_write_that_fails_late_backs_off_from_when_it_failed() -> None
     blocker.release.set()
     loop._waiting.settle()  # fails at t=160
     uid = api.job("ml", GANG)["metadata"]["uid"]
-    assert not loop._backoff.ready(uid, at(160)), "left alone after the failure, not before"
-    assert loop._backoff.ready(uid, at(161))
+    assert uid in loop._backoff.left_alone(at(160)), "left alone after the failure, not before"
+    assert uid not in loop._backoff.left_alone(at(161))
 
 
 def test_a_replica_that_stops_drops_queued_writes_and_waits_for_the_one_under_way() -> None:
