@@ -283,13 +283,12 @@ def _reconcile_all(
     for job in sorted(jobs, key=attrgetter("ref")):
         job_pods = pods_by_job.get(job.uid, ())
         found = before.get(job.uid)
-        if found is not None and found[0] is job and not job_pods and not job.placement and not found[1]:
-            read: tuple[object, ...] | None = ()  # it reads nothing but itself (``_read``): the same step
-        else:
+        if job_pods or job.placement:
             read = _read(job, job_pods, cluster.by_name)
-            if read is None or (found is not None and (found[0] is not job or not _same(found[1], read))):
-                found = None
-        if found is None:
+            same = found is not None and found[0] is job and _same(found[1], read)
+        else:  # it reads nothing but itself (a waiting job's case): nothing else to compare
+            read, same = (), found is not None and found[0] is job and not found[1]
+        if found is None or not same:
             step = reconcile_job(
                 job,
                 job_pods,
@@ -322,8 +321,6 @@ def _read(
     pods and placement name (None for one gone); or None when the clock may change its step too:
     one of those nodes is NotReady, and is lost once it has been for the grace period. A job with
     neither pods nor a placement reads nothing else (core/lifecycle.py)."""
-    if not pods and not job.placement:
-        return ()
     names = {entry.node for entry in job.placement}
     names.update(pod.node for pod in pods if pod.node is not None)
     read: list[object] = [*pods]
