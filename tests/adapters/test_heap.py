@@ -28,8 +28,10 @@ def garbage_cycle() -> weakref.ref[Node]:
 
 @pytest.fixture(autouse=True)
 def unfrozen() -> Iterator[None]:
+    thresholds = gc.get_threshold()
     yield
     gc.unfreeze()  # the rest of the test session collects as usual
+    gc.set_threshold(*thresholds)
 
 
 class Clock:
@@ -83,3 +85,25 @@ def test_young_garbage_cycles_are_freed_at_every_cycle() -> None:
     finally:
         gc.enable()
     assert heap.full_collections == 1
+
+
+def test_a_cycle_building_thousands_of_objects_is_not_stopped_by_collections_midway() -> None:
+    """The cycle's results, alive until it ends, are not walked again and again while it builds
+    them: the young generation is collected once at the cycle's end instead."""
+    started: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+
+    heap = LongLivedHeap(full_every=600, clock=Clock())
+    heap.cycle_done()
+    gc.callbacks.append(count)
+    try:
+        results = [[n] for n in range(20_000)]  # a step per waiting job, say
+        assert started == []
+        heap.cycle_done()
+        assert started == [1]  # the end-of-cycle collection, alone
+    finally:
+        gc.callbacks.remove(count)
+    assert len(results) == 20_000
