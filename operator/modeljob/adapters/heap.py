@@ -50,7 +50,7 @@ YOUNG_THRESHOLD = 50_000
 class LongLivedHeap:
     """Called after each cycle: young garbage collected, the rest frozen, and the whole heap
     collected when the last full collection is ``full_every`` seconds old (or there was none).
-    Made, it sets the process's young-generation threshold to ``young_threshold``."""
+    Making one sets the whole process's young-generation threshold to ``young_threshold``."""
 
     def __init__(
         self,
